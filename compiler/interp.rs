@@ -1,0 +1,64 @@
+//! The reference interpreter: evaluates a graph node by node with each op's reference
+//! semantics (`Op::eval`). Written for clarity; it is the oracle every other backend is
+//! tested against.
+
+use crate::ir::{Graph, NodeId, NodeKind, ShapeDisplay};
+use nnc_runtime::Tensor;
+use std::collections::HashMap;
+
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum InterpError {
+    #[error("the model has {expected} inputs but {got} were given")]
+    InputCount { expected: usize, got: usize },
+    #[error("input `{name}` must have shape {expected} and dtype {dtype}, but the given tensor is {got:?}")]
+    InputMismatch { name: String, expected: String, dtype: String, got: Tensor },
+    #[error("parameter `{0}` has no value: load weights or use --random-weights")]
+    UnboundParam(String),
+}
+
+/// Run `graph` on `inputs` (in declaration order) and return its outputs in declaration order.
+/// Intermediate values are dropped after their last use.
+pub fn run(graph: &Graph, inputs: &[Tensor]) -> Result<Vec<Tensor>, InterpError> {
+    if inputs.len() != graph.inputs.len() {
+        return Err(InterpError::InputCount { expected: graph.inputs.len(), got: inputs.len() });
+    }
+    let mut remaining_uses: HashMap<NodeId, usize> = graph.node_ids().map(|n| (n, graph.users(n).len())).collect();
+    for (_, o) in &graph.outputs {
+        *remaining_uses.entry(*o).or_default() += 1;
+    }
+    let mut values: HashMap<NodeId, Tensor> = HashMap::new();
+    for id in graph.topo_order() {
+        let node = graph.node(id);
+        let value = match &node.kind {
+            NodeKind::Input { index } => {
+                let t = &inputs[*index];
+                if t.shape() != node.ty.shape.as_slice() || t.dtype() != node.ty.dtype {
+                    return Err(InterpError::InputMismatch {
+                        name: node.name.clone(),
+                        expected: ShapeDisplay(&node.ty.shape).to_string(),
+                        dtype: node.ty.dtype.to_string(),
+                        got: t.clone(),
+                    });
+                }
+                t.clone()
+            }
+            NodeKind::Param => return Err(InterpError::UnboundParam(node.name.clone())),
+            NodeKind::Const(t) => t.clone(),
+            NodeKind::Op(op) => {
+                let operands = graph.operands(id);
+                let args: Vec<&Tensor> = operands.iter().map(|o| &values[o]).collect();
+                let out = op.eval(&args, &node.ty);
+                for o in operands {
+                    let n = remaining_uses.get_mut(&o).expect("every node has a use count");
+                    *n -= 1;
+                    if *n == 0 {
+                        values.remove(&o);
+                    }
+                }
+                out
+            }
+        };
+        values.insert(id, value);
+    }
+    Ok(graph.outputs.iter().map(|(_, o)| values[o].clone()).collect())
+}

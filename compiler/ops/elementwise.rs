@@ -1,0 +1,286 @@
+//! Elementwise ops: the unary activations and math functions, and the four arithmetic ops with
+//! NumPy broadcasting.
+
+use super::{checked_type, common_float, Built, CallArgs, Const, Op, OpError, OpResult};
+use crate::ir::{ShapeDisplay, TensorType};
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum UnaryKind {
+    Relu,
+    Relu6,
+    Sigmoid,
+    Tanh,
+    /// Exact GELU: `x·Φ(x)` with the error function, not the tanh approximation.
+    Gelu,
+    Silu,
+    Exp,
+    Sqrt,
+    Abs,
+    Neg,
+    LeakyRelu { alpha: f64 },
+    Clip { min: f64, max: f64 },
+}
+
+impl UnaryKind {
+    pub fn from_name(name: &str) -> Option<UnaryKind> {
+        Some(match name {
+            "relu" => UnaryKind::Relu,
+            "relu6" => UnaryKind::Relu6,
+            "sigmoid" => UnaryKind::Sigmoid,
+            "tanh" => UnaryKind::Tanh,
+            "gelu" => UnaryKind::Gelu,
+            "silu" => UnaryKind::Silu,
+            "exp" => UnaryKind::Exp,
+            "sqrt" => UnaryKind::Sqrt,
+            "abs" => UnaryKind::Abs,
+            "neg" => UnaryKind::Neg,
+            "leaky_relu" => UnaryKind::LeakyRelu { alpha: 0.01 },
+            "clip" => UnaryKind::Clip { min: f64::NEG_INFINITY, max: f64::INFINITY },
+            _ => return None,
+        })
+    }
+
+    pub fn name(&self) -> &'static str {
+        match self {
+            UnaryKind::Relu => "relu",
+            UnaryKind::Relu6 => "relu6",
+            UnaryKind::Sigmoid => "sigmoid",
+            UnaryKind::Tanh => "tanh",
+            UnaryKind::Gelu => "gelu",
+            UnaryKind::Silu => "silu",
+            UnaryKind::Exp => "exp",
+            UnaryKind::Sqrt => "sqrt",
+            UnaryKind::Abs => "abs",
+            UnaryKind::Neg => "neg",
+            UnaryKind::LeakyRelu { .. } => "leaky_relu",
+            UnaryKind::Clip { .. } => "clip",
+        }
+    }
+
+    /// The function itself, computed in f64.
+    pub fn apply(&self, x: f64) -> f64 {
+        let sigmoid = |v: f64| 1.0 / (1.0 + (-v).exp());
+        match *self {
+            UnaryKind::Relu => x.max(0.0),
+            UnaryKind::Relu6 => x.clamp(0.0, 6.0),
+            UnaryKind::Sigmoid => sigmoid(x),
+            UnaryKind::Tanh => x.tanh(),
+            UnaryKind::Gelu => 0.5 * x * (1.0 + libm::erf(x / std::f64::consts::SQRT_2)),
+            UnaryKind::Silu => x * sigmoid(x),
+            UnaryKind::Exp => x.exp(),
+            UnaryKind::Sqrt => x.sqrt(),
+            UnaryKind::Abs => x.abs(),
+            UnaryKind::Neg => -x,
+            UnaryKind::LeakyRelu { alpha } => {
+                if x >= 0.0 {
+                    x
+                } else {
+                    alpha * x
+                }
+            }
+            UnaryKind::Clip { min, max } => x.max(min).min(max),
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Unary {
+    pub kind: UnaryKind,
+}
+
+impl Unary {
+    pub fn build(mut kind: UnaryKind, args: &mut CallArgs) -> OpResult<Built> {
+        args.expect_operands(1, 1, "x")?;
+        let accepted: &[&str] = match &mut kind {
+            UnaryKind::LeakyRelu { alpha } => {
+                *alpha = args.float("alpha")?.unwrap_or(*alpha);
+                &["alpha"]
+            }
+            UnaryKind::Clip { min, max } => {
+                *min = args.float("min")?.unwrap_or(*min);
+                *max = args.float("max")?.unwrap_or(*max);
+                if min > max {
+                    return Err(OpError::new(format!("clip: min ({min}) is greater than max ({max})")).at(args.span.clone()));
+                }
+                &["min", "max"]
+            }
+            UnaryKind::Relu
+            | UnaryKind::Relu6
+            | UnaryKind::Sigmoid
+            | UnaryKind::Tanh
+            | UnaryKind::Gelu
+            | UnaryKind::Silu
+            | UnaryKind::Exp
+            | UnaryKind::Sqrt
+            | UnaryKind::Abs
+            | UnaryKind::Neg => &[],
+        };
+        args.finish(accepted)?;
+        Built::plain(Op::Unary(Unary { kind }))
+    }
+
+    pub fn infer(&self, operands: &[&TensorType]) -> OpResult<TensorType> {
+        let dtype = common_float(self.kind.name(), operands)?;
+        Ok(TensorType::new(dtype, operands[0].shape.clone()))
+    }
+
+    pub fn eval(&self, x: &[&[f32]], _shapes: &[&[usize]], _out: &[usize]) -> Vec<f32> {
+        x[0].iter().map(|&v| self.kind.apply(v as f64) as f32).collect()
+    }
+
+    pub fn attrs(&self) -> Vec<(&'static str, Const)> {
+        match self.kind {
+            UnaryKind::LeakyRelu { alpha } => vec![("alpha", Const::Float(alpha))],
+            UnaryKind::Clip { min, max } => {
+                let mut v = Vec::new();
+                if min.is_finite() {
+                    v.push(("min", Const::Float(min)));
+                }
+                if max.is_finite() {
+                    v.push(("max", Const::Float(max)));
+                }
+                v
+            }
+            UnaryKind::Relu
+            | UnaryKind::Relu6
+            | UnaryKind::Sigmoid
+            | UnaryKind::Tanh
+            | UnaryKind::Gelu
+            | UnaryKind::Silu
+            | UnaryKind::Exp
+            | UnaryKind::Sqrt
+            | UnaryKind::Abs
+            | UnaryKind::Neg => Vec::new(),
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BinaryKind {
+    Add,
+    Sub,
+    Mul,
+    Div,
+}
+
+impl BinaryKind {
+    pub fn from_name(name: &str) -> Option<BinaryKind> {
+        Some(match name {
+            "add" => BinaryKind::Add,
+            "sub" => BinaryKind::Sub,
+            "mul" => BinaryKind::Mul,
+            "div" => BinaryKind::Div,
+            _ => return None,
+        })
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            BinaryKind::Add => "add",
+            BinaryKind::Sub => "sub",
+            BinaryKind::Mul => "mul",
+            BinaryKind::Div => "div",
+        }
+    }
+
+    pub fn apply(self, a: f32, b: f32) -> f32 {
+        match self {
+            BinaryKind::Add => a + b,
+            BinaryKind::Sub => a - b,
+            BinaryKind::Mul => a * b,
+            BinaryKind::Div => a / b,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Binary {
+    pub kind: BinaryKind,
+}
+
+/// NumPy broadcasting: align shapes at the right; each pair of dims must match or be 1.
+pub fn broadcast_shapes(a: &[usize], b: &[usize]) -> Option<Vec<usize>> {
+    let rank = a.len().max(b.len());
+    let mut out = vec![0; rank];
+    for i in 0..rank {
+        let da = if i < rank - a.len() { 1 } else { a[i - (rank - a.len())] };
+        let db = if i < rank - b.len() { 1 } else { b[i - (rank - b.len())] };
+        out[i] = match (da, db) {
+            (x, y) if x == y => x,
+            (1, y) => y,
+            (x, 1) => x,
+            _ => return None,
+        };
+    }
+    Some(out)
+}
+
+/// The flat index into an operand of shape `from` (right-aligned, broadcast) that feeds flat
+/// index `i` of a result of shape `to`.
+pub fn broadcast_index(mut i: usize, to: &[usize], from: &[usize]) -> usize {
+    let offset = to.len() - from.len();
+    let mut index = 0;
+    let mut stride = 1;
+    for axis in (0..to.len()).rev() {
+        let coord = i % to[axis];
+        i /= to[axis];
+        if axis >= offset {
+            let d = from[axis - offset];
+            if d != 1 {
+                index += coord * stride;
+            }
+            stride *= d;
+        }
+    }
+    index
+}
+
+impl Binary {
+    pub fn build(kind: BinaryKind, args: &mut CallArgs) -> OpResult<Built> {
+        args.expect_operands(2, 2, "a and b")?;
+        args.finish(&[])?;
+        Built::plain(Op::Binary(Binary { kind }))
+    }
+
+    pub fn infer(&self, operands: &[&TensorType]) -> OpResult<TensorType> {
+        let dtype = common_float(self.kind.name(), operands)?;
+        let (a, b) = (&operands[0].shape, &operands[1].shape);
+        let shape = broadcast_shapes(a, b).ok_or_else(|| {
+            OpError::new(format!("{}: shapes {} and {} do not broadcast", self.kind.name(), ShapeDisplay(a), ShapeDisplay(b)))
+                .help("aligned from the right, each pair of dimensions must be equal or one of them 1")
+        })?;
+        checked_type(self.kind.name(), dtype, shape)
+    }
+
+    pub fn eval(&self, x: &[&[f32]], shapes: &[&[usize]], out: &[usize]) -> Vec<f32> {
+        let n: usize = out.iter().product();
+        (0..n)
+            .map(|i| {
+                let a = x[0][broadcast_index(i, out, shapes[0])];
+                let b = x[1][broadcast_index(i, out, shapes[1])];
+                self.kind.apply(a, b)
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn broadcasting() {
+        assert_eq!(broadcast_shapes(&[2, 3, 4, 5], &[3, 1, 5]), Some(vec![2, 3, 4, 5]));
+        assert_eq!(broadcast_shapes(&[], &[3]), Some(vec![3]));
+        assert_eq!(broadcast_shapes(&[2], &[3]), None);
+        // Result [2, 3], operand [3]: element (1, 2) reads operand index 2.
+        assert_eq!(broadcast_index(5, &[2, 3], &[3]), 2);
+        assert_eq!(broadcast_index(5, &[2, 3], &[2, 1]), 1);
+    }
+
+    #[test]
+    fn gelu_is_exact() {
+        // Φ(1) = 0.841344746...
+        assert!((UnaryKind::Gelu.apply(1.0) - 0.841344746068543).abs() < 1e-12);
+    }
+}

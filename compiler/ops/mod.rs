@@ -1,0 +1,344 @@
+//! Every operator, defined once.
+//!
+//! `Op` is a closed enum. For each op, its module holds the whole definition: how a call's
+//! arguments become the op ([`CallArgs`] → attributes, with validation), its shape rule
+//! (`infer`), its reference semantics (`eval`, used by the interpreter and therefore the oracle
+//! for every backend), its cost (`macs`) and how random weights for its parameters are drawn.
+//! No `match` on `Op` has a wildcard arm, so adding a variant makes the compiler list every
+//! place that must learn about it.
+
+pub mod call;
+mod conv;
+mod dense;
+mod elementwise;
+mod lstm;
+mod norm;
+mod pool;
+mod softmax;
+mod structural;
+
+pub use call::{CallArgs, Const, OpError, OpResult, Operand};
+pub use conv::Conv2d;
+pub use dense::{Dense, MatMul};
+pub use elementwise::{broadcast_shapes, Binary, BinaryKind, Unary, UnaryKind};
+pub use lstm::Lstm;
+pub use norm::{BatchNorm, LayerNorm};
+pub use pool::{GlobalAvgPool, Pool, PoolKind};
+pub use softmax::{Attention, Softmax};
+pub use structural::{Concat, Flatten, Reshape, Slice, Transpose};
+
+use crate::ir::TensorType;
+use nnc_runtime::tensor::checked_numel;
+use nnc_runtime::{DType, Tensor};
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum Op {
+    Conv2d(Conv2d),
+    Dense(Dense),
+    MatMul(MatMul),
+    BatchNorm(BatchNorm),
+    LayerNorm(LayerNorm),
+    Lstm(Lstm),
+    Unary(Unary),
+    Binary(Binary),
+    Softmax(Softmax),
+    Pool(Pool),
+    GlobalAvgPool(GlobalAvgPool),
+    Flatten(Flatten),
+    Reshape(Reshape),
+    Transpose(Transpose),
+    Concat(Concat),
+    Slice(Slice),
+    Attention(Attention),
+}
+
+/// A parameter that a layer call creates because the call passed no weight tensors
+/// (`conv2d(x, filters=6, kernel=5)` creates `weight` and `bias`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct ImplicitParam {
+    /// The field name: the parameter is called `<prefix>.<field>`.
+    pub field: &'static str,
+    pub ty: TensorType,
+}
+
+/// What a call builds: the op, plus parameters to create and append to the operands.
+pub struct Built {
+    pub op: Op,
+    pub implicit: Vec<ImplicitParam>,
+}
+
+impl Built {
+    fn plain(op: Op) -> OpResult<Built> {
+        Ok(Built { op, implicit: Vec::new() })
+    }
+}
+
+/// How `--random-weights` draws a parameter, decided by the op that consumes it.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Init {
+    /// N(0, 2/fan_in): He initialization for weights followed by ReLU-like activations.
+    HeNormal { fan_in: usize },
+    /// U(-1/√fan_in, 1/√fan_in): PyTorch's default for biases and LSTM weights.
+    UniformFanIn { fan_in: usize },
+    /// Batch-norm statistics and affine parameters drawn around their trained values.
+    BnWeight,
+    BnBias,
+    BnMean,
+    BnVar,
+    /// Layer-norm scale near 1 and shift near 0.
+    LnWeight,
+    LnBias,
+}
+
+/// Names callable in `.nn` sources, for "unknown op" suggestions.
+pub const OP_NAMES: &[&str] = &[
+    "conv2d", "dense", "batch_norm", "layer_norm", "lstm", "relu", "relu6", "sigmoid", "tanh", "gelu", "silu", "exp", "sqrt", "abs", "neg",
+    "leaky_relu", "clip", "add", "sub", "mul", "div", "matmul", "softmax", "max_pool", "avg_pool", "global_avg_pool", "flatten", "reshape",
+    "transpose", "concat", "slice", "attention",
+];
+
+impl Op {
+    /// Build the op that a call to `name` denotes; `None` if no op has that name.
+    pub fn build(name: &str, args: &mut CallArgs) -> Option<OpResult<Built>> {
+        if let Some(kind) = UnaryKind::from_name(name) {
+            return Some(Unary::build(kind, args));
+        }
+        if let Some(kind) = BinaryKind::from_name(name) {
+            return Some(Binary::build(kind, args));
+        }
+        Some(match name {
+            "conv2d" => Conv2d::build(args),
+            "dense" => Dense::build(args),
+            "matmul" => MatMul::build(args),
+            "batch_norm" => BatchNorm::build(args),
+            "layer_norm" => LayerNorm::build(args),
+            "lstm" => Lstm::build(args),
+            "softmax" => Softmax::build(args),
+            "max_pool" => Pool::build(PoolKind::Max, args),
+            "avg_pool" => Pool::build(PoolKind::Avg, args),
+            "global_avg_pool" => GlobalAvgPool::build(args),
+            "flatten" => Flatten::build(args),
+            "reshape" => Reshape::build(args),
+            "transpose" => Transpose::build(args),
+            "concat" => Concat::build(args),
+            "slice" => Slice::build(args),
+            "attention" => Attention::build(args),
+            _ => return None,
+        })
+    }
+
+    /// The name the op is called by, in sources and IR text.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Op::Conv2d(_) => "conv2d",
+            Op::Dense(_) => "dense",
+            Op::MatMul(_) => "matmul",
+            Op::BatchNorm(_) => "batch_norm",
+            Op::LayerNorm(_) => "layer_norm",
+            Op::Lstm(_) => "lstm",
+            Op::Unary(u) => u.kind.name(),
+            Op::Binary(b) => b.kind.name(),
+            Op::Softmax(_) => "softmax",
+            Op::Pool(p) => p.kind.name(),
+            Op::GlobalAvgPool(_) => "global_avg_pool",
+            Op::Flatten(_) => "flatten",
+            Op::Reshape(_) => "reshape",
+            Op::Transpose(_) => "transpose",
+            Op::Concat(_) => "concat",
+            Op::Slice(_) => "slice",
+            Op::Attention(_) => "attention",
+        }
+    }
+
+    /// The result type for operands of these types, or why they are invalid.
+    pub fn infer(&self, operands: &[&TensorType]) -> OpResult<TensorType> {
+        match self {
+            Op::Conv2d(o) => o.infer(operands),
+            Op::Dense(o) => o.infer(operands),
+            Op::MatMul(o) => o.infer(operands),
+            Op::BatchNorm(o) => o.infer(operands),
+            Op::LayerNorm(o) => o.infer(operands),
+            Op::Lstm(o) => o.infer(operands),
+            Op::Unary(o) => o.infer(operands),
+            Op::Binary(o) => o.infer(operands),
+            Op::Softmax(o) => o.infer(operands),
+            Op::Pool(o) => o.infer(operands),
+            Op::GlobalAvgPool(o) => o.infer(operands),
+            Op::Flatten(o) => o.infer(operands),
+            Op::Reshape(o) => o.infer(operands),
+            Op::Transpose(o) => o.infer(operands),
+            Op::Concat(o) => o.infer(operands),
+            Op::Slice(o) => o.infer(operands),
+            Op::Attention(o) => o.infer(operands),
+        }
+    }
+
+    /// Reference semantics: the output for these inputs (all float, already type-checked).
+    pub fn eval(&self, inputs: &[&Tensor], out: &TensorType) -> Tensor {
+        let x: Vec<&[f32]> = inputs.iter().map(|t| t.as_f32().expect("type checking admits only float operands")).collect();
+        let shapes: Vec<&[usize]> = inputs.iter().map(|t| t.shape()).collect();
+        let data = match self {
+            Op::Conv2d(o) => o.eval(&x, &shapes, &out.shape),
+            Op::Dense(o) => o.eval(&x, &shapes, &out.shape),
+            Op::MatMul(o) => o.eval(&x, &shapes, &out.shape),
+            Op::BatchNorm(o) => o.eval(&x, &shapes, &out.shape),
+            Op::LayerNorm(o) => o.eval(&x, &shapes, &out.shape),
+            Op::Lstm(o) => o.eval(&x, &shapes, &out.shape),
+            Op::Unary(o) => o.eval(&x, &shapes, &out.shape),
+            Op::Binary(o) => o.eval(&x, &shapes, &out.shape),
+            Op::Softmax(o) => o.eval(&x, &shapes, &out.shape),
+            Op::Pool(o) => o.eval(&x, &shapes, &out.shape),
+            Op::GlobalAvgPool(o) => o.eval(&x, &shapes, &out.shape),
+            Op::Flatten(o) => o.eval(&x, &shapes, &out.shape),
+            Op::Reshape(o) => o.eval(&x, &shapes, &out.shape),
+            Op::Transpose(o) => o.eval(&x, &shapes, &out.shape),
+            Op::Concat(o) => o.eval(&x, &shapes, &out.shape),
+            Op::Slice(o) => o.eval(&x, &shapes, &out.shape),
+            Op::Attention(o) => o.eval(&x, &shapes, &out.shape),
+        };
+        Tensor::from_f32(out.dtype, out.shape.clone(), data).expect("an op's output matches its inferred shape")
+    }
+
+    /// Canonical attributes, in a fixed order. Building the op again from its operands and
+    /// these attributes gives an equal op: that is what makes IR text parse back.
+    pub fn attrs(&self) -> Vec<(&'static str, Const)> {
+        match self {
+            Op::Conv2d(o) => o.attrs(),
+            Op::Dense(_) | Op::MatMul(_) | Op::GlobalAvgPool(_) | Op::Flatten(_) => Vec::new(),
+            Op::BatchNorm(o) => o.attrs(),
+            Op::LayerNorm(o) => o.attrs(),
+            Op::Lstm(o) => o.attrs(),
+            Op::Unary(o) => o.attrs(),
+            Op::Binary(_) => Vec::new(),
+            Op::Softmax(o) => o.attrs(),
+            Op::Pool(o) => o.attrs(),
+            Op::Reshape(o) => o.attrs(),
+            Op::Transpose(o) => o.attrs(),
+            Op::Concat(o) => o.attrs(),
+            Op::Slice(o) => o.attrs(),
+            Op::Attention(o) => o.attrs(),
+        }
+    }
+
+    /// Multiply-accumulates performed, the unit of work every report counts.
+    pub fn macs(&self, operands: &[&TensorType], out: &TensorType) -> u64 {
+        match self {
+            Op::Conv2d(o) => o.macs(operands, out),
+            Op::Dense(o) => o.macs(operands, out),
+            Op::MatMul(o) => o.macs(operands, out),
+            Op::Lstm(o) => o.macs(operands, out),
+            Op::Attention(o) => o.macs(operands, out),
+            Op::BatchNorm(_)
+            | Op::LayerNorm(_)
+            | Op::Unary(_)
+            | Op::Binary(_)
+            | Op::Softmax(_)
+            | Op::Pool(_)
+            | Op::GlobalAvgPool(_)
+            | Op::Flatten(_)
+            | Op::Reshape(_)
+            | Op::Transpose(_)
+            | Op::Concat(_)
+            | Op::Slice(_) => 0,
+        }
+    }
+
+    /// How to draw a random value for the parameter in operand slot `index`, if this op gives
+    /// that slot a meaning (a weight, a bias, a statistic).
+    pub fn param_init(&self, index: usize, operands: &[&TensorType]) -> Option<Init> {
+        match self {
+            Op::Conv2d(_) => {
+                let w = operands.get(1)?;
+                let fan_in = w.shape[1..].iter().product();
+                match index {
+                    1 => Some(Init::HeNormal { fan_in }),
+                    2 => Some(Init::UniformFanIn { fan_in }),
+                    _ => None,
+                }
+            }
+            Op::Dense(_) => {
+                let fan_in = *operands.get(1)?.shape.get(1)?;
+                match index {
+                    1 => Some(Init::HeNormal { fan_in }),
+                    2 => Some(Init::UniformFanIn { fan_in }),
+                    _ => None,
+                }
+            }
+            Op::BatchNorm(_) => [None, Some(Init::BnWeight), Some(Init::BnBias), Some(Init::BnMean), Some(Init::BnVar)].get(index).copied().flatten(),
+            Op::LayerNorm(_) => [None, Some(Init::LnWeight), Some(Init::LnBias)].get(index).copied().flatten(),
+            Op::Lstm(_) => {
+                let hidden = *operands.get(2)?.shape.get(1)?;
+                (index >= 1).then_some(Init::UniformFanIn { fan_in: hidden })
+            }
+            Op::MatMul(_)
+            | Op::Unary(_)
+            | Op::Binary(_)
+            | Op::Softmax(_)
+            | Op::Pool(_)
+            | Op::GlobalAvgPool(_)
+            | Op::Flatten(_)
+            | Op::Reshape(_)
+            | Op::Transpose(_)
+            | Op::Concat(_)
+            | Op::Slice(_)
+            | Op::Attention(_) => None,
+        }
+    }
+}
+
+/// A result type, refused if it would exceed the tensor size limit.
+pub fn checked_type(op: &str, dtype: DType, shape: Vec<usize>) -> OpResult<TensorType> {
+    if checked_numel(&shape, dtype.size_bytes()).is_none() {
+        return Err(OpError::new(format!(
+            "{op}: the result of shape {} would be larger than the {} GiB tensor limit",
+            crate::ir::ShapeDisplay(&shape),
+            nnc_runtime::MAX_TENSOR_BYTES >> 30
+        )));
+    }
+    Ok(TensorType::new(dtype, shape))
+}
+
+/// All operands must be float tensors of one dtype; returns it.
+pub fn common_float(op: &str, operands: &[&TensorType]) -> OpResult<DType> {
+    let first = operands[0].dtype;
+    for t in operands {
+        if !t.dtype.is_float() {
+            return Err(OpError::new(format!("{op} works on float tensors, but got a {} tensor", t.dtype))
+                .help("integer tensors come from `--quantize int8`; declare inputs and params as f32"));
+        }
+        if t.dtype != first {
+            return Err(OpError::new(format!("{op}: operands mix {} and {}", first, t.dtype)).help("give all operands the same dtype"));
+        }
+    }
+    Ok(first)
+}
+
+/// Operand `i` must have exactly `shape`.
+pub fn expect_shape(op: &str, what: &str, got: &TensorType, shape: &[usize]) -> OpResult<()> {
+    if got.shape != shape {
+        return Err(OpError::new(format!(
+            "{op}: {what} must have shape {}, but has shape {}",
+            crate::ir::ShapeDisplay(shape),
+            crate::ir::ShapeDisplay(&got.shape)
+        )));
+    }
+    Ok(())
+}
+
+/// Resolve a possibly negative axis against a rank.
+pub fn normalize_axis(op: &str, axis: i64, rank: usize) -> OpResult<usize> {
+    let r = rank as i64;
+    if axis < -r || axis >= r {
+        return Err(OpError::new(format!("{op}: axis {axis} is out of range for a rank-{rank} tensor (valid: {} to {})", -r, r - 1)));
+    }
+    Ok(if axis < 0 { (axis + r) as usize } else { axis as usize })
+}
+
+/// Row-major strides of a shape.
+pub fn strides(shape: &[usize]) -> Vec<usize> {
+    let mut s = vec![1; shape.len()];
+    for i in (0..shape.len().saturating_sub(1)).rev() {
+        s[i] = s[i + 1] * shape[i + 1];
+    }
+    s
+}

@@ -1,0 +1,148 @@
+//! NumPy `.npy` files, through the `npyz` crate.
+//!
+//! Reading validates what a file claims before trusting it: the element count is computed with
+//! checked arithmetic, capped at [`MAX_TENSOR_BYTES`], and compared with the bytes actually
+//! present, so a truncated or lying header is an error instead of a huge allocation.
+
+use crate::tensor::{checked_numel, MAX_TENSOR_BYTES};
+use crate::{DType, Tensor};
+use npyz::{TypeChar, WriterBuilder};
+use std::path::Path;
+
+#[derive(Debug, thiserror::Error)]
+pub enum NpyError {
+    #[error("cannot read {path}: {source}")]
+    Io { path: String, source: std::io::Error },
+    #[error("{path} is not a valid .npy file: {reason}")]
+    Malformed { path: String, reason: String },
+    #[error("{path} holds {dtype} data; nnc reads f32 (and f64, converted) arrays")]
+    UnsupportedDType { path: String, dtype: String },
+    #[error("{path} is stored in Fortran order; save it in C order (numpy.ascontiguousarray)")]
+    FortranOrder { path: String },
+    #[error("{path}: the array of shape {shape:?} is larger than the {limit} GiB limit", limit = MAX_TENSOR_BYTES >> 30)]
+    TooLarge { path: String, shape: Vec<u64> },
+}
+
+/// A tensor read from a `.npy` file, and whether it was converted from `f64`.
+pub struct NpyArray {
+    pub tensor: Tensor,
+    pub converted_from_f64: bool,
+}
+
+/// Read a little-endian, C-order `f32` or `f64` array as an f32 tensor.
+pub fn read_npy(path: &Path) -> Result<NpyArray, NpyError> {
+    let p = path.display().to_string();
+    let bytes = std::fs::read(path).map_err(|source| NpyError::Io { path: p.clone(), source })?;
+    read_npy_bytes(&bytes, &p)
+}
+
+/// [`read_npy`] on bytes already in memory; `name` is used in messages.
+pub fn read_npy_bytes(bytes: &[u8], name: &str) -> Result<NpyArray, NpyError> {
+    let malformed = |reason: String| NpyError::Malformed { path: name.to_string(), reason };
+    let file = npyz::NpyFile::new(bytes).map_err(|e| malformed(e.to_string()))?;
+    if file.order() == npyz::Order::Fortran {
+        return Err(NpyError::FortranOrder { path: name.to_string() });
+    }
+    let (is_f64, elem) = match file.dtype() {
+        npyz::DType::Plain(ts) if ts.type_char() == TypeChar::Float && ts.size_field() == 4 => (false, 4),
+        npyz::DType::Plain(ts) if ts.type_char() == TypeChar::Float && ts.size_field() == 8 => (true, 8),
+        other => return Err(NpyError::UnsupportedDType { path: name.to_string(), dtype: other.descr() }),
+    };
+    if let npyz::DType::Plain(ts) = file.dtype() {
+        if ts.endianness() == npyz::Endianness::Big {
+            return Err(malformed("big-endian data; nnc reads little-endian arrays".into()));
+        }
+    }
+    let shape64 = file.shape().to_vec();
+    let too_large = || NpyError::TooLarge { path: name.to_string(), shape: shape64.clone() };
+    let shape: Vec<usize> = shape64.iter().map(|&d| usize::try_from(d).map_err(|_| too_large())).collect::<Result<_, _>>()?;
+    let n = checked_numel(&shape, elem).ok_or_else(too_large)?;
+    // The header parsed; the data must be exactly what it promises (npyz would otherwise
+    // pre-allocate from the header's count before discovering the file is short).
+    let header_len = bytes.len() - file.into_inner().len();
+    let data_len = bytes.len() - header_len;
+    if data_len != n * elem {
+        return Err(malformed(format!(
+            "the header promises {} bytes of data for shape {shape:?} but the file holds {data_len}",
+            n * elem
+        )));
+    }
+    let file = npyz::NpyFile::new(bytes).map_err(|e| malformed(e.to_string()))?;
+    let data: Vec<f32> = if is_f64 {
+        let v: Vec<f64> = file.into_vec().map_err(|e| malformed(e.to_string()))?;
+        v.into_iter().map(|x| x as f32).collect()
+    } else {
+        file.into_vec().map_err(|e| malformed(e.to_string()))?
+    };
+    let tensor = Tensor::from_f32(DType::F32, shape, data).map_err(|e| malformed(e.to_string()))?;
+    Ok(NpyArray { tensor, converted_from_f64: is_f64 })
+}
+
+/// Write a tensor as a little-endian, C-order `f32` array.
+pub fn write_npy(path: &Path, tensor: &Tensor) -> std::io::Result<()> {
+    let file = std::fs::File::create(path)?;
+    let shape: Vec<u64> = tensor.shape().iter().map(|&d| d as u64).collect();
+    let mut writer = npyz::WriteOptions::new()
+        .default_dtype()
+        .shape(&shape)
+        .writer(std::io::BufWriter::new(file))
+        .begin_nd()?;
+    writer.extend(tensor.to_f32_vec())?;
+    writer.finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn npy_bytes(header_dict: &str, data: &[u8]) -> Vec<u8> {
+        let mut h = header_dict.to_string();
+        while (10 + h.len() + 1) % 64 != 0 {
+            h.push(' ');
+        }
+        h.push('\n');
+        let mut out = b"\x93NUMPY\x01\x00".to_vec();
+        out.extend_from_slice(&(h.len() as u16).to_le_bytes());
+        out.extend_from_slice(h.as_bytes());
+        out.extend_from_slice(data);
+        out
+    }
+
+    #[test]
+    fn round_trip() {
+        let dir = tempdir();
+        let path = dir.join("t.npy");
+        let t = Tensor::f32(vec![2, 3], vec![1.0, 2.0, 3.0, 4.0, 5.0, -6.5]);
+        write_npy(&path, &t).unwrap();
+        let back = read_npy(&path).unwrap();
+        assert_eq!(back.tensor, t);
+        assert!(!back.converted_from_f64);
+    }
+
+    #[test]
+    fn f64_is_converted() {
+        let data: Vec<u8> = [1.5f64, -2.0].iter().flat_map(|v| v.to_le_bytes()).collect();
+        let b = npy_bytes("{'descr': '<f8', 'fortran_order': False, 'shape': (2,), }", &data);
+        let a = read_npy_bytes(&b, "x").unwrap();
+        assert!(a.converted_from_f64);
+        assert_eq!(a.tensor.as_f32().unwrap(), &[1.5, -2.0]);
+    }
+
+    #[test]
+    fn lying_header_is_an_error() {
+        let b = npy_bytes("{'descr': '<f4', 'fortran_order': False, 'shape': (1000000, 1000000), }", &[0; 8]);
+        assert!(matches!(read_npy_bytes(&b, "x"), Err(NpyError::TooLarge { .. })));
+        let b = npy_bytes("{'descr': '<f4', 'fortran_order': False, 'shape': (4,), }", &[0; 8]);
+        assert!(matches!(read_npy_bytes(&b, "x"), Err(NpyError::Malformed { .. })));
+        let b = npy_bytes("{'descr': '<i8', 'fortran_order': False, 'shape': (1,), }", &[0; 8]);
+        assert!(matches!(read_npy_bytes(&b, "x"), Err(NpyError::UnsupportedDType { .. })));
+        assert!(read_npy_bytes(b"\x93NUMPY", "x").is_err());
+        assert!(read_npy_bytes(b"", "x").is_err());
+    }
+
+    fn tempdir() -> std::path::PathBuf {
+        let d = std::env::temp_dir().join(format!("nnc-npy-test-{}", std::process::id()));
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    }
+}

@@ -1,0 +1,139 @@
+//! A dense, row-major (C order) tensor.
+
+use crate::DType;
+use std::fmt;
+
+/// The largest tensor nnc will allocate, in bytes (4 GiB). Shapes are checked against it
+/// before any allocation so that a model or file that claims a huge tensor gets an error,
+/// not an out-of-memory abort.
+pub const MAX_TENSOR_BYTES: u64 = 4 << 30;
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum TensorError {
+    #[error("tensor of shape {shape:?} has {len} elements but its data has {data_len}")]
+    LengthMismatch { shape: Vec<usize>, len: usize, data_len: usize },
+    #[error("tensor of shape {0:?} is larger than the {limit} GiB limit", limit = MAX_TENSOR_BYTES >> 30)]
+    TooLarge(Vec<usize>),
+}
+
+/// Number of elements of `shape`, or `None` if it overflows or exceeds [`MAX_TENSOR_BYTES`]
+/// for elements of `elem_bytes` bytes.
+pub fn checked_numel(shape: &[usize], elem_bytes: usize) -> Option<usize> {
+    let n = shape.iter().try_fold(1usize, |acc, &d| acc.checked_mul(d))?;
+    let bytes = (n as u64).checked_mul(elem_bytes as u64)?;
+    (bytes <= MAX_TENSOR_BYTES).then_some(n)
+}
+
+/// Tensor storage. Float dtypes (`f32`, `f16`, `bf16`) share `F32` storage; see [`DType`].
+#[derive(Clone, PartialEq)]
+pub enum Data {
+    F32(Vec<f32>),
+    I8(Vec<i8>),
+    I32(Vec<i32>),
+}
+
+#[derive(Clone, PartialEq)]
+pub struct Tensor {
+    dtype: DType,
+    shape: Vec<usize>,
+    data: Data,
+}
+
+impl Tensor {
+    /// A float tensor of dtype `dtype` (f32, f16 or bf16). Values are rounded to `dtype`.
+    pub fn from_f32(dtype: DType, shape: Vec<usize>, mut data: Vec<f32>) -> Result<Tensor, TensorError> {
+        debug_assert!(dtype.is_float());
+        Self::check_len(&shape, data.len())?;
+        if dtype != DType::F32 {
+            data.iter_mut().for_each(|v| *v = dtype.round_f32(*v));
+        }
+        Ok(Tensor { dtype, shape, data: Data::F32(data) })
+    }
+
+    /// An f32 tensor; panics if `data.len()` does not match `shape` (an internal invariant,
+    /// never user input: user data goes through [`Tensor::from_f32`]).
+    pub fn f32(shape: Vec<usize>, data: Vec<f32>) -> Tensor {
+        assert_eq!(shape.iter().product::<usize>(), data.len(), "tensor data does not match shape {shape:?}");
+        Tensor { dtype: DType::F32, shape, data: Data::F32(data) }
+    }
+
+    pub fn scalar(v: f32) -> Tensor {
+        Tensor::f32(vec![], vec![v])
+    }
+
+    pub fn zeros(dtype: DType, shape: Vec<usize>) -> Tensor {
+        let n = shape.iter().product();
+        let data = match dtype {
+            DType::F32 | DType::F16 | DType::BF16 => Data::F32(vec![0.0; n]),
+            DType::I8 => Data::I8(vec![0; n]),
+            DType::I32 => Data::I32(vec![0; n]),
+        };
+        Tensor { dtype, shape, data }
+    }
+
+    pub fn from_i8(shape: Vec<usize>, data: Vec<i8>) -> Result<Tensor, TensorError> {
+        Self::check_len(&shape, data.len())?;
+        Ok(Tensor { dtype: DType::I8, shape, data: Data::I8(data) })
+    }
+
+    pub fn from_i32(shape: Vec<usize>, data: Vec<i32>) -> Result<Tensor, TensorError> {
+        Self::check_len(&shape, data.len())?;
+        Ok(Tensor { dtype: DType::I32, shape, data: Data::I32(data) })
+    }
+
+    fn check_len(shape: &[usize], data_len: usize) -> Result<(), TensorError> {
+        let len = checked_numel(shape, 1).ok_or_else(|| TensorError::TooLarge(shape.to_vec()))?;
+        if len != data_len {
+            return Err(TensorError::LengthMismatch { shape: shape.to_vec(), len, data_len });
+        }
+        Ok(())
+    }
+
+    pub fn dtype(&self) -> DType {
+        self.dtype
+    }
+    pub fn shape(&self) -> &[usize] {
+        &self.shape
+    }
+    pub fn len(&self) -> usize {
+        self.shape.iter().product()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    pub fn data(&self) -> &Data {
+        &self.data
+    }
+
+    /// The float values, or `None` for an integer tensor.
+    pub fn as_f32(&self) -> Option<&[f32]> {
+        match &self.data {
+            Data::F32(v) => Some(v),
+            Data::I8(_) | Data::I32(_) => None,
+        }
+    }
+
+    /// Every element converted to `f32` (exact for i8, rounded for large i32).
+    pub fn to_f32_vec(&self) -> Vec<f32> {
+        match &self.data {
+            Data::F32(v) => v.clone(),
+            Data::I8(v) => v.iter().map(|&x| x as f32).collect(),
+            Data::I32(v) => v.iter().map(|&x| x as f32).collect(),
+        }
+    }
+
+    /// The same data viewed with another shape of equal element count.
+    pub fn reshaped(mut self, shape: Vec<usize>) -> Tensor {
+        assert_eq!(shape.iter().product::<usize>(), self.len(), "reshape must keep the element count");
+        self.shape = shape;
+        self
+    }
+}
+
+impl fmt::Debug for Tensor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Tensor<{}{:?}>", self.dtype, self.shape)?;
+        let preview: Vec<String> = self.to_f32_vec().iter().take(8).map(|v| format!("{v}")).collect();
+        write!(f, "[{}{}]", preview.join(", "), if self.len() > 8 { ", ..." } else { "" })
+    }
+}
