@@ -1,9 +1,17 @@
 //! nnc: a compiler for neural-network graphs.
+//!
+//! The pipeline: [`syntax`] parses `.nn` text, [`elaborate`] builds the typed [`ir::Graph`]
+//! (every op defined once in [`ops`]), [`passes`] optimize it, and [`interp`] runs it as the
+//! reference. [`driver`] strings the front end together; [`weights`] binds parameters.
 
+pub mod cli;
 pub mod diagnostics;
+pub mod driver;
 pub mod elaborate;
 pub mod interp;
-pub mod weights;
 pub mod ir;
 pub mod ops;
+pub mod passes;
+pub mod summary;
 pub mod syntax;
+pub mod weights;

@@ -1,6 +1,7 @@
 //! The graph IR: types, the graph itself, its text form and its verifier.
 
 mod graph;
+pub mod parse;
 pub mod print;
 mod types;
 pub mod verify;

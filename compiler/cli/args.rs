@@ -1,0 +1,205 @@
+//! The `nnc` command line (SPEC §2), declared with clap. Anything clap rejects exits with 2.
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+
+#[derive(Parser, Debug)]
+#[command(name = "nnc", version, about = "A compiler for neural-network graphs", propagate_version = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Parse and type-check a model; print diagnostics only.
+    Check(CommonArgs),
+    /// Per-layer table of output shapes, parameters and MACs, with totals.
+    Summary(CommonArgs),
+    /// Compile a model and emit one of its intermediate forms.
+    Compile(CompileArgs),
+    /// Run a model and print or write its outputs.
+    Run(RunArgs),
+    /// Run a model on the modeled systolic-array accelerator and report time and energy.
+    Sim(SimArgs),
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct CommonArgs {
+    /// The `.nn` source file.
+    pub file: PathBuf,
+    /// Which model of the file to use (needed when it defines several).
+    #[arg(long)]
+    pub model: Option<String>,
+    /// Bind a symbolic dimension, e.g. `--dim N=32`.
+    #[arg(long = "dim", value_name = "NAME=SIZE", value_parser = parse_dim)]
+    pub dims: Vec<(String, usize)>,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct OptimizeArgs {
+    /// Optimization level: -O0 (none) to -O3.
+    #[arg(short = 'O', value_name = "LEVEL", default_value_t = 2, value_parser = clap::value_parser!(u8).range(0..=3))]
+    pub opt_level: u8,
+    /// Print the IR after a pass (or after every pass) to stderr.
+    #[arg(long, value_name = "PASS|all", value_parser = dump_after_values())]
+    pub dump_after: Option<String>,
+    /// Code generation target.
+    #[arg(long, value_enum, default_value_t = Target::Cpu)]
+    pub target: Target,
+    /// Quantize weights and activations.
+    #[arg(long, value_enum)]
+    pub quantize: Option<Quantize>,
+    /// Calibration data for --quantize: a batch of inputs stacked on axis 0.
+    #[arg(long, value_name = "NAME=FILE.npy")]
+    pub calibrate: Vec<String>,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct WeightArgs {
+    /// Weights as safetensors, keyed by parameter name.
+    #[arg(long, value_name = "FILE", conflicts_with = "random_weights")]
+    pub weights: Option<PathBuf>,
+    /// Deterministic synthetic weights drawn from this seed.
+    #[arg(long, value_name = "SEED")]
+    pub random_weights: Option<u64>,
+}
+
+#[derive(Args, Debug)]
+pub struct CompileArgs {
+    #[command(flatten)]
+    pub common: CommonArgs,
+    #[command(flatten)]
+    pub opt: OptimizeArgs,
+    #[command(flatten)]
+    pub weights: WeightArgs,
+    /// What to emit.
+    #[arg(long, value_enum)]
+    pub emit: Emit,
+    /// Write to this file instead of stdout.
+    #[arg(short = 'o', value_name = "OUT")]
+    pub output: Option<PathBuf>,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct InputArgs {
+    /// An input: `NAME=FILE.npy` or `NAME=random:SEED`; repeat per input.
+    #[arg(long = "input", value_name = "NAME=FILE.npy|NAME=random:SEED")]
+    pub inputs: Vec<String>,
+    /// Write `DIR/<output>.npy` for every output (created if missing).
+    #[arg(long, value_name = "DIR")]
+    pub output_dir: Option<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub common: CommonArgs,
+    #[command(flatten)]
+    pub opt: OptimizeArgs,
+    #[command(flatten)]
+    pub weights: WeightArgs,
+    #[command(flatten)]
+    pub io: InputArgs,
+    /// Which executor runs the model.
+    #[arg(long, value_enum, default_value_t = Backend::Jit)]
+    pub backend: Backend,
+    /// Run N times after a warm-up and print the median time and spread.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub bench: Option<u32>,
+    /// Worker threads.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub threads: Option<u32>,
+}
+
+#[derive(Args, Debug)]
+pub struct SimArgs {
+    #[command(flatten)]
+    pub common: CommonArgs,
+    #[command(flatten)]
+    pub opt: OptimizeArgs,
+    #[command(flatten)]
+    pub weights: WeightArgs,
+    #[command(flatten)]
+    pub io: InputArgs,
+    /// Accelerator configuration: a preset (tpu-v1, gemmini, edge) or a TOML file.
+    #[arg(long, value_name = "PRESET|FILE.toml")]
+    pub config: Option<String>,
+    /// Override one configuration key; repeatable.
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub set: Vec<String>,
+    /// Array size, e.g. 16x16.
+    #[arg(long, value_name = "RxC")]
+    pub array: Option<String>,
+    #[arg(long, value_enum)]
+    pub dataflow: Option<Dataflow>,
+    #[arg(long, value_enum)]
+    pub memory: Option<Memory>,
+    /// Write the JSON report here.
+    #[arg(long, value_name = "FILE.json")]
+    pub report: Option<PathBuf>,
+    /// Write a Chrome/Perfetto trace of the instruction timeline here.
+    #[arg(long, value_name = "FILE.json")]
+    pub trace: Option<PathBuf>,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Emit {
+    Ast,
+    Ir,
+    IrRaw,
+    Dot,
+    Clif,
+    Asm,
+    Isa,
+    Obj,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    Jit,
+    Interp,
+    Accel,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Target {
+    Cpu,
+    Accel,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Quantize {
+    Int8,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Dataflow {
+    Ws,
+    Os,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Memory {
+    Ideal,
+    Modeled,
+}
+
+fn parse_dim(s: &str) -> Result<(String, usize), String> {
+    let (name, size) = s.split_once('=').ok_or_else(|| format!("expected NAME=SIZE, got `{s}`"))?;
+    let valid_name = name.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_') && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if !valid_name {
+        return Err(format!("`{name}` is not a dimension name"));
+    }
+    let size: usize = size.parse().map_err(|_| format!("`{size}` is not a positive integer"))?;
+    if size == 0 {
+        return Err("a dimension must be at least 1".into());
+    }
+    Ok((name.to_string(), size))
+}
+
+fn dump_after_values() -> clap::builder::PossibleValuesParser {
+    let mut names = crate::passes::pass_names();
+    names.push("all");
+    clap::builder::PossibleValuesParser::new(names)
+}

@@ -1,0 +1,79 @@
+//! Checks every pass must pass, shared by the passes' unit tests and the filetests: the IR
+//! verifies afterwards, a second run changes nothing, and the interpreter computes the same
+//! outputs (on random weights and inputs) before and after.
+
+use crate::driver::{build_graph, Source};
+use crate::ir::{print::print_graph, verify::verify, Graph};
+use crate::{interp, weights};
+use nnc_runtime::Tensor;
+use rand::{RngExt, SeedableRng};
+use std::collections::BTreeMap;
+
+/// Look up a pass by its CLI name.
+pub fn pass_by_name(name: &str) -> fn(&mut Graph) -> bool {
+    super::PIPELINE.iter().find(|p| p.name == name).unwrap_or_else(|| panic!("no pass named {name}")).run
+}
+
+/// Seeded random inputs for every graph input.
+pub fn random_inputs(graph: &Graph, seed: u64) -> Vec<Tensor> {
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    graph
+        .inputs
+        .iter()
+        .map(|&id| {
+            let ty = &graph.node(id).ty;
+            let data = (0..ty.numel()).map(|_| rng.random_range(-1.0f32..1.0)).collect();
+            Tensor::from_f32(ty.dtype, ty.shape.clone(), data).expect("shape matches")
+        })
+        .collect()
+}
+
+/// Outputs with `weights` bound as constants (the graph may already have none left).
+pub fn run_with_weights(graph: &Graph, weights: &BTreeMap<String, Tensor>, inputs: &[Tensor]) -> Vec<Tensor> {
+    let mut g = graph.clone();
+    let used: BTreeMap<String, Tensor> = g.param_names().into_iter().map(|n| { let t = weights[&n].clone(); (n, t) }).collect();
+    weights::bind_weights(&mut g, used, "random").expect("random weights fit");
+    interp::run(&g, inputs).expect("interpreter runs")
+}
+
+/// Assert two output lists agree within `|a − b| ≤ tol·(1 + |b|)`.
+pub fn assert_close(got: &[Tensor], want: &[Tensor], tol: f32) {
+    assert_eq!(got.len(), want.len(), "output count");
+    for (i, (g, w)) in got.iter().zip(want).enumerate() {
+        assert_eq!(g.shape(), w.shape(), "output {i} shape");
+        for (j, (a, b)) in g.to_f32_vec().iter().zip(w.to_f32_vec()).enumerate() {
+            assert!((a - b).abs() <= tol * (1.0 + b.abs()), "output {i} element {j}: {a} vs {b}");
+        }
+    }
+}
+
+/// The generic pass checks on `graph`; returns the graph after the pass.
+pub fn check_pass_on_graph(pass: &str, graph: &Graph) -> Graph {
+    let run = pass_by_name(pass);
+    let mut after = graph.clone();
+    run(&mut after);
+    verify(&after).unwrap_or_else(|e| panic!("{pass} broke the IR:\n{e}\n{}", print_graph(&after)));
+    let mut twice = after.clone();
+    run(&mut twice);
+    assert_eq!(print_graph(&twice), print_graph(&after), "{pass} is not idempotent");
+    for seed in [1, 2] {
+        // Weights are drawn from the graph before the pass: their distribution depends on
+        // which op consumes them, which passes change.
+        let w = weights::random_weights(graph, seed);
+        let inputs = random_inputs(graph, seed);
+        let before_out = run_with_weights(graph, &w, &inputs);
+        let after_out = run_with_weights(&after, &w, &inputs);
+        assert_close(&after_out, &before_out, 1e-4);
+    }
+    after
+}
+
+/// [`check_pass_on_graph`] on a `.nn` source, both before and after binding weights (passes
+/// must work on graphs with parameters and on graphs with constants).
+pub fn check_pass(pass: &str, source: &str) {
+    let graph = build_graph(&Source::from_string("test.nn", source), None, &Default::default()).unwrap_or_else(|d| panic!("{d:?}"));
+    check_pass_on_graph(pass, &graph);
+    let mut bound = graph.clone();
+    weights::bind_weights(&mut bound, weights::random_weights(&graph, 7), "random").expect("random weights fit");
+    check_pass_on_graph(pass, &bound);
+}
