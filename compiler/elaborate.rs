@@ -86,13 +86,24 @@ struct Scope {
 
 /// Naming context of the statement being elaborated.
 struct StmtCtx {
-    /// Full name of the statement's (first) binding, e.g. "b1.conv1"; the expression's root
-    /// node takes it.
+    /// Node name for the expression's root: the statement's full binding name, e.g. "b1.conv1".
     binding: String,
-    /// Names for the roots of several results (`a, b = blk(x)`).
+    /// Node names for the roots of several results (`a, b = blk(x)`).
     multi: Vec<String>,
     /// Where the statement's parameter-creating layer call is, if it had one.
     layer: Option<Span>,
+    /// The enclosing scope's prefix ("" or "b1."): `name="fc"` on a call means `<scope>fc`.
+    scope: String,
+    /// What the statement's implicit parameters and inner nodes are named under: the binding
+    /// ("b1.conv1" → "b1.conv1.weight"); in a block's `return`, the block call's own prefix.
+    param_base: String,
+}
+
+impl StmtCtx {
+    fn statement(scope: &Scope, local: &str) -> StmtCtx {
+        let full = format!("{}{local}", scope.prefix);
+        StmtCtx { binding: full.clone(), multi: Vec::new(), layer: None, scope: scope.prefix.clone(), param_base: full }
+    }
 }
 
 struct Elaborator<'a> {
@@ -223,7 +234,7 @@ impl<'a> Elaborator<'a> {
                 self.bind(scope, name, value);
             }
             StmtKind::Let { names, value } => {
-                let mut ctx = StmtCtx { binding: format!("{}{}", scope.prefix, names[0].name), multi: Vec::new(), layer: None };
+                let mut ctx = StmtCtx::statement(scope, &names[0].name);
                 if names.len() > 1 {
                     ctx.multi = names.iter().map(|n| format!("{}{}", scope.prefix, n.name)).collect();
                 }
@@ -257,7 +268,7 @@ impl<'a> Elaborator<'a> {
                     return;
                 }
                 let id = if let Some(value) = value {
-                    let mut ctx = StmtCtx { binding: name.name.clone(), multi: Vec::new(), layer: None };
+                    let mut ctx = StmtCtx::statement(scope, &name.name);
                     let result = self.expr(value, scope, &mut ctx, true);
                     let id = match result {
                         Ok(Value::Tensor(id)) => Some(id),
@@ -334,7 +345,7 @@ impl<'a> Elaborator<'a> {
 
     /// A name for a non-root node of the statement: `<binding>.<what>`.
     fn inner_name(&self, ctx: &StmtCtx, what: &str) -> String {
-        format!("{}.{what}", ctx.binding)
+        format!("{}.{what}", ctx.param_base)
     }
 
     fn expr(&mut self, e: &'a Expr, scope: &mut Scope, ctx: &mut StmtCtx, root: bool) -> Eval {
@@ -559,8 +570,8 @@ impl<'a> Elaborator<'a> {
                 ctx.layer = Some(span.clone());
             }
             let prefix = match &param_prefix {
-                Some((n, _)) => format!("{}{n}", scope_prefix_of(&ctx.binding)),
-                None => ctx.binding.clone(),
+                Some((n, _)) => format!("{}{n}", ctx.scope),
+                None => ctx.param_base.clone(),
             };
             for p in &built.implicit {
                 let id = self.make_param(format!("{prefix}.{}", p.field), p.ty.clone(), span.clone())?;
@@ -642,8 +653,11 @@ impl<'a> Elaborator<'a> {
         if poisoned {
             return Err(Poisoned);
         }
-        let outer_prefix = scope_prefix_of(&ctx.binding);
-        let mut inner = Scope { names: HashMap::new(), prefix: format!("{}{}.", outer_prefix, prefix_name.as_deref().unwrap_or(&ctx.binding[outer_prefix.len()..])), in_block: true };
+        let block_prefix = match &prefix_name {
+            Some(n) => format!("{}{n}", ctx.scope),
+            None => ctx.param_base.clone(),
+        };
+        let mut inner = Scope { names: HashMap::new(), prefix: format!("{block_prefix}."), in_block: true };
         for (param, value) in block.params.iter().zip(bound) {
             let value = match value {
                 Some((v, _)) => v,
@@ -651,7 +665,7 @@ impl<'a> Elaborator<'a> {
                     Some(default) => {
                         // Defaults are constants evaluated in an empty scope.
                         let mut empty = Scope { in_block: true, ..Scope::default() };
-                        let mut dctx = StmtCtx { binding: format!("{}{}", inner.prefix, param.name.name), multi: Vec::new(), layer: None };
+                        let mut dctx = StmtCtx::statement(&inner, &param.name.name);
                         match self.expr(default, &mut empty, &mut dctx, false)? {
                             v @ Value::Const(_) => v,
                             _ => return Err(self.error(Diagnostic::error("a default value must be a constant").at(default.span.clone(), "not a constant"))),
@@ -679,13 +693,15 @@ impl<'a> Elaborator<'a> {
         let mut failed = self.diags[before..].iter().any(Diagnostic::is_error);
         for (i, ret) in block.returns.iter().enumerate() {
             let binding = if !root {
-                format!("{}{}", inner.prefix, "out")
+                format!("{block_prefix}.out")
             } else if block.returns.len() == 1 {
                 ctx.binding.clone()
             } else {
-                ctx.multi.get(i).cloned().unwrap_or_else(|| format!("{}out{i}", inner.prefix))
+                ctx.multi.get(i).cloned().unwrap_or_else(|| format!("{block_prefix}.out{i}"))
             };
-            let mut rctx = StmtCtx { binding, multi: Vec::new(), layer: None };
+            // A layer in the return expression is named like one called in the caller's
+            // statement: `b1 = blk(x)` returning `dense(x, units=3)` makes `b1.weight`.
+            let mut rctx = StmtCtx { binding, multi: Vec::new(), layer: None, scope: inner.prefix.clone(), param_base: block_prefix.clone() };
             match self.expr(ret, &mut inner, &mut rctx, true) {
                 Ok(Value::Tensor(id)) => results.push(id),
                 Ok(v) => {
@@ -712,14 +728,6 @@ fn positional_attrs(op: &str) -> &'static [&'static str] {
         "reshape" => &["shape"],
         "transpose" => &["perm"],
         _ => &[],
-    }
-}
-
-/// The scope prefix part of a full binding name: "b1.conv1" → "b1.".
-fn scope_prefix_of(binding: &str) -> &str {
-    match binding.rfind('.') {
-        Some(i) => &binding[..=i],
-        None => "",
     }
 }
 
