@@ -328,6 +328,12 @@ impl<'a> Elaborator<'a> {
     }
 
     fn make_param(&mut self, name: String, ty: TensorType, span: Span) -> Result<NodeId, Poisoned> {
+        if checked_numel(&ty.shape, ty.dtype.size_bytes()).is_none() {
+            return Err(self.error(
+                Diagnostic::error(format!("parameter `{name}` of shape {} is larger than the {} GiB tensor limit", ShapeDisplay(&ty.shape), nnc_runtime::MAX_TENSOR_BYTES >> 30))
+                    .at(span, "creates this parameter"),
+            ));
+        }
         if let Some(first) = self.param_spans.get(&name) {
             let first = first.clone();
             return Err(self.error(

@@ -132,8 +132,20 @@ fn graph_for(session: &mut Session, common: &CommonArgs, extra: &DimBindings) ->
     Ok(elaborate::elaborate(&file, model, &dims)?)
 }
 
+/// `check` type-checks models with symbolic dimensions too: those not bound by `--dim` are
+/// taken as 1 (a batch of one), which is what a reader of the model would try first.
 fn check(session: &mut Session, a: &CommonArgs) -> CmdResult {
-    graph_for(session, a, &DimBindings::new())?;
+    let file = load(session, a)?;
+    let model = elaborate::select_model(&file, a.model.as_deref())?;
+    let mut dims = dims_from_flags(a)?;
+    for (_, ty) in elaborate::declared_inputs(model) {
+        for d in &ty.dims {
+            if let ast::Dim::Symbol(s) = d {
+                dims.entry(s.name.clone()).or_insert(1);
+            }
+        }
+    }
+    elaborate::elaborate(&file, model, &dims)?;
     Ok(())
 }
 

@@ -5,6 +5,8 @@ use nnc_runtime::Tensor;
 /// Past this many elements, every axis shows only its first and last `EDGE_ITEMS` entries.
 const SUMMARY_THRESHOLD: usize = 1000;
 const EDGE_ITEMS: usize = 3;
+/// Values per line along the last axis.
+const PER_LINE: usize = 8;
 
 pub fn format_tensor(t: &Tensor) -> String {
     let values = t.to_f32_vec();
@@ -32,7 +34,10 @@ fn write_axis(values: &[f32], shape: &[usize], depth: usize, summarize: bool, fm
     out.push('[');
     for (k, item) in shown.iter().enumerate() {
         if k > 0 {
-            if shape.len() == 1 {
+            if shape.len() == 1 && k % PER_LINE == 0 {
+                out.push_str(",\n");
+                out.push_str(&" ".repeat(depth + 1));
+            } else if shape.len() == 1 {
                 out.push_str(", ");
             } else {
                 out.push_str(",\n");

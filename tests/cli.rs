@@ -1,0 +1,293 @@
+//! The `nnc` command line as a user drives it: each command, each exit-code class (0 success,
+//! 1 user error, 2 usage), real outputs checked by value.
+
+mod common;
+
+use assert_cmd::Command;
+use common::repo;
+use nnc_runtime::npy::read_npy;
+use npyz::WriterBuilder;
+use std::path::Path;
+
+fn nnc() -> Command {
+    let mut c = Command::cargo_bin("nnc").unwrap();
+    c.current_dir(repo()).env("NO_COLOR", "1").timeout(std::time::Duration::from_secs(120));
+    c
+}
+
+struct Out {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+fn run(args: &[&str]) -> Out {
+    let o = nnc().args(args).output().unwrap();
+    let out = Out { code: o.status.code().unwrap_or(-1), stdout: String::from_utf8_lossy(&o.stdout).into(), stderr: String::from_utf8_lossy(&o.stderr).into() };
+    assert!(!out.stderr.contains("panicked"), "nnc panicked on {args:?}:\n{}", out.stderr);
+    out
+}
+
+const EXAMPLES: &[(&str, &str)] = &[
+    ("examples/lenet5.nn", "image"),
+    ("examples/mlp.nn", "x"),
+    ("examples/resnet18.nn", "image"),
+    ("examples/mobilenet_v2.nn", "image"),
+    ("examples/transformer.nn", "x"),
+    ("examples/lstm.nn", "x"),
+];
+
+#[test]
+fn check_accepts_every_example_silently() {
+    for (file, _) in EXAMPLES.iter().chain(&[("examples/digits/digits.nn", "")]) {
+        let o = run(&["check", file]);
+        assert_eq!(o.code, 0, "{file}: {}", o.stderr);
+        assert!(o.stdout.is_empty() && o.stderr.is_empty());
+    }
+}
+
+#[test]
+fn every_example_runs_with_random_weights_and_gives_finite_outputs() {
+    let dir = tempfile::tempdir().unwrap();
+    for (file, input) in EXAMPLES {
+        let out_dir = dir.path().join(Path::new(file).file_stem().unwrap());
+        let o = run(&["run", file, "--backend", "interp", "--random-weights", "1", "--input", &format!("{input}=random:7"), "--output-dir", out_dir.to_str().unwrap()]);
+        assert_eq!(o.code, 0, "{file}: {}", o.stderr);
+        let written: Vec<_> = std::fs::read_dir(&out_dir).unwrap().collect();
+        assert_eq!(written.len(), 1, "{file}: one output file");
+        let t = read_npy(&written[0].as_ref().unwrap().path()).unwrap().tensor;
+        let v = t.to_f32_vec();
+        assert!(v.iter().all(|x| x.is_finite()), "{file}: non-finite output");
+        assert!(v.iter().any(|&x| x != 0.0), "{file}: all-zero output");
+    }
+}
+
+#[test]
+fn random_weights_and_inputs_are_deterministic() {
+    let args = ["run", "examples/lenet5.nn", "--backend", "interp", "--random-weights", "3", "--input", "image=random:4"];
+    let a = run(&args);
+    let b = run(&args);
+    assert_eq!(a.code, 0);
+    assert_eq!(a.stdout, b.stdout);
+    let c = run(&["run", "examples/lenet5.nn", "--backend", "interp", "--random-weights", "4", "--input", "image=random:4"]);
+    assert_ne!(a.stdout, c.stdout, "another seed gives other weights");
+}
+
+#[test]
+fn every_opt_level_gives_the_same_outputs() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut results = Vec::new();
+    for level in ["-O0", "-O1", "-O2", "-O3"] {
+        let out = dir.path().join(level);
+        let o = run(&["run", "examples/resnet18.nn", level, "--backend", "interp", "--random-weights", "1", "--input", "image=random:1", "--output-dir", out.to_str().unwrap()]);
+        assert_eq!(o.code, 0, "{}", o.stderr);
+        results.push(read_npy(&out.join("logits.npy")).unwrap().tensor.to_f32_vec());
+    }
+    for r in &results[1..] {
+        for (a, b) in r.iter().zip(&results[0]) {
+            assert!((a - b).abs() <= 1e-4 * (1.0 + b.abs()), "{a} vs {b}");
+        }
+    }
+}
+
+#[test]
+fn lenet5_with_weights_file_matches_onnx_runtime() {
+    let dir = tempfile::tempdir().unwrap();
+    let fx = "tests/fixtures/lenet5_ort";
+    let o = run(&["run", "examples/lenet5.nn", "--backend", "interp", "--weights", &format!("{fx}/weights.safetensors"), "--input", &format!("image={fx}/image.npy"), "--output-dir", dir.path().to_str().unwrap()]);
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    let got = read_npy(&dir.path().join("logits.npy")).unwrap().tensor;
+    let want = read_npy(&repo().join(fx).join("expected/logits.npy")).unwrap().tensor;
+    assert_eq!(common::compare(&[got], &[want], 1e-4), None);
+}
+
+#[test]
+fn digits_example_reproduces_the_training_scripts_accuracy() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = "examples/digits";
+    let o = run(&["run", &format!("{d}/digits.nn"), "--backend", "interp", "--weights", &format!("{d}/digits.safetensors"), "--input", &format!("x={d}/test_x.npy"), "--output-dir", dir.path().to_str().unwrap()]);
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    let logits = read_npy(&dir.path().join("logits.npy")).unwrap().tensor;
+    let labels: Vec<i64> = npyz::NpyFile::new(&std::fs::read(repo().join(d).join("test_y.npy")).unwrap()[..]).unwrap().into_vec().unwrap();
+    let n = labels.len();
+    assert_eq!(logits.shape(), &[n, 10], "N is bound from the input file");
+    let v = logits.to_f32_vec();
+    let correct = (0..n).filter(|&i| {
+        let row = &v[i * 10..][..10];
+        let argmax = (0..10).max_by(|&a, &b| row[a].total_cmp(&row[b])).unwrap();
+        argmax as i64 == labels[i]
+    }).count();
+    let report: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(repo().join(d).join("accuracy.json")).unwrap()).unwrap();
+    assert_eq!(correct as u64, report["correct"].as_u64().unwrap());
+    assert_eq!(n as u64, report["n"].as_u64().unwrap());
+    assert!(correct as f64 / n as f64 > 0.95, "accuracy {correct}/{n}");
+}
+
+#[test]
+fn symbolic_dims_bind_from_flags_and_report_when_unbound() {
+    let o = run(&["run", "examples/digits/digits.nn", "--backend", "interp", "--random-weights", "1", "--dim", "N=3", "--input", "x=random:1"]);
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    assert!(o.stdout.starts_with("logits: f32[3, 10]"), "{}", o.stdout);
+    let o = run(&["summary", "examples/digits/digits.nn"]);
+    assert_eq!(o.code, 1);
+    assert!(o.stderr.contains("symbolic dimension `N` is not bound") && o.stderr.contains("--dim N=SIZE"), "{}", o.stderr);
+}
+
+#[test]
+fn summary_reports_layers_and_totals() {
+    let o = run(&["summary", "examples/lenet5.nn"]);
+    assert_eq!(o.code, 0);
+    for needle in ["c1 ", "conv2d", "f32[1, 6, 28, 28] nchw", "117,600", "61,706", "416,520", "peak"] {
+        assert!(o.stdout.contains(needle), "missing {needle:?} in\n{}", o.stdout);
+    }
+    // torchvision's ResNet-18 has 11,689,512 trainable parameters plus 9,600 batch-norm running
+    // statistics (state_dict entries, which nnc counts as parameters), and 1.814 GMACs.
+    let o = run(&["summary", "examples/resnet18.nn"]);
+    assert!(o.stdout.contains("parameters: 11,699,112"), "{}", o.stdout);
+    assert!(o.stdout.contains("MACs: 1,814,073,344"), "{}", o.stdout);
+    // torchvision's MobileNetV2: 3,504,872 trainable + 34,112 running statistics; 300.8 MMACs.
+    let o = run(&["summary", "examples/mobilenet_v2.nn"]);
+    assert!(o.stdout.contains("parameters: 3,538,984") && o.stdout.contains("MACs: 300,774,272"), "{}", o.stdout);
+}
+
+#[test]
+fn compile_emits_each_form() {
+    let ir_raw = run(&["compile", "examples/resnet18.nn", "--emit", "ir-raw"]);
+    assert_eq!(ir_raw.code, 0);
+    assert!(ir_raw.stdout.contains("batch_norm("));
+    let ir = run(&["compile", "examples/resnet18.nn", "--emit", "ir"]);
+    assert_eq!(ir.code, 0);
+    assert!(!ir.stdout.contains("batch_norm("), "-O2 folds every batch norm into its convolution");
+    let ir = run(&["compile", "examples/resnet18.nn", "--emit", "ir", "--random-weights", "1"]);
+    assert!(!ir.stdout.contains("= mul(") && ir.stdout.contains("= const <"), "with weights the folded arithmetic becomes constants");
+    let dot = run(&["compile", "examples/lenet5.nn", "--emit", "dot"]);
+    assert!(dot.stdout.starts_with("digraph \"lenet5\"") && dot.stdout.contains("->"));
+    let ast = run(&["compile", "examples/lenet5.nn", "--emit", "ast"]);
+    assert!(ast.stdout.contains("Model(") && ast.stdout.contains("\"conv2d\""));
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("lenet.ir");
+    let o = run(&["compile", "examples/lenet5.nn", "--emit", "ir", "-o", out.to_str().unwrap()]);
+    assert_eq!(o.code, 0);
+    assert!(std::fs::read_to_string(out).unwrap().starts_with("graph lenet5 {"));
+}
+
+#[test]
+fn dump_after_prints_banners_to_stderr() {
+    let o = run(&["compile", "examples/resnet18.nn", "--emit", "ir", "--dump-after", "all"]);
+    assert_eq!(o.code, 0);
+    for pass in ["fold-batch-norm", "fold-constants", "eliminate-dead-code"] {
+        assert!(o.stderr.contains(&format!("// ----- IR after {pass} -----")), "{pass}");
+    }
+    let o = run(&["compile", "examples/lenet5.nn", "--emit", "ir", "--dump-after", "fold-constants", "-O0"]);
+    assert!(o.stderr.contains("does not run"), "{}", o.stderr);
+}
+
+#[test]
+fn unavailable_backends_say_so_with_exit_1() {
+    for args in [
+        vec!["run", "examples/lenet5.nn", "--random-weights", "1", "--input", "image=random:1"],
+        vec!["run", "examples/lenet5.nn", "--backend", "accel", "--random-weights", "1", "--input", "image=random:1"],
+        vec!["sim", "examples/lenet5.nn", "--random-weights", "1"],
+        vec!["compile", "examples/lenet5.nn", "--emit", "clif"],
+        vec!["compile", "examples/lenet5.nn", "--emit", "isa"],
+        vec!["compile", "examples/lenet5.nn", "--emit", "ir", "--quantize", "int8"],
+    ] {
+        let o = run(&args);
+        assert_eq!(o.code, 1, "{args:?}");
+        assert!(o.stderr.contains("not available yet"), "{args:?}: {}", o.stderr);
+    }
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    for args in [
+        vec!["frobnicate"],
+        vec!["check"],
+        vec!["check", "examples/lenet5.nn", "--no-such-flag"],
+        vec!["run", "examples/lenet5.nn", "-O7"],
+        vec!["run", "examples/lenet5.nn", "--dim", "N=0"],
+        vec!["run", "examples/lenet5.nn", "--dim", "N"],
+        vec!["run", "examples/lenet5.nn", "--backend", "gpu"],
+        vec!["compile", "examples/lenet5.nn", "--emit", "wasm"],
+        vec!["compile", "examples/lenet5.nn", "--emit", "ir", "--dump-after", "no-such-pass"],
+        vec!["run", "examples/lenet5.nn", "--weights", "a", "--random-weights", "1"],
+        vec!["run", "examples/lenet5.nn", "--bench", "0"],
+        vec!["sim", "examples/lenet5.nn", "--dataflow", "diagonal"],
+    ] {
+        let o = run(&args);
+        assert_eq!(o.code, 2, "{args:?}: {}", o.stderr);
+    }
+    assert_eq!(run(&["--help"]).code, 0);
+    assert_eq!(run(&["--version"]).code, 0);
+}
+
+#[test]
+fn input_errors_exit_1_with_what_is_wrong() {
+    let base = ["run", "examples/lenet5.nn", "--backend", "interp", "--random-weights", "1"];
+    let with = |extra: &[&str]| run(&[&base[..], extra].concat());
+    let o = with(&[]);
+    assert_eq!(o.code, 1);
+    assert!(o.stderr.contains("no value for input `image`") && o.stderr.contains("random:SEED"), "{}", o.stderr);
+    let o = with(&["--input", "img=random:1"]);
+    assert_eq!(o.code, 1);
+    assert!(o.stderr.contains("has no such input") && o.stderr.contains("`image`"), "{}", o.stderr);
+    let o = with(&["--input", "image=tests/fixtures/ops/relu/x.npy"]);
+    assert_eq!(o.code, 1);
+    assert!(o.stderr.contains("but input `image` is declared [1, 1, 28, 28]"), "{}", o.stderr);
+    let o = run(&["run", "examples/lenet5.nn", "--backend", "interp", "--input", "image=random:1"]);
+    assert_eq!(o.code, 1);
+    assert!(o.stderr.contains("has 10 parameters but no weights were given"), "{}", o.stderr);
+}
+
+#[test]
+fn weights_errors_list_every_missing_name_and_both_shapes() {
+    let fx = "tests/fixtures/lenet5_ort/weights.safetensors";
+    // LeNet's weights for the MLP: four names are missing, `logits.*` have other shapes; all
+    // of it is reported in one run.
+    let o = run(&["run", "examples/mlp.nn", "--backend", "interp", "--weights", fx, "--input", "x=random:1"]);
+    assert_eq!(o.code, 1);
+    assert!(o.stderr.contains("has no tensor for 4 parameters: `h1.bias`, `h1.weight`, `h2.bias`, `h2.weight`"), "{}", o.stderr);
+    assert!(o.stderr.contains("weight `logits.weight`") && o.stderr.contains("[10, 84]") && o.stderr.contains("[10, 512]"), "{}", o.stderr);
+    // Same names, other shapes.
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("m.nn");
+    std::fs::write(&src, "model m {\n input image: f32[1, 1, 28, 28]\n c1 = conv2d(image, filters=6, kernel=3)\n output y = relu(c1)\n}\n").unwrap();
+    let o = run(&["run", src.to_str().unwrap(), "--backend", "interp", "--weights", fx, "--input", "image=random:1"]);
+    assert_eq!(o.code, 1);
+    assert!(o.stderr.contains("weight `c1.weight`") && o.stderr.contains("[6, 1, 5, 5]") && o.stderr.contains("[6, 1, 3, 3]"), "{}", o.stderr);
+    // Unused tensors only warn.
+    std::fs::write(&src, "model m {\n input image: f32[1, 1, 28, 28]\n c1 = conv2d(image, filters=6, kernel=5)\n output y = relu(c1)\n}\n").unwrap();
+    let o = run(&["run", src.to_str().unwrap(), "--backend", "interp", "--weights", fx, "--input", "image=random:1"]);
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    assert!(o.stderr.contains("warning") && o.stderr.contains("`f5.weight` is not a parameter"), "{}", o.stderr);
+}
+
+#[test]
+fn f64_inputs_are_converted_with_a_warning() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("x.npy");
+    let data: Vec<f64> = (0..784).map(|i| i as f64 / 784.0).collect();
+    let mut w = npyz::WriteOptions::new().default_dtype().shape(&[1, 784]).writer(std::fs::File::create(&path).unwrap()).begin_nd().unwrap();
+    w.extend(data).unwrap();
+    w.finish().unwrap();
+    let o = run(&["run", "examples/mlp.nn", "--backend", "interp", "--random-weights", "1", "--input", &format!("x={}", path.display())]);
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    assert!(o.stderr.contains("warning") && o.stderr.contains("f64 data converted to f32"), "{}", o.stderr);
+}
+
+#[test]
+fn syntax_errors_show_the_line_and_a_caret_and_exit_1() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("bad.nn");
+    std::fs::write(&src, "model m {\n  input x: f32[2]\n  y = relu(x,\n  output y\n}\n").unwrap();
+    let o = run(&["check", src.to_str().unwrap()]);
+    assert_eq!(o.code, 1);
+    assert!(o.stderr.contains("Error:") && o.stderr.contains("output y") && o.stderr.contains('^') || o.stderr.contains('─'), "{}", o.stderr);
+}
+
+#[test]
+fn bench_prints_median_and_spread() {
+    let o = run(&["run", "examples/mlp.nn", "--backend", "interp", "--random-weights", "1", "--input", "x=random:1", "--bench", "5"]);
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    assert!(o.stdout.contains("bench: 5 runs") && o.stdout.contains("median") && o.stdout.contains("min"), "{}", o.stdout);
+}
