@@ -91,7 +91,11 @@ fn render_one(d: &Diagnostic, file_name: &str, src: &str, color: bool, out: &mut
     let span = clamp(span);
     let config = Config::default().with_color(color).with_index_type(IndexType::Byte);
     let mut report = Report::build(kind, (file_name, span.clone())).with_config(config).with_message(&d.message);
-    report = report.with_label(Label::new((file_name, span)).with_message(&d.label).with_order(0));
+    let mut primary = Label::new((file_name, span)).with_order(0);
+    if !d.label.is_empty() {
+        primary = primary.with_message(&d.label);
+    }
+    report = report.with_label(primary);
     for (i, (s, l)) in d.secondary.iter().enumerate() {
         report = report.with_label(Label::new((file_name, clamp(s.clone()))).with_message(l).with_order(i as i32 + 1));
     }

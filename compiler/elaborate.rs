@@ -123,7 +123,11 @@ impl<'a> Elaborator<'a> {
     }
 
     fn op_error(&mut self, e: OpError, fallback: Span) -> Poisoned {
-        let mut d = Diagnostic::error(e.message).at(e.span.unwrap_or(fallback), "");
+        let (span, label) = match e.span {
+            Some(s) => (s, "here"),
+            None => (fallback, "in this call"),
+        };
+        let mut d = Diagnostic::error(e.message).at(span, label);
         if let Some(h) = e.help {
             d = d.with_help(h);
         }

@@ -157,7 +157,19 @@ impl CallArgs {
     }
 
     pub fn required_positive(&mut self, name: &str, why: &str) -> OpResult<usize> {
-        self.positive(name)?.ok_or_else(|| OpError::new(format!("{}: missing `{name}=`", self.op)).at(self.span.clone()).help(why.to_string()))
+        match self.positive(name)? {
+            Some(v) => Ok(v),
+            None => Err(self.missing(name, why)),
+        }
+    }
+
+    /// The error for a missing required keyword, pointing at a likely misspelling of it.
+    pub fn missing(&self, name: &str, why: &str) -> OpError {
+        let typo = self.keywords.iter().find(|k| !k.used && close_spelling(&k.name, name));
+        match typo {
+            Some(k) => OpError::new(format!("{}: unknown keyword argument `{}`", self.op, k.name)).at(k.span.clone()).help(format!("did you mean `{name}=`?")),
+            None => OpError::new(format!("{}: missing `{name}=`", self.op)).at(self.span.clone()).help(why.to_string()),
+        }
     }
 
     pub fn float(&mut self, name: &str) -> OpResult<Option<f64>> {
@@ -242,4 +254,17 @@ impl CallArgs {
     pub fn operand(&self, i: usize) -> &TensorType {
         &self.operands[i].ty
     }
+}
+
+/// Whether `a` is a plausible misspelling of `b`: one edit apart, or a prefix of it.
+fn close_spelling(a: &str, b: &str) -> bool {
+    let (a, b): (Vec<char>, Vec<char>) = (a.chars().collect(), b.chars().collect());
+    if a.len().abs_diff(b.len()) > 1 {
+        return false;
+    }
+    let (short, long) = if a.len() <= b.len() { (&a, &b) } else { (&b, &a) };
+    let prefix = short.iter().zip(long.iter()).take_while(|(x, y)| x == y).count();
+    let suffix = short.iter().rev().zip(long.iter().rev()).take_while(|(x, y)| x == y).count();
+    // One substitution (same length) or one insertion (length differs by one).
+    prefix + suffix >= long.len() - 1 && a != b
 }

@@ -72,7 +72,10 @@ impl Conv2d {
         let mut implicit = Vec::new();
         let kernel = if args.operands.len() == 1 {
             let filters = args.required_positive("filters", "a conv2d without a weight tensor creates one: give `filters=` and `kernel=`")?;
-            let kernel = args.pair("kernel", 1)?.ok_or_else(|| OpError::new("conv2d: missing `kernel=`").at(args.span.clone()).help("give the kernel size, e.g. `kernel=3` or `kernel=[3, 1]`"))?;
+            let kernel = match args.pair("kernel", 1)? {
+                Some(k) => k,
+                None => return Err(args.missing("kernel", "give the kernel size, e.g. `kernel=3` or `kernel=[3, 1]`")),
+            };
             let c = x.shape[1];
             if c % groups != 0 || filters % groups != 0 {
                 let what = if c % groups != 0 { format!("the {c} input channels") } else { format!("the {filters} filters") };

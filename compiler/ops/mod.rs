@@ -303,7 +303,7 @@ pub fn common_float(op: &str, operands: &[&TensorType]) -> OpResult<DType> {
     let first = operands[0].dtype;
     for t in operands {
         if !t.dtype.is_float() {
-            return Err(OpError::new(format!("{op} works on float tensors, but got a {} tensor", t.dtype))
+            return Err(OpError::new(format!("{op} works on float tensors, but got a tensor of dtype {}", t.dtype))
                 .help("integer tensors come from `--quantize int8`; declare inputs and params as f32"));
         }
         if t.dtype != first {

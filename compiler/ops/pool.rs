@@ -43,7 +43,10 @@ impl Pool {
     pub fn build(kind: PoolKind, args: &mut CallArgs) -> OpResult<Built> {
         args.expect_operands(1, 1, "x")?;
         rank4(args)?;
-        let kernel = args.pair("kernel", 1)?.ok_or_else(|| OpError::new(format!("{}: missing `kernel=`", kind.name())).at(args.span.clone()).help("give the window size, e.g. `kernel=2`"))?;
+        let kernel = match args.pair("kernel", 1)? {
+            Some(k) => k,
+            None => return Err(args.missing("kernel", "give the window size, e.g. `kernel=2`")),
+        };
         let stride = args.pair("stride", 1)?.unwrap_or(kernel);
         let padding_span = args.keyword_span("padding");
         let padding = parse_padding(args, kernel, [1, 1], stride)?;
