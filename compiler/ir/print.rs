@@ -12,11 +12,21 @@
 //! ```
 
 use super::{Graph, NodeKind};
-use crate::ops::call::format_float;
+
 use std::fmt::Write;
 
 /// Constants with at most this many elements are printed in full (and parse back).
 pub const INLINE_CONST_LIMIT: usize = 16;
+
+/// Shortest text that reads back as the same f32 (constants are stored as f32).
+fn format_f32(v: f32) -> String {
+    let s = format!("{v:?}");
+    if s.contains(['.', 'e', 'n', 'i']) {
+        s
+    } else {
+        format!("{s}.0")
+    }
+}
 
 pub fn print_graph(graph: &Graph) -> String {
     let mut out = String::new();
@@ -36,7 +46,7 @@ fn write_graph(graph: &Graph, out: &mut String) -> std::fmt::Result {
             NodeKind::Const(t) => {
                 let values = t.to_f32_vec();
                 if values.len() <= INLINE_CONST_LIMIT {
-                    let items: Vec<String> = values.iter().map(|&v| format_float(v as f64)).collect();
+                    let items: Vec<String> = values.iter().map(|&v| format_f32(v)).collect();
                     if t.shape().is_empty() {
                         write!(out, "const {}", items[0])?;
                     } else {

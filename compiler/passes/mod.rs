@@ -14,6 +14,8 @@ pub use fold_batch_norm::fold_batch_norm;
 pub use fold_constants::fold_constants;
 
 #[cfg(test)]
+mod filetests;
+#[cfg(test)]
 pub mod testing;
 
 use crate::ir::{verify::verify, Graph};
