@@ -16,7 +16,7 @@ pub struct Source {
 impl Source {
     pub fn read(path: &Path) -> Result<Source, Diagnostic> {
         let name = path.display().to_string();
-        let bytes = std::fs::read(path).map_err(|e| Diagnostic::error(format!("cannot read {name}: {e}")))?;
+        let bytes = nnc_runtime::read_regular_file(path).map_err(|e| Diagnostic::error(format!("cannot read {name}: {e}")))?;
         let text = String::from_utf8(bytes).map_err(|e| {
             Diagnostic::error(format!("{name} is not valid UTF-8 (invalid byte at offset {})", e.utf8_error().valid_up_to()))
                 .with_help("nnc sources must be UTF-8 text")
@@ -37,6 +37,29 @@ pub fn parse(src: &Source) -> Result<ast::File, Vec<Diagnostic>> {
     } else {
         Err(diags)
     }
+}
+
+/// The most memory a model may need to run (parameters plus the peak of live activations),
+/// checked before any weight is drawn or loaded: past it the process would be killed, which is
+/// worse than an error. The machine class nnc targets has 24 GiB.
+pub const MEMORY_BUDGET_BYTES: u64 = 16 << 30;
+
+/// Refuse a model whose parameters and live activations together exceed the budget.
+pub fn check_memory_budget(graph: &Graph) -> Result<(), Diagnostic> {
+    let s = crate::summary::summarize(graph);
+    // Parameters are stored as f32 whatever their dtype's width.
+    let need = s.params.saturating_mul(4).saturating_add(s.peak_activation_bytes);
+    if need > MEMORY_BUDGET_BYTES {
+        return Err(Diagnostic::error(format!(
+            "running model `{}` needs {} ({} of parameters, {} of live activations), more than the {} nnc allows",
+            graph.name,
+            crate::summary::human_bytes(need),
+            crate::summary::human_bytes(s.params.saturating_mul(4)),
+            crate::summary::human_bytes(s.peak_activation_bytes),
+            crate::summary::human_bytes(MEMORY_BUDGET_BYTES)
+        )));
+    }
+    Ok(())
 }
 
 /// Parse and elaborate the selected model.

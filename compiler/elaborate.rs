@@ -18,6 +18,13 @@ use std::collections::{BTreeMap, HashMap};
 /// Symbolic dimension bindings (`--dim N=32`, or taken from input files).
 pub type DimBindings = BTreeMap<String, usize>;
 
+/// Deepest chain of block calls. Real models nest a few levels; the bound keeps
+/// elaboration's recursion far from the stack's end.
+pub const MAX_BLOCK_DEPTH: usize = 64;
+/// Most nodes a model may expand to. Blocks calling blocks can multiply a short source into
+/// an exponential graph; this stops that with an error instead of exhausting memory.
+pub const MAX_NODES: usize = 1_000_000;
+
 /// Pick the model to compile: the one named, or the only one in the file.
 pub fn select_model<'a>(file: &'a ast::File, name: Option<&str>) -> Result<&'a Model, Diagnostic> {
     let models: Vec<&Model> = file.items.iter().filter_map(|i| if let Item::Model(m) = i { Some(m) } else { None }).collect();
@@ -185,7 +192,8 @@ impl<'a> Elaborator<'a> {
                     Err(_) => return Err(self.error(Diagnostic::error(format!("dimension {text} is too large")).at(span.clone(), "too large"))),
                 },
                 ast::Dim::Symbol(id) => match self.dims.get(&id.name) {
-                    Some(&v) => shape.push(v),
+                    Some(&v) if v >= 1 => shape.push(v),
+                    Some(_) => return Err(self.error(Diagnostic::error(format!("symbolic dimension `{}` is bound to 0", id.name)).at(id.span.clone(), "zero-sized dimension").with_help("dimensions must be at least 1"))),
                     None => {
                         return Err(self.error(
                             Diagnostic::error(format!("symbolic dimension `{}` is not bound", id.name))
@@ -331,6 +339,17 @@ impl<'a> Elaborator<'a> {
         self.error(d)
     }
 
+    fn too_large(&mut self, span: Span) -> Poisoned {
+        if self.diags.iter().any(|d| d.message.starts_with("the model expands to more than")) {
+            return Poisoned;
+        }
+        self.error(
+            Diagnostic::error(format!("the model expands to more than {MAX_NODES} nodes"))
+                .at(span, "while expanding this")
+                .with_help("blocks calling blocks multiply; check for a block that calls another several times in a long chain"),
+        )
+    }
+
     fn make_param(&mut self, name: String, ty: TensorType, span: Span) -> Result<NodeId, Poisoned> {
         if checked_numel(&ty.shape, ty.dtype.size_bytes()).is_none() {
             return Err(self.error(
@@ -348,8 +367,13 @@ impl<'a> Elaborator<'a> {
             ));
         }
         self.param_spans.insert(name.clone(), span.clone());
+        // Parameter names are the contract with weight files; a value that happens to hold
+        // the name already gives it up.
+        if let Some(existing) = self.graph.by_name(&name) {
+            let renamed = self.graph.fresh_name(&format!("{name}_value"));
+            self.graph.rename(existing, renamed);
+        }
         let id = self.graph.add(Node { name: name.clone(), kind: NodeKind::Param, ty, span: Some(span) }, &[]);
-        debug_assert_eq!(self.graph.node(id).name, name, "parameter names are unique among nodes");
         Ok(id)
     }
 
@@ -376,7 +400,12 @@ impl<'a> Elaborator<'a> {
             },
             ExprKind::Str(lit) => match unescape(lit) {
                 Ok(s) => Ok(Value::Const(Const::Str(s))),
-                Err(off) => Err(self.error(Diagnostic::error("unknown escape in string").at(e.span.start + 1 + off..e.span.start + 2 + off, "here").with_help("strings support only `\\\"` and `\\\\`"))),
+                Err(off) => {
+                    // The span must end on a character boundary, whatever follows the `\`.
+                    let width = lit[1 + off..].chars().next().map_or(1, char::len_utf8);
+                    let at = e.span.start + 1 + off;
+                    Err(self.error(Diagnostic::error("unknown escape in string").at(at..at + width, "here").with_help("strings support only `\\\"` and `\\\\`")))
+                }
             },
             ExprKind::Bool(b) => Ok(Value::Const(Const::Bool(*b))),
             ExprKind::List(items) => {
@@ -590,6 +619,9 @@ impl<'a> Elaborator<'a> {
         } else if let Some((_, s)) = param_prefix {
             return Err(self.error(Diagnostic::error(format!("`name=` names parameters, but this {op_name} call creates none")).at(s, "nothing to name")));
         }
+        if self.graph.node_count() > MAX_NODES {
+            return Err(self.too_large(span));
+        }
         let types: Vec<&TensorType> = operand_ids.iter().map(|&id| &self.graph.node(id).ty).collect();
         let ty = match built.op.infer(&types) {
             Ok(t) => t,
@@ -692,6 +724,17 @@ impl<'a> Elaborator<'a> {
             };
             inner.names.insert(param.name.name.clone(), Binding { value: Some(value), span: param.name.span.clone() });
         }
+        if self.call_stack.len() >= MAX_BLOCK_DEPTH {
+            return Err(self.error(
+                Diagnostic::error(format!("block calls nest more than {MAX_BLOCK_DEPTH} deep"))
+                    .at(callee.span.clone(), "too deep")
+                    .with_help("flatten the chain of blocks calling blocks"),
+            ));
+        }
+        if self.graph.node_count() > MAX_NODES {
+            return Err(self.too_large(span));
+        }
+        let params_before = self.param_spans.len();
         self.call_stack.push((block.name.name.clone(), callee.span.clone()));
         let before = self.diags.len();
         for stmt in &block.body {
@@ -725,9 +768,19 @@ impl<'a> Elaborator<'a> {
         if failed {
             return Err(Poisoned);
         }
-        // Names inside the block are prefixed (`b1.conv1`); a statement naming its own layer
-        // parameters marks the statement's one layer.
-        ctx.layer.get_or_insert(span);
+        // A block that made parameters under the statement's own name (no `name=`) is the
+        // statement's one layer, like a direct layer call.
+        if self.param_spans.len() > params_before && prefix_name.is_none() {
+            if let Some(first) = ctx.layer.clone() {
+                return Err(self.error(
+                    Diagnostic::error("a second layer in this statement would create parameters")
+                        .at(span, "second layer")
+                        .also(first, "first layer")
+                        .with_help("put each layer in its own statement, or name this one with `name=\"...\"`"),
+                ));
+            }
+            ctx.layer = Some(span);
+        }
         Ok(if results.len() == 1 { Value::Tensor(results[0]) } else { Value::Multi(results) })
     }
 }

@@ -4,14 +4,15 @@
 
 use crate::ir::{Graph, NodeId, NodeKind, ShapeDisplay};
 use nnc_runtime::Tensor;
+use std::borrow::Cow;
 use std::collections::HashMap;
 
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum InterpError {
     #[error("the model has {expected} inputs but {got} were given")]
     InputCount { expected: usize, got: usize },
-    #[error("input `{name}` must have shape {expected} and dtype {dtype}, but the given tensor is {got:?}")]
-    InputMismatch { name: String, expected: String, dtype: String, got: Tensor },
+    #[error("input `{name}` must have shape {expected} and dtype {dtype}, but the given tensor is {got}")]
+    InputMismatch { name: String, expected: String, dtype: String, got: String },
     #[error("parameter `{0}` has no value: load weights or use --random-weights")]
     UnboundParam(String),
 }
@@ -26,7 +27,8 @@ pub fn run(graph: &Graph, inputs: &[Tensor]) -> Result<Vec<Tensor>, InterpError>
     for (_, o) in &graph.outputs {
         *remaining_uses.entry(*o).or_default() += 1;
     }
-    let mut values: HashMap<NodeId, Tensor> = HashMap::new();
+    // Constants (weights) are borrowed from the graph; only computed values are owned.
+    let mut values: HashMap<NodeId, Cow<'_, Tensor>> = HashMap::new();
     for id in graph.topo_order() {
         let node = graph.node(id);
         let value = match &node.kind {
@@ -37,16 +39,16 @@ pub fn run(graph: &Graph, inputs: &[Tensor]) -> Result<Vec<Tensor>, InterpError>
                         name: node.name.clone(),
                         expected: ShapeDisplay(&node.ty.shape).to_string(),
                         dtype: node.ty.dtype.to_string(),
-                        got: t.clone(),
+                        got: format!("{}{}", t.dtype(), ShapeDisplay(t.shape())),
                     });
                 }
-                t.clone()
+                Cow::Borrowed(t)
             }
             NodeKind::Param => return Err(InterpError::UnboundParam(node.name.clone())),
-            NodeKind::Const(t) => t.clone(),
+            NodeKind::Const(t) => Cow::Borrowed(t),
             NodeKind::Op(op) => {
                 let operands = graph.operands(id);
-                let args: Vec<&Tensor> = operands.iter().map(|o| &values[o]).collect();
+                let args: Vec<&Tensor> = operands.iter().map(|o| values[o].as_ref()).collect();
                 let out = op.eval(&args, &node.ty);
                 for o in operands {
                     let n = remaining_uses.get_mut(&o).expect("every node has a use count");
@@ -55,10 +57,10 @@ pub fn run(graph: &Graph, inputs: &[Tensor]) -> Result<Vec<Tensor>, InterpError>
                         values.remove(&o);
                     }
                 }
-                out
+                Cow::Owned(out)
             }
         };
         values.insert(id, value);
     }
-    Ok(graph.outputs.iter().map(|(_, o)| values[o].clone()).collect())
+    Ok(graph.outputs.iter().map(|(_, o)| values[o].as_ref().clone()).collect())
 }

@@ -43,7 +43,7 @@ pub fn summarize(graph: &Graph) -> Summary {
                         p += graph.node(o).ty.numel() as u64;
                     }
                 }
-                params += p;
+                params = params.saturating_add(p);
                 let macs = op.macs(&graph.operand_types(id), &node.ty);
                 rows.push(LayerRow { name: node.name.clone(), op: op.name(), shape: node.ty.to_string(), params: p, macs });
             }
@@ -56,7 +56,8 @@ pub fn summarize(graph: &Graph) -> Summary {
         }
     }
     let (activation_bytes, peak_activation_bytes) = activation_memory(graph, &order);
-    Summary { model: graph.name.clone(), macs: rows.iter().map(|r| r.macs).sum(), rows, params, activation_bytes, peak_activation_bytes }
+    let macs = rows.iter().fold(0u64, |acc, r| acc.saturating_add(r.macs));
+    Summary { model: graph.name.clone(), macs, rows, params, activation_bytes, peak_activation_bytes }
 }
 
 fn is_activation(graph: &Graph, id: NodeId) -> bool {

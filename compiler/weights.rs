@@ -4,6 +4,7 @@
 use crate::diagnostics::Diagnostic;
 use crate::ir::{Graph, NodeId, NodeKind, ShapeDisplay, TensorType};
 use crate::ops::Init;
+use nnc_runtime::weights::WeightsFile;
 use nnc_runtime::{DType, Tensor};
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -13,7 +14,8 @@ use std::collections::BTreeMap;
 /// Replace every parameter node with a constant holding its value from `weights`.
 /// Errors: every missing parameter (all listed in one diagnostic), and every shape or dtype
 /// mismatch. Tensors in the file that no parameter uses come back as warnings.
-pub fn bind_weights(graph: &mut Graph, weights: BTreeMap<String, Tensor>, file: &str) -> Result<Vec<Diagnostic>, Vec<Diagnostic>> {
+pub fn bind_weights(graph: &mut Graph, weights: WeightsFile, file: &str) -> Result<Vec<Diagnostic>, Vec<Diagnostic>> {
+    let WeightsFile { tensors: mut weights, mut unsupported } = weights;
     let mut errors = Vec::new();
     let mut missing = Vec::new();
     let params: Vec<(NodeId, String, TensorType)> = graph
@@ -21,9 +23,12 @@ pub fn bind_weights(graph: &mut Graph, weights: BTreeMap<String, Tensor>, file: 
         .filter(|&n| matches!(graph.node(n).kind, NodeKind::Param))
         .map(|n| (n, graph.node(n).name.clone(), graph.node(n).ty.clone()))
         .collect();
-    let mut weights = weights;
     let mut bound = Vec::new();
     for (id, name, ty) in params {
+        if let Some(dtype) = unsupported.remove(&name) {
+            errors.push(Diagnostic::error(format!("weight `{name}` in {file} has dtype {dtype}, which nnc cannot load; the model declares {} (shape {})", ty.dtype, ShapeDisplay(&ty.shape))).with_help("save it as F32 (or F16, BF16, I8, I32)"));
+            continue;
+        }
         match weights.remove(&name) {
             None => missing.push(name),
             Some(t) if t.shape() != ty.shape.as_slice() => errors.push(
@@ -52,12 +57,16 @@ pub fn bind_weights(graph: &mut Graph, weights: BTreeMap<String, Tensor>, file: 
     for (id, t) in bound {
         graph.node_mut(id).kind = NodeKind::Const(t);
     }
-    Ok(weights.keys().map(|k| Diagnostic::warning(format!("{file}: tensor `{k}` is not a parameter of model `{}` and is ignored", graph.name))).collect())
+    Ok(weights.keys().chain(unsupported.keys()).map(|k| Diagnostic::warning(format!("{file}: tensor `{k}` is not a parameter of model `{}` and is ignored", graph.name))).collect())
 }
 
 /// Deterministic synthetic weights for every parameter: the same seed and parameter name
 /// always give the same tensor, whatever else the model contains.
-pub fn random_weights(graph: &Graph, seed: u64) -> BTreeMap<String, Tensor> {
+pub fn random_weights(graph: &Graph, seed: u64) -> WeightsFile {
+    WeightsFile { tensors: random_tensors(graph, seed), unsupported: BTreeMap::new() }
+}
+
+fn random_tensors(graph: &Graph, seed: u64) -> BTreeMap<String, Tensor> {
     let mut out = BTreeMap::new();
     for id in graph.node_ids() {
         let node = graph.node(id);

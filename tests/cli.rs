@@ -291,3 +291,31 @@ fn bench_prints_median_and_spread() {
     assert_eq!(o.code, 0, "{}", o.stderr);
     assert!(o.stdout.contains("bench: 5 runs") && o.stdout.contains("median") && o.stdout.contains("min"), "{}", o.stdout);
 }
+
+#[test]
+fn pytorch_int64_buffers_are_ignored_with_a_warning() {
+    // A state_dict export carries `num_batches_tracked` as int64 next to the batch-norm
+    // statistics; it is no parameter of the model and must not stop the load.
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("m.nn");
+    std::fs::write(&src, "model m {\n input x: f32[1, 2]\n output y = batch_norm(x)\n}\n").unwrap();
+    let f32s = |v: &[f32]| v.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>();
+    let mut data = Vec::new();
+    let mut header = String::from("{");
+    for (i, (name, values)) in [("y.weight", [1.0f32, 2.0]), ("y.bias", [0.0, 1.0]), ("y.running_mean", [0.0, 0.0]), ("y.running_var", [1.0, 1.0])].iter().enumerate() {
+        let start = data.len();
+        data.extend(f32s(values));
+        header.push_str(&format!("{}\"{name}\":{{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[{start},{}]}}", if i > 0 { "," } else { "" }, data.len()));
+    }
+    let start = data.len();
+    data.extend(7i64.to_le_bytes());
+    header.push_str(&format!(",\"y.num_batches_tracked\":{{\"dtype\":\"I64\",\"shape\":[],\"data_offsets\":[{start},{}]}}}}", data.len()));
+    let mut bytes = (header.len() as u64).to_le_bytes().to_vec();
+    bytes.extend(header.as_bytes());
+    bytes.extend(data);
+    let weights = dir.path().join("w.safetensors");
+    std::fs::write(&weights, bytes).unwrap();
+    let o = run(&["run", src.to_str().unwrap(), "--backend", "interp", "--weights", weights.to_str().unwrap(), "--input", "x=random:1"]);
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    assert!(o.stderr.contains("`y.num_batches_tracked` is not a parameter"), "{}", o.stderr);
+}

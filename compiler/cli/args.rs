@@ -51,8 +51,8 @@ pub struct OptimizeArgs {
     #[arg(long, value_enum)]
     pub quantize: Option<Quantize>,
     /// Calibration data for --quantize: a batch of inputs stacked on axis 0.
-    #[arg(long, value_name = "NAME=FILE.npy")]
-    pub calibrate: Vec<String>,
+    #[arg(long, value_name = "NAME=FILE.npy", value_parser = parse_key_value)]
+    pub calibrate: Vec<(String, String)>,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -84,8 +84,8 @@ pub struct CompileArgs {
 #[derive(Args, Debug, Clone)]
 pub struct InputArgs {
     /// An input: `NAME=FILE.npy` or `NAME=random:SEED`; repeat per input.
-    #[arg(long = "input", value_name = "NAME=FILE.npy|NAME=random:SEED")]
-    pub inputs: Vec<String>,
+    #[arg(long = "input", value_name = "NAME=FILE.npy|NAME=random:SEED", value_parser = parse_input)]
+    pub inputs: Vec<InputSpec>,
     /// Write `DIR/<output>.npy` for every output (created if missing).
     #[arg(long, value_name = "DIR")]
     pub output_dir: Option<PathBuf>,
@@ -105,7 +105,7 @@ pub struct RunArgs {
     #[arg(long, value_enum, default_value_t = Backend::Jit)]
     pub backend: Backend,
     /// Run N times after a warm-up and print the median time and spread.
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub bench: Option<u32>,
     /// Worker threads.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1024))]
@@ -126,11 +126,11 @@ pub struct SimArgs {
     #[arg(long, value_name = "PRESET|FILE.toml")]
     pub config: Option<String>,
     /// Override one configuration key; repeatable.
-    #[arg(long = "set", value_name = "KEY=VALUE")]
-    pub set: Vec<String>,
+    #[arg(long = "set", value_name = "KEY=VALUE", value_parser = parse_key_value)]
+    pub set: Vec<(String, String)>,
     /// Array size, e.g. 16x16.
-    #[arg(long, value_name = "RxC")]
-    pub array: Option<String>,
+    #[arg(long, value_name = "RxC", value_parser = parse_array)]
+    pub array: Option<(u32, u32)>,
     #[arg(long, value_enum)]
     pub dataflow: Option<Dataflow>,
     #[arg(long, value_enum)]
@@ -183,6 +183,45 @@ pub enum Dataflow {
 pub enum Memory {
     Ideal,
     Modeled,
+}
+
+/// Where one `--input` comes from.
+#[derive(Clone, Debug, PartialEq)]
+pub struct InputSpec {
+    pub name: String,
+    pub source: InputSource,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum InputSource {
+    File(PathBuf),
+    Random(u64),
+}
+
+fn parse_input(s: &str) -> Result<InputSpec, String> {
+    let (name, value) = s.split_once('=').ok_or_else(|| format!("`{s}` is not NAME=FILE.npy or NAME=random:SEED"))?;
+    if name.is_empty() {
+        return Err(format!("`{s}` names no input"));
+    }
+    let source = match value.strip_prefix("random:") {
+        Some(seed) => InputSource::Random(seed.parse().map_err(|_| format!("`{seed}` is not a seed (a non-negative integer)"))?),
+        None if value.is_empty() => return Err(format!("`{s}` gives no file")),
+        None => InputSource::File(PathBuf::from(value)),
+    };
+    Ok(InputSpec { name: name.to_string(), source })
+}
+
+fn parse_key_value(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
+        _ => Err(format!("expected KEY=VALUE, got `{s}`")),
+    }
+}
+
+fn parse_array(s: &str) -> Result<(u32, u32), String> {
+    let (r, c) = s.split_once(['x', 'X']).ok_or_else(|| format!("expected ROWSxCOLS such as 16x16, got `{s}`"))?;
+    let dim = |v: &str| v.parse::<u32>().ok().filter(|&n| n >= 1).ok_or_else(|| format!("`{v}` is not a positive array size"));
+    Ok((dim(r)?, dim(c)?))
 }
 
 fn parse_dim(s: &str) -> Result<(String, usize), String> {

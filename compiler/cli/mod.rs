@@ -169,8 +169,8 @@ fn reject_unavailable(opt: &OptimizeArgs) -> CmdResult {
 fn bind_params(session: &Session, graph: &mut Graph, w: &WeightArgs, required: bool) -> CmdResult {
     if let Some(path) = &w.weights {
         let file = path.display().to_string();
-        let tensors = nnc_runtime::weights::read_safetensors(path).map_err(|e| Diagnostic::error(e.to_string()))?;
-        let warnings = weights::bind_weights(graph, tensors, &file)?;
+        let file_tensors = nnc_runtime::weights::read_safetensors(path).map_err(|e| Diagnostic::error(e.to_string()))?;
+        let warnings = weights::bind_weights(graph, file_tensors, &file)?;
         session.emit(&warnings);
     } else if let Some(seed) = w.random_weights {
         let tensors = weights::random_weights(graph, seed);
@@ -215,6 +215,9 @@ fn compile(session: &mut Session, a: &args::CompileArgs) -> CmdResult {
         Emit::IrRaw => print::print_graph(&graph_for(session, &a.common, &DimBindings::new())?),
         Emit::Ir | Emit::Dot => {
             let mut graph = graph_for(session, &a.common, &DimBindings::new())?;
+            if a.weights.weights.is_some() || a.weights.random_weights.is_some() {
+                driver::check_memory_budget(&graph)?;
+            }
             bind_params(session, &mut graph, &a.weights, false)?;
             optimize(&mut graph, &a.opt)?;
             if a.emit == Emit::Ir {
@@ -253,23 +256,20 @@ fn write_output(path: Option<&Path>, text: &str) -> CmdResult {
 }
 
 /// An `--input` value before the model's types are known.
-enum InputSource {
+enum InputValue {
     File(Tensor),
     Random(u64),
 }
 
-/// Read `--input` flags, check their names against the model's declared inputs, and bind
+/// Read `--input` files, check the names against the model's declared inputs, and bind
 /// symbolic dimensions from the files' shapes.
-fn read_inputs(session: &Session, model: &ast::Model, io: &InputArgs, dims: &mut DimBindings) -> Result<BTreeMap<String, InputSource>, Failure> {
+fn read_inputs(session: &Session, model: &ast::Model, io: &InputArgs, dims: &mut DimBindings) -> Result<BTreeMap<String, InputValue>, Failure> {
     let declared = elaborate::declared_inputs(model);
     let names = || declared.iter().map(|(n, _)| format!("`{}`", n.name)).collect::<Vec<_>>().join(", ");
     let mut out = BTreeMap::new();
     let mut errors = Vec::new();
     for spec in &io.inputs {
-        let Some((name, value)) = spec.split_once('=') else {
-            errors.push(Diagnostic::error(format!("--input `{spec}` is not NAME=FILE.npy or NAME=random:SEED")));
-            continue;
-        };
+        let name = spec.name.as_str();
         let Some((_, ty)) = declared.iter().find(|(n, _)| n.name == name) else {
             errors.push(Diagnostic::error(format!("--input names `{name}`, but model `{}` has no such input", model.name.name)).with_note(format!("its inputs are {}", names())));
             continue;
@@ -278,33 +278,27 @@ fn read_inputs(session: &Session, model: &ast::Model, io: &InputArgs, dims: &mut
             errors.push(Diagnostic::error(format!("--input `{name}` is given twice")));
             continue;
         }
-        let source = if let Some(seed) = value.strip_prefix("random:") {
-            match seed.parse::<u64>() {
-                Ok(s) => InputSource::Random(s),
-                Err(_) => {
-                    errors.push(Diagnostic::error(format!("--input {name}: `{seed}` is not a seed (a non-negative integer)")));
-                    continue;
-                }
-            }
-        } else {
-            match read_npy(Path::new(value)) {
+        let value = match &spec.source {
+            args::InputSource::Random(seed) => InputValue::Random(*seed),
+            args::InputSource::File(path) => match read_npy(path) {
                 Ok(arr) => {
+                    let file = path.display().to_string();
                     if arr.converted_from_f64 {
-                        session.emit(&[Diagnostic::warning(format!("{value}: f64 data converted to f32"))]);
+                        session.emit(&[Diagnostic::warning(format!("{file}: f64 data converted to f32"))]);
                     }
-                    if let Err(d) = bind_dims_from_shape(name, value, ty, arr.tensor.shape(), dims) {
+                    if let Err(d) = bind_dims_from_shape(name, &file, ty, arr.tensor.shape(), dims) {
                         errors.push(d);
                         continue;
                     }
-                    InputSource::File(arr.tensor)
+                    InputValue::File(arr.tensor)
                 }
                 Err(e) => {
                     errors.push(Diagnostic::error(e.to_string()));
                     continue;
                 }
-            }
+            },
         };
-        out.insert(name.to_string(), source);
+        out.insert(name.to_string(), value);
     }
     let missing: Vec<String> = declared.iter().filter(|(n, _)| !out.contains_key(&n.name)).map(|(n, _)| format!("`{}`", n.name)).collect();
     if errors.is_empty() && !missing.is_empty() {
@@ -336,6 +330,9 @@ fn bind_dims_from_shape(name: &str, file: &str, ty: &ast::TypeExpr, shape: &[usi
                     return Err(mismatch());
                 }
             }
+            ast::Dim::Symbol(s) if size == 0 => {
+                return Err(Diagnostic::error(format!("{file} gives `{}` = 0; dimensions must be at least 1", s.name)));
+            }
             ast::Dim::Symbol(s) => match dims.get(&s.name) {
                 Some(&bound) if bound != size => {
                     return Err(Diagnostic::error(format!("{file} gives `{}` = {size}, but it is already bound to {bound}", s.name)).with_help("every use of a symbolic dimension must have the same size"));
@@ -351,7 +348,7 @@ fn bind_dims_from_shape(name: &str, file: &str, ty: &ast::TypeExpr, shape: &[usi
 }
 
 /// Turn input sources into tensors of the graph's input types.
-fn materialize_inputs(graph: &Graph, sources: BTreeMap<String, InputSource>) -> Result<Vec<Tensor>, Failure> {
+fn materialize_inputs(graph: &Graph, sources: BTreeMap<String, InputValue>) -> Result<Vec<Tensor>, Failure> {
     let mut sources = sources;
     let mut out = Vec::with_capacity(graph.inputs.len());
     for &id in &graph.inputs {
@@ -361,8 +358,8 @@ fn materialize_inputs(graph: &Graph, sources: BTreeMap<String, InputSource>) -> 
             return Err(Diagnostic::error(format!("input `{}` is declared {}; nnc runs float inputs only", node.name, ty.dtype)).with_help("declare it f32").into());
         }
         let t = match sources.remove(&node.name).expect("read_inputs checked every input is given") {
-            InputSource::File(t) => Tensor::from_f32(ty.dtype, ty.shape.clone(), t.to_f32_vec()).map_err(|e| Diagnostic::error(format!("input `{}`: {e}", node.name)))?,
-            InputSource::Random(seed) => {
+            InputValue::File(t) => Tensor::from_f32(ty.dtype, ty.shape.clone(), t.to_f32_vec()).map_err(|e| Diagnostic::error(format!("input `{}`: {e}", node.name)))?,
+            InputValue::Random(seed) => {
                 let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
                 let data = (0..ty.numel()).map(|_| rng.random_range(-1.0f32..1.0)).collect();
                 Tensor::from_f32(ty.dtype, ty.shape.clone(), data).expect("the shape was checked when the graph was built")
@@ -378,9 +375,10 @@ fn prepare(session: &mut Session, common: &CommonArgs, io: &InputArgs, w: &Weigh
     let file = load(session, common)?;
     let model = elaborate::select_model(&file, common.model.as_deref())?;
     let mut dims = dims_from_flags(common)?;
-    let sources = read_inputs(session, model, io, &mut dims)?;
+    let values = read_inputs(session, model, io, &mut dims)?;
     let mut graph = elaborate::elaborate(&file, model, &dims)?;
-    let inputs = materialize_inputs(&graph, sources)?;
+    driver::check_memory_budget(&graph)?;
+    let inputs = materialize_inputs(&graph, values)?;
     bind_params(session, &mut graph, w, true)?;
     Ok((graph, inputs))
 }
@@ -400,7 +398,7 @@ fn run(session: &mut Session, a: &args::RunArgs) -> CmdResult {
     let run_once = || interp::run(&graph, &inputs).map_err(|e| Failure::from(Diagnostic::error(e.to_string())));
     let outputs = run_once()?;
     if let Some(n) = a.bench {
-        let mut times = Vec::with_capacity(n as usize);
+        let mut times = Vec::new();
         for _ in 0..n {
             let start = Instant::now();
             run_once()?;

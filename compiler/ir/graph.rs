@@ -53,19 +53,25 @@ pub struct Graph {
     /// Model outputs in declaration order: (output name, value).
     pub outputs: Vec<(String, NodeId)>,
     names: HashMap<String, NodeId>,
+    /// The next suffix to try per base name, so that many nodes wanting one name do not
+    /// probe `_1`, `_2`, ... from the start each time.
+    next_suffix: HashMap<String, usize>,
 }
 
 impl Graph {
     pub fn new(name: impl Into<String>) -> Graph {
-        Graph { name: name.into(), g: StableDiGraph::default(), inputs: Vec::new(), outputs: Vec::new(), names: HashMap::new() }
+        Graph { name: name.into(), g: StableDiGraph::default(), inputs: Vec::new(), outputs: Vec::new(), names: HashMap::new(), next_suffix: HashMap::new() }
     }
 
     /// A name not yet used in the graph: `base`, else `base_1`, `base_2`, ...
-    pub fn fresh_name(&self, base: &str) -> String {
+    pub fn fresh_name(&mut self, base: &str) -> String {
         if !self.names.contains_key(base) {
             return base.to_string();
         }
-        (1..).map(|i| format!("{base}_{i}")).find(|n| !self.names.contains_key(n)).expect("some suffix is free")
+        let start = self.next_suffix.get(base).copied().unwrap_or(1);
+        let (i, name) = (start..).map(|i| (i, format!("{base}_{i}"))).find(|(_, n)| !self.names.contains_key(n)).expect("some suffix is free");
+        self.next_suffix.insert(base.to_string(), i + 1);
+        name
     }
 
     /// Add a node whose operands are `operands`, in order. The name is made unique.
@@ -78,6 +84,14 @@ impl Graph {
         }
         self.names.insert(name, id);
         id
+    }
+
+    /// Give a node another (unused) name.
+    pub fn rename(&mut self, id: NodeId, name: String) {
+        debug_assert!(!self.names.contains_key(&name), "{name} is taken");
+        let old = std::mem::replace(&mut self.g[id].name, name.clone());
+        self.names.remove(&old);
+        self.names.insert(name, id);
     }
 
     pub fn node(&self, id: NodeId) -> &Node {

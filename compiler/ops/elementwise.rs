@@ -61,7 +61,8 @@ impl UnaryKind {
     pub fn apply(&self, x: f64) -> f64 {
         let sigmoid = |v: f64| 1.0 / (1.0 + (-v).exp());
         match *self {
-            UnaryKind::Relu => x.max(0.0),
+            // `f64::max` would turn NaN into 0; PyTorch propagates it.
+            UnaryKind::Relu => if x.is_nan() { x } else { x.max(0.0) },
             UnaryKind::Relu6 => x.clamp(0.0, 6.0),
             UnaryKind::Sigmoid => sigmoid(x),
             UnaryKind::Tanh => x.tanh(),
@@ -78,7 +79,7 @@ impl UnaryKind {
                     alpha * x
                 }
             }
-            UnaryKind::Clip { min, max } => x.max(min).min(max),
+            UnaryKind::Clip { min, max } => if x.is_nan() { x } else { x.max(min).min(max) },
         }
     }
 }
@@ -282,5 +283,17 @@ mod tests {
     fn gelu_is_exact() {
         // Φ(1) = 0.841344746...
         assert!((UnaryKind::Gelu.apply(1.0) - 0.841344746068543).abs() < 1e-12);
+    }
+}
+
+#[cfg(test)]
+mod nan_tests {
+    use super::UnaryKind;
+
+    #[test]
+    fn nan_propagates_as_in_pytorch() {
+        for k in [UnaryKind::Relu, UnaryKind::Relu6, UnaryKind::Clip { min: -1.0, max: 1.0 }, UnaryKind::LeakyRelu { alpha: 0.1 }, UnaryKind::Sigmoid, UnaryKind::Gelu] {
+            assert!(k.apply(f64::NAN).is_nan(), "{}", k.name());
+        }
     }
 }

@@ -89,7 +89,8 @@ impl Pool {
                     let xs = x0.max(0) as usize..((x0 + self.kernel[1] as isize).min(w as isize)) as usize;
                     let cells = ys.flat_map(|yy| xs.clone().map(move |xx| plane[yy * w + xx]));
                     out.push(match self.kind {
-                        PoolKind::Max => cells.fold(f32::NEG_INFINITY, f32::max),
+                        // NaN wins, as in PyTorch (`f32::max` would skip it).
+                        PoolKind::Max => cells.fold(f32::NEG_INFINITY, |m, v| if v.is_nan() || m.is_nan() { f32::NAN } else { m.max(v) }),
                         PoolKind::Avg => {
                             let (sum, count) = cells.fold((0.0f64, 0usize), |(s, k), v| (s + v as f64, k + 1));
                             (sum / count as f64) as f32

@@ -21,6 +21,7 @@ impl Flatten {
     }
 
     pub fn infer(&self, operands: &[&TensorType]) -> OpResult<TensorType> {
+        super::common_float("flatten", operands)?;
         let x = operands[0];
         let n = *x.shape.first().ok_or_else(|| OpError::new("flatten needs rank 1 or more"))?;
         Ok(x.with_shape(vec![n, x.shape[1..].iter().product()]))
@@ -75,6 +76,7 @@ impl Reshape {
     }
 
     pub fn infer(&self, operands: &[&TensorType]) -> OpResult<TensorType> {
+        super::common_float("reshape", operands)?;
         let x = operands[0];
         let n: usize = self.shape.iter().product();
         if n != x.numel() {
@@ -122,6 +124,7 @@ impl Transpose {
     }
 
     pub fn infer(&self, operands: &[&TensorType]) -> OpResult<TensorType> {
+        super::common_float("transpose", operands)?;
         let x = operands[0];
         if self.perm.len() != x.rank() {
             return Err(OpError::new(format!("transpose: perm has {} axes but the input has rank {}", self.perm.len(), x.rank())));
@@ -223,26 +226,27 @@ pub struct Slice {
 }
 
 impl Slice {
-    /// The indices selected along an axis of length `len` (Python's `slice.indices`).
-    pub fn indices(&self, len: usize) -> Vec<usize> {
+    /// The first index and the number of indices selected along an axis of length `len`
+    /// (Python's `slice.indices`), computed without enumerating them.
+    pub fn range(&self, len: usize) -> (usize, usize) {
         let len = len as i64;
-        let clamp = |v: i64, lo: i64, hi: i64| v.max(lo).min(hi);
         let norm = |v: i64| if v < 0 { v.saturating_add(len) } else { v };
-        let mut out = Vec::new();
-        if self.step > 0 {
-            let (mut i, end) = (clamp(norm(self.start), 0, len), clamp(norm(self.end), 0, len));
-            while i < end {
-                out.push(i as usize);
-                i = i.saturating_add(self.step);
-            }
+        let (start, end) = if self.step > 0 {
+            (norm(self.start).clamp(0, len), norm(self.end).clamp(0, len))
         } else {
-            let (mut i, end) = (clamp(norm(self.start), -1, len - 1), clamp(norm(self.end), -1, len - 1));
-            while i > end {
-                out.push(i as usize);
-                i = i.saturating_add(self.step);
-            }
-        }
-        out
+            (norm(self.start).clamp(-1, len - 1), norm(self.end).clamp(-1, len - 1))
+        };
+        let span = if self.step > 0 { end - start } else { start - end };
+        let step = self.step.unsigned_abs();
+        let count = if span <= 0 { 0 } else { (span as u64).div_ceil(step) };
+        (start.max(0) as usize, count as usize)
+    }
+
+    /// The selected indices, in order.
+    pub fn indices(&self, len: usize) -> impl Iterator<Item = usize> {
+        let (start, count) = self.range(len);
+        let step = self.step;
+        (0..count).map(move |k| (start as i64 + k as i64 * step) as usize)
     }
 
     pub fn build(args: &mut CallArgs) -> OpResult<Built> {
@@ -262,7 +266,7 @@ impl Slice {
         let end = args.int("end")?.unwrap_or(if step > 0 { i64::MAX } else { i64::MIN });
         args.finish(&["axis", "start", "end", "step"])?;
         let slice = Slice { axis, start, end, step };
-        if slice.indices(args.operand(0).shape[axis]).is_empty() {
+        if slice.range(args.operand(0).shape[axis]).1 == 0 {
             return Err(OpError::new(format!("slice selects nothing from axis {axis} of shape {}", ShapeDisplay(&args.operand(0).shape)))
                 .at(args.span.clone())
                 .help("nnc tensors cannot be empty; check `start`, `end` and `step`"));
@@ -271,11 +275,12 @@ impl Slice {
     }
 
     pub fn infer(&self, operands: &[&TensorType]) -> OpResult<TensorType> {
+        super::common_float("slice", operands)?;
         let x = operands[0];
         if self.axis >= x.rank() {
             return Err(OpError::new(format!("slice: axis {} is out of range for shape {}", self.axis, ShapeDisplay(&x.shape))));
         }
-        let n = self.indices(x.shape[self.axis]).len();
+        let n = self.range(x.shape[self.axis]).1;
         if n == 0 {
             return Err(OpError::new(format!("slice selects nothing from shape {}", ShapeDisplay(&x.shape))));
         }
@@ -286,12 +291,11 @@ impl Slice {
 
     pub fn eval(&self, x: &[&[f32]], shapes: &[&[usize]], _out: &[usize]) -> Vec<f32> {
         let shape = shapes[0];
-        let idx = self.indices(shape[self.axis]);
         let inner: usize = shape[self.axis + 1..].iter().product();
         let outer: usize = shape[..self.axis].iter().product();
-        let mut out = Vec::with_capacity(outer * idx.len() * inner);
+        let mut out = Vec::with_capacity(outer * self.range(shape[self.axis]).1 * inner);
         for o in 0..outer {
-            for &i in &idx {
+            for i in self.indices(shape[self.axis]) {
                 out.extend_from_slice(&x[0][(o * shape[self.axis] + i) * inner..][..inner]);
             }
         }
@@ -309,12 +313,14 @@ mod tests {
 
     #[test]
     fn python_slice_semantics() {
-        let s = |start, end, step| Slice { axis: 0, start, end, step }.indices(5);
+        let s = |start, end, step| Slice { axis: 0, start, end, step }.indices(5).collect::<Vec<_>>();
         assert_eq!(s(1, 3, 1), vec![1, 2]);
         assert_eq!(s(-2, 100, 1), vec![3, 4]);
         assert_eq!(s(0, 5, 2), vec![0, 2, 4]);
         assert_eq!(s(i64::MAX, i64::MIN, -1), vec![4, 3, 2, 1, 0]);
         assert_eq!(s(-1, -4, -2), vec![4, 2]);
         assert!(s(3, 1, 1).is_empty());
+        assert_eq!(s(1, i64::MAX, i64::MAX), vec![1]);
+        assert_eq!(Slice { axis: 0, start: 1, end: i64::MAX, step: 1 }.range(1 << 40), (1, (1 << 40) - 1));
     }
 }

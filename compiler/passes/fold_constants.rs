@@ -21,6 +21,13 @@ pub fn fold_constants(graph: &mut Graph) -> bool {
         let folded = op.eval(&values, &node.ty);
         graph.node_mut(id).kind = NodeKind::Const(folded);
         graph.set_operands(id, &[]);
+        // Drop constants this fold consumed for good, so a chain of folds on large weights
+        // holds one intermediate at a time rather than all of them until dead-code removal.
+        for o in operands {
+            if graph.contains(o) && graph.users(o).is_empty() && !graph.is_output(o) {
+                graph.remove(o);
+            }
+        }
         changed = true;
     }
     changed

@@ -5,6 +5,7 @@
 use crate::driver::{build_graph, Source};
 use crate::ir::{print::print_graph, verify::verify, Graph};
 use crate::{interp, weights};
+use nnc_runtime::weights::WeightsFile;
 use nnc_runtime::Tensor;
 use rand::{RngExt, SeedableRng};
 use std::collections::BTreeMap;
@@ -29,10 +30,10 @@ pub fn random_inputs(graph: &Graph, seed: u64) -> Vec<Tensor> {
 }
 
 /// Outputs with `weights` bound as constants (the graph may already have none left).
-pub fn run_with_weights(graph: &Graph, weights: &BTreeMap<String, Tensor>, inputs: &[Tensor]) -> Vec<Tensor> {
+pub fn run_with_weights(graph: &Graph, weights: &WeightsFile, inputs: &[Tensor]) -> Vec<Tensor> {
     let mut g = graph.clone();
-    let used: BTreeMap<String, Tensor> = g.param_names().into_iter().map(|n| { let t = weights[&n].clone(); (n, t) }).collect();
-    weights::bind_weights(&mut g, used, "random").expect("random weights fit");
+    let used: BTreeMap<String, Tensor> = g.param_names().into_iter().map(|n| { let t = weights.tensors[&n].clone(); (n, t) }).collect();
+    weights::bind_weights(&mut g, WeightsFile { tensors: used, unsupported: BTreeMap::new() }, "random").expect("random weights fit");
     interp::run(&g, inputs).expect("interpreter runs")
 }
 

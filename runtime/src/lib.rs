@@ -10,4 +10,14 @@ pub mod tensor;
 pub mod weights;
 
 pub use dtype::DType;
+
+/// Read a whole file, refusing anything but a regular file (a FIFO would block forever and
+/// `/dev/zero` never ends).
+pub fn read_regular_file(path: &std::path::Path) -> std::io::Result<Vec<u8>> {
+    let meta = std::fs::metadata(path)?;
+    if !meta.is_file() {
+        return Err(std::io::Error::new(std::io::ErrorKind::InvalidInput, "not a regular file"));
+    }
+    std::fs::read(path)
+}
 pub use tensor::{Tensor, TensorError, MAX_TENSOR_BYTES};

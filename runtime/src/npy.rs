@@ -32,7 +32,7 @@ pub struct NpyArray {
 /// Read a little-endian, C-order `f32` or `f64` array as an f32 tensor.
 pub fn read_npy(path: &Path) -> Result<NpyArray, NpyError> {
     let p = path.display().to_string();
-    let bytes = std::fs::read(path).map_err(|source| NpyError::Io { path: p.clone(), source })?;
+    let bytes = crate::read_regular_file(path).map_err(|source| NpyError::Io { path: p.clone(), source })?;
     read_npy_bytes(&bytes, &p)
 }
 

@@ -43,7 +43,7 @@ impl Tensor {
     /// A float tensor of dtype `dtype` (f32, f16 or bf16). Values are rounded to `dtype`.
     pub fn from_f32(dtype: DType, shape: Vec<usize>, mut data: Vec<f32>) -> Result<Tensor, TensorError> {
         debug_assert!(dtype.is_float());
-        Self::check_len(&shape, data.len())?;
+        Self::check_len(&shape, data.len(), 4)?;
         if dtype != DType::F32 {
             data.iter_mut().for_each(|v| *v = dtype.round_f32(*v));
         }
@@ -72,17 +72,18 @@ impl Tensor {
     }
 
     pub fn from_i8(shape: Vec<usize>, data: Vec<i8>) -> Result<Tensor, TensorError> {
-        Self::check_len(&shape, data.len())?;
+        Self::check_len(&shape, data.len(), 1)?;
         Ok(Tensor { dtype: DType::I8, shape, data: Data::I8(data) })
     }
 
     pub fn from_i32(shape: Vec<usize>, data: Vec<i32>) -> Result<Tensor, TensorError> {
-        Self::check_len(&shape, data.len())?;
+        Self::check_len(&shape, data.len(), 4)?;
         Ok(Tensor { dtype: DType::I32, shape, data: Data::I32(data) })
     }
 
-    fn check_len(shape: &[usize], data_len: usize) -> Result<(), TensorError> {
-        let len = checked_numel(shape, 1).ok_or_else(|| TensorError::TooLarge(shape.to_vec()))?;
+    /// `elem_bytes` is the storage size of one element (f16/bf16 are stored as f32).
+    fn check_len(shape: &[usize], data_len: usize, elem_bytes: usize) -> Result<(), TensorError> {
+        let len = checked_numel(shape, elem_bytes).ok_or_else(|| TensorError::TooLarge(shape.to_vec()))?;
         if len != data_len {
             return Err(TensorError::LengthMismatch { shape: shape.to_vec(), len, data_len });
         }

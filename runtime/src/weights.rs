@@ -10,23 +10,30 @@ pub enum WeightsError {
     Io { path: String, source: std::io::Error },
     #[error("{path} is not a valid safetensors file: {reason}")]
     Malformed { path: String, reason: String },
-    #[error("{path}: tensor `{name}` has dtype {dtype}, which nnc cannot load (use F32, F16, BF16, I8 or I32)")]
-    UnsupportedDType { path: String, name: String, dtype: String },
 }
 
-/// Every tensor of a safetensors file, by name (sorted, so iteration order is stable).
-pub fn read_safetensors(path: &Path) -> Result<BTreeMap<String, Tensor>, WeightsError> {
+/// The tensors of a safetensors file, by name (sorted, so iteration order is stable).
+#[derive(Debug, Default, PartialEq)]
+pub struct WeightsFile {
+    pub tensors: BTreeMap<String, Tensor>,
+    /// Tensors of dtypes nnc does not load (e.g. PyTorch's int64 `num_batches_tracked`), with
+    /// their dtype: harmless unless a parameter needs one.
+    pub unsupported: BTreeMap<String, String>,
+}
+
+/// Read a safetensors file.
+pub fn read_safetensors(path: &Path) -> Result<WeightsFile, WeightsError> {
     let p = path.display().to_string();
-    let bytes = std::fs::read(path).map_err(|source| WeightsError::Io { path: p.clone(), source })?;
+    let bytes = crate::read_regular_file(path).map_err(|source| WeightsError::Io { path: p.clone(), source })?;
     parse_safetensors(&bytes, &p)
 }
 
 /// [`read_safetensors`] on bytes already in memory; `name` is used in messages.
-pub fn parse_safetensors(bytes: &[u8], path: &str) -> Result<BTreeMap<String, Tensor>, WeightsError> {
+pub fn parse_safetensors(bytes: &[u8], path: &str) -> Result<WeightsFile, WeightsError> {
     use safetensors::Dtype as S;
     let st = safetensors::SafeTensors::deserialize(bytes)
         .map_err(|e| WeightsError::Malformed { path: path.to_string(), reason: e.to_string() })?;
-    let mut out = BTreeMap::new();
+    let mut out = WeightsFile::default();
     for (name, view) in st.tensors() {
         let shape = view.shape().to_vec();
         let raw = view.data();
@@ -38,11 +45,12 @@ pub fn parse_safetensors(bytes: &[u8], path: &str) -> Result<BTreeMap<String, Te
             S::I8 => Tensor::from_i8(shape, raw.iter().map(|&b| b as i8).collect()),
             S::I32 => Tensor::from_i32(shape, raw.chunks_exact(4).map(|c| i32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect()),
             other => {
-                return Err(WeightsError::UnsupportedDType { path: path.to_string(), name, dtype: format!("{other:?}") });
+                out.unsupported.insert(name, format!("{other:?}"));
+                continue;
             }
         }
         .map_err(malformed)?;
-        out.insert(name, tensor);
+        out.tensors.insert(name, tensor);
     }
     Ok(out)
 }
@@ -84,7 +92,7 @@ mod tests {
         m.insert("a.weight".to_string(), Tensor::f32(vec![2, 2], vec![1.0, 2.0, 3.0, 4.0]));
         m.insert("b".to_string(), Tensor::from_f32(DType::BF16, vec![1], vec![0.5]).unwrap());
         write_safetensors(&path, &m).unwrap();
-        assert_eq!(read_safetensors(&path).unwrap(), m);
+        assert_eq!(read_safetensors(&path).unwrap().tensors, m);
         assert!(parse_safetensors(b"", "x").is_err());
         assert!(parse_safetensors(&[255; 16], "x").is_err());
         let mut lying = 8u64.to_le_bytes().to_vec();
