@@ -10,6 +10,7 @@ pub mod driver;
 pub mod elaborate;
 pub mod interp;
 pub mod ir;
+pub mod jit;
 pub mod ops;
 pub mod passes;
 pub mod summary;

@@ -1,0 +1,257 @@
+//! Building blocks for kernels: loops, addressing, and the math the ops need, emitted as
+//! Cranelift IR. Everything works on `f32` scalars and on `f32x4` vectors (the widest type
+//! Cranelift offers on x86-64), so an op writes its arithmetic once and runs it both in the
+//! vector body of a loop and in its scalar remainder.
+
+use super::memplan::Loc;
+use cranelift_codegen::ir::condcodes::{FloatCC, IntCC};
+use cranelift_codegen::ir::{types, BlockArg, InstBuilder, MemFlagsData as MemFlags, Type, Value};
+use cranelift_frontend::{FunctionBuilder, Variable};
+
+pub const F32: Type = types::F32;
+pub const F32X4: Type = types::F32X4;
+pub const I64: Type = types::I64;
+pub const LANES: i64 = 4;
+
+/// A kernel under construction: one op's function `fn(arena: *mut u8)`.
+pub struct Kernel<'a> {
+    pub b: FunctionBuilder<'a>,
+    arena: Value,
+    /// Absolute addresses of the executable's constant buffers.
+    consts: &'a [u64],
+}
+
+fn flags() -> MemFlags {
+    // Every address is in bounds by construction (shapes are verified; loop bounds are the
+    // shapes), so loads cannot trap; alignment is not promised.
+    MemFlags::trusted().with_notrap()
+}
+
+impl<'a> Kernel<'a> {
+    pub fn new(b: FunctionBuilder<'a>, arena: Value, consts: &'a [u64]) -> Kernel<'a> {
+        Kernel { b, arena, consts }
+    }
+
+    /// Base address of a value.
+    pub fn ptr(&mut self, loc: Loc) -> Value {
+        match loc {
+            Loc::Arena(off) => self.b.ins().iadd_imm_s(self.arena, off as i64),
+            Loc::Const(c) => self.b.ins().iconst(I64, self.consts[c] as i64),
+        }
+    }
+
+    pub fn int(&mut self, v: i64) -> Value {
+        self.b.ins().iconst(I64, v)
+    }
+
+    /// An `f32` constant of type `ty` (splatted for vectors).
+    pub fn c(&mut self, ty: Type, v: f32) -> Value {
+        let s = self.b.ins().f32const(v);
+        if ty == F32 {
+            s
+        } else {
+            self.b.ins().splat(ty, s)
+        }
+    }
+
+    pub fn var(&mut self, ty: Type, init: Value) -> Variable {
+        let v = self.b.declare_var(ty);
+        self.b.def_var(v, init);
+        v
+    }
+
+    /// `for i in (lo..hi).step_by(step)`, testing at the top (which Cranelift folds best).
+    pub fn for_range(&mut self, lo: Value, hi: Value, step: i64, mut body: impl FnMut(&mut Self, Value)) {
+        let header = self.b.create_block();
+        let body_block = self.b.create_block();
+        let exit = self.b.create_block();
+        self.b.append_block_param(header, I64);
+        self.b.ins().jump(header, &[BlockArg::Value(lo)]);
+        self.b.switch_to_block(header);
+        let i = self.b.block_params(header)[0];
+        let more = self.b.ins().icmp(IntCC::SignedLessThan, i, hi);
+        self.b.ins().brif(more, body_block, &[], exit, &[]);
+        self.b.switch_to_block(body_block);
+        self.b.seal_block(body_block);
+        body(self, i);
+        let next = self.b.ins().iadd_imm_s(i, step);
+        self.b.ins().jump(header, &[BlockArg::Value(next)]);
+        self.b.seal_block(header);
+        self.b.switch_to_block(exit);
+        self.b.seal_block(exit);
+    }
+
+    /// `for i in lo..hi` with constant bounds.
+    pub fn for_const(&mut self, lo: i64, hi: i64, body: impl FnMut(&mut Self, Value)) {
+        if lo >= hi {
+            return;
+        }
+        let (l, h) = (self.int(lo), self.int(hi));
+        self.for_range(l, h, 1, body);
+    }
+
+    /// Runs `f(index, ty)` over `0..n`: in steps of four with `f32x4` while four remain, then
+    /// one at a time with `f32`. `index` counts elements.
+    pub fn for_vectorized(&mut self, n: i64, mut f: impl FnMut(&mut Self, Value, Type)) {
+        let vec_end = n - n % LANES;
+        if vec_end > 0 {
+            let (l, h) = (self.int(0), self.int(vec_end));
+            self.for_range(l, h, LANES, |k, i| f(k, i, F32X4));
+        }
+        if vec_end < n {
+            let (l, h) = (self.int(vec_end), self.int(n));
+            self.for_range(l, h, 1, |k, i| f(k, i, F32));
+        }
+    }
+
+    /// `base + index * 4`
+    pub fn elem(&mut self, base: Value, index: Value) -> Value {
+        let bytes = self.b.ins().ishl_imm_s(index, 2);
+        self.b.ins().iadd(base, bytes)
+    }
+
+    /// Load an `f32` or `f32x4` at element `index` of `base`.
+    pub fn load(&mut self, ty: Type, base: Value, index: Value) -> Value {
+        let p = self.elem(base, index);
+        self.b.ins().load(ty, flags(), p, 0)
+    }
+
+    pub fn store(&mut self, v: Value, base: Value, index: Value) {
+        let p = self.elem(base, index);
+        self.b.ins().store(flags(), v, p, 0);
+    }
+
+    pub fn load_at(&mut self, ty: Type, base: Value, index: i64) -> Value {
+        self.b.ins().load(ty, flags(), base, (index * 4) as i32)
+    }
+
+    /// `a*b + c`
+    pub fn fma(&mut self, a: Value, b: Value, c: Value) -> Value {
+        self.b.ins().fma(a, b, c)
+    }
+
+    /// `cond ? a : b` for scalars or lanes; `cond` comes from [`Kernel::cmp`].
+    pub fn select(&mut self, ty: Type, cond: Value, a: Value, b: Value) -> Value {
+        if ty == F32 {
+            self.b.ins().select(cond, a, b)
+        } else {
+            let mask = self.b.ins().bitcast(F32X4, MemFlags::new(), cond);
+            self.b.ins().bitselect(mask, a, b)
+        }
+    }
+
+    pub fn cmp(&mut self, cc: FloatCC, a: Value, b: Value) -> Value {
+        self.b.ins().fcmp(cc, a, b)
+    }
+
+    /// `x < lo ? lo : x`, keeping NaN (unlike `fmax`, and one instruction cheaper).
+    pub fn max_keep_nan(&mut self, ty: Type, x: Value, lo: Value) -> Value {
+        let below = self.cmp(FloatCC::LessThan, x, lo);
+        self.select(ty, below, lo, x)
+    }
+
+    /// `x > hi ? hi : x`, keeping NaN.
+    pub fn min_keep_nan(&mut self, ty: Type, x: Value, hi: Value) -> Value {
+        let above = self.cmp(FloatCC::GreaterThan, x, hi);
+        self.select(ty, above, hi, x)
+    }
+
+    /// The larger of two values, NaN if either is NaN (PyTorch's `max`).
+    pub fn max_nan(&mut self, x: Value, y: Value) -> Value {
+        self.b.ins().fmax(x, y)
+    }
+
+    /// Horizontal sum of an `f32x4`.
+    pub fn hsum(&mut self, v: Value) -> Value {
+        let lanes: Vec<Value> = (0..4u8).map(|l| self.b.ins().extractlane(v, l)).collect();
+        let a = self.b.ins().fadd(lanes[0], lanes[1]);
+        let b = self.b.ins().fadd(lanes[2], lanes[3]);
+        self.b.ins().fadd(a, b)
+    }
+
+    /// `exp(x)` by range reduction and a degree-6 polynomial (Cephes `expf` coefficients):
+    /// `x = n·ln2 + r`, `|r| ≤ ln2/2`, `exp(x) = 2ⁿ·p(r)`. Relative error ≤ 2e-7 on
+    /// [-87.3, 88.3]; inputs are clamped to that range (below it the result is ~1e-38 rather
+    /// than 0, above it exp(88.3)), and NaN stays NaN.
+    pub fn exp(&mut self, ty: Type, x: Value) -> Value {
+        let lo = self.c(ty, -87.3);
+        let hi = self.c(ty, 88.3);
+        let x = self.b.ins().fmax(x, lo);
+        let x = self.b.ins().fmin(x, hi);
+        let log2e = self.c(ty, std::f32::consts::LOG2_E);
+        let t = self.b.ins().fmul(x, log2e);
+        let n = self.b.ins().nearest(t);
+        // r = x - n·ln2, with ln2 split in two so n·ln2_hi is exact.
+        let ln2_hi = self.c(ty, 0.693_359_4);
+        let ln2_lo = self.c(ty, -2.121_944_4e-4);
+        let nh = self.b.ins().fneg(n);
+        let r = self.fma(nh, ln2_hi, x);
+        let r = self.fma(nh, ln2_lo, r);
+        let coeffs = [1.987_569_1e-4, 1.398_199_9e-3, 8.333_452e-3, 4.166_579_6e-2, 1.666_666_5e-1, 5.000_000_1e-1];
+        let mut p = self.c(ty, coeffs[0]);
+        for &c in &coeffs[1..] {
+            let cv = self.c(ty, c);
+            p = self.fma(p, r, cv);
+        }
+        let r2 = self.b.ins().fmul(r, r);
+        let one = self.c(ty, 1.0);
+        let r1 = self.b.ins().fadd(r, one);
+        let poly = self.fma(p, r2, r1);
+        // 2ⁿ from the exponent bits.
+        let (ity, bias) = if ty == F32 { (types::I32, self.b.ins().iconst(types::I32, 127)) } else {
+            let s = self.b.ins().iconst(types::I32, 127);
+            (types::I32X4, self.b.ins().splat(types::I32X4, s))
+        };
+        let ni = self.b.ins().fcvt_to_sint_sat(ity, n);
+        let e = self.b.ins().iadd(ni, bias);
+        let bits = self.b.ins().ishl_imm_s(e, 23);
+        let scale = self.b.ins().bitcast(ty, MemFlags::new(), bits);
+        self.b.ins().fmul(poly, scale)
+    }
+
+    /// `1 / (1 + exp(-x))`
+    pub fn sigmoid(&mut self, ty: Type, x: Value) -> Value {
+        let nx = self.b.ins().fneg(x);
+        let e = self.exp(ty, nx);
+        let one = self.c(ty, 1.0);
+        let d = self.b.ins().fadd(one, e);
+        self.b.ins().fdiv(one, d)
+    }
+
+    /// `2·sigmoid(2x) − 1`: absolute error ≤ 3e-7.
+    pub fn tanh(&mut self, ty: Type, x: Value) -> Value {
+        let two = self.c(ty, 2.0);
+        let x2 = self.b.ins().fmul(x, two);
+        let s = self.sigmoid(ty, x2);
+        let one = self.c(ty, 1.0);
+        let neg_one = self.b.ins().fneg(one);
+        self.fma(s, two, neg_one)
+    }
+
+    /// `erf(x)` (Abramowitz & Stegun 7.1.26): absolute error ≤ 1.5e-7 plus the error of
+    /// [`Kernel::exp`].
+    pub fn erf(&mut self, ty: Type, x: Value) -> Value {
+        let ax = self.b.ins().fabs(x);
+        let p = self.c(ty, 0.327_591_1);
+        let one = self.c(ty, 1.0);
+        let d = self.fma(p, ax, one);
+        let t = self.b.ins().fdiv(one, d);
+        let a = [1.061_405_4, -1.453_152_1, 1.421_413_7, -0.284_496_74, 0.254_829_6];
+        let mut poly = self.c(ty, a[0]);
+        for &c in &a[1..] {
+            let cv = self.c(ty, c);
+            poly = self.fma(poly, t, cv);
+        }
+        poly = self.b.ins().fmul(poly, t);
+        let x2 = self.b.ins().fmul(ax, ax);
+        let nx2 = self.b.ins().fneg(x2);
+        let e = self.exp(ty, nx2);
+        let pe = self.b.ins().fmul(poly, e);
+        let y = self.b.ins().fsub(one, pe);
+        // erf is odd. (`fcopysign` has no f32x4 lowering on x86-64.)
+        let zero = self.c(ty, 0.0);
+        let negative = self.cmp(FloatCC::LessThan, x, zero);
+        let ny = self.b.ins().fneg(y);
+        self.select(ty, negative, ny, y)
+    }
+}

@@ -1,0 +1,903 @@
+//! Op → Cranelift lowering: one kernel function per op node, with every shape, stride and
+//! offset baked in as constants. Loops run over exactly the elements of the verified shapes,
+//! so every access is in bounds by construction. Inner loops over contiguous memory use
+//! `f32x4` with a scalar remainder.
+//!
+//! These kernels are the straightforward, correct baseline; fusion, blocked layouts and
+//! register-blocked GEMM microkernels come on top of them.
+
+use super::kernel::{Kernel, F32, F32X4, LANES};
+use super::memplan::Loc;
+use crate::ir::TensorType;
+use crate::ops::{strides, Attention, BatchNorm, Binary, BinaryKind, Concat, Conv2d, LayerNorm, Lstm, Op, Pool, PoolKind, Slice, Softmax, Transpose, Unary, UnaryKind};
+use cranelift_codegen::ir::condcodes::IntCC;
+use cranelift_codegen::ir::{InstBuilder, Type, Value};
+
+/// A tensor as a kernel sees it: where it lives and its type.
+#[derive(Clone, Copy)]
+pub struct Arg<'t> {
+    pub loc: Loc,
+    pub ty: &'t TensorType,
+}
+
+/// Extra arena bytes an op needs while it runs.
+pub fn scratch_bytes(op: &Op, operands: &[&TensorType]) -> usize {
+    match op {
+        // The cell state of every batch row, and the zero initial hidden state.
+        Op::Lstm(l) => 2 * operands[0].shape[1] * l.hidden * 4,
+        Op::Conv2d(_)
+        | Op::Dense(_)
+        | Op::MatMul(_)
+        | Op::BatchNorm(_)
+        | Op::LayerNorm(_)
+        | Op::Unary(_)
+        | Op::Binary(_)
+        | Op::Softmax(_)
+        | Op::Pool(_)
+        | Op::GlobalAvgPool(_)
+        | Op::Flatten(_)
+        | Op::Reshape(_)
+        | Op::Transpose(_)
+        | Op::Concat(_)
+        | Op::Slice(_)
+        | Op::Attention(_) => 0,
+    }
+}
+
+/// Whether the op needs code at all: views (`reshape`, `flatten`) share their operand's memory.
+pub fn needs_kernel(op: &Op) -> bool {
+    match op {
+        Op::Flatten(_) | Op::Reshape(_) => false,
+        Op::Conv2d(_)
+        | Op::Dense(_)
+        | Op::MatMul(_)
+        | Op::BatchNorm(_)
+        | Op::LayerNorm(_)
+        | Op::Lstm(_)
+        | Op::Unary(_)
+        | Op::Binary(_)
+        | Op::Softmax(_)
+        | Op::Pool(_)
+        | Op::GlobalAvgPool(_)
+        | Op::Transpose(_)
+        | Op::Concat(_)
+        | Op::Slice(_)
+        | Op::Attention(_) => true,
+    }
+}
+
+/// Emit the body of `op`'s kernel.
+pub fn lower(k: &mut Kernel, op: &Op, args: &[Arg], out: Arg, scratch: Option<Loc>) {
+    match op {
+        Op::Unary(u) => unary(k, u, args, out),
+        Op::Binary(b) => binary(k, b, args, out),
+        Op::Conv2d(c) => conv2d(k, c, args, out),
+        Op::Dense(_) => dense(k, args, out),
+        Op::MatMul(_) => matmul(k, args, out),
+        Op::BatchNorm(bn) => batch_norm(k, bn, args, out),
+        Op::LayerNorm(ln) => layer_norm(k, ln, args, out),
+        Op::Lstm(l) => lstm(k, l, args, out, scratch.expect("lstm has scratch")),
+        Op::Softmax(s) => softmax(k, s, args, out),
+        Op::Pool(p) => pool(k, p, args, out),
+        Op::GlobalAvgPool(_) => global_avg_pool(k, args, out),
+        Op::Transpose(t) => transpose(k, t, args, out),
+        Op::Concat(c) => concat(k, c, args, out),
+        Op::Slice(s) => slice(k, s, args, out),
+        Op::Attention(a) => attention(k, a, args, out),
+        Op::Flatten(_) | Op::Reshape(_) => unreachable!("views have no kernel"),
+    }
+}
+
+fn numel(t: &TensorType) -> i64 {
+    t.numel() as i64
+}
+
+/// The elementwise function of a unary op on a scalar or vector.
+pub fn apply_unary(k: &mut Kernel, kind: &UnaryKind, ty: Type, x: Value) -> Value {
+    match *kind {
+        UnaryKind::Relu => {
+            let zero = k.c(ty, 0.0);
+            k.max_keep_nan(ty, x, zero)
+        }
+        UnaryKind::Relu6 => {
+            let zero = k.c(ty, 0.0);
+            let six = k.c(ty, 6.0);
+            let y = k.max_keep_nan(ty, x, zero);
+            k.min_keep_nan(ty, y, six)
+        }
+        UnaryKind::Sigmoid => k.sigmoid(ty, x),
+        UnaryKind::Tanh => k.tanh(ty, x),
+        UnaryKind::Gelu => {
+            let inv_sqrt2 = k.c(ty, std::f32::consts::FRAC_1_SQRT_2);
+            let half = k.c(ty, 0.5);
+            let one = k.c(ty, 1.0);
+            let xs = k.b.ins().fmul(x, inv_sqrt2);
+            let e = k.erf(ty, xs);
+            let e1 = k.b.ins().fadd(e, one);
+            let hx = k.b.ins().fmul(x, half);
+            k.b.ins().fmul(hx, e1)
+        }
+        UnaryKind::Silu => {
+            let s = k.sigmoid(ty, x);
+            k.b.ins().fmul(x, s)
+        }
+        UnaryKind::Exp => k.exp(ty, x),
+        UnaryKind::Sqrt => k.b.ins().sqrt(x),
+        UnaryKind::Abs => k.b.ins().fabs(x),
+        UnaryKind::Neg => k.b.ins().fneg(x),
+        UnaryKind::LeakyRelu { alpha } => {
+            let a = k.c(ty, alpha as f32);
+            let zero = k.c(ty, 0.0);
+            let scaled = k.b.ins().fmul(x, a);
+            let neg = k.cmp(cranelift_codegen::ir::condcodes::FloatCC::LessThan, x, zero);
+            k.select(ty, neg, scaled, x)
+        }
+        UnaryKind::Clip { min, max } => {
+            let mut y = x;
+            if min.is_finite() {
+                let lo = k.c(ty, min as f32);
+                y = k.max_keep_nan(ty, y, lo);
+            }
+            if max.is_finite() {
+                let hi = k.c(ty, max as f32);
+                y = k.min_keep_nan(ty, y, hi);
+            }
+            y
+        }
+    }
+}
+
+fn unary(k: &mut Kernel, u: &Unary, args: &[Arg], out: Arg) {
+    let (x, o) = (k.ptr(args[0].loc), k.ptr(out.loc));
+    k.for_vectorized(numel(out.ty), |k, i, ty| {
+        let v = k.load(ty, x, i);
+        let y = apply_unary(k, &u.kind, ty, v);
+        k.store(y, o, i);
+    });
+}
+
+fn apply_binary(k: &mut Kernel, kind: BinaryKind, a: Value, b: Value) -> Value {
+    match kind {
+        BinaryKind::Add => k.b.ins().fadd(a, b),
+        BinaryKind::Sub => k.b.ins().fsub(a, b),
+        BinaryKind::Mul => k.b.ins().fmul(a, b),
+        BinaryKind::Div => k.b.ins().fdiv(a, b),
+    }
+}
+
+/// Strides of `shape` read as a broadcast operand of a result with `out.len()` axes: 0 on
+/// broadcast axes.
+fn broadcast_strides(shape: &[usize], out: &[usize]) -> Vec<i64> {
+    let s = strides(shape);
+    let pad = out.len() - shape.len();
+    (0..out.len()).map(|d| if d < pad || shape[d - pad] == 1 { 0 } else { s[d - pad] as i64 }).collect()
+}
+
+/// Nested loops over all axes of `shape` but the last, calling `f` with each operand's
+/// element offset for the start of the row (`stride_sets[j]` are operand j's strides).
+fn for_rows(k: &mut Kernel, shape: &[usize], stride_sets: &[Vec<i64>], f: &mut dyn FnMut(&mut Kernel, &[Value])) {
+    fn go(k: &mut Kernel, shape: &[usize], axis: usize, stride_sets: &[Vec<i64>], offsets: Vec<Value>, f: &mut dyn FnMut(&mut Kernel, &[Value])) {
+        if axis + 1 >= shape.len() {
+            f(k, &offsets);
+            return;
+        }
+        k.for_const(0, shape[axis] as i64, |k, i| {
+            let next: Vec<Value> = offsets.iter().zip(stride_sets).map(|(&o, s)| {
+                let step = k.b.ins().imul_imm_s(i, s[axis]);
+                k.b.ins().iadd(o, step)
+            }).collect();
+            go(k, shape, axis + 1, stride_sets, next, f);
+        });
+    }
+    let zero = k.int(0);
+    go(k, shape, 0, stride_sets, vec![zero; stride_sets.len()], f);
+}
+
+fn binary(k: &mut Kernel, bin: &Binary, args: &[Arg], out: Arg) {
+    let (a, b, o) = (k.ptr(args[0].loc), k.ptr(args[1].loc), k.ptr(out.loc));
+    let shape = &out.ty.shape;
+    if args[0].ty.shape == *shape && args[1].ty.shape == *shape {
+        k.for_vectorized(numel(out.ty), |k, i, ty| {
+            let x = k.load(ty, a, i);
+            let y = k.load(ty, b, i);
+            let r = apply_binary(k, bin.kind, x, y);
+            k.store(r, o, i);
+        });
+        return;
+    }
+    if shape.is_empty() {
+        let zero = k.int(0);
+        let x = k.load(F32, a, zero);
+        let y = k.load(F32, b, zero);
+        let r = apply_binary(k, bin.kind, x, y);
+        k.store(r, o, zero);
+        return;
+    }
+    let sa = broadcast_strides(&args[0].ty.shape, shape);
+    let sb = broadcast_strides(&args[1].ty.shape, shape);
+    let so: Vec<i64> = strides(shape).iter().map(|&s| s as i64).collect();
+    let last = shape.len() - 1;
+    let row = shape[last] as i64;
+    let (la, lb) = (sa[last], sb[last]);
+    for_rows(k, shape, &[sa.clone(), sb.clone(), so], &mut |k, offs| {
+        let pa = k.elem(a, offs[0]);
+        let pb = k.elem(b, offs[1]);
+        let po = k.elem(o, offs[2]);
+        // Along the last axis each operand is contiguous (stride 1) or a broadcast scalar.
+        k.for_vectorized(row, |k, i, ty| {
+            let zero = k.int(0);
+            let x = if la == 0 { let s = k.load(F32, pa, zero); if ty == F32 { s } else { k.b.ins().splat(ty, s) } } else { k.load(ty, pa, i) };
+            let y = if lb == 0 { let s = k.load(F32, pb, zero); if ty == F32 { s } else { k.b.ins().splat(ty, s) } } else { k.load(ty, pb, i) };
+            let r = apply_binary(k, bin.kind, x, y);
+            k.store(r, po, i);
+        });
+    });
+}
+
+/// Dot product of `n` contiguous floats at `a` and `b`, vectorized.
+fn dot(k: &mut Kernel, a: Value, b: Value, n: i64) -> Value {
+    let zero4 = k.c(F32X4, 0.0);
+    let zero = k.c(F32, 0.0);
+    let acc4 = k.var(F32X4, zero4);
+    let acc = k.var(F32, zero);
+    k.for_vectorized(n, |k, i, ty| {
+        let x = k.load(ty, a, i);
+        let y = k.load(ty, b, i);
+        let var = if ty == F32 { acc } else { acc4 };
+        let cur = k.b.use_var(var);
+        let next = k.fma(x, y, cur);
+        k.b.def_var(var, next);
+    });
+    let v = k.b.use_var(acc4);
+    let s = k.hsum(v);
+    let tail = k.b.use_var(acc);
+    k.b.ins().fadd(s, tail)
+}
+
+fn dense(k: &mut Kernel, args: &[Arg], out: Arg) {
+    let (units, features) = (args[1].ty.shape[0] as i64, args[1].ty.shape[1] as i64);
+    let rows = numel(args[0].ty) / features;
+    let (x, w, o) = (k.ptr(args[0].loc), k.ptr(args[1].loc), k.ptr(out.loc));
+    let bias = args.get(2).map(|b| k.ptr(b.loc));
+    k.for_const(0, rows, |k, r| {
+        let xo = k.b.ins().imul_imm_s(r, features);
+        let xr = k.elem(x, xo);
+        k.for_const(0, units, |k, u| {
+            let wo = k.b.ins().imul_imm_s(u, features);
+            let wr = k.elem(w, wo);
+            let mut s = dot(k, xr, wr, features);
+            if let Some(bp) = bias {
+                let bv = k.load(F32, bp, u);
+                s = k.b.ins().fadd(s, bv);
+            }
+            let oi = k.b.ins().imul_imm_s(r, units);
+            let oi = k.b.ins().iadd(oi, u);
+            k.store(s, o, oi);
+        });
+    });
+}
+
+fn matmul(k: &mut Kernel, args: &[Arg], out: Arg) {
+    let (sa, sb) = (&args[0].ty.shape, &args[1].ty.shape);
+    let a2: Vec<usize> = if sa.len() == 1 { vec![1, sa[0]] } else { sa.clone() };
+    let b2: Vec<usize> = if sb.len() == 1 { vec![sb[0], 1] } else { sb.clone() };
+    let (m, kk) = (a2[a2.len() - 2] as i64, a2[a2.len() - 1] as i64);
+    let n = b2[b2.len() - 1] as i64;
+    let batch = crate::ops::broadcast_shapes(&a2[..a2.len() - 2], &b2[..b2.len() - 2]).expect("checked by the shape rule");
+    // Per-batch element strides of each operand (0 where broadcast), over the batch axes
+    // plus a trailing axis of length 1 so `for_rows` visits every batch once.
+    let mut shape = batch.clone();
+    shape.push(1);
+    let stride_for = |full: &[usize], mat: i64| -> Vec<i64> {
+        let mut bs = broadcast_strides(&full[..full.len() - 2], &batch).iter().map(|s| s * mat).collect::<Vec<_>>();
+        bs.push(0);
+        bs
+    };
+    let a_str = stride_for(&a2, m * kk);
+    let b_str = stride_for(&b2, kk * n);
+    let mut o_str: Vec<i64> = strides(&batch).iter().map(|&s| s as i64 * m * n).collect();
+    o_str.push(0);
+    let (a, b, o) = (k.ptr(args[0].loc), k.ptr(args[1].loc), k.ptr(out.loc));
+    for_rows(k, &shape, &[a_str, b_str, o_str], &mut |k, offs| {
+        let (pa, pb, po) = (k.elem(a, offs[0]), k.elem(b, offs[1]), k.elem(o, offs[2]));
+        k.for_const(0, m, |k, i| {
+            let orow_off = k.b.ins().imul_imm_s(i, n);
+            let orow = k.elem(po, orow_off);
+            k.for_vectorized(n, |k, j, ty| {
+                let z = k.c(ty, 0.0);
+                k.store(z, orow, j);
+            });
+            k.for_const(0, kk, |k, p| {
+                let ai = k.b.ins().imul_imm_s(i, kk);
+                let ai = k.b.ins().iadd(ai, p);
+                let av = k.load(F32, pa, ai);
+                let brow_off = k.b.ins().imul_imm_s(p, n);
+                let brow = k.elem(pb, brow_off);
+                k.for_vectorized(n, |k, j, ty| {
+                    let s = if ty == F32 { av } else { k.b.ins().splat(ty, av) };
+                    let bv = k.load(ty, brow, j);
+                    let cur = k.load(ty, orow, j);
+                    let r = k.fma(s, bv, cur);
+                    k.store(r, orow, j);
+                });
+            });
+        });
+    });
+}
+
+/// `max(0, ceil(a / s))` and `min(limit, floor(b / s) + 1)` (or 0 when `b < 0`): the range
+/// of output positions whose input tap lands inside the image.
+fn valid_range(k: &mut Kernel, a: Value, b: Value, s: i64, limit: i64) -> (Value, Value) {
+    let zero = k.int(0);
+    let a0 = k.b.ins().smax(a, zero);
+    let a1 = k.b.ins().iadd_imm_s(a0, s - 1);
+    let lo = k.b.ins().sdiv_imm_s(a1, s);
+    let neg = k.b.ins().icmp(IntCC::SignedLessThan, b, zero);
+    let q = k.b.ins().sdiv_imm_s(b, s);
+    let q1 = k.b.ins().iadd_imm_s(q, 1);
+    let lim = k.int(limit);
+    let hi = k.b.ins().smin(q1, lim);
+    let hi = k.b.ins().select(neg, zero, hi);
+    (lo, hi)
+}
+
+fn conv2d(k: &mut Kernel, c: &Conv2d, args: &[Arg], out: Arg) {
+    let [n, ch, h, w] = args[0].ty.shape[..] else { unreachable!("rank checked") };
+    let [f, cg, kh, kw] = args[1].ty.shape[..] else { unreachable!("rank checked") };
+    let (oh, ow) = (out.ty.shape[2] as i64, out.ty.shape[3] as i64);
+    let (h, w, ch, cg, kh, kw) = (h as i64, w as i64, ch as i64, cg as i64, kh as i64, kw as i64);
+    let fg = (f / c.groups) as i64;
+    let [sh, sw] = c.stride.map(|v| v as i64);
+    let [dh, dw] = c.dilation.map(|v| v as i64);
+    let (pt, pl) = (c.padding[0] as i64, c.padding[1] as i64);
+    let (x, wt, o) = (k.ptr(args[0].loc), k.ptr(args[1].loc), k.ptr(out.loc));
+    let bias = args.get(2).map(|b| k.ptr(b.loc));
+    k.for_const(0, n as i64, |k, b| {
+        k.for_const(0, f as i64, |k, oc| {
+            let plane_idx = k.b.ins().imul_imm_s(b, f as i64);
+            let plane_idx = k.b.ins().iadd(plane_idx, oc);
+            let plane_off = k.b.ins().imul_imm_s(plane_idx, oh * ow);
+            let plane = k.elem(o, plane_off);
+            let init = match bias {
+                Some(bp) => k.load(F32, bp, oc),
+                None => k.c(F32, 0.0),
+            };
+            k.for_vectorized(oh * ow, |k, i, ty| {
+                let v = if ty == F32 { init } else { k.b.ins().splat(ty, init) };
+                k.store(v, plane, i);
+            });
+            let group = k.b.ins().sdiv_imm_s(oc, fg);
+            k.for_const(0, cg, |k, ci| {
+                let in_ch = k.b.ins().imul_imm_s(group, cg);
+                let in_ch = k.b.ins().iadd(in_ch, ci);
+                let in_idx = k.b.ins().imul_imm_s(b, ch);
+                let in_idx = k.b.ins().iadd(in_idx, in_ch);
+                let in_off = k.b.ins().imul_imm_s(in_idx, h * w);
+                let in_plane = k.elem(x, in_off);
+                k.for_const(0, kh, |k, ky| {
+                    // Output rows whose tap ky lands in the image: iy = y·sh + ky·dh − pt ∈ [0, h).
+                    let kyd = k.b.ins().imul_imm_s(ky, dh);
+                    let pt_v = k.int(pt);
+                    let a = k.b.ins().isub(pt_v, kyd);
+                    let hm = k.int(h - 1 + pt);
+                    let bnd = k.b.ins().isub(hm, kyd);
+                    let (y_lo, y_hi) = valid_range(k, a, bnd, sh, oh);
+                    k.for_const(0, kw, |k, kx| {
+                        let kxd = k.b.ins().imul_imm_s(kx, dw);
+                        let pl_v = k.int(pl);
+                        let a = k.b.ins().isub(pl_v, kxd);
+                        let wm = k.int(w - 1 + pl);
+                        let bnd = k.b.ins().isub(wm, kxd);
+                        let (x_lo, x_hi) = valid_range(k, a, bnd, sw, ow);
+                        // The weight tap, broadcast.
+                        let widx = k.b.ins().imul_imm_s(oc, cg);
+                        let widx = k.b.ins().iadd(widx, ci);
+                        let widx = k.b.ins().imul_imm_s(widx, kh);
+                        let widx = k.b.ins().iadd(widx, ky);
+                        let widx = k.b.ins().imul_imm_s(widx, kw);
+                        let widx = k.b.ins().iadd(widx, kx);
+                        let wv = k.load(F32, wt, widx);
+                        let wv4 = k.b.ins().splat(F32X4, wv);
+                        k.for_range(y_lo, y_hi, 1, |k, y| {
+                            let iy = k.b.ins().imul_imm_s(y, sh);
+                            let iy = k.b.ins().iadd(iy, kyd);
+                            let iy = k.b.ins().iadd_imm_s(iy, -pt);
+                            let in_row_off = k.b.ins().imul_imm_s(iy, w);
+                            let in_row = k.elem(in_plane, in_row_off);
+                            let out_row_off = k.b.ins().imul_imm_s(y, ow);
+                            let out_row = k.elem(plane, out_row_off);
+                            if sw == 1 {
+                                // ix = ox + kx·dw − pl: contiguous in both rows.
+                                let shift = k.b.ins().iadd_imm_s(kxd, -pl);
+                                let count = k.b.ins().isub(x_hi, x_lo);
+                                let vec_count = k.b.ins().band_imm_s(count, !(LANES - 1));
+                                let vec_end = k.b.ins().iadd(x_lo, vec_count);
+                                k.for_range(x_lo, vec_end, LANES, |k, ox| {
+                                    let ix = k.b.ins().iadd(ox, shift);
+                                    let xv = k.load(F32X4, in_row, ix);
+                                    let cur = k.load(F32X4, out_row, ox);
+                                    let r = k.fma(wv4, xv, cur);
+                                    k.store(r, out_row, ox);
+                                });
+                                k.for_range(vec_end, x_hi, 1, |k, ox| {
+                                    let ix = k.b.ins().iadd(ox, shift);
+                                    let xv = k.load(F32, in_row, ix);
+                                    let cur = k.load(F32, out_row, ox);
+                                    let r = k.fma(wv, xv, cur);
+                                    k.store(r, out_row, ox);
+                                });
+                            } else {
+                                k.for_range(x_lo, x_hi, 1, |k, ox| {
+                                    let ix = k.b.ins().imul_imm_s(ox, sw);
+                                    let ix = k.b.ins().iadd(ix, kxd);
+                                    let ix = k.b.ins().iadd_imm_s(ix, -pl);
+                                    let xv = k.load(F32, in_row, ix);
+                                    let cur = k.load(F32, out_row, ox);
+                                    let r = k.fma(wv, xv, cur);
+                                    k.store(r, out_row, ox);
+                                });
+                            }
+                        });
+                    });
+                });
+            });
+        });
+    });
+}
+
+fn batch_norm(k: &mut Kernel, bn: &BatchNorm, args: &[Arg], out: Arg) {
+    let shape = &args[0].ty.shape;
+    let c = shape[1] as i64;
+    let inner: i64 = shape[2..].iter().product::<usize>() as i64;
+    let outer = shape[0] as i64;
+    let (x, o) = (k.ptr(args[0].loc), k.ptr(out.loc));
+    let (g, be, mean, var) = (k.ptr(args[1].loc), k.ptr(args[2].loc), k.ptr(args[3].loc), k.ptr(args[4].loc));
+    k.for_const(0, outer, |k, n| {
+        k.for_const(0, c, |k, ch| {
+            let eps = k.c(F32, bn.eps as f32);
+            let v = k.load(F32, var, ch);
+            let ve = k.b.ins().fadd(v, eps);
+            let sd = k.b.ins().sqrt(ve);
+            let gv = k.load(F32, g, ch);
+            let scale = k.b.ins().fdiv(gv, sd);
+            let mv = k.load(F32, mean, ch);
+            let bv = k.load(F32, be, ch);
+            let ms = k.b.ins().fmul(mv, scale);
+            let shift = k.b.ins().fsub(bv, ms);
+            let row = k.b.ins().imul_imm_s(n, c);
+            let row = k.b.ins().iadd(row, ch);
+            let off = k.b.ins().imul_imm_s(row, inner);
+            let (xr, or) = (k.elem(x, off), k.elem(o, off));
+            k.for_vectorized(inner, |k, i, ty| {
+                let xv = k.load(ty, xr, i);
+                let (s, t) = if ty == F32 { (scale, shift) } else { (k.b.ins().splat(ty, scale), k.b.ins().splat(ty, shift)) };
+                let r = k.fma(xv, s, t);
+                k.store(r, or, i);
+            });
+        });
+    });
+}
+
+/// Sum of `n` contiguous floats.
+fn sum(k: &mut Kernel, p: Value, n: i64) -> Value {
+    let zero4 = k.c(F32X4, 0.0);
+    let zero = k.c(F32, 0.0);
+    let (acc4, acc) = (k.var(F32X4, zero4), k.var(F32, zero));
+    k.for_vectorized(n, |k, i, ty| {
+        let v = k.load(ty, p, i);
+        let var = if ty == F32 { acc } else { acc4 };
+        let cur = k.b.use_var(var);
+        let next = k.b.ins().fadd(cur, v);
+        k.b.def_var(var, next);
+    });
+    let v = k.b.use_var(acc4);
+    let s = k.hsum(v);
+    let t = k.b.use_var(acc);
+    k.b.ins().fadd(s, t)
+}
+
+fn layer_norm(k: &mut Kernel, ln: &LayerNorm, args: &[Arg], out: Arg) {
+    let d = *args[0].ty.shape.last().expect("rank checked") as i64;
+    let rows = numel(args[0].ty) / d;
+    let (x, wt, bs, o) = (k.ptr(args[0].loc), k.ptr(args[1].loc), k.ptr(args[2].loc), k.ptr(out.loc));
+    k.for_const(0, rows, |k, r| {
+        let off = k.b.ins().imul_imm_s(r, d);
+        let (xr, or) = (k.elem(x, off), k.elem(o, off));
+        let total = sum(k, xr, d);
+        let inv_d = k.c(F32, 1.0 / d as f32);
+        let mean = k.b.ins().fmul(total, inv_d);
+        // Variance from centred values (two passes): stable where E[x²]−E[x]² is not.
+        let zero4 = k.c(F32X4, 0.0);
+        let zero = k.c(F32, 0.0);
+        let (acc4, acc) = (k.var(F32X4, zero4), k.var(F32, zero));
+        k.for_vectorized(d, |k, i, ty| {
+            let v = k.load(ty, xr, i);
+            let m = if ty == F32 { mean } else { k.b.ins().splat(ty, mean) };
+            let c = k.b.ins().fsub(v, m);
+            let var = if ty == F32 { acc } else { acc4 };
+            let cur = k.b.use_var(var);
+            let next = k.fma(c, c, cur);
+            k.b.def_var(var, next);
+        });
+        let v4 = k.b.use_var(acc4);
+        let sq = k.hsum(v4);
+        let t = k.b.use_var(acc);
+        let sq = k.b.ins().fadd(sq, t);
+        let var = k.b.ins().fmul(sq, inv_d);
+        let eps = k.c(F32, ln.eps as f32);
+        let ve = k.b.ins().fadd(var, eps);
+        let sd = k.b.ins().sqrt(ve);
+        let one = k.c(F32, 1.0);
+        let inv = k.b.ins().fdiv(one, sd);
+        k.for_vectorized(d, |k, i, ty| {
+            let v = k.load(ty, xr, i);
+            let (m, s) = if ty == F32 { (mean, inv) } else { (k.b.ins().splat(ty, mean), k.b.ins().splat(ty, inv)) };
+            let c = k.b.ins().fsub(v, m);
+            let nrm = k.b.ins().fmul(c, s);
+            let g = k.load(ty, wt, i);
+            let bb = k.load(ty, bs, i);
+            let r = k.fma(nrm, g, bb);
+            k.store(r, or, i);
+        });
+    });
+}
+
+fn softmax(k: &mut Kernel, s: &Softmax, args: &[Arg], out: Arg) {
+    let shape = &args[0].ty.shape;
+    let len = shape[s.axis] as i64;
+    let inner: i64 = shape[s.axis + 1..].iter().product::<usize>() as i64;
+    let outer: i64 = shape[..s.axis].iter().product::<usize>() as i64;
+    let (x, o) = (k.ptr(args[0].loc), k.ptr(out.loc));
+    k.for_const(0, outer, |k, ou| {
+        k.for_const(0, inner, |k, inn| {
+            // Element j of this lane is at (ou·len + j)·inner + inn.
+            let base = k.b.ins().imul_imm_s(ou, len * inner);
+            let base = k.b.ins().iadd(base, inn);
+            let at = |k: &mut Kernel, j: Value| {
+                let s = k.b.ins().imul_imm_s(j, inner);
+                k.b.ins().iadd(base, s)
+            };
+            let ninf = k.c(F32, f32::NEG_INFINITY);
+            let max = k.var(F32, ninf);
+            k.for_const(0, len, |k, j| {
+                let idx = at(k, j);
+                let v = k.load(F32, x, idx);
+                let m = k.b.use_var(max);
+                let m2 = k.max_nan(m, v);
+                k.b.def_var(max, m2);
+            });
+            let zero = k.c(F32, 0.0);
+            let total = k.var(F32, zero);
+            k.for_const(0, len, |k, j| {
+                let idx = at(k, j);
+                let v = k.load(F32, x, idx);
+                let m = k.b.use_var(max);
+                let d = k.b.ins().fsub(v, m);
+                let e = k.exp(F32, d);
+                k.store(e, o, idx);
+                let t = k.b.use_var(total);
+                let t2 = k.b.ins().fadd(t, e);
+                k.b.def_var(total, t2);
+            });
+            let t = k.b.use_var(total);
+            let one = k.c(F32, 1.0);
+            let inv = k.b.ins().fdiv(one, t);
+            k.for_const(0, len, |k, j| {
+                let idx = at(k, j);
+                let e = k.load(F32, o, idx);
+                let r = k.b.ins().fmul(e, inv);
+                k.store(r, o, idx);
+            });
+        });
+    });
+}
+
+fn pool(k: &mut Kernel, p: &Pool, args: &[Arg], out: Arg) {
+    let [n, c, h, w] = args[0].ty.shape[..] else { unreachable!("rank checked") };
+    let (oh, ow) = (out.ty.shape[2] as i64, out.ty.shape[3] as i64);
+    let (h, w) = (h as i64, w as i64);
+    let (x, o) = (k.ptr(args[0].loc), k.ptr(out.loc));
+    let [kh, kw] = p.kernel.map(|v| v as i64);
+    let [sh, sw] = p.stride.map(|v| v as i64);
+    let (pt, pl) = (p.padding[0] as i64, p.padding[1] as i64);
+    k.for_const(0, (n * c) as i64, |k, plane| {
+        let in_off = k.b.ins().imul_imm_s(plane, h * w);
+        let xin = k.elem(x, in_off);
+        let out_off = k.b.ins().imul_imm_s(plane, oh * ow);
+        let xout = k.elem(o, out_off);
+        k.for_const(0, oh, |k, y| {
+            let y0 = k.b.ins().imul_imm_s(y, sh);
+            let y0 = k.b.ins().iadd_imm_s(y0, -pt);
+            let zero = k.int(0);
+            let ys = k.b.ins().smax(y0, zero);
+            let y1 = k.b.ins().iadd_imm_s(y0, kh);
+            let hv = k.int(h);
+            let ye = k.b.ins().smin(y1, hv);
+            k.for_const(0, ow, |k, xo| {
+                let x0 = k.b.ins().imul_imm_s(xo, sw);
+                let x0 = k.b.ins().iadd_imm_s(x0, -pl);
+                let zero = k.int(0);
+                let xs = k.b.ins().smax(x0, zero);
+                let x1 = k.b.ins().iadd_imm_s(x0, kw);
+                let wv = k.int(w);
+                let xe = k.b.ins().smin(x1, wv);
+                let init = match p.kind {
+                    PoolKind::Max => k.c(F32, f32::NEG_INFINITY),
+                    PoolKind::Avg => k.c(F32, 0.0),
+                };
+                let acc = k.var(F32, init);
+                k.for_range(ys, ye, 1, |k, yy| {
+                    let row = k.b.ins().imul_imm_s(yy, w);
+                    k.for_range(xs, xe, 1, |k, xx| {
+                        let idx = k.b.ins().iadd(row, xx);
+                        let v = k.load(F32, xin, idx);
+                        let cur = k.b.use_var(acc);
+                        let next = match p.kind {
+                            PoolKind::Max => k.max_nan(cur, v),
+                            PoolKind::Avg => k.b.ins().fadd(cur, v),
+                        };
+                        k.b.def_var(acc, next);
+                    });
+                });
+                let mut r = k.b.use_var(acc);
+                if p.kind == PoolKind::Avg {
+                    // Only cells inside the image count (count_include_pad = 0).
+                    let dy = k.b.ins().isub(ye, ys);
+                    let dx = k.b.ins().isub(xe, xs);
+                    let cnt = k.b.ins().imul(dy, dx);
+                    let cf = k.b.ins().fcvt_from_sint(F32, cnt);
+                    r = k.b.ins().fdiv(r, cf);
+                }
+                let oi = k.b.ins().imul_imm_s(y, ow);
+                let oi = k.b.ins().iadd(oi, xo);
+                k.store(r, xout, oi);
+            });
+        });
+    });
+}
+
+fn global_avg_pool(k: &mut Kernel, args: &[Arg], out: Arg) {
+    let s = &args[0].ty.shape;
+    let hw = (s[2] * s[3]) as i64;
+    let (x, o) = (k.ptr(args[0].loc), k.ptr(out.loc));
+    k.for_const(0, (s[0] * s[1]) as i64, |k, plane| {
+        let off = k.b.ins().imul_imm_s(plane, hw);
+        let p = k.elem(x, off);
+        let total = sum(k, p, hw);
+        let inv = k.c(F32, 1.0 / hw as f32);
+        let r = k.b.ins().fmul(total, inv);
+        k.store(r, o, plane);
+    });
+}
+
+/// Copy `n` contiguous floats.
+fn copy(k: &mut Kernel, src: Value, dst: Value, n: i64) {
+    k.for_vectorized(n, |k, i, ty| {
+        let v = k.load(ty, src, i);
+        k.store(v, dst, i);
+    });
+}
+
+fn transpose(k: &mut Kernel, t: &Transpose, args: &[Arg], out: Arg) {
+    let in_strides = strides(&args[0].ty.shape);
+    let out_shape = &out.ty.shape;
+    if out_shape.is_empty() {
+        let (x, o) = (k.ptr(args[0].loc), k.ptr(out.loc));
+        copy(k, x, o, 1);
+        return;
+    }
+    let src: Vec<i64> = t.perm.iter().map(|&a| in_strides[a] as i64).collect();
+    let dst: Vec<i64> = strides(out_shape).iter().map(|&s| s as i64).collect();
+    let (x, o) = (k.ptr(args[0].loc), k.ptr(out.loc));
+    let last = out_shape.len() - 1;
+    let (ls, ld) = (src[last], dst[last]);
+    let row = out_shape[last] as i64;
+    for_rows(k, out_shape, &[src, dst], &mut |k, offs| {
+        let (ps, pd) = (k.elem(x, offs[0]), k.elem(o, offs[1]));
+        if ls == 1 {
+            copy(k, ps, pd, row);
+        } else {
+            k.for_const(0, row, |k, i| {
+                let si = k.b.ins().imul_imm_s(i, ls);
+                let v = k.load(F32, ps, si);
+                let di = k.b.ins().imul_imm_s(i, ld);
+                k.store(v, pd, di);
+            });
+        }
+    });
+}
+
+fn concat(k: &mut Kernel, c: &Concat, args: &[Arg], out: Arg) {
+    let outer: i64 = out.ty.shape[..c.axis].iter().product::<usize>() as i64;
+    let out_chunk: i64 = out.ty.shape[c.axis..].iter().product::<usize>() as i64;
+    let o = k.ptr(out.loc);
+    let mut at = 0i64;
+    for a in args {
+        let chunk: i64 = a.ty.shape[c.axis..].iter().product::<usize>() as i64;
+        let src = k.ptr(a.loc);
+        k.for_const(0, outer, |k, i| {
+            let so = k.b.ins().imul_imm_s(i, chunk);
+            let ps = k.elem(src, so);
+            let d = k.b.ins().imul_imm_s(i, out_chunk);
+            let d = k.b.ins().iadd_imm_s(d, at);
+            let pd = k.elem(o, d);
+            copy(k, ps, pd, chunk);
+        });
+        at += chunk;
+    }
+}
+
+fn slice(k: &mut Kernel, s: &Slice, args: &[Arg], out: Arg) {
+    let shape = &args[0].ty.shape;
+    let len = shape[s.axis] as i64;
+    let inner: i64 = shape[s.axis + 1..].iter().product::<usize>() as i64;
+    let outer: i64 = shape[..s.axis].iter().product::<usize>() as i64;
+    let (start, count) = s.range(shape[s.axis]);
+    let (x, o) = (k.ptr(args[0].loc), k.ptr(out.loc));
+    k.for_const(0, outer, |k, ou| {
+        k.for_const(0, count as i64, |k, j| {
+            // Source index along the axis: start + j·step.
+            let idx = k.b.ins().imul_imm_s(j, s.step);
+            let idx = k.b.ins().iadd_imm_s(idx, start as i64);
+            let src = k.b.ins().imul_imm_s(ou, len);
+            let src = k.b.ins().iadd(src, idx);
+            let src = k.b.ins().imul_imm_s(src, inner);
+            let dst = k.b.ins().imul_imm_s(ou, count as i64);
+            let dst = k.b.ins().iadd(dst, j);
+            let dst = k.b.ins().imul_imm_s(dst, inner);
+            let (ps, pd) = (k.elem(x, src), k.elem(o, dst));
+            copy(k, ps, pd, inner);
+        });
+    });
+}
+
+/// Scaled dot-product attention with an online softmax (one pass over the keys, rescaling
+/// the running sum when the running maximum grows), so no score matrix is stored.
+fn attention(k: &mut Kernel, a: &Attention, args: &[Arg], out: Arg) {
+    let s = &args[0].ty.shape;
+    let r = s.len();
+    let (sq, d) = (s[r - 2] as i64, s[r - 1] as i64);
+    let sk = args[1].ty.shape[r - 2] as i64;
+    let dv = args[2].ty.shape[r - 1] as i64;
+    let batches: i64 = s[..r - 2].iter().product::<usize>() as i64;
+    let scale = 1.0 / (d as f32).sqrt();
+    let (q, kp, v, o) = (k.ptr(args[0].loc), k.ptr(args[1].loc), k.ptr(args[2].loc), k.ptr(out.loc));
+    k.for_const(0, batches, |k, b| {
+        let qo = k.b.ins().imul_imm_s(b, sq * d);
+        let ko = k.b.ins().imul_imm_s(b, sk * d);
+        let vo = k.b.ins().imul_imm_s(b, sk * dv);
+        let oo = k.b.ins().imul_imm_s(b, sq * dv);
+        let (qb, kb, vb, ob) = (k.elem(q, qo), k.elem(kp, ko), k.elem(v, vo), k.elem(o, oo));
+        k.for_const(0, sq, |k, i| {
+            let qr_off = k.b.ins().imul_imm_s(i, d);
+            let qr = k.elem(qb, qr_off);
+            let or_off = k.b.ins().imul_imm_s(i, dv);
+            let orow = k.elem(ob, or_off);
+            k.for_vectorized(dv, |k, j, ty| {
+                let z = k.c(ty, 0.0);
+                k.store(z, orow, j);
+            });
+            let ninf = k.c(F32, f32::NEG_INFINITY);
+            let zero = k.c(F32, 0.0);
+            let (mx, l) = (k.var(F32, ninf), k.var(F32, zero));
+            let end = if a.causal {
+                let i1 = k.b.ins().iadd_imm_s(i, 1);
+                let skv = k.int(sk);
+                k.b.ins().smin(i1, skv)
+            } else {
+                k.int(sk)
+            };
+            let start = k.int(0);
+            k.for_range(start, end, 1, |k, j| {
+                let kr_off = k.b.ins().imul_imm_s(j, d);
+                let kr = k.elem(kb, kr_off);
+                let sc = dot(k, qr, kr, d);
+                let sv = k.c(F32, scale);
+                let sc = k.b.ins().fmul(sc, sv);
+                let m = k.b.use_var(mx);
+                let m2 = k.max_nan(m, sc);
+                let dm = k.b.ins().fsub(m, m2);
+                let corr = k.exp(F32, dm);
+                let ds = k.b.ins().fsub(sc, m2);
+                let p = k.exp(F32, ds);
+                let lv = k.b.use_var(l);
+                let l2 = k.fma(lv, corr, p);
+                k.b.def_var(l, l2);
+                k.b.def_var(mx, m2);
+                let vr_off = k.b.ins().imul_imm_s(j, dv);
+                let vr = k.elem(vb, vr_off);
+                k.for_vectorized(dv, |k, c, ty| {
+                    let (cv, pv) = if ty == F32 { (corr, p) } else { (k.b.ins().splat(ty, corr), k.b.ins().splat(ty, p)) };
+                    let cur = k.load(ty, orow, c);
+                    let vv = k.load(ty, vr, c);
+                    let scaled = k.b.ins().fmul(cur, cv);
+                    let r = k.fma(pv, vv, scaled);
+                    k.store(r, orow, c);
+                });
+            });
+            let lv = k.b.use_var(l);
+            let one = k.c(F32, 1.0);
+            let inv = k.b.ins().fdiv(one, lv);
+            k.for_vectorized(dv, |k, c, ty| {
+                let iv = if ty == F32 { inv } else { k.b.ins().splat(ty, inv) };
+                let cur = k.load(ty, orow, c);
+                let r = k.b.ins().fmul(cur, iv);
+                k.store(r, orow, c);
+            });
+        });
+    });
+}
+
+/// One LSTM layer. The hidden state of step t−1 is read from the output of step t−1 (step
+/// t writes elsewhere, so it stays intact while step t reads it), or at t = 0 from a zeroed
+/// block of scratch; the cell state lives in scratch too and is updated in place, each
+/// (row, unit) touching only its own cell.
+fn lstm(k: &mut Kernel, l: &Lstm, args: &[Arg], out: Arg, scratch: Loc) {
+    let [t_len, n, i_len] = args[0].ty.shape[..] else { unreachable!("rank checked") };
+    let (t_len, n, i_len, h) = (t_len as i64, n as i64, i_len as i64, l.hidden as i64);
+    let (x, wih, whh, o) = (k.ptr(args[0].loc), k.ptr(args[1].loc), k.ptr(args[2].loc), k.ptr(out.loc));
+    let bih = args.get(3).map(|a| k.ptr(a.loc));
+    let bhh = args.get(4).map(|a| k.ptr(a.loc));
+    let cell = k.ptr(scratch);
+    let h0_off = k.int(n * h);
+    let h0 = k.elem(cell, h0_off);
+    k.for_vectorized(2 * n * h, |k, i, ty| {
+        let z = k.c(ty, 0.0);
+        k.store(z, cell, i);
+    });
+    k.for_const(0, t_len, |k, t| {
+        k.for_const(0, n, |k, b| {
+            let xo = k.b.ins().imul_imm_s(t, n * i_len);
+            let xb = k.b.ins().imul_imm_s(b, i_len);
+            let xo = k.b.ins().iadd(xo, xb);
+            let xt = k.elem(x, xo);
+            // h_{t-1}: the previous step's output row, absent at t = 0.
+            let prev_t = k.b.ins().iadd_imm_s(t, -1);
+            let ho = k.b.ins().imul_imm_s(prev_t, n * h);
+            let hb = k.b.ins().imul_imm_s(b, h);
+            let ho = k.b.ins().iadd(ho, hb);
+            let prev_row = k.elem(o, ho);
+            let zero_i = k.int(0);
+            let first = k.b.ins().icmp(IntCC::Equal, t, zero_i);
+            let h0_row = k.elem(h0, hb);
+            // Chosen before any load: at t = 0 `prev_row` points before the output.
+            let hprev = k.b.ins().select(first, h0_row, prev_row);
+            k.for_const(0, h, |k, j| {
+                let gate = |k: &mut Kernel, g: i64| -> Value {
+                    let row = k.b.ins().iadd_imm_s(j, g * h);
+                    let wo = k.b.ins().imul_imm_s(row, i_len);
+                    let wr = k.elem(wih, wo);
+                    let mut s = dot(k, xt, wr, i_len);
+                    let wo = k.b.ins().imul_imm_s(row, h);
+                    let wr = k.elem(whh, wo);
+                    let hd = dot(k, hprev, wr, h);
+                    s = k.b.ins().fadd(s, hd);
+                    for bp in [bih, bhh].into_iter().flatten() {
+                        let bv = k.load(F32, bp, row);
+                        s = k.b.ins().fadd(s, bv);
+                    }
+                    s
+                };
+                let gi = gate(k, 0);
+                let gf = gate(k, 1);
+                let gg = gate(k, 2);
+                let go = gate(k, 3);
+                let i_g = k.sigmoid(F32, gi);
+                let f_g = k.sigmoid(F32, gf);
+                let g_g = k.tanh(F32, gg);
+                let o_g = k.sigmoid(F32, go);
+                let ci = k.b.ins().imul_imm_s(b, h);
+                let ci = k.b.ins().iadd(ci, j);
+                let c_prev = k.load(F32, cell, ci);
+                let ig = k.b.ins().fmul(i_g, g_g);
+                let c_new = k.fma(f_g, c_prev, ig);
+                k.store(c_new, cell, ci);
+                let tc = k.tanh(F32, c_new);
+                let hv = k.b.ins().fmul(o_g, tc);
+                let oi = k.b.ins().imul_imm_s(t, n * h);
+                let oi = k.b.ins().iadd(oi, ci);
+                k.store(hv, o, oi);
+            });
+        });
+    });
+}

@@ -1,0 +1,167 @@
+//! Memory planning for compiled code: every activation (model inputs and op results) gets a
+//! fixed offset in one arena per executable, reusing the bytes of values that are dead.
+//!
+//! `reshape` and `flatten` produce no data: their result is the operand's storage seen with
+//! another shape, so the two share one storage whose lifetime covers both. Weights stay in
+//! buffers the executable owns and take no arena space.
+
+use crate::ir::{Graph, NodeId, NodeKind};
+use crate::ops::Op;
+use std::collections::HashMap;
+
+/// Arena offsets are multiples of this, so vector loads never straddle more cache lines than
+/// they must.
+pub const ALIGN: usize = 64;
+
+/// Where a value lives at run time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Loc {
+    /// Byte offset into the arena.
+    Arena(usize),
+    /// Index of a constant buffer owned by the executable.
+    Const(usize),
+}
+
+pub struct MemoryPlan {
+    pub locs: HashMap<NodeId, Loc>,
+    /// Bytes of arena the plan needs.
+    pub arena_bytes: usize,
+    /// The most activation bytes live at once: no plan can use less arena than this.
+    pub lower_bound_bytes: usize,
+    /// Constant buffers, in `Loc::Const` index order: the node each one holds.
+    pub consts: Vec<NodeId>,
+    /// Temporary space an op uses while it runs (e.g. an LSTM's cell state).
+    pub scratch: HashMap<NodeId, Loc>,
+}
+
+/// One run of storage: the values that share it and when it is live (inclusive positions in
+/// the schedule).
+struct Storage {
+    bytes: usize,
+    first: usize,
+    last: usize,
+}
+
+fn is_view(graph: &Graph, id: NodeId) -> bool {
+    matches!(graph.node(id).op(), Some(Op::Reshape(_) | Op::Flatten(_)))
+}
+
+/// Plan `graph`, whose nodes run in `schedule` order (a topological order); `scratch_bytes`
+/// says how much temporary space each node needs while it runs.
+pub fn plan(graph: &Graph, schedule: &[NodeId], scratch_bytes: &dyn Fn(NodeId) -> usize) -> MemoryPlan {
+    let position: HashMap<NodeId, usize> = schedule.iter().enumerate().map(|(i, &n)| (n, i)).collect();
+    let end = schedule.len();
+    // Which storage each value uses; views join their operand's.
+    let mut storage_of: HashMap<NodeId, usize> = HashMap::new();
+    let mut storages: Vec<Storage> = Vec::new();
+    let mut locs = HashMap::new();
+    let mut consts = Vec::new();
+    let mut scratch_storage: Vec<(NodeId, usize)> = Vec::new();
+    for &id in schedule {
+        let node = graph.node(id);
+        let i = position[&id];
+        match &node.kind {
+            NodeKind::Const(_) => {
+                locs.insert(id, Loc::Const(consts.len()));
+                consts.push(id);
+            }
+            NodeKind::Param => unreachable!("the JIT compiles graphs whose weights are bound"),
+            NodeKind::Input { .. } | NodeKind::Op(_) => {
+                let source = if is_view(graph, id) { graph.operands(id).first().copied() } else { None };
+                let shared = source.and_then(|s| storage_of.get(&s).copied());
+                let const_source = source.and_then(|s| locs.get(&s).copied());
+                match (shared, const_source) {
+                    (Some(storage), _) => {
+                        storage_of.insert(id, storage);
+                    }
+                    // A view of a constant is that constant.
+                    (None, Some(loc)) => {
+                        locs.insert(id, loc);
+                    }
+                    (None, None) => {
+                        // Inputs are written before the first kernel runs.
+                        let first = if matches!(node.kind, NodeKind::Input { .. }) { 0 } else { i };
+                        storage_of.insert(id, storages.len());
+                        storages.push(Storage { bytes: node.ty.numel() * 4, first, last: first });
+                    }
+                }
+                let extra = scratch_bytes(id);
+                if extra > 0 {
+                    scratch_storage.push((id, storages.len()));
+                    storages.push(Storage { bytes: extra, first: i, last: i });
+                }
+            }
+        }
+    }
+    // Lifetimes: a storage lives until the last use of any value in it; outputs to the end.
+    for &id in schedule {
+        let Some(&s) = storage_of.get(&id) else { continue };
+        let mut last = position[&id];
+        for (user, _) in graph.users(id) {
+            last = last.max(position[&user]);
+        }
+        if graph.is_output(id) {
+            last = end;
+        }
+        storages[s].last = storages[s].last.max(last);
+    }
+    // First fit: place each storage at the lowest offset that overlaps no storage live at
+    // the same time. Storages are few (one per op) so the quadratic scan is cheap.
+    let mut offsets: Vec<usize> = Vec::with_capacity(storages.len());
+    let mut arena_bytes = 0;
+    for (k, s) in storages.iter().enumerate() {
+        let mut busy: Vec<(usize, usize)> = storages[..k]
+            .iter()
+            .zip(&offsets)
+            .filter(|(o, _)| o.first <= s.last && s.first <= o.last)
+            .map(|(o, &off)| (off, off + o.bytes))
+            .collect();
+        busy.sort_unstable();
+        let mut offset = 0;
+        for (start, stop) in busy {
+            if offset + s.bytes <= start {
+                break;
+            }
+            offset = offset.max(stop.next_multiple_of(ALIGN));
+        }
+        offsets.push(offset);
+        arena_bytes = arena_bytes.max(offset + s.bytes);
+    }
+    let mut lower_bound_bytes = 0;
+    for i in 0..=end {
+        let live: usize = storages.iter().filter(|s| s.first <= i && i <= s.last).map(|s| s.bytes).sum();
+        lower_bound_bytes = lower_bound_bytes.max(live);
+    }
+    for (&id, &s) in &storage_of {
+        locs.insert(id, Loc::Arena(offsets[s]));
+    }
+    let scratch = scratch_storage.into_iter().map(|(id, s)| (id, Loc::Arena(offsets[s]))).collect();
+    MemoryPlan { locs, arena_bytes: arena_bytes.next_multiple_of(ALIGN), lower_bound_bytes, consts, scratch }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::driver::{build_graph, Source};
+
+    #[test]
+    fn dead_values_share_space_and_views_alias() {
+        let src = "model m {
+            input x: f32[1, 256]
+            a = relu(x)
+            b = tanh(a)
+            c = sigmoid(b)
+            f = reshape(c, [16, 16])
+            output y = flatten(f) * 2
+        }";
+        let g = build_graph(&Source::from_string("m.nn", src), None, &Default::default()).unwrap();
+        let order = g.topo_order();
+        let p = plan(&g, &order, &|_| 0);
+        let loc = |n: &str| p.locs[&g.by_name(n).unwrap()];
+        // x, a, b, c are 1 KiB each; at most two are live at once.
+        assert_eq!(p.lower_bound_bytes, 2048);
+        assert_eq!(p.arena_bytes, 2048, "the chain needs two buffers");
+        assert_eq!(loc("f"), loc("c"), "reshape is a view");
+        assert_ne!(loc("a"), loc("b"));
+    }
+}

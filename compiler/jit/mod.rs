@@ -1,0 +1,222 @@
+//! The Cranelift JIT: compiles a graph whose weights are bound into native code, one kernel
+//! function per op, running over one memory-planned arena.
+//!
+//! ```no_run
+//! use nnc::driver::{build_graph, Source};
+//! let src = Source::from_string("m.nn", "model m {\n input x: f32[1, 4]\n output y = relu(x) * 2\n}");
+//! let graph = build_graph(&src, None, &Default::default()).unwrap();
+//! let exe = nnc::jit::compile(&graph).unwrap();
+//! let mut ws = exe.workspace();
+//! let x = nnc_runtime::Tensor::f32(vec![1, 4], vec![-1.0, 0.5, 2.0, -3.0]);
+//! let y = exe.run(&mut ws, &[x]).unwrap();
+//! assert_eq!(y[0].as_f32().unwrap(), &[0.0, 1.0, 4.0, 0.0]);
+//! ```
+
+pub mod kernel;
+pub mod lower;
+pub mod memplan;
+
+use crate::ir::{Graph, NodeId, NodeKind, ShapeDisplay};
+use cranelift_codegen::ir::{AbiParam, InstBuilder, UserFuncName};
+use cranelift_codegen::settings::{self, Configurable};
+use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext};
+use cranelift_jit::{JITBuilder, JITModule};
+use cranelift_module::{Linkage, Module};
+use memplan::{Loc, MemoryPlan};
+use nnc_runtime::Tensor;
+
+#[derive(Debug, thiserror::Error)]
+pub enum JitError {
+    #[error("parameter `{0}` has no value; the JIT compiles models whose weights are bound")]
+    UnboundParam(String),
+    #[error("the JIT handles float tensors only; `{0}` is {1}")]
+    UnsupportedDType(String, String),
+    #[error("code generation failed for `{node}`: {message}")]
+    Codegen { node: String, message: String },
+    #[error("this CPU is not supported by the JIT: {0}")]
+    Host(String),
+    #[error("the model has {expected} inputs but {got} were given")]
+    InputCount { expected: usize, got: usize },
+    #[error("input `{name}` must be {expected}, but the given tensor is {got}")]
+    InputMismatch { name: String, expected: String, got: String },
+}
+
+type KernelFn = unsafe extern "C" fn(*mut u8);
+
+/// A compiled model: immutable, shareable between threads; each thread runs it with its own
+/// [`Workspace`].
+pub struct Executable {
+    // Kept alive for the code's lifetime; released in `Drop` (a dropped `JITModule` leaks).
+    module: Option<JITModule>,
+    kernels: Vec<KernelFn>,
+    /// Weight buffers the code reads by absolute address; never mutated after compilation.
+    consts: Vec<Vec<f32>>,
+    arena_bytes: usize,
+    lower_bound_bytes: usize,
+    inputs: Vec<Binding>,
+    outputs: Vec<Binding>,
+}
+
+struct Binding {
+    name: String,
+    loc: Loc,
+    dtype: nnc_runtime::DType,
+    shape: Vec<usize>,
+}
+
+// SAFETY: after `finalize_definitions` the module's code and the constant buffers are only
+// read; all mutable state of a run lives in the caller's `Workspace`.
+unsafe impl Send for Executable {}
+unsafe impl Sync for Executable {}
+
+impl Drop for Executable {
+    fn drop(&mut self) {
+        if let Some(m) = self.module.take() {
+            // SAFETY: no kernel can be running: runs borrow `self`, which is being dropped.
+            unsafe { m.free_memory() };
+        }
+    }
+}
+
+/// The memory one run needs: the activation arena, allocated once and reused.
+pub struct Workspace {
+    arena: Vec<Align64>,
+}
+
+#[derive(Clone, Copy)]
+#[repr(C, align(64))]
+struct Align64([u8; 64]);
+
+impl Executable {
+    pub fn workspace(&self) -> Workspace {
+        Workspace { arena: vec![Align64([0; 64]); self.arena_bytes.div_ceil(64).max(1)] }
+    }
+
+    /// Bytes of activation memory the plan uses.
+    pub fn arena_bytes(&self) -> usize {
+        self.arena_bytes
+    }
+
+    /// The least any plan could use: the peak of simultaneously live activations.
+    pub fn arena_lower_bound_bytes(&self) -> usize {
+        self.lower_bound_bytes
+    }
+
+    /// Run on `inputs` (declaration order); returns the outputs in declaration order.
+    pub fn run(&self, ws: &mut Workspace, inputs: &[Tensor]) -> Result<Vec<Tensor>, JitError> {
+        if inputs.len() != self.inputs.len() {
+            return Err(JitError::InputCount { expected: self.inputs.len(), got: inputs.len() });
+        }
+        if ws.arena.len() * 64 < self.arena_bytes {
+            *ws = self.workspace();
+        }
+        let arena = ws.arena.as_mut_ptr() as *mut u8;
+        for (b, t) in self.inputs.iter().zip(inputs) {
+            if t.shape() != b.shape.as_slice() || t.dtype() != b.dtype {
+                return Err(JitError::InputMismatch { name: b.name.clone(), expected: format!("{}{}", b.dtype, ShapeDisplay(&b.shape)), got: format!("{}{}", t.dtype(), ShapeDisplay(t.shape())) });
+            }
+            let Loc::Arena(off) = b.loc else { unreachable!("inputs live in the arena") };
+            let data = t.as_f32().expect("float inputs checked above");
+            // SAFETY: the plan reserved `numel * 4` bytes at `off` inside the arena.
+            unsafe { std::ptr::copy_nonoverlapping(data.as_ptr(), arena.add(off) as *mut f32, data.len()) };
+        }
+        for k in &self.kernels {
+            // SAFETY: kernels only touch the arena (sized by the plan) and the constants.
+            unsafe { k(arena) };
+        }
+        Ok(self
+            .outputs
+            .iter()
+            .map(|b| {
+                let n: usize = b.shape.iter().product();
+                let mut data = vec![0.0f32; n];
+                let src = match b.loc {
+                    Loc::Arena(off) => unsafe { arena.add(off) as *const f32 },
+                    Loc::Const(c) => self.consts[c].as_ptr(),
+                };
+                // SAFETY: `src` holds `n` floats (arena slot or constant buffer).
+                unsafe { std::ptr::copy_nonoverlapping(src, data.as_mut_ptr(), n) };
+                Tensor::from_f32(b.dtype, b.shape.clone(), data).expect("shape and data agree")
+            })
+            .collect())
+    }
+}
+
+fn host_module() -> Result<JITModule, JitError> {
+    let mut flags = settings::builder();
+    let set = |f: &mut settings::Builder, k: &str, v: &str| f.set(k, v).map_err(|e| JitError::Host(e.to_string()));
+    set(&mut flags, "opt_level", "speed")?;
+    set(&mut flags, "is_pic", "false")?;
+    let isa = cranelift_native::builder().map_err(|e| JitError::Host(e.to_string()))?.finish(settings::Flags::new(flags)).map_err(|e| JitError::Host(e.to_string()))?;
+    Ok(JITModule::new(JITBuilder::with_isa(isa, cranelift_module::default_libcall_names())))
+}
+
+/// Compile `graph` (weights bound) to native code.
+pub fn compile(graph: &Graph) -> Result<Executable, JitError> {
+    let schedule = graph.topo_order();
+    for &id in &schedule {
+        let n = graph.node(id);
+        if matches!(n.kind, NodeKind::Param) {
+            return Err(JitError::UnboundParam(n.name.clone()));
+        }
+        if !n.ty.dtype.is_float() {
+            return Err(JitError::UnsupportedDType(n.name.clone(), n.ty.dtype.to_string()));
+        }
+    }
+    let scratch = |id: NodeId| graph.node(id).op().map_or(0, |op| lower::scratch_bytes(op, &graph.operand_types(id)));
+    let plan: MemoryPlan = memplan::plan(graph, &schedule, &scratch);
+    let consts: Vec<Vec<f32>> = plan.consts.iter().map(|&id| match &graph.node(id).kind {
+        NodeKind::Const(t) => t.to_f32_vec(),
+        NodeKind::Input { .. } | NodeKind::Param | NodeKind::Op(_) => unreachable!("the plan lists constants only"),
+    }).collect();
+    let const_addrs: Vec<u64> = consts.iter().map(|c| c.as_ptr() as u64).collect();
+
+    let mut module = host_module()?;
+    let ptr = module.target_config().pointer_type();
+    let frontend_config = module.target_config();
+    let mut ctx = module.make_context();
+    let mut fctx = FunctionBuilderContext::new();
+    let mut ids = Vec::new();
+    for (index, &id) in schedule.iter().enumerate() {
+        let node = graph.node(id);
+        let Some(op) = node.op() else { continue };
+        if !lower::needs_kernel(op) {
+            continue;
+        }
+        ctx.func.signature.params.push(AbiParam::new(ptr));
+        ctx.func.name = UserFuncName::user(0, index as u32);
+        {
+            let mut b = FunctionBuilder::new(&mut ctx.func, &mut fctx);
+            let entry = b.create_block();
+            b.append_block_params_for_function_params(entry);
+            b.switch_to_block(entry);
+            b.seal_block(entry);
+            let arena = b.block_params(entry)[0];
+            let mut k = kernel::Kernel::new(b, arena, &const_addrs);
+            let operands = graph.operands(id);
+            let args: Vec<lower::Arg> = operands.iter().map(|o| lower::Arg { loc: plan.locs[o], ty: &graph.node(*o).ty }).collect();
+            let out = lower::Arg { loc: plan.locs[&id], ty: &node.ty };
+            lower::lower(&mut k, op, &args, out, plan.scratch.get(&id).copied());
+            k.b.ins().return_(&[]);
+            k.b.finalize(frontend_config);
+        }
+        let codegen_err = |e: String| JitError::Codegen { node: node.name.clone(), message: e };
+        let fid = module.declare_function(&format!("k{index}"), Linkage::Local, &ctx.func.signature).map_err(|e| codegen_err(e.to_string()))?;
+        module.define_function(fid, &mut ctx).map_err(|e| codegen_err(format!("{e:?}")))?;
+        module.clear_context(&mut ctx);
+        ids.push(fid);
+    }
+    module.finalize_definitions().map_err(|e| JitError::Codegen { node: graph.name.clone(), message: e.to_string() })?;
+    // SAFETY: every kernel was declared with the signature `fn(*mut u8)`.
+    let kernels = ids.iter().map(|&f| unsafe { std::mem::transmute::<*const u8, KernelFn>(module.get_finalized_function(f)) }).collect();
+    let binding = |id: NodeId, name: &str| Binding { name: name.to_string(), loc: plan.locs[&id], dtype: graph.node(id).ty.dtype, shape: graph.node(id).ty.shape.clone() };
+    Ok(Executable {
+        module: Some(module),
+        kernels,
+        consts,
+        arena_bytes: plan.arena_bytes,
+        lower_bound_bytes: plan.lower_bound_bytes,
+        inputs: graph.inputs.iter().map(|&i| binding(i, &graph.node(i).name)).collect(),
+        outputs: graph.outputs.iter().map(|(name, id)| binding(*id, name)).collect(),
+    })
+}

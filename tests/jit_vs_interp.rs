@@ -1,0 +1,90 @@
+//! The JIT against the reference interpreter: |Δ| ≤ 1e-4·(1 + |ref|) on every op fixture and
+//! every example model, at -O0 and -O2.
+
+mod common;
+
+use common::{compare, repo};
+use nnc::driver::{build_graph, Source};
+use nnc::ir::Graph;
+use nnc::{interp, jit, passes, weights};
+use nnc_runtime::Tensor;
+use rand::{RngExt, SeedableRng};
+
+fn bound(graph: &Graph, weights_file: Option<&std::path::Path>) -> Graph {
+    let mut g = graph.clone();
+    let w = match weights_file {
+        Some(p) => nnc_runtime::weights::read_safetensors(p).unwrap(),
+        None => weights::random_weights(&g, 1),
+    };
+    weights::bind_weights(&mut g, w, "w").unwrap();
+    g
+}
+
+fn random_inputs(g: &Graph, seed: u64) -> Vec<Tensor> {
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    g.inputs.iter().map(|&i| {
+        let ty = &g.node(i).ty;
+        Tensor::f32(ty.shape.clone(), (0..ty.numel()).map(|_| rng.random_range(-1.0f32..1.0)).collect())
+    }).collect()
+}
+
+/// JIT outputs vs interpreter outputs at each -O level, or a description of the first mismatch.
+fn check(name: &str, g: &Graph, inputs: &[Tensor]) -> Option<String> {
+    let reference = interp::run(g, inputs).unwrap();
+    for level in [0u8, 2] {
+        let mut opt = g.clone();
+        passes::optimize(&mut opt, level, true, &mut |_, _| {}).unwrap();
+        let exe = match jit::compile(&opt) {
+            Ok(e) => e,
+            Err(e) => return Some(format!("{name} -O{level}: {e}")),
+        };
+        let got = exe.run(&mut exe.workspace(), inputs).unwrap();
+        if let Some(m) = compare(&got, &reference, 1e-4) {
+            return Some(format!("{name} -O{level}: {m}"));
+        }
+    }
+    None
+}
+
+#[test]
+fn jit_matches_interpreter_on_every_op_fixture() {
+    let root = repo().join("tests/fixtures/ops");
+    let mut dirs: Vec<_> = std::fs::read_dir(&root).unwrap().map(|e| e.unwrap().path()).filter(|p| p.is_dir()).collect();
+    dirs.sort();
+    let mut failures = Vec::new();
+    for d in &dirs {
+        let g = common::graph_from_file(&d.join("model.nn"));
+        let w = d.join("weights.safetensors");
+        let g = bound(&g, w.exists().then_some(w.as_path()));
+        let inputs: Vec<Tensor> = g.inputs.iter().map(|&i| nnc_runtime::npy::read_npy(&d.join(format!("{}.npy", g.node(i).name))).unwrap().tensor).collect();
+        if let Some(m) = check(&d.file_name().unwrap().to_string_lossy(), &g, &inputs) {
+            failures.push(m);
+        }
+    }
+    assert!(failures.is_empty(), "{} of {} fixtures differ:\n{}", failures.len(), dirs.len(), failures.join("\n"));
+}
+
+#[test]
+fn jit_matches_interpreter_on_every_example() {
+    let mut failures = Vec::new();
+    for name in ["lenet5", "mlp", "resnet18", "mobilenet_v2", "transformer", "lstm"] {
+        let src = Source::read(&repo().join(format!("examples/{name}.nn"))).unwrap();
+        let g = bound(&build_graph(&src, None, &Default::default()).unwrap(), None);
+        let inputs = random_inputs(&g, 3);
+        if let Some(m) = check(name, &g, &inputs) {
+            failures.push(m);
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
+fn memory_plan_reuses_dead_activations() {
+    let src = Source::read(&repo().join("examples/resnet18.nn")).unwrap();
+    let mut g = bound(&build_graph(&src, None, &Default::default()).unwrap(), None);
+    passes::optimize(&mut g, 2, true, &mut |_, _| {}).unwrap();
+    let exe = jit::compile(&g).unwrap();
+    let all: usize = g.node_ids().filter(|&i| g.node(i).op().is_some() || g.inputs.contains(&i)).map(|i| g.node(i).ty.size_bytes()).sum();
+    assert!(exe.arena_bytes() >= exe.arena_lower_bound_bytes());
+    assert!(exe.arena_bytes() * 3 < all, "planned {} of {} activation bytes", exe.arena_bytes(), all);
+}
