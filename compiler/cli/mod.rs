@@ -9,7 +9,7 @@ use crate::driver::{self, Source};
 use crate::elaborate::{self, DimBindings};
 use crate::ir::{print, Graph};
 use crate::syntax::ast;
-use crate::{interp, passes, summary, weights};
+use crate::{interp, jit, passes, summary, weights};
 use args::{Backend, Cli, Command, CommonArgs, Emit, InputArgs, OptimizeArgs, Target, WeightArgs};
 use clap::Parser;
 use nnc_runtime::npy::{read_npy, write_npy};
@@ -206,7 +206,18 @@ fn optimize(graph: &mut Graph, opt: &OptimizeArgs) -> CmdResult {
 fn compile(session: &mut Session, a: &args::CompileArgs) -> CmdResult {
     reject_unavailable(&a.opt)?;
     let text = match a.emit {
-        Emit::Clif | Emit::Asm | Emit::Obj => return Err(not_available(&format!("`--emit {}`", emit_name(a.emit)), "the Cranelift JIT (issue 3)")),
+        Emit::Obj => return Err(not_available("`--emit obj`", "ahead-of-time object files (the JIT compiles in memory)")),
+        Emit::Clif | Emit::Asm => {
+            let mut graph = graph_for(session, &a.common, &DimBindings::new())?;
+            // Weights are baked into the code; without a file, listings use random ones.
+            let w = WeightArgs { weights: a.weights.weights.clone(), random_weights: a.weights.random_weights.or(Some(0)) };
+            driver::check_memory_budget(&graph)?;
+            bind_params(session, &mut graph, &w, false)?;
+            optimize(&mut graph, &a.opt)?;
+            let mut listing = jit::Listing { clif: a.emit == Emit::Clif, asm: a.emit == Emit::Asm, text: String::new() };
+            jit::compile_with_listing(&graph, &mut listing).map_err(|e| Diagnostic::error(e.to_string()))?;
+            listing.text
+        }
         Emit::Isa => return Err(not_available("`--emit isa`", "the systolic-accelerator work (issue 4)")),
         Emit::Ast => {
             let file = load(session, &a.common)?;
@@ -228,19 +239,6 @@ fn compile(session: &mut Session, a: &args::CompileArgs) -> CmdResult {
         }
     };
     write_output(a.output.as_deref(), &text)
-}
-
-fn emit_name(e: Emit) -> &'static str {
-    match e {
-        Emit::Ast => "ast",
-        Emit::Ir => "ir",
-        Emit::IrRaw => "ir-raw",
-        Emit::Dot => "dot",
-        Emit::Clif => "clif",
-        Emit::Asm => "asm",
-        Emit::Isa => "isa",
-        Emit::Obj => "obj",
-    }
 }
 
 fn write_output(path: Option<&Path>, text: &str) -> CmdResult {
@@ -385,17 +383,24 @@ fn prepare(session: &mut Session, common: &CommonArgs, io: &InputArgs, w: &Weigh
 
 fn run(session: &mut Session, a: &args::RunArgs) -> CmdResult {
     reject_unavailable(&a.opt)?;
-    match a.backend {
-        Backend::Interp => {}
-        Backend::Jit => return Err(not_available("the JIT backend (`--backend jit`, the default)", "the Cranelift JIT (issue 3)")),
-        Backend::Accel => return Err(not_available("the accelerator backend (`--backend accel`)", "the systolic-accelerator work (issue 4)")),
+    if a.backend == Backend::Accel {
+        return Err(not_available("the accelerator backend (`--backend accel`)", "the systolic-accelerator work (issue 4)"));
     }
     if a.threads.is_some_and(|t| t > 1) {
-        session.emit(&[Diagnostic::warning("--threads has no effect with --backend interp, which runs on one thread")]);
+        session.emit(&[Diagnostic::warning("--threads: nnc runs on one thread for now; the kernels are not split across threads yet")]);
     }
     let (mut graph, inputs) = prepare(session, &a.common, &a.io, &a.weights)?;
     optimize(&mut graph, &a.opt)?;
-    let run_once = || interp::run(&graph, &inputs).map_err(|e| Failure::from(Diagnostic::error(e.to_string())));
+    let backend = if a.backend == Backend::Jit { "jit" } else { "interp" };
+    let exe = match a.backend {
+        Backend::Jit => Some(jit::compile(&graph).map_err(|e| Diagnostic::error(e.to_string()))?),
+        Backend::Interp | Backend::Accel => None,
+    };
+    let mut ws = exe.as_ref().map(|e| e.workspace());
+    let mut run_once = || match (&exe, &mut ws) {
+        (Some(exe), Some(ws)) => exe.run(ws, &inputs).map_err(|e| Failure::from(Diagnostic::error(e.to_string()))),
+        _ => interp::run(&graph, &inputs).map_err(|e| Failure::from(Diagnostic::error(e.to_string()))),
+    };
     let outputs = run_once()?;
     if let Some(n) = a.bench {
         let mut times = Vec::new();
@@ -407,7 +412,7 @@ fn run(session: &mut Session, a: &args::RunArgs) -> CmdResult {
         times.sort_by(f64::total_cmp);
         let median = times[times.len() / 2];
         println!(
-            "bench: {n} runs after 1 warm-up: median {} (min {}, max {}), backend interp",
+            "bench: {n} runs after 1 warm-up: median {} (min {}, max {}), backend {backend}",
             fmt_time(median),
             fmt_time(times[0]),
             fmt_time(times[times.len() - 1])

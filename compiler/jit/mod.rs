@@ -151,8 +151,21 @@ fn host_module() -> Result<JITModule, JitError> {
     Ok(JITModule::new(JITBuilder::with_isa(isa, cranelift_module::default_libcall_names())))
 }
 
+/// What to record of the generated code while compiling (`nnc compile --emit clif|asm`).
+#[derive(Default)]
+pub struct Listing {
+    pub clif: bool,
+    pub asm: bool,
+    pub text: String,
+}
+
 /// Compile `graph` (weights bound) to native code.
 pub fn compile(graph: &Graph) -> Result<Executable, JitError> {
+    compile_with_listing(graph, &mut Listing::default())
+}
+
+/// [`compile`], appending the Cranelift IR and/or machine code of every kernel to `listing`.
+pub fn compile_with_listing(graph: &Graph, listing: &mut Listing) -> Result<Executable, JitError> {
     let schedule = graph.topo_order();
     for &id in &schedule {
         let n = graph.node(id);
@@ -201,8 +214,20 @@ pub fn compile(graph: &Graph) -> Result<Executable, JitError> {
             k.b.finalize(frontend_config);
         }
         let codegen_err = |e: String| JitError::Codegen { node: node.name.clone(), message: e };
+        let header = format!("; kernel k{index}: %{} = {} : {}\n", node.name, op.name(), node.ty);
+        if listing.clif {
+            listing.text.push_str(&header);
+            listing.text.push_str(&ctx.func.display().to_string());
+            listing.text.push('\n');
+        }
+        ctx.set_disasm(listing.asm);
         let fid = module.declare_function(&format!("k{index}"), Linkage::Local, &ctx.func.signature).map_err(|e| codegen_err(e.to_string()))?;
         module.define_function(fid, &mut ctx).map_err(|e| codegen_err(format!("{e:?}")))?;
+        if listing.asm {
+            listing.text.push_str(&header);
+            listing.text.push_str(ctx.compiled_code().and_then(|c| c.vcode.as_deref()).unwrap_or(""));
+            listing.text.push('\n');
+        }
         module.clear_context(&mut ctx);
         ids.push(fid);
     }
