@@ -50,6 +50,10 @@ pub struct OptimizeArgs {
     /// Quantize weights and activations.
     #[arg(long, value_enum)]
     pub quantize: Option<Quantize>,
+    /// Let the JIT's matrix products call the runtime's AVX-512/AVX2 GEMM microkernels
+    /// (`on`), or use only Cranelift-generated code (`off`).
+    #[arg(long, value_enum, default_value_t = OnOff::On)]
+    pub ukernels: OnOff,
     /// Calibration data for --quantize: a batch of inputs stacked on axis 0.
     #[arg(long, value_name = "NAME=FILE.npy", value_parser = parse_key_value)]
     pub calibrate: Vec<(String, String)>,
@@ -153,6 +157,12 @@ pub enum Emit {
     Asm,
     Isa,
     Obj,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OnOff {
+    On,
+    Off,
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]

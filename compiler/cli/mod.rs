@@ -203,6 +203,10 @@ fn optimize(graph: &mut Graph, opt: &OptimizeArgs) -> CmdResult {
     Ok(())
 }
 
+fn jit_options(opt: &OptimizeArgs) -> jit::JitOptions {
+    jit::JitOptions { ukernels: opt.ukernels == args::OnOff::On }
+}
+
 fn compile(session: &mut Session, a: &args::CompileArgs) -> CmdResult {
     reject_unavailable(&a.opt)?;
     let text = match a.emit {
@@ -215,7 +219,7 @@ fn compile(session: &mut Session, a: &args::CompileArgs) -> CmdResult {
             bind_params(session, &mut graph, &w, false)?;
             optimize(&mut graph, &a.opt)?;
             let mut listing = jit::Listing { clif: a.emit == Emit::Clif, asm: a.emit == Emit::Asm, text: String::new() };
-            jit::compile_with_listing(&graph, &mut listing).map_err(|e| Diagnostic::error(e.to_string()))?;
+            jit::compile_with_listing(&graph, &jit_options(&a.opt), &mut listing).map_err(|e| Diagnostic::error(e.to_string()))?;
             listing.text
         }
         Emit::Isa => return Err(not_available("`--emit isa`", "the systolic-accelerator work (issue 4)")),
@@ -393,7 +397,7 @@ fn run(session: &mut Session, a: &args::RunArgs) -> CmdResult {
     optimize(&mut graph, &a.opt)?;
     let backend = if a.backend == Backend::Jit { "jit" } else { "interp" };
     let exe = match a.backend {
-        Backend::Jit => Some(jit::compile(&graph).map_err(|e| Diagnostic::error(e.to_string()))?),
+        Backend::Jit => Some(jit::compile(&graph, &jit_options(&a.opt)).map_err(|e| Diagnostic::error(e.to_string()))?),
         Backend::Interp | Backend::Accel => None,
     };
     let mut ws = exe.as_ref().map(|e| e.workspace());

@@ -5,7 +5,7 @@
 
 use super::memplan::Loc;
 use cranelift_codegen::ir::condcodes::{FloatCC, IntCC};
-use cranelift_codegen::ir::{types, BlockArg, InstBuilder, MemFlagsData as MemFlags, Type, Value};
+use cranelift_codegen::ir::{types, BlockArg, FuncRef, InstBuilder, MemFlagsData as MemFlags, Type, Value};
 use cranelift_frontend::{FunctionBuilder, Variable};
 
 pub const F32: Type = types::F32;
@@ -19,6 +19,17 @@ pub struct Kernel<'a> {
     arena: Value,
     /// Absolute addresses of the executable's constant buffers.
     consts: &'a [u64],
+    /// Runtime functions the kernel may call, when microkernels are on.
+    pub runtime: Option<RuntimeFns>,
+}
+
+/// Runtime functions imported into a kernel (see `nnc_runtime::gemm`).
+#[derive(Clone, Copy)]
+pub struct RuntimeFns {
+    /// `nnc_sgemm(m, n, k, a, rsa, csa, b, rsb, csb, c, rsc, csc, accumulate)`
+    pub sgemm: FuncRef,
+    /// `nnc_im2col(input, c, h, w, kh, kw, sh, sw, dh, dw, pt, pl, oh, ow, col)`
+    pub im2col: FuncRef,
 }
 
 fn flags() -> MemFlags {
@@ -28,8 +39,19 @@ fn flags() -> MemFlags {
 }
 
 impl<'a> Kernel<'a> {
-    pub fn new(b: FunctionBuilder<'a>, arena: Value, consts: &'a [u64]) -> Kernel<'a> {
-        Kernel { b, arena, consts }
+    pub fn new(b: FunctionBuilder<'a>, arena: Value, consts: &'a [u64], runtime: Option<RuntimeFns>) -> Kernel<'a> {
+        Kernel { b, arena, consts, runtime }
+    }
+
+    /// `C (+)= A·B` through the runtime's GEMM; all strides in elements.
+    #[allow(clippy::too_many_arguments)]
+    pub fn sgemm(&mut self, f: FuncRef, mnk: [i64; 3], a: (Value, i64, i64), b: (Value, i64, i64), c: (Value, i64, i64), accumulate: bool) {
+        let mut args = vec![self.int(mnk[0]), self.int(mnk[1]), self.int(mnk[2])];
+        for (p, rs, cs) in [a, b] {
+            args.extend([p, self.int(rs), self.int(cs)]);
+        }
+        args.extend([c.0, self.int(c.1), self.int(c.2), self.int(accumulate as i64)]);
+        self.b.ins().call(f, &args);
     }
 
     /// Base address of a value.

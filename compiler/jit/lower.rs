@@ -6,7 +6,7 @@
 //! These kernels are the straightforward, correct baseline; fusion, blocked layouts and
 //! register-blocked GEMM microkernels come on top of them.
 
-use super::kernel::{Kernel, F32, F32X4, LANES};
+use super::kernel::{Kernel, RuntimeFns, F32, F32X4, LANES};
 use super::memplan::Loc;
 use crate::ir::TensorType;
 use crate::ops::{strides, Attention, BatchNorm, Binary, BinaryKind, Concat, Conv2d, LayerNorm, Lstm, Op, Pool, PoolKind, Slice, Softmax, Transpose, Unary, UnaryKind};
@@ -20,11 +20,29 @@ pub struct Arg<'t> {
     pub ty: &'t TensorType,
 }
 
+/// Whether a convolution runs as im2col + GEMM (with microkernels on): worth it once each
+/// output sums enough products; depthwise-like convolutions stay on the direct loops.
+pub fn conv_uses_gemm(operands: &[&TensorType], ukernels: bool) -> bool {
+    let w = &operands[1].shape;
+    ukernels && w[1] * w[2] * w[3] >= 16
+}
+
+/// Whether a 1×1, stride-1, unpadded convolution can multiply the input planes directly.
+fn conv_is_pointwise(c: &Conv2d, operands: &[&TensorType]) -> bool {
+    let w = &operands[1].shape;
+    w[2] == 1 && w[3] == 1 && c.stride == [1, 1] && c.padding == [0; 4]
+}
+
 /// Extra arena bytes an op needs while it runs.
-pub fn scratch_bytes(op: &Op, operands: &[&TensorType]) -> usize {
+pub fn scratch_bytes(op: &Op, operands: &[&TensorType], out: &TensorType, ukernels: bool) -> usize {
     match op {
         // The cell state of every batch row, and the zero initial hidden state.
         Op::Lstm(l) => 2 * operands[0].shape[1] * l.hidden * 4,
+        // One group's unfolded image.
+        Op::Conv2d(c) if conv_uses_gemm(operands, ukernels) && !conv_is_pointwise(c, operands) => {
+            let w = &operands[1].shape;
+            w[1] * w[2] * w[3] * out.shape[2] * out.shape[3] * 4
+        }
         Op::Conv2d(_)
         | Op::Dense(_)
         | Op::MatMul(_)
@@ -71,9 +89,18 @@ pub fn lower(k: &mut Kernel, op: &Op, args: &[Arg], out: Arg, scratch: Option<Lo
     match op {
         Op::Unary(u) => unary(k, u, args, out),
         Op::Binary(b) => binary(k, b, args, out),
-        Op::Conv2d(c) => conv2d(k, c, args, out),
-        Op::Dense(_) => dense(k, args, out),
-        Op::MatMul(_) => matmul(k, args, out),
+        Op::Conv2d(c) => match k.runtime {
+            Some(rt) if conv_uses_gemm(&[args[0].ty, args[1].ty], true) => conv2d_gemm(k, rt, c, args, out, scratch),
+            _ => conv2d(k, c, args, out),
+        },
+        Op::Dense(_) => match k.runtime {
+            Some(rt) => dense_gemm(k, rt, args, out),
+            None => dense(k, args, out),
+        },
+        Op::MatMul(_) => match k.runtime {
+            Some(rt) => matmul_gemm(k, rt, args, out),
+            None => matmul(k, args, out),
+        },
         Op::BatchNorm(bn) => batch_norm(k, bn, args, out),
         Op::LayerNorm(ln) => layer_norm(k, ln, args, out),
         Op::Lstm(l) => lstm(k, l, args, out, scratch.expect("lstm has scratch")),
@@ -442,6 +469,105 @@ fn conv2d(k: &mut Kernel, c: &Conv2d, args: &[Arg], out: Arg) {
                 });
             });
         });
+    });
+}
+
+/// Convolution as one matrix product per image and group: `out[F_g, P] = W_g[F_g, C_g·kh·kw] ·
+/// col[C_g·kh·kw, P]` (P = output pixels), the output first filled with the bias so the
+/// product accumulates onto it.
+fn conv2d_gemm(k: &mut Kernel, rt: RuntimeFns, c: &Conv2d, args: &[Arg], out: Arg, scratch: Option<Loc>) {
+    let [n, ch, h, w] = args[0].ty.shape[..].try_into().map(|a: [usize; 4]| a.map(|v| v as i64)).expect("rank checked");
+    let [f, cg, kh, kw] = args[1].ty.shape[..].try_into().map(|a: [usize; 4]| a.map(|v| v as i64)).expect("rank checked");
+    let (oh, ow) = (out.ty.shape[2] as i64, out.ty.shape[3] as i64);
+    let p = oh * ow;
+    let groups = c.groups as i64;
+    let fg = f / groups;
+    let kk = cg * kh * kw;
+    let pointwise = conv_is_pointwise(c, &[args[0].ty, args[1].ty]);
+    let (x, wt, o) = (k.ptr(args[0].loc), k.ptr(args[1].loc), k.ptr(out.loc));
+    let bias = args.get(2).map(|b| k.ptr(b.loc));
+    let col = scratch.map(|s| k.ptr(s));
+    k.for_const(0, n, |k, b| {
+        let img_off = k.b.ins().imul_imm_s(b, ch * h * w);
+        let img = k.elem(x, img_off);
+        let out_off = k.b.ins().imul_imm_s(b, f * p);
+        let out_img = k.elem(o, out_off);
+        k.for_const(0, f, |k, oc| {
+            let init = match bias {
+                Some(bp) => k.load(F32, bp, oc),
+                None => k.c(F32, 0.0),
+            };
+            let row_off = k.b.ins().imul_imm_s(oc, p);
+            let row = k.elem(out_img, row_off);
+            k.for_vectorized(p, |k, i, ty| {
+                let v = if ty == F32 { init } else { k.b.ins().splat(ty, init) };
+                k.store(v, row, i);
+            });
+        });
+        for g in 0..groups {
+            let gin = k.int(g * cg * h * w);
+            let gin = k.elem(img, gin);
+            let b_mat = if pointwise {
+                (gin, h * w, 1)
+            } else {
+                let col = col.expect("im2col scratch is planned");
+                let mut a = vec![gin];
+                for v in [cg, h, w, kh, kw, c.stride[0] as i64, c.stride[1] as i64, c.dilation[0] as i64, c.dilation[1] as i64, c.padding[0] as i64, c.padding[1] as i64, oh, ow] {
+                    a.push(k.int(v));
+                }
+                a.push(col);
+                k.b.ins().call(rt.im2col, &a);
+                (col, p, 1)
+            };
+            let wg = k.int(g * fg * kk);
+            let wg = k.elem(wt, wg);
+            let og = k.int(g * fg * p);
+            let og = k.elem(out_img, og);
+            k.sgemm(rt.sgemm, [fg, p, kk], (wg, kk, 1), b_mat, (og, p, 1), true);
+        }
+    });
+}
+
+/// `out[rows, units] = x[rows, features] · weightᵀ + bias` as one product.
+fn dense_gemm(k: &mut Kernel, rt: RuntimeFns, args: &[Arg], out: Arg) {
+    let (units, features) = (args[1].ty.shape[0] as i64, args[1].ty.shape[1] as i64);
+    let rows = numel(args[0].ty) / features;
+    let (x, w, o) = (k.ptr(args[0].loc), k.ptr(args[1].loc), k.ptr(out.loc));
+    let accumulate = args.len() > 2;
+    if let Some(b) = args.get(2) {
+        let bp = k.ptr(b.loc);
+        k.for_const(0, rows, |k, r| {
+            let off = k.b.ins().imul_imm_s(r, units);
+            let orow = k.elem(o, off);
+            copy(k, bp, orow, units);
+        });
+    }
+    // weightᵀ is the weight read with row stride 1 and column stride `features`.
+    k.sgemm(rt.sgemm, [rows, units, features], (x, features, 1), (w, 1, features), (o, units, 1), accumulate);
+}
+
+fn matmul_gemm(k: &mut Kernel, rt: RuntimeFns, args: &[Arg], out: Arg) {
+    let (sa, sb) = (&args[0].ty.shape, &args[1].ty.shape);
+    let a2: Vec<usize> = if sa.len() == 1 { vec![1, sa[0]] } else { sa.clone() };
+    let b2: Vec<usize> = if sb.len() == 1 { vec![sb[0], 1] } else { sb.clone() };
+    let (m, kk) = (a2[a2.len() - 2] as i64, a2[a2.len() - 1] as i64);
+    let n = b2[b2.len() - 1] as i64;
+    let batch = crate::ops::broadcast_shapes(&a2[..a2.len() - 2], &b2[..b2.len() - 2]).expect("checked by the shape rule");
+    let mut shape = batch.clone();
+    shape.push(1);
+    let stride_for = |full: &[usize], mat: i64| -> Vec<i64> {
+        let mut bs = broadcast_strides(&full[..full.len() - 2], &batch).iter().map(|s| s * mat).collect::<Vec<_>>();
+        bs.push(0);
+        bs
+    };
+    let a_str = stride_for(&a2, m * kk);
+    let b_str = stride_for(&b2, kk * n);
+    let mut o_str: Vec<i64> = strides(&batch).iter().map(|&s| s as i64 * m * n).collect();
+    o_str.push(0);
+    let (a, b, o) = (k.ptr(args[0].loc), k.ptr(args[1].loc), k.ptr(out.loc));
+    for_rows(k, &shape, &[a_str, b_str, o_str], &mut |k, offs| {
+        let (pa, pb, po) = (k.elem(a, offs[0]), k.elem(b, offs[1]), k.elem(o, offs[2]));
+        k.sgemm(rt.sgemm, [m, n, kk], (pa, kk, 1), (pb, n, 1), (po, n, 1), false);
     });
 }
 

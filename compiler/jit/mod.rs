@@ -5,7 +5,7 @@
 //! use nnc::driver::{build_graph, Source};
 //! let src = Source::from_string("m.nn", "model m {\n input x: f32[1, 4]\n output y = relu(x) * 2\n}");
 //! let graph = build_graph(&src, None, &Default::default()).unwrap();
-//! let exe = nnc::jit::compile(&graph).unwrap();
+//! let exe = nnc::jit::compile(&graph, &Default::default()).unwrap();
 //! let mut ws = exe.workspace();
 //! let x = nnc_runtime::Tensor::f32(vec![1, 4], vec![-1.0, 0.5, 2.0, -3.0]);
 //! let y = exe.run(&mut ws, &[x]).unwrap();
@@ -148,7 +148,25 @@ fn host_module() -> Result<JITModule, JitError> {
     set(&mut flags, "opt_level", "speed")?;
     set(&mut flags, "is_pic", "false")?;
     let isa = cranelift_native::builder().map_err(|e| JitError::Host(e.to_string()))?.finish(settings::Flags::new(flags)).map_err(|e| JitError::Host(e.to_string()))?;
-    Ok(JITModule::new(JITBuilder::with_isa(isa, cranelift_module::default_libcall_names())))
+    let mut builder = JITBuilder::with_isa(isa, cranelift_module::default_libcall_names());
+    builder.symbol("nnc_sgemm", nnc_runtime::gemm::nnc_sgemm as *const u8);
+    builder.symbol("nnc_im2col", nnc_runtime::gemm::nnc_im2col as *const u8);
+    Ok(JITModule::new(builder))
+}
+
+/// How to compile.
+#[derive(Clone, Copy, Debug)]
+pub struct JitOptions {
+    /// Let matrix products (convolutions, dense layers, matmuls) call the runtime's GEMM
+    /// microkernels (AVX-512/AVX2 where the CPU has them) instead of Cranelift-generated
+    /// loops, which Cranelift limits to 128-bit vectors.
+    pub ukernels: bool,
+}
+
+impl Default for JitOptions {
+    fn default() -> Self {
+        JitOptions { ukernels: true }
+    }
 }
 
 /// What to record of the generated code while compiling (`nnc compile --emit clif|asm`).
@@ -160,12 +178,12 @@ pub struct Listing {
 }
 
 /// Compile `graph` (weights bound) to native code.
-pub fn compile(graph: &Graph) -> Result<Executable, JitError> {
-    compile_with_listing(graph, &mut Listing::default())
+pub fn compile(graph: &Graph, options: &JitOptions) -> Result<Executable, JitError> {
+    compile_with_listing(graph, options, &mut Listing::default())
 }
 
 /// [`compile`], appending the Cranelift IR and/or machine code of every kernel to `listing`.
-pub fn compile_with_listing(graph: &Graph, listing: &mut Listing) -> Result<Executable, JitError> {
+pub fn compile_with_listing(graph: &Graph, options: &JitOptions, listing: &mut Listing) -> Result<Executable, JitError> {
     let schedule = graph.topo_order();
     for &id in &schedule {
         let n = graph.node(id);
@@ -176,7 +194,7 @@ pub fn compile_with_listing(graph: &Graph, listing: &mut Listing) -> Result<Exec
             return Err(JitError::UnsupportedDType(n.name.clone(), n.ty.dtype.to_string()));
         }
     }
-    let scratch = |id: NodeId| graph.node(id).op().map_or(0, |op| lower::scratch_bytes(op, &graph.operand_types(id)));
+    let scratch = |id: NodeId| graph.node(id).op().map_or(0, |op| lower::scratch_bytes(op, &graph.operand_types(id), &graph.node(id).ty, options.ukernels));
     let plan: MemoryPlan = memplan::plan(graph, &schedule, &scratch);
     let consts: Vec<Vec<f32>> = plan.consts.iter().map(|&id| match &graph.node(id).kind {
         NodeKind::Const(t) => t.to_f32_vec(),
@@ -186,6 +204,13 @@ pub fn compile_with_listing(graph: &Graph, listing: &mut Listing) -> Result<Exec
 
     let mut module = host_module()?;
     let ptr = module.target_config().pointer_type();
+    let import = |module: &mut JITModule, name: &str, params: usize| {
+        let mut sig = module.make_signature();
+        sig.params.extend(std::iter::repeat_n(AbiParam::new(ptr), params));
+        module.declare_function(name, Linkage::Import, &sig).map_err(|e| JitError::Codegen { node: name.to_string(), message: e.to_string() })
+    };
+    let sgemm_id = import(&mut module, "nnc_sgemm", 13)?;
+    let im2col_id = import(&mut module, "nnc_im2col", 15)?;
     let frontend_config = module.target_config();
     let mut ctx = module.make_context();
     let mut fctx = FunctionBuilderContext::new();
@@ -205,7 +230,11 @@ pub fn compile_with_listing(graph: &Graph, listing: &mut Listing) -> Result<Exec
             b.switch_to_block(entry);
             b.seal_block(entry);
             let arena = b.block_params(entry)[0];
-            let mut k = kernel::Kernel::new(b, arena, &const_addrs);
+            let runtime = options.ukernels.then(|| kernel::RuntimeFns {
+                sgemm: module.declare_func_in_func(sgemm_id, b.func),
+                im2col: module.declare_func_in_func(im2col_id, b.func),
+            });
+            let mut k = kernel::Kernel::new(b, arena, &const_addrs, runtime);
             let operands = graph.operands(id);
             let args: Vec<lower::Arg> = operands.iter().map(|o| lower::Arg { loc: plan.locs[o], ty: &graph.node(*o).ty }).collect();
             let out = lower::Arg { loc: plan.locs[&id], ty: &node.ty };

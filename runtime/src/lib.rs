@@ -5,6 +5,7 @@
 //! ([`weights`]). It knows nothing about the `.nn` language or the graph IR.
 
 pub mod dtype;
+pub mod gemm;
 pub mod npy;
 pub mod tensor;
 pub mod weights;
