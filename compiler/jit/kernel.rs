@@ -126,6 +126,22 @@ impl<'a> Kernel<'a> {
         }
     }
 
+    /// [`Kernel::for_vectorized`] over `0..n` for a run-time `n`.
+    pub fn for_vectorized_dyn(&mut self, n: Value, mut f: impl FnMut(&mut Self, Value, Type)) {
+        let vec_end = self.b.ins().band_imm_s(n, !(LANES - 1));
+        let zero = self.int(0);
+        self.for_range(zero, vec_end, LANES, |k, i| f(k, i, F32X4));
+        self.for_range(vec_end, n, 1, |k, i| f(k, i, F32));
+    }
+
+    /// Largest lane of an `f32x4` (NaN if any lane is NaN).
+    pub fn hmax(&mut self, v: Value) -> Value {
+        let lanes: Vec<Value> = (0..4u8).map(|l| self.b.ins().extractlane(v, l)).collect();
+        let a = self.b.ins().fmax(lanes[0], lanes[1]);
+        let b = self.b.ins().fmax(lanes[2], lanes[3]);
+        self.b.ins().fmax(a, b)
+    }
+
     /// `base + index * 4`
     pub fn elem(&mut self, base: Value, index: Value) -> Value {
         let bytes = self.b.ins().ishl_imm_s(index, 2);

@@ -43,6 +43,11 @@ pub fn scratch_bytes(op: &Op, operands: &[&TensorType], out: &TensorType, ukerne
             let w = &operands[1].shape;
             w[1] * w[2] * w[3] * out.shape[2] * out.shape[3] * 4
         }
+        // One score matrix, reused across the batch.
+        Op::Attention(_) if ukernels => {
+            let (q, k) = (&operands[0].shape, &operands[1].shape);
+            q[q.len() - 2] * k[k.len() - 2] * 4
+        }
         Op::Conv2d(_)
         | Op::Dense(_)
         | Op::MatMul(_)
@@ -60,6 +65,95 @@ pub fn scratch_bytes(op: &Op, operands: &[&TensorType], out: &TensorType, ukerne
         | Op::Slice(_)
         | Op::Attention(_) => 0,
     }
+}
+
+/// Numerically stable softmax of `len` contiguous floats at `row`, in place, after scaling
+/// them by `scale`: vectorized max, exponentials and normalization.
+fn softmax_row(k: &mut Kernel, row: Value, len: Value, scale: f32) {
+    let ninf4 = k.c(F32X4, f32::NEG_INFINITY);
+    let ninf = k.c(F32, f32::NEG_INFINITY);
+    let (mx4, mx) = (k.var(F32X4, ninf4), k.var(F32, ninf));
+    k.for_vectorized_dyn(len, |k, i, ty| {
+        let v = k.load(ty, row, i);
+        let var = if ty == F32 { mx } else { mx4 };
+        let cur = k.b.use_var(var);
+        let next = k.max_nan(cur, v);
+        k.b.def_var(var, next);
+    });
+    let m4 = k.b.use_var(mx4);
+    let m4 = k.hmax(m4);
+    let m1 = k.b.use_var(mx);
+    let m = k.max_nan(m4, m1);
+    let zero4 = k.c(F32X4, 0.0);
+    let zero = k.c(F32, 0.0);
+    let (s4, s1) = (k.var(F32X4, zero4), k.var(F32, zero));
+    k.for_vectorized_dyn(len, |k, i, ty| {
+        let v = k.load(ty, row, i);
+        let (mv, sv) = if ty == F32 { (m, k.c(F32, scale)) } else { (k.b.ins().splat(ty, m), k.c(ty, scale)) };
+        // exp(scale·(v − max)): the max of scaled scores is scale·max as scale > 0.
+        let d = k.b.ins().fsub(v, mv);
+        let d = k.b.ins().fmul(d, sv);
+        let e = k.exp(ty, d);
+        k.store(e, row, i);
+        let var = if ty == F32 { s1 } else { s4 };
+        let cur = k.b.use_var(var);
+        let next = k.b.ins().fadd(cur, e);
+        k.b.def_var(var, next);
+    });
+    let t4 = k.b.use_var(s4);
+    let t4 = k.hsum(t4);
+    let t1 = k.b.use_var(s1);
+    let total = k.b.ins().fadd(t4, t1);
+    let one = k.c(F32, 1.0);
+    let inv = k.b.ins().fdiv(one, total);
+    k.for_vectorized_dyn(len, |k, i, ty| {
+        let v = k.load(ty, row, i);
+        let iv = if ty == F32 { inv } else { k.b.ins().splat(ty, inv) };
+        let r = k.b.ins().fmul(v, iv);
+        k.store(r, row, i);
+    });
+}
+
+/// Attention as two matrix products around a row softmax: `S = q·kᵀ`, `P = softmax(S/√d)`
+/// (masked rows end at the diagonal and are zero beyond it), `out = P·v`.
+fn attention_gemm(k: &mut Kernel, rt: RuntimeFns, a: &Attention, args: &[Arg], out: Arg, scratch: Loc) {
+    let s = &args[0].ty.shape;
+    let r = s.len();
+    let (sq, d) = (s[r - 2] as i64, s[r - 1] as i64);
+    let sk = args[1].ty.shape[r - 2] as i64;
+    let dv = args[2].ty.shape[r - 1] as i64;
+    let batches: i64 = s[..r - 2].iter().product::<usize>() as i64;
+    let scale = 1.0 / (d as f32).sqrt();
+    let (q, kp, v, o) = (k.ptr(args[0].loc), k.ptr(args[1].loc), k.ptr(args[2].loc), k.ptr(out.loc));
+    let scores = k.ptr(scratch);
+    k.for_const(0, batches, |k, b| {
+        let qo = k.b.ins().imul_imm_s(b, sq * d);
+        let ko = k.b.ins().imul_imm_s(b, sk * d);
+        let vo = k.b.ins().imul_imm_s(b, sk * dv);
+        let oo = k.b.ins().imul_imm_s(b, sq * dv);
+        let (qb, kb, vb, ob) = (k.elem(q, qo), k.elem(kp, ko), k.elem(v, vo), k.elem(o, oo));
+        k.sgemm(rt.sgemm, [sq, sk, d], (qb, d, 1), (kb, 1, d), (scores, sk, 1), false);
+        k.for_const(0, sq, |k, i| {
+            let row_off = k.b.ins().imul_imm_s(i, sk);
+            let row = k.elem(scores, row_off);
+            let len = if a.causal {
+                let i1 = k.b.ins().iadd_imm_s(i, 1);
+                let skv = k.int(sk);
+                k.b.ins().smin(i1, skv)
+            } else {
+                k.int(sk)
+            };
+            softmax_row(k, row, len, scale);
+            if a.causal {
+                let end = k.int(sk);
+                k.for_range(len, end, 1, |k, j| {
+                    let z = k.c(F32, 0.0);
+                    k.store(z, row, j);
+                });
+            }
+        });
+        k.sgemm(rt.sgemm, [sq, dv, sk], (scores, sk, 1), (vb, dv, 1), (ob, dv, 1), false);
+    });
 }
 
 /// Whether the op needs code at all: views (`reshape`, `flatten`) share their operand's memory.
@@ -94,8 +188,10 @@ pub fn lower(k: &mut Kernel, op: &Op, args: &[Arg], out: Arg, scratch: Option<Lo
             _ => conv2d(k, c, args, out),
         },
         Op::Dense(_) => match k.runtime {
-            Some(rt) => dense_gemm(k, rt, args, out),
-            None => dense(k, args, out),
+            // A few rows make a matrix-vector product: the GEMM tile (8 rows × 32 columns)
+            // would mostly compute padding, so dot products do better.
+            Some(rt) if numel(args[0].ty) / args[1].ty.shape[1] as i64 >= GEMM_MIN_ROWS => dense_gemm(k, rt, args, out),
+            Some(_) | None => dense(k, args, out),
         },
         Op::MatMul(_) => match k.runtime {
             Some(rt) => matmul_gemm(k, rt, args, out),
@@ -110,7 +206,10 @@ pub fn lower(k: &mut Kernel, op: &Op, args: &[Arg], out: Arg, scratch: Option<Lo
         Op::Transpose(t) => transpose(k, t, args, out),
         Op::Concat(c) => concat(k, c, args, out),
         Op::Slice(s) => slice(k, s, args, out),
-        Op::Attention(a) => attention(k, a, args, out),
+        Op::Attention(a) => match k.runtime {
+            Some(rt) => attention_gemm(k, rt, a, args, out, scratch.expect("attention scratch is planned")),
+            None => attention(k, a, args, out),
+        },
         Op::Flatten(_) | Op::Reshape(_) => unreachable!("views have no kernel"),
     }
 }
@@ -261,22 +360,57 @@ fn binary(k: &mut Kernel, bin: &Binary, args: &[Arg], out: Arg) {
     });
 }
 
-/// Dot product of `n` contiguous floats at `a` and `b`, vectorized.
+/// Rows below which a dense layer runs as dot products rather than through GEMM.
+const GEMM_MIN_ROWS: i64 = 8;
+
+/// Dot product of `n` contiguous floats at `a` and `b`: four independent `f32x4`
+/// accumulators over 16-float steps (one chain would wait on FMA latency), then 4-float
+/// steps, then single floats.
 fn dot(k: &mut Kernel, a: Value, b: Value, n: i64) -> Value {
     let zero4 = k.c(F32X4, 0.0);
     let zero = k.c(F32, 0.0);
-    let acc4 = k.var(F32X4, zero4);
+    let accs: Vec<_> = (0..4).map(|_| k.var(F32X4, zero4)).collect();
     let acc = k.var(F32, zero);
-    k.for_vectorized(n, |k, i, ty| {
-        let x = k.load(ty, a, i);
-        let y = k.load(ty, b, i);
-        let var = if ty == F32 { acc } else { acc4 };
-        let cur = k.b.use_var(var);
-        let next = k.fma(x, y, cur);
-        k.b.def_var(var, next);
-    });
-    let v = k.b.use_var(acc4);
-    let s = k.hsum(v);
+    let wide_end = n - n % 16;
+    if wide_end > 0 {
+        let (l, h) = (k.int(0), k.int(wide_end));
+        k.for_range(l, h, 16, |k, i| {
+            for (u, &var) in accs.iter().enumerate() {
+                let iu = k.b.ins().iadd_imm_s(i, 4 * u as i64);
+                let x = k.load(F32X4, a, iu);
+                let y = k.load(F32X4, b, iu);
+                let cur = k.b.use_var(var);
+                let next = k.fma(x, y, cur);
+                k.b.def_var(var, next);
+            }
+        });
+    }
+    let vec_end = n - n % LANES;
+    if vec_end > wide_end {
+        let (l, h) = (k.int(wide_end), k.int(vec_end));
+        k.for_range(l, h, LANES, |k, i| {
+            let x = k.load(F32X4, a, i);
+            let y = k.load(F32X4, b, i);
+            let cur = k.b.use_var(accs[0]);
+            let next = k.fma(x, y, cur);
+            k.b.def_var(accs[0], next);
+        });
+    }
+    if n > vec_end {
+        let (l, h) = (k.int(vec_end), k.int(n));
+        k.for_range(l, h, 1, |k, i| {
+            let x = k.load(F32, a, i);
+            let y = k.load(F32, b, i);
+            let cur = k.b.use_var(acc);
+            let next = k.fma(x, y, cur);
+            k.b.def_var(acc, next);
+        });
+    }
+    let v: Vec<Value> = accs.iter().map(|&var| k.b.use_var(var)).collect();
+    let s01 = k.b.ins().fadd(v[0], v[1]);
+    let s23 = k.b.ins().fadd(v[2], v[3]);
+    let s = k.b.ins().fadd(s01, s23);
+    let s = k.hsum(s);
     let tail = k.b.use_var(acc);
     k.b.ins().fadd(s, tail)
 }
@@ -674,6 +808,17 @@ fn softmax(k: &mut Kernel, s: &Softmax, args: &[Arg], out: Arg) {
     let inner: i64 = shape[s.axis + 1..].iter().product::<usize>() as i64;
     let outer: i64 = shape[..s.axis].iter().product::<usize>() as i64;
     let (x, o) = (k.ptr(args[0].loc), k.ptr(out.loc));
+    if inner == 1 {
+        // Contiguous lanes (softmax over the last axis): copy, then the vectorized row softmax.
+        k.for_const(0, outer, |k, ou| {
+            let off = k.b.ins().imul_imm_s(ou, len);
+            let (xr, or) = (k.elem(x, off), k.elem(o, off));
+            copy(k, xr, or, len);
+            let n = k.int(len);
+            softmax_row(k, or, n, 1.0);
+        });
+        return;
+    }
     k.for_const(0, outer, |k, ou| {
         k.for_const(0, inner, |k, inn| {
             // Element j of this lane is at (ou·len + j)·inner + inn.
