@@ -68,3 +68,46 @@ pub fn build_graph(src: &Source, model: Option<&str>, dims: &DimBindings) -> Res
     let m = elaborate::select_model(&file, model).map_err(|d| vec![d])?;
     elaborate::elaborate(&file, m, dims)
 }
+
+/// Everything [`compile`] needs besides the source and the weights.
+#[derive(Clone, Debug)]
+pub struct CompileOptions {
+    /// The model to compile when the source defines several.
+    pub model: Option<String>,
+    /// Sizes of symbolic dimensions.
+    pub dims: DimBindings,
+    /// `-O` level, 0 to 3.
+    pub opt_level: u8,
+    pub jit: crate::jit::JitOptions,
+}
+
+impl Default for CompileOptions {
+    fn default() -> Self {
+        CompileOptions { model: None, dims: DimBindings::new(), opt_level: 2, jit: Default::default() }
+    }
+}
+
+/// Why [`compile`] failed.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The source or the weights have errors; the text is the rendered diagnostics.
+    #[error("{0}")]
+    Diagnostics(String),
+    #[error(transparent)]
+    Jit(#[from] crate::jit::JitError),
+    #[error(transparent)]
+    Pass(#[from] crate::passes::PassError),
+}
+
+/// Compile a model to native code in one call: parse, elaborate, bind `weights`, optimize and
+/// JIT-compile. The result runs many times, from any thread.
+pub fn compile(src: &Source, weights: nnc_runtime::weights::WeightsFile, options: &CompileOptions) -> Result<crate::jit::Executable, Error> {
+    let render = |d: &[Diagnostic]| crate::diagnostics::render(d, &src.name, &src.text, false);
+    let file = parse(src).map_err(|d| Error::Diagnostics(render(&d)))?;
+    let model = elaborate::select_model(&file, options.model.as_deref()).map_err(|d| Error::Diagnostics(render(&[d])))?;
+    let mut graph = elaborate::elaborate(&file, model, &options.dims).map_err(|d| Error::Diagnostics(render(&d)))?;
+    check_memory_budget(&graph).map_err(|d| Error::Diagnostics(render(&[d])))?;
+    crate::weights::bind_weights(&mut graph, weights, "weights").map_err(|d| Error::Diagnostics(render(&d)))?;
+    crate::passes::optimize(&mut graph, options.opt_level, cfg!(debug_assertions), &mut |_, _| {})?;
+    Ok(crate::jit::compile(&graph, &options.jit)?)
+}

@@ -23,6 +23,10 @@ pub struct Summary {
     /// The most activation bytes alive at once when running in topological order, keeping a
     /// value from its definition to its last use (outputs to the end).
     pub peak_activation_bytes: u64,
+    /// The JIT's memory plan for this graph: arena bytes (activations, views sharing their
+    /// operand's memory, and kernel scratch), and the liveness lower bound of that plan.
+    pub planned_arena_bytes: u64,
+    pub planned_lower_bound_bytes: u64,
 }
 
 pub fn summarize(graph: &Graph) -> Summary {
@@ -57,7 +61,18 @@ pub fn summarize(graph: &Graph) -> Summary {
     }
     let (activation_bytes, peak_activation_bytes) = activation_memory(graph, &order);
     let macs = rows.iter().fold(0u64, |acc, r| acc.saturating_add(r.macs));
-    Summary { model: graph.name.clone(), macs, rows, params, activation_bytes, peak_activation_bytes }
+    let scratch = |id: NodeId| graph.node(id).op().map_or(0, |op| crate::jit::lower::scratch_bytes(op, &graph.operand_types(id), &graph.node(id).ty, true));
+    let plan = crate::jit::memplan::plan(graph, &order, &scratch);
+    Summary {
+        model: graph.name.clone(),
+        macs,
+        rows,
+        params,
+        activation_bytes,
+        peak_activation_bytes,
+        planned_arena_bytes: plan.arena_bytes as u64,
+        planned_lower_bound_bytes: plan.lower_bound_bytes as u64,
+    }
 }
 
 fn is_activation(graph: &Graph, id: NodeId) -> bool {
@@ -134,12 +149,14 @@ impl Summary {
         line(&mut out, &total);
         let _ = writeln!(
             out,
-            "parameters: {} ({} as f32)\nMACs: {}\nactivations: {} in all, peak {} live at once",
+            "parameters: {} ({} as f32)\nMACs: {}\nactivations: {} in all, peak {} live at once\nJIT memory plan: {} arena (liveness lower bound {}, scratch included)",
             thousands(self.params),
             human_bytes(self.params * 4),
             thousands(self.macs),
             human_bytes(self.activation_bytes),
-            human_bytes(self.peak_activation_bytes)
+            human_bytes(self.peak_activation_bytes),
+            human_bytes(self.planned_arena_bytes),
+            human_bytes(self.planned_lower_bound_bytes)
         );
         out
     }

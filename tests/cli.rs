@@ -103,9 +103,15 @@ fn lenet5_with_weights_file_matches_onnx_runtime() {
 
 #[test]
 fn digits_example_reproduces_the_training_scripts_accuracy() {
+    for backend in ["interp", "jit"] {
+        digits_accuracy(backend);
+    }
+}
+
+fn digits_accuracy(backend: &str) {
     let dir = tempfile::tempdir().unwrap();
     let d = "examples/digits";
-    let o = run(&["run", &format!("{d}/digits.nn"), "--backend", "interp", "--weights", &format!("{d}/digits.safetensors"), "--input", &format!("x={d}/test_x.npy"), "--output-dir", dir.path().to_str().unwrap()]);
+    let o = run(&["run", &format!("{d}/digits.nn"), "--backend", backend, "--weights", &format!("{d}/digits.safetensors"), "--input", &format!("x={d}/test_x.npy"), "--output-dir", dir.path().to_str().unwrap()]);
     assert_eq!(o.code, 0, "{}", o.stderr);
     let logits = read_npy(&dir.path().join("logits.npy")).unwrap().tensor;
     let labels: Vec<i64> = npyz::NpyFile::new(&std::fs::read(repo().join(d).join("test_y.npy")).unwrap()[..]).unwrap().into_vec().unwrap();
@@ -185,10 +191,9 @@ fn dump_after_prints_banners_to_stderr() {
 #[test]
 fn unavailable_backends_say_so_with_exit_1() {
     for args in [
-        vec!["run", "examples/lenet5.nn", "--random-weights", "1", "--input", "image=random:1"],
         vec!["run", "examples/lenet5.nn", "--backend", "accel", "--random-weights", "1", "--input", "image=random:1"],
         vec!["sim", "examples/lenet5.nn", "--random-weights", "1"],
-        vec!["compile", "examples/lenet5.nn", "--emit", "clif"],
+        vec!["compile", "examples/lenet5.nn", "--emit", "obj"],
         vec!["compile", "examples/lenet5.nn", "--emit", "isa"],
         vec!["compile", "examples/lenet5.nn", "--emit", "ir", "--quantize", "int8"],
     ] {
@@ -318,4 +323,35 @@ fn pytorch_int64_buffers_are_ignored_with_a_warning() {
     let o = run(&["run", src.to_str().unwrap(), "--backend", "interp", "--weights", weights.to_str().unwrap(), "--input", "x=random:1"]);
     assert_eq!(o.code, 0, "{}", o.stderr);
     assert!(o.stderr.contains("`y.num_batches_tracked` is not a parameter"), "{}", o.stderr);
+}
+
+#[test]
+fn jit_is_the_default_backend_and_agrees_with_the_interpreter() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut outs = Vec::new();
+    for extra in [&["--backend", "interp"][..], &[][..], &["--ukernels", "off"][..]] {
+        let out = dir.path().join(outs.len().to_string());
+        let mut args = vec!["run", "examples/resnet18.nn", "--random-weights", "2", "--input", "image=random:2", "--output-dir", out.to_str().unwrap()];
+        args.extend_from_slice(extra);
+        let o = run(&args);
+        assert_eq!(o.code, 0, "{extra:?}: {}", o.stderr);
+        outs.push(read_npy(&out.join("logits.npy")).unwrap().tensor);
+    }
+    assert_eq!(common::compare(&outs[1..], &[outs[0].clone(), outs[0].clone()], 1e-4), None);
+}
+
+#[test]
+fn compile_emits_cranelift_ir_and_machine_code() {
+    let clif = run(&["compile", "examples/lenet5.nn", "--emit", "clif"]);
+    assert_eq!(clif.code, 0, "{}", clif.stderr);
+    assert!(clif.stdout.contains("; kernel") && clif.stdout.contains("function u0:") && clif.stdout.contains("fma"), "{}", &clif.stdout[..clif.stdout.len().min(2000)]);
+    let asm = run(&["compile", "examples/lenet5.nn", "--emit", "asm", "--ukernels", "off"]);
+    assert_eq!(asm.code, 0, "{}", asm.stderr);
+    assert!(asm.stdout.contains("vfmadd") || asm.stdout.contains("fmadd"), "{}", &asm.stdout[..asm.stdout.len().min(2000)]);
+}
+
+#[test]
+fn summary_reports_the_jit_memory_plan() {
+    let o = run(&["summary", "examples/lenet5.nn"]);
+    assert!(o.stdout.contains("JIT memory plan:") && o.stdout.contains("lower bound"), "{}", o.stdout);
 }

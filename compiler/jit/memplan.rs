@@ -61,11 +61,12 @@ pub fn plan(graph: &Graph, schedule: &[NodeId], scratch_bytes: &dyn Fn(NodeId) -
         let node = graph.node(id);
         let i = position[&id];
         match &node.kind {
-            NodeKind::Const(_) => {
+            // Weights, bound (constants) or not yet (parameters, when only planning), live
+            // outside the arena.
+            NodeKind::Const(_) | NodeKind::Param => {
                 locs.insert(id, Loc::Const(consts.len()));
                 consts.push(id);
             }
-            NodeKind::Param => unreachable!("the JIT compiles graphs whose weights are bound"),
             NodeKind::Input { .. } | NodeKind::Op(_) => {
                 let source = if is_view(graph, id) { graph.operands(id).first().copied() } else { None };
                 let shared = source.and_then(|s| storage_of.get(&s).copied());

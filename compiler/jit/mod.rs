@@ -1,7 +1,7 @@
 //! The Cranelift JIT: compiles a graph whose weights are bound into native code, one kernel
 //! function per op, running over one memory-planned arena.
 //!
-//! ```no_run
+//! ```
 //! use nnc::driver::{build_graph, Source};
 //! let src = Source::from_string("m.nn", "model m {\n input x: f32[1, 4]\n output y = relu(x) * 2\n}");
 //! let graph = build_graph(&src, None, &Default::default()).unwrap();
