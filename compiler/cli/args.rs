@@ -111,6 +111,9 @@ pub struct RunArgs {
     /// Run N times after a warm-up and print the median time and spread.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub bench: Option<u32>,
+    /// Print how long each kernel took (JIT backend), slowest first.
+    #[arg(long)]
+    pub profile: bool,
     /// Worker threads.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1024))]
     pub threads: Option<u32>,

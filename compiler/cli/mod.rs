@@ -406,6 +406,7 @@ fn run(session: &mut Session, a: &args::RunArgs) -> CmdResult {
         _ => interp::run(&graph, &inputs).map_err(|e| Failure::from(Diagnostic::error(e.to_string()))),
     };
     let outputs = run_once()?;
+
     if let Some(n) = a.bench {
         let mut times = Vec::new();
         for _ in 0..n {
@@ -421,6 +422,21 @@ fn run(session: &mut Session, a: &args::RunArgs) -> CmdResult {
             fmt_time(times[0]),
             fmt_time(times[times.len() - 1])
         );
+    }
+    drop(run_once);
+    if a.profile {
+        let (Some(exe), Some(ws)) = (&exe, &mut ws) else {
+            return Err(Diagnostic::error("--profile times the JIT's kernels; it needs --backend jit").into());
+        };
+        let (_, mut profile) = exe.run_profiled(ws, &inputs).map_err(|e| Diagnostic::error(e.to_string()))?;
+        let total: f64 = profile.iter().map(|p| p.2).sum();
+        profile.sort_by(|a, b| b.2.total_cmp(&a.2));
+        let width = profile.iter().map(|p| p.0.len()).max().unwrap_or(4).max(4);
+        println!("{:<width$}  {:<16}  {:>10}  {:>6}", "node", "op", "time", "share");
+        for (name, op, t) in &profile {
+            println!("{name:<width$}  {op:<16}  {:>10}  {:>5.1}%", fmt_time(*t), 100.0 * t / total);
+        }
+        println!("{:<width$}  {:<16}  {:>10}", "total", "", fmt_time(total));
     }
     emit_outputs(&graph, &outputs, a.io.output_dir.as_deref())
 }

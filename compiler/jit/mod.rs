@@ -49,6 +49,8 @@ pub struct Executable {
     // Kept alive for the code's lifetime; released in `Drop` (a dropped `JITModule` leaks).
     module: Option<JITModule>,
     kernels: Vec<KernelFn>,
+    /// `(node name, op name)` of each kernel, for profiles.
+    kernel_names: Vec<(String, &'static str)>,
     /// Weight buffers the code reads by absolute address; never mutated after compilation.
     consts: Vec<Vec<f32>>,
     arena_bytes: usize,
@@ -104,6 +106,18 @@ impl Executable {
 
     /// Run on `inputs` (declaration order); returns the outputs in declaration order.
     pub fn run(&self, ws: &mut Workspace, inputs: &[Tensor]) -> Result<Vec<Tensor>, JitError> {
+        self.run_timed(ws, inputs, None)
+    }
+
+    /// [`Executable::run`], also timing every kernel: `(node, op, seconds)` in run order.
+    pub fn run_profiled(&self, ws: &mut Workspace, inputs: &[Tensor]) -> Result<(Vec<Tensor>, Vec<(String, &'static str, f64)>), JitError> {
+        let mut times = Vec::with_capacity(self.kernels.len());
+        let out = self.run_timed(ws, inputs, Some(&mut times))?;
+        let profile = self.kernel_names.iter().zip(times).map(|((n, op), t)| (n.clone(), *op, t)).collect();
+        Ok((out, profile))
+    }
+
+    fn run_timed(&self, ws: &mut Workspace, inputs: &[Tensor], mut times: Option<&mut Vec<f64>>) -> Result<Vec<Tensor>, JitError> {
         if inputs.len() != self.inputs.len() {
             return Err(JitError::InputCount { expected: self.inputs.len(), got: inputs.len() });
         }
@@ -121,8 +135,12 @@ impl Executable {
             unsafe { std::ptr::copy_nonoverlapping(data.as_ptr(), arena.add(off) as *mut f32, data.len()) };
         }
         for k in &self.kernels {
+            let start = times.as_ref().map(|_| std::time::Instant::now());
             // SAFETY: kernels only touch the arena (sized by the plan) and the constants.
             unsafe { k(arena) };
+            if let (Some(t), Some(s)) = (times.as_deref_mut(), start) {
+                t.push(s.elapsed().as_secs_f64());
+            }
         }
         Ok(self
             .outputs
@@ -215,6 +233,7 @@ pub fn compile_with_listing(graph: &Graph, options: &JitOptions, listing: &mut L
     let mut ctx = module.make_context();
     let mut fctx = FunctionBuilderContext::new();
     let mut ids = Vec::new();
+    let mut kernel_names = Vec::new();
     for (index, &id) in schedule.iter().enumerate() {
         let node = graph.node(id);
         let Some(op) = node.op() else { continue };
@@ -259,6 +278,7 @@ pub fn compile_with_listing(graph: &Graph, options: &JitOptions, listing: &mut L
         }
         module.clear_context(&mut ctx);
         ids.push(fid);
+        kernel_names.push((node.name.clone(), op.name()));
     }
     module.finalize_definitions().map_err(|e| JitError::Codegen { node: graph.name.clone(), message: e.to_string() })?;
     // SAFETY: every kernel was declared with the signature `fn(*mut u8)`.
@@ -267,6 +287,7 @@ pub fn compile_with_listing(graph: &Graph, options: &JitOptions, listing: &mut L
     Ok(Executable {
         module: Some(module),
         kernels,
+        kernel_names,
         consts,
         arena_bytes: plan.arena_bytes,
         lower_bound_bytes: plan.lower_bound_bytes,
