@@ -21,6 +21,9 @@ pub struct Kernel<'a> {
     consts: &'a [u64],
     /// Runtime functions the kernel may call, when microkernels are on.
     pub runtime: Option<RuntimeFns>,
+    /// For a kernel whose constant weight was packed at compile time (one buffer per group),
+    /// the packed buffers' addresses.
+    pub prepacked: Vec<u64>,
 }
 
 /// Runtime functions imported into a kernel (see `nnc_runtime::gemm`).
@@ -30,6 +33,8 @@ pub struct RuntimeFns {
     pub sgemm: FuncRef,
     /// `nnc_im2col(input, c, h, w, kh, kw, sh, sw, dh, dw, pt, pl, oh, ow, col)`
     pub im2col: FuncRef,
+    /// `nnc_sgemm_packed_a(m, n, k, a_packed, b, rsb, csb, c, rsc, csc, accumulate)`
+    pub sgemm_packed_a: FuncRef,
 }
 
 fn flags() -> MemFlags {
@@ -40,7 +45,7 @@ fn flags() -> MemFlags {
 
 impl<'a> Kernel<'a> {
     pub fn new(b: FunctionBuilder<'a>, arena: Value, consts: &'a [u64], runtime: Option<RuntimeFns>) -> Kernel<'a> {
-        Kernel { b, arena, consts, runtime }
+        Kernel { b, arena, consts, runtime, prepacked: Vec::new() }
     }
 
     /// `C (+)= A·B` through the runtime's GEMM; all strides in elements.

@@ -653,11 +653,17 @@ fn conv2d_gemm(k: &mut Kernel, rt: RuntimeFns, c: &Conv2d, args: &[Arg], out: Ar
                 k.b.ins().call(rt.im2col, &a);
                 (col, p, 1)
             };
-            let wg = k.int(g * fg * kk);
-            let wg = k.elem(wt, wg);
             let og = k.int(g * fg * p);
             let og = k.elem(out_img, og);
-            k.sgemm(rt.sgemm, [fg, p, kk], (wg, kk, 1), b_mat, (og, p, 1), true);
+            if let Some(&packed) = k.prepacked.get(g as usize) {
+                let mut a = vec![k.int(fg), k.int(p), k.int(kk), k.int(packed as i64), b_mat.0, k.int(b_mat.1), k.int(b_mat.2)];
+                a.extend([og, k.int(p), k.int(1), k.int(1)]);
+                k.b.ins().call(rt.sgemm_packed_a, &a);
+            } else {
+                let wg = k.int(g * fg * kk);
+                let wg = k.elem(wt, wg);
+                k.sgemm(rt.sgemm, [fg, p, kk], (wg, kk, 1), b_mat, (og, p, 1), true);
+            }
         }
     });
 }

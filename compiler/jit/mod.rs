@@ -17,6 +17,7 @@ pub mod lower;
 pub mod memplan;
 
 use crate::ir::{Graph, NodeId, NodeKind, ShapeDisplay};
+use crate::ops;
 use cranelift_codegen::ir::{AbiParam, InstBuilder, UserFuncName};
 use cranelift_codegen::settings::{self, Configurable};
 use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext};
@@ -169,6 +170,7 @@ fn host_module() -> Result<JITModule, JitError> {
     let mut builder = JITBuilder::with_isa(isa, cranelift_module::default_libcall_names());
     builder.symbol("nnc_sgemm", nnc_runtime::gemm::nnc_sgemm as *const u8);
     builder.symbol("nnc_im2col", nnc_runtime::gemm::nnc_im2col as *const u8);
+    builder.symbol("nnc_sgemm_packed_a", nnc_runtime::gemm::nnc_sgemm_packed_a as *const u8);
     Ok(JITModule::new(builder))
 }
 
@@ -218,6 +220,29 @@ pub fn compile_with_listing(graph: &Graph, options: &JitOptions, listing: &mut L
         NodeKind::Const(t) => t.to_f32_vec(),
         NodeKind::Input { .. } | NodeKind::Param | NodeKind::Op(_) => unreachable!("the plan lists constants only"),
     }).collect();
+    // Convolution weights packed once, here, in the order the GEMM microkernel reads them.
+    let mut consts = consts;
+    let mut prepacked: std::collections::HashMap<NodeId, Vec<u64>> = std::collections::HashMap::new();
+    if options.ukernels {
+        for &id in &schedule {
+            let Some(ops::Op::Conv2d(conv)) = graph.node(id).op() else { continue };
+            let operands = graph.operands(id);
+            let types = graph.operand_types(id);
+            let (Some(Loc::Const(w)), true) = (plan.locs.get(&operands[1]).copied(), lower::conv_uses_gemm(&types, true)) else { continue };
+            let ws = &types[1].shape;
+            let (fg, kk) = (ws[0] / conv.groups, ws[1] * ws[2] * ws[3]);
+            let mut addrs = Vec::with_capacity(conv.groups);
+            for g in 0..conv.groups {
+                let mut buf = vec![0.0f32; nnc_runtime::gemm::packed_a_len(fg, kk)];
+                // SAFETY: the weight buffer holds `groups·fg × kk` floats, row-major.
+                unsafe { nnc_runtime::gemm::pack_a_all(fg, kk, consts[w].as_ptr().add(g * fg * kk), kk as isize, 1, &mut buf) };
+                // The heap buffer does not move when `consts` grows.
+                addrs.push(buf.as_ptr() as u64);
+                consts.push(buf);
+            }
+            prepacked.insert(id, addrs);
+        }
+    }
     let const_addrs: Vec<u64> = consts.iter().map(|c| c.as_ptr() as u64).collect();
 
     let mut module = host_module()?;
@@ -229,6 +254,7 @@ pub fn compile_with_listing(graph: &Graph, options: &JitOptions, listing: &mut L
     };
     let sgemm_id = import(&mut module, "nnc_sgemm", 13)?;
     let im2col_id = import(&mut module, "nnc_im2col", 15)?;
+    let packed_id = import(&mut module, "nnc_sgemm_packed_a", 11)?;
     let frontend_config = module.target_config();
     let mut ctx = module.make_context();
     let mut fctx = FunctionBuilderContext::new();
@@ -252,8 +278,10 @@ pub fn compile_with_listing(graph: &Graph, options: &JitOptions, listing: &mut L
             let runtime = options.ukernels.then(|| kernel::RuntimeFns {
                 sgemm: module.declare_func_in_func(sgemm_id, b.func),
                 im2col: module.declare_func_in_func(im2col_id, b.func),
+                sgemm_packed_a: module.declare_func_in_func(packed_id, b.func),
             });
             let mut k = kernel::Kernel::new(b, arena, &const_addrs, runtime);
+            k.prepacked = prepacked.get(&id).cloned().unwrap_or_default();
             let operands = graph.operands(id);
             let args: Vec<lower::Arg> = operands.iter().map(|o| lower::Arg { loc: plan.locs[o], ty: &graph.node(*o).ty }).collect();
             let out = lower::Arg { loc: plan.locs[&id], ty: &node.ty };

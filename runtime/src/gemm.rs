@@ -86,6 +86,43 @@ unsafe fn pack_b(nr: usize, kc: usize, nc: usize, b: *const f32, rsb: isize, csb
     }
 }
 
+/// Where the A operand comes from.
+#[derive(Clone, Copy)]
+enum ASource {
+    Strided(*const f32, isize, isize),
+    /// Laid out by [`pack_a_all`].
+    Packed(*const f32),
+}
+
+/// Rows of A once every `MC` block is padded to whole `MR` panels.
+fn padded_rows(m: usize, mr: usize) -> usize {
+    (0..m).step_by(MC).map(|ic| MC.min(m - ic).next_multiple_of(mr)).sum()
+}
+
+/// Floats [`pack_a_all`] writes for an `m × k` matrix.
+pub fn packed_a_len(m: usize, k: usize) -> usize {
+    padded_rows(m, kernel().mr) * k
+}
+
+/// Pack all of A (`m × k`, strided) once, for [`sgemm_packed_a`]: every `KC` slab, every `MC`
+/// block, in the panel order the microkernel reads. Constant operands (weights) are packed
+/// at compile time this way instead of on every call.
+///
+/// # Safety
+/// A must be valid for `i < m, p < k`; `out` must hold [`packed_a_len`] floats.
+pub unsafe fn pack_a_all(m: usize, k: usize, a: *const f32, rsa: isize, csa: isize, out: &mut [f32]) {
+    let mr = kernel().mr;
+    let rows = padded_rows(m, mr);
+    for pc in (0..k).step_by(KC) {
+        let kc = KC.min(k - pc);
+        for ic in (0..m).step_by(MC) {
+            let mc = MC.min(m - ic);
+            let at = rows * pc + ic * kc;
+            pack_a(mr, mc, kc, a.offset(ic as isize * rsa + pc as isize * csa), rsa, csa, &mut out[at..]);
+        }
+    }
+}
+
 /// `C (+)= A·B` for `A: m × k`, `B: k × n`, `C: m × n`, all strided (in elements). With
 /// `accumulate` false, C is overwritten.
 ///
@@ -94,6 +131,20 @@ unsafe fn pack_b(nr: usize, kc: usize, nc: usize, b: *const f32, rsb: isize, csb
 /// j < n`, C (writable) for `i < m, j < n`; C must not overlap A or B.
 #[allow(clippy::too_many_arguments)]
 pub unsafe fn sgemm(m: usize, n: usize, k: usize, a: *const f32, rsa: isize, csa: isize, b: *const f32, rsb: isize, csb: isize, c: *mut f32, rsc: isize, csc: isize, accumulate: bool) {
+    gemm(m, n, k, ASource::Strided(a, rsa, csa), b, rsb, csb, c, rsc, csc, accumulate)
+}
+
+/// [`sgemm`] with A already packed by [`pack_a_all`].
+///
+/// # Safety
+/// As [`sgemm`]; `a` holds [`packed_a_len`]`(m, k)` floats from [`pack_a_all`].
+#[allow(clippy::too_many_arguments)]
+pub unsafe fn sgemm_packed_a(m: usize, n: usize, k: usize, a: *const f32, b: *const f32, rsb: isize, csb: isize, c: *mut f32, rsc: isize, csc: isize, accumulate: bool) {
+    gemm(m, n, k, ASource::Packed(a), b, rsb, csb, c, rsc, csc, accumulate)
+}
+
+#[allow(clippy::too_many_arguments)]
+unsafe fn gemm(m: usize, n: usize, k: usize, a: ASource, b: *const f32, rsb: isize, csb: isize, c: *mut f32, rsc: isize, csc: isize, accumulate: bool) {
     if m == 0 || n == 0 {
         return;
     }
@@ -133,13 +184,19 @@ pub unsafe fn sgemm(m: usize, n: usize, k: usize, a: *const f32, rsa: isize, csa
                 pack_b(nr, kc, nc, b.offset(pc as isize * rsb + jc as isize * csb), rsb, csb, bpack);
                 for ic in (0..m).step_by(MC) {
                     let mc = MC.min(m - ic);
-                    pack_a(mr, mc, kc, a.offset(ic as isize * rsa + pc as isize * csa), rsa, csa, apack);
+                    let a_block = match a {
+                        ASource::Strided(a, rsa, csa) => {
+                            pack_a(mr, mc, kc, a.offset(ic as isize * rsa + pc as isize * csa), rsa, csa, apack);
+                            apack.as_ptr()
+                        }
+                        ASource::Packed(p) => p.add(padded_rows(m, mr) * pc + ic * kc),
+                    };
                     for jr in (0..nc).step_by(nr) {
                         let cols = nr.min(nc - jr);
                         let bp = bpack.as_ptr().add(jr * kc);
                         for ir in (0..mc).step_by(mr) {
                             let rows = mr.min(mc - ir);
-                            let ap = apack.as_ptr().add(ir * kc);
+                            let ap = a_block.add(ir * kc);
                             let cp = c.offset((ic + ir) as isize * rsc + (jc + jr) as isize * csc);
                             if rows == mr && cols == nr {
                                 (kern.micro)(kc, ap, bp, cp, rsc, csc, acc);
@@ -301,8 +358,24 @@ mod tests {
             for (x, y) in c2.iter().zip(&want) {
                 assert!((x - (y + 1.0)).abs() <= 1e-4 * (2.0 + y.abs()), "{m}x{n}x{k} accumulate: {x} vs {}", y + 1.0);
             }
+            // A packed once ahead of time gives the same product.
+            let mut packed = vec![0.0f32; packed_a_len(m, k)];
+            unsafe { pack_a_all(m, k, a.as_ptr(), k as isize, 1, &mut packed) };
+            let mut c3 = vec![0.0f32; m * n];
+            unsafe { sgemm_packed_a(m, n, k, packed.as_ptr(), b.as_ptr(), n as isize, 1, c3.as_mut_ptr(), n as isize, 1, false) };
+            assert_eq!(c3, c, "{m}x{n}x{k} packed A");
         }
     }
+}
+
+/// [`sgemm_packed_a`] with a C ABI.
+///
+/// # Safety
+/// As [`sgemm_packed_a`].
+#[no_mangle]
+#[allow(clippy::too_many_arguments)]
+pub unsafe extern "C" fn nnc_sgemm_packed_a(m: i64, n: i64, k: i64, a: *const f32, b: *const f32, rsb: i64, csb: i64, c: *mut f32, rsc: i64, csc: i64, accumulate: i64) {
+    sgemm_packed_a(m as usize, n as usize, k as usize, a, b, rsb as isize, csb as isize, c, rsc as isize, csc as isize, accumulate != 0);
 }
 
 /// Unfold one image for convolution as a matrix product: row `(c·kh + ky)·kw + kx`, column
