@@ -869,7 +869,13 @@ fn softmax(k: &mut Kernel, s: &Softmax, args: &[Arg], out: Arg) {
     });
 }
 
+/// Windows of at most this many taps are unrolled at compile time.
+const UNROLLED_POOL_TAPS: usize = 25;
+
 fn pool(k: &mut Kernel, p: &Pool, args: &[Arg], out: Arg) {
+    if p.kernel[0] * p.kernel[1] <= UNROLLED_POOL_TAPS {
+        return pool_unrolled(k, p, args, out);
+    }
     let [n, c, h, w] = args[0].ty.shape[..] else { unreachable!("rank checked") };
     let (oh, ow) = (out.ty.shape[2] as i64, out.ty.shape[3] as i64);
     let (h, w) = (h as i64, w as i64);
@@ -928,6 +934,80 @@ fn pool(k: &mut Kernel, p: &Pool, args: &[Arg], out: Arg) {
                 let oi = k.b.ins().imul_imm_s(y, ow);
                 let oi = k.b.ins().iadd(oi, xo);
                 k.store(r, xout, oi);
+            });
+        });
+    });
+}
+
+/// Pooling with the window unrolled: each tap reads a clamped (always in-bounds) address and
+/// is masked out when it falls in the padding, so the inner code has no loops or branches.
+fn pool_unrolled(k: &mut Kernel, p: &Pool, args: &[Arg], out: Arg) {
+    let [n, c, h, w] = args[0].ty.shape[..] else { unreachable!("rank checked") };
+    let (oh, ow) = (out.ty.shape[2] as i64, out.ty.shape[3] as i64);
+    let (h, w) = (h as i64, w as i64);
+    let (x, o) = (k.ptr(args[0].loc), k.ptr(out.loc));
+    let [kh, kw] = p.kernel.map(|v| v as i64);
+    let [sh, sw] = p.stride.map(|v| v as i64);
+    let (pt, pl) = (p.padding[0] as i64, p.padding[1] as i64);
+    k.for_const(0, (n * c) as i64, |k, plane| {
+        let in_off = k.b.ins().imul_imm_s(plane, h * w);
+        let xin = k.elem(x, in_off);
+        let out_off = k.b.ins().imul_imm_s(plane, oh * ow);
+        let xout = k.elem(o, out_off);
+        k.for_const(0, oh, |k, y| {
+            let y0 = k.b.ins().imul_imm_s(y, sh);
+            let y0 = k.b.ins().iadd_imm_s(y0, -pt);
+            k.for_const(0, ow, |k, xo| {
+                let x0 = k.b.ins().imul_imm_s(xo, sw);
+                let x0 = k.b.ins().iadd_imm_s(x0, -pl);
+                let (zero, hm, wm) = (k.int(0), k.int(h - 1), k.int(w - 1));
+                let mut acc = match p.kind {
+                    PoolKind::Max => k.c(F32, f32::NEG_INFINITY),
+                    PoolKind::Avg => k.c(F32, 0.0),
+                };
+                let mut count = k.c(F32, 0.0);
+                for ky in 0..kh {
+                    let iy = k.b.ins().iadd_imm_s(y0, ky);
+                    let y_in = {
+                        let ge = k.b.ins().icmp(IntCC::SignedGreaterThanOrEqual, iy, zero);
+                        let le = k.b.ins().icmp(IntCC::SignedLessThanOrEqual, iy, hm);
+                        k.b.ins().band(ge, le)
+                    };
+                    let iyc = k.b.ins().smax(iy, zero);
+                    let iyc = k.b.ins().smin(iyc, hm);
+                    let row = k.b.ins().imul_imm_s(iyc, w);
+                    for kx in 0..kw {
+                        let ix = k.b.ins().iadd_imm_s(x0, kx);
+                        let ge = k.b.ins().icmp(IntCC::SignedGreaterThanOrEqual, ix, zero);
+                        let le = k.b.ins().icmp(IntCC::SignedLessThanOrEqual, ix, wm);
+                        let x_in = k.b.ins().band(ge, le);
+                        let inside = k.b.ins().band(y_in, x_in);
+                        let ixc = k.b.ins().smax(ix, zero);
+                        let ixc = k.b.ins().smin(ixc, wm);
+                        let idx = k.b.ins().iadd(row, ixc);
+                        let v = k.load(F32, xin, idx);
+                        match p.kind {
+                            PoolKind::Max => {
+                                let m = k.max_nan(acc, v);
+                                acc = k.b.ins().select(inside, m, acc);
+                            }
+                            PoolKind::Avg => {
+                                let zf = k.c(F32, 0.0);
+                                let one = k.c(F32, 1.0);
+                                let vv = k.b.ins().select(inside, v, zf);
+                                acc = k.b.ins().fadd(acc, vv);
+                                let inc = k.b.ins().select(inside, one, zf);
+                                count = k.b.ins().fadd(count, inc);
+                            }
+                        }
+                    }
+                }
+                if p.kind == PoolKind::Avg {
+                    acc = k.b.ins().fdiv(acc, count);
+                }
+                let oi = k.b.ins().imul_imm_s(y, ow);
+                let oi = k.b.ins().iadd(oi, xo);
+                k.store(acc, xout, oi);
             });
         });
     });
