@@ -90,3 +90,12 @@ fn memory_plan_reuses_dead_activations() {
     assert!(exe.arena_bytes() * 3 < all, "planned {} of {} activation bytes", exe.arena_bytes(), all);
     assert!(exe.arena_bytes() <= exe.arena_lower_bound_bytes() * 3 / 2, "planned {} for a lower bound of {}", exe.arena_bytes(), exe.arena_lower_bound_bytes());
 }
+
+#[test]
+fn register_tiled_matmul_handles_slabs_and_remainders() {
+    // K = 300 crosses a 256-deep slab; 13 rows and 27 columns leave remainders on both sides
+    // of the 6×8 tiles; the batch broadcasts b.
+    let src = "model mm {\n input a: f32[2, 13, 300]\n input b: f32[300, 27]\n output c = a @ b\n}";
+    let g = build_graph(&Source::from_string("mm.nn", src), None, &Default::default()).unwrap();
+    assert_eq!(check("matmul 2x13x300 @ 300x27", &g, &random_inputs(&g, 5)), None);
+}

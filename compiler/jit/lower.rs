@@ -43,6 +43,8 @@ pub fn scratch_bytes(op: &Op, operands: &[&TensorType], out: &TensorType, ukerne
             let w = &operands[1].shape;
             w[1] * w[2] * w[3] * out.shape[2] * out.shape[3] * 4
         }
+        // A packed KC × 8 panel of B for the register-tiled GEMM.
+        Op::MatMul(_) if !ukernels => (GEMM_KC * TILE_N) as usize * 4,
         // One score matrix, reused across the batch.
         Op::Attention(_) if ukernels => {
             let (q, k) = (&operands[0].shape, &operands[1].shape);
@@ -195,7 +197,7 @@ pub fn lower(k: &mut Kernel, op: &Op, args: &[Arg], out: Arg, scratch: Option<Lo
         },
         Op::MatMul(_) => match k.runtime {
             Some(rt) => matmul_gemm(k, rt, args, out),
-            None => matmul(k, args, out),
+            None => matmul(k, args, out, scratch.expect("matmul panel scratch is planned")),
         },
         Op::BatchNorm(bn) => batch_norm(k, bn, args, out),
         Op::LayerNorm(ln) => layer_norm(k, ln, args, out),
@@ -438,7 +440,7 @@ fn dense(k: &mut Kernel, args: &[Arg], out: Arg) {
     });
 }
 
-fn matmul(k: &mut Kernel, args: &[Arg], out: Arg) {
+fn matmul(k: &mut Kernel, args: &[Arg], out: Arg, panel: Loc) {
     let (sa, sb) = (&args[0].ty.shape, &args[1].ty.shape);
     let a2: Vec<usize> = if sa.len() == 1 { vec![1, sa[0]] } else { sa.clone() };
     let b2: Vec<usize> = if sb.len() == 1 { vec![sb[0], 1] } else { sb.clone() };
@@ -459,12 +461,111 @@ fn matmul(k: &mut Kernel, args: &[Arg], out: Arg) {
     let mut o_str: Vec<i64> = strides(&batch).iter().map(|&s| s as i64 * m * n).collect();
     o_str.push(0);
     let (a, b, o) = (k.ptr(args[0].loc), k.ptr(args[1].loc), k.ptr(out.loc));
+    let panel = k.ptr(panel);
+    let (full_m, full_n) = (m - m % TILE_M, n - n % TILE_N);
     for_rows(k, &shape, &[a_str, b_str, o_str], &mut |k, offs| {
         let (pa, pb, po) = (k.elem(a, offs[0]), k.elem(b, offs[1]), k.elem(o, offs[2]));
-        k.for_const(0, m, |k, i| {
+        // Whole 6×8 tiles in registers, K in slabs of GEMM_KC whose 8-column panels of B are
+        // copied contiguous first (rows of B a power-of-two apart would fight over the same
+        // cache sets); the rows and columns left over take the loops below.
+        if full_m > 0 {
+            for pc in (0..kk).step_by(GEMM_KC as usize) {
+                let kc = GEMM_KC.min(kk - pc);
+                k.for_const(0, full_n / TILE_N, |k, tj| {
+                    let j0 = k.b.ins().imul_imm_s(tj, TILE_N);
+                    let src_off = k.b.ins().iadd_imm_s(j0, pc * n);
+                    let src = k.elem(pb, src_off);
+                    k.for_const(0, kc, |k, p| {
+                        let so = k.b.ins().imul_imm_s(p, n);
+                        let row = k.elem(src, so);
+                        let v0 = k.load_at(F32X4, row, 0);
+                        let v1 = k.load_at(F32X4, row, 4);
+                        let d = k.b.ins().imul_imm_s(p, TILE_N);
+                        k.store(v0, panel, d);
+                        let d4 = k.b.ins().iadd_imm_s(d, 4);
+                        k.store(v1, panel, d4);
+                    });
+                    k.for_const(0, full_m / TILE_M, |k, ti| {
+                        let i0 = k.b.ins().imul_imm_s(ti, TILE_M);
+                        gemm_tile(k, pa, panel, po, i0, j0, pc, kc, kk, n);
+                    });
+                });
+            }
+        }
+        matmul_region(k, pa, pb, po, (full_m, m), (0, n), kk, n);
+        matmul_region(k, pa, pb, po, (0, full_m), (full_n, n), kk, n);
+    });
+}
+
+/// Rows and columns of the register tile of the Cranelift-generated GEMM: 12 `f32x4`
+/// accumulators, two vectors of B and a broadcast of A fit x86-64's 16 xmm registers.
+const TILE_M: i64 = 6;
+const TILE_N: i64 = 8;
+/// Depth of one slab of K: a 6 × KC strip of A and the KC × 8 panel of B stay in L1.
+const GEMM_KC: i64 = 256;
+
+/// `C[i0..i0+6, j0..j0+8] (+)= A[i0.., pc..pc+kc]·panel`, with row-major A (`m × kk`) and C
+/// (`m × n`) and `panel` the packed `kc × 8` slab of B. The first slab (`pc == 0`) writes C,
+/// later ones add to it. Each broadcast of A is loaded right where it is used once, so it
+/// folds into `vbroadcastss` from memory and the FMA may overwrite it (x86 FMA overwrites its
+/// first operand) without a register copy.
+#[allow(clippy::too_many_arguments)]
+fn gemm_tile(k: &mut Kernel, a: Value, panel: Value, c: Value, i0: Value, j0: Value, pc: i64, kc: i64, kk: i64, n: i64) {
+    let c_row0 = k.b.ins().imul_imm_s(i0, n);
+    let c_row0 = k.b.ins().iadd(c_row0, j0);
+    let c0 = k.elem(c, c_row0);
+    let mut accs = Vec::with_capacity((TILE_M * 2) as usize);
+    for r in 0..TILE_M {
+        for h in 0..2 {
+            let init = if pc == 0 { k.c(F32X4, 0.0) } else { k.load_at(F32X4, c0, r * n + 4 * h) };
+            accs.push(k.var(F32X4, init));
+        }
+    }
+    let a_row0 = k.b.ins().imul_imm_s(i0, kk);
+    let a_row0 = k.b.ins().iadd_imm_s(a_row0, pc);
+    let a0 = k.elem(a, a_row0);
+    k.for_const(0, kc, |k, p| {
+        let b_off = k.b.ins().imul_imm_s(p, TILE_N);
+        let brow = k.elem(panel, b_off);
+        let bv0 = k.load_at(F32X4, brow, 0);
+        let bv1 = k.load_at(F32X4, brow, 4);
+        let acol = k.elem(a0, p);
+        for r in 0..TILE_M {
+            for (h, bv) in [bv0, bv1].into_iter().enumerate() {
+                let av = k.load_at(F32, acol, r * kk);
+                let av = k.b.ins().splat(F32X4, av);
+                let var = accs[(2 * r) as usize + h];
+                let cur = k.b.use_var(var);
+                let next = k.fma(av, bv, cur);
+                k.b.def_var(var, next);
+            }
+        }
+    });
+    for r in 0..TILE_M {
+        for h in 0..2 {
+            let v = k.b.use_var(accs[(2 * r + h) as usize]);
+            let at = k.int(r * n + 4 * h);
+            k.store(v, c0, at);
+        }
+    }
+}
+
+/// `C[rows, cols] = A[rows, :]·B[:, cols]` one row at a time: zero the row, then add each
+/// `A[i, p]·B[p, cols]`.
+#[allow(clippy::too_many_arguments)]
+fn matmul_region(k: &mut Kernel, pa: Value, pb: Value, po: Value, rows: (i64, i64), cols: (i64, i64), kk: i64, n: i64) {
+    let width = cols.1 - cols.0;
+    if rows.0 >= rows.1 || width <= 0 {
+        return;
+    }
+    let (pb, po) = {
+        let c0 = k.int(cols.0);
+        (k.elem(pb, c0), k.elem(po, c0))
+    };
+    k.for_const(rows.0, rows.1, |k, i| {
             let orow_off = k.b.ins().imul_imm_s(i, n);
             let orow = k.elem(po, orow_off);
-            k.for_vectorized(n, |k, j, ty| {
+            k.for_vectorized(width, |k, j, ty| {
                 let z = k.c(ty, 0.0);
                 k.store(z, orow, j);
             });
@@ -474,7 +575,7 @@ fn matmul(k: &mut Kernel, args: &[Arg], out: Arg) {
                 let av = k.load(F32, pa, ai);
                 let brow_off = k.b.ins().imul_imm_s(p, n);
                 let brow = k.elem(pb, brow_off);
-                k.for_vectorized(n, |k, j, ty| {
+                k.for_vectorized(width, |k, j, ty| {
                     let s = if ty == F32 { av } else { k.b.ins().splat(ty, av) };
                     let bv = k.load(ty, brow, j);
                     let cur = k.load(ty, orow, j);
@@ -482,7 +583,6 @@ fn matmul(k: &mut Kernel, args: &[Arg], out: Arg) {
                     k.store(r, orow, j);
                 });
             });
-        });
     });
 }
 
