@@ -5,7 +5,7 @@ Not part of CI. Run it from anywhere after building a release binary:
 
     cargo build --release
     python3 benches/compare_onnxruntime.py [--nnc PATH] [--models lenet5,mlp,...]
-                                           [--seconds 2.0] [--keep DIR]
+                                           [--seconds 2.0] [--seed 0] [--keep DIR]
 
 `--nnc` defaults to target/release/nnc in this repository. The script installs numpy, onnx,
 onnxruntime and safetensors from PyPI (with this interpreter's pip) if they are missing.

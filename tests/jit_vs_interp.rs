@@ -99,3 +99,18 @@ fn register_tiled_matmul_handles_slabs_and_remainders() {
     let g = build_graph(&Source::from_string("mm.nn", src), None, &Default::default()).unwrap();
     assert_eq!(check("matmul 2x13x300 @ 300x27", &g, &random_inputs(&g, 5)), None);
 }
+
+#[test]
+fn two_threads_give_bit_identical_results() {
+    for name in ["resnet18", "transformer", "mobilenet_v2"] {
+        let src = Source::read(&repo().join(format!("examples/{name}.nn"))).unwrap();
+        let mut g = bound(&build_graph(&src, None, &Default::default()).unwrap(), None);
+        passes::optimize(&mut g, 2, true, &mut |_, _| {}).unwrap();
+        let inputs = random_inputs(&g, 9);
+        let outs: Vec<Vec<Tensor>> = [1, 2].iter().map(|&threads| {
+            let exe = jit::compile(&g, &jit::JitOptions { ukernels: true, threads }).unwrap();
+            exe.run(&mut exe.workspace(), &inputs).unwrap()
+        }).collect();
+        assert_eq!(outs[0], outs[1], "{name}");
+    }
+}

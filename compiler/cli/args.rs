@@ -50,6 +50,9 @@ pub struct OptimizeArgs {
     /// Quantize weights and activations.
     #[arg(long, value_enum)]
     pub quantize: Option<Quantize>,
+    /// Threads for the JIT's matrix products (results are identical for every count).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=256))]
+    pub threads: Option<u32>,
     /// Let the JIT's matrix products call the runtime's AVX-512/AVX2 GEMM microkernels
     /// (`on`), or use only Cranelift-generated code (`off`).
     #[arg(long, value_enum, default_value_t = OnOff::On)]
@@ -114,9 +117,6 @@ pub struct RunArgs {
     /// Print how long each kernel took (JIT backend), slowest first.
     #[arg(long)]
     pub profile: bool,
-    /// Worker threads.
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1024))]
-    pub threads: Option<u32>,
 }
 
 #[derive(Args, Debug)]

@@ -204,7 +204,7 @@ fn optimize(graph: &mut Graph, opt: &OptimizeArgs) -> CmdResult {
 }
 
 fn jit_options(opt: &OptimizeArgs) -> jit::JitOptions {
-    jit::JitOptions { ukernels: opt.ukernels == args::OnOff::On }
+    jit::JitOptions { ukernels: opt.ukernels == args::OnOff::On, threads: opt.threads.unwrap_or(1) as usize }
 }
 
 fn compile(session: &mut Session, a: &args::CompileArgs) -> CmdResult {
@@ -390,8 +390,8 @@ fn run(session: &mut Session, a: &args::RunArgs) -> CmdResult {
     if a.backend == Backend::Accel {
         return Err(not_available("the accelerator backend (`--backend accel`)", "the systolic-accelerator work (issue 4)"));
     }
-    if a.threads.is_some_and(|t| t > 1) {
-        session.emit(&[Diagnostic::warning("--threads: nnc runs on one thread for now; the kernels are not split across threads yet")]);
+    if a.opt.threads.is_some_and(|t| t > 1) && (a.backend != Backend::Jit || a.opt.ukernels == args::OnOff::Off) {
+        session.emit(&[Diagnostic::warning("--threads splits the microkernel matrix products of the JIT; with this backend and --ukernels setting everything runs on one thread")]);
     }
     let (mut graph, inputs) = prepare(session, &a.common, &a.io, &a.weights)?;
     optimize(&mut graph, &a.opt)?;

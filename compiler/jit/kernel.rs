@@ -24,16 +24,18 @@ pub struct Kernel<'a> {
     /// For a kernel whose constant weight was packed at compile time (one buffer per group),
     /// the packed buffers' addresses.
     pub prepacked: Vec<u64>,
+    /// Threads the runtime GEMM may use.
+    pub threads: i64,
 }
 
 /// Runtime functions imported into a kernel (see `nnc_runtime::gemm`).
 #[derive(Clone, Copy)]
 pub struct RuntimeFns {
-    /// `nnc_sgemm(m, n, k, a, rsa, csa, b, rsb, csb, c, rsc, csc, accumulate)`
+    /// `nnc_sgemm(m, n, k, a, rsa, csa, b, rsb, csb, c, rsc, csc, accumulate, threads)`
     pub sgemm: FuncRef,
     /// `nnc_im2col(input, c, h, w, kh, kw, sh, sw, dh, dw, pt, pl, oh, ow, col)`
     pub im2col: FuncRef,
-    /// `nnc_sgemm_packed_a(m, n, k, a_packed, b, rsb, csb, c, rsc, csc, accumulate)`
+    /// `nnc_sgemm_packed_a(m, n, k, a_packed, b, rsb, csb, c, rsc, csc, accumulate, threads)`
     pub sgemm_packed_a: FuncRef,
 }
 
@@ -45,7 +47,7 @@ fn flags() -> MemFlags {
 
 impl<'a> Kernel<'a> {
     pub fn new(b: FunctionBuilder<'a>, arena: Value, consts: &'a [u64], runtime: Option<RuntimeFns>) -> Kernel<'a> {
-        Kernel { b, arena, consts, runtime, prepacked: Vec::new() }
+        Kernel { b, arena, consts, runtime, prepacked: Vec::new(), threads: 1 }
     }
 
     /// `C (+)= A·B` through the runtime's GEMM; all strides in elements.
@@ -55,7 +57,7 @@ impl<'a> Kernel<'a> {
         for (p, rs, cs) in [a, b] {
             args.extend([p, self.int(rs), self.int(cs)]);
         }
-        args.extend([c.0, self.int(c.1), self.int(c.2), self.int(accumulate as i64)]);
+        args.extend([c.0, self.int(c.1), self.int(c.2), self.int(accumulate as i64), self.int(self.threads)]);
         self.b.ins().call(f, &args);
     }
 

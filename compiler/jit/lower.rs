@@ -757,7 +757,7 @@ fn conv2d_gemm(k: &mut Kernel, rt: RuntimeFns, c: &Conv2d, args: &[Arg], out: Ar
             let og = k.elem(out_img, og);
             if let Some(&packed) = k.prepacked.get(g as usize) {
                 let mut a = vec![k.int(fg), k.int(p), k.int(kk), k.int(packed as i64), b_mat.0, k.int(b_mat.1), k.int(b_mat.2)];
-                a.extend([og, k.int(p), k.int(1), k.int(1)]);
+                a.extend([og, k.int(p), k.int(1), k.int(1), k.int(k.threads)]);
                 k.b.ins().call(rt.sgemm_packed_a, &a);
             } else {
                 let wg = k.int(g * fg * kk);

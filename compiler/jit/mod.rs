@@ -181,11 +181,14 @@ pub struct JitOptions {
     /// microkernels (AVX-512/AVX2 where the CPU has them) instead of Cranelift-generated
     /// loops, which Cranelift limits to 128-bit vectors.
     pub ukernels: bool,
+    /// Threads the matrix products may use (with microkernels on). Every thread count gives
+    /// bit-identical results.
+    pub threads: usize,
 }
 
 impl Default for JitOptions {
     fn default() -> Self {
-        JitOptions { ukernels: true }
+        JitOptions { ukernels: true, threads: 1 }
     }
 }
 
@@ -252,9 +255,9 @@ pub fn compile_with_listing(graph: &Graph, options: &JitOptions, listing: &mut L
         sig.params.extend(std::iter::repeat_n(AbiParam::new(ptr), params));
         module.declare_function(name, Linkage::Import, &sig).map_err(|e| JitError::Codegen { node: name.to_string(), message: e.to_string() })
     };
-    let sgemm_id = import(&mut module, "nnc_sgemm", 13)?;
+    let sgemm_id = import(&mut module, "nnc_sgemm", 14)?;
     let im2col_id = import(&mut module, "nnc_im2col", 15)?;
-    let packed_id = import(&mut module, "nnc_sgemm_packed_a", 11)?;
+    let packed_id = import(&mut module, "nnc_sgemm_packed_a", 12)?;
     let frontend_config = module.target_config();
     let mut ctx = module.make_context();
     let mut fctx = FunctionBuilderContext::new();
@@ -282,6 +285,7 @@ pub fn compile_with_listing(graph: &Graph, options: &JitOptions, listing: &mut L
             });
             let mut k = kernel::Kernel::new(b, arena, &const_addrs, runtime);
             k.prepacked = prepacked.get(&id).cloned().unwrap_or_default();
+            k.threads = options.threads.max(1) as i64;
             let operands = graph.operands(id);
             let args: Vec<lower::Arg> = operands.iter().map(|o| lower::Arg { loc: plan.locs[o], ty: &graph.node(*o).ty }).collect();
             let out = lower::Arg { loc: plan.locs[&id], ty: &node.ty };

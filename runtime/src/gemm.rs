@@ -134,6 +134,44 @@ pub unsafe fn sgemm(m: usize, n: usize, k: usize, a: *const f32, rsa: isize, csa
     gemm(m, n, k, ASource::Strided(a, rsa, csa), b, rsb, csb, c, rsc, csc, accumulate)
 }
 
+/// Pointers a parallel GEMM shares between its tasks.
+#[derive(Clone, Copy)]
+struct Shared(ASource, *const f32, *mut f32);
+// SAFETY: tasks read A and B and write disjoint column ranges of C.
+unsafe impl Send for Shared {}
+unsafe impl Sync for Shared {}
+
+impl Shared {
+    // A method, so closures capture the whole (Sync) struct rather than its raw fields.
+    fn parts(&self) -> (ASource, *const f32, *mut f32) {
+        (self.0, self.1, self.2)
+    }
+}
+
+/// [`gemm`] split across up to `threads` threads by ranges of whole `NR`-column tiles. Each
+/// tile of C is computed by exactly the same sequence of operations as on one thread, so the
+/// result is bit-identical for every thread count.
+#[allow(clippy::too_many_arguments)]
+unsafe fn gemm_threaded(threads: usize, m: usize, n: usize, k: usize, a: ASource, b: *const f32, rsb: isize, csb: isize, c: *mut f32, rsc: isize, csc: isize, accumulate: bool) {
+    let nr = kernel().nr;
+    let tiles = n.div_ceil(nr);
+    // Too little work per thread is not worth the hand-off.
+    let threads = threads.min(tiles / 2).max(1);
+    if threads == 1 || (m * n * k) < (1 << 18) {
+        return gemm(m, n, k, a, b, rsb, csb, c, rsc, csc, accumulate);
+    }
+    let per = tiles.div_ceil(threads);
+    let shared = Shared(a, b, c);
+    crate::pool::parallel_for(threads, &|t| {
+        let (a, b, c) = shared.parts();
+        let j0 = (t * per * nr).min(n);
+        let j1 = ((t + 1) * per * nr).min(n);
+        if j0 < j1 {
+            gemm(m, j1 - j0, k, a, b.offset(j0 as isize * csb), rsb, csb, c.offset(j0 as isize * csc), rsc, csc, accumulate);
+        }
+    });
+}
+
 /// [`sgemm`] with A already packed by [`pack_a_all`].
 ///
 /// # Safety
@@ -225,8 +263,8 @@ unsafe fn gemm(m: usize, n: usize, k: usize, a: ASource, b: *const f32, rsb: isi
 /// As [`sgemm`].
 #[no_mangle]
 #[allow(clippy::too_many_arguments)]
-pub unsafe extern "C" fn nnc_sgemm(m: i64, n: i64, k: i64, a: *const f32, rsa: i64, csa: i64, b: *const f32, rsb: i64, csb: i64, c: *mut f32, rsc: i64, csc: i64, accumulate: i64) {
-    sgemm(m as usize, n as usize, k as usize, a, rsa as isize, csa as isize, b, rsb as isize, csb as isize, c, rsc as isize, csc as isize, accumulate != 0);
+pub unsafe extern "C" fn nnc_sgemm(m: i64, n: i64, k: i64, a: *const f32, rsa: i64, csa: i64, b: *const f32, rsb: i64, csb: i64, c: *mut f32, rsc: i64, csc: i64, accumulate: i64, threads: i64) {
+    gemm_threaded(threads.max(1) as usize, m as usize, n as usize, k as usize, ASource::Strided(a, rsa as isize, csa as isize), b, rsb as isize, csb as isize, c, rsc as isize, csc as isize, accumulate != 0);
 }
 
 unsafe fn micro_portable_4x8(kc: usize, a: *const f32, b: *const f32, c: *mut f32, rsc: isize, csc: isize, accumulate: bool) {
@@ -364,6 +402,10 @@ mod tests {
             let mut c3 = vec![0.0f32; m * n];
             unsafe { sgemm_packed_a(m, n, k, packed.as_ptr(), b.as_ptr(), n as isize, 1, c3.as_mut_ptr(), n as isize, 1, false) };
             assert_eq!(c3, c, "{m}x{n}x{k} packed A");
+            // Two threads give the very same bits.
+            let mut c4 = vec![0.0f32; m * n];
+            unsafe { nnc_sgemm(m as i64, n as i64, k as i64, a.as_ptr(), k as i64, 1, b.as_ptr(), n as i64, 1, c4.as_mut_ptr(), n as i64, 1, 0, 2) };
+            assert_eq!(c4, c, "{m}x{n}x{k} two threads");
         }
     }
 }
@@ -374,8 +416,8 @@ mod tests {
 /// As [`sgemm_packed_a`].
 #[no_mangle]
 #[allow(clippy::too_many_arguments)]
-pub unsafe extern "C" fn nnc_sgemm_packed_a(m: i64, n: i64, k: i64, a: *const f32, b: *const f32, rsb: i64, csb: i64, c: *mut f32, rsc: i64, csc: i64, accumulate: i64) {
-    sgemm_packed_a(m as usize, n as usize, k as usize, a, b, rsb as isize, csb as isize, c, rsc as isize, csc as isize, accumulate != 0);
+pub unsafe extern "C" fn nnc_sgemm_packed_a(m: i64, n: i64, k: i64, a: *const f32, b: *const f32, rsb: i64, csb: i64, c: *mut f32, rsc: i64, csc: i64, accumulate: i64, threads: i64) {
+    gemm_threaded(threads.max(1) as usize, m as usize, n as usize, k as usize, ASource::Packed(a), b, rsb as isize, csb as isize, c, rsc as isize, csc as isize, accumulate != 0);
 }
 
 /// Unfold one image for convolution as a matrix product: row `(c·kh + ky)·kw + kx`, column

@@ -7,6 +7,7 @@
 pub mod dtype;
 pub mod gemm;
 pub mod npy;
+pub mod pool;
 pub mod tensor;
 pub mod weights;
 
