@@ -396,10 +396,12 @@ fn run(session: &mut Session, a: &args::RunArgs) -> CmdResult {
     let (mut graph, inputs) = prepare(session, &a.common, &a.io, &a.weights)?;
     optimize(&mut graph, &a.opt)?;
     let backend = if a.backend == Backend::Jit { "jit" } else { "interp" };
+    let compile_start = Instant::now();
     let exe = match a.backend {
         Backend::Jit => Some(jit::compile(&graph, &jit_options(&a.opt)).map_err(|e| Diagnostic::error(e.to_string()))?),
         Backend::Interp | Backend::Accel => None,
     };
+    let compile_time = compile_start.elapsed().as_secs_f64();
     let mut ws = exe.as_ref().map(|e| e.workspace());
     let mut run_once = || match (&exe, &mut ws) {
         (Some(exe), Some(ws)) => exe.run(ws, &inputs).map_err(|e| Failure::from(Diagnostic::error(e.to_string()))),
@@ -422,6 +424,9 @@ fn run(session: &mut Session, a: &args::RunArgs) -> CmdResult {
             fmt_time(times[0]),
             fmt_time(times[times.len() - 1])
         );
+        if let Some(exe) = &exe {
+            println!("jit: compiled in {}, arena {} (liveness lower bound {})", fmt_time(compile_time), summary::human_bytes(exe.arena_bytes() as u64), summary::human_bytes(exe.arena_lower_bound_bytes() as u64));
+        }
     }
     drop(run_once);
     if a.profile {
