@@ -34,7 +34,7 @@ fn check(name: &str, g: &Graph, inputs: &[Tensor]) -> Option<String> {
     for (level, ukernels) in [(0u8, false), (0, true), (2, false), (2, true)] {
         let mut opt = g.clone();
         passes::optimize(&mut opt, level, true, &mut |_, _| {}).unwrap();
-        let exe = match jit::compile(&opt, &jit::JitOptions { ukernels }) {
+        let exe = match jit::compile(&opt, &jit::JitOptions { ukernels, threads: 1 }) {
             Ok(e) => e,
             Err(e) => return Some(format!("{name} -O{level} ukernels={ukernels}: {e}")),
         };
@@ -84,7 +84,7 @@ fn memory_plan_reuses_dead_activations() {
     let mut g = bound(&build_graph(&src, None, &Default::default()).unwrap(), None);
     passes::optimize(&mut g, 2, true, &mut |_, _| {}).unwrap();
     // Without microkernels there is no im2col scratch: the arena holds activations only.
-    let exe = jit::compile(&g, &jit::JitOptions { ukernels: false }).unwrap();
+    let exe = jit::compile(&g, &jit::JitOptions { ukernels: false, threads: 1 }).unwrap();
     let all: usize = g.node_ids().filter(|&i| g.node(i).op().is_some() || g.inputs.contains(&i)).map(|i| g.node(i).ty.size_bytes()).sum();
     assert!(exe.arena_bytes() >= exe.arena_lower_bound_bytes());
     assert!(exe.arena_bytes() * 3 < all, "planned {} of {} activation bytes", exe.arena_bytes(), all);

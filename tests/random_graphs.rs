@@ -228,7 +228,7 @@ proptest! {
             let mut g = graph.clone();
             weights::bind_weights(&mut g, weights::random_weights(&graph, seed), "random").map_err(|d| TestCaseError::fail(format!("{d:?}")))?;
             passes::optimize(&mut g, level, true, &mut |_, _| {}).map_err(|e| TestCaseError::fail(e.to_string()))?;
-            let exe = jit::compile(&g, &jit::JitOptions { ukernels }).map_err(|e| TestCaseError::fail(e.to_string()))?;
+            let exe = jit::compile(&g, &jit::JitOptions { ukernels, threads: if ukernels { 2 } else { 1 } }).map_err(|e| TestCaseError::fail(e.to_string()))?;
             let out = exe.run(&mut exe.workspace(), &inputs).map_err(|e| TestCaseError::fail(e.to_string()))?;
             results.push((format!("jit -O{level} ukernels={ukernels}"), out));
         }
