@@ -355,3 +355,16 @@ fn summary_reports_the_jit_memory_plan() {
     let o = run(&["summary", "examples/lenet5.nn"]);
     assert!(o.stdout.contains("JIT memory plan:") && o.stdout.contains("lower bound"), "{}", o.stdout);
 }
+
+#[test]
+fn half_precision_models_run_on_the_interpreter_and_the_jit_says_why_not() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("h.nn");
+    std::fs::write(&src, "model h {\n input x: bf16[1, 4]\n output y = relu(x) * 2\n}\n").unwrap();
+    let o = run(&["run", src.to_str().unwrap(), "--input", "x=random:1"]);
+    assert_eq!(o.code, 1);
+    assert!(o.stderr.contains("f32 tensors only") && o.stderr.contains("--backend interp"), "{}", o.stderr);
+    let o = run(&["run", src.to_str().unwrap(), "--backend", "interp", "--input", "x=random:1"]);
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    assert!(o.stdout.starts_with("y: bf16[1, 4]"), "{}", o.stdout);
+}

@@ -30,7 +30,7 @@ use nnc_runtime::Tensor;
 pub enum JitError {
     #[error("parameter `{0}` has no value; the JIT compiles models whose weights are bound")]
     UnboundParam(String),
-    #[error("the JIT handles float tensors only; `{0}` is {1}")]
+    #[error("the JIT computes f32 tensors only; `{0}` is {1} (run it with --backend interp)")]
     UnsupportedDType(String, String),
     #[error("code generation failed for `{node}`: {message}")]
     Codegen { node: String, message: String },
@@ -213,7 +213,8 @@ pub fn compile_with_listing(graph: &Graph, options: &JitOptions, listing: &mut L
         if matches!(n.kind, NodeKind::Param) {
             return Err(JitError::UnboundParam(n.name.clone()));
         }
-        if !n.ty.dtype.is_float() {
+        // f16/bf16 values would need rounding after every op to match the interpreter.
+        if n.ty.dtype != nnc_runtime::DType::F32 {
             return Err(JitError::UnsupportedDType(n.name.clone(), n.ty.dtype.to_string()));
         }
     }
