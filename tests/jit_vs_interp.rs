@@ -82,7 +82,8 @@ fn jit_matches_interpreter_on_every_example() {
 fn memory_plan_reuses_dead_activations() {
     let src = Source::read(&repo().join("examples/resnet18.nn")).unwrap();
     let mut g = bound(&build_graph(&src, None, &Default::default()).unwrap(), None);
-    passes::optimize(&mut g, 2, true, &mut |_, _| {}).unwrap();
+    // -O1: every activation is its own value (no fusion), the harder case for the plan.
+    passes::optimize(&mut g, 1, true, &mut |_, _| {}).unwrap();
     // Without microkernels there is no im2col scratch: the arena holds activations only.
     let exe = jit::compile(&g, &jit::JitOptions { ukernels: false, threads: 1 }).unwrap();
     let all: usize = g.node_ids().filter(|&i| g.node(i).op().is_some() || g.inputs.contains(&i)).map(|i| g.node(i).ty.size_bytes()).sum();

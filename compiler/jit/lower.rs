@@ -9,6 +9,7 @@
 use super::kernel::{Kernel, RuntimeFns, F32, F32X4, LANES};
 use super::memplan::Loc;
 use crate::ir::TensorType;
+use crate::ops::fused::{Fused, Step};
 use crate::ops::{strides, Attention, BatchNorm, Binary, BinaryKind, Concat, Conv2d, LayerNorm, Lstm, Op, Pool, PoolKind, Slice, Softmax, Transpose, Unary, UnaryKind};
 use cranelift_codegen::ir::condcodes::IntCC;
 use cranelift_codegen::ir::{InstBuilder, Type, Value};
@@ -36,6 +37,7 @@ fn conv_is_pointwise(c: &Conv2d, operands: &[&TensorType]) -> bool {
 /// Extra arena bytes an op needs while it runs.
 pub fn scratch_bytes(op: &Op, operands: &[&TensorType], out: &TensorType, ukernels: bool) -> usize {
     match op {
+        Op::Fused(f) => scratch_bytes(&f.anchor, &operands[..f.anchor_operands(operands.len())], out, ukernels),
         // The cell state of every batch row, and the zero initial hidden state.
         Op::Lstm(l) => 2 * operands[0].shape[1] * l.hidden * 4,
         // One group's unfolded image.
@@ -162,6 +164,7 @@ fn attention_gemm(k: &mut Kernel, rt: RuntimeFns, a: &Attention, args: &[Arg], o
 pub fn needs_kernel(op: &Op) -> bool {
     match op {
         Op::Flatten(_) | Op::Reshape(_) => false,
+        Op::Fused(_) => true,
         Op::Conv2d(_)
         | Op::Dense(_)
         | Op::MatMul(_)
@@ -183,6 +186,11 @@ pub fn needs_kernel(op: &Op) -> bool {
 /// Emit the body of `op`'s kernel.
 pub fn lower(k: &mut Kernel, op: &Op, args: &[Arg], out: Arg, scratch: Option<Loc>) {
     match op {
+        Op::Fused(f) => {
+            let n = f.anchor_operands(args.len());
+            lower(k, &f.anchor, &args[..n], out, scratch);
+            epilogue(k, f, &args[n..], out);
+        }
         Op::Unary(u) => unary(k, u, args, out),
         Op::Binary(b) => binary(k, b, args, out),
         Op::Conv2d(c) => match k.runtime {
@@ -281,6 +289,28 @@ fn unary(k: &mut Kernel, u: &Unary, args: &[Arg], out: Arg) {
         let v = k.load(ty, x, i);
         let y = apply_unary(k, &u.kind, ty, v);
         k.store(y, o, i);
+    });
+}
+
+/// A fused op's epilogue: one vectorized pass over the anchor's result, applying every step
+/// while each vector is in registers.
+fn epilogue(k: &mut Kernel, f: &Fused, extras: &[Arg], out: Arg) {
+    let o = k.ptr(out.loc);
+    let extra_ptrs: Vec<Value> = extras.iter().map(|e| k.ptr(e.loc)).collect();
+    k.for_vectorized(numel(out.ty), |k, i, ty| {
+        let mut v = k.load(ty, o, i);
+        let mut next = 0;
+        for step in &f.steps {
+            v = match step {
+                Step::Unary(kind) => apply_unary(k, kind, ty, v),
+                Step::Add => {
+                    let e = k.load(ty, extra_ptrs[next], i);
+                    next += 1;
+                    k.b.ins().fadd(v, e)
+                }
+            };
+        }
+        k.store(v, o, i);
     });
 }
 

@@ -50,8 +50,8 @@ pub struct Executable {
     // Kept alive for the code's lifetime; released in `Drop` (a dropped `JITModule` leaks).
     module: Option<JITModule>,
     kernels: Vec<KernelFn>,
-    /// `(node name, op name)` of each kernel, for profiles.
-    kernel_names: Vec<(String, &'static str)>,
+    /// `(node name, op label)` of each kernel, for profiles.
+    kernel_names: Vec<(String, String)>,
     /// Weight buffers the code reads by absolute address; never mutated after compilation.
     consts: Vec<Vec<f32>>,
     arena_bytes: usize,
@@ -111,10 +111,10 @@ impl Executable {
     }
 
     /// [`Executable::run`], also timing every kernel: `(node, op, seconds)` in run order.
-    pub fn run_profiled(&self, ws: &mut Workspace, inputs: &[Tensor]) -> Result<(Vec<Tensor>, Vec<(String, &'static str, f64)>), JitError> {
+    pub fn run_profiled(&self, ws: &mut Workspace, inputs: &[Tensor]) -> Result<(Vec<Tensor>, Vec<(String, String, f64)>), JitError> {
         let mut times = Vec::with_capacity(self.kernels.len());
         let out = self.run_timed(ws, inputs, Some(&mut times))?;
-        let profile = self.kernel_names.iter().zip(times).map(|((n, op), t)| (n.clone(), *op, t)).collect();
+        let profile = self.kernel_names.iter().zip(times).map(|((n, op), t)| (n.clone(), op.clone(), t)).collect();
         Ok((out, profile))
     }
 
@@ -229,7 +229,14 @@ pub fn compile_with_listing(graph: &Graph, options: &JitOptions, listing: &mut L
     let mut prepacked: std::collections::HashMap<NodeId, Vec<u64>> = std::collections::HashMap::new();
     if options.ukernels {
         for &id in &schedule {
-            let Some(ops::Op::Conv2d(conv)) = graph.node(id).op() else { continue };
+            let conv = match graph.node(id).op() {
+                Some(ops::Op::Conv2d(c)) => c,
+                Some(ops::Op::Fused(f)) => match &*f.anchor {
+                    ops::Op::Conv2d(c) => c,
+                    _ => continue,
+                },
+                _ => continue,
+            };
             let operands = graph.operands(id);
             let types = graph.operand_types(id);
             let (Some(Loc::Const(w)), true) = (plan.locs.get(&operands[1]).copied(), lower::conv_uses_gemm(&types, true)) else { continue };
@@ -295,7 +302,7 @@ pub fn compile_with_listing(graph: &Graph, options: &JitOptions, listing: &mut L
             k.b.finalize(frontend_config);
         }
         let codegen_err = |e: String| JitError::Codegen { node: node.name.clone(), message: e };
-        let header = format!("; kernel k{index}: %{} = {} : {}\n", node.name, op.name(), node.ty);
+        let header = format!("; kernel k{index}: %{} = {} : {}\n", node.name, op.label(), node.ty);
         if listing.clif {
             listing.text.push_str(&header);
             listing.text.push_str(&ctx.func.display().to_string());
@@ -311,7 +318,7 @@ pub fn compile_with_listing(graph: &Graph, options: &JitOptions, listing: &mut L
         }
         module.clear_context(&mut ctx);
         ids.push(fid);
-        kernel_names.push((node.name.clone(), op.name()));
+        kernel_names.push((node.name.clone(), op.label()));
     }
     module.finalize_definitions().map_err(|e| JitError::Codegen { node: graph.name.clone(), message: e.to_string() })?;
     // SAFETY: every kernel was declared with the signature `fn(*mut u8)`.

@@ -227,6 +227,17 @@ impl CallArgs {
         self.keywords.iter().find(|k| k.name == name).map(|k| k.span.clone())
     }
 
+    /// A call of `op` on the first `n` operands with every keyword not yet taken: how a
+    /// composite op hands the rest of its arguments to an inner op.
+    pub fn split_off(&mut self, op: &'static str, n: usize) -> CallArgs {
+        let mut inner = CallArgs::new(op, self.operands[..n].to_vec(), self.span.clone());
+        for k in self.keywords.iter_mut().filter(|k| !k.used) {
+            k.used = true;
+            inner.keywords.push(Keyword { name: k.name.clone(), value: k.value.clone(), span: k.span.clone(), used: false });
+        }
+        inner
+    }
+
     /// Error for every keyword no getter asked for.
     pub fn finish(&self, accepted: &[&str]) -> OpResult<()> {
         if let Some(k) = self.keywords.iter().find(|k| !k.used) {

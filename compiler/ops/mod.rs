@@ -11,6 +11,7 @@ pub mod call;
 mod conv;
 mod dense;
 mod elementwise;
+pub mod fused;
 mod lstm;
 mod norm;
 mod pool;
@@ -50,6 +51,8 @@ pub enum Op {
     Concat(Concat),
     Slice(Slice),
     Attention(Attention),
+    /// Made by the `fuse-epilogues` pass, never written in sources.
+    Fused(fused::Fused),
 }
 
 /// A parameter that a layer call creates because the call passed no weight tensors
@@ -123,6 +126,7 @@ impl Op {
             "concat" => Concat::build(args),
             "slice" => Slice::build(args),
             "attention" => Attention::build(args),
+            "fused" => fused::Fused::build(args),
             _ => return None,
         })
     }
@@ -147,6 +151,31 @@ impl Op {
             Op::Concat(_) => "concat",
             Op::Slice(_) => "slice",
             Op::Attention(_) => "attention",
+            Op::Fused(_) => "fused",
+        }
+    }
+
+    /// The name with a fused op's parts (`conv2d+add+relu`), for profiles and tables.
+    pub fn label(&self) -> String {
+        match self {
+            Op::Fused(f) => f.label(),
+            Op::Conv2d(_)
+            | Op::Dense(_)
+            | Op::MatMul(_)
+            | Op::BatchNorm(_)
+            | Op::LayerNorm(_)
+            | Op::Lstm(_)
+            | Op::Unary(_)
+            | Op::Binary(_)
+            | Op::Softmax(_)
+            | Op::Pool(_)
+            | Op::GlobalAvgPool(_)
+            | Op::Flatten(_)
+            | Op::Reshape(_)
+            | Op::Transpose(_)
+            | Op::Concat(_)
+            | Op::Slice(_)
+            | Op::Attention(_) => self.name().to_string(),
         }
     }
 
@@ -170,11 +199,20 @@ impl Op {
             Op::Concat(o) => o.infer(operands),
             Op::Slice(o) => o.infer(operands),
             Op::Attention(o) => o.infer(operands),
+            Op::Fused(o) => o.infer(operands),
         }
     }
 
     /// Reference semantics: the output for these inputs (all float, already type-checked).
     pub fn eval(&self, inputs: &[&Tensor], out: &TensorType) -> Tensor {
+        if let Op::Fused(f) = self {
+            let n = f.anchor_operands(inputs.len());
+            let anchored = f.anchor.eval(&inputs[..n], out);
+            let mut data = anchored.as_f32().expect("float result").to_vec();
+            let extras: Vec<&[f32]> = inputs[n..].iter().map(|t| t.as_f32().expect("float operand")).collect();
+            f.apply_epilogue(&mut data, &extras);
+            return Tensor::from_f32(out.dtype, out.shape.clone(), data).expect("shape unchanged");
+        }
         let x: Vec<&[f32]> = inputs.iter().map(|t| t.as_f32().expect("type checking admits only float operands")).collect();
         let shapes: Vec<&[usize]> = inputs.iter().map(|t| t.shape()).collect();
         let data = match self {
@@ -195,6 +233,7 @@ impl Op {
             Op::Concat(o) => o.eval(&x, &shapes, &out.shape),
             Op::Slice(o) => o.eval(&x, &shapes, &out.shape),
             Op::Attention(o) => o.eval(&x, &shapes, &out.shape),
+            Op::Fused(_) => unreachable!("handled above"),
         };
         Tensor::from_f32(out.dtype, out.shape.clone(), data).expect("an op's output matches its inferred shape")
     }
@@ -217,6 +256,7 @@ impl Op {
             Op::Concat(o) => o.attrs(),
             Op::Slice(o) => o.attrs(),
             Op::Attention(o) => o.attrs(),
+            Op::Fused(o) => o.attrs(),
         }
     }
 
@@ -228,6 +268,7 @@ impl Op {
             Op::MatMul(o) => o.macs(operands, out),
             Op::Lstm(o) => o.macs(operands, out),
             Op::Attention(o) => o.macs(operands, out),
+            Op::Fused(f) => f.anchor.macs(&operands[..f.anchor_operands(operands.len())], out),
             Op::BatchNorm(_)
             | Op::LayerNorm(_)
             | Op::Unary(_)
@@ -269,6 +310,10 @@ impl Op {
             Op::Lstm(_) => {
                 let hidden = *operands.get(2)?.shape.get(1)?;
                 (index >= 1).then_some(Init::UniformFanIn { fan_in: hidden })
+            }
+            Op::Fused(f) => {
+                let n = f.anchor_operands(operands.len());
+                if index < n { f.anchor.param_init(index, &operands[..n]) } else { None }
             }
             Op::MatMul(_)
             | Op::Unary(_)

@@ -8,10 +8,12 @@
 mod eliminate_dead_code;
 mod fold_batch_norm;
 mod fold_constants;
+mod fuse_epilogues;
 
 pub use eliminate_dead_code::eliminate_dead_code;
 pub use fold_batch_norm::fold_batch_norm;
 pub use fold_constants::fold_constants;
+pub use fuse_epilogues::fuse_epilogues;
 
 #[cfg(test)]
 mod filetests;
@@ -32,6 +34,7 @@ pub struct Pass {
 pub const PIPELINE: &[Pass] = &[
     Pass { name: "fold-batch-norm", min_opt_level: 2, run: fold_batch_norm },
     Pass { name: "fold-constants", min_opt_level: 1, run: fold_constants },
+    Pass { name: "fuse-epilogues", min_opt_level: 2, run: fuse_epilogues },
     Pass { name: "eliminate-dead-code", min_opt_level: 1, run: eliminate_dead_code },
 ];
 
