@@ -2,7 +2,8 @@
 //! fixed offset in one arena per executable, reusing the bytes of values that are dead.
 //!
 //! `reshape` and `flatten` produce no data: their result is the operand's storage seen with
-//! another shape, so the two share one storage whose lifetime covers both. Weights stay in
+//! another shape, so the two share one storage whose lifetime covers both. An elementwise
+//! op whose full-shape operand dies at that op writes its result over it. Weights stay in
 //! buffers the executable owns and take no arena space.
 
 use crate::ir::{Graph, NodeId, NodeKind};
@@ -46,6 +47,12 @@ fn is_view(graph: &Graph, id: NodeId) -> bool {
     matches!(graph.node(id).op(), Some(Op::Reshape(_) | Op::Flatten(_)))
 }
 
+/// Elementwise ops: the kernel reads element i of a full-shape operand before writing
+/// element i of the result, so the result may overwrite such an operand in place.
+fn elementwise(graph: &Graph, id: NodeId) -> bool {
+    matches!(graph.node(id).op(), Some(Op::Unary(_) | Op::Binary(_)))
+}
+
 /// Plan `graph`, whose nodes run in `schedule` order (a topological order); `scratch_bytes`
 /// says how much temporary space each node needs while it runs.
 pub fn plan(graph: &Graph, schedule: &[NodeId], scratch_bytes: &dyn Fn(NodeId) -> usize) -> MemoryPlan {
@@ -57,6 +64,15 @@ pub fn plan(graph: &Graph, schedule: &[NodeId], scratch_bytes: &dyn Fn(NodeId) -
     let mut locs = HashMap::new();
     let mut consts = Vec::new();
     let mut scratch_storage: Vec<(NodeId, usize)> = Vec::new();
+    // Last position at which each value is read (outputs: past the end).
+    let last_use: HashMap<NodeId, usize> = schedule
+        .iter()
+        .map(|&id| {
+            let users = graph.users(id).iter().map(|(u, _)| position[u]).max().unwrap_or(position[&id]);
+            (id, if graph.is_output(id) { end } else { users })
+        })
+        .collect();
+    let mut members: Vec<Vec<NodeId>> = Vec::new();
     for &id in schedule {
         let node = graph.node(id);
         let i = position[&id];
@@ -68,12 +84,32 @@ pub fn plan(graph: &Graph, schedule: &[NodeId], scratch_bytes: &dyn Fn(NodeId) -
                 consts.push(id);
             }
             NodeKind::Input { .. } | NodeKind::Op(_) => {
-                let source = if is_view(graph, id) { graph.operands(id).first().copied() } else { None };
+                // A view shares its operand's storage; an elementwise op may take over the
+                // storage of an operand whose every value is dead after this node.
+                let operands = graph.operands(id);
+                let in_place = || {
+                    operands.iter().copied().find(|o| {
+                        let Some(&s) = storage_of.get(o) else { return false };
+                        graph.node(*o).ty.shape == node.ty.shape
+                            && members[s].iter().all(|m| last_use[m] <= i)
+                            // A broadcast operand in the same storage would be read at other
+                            // indices after they are overwritten.
+                            && operands.iter().all(|o2| storage_of.get(o2) != Some(&s) || graph.node(*o2).ty.shape == node.ty.shape)
+                    })
+                };
+                let source = if is_view(graph, id) {
+                    operands.first().copied()
+                } else if elementwise(graph, id) {
+                    in_place()
+                } else {
+                    None
+                };
                 let shared = source.and_then(|s| storage_of.get(&s).copied());
                 let const_source = source.and_then(|s| locs.get(&s).copied());
                 match (shared, const_source) {
                     (Some(storage), _) => {
                         storage_of.insert(id, storage);
+                        members[storage].push(id);
                     }
                     // A view of a constant is that constant.
                     (None, Some(loc)) => {
@@ -83,12 +119,14 @@ pub fn plan(graph: &Graph, schedule: &[NodeId], scratch_bytes: &dyn Fn(NodeId) -
                         // Inputs are written before the first kernel runs.
                         let first = if matches!(node.kind, NodeKind::Input { .. }) { 0 } else { i };
                         storage_of.insert(id, storages.len());
+                        members.push(vec![id]);
                         storages.push(Storage { bytes: node.ty.numel() * 4, first, last: first });
                     }
                 }
                 let extra = scratch_bytes(id);
                 if extra > 0 {
                     scratch_storage.push((id, storages.len()));
+                    members.push(Vec::new());
                     storages.push(Storage { bytes: extra, first: i, last: i });
                 }
             }
@@ -159,10 +197,11 @@ mod tests {
         let order = g.topo_order();
         let p = plan(&g, &order, &|_| 0);
         let loc = |n: &str| p.locs[&g.by_name(n).unwrap()];
-        // x, a, b, c are 1 KiB each; at most two are live at once.
-        assert_eq!(p.lower_bound_bytes, 2048);
-        assert_eq!(p.arena_bytes, 2048, "the chain needs two buffers");
+        // x, a, b, c are 1 KiB each and each dies where the next is made: the elementwise
+        // chain runs in place in one buffer.
+        assert_eq!(p.arena_bytes, 1024);
         assert_eq!(loc("f"), loc("c"), "reshape is a view");
-        assert_ne!(loc("a"), loc("b"));
+        assert_eq!(loc("a"), loc("x"), "relu overwrites its dead operand");
+        assert_eq!(loc("b"), loc("a"));
     }
 }
