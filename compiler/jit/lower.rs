@@ -471,26 +471,38 @@ fn dense(k: &mut Kernel, args: &[Arg], out: Arg) {
     });
 }
 
-fn matmul(k: &mut Kernel, args: &[Arg], out: Arg, panel: Loc) {
+/// The sizes of a NumPy matmul (1-D operands promoted) and the per-batch element strides of
+/// each operand (0 where broadcast) and of the result, over the batch axes plus a trailing
+/// axis of length 1 so that `for_rows` visits every batch once.
+struct MatMulGeometry {
+    m: i64,
+    kk: i64,
+    n: i64,
+    loop_shape: Vec<usize>,
+    strides: [Vec<i64>; 3],
+}
+
+fn matmul_geometry(args: &[Arg]) -> MatMulGeometry {
     let (sa, sb) = (&args[0].ty.shape, &args[1].ty.shape);
     let a2: Vec<usize> = if sa.len() == 1 { vec![1, sa[0]] } else { sa.clone() };
     let b2: Vec<usize> = if sb.len() == 1 { vec![sb[0], 1] } else { sb.clone() };
     let (m, kk) = (a2[a2.len() - 2] as i64, a2[a2.len() - 1] as i64);
     let n = b2[b2.len() - 1] as i64;
     let batch = crate::ops::broadcast_shapes(&a2[..a2.len() - 2], &b2[..b2.len() - 2]).expect("checked by the shape rule");
-    // Per-batch element strides of each operand (0 where broadcast), over the batch axes
-    // plus a trailing axis of length 1 so `for_rows` visits every batch once.
-    let mut shape = batch.clone();
-    shape.push(1);
+    let mut loop_shape = batch.clone();
+    loop_shape.push(1);
     let stride_for = |full: &[usize], mat: i64| -> Vec<i64> {
         let mut bs = broadcast_strides(&full[..full.len() - 2], &batch).iter().map(|s| s * mat).collect::<Vec<_>>();
         bs.push(0);
         bs
     };
-    let a_str = stride_for(&a2, m * kk);
-    let b_str = stride_for(&b2, kk * n);
     let mut o_str: Vec<i64> = strides(&batch).iter().map(|&s| s as i64 * m * n).collect();
     o_str.push(0);
+    MatMulGeometry { m, kk, n, loop_shape, strides: [stride_for(&a2, m * kk), stride_for(&b2, kk * n), o_str] }
+}
+
+fn matmul(k: &mut Kernel, args: &[Arg], out: Arg, panel: Loc) {
+    let MatMulGeometry { m, kk, n, loop_shape: shape, strides: [a_str, b_str, o_str] } = matmul_geometry(args);
     let (a, b, o) = (k.ptr(args[0].loc), k.ptr(args[1].loc), k.ptr(out.loc));
     let panel = k.ptr(panel);
     let (full_m, full_n) = (m - m % TILE_M, n - n % TILE_N);
@@ -818,23 +830,7 @@ fn dense_gemm(k: &mut Kernel, rt: RuntimeFns, args: &[Arg], out: Arg) {
 }
 
 fn matmul_gemm(k: &mut Kernel, rt: RuntimeFns, args: &[Arg], out: Arg) {
-    let (sa, sb) = (&args[0].ty.shape, &args[1].ty.shape);
-    let a2: Vec<usize> = if sa.len() == 1 { vec![1, sa[0]] } else { sa.clone() };
-    let b2: Vec<usize> = if sb.len() == 1 { vec![sb[0], 1] } else { sb.clone() };
-    let (m, kk) = (a2[a2.len() - 2] as i64, a2[a2.len() - 1] as i64);
-    let n = b2[b2.len() - 1] as i64;
-    let batch = crate::ops::broadcast_shapes(&a2[..a2.len() - 2], &b2[..b2.len() - 2]).expect("checked by the shape rule");
-    let mut shape = batch.clone();
-    shape.push(1);
-    let stride_for = |full: &[usize], mat: i64| -> Vec<i64> {
-        let mut bs = broadcast_strides(&full[..full.len() - 2], &batch).iter().map(|s| s * mat).collect::<Vec<_>>();
-        bs.push(0);
-        bs
-    };
-    let a_str = stride_for(&a2, m * kk);
-    let b_str = stride_for(&b2, kk * n);
-    let mut o_str: Vec<i64> = strides(&batch).iter().map(|&s| s as i64 * m * n).collect();
-    o_str.push(0);
+    let MatMulGeometry { m, kk, n, loop_shape: shape, strides: [a_str, b_str, o_str] } = matmul_geometry(args);
     let (a, b, o) = (k.ptr(args[0].loc), k.ptr(args[1].loc), k.ptr(out.loc));
     for_rows(k, &shape, &[a_str, b_str, o_str], &mut |k, offs| {
         let (pa, pb, po) = (k.elem(a, offs[0]), k.elem(b, offs[1]), k.elem(o, offs[2]));
