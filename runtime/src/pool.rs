@@ -42,16 +42,19 @@ pub fn parallel_for(tasks: usize, f: &(dyn Fn(usize) + Sync)) {
     while p.workers.len() < tasks - 1 {
         let (tx, rx) = channel::<Task>();
         let done = p.done_tx.clone();
-        std::thread::Builder::new()
-            .name(format!("nnc-worker-{}", p.workers.len()))
-            .spawn(move || {
-                for Task(f, i) in rx {
-                    // SAFETY: `parallel_for` keeps `f` alive until this worker reports done.
-                    unsafe { (*f)(i) };
-                    let _ = done.send(());
-                }
-            })
-            .expect("the OS can start a worker thread");
+        let spawned = std::thread::Builder::new().name(format!("nnc-worker-{}", p.workers.len())).spawn(move || {
+            for Task(f, i) in rx {
+                // SAFETY: `parallel_for` keeps `f` alive until this worker reports done.
+                unsafe { (*f)(i) };
+                let _ = done.send(());
+            }
+        });
+        if spawned.is_err() {
+            // No more threads to be had: run everything here, in order.
+            drop(p);
+            (0..tasks).for_each(f);
+            return;
+        }
         p.workers.push(tx);
     }
     let ptr: *const (dyn Fn(usize) + Sync) = f;
