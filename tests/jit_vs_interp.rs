@@ -115,3 +115,25 @@ fn two_threads_give_bit_identical_results() {
         assert_eq!(outs[0], outs[1], "{name}");
     }
 }
+
+#[test]
+fn convolution_taps_that_only_see_padding_stay_in_bounds() {
+    // Kernel tap kx = 0 of a 1×5 "same" convolution over a 1-pixel-wide image lands only in
+    // the padding: its range of outputs is empty and must stay so (found by review).
+    for src in [
+        "model m {\n input x: f32[1, 1, 1, 1]\n output y = conv2d(x, filters=1, kernel=[1, 5], padding=\"same\")\n}",
+        "model m {\n input x: f32[1, 4, 2, 2]\n output y = conv2d(x, filters=4, kernel=3, dilation=3, padding=\"same\", groups=4)\n}",
+        "model m {\n input x: f32[1, 2, 3, 3]\n output y = conv2d(x, filters=2, kernel=5, padding=4)\n}",
+    ] {
+        let g = bound(&build_graph(&Source::from_string("m.nn", src), None, &Default::default()).unwrap(), None);
+        assert_eq!(check(src, &g, &random_inputs(&g, 2)), None);
+    }
+}
+
+#[test]
+fn unaligned_rows_and_broadcasts() {
+    // Rows of 5 floats start at unaligned addresses; the loads must not claim alignment.
+    let src = "model m {\n input a: f32[3, 5]\n input b: f32[5]\n output y = softmax(a) + b\n}";
+    let g = bound(&build_graph(&Source::from_string("m.nn", src), None, &Default::default()).unwrap(), None);
+    assert_eq!(check(src, &g, &random_inputs(&g, 4)), None);
+}

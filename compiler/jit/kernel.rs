@@ -41,8 +41,10 @@ pub struct RuntimeFns {
 
 fn flags() -> MemFlags {
     // Every address is in bounds by construction (shapes are verified; loop bounds are the
-    // shapes), so loads cannot trap; alignment is not promised.
-    MemFlags::trusted().with_notrap()
+    // shapes), so loads cannot trap. Alignment is not promised: `trusted()` would claim it,
+    // and without AVX Cranelift then folds vector loads into SSE operands that fault on
+    // unaligned addresses.
+    MemFlags::new().with_notrap()
 }
 
 impl<'a> Kernel<'a> {
@@ -167,7 +169,14 @@ impl<'a> Kernel<'a> {
     }
 
     pub fn load_at(&mut self, ty: Type, base: Value, index: i64) -> Value {
-        self.b.ins().load(ty, flags(), base, (index * 4) as i32)
+        match i32::try_from(index * 4) {
+            Ok(offset) => self.b.ins().load(ty, flags(), base, offset),
+            // Past an instruction's 32-bit displacement: compute the address in 64 bits.
+            Err(_) => {
+                let i = self.int(index);
+                self.load(ty, base, i)
+            }
+        }
     }
 
     /// `a*b + c`

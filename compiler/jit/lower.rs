@@ -642,6 +642,10 @@ fn valid_range(k: &mut Kernel, a: Value, b: Value, s: i64, limit: i64) -> (Value
     let lim = k.int(limit);
     let hi = k.b.ins().smin(q1, lim);
     let hi = k.b.ins().select(neg, zero, hi);
+    // An empty range must come out as `lo == hi`: callers derive vector trip counts from
+    // `hi − lo`, which must not go negative (`lo` can exceed `limit` when a tap only ever
+    // lands in the padding).
+    let hi = k.b.ins().smax(hi, lo);
     (lo, hi)
 }
 
