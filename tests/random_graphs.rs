@@ -68,7 +68,8 @@ impl Gen {
             2 if rank == 4 => {
                 let (c, h, w) = (shape[1], shape[2], shape[3]);
                 let kernel = 1 + q % 3;
-                let padding = (q / 3) % 2;
+                // Up to kernel − 1 of padding: on small images some taps see only padding.
+                let padding = (q / 3) % kernel;
                 let stride = 1 + (q / 6) % 2;
                 let groups = if (q / 12) % 2 == 1 { c } else { 1 };
                 let filters = if groups == c { c * (1 + q % 2) } else { 1 + q % 4 };
