@@ -76,7 +76,7 @@ fn random_tensors(graph: &Graph, seed: u64) -> BTreeMap<String, Tensor> {
         let init = init_for(graph, id);
         let mut rng = ChaCha8Rng::seed_from_u64(seed ^ fnv1a(node.name.as_bytes()));
         let n = node.ty.numel();
-        let values: Vec<f32> = draw(init, n, &node.ty, &mut rng);
+        let values: Vec<f32> = draw(init, n, &mut rng);
         let tensor = match node.ty.dtype {
             DType::I8 => Tensor::from_i8(node.ty.shape.clone(), values.iter().map(|v| (v * 64.0).round().clamp(-127.0, 127.0) as i8).collect()),
             DType::I32 => Tensor::from_i32(node.ty.shape.clone(), values.iter().map(|v| (v * 1024.0).round() as i32).collect()),
@@ -102,7 +102,7 @@ fn init_for(graph: &Graph, param: NodeId) -> Init {
     Init::UniformFanIn { fan_in: ty.shape.last().copied().unwrap_or(1) }
 }
 
-fn draw(init: Init, n: usize, _ty: &TensorType, rng: &mut ChaCha8Rng) -> Vec<f32> {
+fn draw(init: Init, n: usize, rng: &mut ChaCha8Rng) -> Vec<f32> {
     let uniform = |rng: &mut ChaCha8Rng, lo: f32, hi: f32| -> Vec<f32> { (0..n).map(|_| rng.random_range(lo..hi)).collect() };
     match init {
         Init::HeNormal { fan_in } => {

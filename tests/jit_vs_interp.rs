@@ -137,3 +137,11 @@ fn unaligned_rows_and_broadcasts() {
     let g = bound(&build_graph(&Source::from_string("m.nn", src), None, &Default::default()).unwrap(), None);
     assert_eq!(check(src, &g, &random_inputs(&g, 4)), None);
 }
+
+#[test]
+fn large_pooling_windows_take_the_looped_path() {
+    // 6×6 = 36 taps is past the unrolling limit; padding 3 puts whole window rows outside.
+    let src = "model p {\n input x: f32[1, 2, 12, 12]\n a = max_pool(x, kernel=6, stride=1, padding=3)\n output y = avg_pool(a, kernel=6, stride=2, padding=2)\n}";
+    let g = bound(&build_graph(&Source::from_string("p.nn", src), None, &Default::default()).unwrap(), None);
+    assert_eq!(check(src, &g, &random_inputs(&g, 6)), None);
+}

@@ -143,6 +143,19 @@ impl<'a> Kernel<'a> {
         self.for_range(vec_end, n, 1, |k, i| f(k, i, F32));
     }
 
+    /// For an index that may fall outside `0..=last` (a window tap in the padding): whether
+    /// it is inside, and the index clamped into range, so the load stays in bounds and the
+    /// caller masks the value.
+    pub fn clamp_index(&mut self, v: Value, last: i64) -> (Value, Value) {
+        let zero = self.int(0);
+        let hi = self.int(last);
+        let ge = self.b.ins().icmp(IntCC::SignedGreaterThanOrEqual, v, zero);
+        let le = self.b.ins().icmp(IntCC::SignedLessThanOrEqual, v, hi);
+        let inside = self.b.ins().band(ge, le);
+        let clamped = self.b.ins().smax(v, zero);
+        (inside, self.b.ins().smin(clamped, hi))
+    }
+
     /// Largest lane of an `f32x4` (NaN if any lane is NaN).
     pub fn hmax(&mut self, v: Value) -> Value {
         let lanes: Vec<Value> = (0..4u8).map(|l| self.b.ins().extractlane(v, l)).collect();

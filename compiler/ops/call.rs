@@ -130,10 +130,6 @@ impl CallArgs {
         Some((k.value.clone(), k.span.clone()))
     }
 
-    pub fn has(&self, name: &str) -> bool {
-        self.keywords.iter().any(|k| k.name == name)
-    }
-
     fn type_error(&self, name: &str, want: &str, got: &Const, span: Span) -> OpError {
         OpError::new(format!("{}: `{name}` must be {want}, not {} (`{got}`)", self.op, got.kind_name())).at(span)
     }

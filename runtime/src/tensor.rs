@@ -57,20 +57,6 @@ impl Tensor {
         Tensor { dtype: DType::F32, shape, data: Data::F32(data) }
     }
 
-    pub fn scalar(v: f32) -> Tensor {
-        Tensor::f32(vec![], vec![v])
-    }
-
-    pub fn zeros(dtype: DType, shape: Vec<usize>) -> Tensor {
-        let n = shape.iter().product();
-        let data = match dtype {
-            DType::F32 | DType::F16 | DType::BF16 => Data::F32(vec![0.0; n]),
-            DType::I8 => Data::I8(vec![0; n]),
-            DType::I32 => Data::I32(vec![0; n]),
-        };
-        Tensor { dtype, shape, data }
-    }
-
     pub fn from_i8(shape: Vec<usize>, data: Vec<i8>) -> Result<Tensor, TensorError> {
         Self::check_len(&shape, data.len(), 1)?;
         Ok(Tensor { dtype: DType::I8, shape, data: Data::I8(data) })
@@ -123,12 +109,6 @@ impl Tensor {
         }
     }
 
-    /// The same data viewed with another shape of equal element count.
-    pub fn reshaped(mut self, shape: Vec<usize>) -> Tensor {
-        assert_eq!(shape.iter().product::<usize>(), self.len(), "reshape must keep the element count");
-        self.shape = shape;
-        self
-    }
 }
 
 impl fmt::Debug for Tensor {
