@@ -238,7 +238,7 @@ pub fn parse_graph(text: &str) -> Result<Graph, String> {
             }
             (k, None) => k,
             (_, Some((op_name, keywords))) => {
-                let op_name: &'static str = crate::ops::OP_NAMES.iter().copied().find(|n| *n == op_name).ok_or_else(|| format!("line {line}: unknown op `{op_name}`"))?;
+                let op_name: &'static str = crate::ops::OP_NAMES.iter().chain(crate::ops::IR_ONLY_OP_NAMES).copied().find(|n| *n == op_name).ok_or_else(|| format!("line {line}: unknown op `{op_name}`"))?;
                 let ops = operands.iter().map(|&o| Operand { ty: graph.node(o).ty.clone(), span: 0..0 }).collect();
                 let mut args = CallArgs::new(op_name, ops, 0..0);
                 for (k, c) in keywords {

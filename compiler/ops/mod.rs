@@ -93,6 +93,9 @@ pub enum Init {
     LnBias,
 }
 
+/// Ops only passes make; IR text may name them, `.nn` sources may not.
+pub const IR_ONLY_OP_NAMES: &[&str] = &["fused"];
+
 /// Names callable in `.nn` sources, for "unknown op" suggestions.
 pub const OP_NAMES: &[&str] = &[
     "conv2d", "dense", "batch_norm", "layer_norm", "lstm", "relu", "relu6", "sigmoid", "tanh", "gelu", "silu", "exp", "sqrt", "abs", "neg",

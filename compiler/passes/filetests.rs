@@ -50,9 +50,13 @@ fn printed_ir_parses_back_identically() {
     for example in ["lenet5", "mlp", "resnet18", "mobilenet_v2", "transformer", "lstm"] {
         let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(format!("examples/{example}.nn"));
         let src = crate::driver::Source::read(&path).expect("example exists");
-        let graph = crate::driver::build_graph(&src, None, &Default::default()).expect("example compiles");
-        let text = print_graph(&graph);
-        let back = parse_graph(&text).unwrap_or_else(|e| panic!("{example}: {e}"));
-        assert_eq!(print_graph(&back), text, "{example}");
+        let mut graph = crate::driver::build_graph(&src, None, &Default::default()).expect("example compiles");
+        // Before and after the pipeline, which introduces `fused` ops.
+        for level in [0, 2] {
+            super::optimize(&mut graph, level, true, &mut |_, _| {}).expect("passes keep the IR valid");
+            let text = print_graph(&graph);
+            let back = parse_graph(&text).unwrap_or_else(|e| panic!("{example} -O{level}: {e}"));
+            assert_eq!(print_graph(&back), text, "{example} -O{level}");
+        }
     }
 }
