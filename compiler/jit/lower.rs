@@ -37,7 +37,7 @@ fn conv_is_pointwise(c: &Conv2d, operands: &[&TensorType]) -> bool {
 /// Extra arena bytes an op needs while it runs.
 pub fn scratch_bytes(op: &Op, operands: &[&TensorType], out: &TensorType, ukernels: bool) -> usize {
     match op {
-        Op::Fused(f) => scratch_bytes(&f.anchor, &operands[..f.anchor_operands(operands.len())], out, ukernels),
+        Op::Fused(f) => f.anchor.as_ref().map_or(0, |a| scratch_bytes(a, &operands[..f.anchor_operands(operands.len())], out, ukernels)),
         // The cell state of every batch row, and the zero initial hidden state.
         Op::Lstm(l) => 2 * operands[0].shape[1] * l.hidden * 4,
         // One group's unfolded image.
@@ -188,8 +188,13 @@ pub fn lower(k: &mut Kernel, op: &Op, args: &[Arg], out: Arg, scratch: Option<Lo
     match op {
         Op::Fused(f) => {
             let n = f.anchor_operands(args.len());
-            lower(k, &f.anchor, &args[..n], out, scratch);
-            epilogue(k, f, &args[n..], out);
+            match &f.anchor {
+                Some(anchor) => {
+                    lower(k, anchor, &args[..n], out, scratch);
+                    apply_steps(k, f, out, &args[n..], out);
+                }
+                None => apply_steps(k, f, args[0], &args[1..], out),
+            }
         }
         Op::Unary(u) => unary(k, u, args, out),
         Op::Binary(b) => binary(k, b, args, out),
@@ -293,21 +298,21 @@ fn unary(k: &mut Kernel, u: &Unary, args: &[Arg], out: Arg) {
     });
 }
 
-/// A fused op's epilogue: one vectorized pass over the anchor's result, applying every step
-/// while each vector is in registers.
-fn epilogue(k: &mut Kernel, f: &Fused, extras: &[Arg], out: Arg) {
-    let o = k.ptr(out.loc);
+/// A fused op's steps: one vectorized pass that loads the anchor's result (or the chain's
+/// seed), applies every step while each vector is in registers, and stores it once.
+fn apply_steps(k: &mut Kernel, f: &Fused, seed: Arg, extras: &[Arg], out: Arg) {
+    let (s, o) = (k.ptr(seed.loc), k.ptr(out.loc));
     let extra_ptrs: Vec<Value> = extras.iter().map(|e| k.ptr(e.loc)).collect();
     k.for_vectorized(numel(out.ty), |k, i, ty| {
-        let mut v = k.load(ty, o, i);
+        let mut v = k.load(ty, s, i);
         let mut next = 0;
         for step in &f.steps {
-            v = match step {
-                Step::Unary(kind) => apply_unary(k, kind, ty, v),
-                Step::Add => {
+            v = match *step {
+                Step::Unary(kind) => apply_unary(k, &kind, ty, v),
+                Step::Binary { kind, reversed } => {
                     let e = k.load(ty, extra_ptrs[next], i);
                     next += 1;
-                    k.b.ins().fadd(v, e)
+                    if reversed { apply_binary(k, kind, e, v) } else { apply_binary(k, kind, v, e) }
                 }
             };
         }

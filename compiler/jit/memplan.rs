@@ -47,10 +47,15 @@ fn is_view(graph: &Graph, id: NodeId) -> bool {
     matches!(graph.node(id).op(), Some(Op::Reshape(_) | Op::Flatten(_)))
 }
 
-/// Elementwise ops: the kernel reads element i of a full-shape operand before writing
-/// element i of the result, so the result may overwrite such an operand in place.
+/// Elementwise ops (and fused elementwise chains): the kernel reads element i of a
+/// full-shape operand before writing element i of the result, so the result may overwrite
+/// such an operand in place.
 fn elementwise(graph: &Graph, id: NodeId) -> bool {
-    matches!(graph.node(id).op(), Some(Op::Unary(_) | Op::Binary(_)))
+    match graph.node(id).op() {
+        Some(Op::Unary(_) | Op::Binary(_)) => true,
+        Some(Op::Fused(f)) => f.anchor.is_none(),
+        _ => false,
+    }
 }
 
 /// Plan `graph`, whose nodes run in `schedule` order (a topological order); `scratch_bytes`

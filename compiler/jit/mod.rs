@@ -231,8 +231,8 @@ pub fn compile_with_listing(graph: &Graph, options: &JitOptions, listing: &mut L
         for &id in &schedule {
             let conv = match graph.node(id).op() {
                 Some(ops::Op::Conv2d(c)) => c,
-                Some(ops::Op::Fused(f)) => match &*f.anchor {
-                    ops::Op::Conv2d(c) => c,
+                Some(ops::Op::Fused(f)) => match f.anchor.as_deref() {
+                    Some(ops::Op::Conv2d(c)) => c,
                     _ => continue,
                 },
                 _ => continue,

@@ -1,47 +1,89 @@
-//! `fused`: a matrix-product op (`conv2d`, `dense`, `matmul`) followed by an elementwise
-//! epilogue of activations and residual additions, computed as one op. The `fuse-epilogues`
-//! pass makes these so backends can apply the epilogue while the product's result is hot,
-//! instead of in separate passes over memory.
+//! `fused`: several ops computed as one. Two shapes of group:
 //!
-//! Operands: the anchor op's operands, then one extra operand per `add` step (each of the
-//! result's exact shape). In IR text:
+//! - an **anchored** group: a matrix product (`conv2d`, `dense`, `matmul`) followed by an
+//!   elementwise epilogue, applied while the product's result is at hand;
+//! - an **elementwise chain**: no anchor; the first operand is the seed and every step
+//!   transforms it, so the chain is one loop over memory instead of one per op.
+//!
+//! Operands: the anchor's operands (or the seed), then one extra operand per binary step, each
+//! of the result's exact shape. In IR text:
 //! `%y = fused(%x, %w, %b, %skip) anchor="conv2d" epilogue=["add", "relu"] stride=[1, 1] ...`
+//! `%z = fused(%a, %b) epilogue=["sigmoid", "mul"]`
 
-use super::{CallArgs, Const, Op, OpError, OpResult, UnaryKind};
+use super::{BinaryKind, CallArgs, Const, Op, OpError, OpResult, UnaryKind};
 use crate::ir::{ShapeDisplay, TensorType};
 
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Step {
     /// An activation without attributes.
     Unary(UnaryKind),
-    /// Add the next extra operand.
-    Add,
+    /// Combine with the next extra operand: `v ∘ e`, or `e ∘ v` when `reversed` (only for the
+    /// non-commutative `sub` and `div`, spelled `rsub` and `rdiv`).
+    Binary { kind: BinaryKind, reversed: bool },
 }
 
 impl Step {
+    pub const ADD: Step = Step::Binary { kind: BinaryKind::Add, reversed: false };
+
+    /// The step for `v ∘ e` (`reversed`: `e ∘ v`), normalized so commutative ops are never
+    /// reversed.
+    pub fn binary(kind: BinaryKind, reversed: bool) -> Step {
+        Step::Binary { kind, reversed: reversed && matches!(kind, BinaryKind::Sub | BinaryKind::Div) }
+    }
+
     pub fn name(&self) -> &'static str {
         match self {
             Step::Unary(k) => k.name(),
-            Step::Add => "add",
+            Step::Binary { kind: BinaryKind::Sub, reversed: true } => "rsub",
+            Step::Binary { kind: BinaryKind::Div, reversed: true } => "rdiv",
+            Step::Binary { kind, .. } => kind.name(),
         }
     }
 
-    /// The steps fusion accepts: attribute-free activations (so the IR text stays a list of
-    /// names) and `add`.
+    /// The steps fusion accepts: attribute-free unary ops (so the IR text stays a list of
+    /// names) and the four arithmetic ops.
     pub fn from_name(name: &str) -> Option<Step> {
-        if name == "add" {
-            return Some(Step::Add);
+        match name {
+            "rsub" => return Some(Step::binary(BinaryKind::Sub, true)),
+            "rdiv" => return Some(Step::binary(BinaryKind::Div, true)),
+            _ => {}
+        }
+        if let Some(kind) = BinaryKind::from_name(name) {
+            return Some(Step::binary(kind, false));
         }
         match UnaryKind::from_name(name)? {
-            k @ (UnaryKind::Relu | UnaryKind::Relu6 | UnaryKind::Sigmoid | UnaryKind::Tanh | UnaryKind::Gelu | UnaryKind::Silu) => Some(Step::Unary(k)),
-            UnaryKind::Exp | UnaryKind::Sqrt | UnaryKind::Abs | UnaryKind::Neg | UnaryKind::LeakyRelu { .. } | UnaryKind::Clip { .. } => None,
+            k @ (UnaryKind::Relu
+            | UnaryKind::Relu6
+            | UnaryKind::Sigmoid
+            | UnaryKind::Tanh
+            | UnaryKind::Gelu
+            | UnaryKind::Silu
+            | UnaryKind::Exp
+            | UnaryKind::Sqrt
+            | UnaryKind::Abs
+            | UnaryKind::Neg) => Some(Step::Unary(k)),
+            UnaryKind::LeakyRelu { .. } | UnaryKind::Clip { .. } => None,
+        }
+    }
+
+    pub fn is_binary(&self) -> bool {
+        matches!(self, Step::Binary { .. })
+    }
+
+    /// The step on one value; `extra` is the next extra operand's element for binary steps.
+    pub fn apply(&self, v: f32, extra: f32) -> f32 {
+        match *self {
+            Step::Unary(k) => k.apply(v as f64) as f32,
+            Step::Binary { kind, reversed: false } => kind.apply(v, extra),
+            Step::Binary { kind, reversed: true } => kind.apply(extra, v),
         }
     }
 }
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct Fused {
-    pub anchor: Box<Op>,
+    /// The product the steps follow, or `None` for an elementwise chain.
+    pub anchor: Option<Box<Op>>,
     pub steps: Vec<Step>,
 }
 
@@ -51,20 +93,22 @@ pub fn can_anchor(op: &Op) -> bool {
 }
 
 impl Fused {
-    /// Operands that belong to the anchor (the rest feed `add` steps).
+    /// Operands that belong to the anchor, or 1 (the seed) for a chain; the rest feed binary
+    /// steps.
     pub fn anchor_operands(&self, total: usize) -> usize {
-        total - self.steps.iter().filter(|s| **s == Step::Add).count()
+        total - self.steps.iter().filter(|s| s.is_binary()).count()
     }
 
-    /// `conv2d+add+relu`, for profiles and summaries.
+    /// `conv2d+add+relu` or `sigmoid+mul`, for profiles and summaries.
     pub fn label(&self) -> String {
-        std::iter::once(self.anchor.name()).chain(self.steps.iter().map(Step::name)).collect::<Vec<_>>().join("+")
+        self.anchor.iter().map(|a| a.name()).chain(self.steps.iter().map(Step::name)).collect::<Vec<_>>().join("+")
     }
 
     pub fn build(args: &mut CallArgs) -> OpResult<super::Built> {
         let anchor_name = match args.take("anchor") {
-            Some((Const::Str(s), _)) => s,
-            _ => return Err(OpError::new("fused: needs `anchor=\"conv2d\"` (or dense, matmul)").at(args.span.clone())),
+            Some((Const::Str(s), _)) => Some(s),
+            None => None,
+            Some((_, span)) => return Err(OpError::new("fused: `anchor` names an op: `anchor=\"conv2d\"` (or dense, matmul)").at(span)),
         };
         let steps = match args.take("epilogue") {
             Some((Const::List(items), span)) => items
@@ -76,46 +120,60 @@ impl Fused {
                 .collect::<OpResult<Vec<Step>>>()?,
             _ => return Err(OpError::new("fused: needs `epilogue=[...]`").at(args.span.clone())),
         };
-        let extra = steps.iter().filter(|s| **s == Step::Add).count();
+        let extra = steps.iter().filter(|s| s.is_binary()).count();
         if args.operands.len() <= extra {
-            return Err(OpError::new("fused: too few operands for its `add` steps").at(args.span.clone()));
+            return Err(OpError::new("fused: too few operands for its binary steps").at(args.span.clone()));
         }
+        let Some(anchor_name) = anchor_name else {
+            if args.operands.len() != extra + 1 || steps.is_empty() {
+                return Err(OpError::new("fused: an elementwise chain takes one seed operand plus one per binary step, and at least one step").at(args.span.clone()));
+            }
+            return Ok(super::Built { op: Op::Fused(Fused { anchor: None, steps }), implicit: Vec::new() });
+        };
         let anchor_name: &'static str = super::OP_NAMES.iter().copied().find(|n| *n == anchor_name).ok_or_else(|| OpError::new(format!("fused: unknown anchor op `{anchor_name}`")))?;
         let mut inner = args.split_off(anchor_name, args.operands.len() - extra);
         let built = Op::build(anchor_name, &mut inner).expect("a known op name")?;
         if !built.implicit.is_empty() || !can_anchor(&built.op) {
             return Err(OpError::new(format!("fused: `{anchor_name}` with these operands cannot anchor a fused op")));
         }
-        Ok(super::Built { op: Op::Fused(Fused { anchor: Box::new(built.op), steps }), implicit: Vec::new() })
+        Ok(super::Built { op: Op::Fused(Fused { anchor: Some(Box::new(built.op)), steps }), implicit: Vec::new() })
     }
 
     pub fn infer(&self, operands: &[&TensorType]) -> OpResult<TensorType> {
         let n = self.anchor_operands(operands.len());
-        let ty = self.anchor.infer(&operands[..n])?;
+        let ty = match &self.anchor {
+            Some(anchor) => anchor.infer(&operands[..n])?,
+            None => TensorType::new(operands[0].dtype, operands[0].shape.clone()),
+        };
         for extra in &operands[n..] {
             if extra.shape != ty.shape || extra.dtype != ty.dtype {
-                return Err(OpError::new(format!("fused: an added operand is {}{} but the result is {}", extra.dtype, ShapeDisplay(&extra.shape), ty)));
+                return Err(OpError::new(format!("fused: an extra operand is {}{} but the result is {}", extra.dtype, ShapeDisplay(&extra.shape), ty)));
             }
         }
         Ok(ty)
     }
 
     pub fn attrs(&self) -> Vec<(&'static str, Const)> {
-        let mut a = vec![("anchor", Const::Str(self.anchor.name().to_string())), ("epilogue", Const::List(self.steps.iter().map(|s| Const::Str(s.name().to_string())).collect()))];
-        a.extend(self.anchor.attrs());
-        a
+        let epilogue = ("epilogue", Const::List(self.steps.iter().map(|s| Const::Str(s.name().to_string())).collect()));
+        match &self.anchor {
+            Some(anchor) => {
+                let mut a = vec![("anchor", Const::Str(anchor.name().to_string())), epilogue];
+                a.extend(anchor.attrs());
+                a
+            }
+            None => vec![epilogue],
+        }
     }
 
-    /// Apply the epilogue to the anchor's result, in place.
-    pub fn apply_epilogue(&self, out: &mut [f32], extras: &[&[f32]]) {
+    /// Apply the steps to the anchor's result (or the seed), in place.
+    pub fn apply_steps(&self, out: &mut [f32], extras: &[&[f32]]) {
         let mut next = 0;
         for step in &self.steps {
-            match step {
-                Step::Unary(k) => out.iter_mut().for_each(|v| *v = k.apply(*v as f64) as f32),
-                Step::Add => {
-                    out.iter_mut().zip(extras[next]).for_each(|(v, e)| *v += e);
-                    next += 1;
-                }
+            if step.is_binary() {
+                out.iter_mut().zip(extras[next]).for_each(|(v, &e)| *v = step.apply(*v, e));
+                next += 1;
+            } else {
+                out.iter_mut().for_each(|v| *v = step.apply(*v, 0.0));
             }
         }
     }

@@ -210,10 +210,12 @@ impl Op {
     pub fn eval(&self, inputs: &[&Tensor], out: &TensorType) -> Tensor {
         if let Op::Fused(f) = self {
             let n = f.anchor_operands(inputs.len());
-            let anchored = f.anchor.eval(&inputs[..n], out);
-            let mut data = anchored.as_f32().expect("float result").to_vec();
+            let mut data = match &f.anchor {
+                Some(anchor) => anchor.eval(&inputs[..n], out).as_f32().expect("float result").to_vec(),
+                None => inputs[0].as_f32().expect("float operand").to_vec(),
+            };
             let extras: Vec<&[f32]> = inputs[n..].iter().map(|t| t.as_f32().expect("float operand")).collect();
-            f.apply_epilogue(&mut data, &extras);
+            f.apply_steps(&mut data, &extras);
             return Tensor::from_f32(out.dtype, out.shape.clone(), data).expect("shape unchanged");
         }
         let x: Vec<&[f32]> = inputs.iter().map(|t| t.as_f32().expect("type checking admits only float operands")).collect();
@@ -271,7 +273,7 @@ impl Op {
             Op::MatMul(o) => o.macs(operands, out),
             Op::Lstm(o) => o.macs(operands, out),
             Op::Attention(o) => o.macs(operands, out),
-            Op::Fused(f) => f.anchor.macs(&operands[..f.anchor_operands(operands.len())], out),
+            Op::Fused(f) => f.anchor.as_ref().map_or(0, |a| a.macs(&operands[..f.anchor_operands(operands.len())], out)),
             Op::BatchNorm(_)
             | Op::LayerNorm(_)
             | Op::Unary(_)
@@ -316,7 +318,7 @@ impl Op {
             }
             Op::Fused(f) => {
                 let n = f.anchor_operands(operands.len());
-                if index < n { f.anchor.param_init(index, &operands[..n]) } else { None }
+                f.anchor.as_ref().filter(|_| index < n).and_then(|a| a.param_init(index, &operands[..n]))
             }
             Op::MatMul(_)
             | Op::Unary(_)

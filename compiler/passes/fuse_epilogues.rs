@@ -1,21 +1,58 @@
-//! Epilogue fusion: an activation or a residual `add` applied to the result of a `conv2d`,
-//! `dense` or `matmul` (or of an op already fused) becomes part of that op, a `fused` op, so
-//! backends compute it while the product's result is at hand. `relu(conv(x) + skip)` becomes
-//! one `fused` op with epilogue `[add, relu]`.
+//! Elementwise fusion: an elementwise op (an attribute-free activation, or arithmetic without
+//! broadcasting) applied to the result of a `conv2d`, `dense` or `matmul`, of another such
+//! elementwise op, or of a group already fused, joins it as one more step of a `fused` op.
+//! Backends then compute the whole group in one pass: `relu(conv(x) + skip)` becomes one
+//! `fused` op anchored on the convolution with epilogue `[add, relu]`, and
+//! `sigmoid(a) * b` an elementwise chain `fused(a, b) epilogue=["sigmoid", "mul"]`.
+//! Only values used once are absorbed, so no result is computed twice.
 
 use crate::ir::{Graph, NodeId, NodeKind};
 use crate::ops::fused::{can_anchor, Fused, Step};
 use crate::ops::{BinaryKind, Op};
 
-/// The product (or fused op) `id` can absorb one more step: its value is used once, by the
-/// consumer, and is not a model output.
+/// The step an elementwise op would be as part of a group, if it can be one: attribute-free
+/// unary ops, and binary ops without broadcasting.
+fn as_step(graph: &Graph, id: NodeId) -> Option<BinaryOrUnary> {
+    match graph.node(id).op()? {
+        Op::Unary(u) => match Step::from_name(u.kind.name())? {
+            step @ Step::Unary(_) => Some(BinaryOrUnary::Unary(step)),
+            Step::Binary { .. } => None,
+        },
+        Op::Binary(b) => {
+            let out = &graph.node(id).ty.shape;
+            graph.operands(id).iter().all(|&o| graph.node(o).ty.shape == *out).then_some(BinaryOrUnary::Binary(b.kind))
+        }
+        _ => None,
+    }
+}
+
+enum BinaryOrUnary {
+    Unary(Step),
+    Binary(BinaryKind),
+}
+
+/// `id` can absorb one more step: it is a product, a fused group or a fusable elementwise op,
+/// and its value is used once, by the consumer, and is not a model output.
 fn absorbable(graph: &Graph, id: NodeId) -> bool {
-    let anchored = match graph.node(id).op() {
+    let groupable = match graph.node(id).op() {
         Some(Op::Fused(_)) => true,
-        Some(op) => can_anchor(op),
+        Some(op) => can_anchor(op) || as_step(graph, id).is_some(),
         None => false,
     };
-    anchored && graph.users(id).len() == 1 && !graph.is_output(id)
+    groupable && graph.users(id).len() == 1 && !graph.is_output(id)
+}
+
+/// `id` as a group: its anchor (if a product), steps and operands.
+fn as_group(graph: &Graph, id: NodeId) -> (Option<Box<Op>>, Vec<Step>) {
+    let op = graph.node(id).op().expect("absorbable nodes are ops").clone();
+    match op {
+        Op::Fused(f) => (f.anchor, f.steps),
+        op if can_anchor(&op) => (Some(Box::new(op)), Vec::new()),
+        _ => match as_step(graph, id).expect("absorbable elementwise op") {
+            BinaryOrUnary::Unary(step) => (None, vec![step]),
+            BinaryOrUnary::Binary(kind) => (None, vec![Step::binary(kind, false)]),
+        },
+    }
 }
 
 pub fn fuse_epilogues(graph: &mut Graph) -> bool {
@@ -25,37 +62,27 @@ pub fn fuse_epilogues(graph: &mut Graph) -> bool {
             continue;
         }
         let operands = graph.operands(id);
-        // The step this node would add, and which operand is the product.
-        let (step, producer, extra) = match graph.node(id).op() {
-            Some(Op::Unary(u)) => match Step::from_name(u.kind.name()) {
-                Some(step @ Step::Unary(_)) if absorbable(graph, operands[0]) => (step, operands[0], None),
-                _ => continue,
-            },
-            Some(Op::Binary(b)) if b.kind == BinaryKind::Add => {
-                let out_shape = &graph.node(id).ty.shape;
-                // No broadcasting: the added operand must be the result's own shape.
-                let same = |n: NodeId| graph.node(n).ty.shape == *out_shape;
-                if same(operands[0]) && same(operands[1]) && absorbable(graph, operands[0]) && operands[0] != operands[1] {
-                    (Step::Add, operands[0], Some(operands[1]))
-                } else if same(operands[0]) && same(operands[1]) && absorbable(graph, operands[1]) && operands[0] != operands[1] {
-                    (Step::Add, operands[1], Some(operands[0]))
+        // The step this node adds, which operand is the group it joins, and the extra operand.
+        let (step, producer, extra) = match as_step(graph, id) {
+            Some(BinaryOrUnary::Unary(step)) if absorbable(graph, operands[0]) => (step, operands[0], None),
+            Some(BinaryOrUnary::Binary(kind)) if operands[0] != operands[1] => {
+                if absorbable(graph, operands[0]) {
+                    (Step::binary(kind, false), operands[0], Some(operands[1]))
+                } else if absorbable(graph, operands[1]) {
+                    (Step::binary(kind, true), operands[1], Some(operands[0]))
                 } else {
                     continue;
                 }
             }
             _ => continue,
         };
-        let producer_op = graph.node(producer).op().expect("absorbable nodes are ops").clone();
-        let (anchor, mut steps) = match producer_op {
-            Op::Fused(f) => (f.anchor, f.steps),
-            op => (Box::new(op), Vec::new()),
-        };
+        let (anchor, mut steps) = as_group(graph, producer);
         steps.push(step);
         let mut new_operands = graph.operands(producer);
         new_operands.extend(extra);
         graph.node_mut(id).kind = NodeKind::Op(Op::Fused(Fused { anchor, steps }));
         graph.set_operands(id, &new_operands);
-        // The fused op is the layer: it keeps the product's name (`c1`, not `s2.relu`).
+        // The group is the layer: it keeps its first op's name (`c1`, not `s2.relu`).
         let layer_name = graph.node(producer).name.clone();
         graph.remove(producer);
         graph.rename(id, layer_name);
@@ -96,5 +123,25 @@ mod tests {
                 output z = dense(x, units=8, name=\"other\") + b
             }",
         );
+    }
+
+    #[test]
+    fn fuses_elementwise_chains_without_a_product() {
+        let ir = check_pass(
+            "fuse-epilogues",
+            "model m {
+                input a: f32[2, 8]
+                input b: f32[2, 8]
+                input c: f32[8]
+                s = sigmoid(a) * b
+                t = b - tanh(s)
+                u = exp(t) / a
+                output y = relu(u) + c
+                output z = neg(a)
+            }",
+        );
+        // One loop for the whole chain; the broadcast add and the lone `neg` stay as they are.
+        assert!(ir.contains(r#"fused(%a, %b, %b, %a) epilogue=["sigmoid", "mul", "tanh", "rsub", "exp", "div", "relu"]"#), "{ir}");
+        assert!(ir.contains("= add(") && ir.contains("= neg(%a)"), "{ir}");
     }
 }

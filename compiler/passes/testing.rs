@@ -70,11 +70,13 @@ pub fn check_pass_on_graph(pass: &str, graph: &Graph) -> Graph {
 }
 
 /// [`check_pass_on_graph`] on a `.nn` source, both before and after binding weights (passes
-/// must work on graphs with parameters and on graphs with constants).
-pub fn check_pass(pass: &str, source: &str) {
+/// must work on graphs with parameters and on graphs with constants). Returns the IR text
+/// after the pass on the graph with parameters.
+pub fn check_pass(pass: &str, source: &str) -> String {
     let graph = build_graph(&Source::from_string("test.nn", source), None, &Default::default()).unwrap_or_else(|d| panic!("{d:?}"));
-    check_pass_on_graph(pass, &graph);
+    let after = check_pass_on_graph(pass, &graph);
     let mut bound = graph.clone();
     weights::bind_weights(&mut bound, weights::random_weights(&graph, 7), "random").expect("random weights fit");
     check_pass_on_graph(pass, &bound);
+    print_graph(&after)
 }
