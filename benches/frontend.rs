@@ -22,7 +22,7 @@ fn compile(c: &mut Criterion) {
         group.bench_function(*name, |b| {
             b.iter(|| {
                 let mut g = build_graph(black_box(&src), None, &Default::default()).unwrap();
-                passes::optimize(&mut g, 2, false, &mut |_, _| {}).unwrap();
+                passes::optimize(&mut g, 2, None, false, &mut |_, _| {}).unwrap();
                 g
             })
         });
@@ -36,7 +36,7 @@ fn interpret(c: &mut Criterion) {
         let mut g = build_graph(&source(name), None, &Default::default()).unwrap();
         let w = weights::random_weights(&g, 1);
         weights::bind_weights(&mut g, w, "random").unwrap();
-        passes::optimize(&mut g, 2, false, &mut |_, _| {}).unwrap();
+        passes::optimize(&mut g, 2, None, false, &mut |_, _| {}).unwrap();
         let inputs: Vec<Tensor> = g.inputs.iter().map(|&i| Tensor::f32(g.node(i).ty.shape.clone(), vec![0.5; g.node(i).ty.numel()])).collect();
         group.bench_function(name, |b| b.iter(|| interp::run(black_box(&g), &inputs).unwrap()));
     }

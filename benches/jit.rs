@@ -13,7 +13,7 @@ fn compile(src: &str, name: &str) -> (jit::Executable, Vec<Tensor>, u64) {
     let w = weights::random_weights(&g, 1);
     weights::bind_weights(&mut g, w, "random").unwrap();
     let macs = nnc::summary::summarize(&g).macs;
-    passes::optimize(&mut g, 2, false, &mut |_, _| {}).unwrap();
+    passes::optimize(&mut g, 2, Some(&nnc::target::CpuTarget::host(true)), false, &mut |_, _| {}).unwrap();
     let inputs = g.inputs.iter().map(|&i| Tensor::f32(g.node(i).ty.shape.clone(), vec![0.5; g.node(i).ty.numel()])).collect();
     (jit::compile(&g, &Default::default()).unwrap(), inputs, macs)
 }

@@ -108,6 +108,7 @@ pub fn compile(src: &Source, weights: nnc_runtime::weights::WeightsFile, options
     let mut graph = elaborate::elaborate(&file, model, &options.dims).map_err(|d| Error::Diagnostics(render(&d)))?;
     check_memory_budget(&graph).map_err(|d| Error::Diagnostics(render(&[d])))?;
     crate::weights::bind_weights(&mut graph, weights, "weights").map_err(|d| Error::Diagnostics(render(&d)))?;
-    crate::passes::optimize(&mut graph, options.opt_level, cfg!(debug_assertions), &mut |_, _| {})?;
+    let target = crate::target::CpuTarget::host(options.jit.ukernels);
+    crate::passes::optimize(&mut graph, options.opt_level, Some(&target), cfg!(debug_assertions), &mut |_, _| {})?;
     Ok(crate::jit::compile(&graph, &options.jit)?)
 }

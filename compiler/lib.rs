@@ -15,4 +15,5 @@ pub mod ops;
 pub mod passes;
 pub mod summary;
 pub mod syntax;
+pub mod target;
 pub mod weights;

@@ -3,6 +3,7 @@
 //! `INSTA_UPDATE=always cargo test --test ir_snapshots`.
 
 use nnc::driver::{build_graph, Source};
+use nnc::target::CpuTarget;
 use nnc::ir::print::print_graph;
 use nnc::passes;
 use std::path::PathBuf;
@@ -14,7 +15,7 @@ fn graph(example: &str) -> nnc::ir::Graph {
 
 fn optimized(example: &str) -> String {
     let mut g = graph(example);
-    passes::optimize(&mut g, 2, true, &mut |_, _| {}).unwrap();
+    passes::optimize(&mut g, 2, Some(&CpuTarget::reference()), true, &mut |_, _| {}).unwrap();
     print_graph(&g)
 }
 

@@ -5,6 +5,7 @@ mod common;
 
 use common::{compare, repo};
 use nnc::driver::{build_graph, Source};
+use nnc::target::CpuTarget;
 use nnc::ir::Graph;
 use nnc::{interp, jit, passes, weights};
 use nnc_runtime::Tensor;
@@ -33,7 +34,7 @@ fn check(name: &str, g: &Graph, inputs: &[Tensor]) -> Option<String> {
     let reference = interp::run(g, inputs).unwrap();
     for (level, ukernels) in [(0u8, false), (0, true), (2, false), (2, true)] {
         let mut opt = g.clone();
-        passes::optimize(&mut opt, level, true, &mut |_, _| {}).unwrap();
+        passes::optimize(&mut opt, level, Some(&CpuTarget::host(ukernels)), true, &mut |_, _| {}).unwrap();
         let exe = match jit::compile(&opt, &jit::JitOptions { ukernels, threads: 1 }) {
             Ok(e) => e,
             Err(e) => return Some(format!("{name} -O{level} ukernels={ukernels}: {e}")),
@@ -83,7 +84,7 @@ fn memory_plan_reuses_dead_activations() {
     let src = Source::read(&repo().join("examples/resnet18.nn")).unwrap();
     let mut g = bound(&build_graph(&src, None, &Default::default()).unwrap(), None);
     // -O1: every activation is its own value (no fusion), the harder case for the plan.
-    passes::optimize(&mut g, 1, true, &mut |_, _| {}).unwrap();
+    passes::optimize(&mut g, 1, Some(&CpuTarget::host(true)), true, &mut |_, _| {}).unwrap();
     // Without microkernels there is no im2col scratch: the arena holds activations only.
     let exe = jit::compile(&g, &jit::JitOptions { ukernels: false, threads: 1 }).unwrap();
     let all: usize = g.node_ids().filter(|&i| g.node(i).op().is_some() || g.inputs.contains(&i)).map(|i| g.node(i).ty.size_bytes()).sum();
@@ -106,7 +107,7 @@ fn two_threads_give_bit_identical_results() {
     for name in ["resnet18", "transformer", "mobilenet_v2"] {
         let src = Source::read(&repo().join(format!("examples/{name}.nn"))).unwrap();
         let mut g = bound(&build_graph(&src, None, &Default::default()).unwrap(), None);
-        passes::optimize(&mut g, 2, true, &mut |_, _| {}).unwrap();
+        passes::optimize(&mut g, 2, Some(&CpuTarget::host(true)), true, &mut |_, _| {}).unwrap();
         let inputs = random_inputs(&g, 9);
         let outs: Vec<Vec<Tensor>> = [1, 2].iter().map(|&threads| {
             let exe = jit::compile(&g, &jit::JitOptions { ukernels: true, threads }).unwrap();

@@ -8,6 +8,7 @@
 //! random_graphs` runs a longer search.
 
 use nnc::driver::{build_graph, Source};
+use nnc::target::CpuTarget;
 use nnc::ir::{parse::parse_graph, print::print_graph, verify::verify, Graph};
 use nnc::{interp, jit, passes, weights};
 use nnc_runtime::Tensor;
@@ -192,7 +193,7 @@ fn random_input(graph: &Graph, seed: u64) -> Vec<Tensor> {
 fn outputs_at(graph: &Graph, level: u8, seed: u64, inputs: &[Tensor]) -> Result<Vec<Tensor>, TestCaseError> {
     let mut g = graph.clone();
     weights::bind_weights(&mut g, weights::random_weights(graph, seed), "random").map_err(|d| TestCaseError::fail(format!("{d:?}")))?;
-    passes::optimize(&mut g, level, true, &mut |_, _| {}).map_err(|e| TestCaseError::fail(e.to_string()))?;
+    passes::optimize(&mut g, level, Some(&CpuTarget::reference()), true, &mut |_, _| {}).map_err(|e| TestCaseError::fail(e.to_string()))?;
     interp::run(&g, inputs).map_err(|e| TestCaseError::fail(e.to_string()))
 }
 
@@ -228,7 +229,7 @@ proptest! {
         for (level, ukernels) in [(0u8, false), (2, true)] {
             let mut g = graph.clone();
             weights::bind_weights(&mut g, weights::random_weights(&graph, seed), "random").map_err(|d| TestCaseError::fail(format!("{d:?}")))?;
-            passes::optimize(&mut g, level, true, &mut |_, _| {}).map_err(|e| TestCaseError::fail(e.to_string()))?;
+            passes::optimize(&mut g, level, Some(&CpuTarget::host(ukernels)), true, &mut |_, _| {}).map_err(|e| TestCaseError::fail(e.to_string()))?;
             let exe = jit::compile(&g, &jit::JitOptions { ukernels, threads: if ukernels { 2 } else { 1 } }).map_err(|e| TestCaseError::fail(e.to_string()))?;
             let out = exe.run(&mut exe.workspace(), &inputs).map_err(|e| TestCaseError::fail(e.to_string()))?;
             results.push((format!("jit -O{level} ukernels={ukernels}"), out));

@@ -9,6 +9,7 @@ use crate::driver::{self, Source};
 use crate::elaborate::{self, DimBindings};
 use crate::ir::{print, Graph};
 use crate::syntax::ast;
+use crate::target::CpuTarget;
 use crate::{interp, jit, passes, summary, weights};
 use args::{Backend, Cli, Command, CommonArgs, Emit, InputArgs, OptimizeArgs, Target, WeightArgs};
 use clap::Parser;
@@ -186,7 +187,9 @@ fn bind_params(session: &Session, graph: &mut Graph, w: &WeightArgs, required: b
     Ok(())
 }
 
-fn optimize(graph: &mut Graph, opt: &OptimizeArgs) -> CmdResult {
+/// Run the pass pipeline; `target` is the CPU the JIT compiles for (`None` for the
+/// interpreter, which needs no layouts or tiles).
+fn optimize(graph: &mut Graph, opt: &OptimizeArgs, target: Option<&CpuTarget>) -> CmdResult {
     let dump = opt.dump_after.as_deref();
     if let Some(pass) = dump.filter(|p| *p != "all") {
         let level = passes::PIPELINE.iter().find(|p| p.name == pass).map_or(0, |p| p.min_opt_level);
@@ -199,7 +202,7 @@ fn optimize(graph: &mut Graph, opt: &OptimizeArgs) -> CmdResult {
             eprint!("// ----- IR after {name} -----\n{}", print::print_graph(g));
         }
     };
-    passes::optimize(graph, opt.opt_level, cfg!(debug_assertions), &mut hook).map_err(|e| Diagnostic::error(e.to_string()))?;
+    passes::optimize(graph, opt.opt_level, target, cfg!(debug_assertions), &mut hook).map_err(|e| Diagnostic::error(e.to_string()))?;
     Ok(())
 }
 
@@ -217,7 +220,7 @@ fn compile(session: &mut Session, a: &args::CompileArgs) -> CmdResult {
             let w = WeightArgs { weights: a.weights.weights.clone(), random_weights: a.weights.random_weights.or(Some(0)) };
             driver::check_memory_budget(&graph)?;
             bind_params(session, &mut graph, &w, false)?;
-            optimize(&mut graph, &a.opt)?;
+            optimize(&mut graph, &a.opt, Some(&CpuTarget::host(a.opt.ukernels == args::OnOff::On)))?;
             let mut listing = jit::Listing { clif: a.emit == Emit::Clif, asm: a.emit == Emit::Asm, text: String::new() };
             jit::compile_with_listing(&graph, &jit_options(&a.opt), &mut listing).map_err(|e| Diagnostic::error(e.to_string()))?;
             listing.text
@@ -234,7 +237,7 @@ fn compile(session: &mut Session, a: &args::CompileArgs) -> CmdResult {
                 driver::check_memory_budget(&graph)?;
             }
             bind_params(session, &mut graph, &a.weights, false)?;
-            optimize(&mut graph, &a.opt)?;
+            optimize(&mut graph, &a.opt, Some(&CpuTarget::host(a.opt.ukernels == args::OnOff::On)))?;
             if a.emit == Emit::Ir {
                 print::print_graph(&graph)
             } else {
@@ -394,7 +397,8 @@ fn run(session: &mut Session, a: &args::RunArgs) -> CmdResult {
         session.emit(&[Diagnostic::warning("--threads splits the microkernel matrix products of the JIT; with this backend and --ukernels setting everything runs on one thread")]);
     }
     let (mut graph, inputs) = prepare(session, &a.common, &a.io, &a.weights)?;
-    optimize(&mut graph, &a.opt)?;
+    let target = (a.backend == Backend::Jit).then(|| CpuTarget::host(a.opt.ukernels == args::OnOff::On));
+    optimize(&mut graph, &a.opt, target.as_ref())?;
     let backend = if a.backend == Backend::Jit { "jit" } else { "interp" };
     let compile_start = Instant::now();
     let exe = match a.backend {

@@ -33,6 +33,9 @@ pub struct Node {
     pub ty: TensorType,
     /// Where the value was written, for diagnostics; `None` for nodes that passes made.
     pub span: Option<Span>,
+    /// Cache blocking chosen for a matrix product (`select-tiles`); a schedule, not
+    /// semantics: it never changes the value.
+    pub tile: Option<crate::target::Tile>,
 }
 
 impl Node {

@@ -2,7 +2,7 @@
 //! expected output as IR. Ops are rebuilt through the same `Op::build` the `.nn` front end
 //! uses, and every declared type is checked against the op's shape rule.
 
-use super::{Graph, Node, NodeKind, TensorType};
+use super::{Graph, Layout, Node, NodeKind, TensorType};
 use crate::ops::{CallArgs, Const, Op, Operand};
 use logos::Logos;
 use nnc_runtime::{DType, Tensor};
@@ -136,15 +136,17 @@ impl Parser {
                 other => Err(format!("line {}: bad dimension `{other}`", self.line())),
             })
             .collect::<PResult<Vec<usize>>>()?;
+        let mut layout = Layout::RowMajor;
         if let Some(Tok::Word(w)) = self.peek() {
-            if w == "nchw" {
+            if let Some(l) = Layout::from_name(w) {
                 if shape.len() != 4 {
-                    return self.err("the nchw layout needs rank 4");
+                    return self.err(format!("the {w} layout needs rank 4"));
                 }
+                layout = l;
                 self.pos += 1;
             }
         }
-        Ok(TensorType::new(dtype, shape))
+        Ok(TensorType { dtype, shape, layout })
     }
 }
 
@@ -229,6 +231,7 @@ pub fn parse_graph(text: &str) -> Result<Graph, String> {
         p.expect(Tok::Colon)?;
         let ty = p.ty()?;
         let line = p.line();
+        let mut tile = None;
         let kind = match (kind, args) {
             (NodeKind::Const(t), None) => {
                 if t.len() != ty.numel() {
@@ -242,6 +245,12 @@ pub fn parse_graph(text: &str) -> Result<Graph, String> {
                 let ops = operands.iter().map(|&o| Operand { ty: graph.node(o).ty.clone(), span: 0..0 }).collect();
                 let mut args = CallArgs::new(op_name, ops, 0..0);
                 for (k, c) in keywords {
+                    // The schedule, not an attribute of the op.
+                    if k == "tile" {
+                        let Const::Str(t) = c else { return Err(format!("line {line}: `tile` is a string")) };
+                        tile = Some(t.parse().map_err(|e| format!("line {line}: {e}"))?);
+                        continue;
+                    }
                     args.push_keyword(k, c, 0..0).map_err(|e| format!("line {line}: {}", e.message))?;
                 }
                 let built = Op::build(op_name, &mut args).expect("the name is a known op").map_err(|e| format!("line {line}: {}", e.message))?;
@@ -257,7 +266,7 @@ pub fn parse_graph(text: &str) -> Result<Graph, String> {
             }
         };
         let index = if let NodeKind::Input { index } = kind { Some(index) } else { None };
-        let id = graph.add(Node { name, kind, ty, span: None }, &operands);
+        let id = graph.add(Node { name, kind, ty, span: None, tile }, &operands);
         if let Some(i) = index {
             inputs.push((i, id));
         }

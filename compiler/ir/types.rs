@@ -5,12 +5,43 @@ use std::fmt;
 
 /// How a tensor's logical axes map to memory.
 ///
-/// Every value starts in `RowMajor`: memory order is logical order, i.e. NCHW for an image
-/// batch. Layout selection for a backend rewrites this field (and inserts conversions); it is
-/// a property of the value, never a special-case op.
+/// Shapes are always logical (`[N, C, H, W]` for an image batch, whatever the layout), and
+/// every op's semantics are defined on logical values, so the interpreter ignores layouts.
+/// Every value starts in `RowMajor`: memory order is logical order, i.e. NCHW. Layout
+/// selection for a backend rewrites this field (and inserts `convert_layout` ops); it is a
+/// property of the value, never a special-case op.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Layout {
     RowMajor,
+    /// A rank-4 value stored channels-last: memory order N, H, W, C.
+    Nhwc,
+}
+
+impl Layout {
+    /// The name in IR text (`nchw` for row-major at rank 4).
+    pub fn name(self) -> &'static str {
+        match self {
+            Layout::RowMajor => "nchw",
+            Layout::Nhwc => "nhwc",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Layout> {
+        match name {
+            "nchw" => Some(Layout::RowMajor),
+            "nhwc" => Some(Layout::Nhwc),
+            _ => None,
+        }
+    }
+
+    /// Element strides of a rank-4 `[N, C, H, W]` value in this layout, in logical axis order.
+    pub fn strides4(self, shape: &[usize]) -> [usize; 4] {
+        let [_, c, h, w] = shape[..] else { panic!("strides4 takes rank-4 shapes") };
+        match self {
+            Layout::RowMajor => [c * h * w, h * w, w, 1],
+            Layout::Nhwc => [h * w * c, 1, w * c, c],
+        }
+    }
 }
 
 /// The static type of a value. Shapes are fully known after elaboration: symbolic dims are
@@ -45,6 +76,10 @@ impl TensorType {
         self.numel() * self.dtype.size_bytes()
     }
 
+    pub fn with_layout(&self, layout: Layout) -> TensorType {
+        TensorType { layout, ..self.clone() }
+    }
+
     pub fn with_shape(&self, shape: Vec<usize>) -> TensorType {
         TensorType { dtype: self.dtype, shape, layout: self.layout }
     }
@@ -70,9 +105,9 @@ impl fmt::Display for TensorType {
     /// `f32[1, 6, 28, 28] nchw`; the layout is spelled out for rank-4 values, where it matters.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}{}", self.dtype, ShapeDisplay(&self.shape))?;
-        match self.layout {
-            Layout::RowMajor if self.rank() == 4 => f.write_str(" nchw"),
-            Layout::RowMajor => Ok(()),
+        if self.rank() == 4 {
+            write!(f, " {}", self.layout.name())?;
         }
+        Ok(())
     }
 }

@@ -1,7 +1,7 @@
 //! The IR verifier: the invariants every pass must preserve. Runs after every pass in tests
 //! and debug builds.
 
-use super::{Graph, NodeKind};
+use super::{Graph, Layout, NodeKind};
 
 /// Check the graph; the error lists every broken invariant found.
 pub fn verify(graph: &Graph) -> Result<(), String> {
@@ -22,6 +22,9 @@ pub fn verify(graph: &Graph) -> Result<(), String> {
     for (name, id) in &graph.outputs {
         if !graph.contains(*id) {
             problems.push(format!("output `{name}` refers to a removed node"));
+        } else if graph.node(*id).ty.layout != Layout::RowMajor {
+            // A graph's interface is in logical order; layouts are internal.
+            problems.push(format!("output `{name}` is {}, not row-major", graph.node(*id).ty.layout.name()));
         }
     }
     for id in graph.node_ids() {
@@ -31,6 +34,9 @@ pub fn verify(graph: &Graph) -> Result<(), String> {
         }
         let operands = graph.operand_types(id);
         match &node.kind {
+            NodeKind::Input { .. } | NodeKind::Param | NodeKind::Const(_) if node.ty.layout != Layout::RowMajor => {
+                problems.push(format!("`{}` is a leaf in layout {}; inputs and weights are row-major", node.name, node.ty.layout.name()));
+            }
             NodeKind::Input { .. } | NodeKind::Param => {
                 if !operands.is_empty() {
                     problems.push(format!("`{}` is a leaf but has operands", node.name));

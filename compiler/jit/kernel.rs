@@ -4,6 +4,7 @@
 //! vector body of a loop and in its scalar remainder.
 
 use super::memplan::Loc;
+use nnc_runtime::gemm::Activation;
 use cranelift_codegen::ir::condcodes::{FloatCC, IntCC};
 use cranelift_codegen::ir::{types, BlockArg, FuncRef, InstBuilder, MemFlagsData as MemFlags, Type, Value};
 use cranelift_frontend::{FunctionBuilder, Variable};
@@ -26,17 +27,38 @@ pub struct Kernel<'a> {
     pub prepacked: Vec<u64>,
     /// Threads the runtime GEMM may use.
     pub threads: i64,
+    /// Cache blocking for the kernel's matrix products.
+    pub tile: crate::target::Tile,
+}
+
+/// What a runtime GEMM call does to C after the product (`nnc_runtime::gemm::Epilogue`):
+/// addresses already offset to the block of C the call computes.
+#[derive(Clone, Copy)]
+pub struct GemmTail {
+    pub bias: Option<Value>,
+    pub bias_per_row: bool,
+    pub residual: Option<Value>,
+    pub act: Activation,
+}
+
+impl GemmTail {
+    pub const NONE: GemmTail = GemmTail { bias: None, bias_per_row: false, residual: None, act: Activation::None };
 }
 
 /// Runtime functions imported into a kernel (see `nnc_runtime::gemm`).
 #[derive(Clone, Copy)]
 pub struct RuntimeFns {
-    /// `nnc_sgemm(m, n, k, a, rsa, csa, b, rsb, csb, c, rsc, csc, accumulate, threads)`
+    /// `nnc_sgemm(m, n, k, a, rsa, csa, b, rsb, csb, c, rsc, csc, accumulate, threads, kc, mc, nc,
+    /// bias, bias_per_row, residual, act)`; the other GEMMs end with the same seven.
     pub sgemm: FuncRef,
     /// `nnc_im2col(input, c, h, w, kh, kw, sh, sw, dh, dw, pt, pl, oh, ow, col)`
     pub im2col: FuncRef,
-    /// `nnc_sgemm_packed_a(m, n, k, a_packed, b, rsb, csb, c, rsc, csc, accumulate, threads)`
+    /// `nnc_im2col_nhwc(input, c, h, w, kh, kw, sh, sw, dh, dw, pt, pl, oh, ow, col)`
+    pub im2col_nhwc: FuncRef,
+    /// `nnc_sgemm_packed_a(m, n, k, a_packed, b, rsb, csb, c, rsc, csc, accumulate, ...)`
     pub sgemm_packed_a: FuncRef,
+    /// `nnc_sgemm_packed_b(m, n, k, a, rsa, csa, b_packed, c, rsc, csc, accumulate, ...)`
+    pub sgemm_packed_b: FuncRef,
 }
 
 fn flags() -> MemFlags {
@@ -48,19 +70,33 @@ fn flags() -> MemFlags {
 }
 
 impl<'a> Kernel<'a> {
-    pub fn new(b: FunctionBuilder<'a>, arena: Value, consts: &'a [u64], runtime: Option<RuntimeFns>) -> Kernel<'a> {
-        Kernel { b, arena, consts, runtime, prepacked: Vec::new(), threads: 1 }
+    pub fn new(b: FunctionBuilder<'a>, arena: Value, consts: &'a [u64], runtime: Option<RuntimeFns>, tile: crate::target::Tile) -> Kernel<'a> {
+        Kernel { b, arena, consts, runtime, prepacked: Vec::new(), threads: 1, tile }
     }
 
-    /// `C (+)= A·B` through the runtime's GEMM; all strides in elements.
+    /// Threads and cache blocking, the trailing arguments of every runtime GEMM call.
+    pub fn gemm_tail(&mut self) -> [Value; 4] {
+        let t = self.tile;
+        [self.int(self.threads), self.int(t.kc as i64), self.int(t.mc as i64), self.int(t.nc as i64)]
+    }
+
+    /// `C (+)= A·B` through the runtime's GEMM, then `tail`; all strides in elements.
     #[allow(clippy::too_many_arguments)]
-    pub fn sgemm(&mut self, f: FuncRef, mnk: [i64; 3], a: (Value, i64, i64), b: (Value, i64, i64), c: (Value, i64, i64), accumulate: bool) {
+    pub fn sgemm(&mut self, f: FuncRef, mnk: [i64; 3], a: (Value, i64, i64), b: (Value, i64, i64), c: (Value, i64, i64), accumulate: bool, tail: &GemmTail) {
         let mut args = vec![self.int(mnk[0]), self.int(mnk[1]), self.int(mnk[2])];
         for (p, rs, cs) in [a, b] {
             args.extend([p, self.int(rs), self.int(cs)]);
         }
-        args.extend([c.0, self.int(c.1), self.int(c.2), self.int(accumulate as i64), self.int(self.threads)]);
+        args.extend([c.0, self.int(c.1), self.int(c.2), self.int(accumulate as i64)]);
+        args.extend(self.gemm_tail());
+        args.extend(self.tail_args(tail));
         self.b.ins().call(f, &args);
+    }
+
+    /// The epilogue arguments of a runtime GEMM call: bias, bias per row, residual, activation.
+    pub fn tail_args(&mut self, t: &GemmTail) -> [Value; 4] {
+        let null = self.int(0);
+        [t.bias.unwrap_or(null), self.int(t.bias_per_row as i64), t.residual.unwrap_or(null), self.int(t.act.code())]
     }
 
     /// Base address of a value.

@@ -6,9 +6,11 @@
 //! These kernels are the straightforward, correct baseline; fusion, blocked layouts and
 //! register-blocked GEMM microkernels come on top of them.
 
-use super::kernel::{Kernel, RuntimeFns, F32, F32X4, LANES};
+use super::kernel::{GemmTail, Kernel, RuntimeFns, F32, F32X4, LANES};
+use nnc_runtime::gemm::Activation;
+use super::lower_nhwc;
 use super::memplan::Loc;
-use crate::ir::TensorType;
+use crate::ir::{Layout, TensorType};
 use crate::ops::fused::{Fused, Step};
 use crate::ops::{strides, Attention, BatchNorm, Binary, BinaryKind, Concat, Conv2d, LayerNorm, Lstm, Op, Pool, PoolKind, Slice, Softmax, Transpose, Unary, UnaryKind};
 use cranelift_codegen::ir::condcodes::IntCC;
@@ -29,7 +31,7 @@ pub fn conv_uses_gemm(operands: &[&TensorType], ukernels: bool) -> bool {
 }
 
 /// Whether a 1×1, stride-1, unpadded convolution can multiply the input planes directly.
-fn conv_is_pointwise(c: &Conv2d, operands: &[&TensorType]) -> bool {
+pub fn conv_is_pointwise(c: &Conv2d, operands: &[&TensorType]) -> bool {
     let w = &operands[1].shape;
     w[2] == 1 && w[3] == 1 && c.stride == [1, 1] && c.padding == [0; 4]
 }
@@ -37,6 +39,7 @@ fn conv_is_pointwise(c: &Conv2d, operands: &[&TensorType]) -> bool {
 /// Extra arena bytes an op needs while it runs.
 pub fn scratch_bytes(op: &Op, operands: &[&TensorType], out: &TensorType, ukernels: bool) -> usize {
     match op {
+        Op::Conv2d(c) if operands[0].layout == Layout::Nhwc => lower_nhwc::scratch_floats(c, operands, out, ukernels) * 4,
         Op::Fused(f) => f.anchor.as_ref().map_or(0, |a| scratch_bytes(a, &operands[..f.anchor_operands(operands.len())], out, ukernels)),
         // The cell state of every batch row, and the zero initial hidden state.
         Op::Lstm(l) => 2 * operands[0].shape[1] * l.hidden * 4,
@@ -67,7 +70,53 @@ pub fn scratch_bytes(op: &Op, operands: &[&TensorType], out: &TensorType, ukerne
         | Op::Transpose(_)
         | Op::Concat(_)
         | Op::Slice(_)
-        | Op::Attention(_) => 0,
+        | Op::Attention(_)
+        | Op::ConvertLayout(_) => 0,
+    }
+}
+
+/// The shape `[m, n, k]` of the matrix product a node's kernel runs through a GEMM (the
+/// first, for attention), if it runs one: what `select-tiles` blocks for the caches.
+pub fn gemm_shape(op: &Op, operands: &[&TensorType], out: &TensorType, ukernels: bool) -> Option<[usize; 3]> {
+    match op {
+        Op::Fused(f) => f.anchor.as_ref().and_then(|a| gemm_shape(a, &operands[..f.anchor_operands(operands.len())], out, ukernels)),
+        Op::Conv2d(c) if operands[0].layout == Layout::Nhwc => {
+            (lower_nhwc::nhwc_conv_kind(c, operands, ukernels) == lower_nhwc::NhwcConv::Gemm).then(|| lower_nhwc::gemm_shape(operands, out))
+        }
+        Op::Conv2d(c) if conv_uses_gemm(operands, ukernels) => {
+            let w = &operands[1].shape;
+            Some([w[0] / c.groups, out.shape[2] * out.shape[3], w[1] * w[2] * w[3]])
+        }
+        Op::Dense(_) => {
+            let (units, features) = (operands[1].shape[0], operands[1].shape[1]);
+            let rows = operands[0].numel() / features;
+            (ukernels && rows as i64 >= GEMM_MIN_ROWS).then_some([rows, units, features])
+        }
+        Op::MatMul(_) => {
+            let g = matmul_geometry(operands[0], operands[1]);
+            Some([g.m, g.n, g.kk].map(|v| v as usize))
+        }
+        Op::Attention(_) if ukernels => {
+            let (q, kk) = (&operands[0].shape, &operands[1].shape);
+            let r = q.len();
+            Some([q[r - 2], kk[r - 2], q[r - 1]])
+        }
+        Op::Conv2d(_)
+        | Op::Attention(_)
+        | Op::BatchNorm(_)
+        | Op::LayerNorm(_)
+        | Op::Lstm(_)
+        | Op::Unary(_)
+        | Op::Binary(_)
+        | Op::Softmax(_)
+        | Op::Pool(_)
+        | Op::GlobalAvgPool(_)
+        | Op::Flatten(_)
+        | Op::Reshape(_)
+        | Op::Transpose(_)
+        | Op::Concat(_)
+        | Op::Slice(_)
+        | Op::ConvertLayout(_) => None,
     }
 }
 
@@ -136,7 +185,7 @@ fn attention_gemm(k: &mut Kernel, rt: RuntimeFns, a: &Attention, args: &[Arg], o
         let vo = k.b.ins().imul_imm_s(b, sk * dv);
         let oo = k.b.ins().imul_imm_s(b, sq * dv);
         let (qb, kb, vb, ob) = (k.elem(q, qo), k.elem(kp, ko), k.elem(v, vo), k.elem(o, oo));
-        k.sgemm(rt.sgemm, [sq, sk, d], (qb, d, 1), (kb, 1, d), (scores, sk, 1), false);
+        k.sgemm(rt.sgemm, [sq, sk, d], (qb, d, 1), (kb, 1, d), (scores, sk, 1), false, &GemmTail::NONE);
         k.for_const(0, sq, |k, i| {
             let row_off = k.b.ins().imul_imm_s(i, sk);
             let row = k.elem(scores, row_off);
@@ -156,7 +205,7 @@ fn attention_gemm(k: &mut Kernel, rt: RuntimeFns, a: &Attention, args: &[Arg], o
                 });
             }
         });
-        k.sgemm(rt.sgemm, [sq, dv, sk], (scores, sk, 1), (vb, dv, 1), (ob, dv, 1), false);
+        k.sgemm(rt.sgemm, [sq, dv, sk], (scores, sk, 1), (vb, dv, 1), (ob, dv, 1), false, &GemmTail::NONE);
     });
 }
 
@@ -164,7 +213,7 @@ fn attention_gemm(k: &mut Kernel, rt: RuntimeFns, a: &Attention, args: &[Arg], o
 pub fn needs_kernel(op: &Op) -> bool {
     match op {
         Op::Flatten(_) | Op::Reshape(_) => false,
-        Op::Fused(_) => true,
+        Op::Fused(_) | Op::ConvertLayout(_) => true,
         Op::Conv2d(_)
         | Op::Dense(_)
         | Op::MatMul(_)
@@ -188,37 +237,25 @@ pub fn lower(k: &mut Kernel, op: &Op, args: &[Arg], out: Arg, scratch: Option<Lo
     match op {
         Op::Fused(f) => {
             let n = f.anchor_operands(args.len());
-            match &f.anchor {
+            match f.anchor.as_deref() {
                 Some(anchor) => {
-                    lower(k, anchor, &args[..n], out, scratch);
-                    apply_steps(k, f, out, &args[n..], out);
+                    let epi = Epilogue::new(k, &f.steps, &args[n..]);
+                    lower_product(k, anchor, &args[..n], out, scratch, &epi);
                 }
                 None => apply_steps(k, f, args[0], &args[1..], out),
             }
         }
         Op::Unary(u) => unary(k, u, args, out),
         Op::Binary(b) => binary(k, b, args, out),
-        Op::Conv2d(c) => match k.runtime {
-            Some(rt) if conv_uses_gemm(&[args[0].ty, args[1].ty], true) => conv2d_gemm(k, rt, c, args, out, scratch),
-            _ if is_small_depthwise(c, args) => conv2d_depthwise(k, c, args, out),
-            _ => conv2d(k, c, args, out),
-        },
-        Op::Dense(_) => match k.runtime {
-            // A few rows make a matrix-vector product: the GEMM tile (8 rows × 32 columns)
-            // would mostly compute padding, so dot products do better.
-            Some(rt) if numel(args[0].ty) / args[1].ty.shape[1] as i64 >= GEMM_MIN_ROWS => dense_gemm(k, rt, args, out),
-            Some(_) | None => dense(k, args, out),
-        },
-        Op::MatMul(_) => match k.runtime {
-            Some(rt) => matmul_gemm(k, rt, args, out),
-            None => matmul(k, args, out, scratch.expect("matmul panel scratch is planned")),
-        },
+        Op::Conv2d(_) | Op::Dense(_) | Op::MatMul(_) => lower_product(k, op, args, out, scratch, &Epilogue::none()),
         Op::BatchNorm(bn) => batch_norm(k, bn, args, out),
         Op::LayerNorm(ln) => layer_norm(k, ln, args, out),
         Op::Lstm(l) => lstm(k, l, args, out, scratch.expect("lstm has scratch")),
         Op::Softmax(s) => softmax(k, s, args, out),
         Op::Pool(p) => pool(k, p, args, out),
+        Op::GlobalAvgPool(_) if args[0].ty.layout == Layout::Nhwc => lower_nhwc::global_avg_pool(k, args, out),
         Op::GlobalAvgPool(_) => global_avg_pool(k, args, out),
+        Op::ConvertLayout(_) => lower_nhwc::convert_layout(k, args[0], out),
         Op::Transpose(t) => transpose(k, t, args, out),
         Op::Concat(c) => concat(k, c, args, out),
         Op::Slice(s) => slice(k, s, args, out),
@@ -227,6 +264,42 @@ pub fn lower(k: &mut Kernel, op: &Op, args: &[Arg], out: Arg, scratch: Option<Lo
             None => attention(k, a, args, out),
         },
         Op::Flatten(_) | Op::Reshape(_) => unreachable!("views have no kernel"),
+    }
+}
+
+/// A matrix product (the anchor of a fused op, or alone), with `epi` applied to its result:
+/// inside the runtime GEMM's tile stores where it can, else in a pass after the product.
+fn lower_product(k: &mut Kernel, op: &Op, args: &[Arg], out: Arg, scratch: Option<Loc>, epi: &Epilogue) {
+    match op {
+        Op::Conv2d(c) if args[0].ty.layout == Layout::Nhwc => lower_nhwc::conv2d(k, c, args, out, scratch, epi),
+        Op::Conv2d(c) => match k.runtime {
+            Some(rt) if conv_uses_gemm(&[args[0].ty, args[1].ty], true) => conv2d_gemm(k, rt, c, args, out, scratch, epi),
+            _ => {
+                if is_small_depthwise(c, args) {
+                    conv2d_depthwise(k, c, args, out);
+                } else {
+                    conv2d(k, c, args, out);
+                }
+                apply_in_place(k, out, epi);
+            }
+        },
+        Op::Dense(_) => match k.runtime {
+            // A few rows make a matrix-vector product: the GEMM tile (8 rows × 32 columns)
+            // would mostly compute padding, so dot products do better.
+            Some(rt) if numel(args[0].ty) / args[1].ty.shape[1] as i64 >= GEMM_MIN_ROWS => dense_gemm(k, rt, args, out, epi),
+            Some(_) | None => {
+                dense(k, args, out);
+                apply_in_place(k, out, epi);
+            }
+        },
+        Op::MatMul(_) => match k.runtime {
+            Some(rt) => matmul_gemm(k, rt, args, out, epi),
+            None => {
+                matmul(k, args, out, scratch.expect("matmul panel scratch is planned"));
+                apply_in_place(k, out, epi);
+            }
+        },
+        _ => unreachable!("only matrix products anchor fused ops"),
     }
 }
 
@@ -298,24 +371,90 @@ fn unary(k: &mut Kernel, u: &Unary, args: &[Arg], out: Arg) {
     });
 }
 
-/// A fused op's steps: one vectorized pass that loads the anchor's result (or the chain's
-/// seed), applies every step while each vector is in registers, and stores it once.
-fn apply_steps(k: &mut Kernel, f: &Fused, seed: Arg, extras: &[Arg], out: Arg) {
-    let (s, o) = (k.ptr(seed.loc), k.ptr(out.loc));
-    let extra_ptrs: Vec<Value> = extras.iter().map(|e| k.ptr(e.loc)).collect();
-    k.for_vectorized(numel(out.ty), |k, i, ty| {
-        let mut v = k.load(ty, s, i);
+/// A fused op's steps, applied to values on their way to memory. `extras` are the base
+/// addresses of the binary steps' operands, each read at the same element index as the
+/// result (they share its shape and layout).
+pub struct Epilogue<'f> {
+    pub steps: &'f [Step],
+    pub extras: Vec<Value>,
+}
+
+impl Epilogue<'_> {
+    pub fn none() -> Epilogue<'static> {
+        Epilogue { steps: &[], extras: Vec::new() }
+    }
+
+    pub fn new<'f>(k: &mut Kernel, steps: &'f [Step], extras: &[Arg]) -> Epilogue<'f> {
+        Epilogue { steps, extras: extras.iter().map(|e| k.ptr(e.loc)).collect() }
+    }
+
+    /// The steps as a runtime GEMM epilogue, if they are one: an optional residual add (its
+    /// operand's base address) followed by an optional ReLU or ReLU6.
+    pub fn runtime_form(&self) -> Option<(Option<Value>, Activation)> {
+        let (residual, rest) = match self.steps.first() {
+            Some(&Step::ADD) => (Some(self.extras[0]), &self.steps[1..]),
+            _ => (None, self.steps),
+        };
+        let act = match rest {
+            [] => Activation::None,
+            [Step::Unary(UnaryKind::Relu)] => Activation::Relu,
+            [Step::Unary(UnaryKind::Relu6)] => Activation::Relu6,
+            _ => return None,
+        };
+        Some((residual, act))
+    }
+
+    /// The runtime tail of a GEMM whose C block starts `c_offset` elements into the result:
+    /// `bias` (already offset to the block), then the steps if the runtime can do them.
+    /// Returns whether the steps are left for [`apply_in_place`].
+    pub fn gemm_tail(&self, k: &mut Kernel, bias: Option<Value>, bias_per_row: bool, c_offset: Value) -> (GemmTail, bool) {
+        match self.runtime_form() {
+            Some((residual, act)) => {
+                let residual = residual.map(|r| k.elem(r, c_offset));
+                (GemmTail { bias, bias_per_row, residual, act }, false)
+            }
+            None => (GemmTail { bias, bias_per_row, residual: None, act: Activation::None }, true),
+        }
+    }
+
+    /// `v` (of type `ty`, the result's element `index` onwards) after every step.
+    pub fn apply(&self, k: &mut Kernel, ty: Type, mut v: Value, index: Value) -> Value {
         let mut next = 0;
-        for step in &f.steps {
+        for step in self.steps {
             v = match *step {
                 Step::Unary(kind) => apply_unary(k, &kind, ty, v),
                 Step::Binary { kind, reversed } => {
-                    let e = k.load(ty, extra_ptrs[next], i);
+                    let e = k.load(ty, self.extras[next], index);
                     next += 1;
                     if reversed { apply_binary(k, kind, e, v) } else { apply_binary(k, kind, v, e) }
                 }
             };
         }
+        v
+    }
+}
+
+/// Run `epi` over a finished result in memory.
+pub fn apply_in_place(k: &mut Kernel, out: Arg, epi: &Epilogue) {
+    if epi.steps.is_empty() {
+        return;
+    }
+    let o = k.ptr(out.loc);
+    k.for_vectorized(numel(out.ty), |k, i, ty| {
+        let v = k.load(ty, o, i);
+        let v = epi.apply(k, ty, v, i);
+        k.store(v, o, i);
+    });
+}
+
+/// A fused op's steps as one vectorized pass that loads the anchor's result (or the chain's
+/// seed), applies every step while each vector is in registers, and stores it once.
+fn apply_steps(k: &mut Kernel, f: &Fused, seed: Arg, extras: &[Arg], out: Arg) {
+    let (s, o) = (k.ptr(seed.loc), k.ptr(out.loc));
+    let epi = Epilogue::new(k, &f.steps, extras);
+    k.for_vectorized(numel(out.ty), |k, i, ty| {
+        let v = k.load(ty, s, i);
+        let v = epi.apply(k, ty, v, i);
         k.store(v, o, i);
     });
 }
@@ -487,8 +626,8 @@ struct MatMulGeometry {
     strides: [Vec<i64>; 3],
 }
 
-fn matmul_geometry(args: &[Arg]) -> MatMulGeometry {
-    let (sa, sb) = (&args[0].ty.shape, &args[1].ty.shape);
+fn matmul_geometry(a: &TensorType, b: &TensorType) -> MatMulGeometry {
+    let (sa, sb) = (&a.shape, &b.shape);
     let a2: Vec<usize> = if sa.len() == 1 { vec![1, sa[0]] } else { sa.clone() };
     let b2: Vec<usize> = if sb.len() == 1 { vec![sb[0], 1] } else { sb.clone() };
     let (m, kk) = (a2[a2.len() - 2] as i64, a2[a2.len() - 1] as i64);
@@ -507,7 +646,7 @@ fn matmul_geometry(args: &[Arg]) -> MatMulGeometry {
 }
 
 fn matmul(k: &mut Kernel, args: &[Arg], out: Arg, panel: Loc) {
-    let MatMulGeometry { m, kk, n, loop_shape: shape, strides: [a_str, b_str, o_str] } = matmul_geometry(args);
+    let MatMulGeometry { m, kk, n, loop_shape: shape, strides: [a_str, b_str, o_str] } = matmul_geometry(args[0].ty, args[1].ty);
     let (a, b, o) = (k.ptr(args[0].loc), k.ptr(args[1].loc), k.ptr(out.loc));
     let panel = k.ptr(panel);
     let (full_m, full_n) = (m - m % TILE_M, n - n % TILE_N);
@@ -759,9 +898,9 @@ fn conv2d(k: &mut Kernel, c: &Conv2d, args: &[Arg], out: Arg) {
 }
 
 /// Convolution as one matrix product per image and group: `out[F_g, P] = W_g[F_g, C_g·kh·kw] ·
-/// col[C_g·kh·kw, P]` (P = output pixels), the output first filled with the bias so the
-/// product accumulates onto it.
-fn conv2d_gemm(k: &mut Kernel, rt: RuntimeFns, c: &Conv2d, args: &[Arg], out: Arg, scratch: Option<Loc>) {
+/// col[C_g·kh·kw, P]` (P = output pixels), the bias (one per row) and `epi` applied by the
+/// GEMM as it stores each tile.
+fn conv2d_gemm(k: &mut Kernel, rt: RuntimeFns, c: &Conv2d, args: &[Arg], out: Arg, scratch: Option<Loc>, epi: &Epilogue) {
     let [n, ch, h, w] = args[0].ty.shape[..].try_into().map(|a: [usize; 4]| a.map(|v| v as i64)).expect("rank checked");
     let [f, cg, kh, kw] = args[1].ty.shape[..].try_into().map(|a: [usize; 4]| a.map(|v| v as i64)).expect("rank checked");
     let (oh, ow) = (out.ty.shape[2] as i64, out.ty.shape[3] as i64);
@@ -773,23 +912,10 @@ fn conv2d_gemm(k: &mut Kernel, rt: RuntimeFns, c: &Conv2d, args: &[Arg], out: Ar
     let (x, wt, o) = (k.ptr(args[0].loc), k.ptr(args[1].loc), k.ptr(out.loc));
     let bias = args.get(2).map(|b| k.ptr(b.loc));
     let col = scratch.map(|s| k.ptr(s));
+    let mut steps_left = false;
     k.for_const(0, n, |k, b| {
         let img_off = k.b.ins().imul_imm_s(b, ch * h * w);
         let img = k.elem(x, img_off);
-        let out_off = k.b.ins().imul_imm_s(b, f * p);
-        let out_img = k.elem(o, out_off);
-        k.for_const(0, f, |k, oc| {
-            let init = match bias {
-                Some(bp) => k.load(F32, bp, oc),
-                None => k.c(F32, 0.0),
-            };
-            let row_off = k.b.ins().imul_imm_s(oc, p);
-            let row = k.elem(out_img, row_off);
-            k.for_vectorized(p, |k, i, ty| {
-                let v = if ty == F32 { init } else { k.b.ins().splat(ty, init) };
-                k.store(v, row, i);
-            });
-        });
         for g in 0..groups {
             let gin = k.int(g * cg * h * w);
             let gin = k.elem(img, gin);
@@ -805,46 +931,62 @@ fn conv2d_gemm(k: &mut Kernel, rt: RuntimeFns, c: &Conv2d, args: &[Arg], out: Ar
                 k.b.ins().call(rt.im2col, &a);
                 (col, p, 1)
             };
-            let og = k.int(g * fg * p);
-            let og = k.elem(out_img, og);
+            let c_off = k.b.ins().imul_imm_s(b, f * p);
+            let c_off = k.b.ins().iadd_imm_s(c_off, g * fg * p);
+            let og = k.elem(o, c_off);
+            let group_bias = bias.map(|bp| {
+                let at = k.int(g * fg);
+                k.elem(bp, at)
+            });
+            let (tail, left) = epi.gemm_tail(k, group_bias, true, c_off);
+            steps_left = left;
             if let Some(&packed) = k.prepacked.get(g as usize) {
                 let mut a = vec![k.int(fg), k.int(p), k.int(kk), k.int(packed as i64), b_mat.0, k.int(b_mat.1), k.int(b_mat.2)];
-                a.extend([og, k.int(p), k.int(1), k.int(1), k.int(k.threads)]);
+                a.extend([og, k.int(p), k.int(1), k.int(0)]);
+                a.extend(k.gemm_tail());
+                a.extend(k.tail_args(&tail));
                 k.b.ins().call(rt.sgemm_packed_a, &a);
             } else {
                 let wg = k.int(g * fg * kk);
                 let wg = k.elem(wt, wg);
-                k.sgemm(rt.sgemm, [fg, p, kk], (wg, kk, 1), b_mat, (og, p, 1), true);
+                k.sgemm(rt.sgemm, [fg, p, kk], (wg, kk, 1), b_mat, (og, p, 1), false, &tail);
             }
         }
     });
+    if steps_left {
+        apply_in_place(k, out, epi);
+    }
 }
 
-/// `out[rows, units] = x[rows, features] · weightᵀ + bias` as one product.
-fn dense_gemm(k: &mut Kernel, rt: RuntimeFns, args: &[Arg], out: Arg) {
+/// `out[rows, units] = x[rows, features] · weightᵀ + bias` as one product, the bias (one per
+/// column) and `epi` applied by the GEMM.
+fn dense_gemm(k: &mut Kernel, rt: RuntimeFns, args: &[Arg], out: Arg, epi: &Epilogue) {
     let (units, features) = (args[1].ty.shape[0] as i64, args[1].ty.shape[1] as i64);
     let rows = numel(args[0].ty) / features;
     let (x, w, o) = (k.ptr(args[0].loc), k.ptr(args[1].loc), k.ptr(out.loc));
-    let accumulate = args.len() > 2;
-    if let Some(b) = args.get(2) {
-        let bp = k.ptr(b.loc);
-        k.for_const(0, rows, |k, r| {
-            let off = k.b.ins().imul_imm_s(r, units);
-            let orow = k.elem(o, off);
-            copy(k, bp, orow, units);
-        });
-    }
+    let bias = args.get(2).map(|b| k.ptr(b.loc));
+    let zero = k.int(0);
+    let (tail, steps_left) = epi.gemm_tail(k, bias, false, zero);
     // weightᵀ is the weight read with row stride 1 and column stride `features`.
-    k.sgemm(rt.sgemm, [rows, units, features], (x, features, 1), (w, 1, features), (o, units, 1), accumulate);
+    k.sgemm(rt.sgemm, [rows, units, features], (x, features, 1), (w, 1, features), (o, units, 1), false, &tail);
+    if steps_left {
+        apply_in_place(k, out, epi);
+    }
 }
 
-fn matmul_gemm(k: &mut Kernel, rt: RuntimeFns, args: &[Arg], out: Arg) {
-    let MatMulGeometry { m, kk, n, loop_shape: shape, strides: [a_str, b_str, o_str] } = matmul_geometry(args);
+fn matmul_gemm(k: &mut Kernel, rt: RuntimeFns, args: &[Arg], out: Arg, epi: &Epilogue) {
+    let MatMulGeometry { m, kk, n, loop_shape: shape, strides: [a_str, b_str, o_str] } = matmul_geometry(args[0].ty, args[1].ty);
     let (a, b, o) = (k.ptr(args[0].loc), k.ptr(args[1].loc), k.ptr(out.loc));
+    let mut steps_left = false;
     for_rows(k, &shape, &[a_str, b_str, o_str], &mut |k, offs| {
         let (pa, pb, po) = (k.elem(a, offs[0]), k.elem(b, offs[1]), k.elem(o, offs[2]));
-        k.sgemm(rt.sgemm, [m, n, kk], (pa, kk, 1), (pb, n, 1), (po, n, 1), false);
+        let (tail, left) = epi.gemm_tail(k, None, false, offs[2]);
+        steps_left = left;
+        k.sgemm(rt.sgemm, [m, n, kk], (pa, kk, 1), (pb, n, 1), (po, n, 1), false, &tail);
     });
+    if steps_left {
+        apply_in_place(k, out, epi);
+    }
 }
 
 /// Depthwise (one input channel per filter), strided, with a window small enough to unroll.

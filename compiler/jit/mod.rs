@@ -14,9 +14,12 @@
 
 pub mod kernel;
 pub mod lower;
+pub mod lower_nhwc;
 pub mod memplan;
 
-use crate::ir::{Graph, NodeId, NodeKind, ShapeDisplay};
+use crate::ir::{Graph, Layout, NodeId, NodeKind, ShapeDisplay};
+use crate::target::{CpuTarget, Tile};
+use std::collections::HashMap;
 use crate::ops;
 use cranelift_codegen::ir::{AbiParam, InstBuilder, UserFuncName};
 use cranelift_codegen::settings::{self, Configurable};
@@ -171,6 +174,8 @@ fn host_module() -> Result<JITModule, JitError> {
     builder.symbol("nnc_sgemm", nnc_runtime::gemm::nnc_sgemm as *const u8);
     builder.symbol("nnc_im2col", nnc_runtime::gemm::nnc_im2col as *const u8);
     builder.symbol("nnc_sgemm_packed_a", nnc_runtime::gemm::nnc_sgemm_packed_a as *const u8);
+    builder.symbol("nnc_sgemm_packed_b", nnc_runtime::gemm::nnc_sgemm_packed_b as *const u8);
+    builder.symbol("nnc_im2col_nhwc", nnc_runtime::gemm::nnc_im2col_nhwc as *const u8);
     Ok(JITModule::new(builder))
 }
 
@@ -224,36 +229,17 @@ pub fn compile_with_listing(graph: &Graph, options: &JitOptions, listing: &mut L
         NodeKind::Const(t) => t.to_f32_vec(),
         NodeKind::Input { .. } | NodeKind::Param | NodeKind::Op(_) => unreachable!("the plan lists constants only"),
     }).collect();
-    // Convolution weights packed once, here, in the order the GEMM microkernel reads them.
-    let mut consts = consts;
-    let mut prepacked: std::collections::HashMap<NodeId, Vec<u64>> = std::collections::HashMap::new();
-    if options.ukernels {
-        for &id in &schedule {
-            let conv = match graph.node(id).op() {
-                Some(ops::Op::Conv2d(c)) => c,
-                Some(ops::Op::Fused(f)) => match f.anchor.as_deref() {
-                    Some(ops::Op::Conv2d(c)) => c,
-                    _ => continue,
-                },
-                _ => continue,
-            };
-            let operands = graph.operands(id);
-            let types = graph.operand_types(id);
-            let (Some(Loc::Const(w)), true) = (plan.locs.get(&operands[1]).copied(), lower::conv_uses_gemm(&types, true)) else { continue };
-            let ws = &types[1].shape;
-            let (fg, kk) = (ws[0] / conv.groups, ws[1] * ws[2] * ws[3]);
-            let mut addrs = Vec::with_capacity(conv.groups);
-            for g in 0..conv.groups {
-                let mut buf = vec![0.0f32; nnc_runtime::gemm::packed_a_len(fg, kk)];
-                // SAFETY: the weight buffer holds `groups·fg × kk` floats, row-major.
-                unsafe { nnc_runtime::gemm::pack_a_all(fg, kk, consts[w].as_ptr().add(g * fg * kk), kk as isize, 1, &mut buf) };
-                // The heap buffer does not move when `consts` grows.
-                addrs.push(buf.as_ptr() as u64);
-                consts.push(buf);
-            }
-            prepacked.insert(id, addrs);
-        }
-    }
+    let target = CpuTarget::host(options.ukernels);
+    // Each node's cache blocking: chosen by `select-tiles`, or derived the same way here.
+    let tile_of = |id: NodeId| -> Tile {
+        let node = graph.node(id);
+        node.tile.unwrap_or_else(|| {
+            let shape = node.op().and_then(|op| lower::gemm_shape(op, &graph.operand_types(id), &node.ty, options.ukernels));
+            let [m, n, k] = shape.unwrap_or([usize::MAX / 2; 3]);
+            target.gemm_tile(m, n, k)
+        })
+    };
+    let (consts, prepacked) = prepack_weights(graph, &schedule, &plan, consts, options.ukernels, &tile_of);
     let const_addrs: Vec<u64> = consts.iter().map(|c| c.as_ptr() as u64).collect();
 
     let mut module = host_module()?;
@@ -263,9 +249,11 @@ pub fn compile_with_listing(graph: &Graph, options: &JitOptions, listing: &mut L
         sig.params.extend(std::iter::repeat_n(AbiParam::new(ptr), params));
         module.declare_function(name, Linkage::Import, &sig).map_err(|e| JitError::Codegen { node: name.to_string(), message: e.to_string() })
     };
-    let sgemm_id = import(&mut module, "nnc_sgemm", 14)?;
+    let sgemm_id = import(&mut module, "nnc_sgemm", 21)?;
     let im2col_id = import(&mut module, "nnc_im2col", 15)?;
-    let packed_id = import(&mut module, "nnc_sgemm_packed_a", 12)?;
+    let im2col_nhwc_id = import(&mut module, "nnc_im2col_nhwc", 15)?;
+    let packed_id = import(&mut module, "nnc_sgemm_packed_a", 19)?;
+    let packed_b_id = import(&mut module, "nnc_sgemm_packed_b", 19)?;
     let frontend_config = module.target_config();
     let mut ctx = module.make_context();
     let mut fctx = FunctionBuilderContext::new();
@@ -289,9 +277,11 @@ pub fn compile_with_listing(graph: &Graph, options: &JitOptions, listing: &mut L
             let runtime = options.ukernels.then(|| kernel::RuntimeFns {
                 sgemm: module.declare_func_in_func(sgemm_id, b.func),
                 im2col: module.declare_func_in_func(im2col_id, b.func),
+                im2col_nhwc: module.declare_func_in_func(im2col_nhwc_id, b.func),
                 sgemm_packed_a: module.declare_func_in_func(packed_id, b.func),
+                sgemm_packed_b: module.declare_func_in_func(packed_b_id, b.func),
             });
-            let mut k = kernel::Kernel::new(b, arena, &const_addrs, runtime);
+            let mut k = kernel::Kernel::new(b, arena, &const_addrs, runtime, tile_of(id));
             k.prepacked = prepacked.get(&id).cloned().unwrap_or_default();
             k.threads = options.threads.max(1) as i64;
             let operands = graph.operands(id);
@@ -334,4 +324,50 @@ pub fn compile_with_listing(graph: &Graph, options: &JitOptions, listing: &mut L
         inputs: graph.inputs.iter().map(|&i| binding(i, &graph.node(i).name)).collect(),
         outputs: graph.outputs.iter().map(|(name, id)| binding(*id, name)).collect(),
     })
+}
+
+/// Constant convolution weights repacked once, at compile time, in the order their kernels
+/// read them: GEMM panels of A for row-major convolutions, and for channels-last ones GEMM
+/// panels of B or the depthwise `[tap][channel]` order. Returns the constants with the packed
+/// buffers appended, and each convolution's packed buffers (one per group) by address.
+fn prepack_weights(graph: &Graph, schedule: &[NodeId], plan: &MemoryPlan, mut consts: Vec<Vec<f32>>, ukernels: bool, tile_of: &dyn Fn(NodeId) -> Tile) -> (Vec<Vec<f32>>, HashMap<NodeId, Vec<u64>>) {
+    let mut prepacked = HashMap::new();
+    for &id in schedule {
+        let conv = match graph.node(id).op() {
+            Some(ops::Op::Conv2d(c)) => c,
+            Some(ops::Op::Fused(f)) => match f.anchor.as_deref() {
+                Some(ops::Op::Conv2d(c)) => c,
+                _ => continue,
+            },
+            _ => continue,
+        };
+        let operands = graph.operands(id);
+        let types = graph.operand_types(id);
+        let Some(Loc::Const(w)) = plan.locs.get(&operands[1]).copied() else { continue };
+        let ws = &types[1].shape;
+        let tile = tile_of(id);
+        let mut addrs = Vec::new();
+        if types[0].layout == Layout::Nhwc {
+            let kind = lower_nhwc::nhwc_conv_kind(conv, &types, ukernels);
+            if let Some(buf) = lower_nhwc::pack_weights(kind, &consts[w], ws, tile) {
+                // The heap buffer does not move when `consts` grows.
+                addrs.push(buf.as_ptr() as u64);
+                consts.push(buf);
+            }
+        } else if ukernels && lower::conv_uses_gemm(&types, true) {
+            let (fg, kk) = (ws[0] / conv.groups, ws[1] * ws[2] * ws[3]);
+            let blk = nnc_runtime::gemm::Blocking { kc: tile.kc, mc: tile.mc, nc: tile.nc };
+            for g in 0..conv.groups {
+                let mut buf = vec![0.0f32; nnc_runtime::gemm::packed_a_len(fg, kk, blk)];
+                // SAFETY: the weight buffer holds `groups·fg × kk` floats, row-major.
+                unsafe { nnc_runtime::gemm::pack_a_all(fg, kk, consts[w].as_ptr().add(g * fg * kk), kk as isize, 1, blk, &mut buf) };
+                addrs.push(buf.as_ptr() as u64);
+                consts.push(buf);
+            }
+        }
+        if !addrs.is_empty() {
+            prepacked.insert(id, addrs);
+        }
+    }
+    (consts, prepacked)
 }

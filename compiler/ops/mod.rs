@@ -12,6 +12,7 @@ mod conv;
 mod dense;
 mod elementwise;
 pub mod fused;
+pub mod layout;
 mod lstm;
 mod norm;
 mod pool;
@@ -21,6 +22,7 @@ mod structural;
 pub use call::{CallArgs, Const, OpError, OpResult, Operand};
 pub use conv::Conv2d;
 pub use dense::{Dense, MatMul};
+pub use layout::ConvertLayout;
 pub use elementwise::{broadcast_shapes, Binary, BinaryKind, Unary, UnaryKind};
 pub use lstm::Lstm;
 pub use norm::{BatchNorm, LayerNorm};
@@ -53,6 +55,8 @@ pub enum Op {
     Attention(Attention),
     /// Made by the `fuse-epilogues` pass, never written in sources.
     Fused(fused::Fused),
+    /// Made by the `select-layouts` pass, never written in sources.
+    ConvertLayout(ConvertLayout),
 }
 
 /// A parameter that a layer call creates because the call passed no weight tensors
@@ -94,7 +98,7 @@ pub enum Init {
 }
 
 /// Ops only passes make; IR text may name them, `.nn` sources may not.
-pub const IR_ONLY_OP_NAMES: &[&str] = &["fused"];
+pub const IR_ONLY_OP_NAMES: &[&str] = &["fused", "convert_layout"];
 
 /// Names callable in `.nn` sources, for "unknown op" suggestions.
 pub const OP_NAMES: &[&str] = &[
@@ -130,6 +134,7 @@ impl Op {
             "slice" => Slice::build(args),
             "attention" => Attention::build(args),
             "fused" => fused::Fused::build(args),
+            "convert_layout" => ConvertLayout::build(args),
             _ => return None,
         })
     }
@@ -155,6 +160,7 @@ impl Op {
             Op::Slice(_) => "slice",
             Op::Attention(_) => "attention",
             Op::Fused(_) => "fused",
+            Op::ConvertLayout(_) => "convert_layout",
         }
     }
 
@@ -178,12 +184,20 @@ impl Op {
             | Op::Transpose(_)
             | Op::Concat(_)
             | Op::Slice(_)
-            | Op::Attention(_) => self.name().to_string(),
+            | Op::Attention(_)
+            | Op::ConvertLayout(_) => self.name().to_string(),
         }
     }
 
     /// The result type for operands of these types, or why they are invalid.
     pub fn infer(&self, operands: &[&TensorType]) -> OpResult<TensorType> {
+        let ty = self.infer_shape(operands)?;
+        let layout = layout::result_layout(self, operands, ty.rank())?;
+        Ok(ty.with_layout(layout))
+    }
+
+    /// Dtype and shape (row-major) by each op's shape rule.
+    fn infer_shape(&self, operands: &[&TensorType]) -> OpResult<TensorType> {
         match self {
             Op::Conv2d(o) => o.infer(operands),
             Op::Dense(o) => o.infer(operands),
@@ -203,11 +217,16 @@ impl Op {
             Op::Slice(o) => o.infer(operands),
             Op::Attention(o) => o.infer(operands),
             Op::Fused(o) => o.infer(operands),
+            Op::ConvertLayout(o) => o.infer(operands),
         }
     }
 
     /// Reference semantics: the output for these inputs (all float, already type-checked).
     pub fn eval(&self, inputs: &[&Tensor], out: &TensorType) -> Tensor {
+        if let Op::ConvertLayout(_) = self {
+            // Values are logical: a change of memory order leaves them as they are.
+            return inputs[0].clone();
+        }
         if let Op::Fused(f) = self {
             let n = f.anchor_operands(inputs.len());
             let mut data = match &f.anchor {
@@ -238,7 +257,7 @@ impl Op {
             Op::Concat(o) => o.eval(&x, &shapes, &out.shape),
             Op::Slice(o) => o.eval(&x, &shapes, &out.shape),
             Op::Attention(o) => o.eval(&x, &shapes, &out.shape),
-            Op::Fused(_) => unreachable!("handled above"),
+            Op::Fused(_) | Op::ConvertLayout(_) => unreachable!("handled above"),
         };
         Tensor::from_f32(out.dtype, out.shape.clone(), data).expect("an op's output matches its inferred shape")
     }
@@ -262,6 +281,7 @@ impl Op {
             Op::Slice(o) => o.attrs(),
             Op::Attention(o) => o.attrs(),
             Op::Fused(o) => o.attrs(),
+            Op::ConvertLayout(o) => o.attrs(),
         }
     }
 
@@ -285,7 +305,8 @@ impl Op {
             | Op::Reshape(_)
             | Op::Transpose(_)
             | Op::Concat(_)
-            | Op::Slice(_) => 0,
+            | Op::Slice(_)
+            | Op::ConvertLayout(_) => 0,
         }
     }
 
@@ -331,7 +352,8 @@ impl Op {
             | Op::Transpose(_)
             | Op::Concat(_)
             | Op::Slice(_)
-            | Op::Attention(_) => None,
+            | Op::Attention(_)
+            | Op::ConvertLayout(_) => None,
         }
     }
 }

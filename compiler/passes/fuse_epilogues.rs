@@ -82,10 +82,14 @@ pub fn fuse_epilogues(graph: &mut Graph) -> bool {
         new_operands.extend(extra);
         graph.node_mut(id).kind = NodeKind::Op(Op::Fused(Fused { anchor, steps }));
         graph.set_operands(id, &new_operands);
-        // The group is the layer: it keeps its first op's name (`c1`, not `s2.relu`).
+        // An anchored group is the layer: it keeps the product's name (`c1`, not `s2.relu`).
+        // A chain computes its last op's value and keeps that name.
         let layer_name = graph.node(producer).name.clone();
+        let anchored = matches!(graph.node(id).op(), Some(Op::Fused(Fused { anchor: Some(_), .. })));
         graph.remove(producer);
-        graph.rename(id, layer_name);
+        if anchored {
+            graph.rename(id, layer_name);
+        }
         changed = true;
     }
     changed
@@ -141,7 +145,7 @@ mod tests {
             }",
         );
         // One loop for the whole chain; the broadcast add and the lone `neg` stay as they are.
-        assert!(ir.contains(r#"fused(%a, %b, %b, %a) epilogue=["sigmoid", "mul", "tanh", "rsub", "exp", "div", "relu"]"#), "{ir}");
+        assert!(ir.contains(r#"%y.relu = fused(%a, %b, %b, %a) epilogue=["sigmoid", "mul", "tanh", "rsub", "exp", "div", "relu"]"#), "{ir}");
         assert!(ir.contains("= add(") && ir.contains("= neg(%a)"), "{ir}");
     }
 }

@@ -2,18 +2,24 @@
 //! which it starts to run.
 //!
 //! Every pass is a free function `fn(&mut Graph) -> bool` (true if it changed anything) in its
-//! own file. Passes never change a graph's inputs or outputs, nor the values the outputs take
-//! (up to float rounding). The verifier runs after every pass in debug builds and tests.
+//! own file; passes that decide for the CPU code generator (layouts, tiles) also take the
+//! [`CpuTarget`] and run only when compiling for one. Passes never change a graph's inputs or
+//! outputs, nor the values the outputs take (up to float rounding). The verifier runs after
+//! every pass in debug builds and tests.
 
 mod eliminate_dead_code;
 mod fold_batch_norm;
 mod fold_constants;
 mod fuse_epilogues;
+mod select_layouts;
+mod select_tiles;
 
 pub use eliminate_dead_code::eliminate_dead_code;
 pub use fold_batch_norm::fold_batch_norm;
 pub use fold_constants::fold_constants;
 pub use fuse_epilogues::fuse_epilogues;
+pub use select_layouts::select_layouts;
+pub use select_tiles::select_tiles;
 
 #[cfg(test)]
 mod filetests;
@@ -21,21 +27,32 @@ mod filetests;
 pub mod testing;
 
 use crate::ir::{verify::verify, Graph};
+use crate::target::CpuTarget;
 
 pub struct Pass {
     /// The name `--dump-after` takes.
     pub name: &'static str,
     /// The lowest `-O` level that runs it.
     pub min_opt_level: u8,
-    pub run: fn(&mut Graph) -> bool,
+    pub run: PassFn,
+}
+
+#[derive(Clone, Copy)]
+pub enum PassFn {
+    /// Target-independent.
+    Graph(fn(&mut Graph) -> bool),
+    /// A decision for the CPU code generator; skipped when compiling for no CPU.
+    Cpu(fn(&mut Graph, &CpuTarget) -> bool),
 }
 
 /// The pipeline, in order.
 pub const PIPELINE: &[Pass] = &[
-    Pass { name: "fold-batch-norm", min_opt_level: 2, run: fold_batch_norm },
-    Pass { name: "fold-constants", min_opt_level: 1, run: fold_constants },
-    Pass { name: "fuse-epilogues", min_opt_level: 2, run: fuse_epilogues },
-    Pass { name: "eliminate-dead-code", min_opt_level: 1, run: eliminate_dead_code },
+    Pass { name: "fold-batch-norm", min_opt_level: 2, run: PassFn::Graph(fold_batch_norm) },
+    Pass { name: "fold-constants", min_opt_level: 1, run: PassFn::Graph(fold_constants) },
+    Pass { name: "fuse-epilogues", min_opt_level: 2, run: PassFn::Graph(fuse_epilogues) },
+    Pass { name: "eliminate-dead-code", min_opt_level: 1, run: PassFn::Graph(eliminate_dead_code) },
+    Pass { name: "select-layouts", min_opt_level: 2, run: PassFn::Cpu(select_layouts) },
+    Pass { name: "select-tiles", min_opt_level: 1, run: PassFn::Cpu(select_tiles) },
 ];
 
 pub fn pass_names() -> Vec<&'static str> {
@@ -50,11 +67,20 @@ pub struct PassError {
     pub problems: String,
 }
 
-/// Run every pass enabled at `opt_level`; `after_pass` sees the graph after each one (the
-/// `--dump-after` hook). `verify_each` runs the verifier after every pass.
-pub fn optimize(graph: &mut Graph, opt_level: u8, verify_each: bool, after_pass: &mut dyn FnMut(&str, &Graph)) -> Result<(), PassError> {
+/// Run every pass enabled at `opt_level` (the CPU passes only with a `target`); `after_pass`
+/// sees the graph after each one (the `--dump-after` hook). `verify_each` runs the verifier
+/// after every pass.
+pub fn optimize(graph: &mut Graph, opt_level: u8, target: Option<&CpuTarget>, verify_each: bool, after_pass: &mut dyn FnMut(&str, &Graph)) -> Result<(), PassError> {
     for pass in PIPELINE.iter().filter(|p| opt_level >= p.min_opt_level) {
-        (pass.run)(graph);
+        match (pass.run, target) {
+            (PassFn::Graph(run), _) => {
+                run(graph);
+            }
+            (PassFn::Cpu(run), Some(target)) => {
+                run(graph, target);
+            }
+            (PassFn::Cpu(_), None) => continue,
+        }
         if verify_each {
             verify(graph).map_err(|problems| PassError { pass: pass.name, problems })?;
         }

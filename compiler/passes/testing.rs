@@ -10,9 +10,14 @@ use nnc_runtime::Tensor;
 use rand::{RngExt, SeedableRng};
 use std::collections::BTreeMap;
 
-/// Look up a pass by its CLI name.
-pub fn pass_by_name(name: &str) -> fn(&mut Graph) -> bool {
-    super::PIPELINE.iter().find(|p| p.name == name).unwrap_or_else(|| panic!("no pass named {name}")).run
+/// Look up a pass by its CLI name; CPU passes run for the fixed reference target, so their
+/// results do not depend on the machine running the tests.
+pub fn pass_by_name(name: &str) -> impl Fn(&mut Graph) -> bool {
+    let run = super::PIPELINE.iter().find(|p| p.name == name).unwrap_or_else(|| panic!("no pass named {name}")).run;
+    move |g: &mut Graph| match run {
+        super::PassFn::Graph(f) => f(g),
+        super::PassFn::Cpu(f) => f(g, &crate::target::CpuTarget::reference()),
+    }
 }
 
 /// Seeded random inputs for every graph input.

@@ -4,18 +4,119 @@
 //! portable code). Generated code calls [`nnc_sgemm`] for the matrix products inside
 //! convolutions, dense layers and matmuls when microkernels are on.
 //!
-//! The structure is the classic one (Goto/BLIS): the `k` dimension is cut into `KC` slabs,
-//! `A` into `MC × KC` blocks packed into `MR`-row panels, `B` into `KC × NC` blocks packed into
-//! `NR`-column panels, and the microkernel keeps an `MR × NR` tile of `C` in registers.
+//! The structure is the classic one (Goto/BLIS): the `k` dimension is cut into `kc` slabs,
+//! `A` into `mc × kc` blocks packed into `MR`-row panels, `B` into `kc × nc` blocks packed into
+//! `NR`-column panels, and the microkernel keeps an `MR × NR` tile of `C` in registers. The
+//! compiler chooses `kc`, `mc` and `nc` per product from the cache sizes ([`Blocking`]).
 
 use std::sync::OnceLock;
 
-/// Depth of a packed slab: an `MR × KC` panel of A plus a `KC × NR` panel of B stay in L1.
-const KC: usize = 256;
-/// Rows of A packed at once: `MC × KC` floats stay in L2.
-const MC: usize = 96;
-/// Columns of B packed at once.
-const NC: usize = 2048;
+/// Cache blocking: the depth `kc` of a packed slab, and the rows `mc` of A and columns `nc` of
+/// B packed at once. Any positive sizes give the same result; they only change speed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Blocking {
+    pub kc: usize,
+    pub mc: usize,
+    pub nc: usize,
+}
+
+impl Blocking {
+    /// Sizes that are positive, with `mc` a whole number of micro-panels (packed A relies on
+    /// it) and the packing buffers bounded.
+    fn sanitized(self, mr: usize) -> Blocking {
+        Blocking { kc: self.kc.clamp(1, 1 << 14), mc: self.mc.clamp(1, 1 << 14).next_multiple_of(mr), nc: self.nc.clamp(1, 1 << 14) }
+    }
+
+    fn from_abi(kc: i64, mc: i64, nc: i64) -> Blocking {
+        let pos = |v: i64| v.max(1) as usize;
+        Blocking { kc: pos(kc), mc: pos(mc), nc: pos(nc) }
+    }
+}
+
+/// The activation an [`Epilogue`] ends with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Activation {
+    None,
+    Relu,
+    Relu6,
+}
+
+impl Activation {
+    /// The code generated code passes: 0 none, 1 ReLU, 2 ReLU6.
+    pub fn code(self) -> i64 {
+        match self {
+            Activation::None => 0,
+            Activation::Relu => 1,
+            Activation::Relu6 => 2,
+        }
+    }
+
+    fn from_code(code: i64) -> Activation {
+        match code {
+            1 => Activation::Relu,
+            2 => Activation::Relu6,
+            _ => Activation::None,
+        }
+    }
+}
+
+/// What happens to each element of C after its last product slab: add a bias (one per row or
+/// one per column), add a residual matrix (addressed with C's strides), then an activation.
+/// It runs on each register tile right after the microkernel stores it, while the tile is in
+/// L1, instead of as separate passes over C in memory. ReLU keeps NaN, as the interpreter does.
+#[derive(Clone, Copy, Debug)]
+pub struct Epilogue {
+    pub bias: *const f32,
+    pub bias_per_row: bool,
+    pub residual: *const f32,
+    pub act: Activation,
+}
+
+impl Epilogue {
+    pub const NONE: Epilogue = Epilogue { bias: std::ptr::null(), bias_per_row: false, residual: std::ptr::null(), act: Activation::None };
+
+    fn is_none(&self) -> bool {
+        self.bias.is_null() && self.residual.is_null() && self.act == Activation::None
+    }
+
+    /// The epilogue of the sub-product whose C starts at row `di`, column `dj`.
+    unsafe fn shifted(&self, di: usize, dj: usize, rsc: isize, csc: isize) -> Epilogue {
+        let bias = if self.bias.is_null() { self.bias } else { self.bias.add(if self.bias_per_row { di } else { dj }) };
+        let residual = if self.residual.is_null() { self.residual } else { self.residual.offset(di as isize * rsc + dj as isize * csc) };
+        Epilogue { bias, residual, ..*self }
+    }
+
+    /// Apply to the `rows × cols` tile of C at `c`, whose first element is C's `(i0, j0)`.
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn apply(&self, c: *mut f32, i0: usize, j0: usize, rows: usize, cols: usize, rsc: isize, csc: isize) {
+        for i in 0..rows {
+            let row = c.offset(i as isize * rsc);
+            let res_row = if self.residual.is_null() { std::ptr::null() } else { self.residual.offset((i0 + i) as isize * rsc + j0 as isize * csc) };
+            let row_bias = if !self.bias.is_null() && self.bias_per_row { *self.bias.add(i0 + i) } else { 0.0 };
+            for j in 0..cols {
+                let p = row.offset(j as isize * csc);
+                let mut v = *p;
+                if !self.bias.is_null() {
+                    v += if self.bias_per_row { row_bias } else { *self.bias.add(j0 + j) };
+                }
+                if !res_row.is_null() {
+                    v += *res_row.offset(j as isize * csc);
+                }
+                // `max`/`min` would turn NaN into the bound; comparisons keep it.
+                v = match self.act {
+                    Activation::None => v,
+                    Activation::Relu => if v < 0.0 { 0.0 } else { v },
+                    Activation::Relu6 => if v < 0.0 { 0.0 } else if v > 6.0 { 6.0 } else { v },
+                };
+                *p = v;
+            }
+        }
+    }
+
+    fn from_abi(bias: *const f32, bias_per_row: i64, residual: *const f32, act: i64) -> Epilogue {
+        Epilogue { bias, bias_per_row: bias_per_row != 0, residual, act: Activation::from_code(act) }
+    }
+}
 
 /// A microkernel: `C[0..MR, 0..NR] (+)= Apanel · Bpanel` over `kc`, with `C` strided.
 type Micro = unsafe fn(kc: usize, a: *const f32, b: *const f32, c: *mut f32, rsc: isize, csc: isize, accumulate: bool);
@@ -49,6 +150,12 @@ fn kernel() -> Kernel {
 /// The microkernel in use, e.g. `"avx512f 8x32"`.
 pub fn microkernel_name() -> &'static str {
     kernel().name
+}
+
+/// Rows and columns (`MR × NR`) of the microkernel's register tile of C.
+pub fn microkernel_shape() -> (usize, usize) {
+    let k = kernel();
+    (k.mr, k.nr)
 }
 
 /// Pack rows `0..mc` of an `mc × kc` block of A (element `(i, p)` at `a[i*rsa + p*csa]`) into
@@ -94,29 +201,70 @@ enum ASource {
     Packed(*const f32),
 }
 
-/// Rows of A once every `MC` block is padded to whole `MR` panels.
-fn padded_rows(m: usize, mr: usize) -> usize {
-    (0..m).step_by(MC).map(|ic| MC.min(m - ic).next_multiple_of(mr)).sum()
+/// Where the B operand comes from.
+#[derive(Clone, Copy)]
+enum BSource {
+    Strided(*const f32, isize, isize),
+    /// Laid out by [`pack_b_all`].
+    Packed(*const f32),
+}
+
+/// Floats [`pack_b_all`] writes for a `k × n` matrix.
+pub fn packed_b_len(k: usize, n: usize, blk: Blocking) -> usize {
+    let nr = kernel().nr;
+    let blk = blk.sanitized(kernel().mr);
+    (0..n).step_by(blk.nc).map(|jc| blk.nc.min(n - jc).next_multiple_of(nr)).sum::<usize>() * k
+}
+
+/// Where the packed `kc` slab at depth `pc` of the `nc` block at column `jc` starts.
+fn packed_b_offset(k: usize, jc: usize, pc: usize, nc: usize, nc_max: usize, nr: usize) -> usize {
+    (jc / nc_max) * nc_max.next_multiple_of(nr) * k + nc.next_multiple_of(nr) * pc
+}
+
+/// Pack all of B (`k × n`, strided) once, for [`sgemm_packed_b`] with the same blocking:
+/// every `nc` block, every `kc` slab, in the panel order the microkernel reads. Constant
+/// right-hand operands (channels-last convolution weights) are packed at compile time.
+///
+/// # Safety
+/// B must be valid for `p < k, j < n`; `out` must hold [`packed_b_len`] floats.
+pub unsafe fn pack_b_all(k: usize, n: usize, b: *const f32, rsb: isize, csb: isize, blk: Blocking, out: &mut [f32]) {
+    let (mr, nr) = (kernel().mr, kernel().nr);
+    let blk = blk.sanitized(mr);
+    for jc in (0..n).step_by(blk.nc) {
+        let nc = blk.nc.min(n - jc);
+        for pc in (0..k).step_by(blk.kc) {
+            let kc = blk.kc.min(k - pc);
+            let at = packed_b_offset(k, jc, pc, nc, blk.nc, nr);
+            pack_b(nr, kc, nc, b.offset(pc as isize * rsb + jc as isize * csb), rsb, csb, &mut out[at..]);
+        }
+    }
+}
+
+/// Rows of A once every `mc` block is padded to whole `MR` panels.
+fn padded_rows(m: usize, mr: usize, blk: Blocking) -> usize {
+    (0..m).step_by(blk.mc).map(|ic| blk.mc.min(m - ic).next_multiple_of(mr)).sum()
 }
 
 /// Floats [`pack_a_all`] writes for an `m × k` matrix.
-pub fn packed_a_len(m: usize, k: usize) -> usize {
-    padded_rows(m, kernel().mr) * k
+pub fn packed_a_len(m: usize, k: usize, blk: Blocking) -> usize {
+    let mr = kernel().mr;
+    padded_rows(m, mr, blk.sanitized(mr)) * k
 }
 
-/// Pack all of A (`m × k`, strided) once, for [`sgemm_packed_a`]: every `KC` slab, every `MC`
-/// block, in the panel order the microkernel reads. Constant operands (weights) are packed
-/// at compile time this way instead of on every call.
+/// Pack all of A (`m × k`, strided) once, for [`sgemm_packed_a`] with the same blocking:
+/// every `kc` slab, every `mc` block, in the panel order the microkernel reads. Constant
+/// operands (weights) are packed at compile time this way instead of on every call.
 ///
 /// # Safety
 /// A must be valid for `i < m, p < k`; `out` must hold [`packed_a_len`] floats.
-pub unsafe fn pack_a_all(m: usize, k: usize, a: *const f32, rsa: isize, csa: isize, out: &mut [f32]) {
+pub unsafe fn pack_a_all(m: usize, k: usize, a: *const f32, rsa: isize, csa: isize, blk: Blocking, out: &mut [f32]) {
     let mr = kernel().mr;
-    let rows = padded_rows(m, mr);
-    for pc in (0..k).step_by(KC) {
-        let kc = KC.min(k - pc);
-        for ic in (0..m).step_by(MC) {
-            let mc = MC.min(m - ic);
+    let blk = blk.sanitized(mr);
+    let rows = padded_rows(m, mr, blk);
+    for pc in (0..k).step_by(blk.kc) {
+        let kc = blk.kc.min(k - pc);
+        for ic in (0..m).step_by(blk.mc) {
+            let mc = blk.mc.min(m - ic);
             let at = rows * pc + ic * kc;
             pack_a(mr, mc, kc, a.offset(ic as isize * rsa + pc as isize * csa), rsa, csa, &mut out[at..]);
         }
@@ -130,44 +278,57 @@ pub unsafe fn pack_a_all(m: usize, k: usize, a: *const f32, rsa: isize, csa: isi
 /// Every element the strides address must be valid: A for `i < m, p < k`, B for `p < k,
 /// j < n`, C (writable) for `i < m, j < n`; C must not overlap A or B.
 #[allow(clippy::too_many_arguments)]
-pub unsafe fn sgemm(m: usize, n: usize, k: usize, a: *const f32, rsa: isize, csa: isize, b: *const f32, rsb: isize, csb: isize, c: *mut f32, rsc: isize, csc: isize, accumulate: bool) {
-    gemm(m, n, k, ASource::Strided(a, rsa, csa), b, rsb, csb, c, rsc, csc, accumulate)
+pub unsafe fn sgemm(m: usize, n: usize, k: usize, a: *const f32, rsa: isize, csa: isize, b: *const f32, rsb: isize, csb: isize, c: *mut f32, rsc: isize, csc: isize, accumulate: bool, blk: Blocking) {
+    gemm(m, n, k, ASource::Strided(a, rsa, csa), BSource::Strided(b, rsb, csb), c, rsc, csc, accumulate, blk, Epilogue::NONE)
 }
 
 /// Pointers a parallel GEMM shares between its tasks.
 #[derive(Clone, Copy)]
-struct Shared(ASource, *const f32, *mut f32);
+struct Shared(ASource, BSource, *mut f32, Epilogue);
 // SAFETY: tasks read A and B and write disjoint column ranges of C.
 unsafe impl Send for Shared {}
 unsafe impl Sync for Shared {}
 
 impl Shared {
     // A method, so closures capture the whole (Sync) struct rather than its raw fields.
-    fn parts(&self) -> (ASource, *const f32, *mut f32) {
-        (self.0, self.1, self.2)
+    fn parts(&self) -> (ASource, BSource, *mut f32, Epilogue) {
+        (self.0, self.1, self.2, self.3)
     }
 }
 
-/// [`gemm`] split across up to `threads` threads by ranges of whole `NR`-column tiles. Each
-/// tile of C is computed by exactly the same sequence of operations as on one thread, so the
-/// result is bit-identical for every thread count.
+/// [`gemm`] split across up to `threads` threads: by ranges of whole `NR`-column tiles, or,
+/// when B is packed (its columns cannot be cut apart), by ranges of whole `MR`-row tiles of a
+/// strided A. Each tile of C is computed by exactly the same sequence of operations as on one
+/// thread, so the result is bit-identical for every thread count.
 #[allow(clippy::too_many_arguments)]
-unsafe fn gemm_threaded(threads: usize, m: usize, n: usize, k: usize, a: ASource, b: *const f32, rsb: isize, csb: isize, c: *mut f32, rsc: isize, csc: isize, accumulate: bool) {
-    let nr = kernel().nr;
-    let tiles = n.div_ceil(nr);
+unsafe fn gemm_threaded(threads: usize, m: usize, n: usize, k: usize, a: ASource, b: BSource, c: *mut f32, rsc: isize, csc: isize, accumulate: bool, blk: Blocking, ep: Epilogue) {
+    let (mr, nr) = (kernel().mr, kernel().nr);
+    let by_rows = matches!(b, BSource::Packed(_));
+    let (extent, unit) = if by_rows { (m, mr) } else { (n, nr) };
+    let tiles = extent.div_ceil(unit);
     // Too little work per thread is not worth the hand-off.
-    let threads = threads.min(tiles / 2).max(1);
-    if threads == 1 || (m * n * k) < (1 << 18) {
-        return gemm(m, n, k, a, b, rsb, csb, c, rsc, csc, accumulate);
+    let mut threads = threads.min(tiles / 2).max(1);
+    if (m * n * k) < (1 << 18) || (by_rows && matches!(a, ASource::Packed(_))) {
+        threads = 1;
+    }
+    if threads == 1 {
+        return gemm(m, n, k, a, b, c, rsc, csc, accumulate, blk, ep);
     }
     let per = tiles.div_ceil(threads);
-    let shared = Shared(a, b, c);
+    let shared = Shared(a, b, c, ep);
     crate::pool::parallel_for(threads, &|t| {
-        let (a, b, c) = shared.parts();
-        let j0 = (t * per * nr).min(n);
-        let j1 = ((t + 1) * per * nr).min(n);
-        if j0 < j1 {
-            gemm(m, j1 - j0, k, a, b.offset(j0 as isize * csb), rsb, csb, c.offset(j0 as isize * csc), rsc, csc, accumulate);
+        let (a, b, c, ep) = shared.parts();
+        let lo = (t * per * unit).min(extent);
+        let hi = ((t + 1) * per * unit).min(extent);
+        if lo >= hi {
+            return;
+        }
+        if by_rows {
+            let ASource::Strided(ap, rsa, csa) = a else { unreachable!("checked above") };
+            gemm(hi - lo, n, k, ASource::Strided(ap.offset(lo as isize * rsa), rsa, csa), b, c.offset(lo as isize * rsc), rsc, csc, accumulate, blk, ep.shifted(lo, 0, rsc, csc));
+        } else {
+            let BSource::Strided(bp, rsb, csb) = b else { unreachable!("by columns only when B is strided") };
+            gemm(m, hi - lo, k, a, BSource::Strided(bp.offset(lo as isize * csb), rsb, csb), c.offset(lo as isize * csc), rsc, csc, accumulate, blk, ep.shifted(0, lo, rsc, csc));
         }
     });
 }
@@ -177,12 +338,21 @@ unsafe fn gemm_threaded(threads: usize, m: usize, n: usize, k: usize, a: ASource
 /// # Safety
 /// As [`sgemm`]; `a` holds [`packed_a_len`]`(m, k)` floats from [`pack_a_all`].
 #[allow(clippy::too_many_arguments)]
-pub unsafe fn sgemm_packed_a(m: usize, n: usize, k: usize, a: *const f32, b: *const f32, rsb: isize, csb: isize, c: *mut f32, rsc: isize, csc: isize, accumulate: bool) {
-    gemm(m, n, k, ASource::Packed(a), b, rsb, csb, c, rsc, csc, accumulate)
+pub unsafe fn sgemm_packed_a(m: usize, n: usize, k: usize, a: *const f32, b: *const f32, rsb: isize, csb: isize, c: *mut f32, rsc: isize, csc: isize, accumulate: bool, blk: Blocking) {
+    gemm(m, n, k, ASource::Packed(a), BSource::Strided(b, rsb, csb), c, rsc, csc, accumulate, blk, Epilogue::NONE)
+}
+
+/// [`sgemm`] with B already packed by [`pack_b_all`].
+///
+/// # Safety
+/// As [`sgemm`]; `b` holds [`packed_b_len`]`(k, n)` floats from [`pack_b_all`].
+#[allow(clippy::too_many_arguments)]
+pub unsafe fn sgemm_packed_b(m: usize, n: usize, k: usize, a: *const f32, rsa: isize, csa: isize, b: *const f32, c: *mut f32, rsc: isize, csc: isize, accumulate: bool, blk: Blocking) {
+    gemm(m, n, k, ASource::Strided(a, rsa, csa), BSource::Packed(b), c, rsc, csc, accumulate, blk, Epilogue::NONE)
 }
 
 #[allow(clippy::too_many_arguments)]
-unsafe fn gemm(m: usize, n: usize, k: usize, a: ASource, b: *const f32, rsb: isize, csb: isize, c: *mut f32, rsc: isize, csc: isize, accumulate: bool) {
+unsafe fn gemm(m: usize, n: usize, k: usize, a: ASource, b: BSource, c: *mut f32, rsc: isize, csc: isize, accumulate: bool, blk: Blocking, ep: Epilogue) {
     if m == 0 || n == 0 {
         return;
     }
@@ -194,18 +364,22 @@ unsafe fn gemm(m: usize, n: usize, k: usize, a: ASource, b: *const f32, rsb: isi
                 }
             }
         }
+        if !ep.is_none() {
+            ep.apply(c, 0, 0, m, n, rsc, csc);
+        }
         return;
     }
     let kern = kernel();
     let (mr, nr) = (kern.mr, kern.nr);
+    let Blocking { kc: kc_max, mc: mc_max, nc: nc_max } = blk.sanitized(mr);
     thread_local! {
         static BUFFERS: std::cell::RefCell<(Vec<f32>, Vec<f32>)> = const { std::cell::RefCell::new((Vec::new(), Vec::new())) };
     }
     BUFFERS.with(|bufs| {
         let mut bufs = bufs.borrow_mut();
         let (apack, bpack) = &mut *bufs;
-        let a_len = MC.next_multiple_of(mr) * KC;
-        let b_len = NC.next_multiple_of(nr) * KC;
+        let a_len = mc_max * kc_max;
+        let b_len = nc_max.next_multiple_of(nr) * kc_max;
         if apack.len() < a_len {
             apack.resize(a_len, 0.0);
         }
@@ -213,31 +387,40 @@ unsafe fn gemm(m: usize, n: usize, k: usize, a: ASource, b: *const f32, rsb: isi
             bpack.resize(b_len, 0.0);
         }
         let mut tile = [0.0f32; 16 * 32];
-        for jc in (0..n).step_by(NC) {
-            let nc = NC.min(n - jc);
-            for pc in (0..k).step_by(KC) {
-                let kc = KC.min(k - pc);
+        for jc in (0..n).step_by(nc_max) {
+            let nc = nc_max.min(n - jc);
+            for pc in (0..k).step_by(kc_max) {
+                let kc = kc_max.min(k - pc);
                 // The first slab writes C, later ones add to it.
                 let acc = accumulate || pc > 0;
-                pack_b(nr, kc, nc, b.offset(pc as isize * rsb + jc as isize * csb), rsb, csb, bpack);
-                for ic in (0..m).step_by(MC) {
-                    let mc = MC.min(m - ic);
+                let b_block = match b {
+                    BSource::Strided(b, rsb, csb) => {
+                        pack_b(nr, kc, nc, b.offset(pc as isize * rsb + jc as isize * csb), rsb, csb, bpack);
+                        bpack.as_ptr()
+                    }
+                    BSource::Packed(p) => p.add(packed_b_offset(k, jc, pc, nc, nc_max, nr)),
+                };
+                for ic in (0..m).step_by(mc_max) {
+                    let mc = mc_max.min(m - ic);
                     let a_block = match a {
                         ASource::Strided(a, rsa, csa) => {
                             pack_a(mr, mc, kc, a.offset(ic as isize * rsa + pc as isize * csa), rsa, csa, apack);
                             apack.as_ptr()
                         }
-                        ASource::Packed(p) => p.add(padded_rows(m, mr) * pc + ic * kc),
+                        ASource::Packed(p) => p.add(padded_rows(m, mr, Blocking { kc: kc_max, mc: mc_max, nc: nc_max }) * pc + ic * kc),
                     };
                     for jr in (0..nc).step_by(nr) {
                         let cols = nr.min(nc - jr);
-                        let bp = bpack.as_ptr().add(jr * kc);
+                        let bp = b_block.add(jr * kc);
                         for ir in (0..mc).step_by(mr) {
                             let rows = mr.min(mc - ir);
                             let ap = a_block.add(ir * kc);
                             let cp = c.offset((ic + ir) as isize * rsc + (jc + jr) as isize * csc);
                             if rows == mr && cols == nr {
                                 (kern.micro)(kc, ap, bp, cp, rsc, csc, acc);
+                                if pc + kc == k && !ep.is_none() {
+                                    ep.apply(cp, ic + ir, jc + jr, rows, cols, rsc, csc);
+                                }
                             } else {
                                 // Edge tile: compute the full tile aside, copy what exists.
                                 (kern.micro)(kc, ap, bp, tile.as_mut_ptr(), nr as isize, 1, false);
@@ -248,6 +431,9 @@ unsafe fn gemm(m: usize, n: usize, k: usize, a: ASource, b: *const f32, rsb: isi
                                         *dst = if acc { *dst + v } else { v };
                                     }
                                 }
+                                if pc + kc == k && !ep.is_none() {
+                                    ep.apply(cp, ic + ir, jc + jr, rows, cols, rsc, csc);
+                                }
                             }
                         }
                     }
@@ -257,14 +443,17 @@ unsafe fn gemm(m: usize, n: usize, k: usize, a: ASource, b: *const f32, rsb: isi
     });
 }
 
-/// [`sgemm`] with a C ABI, as generated code calls it.
+/// [`sgemm`] with a C ABI, as generated code calls it, plus an [`Epilogue`]: `bias` (null
+/// for none; `m` floats if `bias_per_row`, else `n`), `residual` (null, or a matrix with C's
+/// strides) and `act` ([`Activation::code`]).
 ///
 /// # Safety
-/// As [`sgemm`].
+/// As [`sgemm`]; `bias` and `residual` null or valid for the elements named above.
 #[no_mangle]
 #[allow(clippy::too_many_arguments)]
-pub unsafe extern "C" fn nnc_sgemm(m: i64, n: i64, k: i64, a: *const f32, rsa: i64, csa: i64, b: *const f32, rsb: i64, csb: i64, c: *mut f32, rsc: i64, csc: i64, accumulate: i64, threads: i64) {
-    gemm_threaded(threads.max(1) as usize, m as usize, n as usize, k as usize, ASource::Strided(a, rsa as isize, csa as isize), b, rsb as isize, csb as isize, c, rsc as isize, csc as isize, accumulate != 0);
+pub unsafe extern "C" fn nnc_sgemm(m: i64, n: i64, k: i64, a: *const f32, rsa: i64, csa: i64, b: *const f32, rsb: i64, csb: i64, c: *mut f32, rsc: i64, csc: i64, accumulate: i64, threads: i64, kc: i64, mc: i64, nc: i64, bias: *const f32, bias_per_row: i64, residual: *const f32, act: i64) {
+    let ep = Epilogue::from_abi(bias, bias_per_row, residual, act);
+    gemm_threaded(threads.max(1) as usize, m as usize, n as usize, k as usize, ASource::Strided(a, rsa as isize, csa as isize), BSource::Strided(b, rsb as isize, csb as isize), c, rsc as isize, csc as isize, accumulate != 0, Blocking::from_abi(kc, mc, nc), ep);
 }
 
 unsafe fn micro_portable_4x8(kc: usize, a: *const f32, b: *const f32, c: *mut f32, rsc: isize, csc: isize, accumulate: bool) {
@@ -375,37 +564,72 @@ mod tests {
 
     #[test]
     fn matches_naive_product_on_awkward_sizes() {
-        for &(m, n, k) in &[(1, 1, 1), (7, 33, 5), (17, 65, 300), (100, 10, 513), (1, 1000, 64), (64, 1, 64)] {
-            let a: Vec<f32> = (0..m * k).map(|i| ((i * 7 % 13) as f32 - 6.0) / 7.0).collect();
-            let b: Vec<f32> = (0..k * n).map(|i| ((i * 5 % 11) as f32 - 5.0) / 5.0).collect();
-            let want = naive(m, n, k, &a, &b);
-            let mut c = vec![1.0f32; m * n];
-            unsafe { sgemm(m, n, k, a.as_ptr(), k as isize, 1, b.as_ptr(), n as isize, 1, c.as_mut_ptr(), n as isize, 1, false) };
-            for (x, y) in c.iter().zip(&want) {
-                assert!((x - y).abs() <= 1e-4 * (1.0 + y.abs()), "{m}x{n}x{k}: {x} vs {y}");
-            }
-            // Accumulating adds to C; a transposed view of B (column stride n → 1) works too.
-            let mut bt = vec![0.0f32; k * n];
-            for p in 0..k {
-                for j in 0..n {
-                    bt[j * k + p] = b[p * n + j];
+        // Small blocks cut every product into several slabs and blocks; large ones do not.
+        for blk in [Blocking { kc: 64, mc: 20, nc: 96 }, Blocking { kc: 256, mc: 1792, nc: 4096 }] {
+            for &(m, n, k) in &[(1, 1, 1), (7, 33, 5), (17, 65, 300), (100, 10, 513), (1, 1000, 64), (64, 1, 64), (300, 40, 90)] {
+                let a: Vec<f32> = (0..m * k).map(|i| ((i * 7 % 13) as f32 - 6.0) / 7.0).collect();
+                let b: Vec<f32> = (0..k * n).map(|i| ((i * 5 % 11) as f32 - 5.0) / 5.0).collect();
+                let want = naive(m, n, k, &a, &b);
+                let mut c = vec![1.0f32; m * n];
+                unsafe { sgemm(m, n, k, a.as_ptr(), k as isize, 1, b.as_ptr(), n as isize, 1, c.as_mut_ptr(), n as isize, 1, false, blk) };
+                for (x, y) in c.iter().zip(&want) {
+                    assert!((x - y).abs() <= 1e-4 * (1.0 + y.abs()), "{m}x{n}x{k} {blk:?}: {x} vs {y}");
+                }
+                // Accumulating adds to C; a transposed view of B (column stride n → 1) works too.
+                let mut bt = vec![0.0f32; k * n];
+                for p in 0..k {
+                    for j in 0..n {
+                        bt[j * k + p] = b[p * n + j];
+                    }
+                }
+                let mut c2 = vec![1.0f32; m * n];
+                unsafe { sgemm(m, n, k, a.as_ptr(), k as isize, 1, bt.as_ptr(), 1, k as isize, c2.as_mut_ptr(), n as isize, 1, true, blk) };
+                for (x, y) in c2.iter().zip(&want) {
+                    assert!((x - (y + 1.0)).abs() <= 1e-4 * (2.0 + y.abs()), "{m}x{n}x{k} accumulate: {x} vs {}", y + 1.0);
+                }
+                // A packed once ahead of time gives the same product.
+                let mut packed = vec![0.0f32; packed_a_len(m, k, blk)];
+                unsafe { pack_a_all(m, k, a.as_ptr(), k as isize, 1, blk, &mut packed) };
+                let mut c3 = vec![0.0f32; m * n];
+                unsafe { sgemm_packed_a(m, n, k, packed.as_ptr(), b.as_ptr(), n as isize, 1, c3.as_mut_ptr(), n as isize, 1, false, blk) };
+                assert_eq!(c3, c, "{m}x{n}x{k} packed A");
+                // Two threads give the very same bits.
+                let mut c4 = vec![0.0f32; m * n];
+                let (kc, mc, nc) = (blk.kc as i64, blk.mc as i64, blk.nc as i64);
+                unsafe { nnc_sgemm(m as i64, n as i64, k as i64, a.as_ptr(), k as i64, 1, b.as_ptr(), n as i64, 1, c4.as_mut_ptr(), n as i64, 1, 0, 2, kc, mc, nc, std::ptr::null(), 0, std::ptr::null(), 0) };
+                assert_eq!(c4, c, "{m}x{n}x{k} two threads");
+                // So does B packed ahead of time, on one thread or two (split by rows).
+                let mut packed_b = vec![0.0f32; packed_b_len(k, n, blk)];
+                unsafe { pack_b_all(k, n, b.as_ptr(), n as isize, 1, blk, &mut packed_b) };
+                let mut c5 = vec![0.0f32; m * n];
+                unsafe { sgemm_packed_b(m, n, k, a.as_ptr(), k as isize, 1, packed_b.as_ptr(), c5.as_mut_ptr(), n as isize, 1, false, blk) };
+                assert_eq!(c5, c, "{m}x{n}x{k} packed B");
+                let mut c6 = vec![0.0f32; m * n];
+                unsafe { nnc_sgemm_packed_b(m as i64, n as i64, k as i64, a.as_ptr(), k as i64, 1, packed_b.as_ptr(), c6.as_mut_ptr(), n as i64, 1, 0, 2, kc, mc, nc, std::ptr::null(), 0, std::ptr::null(), 0) };
+                assert_eq!(c6, c, "{m}x{n}x{k} packed B, two threads");
+                // The epilogue: bias per row or column, residual, activation, on both
+                // splits of the work; exactly what applying them to C afterwards gives.
+                let bias: Vec<f32> = (0..m.max(n)).map(|i| (i % 7) as f32 - 3.0).collect();
+                let residual: Vec<f32> = (0..m * n).map(|i| (i % 5) as f32 * 0.5 - 1.0).collect();
+                for (per_row, act) in [(true, Activation::Relu6), (false, Activation::Relu)] {
+                    let want: Vec<f32> = (0..m * n)
+                        .map(|idx| {
+                            let v = c[idx] + bias[if per_row { idx / n } else { idx % n }] + residual[idx];
+                            match act {
+                                Activation::Relu6 => v.clamp(0.0, 6.0),
+                                _ => v.max(0.0),
+                            }
+                        })
+                        .collect();
+                    let (bp, rp) = (bias.as_ptr(), residual.as_ptr());
+                    let mut c7 = vec![0.0f32; m * n];
+                    unsafe { nnc_sgemm(m as i64, n as i64, k as i64, a.as_ptr(), k as i64, 1, b.as_ptr(), n as i64, 1, c7.as_mut_ptr(), n as i64, 1, 0, 2, kc, mc, nc, bp, per_row as i64, rp, act.code()) };
+                    assert_eq!(c7, want, "{m}x{n}x{k} epilogue by columns");
+                    let mut c8 = vec![0.0f32; m * n];
+                    unsafe { nnc_sgemm_packed_b(m as i64, n as i64, k as i64, a.as_ptr(), k as i64, 1, packed_b.as_ptr(), c8.as_mut_ptr(), n as i64, 1, 0, 2, kc, mc, nc, bp, per_row as i64, rp, act.code()) };
+                    assert_eq!(c8, want, "{m}x{n}x{k} epilogue by rows");
                 }
             }
-            let mut c2 = vec![1.0f32; m * n];
-            unsafe { sgemm(m, n, k, a.as_ptr(), k as isize, 1, bt.as_ptr(), 1, k as isize, c2.as_mut_ptr(), n as isize, 1, true) };
-            for (x, y) in c2.iter().zip(&want) {
-                assert!((x - (y + 1.0)).abs() <= 1e-4 * (2.0 + y.abs()), "{m}x{n}x{k} accumulate: {x} vs {}", y + 1.0);
-            }
-            // A packed once ahead of time gives the same product.
-            let mut packed = vec![0.0f32; packed_a_len(m, k)];
-            unsafe { pack_a_all(m, k, a.as_ptr(), k as isize, 1, &mut packed) };
-            let mut c3 = vec![0.0f32; m * n];
-            unsafe { sgemm_packed_a(m, n, k, packed.as_ptr(), b.as_ptr(), n as isize, 1, c3.as_mut_ptr(), n as isize, 1, false) };
-            assert_eq!(c3, c, "{m}x{n}x{k} packed A");
-            // Two threads give the very same bits.
-            let mut c4 = vec![0.0f32; m * n];
-            unsafe { nnc_sgemm(m as i64, n as i64, k as i64, a.as_ptr(), k as i64, 1, b.as_ptr(), n as i64, 1, c4.as_mut_ptr(), n as i64, 1, 0, 2) };
-            assert_eq!(c4, c, "{m}x{n}x{k} two threads");
         }
     }
 }
@@ -416,8 +640,50 @@ mod tests {
 /// As [`sgemm_packed_a`].
 #[no_mangle]
 #[allow(clippy::too_many_arguments)]
-pub unsafe extern "C" fn nnc_sgemm_packed_a(m: i64, n: i64, k: i64, a: *const f32, b: *const f32, rsb: i64, csb: i64, c: *mut f32, rsc: i64, csc: i64, accumulate: i64, threads: i64) {
-    gemm_threaded(threads.max(1) as usize, m as usize, n as usize, k as usize, ASource::Packed(a), b, rsb as isize, csb as isize, c, rsc as isize, csc as isize, accumulate != 0);
+pub unsafe extern "C" fn nnc_sgemm_packed_a(m: i64, n: i64, k: i64, a: *const f32, b: *const f32, rsb: i64, csb: i64, c: *mut f32, rsc: i64, csc: i64, accumulate: i64, threads: i64, kc: i64, mc: i64, nc: i64, bias: *const f32, bias_per_row: i64, residual: *const f32, act: i64) {
+    let ep = Epilogue::from_abi(bias, bias_per_row, residual, act);
+    gemm_threaded(threads.max(1) as usize, m as usize, n as usize, k as usize, ASource::Packed(a), BSource::Strided(b, rsb as isize, csb as isize), c, rsc as isize, csc as isize, accumulate != 0, Blocking::from_abi(kc, mc, nc), ep);
+}
+
+/// [`sgemm_packed_b`] with a C ABI.
+///
+/// # Safety
+/// As [`sgemm_packed_b`].
+#[no_mangle]
+#[allow(clippy::too_many_arguments)]
+pub unsafe extern "C" fn nnc_sgemm_packed_b(m: i64, n: i64, k: i64, a: *const f32, rsa: i64, csa: i64, b: *const f32, c: *mut f32, rsc: i64, csc: i64, accumulate: i64, threads: i64, kc: i64, mc: i64, nc: i64, bias: *const f32, bias_per_row: i64, residual: *const f32, act: i64) {
+    let ep = Epilogue::from_abi(bias, bias_per_row, residual, act);
+    gemm_threaded(threads.max(1) as usize, m as usize, n as usize, k as usize, ASource::Strided(a, rsa as isize, csa as isize), BSource::Packed(b), c, rsc as isize, csc as isize, accumulate != 0, Blocking::from_abi(kc, mc, nc), ep);
+}
+
+/// Unfold one channels-last image for convolution as a matrix product: row `oy·ow + ox`,
+/// column `(ky·kw + kx)·c + ch` of `col` is channel `ch` of the input pixel under tap
+/// `(ky, kx)` of output `(oy, ox)`, or 0 where the tap falls in the padding. Each tap copies
+/// `c` contiguous floats.
+///
+/// # Safety
+/// `input` holds `h·w·c` floats (NHWC) and `col` has room for `oh·ow·kh·kw·c`.
+#[no_mangle]
+#[allow(clippy::too_many_arguments)]
+pub unsafe extern "C" fn nnc_im2col_nhwc(input: *const f32, c: i64, h: i64, w: i64, kh: i64, kw: i64, sh: i64, sw: i64, dh: i64, dw: i64, pt: i64, pl: i64, oh: i64, ow: i64, col: *mut f32) {
+    let run = c as usize;
+    let mut o = col;
+    for oy in 0..oh {
+        for ox in 0..ow {
+            for ky in 0..kh {
+                let iy = oy * sh + ky * dh - pt;
+                for kx in 0..kw {
+                    let ix = ox * sw + kx * dw - pl;
+                    if iy < 0 || iy >= h || ix < 0 || ix >= w {
+                        std::ptr::write_bytes(o, 0, run);
+                    } else {
+                        std::ptr::copy_nonoverlapping(input.offset(((iy * w + ix) * c) as isize), o, run);
+                    }
+                    o = o.add(run);
+                }
+            }
+        }
+    }
 }
 
 /// Unfold one image for convolution as a matrix product: row `(c·kh + ky)·kw + kx`, column

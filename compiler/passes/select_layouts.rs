@@ -1,0 +1,232 @@
+//! Layout selection for the CPU: which rank-4 activations are stored channels-last (NHWC)
+//! rather than row-major (NCHW), and where `convert_layout` ops go between them.
+//!
+//! Each op that can run either way (by the layout rule in `ops::layout`, and with a CPU kernel
+//! for it) is a free choice; everything else is row-major, as are the graph's inputs, weights
+//! and outputs. The choice minimizes estimated time: the ops' own run time in each layout plus
+//! the conversions the choice forces. With two layouts that is a minimum s–t cut: the source
+//! side is row-major, the sink side channels-last, an op's preference is an edge to the side
+//! it would rather not leave, and each producer–consumer pair is an edge whose capacity is the
+//! cost of converting the value between them. The cut is exact, not a heuristic: no other
+//! labelling has a lower estimated cost. (A value converted for several consumers is charged
+//! once per consumer, an over-estimate that only makes conversions rarer.)
+//!
+//! The estimate, in picoseconds, comes from measurements on this code generator (BENCHMARKS.md,
+//! "layouts"): depthwise convolutions are the ops whose speed depends on layout (channels-last
+//! vectorizes along channels; row-major cannot at stride 2 and reloads every output once per
+//! tap at stride 1); a conversion is a transpose that touches each element once.
+
+use crate::ir::{Graph, Layout, Node, NodeId, NodeKind};
+use crate::jit::lower_nhwc::{nhwc_conv_kind, NhwcConv};
+use crate::ops::layout::{follows, ConvertLayout, Follows};
+use crate::ops::Op;
+use crate::target::CpuTarget;
+use petgraph::algo::dinics;
+use petgraph::graph::{DiGraph, NodeIndex};
+use petgraph::visit::EdgeRef;
+use std::collections::HashMap;
+
+/// Time of one multiply-accumulate of a depthwise convolution, per layout.
+const DEPTHWISE_PS_PER_MAC_NCHW: u64 = 600;
+const DEPTHWISE_PS_PER_MAC_NHWC: u64 = 100;
+/// Time to convert one element between layouts.
+const CONVERT_PS_PER_ELEMENT: u64 = 1000;
+
+/// The layout rule of `id`, if it is free to run channels-last on `target`.
+fn free_rule(graph: &Graph, id: NodeId, target: &CpuTarget) -> Option<Follows> {
+    let node = graph.node(id);
+    let op = node.op()?;
+    let operands = graph.operand_types(id);
+    let rule = follows(op, &operands, node.ty.rank())?;
+    let conv = match op {
+        Op::Conv2d(c) => Some(c),
+        Op::Fused(f) => match f.anchor.as_deref() {
+            Some(Op::Conv2d(c)) => Some(c),
+            _ => None,
+        },
+        _ => None,
+    };
+    // Only convolutions with a fast channels-last kernel; the direct one is a fallback.
+    match conv.map(|c| nhwc_conv_kind(c, &operands, target.ukernels)) {
+        Some(NhwcConv::Direct) => None,
+        Some(NhwcConv::Depthwise | NhwcConv::Gemm) | None => Some(rule),
+    }
+}
+
+/// Estimated run time of `id` (free) as (row-major, channels-last).
+fn op_cost(graph: &Graph, id: NodeId) -> (u64, u64) {
+    let node = graph.node(id);
+    let op = node.op().expect("free nodes are ops");
+    let anchor = match op {
+        Op::Fused(f) => f.anchor.as_deref(),
+        op => Some(op),
+    };
+    match anchor {
+        Some(Op::Conv2d(c)) if c.groups > 1 => {
+            let macs = op.macs(&graph.operand_types(id), &node.ty);
+            (macs * DEPTHWISE_PS_PER_MAC_NCHW, macs * DEPTHWISE_PS_PER_MAC_NHWC)
+        }
+        _ => (0, 0),
+    }
+}
+
+fn convert_cost(graph: &Graph, id: NodeId) -> u64 {
+    graph.node(id).ty.numel() as u64 * CONVERT_PS_PER_ELEMENT
+}
+
+pub fn select_layouts(graph: &mut Graph, target: &CpuTarget) -> bool {
+    // Layouts are chosen once; a graph that has any is left as it is.
+    let chosen = graph.node_ids().any(|id| graph.node(id).ty.layout != Layout::RowMajor || matches!(graph.node(id).op(), Some(Op::ConvertLayout(_))));
+    if chosen {
+        return false;
+    }
+    let order = graph.topo_order();
+    let rules: HashMap<NodeId, Follows> = order.iter().filter_map(|&id| free_rule(graph, id, target).map(|r| (id, r))).collect();
+    if rules.is_empty() {
+        return false;
+    }
+
+    // The cut network: source = row-major, sink = channels-last.
+    let mut net: DiGraph<(), u64> = DiGraph::new();
+    let (source, sink) = (net.add_node(()), net.add_node(()));
+    let vertex: HashMap<NodeId, NodeIndex> = rules.keys().map(|&id| (id, net.add_node(()))).collect();
+    // A value whose layout can change: a free node whose result follows its layout.
+    let free_value = |id: NodeId| rules.get(&id).is_some_and(|r| r.result);
+    for (&id, rule) in &rules {
+        let v = vertex[&id];
+        let (row_major, channels_last) = op_cost(graph, id);
+        if row_major > channels_last {
+            net.add_edge(v, sink, row_major - channels_last);
+        } else if channels_last > row_major {
+            net.add_edge(source, v, channels_last - row_major);
+        }
+        for &pos in &rule.operands {
+            let producer = graph.operands(id)[pos];
+            let cost = convert_cost(graph, producer);
+            if free_value(producer) {
+                let u = vertex[&producer];
+                net.add_edge(u, v, cost);
+                net.add_edge(v, u, cost);
+            } else {
+                net.add_edge(source, v, cost);
+            }
+        }
+        // Consumers that need it row-major (or being an output) cost a conversion if the value
+        // is channels-last.
+        if rule.result {
+            let row_major_use = graph.is_output(id)
+                || graph.users(id).iter().any(|&(user, pos)| !rules.get(&user).is_some_and(|r| r.operands.contains(&pos)));
+            if row_major_use {
+                net.add_edge(source, v, convert_cost(graph, id));
+            }
+        }
+    }
+    let (_, flows) = dinics(&net, source, sink);
+    // Row-major: what the source still reaches through edges with spare capacity (forwards)
+    // or flow to cancel (backwards).
+    let mut row_major = vec![false; net.node_count()];
+    let mut stack = vec![source];
+    row_major[source.index()] = true;
+    while let Some(n) = stack.pop() {
+        let forward = net.edges(n).filter(|e| flows[e.id().index()] < *e.weight()).map(|e| e.target());
+        let backward = net.edges_directed(n, petgraph::Direction::Incoming).filter(|e| flows[e.id().index()] > 0).map(|e| e.source());
+        let next: Vec<NodeIndex> = forward.chain(backward).filter(|m| !row_major[m.index()]).collect();
+        for m in next {
+            row_major[m.index()] = true;
+            stack.push(m);
+        }
+    }
+    let channels_last: HashMap<NodeId, bool> = vertex.iter().map(|(&id, v)| (id, !row_major[v.index()])).collect();
+    if !channels_last.values().any(|&c| c) {
+        return false;
+    }
+
+    // Rewrite: set result layouts in topological order, then give every operand the layout its
+    // consumer reads, converting where they differ (one conversion per value and layout).
+    let mut conversions: HashMap<(NodeId, Layout), NodeId> = HashMap::new();
+    for &id in &order {
+        let Some(rule) = rules.get(&id) else {
+            retarget_operands(graph, id, &[], Layout::RowMajor, &mut conversions);
+            continue;
+        };
+        let layout = if channels_last[&id] { Layout::Nhwc } else { Layout::RowMajor };
+        retarget_operands(graph, id, &rule.operands, layout, &mut conversions);
+        if rule.result {
+            graph.node_mut(id).ty.layout = layout;
+        }
+    }
+    for i in 0..graph.outputs.len() {
+        let id = graph.outputs[i].1;
+        if graph.node(id).ty.layout != Layout::RowMajor {
+            graph.outputs[i].1 = convert(graph, id, Layout::RowMajor, &mut conversions);
+        }
+    }
+    true
+}
+
+/// Make operand `pos ∈ following` of `id` arrive in `layout`, every other operand row-major.
+fn retarget_operands(graph: &mut Graph, id: NodeId, following: &[usize], layout: Layout, conversions: &mut HashMap<(NodeId, Layout), NodeId>) {
+    let mut operands = graph.operands(id);
+    let mut changed = false;
+    for (pos, operand) in operands.iter_mut().enumerate() {
+        let want = if following.contains(&pos) { layout } else { Layout::RowMajor };
+        if graph.node(*operand).ty.layout != want {
+            *operand = convert(graph, *operand, want, conversions);
+            changed = true;
+        }
+    }
+    if changed {
+        graph.set_operands(id, &operands);
+    }
+}
+
+fn convert(graph: &mut Graph, value: NodeId, to: Layout, conversions: &mut HashMap<(NodeId, Layout), NodeId>) -> NodeId {
+    if let Some(&c) = conversions.get(&(value, to)) {
+        return c;
+    }
+    let from = graph.node(value);
+    let node = Node { name: format!("{}.to_{}", from.name, to.name()), kind: NodeKind::Op(Op::ConvertLayout(ConvertLayout { to })), ty: from.ty.with_layout(to), span: None, tile: None };
+    let c = graph.add(node, &[value]);
+    conversions.insert((value, to), c);
+    c
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::passes::testing::check_pass;
+
+    #[test]
+    fn depthwise_blocks_run_channels_last_with_conversions_only_at_the_ends() {
+        // An inverted-residual block: expand, depthwise, project, residual add. The depthwise
+        // convolution pulls its neighbours channels-last; the input converts once on the way
+        // in and the pooled result needs no conversion on the way out.
+        let ir = check_pass(
+            "select-layouts",
+            "model m {
+                input x: f32[1, 16, 10, 10]
+                e = relu6(conv2d(x, filters=32, kernel=1))
+                d = relu6(conv2d(e, filters=32, kernel=3, padding=1, groups=32))
+                p = conv2d(d, filters=16, kernel=1)
+                r = p + x
+                output y = flatten(global_avg_pool(r))
+            }",
+        );
+        assert_eq!(ir.matches("convert_layout(").count(), 1, "{ir}");
+        assert!(ir.contains(r#"%x.to_nhwc = convert_layout(%x) to="nhwc""#), "{ir}");
+        assert!(ir.contains("groups=32 : f32[1, 32, 10, 10] nhwc"), "{ir}");
+        assert!(ir.contains("global_avg_pool(%r) : f32[1, 16, 1, 1] nchw"), "{ir}");
+    }
+
+    #[test]
+    fn plain_convolutions_stay_row_major() {
+        let ir = check_pass(
+            "select-layouts",
+            "model m {
+                input x: f32[1, 3, 16, 16]
+                c = relu(conv2d(x, filters=16, kernel=3, padding=1))
+                output y = max_pool(c, kernel=2)
+            }",
+        );
+        assert!(!ir.contains("nhwc"), "{ir}");
+    }
+}

@@ -1,0 +1,45 @@
+//! Cache tiling for the CPU: every node whose kernel runs a matrix product through a GEMM gets
+//! the blocking `CpuTarget::gemm_tile` derives from the cache sizes and the microkernel's
+//! register tile, recorded on the node (`tile="8x32 kc=256 mc=1792 nc=4096"` in IR dumps) and
+//! used by the code generator as is.
+
+use crate::ir::Graph;
+use crate::jit::lower::gemm_shape;
+use crate::target::CpuTarget;
+
+pub fn select_tiles(graph: &mut Graph, target: &CpuTarget) -> bool {
+    let mut changed = false;
+    for id in graph.topo_order() {
+        let node = graph.node(id);
+        let Some(op) = node.op() else { continue };
+        let tile = gemm_shape(op, &graph.operand_types(id), &node.ty, target.ukernels).map(|[m, n, k]| target.gemm_tile(m, n, k));
+        if graph.node(id).tile != tile {
+            graph.node_mut(id).tile = tile;
+            changed = true;
+        }
+    }
+    changed
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::passes::testing::check_pass;
+
+    #[test]
+    fn products_get_cache_blocking_clamped_to_their_size() {
+        let ir = check_pass(
+            "select-tiles",
+            "model m {
+                input x: f32[16, 300]
+                h = relu(dense(x, units=64))
+                output y = matmul(h, transpose(h))
+                output z = sigmoid(h)
+            }",
+        );
+        // The dense layer is 16 × 64 × 300: kc 256 of 300, mc the 16 rows, nc 64 columns.
+        assert!(ir.contains(r#"tile="8x32 kc=256 mc=16 nc=64""#), "{ir}");
+        // The 16 × 16 × 64 product.
+        assert!(ir.contains(r#"tile="8x32 kc=64 mc=16 nc=32""#), "{ir}");
+        assert_eq!(ir.matches("tile=").count(), 2, "{ir}");
+    }
+}

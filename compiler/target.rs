@@ -1,0 +1,196 @@
+//! What the compiler knows about the CPU it generates code for: the data caches and the
+//! register tile of the GEMM microkernel. Tiling and layout selection derive their choices
+//! from this, analytically; nothing is searched or timed.
+
+use std::fmt;
+
+/// One data cache level.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Cache {
+    pub bytes: usize,
+    pub ways: usize,
+    pub line: usize,
+}
+
+impl Cache {
+    /// Sets of `ways` lines each.
+    pub fn sets(&self) -> usize {
+        (self.bytes / (self.ways * self.line)).max(1)
+    }
+
+    /// Bytes in one way (one line of every set).
+    pub fn way_bytes(&self) -> usize {
+        self.sets() * self.line
+    }
+}
+
+/// The CPU a model is compiled for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CpuTarget {
+    pub l1d: Cache,
+    pub l2: Cache,
+    /// The last-level cache, if there is one beyond L2.
+    pub l3: Option<Cache>,
+    /// Whether matrix products call the runtime's microkernels (else Cranelift's own tile).
+    pub ukernels: bool,
+    /// The register tile `MR × NR` of the GEMM that runs matrix products.
+    pub mr: usize,
+    pub nr: usize,
+}
+
+/// Rows and columns of the Cranelift-generated GEMM's register tile (`jit::lower`): 12 `f32x4`
+/// accumulators fit x86-64's 16 xmm registers with room for two vectors of B and one of A.
+pub const CRANELIFT_TILE: (usize, usize) = (6, 8);
+
+/// Caches assumed when the host does not describe its own: a common x86-64 core.
+const FALLBACK_L1D: Cache = Cache { bytes: 32 << 10, ways: 8, line: 64 };
+const FALLBACK_L2: Cache = Cache { bytes: 1 << 20, ways: 16, line: 64 };
+
+impl CpuTarget {
+    /// This machine, as Linux describes its caches in `/sys` (fallbacks elsewhere), with the
+    /// microkernel the runtime selected from the CPU's features.
+    pub fn host(ukernels: bool) -> CpuTarget {
+        let caches = host_caches();
+        let find = |level: usize| caches.iter().find(|(l, _)| *l == level).map(|(_, c)| *c);
+        let (mr, nr) = if ukernels { nnc_runtime::gemm::microkernel_shape() } else { CRANELIFT_TILE };
+        CpuTarget { l1d: find(1).unwrap_or(FALLBACK_L1D), l2: find(2).unwrap_or(FALLBACK_L2), l3: find(3), ukernels, mr, nr }
+    }
+
+    /// A fixed machine for tests and snapshots, independent of the host: 48 KiB 12-way L1d,
+    /// 2 MiB 16-way L2, 32 MiB 16-way L3 and the AVX-512 8×32 microkernel.
+    pub fn reference() -> CpuTarget {
+        CpuTarget {
+            l1d: Cache { bytes: 48 << 10, ways: 12, line: 64 },
+            l2: Cache { bytes: 2 << 20, ways: 16, line: 64 },
+            l3: Some(Cache { bytes: 32 << 20, ways: 16, line: 64 }),
+            ukernels: true,
+            mr: 8,
+            nr: 32,
+        }
+    }
+
+    /// Cache blocking for an `m × k` by `k × n` product on this target (see [`Tile`]).
+    ///
+    /// The loop nest is Goto's: for each `nc` block of B's columns, each `kc` slab, each `mc`
+    /// block of A's rows, the microkernel walks `nr`-column micro-panels of B (outer) and
+    /// `mr`-row micro-panels of A (inner). So one `kc × nr` micro-panel of B is reused from L1
+    /// by every A micro-panel of the block, the `mc × kc` block of A is reused from L2 by every
+    /// B micro-panel, and the `kc × nc` block of B from L3 by every A block. Each level is
+    /// sized by whole cache ways (set-associative caches evict per set, so a buffer keeps its
+    /// lines only if it owns enough ways in every set):
+    ///
+    /// - L1: the B micro-panel takes `wb` ways, each streaming A micro-panel `⌈wb·mr/nr⌉`
+    ///   ways (the two grow together with `kc`), one way stays free for C; the largest `wb`
+    ///   that fits sets `kc = wb·way_bytes / (nr·4)`.
+    /// - L2: the B micro-panel takes its ways and one stays free; the A block gets the rest,
+    ///   `mc = wa·way_bytes / (kc·4)`, rounded down to whole micro-panels.
+    /// - L3 (if any): the same for the B block with the A block's ways reserved; capped at
+    ///   4096 columns so the per-thread packing buffer stays at most `kc·4096` floats.
+    ///
+    /// Each size is then clamped to the problem, so small products get small blocks.
+    pub fn gemm_tile(&self, m: usize, n: usize, k: usize) -> Tile {
+        const F32: usize = 4;
+        let (mr, nr) = (self.mr, self.nr);
+        let l1 = self.l1d;
+        let b_ways = (1..l1.ways).rev().find(|&wb| wb + (wb * mr).div_ceil(nr) < l1.ways).unwrap_or(1);
+        let kc = (b_ways * l1.way_bytes() / (nr * F32)).max(1);
+        let l2 = self.l2;
+        let b_panel_ways = (kc * nr * F32).div_ceil(l2.way_bytes());
+        let a_ways = l2.ways.saturating_sub(1 + b_panel_ways).max(1);
+        let mc = (a_ways * l2.way_bytes() / (kc * F32) / mr * mr).max(mr);
+        let nc = match self.l3 {
+            Some(l3) => {
+                let a_block_ways = (mc * kc * F32).div_ceil(l3.way_bytes());
+                let b_ways = l3.ways.saturating_sub(1 + a_block_ways).max(1);
+                (b_ways * l3.way_bytes() / (kc * F32) / nr * nr).clamp(nr, 4096)
+            }
+            None => 4096,
+        };
+        Tile { mr, nr, kc: kc.min(k.max(1)), mc: mc.min(m.next_multiple_of(mr)), nc: nc.min(n.next_multiple_of(nr)) }
+    }
+}
+
+/// Cache blocking of one matrix product: the microkernel's register tile `mr × nr`, the depth
+/// `kc` of a packed slab, and the `mc` rows of A and `nc` columns of B packed at once.
+/// Printed in IR dumps as `tile="8x32 kc=256 mc=1792 nc=4096"`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Tile {
+    pub mr: usize,
+    pub nr: usize,
+    pub kc: usize,
+    pub mc: usize,
+    pub nc: usize,
+}
+
+impl fmt::Display for Tile {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}x{} kc={} mc={} nc={}", self.mr, self.nr, self.kc, self.mc, self.nc)
+    }
+}
+
+impl std::str::FromStr for Tile {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Tile, String> {
+        let bad = || format!("a tile reads `MRxNR kc=K mc=M nc=N`, not `{s}`");
+        let mut parts = s.split_whitespace();
+        let (mr, nr) = parts.next().and_then(|t| t.split_once('x')).ok_or_else(bad)?;
+        let num = |v: &str| v.parse::<usize>().ok().filter(|&v| v > 0).ok_or_else(bad);
+        let mut field = |key: &str| -> Result<usize, String> { num(parts.next().and_then(|p| p.strip_prefix(key)).and_then(|p| p.strip_prefix('=')).ok_or_else(bad)?) };
+        let (kc, mc, nc) = (field("kc")?, field("mc")?, field("nc")?);
+        if parts.next().is_some() {
+            return Err(bad());
+        }
+        Ok(Tile { mr: num(mr)?, nr: num(nr)?, kc, mc, nc })
+    }
+}
+
+/// `(level, cache)` for each data or unified cache Linux lists for CPU 0.
+fn host_caches() -> Vec<(usize, Cache)> {
+    let mut out = Vec::new();
+    let Ok(dir) = std::fs::read_dir("/sys/devices/system/cpu/cpu0/cache") else { return out };
+    for entry in dir.flatten() {
+        let read = |f: &str| std::fs::read_to_string(entry.path().join(f)).ok().map(|s| s.trim().to_string());
+        if !matches!(read("type").as_deref(), Some("Data" | "Unified")) {
+            continue;
+        }
+        let num = |f: &str| read(f).and_then(|s| s.parse::<usize>().ok()).filter(|&v| v > 0);
+        let bytes = read("size").and_then(|s| match s.strip_suffix('K') {
+            Some(k) => k.parse::<usize>().ok().map(|v| v << 10),
+            None => s.strip_suffix('M').and_then(|m| m.parse::<usize>().ok()).map(|v| v << 20).or_else(|| s.parse().ok()),
+        });
+        if let (Some(level), Some(bytes), Some(ways), Some(line)) = (num("level"), bytes, num("ways_of_associativity"), num("coherency_line_size")) {
+            out.push((level, Cache { bytes, ways, line }));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn analytic_blocking_on_the_reference_machine() {
+        let t = CpuTarget::reference();
+        // L1: 64 sets × 64 B = 4 KiB a way; 8 ways for B and 2 for A (8·8/32) leave 2 of 12.
+        // kc = 8·4096 / (32·4) = 256. L2: 128 KiB a way; B's 32 KiB panel takes 1, 1 stays
+        // free, A gets 14: mc = 14·131072 / (256·4) = 1792. L3 (2 MiB a way): A takes 1,
+        // 1 free, B 14 ways → 28672 columns, capped at 4096.
+        assert_eq!(t.gemm_tile(100_000, 100_000, 100_000), Tile { mr: 8, nr: 32, kc: 256, mc: 1792, nc: 4096 });
+        // Clamped to small problems.
+        assert_eq!(t.gemm_tile(24, 3136, 144), Tile { mr: 8, nr: 32, kc: 144, mc: 24, nc: 3136 });
+        // Cranelift's 6×8 tile: B takes 6 ways and A ⌈6·6/8⌉ = 5, 11 of 12: kc = 6·4096/32.
+        let cl = CpuTarget { ukernels: false, mr: 6, nr: 8, ..t };
+        assert_eq!(cl.gemm_tile(100_000, 100_000, 100_000).kc, 768);
+    }
+
+    #[test]
+    fn tiles_print_and_parse_back() {
+        let t = Tile { mr: 8, nr: 32, kc: 256, mc: 1792, nc: 4096 };
+        assert_eq!(t.to_string(), "8x32 kc=256 mc=1792 nc=4096");
+        assert_eq!(t.to_string().parse::<Tile>(), Ok(t));
+        assert!("8x32 kc=0 mc=1 nc=1".parse::<Tile>().is_err());
+        assert!("8x32 kc=1 mc=1".parse::<Tile>().is_err());
+    }
+}
