@@ -149,11 +149,12 @@ fn depthwise(k: &mut Kernel, c: &Conv2d, args: &[Arg], out: Arg, packed: Option<
     k.for_const(0, n, |k, b| {
         let img_off = k.b.ins().imul_imm_s(b, h * w * ch);
         let img = k.elem(x, img_off);
-        let out_off = k.b.ins().imul_imm_s(b, oh * ow * ch);
-        let oimg = k.elem(o, out_off);
+        // Results are addressed from the start of the whole output (not this image's), so
+        // that the epilogue reads its extra operands at the same index.
+        let first_row = k.b.ins().imul_imm_s(b, oh);
         let row = |k: &mut Kernel, oy: Value, inside_rows: bool| {
             let masked = |k: &mut Kernel, lo: i64, hi: i64| {
-                k.for_const(lo, hi, |k, ox| dw_pixels(k, &geo, img, oimg, &weights, bias, epi, oy, ox, 1, true));
+                k.for_const(lo, hi, |k, ox| dw_pixels(k, &geo, img, o, first_row, &weights, bias, epi, oy, ox, 1, true));
             };
             if !inside_rows {
                 masked(k, 0, ow);
@@ -164,9 +165,9 @@ fn depthwise(k: &mut Kernel, c: &Conv2d, args: &[Arg], out: Arg, packed: Option<
             k.for_const(0, tiles, |k, t| {
                 let ox = k.b.ins().imul_imm_s(t, PIXEL_TILE);
                 let ox = k.b.ins().iadd_imm_s(ox, x_lo);
-                dw_pixels(k, &geo, img, oimg, &weights, bias, epi, oy, ox, PIXEL_TILE, false);
+                dw_pixels(k, &geo, img, o, first_row, &weights, bias, epi, oy, ox, PIXEL_TILE, false);
             });
-            k.for_const(x_lo + tiles * PIXEL_TILE, x_hi, |k, ox| dw_pixels(k, &geo, img, oimg, &weights, bias, epi, oy, ox, 1, false));
+            k.for_const(x_lo + tiles * PIXEL_TILE, x_hi, |k, ox| dw_pixels(k, &geo, img, o, first_row, &weights, bias, epi, oy, ox, 1, false));
             masked(k, x_hi, ow);
         };
         k.for_const(0, y_lo, |k, oy| row(k, oy, false));
@@ -228,10 +229,11 @@ impl WeightSource {
     }
 }
 
-/// `count` consecutive output pixels of row `oy` from column `ox`, all channels. With
+/// `count` consecutive output pixels of row `oy` from column `ox`, all channels, of the image
+/// whose input is at `img` and whose first output row is row `first_row` of `out`. With
 /// `masked`, taps may fall in the padding: their index is clamped and the value zeroed.
 #[allow(clippy::too_many_arguments)]
-fn dw_pixels(k: &mut Kernel, g: &DwGeometry, img: Value, oimg: Value, weights: &WeightSource, bias: Option<Value>, epi: &Epilogue, oy: Value, ox: Value, count: i64, masked: bool) {
+fn dw_pixels(k: &mut Kernel, g: &DwGeometry, img: Value, out: Value, first_row: Value, weights: &WeightSource, bias: Option<Value>, epi: &Epilogue, oy: Value, ox: Value, count: i64, masked: bool) {
     let iy0 = k.b.ins().imul_imm_s(oy, g.sh);
     let iy0 = k.b.ins().iadd_imm_s(iy0, -g.pt);
     // Element offset of each tap's input pixel, per output pixel, and (masked) whether the
@@ -260,7 +262,8 @@ fn dw_pixels(k: &mut Kernel, g: &DwGeometry, img: Value, oimg: Value, weights: &
         }
         taps.push(row);
     }
-    let out_pix = k.b.ins().imul_imm_s(oy, g.ow);
+    let out_row = k.b.ins().iadd(first_row, oy);
+    let out_pix = k.b.ins().imul_imm_s(out_row, g.ow);
     let out_pix = k.b.ins().iadd(out_pix, ox);
     let out_base = k.b.ins().imul_imm_s(out_pix, g.ch);
     k.for_vectorized(g.ch, |k, ci, ty| {
@@ -286,7 +289,7 @@ fn dw_pixels(k: &mut Kernel, g: &DwGeometry, img: Value, oimg: Value, weights: &
             let idx = k.b.ins().iadd_imm_s(out_base, p as i64 * g.ch);
             let idx = k.b.ins().iadd(idx, ci);
             let v = epi.apply(k, ty, acc, idx);
-            k.store(v, oimg, idx);
+            k.store(v, out, idx);
         }
     });
 }
