@@ -217,6 +217,37 @@ impl<'a> Kernel<'a> {
         self.b.ins().store(flags(), v, p, 0);
     }
 
+    /// Load at constant element `index` of `base`, from memory the kernel never writes (its
+    /// input operands and constants). The load is then a pure value to Cranelift, which
+    /// places it next to its use instead of in program order: a value used once folds into
+    /// its FMA as a memory operand, and a run of loads no longer piles up in registers ahead
+    /// of the arithmetic. Its address depends on the loop variables in scope, so it is never
+    /// placed where they are not yet defined.
+    pub fn load_input_at(&mut self, ty: Type, base: Value, index: i64) -> Value {
+        let flags = flags().with_readonly().with_can_move();
+        match i32::try_from(index * 4) {
+            Ok(offset) => self.b.ins().load(ty, flags, base, offset),
+            Err(_) => {
+                let i = self.int(index);
+                let p = self.elem(base, i);
+                self.b.ins().load(ty, flags, p, 0)
+            }
+        }
+    }
+
+    /// Store at constant element `index` of `base`.
+    pub fn store_at(&mut self, v: Value, base: Value, index: i64) {
+        match i32::try_from(index * 4) {
+            Ok(offset) => {
+                self.b.ins().store(flags(), v, base, offset);
+            }
+            Err(_) => {
+                let i = self.int(index);
+                self.store(v, base, i);
+            }
+        }
+    }
+
     pub fn load_at(&mut self, ty: Type, base: Value, index: i64) -> Value {
         match i32::try_from(index * 4) {
             Ok(offset) => self.b.ins().load(ty, flags(), base, offset),

@@ -199,12 +199,12 @@ enum WeightSource {
 }
 
 impl WeightSource {
-    /// The weights of tap `t` for the channels `ci..ci+lanes(ty)`.
-    fn load(&self, k: &mut Kernel, ty: Type, t: i64, ci: Value, geo: &DwGeometry) -> Value {
+    /// The weights of tap `t` for the channels `ci..ci+lanes(ty)` (`ci4` is `ci·4`).
+    fn load(&self, k: &mut Kernel, ty: Type, t: i64, ci: Value, ci4: Value, geo: &DwGeometry) -> Value {
         match *self {
             WeightSource::Packed(p) => {
-                let i = k.b.ins().iadd_imm_s(ci, t * geo.ch);
-                k.load(ty, p, i)
+                let at = k.b.ins().iadd(p, ci4);
+                k.load_input_at(ty, at, t * geo.ch)
             }
             WeightSource::Rows(p) => {
                 let taps = geo.kh * geo.kw;
@@ -232,64 +232,95 @@ impl WeightSource {
 /// `count` consecutive output pixels of row `oy` from column `ox`, all channels, of the image
 /// whose input is at `img` and whose first output row is row `first_row` of `out`. With
 /// `masked`, taps may fall in the padding: their index is clamped and the value zeroed.
+///
+/// Unmasked, every input a pixel tile reads lies at a constant offset from the start of its
+/// window row, so each load is one instruction (`row + channel·4 + constant`) and the integer
+/// work per vector is one shift.
 #[allow(clippy::too_many_arguments)]
 fn dw_pixels(k: &mut Kernel, g: &DwGeometry, img: Value, out: Value, first_row: Value, weights: &WeightSource, bias: Option<Value>, epi: &Epilogue, oy: Value, ox: Value, count: i64, masked: bool) {
     let iy0 = k.b.ins().imul_imm_s(oy, g.sh);
     let iy0 = k.b.ins().iadd_imm_s(iy0, -g.pt);
-    // Element offset of each tap's input pixel, per output pixel, and (masked) whether the
-    // tap is inside the image; computed once for all channels.
-    let mut taps: Vec<Vec<(Value, Option<Value>)>> = Vec::new();
-    for p in 0..count {
-        let oxp = k.b.ins().iadd_imm_s(ox, p);
-        let ix0 = k.b.ins().imul_imm_s(oxp, g.sw);
-        let ix0 = k.b.ins().iadd_imm_s(ix0, -g.pl);
-        let mut row = Vec::new();
+    let ix0 = k.b.ins().imul_imm_s(ox, g.sw);
+    let ix0 = k.b.ins().iadd_imm_s(ix0, -g.pl);
+    let taps = (g.kh * g.kw) as usize;
+    // Per window row: the address of its first tap for the first pixel (unmasked), or per tap
+    // and pixel the clamped element offset and whether it is inside (masked).
+    let mut rows = Vec::new();
+    let mut clamped: Vec<Vec<(Value, Value)>> = Vec::new();
+    if masked {
+        for p in 0..count {
+            let mut per_tap = Vec::with_capacity(taps);
+            let ixp = k.b.ins().iadd_imm_s(ix0, p * g.sw);
+            for ky in 0..g.kh {
+                let iy = k.b.ins().iadd_imm_s(iy0, ky * g.dh);
+                let (y_in, iyc) = k.clamp_index(iy, g.h - 1);
+                for kx in 0..g.kw {
+                    let ix = k.b.ins().iadd_imm_s(ixp, kx * g.dw);
+                    let (x_in, ixc) = k.clamp_index(ix, g.w - 1);
+                    let pix = k.b.ins().imul_imm_s(iyc, g.w);
+                    let pix = k.b.ins().iadd(pix, ixc);
+                    let off = k.b.ins().imul_imm_s(pix, g.ch);
+                    per_tap.push((off, k.b.ins().band(y_in, x_in)));
+                }
+            }
+            clamped.push(per_tap);
+        }
+    } else {
         for ky in 0..g.kh {
             let iy = k.b.ins().iadd_imm_s(iy0, ky * g.dh);
-            for kx in 0..g.kw {
-                let ix = k.b.ins().iadd_imm_s(ix0, kx * g.dw);
-                let (iy, ix, inside) = if masked {
-                    let (y_in, iyc) = k.clamp_index(iy, g.h - 1);
-                    let (x_in, ixc) = k.clamp_index(ix, g.w - 1);
-                    (iyc, ixc, Some(k.b.ins().band(y_in, x_in)))
-                } else {
-                    (iy, ix, None)
-                };
-                let pix = k.b.ins().imul_imm_s(iy, g.w);
-                let pix = k.b.ins().iadd(pix, ix);
-                row.push((k.b.ins().imul_imm_s(pix, g.ch), inside));
-            }
+            let pix = k.b.ins().imul_imm_s(iy, g.w);
+            let pix = k.b.ins().iadd(pix, ix0);
+            let off = k.b.ins().imul_imm_s(pix, g.ch);
+            rows.push(k.elem(img, off));
         }
-        taps.push(row);
     }
     let out_row = k.b.ins().iadd(first_row, oy);
     let out_pix = k.b.ins().imul_imm_s(out_row, g.ow);
     let out_pix = k.b.ins().iadd(out_pix, ox);
     let out_base = k.b.ins().imul_imm_s(out_pix, g.ch);
+    let out_ptr = k.elem(out, out_base);
     k.for_vectorized(g.ch, |k, ci, ty| {
+        let ci4 = k.b.ins().ishl_imm_s(ci, 2);
         let init = match bias {
-            Some(bp) => k.load(ty, bp, ci),
+            Some(bp) => {
+                let at = k.b.ins().iadd(bp, ci4);
+                k.load_at(ty, at, 0)
+            }
             None => k.c(ty, 0.0),
         };
+        let row_at: Vec<Value> = rows.iter().map(|&r| k.b.ins().iadd(r, ci4)).collect();
         let mut accs = vec![init; count as usize];
-        for t in 0..(g.kh * g.kw) as usize {
-            let wv = weights.load(k, ty, t as i64, ci, g);
+        for t in 0..taps {
+            let wv = weights.load(k, ty, t as i64, ci, ci4, g);
+            let (ky, kx) = (t as i64 / g.kw, t as i64 % g.kw);
             for (p, acc) in accs.iter_mut().enumerate() {
-                let (off, inside) = taps[p][t];
-                let idx = k.b.ins().iadd(off, ci);
-                let mut xv = k.load(ty, img, idx);
-                if let Some(inside) = inside {
+                let xv = if masked {
+                    let (off, inside) = clamped[p][t];
+                    let idx = k.b.ins().iadd(off, ci);
+                    let v = k.load(ty, img, idx);
                     let zero = k.c(ty, 0.0);
-                    xv = k.b.ins().select(inside, xv, zero);
-                }
-                *acc = k.fma(wv, xv, *acc);
+                    k.b.ins().select(inside, v, zero)
+                } else {
+                    k.load_input_at(ty, row_at[ky as usize], (kx * g.dw + p as i64 * g.sw) * g.ch)
+                };
+                // `acc + w·x` as an add of a product, not an FMA: Cranelift emits pure values
+                // depth-first in operand order, so with the accumulator first the chain
+                // interleaves with its loads; `fma(w, x, acc)` would emit every load of the
+                // window before the first FMA and spill.
+                let prod = k.b.ins().fmul(wv, xv);
+                *acc = k.b.ins().fadd(*acc, prod);
             }
         }
+        let at = k.b.ins().iadd(out_ptr, ci4);
         for (p, acc) in accs.into_iter().enumerate() {
-            let idx = k.b.ins().iadd_imm_s(out_base, p as i64 * g.ch);
-            let idx = k.b.ins().iadd(idx, ci);
-            let v = epi.apply(k, ty, acc, idx);
-            k.store(v, out, idx);
+            let v = if epi.steps.is_empty() {
+                acc
+            } else {
+                let idx = k.b.ins().iadd_imm_s(out_base, p as i64 * g.ch);
+                let idx = k.b.ins().iadd(idx, ci);
+                epi.apply(k, ty, acc, idx)
+            };
+            k.store_at(v, at, p as i64 * g.ch);
         }
     });
 }

@@ -89,25 +89,60 @@ impl Epilogue {
     /// Apply to the `rows × cols` tile of C at `c`, whose first element is C's `(i0, j0)`.
     #[allow(clippy::too_many_arguments)]
     unsafe fn apply(&self, c: *mut f32, i0: usize, j0: usize, rows: usize, cols: usize, rsc: isize, csc: isize) {
-        for i in 0..rows {
-            let row = c.offset(i as isize * rsc);
-            let res_row = if self.residual.is_null() { std::ptr::null() } else { self.residual.offset((i0 + i) as isize * rsc + j0 as isize * csc) };
-            let row_bias = if !self.bias.is_null() && self.bias_per_row { *self.bias.add(i0 + i) } else { 0.0 };
-            for j in 0..cols {
-                let p = row.offset(j as isize * csc);
-                let mut v = *p;
-                if !self.bias.is_null() {
-                    v += if self.bias_per_row { row_bias } else { *self.bias.add(j0 + j) };
+        // One loop per combination, so the per-element work has no branches on the
+        // epilogue's shape and vectorizes.
+        const NO: u8 = 0;
+        const ROW: u8 = 1;
+        const COL: u8 = 2;
+        let bias = match (self.bias.is_null(), self.bias_per_row) {
+            (true, _) => NO,
+            (false, true) => ROW,
+            (false, false) => COL,
+        };
+        let t = Tile { c, i0, j0, rows, cols, rsc, csc };
+        macro_rules! go {
+            ($b:expr, $r:expr) => {
+                match self.act {
+                    Activation::None => self.apply_as::<$b, $r, 0>(t),
+                    Activation::Relu => self.apply_as::<$b, $r, 1>(t),
+                    Activation::Relu6 => self.apply_as::<$b, $r, 2>(t),
                 }
-                if !res_row.is_null() {
-                    v += *res_row.offset(j as isize * csc);
+            };
+        }
+        match (bias, self.residual.is_null()) {
+            (NO, true) => go!(NO, false),
+            (NO, false) => go!(NO, true),
+            (ROW, true) => go!(ROW, false),
+            (ROW, false) => go!(ROW, true),
+            (_, true) => go!(COL, false),
+            (_, false) => go!(COL, true),
+        }
+    }
+
+    #[inline(always)]
+    unsafe fn apply_as<const BIAS: u8, const RESIDUAL: bool, const ACT: u8>(&self, t: Tile) {
+        for i in 0..t.rows {
+            let row = t.c.offset(i as isize * t.rsc);
+            let res_row = if RESIDUAL { self.residual.offset((t.i0 + i) as isize * t.rsc + t.j0 as isize * t.csc) } else { std::ptr::null() };
+            let row_bias = if BIAS == 1 { *self.bias.add(t.i0 + i) } else { 0.0 };
+            for j in 0..t.cols {
+                let p = row.offset(j as isize * t.csc);
+                let mut v = *p;
+                if BIAS == 1 {
+                    v += row_bias;
+                } else if BIAS == 2 {
+                    v += *self.bias.add(t.j0 + j);
+                }
+                if RESIDUAL {
+                    v += *res_row.offset(j as isize * t.csc);
                 }
                 // `max`/`min` would turn NaN into the bound; comparisons keep it.
-                v = match self.act {
-                    Activation::None => v,
-                    Activation::Relu => if v < 0.0 { 0.0 } else { v },
-                    Activation::Relu6 => if v < 0.0 { 0.0 } else if v > 6.0 { 6.0 } else { v },
-                };
+                if ACT >= 1 && v < 0.0 {
+                    v = 0.0;
+                }
+                if ACT == 2 && v > 6.0 {
+                    v = 6.0;
+                }
                 *p = v;
             }
         }
@@ -116,6 +151,18 @@ impl Epilogue {
     fn from_abi(bias: *const f32, bias_per_row: i64, residual: *const f32, act: i64) -> Epilogue {
         Epilogue { bias, bias_per_row: bias_per_row != 0, residual, act: Activation::from_code(act) }
     }
+}
+
+/// A block of C an [`Epilogue`] applies to.
+#[derive(Clone, Copy)]
+struct Tile {
+    c: *mut f32,
+    i0: usize,
+    j0: usize,
+    rows: usize,
+    cols: usize,
+    rsc: isize,
+    csc: isize,
 }
 
 /// A microkernel: `C[0..MR, 0..NR] (+)= Apanel · Bpanel` over `kc`, with `C` strided.
@@ -670,19 +717,38 @@ pub unsafe extern "C" fn nnc_im2col_nhwc(input: *const f32, c: i64, h: i64, w: i
     let mut o = col;
     for oy in 0..oh {
         for ox in 0..ow {
+            let ix0 = ox * sw - pl;
             for ky in 0..kh {
                 let iy = oy * sh + ky * dh - pt;
+                // Undilated taps of one window row that all land inside are one contiguous run.
+                if iy >= 0 && iy < h && dw == 1 && ix0 >= 0 && ix0 + kw <= w {
+                    copy_run(input.offset(((iy * w + ix0) * c) as isize), o, run * kw as usize);
+                    o = o.add(run * kw as usize);
+                    continue;
+                }
                 for kx in 0..kw {
-                    let ix = ox * sw + kx * dw - pl;
+                    let ix = ix0 + kx * dw;
                     if iy < 0 || iy >= h || ix < 0 || ix >= w {
                         std::ptr::write_bytes(o, 0, run);
                     } else {
-                        std::ptr::copy_nonoverlapping(input.offset(((iy * w + ix) * c) as isize), o, run);
+                        copy_run(input.offset(((iy * w + ix) * c) as isize), o, run);
                     }
                     o = o.add(run);
                 }
             }
         }
+    }
+}
+
+/// Copy `n` floats; short runs (a few channels) by a plain loop, which beats a call.
+#[inline(always)]
+unsafe fn copy_run(src: *const f32, dst: *mut f32, n: usize) {
+    if n <= 16 {
+        for i in 0..n {
+            *dst.add(i) = *src.add(i);
+        }
+    } else {
+        std::ptr::copy_nonoverlapping(src, dst, n);
     }
 }
 
