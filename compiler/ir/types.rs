@@ -15,6 +15,10 @@ pub enum Layout {
     RowMajor,
     /// A rank-4 value stored channels-last: memory order N, H, W, C.
     Nhwc,
+    /// A rank-4 value with channels in blocks of four: memory order N, C/4, H, W, then the
+    /// four channels of the block (`NCHW[x]c` with x = 4, one `f32x4`). Only for values whose
+    /// channel count is a multiple of four, so no padding is ever stored.
+    Nchw4c,
 }
 
 impl Layout {
@@ -23,6 +27,7 @@ impl Layout {
         match self {
             Layout::RowMajor => "nchw",
             Layout::Nhwc => "nhwc",
+            Layout::Nchw4c => "nchw4c",
         }
     }
 
@@ -30,16 +35,8 @@ impl Layout {
         match name {
             "nchw" => Some(Layout::RowMajor),
             "nhwc" => Some(Layout::Nhwc),
+            "nchw4c" => Some(Layout::Nchw4c),
             _ => None,
-        }
-    }
-
-    /// Element strides of a rank-4 `[N, C, H, W]` value in this layout, in logical axis order.
-    pub fn strides4(self, shape: &[usize]) -> [usize; 4] {
-        let [_, c, h, w] = shape[..] else { panic!("strides4 takes rank-4 shapes") };
-        match self {
-            Layout::RowMajor => [c * h * w, h * w, w, 1],
-            Layout::Nhwc => [h * w * c, 1, w * c, c],
         }
     }
 }

@@ -8,7 +8,7 @@
 
 use super::kernel::{GemmTail, Kernel, RuntimeFns, F32, F32X4, LANES};
 use nnc_runtime::gemm::Activation;
-use super::lower_nhwc;
+use super::lower_channels;
 use super::memplan::Loc;
 use crate::ir::{Layout, TensorType};
 use crate::ops::fused::{Fused, Step};
@@ -39,7 +39,7 @@ pub fn conv_is_pointwise(c: &Conv2d, operands: &[&TensorType]) -> bool {
 /// Extra arena bytes an op needs while it runs.
 pub fn scratch_bytes(op: &Op, operands: &[&TensorType], out: &TensorType, ukernels: bool) -> usize {
     match op {
-        Op::Conv2d(c) if operands[0].layout == Layout::Nhwc => lower_nhwc::scratch_floats(c, operands, out, ukernels) * 4,
+        Op::Conv2d(c) if operands[0].layout != Layout::RowMajor => lower_channels::scratch_floats(c, operands, out, ukernels) * 4,
         Op::Fused(f) => f.anchor.as_ref().map_or(0, |a| scratch_bytes(a, &operands[..f.anchor_operands(operands.len())], out, ukernels)),
         // The cell state of every batch row, and the zero initial hidden state.
         Op::Lstm(l) => 2 * operands[0].shape[1] * l.hidden * 4,
@@ -80,8 +80,8 @@ pub fn scratch_bytes(op: &Op, operands: &[&TensorType], out: &TensorType, ukerne
 pub fn gemm_shape(op: &Op, operands: &[&TensorType], out: &TensorType, ukernels: bool) -> Option<[usize; 3]> {
     match op {
         Op::Fused(f) => f.anchor.as_ref().and_then(|a| gemm_shape(a, &operands[..f.anchor_operands(operands.len())], out, ukernels)),
-        Op::Conv2d(c) if operands[0].layout == Layout::Nhwc => {
-            (lower_nhwc::nhwc_conv_kind(c, operands, ukernels) == lower_nhwc::NhwcConv::Gemm).then(|| lower_nhwc::gemm_shape(operands, out))
+        Op::Conv2d(c) if operands[0].layout != Layout::RowMajor => {
+            (lower_channels::conv_kind(c, operands, ukernels) == lower_channels::ConvKind::Gemm).then(|| lower_channels::gemm_shape(operands, out))
         }
         Op::Conv2d(c) if conv_uses_gemm(operands, ukernels) => {
             let w = &operands[1].shape;
@@ -252,10 +252,11 @@ pub fn lower(k: &mut Kernel, op: &Op, args: &[Arg], out: Arg, scratch: Option<Lo
         Op::LayerNorm(ln) => layer_norm(k, ln, args, out),
         Op::Lstm(l) => lstm(k, l, args, out, scratch.expect("lstm has scratch")),
         Op::Softmax(s) => softmax(k, s, args, out),
+        Op::Pool(p) if args[0].ty.layout != Layout::RowMajor => lower_channels::pool(k, p, args, out),
         Op::Pool(p) => pool(k, p, args, out),
-        Op::GlobalAvgPool(_) if args[0].ty.layout == Layout::Nhwc => lower_nhwc::global_avg_pool(k, args, out),
+        Op::GlobalAvgPool(_) if args[0].ty.layout != Layout::RowMajor => lower_channels::global_avg_pool(k, args, out),
         Op::GlobalAvgPool(_) => global_avg_pool(k, args, out),
-        Op::ConvertLayout(_) => lower_nhwc::convert_layout(k, args[0], out),
+        Op::ConvertLayout(_) => lower_channels::convert_layout(k, args[0], out),
         Op::Transpose(t) => transpose(k, t, args, out),
         Op::Concat(c) => concat(k, c, args, out),
         Op::Slice(s) => slice(k, s, args, out),
@@ -271,7 +272,7 @@ pub fn lower(k: &mut Kernel, op: &Op, args: &[Arg], out: Arg, scratch: Option<Lo
 /// inside the runtime GEMM's tile stores where it can, else in a pass after the product.
 fn lower_product(k: &mut Kernel, op: &Op, args: &[Arg], out: Arg, scratch: Option<Loc>, epi: &Epilogue) {
     match op {
-        Op::Conv2d(c) if args[0].ty.layout == Layout::Nhwc => lower_nhwc::conv2d(k, c, args, out, scratch, epi),
+        Op::Conv2d(c) if args[0].ty.layout != Layout::RowMajor => lower_channels::conv2d(k, c, args, out, scratch, epi),
         Op::Conv2d(c) => match k.runtime {
             Some(rt) if conv_uses_gemm(&[args[0].ty, args[1].ty], true) => conv2d_gemm(k, rt, c, args, out, scratch, epi),
             _ => {

@@ -14,7 +14,7 @@
 
 pub mod kernel;
 pub mod lower;
-pub mod lower_nhwc;
+pub mod lower_channels;
 pub mod memplan;
 
 use crate::ir::{Graph, Layout, NodeId, NodeKind, ShapeDisplay};
@@ -347,9 +347,9 @@ fn prepack_weights(graph: &Graph, schedule: &[NodeId], plan: &MemoryPlan, mut co
         let ws = &types[1].shape;
         let tile = tile_of(id);
         let mut addrs = Vec::new();
-        if types[0].layout == Layout::Nhwc {
-            let kind = lower_nhwc::nhwc_conv_kind(conv, &types, ukernels);
-            if let Some(buf) = lower_nhwc::pack_weights(kind, &consts[w], ws, tile) {
+        if types[0].layout != Layout::RowMajor {
+            let kind = lower_channels::conv_kind(conv, &types, ukernels);
+            if let Some(buf) = lower_channels::pack_weights(kind, &consts[w], ws, tile) {
                 // The heap buffer does not move when `consts` grows.
                 addrs.push(buf.as_ptr() as u64);
                 consts.push(buf);

@@ -62,6 +62,7 @@ pub fn follows(op: &Op, operands: &[&TensorType], result_rank: usize) -> Option<
             let (ch, f) = (operands[0].shape[1], operands[1].shape[0]);
             (c.groups == 1 || (c.groups == ch && f == ch)).then(|| Follows { operands: vec![0], result: true })
         }
+        Op::Pool(_) => Some(all(1)),
         // The result `[N, C, 1, 1]` has the same bytes in either layout: call it row-major.
         Op::GlobalAvgPool(_) => Some(Follows { operands: vec![0], result: false }),
         Op::ConvertLayout(_) => None,
@@ -80,7 +81,6 @@ pub fn follows(op: &Op, operands: &[&TensorType], result_rank: usize) -> Option<
         | Op::LayerNorm(_)
         | Op::Lstm(_)
         | Op::Softmax(_)
-        | Op::Pool(_)
         | Op::Flatten(_)
         | Op::Reshape(_)
         | Op::Transpose(_)
@@ -91,8 +91,12 @@ pub fn follows(op: &Op, operands: &[&TensorType], result_rank: usize) -> Option<
 }
 
 /// The result layout of `op` given its operands' layouts, or why the combination is invalid.
-pub fn result_layout(op: &Op, operands: &[&TensorType], result_rank: usize) -> OpResult<Layout> {
+pub fn result_layout(op: &Op, operands: &[&TensorType], result_shape: &[usize]) -> OpResult<Layout> {
+    let result_rank = result_shape.len();
     if let Op::ConvertLayout(c) = op {
+        if c.to == Layout::Nchw4c && result_shape[1] % 4 != 0 {
+            return Err(OpError::new("convert_layout: nchw4c needs a channel count that is a multiple of 4"));
+        }
         return Ok(c.to);
     }
     let rule = follows(op, operands, result_rank);
@@ -107,6 +111,13 @@ pub fn result_layout(op: &Op, operands: &[&TensorType], result_rank: usize) -> O
             }
         } else if t.layout != Layout::RowMajor {
             return Err(OpError::new(format!("{}: operand {i} must be row-major (nchw), not {}", op.name(), t.layout.name())));
+        }
+    }
+    if chosen == Some(Layout::Nchw4c) {
+        let partial = |shape: &[usize]| shape.len() != 4 || shape[1] % 4 != 0;
+        let result_blocked = rule.as_ref().is_some_and(|r| r.result);
+        if following.iter().any(|&i| partial(&operands[i].shape)) || (result_blocked && partial(result_shape)) {
+            return Err(OpError::new(format!("{}: nchw4c needs channel counts that are multiples of 4", op.name())));
         }
     }
     Ok(match rule {

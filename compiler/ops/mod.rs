@@ -192,7 +192,7 @@ impl Op {
     /// The result type for operands of these types, or why they are invalid.
     pub fn infer(&self, operands: &[&TensorType]) -> OpResult<TensorType> {
         let ty = self.infer_shape(operands)?;
-        let layout = layout::result_layout(self, operands, ty.rank())?;
+        let layout = layout::result_layout(self, operands, &ty.shape)?;
         Ok(ty.with_layout(layout))
     }
 

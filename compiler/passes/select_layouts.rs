@@ -1,23 +1,30 @@
-//! Layout selection for the CPU: which rank-4 activations are stored channels-last (NHWC)
-//! rather than row-major (NCHW), and where `convert_layout` ops go between them.
+//! Layout selection for the CPU: which rank-4 activations leave row-major (NCHW) order for the
+//! target's channel-vector layout, and where `convert_layout` ops go between them.
 //!
-//! Each op that can run either way (by the layout rule in `ops::layout`, and with a CPU kernel
-//! for it) is a free choice; everything else is row-major, as are the graph's inputs, weights
-//! and outputs. The choice minimizes estimated time: the ops' own run time in each layout plus
-//! the conversions the choice forces. With two layouts that is a minimum s–t cut: the source
-//! side is row-major, the sink side channels-last, an op's preference is an edge to the side
-//! it would rather not leave, and each producer–consumer pair is an edge whose capacity is the
+//! The target decides the alternative: with GEMM microkernels, channels-last (NHWC), whose
+//! convolutions are matrix products over pixel-major patches; without them, blocked NCHW4c,
+//! whose four-channel blocks are exactly one of Cranelift's `f32x4` vectors. (Each is the
+//! better of the two for its code generator, so the choice among three layouts comes down to
+//! two per target.)
+//!
+//! Each op that can run either way (by the layout rule in `ops::layout`, and with a kernel for
+//! it) is a free choice; everything else is row-major, as are the graph's inputs, weights and
+//! outputs. The choice minimizes estimated time: the ops' own run time in each layout plus the
+//! conversions the choice forces. With two layouts that is a minimum s–t cut: the source side
+//! is row-major, the sink side the alternative, an op's preference is an edge to the side it
+//! would rather not leave, and each producer–consumer pair is an edge whose capacity is the
 //! cost of converting the value between them. The cut is exact, not a heuristic: no other
 //! labelling has a lower estimated cost. (A value converted for several consumers is charged
 //! once per consumer, an over-estimate that only makes conversions rarer.)
 //!
-//! The estimate, in picoseconds, comes from measurements on this code generator (BENCHMARKS.md,
-//! "layouts"): depthwise convolutions are the ops whose speed depends on layout (channels-last
-//! vectorizes along channels; row-major cannot at stride 2 and reloads every output once per
-//! tap at stride 1); a conversion is a transpose that touches each element once.
+//! The estimates, in picoseconds, are measurements of this code generator (BENCHMARKS.md,
+//! "Layouts"): depthwise convolutions and pooling vectorize along channels in either
+//! alternative and not in row-major order; with microkernels, NHWC patches are cheaper to
+//! gather; without them, dense convolutions run register-blocked in NCHW4c and as plain
+//! loops in NCHW; a conversion touches each element once.
 
 use crate::ir::{Graph, Layout, Node, NodeId, NodeKind};
-use crate::jit::lower_nhwc::{nhwc_conv_kind, NhwcConv};
+use crate::jit::lower_channels::{conv_kind, ConvKind};
 use crate::ops::layout::{follows, ConvertLayout, Follows};
 use crate::ops::Op;
 use crate::target::CpuTarget;
@@ -26,18 +33,41 @@ use petgraph::graph::{DiGraph, NodeIndex};
 use petgraph::visit::EdgeRef;
 use std::collections::HashMap;
 
-/// Time of one multiply-accumulate of a depthwise convolution, per layout.
+// Measured on this code generator (BENCHMARKS.md, "Layouts"), in picoseconds.
+/// One multiply-accumulate of a depthwise convolution, row-major and in a channel-vector
+/// layout.
 const DEPTHWISE_PS_PER_MAC_NCHW: u64 = 600;
-const DEPTHWISE_PS_PER_MAC_NHWC: u64 = 100;
-/// Time to convert one element between layouts.
-const CONVERT_PS_PER_ELEMENT: u64 = 1000;
+const DEPTHWISE_PS_PER_MAC_VECTOR: u64 = 100;
+/// One multiply-accumulate of a dense convolution with a window (not 1×1) through the GEMM
+/// microkernels: NHWC patches are runs of channels, cheaper to gather than NCHW's.
+const GEMM_CONV_PS_PER_MAC_NCHW: u64 = 32;
+const GEMM_CONV_PS_PER_MAC_NHWC: u64 = 29;
+/// One multiply-accumulate of a dense convolution without microkernels, row-major (direct
+/// loops) and NCHW4c (register-blocked).
+const DIRECT_CONV_PS_PER_MAC_NCHW: u64 = 640;
+const DIRECT_CONV_PS_PER_MAC_NCHW4C: u64 = 100;
+/// One window tap of one output of a pooling, row-major (scalar) and vectorized.
+const POOL_PS_PER_TAP_NCHW: u64 = 1430;
+const POOL_PS_PER_TAP_VECTOR: u64 = 440;
+/// Converting one element between layouts.
+const CONVERT_PS_PER_ELEMENT: u64 = 300;
 
-/// The layout rule of `id`, if it is free to run channels-last on `target`.
-fn free_rule(graph: &Graph, id: NodeId, target: &CpuTarget) -> Option<Follows> {
+/// The layout a target's kernels prefer to row-major.
+pub fn alternative_layout(target: &CpuTarget) -> Layout {
+    if target.ukernels { Layout::Nhwc } else { Layout::Nchw4c }
+}
+
+/// The layout rule of `id`, if it is free to run in `alt` on `target`.
+fn free_rule(graph: &Graph, id: NodeId, alt: Layout, target: &CpuTarget) -> Option<Follows> {
     let node = graph.node(id);
     let op = node.op()?;
     let operands = graph.operand_types(id);
     let rule = follows(op, &operands, node.ty.rank())?;
+    // Blocks of four channels: every value the layout reaches needs a multiple of four.
+    let fours = |t: &crate::ir::TensorType| t.rank() != 4 || t.shape[1] % 4 == 0;
+    if alt == Layout::Nchw4c && (!rule.operands.iter().all(|&i| fours(operands[i])) || (rule.result && !fours(&node.ty))) {
+        return None;
+    }
     let conv = match op {
         Op::Conv2d(c) => Some(c),
         Op::Fused(f) => match f.anchor.as_deref() {
@@ -46,26 +76,39 @@ fn free_rule(graph: &Graph, id: NodeId, target: &CpuTarget) -> Option<Follows> {
         },
         _ => None,
     };
-    // Only convolutions with a fast channels-last kernel; the direct one is a fallback.
-    match conv.map(|c| nhwc_conv_kind(c, &operands, target.ukernels)) {
-        Some(NhwcConv::Direct) => None,
-        Some(NhwcConv::Depthwise | NhwcConv::Gemm) | None => Some(rule),
+    // Only convolutions with a fast kernel in `alt`; the direct one is a fallback.
+    let x = operands[0].with_layout(alt);
+    let mut as_alt = operands.clone();
+    as_alt[0] = &x;
+    match conv.map(|c| conv_kind(c, &as_alt, target.ukernels)) {
+        Some(ConvKind::Direct) => None,
+        Some(ConvKind::Depthwise | ConvKind::Gemm | ConvKind::Blocked) | None => Some(rule),
     }
 }
 
-/// Estimated run time of `id` (free) as (row-major, channels-last).
-fn op_cost(graph: &Graph, id: NodeId) -> (u64, u64) {
+/// Estimated run time of `id` (free) as (row-major, alternative layout); only the ops whose
+/// speed depends on the layout count.
+fn op_cost(graph: &Graph, id: NodeId, target: &CpuTarget) -> (u64, u64) {
     let node = graph.node(id);
     let op = node.op().expect("free nodes are ops");
+    let operands = graph.operand_types(id);
     let anchor = match op {
         Op::Fused(f) => f.anchor.as_deref(),
         op => Some(op),
     };
+    let per = |work: u64, (nchw, alt): (u64, u64)| (work * nchw, work * alt);
     match anchor {
-        Some(Op::Conv2d(c)) if c.groups > 1 => {
-            let macs = op.macs(&graph.operand_types(id), &node.ty);
-            (macs * DEPTHWISE_PS_PER_MAC_NCHW, macs * DEPTHWISE_PS_PER_MAC_NHWC)
+        Some(Op::Conv2d(c)) => {
+            let macs = op.macs(&operands, &node.ty);
+            let windowed = operands[1].shape[2] * operands[1].shape[3] > 1;
+            match (c.groups > 1, target.ukernels) {
+                (true, _) => per(macs, (DEPTHWISE_PS_PER_MAC_NCHW, DEPTHWISE_PS_PER_MAC_VECTOR)),
+                (false, true) if windowed => per(macs, (GEMM_CONV_PS_PER_MAC_NCHW, GEMM_CONV_PS_PER_MAC_NHWC)),
+                (false, true) => (0, 0),
+                (false, false) => per(macs, (DIRECT_CONV_PS_PER_MAC_NCHW, DIRECT_CONV_PS_PER_MAC_NCHW4C)),
+            }
         }
+        Some(Op::Pool(p)) => per((node.ty.numel() * p.kernel[0] * p.kernel[1]) as u64, (POOL_PS_PER_TAP_NCHW, POOL_PS_PER_TAP_VECTOR)),
         _ => (0, 0),
     }
 }
@@ -81,7 +124,8 @@ pub fn select_layouts(graph: &mut Graph, target: &CpuTarget) -> bool {
         return false;
     }
     let order = graph.topo_order();
-    let rules: HashMap<NodeId, Follows> = order.iter().filter_map(|&id| free_rule(graph, id, target).map(|r| (id, r))).collect();
+    let alt = alternative_layout(target);
+    let rules: HashMap<NodeId, Follows> = order.iter().filter_map(|&id| free_rule(graph, id, alt, target).map(|r| (id, r))).collect();
     if rules.is_empty() {
         return false;
     }
@@ -94,7 +138,7 @@ pub fn select_layouts(graph: &mut Graph, target: &CpuTarget) -> bool {
     let free_value = |id: NodeId| rules.get(&id).is_some_and(|r| r.result);
     for (&id, rule) in &rules {
         let v = vertex[&id];
-        let (row_major, channels_last) = op_cost(graph, id);
+        let (row_major, channels_last) = op_cost(graph, id, target);
         if row_major > channels_last {
             net.add_edge(v, sink, row_major - channels_last);
         } else if channels_last > row_major {
@@ -149,7 +193,7 @@ pub fn select_layouts(graph: &mut Graph, target: &CpuTarget) -> bool {
             retarget_operands(graph, id, &[], Layout::RowMajor, &mut conversions);
             continue;
         };
-        let layout = if channels_last[&id] { Layout::Nhwc } else { Layout::RowMajor };
+        let layout = if channels_last[&id] { alt } else { Layout::RowMajor };
         retarget_operands(graph, id, &rule.operands, layout, &mut conversions);
         if rule.result {
             graph.node_mut(id).ty.layout = layout;
@@ -218,13 +262,25 @@ mod tests {
     }
 
     #[test]
-    fn plain_convolutions_stay_row_major() {
+    fn windowed_work_moves_only_when_it_pays_for_its_conversions() {
+        // A 3×3 convolution and a max pool over 64 channels save more than the two
+        // conversions cost...
         let ir = check_pass(
             "select-layouts",
             "model m {
-                input x: f32[1, 3, 16, 16]
-                c = relu(conv2d(x, filters=16, kernel=3, padding=1))
-                output y = max_pool(c, kernel=2)
+                input x: f32[1, 64, 16, 16]
+                c = relu(conv2d(x, filters=64, kernel=3, padding=1))
+                output y = flatten(max_pool(c, kernel=2))
+            }",
+        );
+        assert_eq!(ir.matches("convert_layout(").count(), 2, "{ir}");
+        assert!(ir.contains("max_pool(%c) kernel=[2, 2] stride=[2, 2] padding=[0, 0, 0, 0] : f32[1, 64, 8, 8] nhwc"), "{ir}");
+        // ...a 1×1 convolution, as fast either way, does not.
+        let ir = check_pass(
+            "select-layouts",
+            "model m {
+                input x: f32[1, 64, 16, 16]
+                output y = flatten(relu(conv2d(x, filters=64, kernel=1)))
             }",
         );
         assert!(!ir.contains("nhwc"), "{ir}");
