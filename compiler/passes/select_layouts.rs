@@ -38,10 +38,14 @@ use std::collections::HashMap;
 /// layout.
 const DEPTHWISE_PS_PER_MAC_NCHW: u64 = 600;
 const DEPTHWISE_PS_PER_MAC_VECTOR: u64 = 100;
-/// One multiply-accumulate of a dense convolution with a window (not 1×1) through the GEMM
-/// microkernels: NHWC patches are runs of channels, cheaper to gather than NCHW's.
+/// One multiply-accumulate of a dense convolution through the GEMM microkernels when every
+/// register tile is full: NHWC patches are runs of channels, cheaper to gather than NCHW's
+/// (1×1 convolutions gather nothing). Divided by the tile utilization: NCHW multiplies
+/// `[filters × pixels]`, NHWC `[pixels × filters]`, so few filters waste most of a tile
+/// in one layout and little in the other.
 const GEMM_CONV_PS_PER_MAC_NCHW: u64 = 32;
 const GEMM_CONV_PS_PER_MAC_NHWC: u64 = 29;
+const GEMM_POINTWISE_PS_PER_MAC: u64 = 29;
 /// One multiply-accumulate of a dense convolution without microkernels, row-major (direct
 /// loops) and NCHW4c (register-blocked).
 const DIRECT_CONV_PS_PER_MAC_NCHW: u64 = 640;
@@ -103,8 +107,13 @@ fn op_cost(graph: &Graph, id: NodeId, target: &CpuTarget) -> (u64, u64) {
             let windowed = operands[1].shape[2] * operands[1].shape[3] > 1;
             match (c.groups > 1, target.ukernels) {
                 (true, _) => per(macs, (DEPTHWISE_PS_PER_MAC_NCHW, DEPTHWISE_PS_PER_MAC_VECTOR)),
-                (false, true) if windowed => per(macs, (GEMM_CONV_PS_PER_MAC_NCHW, GEMM_CONV_PS_PER_MAC_NHWC)),
-                (false, true) => (0, 0),
+                (false, true) => {
+                    let (filters, pixels) = (operands[1].shape[0], node.ty.shape[2] * node.ty.shape[3]);
+                    // Utilization of `mr × nr` tiles over an `m × n` product, in thousandths.
+                    let used = |m: usize, n: usize| (1000 * m * n / (m.next_multiple_of(target.mr) * n.next_multiple_of(target.nr))).max(1) as u64;
+                    let (nchw, nhwc) = if windowed { (GEMM_CONV_PS_PER_MAC_NCHW, GEMM_CONV_PS_PER_MAC_NHWC) } else { (GEMM_POINTWISE_PS_PER_MAC, GEMM_POINTWISE_PS_PER_MAC) };
+                    (macs * nchw * 1000 / used(filters, pixels), macs * nhwc * 1000 / used(pixels, filters))
+                }
                 (false, false) => per(macs, (DIRECT_CONV_PS_PER_MAC_NCHW, DIRECT_CONV_PS_PER_MAC_NCHW4C)),
             }
         }
