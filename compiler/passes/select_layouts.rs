@@ -256,18 +256,18 @@ mod tests {
         let ir = check_pass(
             "select-layouts",
             "model m {
-                input x: f32[1, 16, 10, 10]
-                e = relu6(conv2d(x, filters=32, kernel=1))
-                d = relu6(conv2d(e, filters=32, kernel=3, padding=1, groups=32))
-                p = conv2d(d, filters=16, kernel=1)
+                input x: f32[1, 32, 10, 10]
+                e = relu6(conv2d(x, filters=64, kernel=1))
+                d = relu6(conv2d(e, filters=64, kernel=3, padding=1, groups=64))
+                p = conv2d(d, filters=32, kernel=1)
                 r = p + x
                 output y = flatten(global_avg_pool(r))
             }",
         );
         assert_eq!(ir.matches("convert_layout(").count(), 1, "{ir}");
         assert!(ir.contains(r#"%x.to_nhwc = convert_layout(%x) to="nhwc""#), "{ir}");
-        assert!(ir.contains("groups=32 : f32[1, 32, 10, 10] nhwc"), "{ir}");
-        assert!(ir.contains("global_avg_pool(%r) : f32[1, 16, 1, 1] nchw"), "{ir}");
+        assert!(ir.contains("groups=64 : f32[1, 64, 10, 10] nhwc"), "{ir}");
+        assert!(ir.contains("global_avg_pool(%r) : f32[1, 32, 1, 1] nchw"), "{ir}");
     }
 
     #[test]
