@@ -53,12 +53,13 @@ pub struct RuntimeFns {
     pub sgemm: FuncRef,
     /// `nnc_im2col(input, c, h, w, kh, kw, sh, sw, dh, dw, pt, pl, oh, ow, col)`
     pub im2col: FuncRef,
-    /// `nnc_im2col_nhwc(input, c, h, w, kh, kw, sh, sw, dh, dw, pt, pl, oh, ow, col)`
-    pub im2col_nhwc: FuncRef,
     /// `nnc_sgemm_packed_a(m, n, k, a_packed, b, rsb, csb, c, rsc, csc, accumulate, ...)`
     pub sgemm_packed_a: FuncRef,
     /// `nnc_sgemm_packed_b(m, n, k, a, rsa, csa, b_packed, c, rsc, csc, accumulate, ...)`
     pub sgemm_packed_b: FuncRef,
+    /// `nnc_sgemm_conv_nhwc(m, n, input, c, h, w, kh, kw, sh, sw, dh, dw, pt, pl, ow, b_packed,
+    /// out, rsc, csc, threads, kc, mc, nc, bias, bias_per_row, residual, act)`
+    pub sgemm_conv_nhwc: FuncRef,
 }
 
 fn flags() -> MemFlags {

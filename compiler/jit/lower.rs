@@ -39,7 +39,8 @@ pub fn conv_is_pointwise(c: &Conv2d, operands: &[&TensorType]) -> bool {
 /// Extra arena bytes an op needs while it runs.
 pub fn scratch_bytes(op: &Op, operands: &[&TensorType], out: &TensorType, ukernels: bool) -> usize {
     match op {
-        Op::Conv2d(c) if operands[0].layout != Layout::RowMajor => lower_channels::scratch_floats(c, operands, out, ukernels) * 4,
+        // Channel-vector convolutions gather their patches while packing.
+        Op::Conv2d(_) if operands[0].layout != Layout::RowMajor => 0,
         Op::Fused(f) => f.anchor.as_ref().map_or(0, |a| scratch_bytes(a, &operands[..f.anchor_operands(operands.len())], out, ukernels)),
         // The cell state of every batch row, and the zero initial hidden state.
         Op::Lstm(l) => 2 * operands[0].shape[1] * l.hidden * 4,
@@ -272,7 +273,7 @@ pub fn lower(k: &mut Kernel, op: &Op, args: &[Arg], out: Arg, scratch: Option<Lo
 /// inside the runtime GEMM's tile stores where it can, else in a pass after the product.
 fn lower_product(k: &mut Kernel, op: &Op, args: &[Arg], out: Arg, scratch: Option<Loc>, epi: &Epilogue) {
     match op {
-        Op::Conv2d(c) if args[0].ty.layout != Layout::RowMajor => lower_channels::conv2d(k, c, args, out, scratch, epi),
+        Op::Conv2d(c) if args[0].ty.layout != Layout::RowMajor => lower_channels::conv2d(k, c, args, out, epi),
         Op::Conv2d(c) => match k.runtime {
             Some(rt) if conv_uses_gemm(&[args[0].ty, args[1].ty], true) => conv2d_gemm(k, rt, c, args, out, scratch, epi),
             _ => {

@@ -7,7 +7,8 @@
 //! image ([`Channels`]), so one kernel serves both:
 //! - a depthwise convolution is vector multiply-adds with no shuffles or strided access;
 //! - with microkernels, a dense NHWC convolution is a matrix product `out[pixels, filters] =
-//!   patches[pixels, taps·C] · W[taps·C, filters]` whose patches are runs of C floats;
+//!   patches[pixels, taps·C] · W[taps·C, filters]` whose patches are runs of C floats,
+//!   gathered by the GEMM as it packs them;
 //! - without them, a dense NCHW4c convolution keeps four filters in each vector and
 //!   broadcasts one input channel at a time over a row of output pixels, the
 //!   register-blocked direct convolution of Cranelift-only code.
@@ -18,7 +19,6 @@
 
 use super::kernel::{Kernel, RuntimeFns, F32, F32X4, LANES};
 use super::lower::{apply_in_place, conv_is_pointwise, conv_uses_gemm, Arg, Epilogue};
-use super::memplan::Loc;
 use crate::ir::{Layout, TensorType};
 use crate::ops::{Conv2d, Pool, PoolKind};
 use crate::target::Tile;
@@ -67,16 +67,6 @@ pub fn conv_kind(c: &Conv2d, operands: &[&TensorType], ukernels: bool) -> ConvKi
 pub fn gemm_shape(operands: &[&TensorType], out: &TensorType) -> [usize; 3] {
     let w = &operands[1].shape;
     [out.shape[2] * out.shape[3], w[0], w[1] * w[2] * w[3]]
-}
-
-/// Floats of scratch a convolution needs: an NHWC GEMM's unfolded patches, unless the input
-/// already is the patch matrix (1×1, stride 1, no padding).
-pub fn scratch_floats(c: &Conv2d, operands: &[&TensorType], out: &TensorType, ukernels: bool) -> usize {
-    if conv_kind(c, operands, ukernels) != ConvKind::Gemm || conv_is_pointwise(c, operands) {
-        return 0;
-    }
-    let [m, _, k] = gemm_shape(operands, out);
-    m * k
 }
 
 /// Constant weights `[F, C/groups, kh, kw]` (row-major) in the order a kernel reads them:
@@ -173,7 +163,7 @@ impl Channels {
 
 /// A convolution in a channel-vector layout, with `epi` applied to each result on its way to
 /// memory.
-pub fn conv2d(k: &mut Kernel, c: &Conv2d, args: &[Arg], out: Arg, scratch: Option<Loc>, epi: &Epilogue) {
+pub fn conv2d(k: &mut Kernel, c: &Conv2d, args: &[Arg], out: Arg, epi: &Epilogue) {
     let kind = conv_kind(c, &[args[0].ty, args[1].ty], k.runtime.is_some());
     let packed = k.prepacked.first().copied();
     let win = Window { kernel: [args[1].ty.shape[2] as i64, args[1].ty.shape[3] as i64], stride: c.stride.map(|v| v as i64), dilation: c.dilation.map(|v| v as i64), padding: [c.padding[0] as i64, c.padding[1] as i64] };
@@ -191,7 +181,7 @@ pub fn conv2d(k: &mut Kernel, c: &Conv2d, args: &[Arg], out: Arg, scratch: Optio
             let w = weights(k);
             windowed(k, win, args[0], out, &Windowed::Blocked { weights: w, bias, filters: args[1].ty.shape[0] as i64 }, epi);
         }
-        (ConvKind::Gemm, Some(w), Some(rt)) => gemm(k, rt, c, args, out, w, scratch, epi),
+        (ConvKind::Gemm, Some(w), Some(rt)) => gemm(k, rt, c, args, out, w, epi),
         _ => direct(k, c, args, out, epi),
     }
 }
@@ -579,18 +569,17 @@ fn store_tile(k: &mut Kernel, g: &Geometry, t: &PixelTile, accs: Vec<Value>, out
 
 /// A dense NHWC convolution as one matrix product per image:
 /// `out[P, F] = patches[P, kh·kw·C] · W[kh·kw·C, F]` (P = output pixels), with W packed at
-/// compile time, and the bias (one per column) and `epi` applied by the GEMM. A 1×1,
-/// stride-1, unpadded convolution multiplies the input itself.
-#[allow(clippy::too_many_arguments)]
-fn gemm(k: &mut Kernel, rt: RuntimeFns, c: &Conv2d, args: &[Arg], out: Arg, packed_w: u64, scratch: Option<Loc>, epi: &Epilogue) {
+/// compile time, the patches gathered from the image while the GEMM packs them (never
+/// stored), and the bias (one per column) and `epi` applied by the GEMM. A 1×1, stride-1,
+/// unpadded convolution multiplies the input itself.
+fn gemm(k: &mut Kernel, rt: RuntimeFns, c: &Conv2d, args: &[Arg], out: Arg, packed_w: u64, epi: &Epilogue) {
     let [n, ch, h, w] = shape4(args[0].ty);
     let [m, f, kk] = gemm_shape(&[args[0].ty, args[1].ty], out.ty).map(|v| v as i64);
     let [_, _, kh, kw] = shape4(args[1].ty);
-    let [_, _, oh, ow] = shape4(out.ty);
+    let ow = out.ty.shape[3] as i64;
     let pointwise = conv_is_pointwise(c, &[args[0].ty, args[1].ty]);
     let (x, o) = (k.ptr(args[0].loc), k.ptr(out.loc));
     let bias = args.get(2).map(|b| k.ptr(b.loc));
-    let col = scratch.map(|s| k.ptr(s));
     let mut steps_left = false;
     k.for_const(0, n, |k, b| {
         let img_off = k.b.ins().imul_imm_s(b, h * w * ch);
@@ -599,23 +588,21 @@ fn gemm(k: &mut Kernel, rt: RuntimeFns, c: &Conv2d, args: &[Arg], out: Arg, pack
         let oimg = k.elem(o, out_off);
         let (tail, left) = epi.gemm_tail(k, bias, false, out_off);
         steps_left = left;
-        let (a, rsa) = if pointwise {
-            (img, ch)
+        let wp = k.int(packed_w as i64);
+        let mut call = if pointwise {
+            vec![k.int(m), k.int(f), k.int(kk), img, k.int(ch), k.int(1), wp, oimg, k.int(f), k.int(1), k.int(0)]
         } else {
-            let col = col.expect("patch scratch is planned");
-            let mut call = vec![img];
-            for v in [ch, h, w, kh, kw, c.stride[0] as i64, c.stride[1] as i64, c.dilation[0] as i64, c.dilation[1] as i64, c.padding[0] as i64, c.padding[1] as i64, oh, ow] {
+            let mut call = vec![k.int(m), k.int(f), img];
+            for v in [ch, h, w, kh, kw, c.stride[0] as i64, c.stride[1] as i64, c.dilation[0] as i64, c.dilation[1] as i64, c.padding[0] as i64, c.padding[1] as i64, ow] {
                 call.push(k.int(v));
             }
-            call.push(col);
-            k.b.ins().call(rt.im2col_nhwc, &call);
-            (col, kk)
+            call.extend([wp, oimg, k.int(f), k.int(1)]);
+            call
         };
-        let wp = k.int(packed_w as i64);
-        let mut call = vec![k.int(m), k.int(f), k.int(kk), a, k.int(rsa), k.int(1), wp, oimg, k.int(f), k.int(1), k.int(0)];
-        call.extend(k.gemm_tail());
+        let [threads, kc, mc, nc] = k.gemm_tail();
+        call.extend([threads, kc, mc, nc]);
         call.extend(k.tail_args(&tail));
-        k.b.ins().call(rt.sgemm_packed_b, &call);
+        k.b.ins().call(if pointwise { rt.sgemm_packed_b } else { rt.sgemm_conv_nhwc }, &call);
     });
     if steps_left {
         apply_in_place(k, out, epi);

@@ -175,7 +175,7 @@ fn host_module() -> Result<JITModule, JitError> {
     builder.symbol("nnc_im2col", nnc_runtime::gemm::nnc_im2col as *const u8);
     builder.symbol("nnc_sgemm_packed_a", nnc_runtime::gemm::nnc_sgemm_packed_a as *const u8);
     builder.symbol("nnc_sgemm_packed_b", nnc_runtime::gemm::nnc_sgemm_packed_b as *const u8);
-    builder.symbol("nnc_im2col_nhwc", nnc_runtime::gemm::nnc_im2col_nhwc as *const u8);
+    builder.symbol("nnc_sgemm_conv_nhwc", nnc_runtime::gemm::nnc_sgemm_conv_nhwc as *const u8);
     Ok(JITModule::new(builder))
 }
 
@@ -251,7 +251,7 @@ pub fn compile_with_listing(graph: &Graph, options: &JitOptions, listing: &mut L
     };
     let sgemm_id = import(&mut module, "nnc_sgemm", 21)?;
     let im2col_id = import(&mut module, "nnc_im2col", 15)?;
-    let im2col_nhwc_id = import(&mut module, "nnc_im2col_nhwc", 15)?;
+    let conv_nhwc_id = import(&mut module, "nnc_sgemm_conv_nhwc", 27)?;
     let packed_id = import(&mut module, "nnc_sgemm_packed_a", 19)?;
     let packed_b_id = import(&mut module, "nnc_sgemm_packed_b", 19)?;
     let frontend_config = module.target_config();
@@ -277,9 +277,9 @@ pub fn compile_with_listing(graph: &Graph, options: &JitOptions, listing: &mut L
             let runtime = options.ukernels.then(|| kernel::RuntimeFns {
                 sgemm: module.declare_func_in_func(sgemm_id, b.func),
                 im2col: module.declare_func_in_func(im2col_id, b.func),
-                im2col_nhwc: module.declare_func_in_func(im2col_nhwc_id, b.func),
                 sgemm_packed_a: module.declare_func_in_func(packed_id, b.func),
                 sgemm_packed_b: module.declare_func_in_func(packed_b_id, b.func),
+                sgemm_conv_nhwc: module.declare_func_in_func(conv_nhwc_id, b.func),
             });
             let mut k = kernel::Kernel::new(b, arena, &const_addrs, runtime, tile_of(id));
             k.prepacked = prepacked.get(&id).cloned().unwrap_or_default();

@@ -246,6 +246,68 @@ enum ASource {
     Strided(*const f32, isize, isize),
     /// Laid out by [`pack_a_all`].
     Packed(*const f32),
+    /// A convolution's patches, gathered from the image as they are packed.
+    Patches(ConvPatches),
+}
+
+/// The patch matrix of a convolution over one NHWC image, never stored: row `r` is output
+/// pixel `row0 + r` (row-major over the output), column `(ky·kw + kx)·c + ch` is channel `ch`
+/// of the input pixel under tap `(ky, kx)`, or 0 in the padding. Packing A gathers straight
+/// from the image, instead of an im2col pass writing the matrix and packing reading it back.
+#[derive(Clone, Copy, Debug)]
+pub struct ConvPatches {
+    pub input: *const f32,
+    pub c: isize,
+    pub h: isize,
+    pub w: isize,
+    pub kh: isize,
+    pub kw: isize,
+    pub sh: isize,
+    pub sw: isize,
+    pub dh: isize,
+    pub dw: isize,
+    pub pt: isize,
+    pub pl: isize,
+    pub ow: isize,
+    pub row0: usize,
+}
+
+/// Pack rows `i0..i0+mc`, columns `pc..pc+kc` of a patch matrix like [`pack_a`]: per panel,
+/// each run of columns that belongs to one tap reads `mr` pixels' channel runs.
+unsafe fn pack_a_patches(mr: usize, mc: usize, kc: usize, src: &ConvPatches, i0: usize, pc: usize, out: &mut [f32]) {
+    const MAX_MR: usize = 16;
+    let c = src.c as usize;
+    let mut o = 0;
+    for r0 in (0..mc).step_by(mr) {
+        let rows = mr.min(mc - r0);
+        // Each row's window origin.
+        let mut origin = [(0isize, 0isize); MAX_MR];
+        for (i, org) in origin.iter_mut().enumerate().take(rows) {
+            let pix = (src.row0 + i0 + r0 + i) as isize;
+            *org = ((pix / src.ow) * src.sh - src.pt, (pix % src.ow) * src.sw - src.pl);
+        }
+        let mut k = pc;
+        while k < pc + kc {
+            let tap = k / c;
+            let (ky, kx) = (tap as isize / src.kw, tap as isize % src.kw);
+            let first = k - tap * c;
+            let count = (pc + kc - k).min(c - first);
+            let mut rows_at = [std::ptr::null::<f32>(); MAX_MR];
+            for i in 0..rows {
+                let (iy, ix) = (origin[i].0 + ky * src.dh, origin[i].1 + kx * src.dw);
+                if iy >= 0 && iy < src.h && ix >= 0 && ix < src.w {
+                    rows_at[i] = src.input.offset((iy * src.w + ix) * src.c + first as isize);
+                }
+            }
+            for ch in 0..count {
+                for &at in &rows_at[..mr] {
+                    out[o] = if at.is_null() { 0.0 } else { *at.add(ch) };
+                    o += 1;
+                }
+            }
+            k += count;
+        }
+    }
 }
 
 /// Where the B operand comes from.
@@ -371,8 +433,12 @@ unsafe fn gemm_threaded(threads: usize, m: usize, n: usize, k: usize, a: ASource
             return;
         }
         if by_rows {
-            let ASource::Strided(ap, rsa, csa) = a else { unreachable!("checked above") };
-            gemm(hi - lo, n, k, ASource::Strided(ap.offset(lo as isize * rsa), rsa, csa), b, c.offset(lo as isize * rsc), rsc, csc, accumulate, blk, ep.shifted(lo, 0, rsc, csc));
+            let rows = match a {
+                ASource::Strided(ap, rsa, csa) => ASource::Strided(ap.offset(lo as isize * rsa), rsa, csa),
+                ASource::Patches(p) => ASource::Patches(ConvPatches { row0: p.row0 + lo, ..p }),
+                ASource::Packed(_) => unreachable!("checked above"),
+            };
+            gemm(hi - lo, n, k, rows, b, c.offset(lo as isize * rsc), rsc, csc, accumulate, blk, ep.shifted(lo, 0, rsc, csc));
         } else {
             let BSource::Strided(bp, rsb, csb) = b else { unreachable!("by columns only when B is strided") };
             gemm(m, hi - lo, k, a, BSource::Strided(bp.offset(lo as isize * csb), rsb, csb), c.offset(lo as isize * csc), rsc, csc, accumulate, blk, ep.shifted(0, lo, rsc, csc));
@@ -455,6 +521,10 @@ unsafe fn gemm(m: usize, n: usize, k: usize, a: ASource, b: BSource, c: *mut f32
                             apack.as_ptr()
                         }
                         ASource::Packed(p) => p.add(padded_rows(m, mr, Blocking { kc: kc_max, mc: mc_max, nc: nc_max }) * pc + ic * kc),
+                        ASource::Patches(ref patches) => {
+                            pack_a_patches(mr, mc, kc, patches, ic, pc, apack);
+                            apack.as_ptr()
+                        }
                     };
                     for jr in (0..nc).step_by(nr) {
                         let cols = nr.min(nc - jr);
@@ -609,6 +679,54 @@ mod tests {
         c
     }
 
+    /// The patch matrix written out, the reference for gathering while packing: row
+    /// `oy·ow + ox`, column `(ky·kw + kx)·c + ch`.
+    #[allow(clippy::too_many_arguments)]
+    fn im2col_nhwc(input: &[f32], c: i64, h: i64, w: i64, kh: i64, kw: i64, sh: i64, sw: i64, dh: i64, dw: i64, pt: i64, pl: i64, oh: i64, ow: i64) -> Vec<f32> {
+        let mut col = Vec::new();
+        for oy in 0..oh {
+            for ox in 0..ow {
+                for ky in 0..kh {
+                    for kx in 0..kw {
+                        let (iy, ix) = (oy * sh + ky * dh - pt, ox * sw + kx * dw - pl);
+                        for ch in 0..c {
+                            let inside = iy >= 0 && iy < h && ix >= 0 && ix < w;
+                            col.push(if inside { input[((iy * w + ix) * c + ch) as usize] } else { 0.0 });
+                        }
+                    }
+                }
+            }
+        }
+        col
+    }
+
+    #[test]
+    fn patches_gathered_while_packing_match_im2col() {
+        // 5 channels, 20×18, 3×3 window, stride 2, dilation 1 and 2,
+        // padding 1; 2 threads split the pixels.
+        for (dh, dw) in [(1, 1), (2, 2)] {
+            let (c, h, w, kh, kw, sh, sw, pt, pl) = (5i64, 20i64, 18i64, 3i64, 3i64, 2i64, 1i64, 1i64, 2i64);
+            let oh = (h + 2 * pt - dh * (kh - 1) - 1) / sh + 1;
+            let ow = (w + 2 * pl - dw * (kw - 1) - 1) / sw + 1;
+            let (m, k, n) = ((oh * ow) as usize, (kh * kw * c) as usize, 37usize);
+            let input: Vec<f32> = (0..h * w * c).map(|i| ((i * 7 % 11) as f32 - 5.0) / 3.0).collect();
+            let b: Vec<f32> = (0..k * n).map(|i| ((i * 5 % 13) as f32 - 6.0) / 7.0).collect();
+            let blk = Blocking { kc: 16, mc: 8, nc: 64 };
+            let mut packed_b = vec![0.0f32; packed_b_len(k, n, blk)];
+            unsafe { pack_b_all(k, n, b.as_ptr(), n as isize, 1, blk, &mut packed_b) };
+            let col = im2col_nhwc(&input, c, h, w, kh, kw, sh, sw, dh, dw, pt, pl, oh, ow);
+            let mut want = vec![0.0f32; m * n];
+            unsafe { sgemm_packed_b(m, n, k, col.as_ptr(), k as isize, 1, packed_b.as_ptr(), want.as_mut_ptr(), n as isize, 1, false, blk) };
+            for threads in [1, 2] {
+                let mut got = vec![0.0f32; m * n];
+                unsafe {
+                    nnc_sgemm_conv_nhwc(m as i64, n as i64, input.as_ptr(), c, h, w, kh, kw, sh, sw, dh, dw, pt, pl, ow, packed_b.as_ptr(), got.as_mut_ptr(), n as i64, 1, threads, 16, 8, 64, std::ptr::null(), 0, std::ptr::null(), 0)
+                };
+                assert_eq!(got, want, "dilation {dh}, {threads} threads");
+            }
+        }
+    }
+
     #[test]
     fn matches_naive_product_on_awkward_sizes() {
         // Small blocks cut every product into several slabs and blocks; large ones do not.
@@ -703,54 +821,26 @@ pub unsafe extern "C" fn nnc_sgemm_packed_b(m: i64, n: i64, k: i64, a: *const f3
     gemm_threaded(threads.max(1) as usize, m as usize, n as usize, k as usize, ASource::Strided(a, rsa as isize, csa as isize), BSource::Packed(b), c, rsc as isize, csc as isize, accumulate != 0, Blocking::from_abi(kc, mc, nc), ep);
 }
 
-/// Unfold one channels-last image for convolution as a matrix product: row `oy·ow + ox`,
-/// column `(ky·kw + kx)·c + ch` of `col` is channel `ch` of the input pixel under tap
-/// `(ky, kx)` of output `(oy, ox)`, or 0 where the tap falls in the padding. Each tap copies
-/// `c` contiguous floats.
+/// A convolution over one NHWC image as `out[P, F] = patches[P, kh·kw·c] · B` with B packed
+/// by [`pack_b_all`] ([`ConvPatches`]: the patches are gathered while packing), plus the
+/// epilogue, as [`nnc_sgemm_packed_b`].
 ///
 /// # Safety
-/// `input` holds `h·w·c` floats (NHWC) and `col` has room for `oh·ow·kh·kw·c`.
+/// `input` holds `h·w·c` floats; `b` the packing of a `(kh·kw·c) × n` matrix; `out` has room
+/// for `m × n` with the given strides, `m = oh·ow`; bias and residual as [`nnc_sgemm`].
 #[no_mangle]
 #[allow(clippy::too_many_arguments)]
-pub unsafe extern "C" fn nnc_im2col_nhwc(input: *const f32, c: i64, h: i64, w: i64, kh: i64, kw: i64, sh: i64, sw: i64, dh: i64, dw: i64, pt: i64, pl: i64, oh: i64, ow: i64, col: *mut f32) {
-    let run = c as usize;
-    let mut o = col;
-    for oy in 0..oh {
-        for ox in 0..ow {
-            let ix0 = ox * sw - pl;
-            for ky in 0..kh {
-                let iy = oy * sh + ky * dh - pt;
-                // Undilated taps of one window row that all land inside are one contiguous run.
-                if iy >= 0 && iy < h && dw == 1 && ix0 >= 0 && ix0 + kw <= w {
-                    copy_run(input.offset(((iy * w + ix0) * c) as isize), o, run * kw as usize);
-                    o = o.add(run * kw as usize);
-                    continue;
-                }
-                for kx in 0..kw {
-                    let ix = ix0 + kx * dw;
-                    if iy < 0 || iy >= h || ix < 0 || ix >= w {
-                        std::ptr::write_bytes(o, 0, run);
-                    } else {
-                        copy_run(input.offset(((iy * w + ix) * c) as isize), o, run);
-                    }
-                    o = o.add(run);
-                }
-            }
-        }
-    }
+pub unsafe extern "C" fn nnc_sgemm_conv_nhwc(
+    m: i64, n: i64, input: *const f32, c: i64, h: i64, w: i64, kh: i64, kw: i64, sh: i64, sw: i64, dh: i64, dw: i64, pt: i64, pl: i64, ow: i64,
+    b: *const f32, out: *mut f32, rsc: i64, csc: i64, threads: i64, kc: i64, mc: i64, nc: i64, bias: *const f32, bias_per_row: i64, residual: *const f32, act: i64,
+) {
+    let i = |v: i64| v as isize;
+    let patches = ConvPatches { input, c: i(c), h: i(h), w: i(w), kh: i(kh), kw: i(kw), sh: i(sh), sw: i(sw), dh: i(dh), dw: i(dw), pt: i(pt), pl: i(pl), ow: i(ow), row0: 0 };
+    let k = (kh * kw * c) as usize;
+    let ep = Epilogue::from_abi(bias, bias_per_row, residual, act);
+    gemm_threaded(threads.max(1) as usize, m as usize, n as usize, k, ASource::Patches(patches), BSource::Packed(b), out, rsc as isize, csc as isize, false, Blocking::from_abi(kc, mc, nc), ep);
 }
 
-/// Copy `n` floats; short runs (a few channels) by a plain loop, which beats a call.
-#[inline(always)]
-unsafe fn copy_run(src: *const f32, dst: *mut f32, n: usize) {
-    if n <= 16 {
-        for i in 0..n {
-            *dst.add(i) = *src.add(i);
-        }
-    } else {
-        std::ptr::copy_nonoverlapping(src, dst, n);
-    }
-}
 
 /// Unfold one image for convolution as a matrix product: row `(c·kh + ky)·kw + kx`, column
 /// `oy·ow + ox` of `col` is the input pixel under tap `(ky, kx)` of output `(oy, ox)` in
