@@ -159,6 +159,7 @@ fn channel_vector_kernels_match_interpreter() {
         let src = format!(
             "model m {{
                 input x: f32[2, {c}, 9, 9]
+                input big: f32[1, 8, 72, 72]
                 input wd: f32[{c}, 1, 3, 3]
                 input wc: f32[8, {c}, 3, 3]
                 a = relu6(conv2d(x, filters={c}, kernel=3, padding=1, groups={c}))
@@ -174,6 +175,8 @@ fn channel_vector_kernels_match_interpreter() {
                 output p = flatten(global_avg_pool(j))
                 output q = b
                 output r = i
+                bd = relu6(conv2d(big, filters=8, kernel=3, padding=1, groups=8))
+                output s = max_pool(sigmoid(bd) * bd, kernel=3, stride=1, padding=1)
             }}"
         );
         let g = bound(&build_graph(&Source::from_string("m.nn", src), None, &Default::default()).unwrap(), None);
@@ -187,11 +190,17 @@ fn channel_vector_kernels_match_interpreter() {
             if ukernels || c == 8 {
                 assert!(ir.matches(layout).count() >= 8, "c={c}: layout selection kept these row-major:\n{ir}");
             }
+            let mut one_thread: Option<Vec<Tensor>> = None;
             for threads in [1, 2] {
                 let exe = jit::compile(&opt, &jit::JitOptions { ukernels, threads }).unwrap();
                 let got = exe.run(&mut exe.workspace(), &inputs).unwrap();
                 if let Some(m) = compare(&got, &reference, 1e-4) {
                     panic!("c={c} ukernels={ukernels} threads={threads}: {m}\n{ir}");
+                }
+                // Split kernels compute every element exactly as on one thread.
+                match &one_thread {
+                    None => one_thread = Some(got),
+                    Some(first) => assert!(first.iter().zip(&got).all(|(a, b)| a.to_f32_vec() == b.to_f32_vec()), "c={c} ukernels={ukernels}: 2 threads differ from 1"),
                 }
             }
         }

@@ -393,8 +393,8 @@ fn run(session: &mut Session, a: &args::RunArgs) -> CmdResult {
     if a.backend == Backend::Accel {
         return Err(not_available("the accelerator backend (`--backend accel`)", "the systolic-accelerator work (issue 4)"));
     }
-    if a.opt.threads.is_some_and(|t| t > 1) && (a.backend != Backend::Jit || a.opt.ukernels == args::OnOff::Off) {
-        session.emit(&[Diagnostic::warning("--threads splits the microkernel matrix products of the JIT; with this backend and --ukernels setting everything runs on one thread")]);
+    if a.opt.threads.is_some_and(|t| t > 1) && a.backend != Backend::Jit {
+        session.emit(&[Diagnostic::warning("--threads splits the JIT's kernels; the interpreter runs on one thread")]);
     }
     let (mut graph, inputs) = prepare(session, &a.common, &a.io, &a.weights)?;
     let target = (a.backend == Backend::Jit).then(|| CpuTarget::host(a.opt.ukernels == args::OnOff::On));

@@ -29,6 +29,10 @@ pub struct Kernel<'a> {
     pub threads: i64,
     /// Cache blocking for the kernel's matrix products.
     pub tile: crate::target::Tile,
+    /// For a kernel split across threads: its task index and the task count (function
+    /// parameters). Splittable lowerings take their share of the outermost loop from
+    /// [`Kernel::split`].
+    pub task: Option<(Value, Value)>,
 }
 
 /// What a runtime GEMM call does to C after the product (`nnc_runtime::gemm::Epilogue`):
@@ -72,7 +76,40 @@ fn flags() -> MemFlags {
 
 impl<'a> Kernel<'a> {
     pub fn new(b: FunctionBuilder<'a>, arena: Value, consts: &'a [u64], runtime: Option<RuntimeFns>, tile: crate::target::Tile) -> Kernel<'a> {
-        Kernel { b, arena, consts, runtime, prepacked: Vec::new(), threads: 1, tile }
+        Kernel { b, arena, consts, runtime, prepacked: Vec::new(), threads: 1, tile, task: None }
+    }
+
+    /// This task's share `[start, end)` of `lo..hi`: contiguous, starting at a multiple of
+    /// `align` from `lo`, the shares of all tasks covering the range exactly once. Without
+    /// tasks, the whole range.
+    pub fn split(&mut self, lo: i64, hi: i64, align: i64) -> (Value, Value) {
+        let Some((t, n)) = self.task else { return (self.int(lo), self.int(hi)) };
+        let len = hi - lo;
+        let units = self.int((len + align - 1) / align);
+        let n1 = self.b.ins().iadd_imm_s(n, -1);
+        let per = self.b.ins().iadd(units, n1);
+        let per = self.b.ins().udiv(per, n);
+        let per = self.b.ins().imul_imm_s(per, align);
+        let len_v = self.int(len);
+        let start = self.b.ins().imul(t, per);
+        let start = self.b.ins().umin(start, len_v);
+        let end = self.b.ins().iadd(start, per);
+        let end = self.b.ins().umin(end, len_v);
+        (self.b.ins().iadd_imm_s(start, lo), self.b.ins().iadd_imm_s(end, lo))
+    }
+
+    /// [`Kernel::for_vectorized`] over this task's share of `0..n`.
+    pub fn for_vectorized_split(&mut self, n: i64, mut f: impl FnMut(&mut Self, Value, Type)) {
+        if self.task.is_none() {
+            return self.for_vectorized(n, f);
+        }
+        let (lo, hi) = self.split(0, n, LANES);
+        // Shares start at multiples of four, so only the last has a scalar tail.
+        let len = self.b.ins().isub(hi, lo);
+        let vec_len = self.b.ins().band_imm_s(len, !(LANES - 1));
+        let vec_end = self.b.ins().iadd(lo, vec_len);
+        self.for_range(lo, vec_end, LANES, |k, i| f(k, i, F32X4));
+        self.for_range(vec_end, hi, 1, |k, i| f(k, i, F32));
     }
 
     /// Threads and cache blocking, the trailing arguments of every runtime GEMM call.
@@ -147,6 +184,22 @@ impl<'a> Kernel<'a> {
         self.b.seal_block(header);
         self.b.switch_to_block(exit);
         self.b.seal_block(exit);
+    }
+
+    /// `if cond { then } else { otherwise }`.
+    pub fn if_else(&mut self, cond: Value, then: impl FnOnce(&mut Self), otherwise: impl FnOnce(&mut Self)) {
+        let (then_block, else_block, merge) = (self.b.create_block(), self.b.create_block(), self.b.create_block());
+        self.b.ins().brif(cond, then_block, &[], else_block, &[]);
+        self.b.switch_to_block(then_block);
+        self.b.seal_block(then_block);
+        then(self);
+        self.b.ins().jump(merge, &[]);
+        self.b.switch_to_block(else_block);
+        self.b.seal_block(else_block);
+        otherwise(self);
+        self.b.ins().jump(merge, &[]);
+        self.b.switch_to_block(merge);
+        self.b.seal_block(merge);
     }
 
     /// `for i in lo..hi` with constant bounds.

@@ -210,6 +210,43 @@ fn attention_gemm(k: &mut Kernel, rt: RuntimeFns, a: &Attention, args: &[Arg], o
     });
 }
 
+/// Whether the kernel of `op` can run as tasks splitting its outermost loop (its lowering
+/// takes its share from `Kernel::split`): elementwise ops without broadcasting, and the
+/// windowed kernels of channel-vector layouts. `packed_weights`: whether a convolution's
+/// weights were repacked (the blocked kernel needs them).
+pub fn splits(op: &Op, operands: &[&TensorType], out: &TensorType, ukernels: bool, packed_weights: bool) -> bool {
+    let vector = |t: &TensorType| t.layout != Layout::RowMajor;
+    match op {
+        Op::Unary(_) => true,
+        Op::Binary(_) => operands[0].shape == out.shape && operands[1].shape == out.shape,
+        Op::Fused(f) => match f.anchor.as_deref() {
+            None => true,
+            Some(anchor) => splits(anchor, &operands[..f.anchor_operands(operands.len())], out, ukernels, packed_weights),
+        },
+        Op::Conv2d(c) if vector(operands[0]) => match lower_channels::conv_kind(c, operands, ukernels) {
+            lower_channels::ConvKind::Depthwise => true,
+            lower_channels::ConvKind::Blocked => packed_weights,
+            lower_channels::ConvKind::Gemm | lower_channels::ConvKind::Direct => false,
+        },
+        Op::Pool(_) => vector(operands[0]),
+        Op::Conv2d(_)
+        | Op::Dense(_)
+        | Op::MatMul(_)
+        | Op::BatchNorm(_)
+        | Op::LayerNorm(_)
+        | Op::Lstm(_)
+        | Op::Softmax(_)
+        | Op::GlobalAvgPool(_)
+        | Op::Flatten(_)
+        | Op::Reshape(_)
+        | Op::Transpose(_)
+        | Op::Concat(_)
+        | Op::Slice(_)
+        | Op::Attention(_)
+        | Op::ConvertLayout(_) => false,
+    }
+}
+
 /// Whether the op needs code at all: views (`reshape`, `flatten`) share their operand's memory.
 pub fn needs_kernel(op: &Op) -> bool {
     match op {
@@ -366,7 +403,7 @@ pub fn apply_unary(k: &mut Kernel, kind: &UnaryKind, ty: Type, x: Value) -> Valu
 
 fn unary(k: &mut Kernel, u: &Unary, args: &[Arg], out: Arg) {
     let (x, o) = (k.ptr(args[0].loc), k.ptr(out.loc));
-    k.for_vectorized(numel(out.ty), |k, i, ty| {
+    k.for_vectorized_split(numel(out.ty), |k, i, ty| {
         let v = k.load(ty, x, i);
         let y = apply_unary(k, &u.kind, ty, v);
         k.store(y, o, i);
@@ -454,7 +491,7 @@ pub fn apply_in_place(k: &mut Kernel, out: Arg, epi: &Epilogue) {
 fn apply_steps(k: &mut Kernel, f: &Fused, seed: Arg, extras: &[Arg], out: Arg) {
     let (s, o) = (k.ptr(seed.loc), k.ptr(out.loc));
     let epi = Epilogue::new(k, &f.steps, extras);
-    k.for_vectorized(numel(out.ty), |k, i, ty| {
+    k.for_vectorized_split(numel(out.ty), |k, i, ty| {
         let v = k.load(ty, s, i);
         let v = epi.apply(k, ty, v, i);
         k.store(v, o, i);
@@ -502,7 +539,7 @@ fn binary(k: &mut Kernel, bin: &Binary, args: &[Arg], out: Arg) {
     let (a, b, o) = (k.ptr(args[0].loc), k.ptr(args[1].loc), k.ptr(out.loc));
     let shape = &out.ty.shape;
     if args[0].ty.shape == *shape && args[1].ty.shape == *shape {
-        k.for_vectorized(numel(out.ty), |k, i, ty| {
+        k.for_vectorized_split(numel(out.ty), |k, i, ty| {
             let x = k.load(ty, a, i);
             let y = k.load(ty, b, i);
             let r = apply_binary(k, bin.kind, x, y);

@@ -22,6 +22,7 @@ use super::lower::{apply_in_place, conv_is_pointwise, conv_uses_gemm, Arg, Epilo
 use crate::ir::{Layout, TensorType};
 use crate::ops::{Conv2d, Pool, PoolKind};
 use crate::target::Tile;
+use cranelift_codegen::ir::condcodes::IntCC;
 use cranelift_codegen::ir::{InstBuilder, Type, Value};
 
 /// Taps up to which the vector kernels unroll their window; larger windows take the direct
@@ -244,13 +245,14 @@ fn windowed(k: &mut Kernel, win: Window, x: Arg, out: Arg, how: &Windowed, epi: 
     let (y_lo, y_hi) = interior(h, oh, sh, pt, kh, dh);
     let (x_lo, x_hi) = interior(w, ow, sw, pl, kw, dw);
     let tile = if matches!(how, Windowed::Blocked { .. }) { BLOCKED_PIXELS } else { DEPTHWISE_PIXELS };
-    k.for_const(0, n, |k, b| {
+    // One output row of image `b`; `interior`: every tap of its pixels is inside vertically.
+    let row = |k: &mut Kernel, b: Value, oy: Value, interior: bool| {
         let img_off = k.b.ins().imul_imm_s(b, g.inp.image);
         let img = k.elem(xp, img_off);
         // Results are addressed from the start of the whole output (not this image's), so
         // that the epilogue reads its extra operands at the same index.
         let out_img = k.b.ins().imul_imm_s(b, g.outp.image);
-        let pixels = |k: &mut Kernel, oy: Value, ox: Value, count: i64, masked: bool| {
+        let pixels = |k: &mut Kernel, ox: Value, count: i64, masked: bool| {
             let taps = TapAddresses::new(k, &g, img, oy, ox, count, masked);
             let out_pix = k.b.ins().imul_imm_s(oy, g.ow);
             let out_pix = k.b.ins().iadd(out_pix, ox);
@@ -263,30 +265,45 @@ fn windowed(k: &mut Kernel, win: Window, x: Arg, out: Arg, how: &Windowed, epi: 
                 Windowed::Pool(kind) => pool_tile(k, &g, &tile, *kind),
             }
         };
-        let row = |k: &mut Kernel, oy: Value, inside_rows: bool| {
-            let masked = |k: &mut Kernel, lo: i64, hi: i64| k.for_const(lo, hi, |k, ox| pixels(k, oy, ox, 1, true));
-            if !inside_rows {
-                masked(k, 0, ow);
-                return;
-            }
-            masked(k, 0, x_lo);
-            let tiles = (x_hi - x_lo) / tile;
-            k.for_const(0, tiles, |k, t| {
-                let ox = k.b.ins().imul_imm_s(t, tile);
-                let ox = k.b.ins().iadd_imm_s(ox, x_lo);
-                pixels(k, oy, ox, tile, false);
-            });
-            // The interior pixels left over, as one shorter tile.
-            let rest = x_hi - x_lo - tiles * tile;
-            if rest > 0 {
-                let ox = k.int(x_lo + tiles * tile);
-                pixels(k, oy, ox, rest, false);
-            }
-            masked(k, x_hi, ow);
-        };
-        k.for_const(0, y_lo, |k, oy| row(k, oy, false));
-        k.for_const(y_lo, y_hi, |k, oy| row(k, oy, true));
-        k.for_const(y_hi, oh, |k, oy| row(k, oy, false));
+        let masked = |k: &mut Kernel, lo: i64, hi: i64| k.for_const(lo, hi, |k, ox| pixels(k, ox, 1, true));
+        if !interior {
+            masked(k, 0, ow);
+            return;
+        }
+        masked(k, 0, x_lo);
+        let tiles = (x_hi - x_lo) / tile;
+        k.for_const(0, tiles, |k, t| {
+            let ox = k.b.ins().imul_imm_s(t, tile);
+            let ox = k.b.ins().iadd_imm_s(ox, x_lo);
+            pixels(k, ox, tile, false);
+        });
+        // The interior pixels left over, as one shorter tile.
+        let rest = x_hi - x_lo - tiles * tile;
+        if rest > 0 {
+            let ox = k.int(x_lo + tiles * tile);
+            pixels(k, ox, rest, false);
+        }
+        masked(k, x_hi, ow);
+    };
+    if k.task.is_none() {
+        // Border and interior rows in loops of their own.
+        k.for_const(0, n, |k, b| {
+            k.for_const(0, y_lo, |k, oy| row(k, b, oy, false));
+            k.for_const(y_lo, y_hi, |k, oy| row(k, b, oy, true));
+            k.for_const(y_hi, oh, |k, oy| row(k, b, oy, false));
+        });
+        return;
+    }
+    // Split across tasks: the rows of all images as one range, each row told apart at run time.
+    let (lo, hi) = k.split(0, n * oh, 1);
+    k.for_range(lo, hi, 1, |k, r| {
+        let b = k.b.ins().sdiv_imm_s(r, oh);
+        let first_row = k.b.ins().imul_imm_s(b, oh);
+        let oy = k.b.ins().isub(r, first_row);
+        let top = k.b.ins().icmp_imm_s(IntCC::SignedGreaterThanOrEqual, oy, y_lo);
+        let bottom = k.b.ins().icmp_imm_s(IntCC::SignedLessThan, oy, y_hi);
+        let interior = k.b.ins().band(top, bottom);
+        k.if_else(interior, |k| row(k, b, oy, true), |k| row(k, b, oy, false));
     });
 }
 

@@ -46,13 +46,27 @@ pub enum JitError {
 }
 
 type KernelFn = unsafe extern "C" fn(*mut u8);
+/// A kernel split into tasks: `f(arena, task, tasks)` computes task `task`'s share.
+type TaskFn = unsafe extern "C" fn(*mut u8, i64, i64);
+
+/// One op's compiled code.
+#[derive(Clone, Copy)]
+enum Compiled {
+    Whole(KernelFn),
+    /// Run as this many tasks on the worker pool.
+    Split(TaskFn, usize),
+}
+
+/// Outputs below which a kernel is not split: the hand-off to workers (two channel messages
+/// each) costs more than a small elementwise pass.
+const SPLIT_MIN_ELEMENTS: usize = 1 << 15;
 
 /// A compiled model: immutable, shareable between threads; each thread runs it with its own
 /// [`Workspace`].
 pub struct Executable {
     // Kept alive for the code's lifetime; released in `Drop` (a dropped `JITModule` leaks).
     module: Option<JITModule>,
-    kernels: Vec<KernelFn>,
+    kernels: Vec<Compiled>,
     /// `(node name, op label)` of each kernel, for profiles.
     kernel_names: Vec<(String, String)>,
     /// Weight buffers the code reads by absolute address; never mutated after compilation.
@@ -138,10 +152,16 @@ impl Executable {
             // SAFETY: the plan reserved `numel * 4` bytes at `off` inside the arena.
             unsafe { std::ptr::copy_nonoverlapping(data.as_ptr(), arena.add(off) as *mut f32, data.len()) };
         }
+        // Task bodies receive the arena address as an integer: `usize` is `Sync`.
+        let arena_addr = arena as usize;
         for k in &self.kernels {
             let start = times.as_ref().map(|_| std::time::Instant::now());
-            // SAFETY: kernels only touch the arena (sized by the plan) and the constants.
-            unsafe { k(arena) };
+            // SAFETY: kernels only touch the arena (sized by the plan) and the constants;
+            // the tasks of a split kernel write disjoint parts of its result.
+            match *k {
+                Compiled::Whole(f) => unsafe { f(arena) },
+                Compiled::Split(f, tasks) => nnc_runtime::pool::parallel_for(tasks, &|t| unsafe { f(arena_addr as *mut u8, t as i64, tasks as i64) }),
+            }
             if let (Some(t), Some(s)) = (times.as_deref_mut(), start) {
                 t.push(s.elapsed().as_secs_f64());
             }
@@ -186,8 +206,9 @@ pub struct JitOptions {
     /// microkernels (AVX-512/AVX2 where the CPU has them) instead of Cranelift-generated
     /// loops, which Cranelift limits to 128-bit vectors.
     pub ukernels: bool,
-    /// Threads the matrix products may use (with microkernels on). Every thread count gives
-    /// bit-identical results.
+    /// Threads to split work across: the runtime GEMM's tiles (with microkernels on), and the
+    /// outermost loop of elementwise and channel-vector windowed kernels. Every thread count
+    /// gives bit-identical results.
     pub threads: usize,
 }
 
@@ -265,7 +286,14 @@ pub fn compile_with_listing(graph: &Graph, options: &JitOptions, listing: &mut L
         if !lower::needs_kernel(op) {
             continue;
         }
+        let operand_types = graph.operand_types(id);
+        let split = options.threads > 1
+            && node.ty.numel() >= SPLIT_MIN_ELEMENTS
+            && lower::splits(op, &operand_types, &node.ty, options.ukernels, prepacked.contains_key(&id));
         ctx.func.signature.params.push(AbiParam::new(ptr));
+        if split {
+            ctx.func.signature.params.extend([AbiParam::new(ptr), AbiParam::new(ptr)]);
+        }
         ctx.func.name = UserFuncName::user(0, index as u32);
         {
             let mut b = FunctionBuilder::new(&mut ctx.func, &mut fctx);
@@ -273,7 +301,8 @@ pub fn compile_with_listing(graph: &Graph, options: &JitOptions, listing: &mut L
             b.append_block_params_for_function_params(entry);
             b.switch_to_block(entry);
             b.seal_block(entry);
-            let arena = b.block_params(entry)[0];
+            let params = b.block_params(entry).to_vec();
+            let arena = params[0];
             let runtime = options.ukernels.then(|| kernel::RuntimeFns {
                 sgemm: module.declare_func_in_func(sgemm_id, b.func),
                 im2col: module.declare_func_in_func(im2col_id, b.func),
@@ -284,6 +313,9 @@ pub fn compile_with_listing(graph: &Graph, options: &JitOptions, listing: &mut L
             let mut k = kernel::Kernel::new(b, arena, &const_addrs, runtime, tile_of(id));
             k.prepacked = prepacked.get(&id).cloned().unwrap_or_default();
             k.threads = options.threads.max(1) as i64;
+            if split {
+                k.task = Some((params[1], params[2]));
+            }
             let operands = graph.operands(id);
             let args: Vec<lower::Arg> = operands.iter().map(|o| lower::Arg { loc: plan.locs[o], ty: &graph.node(*o).ty }).collect();
             let out = lower::Arg { loc: plan.locs[&id], ty: &node.ty };
@@ -307,12 +339,26 @@ pub fn compile_with_listing(graph: &Graph, options: &JitOptions, listing: &mut L
             listing.text.push('\n');
         }
         module.clear_context(&mut ctx);
-        ids.push(fid);
+        ids.push((fid, split));
         kernel_names.push((node.name.clone(), op.label()));
     }
     module.finalize_definitions().map_err(|e| JitError::Codegen { node: graph.name.clone(), message: e.to_string() })?;
-    // SAFETY: every kernel was declared with the signature `fn(*mut u8)`.
-    let kernels = ids.iter().map(|&f| unsafe { std::mem::transmute::<*const u8, KernelFn>(module.get_finalized_function(f)) }).collect();
+    let tasks = options.threads.max(1);
+    let kernels = ids
+        .iter()
+        .map(|&(f, split)| {
+            let code = module.get_finalized_function(f);
+            // SAFETY: each kernel was declared with the signature its variant names:
+            // `fn(arena)`, or `fn(arena, task, tasks)` when split.
+            unsafe {
+                if split {
+                    Compiled::Split(std::mem::transmute::<*const u8, TaskFn>(code), tasks)
+                } else {
+                    Compiled::Whole(std::mem::transmute::<*const u8, KernelFn>(code))
+                }
+            }
+        })
+        .collect();
     let binding = |id: NodeId, name: &str| Binding { name: name.to_string(), loc: plan.locs[&id], dtype: graph.node(id).ty.dtype, shape: graph.node(id).ty.shape.clone() };
     Ok(Executable {
         module: Some(module),
