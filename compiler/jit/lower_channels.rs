@@ -90,11 +90,17 @@ pub fn pack_weights(kind: ConvKind, w: &[f32], wshape: &[usize], tile: Tile) -> 
         }
         ConvKind::Gemm => {
             let k = cg * taps;
+            // A transpose, by blocks of 16 filters: their 16 weight rows stay in cache while
+            // each is read once, and each written row of B gets a whole cache line at a time.
             let mut b = vec![0.0; k * f];
-            for oc in 0..f {
-                for ch in 0..cg {
-                    for t in 0..taps {
-                        b[(t * cg + ch) * f + oc] = w[(oc * cg + ch) * taps + t];
+            for block in (0..f).step_by(16) {
+                let filters = block..(block + 16).min(f);
+                for t in 0..taps {
+                    for ch in 0..cg {
+                        let row = (t * cg + ch) * f;
+                        for oc in filters.clone() {
+                            b[row + oc] = w[(oc * cg + ch) * taps + t];
+                        }
                     }
                 }
             }
