@@ -8,7 +8,7 @@
 
 use super::kernel::{GemmTail, Kernel, RuntimeFns, F32, F32X4, LANES};
 use nnc_runtime::gemm::Activation;
-use super::lower_channels;
+use super::{lower_channels, lower_lstm};
 use super::memplan::Loc;
 use crate::ir::{Layout, TensorType};
 use crate::ops::fused::{Fused, Step};
@@ -42,8 +42,9 @@ pub fn scratch_bytes(op: &Op, operands: &[&TensorType], out: &TensorType, ukerne
         // Channel-vector convolutions gather their patches while packing.
         Op::Conv2d(_) if operands[0].layout != Layout::RowMajor => 0,
         Op::Fused(f) => f.anchor.as_ref().map_or(0, |a| scratch_bytes(a, &operands[..f.anchor_operands(operands.len())], out, ukernels)),
-        // The cell state of every batch row, and the zero initial hidden state.
-        Op::Lstm(l) => 2 * operands[0].shape[1] * l.hidden * 4,
+        // The gate pre-activations of a row, the cell state of every batch row, and the zero
+        // initial hidden state.
+        Op::Lstm(l) => lower_lstm::scratch_floats(operands[0].shape[1], l.hidden) * 4,
         // One group's unfolded image.
         Op::Conv2d(c) if conv_uses_gemm(operands, ukernels) && !conv_is_pointwise(c, operands) => {
             let w = &operands[1].shape;
@@ -288,7 +289,10 @@ pub fn lower(k: &mut Kernel, op: &Op, args: &[Arg], out: Arg, scratch: Option<Lo
         Op::Conv2d(_) | Op::Dense(_) | Op::MatMul(_) => lower_product(k, op, args, out, scratch, &Epilogue::none()),
         Op::BatchNorm(bn) => batch_norm(k, bn, args, out),
         Op::LayerNorm(ln) => layer_norm(k, ln, args, out),
-        Op::Lstm(l) => lstm(k, l, args, out, scratch.expect("lstm has scratch")),
+        Op::Lstm(l) => match k.prepacked[..] {
+            [wih, whh, bias] => lower_lstm::lstm(k, l.hidden, args, out, scratch.expect("lstm has scratch"), [wih, whh, bias]),
+            _ => lstm(k, l, args, out, scratch.expect("lstm has scratch")),
+        },
         Op::Softmax(s) => softmax(k, s, args, out),
         Op::Pool(p) if args[0].ty.layout != Layout::RowMajor => lower_channels::pool(k, p, args, out),
         Op::Pool(p) => pool(k, p, args, out),

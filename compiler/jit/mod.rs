@@ -15,6 +15,7 @@
 pub mod kernel;
 pub mod lower;
 pub mod lower_channels;
+pub mod lower_lstm;
 pub mod memplan;
 
 use crate::ir::{Graph, Layout, NodeId, NodeKind, ShapeDisplay};
@@ -379,6 +380,25 @@ pub fn compile_with_listing(graph: &Graph, options: &JitOptions, listing: &mut L
 fn prepack_weights(graph: &Graph, schedule: &[NodeId], plan: &MemoryPlan, mut consts: Vec<Vec<f32>>, ukernels: bool, tile_of: &dyn Fn(NodeId) -> Tile) -> (Vec<Vec<f32>>, HashMap<NodeId, Vec<u64>>) {
     let mut prepacked = HashMap::new();
     for &id in schedule {
+        // An LSTM with constant weights: transposed weights and the summed bias.
+        if let Some(ops::Op::Lstm(l)) = graph.node(id).op() {
+            let locs: Vec<Option<Loc>> = graph.operands(id)[1..].iter().map(|o| plan.locs.get(o).copied()).collect();
+            let consts_at: Vec<usize> = locs.iter().filter_map(|l| match l {
+                Some(Loc::Const(c)) => Some(*c),
+                _ => None,
+            }).collect();
+            if consts_at.len() == locs.len() {
+                let biases = (consts_at.len() == 4).then(|| (&consts[consts_at[2]][..], &consts[consts_at[3]][..]));
+                let packed = lower_lstm::pack_weights(&consts[consts_at[0]], &consts[consts_at[1]], biases, 4 * l.hidden);
+                let mut addrs = Vec::new();
+                for buf in packed {
+                    addrs.push(buf.as_ptr() as u64);
+                    consts.push(buf);
+                }
+                prepacked.insert(id, addrs);
+            }
+            continue;
+        }
         let conv = match graph.node(id).op() {
             Some(ops::Op::Conv2d(c)) => c,
             Some(ops::Op::Fused(f)) => match f.anchor.as_deref() {

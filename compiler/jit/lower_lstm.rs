@@ -1,0 +1,155 @@
+//! The LSTM step with its weights transposed at compile time. Each step's gate
+//! pre-activations `W_ih·x_t + W_hh·h_{t-1} + b` are one vector accumulation: start from the
+//! bias, then add each input's row of the transposed weights scaled by that input
+//! (`f32x4` along the `4H` gate units, eight vectors at a time in registers); the gate
+//! nonlinearities and the cell update then run as vectors along the hidden units. The
+//! straightforward lowering (one dot product per gate unit, `jit::lower`) remains for
+//! weights computed at run time.
+
+use super::kernel::{Kernel, F32, F32X4, LANES};
+use super::lower::Arg;
+use super::memplan::Loc;
+use cranelift_codegen::ir::{InstBuilder, Value};
+
+/// Gate-unit vectors accumulated in registers at once.
+const CHUNK_VECTORS: i64 = 8;
+
+/// `W_ihᵀ` (`[I][4H]`), `W_hhᵀ` (`[H][4H]`) and `b_ih + b_hh` (`[4H]`, zeros without
+/// biases), from the row-major `W_ih [4H, I]`, `W_hh [4H, H]` and biases.
+pub fn pack_weights(w_ih: &[f32], w_hh: &[f32], biases: Option<(&[f32], &[f32])>, four_h: usize) -> [Vec<f32>; 3] {
+    let transpose = |w: &[f32]| {
+        let cols = w.len() / four_h;
+        let mut t = vec![0.0; w.len()];
+        for r in 0..four_h {
+            for c in 0..cols {
+                t[c * four_h + r] = w[r * cols + c];
+            }
+        }
+        t
+    };
+    let bias = match biases {
+        Some((a, b)) => a.iter().zip(b).map(|(x, y)| x + y).collect(),
+        None => vec![0.0; four_h],
+    };
+    [transpose(w_ih), transpose(w_hh), bias]
+}
+
+/// Scratch floats: the gate pre-activations of one batch row, the cell state of every row
+/// and the zero initial hidden state.
+pub fn scratch_floats(batch: usize, hidden: usize) -> usize {
+    4 * hidden + 2 * batch * hidden
+}
+
+/// `out[0..m] = bias + Σ_k vec_a[k]·wa[k, ..] + Σ_k vec_b[k]·wb[k, ..]`: the `m` columns in
+/// chunks of eight vectors held in registers, then single vectors, then single floats.
+#[allow(clippy::too_many_arguments)]
+fn accumulate_rows(k: &mut Kernel, bias: Value, terms: [(Value, Value, i64); 2], m: i64, out: Value) {
+    let chunk = CHUNK_VECTORS * LANES;
+    let columns = |k: &mut Kernel, j0: Value, width: i64, ty: cranelift_codegen::ir::Type| {
+        let lanes = if ty == F32 { 1 } else { LANES };
+        let b0 = k.elem(bias, j0);
+        let accs: Vec<_> = (0..width / lanes).map(|v| {
+            let init = k.load_at(ty, b0, v * lanes);
+            k.var(ty, init)
+        }).collect();
+        for (vec, w, len) in terms {
+            let w0 = k.elem(w, j0);
+            k.for_const(0, len, |k, p| {
+                let s = k.load(F32, vec, p);
+                let s = if ty == F32 { s } else { k.b.ins().splat(ty, s) };
+                let row_off = k.b.ins().imul_imm_s(p, m);
+                let row = k.elem(w0, row_off);
+                for (v, &acc) in accs.iter().enumerate() {
+                    // Weights are constants: a movable load lands next to its FMA.
+                    let wv = k.load_input_at(ty, row, v as i64 * lanes);
+                    let cur = k.b.use_var(acc);
+                    let next = k.fma(s, wv, cur);
+                    k.b.def_var(acc, next);
+                }
+            });
+        }
+        let o0 = k.elem(out, j0);
+        for (v, &acc) in accs.iter().enumerate() {
+            let r = k.b.use_var(acc);
+            let at = k.int(v as i64 * lanes);
+            k.store(r, o0, at);
+        }
+    };
+    let full = m / chunk;
+    k.for_const(0, full, |k, c| {
+        let j0 = k.b.ins().imul_imm_s(c, chunk);
+        columns(k, j0, chunk, F32X4);
+    });
+    let mut j = full * chunk;
+    while j + LANES <= m {
+        let j0 = k.int(j);
+        columns(k, j0, LANES, F32X4);
+        j += LANES;
+    }
+    while j < m {
+        let j0 = k.int(j);
+        columns(k, j0, 1, F32);
+        j += 1;
+    }
+}
+
+/// The whole sequence: `args` are x `[T, N, I]` and the row-major weights (unused: the packed
+/// copies at `packed` = [`W_ihᵀ`, `W_hhᵀ`, bias] are read instead).
+pub fn lstm(k: &mut Kernel, hidden: usize, args: &[Arg], out: Arg, scratch: Loc, packed: [u64; 3]) {
+    let [t_len, n, i_len] = args[0].ty.shape[..] else { unreachable!("rank checked") };
+    let (t_len, n, i_len, h) = (t_len as i64, n as i64, i_len as i64, hidden as i64);
+    let (x, o) = (k.ptr(args[0].loc), k.ptr(out.loc));
+    let [wih, whh, bias] = packed.map(|a| k.int(a as i64));
+    let gates = k.ptr(scratch);
+    let cell_off = k.int(4 * h);
+    let cell = k.elem(gates, cell_off);
+    let h0_off = k.int(4 * h + n * h);
+    let h0 = k.elem(gates, h0_off);
+    k.for_vectorized(2 * n * h, |k, i, ty| {
+        let z = k.c(ty, 0.0);
+        k.store(z, cell, i);
+    });
+    k.for_const(0, t_len, |k, t| {
+        k.for_const(0, n, |k, b| {
+            let xo = k.b.ins().imul_imm_s(t, n * i_len);
+            let xb = k.b.ins().imul_imm_s(b, i_len);
+            let xo = k.b.ins().iadd(xo, xb);
+            let xt = k.elem(x, xo);
+            // h_{t-1}: the previous step's output row, or the zero state at t = 0 (chosen
+            // before any load: at t = 0 `prev_row` points before the output).
+            let prev_t = k.b.ins().iadd_imm_s(t, -1);
+            let ho = k.b.ins().imul_imm_s(prev_t, n * h);
+            let hb = k.b.ins().imul_imm_s(b, h);
+            let ho = k.b.ins().iadd(ho, hb);
+            let prev_row = k.elem(o, ho);
+            let zero = k.int(0);
+            let first = k.b.ins().icmp(cranelift_codegen::ir::condcodes::IntCC::Equal, t, zero);
+            let h0_row = k.elem(h0, hb);
+            let hprev = k.b.ins().select(first, h0_row, prev_row);
+            accumulate_rows(k, bias, [(xt, wih, i_len), (hprev, whh, h)], 4 * h, gates);
+            // Gates (i, f, g, o) and the cell update, as vectors along the hidden units.
+            let c_row = k.elem(cell, hb);
+            let out_off = k.b.ins().imul_imm_s(t, n * h);
+            let out_off = k.b.ins().iadd(out_off, hb);
+            let out_row = k.elem(o, out_off);
+            k.for_vectorized(h, |k, j, ty| {
+                let gate = |k: &mut Kernel, g: i64| {
+                    let idx = k.b.ins().iadd_imm_s(j, g * h);
+                    k.load(ty, gates, idx)
+                };
+                let (gi, gf, gg, go) = (gate(k, 0), gate(k, 1), gate(k, 2), gate(k, 3));
+                let i_g = k.sigmoid(ty, gi);
+                let f_g = k.sigmoid(ty, gf);
+                let g_g = k.tanh(ty, gg);
+                let o_g = k.sigmoid(ty, go);
+                let c_prev = k.load(ty, c_row, j);
+                let ig = k.b.ins().fmul(i_g, g_g);
+                let c_new = k.fma(f_g, c_prev, ig);
+                k.store(c_new, c_row, j);
+                let tc = k.tanh(ty, c_new);
+                let hv = k.b.ins().fmul(o_g, tc);
+                k.store(hv, out_row, j);
+            });
+        });
+    });
+}
