@@ -206,3 +206,17 @@ fn channel_vector_kernels_match_interpreter() {
         }
     }
 }
+
+/// The LSTM's vector step on the shapes its fast paths skip: no biases, hidden sizes that
+/// leave scalar gate units and whole 32-unit chunks, batch rows.
+#[test]
+fn lstm_step_shapes_match_interpreter() {
+    for (hidden, bias) in [(6, false), (9, true), (40, false)] {
+        let src = format!("model m {{\n input x: f32[5, 2, 7]\n output y = lstm(x, hidden={hidden}, bias={bias})\n}}");
+        let g = bound(&build_graph(&Source::from_string("m.nn", src), None, &Default::default()).unwrap(), None);
+        let inputs = random_inputs(&g, 11);
+        if let Some(m) = check(&format!("lstm hidden={hidden} bias={bias}"), &g, &inputs) {
+            panic!("{m}");
+        }
+    }
+}
