@@ -61,7 +61,8 @@ pub fn summarize(graph: &Graph) -> Summary {
     }
     let (activation_bytes, peak_activation_bytes) = activation_memory(graph, &order);
     let macs = rows.iter().fold(0u64, |acc, r| acc.saturating_add(r.macs));
-    let scratch = |id: NodeId| graph.node(id).op().map_or(0, |op| crate::jit::lower::scratch_bytes(op, &graph.operand_types(id), &graph.node(id).ty, true));
+    let target = crate::target::CpuTarget::host(true);
+    let scratch = |id: NodeId| graph.node(id).op().map_or(0, |op| crate::jit::lower::scratch_bytes(op, &graph.operand_types(id), &graph.node(id).ty, true, &crate::jit::node_tile(graph, id, &target)));
     let plan = crate::jit::memplan::plan(graph, &order, &scratch);
     Summary {
         model: graph.name.clone(),

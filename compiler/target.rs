@@ -87,7 +87,9 @@ impl CpuTarget {
     /// - L3 (if any): the same for the B block with the A block's ways reserved; capped at
     ///   4096 columns so the per-thread packing buffer stays at most `kc·4096` floats.
     ///
-    /// Each size is then clamped to the problem, so small products get small blocks.
+    /// Each size is then clamped to the problem, so small products get small blocks. The
+    /// Cranelift-generated GEMM packs only B's micro-panels and reads A in place, so for it
+    /// only `kc` blocks anything (`mc` and `nc` are the whole product).
     pub fn gemm_tile(&self, m: usize, n: usize, k: usize) -> Tile {
         const F32: usize = 4;
         let (mr, nr) = (self.mr, self.nr);
@@ -106,7 +108,11 @@ impl CpuTarget {
             }
             None => 4096,
         };
-        Tile { mr, nr, kc: kc.min(k.max(1)), mc: mc.min(m.next_multiple_of(mr)), nc: nc.min(n.next_multiple_of(nr)) }
+        let (m_all, n_all) = (m.next_multiple_of(mr), n.next_multiple_of(nr));
+        if !self.ukernels {
+            return Tile { mr, nr, kc: kc.min(k.max(1)), mc: m_all, nc: n_all };
+        }
+        Tile { mr, nr, kc: kc.min(k.max(1)), mc: mc.min(m_all), nc: nc.min(n_all) }
     }
 }
 

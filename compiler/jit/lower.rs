@@ -11,6 +11,7 @@ use nnc_runtime::gemm::Activation;
 use super::{lower_channels, lower_lstm};
 use super::memplan::Loc;
 use crate::ir::{Layout, TensorType};
+use crate::target::Tile;
 use crate::ops::fused::{Fused, Step};
 use crate::ops::{strides, Attention, BatchNorm, Binary, BinaryKind, Concat, Conv2d, LayerNorm, Lstm, Op, Pool, PoolKind, Slice, Softmax, Transpose, Unary, UnaryKind};
 use cranelift_codegen::ir::condcodes::IntCC;
@@ -37,11 +38,11 @@ pub fn conv_is_pointwise(c: &Conv2d, operands: &[&TensorType]) -> bool {
 }
 
 /// Extra arena bytes an op needs while it runs.
-pub fn scratch_bytes(op: &Op, operands: &[&TensorType], out: &TensorType, ukernels: bool) -> usize {
+pub fn scratch_bytes(op: &Op, operands: &[&TensorType], out: &TensorType, ukernels: bool, tile: &Tile) -> usize {
     match op {
         // Channel-vector convolutions gather their patches while packing.
         Op::Conv2d(_) if operands[0].layout != Layout::RowMajor => 0,
-        Op::Fused(f) => f.anchor.as_ref().map_or(0, |a| scratch_bytes(a, &operands[..f.anchor_operands(operands.len())], out, ukernels)),
+        Op::Fused(f) => f.anchor.as_ref().map_or(0, |a| scratch_bytes(a, &operands[..f.anchor_operands(operands.len())], out, ukernels, tile)),
         // The gate pre-activations of a row, the cell state of every batch row, and the zero
         // initial hidden state.
         Op::Lstm(l) => lower_lstm::scratch_floats(operands[0].shape[1], l.hidden) * 4,
@@ -50,8 +51,8 @@ pub fn scratch_bytes(op: &Op, operands: &[&TensorType], out: &TensorType, ukerne
             let w = &operands[1].shape;
             w[1] * w[2] * w[3] * out.shape[2] * out.shape[3] * 4
         }
-        // A packed KC × 8 panel of B for the register-tiled GEMM.
-        Op::MatMul(_) if !ukernels => (GEMM_KC * TILE_N) as usize * 4,
+        // A packed kc × 8 panel of B for the register-tiled GEMM.
+        Op::MatMul(_) if !ukernels => tile.kc * TILE_N as usize * 4,
         // One score matrix, reused across the batch.
         Op::Attention(_) if ukernels => {
             let (q, k) = (&operands[0].shape, &operands[1].shape);
@@ -695,12 +696,13 @@ fn matmul(k: &mut Kernel, args: &[Arg], out: Arg, panel: Loc) {
     let (full_m, full_n) = (m - m % TILE_M, n - n % TILE_N);
     for_rows(k, &shape, &[a_str, b_str, o_str], &mut |k, offs| {
         let (pa, pb, po) = (k.elem(a, offs[0]), k.elem(b, offs[1]), k.elem(o, offs[2]));
-        // Whole 6×8 tiles in registers, K in slabs of GEMM_KC whose 8-column panels of B are
+        // Whole 6×8 tiles in registers, K in slabs of `kc` whose 8-column panels of B are
         // copied contiguous first (rows of B a power-of-two apart would fight over the same
         // cache sets); the rows and columns left over take the loops below.
         if full_m > 0 {
-            for pc in (0..kk).step_by(GEMM_KC as usize) {
-                let kc = GEMM_KC.min(kk - pc);
+            let kc_max = k.tile.kc.max(1) as i64;
+            for pc in (0..kk).step_by(kc_max as usize) {
+                let kc = kc_max.min(kk - pc);
                 k.for_const(0, full_n / TILE_N, |k, tj| {
                     let j0 = k.b.ins().imul_imm_s(tj, TILE_N);
                     let src_off = k.b.ins().iadd_imm_s(j0, pc * n);
@@ -729,10 +731,8 @@ fn matmul(k: &mut Kernel, args: &[Arg], out: Arg, panel: Loc) {
 
 /// Rows and columns of the register tile of the Cranelift-generated GEMM: 12 `f32x4`
 /// accumulators, two vectors of B and a broadcast of A fit x86-64's 16 xmm registers.
-const TILE_M: i64 = 6;
-const TILE_N: i64 = 8;
-/// Depth of one slab of K: a 6 × KC strip of A and the KC × 8 panel of B stay in L1.
-const GEMM_KC: i64 = 256;
+const TILE_M: i64 = crate::target::CRANELIFT_TILE.0 as i64;
+const TILE_N: i64 = crate::target::CRANELIFT_TILE.1 as i64;
 
 /// `C[i0..i0+6, j0..j0+8] (+)= A[i0.., pc..pc+kc]·panel`, with row-major A (`m × kk`) and C
 /// (`m × n`) and `panel` the packed `kc × 8` slab of B. The first slab (`pc == 0`) writes C,

@@ -245,22 +245,14 @@ pub fn compile_with_listing(graph: &Graph, options: &JitOptions, listing: &mut L
             return Err(JitError::UnsupportedDType(n.name.clone(), n.ty.dtype.to_string()));
         }
     }
-    let scratch = |id: NodeId| graph.node(id).op().map_or(0, |op| lower::scratch_bytes(op, &graph.operand_types(id), &graph.node(id).ty, options.ukernels));
+    let target = CpuTarget::host(options.ukernels);
+    let tile_of = |id: NodeId| node_tile(graph, id, &target);
+    let scratch = |id: NodeId| graph.node(id).op().map_or(0, |op| lower::scratch_bytes(op, &graph.operand_types(id), &graph.node(id).ty, options.ukernels, &tile_of(id)));
     let plan: MemoryPlan = memplan::plan(graph, &schedule, &scratch);
     let consts: Vec<Vec<f32>> = plan.consts.iter().map(|&id| match &graph.node(id).kind {
         NodeKind::Const(t) => t.to_f32_vec(),
         NodeKind::Input { .. } | NodeKind::Param | NodeKind::Op(_) => unreachable!("the plan lists constants only"),
     }).collect();
-    let target = CpuTarget::host(options.ukernels);
-    // Each node's cache blocking: chosen by `select-tiles`, or derived the same way here.
-    let tile_of = |id: NodeId| -> Tile {
-        let node = graph.node(id);
-        node.tile.unwrap_or_else(|| {
-            let shape = node.op().and_then(|op| lower::gemm_shape(op, &graph.operand_types(id), &node.ty, options.ukernels));
-            let [m, n, k] = shape.unwrap_or([usize::MAX / 2; 3]);
-            target.gemm_tile(m, n, k)
-        })
-    };
     let (consts, prepacked) = prepack_weights(graph, &schedule, &plan, consts, options.ukernels, &tile_of);
     let const_addrs: Vec<u64> = consts.iter().map(|c| c.as_ptr() as u64).collect();
 
@@ -370,6 +362,17 @@ pub fn compile_with_listing(graph: &Graph, options: &JitOptions, listing: &mut L
         lower_bound_bytes: plan.lower_bound_bytes,
         inputs: graph.inputs.iter().map(|&i| binding(i, &graph.node(i).name)).collect(),
         outputs: graph.outputs.iter().map(|(name, id)| binding(*id, name)).collect(),
+    })
+}
+
+/// A node's cache blocking: chosen by `select-tiles`, or derived the same way here (for
+/// graphs compiled below the level that runs it).
+pub fn node_tile(graph: &Graph, id: NodeId, target: &CpuTarget) -> Tile {
+    let node = graph.node(id);
+    node.tile.unwrap_or_else(|| {
+        let shape = node.op().and_then(|op| lower::gemm_shape(op, &graph.operand_types(id), &node.ty, target.ukernels));
+        let [m, n, k] = shape.unwrap_or([usize::MAX / 2; 3]);
+        target.gemm_tile(m, n, k)
     })
 }
 
