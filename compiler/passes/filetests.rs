@@ -12,7 +12,7 @@
 //! outputs). `NNC_BLESS=1 cargo test filetests` rewrites the expected halves from the current
 //! output; review the diff before committing.
 
-use super::testing::{check_pass_on_graph, pass_by_name};
+use super::testing::check_pass_on_graph;
 use crate::ir::{parse::parse_graph, print::print_graph};
 use std::path::PathBuf;
 
@@ -31,7 +31,6 @@ fn filetests() {
         let (input, expected) = text.split_once(SEPARATOR).unwrap_or((&text, ""));
         let pass = input.lines().find_map(|l| l.strip_prefix("// pass: ")).unwrap_or_else(|| panic!("{}: no `// pass: NAME` line", path.display())).trim();
         let graph = parse_graph(input).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-        pass_by_name(pass);
         let after = check_pass_on_graph(pass, &graph);
         let got = print_graph(&after);
         if got.trim() != expected.trim() {

@@ -665,6 +665,83 @@ mod x86 {
     }
 }
 
+
+/// [`sgemm_packed_a`] with a C ABI.
+///
+/// # Safety
+/// As [`sgemm_packed_a`].
+#[no_mangle]
+#[allow(clippy::too_many_arguments)]
+pub unsafe extern "C" fn nnc_sgemm_packed_a(m: i64, n: i64, k: i64, a: *const f32, b: *const f32, rsb: i64, csb: i64, c: *mut f32, rsc: i64, csc: i64, accumulate: i64, threads: i64, kc: i64, mc: i64, nc: i64, bias: *const f32, bias_per_row: i64, residual: *const f32, act: i64) {
+    let ep = Epilogue::from_abi(bias, bias_per_row, residual, act);
+    gemm_threaded(threads.max(1) as usize, m as usize, n as usize, k as usize, ASource::Packed(a), BSource::Strided(b, rsb as isize, csb as isize), c, rsc as isize, csc as isize, accumulate != 0, Blocking::from_abi(kc, mc, nc), ep);
+}
+
+/// [`sgemm_packed_b`] with a C ABI.
+///
+/// # Safety
+/// As [`sgemm_packed_b`].
+#[no_mangle]
+#[allow(clippy::too_many_arguments)]
+pub unsafe extern "C" fn nnc_sgemm_packed_b(m: i64, n: i64, k: i64, a: *const f32, rsa: i64, csa: i64, b: *const f32, c: *mut f32, rsc: i64, csc: i64, accumulate: i64, threads: i64, kc: i64, mc: i64, nc: i64, bias: *const f32, bias_per_row: i64, residual: *const f32, act: i64) {
+    let ep = Epilogue::from_abi(bias, bias_per_row, residual, act);
+    gemm_threaded(threads.max(1) as usize, m as usize, n as usize, k as usize, ASource::Strided(a, rsa as isize, csa as isize), BSource::Packed(b), c, rsc as isize, csc as isize, accumulate != 0, Blocking::from_abi(kc, mc, nc), ep);
+}
+
+/// A convolution over one NHWC image as `out[P, F] = patches[P, kh·kw·c] · B` with B packed
+/// by [`pack_b_all`] ([`ConvPatches`]: the patches are gathered while packing), plus the
+/// epilogue, as [`nnc_sgemm_packed_b`].
+///
+/// # Safety
+/// `input` holds `h·w·c` floats; `b` the packing of a `(kh·kw·c) × n` matrix; `out` has room
+/// for `m × n` with the given strides, `m = oh·ow`; bias and residual as [`nnc_sgemm`].
+#[no_mangle]
+#[allow(clippy::too_many_arguments)]
+pub unsafe extern "C" fn nnc_sgemm_conv_nhwc(
+    m: i64, n: i64, input: *const f32, c: i64, h: i64, w: i64, kh: i64, kw: i64, sh: i64, sw: i64, dh: i64, dw: i64, pt: i64, pl: i64, ow: i64,
+    b: *const f32, out: *mut f32, rsc: i64, csc: i64, threads: i64, kc: i64, mc: i64, nc: i64, bias: *const f32, bias_per_row: i64, residual: *const f32, act: i64,
+) {
+    let i = |v: i64| v as isize;
+    let patches = ConvPatches { input, c: i(c), h: i(h), w: i(w), kh: i(kh), kw: i(kw), sh: i(sh), sw: i(sw), dh: i(dh), dw: i(dw), pt: i(pt), pl: i(pl), ow: i(ow), row0: 0 };
+    let k = (kh * kw * c) as usize;
+    let ep = Epilogue::from_abi(bias, bias_per_row, residual, act);
+    gemm_threaded(threads.max(1) as usize, m as usize, n as usize, k, ASource::Patches(patches), BSource::Packed(b), out, rsc as isize, csc as isize, false, Blocking::from_abi(kc, mc, nc), ep);
+}
+
+
+/// Unfold one image for convolution as a matrix product: row `(c·kh + ky)·kw + kx`, column
+/// `oy·ow + ox` of `col` is the input pixel under tap `(ky, kx)` of output `(oy, ox)` in
+/// channel `c`, or 0 where the tap falls in the padding.
+///
+/// # Safety
+/// `input` holds `c·h·w` floats and `col` has room for `c·kh·kw·oh·ow`.
+#[no_mangle]
+#[allow(clippy::too_many_arguments)]
+pub unsafe extern "C" fn nnc_im2col(input: *const f32, c: i64, h: i64, w: i64, kh: i64, kw: i64, sh: i64, sw: i64, dh: i64, dw: i64, pt: i64, pl: i64, oh: i64, ow: i64, col: *mut f32) {
+    let mut o = col;
+    for ch in 0..c {
+        let plane = input.offset((ch * h * w) as isize);
+        for ky in 0..kh {
+            for kx in 0..kw {
+                for oy in 0..oh {
+                    let iy = oy * sh + ky * dh - pt;
+                    if iy < 0 || iy >= h {
+                        std::ptr::write_bytes(o, 0, ow as usize);
+                        o = o.add(ow as usize);
+                        continue;
+                    }
+                    let row = plane.offset((iy * w) as isize);
+                    for ox in 0..ow {
+                        let ix = ox * sw + kx * dw - pl;
+                        *o = if ix >= 0 && ix < w { *row.offset(ix as isize) } else { 0.0 };
+                        o = o.add(1);
+                    }
+                }
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -793,82 +870,6 @@ mod tests {
                     let mut c8 = vec![0.0f32; m * n];
                     unsafe { nnc_sgemm_packed_b(m as i64, n as i64, k as i64, a.as_ptr(), k as i64, 1, packed_b.as_ptr(), c8.as_mut_ptr(), n as i64, 1, 0, 2, kc, mc, nc, bp, per_row as i64, rp, act.code()) };
                     assert_eq!(c8, want, "{m}x{n}x{k} epilogue by rows");
-                }
-            }
-        }
-    }
-}
-
-/// [`sgemm_packed_a`] with a C ABI.
-///
-/// # Safety
-/// As [`sgemm_packed_a`].
-#[no_mangle]
-#[allow(clippy::too_many_arguments)]
-pub unsafe extern "C" fn nnc_sgemm_packed_a(m: i64, n: i64, k: i64, a: *const f32, b: *const f32, rsb: i64, csb: i64, c: *mut f32, rsc: i64, csc: i64, accumulate: i64, threads: i64, kc: i64, mc: i64, nc: i64, bias: *const f32, bias_per_row: i64, residual: *const f32, act: i64) {
-    let ep = Epilogue::from_abi(bias, bias_per_row, residual, act);
-    gemm_threaded(threads.max(1) as usize, m as usize, n as usize, k as usize, ASource::Packed(a), BSource::Strided(b, rsb as isize, csb as isize), c, rsc as isize, csc as isize, accumulate != 0, Blocking::from_abi(kc, mc, nc), ep);
-}
-
-/// [`sgemm_packed_b`] with a C ABI.
-///
-/// # Safety
-/// As [`sgemm_packed_b`].
-#[no_mangle]
-#[allow(clippy::too_many_arguments)]
-pub unsafe extern "C" fn nnc_sgemm_packed_b(m: i64, n: i64, k: i64, a: *const f32, rsa: i64, csa: i64, b: *const f32, c: *mut f32, rsc: i64, csc: i64, accumulate: i64, threads: i64, kc: i64, mc: i64, nc: i64, bias: *const f32, bias_per_row: i64, residual: *const f32, act: i64) {
-    let ep = Epilogue::from_abi(bias, bias_per_row, residual, act);
-    gemm_threaded(threads.max(1) as usize, m as usize, n as usize, k as usize, ASource::Strided(a, rsa as isize, csa as isize), BSource::Packed(b), c, rsc as isize, csc as isize, accumulate != 0, Blocking::from_abi(kc, mc, nc), ep);
-}
-
-/// A convolution over one NHWC image as `out[P, F] = patches[P, kh·kw·c] · B` with B packed
-/// by [`pack_b_all`] ([`ConvPatches`]: the patches are gathered while packing), plus the
-/// epilogue, as [`nnc_sgemm_packed_b`].
-///
-/// # Safety
-/// `input` holds `h·w·c` floats; `b` the packing of a `(kh·kw·c) × n` matrix; `out` has room
-/// for `m × n` with the given strides, `m = oh·ow`; bias and residual as [`nnc_sgemm`].
-#[no_mangle]
-#[allow(clippy::too_many_arguments)]
-pub unsafe extern "C" fn nnc_sgemm_conv_nhwc(
-    m: i64, n: i64, input: *const f32, c: i64, h: i64, w: i64, kh: i64, kw: i64, sh: i64, sw: i64, dh: i64, dw: i64, pt: i64, pl: i64, ow: i64,
-    b: *const f32, out: *mut f32, rsc: i64, csc: i64, threads: i64, kc: i64, mc: i64, nc: i64, bias: *const f32, bias_per_row: i64, residual: *const f32, act: i64,
-) {
-    let i = |v: i64| v as isize;
-    let patches = ConvPatches { input, c: i(c), h: i(h), w: i(w), kh: i(kh), kw: i(kw), sh: i(sh), sw: i(sw), dh: i(dh), dw: i(dw), pt: i(pt), pl: i(pl), ow: i(ow), row0: 0 };
-    let k = (kh * kw * c) as usize;
-    let ep = Epilogue::from_abi(bias, bias_per_row, residual, act);
-    gemm_threaded(threads.max(1) as usize, m as usize, n as usize, k, ASource::Patches(patches), BSource::Packed(b), out, rsc as isize, csc as isize, false, Blocking::from_abi(kc, mc, nc), ep);
-}
-
-
-/// Unfold one image for convolution as a matrix product: row `(c·kh + ky)·kw + kx`, column
-/// `oy·ow + ox` of `col` is the input pixel under tap `(ky, kx)` of output `(oy, ox)` in
-/// channel `c`, or 0 where the tap falls in the padding.
-///
-/// # Safety
-/// `input` holds `c·h·w` floats and `col` has room for `c·kh·kw·oh·ow`.
-#[no_mangle]
-#[allow(clippy::too_many_arguments)]
-pub unsafe extern "C" fn nnc_im2col(input: *const f32, c: i64, h: i64, w: i64, kh: i64, kw: i64, sh: i64, sw: i64, dh: i64, dw: i64, pt: i64, pl: i64, oh: i64, ow: i64, col: *mut f32) {
-    let mut o = col;
-    for ch in 0..c {
-        let plane = input.offset((ch * h * w) as isize);
-        for ky in 0..kh {
-            for kx in 0..kw {
-                for oy in 0..oh {
-                    let iy = oy * sh + ky * dh - pt;
-                    if iy < 0 || iy >= h {
-                        std::ptr::write_bytes(o, 0, ow as usize);
-                        o = o.add(ow as usize);
-                        continue;
-                    }
-                    let row = plane.offset((iy * w) as isize);
-                    for ox in 0..ow {
-                        let ix = ox * sw + kx * dw - pl;
-                        *o = if ix >= 0 && ix < w { *row.offset(ix as isize) } else { 0.0 };
-                        o = o.add(1);
-                    }
                 }
             }
         }
