@@ -219,4 +219,11 @@ fn lstm_step_shapes_match_interpreter() {
             panic!("{m}");
         }
     }
+    // Weights computed at run time: transposed into scratch on every run.
+    let src = "model m {\n input x: f32[4, 3, 5]\n input wih: f32[24, 5]\n input whh: f32[24, 6]\n input b: f32[24]\n output y = lstm(x, wih * 0.5, whh, b, b + 1)\n}";
+    let g = bound(&build_graph(&Source::from_string("m.nn", src), None, &Default::default()).unwrap(), None);
+    let inputs = random_inputs(&g, 12);
+    if let Some(m) = check("lstm with computed weights", &g, &inputs) {
+        panic!("{m}");
+    }
 }

@@ -13,7 +13,7 @@ use super::memplan::Loc;
 use crate::ir::{Layout, TensorType};
 use crate::target::Tile;
 use crate::ops::fused::{Fused, Step};
-use crate::ops::{strides, Attention, BatchNorm, Binary, BinaryKind, Concat, Conv2d, LayerNorm, Lstm, Op, Pool, PoolKind, Slice, Softmax, Transpose, Unary, UnaryKind};
+use crate::ops::{strides, Attention, BatchNorm, Binary, BinaryKind, Concat, Conv2d, LayerNorm, Op, Pool, PoolKind, Slice, Softmax, Transpose, Unary, UnaryKind};
 use cranelift_codegen::ir::condcodes::IntCC;
 use cranelift_codegen::ir::{InstBuilder, Type, Value};
 
@@ -45,7 +45,7 @@ pub fn scratch_bytes(op: &Op, operands: &[&TensorType], out: &TensorType, ukerne
         Op::Fused(f) => f.anchor.as_ref().map_or(0, |a| scratch_bytes(a, &operands[..f.anchor_operands(operands.len())], out, ukernels, tile)),
         // The gate pre-activations of a row, the cell state of every batch row, and the zero
         // initial hidden state.
-        Op::Lstm(l) => lower_lstm::scratch_floats(operands[0].shape[1], l.hidden) * 4,
+        Op::Lstm(l) => lower_lstm::scratch_floats(operands[0].shape[1], operands[0].shape[2], l.hidden) * 4,
         // One group's unfolded image.
         Op::Conv2d(c) if conv_uses_gemm(operands, ukernels) && !conv_is_pointwise(c, operands) => {
             let w = &operands[1].shape;
@@ -290,10 +290,13 @@ pub fn lower(k: &mut Kernel, op: &Op, args: &[Arg], out: Arg, scratch: Option<Lo
         Op::Conv2d(_) | Op::Dense(_) | Op::MatMul(_) => lower_product(k, op, args, out, scratch, &Epilogue::none()),
         Op::BatchNorm(bn) => batch_norm(k, bn, args, out),
         Op::LayerNorm(ln) => layer_norm(k, ln, args, out),
-        Op::Lstm(l) => match k.prepacked[..] {
-            [wih, whh, bias] => lower_lstm::lstm(k, l.hidden, args, out, scratch.expect("lstm has scratch"), [wih, whh, bias]),
-            _ => lstm(k, l, args, out, scratch.expect("lstm has scratch")),
-        },
+        Op::Lstm(l) => {
+            let weights = match k.prepacked[..] {
+                [wih, whh, bias] => lower_lstm::Weights::Packed([wih, whh, bias]),
+                _ => lower_lstm::Weights::Operands,
+            };
+            lower_lstm::lstm(k, l.hidden, args, out, scratch.expect("lstm has scratch"), weights);
+        }
         Op::Softmax(s) => softmax(k, s, args, out),
         Op::Pool(p) if args[0].ty.layout != Layout::RowMajor => lower_channels::pool(k, p, args, out),
         Op::Pool(p) => pool(k, p, args, out),
@@ -836,6 +839,16 @@ fn valid_range(k: &mut Kernel, a: Value, b: Value, s: i64, limit: i64) -> (Value
     (lo, hi)
 }
 
+/// Element index of `w[oc, ci, ky, kx]` in a row-major `[F, cg, kh, kw]` weight.
+pub fn conv_weight_index(k: &mut Kernel, [oc, ci, ky, kx]: [Value; 4], [cg, kh, kw]: [i64; 3]) -> Value {
+    let i = k.b.ins().imul_imm_s(oc, cg);
+    let i = k.b.ins().iadd(i, ci);
+    let i = k.b.ins().imul_imm_s(i, kh);
+    let i = k.b.ins().iadd(i, ky);
+    let i = k.b.ins().imul_imm_s(i, kw);
+    k.b.ins().iadd(i, kx)
+}
+
 fn conv2d(k: &mut Kernel, c: &Conv2d, args: &[Arg], out: Arg) {
     let [n, ch, h, w] = args[0].ty.shape[..] else { unreachable!("rank checked") };
     let [f, cg, kh, kw] = args[1].ty.shape[..] else { unreachable!("rank checked") };
@@ -885,12 +898,7 @@ fn conv2d(k: &mut Kernel, c: &Conv2d, args: &[Arg], out: Arg) {
                         let bnd = k.b.ins().isub(wm, kxd);
                         let (x_lo, x_hi) = valid_range(k, a, bnd, sw, ow);
                         // The weight tap, broadcast.
-                        let widx = k.b.ins().imul_imm_s(oc, cg);
-                        let widx = k.b.ins().iadd(widx, ci);
-                        let widx = k.b.ins().imul_imm_s(widx, kh);
-                        let widx = k.b.ins().iadd(widx, ky);
-                        let widx = k.b.ins().imul_imm_s(widx, kw);
-                        let widx = k.b.ins().iadd(widx, kx);
+                        let widx = conv_weight_index(k, [oc, ci, ky, kx], [cg, kh, kw]);
                         let wv = k.load(F32, wt, widx);
                         let wv4 = k.b.ins().splat(F32X4, wv);
                         k.for_range(y_lo, y_hi, 1, |k, y| {
@@ -1549,76 +1557,3 @@ fn attention(k: &mut Kernel, a: &Attention, args: &[Arg], out: Arg) {
     });
 }
 
-/// One LSTM layer. The hidden state of step t−1 is read from the output of step t−1 (step
-/// t writes elsewhere, so it stays intact while step t reads it), or at t = 0 from a zeroed
-/// block of scratch; the cell state lives in scratch too and is updated in place, each
-/// (row, unit) touching only its own cell.
-fn lstm(k: &mut Kernel, l: &Lstm, args: &[Arg], out: Arg, scratch: Loc) {
-    let [t_len, n, i_len] = args[0].ty.shape[..] else { unreachable!("rank checked") };
-    let (t_len, n, i_len, h) = (t_len as i64, n as i64, i_len as i64, l.hidden as i64);
-    let (x, wih, whh, o) = (k.ptr(args[0].loc), k.ptr(args[1].loc), k.ptr(args[2].loc), k.ptr(out.loc));
-    let bih = args.get(3).map(|a| k.ptr(a.loc));
-    let bhh = args.get(4).map(|a| k.ptr(a.loc));
-    let cell = k.ptr(scratch);
-    let h0_off = k.int(n * h);
-    let h0 = k.elem(cell, h0_off);
-    k.for_vectorized(2 * n * h, |k, i, ty| {
-        let z = k.c(ty, 0.0);
-        k.store(z, cell, i);
-    });
-    k.for_const(0, t_len, |k, t| {
-        k.for_const(0, n, |k, b| {
-            let xo = k.b.ins().imul_imm_s(t, n * i_len);
-            let xb = k.b.ins().imul_imm_s(b, i_len);
-            let xo = k.b.ins().iadd(xo, xb);
-            let xt = k.elem(x, xo);
-            // h_{t-1}: the previous step's output row, absent at t = 0.
-            let prev_t = k.b.ins().iadd_imm_s(t, -1);
-            let ho = k.b.ins().imul_imm_s(prev_t, n * h);
-            let hb = k.b.ins().imul_imm_s(b, h);
-            let ho = k.b.ins().iadd(ho, hb);
-            let prev_row = k.elem(o, ho);
-            let zero_i = k.int(0);
-            let first = k.b.ins().icmp(IntCC::Equal, t, zero_i);
-            let h0_row = k.elem(h0, hb);
-            // Chosen before any load: at t = 0 `prev_row` points before the output.
-            let hprev = k.b.ins().select(first, h0_row, prev_row);
-            k.for_const(0, h, |k, j| {
-                let gate = |k: &mut Kernel, g: i64| -> Value {
-                    let row = k.b.ins().iadd_imm_s(j, g * h);
-                    let wo = k.b.ins().imul_imm_s(row, i_len);
-                    let wr = k.elem(wih, wo);
-                    let mut s = dot(k, xt, wr, i_len);
-                    let wo = k.b.ins().imul_imm_s(row, h);
-                    let wr = k.elem(whh, wo);
-                    let hd = dot(k, hprev, wr, h);
-                    s = k.b.ins().fadd(s, hd);
-                    for bp in [bih, bhh].into_iter().flatten() {
-                        let bv = k.load(F32, bp, row);
-                        s = k.b.ins().fadd(s, bv);
-                    }
-                    s
-                };
-                let gi = gate(k, 0);
-                let gf = gate(k, 1);
-                let gg = gate(k, 2);
-                let go = gate(k, 3);
-                let i_g = k.sigmoid(F32, gi);
-                let f_g = k.sigmoid(F32, gf);
-                let g_g = k.tanh(F32, gg);
-                let o_g = k.sigmoid(F32, go);
-                let ci = k.b.ins().imul_imm_s(b, h);
-                let ci = k.b.ins().iadd(ci, j);
-                let c_prev = k.load(F32, cell, ci);
-                let ig = k.b.ins().fmul(i_g, g_g);
-                let c_new = k.fma(f_g, c_prev, ig);
-                k.store(c_new, cell, ci);
-                let tc = k.tanh(F32, c_new);
-                let hv = k.b.ins().fmul(o_g, tc);
-                let oi = k.b.ins().imul_imm_s(t, n * h);
-                let oi = k.b.ins().iadd(oi, ci);
-                k.store(hv, o, oi);
-            });
-        });
-    });
-}

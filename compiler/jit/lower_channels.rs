@@ -18,7 +18,7 @@
 //! computed at run time has no repacked copy and takes the scalar direct kernel.
 
 use super::kernel::{Kernel, RuntimeFns, F32, F32X4, LANES};
-use super::lower::{apply_in_place, conv_is_pointwise, conv_uses_gemm, Arg, Epilogue};
+use super::lower::{apply_in_place, conv_is_pointwise, conv_uses_gemm, conv_weight_index, Arg, Epilogue};
 use crate::ir::{Layout, TensorType};
 use crate::ops::{Conv2d, Pool, PoolKind};
 use crate::target::Tile;
@@ -683,13 +683,7 @@ fn direct(k: &mut Kernel, c: &Conv2d, args: &[Arg], out: Arg, epi: &Epilogue) {
                             let xv = k.load(F32, img, xi);
                             let zero = k.c(F32, 0.0);
                             let xv = k.b.ins().select(inside, xv, zero);
-                            // w[oc, ci, ky, kx]
-                            let wi = k.b.ins().imul_imm_s(oc, cg);
-                            let wi = k.b.ins().iadd(wi, ci);
-                            let wi = k.b.ins().imul_imm_s(wi, kh);
-                            let wi = k.b.ins().iadd(wi, ky);
-                            let wi = k.b.ins().imul_imm_s(wi, kw);
-                            let wi = k.b.ins().iadd(wi, kx);
+                            let wi = conv_weight_index(k, [oc, ci, ky, kx], [cg, kh, kw]);
                             let wv = k.load(F32, wt, wi);
                             let cur = k.b.use_var(acc);
                             let next = k.fma(wv, xv, cur);

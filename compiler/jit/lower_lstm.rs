@@ -1,10 +1,9 @@
-//! The LSTM step with its weights transposed at compile time. Each step's gate
-//! pre-activations `W_ih·x_t + W_hh·h_{t-1} + b` are one vector accumulation: start from the
-//! bias, then add each input's row of the transposed weights scaled by that input
-//! (`f32x4` along the `4H` gate units, eight vectors at a time in registers); the gate
-//! nonlinearities and the cell update then run as vectors along the hidden units. The
-//! straightforward lowering (one dot product per gate unit, `jit::lower`) remains for
-//! weights computed at run time.
+//! The LSTM with its weights transposed. Each step's gate pre-activations
+//! `W_ih·x_t + W_hh·h_{t-1} + b` are one vector accumulation: start from the bias, then add
+//! each input's row of the transposed weights scaled by that input (`f32x4` along the `4H`
+//! gate units, eight vectors at a time in registers); the gate nonlinearities and the cell
+//! update then run as vectors along the hidden units. Constant weights are transposed at
+//! compile time; weights computed at run time are transposed into scratch first.
 
 use super::kernel::{Kernel, F32, F32X4, LANES};
 use super::lower::Arg;
@@ -34,10 +33,33 @@ pub fn pack_weights(w_ih: &[f32], w_hh: &[f32], biases: Option<(&[f32], &[f32])>
     [transpose(w_ih), transpose(w_hh), bias]
 }
 
-/// Scratch floats: the gate pre-activations of one batch row, the cell state of every row
-/// and the zero initial hidden state.
-pub fn scratch_floats(batch: usize, hidden: usize) -> usize {
-    4 * hidden + 2 * batch * hidden
+/// Scratch floats: the gate pre-activations of one batch row, the cell state of every row,
+/// the zero initial hidden state, and room for the transposed weights and summed bias when
+/// they are not constants.
+pub fn scratch_floats(batch: usize, input: usize, hidden: usize) -> usize {
+    4 * hidden + 2 * batch * hidden + (input + hidden + 1) * 4 * hidden
+}
+
+/// Where the transposed weights come from.
+pub enum Weights {
+    /// Packed at compile time ([`pack_weights`]): `W_ihᵀ`, `W_hhᵀ`, bias.
+    Packed([u64; 3]),
+    /// The row-major operands, transposed into scratch on every run.
+    Operands,
+}
+
+/// `dst[c][r] = src[r][c]` for a row-major `rows × cols` source.
+fn transpose(k: &mut Kernel, src: Value, dst: Value, rows: i64, cols: i64) {
+    k.for_const(0, rows, |k, r| {
+        let row = k.b.ins().imul_imm_s(r, cols);
+        let row = k.elem(src, row);
+        k.for_const(0, cols, |k, c| {
+            let v = k.load(F32, row, c);
+            let d = k.b.ins().imul_imm_s(c, rows);
+            let d = k.b.ins().iadd(d, r);
+            k.store(v, dst, d);
+        });
+    });
 }
 
 /// `out[0..m] = bias + Σ_k vec_a[k]·wa[k, ..] + Σ_k vec_b[k]·wb[k, ..]`: the `m` columns in
@@ -93,18 +115,41 @@ fn accumulate_rows(k: &mut Kernel, bias: Value, terms: [(Value, Value, i64); 2],
     }
 }
 
-/// The whole sequence: `args` are x `[T, N, I]` and the row-major weights (unused: the packed
-/// copies at `packed` = [`W_ihᵀ`, `W_hhᵀ`, bias] are read instead).
-pub fn lstm(k: &mut Kernel, hidden: usize, args: &[Arg], out: Arg, scratch: Loc, packed: [u64; 3]) {
+/// The whole sequence: `args` are x `[T, N, I]`, `W_ih`, `W_hh` and optionally `b_ih`,
+/// `b_hh` (row-major).
+pub fn lstm(k: &mut Kernel, hidden: usize, args: &[Arg], out: Arg, scratch: Loc, weights: Weights) {
     let [t_len, n, i_len] = args[0].ty.shape[..] else { unreachable!("rank checked") };
     let (t_len, n, i_len, h) = (t_len as i64, n as i64, i_len as i64, hidden as i64);
     let (x, o) = (k.ptr(args[0].loc), k.ptr(out.loc));
-    let [wih, whh, bias] = packed.map(|a| k.int(a as i64));
     let gates = k.ptr(scratch);
-    let cell_off = k.int(4 * h);
-    let cell = k.elem(gates, cell_off);
-    let h0_off = k.int(4 * h + n * h);
-    let h0 = k.elem(gates, h0_off);
+    let at = |k: &mut Kernel, offset: i64| {
+        let off = k.int(offset);
+        k.elem(gates, off)
+    };
+    let cell = at(k, 4 * h);
+    let h0 = at(k, 4 * h + n * h);
+    let [wih, whh, bias] = match weights {
+        Weights::Packed(addrs) => addrs.map(|a| k.int(a as i64)),
+        Weights::Operands => {
+            let wih = at(k, 4 * h + 2 * n * h);
+            let whh = at(k, 4 * h + 2 * n * h + i_len * 4 * h);
+            let bias = at(k, 4 * h + 2 * n * h + (i_len + h) * 4 * h);
+            for (src, dst, cols) in [(args[1], wih, i_len), (args[2], whh, h)] {
+                let src = k.ptr(src.loc);
+                transpose(k, src, dst, 4 * h, cols);
+            }
+            let biases: Vec<Value> = args[3..].iter().map(|b| k.ptr(b.loc)).collect();
+            k.for_vectorized(4 * h, |k, i, ty| {
+                let mut v = k.c(ty, 0.0);
+                for &b in &biases {
+                    let bv = k.load(ty, b, i);
+                    v = k.b.ins().fadd(v, bv);
+                }
+                k.store(v, bias, i);
+            });
+            [wih, whh, bias]
+        }
+    };
     k.for_vectorized(2 * n * h, |k, i, ty| {
         let z = k.c(ty, 0.0);
         k.store(z, cell, i);
