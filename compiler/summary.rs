@@ -62,7 +62,7 @@ pub fn summarize(graph: &Graph) -> Summary {
     let (activation_bytes, peak_activation_bytes) = activation_memory(graph, &order);
     let macs = rows.iter().fold(0u64, |acc, r| acc.saturating_add(r.macs));
     let target = crate::target::CpuTarget::host(true);
-    let scratch = |id: NodeId| graph.node(id).op().map_or(0, |op| crate::jit::lower::scratch_bytes(op, &graph.operand_types(id), &graph.node(id).ty, true, &crate::jit::node_tile(graph, id, &target)));
+    let scratch = |id: NodeId| crate::jit::node_scratch_bytes(graph, id, &target);
     let plan = crate::jit::memplan::plan(graph, &order, &scratch);
     Summary {
         model: graph.name.clone(),

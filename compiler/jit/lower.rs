@@ -38,14 +38,16 @@ pub fn conv_is_pointwise(c: &Conv2d, operands: &[&TensorType]) -> bool {
 }
 
 /// Extra arena bytes an op needs while it runs.
-pub fn scratch_bytes(op: &Op, operands: &[&TensorType], out: &TensorType, ukernels: bool, tile: &Tile) -> usize {
+/// `weights_constant`: every operand but the first is a constant, so weights can be
+/// repacked at compile time instead of in scratch.
+pub fn scratch_bytes(op: &Op, operands: &[&TensorType], out: &TensorType, ukernels: bool, tile: &Tile, weights_constant: bool) -> usize {
     match op {
         // Channel-vector convolutions gather their patches while packing.
         Op::Conv2d(_) if operands[0].layout != Layout::RowMajor => 0,
-        Op::Fused(f) => f.anchor.as_ref().map_or(0, |a| scratch_bytes(a, &operands[..f.anchor_operands(operands.len())], out, ukernels, tile)),
+        Op::Fused(f) => f.anchor.as_ref().map_or(0, |a| scratch_bytes(a, &operands[..f.anchor_operands(operands.len())], out, ukernels, tile, weights_constant)),
         // The gate pre-activations of a row, the cell state of every batch row, and the zero
         // initial hidden state.
-        Op::Lstm(l) => lower_lstm::scratch_floats(operands[0].shape[1], operands[0].shape[2], l.hidden) * 4,
+        Op::Lstm(l) => lower_lstm::scratch_floats(operands[0].shape[1], operands[0].shape[2], l.hidden, weights_constant) * 4,
         // One group's unfolded image.
         Op::Conv2d(c) if conv_uses_gemm(operands, ukernels) && !conv_is_pointwise(c, operands) => {
             let w = &operands[1].shape;

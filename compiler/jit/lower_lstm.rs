@@ -36,8 +36,9 @@ pub fn pack_weights(w_ih: &[f32], w_hh: &[f32], biases: Option<(&[f32], &[f32])>
 /// Scratch floats: the gate pre-activations of one batch row, the cell state of every row,
 /// the zero initial hidden state, and room for the transposed weights and summed bias when
 /// they are not constants.
-pub fn scratch_floats(batch: usize, input: usize, hidden: usize) -> usize {
-    4 * hidden + 2 * batch * hidden + (input + hidden + 1) * 4 * hidden
+pub fn scratch_floats(batch: usize, input: usize, hidden: usize, weights_constant: bool) -> usize {
+    let transposed = if weights_constant { 0 } else { (input + hidden + 1) * 4 * hidden };
+    4 * hidden + 2 * batch * hidden + transposed
 }
 
 /// Where the transposed weights come from.

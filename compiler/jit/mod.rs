@@ -247,7 +247,7 @@ pub fn compile_with_listing(graph: &Graph, options: &JitOptions, listing: &mut L
     }
     let target = CpuTarget::host(options.ukernels);
     let tile_of = |id: NodeId| node_tile(graph, id, &target);
-    let scratch = |id: NodeId| graph.node(id).op().map_or(0, |op| lower::scratch_bytes(op, &graph.operand_types(id), &graph.node(id).ty, options.ukernels, &tile_of(id)));
+    let scratch = |id: NodeId| node_scratch_bytes(graph, id, &target);
     let plan: MemoryPlan = memplan::plan(graph, &schedule, &scratch);
     let consts: Vec<Vec<f32>> = plan.consts.iter().map(|&id| match &graph.node(id).kind {
         NodeKind::Const(t) => t.to_f32_vec(),
@@ -374,6 +374,15 @@ pub fn node_tile(graph: &Graph, id: NodeId, target: &CpuTarget) -> Tile {
         let [m, n, k] = shape.unwrap_or([usize::MAX / 2; 3]);
         target.gemm_tile(m, n, k)
     })
+}
+
+/// Arena bytes a node's kernel needs while it runs. Weights are constants here (bound), or
+/// parameters when only planning (they will be).
+pub fn node_scratch_bytes(graph: &Graph, id: NodeId, target: &CpuTarget) -> usize {
+    let node = graph.node(id);
+    let Some(op) = node.op() else { return 0 };
+    let weights_constant = graph.operands(id).iter().skip(1).all(|&o| matches!(graph.node(o).kind, NodeKind::Const(_) | NodeKind::Param));
+    lower::scratch_bytes(op, &graph.operand_types(id), &node.ty, target.ukernels, &node_tile(graph, id, target), weights_constant)
 }
 
 /// Constant convolution weights repacked once, at compile time, in the order their kernels
