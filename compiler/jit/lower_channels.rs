@@ -27,7 +27,7 @@ use cranelift_codegen::ir::{InstBuilder, Type, Value};
 
 /// Taps up to which the vector kernels unroll their window; larger windows take the direct
 /// kernel.
-const MAX_UNROLLED_TAPS: usize = 49;
+pub const MAX_UNROLLED_TAPS: usize = 49;
 
 /// Output pixels the depthwise kernel computes at once along a row: each weight vector it
 /// loads serves four of them.

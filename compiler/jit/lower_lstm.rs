@@ -66,7 +66,9 @@ fn transpose(k: &mut Kernel, src: Value, dst: Value, rows: i64, cols: i64) {
 /// `out[0..m] = bias + Σ_k vec_a[k]·wa[k, ..] + Σ_k vec_b[k]·wb[k, ..]`: the `m` columns in
 /// chunks of eight vectors held in registers, then single vectors, then single floats.
 #[allow(clippy::too_many_arguments)]
-fn accumulate_rows(k: &mut Kernel, bias: Value, terms: [(Value, Value, i64); 2], m: i64, out: Value) {
+/// `constant`: the weights are constants (not scratch this kernel wrote), so their loads may
+/// move next to their use.
+fn accumulate_rows(k: &mut Kernel, bias: Value, terms: [(Value, Value, i64); 2], m: i64, out: Value, constant: bool) {
     let chunk = CHUNK_VECTORS * LANES;
     let columns = |k: &mut Kernel, j0: Value, width: i64, ty: cranelift_codegen::ir::Type| {
         let lanes = if ty == F32 { 1 } else { LANES };
@@ -83,8 +85,7 @@ fn accumulate_rows(k: &mut Kernel, bias: Value, terms: [(Value, Value, i64); 2],
                 let row_off = k.b.ins().imul_imm_s(p, m);
                 let row = k.elem(w0, row_off);
                 for (v, &acc) in accs.iter().enumerate() {
-                    // Weights are constants: a movable load lands next to its FMA.
-                    let wv = k.load_input_at(ty, row, v as i64 * lanes);
+                    let wv = if constant { k.load_input_at(ty, row, v as i64 * lanes) } else { k.load_at(ty, row, v as i64 * lanes) };
                     let cur = k.b.use_var(acc);
                     let next = k.fma(s, wv, cur);
                     k.b.def_var(acc, next);
@@ -129,6 +130,7 @@ pub fn lstm(k: &mut Kernel, hidden: usize, args: &[Arg], out: Arg, scratch: Loc,
     };
     let cell = at(k, 4 * h);
     let h0 = at(k, 4 * h + n * h);
+    let constant = matches!(weights, Weights::Packed(_));
     let [wih, whh, bias] = match weights {
         Weights::Packed(addrs) => addrs.map(|a| k.int(a as i64)),
         Weights::Operands => {
@@ -172,7 +174,7 @@ pub fn lstm(k: &mut Kernel, hidden: usize, args: &[Arg], out: Arg, scratch: Loc,
             let first = k.b.ins().icmp(cranelift_codegen::ir::condcodes::IntCC::Equal, t, zero);
             let h0_row = k.elem(h0, hb);
             let hprev = k.b.ins().select(first, h0_row, prev_row);
-            accumulate_rows(k, bias, [(xt, wih, i_len), (hprev, whh, h)], 4 * h, gates);
+            accumulate_rows(k, bias, [(xt, wih, i_len), (hprev, whh, h)], 4 * h, gates, constant);
             // Gates (i, f, g, o) and the cell update, as vectors along the hidden units.
             let c_row = k.elem(cell, hb);
             let out_off = k.b.ins().imul_imm_s(t, n * h);

@@ -125,6 +125,7 @@ impl Fused {
             return Err(OpError::new("fused: too few operands for its binary steps").at(args.span.clone()));
         }
         let Some(anchor_name) = anchor_name else {
+            args.finish(&[])?;
             if args.operands.len() != extra + 1 || steps.is_empty() {
                 return Err(OpError::new("fused: an elementwise chain takes one seed operand plus one per binary step, and at least one step").at(args.span.clone()));
             }

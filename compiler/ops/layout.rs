@@ -16,8 +16,8 @@ impl ConvertLayout {
     pub fn build(args: &mut CallArgs) -> OpResult<super::Built> {
         args.expect_operands(1, 1, "x")?;
         let to = match args.take("to") {
-            Some((Const::Str(s), span)) => Layout::from_name(&s).ok_or_else(|| OpError::new(format!("convert_layout: unknown layout `{s}` (nchw or nhwc)")).at(span))?,
-            _ => return Err(OpError::new("convert_layout: needs `to=\"nhwc\"` or `to=\"nchw\"`").at(args.span.clone())),
+            Some((Const::Str(s), span)) => Layout::from_name(&s).ok_or_else(|| OpError::new(format!("convert_layout: unknown layout `{s}` (nchw, nhwc or nchw4c)")).at(span))?,
+            _ => return Err(OpError::new("convert_layout: needs `to=\"nchw\"`, `to=\"nhwc\"` or `to=\"nchw4c\"`").at(args.span.clone())),
         };
         args.finish(&[])?;
         super::Built::plain(Op::ConvertLayout(ConvertLayout { to }))

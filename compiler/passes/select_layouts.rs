@@ -12,10 +12,10 @@
 //! outputs. The choice minimizes estimated time: the ops' own run time in each layout plus the
 //! conversions the choice forces. With two layouts that is a minimum s–t cut: the source side
 //! is row-major, the sink side the alternative, an op's preference is an edge to the side it
-//! would rather not leave, and each producer–consumer pair is an edge whose capacity is the
-//! cost of converting the value between them. The cut is exact, not a heuristic: no other
-//! labelling has a lower estimated cost. (A value converted for several consumers is charged
-//! once per consumer, an over-estimate that only makes conversions rarer.)
+//! would rather not leave, and each value's conversion in either direction is one edge,
+//! paid once however many consumers read the converted value (the rewrite converts each
+//! value at most once per layout). The cut is exact, not a heuristic: no other labelling has
+//! a lower estimated cost.
 //!
 //! The estimates, in picoseconds, are measurements of this code generator (BENCHMARKS.md,
 //! "Layouts"): depthwise convolutions and pooling vectorize along channels in either
@@ -24,7 +24,7 @@
 //! loops in NCHW; a conversion touches each element once.
 
 use crate::ir::{Graph, Layout, Node, NodeId, NodeKind};
-use crate::jit::lower_channels::{conv_kind, ConvKind};
+use crate::jit::lower_channels::{conv_kind, ConvKind, MAX_UNROLLED_TAPS};
 use crate::ops::layout::{follows, ConvertLayout, Follows};
 use crate::ops::Op;
 use crate::target::CpuTarget;
@@ -55,6 +55,8 @@ const POOL_PS_PER_TAP_NCHW: u64 = 1430;
 const POOL_PS_PER_TAP_VECTOR: u64 = 440;
 /// Converting one element between layouts.
 const CONVERT_PS_PER_ELEMENT: u64 = 300;
+/// A capacity no finite cut pays: larger than every cost the model sums.
+const UNCUTTABLE: u64 = 1 << 60;
 
 /// The layout a target's kernels prefer to row-major.
 pub fn alternative_layout(target: &CpuTarget) -> Layout {
@@ -80,14 +82,37 @@ fn free_rule(graph: &Graph, id: NodeId, alt: Layout, target: &CpuTarget) -> Opti
         },
         _ => None,
     };
-    // Only convolutions with a fast kernel in `alt`; the direct one is a fallback.
+    // Only convolutions with a fast kernel in `alt`; the direct one is a fallback. The GEMM
+    // and blocked kernels read weights repacked at compile time, so need constant ones.
     let x = operands[0].with_layout(alt);
     let mut as_alt = operands.clone();
     as_alt[0] = &x;
+    let constant_weights = || known_at_compile_time(graph, graph.operands(id)[1]);
     match conv.map(|c| conv_kind(c, &as_alt, target.ukernels)) {
         Some(ConvKind::Direct) => None,
+        Some(ConvKind::Gemm | ConvKind::Blocked) if !constant_weights() => None,
+        // Windows the vector kernels would unroll past reason.
+        None if matches!(op, Op::Pool(p) if p.kernel[0] * p.kernel[1] > MAX_UNROLLED_TAPS) => None,
         Some(ConvKind::Depthwise | ConvKind::Gemm | ConvKind::Blocked) | None => Some(rule),
     }
+}
+
+/// Whether a value depends on weights and constants only, never on a graph input: once the
+/// weights are bound, `fold-constants` makes it a constant (so the JIT can repack it).
+fn known_at_compile_time(graph: &Graph, id: NodeId) -> bool {
+    let mut stack = vec![id];
+    let mut seen = std::collections::HashSet::new();
+    while let Some(n) = stack.pop() {
+        if !seen.insert(n) {
+            continue;
+        }
+        match graph.node(n).kind {
+            NodeKind::Input { .. } => return false,
+            NodeKind::Param | NodeKind::Const(_) => {}
+            NodeKind::Op(_) => stack.extend(graph.operands(n)),
+        }
+    }
+    true
 }
 
 /// Estimated run time of `id` (free) as (row-major, alternative layout); only the ops whose
@@ -139,38 +164,50 @@ pub fn select_layouts(graph: &mut Graph, target: &CpuTarget) -> bool {
         return false;
     }
 
-    // The cut network: source = row-major, sink = channels-last.
+    // The cut network: source = row-major, sink = the alternative layout.
     let mut net: DiGraph<(), u64> = DiGraph::new();
     let (source, sink) = (net.add_node(()), net.add_node(()));
     let vertex: HashMap<NodeId, NodeIndex> = rules.keys().map(|&id| (id, net.add_node(()))).collect();
     // A value whose layout can change: a free node whose result follows its layout.
     let free_value = |id: NodeId| rules.get(&id).is_some_and(|r| r.result);
-    for (&id, rule) in &rules {
+    // Each op's preference.
+    for &id in rules.keys() {
         let v = vertex[&id];
-        let (row_major, channels_last) = op_cost(graph, id, target);
-        if row_major > channels_last {
-            net.add_edge(v, sink, row_major - channels_last);
-        } else if channels_last > row_major {
-            net.add_edge(source, v, channels_last - row_major);
+        let (row_major, alternative) = op_cost(graph, id, target);
+        if row_major > alternative {
+            net.add_edge(v, sink, row_major - alternative);
+        } else if alternative > row_major {
+            net.add_edge(source, v, alternative - row_major);
         }
-        for &pos in &rule.operands {
-            let producer = graph.operands(id)[pos];
-            let cost = convert_cost(graph, producer);
-            if free_value(producer) {
-                let u = vertex[&producer];
-                net.add_edge(u, v, cost);
-                net.add_edge(v, u, cost);
-            } else {
-                net.add_edge(source, v, cost);
+    }
+    // Each value's conversions, charged once per value and direction however many consumers
+    // need them: a value converted to the alternative layout pays `producer → to_alt` once,
+    // and every consumer reading it that way hangs off `to_alt` by an uncuttable edge; the
+    // conversion back to row-major likewise through `to_row_major`.
+    let producers: Vec<NodeId> = order.iter().copied().filter(|&id| graph.node(id).ty.rank() == 4).collect();
+    for producer in producers {
+        let users = graph.users(producer);
+        let following: Vec<NodeIndex> = users.iter().filter(|&&(user, pos)| rules.get(&user).is_some_and(|r| r.operands.contains(&pos))).map(|(user, _)| vertex[user]).collect();
+        let cost = convert_cost(graph, producer);
+        let at = if free_value(producer) { vertex[&producer] } else { source };
+        if !following.is_empty() {
+            let to_alt = net.add_node(());
+            net.add_edge(at, to_alt, cost);
+            for &v in &following {
+                net.add_edge(to_alt, v, UNCUTTABLE);
             }
         }
-        // Consumers that need it row-major (or being an output) cost a conversion if the value
-        // is channels-last.
-        if rule.result {
-            let row_major_use = graph.is_output(id)
-                || graph.users(id).iter().any(|&(user, pos)| !rules.get(&user).is_some_and(|r| r.operands.contains(&pos)));
-            if row_major_use {
-                net.add_edge(source, v, convert_cost(graph, id));
+        if free_value(producer) {
+            // Readers that may want it row-major: following consumers (if they end up
+            // row-major), and every other consumer or a graph output (always).
+            let fixed = graph.is_output(producer) || users.iter().any(|&(user, pos)| !rules.get(&user).is_some_and(|r| r.operands.contains(&pos)));
+            let to_row_major = net.add_node(());
+            net.add_edge(to_row_major, at, cost);
+            for &v in &following {
+                net.add_edge(v, to_row_major, UNCUTTABLE);
+            }
+            if fixed {
+                net.add_edge(source, to_row_major, UNCUTTABLE);
             }
         }
     }

@@ -276,6 +276,7 @@ pub struct ConvPatches {
 /// each run of columns that belongs to one tap reads `mr` pixels' channel runs.
 unsafe fn pack_a_patches(mr: usize, mc: usize, kc: usize, src: &ConvPatches, i0: usize, pc: usize, out: &mut [f32]) {
     const MAX_MR: usize = 16;
+    assert!(mr <= MAX_MR, "patch packing holds at most {MAX_MR} rows per panel");
     let c = src.c as usize;
     let mut o = 0;
     for r0 in (0..mc).step_by(mr) {
