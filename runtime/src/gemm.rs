@@ -406,6 +406,10 @@ impl Shared {
     }
 }
 
+/// Products below this many multiply-adds run on one thread: handing work to a worker costs
+/// about as much as 2M multiply-adds (tens of microseconds).
+const MIN_PARALLEL_MACS: usize = 1 << 21;
+
 /// [`gemm`] split across up to `threads` threads: by ranges of whole `NR`-column tiles, or,
 /// when B is packed (its columns cannot be cut apart), by ranges of whole `MR`-row tiles of a
 /// strided A. Each tile of C is computed by exactly the same sequence of operations as on one
@@ -418,7 +422,7 @@ unsafe fn gemm_threaded(threads: usize, m: usize, n: usize, k: usize, a: ASource
     let tiles = extent.div_ceil(unit);
     // Too little work per thread is not worth the hand-off.
     let mut threads = threads.min(tiles / 2).max(1);
-    if (m * n * k) < (1 << 18) || (by_rows && matches!(a, ASource::Packed(_))) {
+    if (m * n * k) < MIN_PARALLEL_MACS || (by_rows && matches!(a, ASource::Packed(_))) {
         threads = 1;
     }
     if threads == 1 {
@@ -786,7 +790,7 @@ mod tests {
             let (c, h, w, kh, kw, sh, sw, pt, pl) = (5i64, 20i64, 18i64, 3i64, 3i64, 2i64, 1i64, 1i64, 2i64);
             let oh = (h + 2 * pt - dh * (kh - 1) - 1) / sh + 1;
             let ow = (w + 2 * pl - dw * (kw - 1) - 1) / sw + 1;
-            let (m, k, n) = ((oh * ow) as usize, (kh * kw * c) as usize, 37usize);
+            let (m, k, n) = ((oh * ow) as usize, (kh * kw * c) as usize, 300usize);
             let input: Vec<f32> = (0..h * w * c).map(|i| ((i * 7 % 11) as f32 - 5.0) / 3.0).collect();
             let b: Vec<f32> = (0..k * n).map(|i| ((i * 5 % 13) as f32 - 6.0) / 7.0).collect();
             let blk = Blocking { kc: 16, mc: 8, nc: 64 };
@@ -809,7 +813,7 @@ mod tests {
     fn matches_naive_product_on_awkward_sizes() {
         // Small blocks cut every product into several slabs and blocks; large ones do not.
         for blk in [Blocking { kc: 64, mc: 20, nc: 96 }, Blocking { kc: 256, mc: 1792, nc: 4096 }] {
-            for &(m, n, k) in &[(1, 1, 1), (7, 33, 5), (17, 65, 300), (100, 10, 513), (1, 1000, 64), (64, 1, 64), (300, 40, 90)] {
+            for &(m, n, k) in &[(1, 1, 1), (7, 33, 5), (17, 65, 300), (100, 10, 513), (1, 1000, 64), (64, 1, 64), (300, 160, 50)] {
                 let a: Vec<f32> = (0..m * k).map(|i| ((i * 7 % 13) as f32 - 6.0) / 7.0).collect();
                 let b: Vec<f32> = (0..k * n).map(|i| ((i * 5 % 11) as f32 - 5.0) / 5.0).collect();
                 let want = naive(m, n, k, &a, &b);
