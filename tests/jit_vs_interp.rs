@@ -160,6 +160,7 @@ fn channel_vector_kernels_match_interpreter() {
             "model m {{
                 input x: f32[2, {c}, 9, 9]
                 input big: f32[1, 8, 72, 72]
+                input rows: f32[128, 256]
                 input wd: f32[{c}, 1, 3, 3]
                 input wc: f32[8, {c}, 3, 3]
                 a = relu6(conv2d(x, filters={c}, kernel=3, padding=1, groups={c}))
@@ -177,6 +178,7 @@ fn channel_vector_kernels_match_interpreter() {
                 output r = i
                 bd = relu6(conv2d(big, filters=8, kernel=3, padding=1, groups=8))
                 output s = max_pool(sigmoid(bd) * bd, kernel=3, stride=1, padding=1)
+                output u = relu(dense(rows, units=256)) + rows
             }}"
         );
         let g = bound(&build_graph(&Source::from_string("m.nn", src), None, &Default::default()).unwrap(), None);
