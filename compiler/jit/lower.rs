@@ -741,9 +741,7 @@ const TILE_N: i64 = crate::target::CRANELIFT_TILE.1 as i64;
 
 /// `C[i0..i0+6, j0..j0+8] (+)= A[i0.., pc..pc+kc]·panel`, with row-major A (`m × kk`) and C
 /// (`m × n`) and `panel` the packed `kc × 8` slab of B. The first slab (`pc == 0`) writes C,
-/// later ones add to it. Each broadcast of A is loaded right where it is used once, so it
-/// folds into `vbroadcastss` from memory and the FMA may overwrite it (x86 FMA overwrites its
-/// first operand) without a register copy.
+/// later ones add to it.
 #[allow(clippy::too_many_arguments)]
 fn gemm_tile(k: &mut Kernel, a: Value, panel: Value, c: Value, i0: Value, j0: Value, pc: i64, kc: i64, kk: i64, n: i64) {
     let c_row0 = k.b.ins().imul_imm_s(i0, n);
@@ -765,9 +763,17 @@ fn gemm_tile(k: &mut Kernel, a: Value, panel: Value, c: Value, i0: Value, j0: Va
         let bv0 = k.load_at(F32X4, brow, 0);
         let bv1 = k.load_at(F32X4, brow, 4);
         let acol = k.elem(a0, p);
+        // The same A element is loaded once per FMA, through two different base addresses so
+        // that Cranelift does not merge the loads: x86's FMA overwrites a multiplicand, and a
+        // broadcast used by one FMA only can be that operand without a register copy or spill.
+        // (The FMA's result then sits in the broadcast's register, so the loop's back edge
+        // moves the 12 accumulators into place; unrolling the loop to halve those moves made
+        // Cranelift hoist the second step's loads and spill.)
+        let one = k.int(1);
+        let acol_next = k.elem(acol, one);
         for r in 0..TILE_M {
             for (h, bv) in [bv0, bv1].into_iter().enumerate() {
-                let av = k.load_at(F32, acol, r * kk);
+                let av = if h == 0 { k.load_at(F32, acol, r * kk) } else { k.load_at(F32, acol_next, r * kk - 1) };
                 let av = k.b.ins().splat(F32X4, av);
                 let var = accs[(2 * r) as usize + h];
                 let cur = k.b.use_var(var);
