@@ -181,11 +181,15 @@ fn compile_emits_each_form() {
 fn dump_after_prints_banners_to_stderr() {
     let o = run(&["compile", "examples/resnet18.nn", "--emit", "ir", "--dump-after", "all"]);
     assert_eq!(o.code, 0);
-    for pass in ["fold-batch-norm", "fold-constants", "eliminate-dead-code"] {
+    for pass in ["fold-batch-norm", "fold-constants", "fuse-epilogues", "eliminate-dead-code", "select-layouts", "select-tiles"] {
         assert!(o.stderr.contains(&format!("// ----- IR after {pass} -----")), "{pass}");
     }
+    // The CPU passes leave layouts and tiles in the dump.
+    assert!(o.stderr.contains(" nhwc") && o.stderr.contains(" tile=\"") && o.stderr.contains("convert_layout("), "{}", o.stderr);
     let o = run(&["compile", "examples/lenet5.nn", "--emit", "ir", "--dump-after", "fold-constants", "-O0"]);
     assert!(o.stderr.contains("does not run"), "{}", o.stderr);
+    let o = run(&["run", "examples/lenet5.nn", "--random-weights", "1", "--input", "image=random:1", "--backend", "interp", "--dump-after", "select-layouts"]);
+    assert!(o.stderr.contains("does not run for the interpreter"), "{}", o.stderr);
 }
 
 #[test]

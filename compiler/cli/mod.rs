@@ -192,9 +192,12 @@ fn bind_params(session: &Session, graph: &mut Graph, w: &WeightArgs, required: b
 fn optimize(graph: &mut Graph, opt: &OptimizeArgs, target: Option<&CpuTarget>) -> CmdResult {
     let dump = opt.dump_after.as_deref();
     if let Some(pass) = dump.filter(|p| *p != "all") {
-        let level = passes::PIPELINE.iter().find(|p| p.name == pass).map_or(0, |p| p.min_opt_level);
+        let entry = passes::PIPELINE.iter().find(|p| p.name == pass);
+        let level = entry.map_or(0, |p| p.min_opt_level);
         if opt.opt_level < level {
             eprintln!("warning: pass `{pass}` runs from -O{level}; at -O{} it does not run, so nothing is dumped", opt.opt_level);
+        } else if target.is_none() && entry.is_some_and(|p| matches!(p.run, passes::PassFn::Cpu(_))) {
+            eprintln!("warning: pass `{pass}` decides for the JIT and does not run for the interpreter, so nothing is dumped");
         }
     }
     let mut hook = |name: &str, g: &Graph| {
