@@ -4,7 +4,7 @@
 //!
 //! In both layouts a vector of four channels starting at channel `c` (any channel in NHWC, a
 //! multiple of four in NCHW4c) of pixel `p` is the four floats at element `c·cs + p·ps` of the
-//! image ([`Channels`]), so one kernel serves both:
+//! image (`Channels`), so one kernel serves both:
 //! - a depthwise convolution is vector multiply-adds with no shuffles or strided access;
 //! - with microkernels, a dense NHWC convolution is a matrix product `out[pixels, filters] =
 //!   patches[pixels, taps·C] · W[taps·C, filters]` whose patches are runs of C floats,
