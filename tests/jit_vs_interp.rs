@@ -229,3 +229,28 @@ fn lstm_step_shapes_match_interpreter() {
         panic!("{m}");
     }
 }
+
+/// Fused groups whose extra operands broadcast (a row repeated over the result, or one
+/// value): elementwise chains, and products whose epilogue the GEMM cannot take (a row add,
+/// GELU), on one thread and two.
+#[test]
+fn broadcast_epilogues_match_interpreter() {
+    let src = "model m {
+        input x: f32[6, 10]
+        input r: f32[10]
+        input s: f32[1]
+        c = sigmoid(x * 2 + r) / (s + 3)
+        d = gelu(dense(x, units=10) + r)
+        output y = relu(d - c) * r
+        output z = dense(x, units=40) + 1.5
+    }";
+    let g = bound(&build_graph(&Source::from_string("m.nn", src), None, &Default::default()).unwrap(), None);
+    let inputs = random_inputs(&g, 13);
+    if let Some(m) = check("broadcast epilogues", &g, &inputs) {
+        panic!("{m}");
+    }
+    let mut opt = g.clone();
+    passes::optimize(&mut opt, 2, Some(&CpuTarget::host(true)), true, &mut |_, _| {}).unwrap();
+    let ir = nnc::ir::print::print_graph(&opt);
+    assert!(ir.matches("fused(").count() >= 3, "{ir}");
+}

@@ -224,7 +224,8 @@ pub fn splits(op: &Op, operands: &[&TensorType], out: &TensorType, ukernels: boo
         Op::Unary(_) => true,
         Op::Binary(_) => operands[0].shape == out.shape && operands[1].shape == out.shape,
         Op::Fused(f) => match f.anchor.as_deref() {
-            None => true,
+            // Broadcast rows run as a loop over rows, which is not split.
+            None => operands[1..].iter().all(|e| e.shape == out.shape || e.numel() == 1),
             Some(anchor) => splits(anchor, &operands[..f.anchor_operands(operands.len())], out, ukernels, packed_weights),
         },
         Op::Conv2d(c) if vector(operands[0]) => match lower_channels::conv_kind(c, operands, ukernels) {
@@ -281,7 +282,7 @@ pub fn lower(k: &mut Kernel, op: &Op, args: &[Arg], out: Arg, scratch: Option<Lo
             let n = f.anchor_operands(args.len());
             match f.anchor.as_deref() {
                 Some(anchor) => {
-                    let epi = Epilogue::new(k, &f.steps, &args[n..]);
+                    let epi = Epilogue::new(k, &f.steps, &args[n..], out.ty);
                     lower_product(k, anchor, &args[..n], out, scratch, &epi);
                 }
                 None => apply_steps(k, f, args[0], &args[1..], out),
@@ -420,12 +421,20 @@ fn unary(k: &mut Kernel, u: &Unary, args: &[Arg], out: Arg) {
     });
 }
 
-/// A fused op's steps, applied to values on their way to memory. `extras` are the base
-/// addresses of the binary steps' operands, each read at the same element index as the
-/// result (they share its shape and layout).
+/// A fused op's steps, applied to values on their way to memory. Each binary step reads an
+/// extra operand: of the result's shape (read at the result's index), one value, or a
+/// broadcast row (read at the index within the row).
 pub struct Epilogue<'f> {
     pub steps: &'f [Step],
-    pub extras: Vec<Value>,
+    extras: Vec<(Value, Extent)>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Extent {
+    Full,
+    Single,
+    /// A row of this many elements.
+    Row(i64),
 }
 
 impl Epilogue<'_> {
@@ -433,15 +442,38 @@ impl Epilogue<'_> {
         Epilogue { steps: &[], extras: Vec::new() }
     }
 
-    pub fn new<'f>(k: &mut Kernel, steps: &'f [Step], extras: &[Arg]) -> Epilogue<'f> {
-        Epilogue { steps, extras: extras.iter().map(|e| k.ptr(e.loc)).collect() }
+    pub fn new<'f>(k: &mut Kernel, steps: &'f [Step], extras: &[Arg], out: &TensorType) -> Epilogue<'f> {
+        let extras = extras
+            .iter()
+            .map(|e| {
+                let extent = match e.ty.numel() {
+                    n if n == out.numel() => Extent::Full,
+                    1 => Extent::Single,
+                    n => Extent::Row(n as i64),
+                };
+                (k.ptr(e.loc), extent)
+            })
+            .collect();
+        Epilogue { steps, extras }
+    }
+
+    /// The length of the rows broadcast extras repeat, if any extra is one.
+    fn row(&self) -> Option<i64> {
+        self.extras.iter().find_map(|&(_, e)| if let Extent::Row(n) = e { Some(n) } else { None })
+    }
+
+    /// Whether every extra is read at the result's own index (or is a single value), so the
+    /// steps can run inside a kernel's own loops in any layout.
+    pub fn elementwise(&self) -> bool {
+        self.row().is_none()
     }
 
     /// The steps as a runtime GEMM epilogue, if they are one: an optional residual add (its
     /// operand's base address) followed by an optional ReLU or ReLU6.
     pub fn runtime_form(&self) -> Option<(Option<Value>, Activation)> {
         let (residual, rest) = match self.steps.first() {
-            Some(&Step::ADD) => (Some(self.extras[0]), &self.steps[1..]),
+            Some(&Step::ADD) if self.extras[0].1 == Extent::Full => (Some(self.extras[0].0), &self.steps[1..]),
+            Some(&Step::ADD) => return None,
             _ => (None, self.steps),
         };
         let act = match rest {
@@ -466,20 +498,58 @@ impl Epilogue<'_> {
         }
     }
 
-    /// `v` (of type `ty`, the result's element `index` onwards) after every step.
-    pub fn apply(&self, k: &mut Kernel, ty: Type, mut v: Value, index: Value) -> Value {
+    /// `v` (of type `ty`, the result's element `index` onwards) after every step; only for
+    /// [`Epilogue::elementwise`] epilogues.
+    pub fn apply(&self, k: &mut Kernel, ty: Type, v: Value, index: Value) -> Value {
+        debug_assert!(self.elementwise(), "broadcast rows need the row index");
+        self.apply_at(k, ty, v, index, index)
+    }
+
+    /// `v` after every step, where `index` is its element of the result and `in_row` its
+    /// position in the broadcast row.
+    fn apply_at(&self, k: &mut Kernel, ty: Type, mut v: Value, index: Value, in_row: Value) -> Value {
         let mut next = 0;
         for step in self.steps {
             v = match *step {
                 Step::Unary(kind) => apply_unary(k, &kind, ty, v),
                 Step::Binary { kind, reversed } => {
-                    let e = k.load(ty, self.extras[next], index);
+                    let (ptr, extent) = self.extras[next];
+                    let e = match extent {
+                        Extent::Full => k.load(ty, ptr, index),
+                        Extent::Row(_) => k.load(ty, ptr, in_row),
+                        Extent::Single => {
+                            let s = k.load_at(F32, ptr, 0);
+                            if ty == F32 { s } else { k.b.ins().splat(ty, s) }
+                        }
+                    };
                     next += 1;
                     if reversed { apply_binary(k, kind, e, v) } else { apply_binary(k, kind, v, e) }
                 }
             };
         }
         v
+    }
+
+    /// `dst[i] = steps(src[i])` over a result of `numel` elements: one flat vectorized loop
+    /// (split across tasks when the kernel is), or, with broadcast rows, a loop over rows.
+    fn run_over(&self, k: &mut Kernel, src: Value, dst: Value, numel: i64) {
+        match self.row() {
+            None => k.for_vectorized_split(numel, |k, i, ty| {
+                let v = k.load(ty, src, i);
+                let v = self.apply(k, ty, v, i);
+                k.store(v, dst, i);
+            }),
+            Some(len) => k.for_const(0, numel / len, |k, r| {
+                let base = k.b.ins().imul_imm_s(r, len);
+                let (s, d) = (k.elem(src, base), k.elem(dst, base));
+                k.for_vectorized(len, |k, j, ty| {
+                    let v = k.load(ty, s, j);
+                    let i = k.b.ins().iadd(base, j);
+                    let v = self.apply_at(k, ty, v, i, j);
+                    k.store(v, d, j);
+                });
+            }),
+        }
     }
 }
 
@@ -489,23 +559,15 @@ pub fn apply_in_place(k: &mut Kernel, out: Arg, epi: &Epilogue) {
         return;
     }
     let o = k.ptr(out.loc);
-    k.for_vectorized(numel(out.ty), |k, i, ty| {
-        let v = k.load(ty, o, i);
-        let v = epi.apply(k, ty, v, i);
-        k.store(v, o, i);
-    });
+    epi.run_over(k, o, o, numel(out.ty));
 }
 
 /// A fused op's steps as one vectorized pass that loads the anchor's result (or the chain's
 /// seed), applies every step while each vector is in registers, and stores it once.
 fn apply_steps(k: &mut Kernel, f: &Fused, seed: Arg, extras: &[Arg], out: Arg) {
     let (s, o) = (k.ptr(seed.loc), k.ptr(out.loc));
-    let epi = Epilogue::new(k, &f.steps, extras);
-    k.for_vectorized_split(numel(out.ty), |k, i, ty| {
-        let v = k.load(ty, s, i);
-        let v = epi.apply(k, ty, v, i);
-        k.store(v, o, i);
-    });
+    let epi = Epilogue::new(k, &f.steps, extras, out.ty);
+    epi.run_over(k, s, o, numel(out.ty));
 }
 
 fn apply_binary(k: &mut Kernel, kind: BinaryKind, a: Value, b: Value) -> Value {

@@ -5,8 +5,10 @@
 //! - an **elementwise chain**: no anchor; the first operand is the seed and every step
 //!   transforms it, so the chain is one loop over memory instead of one per op.
 //!
-//! Operands: the anchor's operands (or the seed), then one extra operand per binary step, each
-//! of the result's exact shape. In IR text:
+//! Operands: the anchor's operands (or the seed, of the result's shape), then one extra operand
+//! per binary step: of the result's shape, a single value, or a broadcast row (the result's
+//! trailing dimensions, repeated over the leading ones, as NumPy broadcasts `[C]` against
+//! `[N, C]`). In IR text:
 //! `%y = fused(%x, %w, %b, %skip) anchor="conv2d" epilogue=["add", "relu"] stride=[1, 1] ...`
 //! `%z = fused(%a, %b) epilogue=["sigmoid", "mul"]`
 
@@ -87,6 +89,14 @@ pub struct Fused {
     pub steps: Vec<Step>,
 }
 
+/// How an extra operand of `extra_shape` is read against a result of `out_shape`, if it can
+/// be: element `i` of the result reads element `i mod len` of the operand, which is the
+/// broadcast when the operand is the whole result, one value, or its trailing dimensions.
+pub fn extra_fits(extra_shape: &[usize], out_shape: &[usize]) -> bool {
+    let numel: usize = extra_shape.iter().product();
+    numel == 1 || (extra_shape.len() <= out_shape.len() && out_shape.ends_with(extra_shape))
+}
+
 /// Whether `op` can anchor a fused op.
 pub fn can_anchor(op: &Op) -> bool {
     matches!(op, Op::Conv2d(_) | Op::Dense(_) | Op::MatMul(_))
@@ -146,9 +156,12 @@ impl Fused {
             Some(anchor) => anchor.infer(&operands[..n])?,
             None => TensorType::new(operands[0].dtype, operands[0].shape.clone()),
         };
+        if self.anchor.is_none() && operands[0].shape != ty.shape {
+            return Err(OpError::new("fused: the seed of an elementwise chain must have the result's shape"));
+        }
         for extra in &operands[n..] {
-            if extra.shape != ty.shape || extra.dtype != ty.dtype {
-                return Err(OpError::new(format!("fused: an extra operand is {}{} but the result is {}", extra.dtype, ShapeDisplay(&extra.shape), ty)));
+            if !extra_fits(&extra.shape, &ty.shape) || extra.dtype != ty.dtype {
+                return Err(OpError::new(format!("fused: an extra operand is {}{}, which does not broadcast to the result {}", extra.dtype, ShapeDisplay(&extra.shape), ty)));
             }
         }
         Ok(ty)
@@ -166,12 +179,14 @@ impl Fused {
         }
     }
 
-    /// Apply the steps to the anchor's result (or the seed), in place.
+    /// Apply the steps to the anchor's result (or the seed), in place; extras broadcast as
+    /// [`extra_fits`] says.
     pub fn apply_steps(&self, out: &mut [f32], extras: &[&[f32]]) {
         let mut next = 0;
         for step in &self.steps {
             if step.is_binary() {
-                out.iter_mut().zip(extras[next]).for_each(|(v, &e)| *v = step.apply(*v, e));
+                let e = extras[next];
+                out.iter_mut().enumerate().for_each(|(i, v)| *v = step.apply(*v, e[i % e.len()]));
                 next += 1;
             } else {
                 out.iter_mut().for_each(|v| *v = step.apply(*v, 0.0));

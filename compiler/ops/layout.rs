@@ -47,7 +47,8 @@ pub struct Follows {
 
 /// The layout rule of `op` on operands of these shapes: `None` if it runs row-major only.
 /// Every backend that reads layouts implements exactly these combinations.
-pub fn follows(op: &Op, operands: &[&TensorType], result_rank: usize) -> Option<Follows> {
+pub fn follows(op: &Op, operands: &[&TensorType], result_shape: &[usize]) -> Option<Follows> {
+    let result_rank = result_shape.len();
     let all = |n: usize| Follows { operands: (0..n).collect(), result: true };
     if result_rank != 4 {
         return None;
@@ -68,8 +69,12 @@ pub fn follows(op: &Op, operands: &[&TensorType], result_rank: usize) -> Option<
         Op::ConvertLayout(_) => None,
         Op::Fused(f) => {
             let n = f.anchor_operands(operands.len());
+            // Broadcast extra operands are read by row-major index.
+            if operands[n..].iter().any(|e| e.shape != result_shape) {
+                return None;
+            }
             let mut inner = match &f.anchor {
-                Some(anchor) => follows(anchor, &operands[..n], result_rank)?,
+                Some(anchor) => follows(anchor, &operands[..n], result_shape)?,
                 None => all(1),
             };
             inner.operands.extend(n..operands.len());
@@ -92,14 +97,13 @@ pub fn follows(op: &Op, operands: &[&TensorType], result_rank: usize) -> Option<
 
 /// The result layout of `op` given its operands' layouts, or why the combination is invalid.
 pub fn result_layout(op: &Op, operands: &[&TensorType], result_shape: &[usize]) -> OpResult<Layout> {
-    let result_rank = result_shape.len();
     if let Op::ConvertLayout(c) = op {
         if c.to == Layout::Nchw4c && result_shape[1] % 4 != 0 {
             return Err(OpError::new("convert_layout: nchw4c needs a channel count that is a multiple of 4"));
         }
         return Ok(c.to);
     }
-    let rule = follows(op, operands, result_rank);
+    let rule = follows(op, operands, result_shape);
     let following = rule.as_ref().map_or(&[][..], |r| &r.operands[..]);
     let mut chosen: Option<Layout> = None;
     for (i, t) in operands.iter().enumerate() {

@@ -7,23 +7,30 @@
 //! Only values used once are absorbed, so no result is computed twice.
 
 use crate::ir::{Graph, NodeId, NodeKind};
-use crate::ops::fused::{can_anchor, Fused, Step};
+use crate::ops::fused::{can_anchor, extra_fits, Fused, Step};
 use crate::ops::{BinaryKind, Op};
 
 /// The step an elementwise op would be as part of a group, if it can be one: attribute-free
-/// unary ops, and binary ops without broadcasting.
+/// unary ops, and binary ops where one operand has the result's shape and the other
+/// broadcasts as a fused op's extra operand can (`extra_fits`).
 fn as_step(graph: &Graph, id: NodeId) -> Option<BinaryOrUnary> {
     match graph.node(id).op()? {
         Op::Unary(u) => match Step::from_name(u.kind.name())? {
             step @ Step::Unary(_) => Some(BinaryOrUnary::Unary(step)),
             Step::Binary { .. } => None,
         },
-        Op::Binary(b) => {
-            let out = &graph.node(id).ty.shape;
-            graph.operands(id).iter().all(|&o| graph.node(o).ty.shape == *out).then_some(BinaryOrUnary::Binary(b.kind))
-        }
+        Op::Binary(b) => full_side(graph, id).map(|_| BinaryOrUnary::Binary(b.kind)),
         _ => None,
     }
+}
+
+/// For a binary op: which operand (0 or 1) has the result's shape while the other can be an
+/// extra operand, preferring the first.
+fn full_side(graph: &Graph, id: NodeId) -> Option<usize> {
+    let out = &graph.node(id).ty.shape;
+    let ops = graph.operands(id);
+    let shape = |i: usize| &graph.node(ops[i]).ty.shape;
+    (0..2).find(|&i| shape(i) == out && extra_fits(shape(1 - i), out))
 }
 
 enum BinaryOrUnary {
@@ -42,16 +49,32 @@ fn absorbable(graph: &Graph, id: NodeId) -> bool {
     groupable && graph.users(id).len() == 1 && !graph.is_output(id)
 }
 
-/// `id` as a group: its anchor (if a product), steps and operands.
-fn as_group(graph: &Graph, id: NodeId) -> (Option<Box<Op>>, Vec<Step>) {
+/// `id` as a group: its anchor (if a product), steps and operands (a binary op's operand of
+/// the result's shape first, as the chain's seed).
+fn as_group(graph: &Graph, id: NodeId) -> (Option<Box<Op>>, Vec<Step>, Vec<NodeId>) {
     let op = graph.node(id).op().expect("absorbable nodes are ops").clone();
+    let operands = graph.operands(id);
     match op {
-        Op::Fused(f) => (f.anchor, f.steps),
-        op if can_anchor(&op) => (Some(Box::new(op)), Vec::new()),
+        Op::Fused(f) => (f.anchor, f.steps, operands),
+        op if can_anchor(&op) => (Some(Box::new(op)), Vec::new(), operands),
         _ => match as_step(graph, id).expect("absorbable elementwise op") {
-            BinaryOrUnary::Unary(step) => (None, vec![step]),
-            BinaryOrUnary::Binary(kind) => (None, vec![Step::binary(kind, false)]),
+            BinaryOrUnary::Unary(step) => (None, vec![step], operands),
+            BinaryOrUnary::Binary(kind) => {
+                let seed = full_side(graph, id).expect("a fusable binary op has a full-shape side");
+                (None, vec![Step::binary(kind, seed == 1)], vec![operands[seed], operands[1 - seed]])
+            }
         },
+    }
+}
+
+/// Extra operands that broadcast as rows must share one row length, so the group runs as
+/// one loop over rows (full-shape and single-value extras fit any loop).
+fn one_row_length(graph: &Graph, out: &[usize], extras: &[NodeId]) -> bool {
+    let numel: usize = out.iter().product();
+    let mut rows = extras.iter().map(|&e| graph.node(e).ty.numel()).filter(|&n| n != 1 && n != numel);
+    match rows.next() {
+        Some(first) => rows.all(|n| n == first),
+        None => true,
     }
 }
 
@@ -66,9 +89,12 @@ pub fn fuse_epilogues(graph: &mut Graph) -> bool {
         let (step, producer, extra) = match as_step(graph, id) {
             Some(BinaryOrUnary::Unary(step)) if absorbable(graph, operands[0]) => (step, operands[0], None),
             Some(BinaryOrUnary::Binary(kind)) if operands[0] != operands[1] => {
-                if absorbable(graph, operands[0]) {
+                // The group must be the operand of the result's shape; the other is the extra.
+                let out = &graph.node(id).ty.shape;
+                let joins = |i: usize| graph.node(operands[i]).ty.shape == *out && extra_fits(&graph.node(operands[1 - i]).ty.shape, out) && absorbable(graph, operands[i]);
+                if joins(0) {
                     (Step::binary(kind, false), operands[0], Some(operands[1]))
-                } else if absorbable(graph, operands[1]) {
+                } else if joins(1) {
                     (Step::binary(kind, true), operands[1], Some(operands[0]))
                 } else {
                     continue;
@@ -76,9 +102,14 @@ pub fn fuse_epilogues(graph: &mut Graph) -> bool {
             }
             _ => continue,
         };
-        let (anchor, mut steps) = as_group(graph, producer);
+        let (anchor, mut steps, mut new_operands) = as_group(graph, producer);
+        let first_extra = new_operands.len() - steps.iter().filter(|s| s.is_binary()).count();
+        let mut extras = new_operands[first_extra..].to_vec();
+        extras.extend(extra);
+        if !one_row_length(graph, &graph.node(id).ty.shape, &extras) {
+            continue;
+        }
         steps.push(step);
-        let mut new_operands = graph.operands(producer);
         new_operands.extend(extra);
         graph.node_mut(id).kind = NodeKind::Op(Op::Fused(Fused { anchor, steps }));
         graph.set_operands(id, &new_operands);
@@ -115,8 +146,8 @@ mod tests {
     }
 
     #[test]
-    fn leaves_shared_and_broadcast_results_alone() {
-        check_pass(
+    fn fuses_broadcast_rows_but_leaves_shared_results_alone() {
+        let ir = check_pass(
             "fuse-epilogues",
             "model m {
                 input x: f32[2, 8]
@@ -125,8 +156,13 @@ mod tests {
                 e = relu(d)
                 output y = d + e
                 output z = dense(x, units=8, name=\"other\") + b
+                output w = (x * 2 + b) * 3
             }",
         );
+        // `d` has two users: nothing absorbs it.
+        assert!(ir.contains("= add(%d, %e)") || ir.contains("= fused(%d, %d)"), "{ir}");
+        assert!(ir.contains(r#"anchor="dense" epilogue=["add"]"#), "{ir}");
+        assert!(ir.contains(r#"epilogue=["mul", "add", "mul"]"#), "{ir}");
     }
 
     #[test]
@@ -144,8 +180,8 @@ mod tests {
                 output z = neg(a)
             }",
         );
-        // One loop for the whole chain; the broadcast add and the lone `neg` stay as they are.
-        assert!(ir.contains(r#"%y.relu = fused(%a, %b, %b, %a) epilogue=["sigmoid", "mul", "tanh", "rsub", "exp", "div", "relu"]"#), "{ir}");
-        assert!(ir.contains("= add(") && ir.contains("= neg(%a)"), "{ir}");
+        // One loop for the whole chain, the broadcast row `c` included; the lone `neg` stays.
+        assert!(ir.contains(r#"%y = fused(%a, %b, %b, %a, %c) epilogue=["sigmoid", "mul", "tanh", "rsub", "exp", "div", "relu", "add"]"#), "{ir}");
+        assert!(ir.contains("%z = neg(%a)"), "{ir}");
     }
 }

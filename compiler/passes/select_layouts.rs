@@ -68,7 +68,7 @@ fn free_rule(graph: &Graph, id: NodeId, alt: Layout, target: &CpuTarget) -> Opti
     let node = graph.node(id);
     let op = node.op()?;
     let operands = graph.operand_types(id);
-    let rule = follows(op, &operands, node.ty.rank())?;
+    let rule = follows(op, &operands, &node.ty.shape)?;
     // Blocks of four channels: every value the layout reaches needs a multiple of four.
     let fours = |t: &crate::ir::TensorType| t.rank() != 4 || t.shape[1] % 4 == 0;
     if alt == Layout::Nchw4c && (!rule.operands.iter().all(|&i| fours(operands[i])) || (rule.result && !fours(&node.ty))) {
