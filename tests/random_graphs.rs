@@ -225,8 +225,9 @@ proptest! {
         for level in 1..=3 {
             results.push((format!("-O{level}"), outputs_at(&graph, level, seed, &inputs)?));
         }
-        // The JIT, with and without microkernels, against the interpreter at -O0.
-        for (level, ukernels) in [(0u8, false), (2, true)] {
+        // The JIT, with and without microkernels (so with NHWC and with NCHW4c layouts), against
+        // the interpreter at -O0.
+        for (level, ukernels) in [(0u8, false), (2, false), (2, true)] {
             let mut g = graph.clone();
             weights::bind_weights(&mut g, weights::random_weights(&graph, seed), "random").map_err(|d| TestCaseError::fail(format!("{d:?}")))?;
             passes::optimize(&mut g, level, Some(&CpuTarget::host(ukernels)), true, &mut |_, _| {}).map_err(|e| TestCaseError::fail(e.to_string()))?;
