@@ -55,6 +55,9 @@ const POOL_PS_PER_TAP_NCHW: u64 = 1430;
 const POOL_PS_PER_TAP_VECTOR: u64 = 440;
 /// Converting one element between layouts.
 const CONVERT_PS_PER_ELEMENT: u64 = 300;
+/// The most one edge may cost (about 69 ms): with at most a million nodes and a few edges
+/// each, every finite cut stays far below `UNCUTTABLE` and no sum overflows.
+const MAX_EDGE_PS: u64 = 1 << 36;
 /// A capacity no finite cut pays: larger than every cost the model sums.
 const UNCUTTABLE: u64 = 1 << 60;
 
@@ -125,7 +128,7 @@ fn op_cost(graph: &Graph, id: NodeId, target: &CpuTarget) -> (u64, u64) {
         Op::Fused(f) => f.anchor.as_deref(),
         op => Some(op),
     };
-    let per = |work: u64, (nchw, alt): (u64, u64)| (work * nchw, work * alt);
+    let per = |work: u64, (nchw, alt): (u64, u64)| (work.saturating_mul(nchw), work.saturating_mul(alt));
     match anchor {
         Some(Op::Conv2d(c)) => {
             let macs = op.macs(&operands, &node.ty);
@@ -137,7 +140,8 @@ fn op_cost(graph: &Graph, id: NodeId, target: &CpuTarget) -> (u64, u64) {
                     // Utilization of `mr × nr` tiles over an `m × n` product, in thousandths.
                     let used = |m: usize, n: usize| (1000 * m * n / (m.next_multiple_of(target.mr) * n.next_multiple_of(target.nr))).max(1) as u64;
                     let (nchw, nhwc) = if windowed { (GEMM_CONV_PS_PER_MAC_NCHW, GEMM_CONV_PS_PER_MAC_NHWC) } else { (GEMM_POINTWISE_PS_PER_MAC, GEMM_POINTWISE_PS_PER_MAC) };
-                    (macs * nchw * 1000 / used(filters, pixels), macs * nhwc * 1000 / used(pixels, filters))
+                    let cost = |ps: u64, used: u64| macs.saturating_mul(ps).saturating_mul(1000) / used;
+                    (cost(nchw, used(filters, pixels)), cost(nhwc, used(pixels, filters)))
                 }
                 (false, false) => per(macs, (DIRECT_CONV_PS_PER_MAC_NCHW, DIRECT_CONV_PS_PER_MAC_NCHW4C)),
             }
@@ -148,7 +152,7 @@ fn op_cost(graph: &Graph, id: NodeId, target: &CpuTarget) -> (u64, u64) {
 }
 
 fn convert_cost(graph: &Graph, id: NodeId) -> u64 {
-    graph.node(id).ty.numel() as u64 * CONVERT_PS_PER_ELEMENT
+    (graph.node(id).ty.numel() as u64).saturating_mul(CONVERT_PS_PER_ELEMENT)
 }
 
 pub fn select_layouts(graph: &mut Graph, target: &CpuTarget) -> bool {
@@ -175,9 +179,9 @@ pub fn select_layouts(graph: &mut Graph, target: &CpuTarget) -> bool {
         let v = vertex[&id];
         let (row_major, alternative) = op_cost(graph, id, target);
         if row_major > alternative {
-            net.add_edge(v, sink, row_major - alternative);
+            net.add_edge(v, sink, (row_major - alternative).min(MAX_EDGE_PS));
         } else if alternative > row_major {
-            net.add_edge(source, v, alternative - row_major);
+            net.add_edge(source, v, (alternative - row_major).min(MAX_EDGE_PS));
         }
     }
     // Each value's conversions, charged once per value and direction however many consumers
@@ -188,7 +192,7 @@ pub fn select_layouts(graph: &mut Graph, target: &CpuTarget) -> bool {
     for producer in producers {
         let users = graph.users(producer);
         let following: Vec<NodeIndex> = users.iter().filter(|&&(user, pos)| rules.get(&user).is_some_and(|r| r.operands.contains(&pos))).map(|(user, _)| vertex[user]).collect();
-        let cost = convert_cost(graph, producer);
+        let cost = convert_cost(graph, producer).min(MAX_EDGE_PS);
         let at = if free_value(producer) { vertex[&producer] } else { source };
         if !following.is_empty() {
             let to_alt = net.add_node(());
