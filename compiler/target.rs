@@ -50,7 +50,9 @@ impl CpuTarget {
     /// This machine, as Linux describes its caches in `/sys` (fallbacks elsewhere), with the
     /// microkernel the runtime selected from the CPU's features.
     pub fn host(ukernels: bool) -> CpuTarget {
-        let caches = host_caches();
+        // Read once per process: every compile asks.
+        static CACHES: std::sync::OnceLock<Vec<(usize, Cache)>> = std::sync::OnceLock::new();
+        let caches = CACHES.get_or_init(host_caches);
         let find = |level: usize| caches.iter().find(|(l, _)| *l == level).map(|(_, c)| *c);
         let (mr, nr) = if ukernels { nnc_runtime::gemm::microkernel_shape() } else { CRANELIFT_TILE };
         CpuTarget { l1d: find(1).unwrap_or(FALLBACK_L1D), l2: find(2).unwrap_or(FALLBACK_L2), l3: find(3), ukernels, mr, nr }

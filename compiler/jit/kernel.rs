@@ -278,37 +278,30 @@ impl<'a> Kernel<'a> {
     /// of the arithmetic. Its address depends on the loop variables in scope, so it is never
     /// placed where they are not yet defined.
     pub fn load_input_at(&mut self, ty: Type, base: Value, index: i64) -> Value {
-        let flags = flags().with_readonly().with_can_move();
-        match i32::try_from(index * 4) {
-            Ok(offset) => self.b.ins().load(ty, flags, base, offset),
-            Err(_) => {
-                let i = self.int(index);
-                let p = self.elem(base, i);
-                self.b.ins().load(ty, flags, p, 0)
-            }
-        }
+        let (at, offset) = self.address_at(base, index);
+        self.b.ins().load(ty, flags().with_readonly().with_can_move(), at, offset)
     }
 
     /// Store at constant element `index` of `base`.
     pub fn store_at(&mut self, v: Value, base: Value, index: i64) {
-        match i32::try_from(index * 4) {
-            Ok(offset) => {
-                self.b.ins().store(flags(), v, base, offset);
-            }
-            Err(_) => {
-                let i = self.int(index);
-                self.store(v, base, i);
-            }
-        }
+        let (at, offset) = self.address_at(base, index);
+        self.b.ins().store(flags(), v, at, offset);
     }
 
+    /// Load at constant element `index` of `base`.
     pub fn load_at(&mut self, ty: Type, base: Value, index: i64) -> Value {
+        let (at, offset) = self.address_at(base, index);
+        self.b.ins().load(ty, flags(), at, offset)
+    }
+
+    /// Element `index` of `base` as an address and an instruction displacement; past the
+    /// 32-bit displacement, the address computed in 64 bits.
+    fn address_at(&mut self, base: Value, index: i64) -> (Value, i32) {
         match i32::try_from(index * 4) {
-            Ok(offset) => self.b.ins().load(ty, flags(), base, offset),
-            // Past an instruction's 32-bit displacement: compute the address in 64 bits.
+            Ok(offset) => (base, offset),
             Err(_) => {
                 let i = self.int(index);
-                self.load(ty, base, i)
+                (self.elem(base, i), 0)
             }
         }
     }

@@ -22,6 +22,23 @@ pub enum UnaryKind {
 }
 
 impl UnaryKind {
+    /// Whether the op takes keyword attributes (`leaky_relu`'s `alpha`, `clip`'s bounds).
+    pub fn has_attributes(&self) -> bool {
+        match self {
+            UnaryKind::LeakyRelu { .. } | UnaryKind::Clip { .. } => true,
+            UnaryKind::Relu
+            | UnaryKind::Relu6
+            | UnaryKind::Sigmoid
+            | UnaryKind::Tanh
+            | UnaryKind::Gelu
+            | UnaryKind::Silu
+            | UnaryKind::Exp
+            | UnaryKind::Sqrt
+            | UnaryKind::Abs
+            | UnaryKind::Neg => false,
+        }
+    }
+
     pub fn from_name(name: &str) -> Option<UnaryKind> {
         Some(match name {
             "relu" => UnaryKind::Relu,

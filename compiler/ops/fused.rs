@@ -53,19 +53,8 @@ impl Step {
         if let Some(kind) = BinaryKind::from_name(name) {
             return Some(Step::binary(kind, false));
         }
-        match UnaryKind::from_name(name)? {
-            k @ (UnaryKind::Relu
-            | UnaryKind::Relu6
-            | UnaryKind::Sigmoid
-            | UnaryKind::Tanh
-            | UnaryKind::Gelu
-            | UnaryKind::Silu
-            | UnaryKind::Exp
-            | UnaryKind::Sqrt
-            | UnaryKind::Abs
-            | UnaryKind::Neg) => Some(Step::Unary(k)),
-            UnaryKind::LeakyRelu { .. } | UnaryKind::Clip { .. } => None,
-        }
+        let kind = UnaryKind::from_name(name)?;
+        (!kind.has_attributes()).then_some(Step::Unary(kind))
     }
 
     pub fn is_binary(&self) -> bool {
