@@ -20,6 +20,12 @@ pub enum InterpError {
 /// Run `graph` on `inputs` (in declaration order) and return its outputs in declaration order.
 /// Intermediate values are dropped after their last use.
 pub fn run(graph: &Graph, inputs: &[Tensor]) -> Result<Vec<Tensor>, InterpError> {
+    run_observed(graph, inputs, &mut |_, _| {})
+}
+
+/// [`run`], showing every value to `observe` as it is computed (calibration reads ranges
+/// this way).
+pub fn run_observed(graph: &Graph, inputs: &[Tensor], observe: &mut dyn FnMut(NodeId, &Tensor)) -> Result<Vec<Tensor>, InterpError> {
     if inputs.len() != graph.inputs.len() {
         return Err(InterpError::InputCount { expected: graph.inputs.len(), got: inputs.len() });
     }
@@ -60,6 +66,7 @@ pub fn run(graph: &Graph, inputs: &[Tensor]) -> Result<Vec<Tensor>, InterpError>
                 Cow::Owned(out)
             }
         };
+        observe(id, &value);
         values.insert(id, value);
     }
     Ok(graph.outputs.iter().map(|(_, o)| values[o].as_ref().clone()).collect())

@@ -76,7 +76,10 @@ pub fn scratch_bytes(op: &Op, operands: &[&TensorType], out: &TensorType, ukerne
         | Op::Concat(_)
         | Op::Slice(_)
         | Op::Attention(_)
-        | Op::ConvertLayout(_) => 0,
+        | Op::ConvertLayout(_)
+        | Op::Quantize(_)
+        | Op::Dequantize(_)
+        | Op::Requantize(_) => 0,
     }
 }
 
@@ -121,7 +124,10 @@ pub fn gemm_shape(op: &Op, operands: &[&TensorType], out: &TensorType, ukernels:
         | Op::Transpose(_)
         | Op::Concat(_)
         | Op::Slice(_)
-        | Op::ConvertLayout(_) => None,
+        | Op::ConvertLayout(_)
+        | Op::Quantize(_)
+        | Op::Dequantize(_)
+        | Op::Requantize(_) => None,
     }
 }
 
@@ -248,7 +254,10 @@ pub fn splits(op: &Op, operands: &[&TensorType], out: &TensorType, ukernels: boo
         | Op::Concat(_)
         | Op::Slice(_)
         | Op::Attention(_)
-        | Op::ConvertLayout(_) => false,
+        | Op::ConvertLayout(_)
+        | Op::Quantize(_)
+        | Op::Dequantize(_)
+        | Op::Requantize(_) => false,
     }
 }
 
@@ -256,7 +265,7 @@ pub fn splits(op: &Op, operands: &[&TensorType], out: &TensorType, ukernels: boo
 pub fn needs_kernel(op: &Op) -> bool {
     match op {
         Op::Flatten(_) | Op::Reshape(_) => false,
-        Op::Fused(_) | Op::ConvertLayout(_) => true,
+        Op::Fused(_) | Op::ConvertLayout(_) | Op::Quantize(_) | Op::Dequantize(_) | Op::Requantize(_) => true,
         Op::Conv2d(_)
         | Op::Dense(_)
         | Op::MatMul(_)
@@ -306,6 +315,9 @@ pub fn lower(k: &mut Kernel, op: &Op, args: &[Arg], out: Arg, scratch: Option<Lo
         Op::GlobalAvgPool(_) if args[0].ty.layout != Layout::RowMajor => lower_channels::global_avg_pool(k, args, out),
         Op::GlobalAvgPool(_) => global_avg_pool(k, args, out),
         Op::ConvertLayout(_) => lower_channels::convert_layout(k, args[0], out),
+        // `compile` refuses graphs with integer values (JitError::UnsupportedDType) before
+        // any kernel is lowered, and every graph holding these ops has one.
+        Op::Quantize(_) | Op::Dequantize(_) | Op::Requantize(_) => unreachable!("int8 graphs are refused before lowering"),
         Op::Transpose(t) => transpose(k, t, args, out),
         Op::Concat(c) => concat(k, c, args, out),
         Op::Slice(s) => slice(k, s, args, out),

@@ -1,7 +1,7 @@
 //! `conv2d`: 2-D convolution over NCHW input, PyTorch semantics (cross-correlation), with
 //! stride, asymmetric padding, dilation and groups.
 
-use super::{checked_type, common_float, expect_shape, Built, CallArgs, Const, ImplicitParam, Op, OpError, OpResult};
+use super::{checked_type, expect_shape, Built, CallArgs, Const, ImplicitParam, Op, OpError, OpResult};
 use crate::ir::{ShapeDisplay, TensorType};
 
 #[derive(Clone, Debug, PartialEq)]
@@ -117,7 +117,7 @@ impl Conv2d {
     }
 
     pub fn infer(&self, operands: &[&TensorType]) -> OpResult<TensorType> {
-        let dtype = common_float("conv2d", operands)?;
+        let dtype = super::quant::product_dtype("conv2d", operands)?;
         let (x, w) = (operands[0], operands[1]);
         if x.rank() != 4 || w.rank() != 4 {
             return Err(OpError::new(format!("conv2d expects rank-4 input and weight, got {} and {}", ShapeDisplay(&x.shape), ShapeDisplay(&w.shape))));
@@ -154,7 +154,8 @@ impl Conv2d {
         checked_type("conv2d", dtype, vec![n, f, oh, ow])
     }
 
-    pub fn eval(&self, x: &[&[f32]], shapes: &[&[usize]], out_shape: &[usize]) -> Vec<f32> {
+    /// Generic over the element so that f32 and wrapping-i32 (int8 codes) share one definition.
+    pub fn eval<T: Copy + Default + std::ops::AddAssign + std::ops::Mul<Output = T>>(&self, x: &[&[T]], shapes: &[&[usize]], out_shape: &[usize]) -> Vec<T> {
         let (input, weight) = (x[0], x[1]);
         let [n, c, h, w] = shapes[0][..] else { unreachable!("conv2d input has rank 4") };
         let [f, cg, kh, kw] = shapes[1][..] else { unreachable!("conv2d weight has rank 4") };
@@ -163,7 +164,7 @@ impl Conv2d {
         let [sh, sw] = self.stride;
         let [dh, dw] = self.dilation;
         let (pt, pl) = (self.padding[0], self.padding[1]);
-        let mut out = vec![0.0f32; n * f * oh * ow];
+        let mut out = vec![T::default(); n * f * oh * ow];
         for b in 0..n {
             for o in 0..f {
                 let plane = &mut out[(b * f + o) * oh * ow..][..oh * ow];

@@ -1,7 +1,10 @@
 //! `dense` (a fully connected layer over the last axis) and `matmul` (NumPy semantics).
 
-use super::{broadcast_shapes, checked_type, common_float, expect_shape, Built, CallArgs, ImplicitParam, Op, OpError, OpResult};
+use super::{broadcast_shapes, checked_type, expect_shape, Built, CallArgs, ImplicitParam, Op, OpError, OpResult};
 use crate::ir::{ShapeDisplay, TensorType};
+use std::num::Wrapping;
+
+type W32 = Wrapping<i32>;
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct Dense;
@@ -38,7 +41,7 @@ impl Dense {
     }
 
     pub fn infer(&self, operands: &[&TensorType]) -> OpResult<TensorType> {
-        let dtype = common_float("dense", operands)?;
+        let dtype = super::quant::product_dtype("dense", operands)?;
         let (x, w) = (operands[0], operands[1]);
         if w.rank() != 2 {
             return Err(OpError::new(format!("dense: the weight must have rank 2 [units, features], but has shape {}", ShapeDisplay(&w.shape))));
@@ -70,6 +73,22 @@ impl Dense {
                 let wrow = &x[1][u * features..][..features];
                 let dot: f64 = row.iter().zip(wrow).map(|(&a, &b)| a as f64 * b as f64).sum();
                 out.push((dot + x.get(2).map_or(0.0, |b| b[u] as f64)) as f32);
+            }
+        }
+        out
+    }
+
+    /// Int8 codes, wrapping i32 accumulation.
+    pub fn eval_int(&self, x: &[&[W32]], shapes: &[&[usize]]) -> Vec<W32> {
+        let [units, features] = shapes[1][..] else { unreachable!("dense weight has rank 2") };
+        let rows = x[0].len() / features;
+        let mut out = Vec::with_capacity(rows * units);
+        for r in 0..rows {
+            let row = &x[0][r * features..][..features];
+            for u in 0..units {
+                let wrow = &x[1][u * features..][..features];
+                let init = x.get(2).map_or(Wrapping(0), |b| b[u]);
+                out.push(row.iter().zip(wrow).fold(init, |acc, (&a, &b)| acc + a * b));
             }
         }
         out
@@ -128,7 +147,7 @@ impl MatMul {
     }
 
     pub fn infer(&self, operands: &[&TensorType]) -> OpResult<TensorType> {
-        let dtype = common_float("matmul", operands)?;
+        let dtype = super::quant::product_dtype("matmul", operands)?;
         let s = matmul_shape(&operands[0].shape, &operands[1].shape)?;
         checked_type("matmul", dtype, s.out)
     }
@@ -153,6 +172,31 @@ impl MatMul {
             }
         }
         out
+    }
+
+    /// Int8 codes, wrapping i32 accumulation.
+    pub fn eval_int(&self, x: &[&[W32]], shapes: &[&[usize]]) -> Vec<W32> {
+        let s = matmul_shape(shapes[0], shapes[1]).expect("matmul shapes were checked");
+        let batches: usize = s.batch.iter().product();
+        let a_batch = &shapes[0][..shapes[0].len().saturating_sub(2)];
+        let b_batch = &shapes[1][..shapes[1].len().saturating_sub(2)];
+        let mut out = Vec::with_capacity(batches * s.m * s.n);
+        for bi in 0..batches {
+            let a = &x[0][super::elementwise::broadcast_index(bi, &s.batch, a_batch) * s.m * s.k..][..s.m * s.k];
+            let b = &x[1][super::elementwise::broadcast_index(bi, &s.batch, b_batch) * s.k * s.n..][..s.k * s.n];
+            for i in 0..s.m {
+                for j in 0..s.n {
+                    out.push((0..s.k).fold(Wrapping(0), |acc, p| acc + a[i * s.k + p] * b[p * s.n + j]));
+                }
+            }
+        }
+        out
+    }
+
+    /// `(batch count, m, k, n)` of the product, operands promoted as NumPy does.
+    pub fn dims(a: &[usize], b: &[usize]) -> (usize, usize, usize, usize) {
+        let s = matmul_shape(a, b).expect("matmul shapes were checked");
+        (s.batch.iter().product(), s.m, s.k, s.n)
     }
 
     pub fn macs(&self, operands: &[&TensorType], _out: &TensorType) -> u64 {

@@ -91,7 +91,10 @@ pub fn follows(op: &Op, operands: &[&TensorType], result_shape: &[usize]) -> Opt
         | Op::Transpose(_)
         | Op::Concat(_)
         | Op::Slice(_)
-        | Op::Attention(_) => None,
+        | Op::Attention(_)
+        | Op::Quantize(_)
+        | Op::Dequantize(_)
+        | Op::Requantize(_) => None,
     }
 }
 

@@ -16,6 +16,7 @@ pub mod layout;
 mod lstm;
 mod norm;
 mod pool;
+pub mod quant;
 mod softmax;
 mod structural;
 
@@ -27,6 +28,7 @@ pub use elementwise::{broadcast_shapes, Binary, BinaryKind, Unary, UnaryKind};
 pub use lstm::Lstm;
 pub use norm::{BatchNorm, LayerNorm};
 pub use pool::{GlobalAvgPool, Pool, PoolKind};
+pub use quant::{Dequantize, Quantize, Requantize};
 pub use softmax::{Attention, Softmax};
 pub use structural::{Concat, Flatten, Reshape, Slice, Transpose};
 
@@ -57,6 +59,10 @@ pub enum Op {
     Fused(fused::Fused),
     /// Made by the `select-layouts` pass, never written in sources.
     ConvertLayout(ConvertLayout),
+    /// Made by the `quantize-int8` pass, never written in sources.
+    Quantize(Quantize),
+    Dequantize(Dequantize),
+    Requantize(Requantize),
 }
 
 /// A parameter that a layer call creates because the call passed no weight tensors
@@ -98,7 +104,7 @@ pub enum Init {
 }
 
 /// Ops only passes make; IR text may name them, `.nn` sources may not.
-pub const IR_ONLY_OP_NAMES: &[&str] = &["fused", "convert_layout"];
+pub const IR_ONLY_OP_NAMES: &[&str] = &["fused", "convert_layout", "quantize", "dequantize", "requantize"];
 
 /// Names callable in `.nn` sources, for "unknown op" suggestions.
 pub const OP_NAMES: &[&str] = &[
@@ -135,6 +141,9 @@ impl Op {
             "attention" => Attention::build(args),
             "fused" => fused::Fused::build(args),
             "convert_layout" => ConvertLayout::build(args),
+            "quantize" => Quantize::build(args),
+            "dequantize" => Dequantize::build(args),
+            "requantize" => Requantize::build(args),
             _ => return None,
         })
     }
@@ -161,6 +170,9 @@ impl Op {
             Op::Attention(_) => "attention",
             Op::Fused(_) => "fused",
             Op::ConvertLayout(_) => "convert_layout",
+            Op::Quantize(_) => "quantize",
+            Op::Dequantize(_) => "dequantize",
+            Op::Requantize(_) => "requantize",
         }
     }
 
@@ -185,7 +197,10 @@ impl Op {
             | Op::Concat(_)
             | Op::Slice(_)
             | Op::Attention(_)
-            | Op::ConvertLayout(_) => self.name().to_string(),
+            | Op::ConvertLayout(_)
+            | Op::Quantize(_)
+            | Op::Dequantize(_)
+            | Op::Requantize(_) => self.name().to_string(),
         }
     }
 
@@ -218,14 +233,22 @@ impl Op {
             Op::Attention(o) => o.infer(operands),
             Op::Fused(o) => o.infer(operands),
             Op::ConvertLayout(o) => o.infer(operands),
+            Op::Quantize(o) => o.infer(operands),
+            Op::Dequantize(o) => o.infer(operands),
+            Op::Requantize(o) => o.infer(operands),
         }
     }
 
-    /// Reference semantics: the output for these inputs (all float, already type-checked).
+    /// Reference semantics: the output for these inputs (already type-checked).
     pub fn eval(&self, inputs: &[&Tensor], out: &TensorType) -> Tensor {
-        if let Op::ConvertLayout(_) = self {
+        match self {
             // Values are logical: a change of memory order leaves them as they are.
-            return inputs[0].clone();
+            Op::ConvertLayout(_) => return inputs[0].clone(),
+            Op::Quantize(q) => return q.eval(inputs[0]),
+            Op::Dequantize(q) => return q.eval(inputs[0]),
+            Op::Requantize(q) => return q.eval(inputs[0]),
+            Op::Conv2d(_) | Op::Dense(_) | Op::MatMul(_) if inputs[0].dtype() == DType::I8 => return self.eval_int(inputs, out),
+            _ => {}
         }
         if let Op::Fused(f) = self {
             let n = f.anchor_operands(inputs.len());
@@ -257,9 +280,23 @@ impl Op {
             Op::Concat(o) => o.eval(&x, &shapes, &out.shape),
             Op::Slice(o) => o.eval(&x, &shapes, &out.shape),
             Op::Attention(o) => o.eval(&x, &shapes, &out.shape),
-            Op::Fused(_) | Op::ConvertLayout(_) => unreachable!("handled above"),
+            Op::Fused(_) | Op::ConvertLayout(_) | Op::Quantize(_) | Op::Dequantize(_) | Op::Requantize(_) => unreachable!("handled above"),
         };
         Tensor::from_f32(out.dtype, out.shape.clone(), data).expect("an op's output matches its inferred shape")
+    }
+
+    /// An int8 matrix product: i8 codes, i32 bias, wrapping i32 accumulation.
+    fn eval_int(&self, inputs: &[&Tensor], out: &TensorType) -> Tensor {
+        let wide: Vec<Vec<std::num::Wrapping<i32>>> = inputs.iter().map(|t| quant::widen(t)).collect();
+        let x: Vec<&[std::num::Wrapping<i32>]> = wide.iter().map(|v| v.as_slice()).collect();
+        let shapes: Vec<&[usize]> = inputs.iter().map(|t| t.shape()).collect();
+        let acc = match self {
+            Op::Conv2d(o) => o.eval(&x, &shapes, &out.shape),
+            Op::Dense(o) => o.eval_int(&x, &shapes),
+            Op::MatMul(o) => o.eval_int(&x, &shapes),
+            _ => unreachable!("only matrix products take int8 operands"),
+        };
+        Tensor::from_i32(out.shape.clone(), acc.into_iter().map(|w| w.0).collect()).expect("an op's output matches its inferred shape")
     }
 
     /// Canonical attributes, in a fixed order. Building the op again from its operands and
@@ -282,6 +319,9 @@ impl Op {
             Op::Attention(o) => o.attrs(),
             Op::Fused(o) => o.attrs(),
             Op::ConvertLayout(o) => o.attrs(),
+            Op::Quantize(o) => o.attrs(),
+            Op::Dequantize(o) => o.attrs(),
+            Op::Requantize(o) => o.attrs(),
         }
     }
 
@@ -306,7 +346,10 @@ impl Op {
             | Op::Transpose(_)
             | Op::Concat(_)
             | Op::Slice(_)
-            | Op::ConvertLayout(_) => 0,
+            | Op::ConvertLayout(_)
+            | Op::Quantize(_)
+            | Op::Dequantize(_)
+            | Op::Requantize(_) => 0,
         }
     }
 
@@ -353,7 +396,10 @@ impl Op {
             | Op::Concat(_)
             | Op::Slice(_)
             | Op::Attention(_)
-            | Op::ConvertLayout(_) => None,
+            | Op::ConvertLayout(_)
+            | Op::Quantize(_)
+            | Op::Dequantize(_)
+            | Op::Requantize(_) => None,
         }
     }
 }

@@ -11,6 +11,7 @@ mod eliminate_dead_code;
 mod fold_batch_norm;
 mod fold_constants;
 mod fuse_epilogues;
+mod quantize_int8;
 mod select_layouts;
 mod select_tiles;
 
@@ -18,6 +19,7 @@ pub use eliminate_dead_code::eliminate_dead_code;
 pub use fold_batch_norm::fold_batch_norm;
 pub use fold_constants::fold_constants;
 pub use fuse_epilogues::fuse_epilogues;
+pub use quantize_int8::{quantize_int8, Calibration};
 pub use select_layouts::select_layouts;
 pub use select_tiles::select_tiles;
 
@@ -43,12 +45,24 @@ pub enum PassFn {
     Graph(fn(&mut Graph) -> bool),
     /// A decision for the CPU code generator; skipped when compiling for no CPU.
     Cpu(fn(&mut Graph, &CpuTarget) -> bool),
+    /// Runs only when quantization is asked for (`--quantize int8`), at every `-O` level.
+    Quantize(fn(&mut Graph, &Calibration) -> bool),
+}
+
+/// What the passes may know about where the graph is going.
+#[derive(Clone, Copy, Default)]
+pub struct PassContext<'a> {
+    /// The CPU the JIT compiles for; `None` for the interpreter and the accelerator.
+    pub cpu: Option<&'a CpuTarget>,
+    /// Inputs to calibrate int8 quantization on; `None` keeps the graph float.
+    pub quantize: Option<&'a Calibration>,
 }
 
 /// The pipeline, in order.
 pub const PIPELINE: &[Pass] = &[
     Pass { name: "fold-batch-norm", min_opt_level: 2, run: PassFn::Graph(fold_batch_norm) },
     Pass { name: "fold-constants", min_opt_level: 1, run: PassFn::Graph(fold_constants) },
+    Pass { name: "quantize-int8", min_opt_level: 0, run: PassFn::Quantize(quantize_int8) },
     Pass { name: "fuse-epilogues", min_opt_level: 2, run: PassFn::Graph(fuse_epilogues) },
     Pass { name: "eliminate-dead-code", min_opt_level: 1, run: PassFn::Graph(eliminate_dead_code) },
     Pass { name: "select-layouts", min_opt_level: 2, run: PassFn::Cpu(select_layouts) },
@@ -71,15 +85,28 @@ pub struct PassError {
 /// sees the graph after each one (the `--dump-after` hook). `verify_each` runs the verifier
 /// after every pass.
 pub fn optimize(graph: &mut Graph, opt_level: u8, target: Option<&CpuTarget>, verify_each: bool, after_pass: &mut dyn FnMut(&str, &Graph)) -> Result<(), PassError> {
+    optimize_with(graph, opt_level, &PassContext { cpu: target, quantize: None }, verify_each, after_pass)
+}
+
+/// [`optimize`] with everything the passes may be told.
+pub fn optimize_with(graph: &mut Graph, opt_level: u8, cx: &PassContext, verify_each: bool, after_pass: &mut dyn FnMut(&str, &Graph)) -> Result<(), PassError> {
     for pass in PIPELINE.iter().filter(|p| opt_level >= p.min_opt_level) {
-        match (pass.run, target) {
-            (PassFn::Graph(run), _) => {
+        match pass.run {
+            PassFn::Graph(run) => {
                 run(graph);
             }
-            (PassFn::Cpu(run), Some(target)) => {
-                run(graph, target);
-            }
-            (PassFn::Cpu(_), None) => continue,
+            PassFn::Cpu(run) => match cx.cpu {
+                Some(target) => {
+                    run(graph, target);
+                }
+                None => continue,
+            },
+            PassFn::Quantize(run) => match cx.quantize {
+                Some(calibration) => {
+                    run(graph, calibration);
+                }
+                None => continue,
+            },
         }
         if verify_each {
             verify(graph).map_err(|problems| PassError { pass: pass.name, problems })?;

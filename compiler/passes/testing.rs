@@ -13,10 +13,12 @@ use std::collections::BTreeMap;
 /// Look up a pass by its CLI name; CPU passes run for the fixed reference target, so their
 /// results do not depend on the machine running the tests.
 pub fn pass_by_name(name: &str) -> impl Fn(&mut Graph) -> bool {
+    let name = name.to_string();
     let run = super::PIPELINE.iter().find(|p| p.name == name).unwrap_or_else(|| panic!("no pass named {name}")).run;
     move |g: &mut Graph| match run {
         super::PassFn::Graph(f) => f(g),
         super::PassFn::Cpu(f) => f(g, &crate::target::CpuTarget::reference()),
+        super::PassFn::Quantize(_) => panic!("{name} changes values by design; its own tests check it against the float graph"),
     }
 }
 
@@ -84,4 +86,12 @@ pub fn check_pass(pass: &str, source: &str) -> String {
     weights::bind_weights(&mut bound, weights::random_weights(&graph, 7), "random").expect("random weights fit");
     check_pass_on_graph(pass, &bound);
     print_graph(&after)
+}
+
+/// A graph from `.nn` source with seeded random weights bound as constants.
+pub fn bound_graph(source: &str, seed: u64) -> Graph {
+    let mut g = build_graph(&Source::from_string("test.nn", source), None, &Default::default()).unwrap_or_else(|d| panic!("{d:?}"));
+    let w = weights::random_weights(&g, seed);
+    weights::bind_weights(&mut g, w, "random").expect("random weights fit");
+    g
 }

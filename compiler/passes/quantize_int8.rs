@@ -1,0 +1,316 @@
+//! Post-training int8 quantization of every matrix product (`conv2d`, `dense`, `matmul`).
+//!
+//! - Weights: symmetric, one scale per output channel (`max|w| / 127` over the channel).
+//! - Activations: symmetric, one scale per tensor, `max|x| / 127` over the calibration runs
+//!   (the interpreter runs the float graph on them and records every product input's range).
+//! - Biases: int32 at the accumulator's scale `s_x · s_w[c]`, so they are added exactly.
+//! - The product accumulates in int32 and is followed by `dequantize` back to f32, so every
+//!   other op stays float. Where the f32 value (after at most one `relu`/`relu6`) only feeds
+//!   another quantized product, the `dequantize → activation → quantize` chain is folded into
+//!   one `requantize` and int8 flows straight from layer to layer: the epilogue requantizes.
+//!
+//! The folding is exact by construction (`requantize` is defined as that chain), so the
+//! quantized graph means the same whatever was folded; its accuracy against the float graph
+//! is what calibration decides.
+
+use crate::interp;
+use crate::ir::{Graph, Node, NodeId, NodeKind, TensorType};
+use crate::ops::quant::{quantize_value, Activation, Scales, QMAX};
+use crate::ops::{Dequantize, Op, Quantize, Requantize, UnaryKind};
+use nnc_runtime::{DType, Tensor};
+use std::collections::HashMap;
+
+/// Inputs to calibrate on: each entry is one run's inputs, in declaration order.
+#[derive(Clone, Debug, Default)]
+pub struct Calibration {
+    pub runs: Vec<Vec<Tensor>>,
+}
+
+/// How a product's operands are quantized.
+struct Plan {
+    node: NodeId,
+    /// Operand slots holding activations (quantized per tensor at run time).
+    activations: Vec<usize>,
+}
+
+pub fn quantize_int8(graph: &mut Graph, calibration: &Calibration) -> bool {
+    let plans: Vec<Plan> = graph.topo_order().into_iter().filter_map(|id| plan(graph, id)).collect();
+    if plans.is_empty() {
+        return false;
+    }
+    let ranges = calibrate(graph, &plans, calibration);
+    let mut quantized: HashMap<NodeId, NodeId> = HashMap::new();
+    for p in &plans {
+        rewrite(graph, p, &ranges, &mut quantized);
+    }
+    fold_requantize(graph);
+    super::eliminate_dead_code(graph);
+    true
+}
+
+/// Products whose weights are known: conv2d and dense with constant weight (and bias),
+/// matmul of any two float operands.
+fn plan(graph: &Graph, id: NodeId) -> Option<Plan> {
+    let node = graph.node(id);
+    let op = node.op()?;
+    let operands = graph.operands(id);
+    if operands.iter().any(|&o| graph.node(o).ty.dtype != DType::F32) {
+        return None;
+    }
+    let is_const = |o: NodeId| matches!(graph.node(o).kind, NodeKind::Const(_));
+    match op {
+        Op::Conv2d(_) | Op::Dense(_) if operands[1..].iter().all(|&o| is_const(o)) => Some(Plan { node: id, activations: vec![0] }),
+        Op::MatMul(_) => Some(Plan { node: id, activations: (0..2).filter(|&i| !is_const(operands[i])).collect() }),
+        _ => None,
+    }
+}
+
+/// max |x| of every activation operand of the plans, over all calibration runs.
+fn calibrate(graph: &Graph, plans: &[Plan], calibration: &Calibration) -> HashMap<NodeId, f32> {
+    let mut ranges: HashMap<NodeId, f32> = HashMap::new();
+    for p in plans {
+        let operands = graph.operands(p.node);
+        for &slot in &p.activations {
+            ranges.insert(operands[slot], 0.0);
+        }
+    }
+    for inputs in &calibration.runs {
+        let mut observe = |id: NodeId, t: &Tensor| {
+            if let Some(r) = ranges.get_mut(&id) {
+                if let Some(v) = t.as_f32() {
+                    *r = v.iter().filter(|x| x.is_finite()).fold(*r, |m, x| m.max(x.abs()));
+                }
+            }
+        };
+        // Calibration inputs were checked against the graph's inputs by the caller; a run
+        // that fails anyway contributes no ranges rather than aborting compilation.
+        let _ = interp::run_observed(graph, inputs, &mut observe);
+    }
+    ranges
+}
+
+fn scale_for(max_abs: f32) -> f32 {
+    if max_abs > 0.0 && max_abs.is_finite() {
+        max_abs / QMAX
+    } else {
+        1.0
+    }
+}
+
+fn add_node(graph: &mut Graph, name: &str, kind: NodeKind, ty: TensorType, operands: &[NodeId]) -> NodeId {
+    let name = graph.fresh_name(name);
+    graph.add(Node { name, kind, ty, span: None, tile: None }, operands)
+}
+
+fn add_op(graph: &mut Graph, name: &str, op: Op, operands: &[NodeId]) -> NodeId {
+    let types: Vec<&TensorType> = operands.iter().map(|&o| &graph.node(o).ty).collect();
+    let ty = op.infer(&types).expect("quantization builds well-typed ops");
+    add_node(graph, name, NodeKind::Op(op), ty, operands)
+}
+
+fn const_data(graph: &Graph, id: NodeId) -> Vec<f32> {
+    match &graph.node(id).kind {
+        NodeKind::Const(t) => t.to_f32_vec(),
+        _ => unreachable!("planned operands are constants"),
+    }
+}
+
+/// Per-row scales of a constant whose axis 0 is the output channel, and its codes.
+fn quantize_per_channel(w: &[f32], channels: usize) -> (Vec<f32>, Vec<i8>) {
+    let per = w.len() / channels.max(1);
+    let scales: Vec<f32> = (0..channels).map(|c| scale_for(w[c * per..][..per].iter().fold(0.0f32, |m, x| m.max(x.abs())))).collect();
+    let codes = w.iter().enumerate().map(|(i, &v)| quantize_value(v, scales[i / per])).collect();
+    (scales, codes)
+}
+
+fn rewrite(graph: &mut Graph, p: &Plan, ranges: &HashMap<NodeId, f32>, quantized: &mut HashMap<NodeId, NodeId>) {
+    let id = p.node;
+    let name = graph.node(id).name.clone();
+    let op = graph.node(id).op().expect("planned nodes are ops").clone();
+    let operands = graph.operands(id);
+    // One `quantize` per activation value, shared by all the products that read it.
+    let mut activation_q = |graph: &mut Graph, x: NodeId| -> (NodeId, f32) {
+        let scale = scale_for(ranges[&x]);
+        let q = *quantized.entry(x).or_insert_with(|| {
+            let base = format!("{}.q", graph.node(x).name);
+            add_op(graph, &base, Op::Quantize(Quantize { scale }), &[x])
+        });
+        (q, scale)
+    };
+    let (new_operands, dq_scales) = match &op {
+        Op::Conv2d(_) | Op::Dense(_) => {
+            let (xq, sx) = activation_q(graph, operands[0]);
+            let w_ty = graph.node(operands[1]).ty.clone();
+            let channels = w_ty.shape[0];
+            let (sw, codes) = quantize_per_channel(&const_data(graph, operands[1]), channels);
+            let w_name = format!("{}.q", graph.node(operands[1]).name);
+            let wq = add_node(graph, &w_name, NodeKind::Const(Tensor::from_i8(w_ty.shape.clone(), codes).expect("same shape")), TensorType::new(DType::I8, w_ty.shape), &[]);
+            let acc_scales: Vec<f32> = sw.iter().map(|s| sx * s).collect();
+            let mut new = vec![xq, wq];
+            if let Some(&b) = operands.get(2) {
+                let bias: Vec<i32> = const_data(graph, b).iter().zip(&acc_scales).map(|(&v, &s)| (v / s).round_ties_even().clamp(i32::MIN as f32, i32::MAX as f32) as i32).collect();
+                let b_name = format!("{}.q", graph.node(b).name);
+                let n = bias.len();
+                new.push(add_node(graph, &b_name, NodeKind::Const(Tensor::from_i32(vec![n], bias).expect("1-D")), TensorType::new(DType::I32, vec![n]), &[]));
+            }
+            let rank = graph.node(id).ty.rank();
+            let axis = if matches!(op, Op::Conv2d(_)) { 1 } else { rank - 1 };
+            (new, Scales { values: acc_scales, axis })
+        }
+        Op::MatMul(_) => {
+            let mut new = Vec::new();
+            let mut scale = 1.0f32;
+            for (slot, &o) in operands.iter().enumerate() {
+                if p.activations.contains(&slot) {
+                    let (q, s) = activation_q(graph, o);
+                    new.push(q);
+                    scale *= s;
+                } else {
+                    let data = const_data(graph, o);
+                    let s = scale_for(data.iter().fold(0.0f32, |m, x| m.max(x.abs())));
+                    let ty = graph.node(o).ty.clone();
+                    let codes = data.iter().map(|&v| quantize_value(v, s)).collect();
+                    let c_name = format!("{}.q", graph.node(o).name);
+                    new.push(add_node(graph, &c_name, NodeKind::Const(Tensor::from_i8(ty.shape.clone(), codes).expect("same shape")), TensorType::new(DType::I8, ty.shape), &[]));
+                    scale *= s;
+                }
+            }
+            (new, Scales { values: vec![scale], axis: 0 })
+        }
+        _ => unreachable!("only products are planned"),
+    };
+    let users = graph.users(id);
+    let was_output = graph.is_output(id);
+    graph.set_operands(id, &new_operands);
+    let types: Vec<&TensorType> = new_operands.iter().map(|&o| &graph.node(o).ty).collect();
+    graph.node_mut(id).ty = op.infer(&types).expect("int8 product is well-typed");
+    let dq = add_op(graph, &format!("{name}.dq"), Op::Dequantize(Dequantize { scales: dq_scales }), &[id]);
+    for (user, _) in users {
+        let ops: Vec<NodeId> = graph.operands(user).into_iter().map(|o| if o == id { dq } else { o }).collect();
+        graph.set_operands(user, &ops);
+    }
+    if was_output {
+        for (_, o) in graph.outputs.iter_mut() {
+            if *o == id {
+                *o = dq;
+            }
+        }
+    }
+}
+
+/// `dequantize(acc) → [relu|relu6] → quantize` with nothing else reading the float values:
+/// one `requantize(acc)`.
+fn fold_requantize(graph: &mut Graph) {
+    for dq in graph.topo_order() {
+        if !graph.contains(dq) {
+            continue;
+        }
+        let Some(Op::Dequantize(d)) = graph.node(dq).op() else { continue };
+        let scales = d.scales.clone();
+        let acc = graph.operands(dq)[0];
+        if graph.node(acc).ty.dtype != DType::I32 {
+            continue;
+        }
+        let mut value = dq;
+        let mut activation = Activation::None;
+        let sole_user = |graph: &Graph, v: NodeId| {
+            let users = graph.users(v);
+            (users.len() == 1 && !graph.is_output(v)).then(|| users[0].0)
+        };
+        if let Some(u) = sole_user(graph, value) {
+            if let Some(Op::Unary(un)) = graph.node(u).op() {
+                let act = match un.kind {
+                    UnaryKind::Relu => Some(Activation::Relu),
+                    UnaryKind::Relu6 => Some(Activation::Relu6),
+                    _ => None,
+                };
+                if let Some(a) = act {
+                    activation = a;
+                    value = u;
+                }
+            }
+        }
+        let Some(q) = sole_user(graph, value) else { continue };
+        let Some(Op::Quantize(quant)) = graph.node(q).op() else { continue };
+        let out_scale = quant.scale;
+        let name = format!("{}.rq", graph.node(acc).name);
+        let rq = add_op(graph, &name, Op::Requantize(Requantize { scales, out_scale, activation }), &[acc]);
+        graph.replace_uses(q, rq);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::passes::testing::bound_graph;
+
+    fn calibration_for(graph: &Graph, runs: usize) -> Calibration {
+        use rand::{RngExt, SeedableRng};
+        let runs = (0..runs as u64)
+            .map(|seed| {
+                let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+                graph.inputs.iter().map(|&i| {
+                    let ty = &graph.node(i).ty;
+                    Tensor::f32(ty.shape.clone(), (0..ty.numel()).map(|_| rng.random_range(-1.0f32..1.0)).collect())
+                }).collect()
+            })
+            .collect();
+        Calibration { runs }
+    }
+
+    const SRC: &str = "model m {
+        input x: f32[1, 3, 8, 8]
+        h = relu(conv2d(x, filters=4, kernel=3, padding=1))
+        y = dense(flatten(h), units=5)
+        output y
+    }";
+
+    #[test]
+    fn quantizes_products_and_folds_requantize_between_them() {
+        let mut g = bound_graph(SRC, 3);
+        let cal = calibration_for(&g, 2);
+        assert!(quantize_int8(&mut g, &cal));
+        crate::ir::verify::verify(&g).unwrap();
+        let ops: Vec<&str> = g.topo_order().into_iter().filter_map(|id| g.node(id).op().map(|o| o.name())).collect();
+        // conv's relu and the dense's input quantize became one requantize; flatten sits
+        // between them, so here the chain stays unfolded.
+        assert!(ops.contains(&"quantize") && ops.contains(&"dequantize"), "{ops:?}");
+        let conv = g.node_ids().find(|&i| matches!(g.node(i).op(), Some(Op::Conv2d(_)))).unwrap();
+        assert_eq!(g.node(conv).ty.dtype, DType::I32);
+        // The quantized graph tracks the float one.
+        let x = &cal.runs[0];
+        let reference = bound_graph(SRC, 3);
+        let want = interp::run(&reference, x).unwrap()[0].to_f32_vec();
+        let got = interp::run(&g, x).unwrap()[0].to_f32_vec();
+        let max = want.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+        for (a, b) in want.iter().zip(&got) {
+            assert!((a - b).abs() <= 0.05 * max, "{a} vs {b}");
+        }
+    }
+
+    #[test]
+    fn chain_of_convs_requantizes_in_the_epilogue() {
+        let mut g = bound_graph(
+            "model m {
+                input x: f32[1, 2, 6, 6]
+                a = relu(conv2d(x, filters=4, kernel=3, padding=1))
+                y = conv2d(a, filters=3, kernel=1)
+                output y
+            }",
+            1,
+        );
+        let cal = calibration_for(&g, 1);
+        quantize_int8(&mut g, &cal);
+        crate::ir::verify::verify(&g).unwrap();
+        let rq: Vec<_> = g.node_ids().filter(|&i| matches!(g.node(i).op(), Some(Op::Requantize(r)) if r.activation == Activation::Relu)).collect();
+        assert_eq!(rq.len(), 1, "{}", crate::ir::print::print_graph(&g));
+        assert!(!g.node_ids().any(|i| matches!(g.node(i).op(), Some(Op::Unary(_)))), "the relu moved into the requantize");
+    }
+
+    #[test]
+    fn integer_bias_is_at_the_accumulator_scale() {
+        let (scales, codes) = quantize_per_channel(&[1.0, -0.5, 0.0, 0.25], 2);
+        assert_eq!(scales, vec![1.0 / 127.0, 0.25 / 127.0]);
+        assert_eq!(codes, vec![127, -64, 0, 127]);
+    }
+}
