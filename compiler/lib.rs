@@ -4,6 +4,7 @@
 //! (every op defined once in [`ops`]), [`passes`] optimize it, and [`interp`] runs it as the
 //! reference. [`driver`] strings the front end together; [`weights`] binds parameters.
 
+pub mod accel;
 pub mod cli;
 pub mod diagnostics;
 pub mod driver;

@@ -80,6 +80,8 @@ pub struct CompileArgs {
     pub opt: OptimizeArgs,
     #[command(flatten)]
     pub weights: WeightArgs,
+    #[command(flatten)]
+    pub accel: AccelArgs,
     /// What to emit.
     #[arg(long, value_enum)]
     pub emit: Emit,
@@ -117,6 +119,28 @@ pub struct RunArgs {
     /// Print how long each kernel took (JIT backend), slowest first.
     #[arg(long)]
     pub profile: bool,
+    #[command(flatten)]
+    pub accel: AccelArgs,
+}
+
+/// The accelerator's configuration (for `sim`, `run --backend accel` and `compile --emit isa`).
+#[derive(Args, Debug, Clone, Default)]
+pub struct AccelArgs {
+    /// Accelerator configuration: a preset (tpu-v1, gemmini, edge) or a TOML file.
+    #[arg(long, value_name = "PRESET|FILE.toml")]
+    pub config: Option<String>,
+    /// Override one configuration key; repeatable.
+    #[arg(long = "set", value_name = "KEY=VALUE", value_parser = parse_key_value)]
+    pub set: Vec<(String, String)>,
+    /// Array size, e.g. 16x16.
+    #[arg(long, value_name = "RxC", value_parser = parse_array)]
+    pub array: Option<(u32, u32)>,
+    /// Weight- or output-stationary dataflow.
+    #[arg(long, value_enum)]
+    pub dataflow: Option<Dataflow>,
+    /// `ideal`: unbounded DRAM bandwidth, no latency; `modeled`: the configuration's DRAM.
+    #[arg(long, value_enum)]
+    pub memory: Option<Memory>,
 }
 
 #[derive(Args, Debug)]
@@ -129,19 +153,8 @@ pub struct SimArgs {
     pub weights: WeightArgs,
     #[command(flatten)]
     pub io: InputArgs,
-    /// Accelerator configuration: a preset (tpu-v1, gemmini, edge) or a TOML file.
-    #[arg(long, value_name = "PRESET|FILE.toml")]
-    pub config: Option<String>,
-    /// Override one configuration key; repeatable.
-    #[arg(long = "set", value_name = "KEY=VALUE", value_parser = parse_key_value)]
-    pub set: Vec<(String, String)>,
-    /// Array size, e.g. 16x16.
-    #[arg(long, value_name = "RxC", value_parser = parse_array)]
-    pub array: Option<(u32, u32)>,
-    #[arg(long, value_enum)]
-    pub dataflow: Option<Dataflow>,
-    #[arg(long, value_enum)]
-    pub memory: Option<Memory>,
+    #[command(flatten)]
+    pub accel: AccelArgs,
     /// Write the JSON report here.
     #[arg(long, value_name = "FILE.json")]
     pub report: Option<PathBuf>,

@@ -11,7 +11,8 @@ use crate::ir::{print, Graph};
 use crate::syntax::ast;
 use crate::target::CpuTarget;
 use crate::{interp, jit, passes, summary, weights};
-use args::{Backend, Cli, Command, CommonArgs, Emit, InputArgs, OptimizeArgs, Target, WeightArgs};
+use args::{AccelArgs, Backend, Cli, Command, CommonArgs, Emit, InputArgs, OptimizeArgs, Target, WeightArgs};
+use crate::accel;
 use clap::Parser;
 use nnc_runtime::npy::{read_npy, write_npy};
 use nnc_runtime::Tensor;
@@ -156,14 +157,72 @@ fn summary_cmd(session: &mut Session, a: &CommonArgs) -> CmdResult {
     Ok(())
 }
 
-fn reject_unavailable(opt: &OptimizeArgs) -> CmdResult {
-    if opt.target == Target::Accel {
-        return Err(not_available("the accelerator target (`--target accel`)", "the systolic-accelerator work (issue 4)"));
+/// How many calibration runs at most: enough for stable ranges, bounded in time.
+const MAX_CALIBRATION_RUNS: usize = 256;
+/// Runs on seeded random inputs when no `--calibrate` file is given.
+const RANDOM_CALIBRATION_RUNS: u64 = 4;
+
+/// The calibration set for `--quantize int8`: `--calibrate` files split along axis 0 into
+/// runs of the model's input shape, or seeded random inputs (said on stderr).
+fn calibration(session: &Session, graph: &Graph, opt: &OptimizeArgs) -> Result<Option<passes::Calibration>, Failure> {
+    if opt.quantize.is_none() {
+        if !opt.calibrate.is_empty() {
+            return Err(Diagnostic::error("--calibrate gives data for quantization, but --quantize is not set").with_help("add `--quantize int8`").into());
+        }
+        return Ok(None);
     }
-    if opt.quantize.is_some() || !opt.calibrate.is_empty() {
-        return Err(not_available("int8 quantization (`--quantize`, `--calibrate`)", "the quantization pass (issue 4)"));
+    let names: Vec<String> = graph.inputs.iter().map(|&i| graph.node(i).name.clone()).collect();
+    if opt.calibrate.is_empty() {
+        session.emit(&[Diagnostic::warning(format!("no --calibrate data: int8 activation ranges come from {RANDOM_CALIBRATION_RUNS} runs on seeded uniform [-1, 1) inputs"))
+            .with_help("pass `--calibrate NAME=FILE.npy` with representative inputs for accurate scales")]);
+        let runs = (0..RANDOM_CALIBRATION_RUNS).map(|seed| random_tensors(graph, 1_000 + seed)).collect();
+        return Ok(Some(passes::Calibration { runs }));
     }
-    Ok(())
+    let mut per_input: Vec<Option<Vec<Tensor>>> = vec![None; names.len()];
+    for (name, file) in &opt.calibrate {
+        let Some(k) = names.iter().position(|n| n == name) else {
+            return Err(Diagnostic::error(format!("--calibrate names `{name}`, but model `{}` has no such input", graph.name)).with_note(format!("its inputs are {}", names.join(", "))).into());
+        };
+        if per_input[k].is_some() {
+            return Err(Diagnostic::error(format!("--calibrate `{name}` is given twice")).into());
+        }
+        let arr = read_npy(Path::new(file)).map_err(|e| Diagnostic::error(e.to_string()))?;
+        let ty = &graph.node(graph.inputs[k]).ty;
+        let shape = arr.tensor.shape();
+        let batch = ty.shape.first().copied().unwrap_or(1);
+        if ty.rank() == 0 || shape.len() != ty.rank() || shape[1..] != ty.shape[1..] || shape[0] % batch != 0 || shape[0] == 0 {
+            return Err(Diagnostic::error(format!(
+                "{file} has shape {}, but calibration data for `{name}` must stack inputs of shape {} on axis 0",
+                crate::ir::ShapeDisplay(shape),
+                crate::ir::ShapeDisplay(&ty.shape)
+            ))
+            .into());
+        }
+        let data = arr.tensor.to_f32_vec();
+        let chunk = ty.numel();
+        let runs = (data.len() / chunk).min(MAX_CALIBRATION_RUNS);
+        per_input[k] = Some((0..runs).map(|r| Tensor::f32(ty.shape.clone(), data[r * chunk..][..chunk].to_vec())).collect());
+    }
+    let missing: Vec<&str> = names.iter().zip(&per_input).filter(|(_, v)| v.is_none()).map(|(n, _)| n.as_str()).collect();
+    if !missing.is_empty() {
+        return Err(Diagnostic::error(format!("--calibrate gives no data for input{} {}", if missing.len() == 1 { "" } else { "s" }, missing.join(", "))).into());
+    }
+    let sets: Vec<Vec<Tensor>> = per_input.into_iter().map(|v| v.expect("checked above")).collect();
+    let runs = sets.iter().map(|s| s.len()).min().unwrap_or(0);
+    Ok(Some(passes::Calibration { runs: (0..runs).map(|r| sets.iter().map(|s| s[r].clone()).collect()).collect() }))
+}
+
+fn random_tensors(graph: &Graph, seed: u64) -> Vec<Tensor> {
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    graph
+        .inputs
+        .iter()
+        .map(|&id| {
+            let ty = &graph.node(id).ty;
+            let data = (0..ty.numel()).map(|_| rng.random_range(-1.0f32..1.0)).collect();
+            Tensor::from_f32(ty.dtype, ty.shape.clone(), data).expect("the shape was checked when the graph was built")
+        })
+        .collect()
 }
 
 /// Bind parameters from `--weights` or `--random-weights`; a model with parameters needs one.
@@ -189,7 +248,8 @@ fn bind_params(session: &Session, graph: &mut Graph, w: &WeightArgs, required: b
 
 /// Run the pass pipeline; `target` is the CPU the JIT compiles for (`None` for the
 /// interpreter, which needs no layouts or tiles).
-fn optimize(graph: &mut Graph, opt: &OptimizeArgs, target: Option<&CpuTarget>) -> CmdResult {
+fn optimize(session: &Session, graph: &mut Graph, opt: &OptimizeArgs, target: Option<&CpuTarget>) -> CmdResult {
+    let calibration = calibration(session, graph, opt)?;
     let dump = opt.dump_after.as_deref();
     if let Some(pass) = dump.filter(|p| *p != "all") {
         let entry = passes::PIPELINE.iter().find(|p| p.name == pass);
@@ -197,7 +257,9 @@ fn optimize(graph: &mut Graph, opt: &OptimizeArgs, target: Option<&CpuTarget>) -
         if opt.opt_level < level {
             eprintln!("warning: pass `{pass}` runs from -O{level}; at -O{} it does not run, so nothing is dumped", opt.opt_level);
         } else if target.is_none() && entry.is_some_and(|p| matches!(p.run, passes::PassFn::Cpu(_))) {
-            eprintln!("warning: pass `{pass}` decides for the JIT and does not run for the interpreter, so nothing is dumped");
+            eprintln!("warning: pass `{pass}` decides for the JIT and does not run for the interpreter or the accelerator, so nothing is dumped");
+        } else if opt.quantize.is_none() && entry.is_some_and(|p| matches!(p.run, passes::PassFn::Quantize(_))) {
+            eprintln!("warning: pass `{pass}` runs only with --quantize int8, so nothing is dumped");
         }
     }
     let mut hook = |name: &str, g: &Graph| {
@@ -205,7 +267,8 @@ fn optimize(graph: &mut Graph, opt: &OptimizeArgs, target: Option<&CpuTarget>) -
             eprint!("// ----- IR after {name} -----\n{}", print::print_graph(g));
         }
     };
-    passes::optimize(graph, opt.opt_level, target, cfg!(debug_assertions), &mut hook).map_err(|e| Diagnostic::error(e.to_string()))?;
+    let cx = passes::PassContext { cpu: target, quantize: calibration.as_ref() };
+    passes::optimize_with(graph, opt.opt_level, &cx, cfg!(debug_assertions), &mut hook).map_err(|e| Diagnostic::error(e.to_string()))?;
     Ok(())
 }
 
@@ -213,8 +276,43 @@ fn jit_options(opt: &OptimizeArgs) -> jit::JitOptions {
     jit::JitOptions { ukernels: opt.ukernels == args::OnOff::On, threads: opt.threads.unwrap_or(1) as usize }
 }
 
+/// The accelerator configuration from the flags: a preset or file (default `edge`), then
+/// `--set`, `--array`, `--dataflow` and `--memory`, validated.
+fn accel_config(a: &AccelArgs) -> Result<accel::AccelConfig, Failure> {
+    let mut config = accel::AccelConfig::load(a.config.as_deref().unwrap_or("edge")).map_err(Diagnostic::error)?;
+    for (k, v) in &a.set {
+        config.set(k, v).map_err(|e| Diagnostic::error(format!("--set {k}={v}: {e}")))?;
+    }
+    if let Some((r, c)) = a.array {
+        config.rows = r;
+        config.cols = c;
+    }
+    if let Some(d) = a.dataflow {
+        config.dataflow = match d {
+            args::Dataflow::Ws => accel::config::Dataflow::Ws,
+            args::Dataflow::Os => accel::config::Dataflow::Os,
+        };
+    }
+    if let Some(m) = a.memory {
+        config.memory = match m {
+            args::Memory::Ideal => accel::config::MemoryModel::Ideal,
+            args::Memory::Modeled => accel::config::MemoryModel::Modeled,
+        };
+    }
+    config.validate().map_err(|e| Diagnostic::error(format!("invalid accelerator configuration: {e}")))?;
+    Ok(config)
+}
+
+/// Lower an optimized graph for the accelerator.
+fn accel_program(graph: &Graph, config: &accel::AccelConfig) -> Result<accel::Program, Failure> {
+    accel::lower(graph, config).map_err(|e| Diagnostic::error(e.to_string()).into())
+}
+
 fn compile(session: &mut Session, a: &args::CompileArgs) -> CmdResult {
-    reject_unavailable(&a.opt)?;
+    let for_accel = a.opt.target == Target::Accel || a.emit == Emit::Isa;
+    if for_accel && matches!(a.emit, Emit::Clif | Emit::Asm) {
+        return Err(Diagnostic::error(format!("--emit {} lists CPU code; the accelerator's program is `--emit isa`", if a.emit == Emit::Clif { "clif" } else { "asm" })).into());
+    }
     let text = match a.emit {
         Emit::Obj => return Err(not_available("`--emit obj`", "ahead-of-time object files (the JIT compiles in memory)")),
         Emit::Clif | Emit::Asm => {
@@ -223,12 +321,26 @@ fn compile(session: &mut Session, a: &args::CompileArgs) -> CmdResult {
             let w = WeightArgs { weights: a.weights.weights.clone(), random_weights: a.weights.random_weights.or(Some(0)) };
             driver::check_memory_budget(&graph)?;
             bind_params(session, &mut graph, &w, false)?;
-            optimize(&mut graph, &a.opt, Some(&CpuTarget::host(a.opt.ukernels == args::OnOff::On)))?;
+            optimize(session, &mut graph, &a.opt, Some(&CpuTarget::host(a.opt.ukernels == args::OnOff::On)))?;
             let mut listing = jit::Listing { clif: a.emit == Emit::Clif, asm: a.emit == Emit::Asm, text: String::new() };
             jit::compile_with_listing(&graph, &jit_options(&a.opt), &mut listing).map_err(|e| Diagnostic::error(e.to_string()))?;
             listing.text
         }
-        Emit::Isa => return Err(not_available("`--emit isa`", "the systolic-accelerator work (issue 4)")),
+        Emit::Isa => {
+            let config = accel_config(&a.accel)?;
+            let mut graph = graph_for(session, &a.common, &DimBindings::new())?;
+            let w = WeightArgs { weights: a.weights.weights.clone(), random_weights: a.weights.random_weights.or(Some(0)) };
+            driver::check_memory_budget(&graph)?;
+            bind_params(session, &mut graph, &w, false)?;
+            optimize(session, &mut graph, &a.opt, None)?;
+            let program = accel_program(&graph, &config)?;
+            if let Some(out) = &a.output {
+                if out.extension().is_some_and(|e| e == "bin") {
+                    return std::fs::write(out, accel::report::binary(&program)).map_err(|e| Diagnostic::error(format!("cannot write {}: {e}", out.display())).into());
+                }
+            }
+            accel::report::listing(&program)
+        }
         Emit::Ast => {
             let file = load(session, &a.common)?;
             format!("{file:#?}\n")
@@ -240,7 +352,8 @@ fn compile(session: &mut Session, a: &args::CompileArgs) -> CmdResult {
                 driver::check_memory_budget(&graph)?;
             }
             bind_params(session, &mut graph, &a.weights, false)?;
-            optimize(&mut graph, &a.opt, Some(&CpuTarget::host(a.opt.ukernels == args::OnOff::On)))?;
+            let cpu = (!for_accel).then(|| CpuTarget::host(a.opt.ukernels == args::OnOff::On));
+            optimize(session, &mut graph, &a.opt, cpu.as_ref())?;
             if a.emit == Emit::Ir {
                 print::print_graph(&graph)
             } else {
@@ -392,16 +505,29 @@ fn prepare(session: &mut Session, common: &CommonArgs, io: &InputArgs, w: &Weigh
 }
 
 fn run(session: &mut Session, a: &args::RunArgs) -> CmdResult {
-    reject_unavailable(&a.opt)?;
+    if a.opt.target == Target::Accel && a.backend != Backend::Accel {
+        return Err(Diagnostic::error("--target accel compiles for the accelerator; run it with `--backend accel` (or `nnc sim` for its report)").into());
+    }
+    if a.opt.quantize.is_some() && a.backend == Backend::Jit {
+        return Err(Diagnostic::error("the JIT runs float models only; int8 graphs run on `--backend interp` (the reference) or `--backend accel`").with_note("int8 on the CPU is planned work").into());
+    }
     if a.backend == Backend::Accel {
-        return Err(not_available("the accelerator backend (`--backend accel`)", "the systolic-accelerator work (issue 4)"));
+        if a.bench.is_some() || a.profile {
+            return Err(Diagnostic::error("--bench and --profile time the CPU backends; `nnc sim` reports the accelerator's time").into());
+        }
+        let config = accel_config(&a.accel)?;
+        let (mut graph, inputs) = prepare(session, &a.common, &a.io, &a.weights)?;
+        optimize(session, &mut graph, &a.opt, None)?;
+        let program = accel_program(&graph, &config)?;
+        let outcome = accel::run(&program, &inputs).map_err(|e| Diagnostic::error(e.to_string()))?;
+        return emit_outputs(&graph, &outcome.outputs, a.io.output_dir.as_deref());
     }
     if a.opt.threads.is_some_and(|t| t > 1) && a.backend != Backend::Jit {
         session.emit(&[Diagnostic::warning("--threads splits the JIT's kernels; the interpreter runs on one thread")]);
     }
     let (mut graph, inputs) = prepare(session, &a.common, &a.io, &a.weights)?;
     let target = (a.backend == Backend::Jit).then(|| CpuTarget::host(a.opt.ukernels == args::OnOff::On));
-    optimize(&mut graph, &a.opt, target.as_ref())?;
+    optimize(session, &mut graph, &a.opt, target.as_ref())?;
     let backend = if a.backend == Backend::Jit { "jit" } else { "interp" };
     let compile_start = Instant::now();
     let exe = match a.backend {
@@ -485,8 +611,24 @@ fn emit_outputs(graph: &Graph, outputs: &[Tensor], dir: Option<&Path>) -> CmdRes
 }
 
 fn sim(session: &mut Session, a: &args::SimArgs) -> CmdResult {
-    // The options are declared (so that usage errors are reported as such) but the
-    // accelerator model is not part of this build yet.
-    let _ = (session, a);
-    Err(not_available("`nnc sim` (the modeled systolic-array accelerator)", "the systolic-accelerator work (issue 4)"))
+    let config = accel_config(&a.accel)?;
+    let (mut graph, inputs) = prepare(session, &a.common, &a.io, &a.weights)?;
+    optimize(session, &mut graph, &a.opt, None)?;
+    let program = accel_program(&graph, &config)?;
+    let outcome = accel::run(&program, &inputs).map_err(|e| Diagnostic::error(e.to_string()))?;
+    let write_json = |path: &Path, value: serde_json::Value| -> CmdResult {
+        let text = serde_json::to_string_pretty(&value).expect("reports serialize");
+        std::fs::write(path, text + "\n").map_err(|e| Diagnostic::error(format!("cannot write {}: {e}", path.display())).into())
+    };
+    if let Some(path) = &a.report {
+        write_json(path, accel::report::json_report(&program, &outcome))?;
+    }
+    if let Some(path) = &a.trace {
+        write_json(path, accel::report::trace(&program, &outcome))?;
+    }
+    write_output(None, &accel::report::table(&program, &outcome))?;
+    match a.io.output_dir.as_deref() {
+        Some(dir) => emit_outputs(&graph, &outcome.outputs, Some(dir)),
+        None => Ok(()),
+    }
 }

@@ -193,6 +193,14 @@ impl MatMul {
         out
     }
 
+    /// For batch `bi` of the result, the batch indices of `a` and `b` under broadcasting.
+    pub fn batch_operands(a: &[usize], b: &[usize], bi: usize) -> (usize, usize) {
+        let s = matmul_shape(a, b).expect("matmul shapes were checked");
+        let a_batch = &a[..a.len().saturating_sub(2)];
+        let b_batch = &b[..b.len().saturating_sub(2)];
+        (super::elementwise::broadcast_index(bi, &s.batch, a_batch), super::elementwise::broadcast_index(bi, &s.batch, b_batch))
+    }
+
     /// `(batch count, m, k, n)` of the product, operands promoted as NumPy does.
     pub fn dims(a: &[usize], b: &[usize]) -> (usize, usize, usize, usize) {
         let s = matmul_shape(a, b).expect("matmul shapes were checked");

@@ -1,0 +1,577 @@
+//! Executing a program: the functional machine (DRAM image, scratchpad, accumulators, the
+//! array's weight registers, the activation and vector units) and, alongside, the cycle and
+//! energy model.
+//!
+//! Functional execution follows program order, which the token discipline makes equivalent
+//! to any schedule the queues could run. Timing is an event model over the three queues:
+//! each instruction starts when its queue is free, the tokens it pops have been pushed and,
+//! for DMA, the DRAM port is free; its duration comes from the per-instruction cost rules
+//! in `docs/accelerator.md`. Nothing loops over processing elements: a fold costs a formula.
+
+use super::config::{Dataflow, ElemType, MemoryModel};
+use super::isa::{DramType, Insn, Queue};
+use super::lower::{ActKind, Buffer, Program, Unit};
+use crate::ops::quant::requantize_value;
+use crate::ops::Op;
+use nnc_runtime::{DType, Tensor};
+
+/// One instruction's place on the timeline.
+#[derive(Clone, Copy, Debug)]
+pub struct Span {
+    pub queue: Queue,
+    pub start: u64,
+    pub end: u64,
+}
+
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Counters {
+    pub macs: u64,
+    pub vector_ops: u64,
+    pub dram_read: u64,
+    pub dram_written: u64,
+    pub spad_bytes: u64,
+    pub acc_bytes: u64,
+    /// Cycles the compute queue spent executing (array and vector unit).
+    pub compute_cycles: u64,
+}
+
+/// Everything a run produces.
+pub struct Outcome {
+    pub outputs: Vec<Tensor>,
+    pub spans: Vec<Span>,
+    pub counters: Counters,
+    pub total_cycles: u64,
+    /// Per layer: cycles from its first instruction's start to its last one's end.
+    pub layer_cycles: Vec<u64>,
+    /// Per layer: what its instructions counted.
+    pub layer_counters: Vec<Counters>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("the model has {expected} inputs but {got} were given")]
+    InputCount { expected: usize, got: usize },
+    #[error("input {index} must have shape {expected:?}, but has shape {got:?}")]
+    InputShape { index: usize, expected: Vec<usize>, got: Vec<usize> },
+    #[error("internal error: the instruction stream is inconsistent: {0}")]
+    Program(String),
+}
+
+impl Counters {
+    fn minus(&self, o: &Counters) -> Counters {
+        Counters {
+            macs: self.macs - o.macs,
+            vector_ops: self.vector_ops - o.vector_ops,
+            dram_read: self.dram_read - o.dram_read,
+            dram_written: self.dram_written - o.dram_written,
+            spad_bytes: self.spad_bytes - o.spad_bytes,
+            acc_bytes: self.acc_bytes - o.acc_bytes,
+            compute_cycles: self.compute_cycles - o.compute_cycles,
+        }
+    }
+
+    /// Picojoules by the configuration's energy table.
+    pub fn energy(&self, e: &super::config::Energy) -> EnergyPj {
+        let mac = self.macs as f64 * e.mac_pj;
+        let vector = self.vector_ops as f64 * e.vector_op_pj;
+        let scratchpad = self.spad_bytes as f64 * e.scratchpad_pj_per_byte;
+        let accumulator = self.acc_bytes as f64 * e.accumulator_pj_per_byte;
+        let dram = (self.dram_read + self.dram_written) as f64 * e.dram_pj_per_byte;
+        EnergyPj { mac, vector, scratchpad, accumulator, dram, total: mac + vector + scratchpad + accumulator + dram }
+    }
+}
+
+#[derive(Clone, Copy, Debug, serde::Serialize)]
+pub struct EnergyPj {
+    pub mac: f64,
+    pub vector: f64,
+    pub scratchpad: f64,
+    pub accumulator: f64,
+    pub dram: f64,
+    pub total: f64,
+}
+
+enum Spad {
+    Int(Vec<i8>),
+    Float(Vec<f32>),
+}
+
+enum Acc {
+    Int(Vec<i32>),
+    Float(Vec<f32>),
+}
+
+struct Machine<'p> {
+    p: &'p Program,
+    dram: Vec<u8>,
+    spad: Spad,
+    acc: Acc,
+    /// The array's weight registers, `rows × cols`.
+    weights: Spad,
+    counters: Counters,
+}
+
+fn read_f32(d: &[u8], at: u64) -> f32 {
+    f32::from_le_bytes(d[at as usize..at as usize + 4].try_into().expect("4 bytes"))
+}
+
+fn read_i32(d: &[u8], at: u64) -> i32 {
+    i32::from_le_bytes(d[at as usize..at as usize + 4].try_into().expect("4 bytes"))
+}
+
+impl Machine<'_> {
+    fn read_tensor(&self, b: &Buffer) -> Tensor {
+        let n: usize = b.shape.iter().product();
+        let at = b.addr as usize;
+        match b.dram_type() {
+            DramType::I8 => Tensor::from_i8(b.shape.clone(), self.dram[at..at + n].iter().map(|&x| x as i8).collect()).expect("sized"),
+            DramType::I32 => Tensor::from_i32(b.shape.clone(), (0..n).map(|i| read_i32(&self.dram, (at + 4 * i) as u64)).collect()).expect("sized"),
+            DramType::F32 => {
+                let data = (0..n).map(|i| read_f32(&self.dram, (at + 4 * i) as u64)).collect();
+                Tensor::from_f32(if b.dtype.is_float() { b.dtype } else { DType::F32 }, b.shape.clone(), data).expect("sized")
+            }
+        }
+    }
+
+    fn write_tensor(&mut self, b: &Buffer, t: &Tensor) {
+        let at = b.addr as usize;
+        match t.data() {
+            nnc_runtime::tensor::Data::I8(v) => {
+                for (i, &x) in v.iter().enumerate() {
+                    self.dram[at + i] = x as u8;
+                }
+            }
+            nnc_runtime::tensor::Data::I32(v) => {
+                for (i, x) in v.iter().enumerate() {
+                    self.dram[at + 4 * i..at + 4 * i + 4].copy_from_slice(&x.to_le_bytes());
+                }
+            }
+            nnc_runtime::tensor::Data::F32(v) => {
+                for (i, x) in v.iter().enumerate() {
+                    self.dram[at + 4 * i..at + 4 * i + 4].copy_from_slice(&x.to_le_bytes());
+                }
+            }
+        }
+    }
+
+    /// Write one loaded element into the scratchpad, converting to the array's type.
+    #[inline]
+    fn spad_put(&mut self, at: usize, src: DramType, dram_at: Option<u64>) {
+        let bf16 = self.p.config.dtype == ElemType::Bf16;
+        match &mut self.spad {
+            Spad::Int(s) => s[at] = dram_at.map_or(0, |a| self.dram[a as usize] as i8),
+            Spad::Float(s) => {
+                let v = dram_at.map_or(0.0, |a| match src {
+                    DramType::F32 => read_f32(&self.dram, a),
+                    DramType::I8 => self.dram[a as usize] as i8 as f32,
+                    DramType::I32 => read_i32(&self.dram, a) as f32,
+                });
+                s[at] = if bf16 { DType::BF16.round_f32(v) } else { v };
+            }
+        }
+    }
+
+    fn exec(&mut self, insn: &Insn) -> Result<(), RunError> {
+        let cfg = &self.p.config;
+        match *insn {
+            Insn::LoadSpad { dram, spad, rows, cols, stride, src, .. } => {
+                let eb = src.bytes();
+                for r in 0..rows as u64 {
+                    for c in 0..cols as u64 {
+                        let at = spad as usize + (r * cols as u64 + c) as usize;
+                        self.spad_put(at, src, Some(dram + (r * stride as u64 + c) * eb));
+                    }
+                }
+                self.counters.dram_read += rows as u64 * cols as u64 * eb;
+                self.counters.spad_bytes += rows as u64 * cols as u64 * cfg.dtype.bytes();
+            }
+            Insn::LoadIm2col { dram, spad, conv, m0, rows, k0, cols, .. } => {
+                let desc = self.p.convs.get(conv as usize).ok_or_else(|| RunError::Program(format!("no conv descriptor #{conv}")))?.clone();
+                let eb = desc.src.bytes();
+                for r in 0..rows {
+                    for c in 0..cols {
+                        let at = spad as usize + (r * cols + c) as usize;
+                        let src = desc.source(m0 + r, k0 + c).map(|e| dram + e * eb);
+                        self.spad_put(at, desc.src, src);
+                    }
+                }
+                self.counters.dram_read += desc.block_dram_bytes(m0, rows, k0, cols);
+                self.counters.spad_bytes += rows as u64 * cols as u64 * cfg.dtype.bytes();
+            }
+            Insn::Preload { spad, k, n, stride, .. } => {
+                let cols = cfg.cols as usize;
+                match (&mut self.weights, &self.spad) {
+                    (Spad::Int(w), Spad::Int(s)) => {
+                        w.fill(0);
+                        for r in 0..k as usize {
+                            w[r * cols..r * cols + n as usize].copy_from_slice(&s[spad as usize + r * stride as usize..][..n as usize]);
+                        }
+                    }
+                    (Spad::Float(w), Spad::Float(s)) => {
+                        w.fill(0.0);
+                        for r in 0..k as usize {
+                            w[r * cols..r * cols + n as usize].copy_from_slice(&s[spad as usize + r * stride as usize..][..n as usize]);
+                        }
+                    }
+                    _ => unreachable!("weights and scratchpad share the element type"),
+                }
+                self.counters.spad_bytes += k as u64 * n as u64 * cfg.dtype.bytes();
+            }
+            Insn::Compute { accumulate, a, a_stride, b, b_stride, acc, acc_stride, m, k, n, .. } => {
+                let cols = cfg.cols as usize;
+                let (m, k, n) = (m as usize, k as usize, n as usize);
+                let ws = cfg.dataflow == Dataflow::Ws;
+                // B: the weight registers (ws, row stride = array columns) or the scratchpad.
+                let (b_base, b_stride) = if ws { (0, cols) } else { (b as usize, b_stride as usize) };
+                match (&self.spad, &mut self.acc, &self.weights) {
+                    (Spad::Int(s), Acc::Int(out), Spad::Int(w)) => {
+                        let bm: &[i8] = if ws { w } else { s };
+                        for i in 0..m {
+                            let arow = &s[a as usize + i * a_stride as usize..][..k];
+                            let orow = &mut out[acc as usize + i * acc_stride as usize..][..n];
+                            if !accumulate {
+                                orow.fill(0);
+                            }
+                            for (r, &av) in arow.iter().enumerate() {
+                                let brow = &bm[b_base + r * b_stride..][..n];
+                                for (o, &bv) in orow.iter_mut().zip(brow) {
+                                    *o = o.wrapping_add(av as i32 * bv as i32);
+                                }
+                            }
+                        }
+                    }
+                    (Spad::Float(s), Acc::Float(out), Spad::Float(w)) => {
+                        let bm: &[f32] = if ws { w } else { s };
+                        for i in 0..m {
+                            let arow = &s[a as usize + i * a_stride as usize..][..k];
+                            let orow = &mut out[acc as usize + i * acc_stride as usize..][..n];
+                            if !accumulate {
+                                orow.fill(0.0);
+                            }
+                            for (r, &av) in arow.iter().enumerate() {
+                                let brow = &bm[b_base + r * b_stride..][..n];
+                                for (o, &bv) in orow.iter_mut().zip(brow) {
+                                    *o += av * bv;
+                                }
+                            }
+                        }
+                    }
+                    _ => unreachable!("memories share the array's element type"),
+                }
+                let macs = (m * k * n) as u64;
+                self.counters.macs += macs;
+                let eb = cfg.dtype.bytes();
+                // A streams once; os reads its B block once; each output is read and written.
+                self.counters.spad_bytes += (m * k) as u64 * eb + if ws { 0 } else { (k * n) as u64 * eb };
+                self.counters.acc_bytes += (m * n) as u64 * 4 * if accumulate { 2 } else { 1 };
+            }
+            Insn::Store { acc, acc_stride, dram, rows, cols, row_stride, col_stride, act, c0, .. } => {
+                let desc = self.p.acts.get(act as usize).ok_or_else(|| RunError::Program(format!("no activation descriptor #{act}")))?.clone();
+                let ob = desc.out_type().bytes();
+                for r in 0..rows as u64 {
+                    for c in 0..cols as u64 {
+                        let ch = c0 as u64 + c;
+                        let at = (dram + (r * row_stride as u64 + c * col_stride as u64) * ob) as usize;
+                        let src = acc as usize + (r * acc_stride as u64 + c) as usize;
+                        match (&self.acc, &desc.kind) {
+                            (Acc::Float(a), ActKind::Float(activation)) => {
+                                let bias = desc.bias.map_or(0.0, |b| read_f32(&self.dram, b + 4 * ch));
+                                let v = activation.apply(a[src] + bias);
+                                self.dram[at..at + 4].copy_from_slice(&v.to_le_bytes());
+                            }
+                            (Acc::Int(a), kind) => {
+                                let v = a[src].wrapping_add(desc.bias.map_or(0, |b| read_i32(&self.dram, b + 4 * ch)));
+                                match kind {
+                                    ActKind::Raw => self.dram[at..at + 4].copy_from_slice(&v.to_le_bytes()),
+                                    ActKind::Requantize { scales, out_scale, activation } => {
+                                        self.dram[at] = requantize_value(v, read_f32(&self.dram, scales + 4 * ch), *activation, *out_scale) as u8;
+                                    }
+                                    ActKind::Dequantize { scales } => {
+                                        let f = v as f32 * read_f32(&self.dram, scales + 4 * ch);
+                                        self.dram[at..at + 4].copy_from_slice(&f.to_le_bytes());
+                                    }
+                                    ActKind::Float(_) => return Err(RunError::Program("a float activation on int32 accumulators".into())),
+                                }
+                            }
+                            (Acc::Float(_), _) => return Err(RunError::Program("an integer activation on float accumulators".into())),
+                        }
+                    }
+                }
+                let tables = (desc.bias.is_some() as u64 + matches!(desc.kind, ActKind::Requantize { .. } | ActKind::Dequantize { .. }) as u64) * cols as u64 * 4;
+                self.counters.dram_written += rows as u64 * cols as u64 * ob;
+                self.counters.dram_read += tables;
+                self.counters.acc_bytes += rows as u64 * cols as u64 * 4;
+            }
+            Insn::Vector { node, .. } => {
+                let id = crate::ir::NodeId::new(node as usize);
+                let graph = &self.p.graph;
+                let n = graph.node(id);
+                let Some(op) = n.op() else { return Err(RunError::Program(format!("vector instruction on non-op node #{node}"))) };
+                let operands = graph.operands(id);
+                let inputs: Vec<Tensor> = operands.iter().map(|o| self.read_tensor(&self.p.values[o])).collect();
+                let out_buf = self.p.values[&id].clone();
+                let result = match op {
+                    Op::Fused(f) if self.p.steps_only.contains(&id) => {
+                        let n_anchor = f.anchor_operands(inputs.len());
+                        let mut data = self.read_tensor(&out_buf).to_f32_vec();
+                        let extras: Vec<Vec<f32>> = inputs[n_anchor..].iter().map(|t| t.to_f32_vec()).collect();
+                        let extras: Vec<&[f32]> = extras.iter().map(|v| v.as_slice()).collect();
+                        f.apply_steps(&mut data, &extras);
+                        Tensor::from_f32(n.ty.dtype, n.ty.shape.clone(), data).expect("same shape")
+                    }
+                    _ => {
+                        let refs: Vec<&Tensor> = inputs.iter().collect();
+                        op.eval(&refs, &n.ty)
+                    }
+                };
+                self.write_tensor(&out_buf, &result);
+                self.counters.dram_read += operands.iter().map(|o| self.p.values[o].bytes()).sum::<u64>();
+                self.counters.dram_written += out_buf.bytes();
+                self.counters.vector_ops += vector_work(self.p, id);
+            }
+            Insn::Fence => {}
+        }
+        Ok(())
+    }
+}
+
+/// Element operations the vector unit performs for a node: MACs for the products it runs
+/// (attention, LSTM, or products the array cannot take), a few passes over the data for
+/// normalisations, one per element otherwise.
+pub fn vector_work(p: &Program, id: crate::ir::NodeId) -> u64 {
+    let graph = &p.graph;
+    let node = graph.node(id);
+    let Some(op) = node.op() else { return 0 };
+    let types = graph.operand_types(id);
+    let elems = node.ty.numel() as u64;
+    let input_elems: u64 = types.iter().map(|t| t.numel() as u64).sum();
+    if p.steps_only.contains(&id) {
+        return elems * match op {
+            Op::Fused(f) => f.steps.len() as u64,
+            _ => 1,
+        };
+    }
+    let macs = op.macs(&types, &node.ty);
+    match op {
+        Op::Softmax(_) | Op::LayerNorm(_) | Op::BatchNorm(_) => 4 * elems,
+        Op::Pool(_) | Op::GlobalAvgPool(_) => input_elems.max(elems),
+        Op::Fused(f) => macs + elems * f.steps.len().max(1) as u64,
+        _ => macs.max(elems),
+    }
+}
+
+/// Time and energy of one program's instructions.
+struct Timeline {
+    queue_free: [u64; 3],
+    dram_free: u64,
+    /// Token FIFOs: load→compute, compute→load, compute→store, store→compute.
+    tokens: [std::collections::VecDeque<u64>; 4],
+    /// End of the last array instruction and whether the array is mid-stream, for overlap.
+    last_array_end: u64,
+    spans: Vec<Span>,
+}
+
+const L2C: usize = 0;
+const C2L: usize = 1;
+const C2S: usize = 2;
+const S2C: usize = 3;
+
+impl Timeline {
+    fn qi(q: Queue) -> usize {
+        match q {
+            Queue::Load => 0,
+            Queue::Compute => 1,
+            Queue::Store => 2,
+        }
+    }
+
+    fn pop(&mut self, channel: usize) -> Result<u64, RunError> {
+        self.tokens[channel].pop_front().ok_or_else(|| RunError::Program("an instruction pops a token no earlier instruction pushed".into()))
+    }
+
+    fn schedule(&mut self, p: &Program, insn: &Insn, work: u64) -> Result<Span, RunError> {
+        let cfg = &p.config;
+        let (r, c) = (cfg.rows as u64, cfg.cols as u64);
+        let q = insn.queue();
+        let qi = Timeline::qi(q);
+        let deps = insn.deps();
+        let mut ready = self.queue_free[qi];
+        if let Insn::Fence = insn {
+            ready = ready.max(self.queue_free.iter().copied().max().unwrap_or(0));
+        }
+        match q {
+            Queue::Load => {
+                if deps.pop_next {
+                    ready = ready.max(self.pop(C2L)?);
+                }
+            }
+            Queue::Compute => {
+                if deps.pop_prev {
+                    ready = ready.max(self.pop(L2C)?);
+                }
+                if deps.pop_next {
+                    ready = ready.max(self.pop(S2C)?);
+                }
+            }
+            Queue::Store => {
+                if deps.pop_prev {
+                    ready = ready.max(self.pop(C2S)?);
+                }
+            }
+        }
+        let ideal = cfg.memory == MemoryModel::Ideal;
+        let dma = |bytes: u64, this: &mut Timeline, start: &mut u64| -> u64 {
+            if ideal {
+                return 0;
+            }
+            *start = (*start).max(this.dram_free);
+            let transfer = (bytes as f64 / cfg.dram_bytes_per_cycle()).ceil() as u64;
+            this.dram_free = *start + transfer;
+            cfg.dram_latency_cycles + transfer
+        };
+        // One cycle to issue, then the instruction's own time.
+        let mut start = ready;
+        let duration = 1 + match *insn {
+            Insn::LoadSpad { .. } | Insn::LoadIm2col { .. } => dma(work, self, &mut start),
+            Insn::Preload { .. } => {
+                // Double-buffered weights shift in while the previous fold streams.
+                if cfg.fold_overlap && self.last_array_end >= start {
+                    0
+                } else {
+                    r
+                }
+            }
+            Insn::Compute { m, k, .. } => {
+                let stream = if cfg.dataflow == Dataflow::Ws { m as u64 } else { k as u64 };
+                let fill_drain = r + c - 2;
+                let busy = if cfg.fold_overlap { stream.max(r) } else { stream };
+                // Back to back with the previous fold, the skew overlaps; after a gap, the
+                // pipeline fills and drains again.
+                if cfg.fold_overlap && self.last_array_end >= start {
+                    busy
+                } else {
+                    busy + fill_drain
+                }
+            }
+            Insn::Vector { .. } => {
+                let lanes = c.max(1);
+                let compute = work.div_ceil(lanes);
+                let mut s = start;
+                let bytes = if let Insn::Vector { node, .. } = insn { vector_bytes(p, *node) } else { 0 };
+                let mem = dma(bytes, self, &mut s);
+                start = s;
+                compute.max(mem)
+            }
+            Insn::Store { rows, .. } => {
+                // One accumulator row per cycle through the activation unit, then DMA.
+                rows as u64 + dma(work, self, &mut start)
+            }
+            Insn::Fence => 0,
+        };
+        let end = start + duration;
+        self.queue_free[qi] = end;
+        if let Insn::Fence = insn {
+            self.queue_free = [end; 3];
+        }
+        if matches!(insn, Insn::Compute { .. } | Insn::Preload { .. }) {
+            self.last_array_end = end;
+        }
+        match q {
+            Queue::Load => {
+                if deps.push_next {
+                    self.tokens[L2C].push_back(end);
+                }
+            }
+            Queue::Compute => {
+                if deps.push_prev {
+                    self.tokens[C2L].push_back(end);
+                }
+                if deps.push_next {
+                    self.tokens[C2S].push_back(end);
+                }
+            }
+            Queue::Store => {
+                if deps.push_prev {
+                    self.tokens[S2C].push_back(end);
+                }
+            }
+        }
+        let span = Span { queue: q, start, end };
+        self.spans.push(span);
+        Ok(span)
+    }
+}
+
+fn vector_bytes(p: &Program, node: u32) -> u64 {
+    let id = crate::ir::NodeId::new(node as usize);
+    let ins: u64 = p.graph.operands(id).iter().map(|o| p.values[o].bytes()).sum();
+    ins + p.values[&id].bytes()
+}
+
+/// DRAM bytes an instruction moves (what its DMA time depends on).
+fn dma_bytes(p: &Program, insn: &Insn) -> u64 {
+    match *insn {
+        Insn::LoadSpad { rows, cols, src, .. } => rows as u64 * cols as u64 * src.bytes(),
+        Insn::LoadIm2col { conv, m0, rows, k0, cols, .. } => p.convs.get(conv as usize).map_or(0, |d| d.block_dram_bytes(m0, rows, k0, cols)),
+        Insn::Store { rows, cols, act, .. } => rows as u64 * cols as u64 * p.acts.get(act as usize).map_or(4, |a| a.out_type().bytes()),
+        Insn::Preload { .. } | Insn::Compute { .. } | Insn::Vector { .. } | Insn::Fence => 0,
+    }
+}
+
+/// Run `p` on `inputs`: outputs, timeline and counters.
+pub fn run(p: &Program, inputs: &[Tensor]) -> Result<Outcome, RunError> {
+    if inputs.len() != p.inputs.len() {
+        return Err(RunError::InputCount { expected: p.inputs.len(), got: inputs.len() });
+    }
+    let cfg = &p.config;
+    let (spad, acc, weights) = match cfg.dtype {
+        ElemType::Int8 => (Spad::Int(vec![0; cfg.scratchpad_elems() as usize]), Acc::Int(vec![0; cfg.accumulator_elems() as usize]), Spad::Int(vec![0; (cfg.rows * cfg.cols) as usize])),
+        ElemType::F32 | ElemType::Bf16 => (Spad::Float(vec![0.0; cfg.scratchpad_elems() as usize]), Acc::Float(vec![0.0; cfg.accumulator_elems() as usize]), Spad::Float(vec![0.0; (cfg.rows * cfg.cols) as usize])),
+    };
+    let mut m = Machine { p, dram: vec![0; p.dram_bytes as usize], spad, acc, weights, counters: Counters::default() };
+    for (at, bytes) in &p.init {
+        m.dram[*at as usize..*at as usize + bytes.len()].copy_from_slice(bytes);
+    }
+    for (i, (b, t)) in p.inputs.iter().zip(inputs).enumerate() {
+        if t.shape() != b.shape.as_slice() {
+            return Err(RunError::InputShape { index: i, expected: b.shape.clone(), got: t.shape().to_vec() });
+        }
+        m.write_tensor(b, t);
+    }
+    let mut tl = Timeline { queue_free: [0; 3], dram_free: 0, tokens: Default::default(), last_array_end: 0, spans: Vec::with_capacity(p.insns.len()) };
+    // Layers are contiguous instruction ranges in order; fences sit between them.
+    let mut layer_counters = Vec::with_capacity(p.layers.len());
+    let mut next_layer = 0;
+    let mut at_layer_start = Counters::default();
+    for (i, insn) in p.insns.iter().enumerate() {
+        if p.layers.get(next_layer).is_some_and(|l| l.start == i) {
+            at_layer_start = m.counters.clone();
+        }
+        m.exec(insn)?;
+        let work = match insn {
+            Insn::Vector { node, .. } => vector_work(p, crate::ir::NodeId::new(*node as usize)),
+            _ => dma_bytes(p, insn),
+        };
+        let span = tl.schedule(p, insn, work)?;
+        if span.queue == Queue::Compute && !matches!(insn, Insn::Fence) {
+            m.counters.compute_cycles += span.end - span.start;
+        }
+        if p.layers.get(next_layer).is_some_and(|l| l.end == i + 1) {
+            layer_counters.push(m.counters.minus(&at_layer_start));
+            next_layer += 1;
+        }
+    }
+    let total_cycles = tl.spans.iter().map(|s| s.end).max().unwrap_or(0);
+    let layer_cycles = p
+        .layers
+        .iter()
+        .map(|l| {
+            let spans = &tl.spans[l.start..l.end];
+            let start = spans.iter().map(|s| s.start).min().unwrap_or(0);
+            spans.iter().map(|s| s.end).max().unwrap_or(start) - start
+        })
+        .collect();
+    let outputs = p.outputs.iter().map(|b| m.read_tensor(b)).collect();
+    let _ = Unit::Array;
+    Ok(Outcome { outputs, spans: tl.spans, counters: m.counters, total_cycles, layer_cycles, layer_counters })
+}
