@@ -246,6 +246,52 @@ proptest! {
     }
 }
 
+proptest! {
+    // Each case lowers twice and runs the int8 path; fewer cases keep the suite short.
+    #![proptest_config(ProptestConfig { cases: cases() / 4, ..ProptestConfig::default() })]
+
+    /// The accelerator against the interpreter on random models: f32 on a small array (many
+    /// folds and tiles) within float tolerance, int8 exactly on the quantized graph.
+    #[test]
+    fn random_models_run_on_the_accelerator_as_in_the_interpreter(
+        dims in (1usize..4, 3usize..9, 3usize..9),
+        steps in prop::collection::vec((any::<u8>(), any::<u8>(), any::<u8>()), 1..10),
+        outputs in any::<u8>(),
+        seed in 0u64..1000,
+        os in any::<bool>(),
+    ) {
+        let src = model_source(dims, &steps, outputs);
+        let graph = build_graph(&Source::from_string("random.nn", src.clone()), None, &Default::default()).map_err(|d| TestCaseError::fail(format!("{d:?}")))?;
+        let inputs = random_input(&graph, seed);
+        let mut g = graph.clone();
+        weights::bind_weights(&mut g, weights::random_weights(&graph, seed), "random").map_err(|d| TestCaseError::fail(format!("{d:?}")))?;
+        let reference = interp::run(&g, &inputs).map_err(|e| TestCaseError::fail(e.to_string()))?;
+        let small = |dtype: &str| {
+            let mut c = nnc::accel::AccelConfig::preset("edge").unwrap();
+            for (k, v) in [("rows", "4"), ("cols", "4"), ("scratchpad_kib", "1"), ("accumulator_kib", "1"), ("dtype", dtype), ("dataflow", if os { "\"os\"" } else { "\"ws\"" })] {
+                c.set(k, v).unwrap();
+            }
+            c
+        };
+        let mut f = g.clone();
+        passes::optimize_with(&mut f, 2, &passes::PassContext::default(), true, &mut |_, _| {}).map_err(|e| TestCaseError::fail(e.to_string()))?;
+        let program = nnc::accel::lower(&f, &small("\"f32\"")).map_err(|e| TestCaseError::fail(e.to_string()))?;
+        let got = nnc::accel::run(&program, &inputs).map_err(|e| TestCaseError::fail(e.to_string()))?.outputs;
+        for (a, b) in got.iter().zip(&reference) {
+            for (x, y) in a.to_f32_vec().iter().zip(b.to_f32_vec()) {
+                prop_assert!((x - y).abs() <= 1e-4 * (1.0 + y.abs()) || (x.is_nan() && y.is_nan()), "accel f32 gives {} where the interpreter gives {}\n{}", x, y, src);
+            }
+        }
+        let calibration = passes::Calibration { runs: vec![random_input(&graph, seed + 1)] };
+        let mut q = g.clone();
+        passes::optimize_with(&mut q, 2, &passes::PassContext { cpu: None, quantize: Some(&calibration) }, true, &mut |_, _| {}).map_err(|e| TestCaseError::fail(e.to_string()))?;
+        let want = interp::run(&q, &inputs).map_err(|e| TestCaseError::fail(e.to_string()))?;
+        let program = nnc::accel::lower(&q, &small("\"int8\"")).map_err(|e| TestCaseError::fail(e.to_string()))?;
+        let got = nnc::accel::run(&program, &inputs).map_err(|e| TestCaseError::fail(e.to_string()))?.outputs;
+        prop_assert!(got.iter().zip(&want).all(|(a, b)| a.shape() == b.shape() && a.to_f32_vec().iter().zip(b.to_f32_vec()).all(|(x, y)| x.to_bits() == y.to_bits() || (x.is_nan() && y.is_nan()))), "int8 accel differs from the interpreter\n{}", src);
+    }
+}
+
 /// The generator must reach every op it knows, or the property above tests less than it says.
 #[test]
 fn generator_reaches_every_op() {

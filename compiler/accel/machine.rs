@@ -367,7 +367,7 @@ struct Timeline {
     /// Token FIFOs: load→compute, compute→load, compute→store, store→compute.
     tokens: [std::collections::VecDeque<u64>; 4],
     /// End of the last array instruction and whether the array is mid-stream, for overlap.
-    last_array_end: u64,
+    last_array_end: Option<u64>,
     spans: Vec<Span>,
 }
 
@@ -435,7 +435,7 @@ impl Timeline {
             Insn::LoadSpad { .. } | Insn::LoadIm2col { .. } => dma(work, self, &mut start),
             Insn::Preload { .. } => {
                 // Double-buffered weights shift in while the previous fold streams.
-                if cfg.fold_overlap && self.last_array_end >= start {
+                if cfg.fold_overlap && self.last_array_end.is_some_and(|e| start <= e + 1) {
                     0
                 } else {
                     r
@@ -447,7 +447,8 @@ impl Timeline {
                 let busy = if cfg.fold_overlap { stream.max(r) } else { stream };
                 // Back to back with the previous fold, the skew overlaps; after a gap, the
                 // pipeline fills and drains again.
-                if cfg.fold_overlap && self.last_array_end >= start {
+                // (One cycle of slack: the preload's issue slot.)
+                if cfg.fold_overlap && self.last_array_end.is_some_and(|e| start <= e + 1) {
                     busy
                 } else {
                     busy + fill_drain
@@ -462,10 +463,9 @@ impl Timeline {
                 start = s;
                 compute.max(mem)
             }
-            Insn::Store { rows, .. } => {
-                // One accumulator row per cycle through the activation unit, then DMA.
-                rows as u64 + dma(work, self, &mut start)
-            }
+            // The activation unit keeps pace with the array's output (one row per cycle, as
+            // rows drain during the fold), so a store costs only its DMA.
+            Insn::Store { .. } => dma(work, self, &mut start),
             Insn::Fence => 0,
         };
         let end = start + duration;
@@ -473,8 +473,8 @@ impl Timeline {
         if let Insn::Fence = insn {
             self.queue_free = [end; 3];
         }
-        if matches!(insn, Insn::Compute { .. } | Insn::Preload { .. }) {
-            self.last_array_end = end;
+        if let Insn::Compute { .. } = insn {
+            self.last_array_end = Some(end);
         }
         match q {
             Queue::Load => {
@@ -538,7 +538,7 @@ pub fn run(p: &Program, inputs: &[Tensor]) -> Result<Outcome, RunError> {
         }
         m.write_tensor(b, t);
     }
-    let mut tl = Timeline { queue_free: [0; 3], dram_free: 0, tokens: Default::default(), last_array_end: 0, spans: Vec::with_capacity(p.insns.len()) };
+    let mut tl = Timeline { queue_free: [0; 3], dram_free: 0, tokens: Default::default(), last_array_end: None, spans: Vec::with_capacity(p.insns.len()) };
     // Layers are contiguous instruction ranges in order; fences sit between them.
     let mut layer_counters = Vec::with_capacity(p.layers.len());
     let mut next_layer = 0;

@@ -40,8 +40,12 @@ pub fn quantize_int8(graph: &mut Graph, calibration: &Calibration) -> bool {
     }
     let ranges = calibrate(graph, &plans, calibration);
     let mut quantized: HashMap<NodeId, NodeId> = HashMap::new();
+    // A product's float result moves to its new `dequantize`; its calibrated range stays
+    // recorded under the product.
+    let mut origin: HashMap<NodeId, NodeId> = HashMap::new();
     for p in &plans {
-        rewrite(graph, p, &ranges, &mut quantized);
+        let dq = rewrite(graph, p, &ranges, &origin, &mut quantized);
+        origin.insert(dq, p.node);
     }
     fold_requantize(graph);
     super::eliminate_dead_code(graph);
@@ -123,14 +127,15 @@ fn quantize_per_channel(w: &[f32], channels: usize) -> (Vec<f32>, Vec<i8>) {
     (scales, codes)
 }
 
-fn rewrite(graph: &mut Graph, p: &Plan, ranges: &HashMap<NodeId, f32>, quantized: &mut HashMap<NodeId, NodeId>) {
+/// Returns the `dequantize` that now carries the product's float value.
+fn rewrite(graph: &mut Graph, p: &Plan, ranges: &HashMap<NodeId, f32>, origin: &HashMap<NodeId, NodeId>, quantized: &mut HashMap<NodeId, NodeId>) -> NodeId {
     let id = p.node;
     let name = graph.node(id).name.clone();
     let op = graph.node(id).op().expect("planned nodes are ops").clone();
     let operands = graph.operands(id);
     // One `quantize` per activation value, shared by all the products that read it.
     let mut activation_q = |graph: &mut Graph, x: NodeId| -> (NodeId, f32) {
-        let scale = scale_for(ranges[&x]);
+        let scale = scale_for(ranges[origin.get(&x).unwrap_or(&x)]);
         let q = *quantized.entry(x).or_insert_with(|| {
             let base = format!("{}.q", graph.node(x).name);
             add_op(graph, &base, Op::Quantize(Quantize { scale }), &[x])
@@ -196,6 +201,7 @@ fn rewrite(graph: &mut Graph, p: &Plan, ranges: &HashMap<NodeId, f32>, quantized
             }
         }
     }
+    dq
 }
 
 /// `dequantize(acc) → [relu|relu6] → quantize` with nothing else reading the float values:

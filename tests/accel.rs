@@ -1,0 +1,258 @@
+//! The accelerator against the interpreter (exactly for int8, within float tolerance for f32
+//! and bf16), its cycle model on hand-computable cases, and its configuration errors.
+
+mod common;
+
+use assert_cmd::Command;
+use nnc::accel::{self, AccelConfig};
+use nnc::driver::{build_graph, Source};
+use nnc::ir::Graph;
+use nnc::{interp, passes, weights};
+use nnc_runtime::Tensor;
+use rand::{RngExt, SeedableRng};
+
+fn random_inputs(graph: &Graph, seed: u64) -> Vec<Tensor> {
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    graph.inputs.iter().map(|&id| {
+        let ty = &graph.node(id).ty;
+        Tensor::f32(ty.shape.clone(), (0..ty.numel()).map(|_| rng.random_range(-1.0f32..1.0)).collect())
+    }).collect()
+}
+
+fn bound(graph: &Graph, seed: u64) -> Graph {
+    let mut g = graph.clone();
+    weights::bind_weights(&mut g, weights::random_weights(graph, seed), "random").unwrap();
+    g
+}
+
+/// Optimize for the accelerator (quantizing on `calibration` if given).
+fn optimized(graph: &Graph, level: u8, calibration: Option<&passes::Calibration>) -> Graph {
+    let mut g = graph.clone();
+    passes::optimize_with(&mut g, level, &passes::PassContext { cpu: None, quantize: calibration }, true, &mut |_, _| {}).unwrap();
+    g
+}
+
+fn accel_outputs(graph: &Graph, config: &AccelConfig, inputs: &[Tensor]) -> (Vec<Tensor>, accel::Outcome) {
+    let program = accel::lower(graph, config).unwrap_or_else(|e| panic!("{e}"));
+    let outcome = accel::run(&program, inputs).unwrap();
+    (outcome.outputs.clone(), outcome)
+}
+
+fn config(preset: &str, sets: &[(&str, &str)]) -> AccelConfig {
+    let mut c = AccelConfig::preset(preset).unwrap();
+    for (k, v) in sets {
+        c.set(k, v).unwrap();
+    }
+    c.validate().unwrap();
+    c
+}
+
+const EXAMPLES: &[&str] = &["lenet5", "mlp", "lstm", "transformer", "mobilenet_v2"];
+
+#[test]
+fn float_examples_match_the_interpreter() {
+    for name in EXAMPLES {
+        let g = bound(&common::graph_from_file(&common::repo().join(format!("examples/{name}.nn"))), 1);
+        let inputs = random_inputs(&g, 2);
+        let want = interp::run(&g, &inputs).unwrap();
+        let opt = optimized(&g, 2, None);
+        for c in [config("edge", &[]), config("edge", &[("rows", "8"), ("cols", "4"), ("dataflow", "\"os\"")])] {
+            let (got, _) = accel_outputs(&opt, &c, &inputs);
+            if let Some(e) = common::compare(&got, &want, 1e-4) {
+                panic!("{name} on {}x{} {:?}: {e}", c.rows, c.cols, c.dataflow);
+            }
+        }
+    }
+}
+
+#[test]
+fn int8_examples_match_the_interpreter_on_the_quantized_graph_exactly() {
+    for name in EXAMPLES {
+        let g = bound(&common::graph_from_file(&common::repo().join(format!("examples/{name}.nn"))), 1);
+        let calibration = passes::Calibration { runs: vec![random_inputs(&g, 10), random_inputs(&g, 11)] };
+        let q = optimized(&g, 2, Some(&calibration));
+        let inputs = random_inputs(&g, 3);
+        let want = interp::run(&q, &inputs).unwrap();
+        for c in [config("gemmini", &[]), config("gemmini", &[("dataflow", "\"os\""), ("rows", "4"), ("cols", "8"), ("scratchpad_kib", "4"), ("accumulator_kib", "2")])] {
+            let (got, _) = accel_outputs(&q, &c, &inputs);
+            assert_eq!(got, want, "{name} on {}x{} {:?}", c.rows, c.cols, c.dataflow);
+        }
+    }
+}
+
+#[test]
+fn bf16_stays_within_bf16_tolerance() {
+    let g = bound(&common::graph_from_file(&common::repo().join("examples/lenet5.nn")), 1);
+    let inputs = random_inputs(&g, 2);
+    let want = interp::run(&g, &inputs).unwrap();
+    let (got, _) = accel_outputs(&optimized(&g, 2, None), &config("edge", &[("dtype", "\"bf16\"")]), &inputs);
+    // bf16 keeps 8 significant bits: a 2^-8 relative error per operand, summed over the layers.
+    assert!(common::compare(&got, &want, 0.05).is_none(), "{:?}", common::compare(&got, &want, 0.05));
+    assert!(common::compare(&got, &want, 1e-5).is_some(), "bf16 rounding must be visible");
+}
+
+/// A one-dense-layer model: C[m × n] = x[m × k] · W[k × n], no bias.
+fn dense_cycles(m: usize, k: usize, n: usize, sets: &[(&str, &str)]) -> u64 {
+    let src = format!("model d {{\n  input x: f32[{m}, {k}]\n  output y = dense(x, units={n}, bias=false)\n}}\n");
+    let g = bound(&build_graph(&Source::from_string("d.nn", src), None, &Default::default()).unwrap(), 1);
+    let opt = optimized(&g, 0, None);
+    let mut all = vec![("memory", "\"ideal\""), ("fold_overlap", "false"), ("rows", "8"), ("cols", "4")];
+    all.extend_from_slice(sets);
+    let c = config("edge", &all);
+    let inputs = random_inputs(&g, 1);
+    let (got, outcome) = accel_outputs(&opt, &c, &inputs);
+    assert!(common::compare(&got, &interp::run(&g, &inputs).unwrap(), 1e-5).is_none());
+    outcome.layer_cycles[0]
+}
+
+#[test]
+fn cycle_counts_of_hand_computable_cases() {
+    let (r, c) = (8u64, 4u64);
+    // Weight-stationary, one fold: 2 loads, preload (1 + R), compute (1 + M + R + C − 2), store 1.
+    // SCALE-Sim counts 2R + C + M − 2 − 1 for the same fold.
+    let m = 20;
+    assert_eq!(dense_cycles(20, 8, 4, &[("dataflow", "\"ws\"")]), 2 * r + c + m + 3);
+    // Four folds (k = 2R, n = 2C), strictly one after another.
+    assert_eq!(dense_cycles(20, 16, 8, &[("dataflow", "\"ws\"")]), 2 + 4 * (2 * r + c + m) + 1);
+    // The same with fold overlap: weights preload behind the previous fold and the skew is
+    // paid once: (R + 1) + (M + R + C − 1), then three times (1 + 1 + M).
+    assert_eq!(dense_cycles(20, 16, 8, &[("dataflow", "\"ws\""), ("fold_overlap", "true")]), 2 + (r + 1) + (m + r + c - 1) + 3 * (2 + m) + 1);
+    // Output-stationary, one fold (M ≤ R, N ≤ C): compute 1 + K + R + C − 2.
+    let k = 30;
+    assert_eq!(dense_cycles(8, 30, 4, &[("dataflow", "\"os\"")]), 2 + (1 + k + r + c - 2) + 1);
+    // Three row folds by two column folds.
+    assert_eq!(dense_cycles(24, 30, 8, &[("dataflow", "\"os\"")]), 2 + 6 * (1 + k + r + c - 2) + 1);
+}
+
+#[test]
+fn modeled_memory_makes_small_batch_dense_layers_memory_bound() {
+    // The TPU v1 roofline: a 512x1000 dense layer at batch 1 does one MAC per weight byte,
+    // far below the ridge (about 1350), so DRAM sets its time; a convolution reuses each
+    // weight hundreds of times and is bound by the array.
+    let tpu = config("tpu-v1", &[]);
+    let dense = "model d {\n  input x: f32[1, 2048]\n  output y = dense(x, units=2048)\n}\n";
+    let conv = "model c {\n  input x: f32[1, 256, 28, 28]\n  output y = conv2d(x, filters=256, kernel=3, padding=1)\n}\n";
+    let mut bound_by = Vec::new();
+    for src in [dense, conv] {
+        let g = bound(&build_graph(&Source::from_string("m.nn", src), None, &Default::default()).unwrap(), 1);
+        let cal = passes::Calibration { runs: vec![random_inputs(&g, 1)] };
+        let q = optimized(&g, 2, Some(&cal));
+        let program = accel::lower(&q, &tpu).unwrap();
+        let outcome = accel::run(&program, &random_inputs(&g, 2)).unwrap();
+        let layer = program.layers.iter().position(|l| l.unit == accel::lower::Unit::Array).unwrap();
+        let weight_bytes: u64 = q.node_ids().filter_map(|i| match &q.node(i).kind { nnc::ir::NodeKind::Const(t) => Some(t.len() as u64), _ => None }).sum();
+        let dram_cycles = weight_bytes as f64 / tpu.dram_bytes_per_cycle();
+        let cycles = outcome.layer_cycles[layer] as f64;
+        bound_by.push(if cycles < 1.3 * dram_cycles { "memory" } else { "compute" });
+    }
+    assert_eq!(bound_by, ["memory", "compute"]);
+}
+
+fn nnc() -> Command {
+    Command::cargo_bin("nnc").unwrap()
+}
+
+#[test]
+fn sim_prints_a_report_and_writes_json_and_trace() {
+    let dir = tempfile_dir("sim_report");
+    let report = dir.join("r.json");
+    let trace = dir.join("t.json");
+    let out = nnc()
+        .args(["sim", "examples/lenet5.nn", "--random-weights", "1", "--input", "image=random:1", "--report"])
+        .arg(&report)
+        .arg("--trace")
+        .arg(&trace)
+        .current_dir(common::repo())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("accelerator: edge") && text.contains("c1") && text.contains("total:"), "{text}");
+    let r: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    for key in ["config", "total_cycles", "compute_cycles", "stall_cycles", "utilization", "macs", "dram_bytes_read", "dram_bytes_written", "energy_pj", "latency_us", "instructions", "layers"] {
+        assert!(r.get(key).is_some(), "report lacks {key}");
+    }
+    let e = &r["energy_pj"];
+    let parts: f64 = ["mac", "vector", "scratchpad", "accumulator", "dram"].iter().map(|k| e[k].as_f64().unwrap()).sum();
+    assert!((parts - e["total"].as_f64().unwrap()).abs() < 1e-6 * parts);
+    assert_eq!(r["total_cycles"].as_u64().unwrap(), r["compute_cycles"].as_u64().unwrap() + r["stall_cycles"].as_u64().unwrap());
+    let t: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&trace).unwrap()).unwrap();
+    assert_eq!(t["traceEvents"].as_array().unwrap().iter().filter(|e| e["ph"] == "X").count() as u64, r["instructions"].as_u64().unwrap());
+}
+
+#[test]
+fn emit_isa_lists_the_program() {
+    let out = nnc().args(["compile", "examples/mlp.nn", "--emit", "isa", "--quantize", "int8", "--config", "gemmini"]).current_dir(common::repo()).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8(out.stdout).unwrap();
+    for word in ["load.spad", "preload", "compute", "store", "[push_next]", "Requantize"] {
+        assert!(text.contains(word), "listing lacks {word}:\n{text}");
+    }
+}
+
+fn tempfile_dir(name: &str) -> std::path::PathBuf {
+    let d = std::env::temp_dir().join(format!("nnc_accel_{name}_{}", std::process::id()));
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+#[test]
+fn configuration_errors_are_diagnosed() {
+    let toml_dir = tempfile_dir("cfg");
+    let bad_key = toml_dir.join("bad.toml");
+    std::fs::write(&bad_key, "rows = 8\nwarp_drive = true\n").unwrap();
+    let cases: Vec<(Vec<String>, &str)> = vec![
+        (vec!["--set".into(), "rows=0".into()], "at least one row"),
+        (vec!["--config".into(), "tpu-v1".into(), "--set".into(), "scratchpad_kib=64".into()], "cannot hold one double-buffered 256x256 tile"),
+        (vec!["--config".into(), "tpu-v2".into()], "unknown accelerator preset `tpu-v2`"),
+        (vec!["--set".into(), "colour=3".into()], "unknown configuration key `colour`"),
+        (vec!["--config".into(), bad_key.display().to_string()], "warp_drive"),
+        (vec!["--config".into(), "gemmini".into()], "quantize the model with `--quantize int8`"),
+    ];
+    for (extra, message) in cases {
+        let out = nnc().args(["sim", "examples/mlp.nn", "--random-weights", "1", "--input", "x=random:1"]).args(&extra).current_dir(common::repo()).output().unwrap();
+        assert_eq!(out.status.code(), Some(1), "{extra:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(message), "{extra:?}: {err}");
+        assert!(!err.contains("panicked"), "{err}");
+    }
+    let out = nnc().args(["run", "examples/mlp.nn", "--random-weights", "1", "--input", "x=random:1", "--quantize", "int8"]).current_dir(common::repo()).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("the JIT runs float models only"));
+    let out = nnc().args(["sim", "examples/mlp.nn", "--array", "0x4"]).current_dir(common::repo()).output().unwrap();
+    assert_eq!(out.status.code(), Some(2), "a zero array size is a usage error");
+}
+
+/// fp32 against int8 top-1 accuracy on the trained digits model: calibrate on the first 60
+/// test images, score the other 300.
+#[test]
+fn int8_digits_keep_their_accuracy() {
+    let root = common::repo().join("examples/digits");
+    let x = nnc_runtime::npy::read_npy(&root.join("test_x.npy")).unwrap().tensor.to_f32_vec();
+    let y = std::fs::read(root.join("test_y.npy")).unwrap();
+    let labels: Vec<i64> = nnc_runtime::npy::read_npy(&root.join("test_y.npy")).map(|a| a.tensor.to_f32_vec().iter().map(|&v| v as i64).collect()).unwrap_or_else(|_| {
+        // int64 labels: the last 360 × 8 bytes of the file.
+        y[y.len() - 360 * 8..].chunks(8).map(|c| i64::from_le_bytes(c.try_into().unwrap())).collect()
+    });
+    let src = Source::read(&root.join("digits.nn")).unwrap();
+    let mut dims = nnc::elaborate::DimBindings::new();
+    dims.insert("N".into(), 1);
+    let mut g = build_graph(&src, None, &dims).unwrap();
+    weights::bind_weights(&mut g, nnc_runtime::weights::read_safetensors(&root.join("digits.safetensors")).unwrap(), "w").unwrap();
+    let image = |i: usize| vec![Tensor::f32(vec![1, 64], x[i * 64..][..64].to_vec())];
+    let calibration = passes::Calibration { runs: (0..60).map(image).collect() };
+    let float = optimized(&g, 2, None);
+    let q = optimized(&g, 2, Some(&calibration));
+    let argmax = |t: &Tensor| t.to_f32_vec().iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).unwrap().0 as i64;
+    let (mut f_ok, mut q_ok) = (0, 0);
+    let program = accel::lower(&q, &config("gemmini", &[])).unwrap();
+    for i in 60..360 {
+        f_ok += (argmax(&interp::run(&float, &image(i)).unwrap()[0]) == labels[i]) as usize;
+        let q_out = interp::run(&q, &image(i)).unwrap();
+        assert_eq!(accel::run(&program, &image(i)).unwrap().outputs, q_out);
+        q_ok += (argmax(&q_out[0]) == labels[i]) as usize;
+    }
+    eprintln!("digits top-1 on 300 test images: fp32 {f_ok}/300, int8 {q_ok}/300");
+    assert!(f_ok >= 285, "fp32 accuracy {f_ok}/300");
+    assert!(q_ok + 3 >= f_ok, "int8 {q_ok}/300 against fp32 {f_ok}/300");
+}
