@@ -267,6 +267,8 @@ fn optimize(session: &Session, graph: &mut Graph, opt: &OptimizeArgs, target: Op
             eprint!("// ----- IR after {name} -----\n{}", print::print_graph(g));
         }
     };
+    // The CPU passes decide layouts and tiles for the JIT, which runs float graphs only.
+    let target = if calibration.is_some() { None } else { target };
     let cx = passes::PassContext { cpu: target, quantize: calibration.as_ref() };
     passes::optimize_with(graph, opt.opt_level, &cx, cfg!(debug_assertions), &mut hook).map_err(|e| Diagnostic::error(e.to_string()))?;
     Ok(())

@@ -237,7 +237,25 @@ pub fn parse_graph(text: &str) -> Result<Graph, String> {
                 if t.len() != ty.numel() {
                     return Err(format!("line {line}: constant has {} values but type {ty}", t.len()));
                 }
-                NodeKind::Const(Tensor::from_f32(ty.dtype, ty.shape.clone(), t.to_f32_vec()).map_err(|e| format!("line {line}: {e}"))?)
+                let values = t.to_f32_vec();
+                let integer = |lo: f32, hi: f32| -> Result<(), String> {
+                    match values.iter().find(|v| v.fract() != 0.0 || **v < lo || **v > hi) {
+                        Some(v) => Err(format!("line {line}: {v} is not a value of type {}", ty.dtype)),
+                        None => Ok(()),
+                    }
+                };
+                let tensor = match ty.dtype {
+                    nnc_runtime::DType::I8 => {
+                        integer(-128.0, 127.0)?;
+                        Tensor::from_i8(ty.shape.clone(), values.iter().map(|&v| v as i8).collect())
+                    }
+                    nnc_runtime::DType::I32 => {
+                        integer(-2_147_483_648.0, 2_147_483_520.0)?;
+                        Tensor::from_i32(ty.shape.clone(), values.iter().map(|&v| v as i32).collect())
+                    }
+                    _ => Tensor::from_f32(ty.dtype, ty.shape.clone(), values),
+                };
+                NodeKind::Const(tensor.map_err(|e| format!("line {line}: {e}"))?)
             }
             (k, None) => k,
             (_, Some((op_name, keywords))) => {

@@ -46,7 +46,7 @@ fn write_graph(graph: &Graph, out: &mut String) -> std::fmt::Result {
             NodeKind::Const(t) => {
                 let values = t.to_f32_vec();
                 if values.len() <= INLINE_CONST_LIMIT {
-                    let items: Vec<String> = values.iter().map(|&v| format_f32(v)).collect();
+                    let items: Vec<String> = values.iter().map(|&v| if t.dtype().is_float() { format_f32(v) } else { format!("{v}") }).collect();
                     if t.shape().is_empty() {
                         write!(out, "const {}", items[0])?;
                     } else {

@@ -248,6 +248,12 @@ impl Op {
             Op::Dequantize(q) => return q.eval(inputs[0]),
             Op::Requantize(q) => return q.eval(inputs[0]),
             Op::Conv2d(_) | Op::Dense(_) | Op::MatMul(_) if inputs[0].dtype() == DType::I8 => return self.eval_int(inputs, out),
+            // Codes through ops that only move or select them: exact in f32.
+            Op::Flatten(_) | Op::Reshape(_) | Op::Pool(_) if inputs[0].dtype() == DType::I8 => {
+                let wide = Tensor::f32(inputs[0].shape().to_vec(), inputs[0].to_f32_vec());
+                let v = self.eval(&[&wide], &TensorType::new(DType::F32, out.shape.clone()));
+                return Tensor::from_i8(out.shape.clone(), v.to_f32_vec().iter().map(|&x| x as i8).collect()).expect("same shape");
+            }
             _ => {}
         }
         if let Op::Fused(f) = self {
@@ -429,6 +435,15 @@ pub fn common_float(op: &str, operands: &[&TensorType]) -> OpResult<DType> {
         }
     }
     Ok(first)
+}
+
+/// Float operands of one dtype, or int8 codes: ops that only move or select values
+/// (`flatten`, `reshape`, `max_pool`) keep codes as they are.
+pub fn float_or_codes(op: &str, operands: &[&TensorType]) -> OpResult<DType> {
+    if operands.len() == 1 && operands[0].dtype == DType::I8 {
+        return Ok(DType::I8);
+    }
+    common_float(op, operands)
 }
 
 /// Operand `i` must have exactly `shape`.

@@ -62,7 +62,9 @@ impl Pool {
 
     pub fn infer(&self, operands: &[&TensorType]) -> OpResult<TensorType> {
         let name = self.kind.name();
-        let dtype = common_float(name, operands)?;
+        // int8 codes order like the values they stand for, so a max of codes is the code of
+        // the max: quantization may move across a max pool.
+        let dtype = if self.kind == PoolKind::Max { super::float_or_codes(name, operands)? } else { common_float(name, operands)? };
         let x = operands[0];
         if x.rank() != 4 {
             return Err(OpError::new(format!("{name} expects rank 4, got {}", ShapeDisplay(&x.shape))));

@@ -11,6 +11,12 @@ use super::{checked_type, Built, CallArgs, Const, Op, OpError, OpResult};
 use crate::ir::{ShapeDisplay, TensorType};
 use nnc_runtime::{DType, Tensor};
 
+/// An f32 attribute as the f64 its shortest decimal spells, so IR text shows `0.0123`
+/// rather than the f32's exact binary expansion; reading it back gives the same f32.
+fn attr(v: f32) -> Const {
+    Const::Float(format!("{v:e}").parse().expect("an f32 prints as a number"))
+}
+
 /// The largest code: the range is symmetric, [-127, 127].
 pub const QMAX: f32 = 127.0;
 
@@ -93,7 +99,7 @@ impl Scales {
     }
 
     fn attrs(&self) -> Vec<(&'static str, Const)> {
-        vec![("scale", Const::List(self.values.iter().map(|&s| Const::Float(s as f64)).collect())), ("axis", Const::Int(self.axis as i64))]
+        vec![("scale", Const::List(self.values.iter().map(|&s| attr(s)).collect())), ("axis", Const::Int(self.axis as i64))]
     }
 
     fn build(args: &mut CallArgs) -> OpResult<Scales> {
@@ -170,7 +176,7 @@ impl Quantize {
     }
 
     pub fn attrs(&self) -> Vec<(&'static str, Const)> {
-        vec![("scale", Const::Float(self.scale as f64))]
+        vec![("scale", attr(self.scale))]
     }
 }
 
@@ -244,7 +250,7 @@ impl Requantize {
 
     pub fn attrs(&self) -> Vec<(&'static str, Const)> {
         let mut a = self.scales.attrs();
-        a.push(("out_scale", Const::Float(self.out_scale as f64)));
+        a.push(("out_scale", attr(self.out_scale)));
         a.push(("activation", Const::Str(self.activation.name().to_string())));
         a
     }

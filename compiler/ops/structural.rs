@@ -21,7 +21,7 @@ impl Flatten {
     }
 
     pub fn infer(&self, operands: &[&TensorType]) -> OpResult<TensorType> {
-        super::common_float("flatten", operands)?;
+        super::float_or_codes("flatten", operands)?;
         let x = operands[0];
         let n = *x.shape.first().ok_or_else(|| OpError::new("flatten needs rank 1 or more"))?;
         Ok(x.with_shape(vec![n, x.shape[1..].iter().product()]))
@@ -76,7 +76,7 @@ impl Reshape {
     }
 
     pub fn infer(&self, operands: &[&TensorType]) -> OpResult<TensorType> {
-        super::common_float("reshape", operands)?;
+        super::float_or_codes("reshape", operands)?;
         let x = operands[0];
         let n: usize = self.shape.iter().product();
         if n != x.numel() {

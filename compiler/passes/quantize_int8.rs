@@ -47,9 +47,47 @@ pub fn quantize_int8(graph: &mut Graph, calibration: &Calibration) -> bool {
         let dq = rewrite(graph, p, &ranges, &origin, &mut quantized);
         origin.insert(dq, p.node);
     }
+    hoist_quantize(graph);
     fold_requantize(graph);
     super::eliminate_dead_code(graph);
     true
+}
+
+/// `quantize(view(x))` → `view(quantize(x))` for `flatten`, `reshape` and `max_pool`, which
+/// commute with a monotone quantizer (NaN aside), so int8 codes flow through them and the
+/// producer's epilogue can requantize.
+fn hoist_quantize(graph: &mut Graph) {
+    loop {
+        let mut changed = false;
+        for q in graph.topo_order() {
+            if !graph.contains(q) {
+                continue;
+            }
+            let Some(Op::Quantize(quant)) = graph.node(q).op() else { continue };
+            let quant = quant.clone();
+            let v = graph.operands(q)[0];
+            let view = match graph.node(v).op() {
+                Some(op @ (Op::Flatten(_) | Op::Reshape(_))) => op.clone(),
+                Some(op @ Op::Pool(p)) if p.kind == crate::ops::PoolKind::Max => op.clone(),
+                _ => continue,
+            };
+            if graph.users(v).len() != 1 || graph.is_output(v) {
+                continue;
+            }
+            let x = graph.operands(v)[0];
+            let base = format!("{}.q", graph.node(x).name);
+            let xq = add_op(graph, &base, Op::Quantize(quant), &[x]);
+            let name = graph.node(v).name.clone();
+            let codes = add_op(graph, &format!("{name}.i8"), view, &[xq]);
+            graph.replace_uses(q, codes);
+            graph.remove(q);
+            graph.remove(v);
+            changed = true;
+        }
+        if !changed {
+            return;
+        }
+    }
 }
 
 /// Products whose weights are known: conv2d and dense with constant weight (and bias),
@@ -278,9 +316,10 @@ mod tests {
         assert!(quantize_int8(&mut g, &cal));
         crate::ir::verify::verify(&g).unwrap();
         let ops: Vec<&str> = g.topo_order().into_iter().filter_map(|id| g.node(id).op().map(|o| o.name())).collect();
-        // conv's relu and the dense's input quantize became one requantize; flatten sits
-        // between them, so here the chain stays unfolded.
-        assert!(ops.contains(&"quantize") && ops.contains(&"dequantize"), "{ops:?}");
+        // The dense's input quantize moved above the flatten, so conv → relu → quantize
+        // became one requantize and int8 codes flow through the flatten.
+        assert!(ops.contains(&"requantize") && ops.contains(&"dequantize") && !ops.contains(&"relu"), "{ops:?}");
+
         let conv = g.node_ids().find(|&i| matches!(g.node(i).op(), Some(Op::Conv2d(_)))).unwrap();
         assert_eq!(g.node(conv).ty.dtype, DType::I32);
         // The quantized graph tracks the float one.
@@ -311,6 +350,27 @@ mod tests {
         let rq: Vec<_> = g.node_ids().filter(|&i| matches!(g.node(i).op(), Some(Op::Requantize(r)) if r.activation == Activation::Relu)).collect();
         assert_eq!(rq.len(), 1, "{}", crate::ir::print::print_graph(&g));
         assert!(!g.node_ids().any(|i| matches!(g.node(i).op(), Some(Op::Unary(_)))), "the relu moved into the requantize");
+    }
+
+    #[test]
+    fn quantized_ir_prints_and_parses_back() {
+        let mut g = bound_graph(
+            "model m {
+                input x: f32[1, 1, 3, 3]
+                h = max_pool(relu(conv2d(x, filters=1, kernel=2)), kernel=2)
+                y = dense(flatten(h), units=2)
+                output y
+            }",
+            5,
+        );
+        let cal = calibration_for(&g, 1);
+        quantize_int8(&mut g, &cal);
+        let text = crate::ir::print::print_graph(&g);
+        assert!(text.contains("max_pool(%") && text.contains(": i8[1, 1, 1, 1]"), "the max pool runs on codes:\n{text}");
+        let back = crate::ir::parse::parse_graph(&text).unwrap();
+        assert_eq!(crate::ir::print::print_graph(&back), text);
+        let x = &cal.runs[0];
+        assert_eq!(interp::run(&back, x).unwrap(), interp::run(&g, x).unwrap());
     }
 
     #[test]

@@ -1,0 +1,39 @@
+//! How long simulating a model on the accelerator takes: ResNet-18 at 128×128 (int8, ws),
+//! split into lowering, and executing (functional model plus the cycle and energy model).
+//! The target is under one second for the whole simulation.
+//! Run: `cargo bench --bench accel`.
+
+use criterion::{criterion_group, criterion_main, Criterion};
+use nnc::accel::{self, AccelConfig};
+use nnc::driver::{build_graph, Source};
+use nnc::{passes, weights};
+use nnc_runtime::Tensor;
+use std::path::PathBuf;
+
+fn resnet_int8() -> (nnc::ir::Graph, Vec<Tensor>) {
+    let src = Source::read(&PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("examples/resnet18.nn")).unwrap();
+    let mut g = build_graph(&src, None, &Default::default()).unwrap();
+    let w = weights::random_weights(&g, 1);
+    weights::bind_weights(&mut g, w, "random").unwrap();
+    let ty = g.node(g.inputs[0]).ty.clone();
+    let input = Tensor::f32(ty.shape.clone(), (0..ty.numel()).map(|i| ((i * 7919) % 2000) as f32 / 1000.0 - 1.0).collect());
+    let calibration = passes::Calibration { runs: vec![vec![input.clone()]] };
+    passes::optimize_with(&mut g, 2, &passes::PassContext { cpu: None, quantize: Some(&calibration) }, false, &mut |_, _| {}).unwrap();
+    (g, vec![input])
+}
+
+fn simulate(c: &mut Criterion) {
+    let (graph, inputs) = resnet_int8();
+    let mut config = AccelConfig::preset("tpu-v1").unwrap();
+    config.rows = 128;
+    config.cols = 128;
+    let mut group = c.benchmark_group("accel_resnet18_128x128");
+    group.sample_size(10);
+    group.bench_function("lower", |b| b.iter(|| accel::lower(&graph, &config).unwrap()));
+    let program = accel::lower(&graph, &config).unwrap();
+    group.bench_function("run", |b| b.iter(|| accel::run(&program, &inputs).unwrap()));
+    group.finish();
+}
+
+criterion_group!(benches, simulate);
+criterion_main!(benches);
