@@ -107,6 +107,10 @@ pub struct AccelConfig {
     pub dram_gbps: f64,
     pub dram_latency_cycles: u64,
     pub fold_overlap: bool,
+    /// Activations stay in the scratchpad between layers (the TPU v1's 24 MiB Unified
+    /// Buffer); only weights and tables come from DRAM. When false, every layer reads its
+    /// input from and writes its output to DRAM (Gemmini's `mvin`/`mvout`).
+    pub activations_on_chip: bool,
     pub memory: MemoryModel,
     pub energy: Energy,
 }
@@ -139,6 +143,7 @@ impl AccelConfig {
             dram_gbps,
             dram_latency_cycles: 100,
             fold_overlap: true,
+            activations_on_chip: false,
             memory: MemoryModel::Modeled,
             energy: Energy::for_dtype(dtype),
         };
@@ -149,6 +154,7 @@ impl AccelConfig {
                 // 1 MiB bank (Horowitz) is 12.5 pJ/byte.
                 c.energy.scratchpad_pj_per_byte = 12.5;
                 c.energy.accumulator_pj_per_byte = 12.5;
+                c.activations_on_chip = true;
                 c
             }
             "gemmini" => base(name, 16, 16, Dataflow::Ws, 1000.0, ElemType::Int8, 256, 64, 16.0),

@@ -162,6 +162,16 @@ pub struct Program {
     pub graph: Graph,
     /// For `fused` nodes whose anchor ran on the array: the vector unit applies only the steps.
     pub steps_only: std::collections::HashSet<NodeId>,
+    /// Sorted address ranges `[start, end)` of values resident on chip.
+    pub on_chip: Vec<(u64, u64)>,
+}
+
+impl Program {
+    /// Whether the value at `addr` lives in the on-chip buffer rather than DRAM.
+    pub fn on_chip(&self, addr: u64) -> bool {
+        let i = self.on_chip.partition_point(|&(start, _)| start <= addr);
+        i > 0 && addr < self.on_chip[i - 1].1
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -193,6 +203,7 @@ struct Lowering<'a> {
     values: HashMap<NodeId, Buffer>,
     layers: Vec<Layer>,
     steps_only: std::collections::HashSet<NodeId>,
+    on_chip: Vec<(u64, u64)>,
 }
 
 /// One GEMM the array runs: `C[m × n] = A[m × k] · B[k × n]` (+ bias, through `act`).
@@ -222,9 +233,15 @@ impl<'a> Lowering<'a> {
         at
     }
 
+    /// A buffer for a computed value (or an input): on chip when the configuration keeps
+    /// activations there and this one takes at most half of the buffer (the tiles are
+    /// modeled as streaming through the other half).
     fn alloc_value(&mut self, id: NodeId, ty: &TensorType) -> Buffer {
         let buf = Buffer { addr: 0, dtype: ty.dtype, shape: ty.shape.clone() };
         let addr = self.alloc(buf.bytes());
+        if self.config.activations_on_chip && buf.bytes() <= self.config.scratchpad_kib * 1024 / 2 {
+            self.on_chip.push((addr, addr + buf.bytes()));
+        }
         let buf = Buffer { addr, ..buf };
         self.values.insert(id, buf.clone());
         buf
@@ -275,6 +292,7 @@ pub fn lower(graph: &Graph, config: &AccelConfig) -> Result<Program, LowerError>
         values: HashMap::new(),
         layers: Vec::new(),
         steps_only: Default::default(),
+        on_chip: Vec::new(),
     };
     // Nodes whose work another node's activation unit does.
     let mut absorbed: HashMap<NodeId, NodeId> = HashMap::new();
@@ -362,6 +380,7 @@ pub fn lower(graph: &Graph, config: &AccelConfig) -> Result<Program, LowerError>
         layers: lw.layers,
         graph: graph.clone(),
         steps_only: lw.steps_only,
+        on_chip: lw.on_chip,
     })
 }
 

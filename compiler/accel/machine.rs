@@ -173,6 +173,10 @@ impl Machine<'_> {
 
     fn exec(&mut self, insn: &Insn) -> Result<(), RunError> {
         let cfg = &self.p.config;
+        let t = traffic(self.p, insn);
+        self.counters.dram_read += t.dram_read;
+        self.counters.dram_written += t.dram_written;
+        self.counters.spad_bytes += t.on_chip;
         match *insn {
             Insn::LoadSpad { dram, spad, rows, cols, stride, src, .. } => {
                 let eb = src.bytes();
@@ -182,7 +186,6 @@ impl Machine<'_> {
                         self.spad_put(at, src, Some(dram + (r * stride as u64 + c) * eb));
                     }
                 }
-                self.counters.dram_read += rows as u64 * cols as u64 * eb;
                 self.counters.spad_bytes += rows as u64 * cols as u64 * cfg.dtype.bytes();
             }
             Insn::LoadIm2col { dram, spad, conv, m0, rows, k0, cols, .. } => {
@@ -195,7 +198,6 @@ impl Machine<'_> {
                         self.spad_put(at, desc.src, src);
                     }
                 }
-                self.counters.dram_read += desc.block_dram_bytes(m0, rows, k0, cols);
                 self.counters.spad_bytes += rows as u64 * cols as u64 * cfg.dtype.bytes();
             }
             Insn::Preload { spad, k, n, stride, .. } => {
@@ -297,9 +299,6 @@ impl Machine<'_> {
                         }
                     }
                 }
-                let tables = (desc.bias.is_some() as u64 + matches!(desc.kind, ActKind::Requantize { .. } | ActKind::Dequantize { .. }) as u64) * cols as u64 * 4;
-                self.counters.dram_written += rows as u64 * cols as u64 * ob;
-                self.counters.dram_read += tables;
                 self.counters.acc_bytes += rows as u64 * cols as u64 * 4;
             }
             Insn::Vector { node, .. } => {
@@ -325,8 +324,6 @@ impl Machine<'_> {
                     }
                 };
                 self.write_tensor(&out_buf, &result);
-                self.counters.dram_read += operands.iter().map(|o| self.p.values[o].bytes()).sum::<u64>();
-                self.counters.dram_written += out_buf.bytes();
                 self.counters.vector_ops += vector_work(self.p, id);
             }
             Insn::Fence => {}
@@ -421,7 +418,8 @@ impl Timeline {
         }
         let ideal = cfg.memory == MemoryModel::Ideal;
         let dma = |bytes: u64, this: &mut Timeline, start: &mut u64| -> u64 {
-            if ideal {
+            // On-chip moves (bytes = 0) keep pace with the array, like its own streaming.
+            if ideal || bytes == 0 {
                 return 0;
             }
             *start = (*start).max(this.dram_free);
@@ -432,7 +430,7 @@ impl Timeline {
         // One cycle to issue, then the instruction's own time.
         let mut start = ready;
         let duration = 1 + match *insn {
-            Insn::LoadSpad { .. } | Insn::LoadIm2col { .. } => dma(work, self, &mut start),
+            Insn::LoadSpad { .. } | Insn::LoadIm2col { .. } => dma(traffic(p, insn).dram_bytes(), self, &mut start),
             Insn::Preload { .. } => {
                 // Double-buffered weights shift in while the previous fold streams.
                 if cfg.fold_overlap && self.last_array_end.is_some_and(|e| start <= e + 1) {
@@ -458,14 +456,13 @@ impl Timeline {
                 let lanes = c.max(1);
                 let compute = work.div_ceil(lanes);
                 let mut s = start;
-                let bytes = if let Insn::Vector { node, .. } = insn { vector_bytes(p, *node) } else { 0 };
-                let mem = dma(bytes, self, &mut s);
+                let mem = dma(traffic(p, insn).dram_bytes(), self, &mut s);
                 start = s;
                 compute.max(mem)
             }
             // The activation unit keeps pace with the array's output (one row per cycle, as
             // rows drain during the fold), so a store costs only its DMA.
-            Insn::Store { .. } => dma(work, self, &mut start),
+            Insn::Store { .. } => dma(traffic(p, insn).dram_bytes(), self, &mut start),
             Insn::Fence => 0,
         };
         let end = start + duration;
@@ -502,20 +499,62 @@ impl Timeline {
     }
 }
 
-fn vector_bytes(p: &Program, node: u32) -> u64 {
-    let id = crate::ir::NodeId::new(node as usize);
-    let ins: u64 = p.graph.operands(id).iter().map(|o| p.values[o].bytes()).sum();
-    ins + p.values[&id].bytes()
+/// What one instruction moves: DRAM bytes each way, and bytes moved within the chip instead
+/// (activations resident in an on-chip buffer, `activations_on_chip`).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Traffic {
+    pub dram_read: u64,
+    pub dram_written: u64,
+    pub on_chip: u64,
 }
 
-/// DRAM bytes an instruction moves (what its DMA time depends on).
-fn dma_bytes(p: &Program, insn: &Insn) -> u64 {
-    match *insn {
-        Insn::LoadSpad { rows, cols, src, .. } => rows as u64 * cols as u64 * src.bytes(),
-        Insn::LoadIm2col { conv, m0, rows, k0, cols, .. } => p.convs.get(conv as usize).map_or(0, |d| d.block_dram_bytes(m0, rows, k0, cols)),
-        Insn::Store { rows, cols, act, .. } => rows as u64 * cols as u64 * p.acts.get(act as usize).map_or(4, |a| a.out_type().bytes()),
-        Insn::Preload { .. } | Insn::Compute { .. } | Insn::Vector { .. } | Insn::Fence => 0,
+impl Traffic {
+    pub fn dram_bytes(&self) -> u64 {
+        self.dram_read + self.dram_written
     }
+
+    fn read(&mut self, p: &Program, addr: u64, bytes: u64) {
+        if p.on_chip(addr) {
+            self.on_chip += bytes;
+        } else {
+            self.dram_read += bytes;
+        }
+    }
+
+    fn write(&mut self, p: &Program, addr: u64, bytes: u64) {
+        if p.on_chip(addr) {
+            self.on_chip += bytes;
+        } else {
+            self.dram_written += bytes;
+        }
+    }
+}
+
+/// The traffic of one instruction; the single definition the counters and the timing share.
+pub fn traffic(p: &Program, insn: &Insn) -> Traffic {
+    let mut t = Traffic::default();
+    match *insn {
+        Insn::LoadSpad { dram, rows, cols, src, .. } => t.read(p, dram, rows as u64 * cols as u64 * src.bytes()),
+        Insn::LoadIm2col { dram, conv, m0, rows, k0, cols, .. } => t.read(p, dram, p.convs.get(conv as usize).map_or(0, |d| d.block_dram_bytes(m0, rows, k0, cols))),
+        Insn::Store { dram, rows, cols, act, .. } => {
+            let a = p.acts.get(act as usize);
+            t.write(p, dram, rows as u64 * cols as u64 * a.map_or(4, |a| a.out_type().bytes()));
+            // The per-channel bias and scale tables: constants in DRAM, read with the tile.
+            let tables = a.map_or(0, |a| a.bias.is_some() as u64 + matches!(a.kind, ActKind::Requantize { .. } | ActKind::Dequantize { .. }) as u64);
+            t.dram_read += tables * cols as u64 * 4;
+        }
+        Insn::Vector { node, .. } => {
+            let id = crate::ir::NodeId::new(node as usize);
+            for o in p.graph.operands(id) {
+                let b = &p.values[&o];
+                t.read(p, b.addr, b.bytes());
+            }
+            let b = &p.values[&id];
+            t.write(p, b.addr, b.bytes());
+        }
+        Insn::Preload { .. } | Insn::Compute { .. } | Insn::Fence => {}
+    }
+    t
 }
 
 /// Run `p` on `inputs`: outputs, timeline and counters.
@@ -550,7 +589,7 @@ pub fn run(p: &Program, inputs: &[Tensor]) -> Result<Outcome, RunError> {
         m.exec(insn)?;
         let work = match insn {
             Insn::Vector { node, .. } => vector_work(p, crate::ir::NodeId::new(*node as usize)),
-            _ => dma_bytes(p, insn),
+            _ => 0,
         };
         let span = tl.schedule(p, insn, work)?;
         if span.queue == Queue::Compute && !matches!(insn, Insn::Fence) {

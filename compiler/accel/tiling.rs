@@ -48,10 +48,12 @@ pub fn estimate(config: &AccelConfig, m: usize, k: usize, n: usize, t: Tiles) ->
         Dataflow::Ws => (t.tk.div_ceil(r) * t.tn.div_ceil(c)) as f64 * fold_cycles(config, t.tm) as f64,
         Dataflow::Os => (t.tm.div_ceil(r) * t.tn.div_ceil(c)) as f64 * fold_cycles(config, t.tk) as f64,
     };
-    let dma = ((t.tm * t.tk + t.tk * t.tn) as f64 * eb) / bpc + 2.0 * latency;
+    // Activations resident on chip stream like the array's own input; weights come from DRAM.
+    let a_bytes = if config.activations_on_chip { 0.0 } else { (t.tm * t.tk) as f64 * eb };
+    let dma = (a_bytes + (t.tk * t.tn) as f64 * eb) / bpc + 2.0 * latency;
     let per_tile = compute.max(dma);
     let tiles = (mt * kt * nt) as f64;
-    let stores = (mt * nt) as f64 * ((t.tm * t.tn * 4) as f64 / bpc + latency).min(per_tile);
+    let stores = if config.activations_on_chip { 0.0 } else { (mt * nt) as f64 * ((t.tm * t.tn * 4) as f64 / bpc + latency).min(per_tile) };
     tiles * per_tile + dma + stores
 }
 
