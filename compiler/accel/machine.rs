@@ -417,7 +417,10 @@ impl Timeline {
             }
         }
         let ideal = cfg.memory == MemoryModel::Ideal;
-        let dma = |bytes: u64, this: &mut Timeline, start: &mut u64| -> u64 {
+        // DRAM requests are pipelined: the queue may issue its next request once this one's
+        // bytes are on the bus; the latency only delays this instruction's completion.
+        let mut latency = 0;
+        let mut dma = |bytes: u64, this: &mut Timeline, start: &mut u64| -> u64 {
             // On-chip moves (bytes = 0) keep pace with the array, like its own streaming.
             if ideal || bytes == 0 {
                 return 0;
@@ -425,7 +428,8 @@ impl Timeline {
             *start = (*start).max(this.dram_free);
             let transfer = (bytes as f64 / cfg.dram_bytes_per_cycle()).ceil() as u64;
             this.dram_free = *start + transfer;
-            cfg.dram_latency_cycles + transfer
+            latency = cfg.dram_latency_cycles;
+            latency + transfer
         };
         // One cycle to issue, then the instruction's own time.
         let mut start = ready;
@@ -466,7 +470,7 @@ impl Timeline {
             Insn::Fence => 0,
         };
         let end = start + duration;
-        self.queue_free[qi] = end;
+        self.queue_free[qi] = end - latency;
         if let Insn::Fence = insn {
             self.queue_free = [end; 3];
         }
