@@ -194,7 +194,7 @@ fn emit_isa_lists_the_program() {
     let out = nnc().args(["compile", "examples/mlp.nn", "--emit", "isa", "--quantize", "int8", "--config", "gemmini"]).current_dir(common::repo()).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let text = String::from_utf8(out.stdout).unwrap();
-    for word in ["load.spad", "preload", "compute", "store", "[push_next]", "Requantize"] {
+    for word in ["load.spad", "preload", "compute", "store", "[push_next]", "requantize to i8"] {
         assert!(text.contains(word), "listing lacks {word}:\n{text}");
     }
 }

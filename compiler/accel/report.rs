@@ -192,7 +192,13 @@ pub fn listing(p: &Program) -> String {
         );
     }
     for (i, a) in p.acts.iter().enumerate() {
-        s += &format!("; act #{i}: {:?}, bias {}\n", a.kind, a.bias.map_or("none".into(), |b| format!("{b:#x}")));
+        let kind = match &a.kind {
+            super::lower::ActKind::Float(act) => format!("f32 {}", act.name()),
+            super::lower::ActKind::Raw => "i32 as accumulated".to_string(),
+            super::lower::ActKind::Requantize { scales, out_scale, activation } => format!("requantize to i8 (scales at {scales:#x}, {} then out_scale {out_scale})", activation.name()),
+            super::lower::ActKind::Dequantize { scales } => format!("dequantize to f32 (scales at {scales:#x})"),
+        };
+        s += &format!("; act #{i}: {kind}, bias {}\n", a.bias.map_or("none".into(), |b| format!("at {b:#x}")));
     }
     let mut li = 0;
     for (i, insn) in p.insns.iter().enumerate() {
