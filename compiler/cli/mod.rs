@@ -171,6 +171,11 @@ fn calibration(session: &Session, graph: &Graph, opt: &OptimizeArgs) -> Result<O
         }
         return Ok(None);
     }
+    if !graph.param_names().is_empty() {
+        return Err(Diagnostic::error("--quantize int8 quantizes the weights, but none are loaded")
+            .with_help("pass `--weights FILE.safetensors`, or `--random-weights SEED`")
+            .into());
+    }
     let names: Vec<String> = graph.inputs.iter().map(|&i| graph.node(i).name.clone()).collect();
     if opt.calibrate.is_empty() {
         session.emit(&[Diagnostic::warning(format!("no --calibrate data: int8 activation ranges come from {RANDOM_CALIBRATION_RUNS} runs on seeded uniform [-1, 1) inputs"))
