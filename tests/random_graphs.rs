@@ -247,8 +247,7 @@ proptest! {
 }
 
 proptest! {
-    // Each case lowers twice and runs the int8 path; fewer cases keep the suite short.
-    #![proptest_config(ProptestConfig { cases: cases() / 4, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: cases(), ..ProptestConfig::default() })]
 
     /// The accelerator against the interpreter on random models: f32 on a small array (many
     /// folds and tiles) within float tolerance, int8 exactly on the quantized graph.
@@ -259,6 +258,7 @@ proptest! {
         outputs in any::<u8>(),
         seed in 0u64..1000,
         os in any::<bool>(),
+        level in 0u8..3,
     ) {
         let src = model_source(dims, &steps, outputs);
         let graph = build_graph(&Source::from_string("random.nn", src.clone()), None, &Default::default()).map_err(|d| TestCaseError::fail(format!("{d:?}")))?;
@@ -274,7 +274,7 @@ proptest! {
             c
         };
         let mut f = g.clone();
-        passes::optimize_with(&mut f, 2, &passes::PassContext::default(), true, &mut |_, _| {}).map_err(|e| TestCaseError::fail(e.to_string()))?;
+        passes::optimize_with(&mut f, level, &passes::PassContext::default(), true, &mut |_, _| {}).map_err(|e| TestCaseError::fail(e.to_string()))?;
         let program = nnc::accel::lower(&f, &small("\"f32\"")).map_err(|e| TestCaseError::fail(e.to_string()))?;
         let got = nnc::accel::run(&program, &inputs).map_err(|e| TestCaseError::fail(e.to_string()))?.outputs;
         for (a, b) in got.iter().zip(&reference) {
@@ -284,7 +284,7 @@ proptest! {
         }
         let calibration = passes::Calibration { runs: vec![random_input(&graph, seed + 1)] };
         let mut q = g.clone();
-        passes::optimize_with(&mut q, 2, &passes::PassContext { cpu: None, quantize: Some(&calibration) }, true, &mut |_, _| {}).map_err(|e| TestCaseError::fail(e.to_string()))?;
+        passes::optimize_with(&mut q, level, &passes::PassContext { cpu: None, quantize: Some(&calibration) }, true, &mut |_, _| {}).map_err(|e| TestCaseError::fail(e.to_string()))?;
         let want = interp::run(&q, &inputs).map_err(|e| TestCaseError::fail(e.to_string()))?;
         let program = nnc::accel::lower(&q, &small("\"int8\"")).map_err(|e| TestCaseError::fail(e.to_string()))?;
         let got = nnc::accel::run(&program, &inputs).map_err(|e| TestCaseError::fail(e.to_string()))?.outputs;

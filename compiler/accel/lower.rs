@@ -182,6 +182,8 @@ pub enum LowerError {
     UnboundParam(String),
     #[error("`{node}`: {what} does not fit the accelerator's 32-byte instruction encoding")]
     TooLarge { node: String, what: String },
+    #[error("internal compiler error: {0}")]
+    Internal(String),
 }
 
 fn tensor_bytes(t: &Tensor) -> Vec<u8> {
@@ -323,7 +325,10 @@ pub fn lower(graph: &Graph, config: &AccelConfig) -> Result<Program, LowerError>
                 if let Some((product, fused)) = array_product(op) {
                     let n_anchor = fused.map_or(operand_types.len(), |f| f.anchor_operands(operand_types.len()));
                     let in_dtype = operand_types[0].dtype;
-                    if array_takes(config, in_dtype) && operand_types[1].dtype == in_dtype {
+                    // Convolution and dense weights are laid out for the array at compile
+                    // time; computed ones leave the product to the vector unit.
+                    let weights_known = matches!(product, Op::MatMul(_)) || matches!(graph.node(graph.operands(id)[1]).kind, NodeKind::Const(_));
+                    if array_takes(config, in_dtype) && operand_types[1].dtype == in_dtype && weights_known {
                         let epilogue = fused.map_or_else(|| absorbable_consumer(graph, id, config), |f| fused_activation(f, n_anchor, operand_types.len()).map(|a| (None, a)));
                         lower_product(&mut lw, id, product, n_anchor, epilogue.clone(), &mut absorbed)?;
                         if fused.is_some() && epilogue.is_none() {
@@ -337,7 +342,7 @@ pub fn lower(graph: &Graph, config: &AccelConfig) -> Result<Program, LowerError>
                         }
                         continue;
                     }
-                    if config.dtype == ElemType::Int8 && in_dtype.is_float() {
+                    if config.dtype == ElemType::Int8 && in_dtype.is_float() && weights_known {
                         return Err(LowerError::DtypeMismatch {
                             config: config.name.clone(),
                             dtype: "int8",
@@ -468,7 +473,7 @@ fn lower_product(lw: &mut Lowering, id: NodeId, product: &Op, n_anchor: usize, e
             for g in 0..c.groups {
                 let bytes = match &weights {
                     Some(t) => transpose_rows(t, g * fg, fg, k),
-                    None => return Err(LowerError::TooLarge { node: node.name.clone(), what: "a convolution whose weights are computed at run time".into() }),
+                    None => return Err(LowerError::Internal(format!("`{}`: the array was given a convolution whose weights are computed at run time", node.name))),
                 };
                 b_addrs.push(lw.put(bytes));
             }
@@ -511,7 +516,7 @@ fn lower_product(lw: &mut Lowering, id: NodeId, product: &Op, n_anchor: usize, e
             let rows = types[0].shape.iter().product::<usize>() / features;
             let t = match &graph.node(operands[1]).kind {
                 NodeKind::Const(t) => t.clone(),
-                _ => return Err(LowerError::TooLarge { node: node.name.clone(), what: "a dense layer whose weights are computed at run time".into() }),
+                _ => return Err(LowerError::Internal(format!("`{}`: the array was given a dense layer whose weights are computed at run time", node.name))),
             };
             let b_addr = lw.put(transpose_rows(&t, 0, units, features));
             let instance = GemmInstance {
