@@ -103,8 +103,9 @@ pub enum ActKind {
     Raw,
     /// Int32 → int8 by `requantize_value` with per-channel scales from the table at `scales`.
     Requantize { scales: u64, out_scale: f32, activation: Activation },
-    /// Int32 → f32 with per-channel scales from the table at `scales`.
-    Dequantize { scales: u64 },
+    /// Int32 → f32 with per-channel scales from the table at `scales`, then the activation
+    /// (a `relu` after the `dequantize`).
+    Dequantize { scales: u64, activation: Activation },
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -329,7 +330,7 @@ pub fn lower(graph: &Graph, config: &AccelConfig) -> Result<Program, LowerError>
                     // time; computed ones leave the product to the vector unit.
                     let weights_known = matches!(product, Op::MatMul(_)) || matches!(graph.node(graph.operands(id)[1]).kind, NodeKind::Const(_));
                     if array_takes(config, in_dtype) && operand_types[1].dtype == in_dtype && weights_known {
-                        let epilogue = fused.map_or_else(|| absorbable_consumer(graph, id, config), |f| fused_activation(f, n_anchor, operand_types.len()).map(|a| (None, a)));
+                        let epilogue = fused.map_or_else(|| absorbable_consumer(graph, id, config), |f| fused_activation(f, n_anchor, operand_types.len()).map(|a| (Vec::new(), a)));
                         lower_product(&mut lw, id, product, n_anchor, epilogue.clone(), &mut absorbed)?;
                         if fused.is_some() && epilogue.is_none() {
                             // The anchor's result is in the output buffer; the vector unit
@@ -404,22 +405,32 @@ fn fused_activation(f: &crate::ops::fused::Fused, n_anchor: usize, n_operands: u
 
 /// The sole consumer the activation unit can absorb: `requantize`/`dequantize` after an int8
 /// product, `relu`/`relu6` after a float one. Returns it and the activation.
-fn absorbable_consumer(graph: &Graph, id: NodeId, config: &AccelConfig) -> Option<(Option<NodeId>, ActKind)> {
+fn absorbable_consumer(graph: &Graph, id: NodeId, config: &AccelConfig) -> Option<(Vec<NodeId>, ActKind)> {
     let default = if config.dtype == ElemType::Int8 { ActKind::Raw } else { ActKind::Float(Activation::None) };
-    let users = graph.users(id);
-    if users.len() != 1 || graph.is_output(id) {
-        return Some((None, default));
-    }
-    let user = users[0].0;
-    let kind = match graph.node(user).op()? {
-        // Placeholders: the table addresses are filled in when the tables are written.
-        Op::Requantize(r) if config.dtype == ElemType::Int8 => ActKind::Requantize { scales: 0, out_scale: r.out_scale, activation: r.activation },
-        Op::Dequantize(_) if config.dtype == ElemType::Int8 => ActKind::Dequantize { scales: 0 },
-        Op::Unary(u) if config.dtype != ElemType::Int8 && u.kind == UnaryKind::Relu => ActKind::Float(Activation::Relu),
-        Op::Unary(u) if config.dtype != ElemType::Int8 && u.kind == UnaryKind::Relu6 => ActKind::Float(Activation::Relu6),
-        _ => return Some((None, default)),
+    let sole_user = |v: NodeId| {
+        let users = graph.users(v);
+        (users.len() == 1 && !graph.is_output(v)).then(|| users[0].0)
     };
-    Some((Some(user), kind))
+    let activation_of = |v: NodeId| match graph.node(v).op() {
+        Some(Op::Unary(u)) if u.kind == UnaryKind::Relu => Some(Activation::Relu),
+        Some(Op::Unary(u)) if u.kind == UnaryKind::Relu6 => Some(Activation::Relu6),
+        _ => None,
+    };
+    let Some(user) = sole_user(id) else { return Some((Vec::new(), default)) };
+    let int8 = config.dtype == ElemType::Int8;
+    Some(match graph.node(user).op()? {
+        // Placeholders: the table addresses are filled in when the tables are written.
+        Op::Requantize(r) if int8 => (vec![user], ActKind::Requantize { scales: 0, out_scale: r.out_scale, activation: r.activation }),
+        Op::Dequantize(_) if int8 => match sole_user(user).and_then(|a| activation_of(a).map(|act| (a, act))) {
+            Some((a, activation)) => (vec![user, a], ActKind::Dequantize { scales: 0, activation }),
+            None => (vec![user], ActKind::Dequantize { scales: 0, activation: Activation::None }),
+        },
+        _ if !int8 => match activation_of(user) {
+            Some(act) => (vec![user], ActKind::Float(act)),
+            None => (Vec::new(), default),
+        },
+        _ => (Vec::new(), default),
+    })
 }
 
 /// A per-channel table of f32 scales (`n` entries) for a requantize/dequantize consumer.
@@ -434,19 +445,20 @@ fn scale_table(graph: &Graph, consumer: NodeId, channels: usize) -> Vec<u8> {
     values.iter().flat_map(|v| v.to_le_bytes()).collect()
 }
 
-fn lower_product(lw: &mut Lowering, id: NodeId, product: &Op, n_anchor: usize, epilogue: Option<(Option<NodeId>, ActKind)>, absorbed: &mut HashMap<NodeId, NodeId>) -> Result<(), LowerError> {
+/// `epilogue`: the consumers the activation unit takes over (in order) and what it does.
+fn lower_product(lw: &mut Lowering, id: NodeId, product: &Op, n_anchor: usize, epilogue: Option<(Vec<NodeId>, ActKind)>, absorbed: &mut HashMap<NodeId, NodeId>) -> Result<(), LowerError> {
     let graph = lw.graph;
     let node = graph.node(id);
     let operands: Vec<NodeId> = graph.operands(id)[..n_anchor].to_vec();
     let types: Vec<&TensorType> = operands.iter().map(|&o| &graph.node(o).ty).collect();
-    let (consumer, mut kind) = epilogue.unwrap_or((None, if lw.config.dtype == ElemType::Int8 { ActKind::Raw } else { ActKind::Float(Activation::None) }));
-    // The stored value: the consumer's when the activation unit does its work.
-    let out_ty = match consumer {
-        Some(c) => graph.node(c).ty.clone(),
+    let (consumers, mut kind) = epilogue.unwrap_or((Vec::new(), if lw.config.dtype == ElemType::Int8 { ActKind::Raw } else { ActKind::Float(Activation::None) }));
+    // The stored value: the last consumer's when the activation unit does their work.
+    let out_ty = match consumers.last() {
+        Some(&c) => graph.node(c).ty.clone(),
         None => node.ty.clone(),
     };
     let out = lw.alloc_value(id, &out_ty);
-    if let Some(c) = consumer {
+    for &c in &consumers {
         absorbed.insert(c, id);
     }
     let in_buf = lw.values[&operands[0]].clone();
@@ -554,7 +566,7 @@ fn lower_product(lw: &mut Lowering, id: NodeId, product: &Op, n_anchor: usize, e
     };
     // The activation unit's tables.
     let bias = bias_buf.map(|b| b.addr);
-    if let (Some(c), ActKind::Requantize { scales, .. } | ActKind::Dequantize { scales }) = (consumer, &mut kind) {
+    if let (Some(&c), ActKind::Requantize { scales, .. } | ActKind::Dequantize { scales, .. }) = (consumers.first(), &mut kind) {
         *scales = lw.put(scale_table(graph, c, channels));
     }
     lw.acts.push(ActDesc { bias, kind });
@@ -563,10 +575,10 @@ fn lower_product(lw: &mut Lowering, id: NodeId, product: &Op, n_anchor: usize, e
     let _ = elem;
     emit_gemm(lw, &node.name, m, k, n, &tiles, &instances, act)?;
     let name = node.name.clone();
-    let label = match consumer {
-        Some(c) => format!("{}+{}", node.op().map(|o| o.label()).unwrap_or_default(), graph.node(c).op().map(|o| o.name()).unwrap_or_default()),
-        None => node.op().map(|o| o.label()).unwrap_or_default(),
-    };
+    let mut label = node.op().map(|o| o.label()).unwrap_or_default();
+    for &c in &consumers {
+        label = format!("{label}+{}", graph.node(c).op().map(|o| o.name()).unwrap_or_default());
+    }
     lw.layers.push(Layer { name, op: label, unit: Unit::Array, start, end: lw.insns.len(), macs, tiles: Some(tiles) });
     lw.fence();
     Ok(())

@@ -288,8 +288,8 @@ impl Machine<'_> {
                                     ActKind::Requantize { scales, out_scale, activation } => {
                                         self.dram[at] = requantize_value(v, read_f32(&self.dram, scales + 4 * ch), *activation, *out_scale) as u8;
                                     }
-                                    ActKind::Dequantize { scales } => {
-                                        let f = v as f32 * read_f32(&self.dram, scales + 4 * ch);
+                                    ActKind::Dequantize { scales, activation } => {
+                                        let f = activation.apply(v as f32 * read_f32(&self.dram, scales + 4 * ch));
                                         self.dram[at..at + 4].copy_from_slice(&f.to_le_bytes());
                                     }
                                     ActKind::Float(_) => return Err(RunError::Program("a float activation on int32 accumulators".into())),

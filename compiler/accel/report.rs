@@ -196,7 +196,7 @@ pub fn listing(p: &Program) -> String {
             super::lower::ActKind::Float(act) => format!("f32 {}", act.name()),
             super::lower::ActKind::Raw => "i32 as accumulated".to_string(),
             super::lower::ActKind::Requantize { scales, out_scale, activation } => format!("requantize to i8 (scales at {scales:#x}, {} then out_scale {out_scale})", activation.name()),
-            super::lower::ActKind::Dequantize { scales } => format!("dequantize to f32 (scales at {scales:#x})"),
+            super::lower::ActKind::Dequantize { scales, activation } => format!("dequantize to f32 (scales at {scales:#x}) then {}", activation.name()),
         };
         s += &format!("; act #{i}: {kind}, bias {}\n", a.bias.map_or("none".into(), |b| format!("at {b:#x}")));
     }
