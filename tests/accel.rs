@@ -217,6 +217,10 @@ fn configuration_errors_are_diagnosed() {
         (vec!["--set".into(), "colour=3".into()], "unknown configuration key `colour`"),
         (vec!["--config".into(), bad_key.display().to_string()], "warp_drive"),
         (vec!["--config".into(), "gemmini".into()], "quantize the model with `--quantize int8`"),
+        (vec!["--set".into(), "clock_mhz=1e300".into()], "clock_mhz must be between"),
+        (vec!["--set".into(), "scratchpad_kib=18014398509481984".into()], "above 1 GiB"),
+        (vec!["--set".into(), "dram_latency_cycles=9000000000000000000".into()], "dram_latency_cycles must be at most"),
+        (vec!["--set".into(), "dram_gbps=0".into()], "dram_gbps must be between"),
     ];
     for (extra, message) in cases {
         let out = nnc().args(["sim", "examples/mlp.nn", "--random-weights", "1", "--input", "x=random:1"]).args(&extra).current_dir(common::repo()).output().unwrap();
@@ -230,6 +234,31 @@ fn configuration_errors_are_diagnosed() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("the JIT runs float models only"));
     let out = nnc().args(["sim", "examples/mlp.nn", "--array", "0x4"]).current_dir(common::repo()).output().unwrap();
     assert_eq!(out.status.code(), Some(2), "a zero array size is a usage error");
+}
+
+/// A tall output-stationary array with a scratchpad that holds little more than two folds:
+/// the tiles must still fit, and the results still match.
+#[test]
+fn tall_output_stationary_array_with_a_tight_scratchpad() {
+    let g = bound(&common::graph_from_file(&common::repo().join("examples/lenet5.nn")), 1);
+    let inputs = random_inputs(&g, 2);
+    let want = interp::run(&g, &inputs).unwrap();
+    let c = config("edge", &[("rows", "64"), ("cols", "2"), ("dataflow", "\"os\""), ("scratchpad_kib", "2"), ("accumulator_kib", "1")]);
+    let (got, _) = accel_outputs(&optimized(&g, 2, None), &c, &inputs);
+    assert!(common::compare(&got, &want, 1e-4).is_none(), "{:?}", common::compare(&got, &want, 1e-4));
+}
+
+/// Calibration data at the edges of f32 (denormal and huge) still gives valid scales.
+#[test]
+fn extreme_calibration_ranges_give_valid_scales() {
+    let g = bound(&common::graph_from_file(&common::repo().join("examples/mlp.nn")), 1);
+    for v in [1e-44f32, 3e38] {
+        let run: Vec<Tensor> = g.inputs.iter().map(|&i| { let ty = &g.node(i).ty; Tensor::f32(ty.shape.clone(), vec![v; ty.numel()]) }).collect();
+        let q = optimized(&g, 2, Some(&passes::Calibration { runs: vec![run] }));
+        let inputs = random_inputs(&g, 3);
+        let (got, _) = accel_outputs(&q, &config("gemmini", &[]), &inputs);
+        assert_eq!(got, interp::run(&q, &inputs).unwrap());
+    }
 }
 
 /// fp32 against int8 top-1 accuracy on the trained digits model: calibrate on the first 60

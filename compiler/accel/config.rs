@@ -234,11 +234,18 @@ impl AccelConfig {
         if self.rows > 4096 || self.cols > 4096 {
             return Err(format!("an array of {}x{} is beyond what nnc models (at most 4096x4096)", self.rows, self.cols));
         }
-        if !(self.clock_mhz.is_finite() && self.clock_mhz > 0.0) {
-            return Err(format!("clock_mhz must be positive, not {}", self.clock_mhz));
+        // Bounds that keep every cycle count far from overflowing a u64.
+        if !(self.clock_mhz.is_finite() && (0.001..=1e6).contains(&self.clock_mhz)) {
+            return Err(format!("clock_mhz must be between 0.001 and 1000000, not {}", self.clock_mhz));
         }
-        if !(self.dram_gbps.is_finite() && self.dram_gbps > 0.0) {
-            return Err(format!("dram_gbps must be positive, not {}", self.dram_gbps));
+        if !(self.dram_gbps.is_finite() && (1e-3..=1e6).contains(&self.dram_gbps)) {
+            return Err(format!("dram_gbps must be between 0.001 and 1000000, not {}", self.dram_gbps));
+        }
+        if self.dram_latency_cycles > 1_000_000_000 {
+            return Err(format!("dram_latency_cycles must be at most 1000000000, not {}", self.dram_latency_cycles));
+        }
+        if self.scratchpad_kib > 1 << 20 || self.accumulator_kib > 1 << 20 {
+            return Err("on-chip memories above 1 GiB are beyond what nnc models".to_string());
         }
         let e = &self.energy;
         for (k, v) in [("mac_pj", e.mac_pj), ("scratchpad_pj_per_byte", e.scratchpad_pj_per_byte), ("accumulator_pj_per_byte", e.accumulator_pj_per_byte), ("dram_pj_per_byte", e.dram_pj_per_byte), ("vector_op_pj", e.vector_op_pj)] {
@@ -263,9 +270,6 @@ impl AccelConfig {
         let acc_need = 2 * fold * 4;
         if self.accumulator_kib * 1024 < acc_need {
             return Err(format!("a {} KiB accumulator cannot hold one double-buffered {}x{} tile of 32-bit sums ({} KiB needed)", self.accumulator_kib, self.rows, self.cols, acc_need.div_ceil(1024)));
-        }
-        if self.scratchpad_kib > 1 << 20 || self.accumulator_kib > 1 << 20 {
-            return Err("on-chip memories above 1 GiB are beyond what nnc models".to_string());
         }
         Ok(())
     }

@@ -174,7 +174,7 @@ impl Insn {
                 (1, deps)
             }
             Insn::LoadIm2col { deps, dram, spad, conv, m0, rows, k0, cols } => {
-                b.u64(*dram).u32(*spad).u16(*conv).u32(*m0).u24(*rows).u32(*k0).u24(*cols);
+                b.u64(*dram).u32(*spad).u32(*conv).u32(*m0).u24(*rows).u32(*k0).u24(*cols);
                 (2, deps)
             }
             Insn::Preload { deps, spad, k, n, stride } => {
@@ -190,7 +190,7 @@ impl Insn {
                 (6, deps)
             }
             Insn::Store { deps, acc, acc_stride, dram, rows, cols, row_stride, col_stride, act, c0 } => {
-                b.u32(*acc).u16(*acc_stride).u48(*dram).u24(*rows).u16(*cols).u24(*row_stride).u24(*col_stride).u16(*act).u16(*c0);
+                b.u32(*acc).u16(*acc_stride).u48(*dram).u24(*rows).u16(*cols).u24(*row_stride).u24(*col_stride).u16(*act).u24(*c0);
                 (7, deps)
             }
             Insn::Fence => (8, &Deps { pop_prev: false, pop_next: false, push_prev: false, push_next: false }),
@@ -206,14 +206,14 @@ impl Insn {
         let deps = Deps::from_bits(bytes[1]);
         Some(match bytes[0] {
             1 => Insn::LoadSpad { deps, dram: d.u64(), spad: d.u32(), rows: d.u32(), cols: d.u32(), stride: d.u32(), src: DramType::from_code(d.u8())? },
-            2 => Insn::LoadIm2col { deps, dram: d.u64(), spad: d.u32(), conv: d.u16(), m0: d.u32(), rows: d.u24(), k0: d.u32(), cols: d.u24() },
+            2 => Insn::LoadIm2col { deps, dram: d.u64(), spad: d.u32(), conv: d.u32(), m0: d.u32(), rows: d.u24(), k0: d.u32(), cols: d.u24() },
             4 => Insn::Preload { deps, spad: d.u32(), k: d.u32(), n: d.u32(), stride: d.u32() },
             5 => {
                 let (a, a_stride, b, b_stride, acc, acc_stride, m, k, n) = (d.u32(), d.u24(), d.u32(), d.u24(), d.u32(), d.u24(), d.u24(), d.u16(), d.u16());
                 Insn::Compute { deps, accumulate: d.u8() != 0, a, a_stride, b, b_stride, acc, acc_stride, m, k, n }
             }
             6 => Insn::Vector { deps, node: d.u32() },
-            7 => Insn::Store { deps, acc: d.u32(), acc_stride: d.u16(), dram: d.u48(), rows: d.u24(), cols: d.u16(), row_stride: d.u24(), col_stride: d.u24(), act: d.u16(), c0: d.u16() },
+            7 => Insn::Store { deps, acc: d.u32(), acc_stride: d.u16(), dram: d.u48(), rows: d.u24(), cols: d.u16(), row_stride: d.u24(), col_stride: d.u24(), act: d.u16(), c0: d.u24() },
             8 => Insn::Fence,
             _ => return None,
         })
@@ -341,11 +341,11 @@ mod tests {
         let deps = Deps { pop_prev: true, pop_next: false, push_prev: false, push_next: true };
         let all = [
             Insn::LoadSpad { deps, dram: 0x1234_5678_9a, spad: 77, rows: 300, cols: 27, stride: 4096, src: DramType::I8 },
-            Insn::LoadIm2col { deps, dram: 0x40, spad: 5, conv: 3, m0: 100_000, rows: 256, k0: 1152, cols: 128 },
+            Insn::LoadIm2col { deps, dram: 0x40, spad: 5, conv: 70_000, m0: 100_000, rows: 256, k0: 1152, cols: 128 },
             Insn::Preload { deps, spad: 1, k: 16, n: 16, stride: 64 },
             Insn::Compute { deps, accumulate: true, a: 1, a_stride: 64, b: 2, b_stride: 16, acc: 3, acc_stride: 16, m: 4096, k: 256, n: 256 },
             Insn::Vector { deps, node: 42 },
-            Insn::Store { deps, acc: 3, acc_stride: 256, dram: 0xffff_ffff, rows: 4096, cols: 256, row_stride: 1, col_stride: 3136, act: 2, c0: 64 },
+            Insn::Store { deps, acc: 3, acc_stride: 256, dram: 0xffff_ffff, rows: 4096, cols: 256, row_stride: 1, col_stride: 3136, act: 2, c0: 100_000 },
             Insn::Fence,
         ];
         for insn in all {

@@ -185,6 +185,8 @@ pub enum LowerError {
     TooLarge { node: String, what: String },
     #[error("internal compiler error: {0}")]
     Internal(String),
+    #[error("the accelerator program for this model would need {what}, more than the {limit} nnc allows")]
+    TooBig { what: String, limit: String },
 }
 
 fn tensor_bytes(t: &Tensor) -> Vec<u8> {
@@ -208,6 +210,9 @@ struct Lowering<'a> {
     steps_only: std::collections::HashSet<NodeId>,
     on_chip: Vec<(u64, u64)>,
 }
+
+/// The most instructions a program may have (each takes about 60 bytes while simulated).
+pub const MAX_INSTRUCTIONS: usize = 10_000_000;
 
 /// One GEMM the array runs: `C[m × n] = A[m × k] · B[k × n]` (+ bias, through `act`).
 struct GemmInstance {
@@ -237,8 +242,9 @@ impl<'a> Lowering<'a> {
     }
 
     /// A buffer for a computed value (or an input): on chip when the configuration keeps
-    /// activations there and this one takes at most half of the buffer (the tiles are
-    /// modeled as streaming through the other half).
+    /// activations there and this one takes at most half of the buffer. The tile slots are
+    /// modeled as separate (the TPU streams A straight from its Unified Buffer), so the
+    /// buffer's capacity is not shared between the two; see docs/accelerator.md's limits.
     fn alloc_value(&mut self, id: NodeId, ty: &TensorType) -> Buffer {
         let buf = Buffer { addr: 0, dtype: ty.dtype, shape: ty.shape.clone() };
         let addr = self.alloc(buf.bytes());
@@ -349,7 +355,7 @@ pub fn lower(graph: &Graph, config: &AccelConfig) -> Result<Program, LowerError>
                             dtype: "int8",
                             node: node.name.clone(),
                             got: in_dtype.to_string(),
-                            help: "quantize the model with `--quantize int8`, or use an f32 configuration such as `--config edge`",
+                            help: "quantize the model with `--quantize int8` (it quantizes products of f32 values whose weights are known), or use an f32 configuration such as `--config edge`",
                         });
                     }
                     if config.dtype != ElemType::Int8 && in_dtype == DType::I8 {
@@ -370,6 +376,12 @@ pub fn lower(graph: &Graph, config: &AccelConfig) -> Result<Program, LowerError>
                 lw.fence();
             }
         }
+    }
+    if lw.dram_top > crate::driver::MEMORY_BUDGET_BYTES {
+        return Err(LowerError::TooBig {
+            what: format!("{} of memory image", crate::summary::human_bytes(lw.dram_top)),
+            limit: crate::summary::human_bytes(crate::driver::MEMORY_BUDGET_BYTES),
+        });
     }
     let inputs = graph.inputs.iter().map(|i| lw.values[i].clone()).collect();
     let outputs = graph.outputs.iter().map(|(_, o)| lw.values[o].clone()).collect();
@@ -489,25 +501,28 @@ fn lower_product(lw: &mut Lowering, id: NodeId, product: &Op, n_anchor: usize, e
                 };
                 b_addrs.push(lw.put(bytes));
             }
+            // One im2col descriptor per group; the image's offset is in each instruction.
+            let mut conv_ids = Vec::with_capacity(c.groups);
+            for g in 0..c.groups {
+                lw.convs.push(ConvDesc {
+                    c: ch as u32,
+                    h: h as u32,
+                    w: w as u32,
+                    c0: (g * cg) as u32,
+                    cg: cg as u32,
+                    kh: kh as u32,
+                    kw: kw as u32,
+                    stride: [c.stride[0] as u32, c.stride[1] as u32],
+                    pad: [c.padding[0] as u32, c.padding[1] as u32],
+                    dilation: [c.dilation[0] as u32, c.dilation[1] as u32],
+                    wo: wo as u32,
+                    src: in_buf.dram_type(),
+                });
+                conv_ids.push((lw.convs.len() - 1) as u32);
+            }
             let mut instances = Vec::new();
             for b in 0..batch {
-                for (g, &b_addr) in b_addrs.iter().enumerate() {
-                    let conv = ConvDesc {
-                        c: ch as u32,
-                        h: h as u32,
-                        w: w as u32,
-                        c0: (g * cg) as u32,
-                        cg: cg as u32,
-                        kh: kh as u32,
-                        kw: kw as u32,
-                        stride: [c.stride[0] as u32, c.stride[1] as u32],
-                        pad: [c.padding[0] as u32, c.padding[1] as u32],
-                        dilation: [c.dilation[0] as u32, c.dilation[1] as u32],
-                        wo: wo as u32,
-                        src: in_buf.dram_type(),
-                    };
-                    lw.convs.push(conv);
-                    let conv_id = (lw.convs.len() - 1) as u32;
+                for (g, (&b_addr, &conv_id)) in b_addrs.iter().zip(&conv_ids).enumerate() {
                     let out_bytes = out.dram_type().bytes();
                     instances.push(GemmInstance {
                         a: ASource::Im2col { dram: in_buf.addr + (b * ch * h * w) as u64 * in_buf.dram_type().bytes(), conv: conv_id },
@@ -572,6 +587,9 @@ fn lower_product(lw: &mut Lowering, id: NodeId, product: &Op, n_anchor: usize, e
     lw.acts.push(ActDesc { bias, kind });
     let act = (lw.acts.len() - 1) as u32;
     let tiles = choose_tiles(lw.config, m, k, n);
+    if !super::tiling::tile_fits(lw.config, tiles) {
+        return Err(LowerError::Internal(format!("`{}`: tile {tiles:?} does not fit the memories", node.name)));
+    }
     let _ = elem;
     emit_gemm(lw, &node.name, m, k, n, &tiles, &instances, act)?;
     let name = node.name.clone();
@@ -638,11 +656,22 @@ fn emit_gemm(lw: &mut Lowering, name: &str, m: usize, k: usize, n: usize, t: &Ti
         for n0 in (0..n).step_by(t.tn) {
             for m0 in (0..m).step_by(t.tm) {
                 for k0 in (0..k).step_by(t.tk) {
+                    if tiles.len() >= MAX_INSTRUCTIONS {
+                        return Err(LowerError::TooBig { what: format!("more than {MAX_INSTRUCTIONS} tiles in `{name}`"), limit: format!("{MAX_INSTRUCTIONS} instructions") });
+                    }
                     tiles.push(InputTile { inst, m0, tm: t.tm.min(m - m0), k0, tk: t.tk.min(k - k0), n0, tn: t.tn.min(n - n0), out: out_count, first_k: k0 == 0, last_k: k0 + t.tk >= k });
                 }
                 out_count += 1;
             }
         }
+    }
+    let folds_per_tile = |t: &InputTile| match lw.config.dataflow {
+        Dataflow::Ws => 2 * t.tk.div_ceil(rows) * t.tn.div_ceil(cols),
+        Dataflow::Os => t.tm.div_ceil(rows) * t.tn.div_ceil(cols),
+    };
+    let expected = tiles.iter().map(|t| 3 + folds_per_tile(t)).fold(lw.insns.len(), usize::saturating_add);
+    if expected > MAX_INSTRUCTIONS {
+        return Err(LowerError::TooBig { what: format!("{expected} instructions by `{name}`"), limit: format!("{MAX_INSTRUCTIONS}") });
     }
     let check = |lw: &Lowering, insn: Insn| -> Result<Insn, LowerError> {
         if insn.fits_encoding() {

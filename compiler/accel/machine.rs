@@ -365,6 +365,8 @@ struct Timeline {
     tokens: [std::collections::VecDeque<u64>; 4],
     /// End of the last array instruction and whether the array is mid-stream, for overlap.
     last_array_end: Option<u64>,
+    /// When the last of all instructions issued so far completes.
+    latest_end: u64,
     spans: Vec<Span>,
 }
 
@@ -394,7 +396,8 @@ impl Timeline {
         let deps = insn.deps();
         let mut ready = self.queue_free[qi];
         if let Insn::Fence = insn {
-            ready = ready.max(self.queue_free.iter().copied().max().unwrap_or(0));
+            // Everything issued so far has completed, DMA latency included.
+            ready = ready.max(self.latest_end);
         }
         match q {
             Queue::Load => {
@@ -426,8 +429,9 @@ impl Timeline {
                 return 0;
             }
             *start = (*start).max(this.dram_free);
+            // `validate` bounds bandwidth and clock, so this is far below u64::MAX.
             let transfer = (bytes as f64 / cfg.dram_bytes_per_cycle()).ceil() as u64;
-            this.dram_free = *start + transfer;
+            this.dram_free = start.saturating_add(transfer);
             latency = cfg.dram_latency_cycles;
             latency + transfer
         };
@@ -469,8 +473,9 @@ impl Timeline {
             Insn::Store { .. } => dma(traffic(p, insn).dram_bytes(), self, &mut start),
             Insn::Fence => 0,
         };
-        let end = start + duration;
+        let end = start.saturating_add(duration);
         self.queue_free[qi] = end - latency;
+        self.latest_end = self.latest_end.max(end);
         if let Insn::Fence = insn {
             self.queue_free = [end; 3];
         }
@@ -549,11 +554,20 @@ pub fn traffic(p: &Program, insn: &Insn) -> Traffic {
         }
         Insn::Vector { node, .. } => {
             let id = crate::ir::NodeId::new(node as usize);
-            for o in p.graph.operands(id) {
-                let b = &p.values[&o];
-                t.read(p, b.addr, b.bytes());
-            }
+            let operands = p.graph.operands(id);
             let b = &p.values[&id];
+            // A fused op's steps after the array read its result and the extra operands.
+            let reads = match p.graph.node(id).op() {
+                Some(Op::Fused(f)) if p.steps_only.contains(&id) => {
+                    t.read(p, b.addr, b.bytes());
+                    &operands[f.anchor_operands(operands.len())..]
+                }
+                _ => &operands[..],
+            };
+            for o in reads {
+                let v = &p.values[o];
+                t.read(p, v.addr, v.bytes());
+            }
             t.write(p, b.addr, b.bytes());
         }
         Insn::Preload { .. } | Insn::Compute { .. } | Insn::Fence => {}
@@ -581,7 +595,7 @@ pub fn run(p: &Program, inputs: &[Tensor]) -> Result<Outcome, RunError> {
         }
         m.write_tensor(b, t);
     }
-    let mut tl = Timeline { queue_free: [0; 3], dram_free: 0, tokens: Default::default(), last_array_end: None, spans: Vec::with_capacity(p.insns.len()) };
+    let mut tl = Timeline { queue_free: [0; 3], dram_free: 0, tokens: Default::default(), last_array_end: None, latest_end: 0, spans: Vec::with_capacity(p.insns.len()) };
     // Layers are contiguous instruction ranges in order; fences sit between them.
     let mut layer_counters = Vec::with_capacity(p.layers.len());
     let mut next_layer = 0;

@@ -123,7 +123,11 @@ pub fn choose_tiles(config: &AccelConfig, m: usize, k: usize, n: usize) -> Tiles
             let count = m.div_ceil(tm);
             tm = m.div_ceil(count);
             if config.dataflow == Dataflow::Os && tm < m {
-                tm = tm.next_multiple_of(r).min(m);
+                // Whole folds of rows, when they still fit.
+                let whole = tm.next_multiple_of(r).min(m);
+                if fits(config, Tiles { tm: whole, tk, tn }) {
+                    tm = whole;
+                }
             }
             let t = Tiles { tm, tk, tn };
             if !fits(config, t) {
@@ -136,12 +140,44 @@ pub fn choose_tiles(config: &AccelConfig, m: usize, k: usize, n: usize) -> Tiles
             }
         }
     }
-    best
+    if fits(config, best) {
+        best
+    } else {
+        smallest(config, m, k, n)
+    }
+}
+
+/// One fold of B and as many rows of A as fit: always fits a configuration that
+/// `AccelConfig::validate` accepts (half the scratchpad holds two folds).
+fn smallest(config: &AccelConfig, m: usize, k: usize, n: usize) -> Tiles {
+    let (tk, tn) = (k.min(config.rows as usize), n.min(config.cols as usize));
+    let spad_slot = config.scratchpad_elems() as usize / 2;
+    let acc_slot = config.accumulator_elems() as usize / 2;
+    let tm = (spad_slot.saturating_sub(tk * tn) / tk).min(acc_slot / tn).min(m).max(1);
+    Tiles { tm, tk, tn }
+}
+
+/// Whether a tile fits the memories (the lowering refuses one that does not).
+pub fn tile_fits(config: &AccelConfig, t: Tiles) -> bool {
+    fits(config, t)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tall_output_stationary_arrays_with_tight_scratchpads_still_fit() {
+        let mut c = AccelConfig::preset("edge").unwrap();
+        for (k, v) in [("rows", "256"), ("cols", "4"), ("dataflow", "\"os\"")] {
+            c.set(k, v).unwrap();
+        }
+        c.validate().unwrap();
+        for (m, k, n) in [(3136, 576, 64), (12544, 147, 64), (49, 4608, 512), (1, 9, 1)] {
+            let t = choose_tiles(&c, m, k, n);
+            assert!(fits(&c, t), "{m}x{k}x{n}: {t:?}");
+        }
+    }
 
     #[test]
     fn never_worse_than_gemmini_auto_and_always_fits() {

@@ -176,6 +176,10 @@ fn calibration(session: &Session, graph: &Graph, opt: &OptimizeArgs) -> Result<O
             .with_help("pass `--weights FILE.safetensors`, or `--random-weights SEED`")
             .into());
     }
+    if let Some(&i) = graph.inputs.iter().find(|&&i| graph.node(i).ty.dtype != nnc_runtime::DType::F32) {
+        let n = graph.node(i);
+        return Err(Diagnostic::error(format!("input `{}` is declared {}; --quantize int8 calibrates f32 inputs only", n.name, n.ty.dtype)).with_help("declare it f32").into());
+    }
     let names: Vec<String> = graph.inputs.iter().map(|&i| graph.node(i).name.clone()).collect();
     if opt.calibrate.is_empty() {
         session.emit(&[Diagnostic::warning(format!("no --calibrate data: int8 activation ranges come from {RANDOM_CALIBRATION_RUNS} runs on seeded uniform [-1, 1) inputs"))

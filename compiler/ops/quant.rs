@@ -58,7 +58,8 @@ impl Activation {
     pub fn apply(self, v: f32) -> f32 {
         match self {
             Activation::None => v,
-            Activation::Relu => v.max(0.0),
+            // NaN propagates, as through the `relu` op.
+            Activation::Relu => if v.is_nan() { v } else { v.max(0.0) },
             Activation::Relu6 => v.clamp(0.0, 6.0),
         }
     }

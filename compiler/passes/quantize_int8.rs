@@ -133,10 +133,16 @@ fn calibrate(graph: &Graph, plans: &[Plan], calibration: &Calibration) -> HashMa
 
 fn scale_for(max_abs: f32) -> f32 {
     if max_abs > 0.0 && max_abs.is_finite() {
-        max_abs / QMAX
+        normal_scale(max_abs / QMAX)
     } else {
         1.0
     }
+}
+
+/// A scale that every op accepts: positive, normal and finite. Ranges at the edges of f32
+/// (denormal data, products of huge scales) saturate rather than reach 0 or infinity.
+fn normal_scale(s: f32) -> f32 {
+    s.clamp(f32::MIN_POSITIVE, f32::MAX)
 }
 
 fn add_node(graph: &mut Graph, name: &str, kind: NodeKind, ty: TensorType, operands: &[NodeId]) -> NodeId {
@@ -188,7 +194,7 @@ fn rewrite(graph: &mut Graph, p: &Plan, ranges: &HashMap<NodeId, f32>, origin: &
             let (sw, codes) = quantize_per_channel(&const_data(graph, operands[1]), channels);
             let w_name = format!("{}.q", graph.node(operands[1]).name);
             let wq = add_node(graph, &w_name, NodeKind::Const(Tensor::from_i8(w_ty.shape.clone(), codes).expect("same shape")), TensorType::new(DType::I8, w_ty.shape), &[]);
-            let acc_scales: Vec<f32> = sw.iter().map(|s| sx * s).collect();
+            let acc_scales: Vec<f32> = sw.iter().map(|s| normal_scale(sx * s)).collect();
             let mut new = vec![xq, wq];
             if let Some(&b) = operands.get(2) {
                 let bias: Vec<i32> = const_data(graph, b).iter().zip(&acc_scales).map(|(&v, &s)| (v / s).round_ties_even().clamp(i32::MIN as f32, i32::MAX as f32) as i32).collect();
@@ -218,7 +224,7 @@ fn rewrite(graph: &mut Graph, p: &Plan, ranges: &HashMap<NodeId, f32>, origin: &
                     scale *= s;
                 }
             }
-            (new, Scales { values: vec![scale], axis: 0 })
+            (new, Scales { values: vec![normal_scale(scale)], axis: 0 })
         }
         _ => unreachable!("only products are planned"),
     };
