@@ -189,6 +189,21 @@ fn sim_prints_a_report_and_writes_json_and_trace() {
     assert_eq!(t["traceEvents"].as_array().unwrap().iter().filter(|e| e["ph"] == "X").count() as u64, r["instructions"].as_u64().unwrap());
 }
 
+/// The acceptance command, on LeNet-5 so that a debug build runs it quickly: `nnc
+/// sim` without `--input` simulates seeded random data, and its outputs are the
+/// interpreter's on the quantized graph, bit for bit.
+#[test]
+fn sim_without_inputs_matches_the_interpreter_on_the_quantized_graph() {
+    let dir = tempfile_dir("acceptance");
+    let sim = nnc().args(["sim", "examples/lenet5.nn", "--random-weights", "1", "--quantize", "int8", "--config", "tpu-v1", "--output-dir"]).arg(dir.join("accel")).current_dir(common::repo()).output().unwrap();
+    assert!(sim.status.success(), "{}", String::from_utf8_lossy(&sim.stderr));
+    assert!(String::from_utf8_lossy(&sim.stderr).contains("using seeded random data (`random:0`)"));
+    assert!(String::from_utf8_lossy(&sim.stdout).contains("total:"));
+    let interp = nnc().args(["run", "examples/lenet5.nn", "--random-weights", "1", "--quantize", "int8", "--backend", "interp", "--input", "image=random:0", "--output-dir"]).arg(dir.join("interp")).current_dir(common::repo()).output().unwrap();
+    assert!(interp.status.success(), "{}", String::from_utf8_lossy(&interp.stderr));
+    assert_eq!(std::fs::read(dir.join("accel/logits.npy")).unwrap(), std::fs::read(dir.join("interp/logits.npy")).unwrap());
+}
+
 #[test]
 fn emit_isa_lists_the_program() {
     let out = nnc().args(["compile", "examples/mlp.nn", "--emit", "isa", "--quantize", "int8", "--config", "gemmini"]).current_dir(common::repo()).output().unwrap();

@@ -395,7 +395,8 @@ enum InputValue {
 
 /// Read `--input` files, check the names against the model's declared inputs, and bind
 /// symbolic dimensions from the files' shapes.
-fn read_inputs(session: &Session, model: &ast::Model, io: &InputArgs, dims: &mut DimBindings) -> Result<BTreeMap<String, InputValue>, Failure> {
+/// With `random_missing`, inputs not given are seeded random data (for `nnc sim`).
+fn read_inputs(session: &Session, model: &ast::Model, io: &InputArgs, dims: &mut DimBindings, random_missing: bool) -> Result<BTreeMap<String, InputValue>, Failure> {
     let declared = elaborate::declared_inputs(model);
     let names = || declared.iter().map(|(n, _)| format!("`{}`", n.name)).collect::<Vec<_>>().join(", ");
     let mut out = BTreeMap::new();
@@ -433,6 +434,14 @@ fn read_inputs(session: &Session, model: &ast::Model, io: &InputArgs, dims: &mut
         out.insert(name.to_string(), value);
     }
     let missing: Vec<String> = declared.iter().filter(|(n, _)| !out.contains_key(&n.name)).map(|(n, _)| format!("`{}`", n.name)).collect();
+    if errors.is_empty() && !missing.is_empty() && random_missing {
+        // Simulation is about time and energy: seeded data stands in for what is not given.
+        session.emit(&[Diagnostic::warning(format!("no --input for {}: using seeded random data (`random:0`)", missing.join(", ")))]);
+        for (n, _) in &declared {
+            out.entry(n.name.clone()).or_insert(InputValue::Random(0));
+        }
+        return Ok(out);
+    }
     if errors.is_empty() && !missing.is_empty() {
         errors.push(
             Diagnostic::error(format!("no value for input{} {}", if missing.len() == 1 { "" } else { "s" }, missing.join(", ")))
@@ -503,11 +512,11 @@ fn materialize_inputs(graph: &Graph, sources: BTreeMap<String, InputValue>) -> R
 }
 
 /// Everything `run` and `sim` share up to having a graph and its inputs.
-fn prepare(session: &mut Session, common: &CommonArgs, io: &InputArgs, w: &WeightArgs) -> Result<(Graph, Vec<Tensor>), Failure> {
+fn prepare(session: &mut Session, common: &CommonArgs, io: &InputArgs, w: &WeightArgs, random_missing: bool) -> Result<(Graph, Vec<Tensor>), Failure> {
     let file = load(session, common)?;
     let model = elaborate::select_model(&file, common.model.as_deref())?;
     let mut dims = dims_from_flags(common)?;
-    let values = read_inputs(session, model, io, &mut dims)?;
+    let values = read_inputs(session, model, io, &mut dims, random_missing)?;
     let mut graph = elaborate::elaborate(&file, model, &dims)?;
     driver::check_memory_budget(&graph)?;
     let inputs = materialize_inputs(&graph, values)?;
@@ -527,7 +536,7 @@ fn run(session: &mut Session, a: &args::RunArgs) -> CmdResult {
             return Err(Diagnostic::error("--bench and --profile time the CPU backends; `nnc sim` reports the accelerator's time").into());
         }
         let config = accel_config(&a.accel)?;
-        let (mut graph, inputs) = prepare(session, &a.common, &a.io, &a.weights)?;
+        let (mut graph, inputs) = prepare(session, &a.common, &a.io, &a.weights, false)?;
         optimize(session, &mut graph, &a.opt, None)?;
         let program = accel_program(&graph, &config)?;
         let outcome = accel::run(&program, &inputs).map_err(|e| Diagnostic::error(e.to_string()))?;
@@ -536,7 +545,7 @@ fn run(session: &mut Session, a: &args::RunArgs) -> CmdResult {
     if a.opt.threads.is_some_and(|t| t > 1) && a.backend != Backend::Jit {
         session.emit(&[Diagnostic::warning("--threads splits the JIT's kernels; the interpreter runs on one thread")]);
     }
-    let (mut graph, inputs) = prepare(session, &a.common, &a.io, &a.weights)?;
+    let (mut graph, inputs) = prepare(session, &a.common, &a.io, &a.weights, false)?;
     let target = (a.backend == Backend::Jit).then(|| CpuTarget::host(a.opt.ukernels == args::OnOff::On));
     optimize(session, &mut graph, &a.opt, target.as_ref())?;
     let backend = if a.backend == Backend::Jit { "jit" } else { "interp" };
@@ -623,7 +632,7 @@ fn emit_outputs(graph: &Graph, outputs: &[Tensor], dir: Option<&Path>) -> CmdRes
 
 fn sim(session: &mut Session, a: &args::SimArgs) -> CmdResult {
     let config = accel_config(&a.accel)?;
-    let (mut graph, inputs) = prepare(session, &a.common, &a.io, &a.weights)?;
+    let (mut graph, inputs) = prepare(session, &a.common, &a.io, &a.weights, true)?;
     optimize(session, &mut graph, &a.opt, None)?;
     let program = accel_program(&graph, &config)?;
     let outcome = accel::run(&program, &inputs).map_err(|e| Diagnostic::error(e.to_string()))?;
