@@ -43,3 +43,19 @@ fn resnet18_optimized() {
 fn lstm_raw() {
     insta::assert_snapshot!(print_graph(&graph("lstm.nn")));
 }
+
+/// LeNet-5 quantized to int8 (seeded weights, one seeded calibration run): where the
+/// quantize, requantize and dequantize nodes go, and their scales.
+#[test]
+fn lenet5_quantized_int8() {
+    use rand::{RngExt, SeedableRng};
+    let mut g = graph("lenet5.nn");
+    let w = nnc::weights::random_weights(&g, 1);
+    nnc::weights::bind_weights(&mut g, w, "random").unwrap();
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
+    let ty = g.node(g.inputs[0]).ty.clone();
+    let x = nnc_runtime::Tensor::f32(ty.shape.clone(), (0..ty.numel()).map(|_| rng.random_range(-1.0f32..1.0)).collect());
+    let calibration = passes::Calibration { runs: vec![vec![x]] };
+    passes::optimize_with(&mut g, 2, &passes::PassContext { cpu: None, quantize: Some(&calibration) }, true, &mut |_, _| {}).unwrap();
+    insta::assert_snapshot!(print_graph(&g));
+}
