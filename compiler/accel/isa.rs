@@ -340,7 +340,7 @@ mod tests {
     fn every_instruction_round_trips_through_its_encoding() {
         let deps = Deps { pop_prev: true, pop_next: false, push_prev: false, push_next: true };
         let all = [
-            Insn::LoadSpad { deps, dram: 0x1234_5678_9a, spad: 77, rows: 300, cols: 27, stride: 4096, src: DramType::I8 },
+            Insn::LoadSpad { deps, dram: 0x0012_3456_789a, spad: 77, rows: 300, cols: 27, stride: 4096, src: DramType::I8 },
             Insn::LoadIm2col { deps, dram: 0x40, spad: 5, conv: 70_000, m0: 100_000, rows: 256, k0: 1152, cols: 128 },
             Insn::Preload { deps, spad: 1, k: 16, n: 16, stride: 64 },
             Insn::Compute { deps, accumulate: true, a: 1, a_stride: 64, b: 2, b_stride: 16, acc: 3, acc_stride: 16, m: 4096, k: 256, n: 256 },

@@ -430,10 +430,18 @@ fn absorbable_consumer(graph: &Graph, id: NodeId, config: &AccelConfig) -> Optio
     };
     let Some(user) = sole_user(id) else { return Some((Vec::new(), default)) };
     let int8 = config.dtype == ElemType::Int8;
+    // The activation unit scales per output column: per-channel scales must run along the
+    // product's columns (a convolution's channels, a dense layer's units).
+    let column_axis = match graph.node(id).op() {
+        Some(Op::Conv2d(_)) => Some(1),
+        Some(Op::Dense(_)) => Some(graph.node(id).ty.rank() - 1),
+        _ => None,
+    };
+    let per_column = |s: &crate::ops::quant::Scales| s.values.len() == 1 || Some(s.axis) == column_axis;
     Some(match graph.node(user).op()? {
         // Placeholders: the table addresses are filled in when the tables are written.
-        Op::Requantize(r) if int8 => (vec![user], ActKind::Requantize { scales: 0, out_scale: r.out_scale, activation: r.activation }),
-        Op::Dequantize(_) if int8 => match sole_user(user).and_then(|a| activation_of(a).map(|act| (a, act))) {
+        Op::Requantize(r) if int8 && per_column(&r.scales) => (vec![user], ActKind::Requantize { scales: 0, out_scale: r.out_scale, activation: r.activation }),
+        Op::Dequantize(d) if int8 && per_column(&d.scales) => match sole_user(user).and_then(|a| activation_of(a).map(|act| (a, act))) {
             Some((a, activation)) => (vec![user, a], ActKind::Dequantize { scales: 0, activation }),
             None => (vec![user], ActKind::Dequantize { scales: 0, activation: Activation::None }),
         },
@@ -447,13 +455,11 @@ fn absorbable_consumer(graph: &Graph, id: NodeId, config: &AccelConfig) -> Optio
 
 /// A per-channel table of f32 scales (`n` entries) for a requantize/dequantize consumer.
 fn scale_table(graph: &Graph, consumer: NodeId, channels: usize) -> Vec<u8> {
-    let shape = &graph.node(consumer).ty.shape;
     let values: Vec<f32> = match graph.node(consumer).op() {
         Some(Op::Requantize(r)) => (0..channels).map(|c| if r.scales.values.len() == 1 { r.scales.values[0] } else { r.scales.values[c] }).collect(),
         Some(Op::Dequantize(d)) => (0..channels).map(|c| if d.scales.values.len() == 1 { d.scales.values[0] } else { d.scales.values[c] }).collect(),
         _ => unreachable!("scale tables belong to requantize and dequantize"),
     };
-    let _ = shape;
     values.iter().flat_map(|v| v.to_le_bytes()).collect()
 }
 
@@ -478,7 +484,6 @@ fn lower_product(lw: &mut Lowering, id: NodeId, product: &Op, n_anchor: usize, e
     let bias_buf = operands.get(2).map(|b| lw.values[b].clone());
     let start = lw.insns.len();
     let macs = product.macs(&types, &node.ty);
-    let elem = lw.config.dtype;
     // (m, k, n, instances, channels)
     let (m, k, n, instances, channels) = match product {
         Op::Conv2d(c) => {
@@ -590,8 +595,7 @@ fn lower_product(lw: &mut Lowering, id: NodeId, product: &Op, n_anchor: usize, e
     if !super::tiling::tile_fits(lw.config, tiles) {
         return Err(LowerError::Internal(format!("`{}`: tile {tiles:?} does not fit the memories", node.name)));
     }
-    let _ = elem;
-    emit_gemm(lw, &node.name, m, k, n, &tiles, &instances, act)?;
+    emit_gemm(lw, &node.name, [m, k, n], &tiles, &instances, act)?;
     let name = node.name.clone();
     let mut label = node.op().map(|o| o.label()).unwrap_or_default();
     for &c in &consumers {
@@ -646,7 +650,7 @@ struct InputTile {
 
 /// The double-buffered tile loop of one GEMM: loads run one tile ahead of compute, stores
 /// drain each finished output tile. Tokens express the four hazards (see `isa`).
-fn emit_gemm(lw: &mut Lowering, name: &str, m: usize, k: usize, n: usize, t: &Tiles, instances: &[GemmInstance], act: u32) -> Result<(), LowerError> {
+fn emit_gemm(lw: &mut Lowering, name: &str, [m, k, n]: [usize; 3], t: &Tiles, instances: &[GemmInstance], act: u32) -> Result<(), LowerError> {
     let (rows, cols) = (lw.config.rows as usize, lw.config.cols as usize);
     let spad_slot = (lw.config.scratchpad_elems() / 2) as usize;
     let acc_slot = (lw.config.accumulator_elems() / 2) as usize;
@@ -673,11 +677,10 @@ fn emit_gemm(lw: &mut Lowering, name: &str, m: usize, k: usize, n: usize, t: &Ti
     if expected > MAX_INSTRUCTIONS {
         return Err(LowerError::TooBig { what: format!("{expected} instructions by `{name}`"), limit: format!("{MAX_INSTRUCTIONS}") });
     }
-    let check = |lw: &Lowering, insn: Insn| -> Result<Insn, LowerError> {
+    let check = |_: &Lowering, insn: Insn| -> Result<Insn, LowerError> {
         if insn.fits_encoding() {
             Ok(insn)
         } else {
-            let _ = lw;
             Err(LowerError::TooLarge { node: name.to_string(), what: format!("instruction `{insn}`") })
         }
     };

@@ -10,7 +10,7 @@
 
 use super::config::{Dataflow, ElemType, MemoryModel};
 use super::isa::{DramType, Insn, Queue};
-use super::lower::{ActKind, Buffer, Program, Unit};
+use super::lower::{ActKind, Buffer, Program};
 use crate::ops::quant::requantize_value;
 use crate::ops::Op;
 use nnc_runtime::{DType, Tensor};
@@ -629,6 +629,5 @@ pub fn run(p: &Program, inputs: &[Tensor]) -> Result<Outcome, RunError> {
         })
         .collect();
     let outputs = p.outputs.iter().map(|b| m.read_tensor(b)).collect();
-    let _ = Unit::Array;
     Ok(Outcome { outputs, spans: tl.spans, counters: m.counters, total_cycles, layer_cycles, layer_counters })
 }
