@@ -105,6 +105,27 @@ fn dense_cycles(m: usize, k: usize, n: usize, sets: &[(&str, &str)]) -> u64 {
     outcome.layer_cycles[0]
 }
 
+/// Event counts and energy of one weight-stationary fold, by hand: x[20×8]·W[8×4] in f32.
+#[test]
+fn energy_events_of_one_fold() {
+    let src = "model d {\n  input x: f32[20, 8]\n  output y = dense(x, units=4, bias=false)\n}\n";
+    let g = bound(&build_graph(&Source::from_string("d.nn", src), None, &Default::default()).unwrap(), 1);
+    let c = config("edge", &[("rows", "8"), ("cols", "4")]);
+    let program = accel::lower(&optimized(&g, 0, None), &c).unwrap();
+    let o = accel::run(&program, &random_inputs(&g, 1)).unwrap();
+    let e = &o.counters;
+    assert_eq!(e.macs, 20 * 8 * 4);
+    // DRAM: A and B in, C out, 4 bytes each.
+    assert_eq!((e.dram_read, e.dram_written), ((20 * 8 + 8 * 4) * 4, 20 * 4 * 4));
+    // Scratchpad: A and B written by DMA, B read by the preload, A read by the stream.
+    assert_eq!(e.spad_bytes, (20 * 8 + 8 * 4 + 8 * 4 + 20 * 8) * 4);
+    // Accumulators: each sum written once (no accumulate), then read by the store.
+    assert_eq!(e.acc_bytes, 2 * 20 * 4 * 4);
+    let pj = e.energy(&c.energy);
+    let want = 640.0 * 4.6 + 1536.0 * 2.5 + 640.0 * 2.5 + 1088.0 * 162.5;
+    assert!((pj.total - want).abs() < 1e-6 * want, "{} vs {want}", pj.total);
+}
+
 #[test]
 fn cycle_counts_of_hand_computable_cases() {
     let (r, c) = (8u64, 4u64);
