@@ -80,6 +80,20 @@ fn int8_examples_match_the_interpreter_on_the_quantized_graph_exactly() {
     }
 }
 
+/// ResNet-18 on tpu-v1, int8, bit for bit: the acceptance case. Too slow for a
+/// debug build (1.8 G MACs interpreted twice); run it with
+/// `cargo test --release --test accel -- --ignored`.
+#[test]
+#[ignore]
+fn resnet18_int8_on_tpu_v1_matches_the_interpreter_exactly() {
+    let g = bound(&common::graph_from_file(&common::repo().join("examples/resnet18.nn")), 1);
+    let calibration = passes::Calibration { runs: vec![random_inputs(&g, 10)] };
+    let q = optimized(&g, 2, Some(&calibration));
+    let inputs = random_inputs(&g, 3);
+    let (got, _) = accel_outputs(&q, &config("tpu-v1", &[]), &inputs);
+    assert_eq!(got, interp::run(&q, &inputs).unwrap());
+}
+
 #[test]
 fn bf16_stays_within_bf16_tolerance() {
     let g = bound(&common::graph_from_file(&common::repo().join("examples/lenet5.nn")), 1);
