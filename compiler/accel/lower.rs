@@ -455,9 +455,9 @@ fn absorbable_consumer(graph: &Graph, id: NodeId, config: &AccelConfig) -> Optio
 
 /// A per-channel table of f32 scales (`n` entries) for a requantize/dequantize consumer.
 fn scale_table(graph: &Graph, consumer: NodeId, channels: usize) -> Vec<u8> {
-    let values: Vec<f32> = match graph.node(consumer).op() {
-        Some(Op::Requantize(r)) => (0..channels).map(|c| if r.scales.values.len() == 1 { r.scales.values[0] } else { r.scales.values[c] }).collect(),
-        Some(Op::Dequantize(d)) => (0..channels).map(|c| if d.scales.values.len() == 1 { d.scales.values[0] } else { d.scales.values[c] }).collect(),
+    let values = match graph.node(consumer).op() {
+        Some(Op::Requantize(r)) => r.scales.per_channel(channels),
+        Some(Op::Dequantize(d)) => d.scales.per_channel(channels),
         _ => unreachable!("scale tables belong to requantize and dequantize"),
     };
     values.iter().flat_map(|v| v.to_le_bytes()).collect()

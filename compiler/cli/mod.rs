@@ -221,17 +221,17 @@ fn calibration(session: &Session, graph: &Graph, opt: &OptimizeArgs) -> Result<O
     Ok(Some(passes::Calibration { runs: (0..runs).map(|r| sets.iter().map(|s| s[r].clone()).collect()).collect() }))
 }
 
-fn random_tensors(graph: &Graph, seed: u64) -> Vec<Tensor> {
+/// Seeded uniform [-1, 1) data of a float type: `--input NAME=random:SEED`, and the
+/// calibration fallback.
+fn random_tensor(ty: &crate::ir::TensorType, seed: u64) -> Tensor {
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
-    graph
-        .inputs
-        .iter()
-        .map(|&id| {
-            let ty = &graph.node(id).ty;
-            let data = (0..ty.numel()).map(|_| rng.random_range(-1.0f32..1.0)).collect();
-            Tensor::from_f32(ty.dtype, ty.shape.clone(), data).expect("the shape was checked when the graph was built")
-        })
-        .collect()
+    let data = (0..ty.numel()).map(|_| rng.random_range(-1.0f32..1.0)).collect();
+    Tensor::from_f32(ty.dtype, ty.shape.clone(), data).expect("the shape was checked when the graph was built")
+}
+
+/// One random tensor per graph input, all from `seed`'s stream of seeds.
+fn random_tensors(graph: &Graph, seed: u64) -> Vec<Tensor> {
+    graph.inputs.iter().enumerate().map(|(i, &id)| random_tensor(&graph.node(id).ty, seed.wrapping_add((i as u64).wrapping_mul(0x9e37_79b9)))).collect()
 }
 
 /// Bind parameters from `--weights` or `--random-weights`; a model with parameters needs one.
@@ -500,11 +500,7 @@ fn materialize_inputs(graph: &Graph, sources: BTreeMap<String, InputValue>) -> R
         }
         let t = match sources.remove(&node.name).expect("read_inputs checked every input is given") {
             InputValue::File(t) => Tensor::from_f32(ty.dtype, ty.shape.clone(), t.to_f32_vec()).map_err(|e| Diagnostic::error(format!("input `{}`: {e}", node.name)))?,
-            InputValue::Random(seed) => {
-                let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
-                let data = (0..ty.numel()).map(|_| rng.random_range(-1.0f32..1.0)).collect();
-                Tensor::from_f32(ty.dtype, ty.shape.clone(), data).expect("the shape was checked when the graph was built")
-            }
+            InputValue::Random(seed) => random_tensor(ty, seed),
         };
         out.push(t);
     }

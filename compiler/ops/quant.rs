@@ -99,6 +99,11 @@ impl Scales {
         Ok(())
     }
 
+    /// One scale per channel for `channels` channels (a per-tensor scale repeated).
+    pub fn per_channel(&self, channels: usize) -> Vec<f32> {
+        (0..channels).map(|c| if self.values.len() == 1 { self.values[0] } else { self.values[c] }).collect()
+    }
+
     fn attrs(&self) -> Vec<(&'static str, Const)> {
         vec![("scale", Const::List(self.values.iter().map(|&s| attr(s)).collect())), ("axis", Const::Int(self.axis as i64))]
     }
@@ -244,23 +249,11 @@ impl Requantize {
         Tensor::from_i8(x.shape().to_vec(), data).expect("same shape")
     }
 
-    /// The per-channel scale of flat element `i` of a tensor of `shape` (for backends).
-    pub fn scale_at(&self, shape: &[usize]) -> impl Fn(usize) -> f32 + '_ {
-        self.scales.index_fn(shape)
-    }
-
     pub fn attrs(&self) -> Vec<(&'static str, Const)> {
         let mut a = self.scales.attrs();
         a.push(("out_scale", attr(self.out_scale)));
         a.push(("activation", Const::Str(self.activation.name().to_string())));
         a
-    }
-}
-
-impl Dequantize {
-    /// The scale of flat element `i` of a tensor of `shape` (for backends).
-    pub fn scale_at(&self, shape: &[usize]) -> impl Fn(usize) -> f32 + '_ {
-        self.scales.index_fn(shape)
     }
 }
 
