@@ -171,9 +171,10 @@ impl Machine<'_> {
         }
     }
 
-    fn exec(&mut self, insn: &Insn) -> Result<(), RunError> {
+    /// Execute one instruction, counting its traffic `t` and vector-unit `work`.
+    fn exec(&mut self, insn: &Insn, t: &Traffic, work: u64) -> Result<(), RunError> {
         let cfg = &self.p.config;
-        let t = traffic(self.p, insn);
+        self.counters.vector_ops += work;
         self.counters.dram_read += t.dram_read;
         self.counters.dram_written += t.dram_written;
         self.counters.spad_bytes += t.on_chip;
@@ -324,7 +325,6 @@ impl Machine<'_> {
                     }
                 };
                 self.write_tensor(&out_buf, &result);
-                self.counters.vector_ops += vector_work(self.p, id);
             }
             Insn::Fence => {}
         }
@@ -388,7 +388,7 @@ impl Timeline {
         self.tokens[channel].pop_front().ok_or_else(|| RunError::Program("an instruction pops a token no earlier instruction pushed".into()))
     }
 
-    fn schedule(&mut self, p: &Program, insn: &Insn, work: u64) -> Result<Span, RunError> {
+    fn schedule(&mut self, p: &Program, insn: &Insn, work: u64, traffic: &Traffic) -> Result<Span, RunError> {
         let cfg = &p.config;
         let (r, c) = (cfg.rows as u64, cfg.cols as u64);
         let q = insn.queue();
@@ -438,7 +438,7 @@ impl Timeline {
         // One cycle to issue, then the instruction's own time.
         let mut start = ready;
         let duration = 1 + match *insn {
-            Insn::LoadSpad { .. } | Insn::LoadIm2col { .. } => dma(traffic(p, insn).dram_bytes(), self, &mut start),
+            Insn::LoadSpad { .. } | Insn::LoadIm2col { .. } => dma(traffic.dram_bytes(), self, &mut start),
             Insn::Preload { .. } => {
                 // Double-buffered weights shift in while the previous fold streams.
                 if cfg.fold_overlap && self.last_array_end.is_some_and(|e| start <= e + 1) {
@@ -464,13 +464,13 @@ impl Timeline {
                 let lanes = c.max(1);
                 let compute = work.div_ceil(lanes);
                 let mut s = start;
-                let mem = dma(traffic(p, insn).dram_bytes(), self, &mut s);
+                let mem = dma(traffic.dram_bytes(), self, &mut s);
                 start = s;
                 compute.max(mem)
             }
             // The activation unit keeps pace with the array's output (one row per cycle, as
             // rows drain during the fold), so a store costs only its DMA.
-            Insn::Store { .. } => dma(traffic(p, insn).dram_bytes(), self, &mut start),
+            Insn::Store { .. } => dma(traffic.dram_bytes(), self, &mut start),
             Insn::Fence => 0,
         };
         let end = start.saturating_add(duration);
@@ -604,12 +604,13 @@ pub fn run(p: &Program, inputs: &[Tensor]) -> Result<Outcome, RunError> {
         if p.layers.get(next_layer).is_some_and(|l| l.start == i) {
             at_layer_start = m.counters.clone();
         }
-        m.exec(insn)?;
+        let t = traffic(p, insn);
         let work = match insn {
             Insn::Vector { node, .. } => vector_work(p, crate::ir::NodeId::new(*node as usize)),
             _ => 0,
         };
-        let span = tl.schedule(p, insn, work)?;
+        m.exec(insn, &t, work)?;
+        let span = tl.schedule(p, insn, work, &t)?;
         if span.queue == Queue::Compute && !matches!(insn, Insn::Fence) {
             m.counters.compute_cycles += span.end - span.start;
         }
