@@ -13,7 +13,9 @@ pub fn format_tensor(t: &Tensor) -> String {
     let shape = t.shape();
     let summarize = values.len() > SUMMARY_THRESHOLD;
     let scientific = values.iter().any(|v| v.is_finite() && *v != 0.0 && (v.abs() < 1e-4 || v.abs() >= 1e5));
-    let fmt = |v: f32| if scientific { format!("{v:>13.6e}") } else { format!("{v:>10.6}") };
+    // Integer tensors (int8 codes, int32 accumulators) print as integers.
+    let integer = !t.dtype().is_float();
+    let fmt = |v: f32| if integer { format!("{v:>11}") } else if scientific { format!("{v:>13.6e}") } else { format!("{v:>10.6}") };
     let mut out = String::new();
     write_axis(&values, shape, 0, summarize, &fmt, &mut out);
     out

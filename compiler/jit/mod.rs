@@ -34,7 +34,7 @@ use nnc_runtime::Tensor;
 pub enum JitError {
     #[error("parameter `{0}` has no value; the JIT compiles models whose weights are bound")]
     UnboundParam(String),
-    #[error("the JIT computes f32 tensors only; `{0}` is {1} (run it with --backend interp)")]
+    #[error("the JIT computes f32 tensors only; `{0}` is {1} (run it with --backend interp or --backend accel)")]
     UnsupportedDType(String, String),
     #[error("code generation failed for `{node}`: {message}")]
     Codegen { node: String, message: String },
