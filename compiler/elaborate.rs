@@ -449,13 +449,7 @@ impl<'a> Elaborator<'a> {
         if let (Value::Const(x), Value::Const(y)) = (&a.0, &b.0) {
             return self.const_arith(op, x, y, span);
         }
-        let name = match op {
-            BinOp::Add => "add",
-            BinOp::Sub => "sub",
-            BinOp::Mul => "mul",
-            BinOp::Div => "div",
-            BinOp::MatMul => "matmul",
-        };
+        let name = op.call_name();
         let dtype = [&a.0, &b.0].iter().find_map(|v| if let Value::Tensor(id) = v { Some(self.graph.node(*id).ty.dtype) } else { None }).unwrap_or(DType::F32);
         let mut operands = Vec::with_capacity(2);
         for (v, s) in [a, b] {
@@ -519,8 +513,7 @@ impl<'a> Elaborator<'a> {
             return Err(self.error(d));
         };
         // Evaluate arguments: tensors positionally, constants as keywords.
-        let mut tensors = Vec::new();
-        let mut positional_consts = Vec::new();
+        let mut positional = Vec::new();
         let mut keywords = Vec::new();
         let mut poisoned = false;
         let mut seen_keyword: Option<Span> = None;
@@ -533,8 +526,7 @@ impl<'a> Elaborator<'a> {
                         continue;
                     }
                     match self.expr(e, scope, ctx, false) {
-                        Ok(Value::Tensor(id)) => tensors.push((id, e.span.clone())),
-                        Ok(Value::Const(c)) => positional_consts.push((c, e.span.clone())),
+                        Ok(v @ (Value::Tensor(_) | Value::Const(_))) => positional.push((v, e.span.clone())),
                         Ok(v) => {
                             self.not_a_tensor(&v, e.span.clone());
                             poisoned = true;
@@ -557,6 +549,22 @@ impl<'a> Elaborator<'a> {
         }
         if poisoned {
             return Err(Poisoned);
+        }
+        // `add(x, 2.0)` is `x + 2.0` (SPEC §1.5): the call forms of the operators take exactly
+        // what the operators take, numbers on either side included, through the same path.
+        if let (Some(op), [_, _], []) = (BinOp::from_call_name(op_name), positional.as_slice(), keywords.as_slice()) {
+            let mut it = positional.into_iter();
+            let (a, b) = (it.next().expect("two operands"), it.next().expect("two operands"));
+            return self.binary(op, a, b, span, ctx, root);
+        }
+        let mut tensors = Vec::new();
+        let mut positional_consts = Vec::new();
+        for (v, s) in positional {
+            match v {
+                Value::Tensor(id) => tensors.push((id, s)),
+                Value::Const(c) => positional_consts.push((c, s)),
+                Value::Multi(_) => unreachable!("several values are refused above"),
+            }
         }
         // Constants passed positionally fill the op's positional attributes (`reshape(x, [2, -1])`).
         let names = positional_attrs(op_name);

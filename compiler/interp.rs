@@ -26,6 +26,22 @@ pub fn run(graph: &Graph, inputs: &[Tensor]) -> Result<Vec<Tensor>, InterpError>
 /// [`run`], showing every value to `observe` as it is computed (calibration reads ranges
 /// this way).
 pub fn run_observed(graph: &Graph, inputs: &[Tensor], observe: &mut dyn FnMut(NodeId, &Tensor)) -> Result<Vec<Tensor>, InterpError> {
+    run_general(graph, inputs, observe, &mut |_, t| t)
+}
+
+/// [`run`], passing every op's result through `perturb` before anything uses it. The
+/// differential tests use it to add rounding noise and so measure how much a graph amplifies
+/// rounding (`testing::differential`).
+pub fn run_perturbed(graph: &Graph, inputs: &[Tensor], perturb: &mut dyn FnMut(NodeId, Tensor) -> Tensor) -> Result<Vec<Tensor>, InterpError> {
+    run_general(graph, inputs, &mut |_, _| {}, perturb)
+}
+
+fn run_general(
+    graph: &Graph,
+    inputs: &[Tensor],
+    observe: &mut dyn FnMut(NodeId, &Tensor),
+    perturb: &mut dyn FnMut(NodeId, Tensor) -> Tensor,
+) -> Result<Vec<Tensor>, InterpError> {
     if inputs.len() != graph.inputs.len() {
         return Err(InterpError::InputCount { expected: graph.inputs.len(), got: inputs.len() });
     }
@@ -63,7 +79,7 @@ pub fn run_observed(graph: &Graph, inputs: &[Tensor], observe: &mut dyn FnMut(No
                         values.remove(&o);
                     }
                 }
-                Cow::Owned(out)
+                Cow::Owned(perturb(id, out))
             }
         };
         observe(id, &value);

@@ -17,4 +17,5 @@ pub mod passes;
 pub mod summary;
 pub mod syntax;
 pub mod target;
+pub mod testing;
 pub mod weights;

@@ -175,8 +175,13 @@ impl AccelConfig {
         }
         let bytes = nnc_runtime::read_regular_file(path).map_err(|e| format!("cannot read {spec}: {e}"))?;
         let text = String::from_utf8(bytes).map_err(|_| format!("{spec} is not UTF-8 text"))?;
+        AccelConfig::from_toml(&text, spec)
+    }
+
+    /// A configuration from TOML text; `spec` names it in messages.
+    pub fn from_toml(text: &str, spec: &str) -> Result<AccelConfig, String> {
         // The full message points at the line and column.
-        let table: toml::Table = toml::from_str(&text).map_err(|e| format!("{spec}: {}", e.to_string().trim_end()))?;
+        let table: toml::Table = toml::from_str(text).map_err(|e| format!("{spec}: {}", e.to_string().trim_end()))?;
         let base = match table.get("name").and_then(|v| v.as_str()) {
             Some(n) => AccelConfig::preset(n).unwrap_or_default(),
             None => AccelConfig::default(),

@@ -219,6 +219,22 @@ impl Insn {
         })
     }
 
+    /// A binary program as `--emit isa -o FILE.bin` writes it: 32-byte instructions back to
+    /// back. Errors name the offset of the first bad instruction.
+    pub fn decode_program(bytes: &[u8]) -> Result<Vec<Insn>, String> {
+        if bytes.len() % 32 != 0 {
+            return Err(format!("a program is a whole number of 32-byte instructions, but has {} bytes", bytes.len()));
+        }
+        bytes
+            .chunks_exact(32)
+            .enumerate()
+            .map(|(i, chunk)| {
+                let word: &[u8; 32] = chunk.try_into().expect("chunks are 32 bytes");
+                Insn::decode(word).ok_or_else(|| format!("instruction {i} (offset {}) has unknown opcode {} or operand type", 32 * i, word[0]))
+            })
+            .collect()
+    }
+
     /// Whether every field fits its encoded width (the lowering checks each instruction, so
     /// a model too large for the encoding is an error, not a silently wrong program).
     pub fn fits_encoding(&self) -> bool {

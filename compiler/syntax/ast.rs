@@ -85,6 +85,25 @@ pub enum BinOp {
 }
 
 impl BinOp {
+    /// Every operator of the language, so that callers can list them.
+    pub const ALL: [BinOp; 5] = [BinOp::Add, BinOp::Sub, BinOp::Mul, BinOp::Div, BinOp::MatMul];
+
+    /// The op that the operator is a spelling of (`+` is `add`).
+    pub fn call_name(self) -> &'static str {
+        match self {
+            BinOp::Add => "add",
+            BinOp::Sub => "sub",
+            BinOp::Mul => "mul",
+            BinOp::Div => "div",
+            BinOp::MatMul => "matmul",
+        }
+    }
+
+    /// The operator whose call form is `name(a, b)`, if `name` is one.
+    pub fn from_call_name(name: &str) -> Option<BinOp> {
+        BinOp::ALL.into_iter().find(|op| op.call_name() == name)
+    }
+
     pub fn symbol(self) -> &'static str {
         match self {
             BinOp::Add => "+",
