@@ -57,7 +57,26 @@ pub fn bind_weights(graph: &mut Graph, weights: WeightsFile, file: &str) -> Resu
     for (id, t) in bound {
         graph.node_mut(id).kind = NodeKind::Const(t);
     }
-    Ok(weights.keys().chain(unsupported.keys()).map(|k| Diagnostic::warning(format!("{file}: tensor `{k}` is not a parameter of model `{}` and is ignored", graph.name))).collect())
+    // PyTorch's batch norms carry an int64 `num_batches_tracked` counter that inference never
+    // reads: a torchvision ResNet-18 `state_dict` has twenty. One line says so; every other
+    // unused tensor gets its own warning, since it may be a misnamed weight.
+    let (counters, unused): (Vec<&String>, Vec<&String>) = weights.keys().chain(unsupported.keys()).partition(|k| is_batch_norm_counter(k, &unsupported));
+    let mut warnings: Vec<Diagnostic> = unused.iter().map(|k| Diagnostic::warning(format!("{file}: tensor `{k}` is not a parameter of model `{}` and is ignored", graph.name))).collect();
+    if !counters.is_empty() {
+        let n = counters.len();
+        warnings.push(Diagnostic::warning(format!(
+            "{file}: ignored {n} PyTorch batch-norm counter{} (`{}`{}), which inference does not use",
+            if n == 1 { "" } else { "s" },
+            counters[0],
+            if n == 1 { String::new() } else { format!(" and {} more `*.num_batches_tracked`", n - 1) }
+        )));
+    }
+    Ok(warnings)
+}
+
+/// Whether an unused tensor is a batch norm's `num_batches_tracked` counter (integer-typed).
+fn is_batch_norm_counter(name: &str, unsupported: &BTreeMap<String, String>) -> bool {
+    (name == "num_batches_tracked" || name.ends_with(".num_batches_tracked")) && unsupported.contains_key(name)
 }
 
 /// Deterministic synthetic weights for every parameter: the same seed and parameter name

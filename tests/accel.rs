@@ -94,15 +94,101 @@ fn resnet18_int8_on_tpu_v1_matches_the_interpreter_exactly() {
     assert_eq!(got, interp::run(&q, &inputs).unwrap());
 }
 
+/// ResNet-18 with its structure intact (stem, four stages of two blocks, strided 3×3
+/// convolutions with 1×1 projection shortcuts, every batch norm and residual add, pooling,
+/// fc) but 4× fewer channels, a 64×64 image and 10 classes: seconds instead of minutes.
+fn reduced_resnet18() -> Graph {
+    let text = std::fs::read_to_string(common::repo().join("examples/resnet18.nn")).unwrap();
+    let reduced = text
+        .replace("f32[1, 3, 224, 224]", "f32[1, 3, 64, 64]")
+        .replace("filters=64", "filters=16")
+        .replace(", 64, name=", ", 16, name=")
+        .replace(", 128, name=", ", 32, name=")
+        .replace(", 256, name=", ", 64, name=")
+        .replace(", 512, name=", ", 128, name=")
+        .replace("units=1000", "units=10");
+    let reduced = build_graph(&Source::from_string("resnet18_reduced.nn", reduced), None, &Default::default()).unwrap();
+    // The same ops in the same order, with the same parameter names, as the full model.
+    let full = common::graph_from_file(&common::repo().join("examples/resnet18.nn"));
+    let ops = |g: &Graph| -> Vec<String> { g.topo_order().into_iter().map(|id| format!("{} {}", g.node(id).name, g.node(id).op().map_or("-", |o| o.name()))).collect() };
+    assert_eq!(ops(&reduced), ops(&full), "the reduced ResNet-18 is structurally the full one");
+    assert_eq!(reduced.node(reduced.outputs[0].1).ty.shape, vec![1, 10]);
+    reduced
+}
+
+/// The reduced ResNet-18 on the accelerator: f32 against the interpreter on two arrays and
+/// both dataflows, int8 bit for bit on tpu-v1 and on a small output-stationary Gemmini.
 #[test]
-fn bf16_stays_within_bf16_tolerance() {
-    let g = bound(&common::graph_from_file(&common::repo().join("examples/lenet5.nn")), 1);
+fn reduced_resnet18_runs_on_the_accelerator_in_f32_and_int8() {
+    let g = bound(&reduced_resnet18(), 1);
     let inputs = random_inputs(&g, 2);
     let want = interp::run(&g, &inputs).unwrap();
-    let (got, _) = accel_outputs(&optimized(&g, 2, None), &config("edge", &[("dtype", "\"bf16\"")]), &inputs);
-    // bf16 keeps 8 significant bits: a 2^-8 relative error per operand, summed over the layers.
-    assert!(common::compare(&got, &want, 0.05).is_none(), "{:?}", common::compare(&got, &want, 0.05));
-    assert!(common::compare(&got, &want, 1e-5).is_some(), "bf16 rounding must be visible");
+    let opt = optimized(&g, 2, None);
+    for c in [config("edge", &[]), config("edge", &[("rows", "8"), ("cols", "8"), ("dataflow", "\"os\""), ("scratchpad_kib", "16"), ("accumulator_kib", "8")])] {
+        let program = accel::lower(&opt, &c).unwrap();
+        let outcome = accel::run(&program, &inputs).unwrap();
+        assert_eq!(common::compare(&outcome.outputs, &want, 1e-4), None, "{}x{} {:?}", c.rows, c.cols, c.dataflow);
+        // All 20 convolutions (batch norms folded in) and the fc run on the array.
+        let report = accel::report::json_report(&program, &outcome);
+        let on_array = |prefix: &str| report["layers"].as_array().unwrap().iter().filter(|l| l["op"].as_str().unwrap().starts_with(prefix) && l["unit"] == "array").count();
+        assert_eq!((on_array("conv2d"), on_array("dense")), (20, 1), "{}", report["layers"]);
+    }
+    let calibration = passes::Calibration { runs: vec![random_inputs(&g, 10), random_inputs(&g, 11)] };
+    let q = optimized(&g, 2, Some(&calibration));
+    let want = interp::run(&q, &inputs).unwrap();
+    for c in [config("tpu-v1", &[]), config("gemmini", &[("dataflow", "\"os\""), ("rows", "4"), ("cols", "8"), ("scratchpad_kib", "8"), ("accumulator_kib", "4")])] {
+        let (got, _) = accel_outputs(&q, &c, &inputs);
+        assert_eq!(got, want, "int8 on {}x{} {:?}", c.rows, c.cols, c.dataflow);
+    }
+}
+
+/// bf16 on the array rounds both operands of every product to 8 significant bits (unit
+/// roundoff u = 2⁻⁸) and accumulates in f32. For one output y = Σₖ aₖbₖ (+ bias) that gives
+/// |Δy| ≤ ((1 + u)² − 1)·Σₖ|aₖ||bₖ| from the operands, plus at most k·2⁻²⁴·Σₖ|aₖ||bₖ| from
+/// each side's f32 summation: a bound per element, from the reduction length k and the
+/// magnitudes, that the test computes by running the same layer on |x| with |W| and no bias.
+#[test]
+fn bf16_products_stay_within_the_bound_of_bf16_rounding() {
+    let u = 2f32.powi(-8);
+    // LeNet-5's three product shapes: the 5×5 convolutions (k = 25, 150) and fc5 (k = 400).
+    for (layer, input, k) in [
+        ("conv2d(x, filters=6, kernel=5, padding=2)", "f32[1, 1, 28, 28]", 25),
+        ("conv2d(x, filters=16, kernel=5)", "f32[1, 6, 14, 14]", 150),
+        ("dense(x, units=120)", "f32[3, 400]", 400),
+    ] {
+        let src = format!("model p {{\n input x: {input}\n output y = {layer}\n}}\n");
+        let graph = build_graph(&Source::from_string("p.nn", src), None, &Default::default()).unwrap();
+        let drawn = weights::random_weights(&graph, 1);
+        let mut g = graph.clone();
+        weights::bind_weights(&mut g, weights::random_weights(&graph, 1), "random").unwrap();
+        // The magnitude layer: |W|, zero bias, applied to |x|.
+        let mut magnitudes = drawn;
+        for (name, t) in magnitudes.tensors.iter_mut() {
+            let v = t.to_f32_vec().iter().map(|x| if name.ends_with("bias") { 0.0 } else { x.abs() }).collect();
+            *t = Tensor::f32(t.shape().to_vec(), v);
+        }
+        let mut m = graph.clone();
+        weights::bind_weights(&mut m, magnitudes, "random").unwrap();
+        let inputs = random_inputs(&g, 2);
+        let abs_inputs: Vec<Tensor> = inputs.iter().map(|t| Tensor::f32(t.shape().to_vec(), t.to_f32_vec().iter().map(|x| x.abs()).collect())).collect();
+        let want = interp::run(&g, &inputs).unwrap()[0].to_f32_vec();
+        let sum_abs = interp::run(&m, &abs_inputs).unwrap()[0].to_f32_vec();
+        let per_unit = (1.0 + u) * (1.0 + u) - 1.0 + 2.0 * k as f32 * 2f32.powi(-24);
+        for dataflow in ["\"ws\"", "\"os\""] {
+            let (got, _) = accel_outputs(&optimized(&g, 2, None), &config("edge", &[("dtype", "\"bf16\""), ("dataflow", dataflow)]), &inputs);
+            let got = got[0].to_f32_vec();
+            let mut tightest = 0f32;
+            for (i, ((a, b), s)) in got.iter().zip(&want).zip(&sum_abs).enumerate() {
+                let bound = per_unit * s;
+                assert!((a - b).abs() <= bound, "{layer} {dataflow} element {i}: {a} vs {b}, bound {bound}");
+                tightest = tightest.max((a - b).abs() / bound);
+            }
+            // The bound is not vacuous: some element uses a good part of it, and bf16 rounding
+            // is far above f32's.
+            assert!(tightest > 0.05, "{layer} {dataflow}: errors use at most {tightest} of the bound");
+            assert!(common::compare(&[Tensor::f32(vec![got.len()], got)], &[Tensor::f32(vec![want.len()], want.clone())], 1e-5).is_some(), "bf16 rounding must be visible");
+        }
+    }
 }
 
 /// A one-dense-layer model: C[m × n] = x[m × k] · W[k × n], no bias.

@@ -197,17 +197,49 @@ fn unavailable_emit_kinds_say_so_and_the_accelerator_commands_run() {
     let o = run(&["compile", "examples/lenet5.nn", "--emit", "obj"]);
     assert_eq!(o.code, 1);
     assert!(o.stderr.contains("not available yet"), "{}", o.stderr);
-    for args in [
-        vec!["run", "examples/lenet5.nn", "--backend", "accel", "--random-weights", "1", "--input", "image=random:1"],
-        vec!["sim", "examples/lenet5.nn", "--random-weights", "1", "--input", "image=random:1"],
-        vec!["compile", "examples/lenet5.nn", "--emit", "isa"],
-        vec!["compile", "examples/lenet5.nn", "--emit", "ir", "--quantize", "int8", "--random-weights", "1"],
-    ] {
-        let o = run(&args);
-        assert_eq!(o.code, 0, "{args:?}: {}", o.stderr);
+    let dir = tempfile::tempdir().unwrap();
+    let path = |name: &str| dir.path().join(name).to_str().unwrap().to_string();
+
+    // `run --backend accel` computes what the interpreter computes.
+    let mut logits = Vec::new();
+    for backend in ["accel", "interp"] {
+        let o = run(&["run", "examples/lenet5.nn", "--backend", backend, "--random-weights", "1", "--input", "image=random:1", "--output-dir", &path(backend)]);
+        assert_eq!(o.code, 0, "{backend}: {}", o.stderr);
+        logits.push(read_npy(&dir.path().join(backend).join("logits.npy")).unwrap().tensor);
     }
+    assert_eq!(logits[0].shape(), &[1, 10]);
+    assert_eq!(common::compare(&logits[..1], &logits[1..], 1e-4), None);
+
+    // `sim`: the report is consistent with itself, the model and the printed table.
+    let o = run(&["sim", "examples/lenet5.nn", "--random-weights", "1", "--input", "image=random:1", "--report", &path("r.json")]);
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    let r: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(path("r.json")).unwrap()).unwrap();
+    let u = |k: &str| r[k].as_u64().unwrap_or_else(|| panic!("{k} missing in {r}"));
+    assert_eq!(u("macs"), 416_520, "LeNet-5's MACs, as `nnc summary` counts them");
+    assert_eq!(u("total_cycles"), u("compute_cycles") + u("stall_cycles"));
+    let layers: Vec<&str> = r["layers"].as_array().unwrap().iter().map(|l| l["name"].as_str().unwrap()).collect();
+    assert_eq!(layers, ["c1", "s2", "c3", "s4", "f5", "f6", "logits"]);
+    let layer_macs: u64 = r["layers"].as_array().unwrap().iter().map(|l| l["macs"].as_u64().unwrap()).sum();
+    assert_eq!(layer_macs, u("macs"));
+    let e = &r["energy_pj"];
+    let parts: f64 = ["mac", "scratchpad", "accumulator", "dram", "vector"].iter().map(|k| e[k].as_f64().unwrap()).sum();
+    assert!((parts - e["total"].as_f64().unwrap()).abs() <= 1e-6 * parts, "{e}");
+    assert!((r["latency_us"].as_f64().unwrap() - u("total_cycles") as f64 / 800.0).abs() < 1e-9, "edge runs at 800 MHz");
+    assert!(o.stdout.contains(&format!("total: {} cycles", u("total_cycles"))), "{}", o.stdout);
+
+    // `--emit isa`: the listing has the instructions the report counts, of every kind LeNet needs.
+    let o = run(&["compile", "examples/lenet5.nn", "--emit", "isa"]);
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    let numbered: Vec<&str> = o.stdout.lines().filter(|l| l.trim_start().split(':').next().is_some_and(|n| n.parse::<u64>().is_ok())).collect();
+    assert_eq!(numbered.len() as u64, u("instructions"), "{}", o.stdout);
+    assert!(o.stdout.starts_with(&format!("; nnc accelerator program for edge ({} instructions", u("instructions"))));
+    for kind in ["load.im2col", "load.spad", "preload", "compute", "store", "vector", "fence"] {
+        assert!(numbered.iter().any(|l| l.split_whitespace().nth(1) == Some(kind)), "no {kind} in {}", o.stdout);
+    }
+
     // Quantizing needs weights to quantize; the warning says where the ranges came from.
     let o = run(&["compile", "examples/lenet5.nn", "--emit", "ir", "--quantize", "int8", "--random-weights", "1"]);
+    assert_eq!(o.code, 0, "{}", o.stderr);
     assert!(o.stderr.contains("no --calibrate data") && o.stdout.contains("requantize("), "{}", o.stdout);
 }
 
@@ -278,14 +310,33 @@ fn weights_errors_list_every_missing_name_and_both_shapes() {
 #[test]
 fn f64_inputs_are_converted_with_a_warning() {
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("x.npy");
-    let data: Vec<f64> = (0..784).map(|i| i as f64 / 784.0).collect();
-    let mut w = npyz::WriteOptions::new().default_dtype().shape(&[1, 784]).writer(std::fs::File::create(&path).unwrap()).begin_nd().unwrap();
-    w.extend(data).unwrap();
-    w.finish().unwrap();
-    let o = run(&["run", "examples/mlp.nn", "--backend", "interp", "--random-weights", "1", "--input", &format!("x={}", path.display())]);
-    assert_eq!(o.code, 0, "{}", o.stderr);
-    assert!(o.stderr.contains("warning") && o.stderr.contains("f64 data converted to f32"), "{}", o.stderr);
+    let data: Vec<f64> = (0..784).map(|i| (i as f64 / 784.0).sin() * 1.000000123).collect();
+    let write = |name: &str, f: &dyn Fn(&Path)| {
+        let path = dir.path().join(name);
+        f(&path);
+        path
+    };
+    let f64_path = write("x64.npy", &|p| {
+        let mut w = npyz::WriteOptions::new().default_dtype().shape(&[1, 784]).writer(std::fs::File::create(p).unwrap()).begin_nd().unwrap();
+        w.extend(data.iter().copied()).unwrap();
+        w.finish().unwrap();
+    });
+    // The same values rounded to f32 by hand: the converted input must be exactly this.
+    let f32_path = write("x32.npy", &|p| {
+        let mut w = npyz::WriteOptions::new().default_dtype().shape(&[1, 784]).writer(std::fs::File::create(p).unwrap()).begin_nd().unwrap();
+        w.extend(data.iter().map(|&v| v as f32)).unwrap();
+        w.finish().unwrap();
+    });
+    let mut outs = Vec::new();
+    for (input, out) in [(&f64_path, "o64"), (&f32_path, "o32")] {
+        let out_dir = dir.path().join(out);
+        let o = run(&["run", "examples/mlp.nn", "--backend", "interp", "--random-weights", "1", "--input", &format!("x={}", input.display()), "--output-dir", out_dir.to_str().unwrap()]);
+        assert_eq!(o.code, 0, "{}", o.stderr);
+        outs.push((o.stderr, read_npy(&out_dir.join("logits.npy")).unwrap().tensor));
+    }
+    assert!(outs[0].0.contains("warning") && outs[0].0.contains("f64 data converted to f32"), "{}", outs[0].0);
+    assert!(!outs[1].0.contains("warning"), "{}", outs[1].0);
+    assert_eq!(outs[0].1.to_f32_vec(), outs[1].1.to_f32_vec(), "the f64 input gives the f32 input's outputs");
 }
 
 #[test]
@@ -295,7 +346,15 @@ fn syntax_errors_show_the_line_and_a_caret_and_exit_1() {
     std::fs::write(&src, "model m {\n  input x: f32[2]\n  y = relu(x,\n  output y\n}\n").unwrap();
     let o = run(&["check", src.to_str().unwrap()]);
     assert_eq!(o.code, 1);
-    assert!(o.stderr.contains("Error:") && o.stderr.contains("output y") && o.stderr.contains('^') || o.stderr.contains('─'), "{}", o.stderr);
+    assert!(o.stderr.contains("Error: unexpected `output`") && o.stderr.contains("bad.nn:4:3"), "{}", o.stderr);
+    // The source line, and under it an underline that starts below `output` and marks the
+    // token (ariadne draws the caret as `┬` on a `─` underline).
+    let lines: Vec<&str> = o.stderr.lines().collect();
+    let at = lines.iter().position(|l| l.trim_end().ends_with("│   output y") && l.trim_start().starts_with('4')).unwrap_or_else(|| panic!("no source line 4 in\n{}", o.stderr));
+    let column = lines[at][..lines[at].find("output").unwrap()].chars().count();
+    let under: Vec<char> = lines[at + 1].chars().collect();
+    assert_eq!(&under[column..column + 6].iter().collect::<String>(), "───┬──", "the underline is not under `output`:\n{}", o.stderr);
+    assert!(under[..column].iter().all(|c| *c == ' ' || *c == '│'), "the underline starts before `output`:\n{}", o.stderr);
 }
 
 #[test]
@@ -306,31 +365,50 @@ fn bench_prints_median_and_spread() {
 }
 
 #[test]
-fn pytorch_int64_buffers_are_ignored_with_a_warning() {
-    // A state_dict export carries `num_batches_tracked` as int64 next to the batch-norm
-    // statistics; it is no parameter of the model and must not stop the load.
+fn pytorch_int64_buffers_are_ignored_with_one_summary_warning() {
+    // A state_dict export carries `num_batches_tracked` as int64 next to each batch norm's
+    // statistics; they are no parameters of the model and must not stop the load, nor print
+    // a warning each (ResNet-18 has twenty). A genuinely unused tensor still gets its own.
     let dir = tempfile::tempdir().unwrap();
     let src = dir.path().join("m.nn");
-    std::fs::write(&src, "model m {\n input x: f32[1, 2]\n output y = batch_norm(x)\n}\n").unwrap();
-    let f32s = |v: &[f32]| v.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>();
+    std::fs::write(&src, "model m {\n input x: f32[1, 2]\n a = batch_norm(x)\n output y = batch_norm(a)\n}\n").unwrap();
     let mut data = Vec::new();
-    let mut header = String::from("{");
-    for (i, (name, values)) in [("y.weight", [1.0f32, 2.0]), ("y.bias", [0.0, 1.0]), ("y.running_mean", [0.0, 0.0]), ("y.running_var", [1.0, 1.0])].iter().enumerate() {
+    let mut entries = Vec::new();
+    let mut add = |name: &str, dtype: &str, shape: &str, bytes: Vec<u8>| {
         let start = data.len();
-        data.extend(f32s(values));
-        header.push_str(&format!("{}\"{name}\":{{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[{start},{}]}}", if i > 0 { "," } else { "" }, data.len()));
+        data.extend(bytes);
+        entries.push(format!("\"{name}\":{{\"dtype\":\"{dtype}\",\"shape\":{shape},\"data_offsets\":[{start},{}]}}", data.len()));
+    };
+    let f32s = |v: [f32; 2]| v.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>();
+    for layer in ["a", "y"] {
+        for (field, values) in [("weight", [1.0f32, 2.0]), ("bias", [0.0, 1.0]), ("running_mean", [0.0, 0.5]), ("running_var", [1.0, 4.0])] {
+            add(&format!("{layer}.{field}"), "F32", "[2]", f32s(values));
+        }
+        add(&format!("{layer}.num_batches_tracked"), "I64", "[]", 7i64.to_le_bytes().to_vec());
     }
-    let start = data.len();
-    data.extend(7i64.to_le_bytes());
-    header.push_str(&format!(",\"y.num_batches_tracked\":{{\"dtype\":\"I64\",\"shape\":[],\"data_offsets\":[{start},{}]}}}}", data.len()));
+    add("z.weight", "F32", "[2]", f32s([3.0, 3.0]));
+    let header = format!("{{{}}}", entries.join(","));
     let mut bytes = (header.len() as u64).to_le_bytes().to_vec();
     bytes.extend(header.as_bytes());
     bytes.extend(data);
     let weights = dir.path().join("w.safetensors");
     std::fs::write(&weights, bytes).unwrap();
-    let o = run(&["run", src.to_str().unwrap(), "--backend", "interp", "--weights", weights.to_str().unwrap(), "--input", "x=random:1"]);
+    let x = dir.path().join("x.npy");
+    let mut w = npyz::WriteOptions::new().default_dtype().shape(&[1, 2]).writer(std::fs::File::create(&x).unwrap()).begin_nd().unwrap();
+    w.extend([0.5f32, -1.0]).unwrap();
+    w.finish().unwrap();
+    let out = dir.path().join("out");
+    let o = run(&["run", src.to_str().unwrap(), "--backend", "interp", "--weights", weights.to_str().unwrap(), "--input", &format!("x={}", x.display()), "--output-dir", out.to_str().unwrap()]);
     assert_eq!(o.code, 0, "{}", o.stderr);
-    assert!(o.stderr.contains("`y.num_batches_tracked` is not a parameter"), "{}", o.stderr);
+    let warnings: Vec<&str> = o.stderr.lines().filter(|l| l.contains("arning")).collect();
+    assert_eq!(warnings.len(), 2, "{}", o.stderr);
+    assert!(o.stderr.contains("ignored 2 PyTorch batch-norm counters (`a.num_batches_tracked` and 1 more `*.num_batches_tracked`)"), "{}", o.stderr);
+    assert!(o.stderr.contains("tensor `z.weight` is not a parameter"), "{}", o.stderr);
+    // The statistics were bound: each batch norm is (x − mean)/√(var + 1e-5)·weight + bias.
+    let bn = |v: [f32; 2]| [(v[0] - 0.0) / (1.0f32 + 1e-5).sqrt() * 1.0 + 0.0, (v[1] - 0.5) / (4.0f32 + 1e-5).sqrt() * 2.0 + 1.0];
+    let want = bn(bn([0.5, -1.0]));
+    let got = read_npy(&out.join("y.npy")).unwrap().tensor.to_f32_vec();
+    assert!(got.iter().zip(want).all(|(a, b)| (a - b).abs() < 1e-6), "{got:?} vs {want:?}");
 }
 
 #[test]

@@ -1,5 +1,6 @@
-//! The JIT against the reference interpreter: |Δ| ≤ 1e-4·(1 + |ref|) on every op fixture and
-//! every example model, at -O0 and -O2.
+//! The JIT against the reference interpreter: |Δ| ≤ 1e-4·(1 + |ref|) on every example model
+//! and on shapes chosen to reach each kernel's edge cases, at -O0 and -O2. (The op fixtures
+//! run on the JIT against ONNX Runtime directly, in `reference_fixtures.rs`.)
 
 mod common;
 
@@ -45,24 +46,6 @@ fn check(name: &str, g: &Graph, inputs: &[Tensor]) -> Option<String> {
         }
     }
     None
-}
-
-#[test]
-fn jit_matches_interpreter_on_every_op_fixture() {
-    let root = repo().join("tests/fixtures/ops");
-    let mut dirs: Vec<_> = std::fs::read_dir(&root).unwrap().map(|e| e.unwrap().path()).filter(|p| p.is_dir()).collect();
-    dirs.sort();
-    let mut failures = Vec::new();
-    for d in &dirs {
-        let g = common::graph_from_file(&d.join("model.nn"));
-        let w = d.join("weights.safetensors");
-        let g = bound(&g, w.exists().then_some(w.as_path()));
-        let inputs: Vec<Tensor> = g.inputs.iter().map(|&i| nnc_runtime::npy::read_npy(&d.join(format!("{}.npy", g.node(i).name))).unwrap().tensor).collect();
-        if let Some(m) = check(&d.file_name().unwrap().to_string_lossy(), &g, &inputs) {
-            failures.push(m);
-        }
-    }
-    assert!(failures.is_empty(), "{} of {} fixtures differ:\n{}", failures.len(), dirs.len(), failures.join("\n"));
 }
 
 #[test]

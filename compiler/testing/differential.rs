@@ -46,6 +46,14 @@ pub struct Plan {
 }
 
 impl Plan {
+    /// The plan's float executors, in the order [`check`] runs them.
+    pub fn executors(&self) -> Vec<Executor> {
+        let interp = self.interp_levels.iter().map(|&level| Executor::Interp { level });
+        let jit = self.jit.iter().map(|&(level, ukernels, threads)| Executor::Jit { level, ukernels, threads });
+        let accel = self.accel.iter().map(|&(level, os)| Executor::Accel { level, os });
+        interp.chain(jit).chain(accel).collect()
+    }
+
     /// Every executor at every level: interp -O1…-O3; JIT -O0…-O3 with microkernels on and
     /// off, on one and two threads; the accelerator (ws and os) in f32 and int8 at -O0…-O3.
     pub fn full() -> Plan {
@@ -72,6 +80,49 @@ impl Plan {
             jit: vec![(level, ukernels, threads), (other, !ukernels, 3 - threads)],
             accel: vec![(other, os)],
             int8: vec![(level, !os)],
+        }
+    }
+}
+
+/// One float executor of a [`Plan`]: how it optimizes a bound graph and runs it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Executor {
+    /// The interpreter on the graph optimized at `level` with the CPU passes.
+    Interp { level: u8 },
+    Jit { level: u8, ukernels: bool, threads: usize },
+    /// The accelerator in f32 on a 4×4 array with 1 KiB memories (many folds and tiles).
+    Accel { level: u8, os: bool },
+}
+
+impl Executor {
+    /// Optimize `bound` (a graph with its weights) for this executor and run it.
+    pub fn run(&self, bound: &Graph, inputs: &[Tensor]) -> Result<Vec<Tensor>, String> {
+        let optimized = |level: u8, cx: &PassContext| -> Result<Graph, String> {
+            let mut g = bound.clone();
+            passes::optimize_with(&mut g, level, cx, true, &mut |_, _| {}).map_err(|e| format!("optimizing at -O{level}: {e}"))?;
+            Ok(g)
+        };
+        match *self {
+            Executor::Interp { level } => {
+                let g = optimized(level, &PassContext { cpu: Some(&CpuTarget::reference()), quantize: None })?;
+                interp::run(&g, inputs).map_err(|e| e.to_string())
+            }
+            Executor::Jit { level, ukernels, threads } => {
+                let g = optimized(level, &PassContext { cpu: Some(&CpuTarget::host(ukernels)), quantize: None })?;
+                let exe = jit::compile(&g, &jit::JitOptions { ukernels, threads }).map_err(|e| e.to_string())?;
+                exe.run(&mut exe.workspace(), inputs).map_err(|e| e.to_string())
+            }
+            Executor::Accel { level, os } => run_accel(&optimized(level, &PassContext::default())?, &small_array("f32", os), inputs),
+        }
+    }
+}
+
+impl std::fmt::Display for Executor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match *self {
+            Executor::Interp { level } => write!(f, "interp -O{level}"),
+            Executor::Jit { level, ukernels, threads } => write!(f, "jit -O{level} ukernels={} threads={threads}", if ukernels { "on" } else { "off" }),
+            Executor::Accel { level, os } => write!(f, "accel f32 -O{level} {}", if os { "os" } else { "ws" }),
         }
     }
 }
@@ -135,42 +186,21 @@ pub fn check(source: &str, seed: u64, plan: &Plan) -> Result<Checked, Failure> {
         let slack = rounding_slack(&bound, &inputs, &reference, seed).map_err(|e| fail("interp -O0 with jitter", &e))?;
         Tolerance::Float { rel: 1e-4, slack }
     };
-    let optimized = |level: u8, cx: &PassContext| -> Result<Graph, Failure> {
-        let mut g = bound.clone();
-        passes::optimize_with(&mut g, level, cx, true, &mut |_, _| {}).map_err(|e| fail(&format!("optimizing at -O{level}"), &e))?;
-        Ok(g)
-    };
     let mut compared = 0;
 
-    for &level in &plan.interp_levels {
-        let g = optimized(level, &PassContext { cpu: Some(&CpuTarget::reference()), quantize: None })?;
-        let got = interp::run(&g, &inputs).map_err(|e| fail(&format!("interp -O{level}"), &e))?;
-        compare(&got, &reference, &float_tol).map_err(|e| fail(&format!("interp -O{level} differs from interp -O0"), &e))?;
-        compared += 1;
-    }
-
-    let mut by_threads: BTreeMap<(u8, bool), (usize, Vec<Tensor>)> = BTreeMap::new();
-    for &(level, ukernels, threads) in &plan.jit {
-        let what = format!("jit -O{level} ukernels={} threads={threads}", if ukernels { "on" } else { "off" });
-        let target = CpuTarget::host(ukernels);
-        let g = optimized(level, &PassContext { cpu: Some(&target), quantize: None })?;
-        let exe = jit::compile(&g, &jit::JitOptions { ukernels, threads }).map_err(|e| fail(&what, &e))?;
-        let got = exe.run(&mut exe.workspace(), &inputs).map_err(|e| fail(&what, &e))?;
-        compare(&got, &reference, &float_tol).map_err(|e| fail(&format!("{what} differs from interp -O0"), &e))?;
-        match by_threads.get(&(level, ukernels)) {
-            Some((t, first)) => compare(&got, first, &Tolerance::Exact).map_err(|e| fail(&format!("{what} differs from the same build on {t} thread(s)"), &e))?,
-            None => {
-                by_threads.insert((level, ukernels), (threads, got));
+    // Two thread counts of one JIT build must agree bit for bit.
+    let mut by_build: BTreeMap<(u8, bool), (usize, Vec<Tensor>)> = BTreeMap::new();
+    for executor in plan.executors() {
+        let got = executor.run(&bound, &inputs).map_err(|e| fail(&executor.to_string(), &e))?;
+        compare(&got, &reference, &float_tol).map_err(|e| fail(&format!("{executor} differs from interp -O0"), &e))?;
+        if let Executor::Jit { level, ukernels, threads } = executor {
+            match by_build.get(&(level, ukernels)) {
+                Some((t, first)) => compare(&got, first, &Tolerance::Exact).map_err(|e| fail(&format!("{executor} differs from the same build on {t} thread(s)"), &e))?,
+                None => {
+                    by_build.insert((level, ukernels), (threads, got));
+                }
             }
         }
-        compared += 1;
-    }
-
-    for &(level, os) in &plan.accel {
-        let what = format!("accel f32 -O{level} {}", if os { "os" } else { "ws" });
-        let g = optimized(level, &PassContext::default())?;
-        let got = run_accel(&g, &small_array("f32", os), &inputs).map_err(|e| fail(&what, &e))?;
-        compare(&got, &reference, &float_tol).map_err(|e| fail(&format!("{what} differs from interp -O0"), &e))?;
         compared += 1;
     }
 
@@ -178,7 +208,8 @@ pub fn check(source: &str, seed: u64, plan: &Plan) -> Result<Checked, Failure> {
         let calibration = Calibration { runs: vec![random_inputs(&bound, seed.wrapping_add(1))] };
         for &(level, os) in &plan.int8 {
             let what = format!("accel int8 -O{level} {}", if os { "os" } else { "ws" });
-            let q = optimized(level, &PassContext { cpu: None, quantize: Some(&calibration) })?;
+            let mut q = bound.clone();
+            passes::optimize_with(&mut q, level, &PassContext { cpu: None, quantize: Some(&calibration) }, true, &mut |_, _| {}).map_err(|e| fail(&format!("quantizing at -O{level}"), &e))?;
             let want = interp::run(&q, &inputs).map_err(|e| fail(&format!("interp int8 -O{level}"), &e))?;
             let got = run_accel(&q, &small_array("int8", os), &inputs).map_err(|e| fail(&what, &e))?;
             compare(&got, &want, &Tolerance::Exact).map_err(|e| fail(&format!("{what} differs from the interpreter on the quantized graph"), &e))?;

@@ -575,7 +575,7 @@ impl Gen<'_> {
         let axis = self.c.below(shape.len());
         let d = shape[axis] as i64;
         // Bounds anywhere from well before the axis to well after it, negative ones included.
-        let mut bound = |c: &mut Choices| c.range(0, 2 * d as usize + 6) as i64 - d - 3;
+        let bound = |c: &mut Choices| c.range(0, 2 * d as usize + 6) as i64 - d - 3;
         let (start, end) = (bound(&mut self.c), bound(&mut self.c));
         let step = *self.c.pick(&[1i64, 1, 2, 3, -1, -2]);
         let len = python_slice_len(d, start, end, step);

@@ -19,8 +19,9 @@ pub fn graph_from_file(path: &Path) -> Graph {
 }
 
 /// A fixture directory: `model.nn`, optional `weights.safetensors`, `<input>.npy` per input and
-/// `expected/<output>.npy` per output. Returns (outputs computed by the interpreter, expected).
-pub fn run_fixture(dir: &Path) -> (Vec<Tensor>, Vec<Tensor>) {
+/// `expected/<output>.npy` per output. Returns the graph with its weights bound, the inputs
+/// and the expected outputs.
+pub fn load_fixture(dir: &Path) -> (Graph, Vec<Tensor>, Vec<Tensor>) {
     let mut graph = graph_from_file(&dir.join("model.nn"));
     let wpath = dir.join("weights.safetensors");
     if wpath.exists() {
@@ -29,8 +30,14 @@ pub fn run_fixture(dir: &Path) -> (Vec<Tensor>, Vec<Tensor>) {
         assert!(warnings.is_empty(), "unused weights in {}: {warnings:?}", dir.display());
     }
     let inputs: Vec<Tensor> = graph.inputs.iter().map(|&id| read_npy(&dir.join(format!("{}.npy", graph.node(id).name))).unwrap().tensor).collect();
-    let got = interp::run(&graph, &inputs).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
     let want = graph.outputs.iter().map(|(name, _)| read_npy(&dir.join("expected").join(format!("{name}.npy"))).unwrap().tensor).collect();
+    (graph, inputs, want)
+}
+
+/// [`load_fixture`], run on the interpreter: (outputs computed, expected).
+pub fn run_fixture(dir: &Path) -> (Vec<Tensor>, Vec<Tensor>) {
+    let (graph, inputs, want) = load_fixture(dir);
+    let got = interp::run(&graph, &inputs).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
     (got, want)
 }
 
