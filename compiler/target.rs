@@ -136,6 +136,9 @@ impl fmt::Display for Tile {
     }
 }
 
+/// The largest value of any tile field (`nnc_runtime::gemm` clamps its blocking the same way).
+pub const MAX_TILE_FIELD: usize = 1 << 14;
+
 impl std::str::FromStr for Tile {
     type Err = String;
 
@@ -143,7 +146,9 @@ impl std::str::FromStr for Tile {
         let bad = || format!("a tile reads `MRxNR kc=K mc=M nc=N`, not `{s}`");
         let mut parts = s.split_whitespace();
         let (mr, nr) = parts.next().and_then(|t| t.split_once('x')).ok_or_else(bad)?;
-        let num = |v: &str| v.parse::<usize>().ok().filter(|&v| v > 0).ok_or_else(bad);
+        // Bounded as the runtime's blocking is, so a tile read from IR text means the same
+        // blocking to the packing done at compile time and to the GEMM that reads the packs.
+        let num = |v: &str| v.parse::<usize>().ok().filter(|&v| (1..=MAX_TILE_FIELD).contains(&v)).ok_or_else(bad);
         let mut field = |key: &str| -> Result<usize, String> { num(parts.next().and_then(|p| p.strip_prefix(key)).and_then(|p| p.strip_prefix('=')).ok_or_else(bad)?) };
         let (kc, mc, nc) = (field("kc")?, field("mc")?, field("nc")?);
         if parts.next().is_some() {

@@ -237,3 +237,33 @@ fn broadcast_epilogues_match_interpreter() {
     let ir = nnc::ir::print::print_graph(&opt);
     assert!(ir.matches("fused(").count() >= 3, "{ir}");
 }
+
+/// The JIT verifies what it is given, in every build: graphs from IR text or an embedding
+/// application that break an invariant its bounds rely on are refused, not compiled.
+#[test]
+fn the_jit_refuses_graphs_that_break_its_bounds_invariants() {
+    for (what, text, message) in [
+        (
+            "fused broadcast rows of two lengths (the row loop would read past the shorter)",
+            "graph g {\n  %x = input 0 : f32[2, 3, 4]\n  %a = input 1 : f32[3, 4]\n  %b = input 2 : f32[4]\n  %y = fused(%x, %a, %b) epilogue=[\"add\", \"mul\"] : f32[2, 3, 4]\n  output y = %y\n}\n",
+            "differ in length",
+        ),
+        (
+            "an lstm with a sixth operand",
+            "graph g {\n  %x = input 0 : f32[2, 1, 3]\n  %wi = input 1 : f32[8, 3]\n  %wh = input 2 : f32[8, 2]\n  %bi = input 3 : f32[8]\n  %bh = input 4 : f32[8]\n  %e = input 5 : f32[8]\n  %y = lstm(%x, %wi, %wh, %bi, %bh, %e) hidden=2 : f32[2, 1, 2]\n  output y = %y\n}\n",
+            "lstm takes",
+        ),
+    ] {
+        let err = match nnc::ir::parse::parse_graph(text) {
+            Err(e) => e.to_string(),
+            Ok(g) => match jit::compile(&g, &jit::JitOptions::default()) {
+                Err(e) => e.to_string(),
+                Ok(_) => panic!("{what}: compiled"),
+            },
+        };
+        assert!(err.contains(message), "{what}: {err}");
+    }
+    // A tile from IR text is bounded as the runtime's blocking is.
+    assert!("8x32 kc=256 mc=9223372036854775808 nc=64".parse::<nnc::target::Tile>().is_err());
+    assert!("8x32 kc=256 mc=16384 nc=64".parse::<nnc::target::Tile>().is_ok());
+}

@@ -38,6 +38,8 @@ pub enum JitError {
     UnsupportedDType(String, String),
     #[error("code generation failed for `{node}`: {message}")]
     Codegen { node: String, message: String },
+    #[error("the graph breaks an IR invariant, so the JIT will not compile it: {0}")]
+    InvalidGraph(String),
     #[error("this CPU is not supported by the JIT: {0}")]
     Host(String),
     #[error("the model has {expected} inputs but {got} were given")]
@@ -234,6 +236,10 @@ pub fn compile(graph: &Graph, options: &JitOptions) -> Result<Executable, JitErr
 
 /// [`compile`], appending the Cranelift IR and/or machine code of every kernel to `listing`.
 pub fn compile_with_listing(graph: &Graph, options: &JitOptions, listing: &mut Listing) -> Result<Executable, JitError> {
+    // Generated code is in bounds only for graphs whose shapes, layouts and fused operands
+    // verify; the graph may come from IR text or an embedding application, not only from
+    // passes that the debug build checks, so it is verified here in every build.
+    crate::ir::verify::verify(graph).map_err(JitError::InvalidGraph)?;
     let schedule = graph.topo_order();
     for &id in &schedule {
         let n = graph.node(id);

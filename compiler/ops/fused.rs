@@ -148,9 +148,21 @@ impl Fused {
         if self.anchor.is_none() && operands[0].shape != ty.shape {
             return Err(OpError::new("fused: the seed of an elementwise chain must have the result's shape"));
         }
+        let mut row: Option<&[usize]> = None;
         for extra in &operands[n..] {
             if !extra_fits(&extra.shape, &ty.shape) || extra.dtype != ty.dtype {
                 return Err(OpError::new(format!("fused: an extra operand is {}{}, which does not broadcast to the result {}", extra.dtype, ShapeDisplay(&extra.shape), ty)));
+            }
+            // Backends read every broadcast row with one row loop, so all rows are one length.
+            let numel = extra.numel();
+            if numel != 1 && numel != ty.numel() {
+                match row {
+                    Some(r) if r.iter().product::<usize>() != numel => {
+                        return Err(OpError::new(format!("fused: broadcast rows {} and {} differ in length; one fused op reads one row length", ShapeDisplay(r), ShapeDisplay(&extra.shape))));
+                    }
+                    Some(_) => {}
+                    None => row = Some(&extra.shape),
+                }
             }
         }
         Ok(ty)

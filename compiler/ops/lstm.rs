@@ -48,6 +48,9 @@ impl Lstm {
     }
 
     pub fn infer(&self, operands: &[&TensorType]) -> OpResult<TensorType> {
+        if operands.len() != 3 && operands.len() != 5 {
+            return Err(OpError::new(format!("lstm takes x, weight_ih, weight_hh and optionally bias_ih, bias_hh; got {} operands", operands.len())));
+        }
         let dtype = common_float("lstm", operands)?;
         let x = operands[0];
         if x.rank() != 3 {

@@ -29,7 +29,7 @@ pub const TARGETS: &[(&str, fn(&[u8]))] = &[
 
 /// Models whose parameters and activations exceed this get no weights drawn: the fuzzer
 /// should spend its time on many small inputs, not on one large allocation.
-const FUZZ_MODEL_BYTES: u64 = 64 << 20;
+const FUZZ_MODEL_BYTES: u64 = 4 << 20;
 
 /// Interpret only models this cheap.
 const FUZZ_INTERP_MACS: u64 = 200_000;

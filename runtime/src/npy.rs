@@ -39,6 +39,7 @@ pub fn read_npy(path: &Path) -> Result<NpyArray, NpyError> {
 /// [`read_npy`] on bytes already in memory; `name` is used in messages.
 pub fn read_npy_bytes(bytes: &[u8], name: &str) -> Result<NpyArray, NpyError> {
     let malformed = |reason: String| NpyError::Malformed { path: name.to_string(), reason };
+    check_header_nesting(bytes).map_err(malformed)?;
     let file = npyz::NpyFile::new(bytes).map_err(|e| malformed(e.to_string()))?;
     if file.order() == npyz::Order::Fortran {
         return Err(NpyError::FortranOrder { path: name.to_string() });
@@ -76,6 +77,38 @@ pub fn read_npy_bytes(bytes: &[u8], name: &str) -> Result<NpyArray, NpyError> {
     };
     let tensor = Tensor::from_f32(DType::F32, shape, data).map_err(|e| malformed(e.to_string()))?;
     Ok(NpyArray { tensor, converted_from_f64: is_f64 })
+}
+
+/// Deepest bracket nesting accepted in a header. A plain array's header nests two deep (the
+/// dict and the shape tuple); structured dtypes, which nnc refuses anyway, nest a little more.
+const MAX_HEADER_NESTING: usize = 6;
+
+/// Refuse headers whose brackets nest deeper than [`MAX_HEADER_NESTING`] before npyz parses
+/// them: its Python-literal parser backtracks exponentially in the nesting depth (found by
+/// fuzzing: a 200-byte header of nested `{` took over 20 s), and no input may hang nnc.
+/// Only the bracket structure is looked at; npyz still reads the header.
+fn check_header_nesting(bytes: &[u8]) -> Result<(), String> {
+    // Magic (6 bytes), version (2), then the header length: u16 in version 1, u32 after.
+    let (len, start) = match bytes.get(6) {
+        Some(1) if bytes.len() >= 10 => (u16::from_le_bytes([bytes[8], bytes[9]]) as usize, 10),
+        Some(2 | 3) if bytes.len() >= 12 => (u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize, 12),
+        _ => return Ok(()), // npyz reports what is wrong with the preamble
+    };
+    let header = &bytes[start.min(bytes.len())..start.saturating_add(len).min(bytes.len())];
+    let mut depth = 0usize;
+    for &b in header {
+        match b {
+            b'(' | b'[' | b'{' => {
+                depth += 1;
+                if depth > MAX_HEADER_NESTING {
+                    return Err(format!("its header nests brackets more than {MAX_HEADER_NESTING} deep (a plain array's header nests 2)"));
+                }
+            }
+            b')' | b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 /// Write a tensor as a little-endian, C-order `f32` array.

@@ -1,0 +1,3 @@
+//! libFuzzer entry for `nnc::testing::fuzz::source_pipeline`, where the target's body and its contract live.
+#![no_main]
+libfuzzer_sys::fuzz_target!(|data: &[u8]| nnc::testing::fuzz::source_pipeline(data));
