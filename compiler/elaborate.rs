@@ -234,7 +234,7 @@ impl<'a> Elaborator<'a> {
                 }
                 let value = self.resolve_type(ty).ok().map(|ty| {
                     let index = self.graph.inputs.len();
-                    let id = self.graph.add(Node { name: name.name.clone(), kind: NodeKind::Input { index }, ty, span: Some(name.span.clone()), tile: None }, &[]);
+                    let id = self.graph.add(Node { name: name.name.clone(), kind: NodeKind::Input { index }, ty, span: Some(name.span.clone()), tile: None, kernel: None }, &[]);
                     self.graph.inputs.push(id);
                     Value::Tensor(id)
                 });
@@ -373,7 +373,7 @@ impl<'a> Elaborator<'a> {
             let renamed = self.graph.fresh_name(&format!("{name}_value"));
             self.graph.rename(existing, renamed);
         }
-        let id = self.graph.add(Node { name: name.clone(), kind: NodeKind::Param, ty, span: Some(span), tile: None }, &[]);
+        let id = self.graph.add(Node { name: name.clone(), kind: NodeKind::Param, ty, span: Some(span), tile: None, kernel: None }, &[]);
         Ok(id)
     }
 
@@ -496,7 +496,7 @@ impl<'a> Elaborator<'a> {
         let dtype = if dtype.is_float() { dtype } else { DType::F32 };
         let t = Tensor::from_f32(dtype, vec![], vec![v as f32]).expect("a scalar has one element");
         let name = self.inner_name(ctx, "const");
-        self.graph.add(Node { name, kind: NodeKind::Const(t), ty: TensorType::new(dtype, vec![]), span: Some(span), tile: None }, &[])
+        self.graph.add(Node { name, kind: NodeKind::Const(t), ty: TensorType::new(dtype, vec![]), span: Some(span), tile: None, kernel: None }, &[])
     }
 
     fn call(&mut self, callee: &'a Ident, args: &'a [Arg], span: Span, scope: &mut Scope, ctx: &mut StmtCtx, root: bool) -> Eval {
@@ -636,7 +636,7 @@ impl<'a> Elaborator<'a> {
             Err(e) => return Err(self.op_error(e, span)),
         };
         let name = if root { ctx.binding.clone() } else { self.inner_name(ctx, op_name) };
-        let id = self.graph.add(Node { name, kind: NodeKind::Op(built.op), ty, span: Some(span), tile: None }, &operand_ids);
+        let id = self.graph.add(Node { name, kind: NodeKind::Op(built.op), ty, span: Some(span), tile: None, kernel: None }, &operand_ids);
         Ok(Value::Tensor(id))
     }
 

@@ -12,6 +12,7 @@ pub mod elaborate;
 pub mod interp;
 pub mod ir;
 pub mod jit;
+pub mod kernel_plan;
 pub mod ops;
 pub mod passes;
 pub mod summary;

@@ -62,7 +62,9 @@ pub fn summarize(graph: &Graph) -> Summary {
     let (activation_bytes, peak_activation_bytes) = activation_memory(graph, &order);
     let macs = rows.iter().fold(0u64, |acc, r| acc.saturating_add(r.macs));
     let target = crate::target::CpuTarget::host(true);
-    let scratch = |id: NodeId| crate::jit::node_scratch_bytes(graph, id, &target);
+    // Nodes the JIT has no kernel for (int8 ops) need no scratch of it.
+    let known = crate::kernel_plan::Known::of(graph);
+    let scratch = |id: NodeId| graph.node(id).op().and_then(|_| crate::kernel_plan::KernelPlan::for_node(graph, id, &known, &target).ok()).map_or(0, |p| p.scratch_bytes);
     let plan = crate::jit::memplan::plan(graph, &order, &scratch);
     Summary {
         model: graph.name.clone(),

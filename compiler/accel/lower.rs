@@ -13,7 +13,7 @@ use super::isa::{DramType, Deps, Insn};
 use super::tiling::{choose_tiles, Tiles};
 use crate::ir::{Graph, NodeId, NodeKind, TensorType};
 use crate::ops::quant::Activation;
-use crate::ops::{Op, UnaryKind};
+use crate::ops::{Op, Product};
 use nnc_runtime::tensor::Data;
 use nnc_runtime::{DType, Tensor};
 use std::collections::HashMap;
@@ -277,16 +277,11 @@ fn array_takes(config: &AccelConfig, dtype: DType) -> bool {
     }
 }
 
-/// The product a node computes on the array, if any: the op and its operand count.
-fn array_product(op: &Op) -> Option<(&Op, Option<&crate::ops::fused::Fused>)> {
-    match op {
-        Op::Conv2d(_) | Op::Dense(_) | Op::MatMul(_) => Some((op, None)),
-        Op::Fused(f) => match f.anchor.as_deref() {
-            Some(a @ (Op::Conv2d(_) | Op::Dense(_) | Op::MatMul(_))) => Some((a, Some(f))),
-            _ => None,
-        },
-        _ => None,
-    }
+/// The product a node computes on the array, if any, and the fused op it anchors.
+fn array_product(op: &Op) -> Option<(Product, Option<&crate::ops::fused::Fused>)> {
+    let product = op.product()?;
+    let fused = if let Op::Fused(f) = op { Some(f) } else { None };
+    Some((product, fused))
 }
 
 pub fn lower(graph: &Graph, config: &AccelConfig) -> Result<Program, LowerError> {
@@ -323,7 +318,7 @@ pub fn lower(graph: &Graph, config: &AccelConfig) -> Result<Program, LowerError>
                     lw.values.insert(id, Buffer { shape: node.ty.shape.clone(), dtype: node.ty.dtype, ..buf });
                     continue;
                 }
-                if let Op::Flatten(_) | Op::Reshape(_) = op {
+                if op.traits().view {
                     let src = lw.values[&graph.operands(id)[0]].clone();
                     lw.values.insert(id, Buffer { shape: node.ty.shape.clone(), ..src });
                     continue;
@@ -334,10 +329,10 @@ pub fn lower(graph: &Graph, config: &AccelConfig) -> Result<Program, LowerError>
                     let in_dtype = operand_types[0].dtype;
                     // Convolution and dense weights are laid out for the array at compile
                     // time; computed ones leave the product to the vector unit.
-                    let weights_known = matches!(product, Op::MatMul(_)) || matches!(graph.node(graph.operands(id)[1]).kind, NodeKind::Const(_));
+                    let weights_known = !product.has_weight_operand() || matches!(graph.node(graph.operands(id)[1]).kind, NodeKind::Const(_));
                     if array_takes(config, in_dtype) && operand_types[1].dtype == in_dtype && weights_known {
                         let epilogue = fused.map_or_else(|| absorbable_consumer(graph, id, config), |f| fused_activation(f, n_anchor, operand_types.len()).map(|a| (Vec::new(), a)));
-                        lower_product(&mut lw, id, product, n_anchor, epilogue.clone(), &mut absorbed)?;
+                        lower_product(&mut lw, id, &product, n_anchor, epilogue.clone(), &mut absorbed)?;
                         if fused.is_some() && epilogue.is_none() {
                             // The anchor's result is in the output buffer; the vector unit
                             // finishes the chain in place.
@@ -409,8 +404,7 @@ fn fused_activation(f: &crate::ops::fused::Fused, n_anchor: usize, n_operands: u
     }
     match f.steps.as_slice() {
         [] => Some(ActKind::Float(Activation::None)),
-        [crate::ops::fused::Step::Unary(UnaryKind::Relu)] => Some(ActKind::Float(Activation::Relu)),
-        [crate::ops::fused::Step::Unary(UnaryKind::Relu6)] => Some(ActKind::Float(Activation::Relu6)),
+        [step] => step.activation().map(ActKind::Float),
         _ => None,
     }
 }
@@ -423,20 +417,12 @@ fn absorbable_consumer(graph: &Graph, id: NodeId, config: &AccelConfig) -> Optio
         let users = graph.users(v);
         (users.len() == 1 && !graph.is_output(v)).then(|| users[0].0)
     };
-    let activation_of = |v: NodeId| match graph.node(v).op() {
-        Some(Op::Unary(u)) if u.kind == UnaryKind::Relu => Some(Activation::Relu),
-        Some(Op::Unary(u)) if u.kind == UnaryKind::Relu6 => Some(Activation::Relu6),
-        _ => None,
-    };
+    let activation_of = |v: NodeId| graph.node(v).op().and_then(|op| op.traits().activation);
     let Some(user) = sole_user(id) else { return Some((Vec::new(), default)) };
     let int8 = config.dtype == ElemType::Int8;
     // The activation unit scales per output column: per-channel scales must run along the
     // product's columns (a convolution's channels, a dense layer's units).
-    let column_axis = match graph.node(id).op() {
-        Some(Op::Conv2d(_)) => Some(1),
-        Some(Op::Dense(_)) => Some(graph.node(id).ty.rank() - 1),
-        _ => None,
-    };
+    let column_axis = graph.node(id).op().and_then(|op| op.product()).map(|p| p.channel_axis(graph.node(id).ty.rank()));
     let per_column = |s: &crate::ops::quant::Scales| s.values.len() == 1 || Some(s.axis) == column_axis;
     Some(match graph.node(user).op()? {
         // Placeholders: the table addresses are filled in when the tables are written.
@@ -464,7 +450,7 @@ fn scale_table(graph: &Graph, consumer: NodeId, channels: usize) -> Vec<u8> {
 }
 
 /// `epilogue`: the consumers the activation unit takes over (in order) and what it does.
-fn lower_product(lw: &mut Lowering, id: NodeId, product: &Op, n_anchor: usize, epilogue: Option<(Vec<NodeId>, ActKind)>, absorbed: &mut HashMap<NodeId, NodeId>) -> Result<(), LowerError> {
+fn lower_product(lw: &mut Lowering, id: NodeId, product: &Product, n_anchor: usize, epilogue: Option<(Vec<NodeId>, ActKind)>, absorbed: &mut HashMap<NodeId, NodeId>) -> Result<(), LowerError> {
     let graph = lw.graph;
     let node = graph.node(id);
     let operands: Vec<NodeId> = graph.operands(id)[..n_anchor].to_vec();
@@ -486,7 +472,7 @@ fn lower_product(lw: &mut Lowering, id: NodeId, product: &Op, n_anchor: usize, e
     let macs = product.macs(&types, &node.ty);
     // (m, k, n, instances, channels)
     let (m, k, n, instances, channels) = match product {
-        Op::Conv2d(c) => {
+        Product::Conv2d(c) => {
             let [batch, ch, h, w] = types[0].shape[..] else { unreachable!("conv input is rank 4") };
             let [f, cg, kh, kw] = types[1].shape[..] else { unreachable!("conv weight is rank 4") };
             let (ho, wo) = (node.ty.shape[2], node.ty.shape[3]);
@@ -543,7 +529,7 @@ fn lower_product(lw: &mut Lowering, id: NodeId, product: &Op, n_anchor: usize, e
             }
             (ho * wo, k, fg, instances, f)
         }
-        Op::Dense(_) => {
+        Product::Dense(_) => {
             let [units, features] = types[1].shape[..] else { unreachable!("dense weight is rank 2") };
             let rows = types[0].shape.iter().product::<usize>() / features;
             let t = match &graph.node(operands[1]).kind {
@@ -563,7 +549,7 @@ fn lower_product(lw: &mut Lowering, id: NodeId, product: &Op, n_anchor: usize, e
             };
             (rows, features, units, vec![instance], units)
         }
-        Op::MatMul(_) => {
+        Product::MatMul(_) => {
             let (batches, m, k, n) = crate::ops::MatMul::dims(&types[0].shape, &types[1].shape);
             let mut instances = Vec::new();
             for bi in 0..batches {
@@ -582,7 +568,6 @@ fn lower_product(lw: &mut Lowering, id: NodeId, product: &Op, n_anchor: usize, e
             }
             (m, k, n, instances, n)
         }
-        _ => unreachable!("array products are conv2d, dense and matmul"),
     };
     // The activation unit's tables.
     let bias = bias_buf.map(|b| b.addr);

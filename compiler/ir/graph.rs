@@ -36,6 +36,8 @@ pub struct Node {
     /// Cache blocking chosen for a matrix product (`select-tiles`); a schedule, not
     /// semantics: it never changes the value.
     pub tile: Option<crate::target::Tile>,
+    /// The CPU kernel that computes it (`select-kernels`); like `tile`, a schedule.
+    pub kernel: Option<crate::kernel_plan::Kernel>,
 }
 
 impl Node {

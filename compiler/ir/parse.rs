@@ -231,7 +231,7 @@ pub fn parse_graph(text: &str) -> Result<Graph, String> {
         p.expect(Tok::Colon)?;
         let ty = p.ty()?;
         let line = p.line();
-        let mut tile = None;
+        let (mut tile, mut kernel) = (None, None);
         let kind = match (kind, args) {
             (NodeKind::Const(t), None) => {
                 if t.len() != ty.numel() {
@@ -269,6 +269,12 @@ pub fn parse_graph(text: &str) -> Result<Graph, String> {
                         tile = Some(t.parse().map_err(|e| format!("line {line}: {e}"))?);
                         continue;
                     }
+                    // A string: the kernel plan. (Pooling's window, `kernel=[kh, kw]`, is a list.)
+                    if let (true, Const::Str(name)) = (k == "kernel", &c) {
+                        let names = || crate::kernel_plan::Kernel::ALL.map(|k| k.name()).join(", ");
+                        kernel = Some(crate::kernel_plan::Kernel::from_name(&name).ok_or_else(|| format!("line {line}: unknown kernel `{name}` (one of {})", names()))?);
+                        continue;
+                    }
                     args.push_keyword(k, c, 0..0).map_err(|e| format!("line {line}: {}", e.message))?;
                 }
                 let built = Op::build(op_name, &mut args).expect("the name is a known op").map_err(|e| format!("line {line}: {}", e.message))?;
@@ -284,7 +290,7 @@ pub fn parse_graph(text: &str) -> Result<Graph, String> {
             }
         };
         let index = if let NodeKind::Input { index } = kind { Some(index) } else { None };
-        let id = graph.add(Node { name, kind, ty, span: None, tile }, &operands);
+        let id = graph.add(Node { name, kind, ty, span: None, tile, kernel }, &operands);
         if let Some(i) = index {
             inputs.push((i, id));
         }

@@ -62,6 +62,9 @@ fn write_graph(graph: &Graph, out: &mut String) -> std::fmt::Result {
                 for (key, value) in op.attrs() {
                     write!(out, " {key}={value}")?;
                 }
+                if let Some(kernel) = node.kernel {
+                    write!(out, " kernel=\"{kernel}\"")?;
+                }
                 if let Some(tile) = &node.tile {
                     write!(out, " tile=\"{tile}\"")?;
                 }

@@ -7,7 +7,6 @@
 //! buffers the executable owns and take no arena space.
 
 use crate::ir::{Graph, NodeId, NodeKind};
-use crate::ops::Op;
 use std::collections::HashMap;
 
 /// Arena offsets are multiples of this, so vector loads never straddle more cache lines than
@@ -44,18 +43,14 @@ struct Storage {
 }
 
 fn is_view(graph: &Graph, id: NodeId) -> bool {
-    matches!(graph.node(id).op(), Some(Op::Reshape(_) | Op::Flatten(_)))
+    graph.node(id).op().is_some_and(|op| op.traits().view)
 }
 
 /// Elementwise ops (and fused elementwise chains): the kernel reads element i of a
 /// full-shape operand before writing element i of the result, so the result may overwrite
 /// such an operand in place.
 fn elementwise(graph: &Graph, id: NodeId) -> bool {
-    match graph.node(id).op() {
-        Some(Op::Unary(_) | Op::Binary(_)) => true,
-        Some(Op::Fused(f)) => f.anchor.is_none(),
-        _ => false,
-    }
+    graph.node(id).op().is_some_and(|op| op.traits().elementwise)
 }
 
 /// Plan `graph`, whose nodes run in `schedule` order (a topological order); `scratch_bytes`

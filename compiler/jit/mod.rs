@@ -12,23 +12,26 @@
 //! assert_eq!(y[0].as_f32().unwrap(), &[0.0, 1.0, 4.0, 0.0]);
 //! ```
 
-pub mod kernel;
+pub mod abi;
+pub mod builder;
+pub mod executable;
 pub mod lower;
-pub mod lower_channels;
-pub mod lower_lstm;
 pub mod memplan;
+pub mod prepack;
 
-use crate::ir::{Graph, Layout, NodeId, NodeKind, ShapeDisplay};
-use crate::target::{CpuTarget, Tile};
-use std::collections::HashMap;
-use crate::ops;
+pub use executable::{Executable, Workspace};
+
+use crate::ir::{Graph, NodeId, NodeKind};
+use crate::kernel_plan::{Kernel, KernelPlan};
+use crate::target::CpuTarget;
 use cranelift_codegen::ir::{AbiParam, InstBuilder, UserFuncName};
 use cranelift_codegen::settings::{self, Configurable};
 use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext};
 use cranelift_jit::{JITBuilder, JITModule};
 use cranelift_module::{Linkage, Module};
-use memplan::{Loc, MemoryPlan};
-use nnc_runtime::Tensor;
+use executable::{Binding, Compiled, KernelFn, TaskFn};
+use memplan::MemoryPlan;
+use std::collections::HashMap;
 
 #[derive(Debug, thiserror::Error)]
 pub enum JitError {
@@ -48,144 +51,9 @@ pub enum JitError {
     InputMismatch { name: String, expected: String, got: String },
 }
 
-type KernelFn = unsafe extern "C" fn(*mut u8);
-/// A kernel split into tasks: `f(arena, task, tasks)` computes task `task`'s share.
-type TaskFn = unsafe extern "C" fn(*mut u8, i64, i64);
-
-/// One op's compiled code.
-#[derive(Clone, Copy)]
-enum Compiled {
-    Whole(KernelFn),
-    /// Run as this many tasks on the worker pool.
-    Split(TaskFn, usize),
-}
-
 /// Outputs below which a kernel is not split: the hand-off to workers (two channel messages
 /// each) costs more than a small elementwise pass.
 const SPLIT_MIN_ELEMENTS: usize = 1 << 15;
-
-/// A compiled model: immutable, shareable between threads; each thread runs it with its own
-/// [`Workspace`].
-pub struct Executable {
-    // Kept alive for the code's lifetime; released in `Drop` (a dropped `JITModule` leaks).
-    module: Option<JITModule>,
-    kernels: Vec<Compiled>,
-    /// `(node name, op label)` of each kernel, for profiles.
-    kernel_names: Vec<(String, String)>,
-    /// Weight buffers the code reads by absolute address; never mutated after compilation.
-    consts: Vec<Vec<f32>>,
-    arena_bytes: usize,
-    lower_bound_bytes: usize,
-    inputs: Vec<Binding>,
-    outputs: Vec<Binding>,
-}
-
-struct Binding {
-    name: String,
-    loc: Loc,
-    dtype: nnc_runtime::DType,
-    shape: Vec<usize>,
-}
-
-// SAFETY: after `finalize_definitions` the module's code and the constant buffers are only
-// read; all mutable state of a run lives in the caller's `Workspace`.
-unsafe impl Send for Executable {}
-unsafe impl Sync for Executable {}
-
-impl Drop for Executable {
-    fn drop(&mut self) {
-        if let Some(m) = self.module.take() {
-            // SAFETY: no kernel can be running: runs borrow `self`, which is being dropped.
-            unsafe { m.free_memory() };
-        }
-    }
-}
-
-/// The memory one run needs: the activation arena, allocated once and reused.
-pub struct Workspace {
-    arena: Vec<Align64>,
-}
-
-#[derive(Clone, Copy)]
-#[repr(C, align(64))]
-struct Align64([u8; 64]);
-
-impl Executable {
-    pub fn workspace(&self) -> Workspace {
-        Workspace { arena: vec![Align64([0; 64]); self.arena_bytes.div_ceil(64).max(1)] }
-    }
-
-    /// Bytes of activation memory the plan uses.
-    pub fn arena_bytes(&self) -> usize {
-        self.arena_bytes
-    }
-
-    /// The least any plan could use: the peak of simultaneously live activations.
-    pub fn arena_lower_bound_bytes(&self) -> usize {
-        self.lower_bound_bytes
-    }
-
-    /// Run on `inputs` (declaration order); returns the outputs in declaration order.
-    pub fn run(&self, ws: &mut Workspace, inputs: &[Tensor]) -> Result<Vec<Tensor>, JitError> {
-        self.run_timed(ws, inputs, None)
-    }
-
-    /// [`Executable::run`], also timing every kernel: `(node, op, seconds)` in run order.
-    pub fn run_profiled(&self, ws: &mut Workspace, inputs: &[Tensor]) -> Result<(Vec<Tensor>, Vec<(String, String, f64)>), JitError> {
-        let mut times = Vec::with_capacity(self.kernels.len());
-        let out = self.run_timed(ws, inputs, Some(&mut times))?;
-        let profile = self.kernel_names.iter().zip(times).map(|((n, op), t)| (n.clone(), op.clone(), t)).collect();
-        Ok((out, profile))
-    }
-
-    fn run_timed(&self, ws: &mut Workspace, inputs: &[Tensor], mut times: Option<&mut Vec<f64>>) -> Result<Vec<Tensor>, JitError> {
-        if inputs.len() != self.inputs.len() {
-            return Err(JitError::InputCount { expected: self.inputs.len(), got: inputs.len() });
-        }
-        if ws.arena.len() * 64 < self.arena_bytes {
-            *ws = self.workspace();
-        }
-        let arena = ws.arena.as_mut_ptr() as *mut u8;
-        for (b, t) in self.inputs.iter().zip(inputs) {
-            if t.shape() != b.shape.as_slice() || t.dtype() != b.dtype {
-                return Err(JitError::InputMismatch { name: b.name.clone(), expected: format!("{}{}", b.dtype, ShapeDisplay(&b.shape)), got: format!("{}{}", t.dtype(), ShapeDisplay(t.shape())) });
-            }
-            let Loc::Arena(off) = b.loc else { unreachable!("inputs live in the arena") };
-            let data = t.as_f32().expect("float inputs checked above");
-            // SAFETY: the plan reserved `numel * 4` bytes at `off` inside the arena.
-            unsafe { std::ptr::copy_nonoverlapping(data.as_ptr(), arena.add(off) as *mut f32, data.len()) };
-        }
-        // Task bodies receive the arena address as an integer: `usize` is `Sync`.
-        let arena_addr = arena as usize;
-        for k in &self.kernels {
-            let start = times.as_ref().map(|_| std::time::Instant::now());
-            // SAFETY: kernels only touch the arena (sized by the plan) and the constants;
-            // the tasks of a split kernel write disjoint parts of its result.
-            match *k {
-                Compiled::Whole(f) => unsafe { f(arena) },
-                Compiled::Split(f, tasks) => nnc_runtime::pool::parallel_for(tasks, &|t| unsafe { f(arena_addr as *mut u8, t as i64, tasks as i64) }),
-            }
-            if let (Some(t), Some(s)) = (times.as_deref_mut(), start) {
-                t.push(s.elapsed().as_secs_f64());
-            }
-        }
-        Ok(self
-            .outputs
-            .iter()
-            .map(|b| {
-                let n: usize = b.shape.iter().product();
-                let mut data = vec![0.0f32; n];
-                let src = match b.loc {
-                    Loc::Arena(off) => unsafe { arena.add(off) as *const f32 },
-                    Loc::Const(c) => self.consts[c].as_ptr(),
-                };
-                // SAFETY: `src` holds `n` floats (arena slot or constant buffer).
-                unsafe { std::ptr::copy_nonoverlapping(src, data.as_mut_ptr(), n) };
-                Tensor::from_f32(b.dtype, b.shape.clone(), data).expect("shape and data agree")
-            })
-            .collect())
-    }
-}
 
 fn host_module() -> Result<JITModule, JitError> {
     let mut flags = settings::builder();
@@ -194,11 +62,7 @@ fn host_module() -> Result<JITModule, JitError> {
     set(&mut flags, "is_pic", "false")?;
     let isa = cranelift_native::builder().map_err(|e| JitError::Host(e.to_string()))?.finish(settings::Flags::new(flags)).map_err(|e| JitError::Host(e.to_string()))?;
     let mut builder = JITBuilder::with_isa(isa, cranelift_module::default_libcall_names());
-    builder.symbol("nnc_sgemm", nnc_runtime::gemm::nnc_sgemm as *const u8);
-    builder.symbol("nnc_im2col", nnc_runtime::gemm::nnc_im2col as *const u8);
-    builder.symbol("nnc_sgemm_packed_a", nnc_runtime::gemm::nnc_sgemm_packed_a as *const u8);
-    builder.symbol("nnc_sgemm_packed_b", nnc_runtime::gemm::nnc_sgemm_packed_b as *const u8);
-    builder.symbol("nnc_sgemm_conv_nhwc", nnc_runtime::gemm::nnc_sgemm_conv_nhwc as *const u8);
+    abi::register_symbols(&mut builder);
     Ok(JITModule::new(builder))
 }
 
@@ -234,6 +98,20 @@ pub fn compile(graph: &Graph, options: &JitOptions) -> Result<Executable, JitErr
     compile_with_listing(graph, options, &mut Listing::default())
 }
 
+/// The kernel plan of every op node that runs code (views have none), on `target`.
+pub fn plans(graph: &Graph, target: &CpuTarget) -> Result<HashMap<NodeId, KernelPlan>, JitError> {
+    let mut plans = HashMap::new();
+    let known = crate::kernel_plan::Known::of(graph);
+    for id in graph.node_ids() {
+        if graph.node(id).op().is_none() {
+            continue;
+        }
+        let plan = KernelPlan::for_node(graph, id, &known, target).map_err(|e| JitError::Codegen { node: graph.node(id).name.clone(), message: e.to_string() })?;
+        plans.insert(id, plan);
+    }
+    Ok(plans)
+}
+
 /// [`compile`], appending the Cranelift IR and/or machine code of every kernel to `listing`.
 pub fn compile_with_listing(graph: &Graph, options: &JitOptions, listing: &mut Listing) -> Result<Executable, JitError> {
     // Generated code is in bounds only for graphs whose shapes, layouts and fused operands
@@ -252,28 +130,18 @@ pub fn compile_with_listing(graph: &Graph, options: &JitOptions, listing: &mut L
         }
     }
     let target = CpuTarget::host(options.ukernels);
-    let tile_of = |id: NodeId| node_tile(graph, id, &target);
-    let scratch = |id: NodeId| node_scratch_bytes(graph, id, &target);
-    let plan: MemoryPlan = memplan::plan(graph, &schedule, &scratch);
+    let plans = plans(graph, &target)?;
+    let plan: MemoryPlan = memplan::plan(graph, &schedule, &|id| plans.get(&id).map_or(0, |p| p.scratch_bytes));
     let consts: Vec<Vec<f32>> = plan.consts.iter().map(|&id| match &graph.node(id).kind {
         NodeKind::Const(t) => t.to_f32_vec(),
         NodeKind::Input { .. } | NodeKind::Param | NodeKind::Op(_) => unreachable!("the plan lists constants only"),
     }).collect();
-    let (consts, prepacked) = prepack_weights(graph, &schedule, &plan, consts, options.ukernels, &tile_of);
+    let (consts, prepacked) = prepack::prepack_weights(graph, &plans, &plan, consts);
     let const_addrs: Vec<u64> = consts.iter().map(|c| c.as_ptr() as u64).collect();
 
     let mut module = host_module()?;
     let ptr = module.target_config().pointer_type();
-    let import = |module: &mut JITModule, name: &str, params: usize| {
-        let mut sig = module.make_signature();
-        sig.params.extend(std::iter::repeat_n(AbiParam::new(ptr), params));
-        module.declare_function(name, Linkage::Import, &sig).map_err(|e| JitError::Codegen { node: name.to_string(), message: e.to_string() })
-    };
-    let sgemm_id = import(&mut module, "nnc_sgemm", 21)?;
-    let im2col_id = import(&mut module, "nnc_im2col", 15)?;
-    let conv_nhwc_id = import(&mut module, "nnc_sgemm_conv_nhwc", 27)?;
-    let packed_id = import(&mut module, "nnc_sgemm_packed_a", 19)?;
-    let packed_b_id = import(&mut module, "nnc_sgemm_packed_b", 19)?;
+    let imports = abi::Imports::declare(&mut module)?;
     let frontend_config = module.target_config();
     let mut ctx = module.make_context();
     let mut fctx = FunctionBuilderContext::new();
@@ -281,14 +149,11 @@ pub fn compile_with_listing(graph: &Graph, options: &JitOptions, listing: &mut L
     let mut kernel_names = Vec::new();
     for (index, &id) in schedule.iter().enumerate() {
         let node = graph.node(id);
-        let Some(op) = node.op() else { continue };
-        if !lower::needs_kernel(op) {
+        let (Some(op), Some(kp)) = (node.op(), plans.get(&id)) else { continue };
+        if kp.kernel == Kernel::View {
             continue;
         }
-        let operand_types = graph.operand_types(id);
-        let split = options.threads > 1
-            && node.ty.numel() >= SPLIT_MIN_ELEMENTS
-            && lower::splits(op, &operand_types, &node.ty, options.ukernels, prepacked.contains_key(&id));
+        let split = options.threads > 1 && node.ty.numel() >= SPLIT_MIN_ELEMENTS && kp.splits;
         ctx.func.signature.params.push(AbiParam::new(ptr));
         if split {
             ctx.func.signature.params.extend([AbiParam::new(ptr), AbiParam::new(ptr)]);
@@ -302,14 +167,8 @@ pub fn compile_with_listing(graph: &Graph, options: &JitOptions, listing: &mut L
             b.seal_block(entry);
             let params = b.block_params(entry).to_vec();
             let arena = params[0];
-            let runtime = options.ukernels.then(|| kernel::RuntimeFns {
-                sgemm: module.declare_func_in_func(sgemm_id, b.func),
-                im2col: module.declare_func_in_func(im2col_id, b.func),
-                sgemm_packed_a: module.declare_func_in_func(packed_id, b.func),
-                sgemm_packed_b: module.declare_func_in_func(packed_b_id, b.func),
-                sgemm_conv_nhwc: module.declare_func_in_func(conv_nhwc_id, b.func),
-            });
-            let mut k = kernel::Kernel::new(b, arena, &const_addrs, runtime, tile_of(id));
+            let runtime = options.ukernels.then(|| imports.in_function(&mut module, b.func));
+            let mut k = builder::KernelBuilder::new(b, arena, &const_addrs, runtime, kp.tile);
             k.prepacked = prepacked.get(&id).cloned().unwrap_or_default();
             k.threads = options.threads.max(1) as i64;
             if split {
@@ -318,12 +177,12 @@ pub fn compile_with_listing(graph: &Graph, options: &JitOptions, listing: &mut L
             let operands = graph.operands(id);
             let args: Vec<lower::Arg> = operands.iter().map(|o| lower::Arg { loc: plan.locs[o], ty: &graph.node(*o).ty }).collect();
             let out = lower::Arg { loc: plan.locs[&id], ty: &node.ty };
-            lower::lower(&mut k, op, &args, out, plan.scratch.get(&id).copied());
+            lower::lower(&mut k, kp, op, &args, out, plan.scratch.get(&id).copied());
             k.b.ins().return_(&[]);
             k.b.finalize(frontend_config);
         }
         let codegen_err = |e: String| JitError::Codegen { node: node.name.clone(), message: e };
-        let header = format!("; kernel k{index}: %{} = {} : {}\n", node.name, op.label(), node.ty);
+        let header = format!("; kernel k{index}: %{} = {} : {} (kernel=\"{}\")\n", node.name, op.label(), node.ty, kp.kernel);
         if listing.clif {
             listing.text.push_str(&header);
             listing.text.push_str(&ctx.func.display().to_string());
@@ -369,89 +228,4 @@ pub fn compile_with_listing(graph: &Graph, options: &JitOptions, listing: &mut L
         inputs: graph.inputs.iter().map(|&i| binding(i, &graph.node(i).name)).collect(),
         outputs: graph.outputs.iter().map(|(name, id)| binding(*id, name)).collect(),
     })
-}
-
-/// A node's cache blocking: chosen by `select-tiles`, or derived the same way here (for
-/// graphs compiled below the level that runs it).
-pub fn node_tile(graph: &Graph, id: NodeId, target: &CpuTarget) -> Tile {
-    let node = graph.node(id);
-    node.tile.unwrap_or_else(|| {
-        let shape = node.op().and_then(|op| lower::gemm_shape(op, &graph.operand_types(id), &node.ty, target.ukernels));
-        let [m, n, k] = shape.unwrap_or([usize::MAX / 2; 3]);
-        target.gemm_tile(m, n, k)
-    })
-}
-
-/// Arena bytes a node's kernel needs while it runs. Weights are constants here (bound), or
-/// parameters when only planning (they will be).
-pub fn node_scratch_bytes(graph: &Graph, id: NodeId, target: &CpuTarget) -> usize {
-    let node = graph.node(id);
-    let Some(op) = node.op() else { return 0 };
-    let weights_constant = graph.operands(id).iter().skip(1).all(|&o| matches!(graph.node(o).kind, NodeKind::Const(_) | NodeKind::Param));
-    lower::scratch_bytes(op, &graph.operand_types(id), &node.ty, target.ukernels, &node_tile(graph, id, target), weights_constant)
-}
-
-/// Constant convolution weights repacked once, at compile time, in the order their kernels
-/// read them: GEMM panels of A for row-major convolutions, and for channels-last ones GEMM
-/// panels of B or the depthwise `[tap][channel]` order. Returns the constants with the packed
-/// buffers appended, and each convolution's packed buffers (one per group) by address.
-fn prepack_weights(graph: &Graph, schedule: &[NodeId], plan: &MemoryPlan, mut consts: Vec<Vec<f32>>, ukernels: bool, tile_of: &dyn Fn(NodeId) -> Tile) -> (Vec<Vec<f32>>, HashMap<NodeId, Vec<u64>>) {
-    let mut prepacked = HashMap::new();
-    for &id in schedule {
-        // An LSTM with constant weights: transposed weights and the summed bias.
-        if let Some(ops::Op::Lstm(l)) = graph.node(id).op() {
-            let locs: Vec<Option<Loc>> = graph.operands(id)[1..].iter().map(|o| plan.locs.get(o).copied()).collect();
-            let consts_at: Vec<usize> = locs.iter().filter_map(|l| match l {
-                Some(Loc::Const(c)) => Some(*c),
-                _ => None,
-            }).collect();
-            if consts_at.len() == locs.len() {
-                let biases = (consts_at.len() == 4).then(|| (&consts[consts_at[2]][..], &consts[consts_at[3]][..]));
-                let packed = lower_lstm::pack_weights(&consts[consts_at[0]], &consts[consts_at[1]], biases, 4 * l.hidden);
-                let mut addrs = Vec::new();
-                for buf in packed {
-                    addrs.push(buf.as_ptr() as u64);
-                    consts.push(buf);
-                }
-                prepacked.insert(id, addrs);
-            }
-            continue;
-        }
-        let conv = match graph.node(id).op() {
-            Some(ops::Op::Conv2d(c)) => c,
-            Some(ops::Op::Fused(f)) => match f.anchor.as_deref() {
-                Some(ops::Op::Conv2d(c)) => c,
-                _ => continue,
-            },
-            _ => continue,
-        };
-        let operands = graph.operands(id);
-        let types = graph.operand_types(id);
-        let Some(Loc::Const(w)) = plan.locs.get(&operands[1]).copied() else { continue };
-        let ws = &types[1].shape;
-        let tile = tile_of(id);
-        let mut addrs = Vec::new();
-        if types[0].layout != Layout::RowMajor {
-            let kind = lower_channels::conv_kind(conv, &types, ukernels);
-            if let Some(buf) = lower_channels::pack_weights(kind, &consts[w], ws, tile) {
-                // The heap buffer does not move when `consts` grows.
-                addrs.push(buf.as_ptr() as u64);
-                consts.push(buf);
-            }
-        } else if ukernels && lower::conv_uses_gemm(&types, true) {
-            let (fg, kk) = (ws[0] / conv.groups, ws[1] * ws[2] * ws[3]);
-            let blk = nnc_runtime::gemm::Blocking { kc: tile.kc, mc: tile.mc, nc: tile.nc };
-            for g in 0..conv.groups {
-                let mut buf = vec![0.0f32; nnc_runtime::gemm::packed_a_len(fg, kk, blk)];
-                // SAFETY: the weight buffer holds `groups·fg × kk` floats, row-major.
-                unsafe { nnc_runtime::gemm::pack_a_all(fg, kk, consts[w].as_ptr().add(g * fg * kk), kk as isize, 1, blk, &mut buf) };
-                addrs.push(buf.as_ptr() as u64);
-                consts.push(buf);
-            }
-        }
-        if !addrs.is_empty() {
-            prepacked.insert(id, addrs);
-        }
-    }
-    (consts, prepacked)
 }

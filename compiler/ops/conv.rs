@@ -210,3 +210,9 @@ impl Conv2d {
         (out.numel() as u64) * (w[1] * w[2] * w[3]) as u64
     }
 }
+
+impl Conv2d {
+    pub fn traits(&self) -> super::Traits {
+        super::Traits { codes: super::Codes::Multiplies, product: Some(super::Product::Conv2d(self.clone())), ..super::Traits::PLAIN }
+    }
+}

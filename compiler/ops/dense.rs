@@ -211,3 +211,15 @@ impl MatMul {
         matmul_shape(&operands[0].shape, &operands[1].shape).map_or(0, |s| (s.batch.iter().product::<usize>() * s.m * s.k * s.n) as u64)
     }
 }
+
+impl Dense {
+    pub fn traits(&self) -> super::Traits {
+        super::Traits { codes: super::Codes::Multiplies, product: Some(super::Product::Dense(self.clone())), ..super::Traits::PLAIN }
+    }
+}
+
+impl MatMul {
+    pub fn traits(&self) -> super::Traits {
+        super::Traits { codes: super::Codes::Multiplies, product: Some(super::Product::MatMul(self.clone())), ..super::Traits::PLAIN }
+    }
+}

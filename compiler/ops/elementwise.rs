@@ -314,3 +314,29 @@ mod nan_tests {
         }
     }
 }
+
+impl Unary {
+    pub fn traits(&self) -> super::Traits {
+        let activation = match self.kind {
+            UnaryKind::Relu => Some(nnc_runtime::Activation::Relu),
+            UnaryKind::Relu6 => Some(nnc_runtime::Activation::Relu6),
+            UnaryKind::Sigmoid
+            | UnaryKind::Tanh
+            | UnaryKind::Gelu
+            | UnaryKind::Silu
+            | UnaryKind::Exp
+            | UnaryKind::Sqrt
+            | UnaryKind::Abs
+            | UnaryKind::Neg
+            | UnaryKind::LeakyRelu { .. }
+            | UnaryKind::Clip { .. } => None,
+        };
+        super::Traits { elementwise: true, activation, ..super::Traits::PLAIN }
+    }
+}
+
+impl Binary {
+    pub fn traits(&self) -> super::Traits {
+        super::Traits { elementwise: true, ..super::Traits::PLAIN }
+    }
+}

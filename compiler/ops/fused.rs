@@ -12,7 +12,7 @@
 //! `%y = fused(%x, %w, %b, %skip) anchor="conv2d" epilogue=["add", "relu"] stride=[1, 1] ...`
 //! `%z = fused(%a, %b) epilogue=["sigmoid", "mul"]`
 
-use super::{BinaryKind, CallArgs, Const, Op, OpError, OpResult, UnaryKind};
+use super::{BinaryKind, CallArgs, Const, Op, OpError, OpResult, Product, UnaryKind};
 use crate::ir::{ShapeDisplay, TensorType};
 
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -57,6 +57,43 @@ impl Step {
         (!kind.has_attributes()).then_some(Step::Unary(kind))
     }
 
+    /// The step `op` would be in a fused group, if it can be one: an attribute-free unary
+    /// op, or a binary op (whose operands' shapes the fusion pass still has to check).
+    pub fn of(op: &Op) -> Option<StepOf> {
+        match op {
+            Op::Unary(u) => (!u.kind.has_attributes()).then_some(StepOf::Unary(Step::Unary(u.kind))),
+            Op::Binary(b) => Some(StepOf::Binary(b.kind)),
+            Op::Conv2d(_)
+            | Op::Dense(_)
+            | Op::MatMul(_)
+            | Op::BatchNorm(_)
+            | Op::LayerNorm(_)
+            | Op::Lstm(_)
+            | Op::Softmax(_)
+            | Op::Pool(_)
+            | Op::GlobalAvgPool(_)
+            | Op::Flatten(_)
+            | Op::Reshape(_)
+            | Op::Transpose(_)
+            | Op::Concat(_)
+            | Op::Slice(_)
+            | Op::Attention(_)
+            | Op::Fused(_)
+            | Op::ConvertLayout(_)
+            | Op::Quantize(_)
+            | Op::Dequantize(_)
+            | Op::Requantize(_) => None,
+        }
+    }
+
+    /// The activation the step is, if an activation unit or a GEMM epilogue can apply it.
+    pub fn activation(&self) -> Option<nnc_runtime::Activation> {
+        match self {
+            Step::Unary(k) => super::Unary { kind: *k }.traits().activation,
+            Step::Binary { .. } => None,
+        }
+    }
+
     pub fn is_binary(&self) -> bool {
         matches!(self, Step::Binary { .. })
     }
@@ -71,10 +108,17 @@ impl Step {
     }
 }
 
+/// What an elementwise op contributes to a fused group: a whole step (unary), or a binary
+/// kind whose direction depends on which operand the group is.
+pub enum StepOf {
+    Unary(Step),
+    Binary(BinaryKind),
+}
+
 #[derive(Clone, Debug, PartialEq)]
 pub struct Fused {
     /// The product the steps follow, or `None` for an elementwise chain.
-    pub anchor: Option<Box<Op>>,
+    pub anchor: Option<Product>,
     pub steps: Vec<Step>,
 }
 
@@ -86,9 +130,13 @@ pub fn extra_fits(extra_shape: &[usize], out_shape: &[usize]) -> bool {
     numel == 1 || (extra_shape.len() <= out_shape.len() && out_shape.ends_with(extra_shape))
 }
 
-/// Whether `op` can anchor a fused op.
-pub fn can_anchor(op: &Op) -> bool {
-    matches!(op, Op::Conv2d(_) | Op::Dense(_) | Op::MatMul(_))
+/// The product `op` is, if it can anchor a fused op: a matrix product that is not already
+/// fused.
+pub fn anchor_of(op: &Op) -> Option<Product> {
+    if let Op::Fused(_) = op {
+        return None;
+    }
+    op.product()
 }
 
 impl Fused {
@@ -133,10 +181,11 @@ impl Fused {
         let anchor_name: &'static str = super::OP_NAMES.iter().copied().find(|n| *n == anchor_name).ok_or_else(|| OpError::new(format!("fused: unknown anchor op `{anchor_name}`")))?;
         let mut inner = args.split_off(anchor_name, args.operands.len() - extra);
         let built = Op::build(anchor_name, &mut inner).expect("a known op name")?;
-        if !built.implicit.is_empty() || !can_anchor(&built.op) {
+        let anchor = anchor_of(&built.op).filter(|_| built.implicit.is_empty());
+        let Some(anchor) = anchor else {
             return Err(OpError::new(format!("fused: `{anchor_name}` with these operands cannot anchor a fused op")));
-        }
-        Ok(super::Built { op: Op::Fused(Fused { anchor: Some(Box::new(built.op)), steps }), implicit: Vec::new() })
+        };
+        Ok(super::Built { op: Op::Fused(Fused { anchor: Some(anchor), steps }), implicit: Vec::new() })
     }
 
     pub fn infer(&self, operands: &[&TensorType]) -> OpResult<TensorType> {
@@ -193,5 +242,12 @@ impl Fused {
                 out.iter_mut().for_each(|v| *v = step.apply(*v, 0.0));
             }
         }
+    }
+}
+
+impl Fused {
+    /// An anchorless chain is elementwise; an anchored group is its product.
+    pub fn traits(&self) -> super::Traits {
+        super::Traits { elementwise: self.anchor.is_none(), product: self.anchor.clone(), ..super::Traits::PLAIN }
     }
 }

@@ -74,7 +74,7 @@ pub fn follows(op: &Op, operands: &[&TensorType], result_shape: &[usize]) -> Opt
                 return None;
             }
             let mut inner = match &f.anchor {
-                Some(anchor) => follows(anchor, &operands[..n], result_shape)?,
+                Some(anchor) => follows(&anchor.op(), &operands[..n], result_shape)?,
                 None => all(1),
             };
             inner.operands.extend(n..operands.len());
@@ -131,4 +131,11 @@ pub fn result_layout(op: &Op, operands: &[&TensorType], result_shape: &[usize]) 
         Some(r) if r.result => chosen.unwrap_or(Layout::RowMajor),
         _ => Layout::RowMajor,
     })
+}
+
+impl ConvertLayout {
+    /// Not elementwise: the same logical element sits at another byte offset.
+    pub fn traits(&self) -> super::Traits {
+        super::Traits::PLAIN
+    }
 }

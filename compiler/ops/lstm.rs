@@ -110,3 +110,9 @@ impl Lstm {
         (x[0] * x[1] * 4 * h * (x[2] + h)) as u64
     }
 }
+
+impl Lstm {
+    pub fn traits(&self) -> super::Traits {
+        super::Traits::PLAIN
+    }
+}

@@ -19,6 +19,7 @@ mod pool;
 pub mod quant;
 mod softmax;
 mod structural;
+pub mod traits;
 
 pub use call::{CallArgs, Const, OpError, OpResult, Operand};
 pub use conv::Conv2d;
@@ -31,6 +32,7 @@ pub use pool::{GlobalAvgPool, Pool, PoolKind};
 pub use quant::{Dequantize, Quantize, Requantize};
 pub use softmax::{Attention, Softmax};
 pub use structural::{Concat, Flatten, Reshape, Slice, Transpose};
+pub use traits::{Codes, Product, Traits};
 
 use crate::ir::TensorType;
 use nnc_runtime::tensor::checked_numel;
@@ -202,6 +204,39 @@ impl Op {
             | Op::Dequantize(_)
             | Op::Requantize(_) => self.name().to_string(),
         }
+    }
+
+    /// What backends and passes need to know about the op: see [`Traits`].
+    pub fn traits(&self) -> Traits {
+        match self {
+            Op::Conv2d(o) => o.traits(),
+            Op::Dense(o) => o.traits(),
+            Op::MatMul(o) => o.traits(),
+            Op::BatchNorm(o) => o.traits(),
+            Op::LayerNorm(o) => o.traits(),
+            Op::Lstm(o) => o.traits(),
+            Op::Unary(o) => o.traits(),
+            Op::Binary(o) => o.traits(),
+            Op::Softmax(o) => o.traits(),
+            Op::Pool(o) => o.traits(),
+            Op::GlobalAvgPool(o) => o.traits(),
+            Op::Flatten(o) => o.traits(),
+            Op::Reshape(o) => o.traits(),
+            Op::Transpose(o) => o.traits(),
+            Op::Concat(o) => o.traits(),
+            Op::Slice(o) => o.traits(),
+            Op::Attention(o) => o.traits(),
+            Op::Fused(o) => o.traits(),
+            Op::ConvertLayout(o) => o.traits(),
+            Op::Quantize(o) => o.traits(),
+            Op::Dequantize(o) => o.traits(),
+            Op::Requantize(o) => o.traits(),
+        }
+    }
+
+    /// The matrix product the op computes (itself, or a fused op's anchor), if any.
+    pub fn product(&self) -> Option<Product> {
+        self.traits().product
     }
 
     /// The result type for operands of these types, or why they are invalid.

@@ -123,3 +123,15 @@ impl LayerNorm {
         vec![("eps", Const::Float(self.eps))]
     }
 }
+
+impl BatchNorm {
+    pub fn traits(&self) -> super::Traits {
+        super::Traits::PLAIN
+    }
+}
+
+impl LayerNorm {
+    pub fn traits(&self) -> super::Traits {
+        super::Traits::PLAIN
+    }
+}

@@ -135,3 +135,20 @@ impl GlobalAvgPool {
         x[0].chunks_exact(hw).map(|p| (p.iter().map(|&v| v as f64).sum::<f64>() / hw as f64) as f32).collect()
     }
 }
+
+impl Pool {
+    /// A max pool only selects values, so int8 codes pass through it; an average does not.
+    pub fn traits(&self) -> super::Traits {
+        let codes = match self.kind {
+            PoolKind::Max => super::Codes::Moves,
+            PoolKind::Avg => super::Codes::Floats,
+        };
+        super::Traits { codes, ..super::Traits::PLAIN }
+    }
+}
+
+impl GlobalAvgPool {
+    pub fn traits(&self) -> super::Traits {
+        super::Traits::PLAIN
+    }
+}

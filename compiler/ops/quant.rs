@@ -27,43 +27,7 @@ pub fn quantize_value(x: f32, scale: f32) -> i8 {
     (x / scale).round_ties_even().clamp(-QMAX, QMAX) as i8
 }
 
-/// The activation a `requantize` applies between scaling and rounding.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Activation {
-    None,
-    Relu,
-    Relu6,
-}
-
-impl Activation {
-    pub fn name(self) -> &'static str {
-        match self {
-            Activation::None => "none",
-            Activation::Relu => "relu",
-            Activation::Relu6 => "relu6",
-        }
-    }
-
-    pub fn from_name(s: &str) -> Option<Activation> {
-        Some(match s {
-            "none" => Activation::None,
-            "relu" => Activation::Relu,
-            "relu6" => Activation::Relu6,
-            _ => return None,
-        })
-    }
-
-    /// Exactly what the `relu`/`relu6` ops compute on one value.
-    #[inline]
-    pub fn apply(self, v: f32) -> f32 {
-        match self {
-            Activation::None => v,
-            // NaN propagates, as through the `relu` op.
-            Activation::Relu => if v.is_nan() { v } else { v.max(0.0) },
-            Activation::Relu6 => v.clamp(0.0, 6.0),
-        }
-    }
-}
+pub use nnc_runtime::Activation;
 
 /// An i32 accumulator to its int8 code: dequantize at `scale` (the product of the input's
 /// and the weight's scales), apply the activation in f32, quantize at `out_scale`. Identical
@@ -280,5 +244,23 @@ pub fn widen(t: &Tensor) -> Vec<std::num::Wrapping<i32>> {
         nnc_runtime::tensor::Data::I8(v) => v.iter().map(|&x| std::num::Wrapping(x as i32)).collect(),
         nnc_runtime::tensor::Data::I32(v) => v.iter().map(|&x| std::num::Wrapping(x)).collect(),
         nnc_runtime::tensor::Data::F32(_) => unreachable!("integer operands"),
+    }
+}
+
+impl Quantize {
+    pub fn traits(&self) -> super::Traits {
+        super::Traits { codes: super::Codes::Converts, ..super::Traits::PLAIN }
+    }
+}
+
+impl Dequantize {
+    pub fn traits(&self) -> super::Traits {
+        super::Traits { codes: super::Codes::Converts, ..super::Traits::PLAIN }
+    }
+}
+
+impl Requantize {
+    pub fn traits(&self) -> super::Traits {
+        super::Traits { codes: super::Codes::Converts, ..super::Traits::PLAIN }
     }
 }

@@ -149,3 +149,15 @@ impl Attention {
         (batches * q[r - 2] * sk * q[r - 1] + out.numel() * sk) as u64
     }
 }
+
+impl Softmax {
+    pub fn traits(&self) -> super::Traits {
+        super::Traits::PLAIN
+    }
+}
+
+impl Attention {
+    pub fn traits(&self) -> super::Traits {
+        super::Traits::PLAIN
+    }
+}

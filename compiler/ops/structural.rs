@@ -324,3 +324,33 @@ mod tests {
         assert_eq!(Slice { axis: 0, start: 1, end: i64::MAX, step: 1 }.range(1 << 40), (1, (1 << 40) - 1));
     }
 }
+
+impl Flatten {
+    pub fn traits(&self) -> super::Traits {
+        super::Traits { view: true, codes: super::Codes::Moves, ..super::Traits::PLAIN }
+    }
+}
+
+impl Reshape {
+    pub fn traits(&self) -> super::Traits {
+        super::Traits { view: true, codes: super::Codes::Moves, ..super::Traits::PLAIN }
+    }
+}
+
+impl Transpose {
+    pub fn traits(&self) -> super::Traits {
+        super::Traits::PLAIN
+    }
+}
+
+impl Concat {
+    pub fn traits(&self) -> super::Traits {
+        super::Traits::PLAIN
+    }
+}
+
+impl Slice {
+    pub fn traits(&self) -> super::Traits {
+        super::Traits::PLAIN
+    }
+}

@@ -31,10 +31,10 @@ pub fn fold_batch_norm(graph: &mut Graph) -> bool {
         let add = |graph: &mut Graph, what: &str, op: Op, operands: &[NodeId]| -> NodeId {
             let types: Vec<&TensorType> = operands.iter().map(|&o| &graph.node(o).ty).collect();
             let ty = op.infer(&types).expect("folded batch-norm arithmetic is well-typed");
-            graph.add(Node { name: format!("{base}.{what}"), kind: NodeKind::Op(op), ty, span: None, tile: None }, operands)
+            graph.add(Node { name: format!("{base}.{what}"), kind: NodeKind::Op(op), ty, span: None, tile: None, kernel: None }, operands)
         };
         let eps_node = graph.add(
-            Node { name: format!("{base}.bn_eps"), kind: NodeKind::Const(Tensor::from_f32(dtype, vec![], vec![eps as f32]).expect("scalar")), ty: TensorType::new(dtype, vec![]), span: None, tile: None },
+            Node { name: format!("{base}.bn_eps"), kind: NodeKind::Const(Tensor::from_f32(dtype, vec![], vec![eps as f32]).expect("scalar")), ty: TensorType::new(dtype, vec![]), span: None, tile: None, kernel: None },
             &[],
         );
         let bin = |kind| Op::Binary(Binary { kind });

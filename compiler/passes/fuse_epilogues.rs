@@ -7,20 +7,16 @@
 //! Only values used once are absorbed, so no result is computed twice.
 
 use crate::ir::{Graph, NodeId, NodeKind};
-use crate::ops::fused::{can_anchor, extra_fits, Fused, Step};
-use crate::ops::{BinaryKind, Op};
+use crate::ops::fused::{anchor_of, extra_fits, Fused, Step, StepOf};
+use crate::ops::{BinaryKind, Op, Product};
 
 /// The step an elementwise op would be as part of a group, if it can be one: attribute-free
 /// unary ops, and binary ops where one operand has the result's shape and the other
 /// broadcasts as a fused op's extra operand can (`extra_fits`).
 fn as_step(graph: &Graph, id: NodeId) -> Option<BinaryOrUnary> {
-    match graph.node(id).op()? {
-        Op::Unary(u) => match Step::from_name(u.kind.name())? {
-            step @ Step::Unary(_) => Some(BinaryOrUnary::Unary(step)),
-            Step::Binary { .. } => None,
-        },
-        Op::Binary(b) => full_side(graph, id).map(|_| BinaryOrUnary::Binary(b.kind)),
-        _ => None,
+    match Step::of(graph.node(id).op()?)? {
+        StepOf::Unary(step) => Some(BinaryOrUnary::Unary(step)),
+        StepOf::Binary(kind) => full_side(graph, id).map(|_| BinaryOrUnary::Binary(kind)),
     }
 }
 
@@ -41,29 +37,27 @@ enum BinaryOrUnary {
 /// `id` can absorb one more step: it is a product, a fused group or a fusable elementwise op,
 /// and its value is used once, by the consumer, and is not a model output.
 fn absorbable(graph: &Graph, id: NodeId) -> bool {
-    let groupable = match graph.node(id).op() {
-        Some(Op::Fused(_)) => true,
-        Some(op) => can_anchor(op) || as_step(graph, id).is_some(),
-        None => false,
-    };
+    let groupable = graph.node(id).op().is_some_and(|op| op.product().is_some() || matches!(op, Op::Fused(_)) || as_step(graph, id).is_some());
     groupable && graph.users(id).len() == 1 && !graph.is_output(id)
 }
 
 /// `id` as a group: its anchor (if a product), steps and operands (a binary op's operand of
 /// the result's shape first, as the chain's seed).
-fn as_group(graph: &Graph, id: NodeId) -> (Option<Box<Op>>, Vec<Step>, Vec<NodeId>) {
+fn as_group(graph: &Graph, id: NodeId) -> (Option<Product>, Vec<Step>, Vec<NodeId>) {
     let op = graph.node(id).op().expect("absorbable nodes are ops").clone();
     let operands = graph.operands(id);
-    match op {
-        Op::Fused(f) => (f.anchor, f.steps, operands),
-        op if can_anchor(&op) => (Some(Box::new(op)), Vec::new(), operands),
-        _ => match as_step(graph, id).expect("absorbable elementwise op") {
-            BinaryOrUnary::Unary(step) => (None, vec![step], operands),
-            BinaryOrUnary::Binary(kind) => {
-                let seed = full_side(graph, id).expect("a fusable binary op has a full-shape side");
-                (None, vec![Step::binary(kind, seed == 1)], vec![operands[seed], operands[1 - seed]])
-            }
-        },
+    if let Op::Fused(f) = op {
+        return (f.anchor, f.steps, operands);
+    }
+    if let Some(anchor) = anchor_of(&op) {
+        return (Some(anchor), Vec::new(), operands);
+    }
+    match as_step(graph, id).expect("absorbable elementwise op") {
+        BinaryOrUnary::Unary(step) => (None, vec![step], operands),
+        BinaryOrUnary::Binary(kind) => {
+            let seed = full_side(graph, id).expect("a fusable binary op has a full-shape side");
+            (None, vec![Step::binary(kind, seed == 1)], vec![operands[seed], operands[1 - seed]])
+        }
     }
 }
 

@@ -12,6 +12,7 @@ mod fold_batch_norm;
 mod fold_constants;
 mod fuse_epilogues;
 mod quantize_int8;
+mod select_kernels;
 mod select_layouts;
 mod select_tiles;
 
@@ -20,6 +21,7 @@ pub use fold_batch_norm::fold_batch_norm;
 pub use fold_constants::fold_constants;
 pub use fuse_epilogues::fuse_epilogues;
 pub use quantize_int8::{quantize_int8, Calibration};
+pub use select_kernels::select_kernels;
 pub use select_layouts::select_layouts;
 pub use select_tiles::select_tiles;
 
@@ -66,6 +68,7 @@ pub const PIPELINE: &[Pass] = &[
     Pass { name: "fuse-epilogues", min_opt_level: 2, run: PassFn::Graph(fuse_epilogues) },
     Pass { name: "eliminate-dead-code", min_opt_level: 1, run: PassFn::Graph(eliminate_dead_code) },
     Pass { name: "select-layouts", min_opt_level: 2, run: PassFn::Cpu(select_layouts) },
+    Pass { name: "select-kernels", min_opt_level: 1, run: PassFn::Cpu(select_kernels) },
     Pass { name: "select-tiles", min_opt_level: 1, run: PassFn::Cpu(select_tiles) },
 ];
 

@@ -147,7 +147,7 @@ fn normal_scale(s: f32) -> f32 {
 
 fn add_node(graph: &mut Graph, name: &str, kind: NodeKind, ty: TensorType, operands: &[NodeId]) -> NodeId {
     let name = graph.fresh_name(name);
-    graph.add(Node { name, kind, ty, span: None, tile: None }, operands)
+    graph.add(Node { name, kind, ty, span: None, tile: None, kernel: None }, operands)
 }
 
 fn add_op(graph: &mut Graph, name: &str, op: Op, operands: &[NodeId]) -> NodeId {

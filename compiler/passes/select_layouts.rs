@@ -23,8 +23,8 @@
 //! gather; without them, dense convolutions run register-blocked in NCHW4c and as plain
 //! loops in NCHW; a conversion touches each element once.
 
-use crate::ir::{Graph, Layout, Node, NodeId, NodeKind};
-use crate::jit::lower_channels::{conv_kind, ConvKind, MAX_UNROLLED_TAPS};
+use crate::ir::{Graph, Layout, Node, NodeId, NodeKind, TensorType};
+use crate::kernel_plan::{choose, estimated_ps, Kernel, Known, Operands};
 use crate::ops::layout::{follows, ConvertLayout, Follows};
 use crate::ops::Op;
 use crate::target::CpuTarget;
@@ -33,27 +33,8 @@ use petgraph::graph::{DiGraph, NodeIndex};
 use petgraph::visit::EdgeRef;
 use std::collections::HashMap;
 
-// Measured on this code generator (BENCHMARKS.md, "Layouts"), in picoseconds.
-/// One multiply-accumulate of a depthwise convolution, row-major and in a channel-vector
-/// layout.
-const DEPTHWISE_PS_PER_MAC_NCHW: u64 = 600;
-const DEPTHWISE_PS_PER_MAC_VECTOR: u64 = 100;
-/// One multiply-accumulate of a dense convolution through the GEMM microkernels when every
-/// register tile is full: NHWC patches are runs of channels, cheaper to gather than NCHW's
-/// (1×1 convolutions gather nothing). Divided by the tile utilization: NCHW multiplies
-/// `[filters × pixels]`, NHWC `[pixels × filters]`, so few filters waste most of a tile
-/// in one layout and little in the other.
-const GEMM_CONV_PS_PER_MAC_NCHW: u64 = 32;
-const GEMM_CONV_PS_PER_MAC_NHWC: u64 = 29;
-const GEMM_POINTWISE_PS_PER_MAC: u64 = 29;
-/// One multiply-accumulate of a dense convolution without microkernels, row-major (direct
-/// loops) and NCHW4c (register-blocked).
-const DIRECT_CONV_PS_PER_MAC_NCHW: u64 = 640;
-const DIRECT_CONV_PS_PER_MAC_NCHW4C: u64 = 100;
-/// One window tap of one output of a pooling, row-major (scalar) and vectorized.
-const POOL_PS_PER_TAP_NCHW: u64 = 1430;
-const POOL_PS_PER_TAP_VECTOR: u64 = 440;
-/// Converting one element between layouts.
+/// Converting one element between layouts, in picoseconds (BENCHMARKS.md, "Layouts"); the
+/// ops' own costs are the kernel plan's (`kernel_plan::estimated_ps`).
 const CONVERT_PS_PER_ELEMENT: u64 = 300;
 /// The most one edge may cost (about 69 ms): with at most a million nodes and a few edges
 /// each, every finite cut stays far below `UNCUTTABLE` and no sum overflows.
@@ -67,88 +48,46 @@ pub fn alternative_layout(target: &CpuTarget) -> Layout {
 }
 
 /// The layout rule of `id`, if it is free to run in `alt` on `target`.
-fn free_rule(graph: &Graph, id: NodeId, alt: Layout, target: &CpuTarget) -> Option<Follows> {
+fn free_rule(graph: &Graph, known: &Known, id: NodeId, alt: Layout, target: &CpuTarget) -> Option<Follows> {
     let node = graph.node(id);
     let op = node.op()?;
     let operands = graph.operand_types(id);
     let rule = follows(op, &operands, &node.ty.shape)?;
     // Blocks of four channels: every value the layout reaches needs a multiple of four.
-    let fours = |t: &crate::ir::TensorType| t.rank() != 4 || t.shape[1] % 4 == 0;
+    let fours = |t: &TensorType| t.rank() != 4 || t.shape[1] % 4 == 0;
     if alt == Layout::Nchw4c && (!rule.operands.iter().all(|&i| fours(operands[i])) || (rule.result && !fours(&node.ty))) {
         return None;
     }
-    let conv = match op {
-        Op::Conv2d(c) => Some(c),
-        Op::Fused(f) => match f.anchor.as_deref() {
-            Some(Op::Conv2d(c)) => Some(c),
-            _ => None,
-        },
-        _ => None,
-    };
-    // Only convolutions with a fast kernel in `alt`; the direct one is a fallback. The GEMM
-    // and blocked kernels read weights repacked at compile time, so need constant ones.
-    let x = operands[0].with_layout(alt);
-    let mut as_alt = operands.clone();
-    as_alt[0] = &x;
-    let constant_weights = || known_at_compile_time(graph, graph.operands(id)[1]);
-    match conv.map(|c| conv_kind(c, &as_alt, target.ukernels)) {
-        Some(ConvKind::Direct) => None,
-        Some(ConvKind::Gemm | ConvKind::Blocked) if !constant_weights() => None,
-        // Windows the vector kernels would unroll past reason.
-        None if matches!(op, Op::Pool(p) if p.kernel[0] * p.kernel[1] > MAX_UNROLLED_TAPS) => None,
-        Some(ConvKind::Depthwise | ConvKind::Gemm | ConvKind::Blocked) | None => Some(rule),
+    // Only where `alt` has a fast kernel: none at all (windows too large to unroll), or only
+    // the scalar fallback of channel-vector convolutions, keeps the node row-major.
+    let out = node.ty.with_layout(if rule.result { alt } else { Layout::RowMajor });
+    match in_layout(graph, known, id, &rule, alt, |operands| choose(op, operands, &out, target)) {
+        None | Some(Kernel::VectorDirect) => None,
+        Some(_) => Some(rule),
     }
 }
 
-/// Whether a value depends on weights and constants only, never on a graph input: once the
-/// weights are bound, `fold-constants` makes it a constant (so the JIT can repack it).
-fn known_at_compile_time(graph: &Graph, id: NodeId) -> bool {
-    let mut stack = vec![id];
-    let mut seen = std::collections::HashSet::new();
-    while let Some(n) = stack.pop() {
-        if !seen.insert(n) {
-            continue;
-        }
-        match graph.node(n).kind {
-            NodeKind::Input { .. } => return false,
-            NodeKind::Param | NodeKind::Const(_) => {}
-            NodeKind::Op(_) => stack.extend(graph.operands(n)),
-        }
-    }
-    true
+/// `f` of `id`'s operands as they would be with the operands its rule names in `layout`.
+fn in_layout<R>(graph: &Graph, known: &Known, id: NodeId, rule: &Follows, layout: Layout, f: impl FnOnce(&Operands) -> R) -> R {
+    let operands = graph.operands(id);
+    let types: Vec<TensorType> = operands
+        .iter()
+        .enumerate()
+        .map(|(i, &o)| if rule.operands.contains(&i) { graph.node(o).ty.with_layout(layout) } else { graph.node(o).ty.clone() })
+        .collect();
+    f(&Operands { types: types.iter().collect(), constant: operands.iter().map(|&o| known.contains(o)).collect() })
 }
 
-/// Estimated run time of `id` (free) as (row-major, alternative layout); only the ops whose
-/// speed depends on the layout count.
-fn op_cost(graph: &Graph, id: NodeId, target: &CpuTarget) -> (u64, u64) {
+/// Estimated run time of `id` (free) as (row-major, alternative layout), by the kernel the
+/// plan would choose in each.
+fn op_cost(graph: &Graph, known: &Known, id: NodeId, rule: &Follows, alt: Layout, target: &CpuTarget) -> (u64, u64) {
     let node = graph.node(id);
     let op = node.op().expect("free nodes are ops");
-    let operands = graph.operand_types(id);
-    let anchor = match op {
-        Op::Fused(f) => f.anchor.as_deref(),
-        op => Some(op),
+    let cost = |layout: Layout| {
+        let out = node.ty.with_layout(if rule.result { layout } else { Layout::RowMajor });
+        in_layout(graph, known, id, rule, layout, |operands| choose(op, operands, &out, target).map_or(MAX_EDGE_PS, |k| estimated_ps(k, op, &operands.types, &out, target)))
     };
-    let per = |work: u64, (nchw, alt): (u64, u64)| (work.saturating_mul(nchw), work.saturating_mul(alt));
-    match anchor {
-        Some(Op::Conv2d(c)) => {
-            let macs = op.macs(&operands, &node.ty);
-            let windowed = operands[1].shape[2] * operands[1].shape[3] > 1;
-            match (c.groups > 1, target.ukernels) {
-                (true, _) => per(macs, (DEPTHWISE_PS_PER_MAC_NCHW, DEPTHWISE_PS_PER_MAC_VECTOR)),
-                (false, true) => {
-                    let (filters, pixels) = (operands[1].shape[0], node.ty.shape[2] * node.ty.shape[3]);
-                    // Utilization of `mr × nr` tiles over an `m × n` product, in thousandths.
-                    let used = |m: usize, n: usize| (1000 * m * n / (m.next_multiple_of(target.mr) * n.next_multiple_of(target.nr))).max(1) as u64;
-                    let (nchw, nhwc) = if windowed { (GEMM_CONV_PS_PER_MAC_NCHW, GEMM_CONV_PS_PER_MAC_NHWC) } else { (GEMM_POINTWISE_PS_PER_MAC, GEMM_POINTWISE_PS_PER_MAC) };
-                    let cost = |ps: u64, used: u64| macs.saturating_mul(ps).saturating_mul(1000) / used;
-                    (cost(nchw, used(filters, pixels)), cost(nhwc, used(pixels, filters)))
-                }
-                (false, false) => per(macs, (DIRECT_CONV_PS_PER_MAC_NCHW, DIRECT_CONV_PS_PER_MAC_NCHW4C)),
-            }
-        }
-        Some(Op::Pool(p)) => per((node.ty.numel() * p.kernel[0] * p.kernel[1]) as u64, (POOL_PS_PER_TAP_NCHW, POOL_PS_PER_TAP_VECTOR)),
-        _ => (0, 0),
-    }
+    (cost(Layout::RowMajor), cost(alt))
 }
 
 fn convert_cost(graph: &Graph, id: NodeId) -> u64 {
@@ -163,7 +102,8 @@ pub fn select_layouts(graph: &mut Graph, target: &CpuTarget) -> bool {
     }
     let order = graph.topo_order();
     let alt = alternative_layout(target);
-    let rules: HashMap<NodeId, Follows> = order.iter().filter_map(|&id| free_rule(graph, id, alt, target).map(|r| (id, r))).collect();
+    let known = Known::of(graph);
+    let rules: HashMap<NodeId, Follows> = order.iter().filter_map(|&id| free_rule(graph, &known, id, alt, target).map(|r| (id, r))).collect();
     if rules.is_empty() {
         return false;
     }
@@ -177,7 +117,7 @@ pub fn select_layouts(graph: &mut Graph, target: &CpuTarget) -> bool {
     // Each op's preference.
     for &id in rules.keys() {
         let v = vertex[&id];
-        let (row_major, alternative) = op_cost(graph, id, target);
+        let (row_major, alternative) = op_cost(graph, &known, id, &rules[&id], alt, target);
         if row_major > alternative {
             net.add_edge(v, sink, (row_major - alternative).min(MAX_EDGE_PS));
         } else if alternative > row_major {
@@ -279,7 +219,7 @@ fn convert(graph: &mut Graph, value: NodeId, to: Layout, conversions: &mut HashM
         return c;
     }
     let from = graph.node(value);
-    let node = Node { name: format!("{}.to_{}", from.name, to.name()), kind: NodeKind::Op(Op::ConvertLayout(ConvertLayout { to })), ty: from.ty.with_layout(to), span: None, tile: None };
+    let node = Node { name: format!("{}.to_{}", from.name, to.name()), kind: NodeKind::Op(Op::ConvertLayout(ConvertLayout { to })), ty: from.ty.with_layout(to), span: None, tile: None, kernel: None };
     let c = graph.add(node, &[value]);
     conversions.insert((value, to), c);
     c

@@ -1,18 +1,21 @@
-//! Cache tiling for the CPU: every node whose kernel runs a matrix product through a GEMM gets
-//! the blocking `CpuTarget::gemm_tile` derives from the cache sizes and the microkernel's
-//! register tile, recorded on the node (`tile="8x32 kc=256 mc=1792 nc=4096"` in IR dumps) and
-//! used by the code generator as is.
+//! Cache tiling for the CPU: every node whose kernel (by its kernel plan) runs a matrix
+//! product through a GEMM gets the blocking `CpuTarget::gemm_tile` derives from the cache
+//! sizes and the microkernel's register tile, recorded on the node
+//! (`tile="8x32 kc=256 mc=1792 nc=4096"` in IR dumps) and used by the code generator as is.
 
 use crate::ir::Graph;
-use crate::jit::lower::gemm_shape;
+use crate::kernel_plan::{Known, KernelPlan, Operands};
 use crate::target::CpuTarget;
 
 pub fn select_tiles(graph: &mut Graph, target: &CpuTarget) -> bool {
     let mut changed = false;
+    let known = Known::of(graph);
     for id in graph.topo_order() {
         let node = graph.node(id);
         let Some(op) = node.op() else { continue };
-        let tile = gemm_shape(op, &graph.operand_types(id), &node.ty, target.ukernels).map(|[m, n, k]| target.gemm_tile(m, n, k));
+        // A node the JIT has no kernel for (int8 ops) runs no GEMM.
+        let plan = KernelPlan::new(op, &Operands::of(graph, id, &known), &node.ty, target, node.kernel, None).ok();
+        let tile = plan.and_then(|p| p.gemm).map(|[m, n, k]| target.gemm_tile(m, n, k));
         if graph.node(id).tile != tile {
             graph.node_mut(id).tile = tile;
             changed = true;

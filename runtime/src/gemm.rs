@@ -33,32 +33,7 @@ impl Blocking {
     }
 }
 
-/// The activation an [`Epilogue`] ends with.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Activation {
-    None,
-    Relu,
-    Relu6,
-}
-
-impl Activation {
-    /// The code generated code passes: 0 none, 1 ReLU, 2 ReLU6.
-    pub fn code(self) -> i64 {
-        match self {
-            Activation::None => 0,
-            Activation::Relu => 1,
-            Activation::Relu6 => 2,
-        }
-    }
-
-    fn from_code(code: i64) -> Activation {
-        match code {
-            1 => Activation::Relu,
-            2 => Activation::Relu6,
-            _ => Activation::None,
-        }
-    }
-}
+pub use crate::activation::Activation;
 
 /// What happens to each element of C after its last product slab: add a bias (one per row or
 /// one per column), add a residual matrix (addressed with C's strides), then an activation.
@@ -136,14 +111,11 @@ impl Epilogue {
                 if RESIDUAL {
                     v += *res_row.offset(j as isize * t.csc);
                 }
-                // `max`/`min` would turn NaN into the bound; comparisons keep it.
-                if ACT >= 1 && v < 0.0 {
-                    v = 0.0;
-                }
-                if ACT == 2 && v > 6.0 {
-                    v = 6.0;
-                }
-                *p = v;
+                *p = match ACT {
+                    0 => v,
+                    1 => Activation::Relu.apply(v),
+                    _ => Activation::Relu6.apply(v),
+                };
             }
         }
     }

@@ -4,6 +4,7 @@
 //! a [`DType`], `.npy` reading and writing ([`npy`]) and safetensors weight files
 //! ([`weights`]). It knows nothing about the `.nn` language or the graph IR.
 
+pub mod activation;
 pub mod dtype;
 pub mod gemm;
 pub mod npy;
@@ -11,6 +12,7 @@ pub mod pool;
 pub mod tensor;
 pub mod weights;
 
+pub use activation::Activation;
 pub use dtype::DType;
 
 /// Read a whole file, refusing anything but a regular file (a FIFO would block forever and

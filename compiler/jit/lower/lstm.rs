@@ -1,45 +1,14 @@
-//! The LSTM with its weights transposed. Each step's gate pre-activations
-//! `W_ih·x_t + W_hh·h_{t-1} + b` are one vector accumulation: start from the bias, then add
-//! each input's row of the transposed weights scaled by that input (`f32x4` along the `4H`
-//! gate units, eight vectors at a time in registers); the gate nonlinearities and the cell
-//! update then run as vectors along the hidden units. Constant weights are transposed at
-//! compile time; weights computed at run time are transposed into scratch first.
+//! The LSTM: gate pre-activations as vector accumulations over transposed weights (packed at
+//! compile time, or transposed into scratch on every run), gates vectorized along hidden
+//! units.
 
-use super::kernel::{Kernel, F32, F32X4, LANES};
-use super::lower::Arg;
-use super::memplan::Loc;
+use crate::jit::builder::{KernelBuilder, F32, F32X4, LANES};
+use crate::jit::lower::Arg;
+use crate::jit::memplan::Loc;
 use cranelift_codegen::ir::{InstBuilder, Value};
 
 /// Gate-unit vectors accumulated in registers at once.
-const CHUNK_VECTORS: i64 = 8;
-
-/// `W_ihᵀ` (`[I][4H]`), `W_hhᵀ` (`[H][4H]`) and `b_ih + b_hh` (`[4H]`, zeros without
-/// biases), from the row-major `W_ih [4H, I]`, `W_hh [4H, H]` and biases.
-pub fn pack_weights(w_ih: &[f32], w_hh: &[f32], biases: Option<(&[f32], &[f32])>, four_h: usize) -> [Vec<f32>; 3] {
-    let transpose = |w: &[f32]| {
-        let cols = w.len() / four_h;
-        let mut t = vec![0.0; w.len()];
-        for r in 0..four_h {
-            for c in 0..cols {
-                t[c * four_h + r] = w[r * cols + c];
-            }
-        }
-        t
-    };
-    let bias = match biases {
-        Some((a, b)) => a.iter().zip(b).map(|(x, y)| x + y).collect(),
-        None => vec![0.0; four_h],
-    };
-    [transpose(w_ih), transpose(w_hh), bias]
-}
-
-/// Scratch floats: the gate pre-activations of one batch row, the cell state of every row,
-/// the zero initial hidden state, and room for the transposed weights and summed bias when
-/// they are not constants.
-pub fn scratch_floats(batch: usize, input: usize, hidden: usize, weights_constant: bool) -> usize {
-    let transposed = if weights_constant { 0 } else { (input + hidden + 1) * 4 * hidden };
-    4 * hidden + 2 * batch * hidden + transposed
-}
+pub(crate) const CHUNK_VECTORS: i64 = 8;
 
 /// Where the transposed weights come from.
 pub enum Weights {
@@ -50,7 +19,7 @@ pub enum Weights {
 }
 
 /// `dst[c][r] = src[r][c]` for a row-major `rows × cols` source.
-fn transpose(k: &mut Kernel, src: Value, dst: Value, rows: i64, cols: i64) {
+pub(crate) fn transpose(k: &mut KernelBuilder, src: Value, dst: Value, rows: i64, cols: i64) {
     k.for_const(0, rows, |k, r| {
         let row = k.b.ins().imul_imm_s(r, cols);
         let row = k.elem(src, row);
@@ -68,9 +37,9 @@ fn transpose(k: &mut Kernel, src: Value, dst: Value, rows: i64, cols: i64) {
 #[allow(clippy::too_many_arguments)]
 /// `constant`: the weights are constants (not scratch this kernel wrote), so their loads may
 /// move next to their use.
-fn accumulate_rows(k: &mut Kernel, bias: Value, terms: [(Value, Value, i64); 2], m: i64, out: Value, constant: bool) {
+pub(crate) fn accumulate_rows(k: &mut KernelBuilder, bias: Value, terms: [(Value, Value, i64); 2], m: i64, out: Value, constant: bool) {
     let chunk = CHUNK_VECTORS * LANES;
-    let columns = |k: &mut Kernel, j0: Value, width: i64, ty: cranelift_codegen::ir::Type| {
+    let columns = |k: &mut KernelBuilder, j0: Value, width: i64, ty: cranelift_codegen::ir::Type| {
         let lanes = if ty == F32 { 1 } else { LANES };
         let b0 = k.elem(bias, j0);
         let accs: Vec<_> = (0..width / lanes).map(|v| {
@@ -119,12 +88,12 @@ fn accumulate_rows(k: &mut Kernel, bias: Value, terms: [(Value, Value, i64); 2],
 
 /// The whole sequence: `args` are x `[T, N, I]`, `W_ih`, `W_hh` and optionally `b_ih`,
 /// `b_hh` (row-major).
-pub fn lstm(k: &mut Kernel, hidden: usize, args: &[Arg], out: Arg, scratch: Loc, weights: Weights) {
+pub fn lstm(k: &mut KernelBuilder, hidden: usize, args: &[Arg], out: Arg, scratch: Loc, weights: Weights) {
     let [t_len, n, i_len] = args[0].ty.shape[..] else { unreachable!("rank checked") };
     let (t_len, n, i_len, h) = (t_len as i64, n as i64, i_len as i64, hidden as i64);
     let (x, o) = (k.ptr(args[0].loc), k.ptr(out.loc));
     let gates = k.ptr(scratch);
-    let at = |k: &mut Kernel, offset: i64| {
+    let at = |k: &mut KernelBuilder, offset: i64| {
         let off = k.int(offset);
         k.elem(gates, off)
     };
@@ -181,7 +150,7 @@ pub fn lstm(k: &mut Kernel, hidden: usize, args: &[Arg], out: Arg, scratch: Loc,
             let out_off = k.b.ins().iadd(out_off, hb);
             let out_row = k.elem(o, out_off);
             k.for_vectorized(h, |k, j, ty| {
-                let gate = |k: &mut Kernel, g: i64| {
+                let gate = |k: &mut KernelBuilder, g: i64| {
                     let idx = k.b.ins().iadd_imm_s(j, g * h);
                     k.load(ty, gates, idx)
                 };

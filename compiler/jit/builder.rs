@@ -15,7 +15,7 @@ pub const I64: Type = types::I64;
 pub const LANES: i64 = 4;
 
 /// A kernel under construction: one op's function `fn(arena: *mut u8)`.
-pub struct Kernel<'a> {
+pub struct KernelBuilder<'a> {
     pub b: FunctionBuilder<'a>,
     arena: Value,
     /// Absolute addresses of the executable's constant buffers.
@@ -31,7 +31,7 @@ pub struct Kernel<'a> {
     pub tile: crate::target::Tile,
     /// For a kernel split across threads: its task index and the task count (function
     /// parameters). Splittable lowerings take their share of the outermost loop from
-    /// [`Kernel::split`].
+    /// [`KernelBuilder::split`].
     pub task: Option<(Value, Value)>,
 }
 
@@ -74,9 +74,9 @@ fn flags() -> MemFlags {
     MemFlags::new().with_notrap()
 }
 
-impl<'a> Kernel<'a> {
-    pub fn new(b: FunctionBuilder<'a>, arena: Value, consts: &'a [u64], runtime: Option<RuntimeFns>, tile: crate::target::Tile) -> Kernel<'a> {
-        Kernel { b, arena, consts, runtime, prepacked: Vec::new(), threads: 1, tile, task: None }
+impl<'a> KernelBuilder<'a> {
+    pub fn new(b: FunctionBuilder<'a>, arena: Value, consts: &'a [u64], runtime: Option<RuntimeFns>, tile: crate::target::Tile) -> KernelBuilder<'a> {
+        KernelBuilder { b, arena, consts, runtime, prepacked: Vec::new(), threads: 1, tile, task: None }
     }
 
     /// This task's share `[start, end)` of `lo..hi`: contiguous, starting at a multiple of
@@ -98,7 +98,7 @@ impl<'a> Kernel<'a> {
         (self.b.ins().iadd_imm_s(start, lo), self.b.ins().iadd_imm_s(end, lo))
     }
 
-    /// [`Kernel::for_vectorized`] over this task's share of `0..n`.
+    /// [`KernelBuilder::for_vectorized`] over this task's share of `0..n`.
     pub fn for_vectorized_split(&mut self, n: i64, mut f: impl FnMut(&mut Self, Value, Type)) {
         if self.task.is_none() {
             return self.for_vectorized(n, f);
@@ -225,7 +225,7 @@ impl<'a> Kernel<'a> {
         }
     }
 
-    /// [`Kernel::for_vectorized`] over `0..n` for a run-time `n`.
+    /// [`KernelBuilder::for_vectorized`] over `0..n` for a run-time `n`.
     pub fn for_vectorized_dyn(&mut self, n: Value, mut f: impl FnMut(&mut Self, Value, Type)) {
         let vec_end = self.b.ins().band_imm_s(n, !(LANES - 1));
         let zero = self.int(0);
@@ -311,7 +311,7 @@ impl<'a> Kernel<'a> {
         self.b.ins().fma(a, b, c)
     }
 
-    /// `cond ? a : b` for scalars or lanes; `cond` comes from [`Kernel::cmp`].
+    /// `cond ? a : b` for scalars or lanes; `cond` comes from [`KernelBuilder::cmp`].
     pub fn select(&mut self, ty: Type, cond: Value, a: Value, b: Value) -> Value {
         if ty == F32 {
             self.b.ins().select(cond, a, b)
@@ -421,7 +421,7 @@ impl<'a> Kernel<'a> {
     }
 
     /// `erf(x)` (Abramowitz & Stegun 7.1.26): absolute error ≤ 1.5e-7 plus the error of
-    /// [`Kernel::exp`]; GELU built on it stays within 1e-6 on [-20, 20].
+    /// [`KernelBuilder::exp`]; GELU built on it stays within 1e-6 on [-20, 20].
     pub fn erf(&mut self, ty: Type, x: Value) -> Value {
         let ax = self.b.ins().fabs(x);
         let p = self.c(ty, 0.327_591_1);
@@ -446,4 +446,31 @@ impl<'a> Kernel<'a> {
         let ny = self.b.ins().fneg(y);
         self.select(ty, negative, ny, y)
     }
+}
+/// Strides of `shape` read as a broadcast operand of a result with `out.len()` axes: 0 on
+/// broadcast axes.
+pub fn broadcast_strides(shape: &[usize], out: &[usize]) -> Vec<i64> {
+    let s = crate::ops::strides(shape);
+    let pad = out.len() - shape.len();
+    (0..out.len()).map(|d| if d < pad || shape[d - pad] == 1 { 0 } else { s[d - pad] as i64 }).collect()
+}
+
+/// Nested loops over all axes of `shape` but the last, calling `f` with each operand's
+/// element offset for the start of the row (`stride_sets[j]` are operand j's strides).
+pub fn for_rows(k: &mut KernelBuilder, shape: &[usize], stride_sets: &[Vec<i64>], f: &mut dyn FnMut(&mut KernelBuilder, &[Value])) {
+    fn go(k: &mut KernelBuilder, shape: &[usize], axis: usize, stride_sets: &[Vec<i64>], offsets: Vec<Value>, f: &mut dyn FnMut(&mut KernelBuilder, &[Value])) {
+        if axis + 1 >= shape.len() {
+            f(k, &offsets);
+            return;
+        }
+        k.for_const(0, shape[axis] as i64, |k, i| {
+            let next: Vec<Value> = offsets.iter().zip(stride_sets).map(|(&o, s)| {
+                let step = k.b.ins().imul_imm_s(i, s[axis]);
+                k.b.ins().iadd(o, step)
+            }).collect();
+            go(k, shape, axis + 1, stride_sets, next, f);
+        });
+    }
+    let zero = k.int(0);
+    go(k, shape, 0, stride_sets, vec![zero; stride_sets.len()], f);
 }

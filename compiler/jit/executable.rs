@@ -1,0 +1,144 @@
+//! A compiled model and the memory it runs in: [`Executable`] (immutable, shareable between
+//! threads) and [`Workspace`] (one run's activation arena).
+
+use super::memplan::Loc;
+use super::JitError;
+use crate::ir::ShapeDisplay;
+use cranelift_jit::JITModule;
+use nnc_runtime::Tensor;
+
+pub(super) type KernelFn = unsafe extern "C" fn(*mut u8);
+
+/// A kernel split into tasks: `f(arena, task, tasks)` computes task `task`'s share.
+pub(super) type TaskFn = unsafe extern "C" fn(*mut u8, i64, i64);
+
+/// One op's compiled code.
+#[derive(Clone, Copy)]
+pub(super) enum Compiled {
+    Whole(KernelFn),
+    /// Run as this many tasks on the worker pool.
+    Split(TaskFn, usize),
+}
+
+/// A compiled model: immutable, shareable between threads; each thread runs it with its own
+/// [`Workspace`].
+pub struct Executable {
+    // Kept alive for the code's lifetime; released in `Drop` (a dropped `JITModule` leaks).
+    pub(super) module: Option<JITModule>,
+    pub(super) kernels: Vec<Compiled>,
+    /// `(node name, op label)` of each kernel, for profiles.
+    pub(super) kernel_names: Vec<(String, String)>,
+    /// Weight buffers the code reads by absolute address; never mutated after compilation.
+    pub(super) consts: Vec<Vec<f32>>,
+    pub(super) arena_bytes: usize,
+    pub(super) lower_bound_bytes: usize,
+    pub(super) inputs: Vec<Binding>,
+    pub(super) outputs: Vec<Binding>,
+}
+
+pub(super) struct Binding {
+    pub(super) name: String,
+    pub(super) loc: Loc,
+    pub(super) dtype: nnc_runtime::DType,
+    pub(super) shape: Vec<usize>,
+}
+
+// SAFETY: after `finalize_definitions` the module's code and the constant buffers are only
+// read; all mutable state of a run lives in the caller's `Workspace`.
+unsafe impl Send for Executable {}
+unsafe impl Sync for Executable {}
+
+impl Drop for Executable {
+    fn drop(&mut self) {
+        if let Some(m) = self.module.take() {
+            // SAFETY: no kernel can be running: runs borrow `self`, which is being dropped.
+            unsafe { m.free_memory() };
+        }
+    }
+}
+
+/// The memory one run needs: the activation arena, allocated once and reused.
+pub struct Workspace {
+    pub(super) arena: Vec<Align64>,
+}
+
+#[derive(Clone, Copy)]
+#[repr(C, align(64))]
+pub(super) struct Align64([u8; 64]);
+
+impl Executable {
+    pub fn workspace(&self) -> Workspace {
+        Workspace { arena: vec![Align64([0; 64]); self.arena_bytes.div_ceil(64).max(1)] }
+    }
+
+    /// Bytes of activation memory the plan uses.
+    pub fn arena_bytes(&self) -> usize {
+        self.arena_bytes
+    }
+
+    /// The least any plan could use: the peak of simultaneously live activations.
+    pub fn arena_lower_bound_bytes(&self) -> usize {
+        self.lower_bound_bytes
+    }
+
+    /// Run on `inputs` (declaration order); returns the outputs in declaration order.
+    pub fn run(&self, ws: &mut Workspace, inputs: &[Tensor]) -> Result<Vec<Tensor>, JitError> {
+        self.run_timed(ws, inputs, None)
+    }
+
+    /// [`Executable::run`], also timing every kernel: `(node, op, seconds)` in run order.
+    pub fn run_profiled(&self, ws: &mut Workspace, inputs: &[Tensor]) -> Result<(Vec<Tensor>, Vec<(String, String, f64)>), JitError> {
+        let mut times = Vec::with_capacity(self.kernels.len());
+        let out = self.run_timed(ws, inputs, Some(&mut times))?;
+        let profile = self.kernel_names.iter().zip(times).map(|((n, op), t)| (n.clone(), op.clone(), t)).collect();
+        Ok((out, profile))
+    }
+
+    fn run_timed(&self, ws: &mut Workspace, inputs: &[Tensor], mut times: Option<&mut Vec<f64>>) -> Result<Vec<Tensor>, JitError> {
+        if inputs.len() != self.inputs.len() {
+            return Err(JitError::InputCount { expected: self.inputs.len(), got: inputs.len() });
+        }
+        if ws.arena.len() * 64 < self.arena_bytes {
+            *ws = self.workspace();
+        }
+        let arena = ws.arena.as_mut_ptr() as *mut u8;
+        for (b, t) in self.inputs.iter().zip(inputs) {
+            if t.shape() != b.shape.as_slice() || t.dtype() != b.dtype {
+                return Err(JitError::InputMismatch { name: b.name.clone(), expected: format!("{}{}", b.dtype, ShapeDisplay(&b.shape)), got: format!("{}{}", t.dtype(), ShapeDisplay(t.shape())) });
+            }
+            let Loc::Arena(off) = b.loc else { unreachable!("inputs live in the arena") };
+            let data = t.as_f32().expect("float inputs checked above");
+            // SAFETY: the plan reserved `numel * 4` bytes at `off` inside the arena.
+            unsafe { std::ptr::copy_nonoverlapping(data.as_ptr(), arena.add(off) as *mut f32, data.len()) };
+        }
+        // Task bodies receive the arena address as an integer: `usize` is `Sync`.
+        let arena_addr = arena as usize;
+        for k in &self.kernels {
+            let start = times.as_ref().map(|_| std::time::Instant::now());
+            // SAFETY: kernels only touch the arena (sized by the plan) and the constants;
+            // the tasks of a split kernel write disjoint parts of its result.
+            match *k {
+                Compiled::Whole(f) => unsafe { f(arena) },
+                Compiled::Split(f, tasks) => nnc_runtime::pool::parallel_for(tasks, &|t| unsafe { f(arena_addr as *mut u8, t as i64, tasks as i64) }),
+            }
+            if let (Some(t), Some(s)) = (times.as_deref_mut(), start) {
+                t.push(s.elapsed().as_secs_f64());
+            }
+        }
+        Ok(self
+            .outputs
+            .iter()
+            .map(|b| {
+                let n: usize = b.shape.iter().product();
+                let mut data = vec![0.0f32; n];
+                let src = match b.loc {
+                    Loc::Arena(off) => unsafe { arena.add(off) as *const f32 },
+                    Loc::Const(c) => self.consts[c].as_ptr(),
+                };
+                // SAFETY: `src` holds `n` floats (arena slot or constant buffer).
+                unsafe { std::ptr::copy_nonoverlapping(src, data.as_mut_ptr(), n) };
+                Tensor::from_f32(b.dtype, b.shape.clone(), data).expect("shape and data agree")
+            })
+            .collect())
+    }
+}

@@ -1,0 +1,175 @@
+//! Kernels for the layouts that keep channels side by side, so that `f32x4` vectors run along
+//! channels: channels-last (NHWC) and blocked NCHW4c (`[N, C/4, H, W, 4]`). Convolutions,
+//! pooling, global average pooling and the `convert_layout` ops that `select-layouts` inserts.
+//!
+//! In both layouts a vector of four channels starting at channel `c` (any channel in NHWC, a
+//! multiple of four in NCHW4c) of pixel `p` is the four floats at element `c·cs + p·ps` of the
+//! image (`Channels`), so one kernel serves both:
+//! - a depthwise convolution is vector multiply-adds with no shuffles or strided access
+//!   ([`windowed`]);
+//! - with microkernels, a dense NHWC convolution is a matrix product `out[pixels, filters] =
+//!   patches[pixels, taps·C] · W[taps·C, filters]` whose patches are runs of C floats,
+//!   gathered by the GEMM as it packs them ([`gemm`]);
+//! - without them, a dense NCHW4c convolution keeps four filters in each vector and
+//!   broadcasts one input channel at a time over a row of output pixels, the
+//!   register-blocked direct convolution of Cranelift-only code ([`windowed`]).
+//!
+//! Weights stay row-major in the IR; `jit::prepack` repacks constant ones at compile time into
+//! the order these kernels read. The kernel plan chooses among them; what none covers takes
+//! the scalar direct kernel ([`gemm::direct`]).
+
+pub mod gemm;
+pub mod windowed;
+
+use crate::jit::builder::{KernelBuilder, F32};
+use crate::jit::lower::Arg;
+use cranelift_codegen::ir::{InstBuilder, Value};
+use crate::ir::{Layout, TensorType};
+
+pub(crate) fn shape4(t: &TensorType) -> [i64; 4] {
+    let [a, b, c, d] = t.shape[..] else { unreachable!("rank checked") };
+    [a as i64, b as i64, c as i64, d as i64]
+}
+
+/// How a channel-vector layout addresses one image `[C, H, W]`: the vector of channels
+/// `c..c+4` of pixel `p` (pixels counted row-major) starts at element `c·cs + p·ps`.
+#[derive(Clone, Copy)]
+pub(crate) struct Channels {
+    cs: i64,
+    ps: i64,
+    /// Elements per image.
+    image: i64,
+    layout: Layout,
+}
+
+impl Channels {
+    fn of(t: &TensorType) -> Channels {
+        let [_, c, h, w] = shape4(t);
+        let (cs, ps) = match t.layout {
+            Layout::Nhwc => (1, c),
+            Layout::Nchw4c => (h * w, 4),
+            Layout::RowMajor => (h * w, 1),
+        };
+        Channels { cs, ps, image: c * h * w, layout: t.layout }
+    }
+
+    /// Element offset of any single channel `c` (not only a vector's first) of pixel 0.
+    fn scalar(&self, k: &mut KernelBuilder, c: Value) -> Value {
+        match self.layout {
+            Layout::Nhwc => c,
+            Layout::RowMajor => k.b.ins().imul_imm_s(c, self.cs),
+            // Block c/4 (each `cs·4` elements), lane c mod 4.
+            Layout::Nchw4c => {
+                let block = k.b.ins().ushr_imm_s(c, 2);
+                let block = k.b.ins().imul_imm_s(block, self.cs * 4);
+                let lane = k.b.ins().band_imm_s(c, 3);
+                k.b.ins().iadd(block, lane)
+            }
+        }
+    }
+}
+
+/// Global average pooling of an input in a channel-vector layout: each image's pixels summed
+/// as vectors along channels into the result row, then scaled. The result `[N, C, 1, 1]` is
+/// row-major.
+pub fn global_avg_pool(k: &mut KernelBuilder, args: &[Arg], out: Arg) {
+    let [n, ch, h, w] = shape4(args[0].ty);
+    let inp = Channels::of(args[0].ty);
+    let (x, o) = (k.ptr(args[0].loc), k.ptr(out.loc));
+    let inv = 1.0 / (h * w) as f32;
+    k.for_const(0, n, |k, b| {
+        let row_off = k.b.ins().imul_imm_s(b, ch);
+        let row = k.elem(o, row_off);
+        k.for_vectorized(ch, |k, i, ty| {
+            let z = k.c(ty, 0.0);
+            k.store(z, row, i);
+        });
+        let img_off = k.b.ins().imul_imm_s(b, inp.image);
+        let img = k.elem(x, img_off);
+        k.for_const(0, h * w, |k, p| {
+            let pix_off = k.b.ins().imul_imm_s(p, inp.ps);
+            let pix = k.elem(img, pix_off);
+            k.for_vectorized(ch, |k, i, ty| {
+                let c_off = k.b.ins().imul_imm_s(i, inp.cs);
+                let v = k.load(ty, pix, c_off);
+                let cur = k.load(ty, row, i);
+                let s = k.b.ins().fadd(cur, v);
+                k.store(s, row, i);
+            });
+        });
+        k.for_vectorized(ch, |k, i, ty| {
+            let v = k.load(ty, row, i);
+            let s = k.c(ty, inv);
+            let r = k.b.ins().fmul(v, s);
+            k.store(r, row, i);
+        });
+    });
+}
+
+/// A change of memory order between any two layouts: every element copied from its place in
+/// one to its place in the other. The pixels go in blocks small enough that the block's
+/// lines of both source and destination stay in L1 while every channel is copied, so neither
+/// side's strided accesses miss.
+pub fn convert_layout(k: &mut KernelBuilder, arg: Arg, out: Arg) {
+    const BLOCK: i64 = 32;
+    let [n, ch, h, w] = shape4(arg.ty);
+    let hw = h * w;
+    let (src, dst) = (Channels::of(arg.ty), Channels::of(out.ty));
+    let (x, o) = (k.ptr(arg.loc), k.ptr(out.loc));
+    let copy_block = |k: &mut KernelBuilder, xi: Value, oi: Value, p0: Value, len: i64| {
+        k.for_const(0, ch, |k, c| {
+            let (s0, d0) = (src.scalar(k, c), dst.scalar(k, c));
+            let sp = k.b.ins().imul_imm_s(p0, src.ps);
+            let sp = k.b.ins().iadd(sp, s0);
+            let dp = k.b.ins().imul_imm_s(p0, dst.ps);
+            let dp = k.b.ins().iadd(dp, d0);
+            let (sp, dp) = (k.elem(xi, sp), k.elem(oi, dp));
+            for p in 0..len {
+                let v = k.load_at(F32, sp, p * src.ps);
+                k.store_at(v, dp, p * dst.ps);
+            }
+        });
+    };
+    k.for_const(0, n, |k, b| {
+        let img_off = k.b.ins().imul_imm_s(b, ch * hw);
+        let (xi, oi) = (k.elem(x, img_off), k.elem(o, img_off));
+        k.for_const(0, hw / BLOCK, |k, blk| {
+            let p0 = k.b.ins().imul_imm_s(blk, BLOCK);
+            copy_block(k, xi, oi, p0, BLOCK);
+        });
+        if hw % BLOCK > 0 {
+            let p0 = k.int(hw / BLOCK * BLOCK);
+            copy_block(k, xi, oi, p0, hw % BLOCK);
+        }
+    });
+}
+
+/// A convolution in a channel-vector layout by the planned `kernel`, with `epi` applied to
+/// each result on its way to memory. Packed weights (`k.prepacked`) are there exactly when
+/// the plan asked for them (`Prepack::ChannelWeights`).
+pub fn conv2d(k: &mut KernelBuilder, kernel: crate::kernel_plan::Kernel, c: &crate::ops::Conv2d, args: &[Arg], out: Arg, epi: &crate::jit::lower::epilogue::Epilogue) {
+    use crate::kernel_plan::Kernel;
+    use windowed::{WeightSource, Window, Windowed};
+    let packed = k.prepacked.first().copied();
+    let win = Window { kernel: [args[1].ty.shape[2] as i64, args[1].ty.shape[3] as i64], stride: c.stride.map(|v| v as i64), dilation: c.dilation.map(|v| v as i64), padding: [c.padding[0] as i64, c.padding[1] as i64] };
+    let weights = |k: &mut KernelBuilder| match packed {
+        Some(addr) => WeightSource::Packed(k.int(addr as i64)),
+        None => WeightSource::Rows(k.ptr(args[1].loc)),
+    };
+    let bias = args.get(2).map(|b| k.ptr(b.loc));
+    match kernel {
+        Kernel::VectorDepthwise => {
+            let w = weights(k);
+            windowed::windowed(k, win, args[0], out, &Windowed::Depthwise { weights: w, bias }, epi);
+        }
+        Kernel::Nchw4cBlocked => {
+            let w = weights(k);
+            windowed::windowed(k, win, args[0], out, &Windowed::Blocked { weights: w, bias, filters: args[1].ty.shape[0] as i64 }, epi);
+        }
+        Kernel::NhwcGemm => {
+            let rt = k.runtime.expect("nhwc-gemm runs with microkernels");
+            gemm::gemm(k, rt, c, args, out, packed.expect("nhwc-gemm weights are packed"), epi);
+        }
+        _ => gemm::direct(k, c, args, out, epi),
+    }
+}

@@ -1,0 +1,265 @@
+//! Row-major convolutions: direct loops over each tap's valid output range, through the
+//! runtime GEMM (im2col, or the input planes themselves when pointwise), and strided
+//! depthwise ones with the window unrolled.
+
+use crate::jit::builder::{KernelBuilder, RuntimeFns, F32, F32X4, LANES};
+use crate::jit::lower::epilogue::{apply_in_place, Epilogue};
+use crate::jit::lower::Arg;
+use crate::jit::memplan::Loc;
+use cranelift_codegen::ir::condcodes::IntCC;
+use cranelift_codegen::ir::{InstBuilder, Value};
+use crate::kernel_plan::conv_is_pointwise;
+use crate::ops::Conv2d;
+
+/// `max(0, ceil(a / s))` and `min(limit, floor(b / s) + 1)` (or 0 when `b < 0`): the range
+/// of output positions whose input tap lands inside the image.
+pub(crate) fn valid_range(k: &mut KernelBuilder, a: Value, b: Value, s: i64, limit: i64) -> (Value, Value) {
+    let zero = k.int(0);
+    let a0 = k.b.ins().smax(a, zero);
+    let a1 = k.b.ins().iadd_imm_s(a0, s - 1);
+    let lo = k.b.ins().sdiv_imm_s(a1, s);
+    let neg = k.b.ins().icmp(IntCC::SignedLessThan, b, zero);
+    let q = k.b.ins().sdiv_imm_s(b, s);
+    let q1 = k.b.ins().iadd_imm_s(q, 1);
+    let lim = k.int(limit);
+    let hi = k.b.ins().smin(q1, lim);
+    let hi = k.b.ins().select(neg, zero, hi);
+    // An empty range must come out as `lo == hi`: callers derive vector trip counts from
+    // `hi − lo`, which must not go negative (`lo` can exceed `limit` when a tap only ever
+    // lands in the padding).
+    let hi = k.b.ins().smax(hi, lo);
+    (lo, hi)
+}
+
+/// Element index of `w[oc, ci, ky, kx]` in a row-major `[F, cg, kh, kw]` weight.
+pub fn conv_weight_index(k: &mut KernelBuilder, [oc, ci, ky, kx]: [Value; 4], [cg, kh, kw]: [i64; 3]) -> Value {
+    let i = k.b.ins().imul_imm_s(oc, cg);
+    let i = k.b.ins().iadd(i, ci);
+    let i = k.b.ins().imul_imm_s(i, kh);
+    let i = k.b.ins().iadd(i, ky);
+    let i = k.b.ins().imul_imm_s(i, kw);
+    k.b.ins().iadd(i, kx)
+}
+
+pub(crate) fn conv2d(k: &mut KernelBuilder, c: &Conv2d, args: &[Arg], out: Arg) {
+    let [n, ch, h, w] = args[0].ty.shape[..] else { unreachable!("rank checked") };
+    let [f, cg, kh, kw] = args[1].ty.shape[..] else { unreachable!("rank checked") };
+    let (oh, ow) = (out.ty.shape[2] as i64, out.ty.shape[3] as i64);
+    let (h, w, ch, cg, kh, kw) = (h as i64, w as i64, ch as i64, cg as i64, kh as i64, kw as i64);
+    let fg = (f / c.groups) as i64;
+    let [sh, sw] = c.stride.map(|v| v as i64);
+    let [dh, dw] = c.dilation.map(|v| v as i64);
+    let (pt, pl) = (c.padding[0] as i64, c.padding[1] as i64);
+    let (x, wt, o) = (k.ptr(args[0].loc), k.ptr(args[1].loc), k.ptr(out.loc));
+    let bias = args.get(2).map(|b| k.ptr(b.loc));
+    k.for_const(0, n as i64, |k, b| {
+        k.for_const(0, f as i64, |k, oc| {
+            let plane_idx = k.b.ins().imul_imm_s(b, f as i64);
+            let plane_idx = k.b.ins().iadd(plane_idx, oc);
+            let plane_off = k.b.ins().imul_imm_s(plane_idx, oh * ow);
+            let plane = k.elem(o, plane_off);
+            let init = match bias {
+                Some(bp) => k.load(F32, bp, oc),
+                None => k.c(F32, 0.0),
+            };
+            k.for_vectorized(oh * ow, |k, i, ty| {
+                let v = if ty == F32 { init } else { k.b.ins().splat(ty, init) };
+                k.store(v, plane, i);
+            });
+            let group = k.b.ins().sdiv_imm_s(oc, fg);
+            k.for_const(0, cg, |k, ci| {
+                let in_ch = k.b.ins().imul_imm_s(group, cg);
+                let in_ch = k.b.ins().iadd(in_ch, ci);
+                let in_idx = k.b.ins().imul_imm_s(b, ch);
+                let in_idx = k.b.ins().iadd(in_idx, in_ch);
+                let in_off = k.b.ins().imul_imm_s(in_idx, h * w);
+                let in_plane = k.elem(x, in_off);
+                k.for_const(0, kh, |k, ky| {
+                    // Output rows whose tap ky lands in the image: iy = y·sh + ky·dh − pt ∈ [0, h).
+                    let kyd = k.b.ins().imul_imm_s(ky, dh);
+                    let pt_v = k.int(pt);
+                    let a = k.b.ins().isub(pt_v, kyd);
+                    let hm = k.int(h - 1 + pt);
+                    let bnd = k.b.ins().isub(hm, kyd);
+                    let (y_lo, y_hi) = valid_range(k, a, bnd, sh, oh);
+                    k.for_const(0, kw, |k, kx| {
+                        let kxd = k.b.ins().imul_imm_s(kx, dw);
+                        let pl_v = k.int(pl);
+                        let a = k.b.ins().isub(pl_v, kxd);
+                        let wm = k.int(w - 1 + pl);
+                        let bnd = k.b.ins().isub(wm, kxd);
+                        let (x_lo, x_hi) = valid_range(k, a, bnd, sw, ow);
+                        // The weight tap, broadcast.
+                        let widx = conv_weight_index(k, [oc, ci, ky, kx], [cg, kh, kw]);
+                        let wv = k.load(F32, wt, widx);
+                        let wv4 = k.b.ins().splat(F32X4, wv);
+                        k.for_range(y_lo, y_hi, 1, |k, y| {
+                            let iy = k.b.ins().imul_imm_s(y, sh);
+                            let iy = k.b.ins().iadd(iy, kyd);
+                            let iy = k.b.ins().iadd_imm_s(iy, -pt);
+                            let in_row_off = k.b.ins().imul_imm_s(iy, w);
+                            let in_row = k.elem(in_plane, in_row_off);
+                            let out_row_off = k.b.ins().imul_imm_s(y, ow);
+                            let out_row = k.elem(plane, out_row_off);
+                            if sw == 1 {
+                                // ix = ox + kx·dw − pl: contiguous in both rows.
+                                let shift = k.b.ins().iadd_imm_s(kxd, -pl);
+                                let count = k.b.ins().isub(x_hi, x_lo);
+                                let vec_count = k.b.ins().band_imm_s(count, !(LANES - 1));
+                                let vec_end = k.b.ins().iadd(x_lo, vec_count);
+                                k.for_range(x_lo, vec_end, LANES, |k, ox| {
+                                    let ix = k.b.ins().iadd(ox, shift);
+                                    let xv = k.load(F32X4, in_row, ix);
+                                    let cur = k.load(F32X4, out_row, ox);
+                                    let r = k.fma(wv4, xv, cur);
+                                    k.store(r, out_row, ox);
+                                });
+                                k.for_range(vec_end, x_hi, 1, |k, ox| {
+                                    let ix = k.b.ins().iadd(ox, shift);
+                                    let xv = k.load(F32, in_row, ix);
+                                    let cur = k.load(F32, out_row, ox);
+                                    let r = k.fma(wv, xv, cur);
+                                    k.store(r, out_row, ox);
+                                });
+                            } else {
+                                k.for_range(x_lo, x_hi, 1, |k, ox| {
+                                    let ix = k.b.ins().imul_imm_s(ox, sw);
+                                    let ix = k.b.ins().iadd(ix, kxd);
+                                    let ix = k.b.ins().iadd_imm_s(ix, -pl);
+                                    let xv = k.load(F32, in_row, ix);
+                                    let cur = k.load(F32, out_row, ox);
+                                    let r = k.fma(wv, xv, cur);
+                                    k.store(r, out_row, ox);
+                                });
+                            }
+                        });
+                    });
+                });
+            });
+        });
+    });
+}
+
+/// Convolution as one matrix product per image and group: `out[F_g, P] = W_g[F_g, C_g·kh·kw] ·
+/// col[C_g·kh·kw, P]` (P = output pixels), the bias (one per row) and `epi` applied by the
+/// GEMM as it stores each tile.
+pub(crate) fn conv2d_gemm(k: &mut KernelBuilder, rt: RuntimeFns, c: &Conv2d, args: &[Arg], out: Arg, scratch: Option<Loc>, epi: &Epilogue) {
+    let [n, ch, h, w] = args[0].ty.shape[..].try_into().map(|a: [usize; 4]| a.map(|v| v as i64)).expect("rank checked");
+    let [f, cg, kh, kw] = args[1].ty.shape[..].try_into().map(|a: [usize; 4]| a.map(|v| v as i64)).expect("rank checked");
+    let (oh, ow) = (out.ty.shape[2] as i64, out.ty.shape[3] as i64);
+    let p = oh * ow;
+    let groups = c.groups as i64;
+    let fg = f / groups;
+    let kk = cg * kh * kw;
+    let pointwise = conv_is_pointwise(c, &[args[0].ty, args[1].ty]);
+    let (x, wt, o) = (k.ptr(args[0].loc), k.ptr(args[1].loc), k.ptr(out.loc));
+    let bias = args.get(2).map(|b| k.ptr(b.loc));
+    let col = scratch.map(|s| k.ptr(s));
+    let mut steps_left = false;
+    k.for_const(0, n, |k, b| {
+        let img_off = k.b.ins().imul_imm_s(b, ch * h * w);
+        let img = k.elem(x, img_off);
+        for g in 0..groups {
+            let gin = k.int(g * cg * h * w);
+            let gin = k.elem(img, gin);
+            let b_mat = if pointwise {
+                (gin, h * w, 1)
+            } else {
+                let col = col.expect("im2col scratch is planned");
+                let mut a = vec![gin];
+                for v in [cg, h, w, kh, kw, c.stride[0] as i64, c.stride[1] as i64, c.dilation[0] as i64, c.dilation[1] as i64, c.padding[0] as i64, c.padding[1] as i64, oh, ow] {
+                    a.push(k.int(v));
+                }
+                a.push(col);
+                k.b.ins().call(rt.im2col, &a);
+                (col, p, 1)
+            };
+            let c_off = k.b.ins().imul_imm_s(b, f * p);
+            let c_off = k.b.ins().iadd_imm_s(c_off, g * fg * p);
+            let og = k.elem(o, c_off);
+            let group_bias = bias.map(|bp| {
+                let at = k.int(g * fg);
+                k.elem(bp, at)
+            });
+            let (tail, left) = epi.gemm_tail(k, group_bias, true, c_off);
+            steps_left = left;
+            if let Some(&packed) = k.prepacked.get(g as usize) {
+                let mut a = vec![k.int(fg), k.int(p), k.int(kk), k.int(packed as i64), b_mat.0, k.int(b_mat.1), k.int(b_mat.2)];
+                a.extend([og, k.int(p), k.int(1), k.int(0)]);
+                a.extend(k.gemm_tail());
+                a.extend(k.tail_args(&tail));
+                k.b.ins().call(rt.sgemm_packed_a, &a);
+            } else {
+                let wg = k.int(g * fg * kk);
+                let wg = k.elem(wt, wg);
+                k.sgemm(rt.sgemm, [fg, p, kk], (wg, kk, 1), b_mat, (og, p, 1), false, &tail);
+            }
+        }
+    });
+    if steps_left {
+        apply_in_place(k, out, epi);
+    }
+}
+
+/// Depthwise convolution with the window unrolled: each output sums its taps in a register
+/// (the channel's weights stay in registers too) and is stored once. Taps in the padding read
+/// a clamped, in-bounds address and are masked to zero.
+pub(crate) fn conv2d_depthwise(k: &mut KernelBuilder, c: &Conv2d, args: &[Arg], out: Arg) {
+    let [n, ch, h, w] = args[0].ty.shape[..].try_into().map(|a: [usize; 4]| a.map(|v| v as i64)).expect("rank checked");
+    let [f, _, kh, kw] = args[1].ty.shape[..].try_into().map(|a: [usize; 4]| a.map(|v| v as i64)).expect("rank checked");
+    let mult = f / ch;
+    let (oh, ow) = (out.ty.shape[2] as i64, out.ty.shape[3] as i64);
+    let [sh, sw] = c.stride.map(|v| v as i64);
+    let [dh, dw] = c.dilation.map(|v| v as i64);
+    let (pt, pl) = (c.padding[0] as i64, c.padding[1] as i64);
+    let (x, wt, o) = (k.ptr(args[0].loc), k.ptr(args[1].loc), k.ptr(out.loc));
+    let bias = args.get(2).map(|b| k.ptr(b.loc));
+    k.for_const(0, n, |k, b| {
+        k.for_const(0, f, |k, oc| {
+            // Filter oc reads input channel oc / mult.
+            let ic = k.b.ins().sdiv_imm_s(oc, mult);
+            let plane_idx = k.b.ins().imul_imm_s(b, ch);
+            let plane_idx = k.b.ins().iadd(plane_idx, ic);
+            let in_off = k.b.ins().imul_imm_s(plane_idx, h * w);
+            let xin = k.elem(x, in_off);
+            let out_idx = k.b.ins().imul_imm_s(b, f);
+            let out_idx = k.b.ins().iadd(out_idx, oc);
+            let out_off = k.b.ins().imul_imm_s(out_idx, oh * ow);
+            let xout = k.elem(o, out_off);
+            let w_off = k.b.ins().imul_imm_s(oc, kh * kw);
+            let wrow = k.elem(wt, w_off);
+            let taps: Vec<Value> = (0..kh * kw).map(|t| k.load_at(F32, wrow, t)).collect();
+            let init = match bias {
+                Some(bp) => k.load(F32, bp, oc),
+                None => k.c(F32, 0.0),
+            };
+            k.for_const(0, oh, |k, y| {
+                let y0 = k.b.ins().imul_imm_s(y, sh);
+                let y0 = k.b.ins().iadd_imm_s(y0, -pt);
+                k.for_const(0, ow, |k, xo| {
+                    let x0 = k.b.ins().imul_imm_s(xo, sw);
+                    let x0 = k.b.ins().iadd_imm_s(x0, -pl);
+                    let zf = k.c(F32, 0.0);
+                    let mut acc = init;
+                    for ky in 0..kh {
+                        let iy = k.b.ins().iadd_imm_s(y0, ky * dh);
+                        let (y_in, iyc) = k.clamp_index(iy, h - 1);
+                        let row = k.b.ins().imul_imm_s(iyc, w);
+                        for kx in 0..kw {
+                            let ix = k.b.ins().iadd_imm_s(x0, kx * dw);
+                            let (x_in, ixc) = k.clamp_index(ix, w - 1);
+                            let inside = k.b.ins().band(y_in, x_in);
+                            let idx = k.b.ins().iadd(row, ixc);
+                            let v = k.load(F32, xin, idx);
+                            let v = k.b.ins().select(inside, v, zf);
+                            acc = k.fma(taps[(ky * kw + kx) as usize], v, acc);
+                        }
+                    }
+                    let oi = k.b.ins().imul_imm_s(y, ow);
+                    let oi = k.b.ins().iadd(oi, xo);
+                    k.store(acc, xout, oi);
+                });
+            });
+        });
+    });
+}

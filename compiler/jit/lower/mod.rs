@@ -1,0 +1,118 @@
+//! Op → Cranelift lowering: one kernel function per op node, chosen by the node's kernel
+//! plan (`crate::kernel_plan`), with every shape, stride and offset baked in as constants.
+//! Loops run over exactly the elements of the verified shapes, so every access is in bounds
+//! by construction (docs/testing.md says why, kernel by kernel). Inner loops over contiguous
+//! memory use `f32x4` with a scalar remainder.
+//!
+//! One module per op family; this one dispatches on the op and the planned kernel.
+
+pub mod attention;
+pub mod channels;
+pub mod conv;
+pub mod dense;
+pub mod elementwise;
+pub mod epilogue;
+pub mod lstm;
+pub mod movement;
+pub mod norm;
+pub mod pool;
+
+use super::builder::{KernelBuilder, RuntimeFns};
+use super::memplan::Loc;
+use crate::ir::TensorType;
+use crate::kernel_plan::{Kernel, KernelPlan, Prepack};
+use crate::ops::{Op, Product};
+use epilogue::{apply_in_place, Epilogue};
+
+/// A tensor as a kernel sees it: where it lives and its type.
+#[derive(Clone, Copy)]
+pub struct Arg<'t> {
+    pub loc: Loc,
+    pub ty: &'t TensorType,
+}
+
+pub(crate) fn numel(t: &TensorType) -> i64 {
+    t.numel() as i64
+}
+
+/// Emit the body of the kernel that `plan` chose for `op`.
+pub fn lower(k: &mut KernelBuilder, plan: &KernelPlan, op: &Op, args: &[Arg], out: Arg, scratch: Option<Loc>) {
+    let kernel = plan.kernel;
+    match op {
+        Op::Fused(f) => {
+            let n = f.anchor_operands(args.len());
+            match &f.anchor {
+                Some(anchor) => {
+                    let epi = Epilogue::new(k, &f.steps, &args[n..], out.ty);
+                    product(k, plan, anchor, &args[..n], out, scratch, &epi);
+                }
+                None => elementwise::apply_steps(k, f, args[0], &args[1..], out),
+            }
+        }
+        Op::Conv2d(_) | Op::Dense(_) | Op::MatMul(_) => product(k, plan, &op.product().expect("a matrix product"), args, out, scratch, &Epilogue::none()),
+        Op::Unary(u) => elementwise::unary(k, u, args, out),
+        Op::Binary(b) => elementwise::binary(k, b, args, out),
+        Op::BatchNorm(bn) => norm::batch_norm(k, bn, args, out),
+        Op::LayerNorm(ln) => norm::layer_norm(k, ln, args, out),
+        Op::Softmax(s) => norm::softmax(k, s, args, out),
+        Op::Lstm(l) => {
+            let weights = match (plan.prepack, &k.prepacked[..]) {
+                (Prepack::LstmWeights, &[wih, whh, bias]) => lstm::Weights::Packed([wih, whh, bias]),
+                _ => lstm::Weights::Operands,
+            };
+            lstm::lstm(k, l.hidden, args, out, scratch.expect("lstm scratch is planned"), weights);
+        }
+        Op::Pool(p) => match kernel {
+            Kernel::ChannelVector => channels::windowed::pool(k, p, args, out),
+            _ => pool::pool(k, p, args, out),
+        },
+        Op::GlobalAvgPool(_) => match kernel {
+            Kernel::ChannelVector => channels::global_avg_pool(k, args, out),
+            _ => pool::global_avg_pool(k, args, out),
+        },
+        Op::ConvertLayout(_) => channels::convert_layout(k, args[0], out),
+        Op::Transpose(t) => movement::transpose(k, t, args, out),
+        Op::Concat(c) => movement::concat(k, c, args, out),
+        Op::Slice(s) => movement::slice(k, s, args, out),
+        Op::Attention(a) => match kernel {
+            Kernel::Gemm => attention::attention_gemm(k, runtime(k), a, args, out, scratch.expect("attention scratch is planned")),
+            _ => attention::attention(k, a, args, out),
+        },
+        // The plan has no kernel for these (`kernel_plan::available`), so no node reaches here.
+        Op::Quantize(_) | Op::Dequantize(_) | Op::Requantize(_) => unreachable!("int8 ops have no JIT kernel"),
+        Op::Flatten(_) | Op::Reshape(_) => unreachable!("views have no kernel"),
+    }
+}
+
+/// The runtime's entry points, which a plan chooses only when microkernels are on.
+pub(crate) fn runtime(k: &KernelBuilder) -> RuntimeFns {
+    k.runtime.expect("the kernel plan chooses runtime kernels only with microkernels on")
+}
+
+/// A matrix product (the anchor of a fused op, or alone), with `epi` applied to its result:
+/// inside the runtime GEMM's tile stores where it can, else in a pass after the product.
+pub(crate) fn product(k: &mut KernelBuilder, plan: &KernelPlan, product: &Product, args: &[Arg], out: Arg, scratch: Option<Loc>, epi: &Epilogue) {
+    match (product, plan.kernel) {
+        (Product::Conv2d(c), Kernel::Gemm) => conv::conv2d_gemm(k, runtime(k), c, args, out, scratch, epi),
+        (Product::Conv2d(c), Kernel::Direct) => {
+            conv::conv2d(k, c, args, out);
+            apply_in_place(k, out, epi);
+        }
+        (Product::Conv2d(c), Kernel::DepthwiseUnrolled) => {
+            conv::conv2d_depthwise(k, c, args, out);
+            apply_in_place(k, out, epi);
+        }
+        (Product::Conv2d(c), kernel @ (Kernel::VectorDepthwise | Kernel::NhwcGemm | Kernel::Nchw4cBlocked | Kernel::VectorDirect)) => channels::conv2d(k, kernel, c, args, out, epi),
+        (Product::Dense(_), Kernel::Gemm) => dense::dense_gemm(k, runtime(k), args, out, epi),
+        (Product::Dense(_), Kernel::Dot) => {
+            dense::dense(k, args, out);
+            apply_in_place(k, out, epi);
+        }
+        (Product::MatMul(_), Kernel::Gemm) => dense::matmul_gemm(k, runtime(k), args, out, epi),
+        (Product::MatMul(_), Kernel::RegisterTiles) => {
+            dense::matmul(k, args, out, scratch.expect("matmul panel scratch is planned"));
+            apply_in_place(k, out, epi);
+        }
+        (p, kernel) => unreachable!("`{kernel}` is not a kernel for {} (KernelPlan::new admits only available ones)", p.name()),
+    }
+}

@@ -1,0 +1,138 @@
+//! Weights repacked once, at compile time, in the order their kernels read them, as the
+//! kernel plan asks (`Prepack`): GEMM panels of A for row-major convolutions through the
+//! GEMM; for channel-vector convolutions, GEMM panels of B (NHWC), the depthwise
+//! `[tap][channel]` order or NCHW4c filter blocks; and an LSTM's transposed weights.
+
+use super::memplan::{Loc, MemoryPlan};
+use crate::ir::{Graph, NodeId};
+use crate::kernel_plan::{Kernel, KernelPlan, Prepack};
+use crate::ops::Op;
+use crate::target::Tile;
+use std::collections::HashMap;
+
+/// Packs the weights of every node whose plan asks for it. Returns the constants with the
+/// packed buffers appended, and each node's packed buffers (one per convolution group) by
+/// address.
+pub fn prepack_weights(graph: &Graph, plans: &HashMap<NodeId, KernelPlan>, plan: &MemoryPlan, mut consts: Vec<Vec<f32>>) -> (Vec<Vec<f32>>, HashMap<NodeId, Vec<u64>>) {
+    let mut prepacked = HashMap::new();
+    for id in graph.topo_order() {
+        let Some(kp) = plans.get(&id) else { continue };
+        let operands = graph.operands(id);
+        let const_at = |i: usize| match plan.locs.get(&operands[i]).copied() {
+            Some(Loc::Const(c)) => Some(c),
+            _ => None,
+        };
+        let mut buffers = Vec::new();
+        match kp.prepack {
+            Prepack::Nothing => continue,
+            Prepack::LstmWeights => {
+                let Op::Lstm(l) = graph.node(id).op().expect("an lstm") else { unreachable!("only lstm plans pack lstm weights") };
+                let at: Option<Vec<usize>> = (1..operands.len()).map(const_at).collect();
+                let at = at.expect("the plan packs lstm weights only when they are constant");
+                let biases = (at.len() == 4).then(|| (&consts[at[2]][..], &consts[at[3]][..]));
+                buffers.extend(lstm_weights(&consts[at[0]], &consts[at[1]], biases, 4 * l.hidden));
+            }
+            Prepack::ChannelWeights => {
+                let w = const_at(1).expect("the plan packs weights only when they are constant");
+                let ws = &graph.node(operands[1]).ty.shape;
+                buffers.extend(channel_weights(kp.kernel, &consts[w], ws, kp.tile));
+            }
+            Prepack::GemmA => {
+                let w = const_at(1).expect("the plan packs weights only when they are constant");
+                let groups = match graph.node(id).op().and_then(|op| op.product()) {
+                    Some(crate::ops::Product::Conv2d(c)) => c.groups,
+                    _ => unreachable!("only convolutions pack A panels"),
+                };
+                let ws = &graph.node(operands[1]).ty.shape;
+                let (fg, kk) = (ws[0] / groups, ws[1] * ws[2] * ws[3]);
+                let blk = nnc_runtime::gemm::Blocking { kc: kp.tile.kc, mc: kp.tile.mc, nc: kp.tile.nc };
+                for g in 0..groups {
+                    let mut buf = vec![0.0f32; nnc_runtime::gemm::packed_a_len(fg, kk, blk)];
+                    // SAFETY: the weight buffer holds `groups·fg × kk` floats, row-major.
+                    unsafe { nnc_runtime::gemm::pack_a_all(fg, kk, consts[w].as_ptr().add(g * fg * kk), kk as isize, 1, blk, &mut buf) };
+                    buffers.push(buf);
+                }
+            }
+        }
+        // A heap buffer does not move when `consts` grows, so its address is final.
+        let addrs = buffers.iter().map(|b| b.as_ptr() as u64).collect();
+        consts.extend(buffers);
+        prepacked.insert(id, addrs);
+    }
+    (consts, prepacked)
+}
+
+/// Constant weights `[F, C/groups, kh, kw]` (row-major) in the order a kernel reads them:
+/// `[kh·kw][C]` for the vector depthwise kernel (a tap's weights for consecutive channels side by
+/// side), packed GEMM panels of `W[(ky·kw + kx)·C + c][f]` for the NHWC GEMM, and
+/// `[F/4][C][kh][kw][4]` for the NCHW4c blocked kernel (four filters' weights for one input channel
+/// and tap side by side).
+fn channel_weights(kernel: Kernel, w: &[f32], wshape: &[usize], tile: Tile) -> Option<Vec<f32>> {
+    let [f, cg, kh, kw] = wshape[..] else { return None };
+    let taps = kh * kw;
+    match kernel {
+        Kernel::VectorDepthwise => {
+            let mut out = vec![0.0; taps * f];
+            for ch in 0..f {
+                for t in 0..taps {
+                    out[t * f + ch] = w[ch * taps + t];
+                }
+            }
+            Some(out)
+        }
+        Kernel::NhwcGemm => {
+            let k = cg * taps;
+            // A transpose, by blocks of 16 filters: their 16 weight rows stay in cache while
+            // each is read once, and each written row of B gets a whole cache line at a time.
+            let mut b = vec![0.0; k * f];
+            for block in (0..f).step_by(16) {
+                let filters = block..(block + 16).min(f);
+                for t in 0..taps {
+                    for ch in 0..cg {
+                        let row = (t * cg + ch) * f;
+                        for oc in filters.clone() {
+                            b[row + oc] = w[(oc * cg + ch) * taps + t];
+                        }
+                    }
+                }
+            }
+            let blk = nnc_runtime::gemm::Blocking { kc: tile.kc, mc: tile.mc, nc: tile.nc };
+            let mut packed = vec![0.0; nnc_runtime::gemm::packed_b_len(k, f, blk)];
+            // SAFETY: `b` holds the `k × f` row-major matrix; `packed` has room for its packing.
+            unsafe { nnc_runtime::gemm::pack_b_all(k, f, b.as_ptr(), f as isize, 1, blk, &mut packed) };
+            Some(packed)
+        }
+        Kernel::Nchw4cBlocked => {
+            let mut out = vec![0.0; f * cg * taps];
+            for oc in 0..f {
+                for ch in 0..cg {
+                    for t in 0..taps {
+                        out[((oc / 4 * cg + ch) * taps + t) * 4 + oc % 4] = w[(oc * cg + ch) * taps + t];
+                    }
+                }
+            }
+            Some(out)
+        }
+        _ => None,
+    }
+}
+
+/// `W_ihᵀ` (`[I][4H]`), `W_hhᵀ` (`[H][4H]`) and `b_ih + b_hh` (`[4H]`, zeros without
+/// biases), from the row-major `W_ih [4H, I]`, `W_hh [4H, H]` and biases.
+fn lstm_weights(w_ih: &[f32], w_hh: &[f32], biases: Option<(&[f32], &[f32])>, four_h: usize) -> [Vec<f32>; 3] {
+    let transpose = |w: &[f32]| {
+        let cols = w.len() / four_h;
+        let mut t = vec![0.0; w.len()];
+        for r in 0..four_h {
+            for c in 0..cols {
+                t[c * four_h + r] = w[r * cols + c];
+            }
+        }
+        t
+    };
+    let bias = match biases {
+        Some((a, b)) => a.iter().zip(b).map(|(x, y)| x + y).collect(),
+        None => vec![0.0; four_h],
+    };
+    [transpose(w_ih), transpose(w_hh), bias]
+}

@@ -1,0 +1,539 @@
+//! The kernel plan: which CPU kernel computes each node, decided once per node.
+//!
+//! A [`Kernel`] names an algorithm (a GEMM through the runtime's microkernels, a direct
+//! convolution, a vectorized depthwise one, dot products, ...). Which kernels can compute a
+//! node depends on its op, its operands' shapes and layouts, whether its weights are known
+//! at compile time and the target; [`choose`] picks one by a cost model (no search), and the
+//! `select-kernels` pass records it on the node (`kernel="gemm"` in IR dumps). Everything
+//! that follows from that choice is derived here, in one place, by [`KernelPlan`]: the
+//! matrix product it runs (which `select-tiles` blocks for the caches), the scratch memory it
+//! needs (which the memory plan reserves and the lowering uses, so they cannot disagree),
+//! whether it can be split across threads, and which weights the JIT packs at compile time.
+//! The JIT lowers each node by its plan; `select-layouts` asks [`choose`] and
+//! [`estimated_ps`] what a node would run as in another layout.
+
+use crate::ir::{Graph, Layout, NodeId, NodeKind, TensorType};
+use crate::ops::{Conv2d, MatMul, Op, Product};
+use crate::target::{CpuTarget, Tile, CRANELIFT_TILE};
+use std::collections::HashSet;
+
+/// See the module documentation. The names are what IR text prints.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Kernel {
+    /// No code: the result is a view of its operand's bytes (reshape, flatten).
+    View,
+    /// One pass over the result, element by element: unary ops, binary ops and elementwise
+    /// chains whose operands have the result's shape (or are single values).
+    Elementwise,
+    /// A loop over rows of the result, for binary ops and chains with broadcast operands.
+    Broadcast,
+    /// A matrix product through the runtime's GEMM microkernels: dense and matmul layers,
+    /// row-major convolutions (through im2col, or directly when pointwise), and attention's
+    /// two products around a row softmax. The epilogue runs on each register tile.
+    Gemm,
+    /// A dense layer as dot products: with few rows, a GEMM tile would mostly compute
+    /// padding.
+    Dot,
+    /// A matmul through Cranelift's own `f32x4` register tiles over a packed panel of B
+    /// (without microkernels).
+    RegisterTiles,
+    /// A row-major convolution as loops over each tap's valid output range.
+    Direct,
+    /// A strided row-major depthwise convolution with its window unrolled.
+    DepthwiseUnrolled,
+    /// A depthwise convolution in a channel-vector layout: multiply-adds along channels.
+    VectorDepthwise,
+    /// An NHWC convolution as a GEMM over pixel-major patches, weights packed at compile time.
+    NhwcGemm,
+    /// An NCHW4c convolution, four filters per vector, register-blocked over pixels.
+    Nchw4cBlocked,
+    /// A convolution in a channel-vector layout as scalar loops (what the others miss).
+    VectorDirect,
+    /// Pooling in a channel-vector layout, vectorized along channels.
+    ChannelVector,
+    /// The op's own loop nest (normalizations, softmax, pooling, data movement, LSTM,
+    /// attention without microkernels, layout conversions).
+    Loops,
+}
+
+impl Kernel {
+    pub const ALL: [Kernel; 14] = [
+        Kernel::View,
+        Kernel::Elementwise,
+        Kernel::Broadcast,
+        Kernel::Gemm,
+        Kernel::Dot,
+        Kernel::RegisterTiles,
+        Kernel::Direct,
+        Kernel::DepthwiseUnrolled,
+        Kernel::VectorDepthwise,
+        Kernel::NhwcGemm,
+        Kernel::Nchw4cBlocked,
+        Kernel::VectorDirect,
+        Kernel::ChannelVector,
+        Kernel::Loops,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Kernel::View => "view",
+            Kernel::Elementwise => "elementwise",
+            Kernel::Broadcast => "broadcast",
+            Kernel::Gemm => "gemm",
+            Kernel::Dot => "dot",
+            Kernel::RegisterTiles => "register-tiles",
+            Kernel::Direct => "direct",
+            Kernel::DepthwiseUnrolled => "depthwise-unrolled",
+            Kernel::VectorDepthwise => "vector-depthwise",
+            Kernel::NhwcGemm => "nhwc-gemm",
+            Kernel::Nchw4cBlocked => "nchw4c-blocked",
+            Kernel::VectorDirect => "vector-direct",
+            Kernel::ChannelVector => "channel-vector",
+            Kernel::Loops => "loops",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Kernel> {
+        Kernel::ALL.into_iter().find(|k| k.name() == name)
+    }
+}
+
+impl std::fmt::Display for Kernel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// What the JIT packs at compile time for a kernel, from constant weights.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Prepack {
+    Nothing,
+    /// A row-major convolution through the GEMM: each group's weights as packed A panels.
+    GemmA,
+    /// A channel-vector convolution: weights in the order its kernel reads them (depthwise
+    /// `[tap][C]`, NHWC packed B panels, NCHW4c blocks of four filters).
+    ChannelWeights,
+    /// An LSTM: transposed input and hidden weights and the summed bias.
+    LstmWeights,
+}
+
+/// Everything that follows from a node's kernel: see the module documentation.
+#[derive(Clone, Debug, PartialEq)]
+pub struct KernelPlan {
+    pub kernel: Kernel,
+    /// `[m, n, k]` of the matrix product the kernel runs through a GEMM (attention's first).
+    pub gemm: Option<[usize; 3]>,
+    /// The cache blocking of that product (the node's `tile`, or derived the same way).
+    pub tile: Tile,
+    /// Arena bytes the kernel needs while it runs, beyond its operands and result.
+    pub scratch_bytes: usize,
+    /// Whether the kernel can run as tasks over disjoint shares of its outermost loop.
+    pub splits: bool,
+    pub prepack: Prepack,
+}
+
+/// The values of a graph known at compile time: constants, parameters (whose weights will
+/// be bound) and what ops compute from those alone, which `fold-constants` turns into
+/// constants once weights are bound (so the JIT can repack them).
+pub struct Known(HashSet<NodeId>);
+
+impl Known {
+    pub fn of(graph: &Graph) -> Known {
+        let mut known = HashSet::new();
+        for id in graph.topo_order() {
+            let k = match graph.node(id).kind {
+                NodeKind::Const(_) | NodeKind::Param => true,
+                NodeKind::Input { .. } => false,
+                NodeKind::Op(_) => graph.operands(id).iter().all(|o| known.contains(o)),
+            };
+            if k {
+                known.insert(id);
+            }
+        }
+        Known(known)
+    }
+
+    pub fn contains(&self, id: NodeId) -> bool {
+        self.0.contains(&id)
+    }
+}
+
+/// A node's operands as the plan sees them: types, and whether each is known at compile
+/// time.
+pub struct Operands<'a> {
+    pub types: Vec<&'a TensorType>,
+    pub constant: Vec<bool>,
+}
+
+impl<'a> Operands<'a> {
+    pub fn of(graph: &'a Graph, id: NodeId, known: &Known) -> Operands<'a> {
+        let constant = graph.operands(id).iter().map(|&o| known.contains(o)).collect();
+        Operands { types: graph.operand_types(id), constant }
+    }
+
+    /// Whether every operand from `first` on is known at compile time.
+    fn constant_from(&self, first: usize) -> bool {
+        self.constant.iter().skip(first).all(|&c| c)
+    }
+}
+
+/// Why a node has no plan.
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+pub enum PlanError {
+    #[error("the JIT has no kernel for `{0}` (it computes f32 graphs; int8 graphs run with --backend interp or accel)")]
+    NoKernel(&'static str),
+    #[error("kernel `{kernel}` cannot compute `{op}` here; it can run as {}", .available.iter().map(|k| format!("`{k}`")).collect::<Vec<_>>().join(", "))]
+    Unavailable { kernel: Kernel, op: String, available: Vec<Kernel> },
+}
+
+/// Window taps up to which the channel-vector kernels unroll their window.
+pub const MAX_UNROLLED_TAPS: usize = 49;
+
+/// Taps up to which a strided row-major depthwise convolution is unrolled.
+pub const MAX_UNROLLED_DEPTHWISE_TAPS: usize = 25;
+
+/// Rows from which a dense layer runs through the GEMM rather than as dot products.
+pub const GEMM_MIN_ROWS: usize = 8;
+
+/// Reduction length from which a row-major convolution runs through the GEMM (with
+/// microkernels): below it, each output sums too few products for packing to pay.
+pub const GEMM_MIN_CONV_REDUCTION: usize = 16;
+
+impl KernelPlan {
+    /// The plan of `id` on `target`: its recorded kernel and tile if `select-kernels` and
+    /// `select-tiles` ran, else the ones they would choose. A recorded kernel that `target`
+    /// cannot run (it was chosen for another one, say with microkernels) is chosen again.
+    pub fn for_node(graph: &Graph, id: NodeId, known: &Known, target: &CpuTarget) -> Result<KernelPlan, PlanError> {
+        let node = graph.node(id);
+        let op = node.op().expect("only ops have kernels");
+        let operands = Operands::of(graph, id, known);
+        let recorded = node.kernel.filter(|k| available(op, &operands, &node.ty, target).contains(k));
+        KernelPlan::new(op, &operands, &node.ty, target, recorded, node.tile)
+    }
+
+    /// The plan for `op` with `kernel` (or the chosen one) and `tile` (or the derived one).
+    pub fn new(op: &Op, operands: &Operands, out: &TensorType, target: &CpuTarget, kernel: Option<Kernel>, tile: Option<Tile>) -> Result<KernelPlan, PlanError> {
+        let available = available(op, operands, out, target);
+        let kernel = match kernel {
+            None => *available.first().ok_or(PlanError::NoKernel(op.name()))?,
+            Some(k) if available.contains(&k) => k,
+            Some(k) => return Err(PlanError::Unavailable { kernel: k, op: op.label(), available }),
+        };
+        let types = &operands.types;
+        let gemm = gemm_shape(kernel, op, types, out);
+        let tile = tile.unwrap_or_else(|| {
+            let [m, n, k] = gemm.unwrap_or([usize::MAX / 2; 3]);
+            target.gemm_tile(m, n, k)
+        });
+        Ok(KernelPlan {
+            kernel,
+            gemm,
+            scratch_bytes: scratch_bytes(kernel, op, operands, out, &tile),
+            splits: splits(kernel, op),
+            prepack: prepack(kernel, op, operands),
+            tile,
+        })
+    }
+}
+
+/// The kernel [`available`] ranks first: the one the cost model prefers.
+pub fn choose(op: &Op, operands: &Operands, out: &TensorType, target: &CpuTarget) -> Option<Kernel> {
+    available(op, operands, out, target).first().copied()
+}
+
+/// Every kernel that can compute `op` on these operands for `target`, best first (by the
+/// measured costs behind [`estimated_ps`] and the rules in each arm). Empty when the JIT has
+/// none.
+pub fn available(op: &Op, operands: &Operands, out: &TensorType, target: &CpuTarget) -> Vec<Kernel> {
+    let types = &operands.types;
+    let channel_layout = types.first().is_some_and(|t| t.layout != Layout::RowMajor);
+    match op {
+        Op::Conv2d(_) | Op::Dense(_) | Op::MatMul(_) => product_kernels(&op.product().expect("a product"), operands, target),
+        Op::Fused(f) => match &f.anchor {
+            Some(anchor) => product_kernels(anchor, &Operands { types: types[..f.anchor_operands(types.len())].to_vec(), constant: operands.constant[..f.anchor_operands(types.len())].to_vec() }, target),
+            // Broadcast rows run as a loop over rows.
+            None if types[1..].iter().all(|e| e.shape == out.shape || e.numel() == 1) => vec![Kernel::Elementwise],
+            None => vec![Kernel::Broadcast],
+        },
+        Op::Unary(_) => vec![Kernel::Elementwise],
+        Op::Binary(_) if types.iter().all(|t| t.shape == out.shape) => vec![Kernel::Elementwise],
+        Op::Binary(_) => vec![Kernel::Broadcast],
+        Op::Attention(_) if target.ukernels => vec![Kernel::Gemm, Kernel::Loops],
+        Op::Attention(_) => vec![Kernel::Loops],
+        // The vector kernel unrolls the window; larger windows have no channel-vector kernel
+        // (and `select-layouts` keeps them row-major).
+        Op::Pool(p) if channel_layout => {
+            if p.kernel[0] * p.kernel[1] <= MAX_UNROLLED_TAPS {
+                vec![Kernel::ChannelVector]
+            } else {
+                Vec::new()
+            }
+        }
+        Op::GlobalAvgPool(_) if channel_layout => vec![Kernel::ChannelVector],
+        Op::Flatten(_) | Op::Reshape(_) => vec![Kernel::View],
+        Op::BatchNorm(_)
+        | Op::LayerNorm(_)
+        | Op::Lstm(_)
+        | Op::Softmax(_)
+        | Op::Pool(_)
+        | Op::GlobalAvgPool(_)
+        | Op::Transpose(_)
+        | Op::Concat(_)
+        | Op::Slice(_)
+        | Op::ConvertLayout(_) => vec![Kernel::Loops],
+        Op::Quantize(_) | Op::Dequantize(_) | Op::Requantize(_) => Vec::new(),
+    }
+}
+
+/// Kernels for a matrix product (alone or anchoring a fused op), best first.
+fn product_kernels(product: &Product, operands: &Operands, target: &CpuTarget) -> Vec<Kernel> {
+    let types = &operands.types;
+    match product {
+        Product::Conv2d(c) if types[0].layout != Layout::RowMajor => {
+            // Weights repacked at compile time need weights known then.
+            let packable = operands.constant.get(1).copied().unwrap_or(false);
+            let unrolled = taps(types) <= MAX_UNROLLED_TAPS;
+            let mut ks = Vec::new();
+            if c.groups > 1 {
+                // The layout rule admits only depthwise convolutions with groups > 1.
+                if unrolled {
+                    ks.push(Kernel::VectorDepthwise);
+                }
+            } else {
+                match types[0].layout {
+                    Layout::Nhwc if target.ukernels && reduction(types) >= GEMM_MIN_CONV_REDUCTION && packable => ks.push(Kernel::NhwcGemm),
+                    Layout::Nchw4c if unrolled && packable => ks.push(Kernel::Nchw4cBlocked),
+                    Layout::Nhwc | Layout::Nchw4c | Layout::RowMajor => {}
+                }
+            }
+            ks.push(Kernel::VectorDirect);
+            ks
+        }
+        Product::Conv2d(c) => {
+            let mut ks = Vec::new();
+            if target.ukernels && reduction(types) >= GEMM_MIN_CONV_REDUCTION {
+                ks.push(Kernel::Gemm);
+            }
+            if is_small_depthwise(c, types) {
+                ks.push(Kernel::DepthwiseUnrolled);
+            }
+            ks.push(Kernel::Direct);
+            ks
+        }
+        Product::Dense(_) => {
+            let rows = types[0].numel() / types[1].shape[1];
+            match (target.ukernels, rows >= GEMM_MIN_ROWS) {
+                (true, true) => vec![Kernel::Gemm, Kernel::Dot],
+                (true, false) => vec![Kernel::Dot, Kernel::Gemm],
+                (false, _) => vec![Kernel::Dot],
+            }
+        }
+        Product::MatMul(_) if target.ukernels => vec![Kernel::Gemm, Kernel::RegisterTiles],
+        Product::MatMul(_) => vec![Kernel::RegisterTiles],
+    }
+}
+
+/// Window taps of a convolution's weights `[F, C/groups, kh, kw]`.
+fn taps(types: &[&TensorType]) -> usize {
+    types[1].shape[2] * types[1].shape[3]
+}
+
+/// Products summed per output of a convolution: `C/groups · kh · kw`.
+fn reduction(types: &[&TensorType]) -> usize {
+    types[1].shape[1] * taps(types)
+}
+
+/// Whether a row-major convolution is depthwise, strided, with a window small enough to
+/// unroll. At stride 1 the direct loops vectorize along rows and win; strided, they are
+/// scalar and the unrolled form is 1.5× faster (MobileNetV2's stride-2 layers).
+fn is_small_depthwise(c: &Conv2d, types: &[&TensorType]) -> bool {
+    types[1].shape[1] == 1 && c.groups == types[0].shape[1] && taps(types) <= MAX_UNROLLED_DEPTHWISE_TAPS && c.stride != [1, 1]
+}
+
+/// Whether a convolution is 1×1, stride 1 and unpadded: the GEMM multiplies the input planes
+/// directly, with no im2col.
+pub fn conv_is_pointwise(c: &Conv2d, types: &[&TensorType]) -> bool {
+    taps(types) == 1 && c.stride == [1, 1] && c.padding == [0; 4]
+}
+
+/// The anchor of a fused op, or the op itself, with its own operands.
+fn product_operands<'t>(op: &Op, types: &[&'t TensorType]) -> Option<(Product, Vec<&'t TensorType>)> {
+    let product = op.product()?;
+    let n = if let Op::Fused(f) = op { f.anchor_operands(types.len()) } else { types.len() };
+    Some((product, types[..n].to_vec()))
+}
+
+/// `[m, n, k]` of the GEMM `kernel` runs for `op`.
+fn gemm_shape(kernel: Kernel, op: &Op, types: &[&TensorType], out: &TensorType) -> Option<[usize; 3]> {
+    match kernel {
+        Kernel::Gemm | Kernel::RegisterTiles | Kernel::NhwcGemm => {}
+        Kernel::View
+        | Kernel::Elementwise
+        | Kernel::Broadcast
+        | Kernel::Dot
+        | Kernel::Direct
+        | Kernel::DepthwiseUnrolled
+        | Kernel::VectorDepthwise
+        | Kernel::Nchw4cBlocked
+        | Kernel::VectorDirect
+        | Kernel::ChannelVector
+        | Kernel::Loops => return None,
+    }
+    if let Op::Attention(_) = op {
+        let (q, k) = (&types[0].shape, &types[1].shape);
+        let r = q.len();
+        return Some([q[r - 2], k[r - 2], q[r - 1]]);
+    }
+    let (product, types) = product_operands(op, types)?;
+    let w = &types[1].shape;
+    Some(match (kernel, product) {
+        (Kernel::NhwcGemm, _) => [out.shape[2] * out.shape[3], w[0], reduction(&types)],
+        (_, Product::Conv2d(c)) => [w[0] / c.groups, out.shape[2] * out.shape[3], reduction(&types)],
+        (_, Product::Dense(_)) => [types[0].numel() / w[1], w[0], w[1]],
+        (_, Product::MatMul(_)) => {
+            let (_, m, k, n) = MatMul::dims(&types[0].shape, &types[1].shape);
+            [m, n, k]
+        }
+    })
+}
+
+fn scratch_bytes(kernel: Kernel, op: &Op, operands: &Operands, out: &TensorType, tile: &Tile) -> usize {
+    let types = &operands.types;
+    match kernel {
+        // One score matrix, reused across the batch.
+        Kernel::Gemm if matches!(op, Op::Attention(_)) => {
+            let (q, k) = (&types[0].shape, &types[1].shape);
+            q[q.len() - 2] * k[k.len() - 2] * 4
+        }
+        // One group's unfolded image, unless the input planes are the patches already.
+        Kernel::Gemm => match product_operands(op, types) {
+            Some((Product::Conv2d(c), t)) if !conv_is_pointwise(&c, &t) => reduction(&t) * out.shape[2] * out.shape[3] * 4,
+            Some(_) | None => 0,
+        },
+        // A packed kc × NR panel of B.
+        Kernel::RegisterTiles => tile.kc * CRANELIFT_TILE.1 * 4,
+        Kernel::Loops => match op {
+            Op::Lstm(l) => lstm_scratch_floats(types[0].shape[1], types[0].shape[2], l.hidden, operands.constant_from(1)) * 4,
+            _ => 0,
+        },
+        Kernel::View
+        | Kernel::Elementwise
+        | Kernel::Broadcast
+        | Kernel::Dot
+        | Kernel::Direct
+        | Kernel::DepthwiseUnrolled
+        | Kernel::VectorDepthwise
+        | Kernel::NhwcGemm
+        | Kernel::Nchw4cBlocked
+        | Kernel::VectorDirect
+        | Kernel::ChannelVector => 0,
+    }
+}
+
+/// Floats of an LSTM's scratch, in the order its kernel lays them out: the gate
+/// pre-activations of one row (`4H`), the cell state and the zero initial hidden state of
+/// every batch row (`N·H` each), and, when the weights are not packed at compile time, their
+/// transposes and the summed bias (`(I + H + 1)·4H`).
+pub fn lstm_scratch_floats(batch: usize, input: usize, hidden: usize, weights_constant: bool) -> usize {
+    let transposed = if weights_constant { 0 } else { (input + hidden + 1) * 4 * hidden };
+    4 * hidden + 2 * batch * hidden + transposed
+}
+
+fn splits(kernel: Kernel, op: &Op) -> bool {
+    match kernel {
+        Kernel::Elementwise | Kernel::VectorDepthwise | Kernel::Nchw4cBlocked => true,
+        // Pooling windows split by output rows; a global pool is one reduction per plane.
+        Kernel::ChannelVector => !matches!(op, Op::GlobalAvgPool(_)),
+        Kernel::View
+        | Kernel::Broadcast
+        | Kernel::Gemm
+        | Kernel::Dot
+        | Kernel::RegisterTiles
+        | Kernel::Direct
+        | Kernel::DepthwiseUnrolled
+        | Kernel::NhwcGemm
+        | Kernel::VectorDirect
+        | Kernel::Loops => false,
+    }
+}
+
+fn prepack(kernel: Kernel, op: &Op, operands: &Operands) -> Prepack {
+    let weight_constant = operands.constant.get(1).copied().unwrap_or(false);
+    match kernel {
+        Kernel::Gemm if weight_constant && matches!(op.product(), Some(Product::Conv2d(_))) => Prepack::GemmA,
+        Kernel::VectorDepthwise if weight_constant => Prepack::ChannelWeights,
+        Kernel::NhwcGemm | Kernel::Nchw4cBlocked => Prepack::ChannelWeights,
+        Kernel::Loops if matches!(op, Op::Lstm(_)) && operands.constant_from(1) => Prepack::LstmWeights,
+        Kernel::Gemm
+        | Kernel::VectorDepthwise
+        | Kernel::Loops
+        | Kernel::View
+        | Kernel::Elementwise
+        | Kernel::Broadcast
+        | Kernel::Dot
+        | Kernel::RegisterTiles
+        | Kernel::Direct
+        | Kernel::DepthwiseUnrolled
+        | Kernel::VectorDirect
+        | Kernel::ChannelVector => Prepack::Nothing,
+    }
+}
+
+// The cost model, in picoseconds, measured on this code generator (BENCHMARKS.md,
+// "Layouts"). Only what differs between layouts is priced.
+/// One multiply-accumulate of a depthwise convolution, row-major and in a channel-vector
+/// layout.
+const DEPTHWISE_PS_PER_MAC_NCHW: u64 = 600;
+const DEPTHWISE_PS_PER_MAC_VECTOR: u64 = 100;
+/// One multiply-accumulate of a dense convolution through the GEMM microkernels when every
+/// register tile is full: NHWC patches are runs of channels, cheaper to gather than NCHW's
+/// (1×1 convolutions gather nothing). Divided by the tile utilization: NCHW multiplies
+/// `[filters × pixels]`, NHWC `[pixels × filters]`, so few filters waste most of a tile
+/// in one layout and little in the other.
+const GEMM_CONV_PS_PER_MAC_NCHW: u64 = 32;
+const GEMM_CONV_PS_PER_MAC_NHWC: u64 = 29;
+const GEMM_POINTWISE_PS_PER_MAC: u64 = 29;
+/// One multiply-accumulate of a dense convolution without microkernels, row-major (direct
+/// loops) and NCHW4c (register-blocked).
+const DIRECT_CONV_PS_PER_MAC_NCHW: u64 = 640;
+const DIRECT_CONV_PS_PER_MAC_NCHW4C: u64 = 100;
+/// One window tap of one output of a pooling, row-major (scalar) and vectorized.
+const POOL_PS_PER_TAP_NCHW: u64 = 1430;
+const POOL_PS_PER_TAP_VECTOR: u64 = 440;
+
+/// Estimated run time of `op` with `kernel`, in picoseconds, for the ops whose speed depends
+/// on their layout (convolutions and pooling); 0 for the rest.
+pub fn estimated_ps(kernel: Kernel, op: &Op, types: &[&TensorType], out: &TensorType, target: &CpuTarget) -> u64 {
+    if let Op::Pool(p) = op {
+        let taps = (out.numel() * p.kernel[0] * p.kernel[1]) as u64;
+        let ps = if kernel == Kernel::ChannelVector { POOL_PS_PER_TAP_VECTOR } else { POOL_PS_PER_TAP_NCHW };
+        return taps.saturating_mul(ps);
+    }
+    let Some((Product::Conv2d(c), t)) = product_operands(op, types) else { return 0 };
+    let macs = Product::Conv2d(c.clone()).macs(&t, out);
+    let per = |ps: u64| macs.saturating_mul(ps);
+    if c.groups > 1 {
+        return per(if kernel == Kernel::VectorDepthwise { DEPTHWISE_PS_PER_MAC_VECTOR } else { DEPTHWISE_PS_PER_MAC_NCHW });
+    }
+    let (filters, pixels) = (t[1].shape[0], out.shape[2] * out.shape[3]);
+    // Utilization of `mr × nr` tiles over an `m × n` product, in thousandths.
+    let used = |m: usize, n: usize| (1000 * m * n / (m.next_multiple_of(target.mr) * n.next_multiple_of(target.nr))).max(1) as u64;
+    let windowed = taps(&t) > 1;
+    let gemm = |ps: u64, used: u64| macs.saturating_mul(ps).saturating_mul(1000) / used;
+    match kernel {
+        Kernel::Gemm => gemm(if windowed { GEMM_CONV_PS_PER_MAC_NCHW } else { GEMM_POINTWISE_PS_PER_MAC }, used(filters, pixels)),
+        Kernel::NhwcGemm => gemm(if windowed { GEMM_CONV_PS_PER_MAC_NHWC } else { GEMM_POINTWISE_PS_PER_MAC }, used(pixels, filters)),
+        Kernel::Nchw4cBlocked => per(DIRECT_CONV_PS_PER_MAC_NCHW4C),
+        Kernel::View
+        | Kernel::Elementwise
+        | Kernel::Broadcast
+        | Kernel::Dot
+        | Kernel::RegisterTiles
+        | Kernel::Direct
+        | Kernel::DepthwiseUnrolled
+        | Kernel::VectorDepthwise
+        | Kernel::VectorDirect
+        | Kernel::ChannelVector
+        | Kernel::Loops => per(DIRECT_CONV_PS_PER_MAC_NCHW),
+    }
+}
