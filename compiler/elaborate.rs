@@ -8,7 +8,7 @@
 
 use crate::diagnostics::Diagnostic;
 use crate::ir::{DType, Graph, Node, NodeId, NodeKind, ShapeDisplay, TensorType};
-use crate::ops::{CallArgs, Const, Op, OpError, Operand, OP_NAMES};
+use crate::ops::{positional_attrs, CallArgs, Const, Op, OpError, Operand, OP_NAMES};
 use crate::syntax::ast::{self, Arg, BinOp, Block, Expr, ExprKind, Ident, Item, Model, Stmt, StmtKind, TypeExpr};
 use crate::syntax::lexer::{unescape, Span};
 use nnc_runtime::tensor::checked_numel;
@@ -790,15 +790,6 @@ impl<'a> Elaborator<'a> {
             ctx.layer = Some(span);
         }
         Ok(if results.len() == 1 { Value::Tensor(results[0]) } else { Value::Multi(results) })
-    }
-}
-
-/// Op attributes that may be passed positionally after the tensors.
-fn positional_attrs(op: &str) -> &'static [&'static str] {
-    match op {
-        "reshape" => &["shape"],
-        "transpose" => &["perm"],
-        _ => &[],
     }
 }
 

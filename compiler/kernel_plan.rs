@@ -412,10 +412,13 @@ fn scratch_bytes(kernel: Kernel, op: &Op, operands: &Operands, out: &TensorType,
         },
         // A packed kc × NR panel of B.
         Kernel::RegisterTiles => tile.kc * CRANELIFT_TILE.1 * 4,
-        Kernel::Loops => match op {
-            Op::Lstm(l) => lstm_scratch_floats(types[0].shape[1], types[0].shape[2], l.hidden, operands.constant_from(1)) * 4,
-            _ => 0,
-        },
+        Kernel::Loops => {
+            if let Op::Lstm(l) = op {
+                lstm_scratch_floats(types[0].shape[1], types[0].shape[2], l.hidden, operands.constant_from(1)) * 4
+            } else {
+                0
+            }
+        }
         Kernel::View
         | Kernel::Elementwise
         | Kernel::Broadcast

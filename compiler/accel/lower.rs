@@ -424,27 +424,38 @@ fn absorbable_consumer(graph: &Graph, id: NodeId, config: &AccelConfig) -> Optio
     // product's columns (a convolution's channels, a dense layer's units).
     let column_axis = graph.node(id).op().and_then(|op| op.product()).map(|p| p.channel_axis(graph.node(id).ty.rank()));
     let per_column = |s: &crate::ops::quant::Scales| s.values.len() == 1 || Some(s.axis) == column_axis;
-    Some(match graph.node(user).op()? {
-        // Placeholders: the table addresses are filled in when the tables are written.
-        Op::Requantize(r) if int8 && per_column(&r.scales) => (vec![user], ActKind::Requantize { scales: 0, out_scale: r.out_scale, activation: r.activation }),
-        Op::Dequantize(d) if int8 && per_column(&d.scales) => match sole_user(user).and_then(|a| activation_of(a).map(|act| (a, act))) {
-            Some((a, activation)) => (vec![user, a], ActKind::Dequantize { scales: 0, activation }),
-            None => (vec![user], ActKind::Dequantize { scales: 0, activation: Activation::None }),
-        },
-        _ if !int8 => match activation_of(user) {
+    let consumer = graph.node(user).op()?;
+    if !int8 {
+        return Some(match activation_of(user) {
             Some(act) => (vec![user], ActKind::Float(act)),
             None => (Vec::new(), default),
-        },
-        _ => (Vec::new(), default),
-    })
+        });
+    }
+    // Placeholders: the table addresses are filled in when the tables are written.
+    if let Op::Requantize(r) = consumer {
+        if per_column(&r.scales) {
+            return Some((vec![user], ActKind::Requantize { scales: 0, out_scale: r.out_scale, activation: r.activation }));
+        }
+    }
+    if let Op::Dequantize(d) = consumer {
+        if per_column(&d.scales) {
+            return Some(match sole_user(user).and_then(|a| activation_of(a).map(|act| (a, act))) {
+                Some((a, activation)) => (vec![user, a], ActKind::Dequantize { scales: 0, activation }),
+                None => (vec![user], ActKind::Dequantize { scales: 0, activation: Activation::None }),
+            });
+        }
+    }
+    Some((Vec::new(), default))
 }
 
 /// A per-channel table of f32 scales (`n` entries) for a requantize/dequantize consumer.
 fn scale_table(graph: &Graph, consumer: NodeId, channels: usize) -> Vec<u8> {
-    let values = match graph.node(consumer).op() {
-        Some(Op::Requantize(r)) => r.scales.per_channel(channels),
-        Some(Op::Dequantize(d)) => d.scales.per_channel(channels),
-        _ => unreachable!("scale tables belong to requantize and dequantize"),
+    let values = if let Some(Op::Requantize(r)) = graph.node(consumer).op() {
+        r.scales.per_channel(channels)
+    } else if let Some(Op::Dequantize(d)) = graph.node(consumer).op() {
+        d.scales.per_channel(channels)
+    } else {
+        unreachable!("scale tables belong to requantize and dequantize")
     };
     values.iter().flat_map(|v| v.to_le_bytes()).collect()
 }

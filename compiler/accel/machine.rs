@@ -310,8 +310,9 @@ impl Machine<'_> {
                 let operands = graph.operands(id);
                 let inputs: Vec<Tensor> = operands.iter().map(|o| self.read_tensor(&self.p.values[o])).collect();
                 let out_buf = self.p.values[&id].clone();
-                let result = match op {
-                    Op::Fused(f) if self.p.steps_only.contains(&id) => {
+                let result = match (op, self.p.steps_only.contains(&id)) {
+                    // The array wrote the anchor's result; the vector unit finishes the steps.
+                    (Op::Fused(f), true) => {
                         let n_anchor = f.anchor_operands(inputs.len());
                         let mut data = self.read_tensor(&out_buf).to_f32_vec();
                         let extras: Vec<Vec<f32>> = inputs[n_anchor..].iter().map(|t| t.to_f32_vec()).collect();
@@ -319,7 +320,7 @@ impl Machine<'_> {
                         f.apply_steps(&mut data, &extras);
                         Tensor::from_f32(n.ty.dtype, n.ty.shape.clone(), data).expect("same shape")
                     }
-                    _ => {
+                    (op, _) => {
                         let refs: Vec<&Tensor> = inputs.iter().collect();
                         op.eval(&refs, &n.ty)
                     }
@@ -342,18 +343,28 @@ pub fn vector_work(p: &Program, id: crate::ir::NodeId) -> u64 {
     let types = graph.operand_types(id);
     let elems = node.ty.numel() as u64;
     let input_elems: u64 = types.iter().map(|t| t.numel() as u64).sum();
-    if p.steps_only.contains(&id) {
-        return elems * match op {
-            Op::Fused(f) => f.steps.len() as u64,
-            _ => 1,
-        };
-    }
     let macs = op.macs(&types, &node.ty);
     match op {
-        Op::Softmax(_) | Op::LayerNorm(_) | Op::BatchNorm(_) => 4 * elems,
-        Op::Pool(_) | Op::GlobalAvgPool(_) => input_elems.max(elems),
+        Op::Fused(f) if p.steps_only.contains(&id) => elems * f.steps.len() as u64,
         Op::Fused(f) => macs + elems * f.steps.len().max(1) as u64,
-        _ => macs.max(elems),
+        // A few passes: statistics, then the normalized values.
+        Op::Softmax(_) | Op::LayerNorm(_) | Op::BatchNorm(_) => 4 * elems,
+        // Every input element is read once.
+        Op::Pool(_) | Op::GlobalAvgPool(_) => input_elems.max(elems),
+        // Products the array cannot take (computed weights, attention, LSTM) cost their MACs.
+        Op::Conv2d(_) | Op::Dense(_) | Op::MatMul(_) | Op::Lstm(_) | Op::Attention(_) => macs.max(elems),
+        // One operation per element.
+        Op::Unary(_)
+        | Op::Binary(_)
+        | Op::Flatten(_)
+        | Op::Reshape(_)
+        | Op::Transpose(_)
+        | Op::Concat(_)
+        | Op::Slice(_)
+        | Op::ConvertLayout(_)
+        | Op::Quantize(_)
+        | Op::Dequantize(_)
+        | Op::Requantize(_) => elems,
     }
 }
 
@@ -557,12 +568,12 @@ pub fn traffic(p: &Program, insn: &Insn) -> Traffic {
             let operands = p.graph.operands(id);
             let b = &p.values[&id];
             // A fused op's steps after the array read its result and the extra operands.
-            let reads = match p.graph.node(id).op() {
-                Some(Op::Fused(f)) if p.steps_only.contains(&id) => {
+            let reads = match (p.graph.node(id).op(), p.steps_only.contains(&id)) {
+                (Some(Op::Fused(f)), true) => {
                     t.read(p, b.addr, b.bytes());
                     &operands[f.anchor_operands(operands.len())..]
                 }
-                _ => &operands[..],
+                (_, _) => &operands[..],
             };
             for o in reads {
                 let v = &p.values[o];

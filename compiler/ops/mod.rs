@@ -105,51 +105,91 @@ pub enum Init {
     LnBias,
 }
 
-/// Ops only passes make; IR text may name them, `.nn` sources may not.
-pub const IR_ONLY_OP_NAMES: &[&str] = &["fused", "convert_layout", "quantize", "dequantize", "requantize"];
+/// Declares every op name once: how a call to it builds the op, which constants it takes
+/// positionally (`reshape(x, [2, -1])`), and whether sources may call it or only IR text
+/// (ops that passes make). From this one table come [`OP_NAMES`], [`IR_ONLY_OP_NAMES`],
+/// [`Op::build`] and [`positional_attrs`], so a new op cannot be half-registered; the test
+/// `every_name_builds_the_op_of_that_name` checks each entry against [`Op::name`].
+macro_rules! op_table {
+    (
+        source { $($name:literal => $build:expr $(, positional $pos:expr)?;)* }
+        ir_only { $($ir_name:literal => $ir_build:expr;)* }
+    ) => {
+        /// Names callable in `.nn` sources, for "unknown op" suggestions.
+        pub const OP_NAMES: &[&str] = &[$($name),*];
 
-/// Names callable in `.nn` sources, for "unknown op" suggestions.
-pub const OP_NAMES: &[&str] = &[
-    "conv2d", "dense", "batch_norm", "layer_norm", "lstm", "relu", "relu6", "sigmoid", "tanh", "gelu", "silu", "exp", "sqrt", "abs", "neg",
-    "leaky_relu", "clip", "add", "sub", "mul", "div", "matmul", "softmax", "max_pool", "avg_pool", "global_avg_pool", "flatten", "reshape",
-    "transpose", "concat", "slice", "attention",
-];
+        /// Ops only passes make; IR text may name them, `.nn` sources may not.
+        pub const IR_ONLY_OP_NAMES: &[&str] = &[$($ir_name),*];
+
+        /// Op attributes a call may pass positionally after its tensors, in order.
+        pub fn positional_attrs(name: &str) -> &'static [&'static str] {
+            match name {
+                $($name => op_table!(@positional $($pos)?),)*
+                _ => &[],
+            }
+        }
+
+        impl Op {
+            /// Build the op that a call to `name` denotes; `None` if no op has that name.
+            pub fn build(name: &str, args: &mut CallArgs) -> Option<OpResult<Built>> {
+                let build: fn(&mut CallArgs) -> OpResult<Built> = match name {
+                    $($name => $build,)*
+                    $($ir_name => $ir_build,)*
+                    _ => return None,
+                };
+                Some(build(args))
+            }
+        }
+    };
+    (@positional $pos:expr) => { $pos };
+    (@positional) => { &[] };
+}
+
+op_table! {
+    source {
+        "conv2d" => Conv2d::build;
+        "dense" => Dense::build;
+        "batch_norm" => BatchNorm::build;
+        "layer_norm" => LayerNorm::build;
+        "lstm" => Lstm::build;
+        "relu" => |a| Unary::build(UnaryKind::Relu, a);
+        "relu6" => |a| Unary::build(UnaryKind::Relu6, a);
+        "sigmoid" => |a| Unary::build(UnaryKind::Sigmoid, a);
+        "tanh" => |a| Unary::build(UnaryKind::Tanh, a);
+        "gelu" => |a| Unary::build(UnaryKind::Gelu, a);
+        "silu" => |a| Unary::build(UnaryKind::Silu, a);
+        "exp" => |a| Unary::build(UnaryKind::Exp, a);
+        "sqrt" => |a| Unary::build(UnaryKind::Sqrt, a);
+        "abs" => |a| Unary::build(UnaryKind::Abs, a);
+        "neg" => |a| Unary::build(UnaryKind::Neg, a);
+        "leaky_relu" => |a| Unary::build(UnaryKind::LeakyRelu { alpha: 0.01 }, a);
+        "clip" => |a| Unary::build(UnaryKind::Clip { min: f64::NEG_INFINITY, max: f64::INFINITY }, a);
+        "add" => |a| Binary::build(BinaryKind::Add, a);
+        "sub" => |a| Binary::build(BinaryKind::Sub, a);
+        "mul" => |a| Binary::build(BinaryKind::Mul, a);
+        "div" => |a| Binary::build(BinaryKind::Div, a);
+        "matmul" => MatMul::build;
+        "softmax" => Softmax::build;
+        "max_pool" => |a| Pool::build(PoolKind::Max, a);
+        "avg_pool" => |a| Pool::build(PoolKind::Avg, a);
+        "global_avg_pool" => GlobalAvgPool::build;
+        "flatten" => Flatten::build;
+        "reshape" => Reshape::build, positional &["shape"];
+        "transpose" => Transpose::build, positional &["perm"];
+        "concat" => Concat::build;
+        "slice" => Slice::build;
+        "attention" => Attention::build;
+    }
+    ir_only {
+        "fused" => fused::Fused::build;
+        "convert_layout" => ConvertLayout::build;
+        "quantize" => Quantize::build;
+        "dequantize" => Dequantize::build;
+        "requantize" => Requantize::build;
+    }
+}
 
 impl Op {
-    /// Build the op that a call to `name` denotes; `None` if no op has that name.
-    pub fn build(name: &str, args: &mut CallArgs) -> Option<OpResult<Built>> {
-        if let Some(kind) = UnaryKind::from_name(name) {
-            return Some(Unary::build(kind, args));
-        }
-        if let Some(kind) = BinaryKind::from_name(name) {
-            return Some(Binary::build(kind, args));
-        }
-        Some(match name {
-            "conv2d" => Conv2d::build(args),
-            "dense" => Dense::build(args),
-            "matmul" => MatMul::build(args),
-            "batch_norm" => BatchNorm::build(args),
-            "layer_norm" => LayerNorm::build(args),
-            "lstm" => Lstm::build(args),
-            "softmax" => Softmax::build(args),
-            "max_pool" => Pool::build(PoolKind::Max, args),
-            "avg_pool" => Pool::build(PoolKind::Avg, args),
-            "global_avg_pool" => GlobalAvgPool::build(args),
-            "flatten" => Flatten::build(args),
-            "reshape" => Reshape::build(args),
-            "transpose" => Transpose::build(args),
-            "concat" => Concat::build(args),
-            "slice" => Slice::build(args),
-            "attention" => Attention::build(args),
-            "fused" => fused::Fused::build(args),
-            "convert_layout" => ConvertLayout::build(args),
-            "quantize" => Quantize::build(args),
-            "dequantize" => Dequantize::build(args),
-            "requantize" => Requantize::build(args),
-            _ => return None,
-        })
-    }
-
     /// The name the op is called by, in sources and IR text.
     pub fn name(&self) -> &'static str {
         match self {
@@ -276,20 +316,20 @@ impl Op {
 
     /// Reference semantics: the output for these inputs (already type-checked).
     pub fn eval(&self, inputs: &[&Tensor], out: &TensorType) -> Tensor {
-        match self {
-            // Values are logical: a change of memory order leaves them as they are.
-            Op::ConvertLayout(_) => return inputs[0].clone(),
-            Op::Quantize(q) => return q.eval(inputs[0]),
-            Op::Dequantize(q) => return q.eval(inputs[0]),
-            Op::Requantize(q) => return q.eval(inputs[0]),
-            Op::Conv2d(_) | Op::Dense(_) | Op::MatMul(_) if inputs[0].dtype() == DType::I8 => return self.eval_int(inputs, out),
+        // Values are logical: a change of memory order leaves them as they are.
+        if let Op::ConvertLayout(_) = self {
+            return inputs[0].clone();
+        }
+        match self.traits().codes {
+            Codes::Converts => return self.eval_conversion(inputs[0]),
+            Codes::Multiplies if inputs[0].dtype() == DType::I8 => return self.eval_int(inputs, out),
             // Codes through ops that only move or select them: exact in f32.
-            Op::Flatten(_) | Op::Reshape(_) | Op::Pool(_) if inputs[0].dtype() == DType::I8 => {
+            Codes::Moves if inputs[0].dtype() == DType::I8 => {
                 let wide = Tensor::f32(inputs[0].shape().to_vec(), inputs[0].to_f32_vec());
                 let v = self.eval(&[&wide], &TensorType::new(DType::F32, out.shape.clone()));
                 return Tensor::from_i8(out.shape.clone(), v.to_f32_vec().iter().map(|&x| x as i8).collect()).expect("same shape");
             }
-            _ => {}
+            Codes::Multiplies | Codes::Moves | Codes::Floats => {}
         }
         if let Op::Fused(f) = self {
             let n = f.anchor_operands(inputs.len());
@@ -326,16 +366,28 @@ impl Op {
         Tensor::from_f32(out.dtype, out.shape.clone(), data).expect("an op's output matches its inferred shape")
     }
 
+    /// `quantize`, `dequantize` or `requantize` of one tensor.
+    fn eval_conversion(&self, x: &Tensor) -> Tensor {
+        if let Op::Quantize(q) = self {
+            q.eval(x)
+        } else if let Op::Dequantize(q) = self {
+            q.eval(x)
+        } else if let Op::Requantize(q) = self {
+            q.eval(x)
+        } else {
+            unreachable!("`{}` declares Codes::Converts but is no conversion", self.name())
+        }
+    }
+
     /// An int8 matrix product: i8 codes, i32 bias, wrapping i32 accumulation.
     fn eval_int(&self, inputs: &[&Tensor], out: &TensorType) -> Tensor {
         let wide: Vec<Vec<std::num::Wrapping<i32>>> = inputs.iter().map(|t| quant::widen(t)).collect();
         let x: Vec<&[std::num::Wrapping<i32>]> = wide.iter().map(|v| v.as_slice()).collect();
         let shapes: Vec<&[usize]> = inputs.iter().map(|t| t.shape()).collect();
-        let acc = match self {
-            Op::Conv2d(o) => o.eval(&x, &shapes, &out.shape),
-            Op::Dense(o) => o.eval_int(&x, &shapes),
-            Op::MatMul(o) => o.eval_int(&x, &shapes),
-            _ => unreachable!("only matrix products take int8 operands"),
+        let acc = match self.product().expect("only matrix products multiply int8 codes") {
+            Product::Conv2d(o) => o.eval(&x, &shapes, &out.shape),
+            Product::Dense(o) => o.eval_int(&x, &shapes),
+            Product::MatMul(o) => o.eval_int(&x, &shapes),
         };
         Tensor::from_i32(out.shape.clone(), acc.into_iter().map(|w| w.0).collect()).expect("an op's output matches its inferred shape")
     }
@@ -509,4 +561,64 @@ pub fn strides(shape: &[usize]) -> Vec<usize> {
         s[i] = s[i + 1] * shape[i + 1];
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every name of the table builds an op of that name (IR text prints `Op::name` and reads
+    /// it back through the table, so the two must agree), and names are unique.
+    #[test]
+    fn every_name_builds_the_op_of_that_name() {
+        let all: Vec<&str> = OP_NAMES.iter().chain(IR_ONLY_OP_NAMES).copied().collect();
+        let unique: std::collections::BTreeSet<&str> = all.iter().copied().collect();
+        assert_eq!(unique.len(), all.len(), "a name is listed twice");
+        // Every source op, then the IR-only ones that passes make (fusion and layouts for the
+        // CPU, quantization), printed and read back.
+        let source = "model all {
+            input x: f32[1, 4, 6, 6]
+            input s: f32[3, 1, 4]
+            a = conv2d(x, filters=4, kernel=3, padding=1)
+            b = relu6(relu(batch_norm(a)))
+            c = max_pool(avg_pool(b, kernel=1), kernel=2)
+            d = add(sub(mul(div(c, 2.0), c), c), neg(abs(sqrt(exp(c)))))
+            e = clip(leaky_relu(silu(gelu(tanh(sigmoid(d))))), min=-1, max=1)
+            f = global_avg_pool(e)
+            g = reshape(flatten(f), [1, 4])
+            h0 = dense(g, units=4)
+            h1 = dense(relu(h0), units=4)
+            h = layer_norm(h1)
+            i = softmax(transpose(matmul(h, transpose(h)), perm=[1, 0]))
+            j = concat(i, slice(i, axis=1, start=0, end=1), axis=1)
+            k = attention(s, s, s)
+            output y = j
+            output z = lstm(k, hidden=2)
+        }";
+        let graph = crate::driver::build_graph(&crate::driver::Source::from_string("all.nn", source), None, &Default::default()).expect("compiles");
+        let mut bound = graph.clone();
+        crate::weights::bind_weights(&mut bound, crate::weights::random_weights(&graph, 1), "random").expect("binds");
+        let mut float = bound.clone();
+        let target = crate::target::CpuTarget::reference();
+        crate::passes::optimize(&mut float, 2, Some(&target), true, &mut |_, _| {}).expect("optimizes");
+        let mut int8 = bound.clone();
+        let calibration = crate::passes::Calibration { runs: vec![crate::testing::differential::random_inputs(&bound, 1)] };
+        crate::passes::optimize_with(&mut int8, 2, &crate::passes::PassContext { cpu: None, quantize: Some(&calibration) }, true, &mut |_, _| {}).expect("quantizes");
+        let irs: Vec<String> = [&graph, &float, &int8].iter().map(|g| crate::ir::print::print_graph(g)).collect();
+        for name in &all {
+            assert!(irs.iter().any(|ir| ir.contains(&format!(" = {name}("))), "no `{name}` in\n{}", irs.join("\n"));
+        }
+        // Weights print abbreviated, so only the unbound graph reads back.
+        let back = crate::ir::parse::parse_graph(&irs[0]).expect("parses");
+        assert_eq!(crate::ir::print::print_graph(&back), irs[0]);
+        for g in [&graph, &float, &int8] {
+            for id in g.node_ids() {
+                if let Some(op) = g.node(id).op() {
+                    assert!(all.contains(&op.name()), "`{}` is not in the op table", op.name());
+                }
+            }
+        }
+        assert_eq!(positional_attrs("reshape"), &["shape"]);
+        assert!(positional_attrs("fused").is_empty());
+    }
 }

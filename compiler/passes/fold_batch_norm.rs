@@ -15,9 +15,10 @@ pub fn fold_batch_norm(graph: &mut Graph) -> bool {
         let eps = attrs.eps;
         let operands = graph.operands(bn);
         let producer = operands[0];
-        // Dense's channel axis is its last; batch_norm's is axis 1: they agree at rank 2.
-        let producer_ok = matches!(graph.node(producer).op(), Some(Op::Conv2d(_)))
-            || (matches!(graph.node(producer).op(), Some(Op::Dense(_))) && graph.node(producer).ty.rank() == 2);
+        // A product with its own weights whose output channels run along axis 1, the axis
+        // batch_norm normalizes: a convolution, or a dense layer at rank 2.
+        let rank = graph.node(producer).ty.rank();
+        let producer_ok = graph.node(producer).op().and_then(crate::ops::fused::anchor_of).is_some_and(|p| p.has_weight_operand() && p.channel_axis(rank) == 1);
         // The producer's own value must not be needed elsewhere, since it changes meaning.
         if !producer_ok || graph.users(producer).len() != 1 || graph.is_output(producer) {
             continue;

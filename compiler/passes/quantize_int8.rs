@@ -16,7 +16,7 @@
 use crate::interp;
 use crate::ir::{Graph, Node, NodeId, NodeKind, TensorType};
 use crate::ops::quant::{quantize_value, Activation, Scales, QMAX};
-use crate::ops::{Dequantize, Op, Quantize, Requantize, UnaryKind};
+use crate::ops::{Codes, Dequantize, Op, Product, Quantize, Requantize};
 use nnc_runtime::{DType, Tensor};
 use std::collections::HashMap;
 
@@ -66,11 +66,8 @@ fn hoist_quantize(graph: &mut Graph) {
             let Some(Op::Quantize(quant)) = graph.node(q).op() else { continue };
             let quant = quant.clone();
             let v = graph.operands(q)[0];
-            let view = match graph.node(v).op() {
-                Some(op @ (Op::Flatten(_) | Op::Reshape(_))) => op.clone(),
-                Some(op @ Op::Pool(p)) if p.kind == crate::ops::PoolKind::Max => op.clone(),
-                _ => continue,
-            };
+            // Ops that only move or select values (`Codes::Moves`) commute with quantization.
+            let Some(view) = graph.node(v).op().filter(|op| op.traits().codes == Codes::Moves).cloned() else { continue };
             if graph.users(v).len() != 1 || graph.is_output(v) {
                 continue;
             }
@@ -100,10 +97,13 @@ fn plan(graph: &Graph, id: NodeId) -> Option<Plan> {
         return None;
     }
     let is_const = |o: NodeId| matches!(graph.node(o).kind, NodeKind::Const(_));
-    match op {
-        Op::Conv2d(_) | Op::Dense(_) if operands[1..].iter().all(|&o| is_const(o)) => Some(Plan { node: id, activations: vec![0] }),
-        Op::MatMul(_) => Some(Plan { node: id, activations: (0..2).filter(|&i| !is_const(operands[i])).collect() }),
-        _ => None,
+    // Plain products only: a fused group's steps would need float values in between.
+    if let Op::Fused(_) = op {
+        return None;
+    }
+    match op.product()? {
+        Product::Conv2d(_) | Product::Dense(_) => operands[1..].iter().all(|&o| is_const(o)).then(|| Plan { node: id, activations: vec![0] }),
+        Product::MatMul(_) => Some(Plan { node: id, activations: (0..2).filter(|&i| !is_const(operands[i])).collect() }),
     }
 }
 
@@ -186,8 +186,9 @@ fn rewrite(graph: &mut Graph, p: &Plan, ranges: &HashMap<NodeId, f32>, origin: &
         });
         (q, scale)
     };
-    let (new_operands, dq_scales) = match &op {
-        Op::Conv2d(_) | Op::Dense(_) => {
+    let product = op.product().expect("planned nodes are products");
+    let (new_operands, dq_scales) = match &product {
+        Product::Conv2d(_) | Product::Dense(_) => {
             let (xq, sx) = activation_q(graph, operands[0]);
             let w_ty = graph.node(operands[1]).ty.clone();
             let channels = w_ty.shape[0];
@@ -203,10 +204,9 @@ fn rewrite(graph: &mut Graph, p: &Plan, ranges: &HashMap<NodeId, f32>, origin: &
                 new.push(add_node(graph, &b_name, NodeKind::Const(Tensor::from_i32(vec![n], bias).expect("1-D")), TensorType::new(DType::I32, vec![n]), &[]));
             }
             let rank = graph.node(id).ty.rank();
-            let axis = if matches!(op, Op::Conv2d(_)) { 1 } else { rank - 1 };
-            (new, Scales { values: acc_scales, axis })
+            (new, Scales { values: acc_scales, axis: product.channel_axis(rank) })
         }
-        Op::MatMul(_) => {
+        Product::MatMul(_) => {
             let mut new = Vec::new();
             let mut scale = 1.0f32;
             for (slot, &o) in operands.iter().enumerate() {
@@ -226,7 +226,6 @@ fn rewrite(graph: &mut Graph, p: &Plan, ranges: &HashMap<NodeId, f32>, origin: &
             }
             (new, Scales { values: vec![normal_scale(scale)], axis: 0 })
         }
-        _ => unreachable!("only products are planned"),
     };
     let users = graph.users(id);
     let was_output = graph.is_output(id);
@@ -268,16 +267,9 @@ fn fold_requantize(graph: &mut Graph) {
             (users.len() == 1 && !graph.is_output(v)).then(|| users[0].0)
         };
         if let Some(u) = sole_user(graph, value) {
-            if let Some(Op::Unary(un)) = graph.node(u).op() {
-                let act = match un.kind {
-                    UnaryKind::Relu => Some(Activation::Relu),
-                    UnaryKind::Relu6 => Some(Activation::Relu6),
-                    _ => None,
-                };
-                if let Some(a) = act {
-                    activation = a;
-                    value = u;
-                }
+            if let Some(a) = graph.node(u).op().and_then(|op| op.traits().activation) {
+                activation = a;
+                value = u;
             }
         }
         let Some(q) = sole_user(graph, value) else { continue };

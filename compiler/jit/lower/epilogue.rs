@@ -122,9 +122,8 @@ impl Epilogue<'_> {
         };
         let act = match rest {
             [] => Activation::None,
-            [Step::Unary(UnaryKind::Relu)] => Activation::Relu,
-            [Step::Unary(UnaryKind::Relu6)] => Activation::Relu6,
-            _ => return None,
+            [step] => step.activation()?,
+            [_, _, ..] => return None,
         };
         Some((residual, act))
     }
