@@ -1,38 +1,49 @@
 //! The runtime entry points generated code calls: their symbols, bound to the Rust functions
-//! of `nnc_runtime::gemm`, and their Cranelift signatures.
+//! of `nnc_runtime::gemm::abi`, and their one Cranelift signature: each takes the address of
+//! its `#[repr(C)]` call descriptor (`GemmCall`, `ConvNhwcCall`, `Im2colCall`), which
+//! `builder::KernelBuilder` fills field by field at the offsets the runtime declares.
 
-use super::builder::RuntimeFns;
 use super::JitError;
-use cranelift_codegen::ir::{AbiParam, Function};
+use cranelift_codegen::ir::{AbiParam, FuncRef, Function};
 use cranelift_jit::{JITBuilder, JITModule};
 use cranelift_module::{FuncId, Linkage, Module};
 
-/// Each entry point: its symbol, its address, and how many pointer-sized arguments it takes.
-const ENTRY_POINTS: [(&str, *const u8, usize); 5] = [
-    ("nnc_sgemm", nnc_runtime::gemm::nnc_sgemm as *const u8, 21),
-    ("nnc_im2col", nnc_runtime::gemm::nnc_im2col as *const u8, 15),
-    ("nnc_sgemm_packed_a", nnc_runtime::gemm::nnc_sgemm_packed_a as *const u8, 19),
-    ("nnc_sgemm_packed_b", nnc_runtime::gemm::nnc_sgemm_packed_b as *const u8, 19),
-    ("nnc_sgemm_conv_nhwc", nnc_runtime::gemm::nnc_sgemm_conv_nhwc as *const u8, 27),
+/// Each entry point: its symbol and its address.
+const ENTRY_POINTS: [(&str, *const u8); 3] = [
+    ("nnc_gemm", nnc_runtime::gemm::nnc_gemm as *const u8),
+    ("nnc_gemm_conv_nhwc", nnc_runtime::gemm::nnc_gemm_conv_nhwc as *const u8),
+    ("nnc_im2col", nnc_runtime::gemm::nnc_im2col as *const u8),
 ];
+
+/// The entry points as a kernel function refers to them, in [`ENTRY_POINTS`] order.
+#[derive(Clone, Copy)]
+pub struct RuntimeFns {
+    /// `nnc_gemm(&GemmCall)`: any product, with A and/or B packed, and its epilogue.
+    pub gemm: FuncRef,
+    /// `nnc_gemm_conv_nhwc(&ConvNhwcCall)`: an NHWC convolution through the GEMM.
+    pub conv_nhwc: FuncRef,
+    /// `nnc_im2col(&Im2colCall)`: one image unfolded for a row-major convolution.
+    pub im2col: FuncRef,
+}
 
 /// Make the entry points resolvable by the module being built.
 pub fn register_symbols(builder: &mut JITBuilder) {
-    for (name, addr, _) in ENTRY_POINTS {
+    for (name, addr) in ENTRY_POINTS {
         builder.symbol(name, addr);
     }
 }
 
 /// The entry points declared in a module, to be imported into each kernel function.
-pub struct Imports([FuncId; 5]);
+pub struct Imports([FuncId; 3]);
 
 impl Imports {
+    /// Declare every entry point as `fn(descriptor: *const _)`.
     pub fn declare(module: &mut JITModule) -> Result<Imports, JitError> {
         let ptr = module.target_config().pointer_type();
         let mut ids = Vec::with_capacity(ENTRY_POINTS.len());
-        for (name, _, params) in ENTRY_POINTS {
+        for (name, _) in ENTRY_POINTS {
             let mut sig = module.make_signature();
-            sig.params.extend(std::iter::repeat_n(AbiParam::new(ptr), params));
+            sig.params.push(AbiParam::new(ptr));
             ids.push(module.declare_function(name, Linkage::Import, &sig).map_err(|e| JitError::Codegen { node: name.to_string(), message: e.to_string() })?);
         }
         Ok(Imports(ids.try_into().expect("one id per entry point")))
@@ -40,7 +51,7 @@ impl Imports {
 
     /// References to the entry points from inside `func`.
     pub fn in_function(&self, module: &mut JITModule, func: &mut Function) -> RuntimeFns {
-        let [sgemm, im2col, sgemm_packed_a, sgemm_packed_b, sgemm_conv_nhwc] = self.0.map(|id| module.declare_func_in_func(id, func));
-        RuntimeFns { sgemm, im2col, sgemm_packed_a, sgemm_packed_b, sgemm_conv_nhwc }
+        let [gemm, conv_nhwc, im2col] = self.0.map(|id| module.declare_func_in_func(id, func));
+        RuntimeFns { gemm, conv_nhwc, im2col }
     }
 }

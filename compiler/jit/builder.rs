@@ -3,10 +3,12 @@
 //! Cranelift offers on x86-64), so an op writes its arithmetic once and runs it both in the
 //! vector body of a loop and in its scalar remainder.
 
+use super::abi::RuntimeFns;
 use super::memplan::Loc;
-use nnc_runtime::gemm::Activation;
 use cranelift_codegen::ir::condcodes::{FloatCC, IntCC};
-use cranelift_codegen::ir::{types, BlockArg, FuncRef, InstBuilder, MemFlagsData as MemFlags, Type, Value};
+use cranelift_codegen::ir::{types, BlockArg, FuncRef, InstBuilder, MemFlagsData as MemFlags, StackSlotData, StackSlotKind, Type, Value};
+use nnc_runtime::gemm::{ConvNhwcCall, ConvNhwcCallFields, GemmCall, GemmCallFields, Im2colCall, Im2colCallFields};
+use nnc_runtime::Activation;
 use cranelift_frontend::{FunctionBuilder, Variable};
 
 pub const F32: Type = types::F32;
@@ -49,21 +51,12 @@ impl GemmTail {
     pub const NONE: GemmTail = GemmTail { bias: None, bias_per_row: false, residual: None, act: Activation::None };
 }
 
-/// Runtime functions imported into a kernel (see `nnc_runtime::gemm`).
+/// An operand of a runtime GEMM: strided (base, row stride and column stride in elements),
+/// or packed ahead of time in the order the microkernel reads it.
 #[derive(Clone, Copy)]
-pub struct RuntimeFns {
-    /// `nnc_sgemm(m, n, k, a, rsa, csa, b, rsb, csb, c, rsc, csc, accumulate, threads, kc, mc, nc,
-    /// bias, bias_per_row, residual, act)`; the other GEMMs end with the same seven.
-    pub sgemm: FuncRef,
-    /// `nnc_im2col(input, c, h, w, kh, kw, sh, sw, dh, dw, pt, pl, oh, ow, col)`
-    pub im2col: FuncRef,
-    /// `nnc_sgemm_packed_a(m, n, k, a_packed, b, rsb, csb, c, rsc, csc, accumulate, ...)`
-    pub sgemm_packed_a: FuncRef,
-    /// `nnc_sgemm_packed_b(m, n, k, a, rsa, csa, b_packed, c, rsc, csc, accumulate, ...)`
-    pub sgemm_packed_b: FuncRef,
-    /// `nnc_sgemm_conv_nhwc(m, n, input, c, h, w, kh, kw, sh, sw, dh, dw, pt, pl, ow, b_packed,
-    /// out, rsc, csc, threads, kc, mc, nc, bias, bias_per_row, residual, act)`
-    pub sgemm_conv_nhwc: FuncRef,
+pub enum GemmOperand {
+    Strided(Value, i64, i64),
+    Packed(Value),
 }
 
 fn flags() -> MemFlags {
@@ -112,27 +105,130 @@ impl<'a> KernelBuilder<'a> {
         self.for_range(vec_end, hi, 1, |k, i| f(k, i, F32));
     }
 
-    /// Threads and cache blocking, the trailing arguments of every runtime GEMM call.
-    pub fn gemm_tail(&mut self) -> [Value; 4] {
+    /// Threads and cache blocking, which every runtime GEMM call carries.
+    fn gemm_tail(&mut self) -> [Value; 4] {
         let t = self.tile;
         [self.int(self.threads), self.int(t.kc as i64), self.int(t.mc as i64), self.int(t.nc as i64)]
     }
 
-    /// `C (+)= A·B` through the runtime's GEMM, then `tail`; all strides in elements.
-    #[allow(clippy::too_many_arguments)]
-    pub fn sgemm(&mut self, f: FuncRef, mnk: [i64; 3], a: (Value, i64, i64), b: (Value, i64, i64), c: (Value, i64, i64), accumulate: bool, tail: &GemmTail) {
-        let mut args = vec![self.int(mnk[0]), self.int(mnk[1]), self.int(mnk[2])];
-        for (p, rs, cs) in [a, b] {
-            args.extend([p, self.int(rs), self.int(cs)]);
+    /// Call a runtime entry point with its call descriptor: each field stored at its offset
+    /// in a stack slot of `size` bytes, whose address is the one argument.
+    fn call_runtime(&mut self, f: FuncRef, fields: Vec<(usize, Value)>, size: usize) {
+        let slot = self.b.create_sized_stack_slot(StackSlotData::new(StackSlotKind::ExplicitSlot, size as u32, 3));
+        for (offset, v) in fields {
+            self.b.ins().stack_store(I64, v, slot, offset as i32);
         }
-        args.extend([c.0, self.int(c.1), self.int(c.2), self.int(accumulate as i64)]);
-        args.extend(self.gemm_tail());
-        args.extend(self.tail_args(tail));
-        self.b.ins().call(f, &args);
+        let addr = self.b.ins().stack_addr(I64, slot, 0);
+        self.b.ins().call(f, &[addr]);
     }
 
-    /// The epilogue arguments of a runtime GEMM call: bias, bias per row, residual, activation.
-    pub fn tail_args(&mut self, t: &GemmTail) -> [Value; 4] {
+    fn runtime_fns(&self) -> RuntimeFns {
+        self.runtime.expect("runtime kernels are planned only with microkernels on")
+    }
+
+    /// `C (+)= A·B` through the runtime's GEMM (`nnc_gemm`), then `tail`; strides in elements.
+    pub fn gemm(&mut self, [m, n, k]: [i64; 3], a: GemmOperand, b: GemmOperand, c: (Value, i64, i64), accumulate: bool, tail: &GemmTail) {
+        let rt = self.runtime_fns();
+        let operand = |s: &mut Self, x: GemmOperand| match x {
+            GemmOperand::Strided(p, rs, cs) => (p, s.int(rs), s.int(cs), s.int(0)),
+            GemmOperand::Packed(p) => (p, s.int(0), s.int(0), s.int(1)),
+        };
+        let (a, rsa, csa, a_packed) = operand(self, a);
+        let (b, rsb, csb, b_packed) = operand(self, b);
+        let [threads, kc, mc, nc] = self.gemm_tail();
+        let [bias, bias_per_row, residual, act] = self.tail_args(tail);
+        let fields = GemmCallFields {
+            m: self.int(m),
+            n: self.int(n),
+            k: self.int(k),
+            a,
+            rsa,
+            csa,
+            a_packed,
+            b,
+            rsb,
+            csb,
+            b_packed,
+            c: c.0,
+            rsc: self.int(c.1),
+            csc: self.int(c.2),
+            accumulate: self.int(accumulate as i64),
+            threads,
+            kc,
+            mc,
+            nc,
+            bias,
+            bias_per_row,
+            residual,
+            act,
+        };
+        self.call_runtime(rt.gemm, fields.with_offsets(), GemmCall::SIZE);
+    }
+
+    /// Unfold one NCHW image (`nnc_im2col`) into `col`.
+    pub fn im2col(&mut self, input: Value, [c, h, w]: [i64; 3], [kh, kw]: [i64; 2], stride: [i64; 2], dilation: [i64; 2], [pt, pl]: [i64; 2], [oh, ow]: [i64; 2], col: Value) {
+        let rt = self.runtime_fns();
+        let fields = Im2colCallFields {
+            input,
+            c: self.int(c),
+            h: self.int(h),
+            w: self.int(w),
+            kh: self.int(kh),
+            kw: self.int(kw),
+            sh: self.int(stride[0]),
+            sw: self.int(stride[1]),
+            dh: self.int(dilation[0]),
+            dw: self.int(dilation[1]),
+            pt: self.int(pt),
+            pl: self.int(pl),
+            oh: self.int(oh),
+            ow: self.int(ow),
+            col,
+        };
+        self.call_runtime(rt.im2col, fields.with_offsets(), Im2colCall::SIZE);
+    }
+
+    /// An NHWC convolution of one image through the GEMM with patches gathered while packing
+    /// (`nnc_gemm_conv_nhwc`): `out[oh·ow, f] = patches · packed_b`, then `tail`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn conv_nhwc(&mut self, [m, f]: [i64; 2], input: Value, [c, h, w]: [i64; 3], [kh, kw]: [i64; 2], stride: [i64; 2], dilation: [i64; 2], [pt, pl]: [i64; 2], ow: i64, packed_b: Value, out: (Value, i64, i64), tail: &GemmTail) {
+        let rt = self.runtime_fns();
+        let [threads, kc, mc, nc] = self.gemm_tail();
+        let [bias, bias_per_row, residual, act] = self.tail_args(tail);
+        let fields = ConvNhwcCallFields {
+            m: self.int(m),
+            n: self.int(f),
+            input,
+            c: self.int(c),
+            h: self.int(h),
+            w: self.int(w),
+            kh: self.int(kh),
+            kw: self.int(kw),
+            sh: self.int(stride[0]),
+            sw: self.int(stride[1]),
+            dh: self.int(dilation[0]),
+            dw: self.int(dilation[1]),
+            pt: self.int(pt),
+            pl: self.int(pl),
+            ow: self.int(ow),
+            b: packed_b,
+            out: out.0,
+            rsc: self.int(out.1),
+            csc: self.int(out.2),
+            threads,
+            kc,
+            mc,
+            nc,
+            bias,
+            bias_per_row,
+            residual,
+            act,
+        };
+        self.call_runtime(rt.conv_nhwc, fields.with_offsets(), ConvNhwcCall::SIZE);
+    }
+
+    /// The epilogue fields of a runtime GEMM call: bias, bias per row, residual, activation.
+    fn tail_args(&mut self, t: &GemmTail) -> [Value; 4] {
         let null = self.int(0);
         [t.bias.unwrap_or(null), self.int(t.bias_per_row as i64), t.residual.unwrap_or(null), self.int(t.act.code())]
     }

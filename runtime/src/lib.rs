@@ -1,3 +1,4 @@
+#![deny(unsafe_op_in_unsafe_fn)]
 //! The nnc runtime: tensors and the file formats they travel in.
 //!
 //! This crate is what an application links to feed a compiled model: a [`Tensor`] type with

@@ -1,7 +1,7 @@
 //! Attention: two runtime GEMMs around a row softmax (with microkernels), or an online
 //! softmax over keys in Cranelift code.
 
-use crate::jit::builder::{GemmTail, KernelBuilder, RuntimeFns, F32};
+use crate::jit::builder::{GemmOperand, GemmTail, KernelBuilder, F32};
 use crate::jit::lower::Arg;
 use crate::jit::memplan::Loc;
 use cranelift_codegen::ir::InstBuilder;
@@ -11,7 +11,7 @@ use crate::ops::Attention;
 
 /// Attention as two matrix products around a row softmax: `S = q·kᵀ`, `P = softmax(S/√d)`
 /// (masked rows end at the diagonal and are zero beyond it), `out = P·v`.
-pub(crate) fn attention_gemm(k: &mut KernelBuilder, rt: RuntimeFns, a: &Attention, args: &[Arg], out: Arg, scratch: Loc) {
+pub(crate) fn attention_gemm(k: &mut KernelBuilder, a: &Attention, args: &[Arg], out: Arg, scratch: Loc) {
     let s = &args[0].ty.shape;
     let r = s.len();
     let (sq, d) = (s[r - 2] as i64, s[r - 1] as i64);
@@ -27,7 +27,7 @@ pub(crate) fn attention_gemm(k: &mut KernelBuilder, rt: RuntimeFns, a: &Attentio
         let vo = k.b.ins().imul_imm_s(b, sk * dv);
         let oo = k.b.ins().imul_imm_s(b, sq * dv);
         let (qb, kb, vb, ob) = (k.elem(q, qo), k.elem(kp, ko), k.elem(v, vo), k.elem(o, oo));
-        k.sgemm(rt.sgemm, [sq, sk, d], (qb, d, 1), (kb, 1, d), (scores, sk, 1), false, &GemmTail::NONE);
+        k.gemm([sq, sk, d], GemmOperand::Strided(qb, d, 1), GemmOperand::Strided(kb, 1, d), (scores, sk, 1), false, &GemmTail::NONE);
         k.for_const(0, sq, |k, i| {
             let row_off = k.b.ins().imul_imm_s(i, sk);
             let row = k.elem(scores, row_off);
@@ -47,7 +47,7 @@ pub(crate) fn attention_gemm(k: &mut KernelBuilder, rt: RuntimeFns, a: &Attentio
                 });
             }
         });
-        k.sgemm(rt.sgemm, [sq, dv, sk], (scores, sk, 1), (vb, dv, 1), (ob, dv, 1), false, &GemmTail::NONE);
+        k.gemm([sq, dv, sk], GemmOperand::Strided(scores, sk, 1), GemmOperand::Strided(vb, dv, 1), (ob, dv, 1), false, &GemmTail::NONE);
     });
 }
 

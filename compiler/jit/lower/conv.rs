@@ -2,7 +2,7 @@
 //! runtime GEMM (im2col, or the input planes themselves when pointwise), and strided
 //! depthwise ones with the window unrolled.
 
-use crate::jit::builder::{KernelBuilder, RuntimeFns, F32, F32X4, LANES};
+use crate::jit::builder::{GemmOperand, KernelBuilder, F32, F32X4, LANES};
 use crate::jit::lower::epilogue::{apply_in_place, Epilogue};
 use crate::jit::lower::Arg;
 use crate::jit::memplan::Loc;
@@ -143,7 +143,7 @@ pub(crate) fn conv2d(k: &mut KernelBuilder, c: &Conv2d, args: &[Arg], out: Arg) 
 /// Convolution as one matrix product per image and group: `out[F_g, P] = W_g[F_g, C_g·kh·kw] ·
 /// col[C_g·kh·kw, P]` (P = output pixels), the bias (one per row) and `epi` applied by the
 /// GEMM as it stores each tile.
-pub(crate) fn conv2d_gemm(k: &mut KernelBuilder, rt: RuntimeFns, c: &Conv2d, args: &[Arg], out: Arg, scratch: Option<Loc>, epi: &Epilogue) {
+pub(crate) fn conv2d_gemm(k: &mut KernelBuilder, c: &Conv2d, args: &[Arg], out: Arg, scratch: Option<Loc>, epi: &Epilogue) {
     let [n, ch, h, w] = args[0].ty.shape[..].try_into().map(|a: [usize; 4]| a.map(|v| v as i64)).expect("rank checked");
     let [f, cg, kh, kw] = args[1].ty.shape[..].try_into().map(|a: [usize; 4]| a.map(|v| v as i64)).expect("rank checked");
     let (oh, ow) = (out.ty.shape[2] as i64, out.ty.shape[3] as i64);
@@ -166,12 +166,8 @@ pub(crate) fn conv2d_gemm(k: &mut KernelBuilder, rt: RuntimeFns, c: &Conv2d, arg
                 (gin, h * w, 1)
             } else {
                 let col = col.expect("im2col scratch is planned");
-                let mut a = vec![gin];
-                for v in [cg, h, w, kh, kw, c.stride[0] as i64, c.stride[1] as i64, c.dilation[0] as i64, c.dilation[1] as i64, c.padding[0] as i64, c.padding[1] as i64, oh, ow] {
-                    a.push(k.int(v));
-                }
-                a.push(col);
-                k.b.ins().call(rt.im2col, &a);
+                let i = |v: usize| v as i64;
+                k.im2col(gin, [cg, h, w], [kh, kw], c.stride.map(i), c.dilation.map(i), [i(c.padding[0]), i(c.padding[1])], [oh, ow], col);
                 (col, p, 1)
             };
             let c_off = k.b.ins().imul_imm_s(b, f * p);
@@ -183,17 +179,14 @@ pub(crate) fn conv2d_gemm(k: &mut KernelBuilder, rt: RuntimeFns, c: &Conv2d, arg
             });
             let (tail, left) = epi.gemm_tail(k, group_bias, true, c_off);
             steps_left = left;
-            if let Some(&packed) = k.prepacked.get(g as usize) {
-                let mut a = vec![k.int(fg), k.int(p), k.int(kk), k.int(packed as i64), b_mat.0, k.int(b_mat.1), k.int(b_mat.2)];
-                a.extend([og, k.int(p), k.int(1), k.int(0)]);
-                a.extend(k.gemm_tail());
-                a.extend(k.tail_args(&tail));
-                k.b.ins().call(rt.sgemm_packed_a, &a);
-            } else {
-                let wg = k.int(g * fg * kk);
-                let wg = k.elem(wt, wg);
-                k.sgemm(rt.sgemm, [fg, p, kk], (wg, kk, 1), b_mat, (og, p, 1), false, &tail);
-            }
+            let a = match k.prepacked.get(g as usize) {
+                Some(&packed) => GemmOperand::Packed(k.int(packed as i64)),
+                None => {
+                    let wg = k.int(g * fg * kk);
+                    GemmOperand::Strided(k.elem(wt, wg), kk, 1)
+                }
+            };
+            k.gemm([fg, p, kk], a, GemmOperand::Strided(b_mat.0, b_mat.1, b_mat.2), (og, p, 1), false, &tail);
         }
     });
     if steps_left {

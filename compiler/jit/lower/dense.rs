@@ -2,7 +2,7 @@
 //! microkernels, through Cranelift's own register tiles over a packed panel.
 
 use crate::ir::TensorType;
-use crate::jit::builder::{broadcast_strides, for_rows, KernelBuilder, RuntimeFns, F32, F32X4, LANES};
+use crate::jit::builder::{GemmOperand, KernelBuilder, broadcast_strides, for_rows, F32, F32X4, LANES};
 use crate::jit::lower::epilogue::{apply_in_place, Epilogue};
 use crate::jit::lower::{numel, Arg};
 use crate::jit::memplan::Loc;
@@ -86,7 +86,7 @@ pub(crate) fn dense(k: &mut KernelBuilder, args: &[Arg], out: Arg) {
 
 /// `out[rows, units] = x[rows, features] · weightᵀ + bias` as one product, the bias (one per
 /// column) and `epi` applied by the GEMM.
-pub(crate) fn dense_gemm(k: &mut KernelBuilder, rt: RuntimeFns, args: &[Arg], out: Arg, epi: &Epilogue) {
+pub(crate) fn dense_gemm(k: &mut KernelBuilder, args: &[Arg], out: Arg, epi: &Epilogue) {
     let (units, features) = (args[1].ty.shape[0] as i64, args[1].ty.shape[1] as i64);
     let rows = numel(args[0].ty) / features;
     let (x, w, o) = (k.ptr(args[0].loc), k.ptr(args[1].loc), k.ptr(out.loc));
@@ -94,7 +94,7 @@ pub(crate) fn dense_gemm(k: &mut KernelBuilder, rt: RuntimeFns, args: &[Arg], ou
     let zero = k.int(0);
     let (tail, steps_left) = epi.gemm_tail(k, bias, false, zero);
     // weightᵀ is the weight read with row stride 1 and column stride `features`.
-    k.sgemm(rt.sgemm, [rows, units, features], (x, features, 1), (w, 1, features), (o, units, 1), false, &tail);
+    k.gemm([rows, units, features], GemmOperand::Strided(x, features, 1), GemmOperand::Strided(w, 1, features), (o, units, 1), false, &tail);
     if steps_left {
         apply_in_place(k, out, epi);
     }
@@ -170,7 +170,7 @@ pub(crate) fn matmul(k: &mut KernelBuilder, args: &[Arg], out: Arg, panel: Loc) 
     });
 }
 
-pub(crate) fn matmul_gemm(k: &mut KernelBuilder, rt: RuntimeFns, args: &[Arg], out: Arg, epi: &Epilogue) {
+pub(crate) fn matmul_gemm(k: &mut KernelBuilder, args: &[Arg], out: Arg, epi: &Epilogue) {
     let MatMulGeometry { m, kk, n, loop_shape: shape, strides: [a_str, b_str, o_str] } = matmul_geometry(args[0].ty, args[1].ty);
     let (a, b, o) = (k.ptr(args[0].loc), k.ptr(args[1].loc), k.ptr(out.loc));
     let mut steps_left = false;
@@ -178,7 +178,7 @@ pub(crate) fn matmul_gemm(k: &mut KernelBuilder, rt: RuntimeFns, args: &[Arg], o
         let (pa, pb, po) = (k.elem(a, offs[0]), k.elem(b, offs[1]), k.elem(o, offs[2]));
         let (tail, left) = epi.gemm_tail(k, None, false, offs[2]);
         steps_left = left;
-        k.sgemm(rt.sgemm, [m, n, kk], (pa, kk, 1), (pb, n, 1), (po, n, 1), false, &tail);
+        k.gemm([m, n, kk], GemmOperand::Strided(pa, kk, 1), GemmOperand::Strided(pb, n, 1), (po, n, 1), false, &tail);
     });
     if steps_left {
         apply_in_place(k, out, epi);

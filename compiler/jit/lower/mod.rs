@@ -17,7 +17,7 @@ pub mod movement;
 pub mod norm;
 pub mod pool;
 
-use super::builder::{KernelBuilder, RuntimeFns};
+use super::builder::KernelBuilder;
 use super::memplan::Loc;
 use crate::ir::TensorType;
 use crate::kernel_plan::{Kernel, KernelPlan, Prepack};
@@ -75,7 +75,7 @@ pub fn lower(k: &mut KernelBuilder, plan: &KernelPlan, op: &Op, args: &[Arg], ou
         Op::Concat(c) => movement::concat(k, c, args, out),
         Op::Slice(s) => movement::slice(k, s, args, out),
         Op::Attention(a) => match kernel {
-            Kernel::Gemm => attention::attention_gemm(k, runtime(k), a, args, out, scratch.expect("attention scratch is planned")),
+            Kernel::Gemm => attention::attention_gemm(k, a, args, out, scratch.expect("attention scratch is planned")),
             _ => attention::attention(k, a, args, out),
         },
         // The plan has no kernel for these (`kernel_plan::available`), so no node reaches here.
@@ -84,16 +84,11 @@ pub fn lower(k: &mut KernelBuilder, plan: &KernelPlan, op: &Op, args: &[Arg], ou
     }
 }
 
-/// The runtime's entry points, which a plan chooses only when microkernels are on.
-pub(crate) fn runtime(k: &KernelBuilder) -> RuntimeFns {
-    k.runtime.expect("the kernel plan chooses runtime kernels only with microkernels on")
-}
-
 /// A matrix product (the anchor of a fused op, or alone), with `epi` applied to its result:
 /// inside the runtime GEMM's tile stores where it can, else in a pass after the product.
 pub(crate) fn product(k: &mut KernelBuilder, plan: &KernelPlan, product: &Product, args: &[Arg], out: Arg, scratch: Option<Loc>, epi: &Epilogue) {
     match (product, plan.kernel) {
-        (Product::Conv2d(c), Kernel::Gemm) => conv::conv2d_gemm(k, runtime(k), c, args, out, scratch, epi),
+        (Product::Conv2d(c), Kernel::Gemm) => conv::conv2d_gemm(k, c, args, out, scratch, epi),
         (Product::Conv2d(c), Kernel::Direct) => {
             conv::conv2d(k, c, args, out);
             apply_in_place(k, out, epi);
@@ -103,12 +98,12 @@ pub(crate) fn product(k: &mut KernelBuilder, plan: &KernelPlan, product: &Produc
             apply_in_place(k, out, epi);
         }
         (Product::Conv2d(c), kernel @ (Kernel::VectorDepthwise | Kernel::NhwcGemm | Kernel::Nchw4cBlocked | Kernel::VectorDirect)) => channels::conv2d(k, kernel, c, args, out, epi),
-        (Product::Dense(_), Kernel::Gemm) => dense::dense_gemm(k, runtime(k), args, out, epi),
+        (Product::Dense(_), Kernel::Gemm) => dense::dense_gemm(k, args, out, epi),
         (Product::Dense(_), Kernel::Dot) => {
             dense::dense(k, args, out);
             apply_in_place(k, out, epi);
         }
-        (Product::MatMul(_), Kernel::Gemm) => dense::matmul_gemm(k, runtime(k), args, out, epi),
+        (Product::MatMul(_), Kernel::Gemm) => dense::matmul_gemm(k, args, out, epi),
         (Product::MatMul(_), Kernel::RegisterTiles) => {
             dense::matmul(k, args, out, scratch.expect("matmul panel scratch is planned"));
             apply_in_place(k, out, epi);

@@ -2,7 +2,7 @@
 //! (patches gathered while packing, weights packed at compile time), and scalar direct loops
 //! for what no other kernel covers.
 
-use crate::jit::builder::{KernelBuilder, RuntimeFns, F32};
+use crate::jit::builder::{GemmOperand, KernelBuilder, F32};
 use crate::jit::lower::epilogue::{apply_in_place, Epilogue};
 use crate::jit::lower::Arg;
 use cranelift_codegen::ir::InstBuilder;
@@ -16,7 +16,7 @@ use crate::ops::Conv2d;
 /// compile time, the patches gathered from the image while the GEMM packs them (never
 /// stored), and the bias (one per column) and `epi` applied by the GEMM. A 1×1, stride-1,
 /// unpadded convolution multiplies the input itself.
-pub(crate) fn gemm(k: &mut KernelBuilder, rt: RuntimeFns, c: &Conv2d, args: &[Arg], out: Arg, packed_w: u64, epi: &Epilogue) {
+pub(crate) fn gemm(k: &mut KernelBuilder, c: &Conv2d, args: &[Arg], out: Arg, packed_w: u64, epi: &Epilogue) {
     let [n, ch, h, w] = shape4(args[0].ty);
     let ws = &args[1].ty.shape;
     let [m, f, kk] = [out.ty.shape[2] * out.ty.shape[3], ws[0], ws[1] * ws[2] * ws[3]].map(|v| v as i64);
@@ -34,20 +34,12 @@ pub(crate) fn gemm(k: &mut KernelBuilder, rt: RuntimeFns, c: &Conv2d, args: &[Ar
         let (tail, left) = epi.gemm_tail(k, bias, false, out_off);
         steps_left = left;
         let wp = k.int(packed_w as i64);
-        let mut call = if pointwise {
-            vec![k.int(m), k.int(f), k.int(kk), img, k.int(ch), k.int(1), wp, oimg, k.int(f), k.int(1), k.int(0)]
+        if pointwise {
+            k.gemm([m, f, kk], GemmOperand::Strided(img, ch, 1), GemmOperand::Packed(wp), (oimg, f, 1), false, &tail);
         } else {
-            let mut call = vec![k.int(m), k.int(f), img];
-            for v in [ch, h, w, kh, kw, c.stride[0] as i64, c.stride[1] as i64, c.dilation[0] as i64, c.dilation[1] as i64, c.padding[0] as i64, c.padding[1] as i64, ow] {
-                call.push(k.int(v));
-            }
-            call.extend([wp, oimg, k.int(f), k.int(1)]);
-            call
-        };
-        let [threads, kc, mc, nc] = k.gemm_tail();
-        call.extend([threads, kc, mc, nc]);
-        call.extend(k.tail_args(&tail));
-        k.b.ins().call(if pointwise { rt.sgemm_packed_b } else { rt.sgemm_conv_nhwc }, &call);
+            let i = |v: usize| v as i64;
+            k.conv_nhwc([m, f], img, [ch, h, w], [kh, kw], c.stride.map(i), c.dilation.map(i), [i(c.padding[0]), i(c.padding[1])], ow, wp, (oimg, f, 1), &tail);
+        }
     });
     if steps_left {
         apply_in_place(k, out, epi);

@@ -167,8 +167,7 @@ pub fn conv2d(k: &mut KernelBuilder, kernel: crate::kernel_plan::Kernel, c: &cra
             windowed::windowed(k, win, args[0], out, &Windowed::Blocked { weights: w, bias, filters: args[1].ty.shape[0] as i64 }, epi);
         }
         Kernel::NhwcGemm => {
-            let rt = k.runtime.expect("nhwc-gemm runs with microkernels");
-            gemm::gemm(k, rt, c, args, out, packed.expect("nhwc-gemm weights are packed"), epi);
+            gemm::gemm(k, c, args, out, packed.expect("nhwc-gemm weights are packed"), epi);
         }
         _ => gemm::direct(k, c, args, out, epi),
     }

@@ -1,0 +1,213 @@
+//! The C ABI that generated code calls: one entry point per runtime kernel, each taking one
+//! `#[repr(C)]` call descriptor whose every field is 8 bytes (an `i64` or a pointer).
+//!
+//! Each descriptor is declared once, by [`call_descriptor!`], which also makes its twin
+//! `…Fields<T>`: the same fields as values of the caller's type, listed with their byte
+//! offsets. The JIT fills a `…Fields<cranelift Value>` (a struct literal, so the compiler
+//! insists on every field) and stores each at its offset in a stack slot; the Rust side
+//! reads the descriptor. Both sides therefore agree on the layout by construction.
+
+use super::pack::{ASource, BSource};
+use super::{gemm_threaded, Blocking, ConvPatches, Epilogue};
+
+/// Declares a call descriptor and its field list; see the module documentation.
+macro_rules! call_descriptor {
+    ($(#[$doc:meta])* $name:ident / $fields:ident { $($(#[$fdoc:meta])* $field:ident: $ty:ty),* $(,)? }) => {
+        $(#[$doc])*
+        #[repr(C)]
+        #[derive(Clone, Copy, Debug)]
+        pub struct $name {
+            $($(#[$fdoc])* pub $field: $ty),*
+        }
+
+        /// The fields of the descriptor as values of the caller's type.
+        pub struct $fields<T> {
+            $(pub $field: T),*
+        }
+
+        impl<T> $fields<T> {
+            /// Every field with its byte offset in the descriptor.
+            pub fn with_offsets(self) -> Vec<(usize, T)> {
+                vec![$((std::mem::offset_of!($name, $field), self.$field)),*]
+            }
+        }
+
+        impl $name {
+            /// Bytes of the descriptor.
+            pub const SIZE: usize = std::mem::size_of::<$name>();
+        }
+
+        // Every field is one 8-byte slot: generated code stores them as i64.
+        const _: () = assert!(std::mem::size_of::<$name>() == 8 * [$(stringify!($field)),*].len());
+    };
+}
+
+call_descriptor! {
+    /// `C (+)= A·B` for `A: m × k`, `B: k × n`, `C: m × n` (strides in elements), then the
+    /// epilogue, on up to `threads` threads with the given cache blocking.
+    GemmCall / GemmCallFields {
+        m: i64,
+        n: i64,
+        k: i64,
+        /// A, strided by `rsa`, `csa`; or, when `a_packed` is 1, packed by `pack_a_all` with
+        /// this blocking (the strides are then ignored).
+        a: *const f32,
+        rsa: i64,
+        csa: i64,
+        a_packed: i64,
+        /// B, likewise (`pack_b_all`).
+        b: *const f32,
+        rsb: i64,
+        csb: i64,
+        b_packed: i64,
+        c: *mut f32,
+        rsc: i64,
+        csc: i64,
+        /// 1: add to C; 0: overwrite it.
+        accumulate: i64,
+        threads: i64,
+        kc: i64,
+        mc: i64,
+        nc: i64,
+        /// Null, or `m` floats (`bias_per_row` 1) or `n` floats (0).
+        bias: *const f32,
+        bias_per_row: i64,
+        /// Null, or a matrix with C's strides added after the bias.
+        residual: *const f32,
+        /// `Activation::code`.
+        act: i64,
+    }
+}
+
+call_descriptor! {
+    /// A convolution over one NHWC image as `out[P, F] = patches[P, kh·kw·c] · B`: the
+    /// patches gathered from the image while A is packed ([`ConvPatches`]), B packed by
+    /// `pack_b_all`, then the epilogue as in [`GemmCall`].
+    ConvNhwcCall / ConvNhwcCallFields {
+        /// Output pixels `oh·ow`.
+        m: i64,
+        /// Filters.
+        n: i64,
+        input: *const f32,
+        c: i64,
+        h: i64,
+        w: i64,
+        kh: i64,
+        kw: i64,
+        sh: i64,
+        sw: i64,
+        dh: i64,
+        dw: i64,
+        pt: i64,
+        pl: i64,
+        ow: i64,
+        b: *const f32,
+        out: *mut f32,
+        rsc: i64,
+        csc: i64,
+        threads: i64,
+        kc: i64,
+        mc: i64,
+        nc: i64,
+        bias: *const f32,
+        bias_per_row: i64,
+        residual: *const f32,
+        act: i64,
+    }
+}
+
+call_descriptor! {
+    /// Unfold one NCHW image for a convolution as a matrix product: row `(ch·kh + ky)·kw + kx`,
+    /// column `oy·ow + ox` of `col` is the input pixel under tap `(ky, kx)` of output
+    /// `(oy, ox)` in channel `ch`, or 0 where the tap falls in the padding.
+    Im2colCall / Im2colCallFields {
+        input: *const f32,
+        c: i64,
+        h: i64,
+        w: i64,
+        kh: i64,
+        kw: i64,
+        sh: i64,
+        sw: i64,
+        dh: i64,
+        dw: i64,
+        pt: i64,
+        pl: i64,
+        oh: i64,
+        ow: i64,
+        col: *mut f32,
+    }
+}
+
+/// [`super::sgemm`] (and its packed forms) with the epilogue, as generated code calls it.
+///
+/// # Safety
+/// `call` points to a valid [`GemmCall`] whose A, B, C, bias and residual are valid for the
+/// elements their sizes and strides address (packed operands as their packing wrote them,
+/// for this blocking), C writable and overlapping neither A nor B.
+#[no_mangle]
+pub unsafe extern "C" fn nnc_gemm(call: *const GemmCall) {
+    // SAFETY: the caller passes a valid descriptor.
+    let g = unsafe { *call };
+    let a = if g.a_packed != 0 { ASource::Packed(g.a) } else { ASource::Strided(g.a, g.rsa as isize, g.csa as isize) };
+    let b = if g.b_packed != 0 { BSource::Packed(g.b) } else { BSource::Strided(g.b, g.rsb as isize, g.csb as isize) };
+    let ep = Epilogue::from_abi(g.bias, g.bias_per_row, g.residual, g.act);
+    // SAFETY: the descriptor's operands are valid as the contract above says.
+    unsafe { gemm_threaded(g.threads.max(1) as usize, g.m as usize, g.n as usize, g.k as usize, a, b, g.c, g.rsc as isize, g.csc as isize, g.accumulate != 0, Blocking::from_abi(g.kc, g.mc, g.nc), ep) }
+}
+
+/// The convolution of [`ConvNhwcCall`].
+///
+/// # Safety
+/// `call` points to a valid [`ConvNhwcCall`]: `input` holds `h·w·c` floats, `b` the
+/// packing of a `(kh·kw·c) × n` matrix with this blocking, `out` has room for `m × n` with the
+/// given strides, and bias and residual are as in [`GemmCall`].
+#[no_mangle]
+pub unsafe extern "C" fn nnc_gemm_conv_nhwc(call: *const ConvNhwcCall) {
+    // SAFETY: the caller passes a valid descriptor.
+    let g = unsafe { *call };
+    let i = |v: i64| v as isize;
+    let patches = ConvPatches { input: g.input, c: i(g.c), h: i(g.h), w: i(g.w), kh: i(g.kh), kw: i(g.kw), sh: i(g.sh), sw: i(g.sw), dh: i(g.dh), dw: i(g.dw), pt: i(g.pt), pl: i(g.pl), ow: i(g.ow), row0: 0 };
+    let k = (g.kh * g.kw * g.c) as usize;
+    let ep = Epilogue::from_abi(g.bias, g.bias_per_row, g.residual, g.act);
+    // SAFETY: the descriptor's operands are valid as the contract above says.
+    unsafe { gemm_threaded(g.threads.max(1) as usize, g.m as usize, g.n as usize, k, ASource::Patches(patches), BSource::Packed(g.b), g.out, g.rsc as isize, g.csc as isize, false, Blocking::from_abi(g.kc, g.mc, g.nc), ep) }
+}
+
+/// The unfolding of [`Im2colCall`].
+///
+/// # Safety
+/// `call` points to a valid [`Im2colCall`]: `input` holds `c·h·w` floats and `col` has room
+/// for `c·kh·kw·oh·ow`.
+#[no_mangle]
+pub unsafe extern "C" fn nnc_im2col(call: *const Im2colCall) {
+    // SAFETY: the caller passes a valid descriptor.
+    let g = unsafe { *call };
+    let (c, h, w, kh, kw, sh, sw, dh, dw, pt, pl, oh, ow) = (g.c, g.h, g.w, g.kh, g.kw, g.sh, g.sw, g.dh, g.dw, g.pt, g.pl, g.oh, g.ow);
+    // SAFETY: every read is of a pixel inside the image (`iy`, `ix` checked) and every write
+    // one of the `c·kh·kw·oh·ow` floats of `col`, in order.
+    unsafe {
+        let mut o = g.col;
+        for ch in 0..c {
+            let plane = g.input.offset((ch * h * w) as isize);
+            for ky in 0..kh {
+                for kx in 0..kw {
+                    for oy in 0..oh {
+                        let iy = oy * sh + ky * dh - pt;
+                        if iy < 0 || iy >= h {
+                            std::ptr::write_bytes(o, 0, ow as usize);
+                            o = o.add(ow as usize);
+                            continue;
+                        }
+                        let row = plane.offset((iy * w) as isize);
+                        for ox in 0..ow {
+                            let ix = ox * sw + kx * dw - pl;
+                            *o = if ix >= 0 && ix < w { *row.offset(ix as isize) } else { 0.0 };
+                            o = o.add(1);
+                        }
+                    }
+                }
+            }
+        }
+    }
+}

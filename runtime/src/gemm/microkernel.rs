@@ -1,0 +1,231 @@
+//! The register-tile microkernels: `C[0..MR, 0..NR] (+)= Apanel · Bpanel` over a `kc` slab,
+//! chosen once per process from the CPU's features (AVX-512F, else AVX2+FMA, else portable
+//! code). The x86 kernels are one source, generic over the vector width ([`Lanes`]): two
+//! vectors of C per row, one broadcast of A per row per step.
+
+use std::sync::OnceLock;
+
+/// A microkernel: `C[0..MR, 0..NR] (+)= Apanel · Bpanel` over `kc`, with `C` strided.
+///
+/// # Safety
+/// `a` holds `kc·MR` floats (a packed A panel), `b` holds `kc·NR` (a packed B panel), and C
+/// is valid (writable) for the `MR × NR` elements its strides address.
+pub(super) type Micro = unsafe fn(kc: usize, a: *const f32, b: *const f32, c: *mut f32, rsc: isize, csc: isize, accumulate: bool);
+
+/// The microkernel in use and its register tile.
+#[derive(Clone, Copy)]
+pub(super) struct Kernel {
+    pub mr: usize,
+    pub nr: usize,
+    pub micro: Micro,
+    pub name: &'static str,
+}
+
+fn select() -> Kernel {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx512f") {
+            return Kernel { mr: 8, nr: 32, micro: x86::micro_avx512_8x32, name: "avx512f 8x32" };
+        }
+        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+            return Kernel { mr: 6, nr: 16, micro: x86::micro_avx2_6x16, name: "avx2+fma 6x16" };
+        }
+    }
+    Kernel { mr: 4, nr: 8, micro: micro_portable_4x8, name: "portable 4x8" }
+}
+
+/// The microkernel this CPU runs, selected once.
+pub(super) fn kernel() -> Kernel {
+    static K: OnceLock<Kernel> = OnceLock::new();
+    *K.get_or_init(select)
+}
+
+/// The microkernel in use, e.g. `"avx512f 8x32"`.
+pub fn microkernel_name() -> &'static str {
+    kernel().name
+}
+
+/// Rows and columns (`MR × NR`) of the microkernel's register tile of C.
+pub fn microkernel_shape() -> (usize, usize) {
+    let k = kernel();
+    (k.mr, k.nr)
+}
+
+/// Plain Rust, for CPUs without AVX2: a 4×8 tile the compiler may vectorize.
+///
+/// # Safety
+/// As [`Micro`] with `MR = 4`, `NR = 8`.
+unsafe fn micro_portable_4x8(kc: usize, a: *const f32, b: *const f32, c: *mut f32, rsc: isize, csc: isize, accumulate: bool) {
+    let mut acc = [[0.0f32; 8]; 4];
+    for p in 0..kc {
+        for (i, row) in acc.iter_mut().enumerate() {
+            // SAFETY: the panels hold `kc` steps of 4 (A) and 8 (B) floats.
+            let av = unsafe { *a.add(p * 4 + i) };
+            for (j, v) in row.iter_mut().enumerate() {
+                *v += av * unsafe { *b.add(p * 8 + j) };
+            }
+        }
+    }
+    for (i, row) in acc.iter().enumerate() {
+        for (j, v) in row.iter().enumerate() {
+            // SAFETY: C is valid for the 4 × 8 tile its strides address.
+            unsafe {
+                let dst = c.offset(i as isize * rsc + j as isize * csc);
+                *dst = if accumulate { *dst + v } else { *v };
+            }
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use std::arch::x86_64::*;
+
+    /// A SIMD vector of `W` floats and the five operations a microkernel needs. Each
+    /// implementation is only called from a function compiled with its target feature.
+    pub(super) trait Lanes: Copy {
+        const W: usize;
+        /// # Safety
+        /// The CPU has the vector unit; `p` is valid for `W` floats.
+        unsafe fn load(p: *const f32) -> Self;
+        /// # Safety
+        /// As [`Lanes::load`], writable.
+        unsafe fn store(self, p: *mut f32);
+        /// # Safety
+        /// The CPU has the vector unit.
+        unsafe fn zero() -> Self;
+        /// # Safety
+        /// The CPU has the vector unit.
+        unsafe fn splat(v: f32) -> Self;
+        /// `a·b + c`.
+        /// # Safety
+        /// The CPU has the vector unit.
+        unsafe fn fma(a: Self, b: Self, c: Self) -> Self;
+        /// # Safety
+        /// The CPU has the vector unit.
+        unsafe fn add(a: Self, b: Self) -> Self;
+    }
+
+    impl Lanes for __m512 {
+        const W: usize = 16;
+        #[inline(always)]
+        unsafe fn load(p: *const f32) -> Self {
+            unsafe { _mm512_loadu_ps(p) }
+        }
+        #[inline(always)]
+        unsafe fn store(self, p: *mut f32) {
+            unsafe { _mm512_storeu_ps(p, self) }
+        }
+        #[inline(always)]
+        unsafe fn zero() -> Self {
+            unsafe { _mm512_setzero_ps() }
+        }
+        #[inline(always)]
+        unsafe fn splat(v: f32) -> Self {
+            unsafe { _mm512_set1_ps(v) }
+        }
+        #[inline(always)]
+        unsafe fn fma(a: Self, b: Self, c: Self) -> Self {
+            unsafe { _mm512_fmadd_ps(a, b, c) }
+        }
+        #[inline(always)]
+        unsafe fn add(a: Self, b: Self) -> Self {
+            unsafe { _mm512_add_ps(a, b) }
+        }
+    }
+
+    impl Lanes for __m256 {
+        const W: usize = 8;
+        #[inline(always)]
+        unsafe fn load(p: *const f32) -> Self {
+            unsafe { _mm256_loadu_ps(p) }
+        }
+        #[inline(always)]
+        unsafe fn store(self, p: *mut f32) {
+            unsafe { _mm256_storeu_ps(p, self) }
+        }
+        #[inline(always)]
+        unsafe fn zero() -> Self {
+            unsafe { _mm256_setzero_ps() }
+        }
+        #[inline(always)]
+        unsafe fn splat(v: f32) -> Self {
+            unsafe { _mm256_set1_ps(v) }
+        }
+        #[inline(always)]
+        unsafe fn fma(a: Self, b: Self, c: Self) -> Self {
+            unsafe { _mm256_fmadd_ps(a, b, c) }
+        }
+        #[inline(always)]
+        unsafe fn add(a: Self, b: Self) -> Self {
+            unsafe { _mm256_add_ps(a, b) }
+        }
+    }
+
+    /// `MR` rows × two vectors of columns (`NR = 2W`), `ACC = 2·MR` accumulators: each step
+    /// loads one row of B (two vectors) and broadcasts each row's element of A.
+    ///
+    /// # Safety
+    /// As [`super::Micro`] with `NR = 2·V::W`; the CPU has `V`'s vector unit (the caller is
+    /// compiled with its target feature, which this inlines into).
+    #[inline(always)]
+    unsafe fn micro<V: Lanes, const MR: usize, const ACC: usize>(kc: usize, a: *const f32, b: *const f32, c: *mut f32, rsc: isize, csc: isize, accumulate: bool) {
+        let nr = 2 * V::W;
+        // SAFETY (whole body): the panels hold `kc` steps of MR (A) and NR (B) floats, and C
+        // is valid for the MR × NR tile its strides address.
+        unsafe {
+            let mut acc = [V::zero(); ACC];
+            for p in 0..kc {
+                let b0 = V::load(b.add(p * nr));
+                let b1 = V::load(b.add(p * nr + V::W));
+                for i in 0..MR {
+                    let av = V::splat(*a.add(p * MR + i));
+                    acc[2 * i] = V::fma(av, b0, acc[2 * i]);
+                    acc[2 * i + 1] = V::fma(av, b1, acc[2 * i + 1]);
+                }
+            }
+            if csc == 1 {
+                for i in 0..MR {
+                    let row = c.offset(i as isize * rsc);
+                    for v in 0..2 {
+                        let p = row.add(v * V::W);
+                        let x = if accumulate { V::add(V::load(p), acc[2 * i + v]) } else { acc[2 * i + v] };
+                        x.store(p);
+                    }
+                }
+                return;
+            }
+            // Strided C (a transposed result): element by element.
+            let mut lanes = [0.0f32; 16];
+            for i in 0..MR {
+                for v in 0..2 {
+                    acc[2 * i + v].store(lanes.as_mut_ptr());
+                    for (l, &x) in lanes[..V::W].iter().enumerate() {
+                        let dst = c.offset(i as isize * rsc + (v * V::W + l) as isize * csc);
+                        *dst = if accumulate { *dst + x } else { x };
+                    }
+                }
+            }
+        }
+    }
+
+    /// 8 rows × 32 columns: 16 zmm accumulators.
+    ///
+    /// # Safety
+    /// As [`super::Micro`] with `MR = 8`, `NR = 32`; the CPU has AVX-512F.
+    #[target_feature(enable = "avx512f")]
+    pub unsafe fn micro_avx512_8x32(kc: usize, a: *const f32, b: *const f32, c: *mut f32, rsc: isize, csc: isize, accumulate: bool) {
+        // SAFETY: forwarded contract; this function has the feature `micro` needs.
+        unsafe { micro::<__m512, 8, 16>(kc, a, b, c, rsc, csc, accumulate) }
+    }
+
+    /// 6 rows × 16 columns: 12 ymm accumulators.
+    ///
+    /// # Safety
+    /// As [`super::Micro`] with `MR = 6`, `NR = 16`; the CPU has AVX2 and FMA.
+    #[target_feature(enable = "avx2,fma")]
+    pub unsafe fn micro_avx2_6x16(kc: usize, a: *const f32, b: *const f32, c: *mut f32, rsc: isize, csc: isize, accumulate: bool) {
+        // SAFETY: forwarded contract; this function has the features `micro` needs.
+        unsafe { micro::<__m256, 6, 12>(kc, a, b, c, rsc, csc, accumulate) }
+    }
+}

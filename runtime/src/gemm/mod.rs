@@ -1,0 +1,256 @@
+//! Single-precision matrix multiplication for compiled models: `C (+)= A·B` with arbitrary
+//! row and column strides, blocked for the caches and computed by register-tile
+//! microkernels chosen at run time from the CPU's features ([`microkernel`]). Generated code
+//! calls it through the entry points of [`abi`] for the matrix products inside convolutions,
+//! dense layers and matmuls when microkernels are on.
+//!
+//! The structure is the classic one (Goto/BLIS): the `k` dimension is cut into `kc` slabs,
+//! `A` into `mc × kc` blocks packed into `MR`-row panels, `B` into `kc × nc` blocks packed into
+//! `NR`-column panels ([`pack`]), and the microkernel keeps an `MR × NR` tile of `C` in
+//! registers; the [`epilogue`] runs on each tile as it is stored. The compiler chooses `kc`,
+//! `mc` and `nc` per product from the cache sizes ([`Blocking`]).
+
+pub mod abi;
+pub mod epilogue;
+pub mod microkernel;
+pub mod pack;
+#[cfg(test)]
+mod tests;
+
+pub use crate::activation::Activation;
+pub use abi::*;
+pub use epilogue::Epilogue;
+pub use microkernel::{microkernel_name, microkernel_shape};
+pub use pack::{pack_a_all, pack_b_all, packed_a_len, packed_b_len, ConvPatches};
+
+use microkernel::kernel;
+use pack::{pack_a, pack_a_patches, pack_b, packed_b_offset, padded_rows, ASource, BSource};
+
+/// Cache blocking: the depth `kc` of a packed slab, and the rows `mc` of A and columns `nc` of
+/// B packed at once. Any positive sizes give the same result; they only change speed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Blocking {
+    pub kc: usize,
+    pub mc: usize,
+    pub nc: usize,
+}
+
+impl Blocking {
+    /// Sizes that are positive, with `mc` a whole number of micro-panels (packed A relies on
+    /// it) and the packing buffers bounded.
+    pub(super) fn sanitized(self, mr: usize) -> Blocking {
+        Blocking { kc: self.kc.clamp(1, 1 << 14), mc: self.mc.clamp(1, 1 << 14).next_multiple_of(mr), nc: self.nc.clamp(1, 1 << 14) }
+    }
+
+    pub(super) fn from_abi(kc: i64, mc: i64, nc: i64) -> Blocking {
+        let pos = |v: i64| v.max(1) as usize;
+        Blocking { kc: pos(kc), mc: pos(mc), nc: pos(nc) }
+    }
+}
+
+
+/// `C (+)= A·B` for `A: m × k`, `B: k × n`, `C: m × n`, all strided (in elements). With
+/// `accumulate` false, C is overwritten.
+///
+/// # Safety
+/// Every element the strides address must be valid: A for `i < m, p < k`, B for `p < k,
+/// j < n`, C (writable) for `i < m, j < n`; C must not overlap A or B.
+#[allow(clippy::too_many_arguments)]
+pub unsafe fn sgemm(m: usize, n: usize, k: usize, a: *const f32, rsa: isize, csa: isize, b: *const f32, rsb: isize, csb: isize, c: *mut f32, rsc: isize, csc: isize, accumulate: bool, blk: Blocking) {
+    // SAFETY: the caller upholds the contract in `# Safety` above.
+    unsafe {
+        gemm(m, n, k, ASource::Strided(a, rsa, csa), BSource::Strided(b, rsb, csb), c, rsc, csc, accumulate, blk, Epilogue::NONE)
+    }
+}
+
+/// Pointers a parallel GEMM shares between its tasks.
+#[derive(Clone, Copy)]
+struct Shared(ASource, BSource, *mut f32, Epilogue);
+// SAFETY: tasks read A and B and write disjoint column ranges of C.
+unsafe impl Send for Shared {}
+unsafe impl Sync for Shared {}
+
+impl Shared {
+    // A method, so closures capture the whole (Sync) struct rather than its raw fields.
+    fn parts(&self) -> (ASource, BSource, *mut f32, Epilogue) {
+        (self.0, self.1, self.2, self.3)
+    }
+}
+
+/// Products below this many multiply-adds run on one thread: handing work to a worker costs
+/// about as much as 2M multiply-adds (tens of microseconds).
+const MIN_PARALLEL_MACS: usize = 1 << 21;
+
+/// [`gemm`] split across up to `threads` threads: by ranges of whole `NR`-column tiles, or,
+/// when B is packed (its columns cannot be cut apart), by ranges of whole `MR`-row tiles of a
+/// strided A. Each tile of C is computed by exactly the same sequence of operations as on one
+/// thread, so the result is bit-identical for every thread count.
+///
+/// # Safety
+/// As [`gemm`].
+#[allow(clippy::too_many_arguments)]
+unsafe fn gemm_threaded(threads: usize, m: usize, n: usize, k: usize, a: ASource, b: BSource, c: *mut f32, rsc: isize, csc: isize, accumulate: bool, blk: Blocking, ep: Epilogue) {
+    // SAFETY: the caller upholds the contract in `# Safety` above.
+    unsafe {
+        let (mr, nr) = (kernel().mr, kernel().nr);
+        let by_rows = matches!(b, BSource::Packed(_));
+        let (extent, unit) = if by_rows { (m, mr) } else { (n, nr) };
+        let tiles = extent.div_ceil(unit);
+        // Too little work per thread is not worth the hand-off.
+        let mut threads = threads.min(tiles / 2).max(1);
+        if (m * n * k) < MIN_PARALLEL_MACS || (by_rows && matches!(a, ASource::Packed(_))) {
+            threads = 1;
+        }
+        if threads == 1 {
+            return gemm(m, n, k, a, b, c, rsc, csc, accumulate, blk, ep);
+        }
+        let per = tiles.div_ceil(threads);
+        let shared = Shared(a, b, c, ep);
+        crate::pool::parallel_for(threads, &|t| {
+            let (a, b, c, ep) = shared.parts();
+            let lo = (t * per * unit).min(extent);
+            let hi = ((t + 1) * per * unit).min(extent);
+            if lo >= hi {
+                return;
+            }
+            if by_rows {
+                let rows = match a {
+                    ASource::Strided(ap, rsa, csa) => ASource::Strided(ap.offset(lo as isize * rsa), rsa, csa),
+                    ASource::Patches(p) => ASource::Patches(ConvPatches { row0: p.row0 + lo, ..p }),
+                    ASource::Packed(_) => unreachable!("checked above"),
+                };
+                gemm(hi - lo, n, k, rows, b, c.offset(lo as isize * rsc), rsc, csc, accumulate, blk, ep.shifted(lo, 0, rsc, csc));
+            } else {
+                let BSource::Strided(bp, rsb, csb) = b else { unreachable!("by columns only when B is strided") };
+                gemm(m, hi - lo, k, a, BSource::Strided(bp.offset(lo as isize * csb), rsb, csb), c.offset(lo as isize * csc), rsc, csc, accumulate, blk, ep.shifted(0, lo, rsc, csc));
+            }
+        });
+    }
+}
+
+/// [`sgemm`] with A already packed by [`pack_a_all`].
+///
+/// # Safety
+/// As [`sgemm`]; `a` holds [`packed_a_len`]`(m, k)` floats from [`pack_a_all`].
+#[allow(clippy::too_many_arguments)]
+pub unsafe fn sgemm_packed_a(m: usize, n: usize, k: usize, a: *const f32, b: *const f32, rsb: isize, csb: isize, c: *mut f32, rsc: isize, csc: isize, accumulate: bool, blk: Blocking) {
+    // SAFETY: the caller upholds the contract in `# Safety` above.
+    unsafe {
+        gemm(m, n, k, ASource::Packed(a), BSource::Strided(b, rsb, csb), c, rsc, csc, accumulate, blk, Epilogue::NONE)
+    }
+}
+
+/// [`sgemm`] with B already packed by [`pack_b_all`].
+///
+/// # Safety
+/// As [`sgemm`]; `b` holds [`packed_b_len`]`(k, n)` floats from [`pack_b_all`].
+#[allow(clippy::too_many_arguments)]
+pub unsafe fn sgemm_packed_b(m: usize, n: usize, k: usize, a: *const f32, rsa: isize, csa: isize, b: *const f32, c: *mut f32, rsc: isize, csc: isize, accumulate: bool, blk: Blocking) {
+    // SAFETY: the caller upholds the contract in `# Safety` above.
+    unsafe {
+        gemm(m, n, k, ASource::Strided(a, rsa, csa), BSource::Packed(b), c, rsc, csc, accumulate, blk, Epilogue::NONE)
+    }
+}
+
+/// # Safety
+/// As [`sgemm`], for sources `a` and `b` (packed ones made by [`pack_a_all`] and
+/// [`pack_b_all`] for this `m`, `n`, `k` and blocking) and an epilogue valid for C.
+#[allow(clippy::too_many_arguments)]
+unsafe fn gemm(m: usize, n: usize, k: usize, a: ASource, b: BSource, c: *mut f32, rsc: isize, csc: isize, accumulate: bool, blk: Blocking, ep: Epilogue) {
+    // SAFETY: the caller upholds the contract in `# Safety` above.
+    unsafe {
+        if m == 0 || n == 0 {
+            return;
+        }
+        if k == 0 {
+            if !accumulate {
+                for i in 0..m {
+                    for j in 0..n {
+                        *c.offset(i as isize * rsc + j as isize * csc) = 0.0;
+                    }
+                }
+            }
+            if !ep.is_none() {
+                ep.apply(c, 0, 0, m, n, rsc, csc);
+            }
+            return;
+        }
+        let kern = kernel();
+        let (mr, nr) = (kern.mr, kern.nr);
+        let Blocking { kc: kc_max, mc: mc_max, nc: nc_max } = blk.sanitized(mr);
+        thread_local! {
+            static BUFFERS: std::cell::RefCell<(Vec<f32>, Vec<f32>)> = const { std::cell::RefCell::new((Vec::new(), Vec::new())) };
+        }
+        BUFFERS.with(|bufs| {
+            let mut bufs = bufs.borrow_mut();
+            let (apack, bpack) = &mut *bufs;
+            let a_len = mc_max * kc_max;
+            let b_len = nc_max.next_multiple_of(nr) * kc_max;
+            if apack.len() < a_len {
+                apack.resize(a_len, 0.0);
+            }
+            if bpack.len() < b_len {
+                bpack.resize(b_len, 0.0);
+            }
+            let mut tile = [0.0f32; 16 * 32];
+            for jc in (0..n).step_by(nc_max) {
+                let nc = nc_max.min(n - jc);
+                for pc in (0..k).step_by(kc_max) {
+                    let kc = kc_max.min(k - pc);
+                    // The first slab writes C, later ones add to it.
+                    let acc = accumulate || pc > 0;
+                    let b_block = match b {
+                        BSource::Strided(b, rsb, csb) => {
+                            pack_b(nr, kc, nc, b.offset(pc as isize * rsb + jc as isize * csb), rsb, csb, bpack);
+                            bpack.as_ptr()
+                        }
+                        BSource::Packed(p) => p.add(packed_b_offset(k, jc, pc, nc, nc_max, nr)),
+                    };
+                    for ic in (0..m).step_by(mc_max) {
+                        let mc = mc_max.min(m - ic);
+                        let a_block = match a {
+                            ASource::Strided(a, rsa, csa) => {
+                                pack_a(mr, mc, kc, a.offset(ic as isize * rsa + pc as isize * csa), rsa, csa, apack);
+                                apack.as_ptr()
+                            }
+                            ASource::Packed(p) => p.add(padded_rows(m, mr, Blocking { kc: kc_max, mc: mc_max, nc: nc_max }) * pc + ic * kc),
+                            ASource::Patches(ref patches) => {
+                                pack_a_patches(mr, mc, kc, patches, ic, pc, apack);
+                                apack.as_ptr()
+                            }
+                        };
+                        for jr in (0..nc).step_by(nr) {
+                            let cols = nr.min(nc - jr);
+                            let bp = b_block.add(jr * kc);
+                            for ir in (0..mc).step_by(mr) {
+                                let rows = mr.min(mc - ir);
+                                let ap = a_block.add(ir * kc);
+                                let cp = c.offset((ic + ir) as isize * rsc + (jc + jr) as isize * csc);
+                                if rows == mr && cols == nr {
+                                    (kern.micro)(kc, ap, bp, cp, rsc, csc, acc);
+                                    if pc + kc == k && !ep.is_none() {
+                                        ep.apply(cp, ic + ir, jc + jr, rows, cols, rsc, csc);
+                                    }
+                                } else {
+                                    // Edge tile: compute the full tile aside, copy what exists.
+                                    (kern.micro)(kc, ap, bp, tile.as_mut_ptr(), nr as isize, 1, false);
+                                    for i in 0..rows {
+                                        for j in 0..cols {
+                                            let dst = cp.offset(i as isize * rsc + j as isize * csc);
+                                            let v = tile[i * nr + j];
+                                            *dst = if acc { *dst + v } else { v };
+                                        }
+                                    }
+                                    if pc + kc == k && !ep.is_none() {
+                                        ep.apply(cp, ic + ir, jc + jr, rows, cols, rsc, csc);
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        });
+    }
+}
+

@@ -1,0 +1,208 @@
+//! Packing: A into `MR`-row panels and B into `NR`-column panels in the order the
+//! microkernel reads them (zero-padded), from strided matrices, from a convolution's patches
+//! gathered straight from the image, or all at once ahead of time for constant operands.
+
+use super::microkernel::kernel;
+use super::Blocking;
+
+/// Pack rows `0..mc` of an `mc × kc` block of A (element `(i, p)` at `a[i*rsa + p*csa]`) into
+/// `MR`-row panels: panel-major, then `p`, then the `MR` rows, zero-padded.
+///
+/// # Safety
+/// A is valid for `i < mc`, `p < kc` with its strides.
+pub(super) unsafe fn pack_a(mr: usize, mc: usize, kc: usize, a: *const f32, rsa: isize, csa: isize, out: &mut [f32]) {
+    // SAFETY: the caller upholds the contract in `# Safety` above.
+    unsafe {
+        let mut o = 0;
+        for i0 in (0..mc).step_by(mr) {
+            let rows = mr.min(mc - i0);
+            for p in 0..kc {
+                for i in 0..mr {
+                    out[o] = if i < rows { *a.offset((i0 + i) as isize * rsa + p as isize * csa) } else { 0.0 };
+                    o += 1;
+                }
+            }
+        }
+    }
+}
+
+/// Pack a `kc × nc` block of B into `NR`-column panels, zero-padded.
+///
+/// # Safety
+/// B is valid for `p < kc`, `j < nc` with its strides, and `out` holds
+/// `⌈nc/nr⌉·nr·kc` floats (full panels are copied without bounds checks).
+pub(super) unsafe fn pack_b(nr: usize, kc: usize, nc: usize, b: *const f32, rsb: isize, csb: isize, out: &mut [f32]) {
+    // SAFETY: the caller upholds the contract in `# Safety` above.
+    unsafe {
+        let mut o = 0;
+        for j0 in (0..nc).step_by(nr) {
+            let cols = nr.min(nc - j0);
+            for p in 0..kc {
+                let row = b.offset(p as isize * rsb);
+                if csb == 1 && cols == nr {
+                    std::ptr::copy_nonoverlapping(row.add(j0), out.as_mut_ptr().add(o), nr);
+                    o += nr;
+                    continue;
+                }
+                for j in 0..nr {
+                    out[o] = if j < cols { *row.offset((j0 + j) as isize * csb) } else { 0.0 };
+                    o += 1;
+                }
+            }
+        }
+    }
+}
+
+/// Where the A operand comes from.
+#[derive(Clone, Copy)]
+pub(super) enum ASource {
+    Strided(*const f32, isize, isize),
+    /// Laid out by [`pack_a_all`].
+    Packed(*const f32),
+    /// A convolution's patches, gathered from the image as they are packed.
+    Patches(ConvPatches),
+}
+
+/// The patch matrix of a convolution over one NHWC image, never stored: row `r` is output
+/// pixel `row0 + r` (row-major over the output), column `(ky·kw + kx)·c + ch` is channel `ch`
+/// of the input pixel under tap `(ky, kx)`, or 0 in the padding. Packing A gathers straight
+/// from the image, instead of an im2col pass writing the matrix and packing reading it back.
+#[derive(Clone, Copy, Debug)]
+pub struct ConvPatches {
+    pub input: *const f32,
+    pub c: isize,
+    pub h: isize,
+    pub w: isize,
+    pub kh: isize,
+    pub kw: isize,
+    pub sh: isize,
+    pub sw: isize,
+    pub dh: isize,
+    pub dw: isize,
+    pub pt: isize,
+    pub pl: isize,
+    pub ow: isize,
+    pub row0: usize,
+}
+
+/// Pack rows `i0..i0+mc`, columns `pc..pc+kc` of a patch matrix like [`pack_a`]: per panel,
+/// each run of columns that belongs to one tap reads `mr` pixels' channel runs.
+///
+/// # Safety
+/// `src.input` holds the `h·w·c` floats of the NHWC image whose patches these are.
+pub(super) unsafe fn pack_a_patches(mr: usize, mc: usize, kc: usize, src: &ConvPatches, i0: usize, pc: usize, out: &mut [f32]) {
+    // SAFETY: the caller upholds the contract in `# Safety` above.
+    unsafe {
+        const MAX_MR: usize = 16;
+        assert!(mr <= MAX_MR, "patch packing holds at most {MAX_MR} rows per panel");
+        let c = src.c as usize;
+        let mut o = 0;
+        for r0 in (0..mc).step_by(mr) {
+            let rows = mr.min(mc - r0);
+            // Each row's window origin.
+            let mut origin = [(0isize, 0isize); MAX_MR];
+            for (i, org) in origin.iter_mut().enumerate().take(rows) {
+                let pix = (src.row0 + i0 + r0 + i) as isize;
+                *org = ((pix / src.ow) * src.sh - src.pt, (pix % src.ow) * src.sw - src.pl);
+            }
+            let mut k = pc;
+            while k < pc + kc {
+                let tap = k / c;
+                let (ky, kx) = (tap as isize / src.kw, tap as isize % src.kw);
+                let first = k - tap * c;
+                let count = (pc + kc - k).min(c - first);
+                let mut rows_at = [std::ptr::null::<f32>(); MAX_MR];
+                for i in 0..rows {
+                    let (iy, ix) = (origin[i].0 + ky * src.dh, origin[i].1 + kx * src.dw);
+                    if iy >= 0 && iy < src.h && ix >= 0 && ix < src.w {
+                        rows_at[i] = src.input.offset((iy * src.w + ix) * src.c + first as isize);
+                    }
+                }
+                for ch in 0..count {
+                    for &at in &rows_at[..mr] {
+                        out[o] = if at.is_null() { 0.0 } else { *at.add(ch) };
+                        o += 1;
+                    }
+                }
+                k += count;
+            }
+        }
+    }
+}
+
+/// Where the B operand comes from.
+#[derive(Clone, Copy)]
+pub(super) enum BSource {
+    Strided(*const f32, isize, isize),
+    /// Laid out by [`pack_b_all`].
+    Packed(*const f32),
+}
+
+/// Floats [`pack_b_all`] writes for a `k × n` matrix.
+pub fn packed_b_len(k: usize, n: usize, blk: Blocking) -> usize {
+    let nr = kernel().nr;
+    let blk = blk.sanitized(kernel().mr);
+    (0..n).step_by(blk.nc).map(|jc| blk.nc.min(n - jc).next_multiple_of(nr)).sum::<usize>() * k
+}
+
+/// Where the packed `kc` slab at depth `pc` of the `nc` block at column `jc` starts.
+pub(super) fn packed_b_offset(k: usize, jc: usize, pc: usize, nc: usize, nc_max: usize, nr: usize) -> usize {
+    (jc / nc_max) * nc_max.next_multiple_of(nr) * k + nc.next_multiple_of(nr) * pc
+}
+
+/// Pack all of B (`k × n`, strided) once, for [`sgemm_packed_b`] with the same blocking:
+/// every `nc` block, every `kc` slab, in the panel order the microkernel reads. Constant
+/// right-hand operands (channels-last convolution weights) are packed at compile time.
+///
+/// # Safety
+/// B must be valid for `p < k, j < n`; `out` must hold [`packed_b_len`] floats.
+pub unsafe fn pack_b_all(k: usize, n: usize, b: *const f32, rsb: isize, csb: isize, blk: Blocking, out: &mut [f32]) {
+    // SAFETY: the caller upholds the contract in `# Safety` above.
+    unsafe {
+        let (mr, nr) = (kernel().mr, kernel().nr);
+        let blk = blk.sanitized(mr);
+        for jc in (0..n).step_by(blk.nc) {
+            let nc = blk.nc.min(n - jc);
+            for pc in (0..k).step_by(blk.kc) {
+                let kc = blk.kc.min(k - pc);
+                let at = packed_b_offset(k, jc, pc, nc, blk.nc, nr);
+                pack_b(nr, kc, nc, b.offset(pc as isize * rsb + jc as isize * csb), rsb, csb, &mut out[at..]);
+            }
+        }
+    }
+}
+
+/// Rows of A once every `mc` block is padded to whole `MR` panels.
+pub(super) fn padded_rows(m: usize, mr: usize, blk: Blocking) -> usize {
+    (0..m).step_by(blk.mc).map(|ic| blk.mc.min(m - ic).next_multiple_of(mr)).sum()
+}
+
+/// Floats [`pack_a_all`] writes for an `m × k` matrix.
+pub fn packed_a_len(m: usize, k: usize, blk: Blocking) -> usize {
+    let mr = kernel().mr;
+    padded_rows(m, mr, blk.sanitized(mr)) * k
+}
+
+/// Pack all of A (`m × k`, strided) once, for [`sgemm_packed_a`] with the same blocking:
+/// every `kc` slab, every `mc` block, in the panel order the microkernel reads. Constant
+/// operands (weights) are packed at compile time this way instead of on every call.
+///
+/// # Safety
+/// A must be valid for `i < m, p < k`; `out` must hold [`packed_a_len`] floats.
+pub unsafe fn pack_a_all(m: usize, k: usize, a: *const f32, rsa: isize, csa: isize, blk: Blocking, out: &mut [f32]) {
+    // SAFETY: the caller upholds the contract in `# Safety` above.
+    unsafe {
+        let mr = kernel().mr;
+        let blk = blk.sanitized(mr);
+        let rows = padded_rows(m, mr, blk);
+        for pc in (0..k).step_by(blk.kc) {
+            let kc = blk.kc.min(k - pc);
+            for ic in (0..m).step_by(blk.mc) {
+                let mc = blk.mc.min(m - ic);
+                let at = rows * pc + ic * kc;
+                pack_a(mr, mc, kc, a.offset(ic as isize * rsa + pc as isize * csa), rsa, csa, &mut out[at..]);
+            }
+        }
+    }
+}
+

@@ -1,0 +1,165 @@
+//! The GEMM against a naive product, the entry points against the safe API.
+use super::*;
+use super::pack::*;
+
+fn naive(m: usize, n: usize, k: usize, a: &[f32], b: &[f32]) -> Vec<f32> {
+    let mut c = vec![0.0; m * n];
+    for i in 0..m {
+        for j in 0..n {
+            c[i * n + j] = (0..k).map(|p| a[i * k + p] as f64 * b[p * n + j] as f64).sum::<f64>() as f32;
+        }
+    }
+    c
+}
+
+/// The patch matrix written out, the reference for gathering while packing: row
+/// `oy·ow + ox`, column `(ky·kw + kx)·c + ch`.
+#[allow(clippy::too_many_arguments)]
+fn im2col_nhwc(input: &[f32], c: i64, h: i64, w: i64, kh: i64, kw: i64, sh: i64, sw: i64, dh: i64, dw: i64, pt: i64, pl: i64, oh: i64, ow: i64) -> Vec<f32> {
+    let mut col = Vec::new();
+    for oy in 0..oh {
+        for ox in 0..ow {
+            for ky in 0..kh {
+                for kx in 0..kw {
+                    let (iy, ix) = (oy * sh + ky * dh - pt, ox * sw + kx * dw - pl);
+                    for ch in 0..c {
+                        let inside = iy >= 0 && iy < h && ix >= 0 && ix < w;
+                        col.push(if inside { input[((iy * w + ix) * c + ch) as usize] } else { 0.0 });
+                    }
+                }
+            }
+        }
+    }
+    col
+}
+
+/// `nnc_gemm` through its call descriptor: A and B as `(pointer, row stride, column stride,
+/// packed)`.
+#[allow(clippy::too_many_arguments)]
+fn entry_gemm(m: usize, n: usize, k: usize, a: (*const f32, i64, i64, bool), b: (*const f32, i64, i64, bool), c: &mut [f32], threads: i64, blk: Blocking, bias: *const f32, bias_per_row: bool, residual: *const f32, act: Activation) {
+    let call = GemmCall {
+        m: m as i64,
+        n: n as i64,
+        k: k as i64,
+        a: a.0,
+        rsa: a.1,
+        csa: a.2,
+        a_packed: a.3 as i64,
+        b: b.0,
+        rsb: b.1,
+        csb: b.2,
+        b_packed: b.3 as i64,
+        c: c.as_mut_ptr(),
+        rsc: n as i64,
+        csc: 1,
+        accumulate: 0,
+        threads,
+        kc: blk.kc as i64,
+        mc: blk.mc as i64,
+        nc: blk.nc as i64,
+        bias,
+        bias_per_row: bias_per_row as i64,
+        residual,
+        act: act.code(),
+    };
+    // SAFETY: the operands are the test's own buffers, of the sizes the descriptor names.
+    unsafe { nnc_gemm(&call) }
+}
+
+#[test]
+fn patches_gathered_while_packing_match_im2col() {
+    // 5 channels, 20×18, 3×3 window, stride 2, dilation 1 and 2,
+    // padding 1; 2 threads split the pixels.
+    for (dh, dw) in [(1, 1), (2, 2)] {
+        let (c, h, w, kh, kw, sh, sw, pt, pl) = (5i64, 20i64, 18i64, 3i64, 3i64, 2i64, 1i64, 1i64, 2i64);
+        let oh = (h + 2 * pt - dh * (kh - 1) - 1) / sh + 1;
+        let ow = (w + 2 * pl - dw * (kw - 1) - 1) / sw + 1;
+        let (m, k, n) = ((oh * ow) as usize, (kh * kw * c) as usize, 300usize);
+        let input: Vec<f32> = (0..h * w * c).map(|i| ((i * 7 % 11) as f32 - 5.0) / 3.0).collect();
+        let b: Vec<f32> = (0..k * n).map(|i| ((i * 5 % 13) as f32 - 6.0) / 7.0).collect();
+        let blk = Blocking { kc: 16, mc: 8, nc: 64 };
+        let mut packed_b = vec![0.0f32; packed_b_len(k, n, blk)];
+        unsafe { pack_b_all(k, n, b.as_ptr(), n as isize, 1, blk, &mut packed_b) };
+        let col = im2col_nhwc(&input, c, h, w, kh, kw, sh, sw, dh, dw, pt, pl, oh, ow);
+        let mut want = vec![0.0f32; m * n];
+        unsafe { sgemm_packed_b(m, n, k, col.as_ptr(), k as isize, 1, packed_b.as_ptr(), want.as_mut_ptr(), n as isize, 1, false, blk) };
+        for threads in [1, 2] {
+            let mut got = vec![0.0f32; m * n];
+            let call = ConvNhwcCall { m: m as i64, n: n as i64, input: input.as_ptr(), c, h, w, kh, kw, sh, sw, dh, dw, pt, pl, ow, b: packed_b.as_ptr(), out: got.as_mut_ptr(), rsc: n as i64, csc: 1, threads, kc: 16, mc: 8, nc: 64, bias: std::ptr::null(), bias_per_row: 0, residual: std::ptr::null(), act: 0 };
+            // SAFETY: the test's own buffers, of the sizes the descriptor names.
+            unsafe { nnc_gemm_conv_nhwc(&call) };
+            assert_eq!(got, want, "dilation {dh}, {threads} threads");
+        }
+    }
+}
+
+#[test]
+fn matches_naive_product_on_awkward_sizes() {
+    // Small blocks cut every product into several slabs and blocks; large ones do not.
+    for blk in [Blocking { kc: 64, mc: 20, nc: 96 }, Blocking { kc: 256, mc: 1792, nc: 4096 }] {
+        for &(m, n, k) in &[(1, 1, 1), (7, 33, 5), (17, 65, 300), (100, 10, 513), (1, 1000, 64), (64, 1, 64), (300, 160, 50)] {
+            let a: Vec<f32> = (0..m * k).map(|i| ((i * 7 % 13) as f32 - 6.0) / 7.0).collect();
+            let b: Vec<f32> = (0..k * n).map(|i| ((i * 5 % 11) as f32 - 5.0) / 5.0).collect();
+            let want = naive(m, n, k, &a, &b);
+            let mut c = vec![1.0f32; m * n];
+            unsafe { sgemm(m, n, k, a.as_ptr(), k as isize, 1, b.as_ptr(), n as isize, 1, c.as_mut_ptr(), n as isize, 1, false, blk) };
+            for (x, y) in c.iter().zip(&want) {
+                assert!((x - y).abs() <= 1e-4 * (1.0 + y.abs()), "{m}x{n}x{k} {blk:?}: {x} vs {y}");
+            }
+            // Accumulating adds to C; a transposed view of B (column stride n → 1) works too.
+            let mut bt = vec![0.0f32; k * n];
+            for p in 0..k {
+                for j in 0..n {
+                    bt[j * k + p] = b[p * n + j];
+                }
+            }
+            let mut c2 = vec![1.0f32; m * n];
+            unsafe { sgemm(m, n, k, a.as_ptr(), k as isize, 1, bt.as_ptr(), 1, k as isize, c2.as_mut_ptr(), n as isize, 1, true, blk) };
+            for (x, y) in c2.iter().zip(&want) {
+                assert!((x - (y + 1.0)).abs() <= 1e-4 * (2.0 + y.abs()), "{m}x{n}x{k} accumulate: {x} vs {}", y + 1.0);
+            }
+            // A packed once ahead of time gives the same product.
+            let mut packed = vec![0.0f32; packed_a_len(m, k, blk)];
+            unsafe { pack_a_all(m, k, a.as_ptr(), k as isize, 1, blk, &mut packed) };
+            let mut c3 = vec![0.0f32; m * n];
+            unsafe { sgemm_packed_a(m, n, k, packed.as_ptr(), b.as_ptr(), n as isize, 1, c3.as_mut_ptr(), n as isize, 1, false, blk) };
+            assert_eq!(c3, c, "{m}x{n}x{k} packed A");
+            // Two threads give the very same bits.
+            let mut c4 = vec![0.0f32; m * n];
+            let null = std::ptr::null();
+            entry_gemm(m, n, k, (a.as_ptr(), k as i64, 1, false), (b.as_ptr(), n as i64, 1, false), &mut c4, 2, blk, null, false, null, Activation::None);
+            assert_eq!(c4, c, "{m}x{n}x{k} two threads");
+            // So does B packed ahead of time, on one thread or two (split by rows).
+            let mut packed_b = vec![0.0f32; packed_b_len(k, n, blk)];
+            unsafe { pack_b_all(k, n, b.as_ptr(), n as isize, 1, blk, &mut packed_b) };
+            let mut c5 = vec![0.0f32; m * n];
+            unsafe { sgemm_packed_b(m, n, k, a.as_ptr(), k as isize, 1, packed_b.as_ptr(), c5.as_mut_ptr(), n as isize, 1, false, blk) };
+            assert_eq!(c5, c, "{m}x{n}x{k} packed B");
+            let mut c6 = vec![0.0f32; m * n];
+            entry_gemm(m, n, k, (a.as_ptr(), k as i64, 1, false), (packed_b.as_ptr(), 0, 0, true), &mut c6, 2, blk, null, false, null, Activation::None);
+            assert_eq!(c6, c, "{m}x{n}x{k} packed B, two threads");
+            // The epilogue: bias per row or column, residual, activation, on both
+            // splits of the work; exactly what applying them to C afterwards gives.
+            let bias: Vec<f32> = (0..m.max(n)).map(|i| (i % 7) as f32 - 3.0).collect();
+            let residual: Vec<f32> = (0..m * n).map(|i| (i % 5) as f32 * 0.5 - 1.0).collect();
+            for (per_row, act) in [(true, Activation::Relu6), (false, Activation::Relu)] {
+                let want: Vec<f32> = (0..m * n)
+                    .map(|idx| {
+                        let v = c[idx] + bias[if per_row { idx / n } else { idx % n }] + residual[idx];
+                        match act {
+                            Activation::Relu6 => v.clamp(0.0, 6.0),
+                            _ => v.max(0.0),
+                        }
+                    })
+                    .collect();
+                let (bp, rp) = (bias.as_ptr(), residual.as_ptr());
+                let mut c7 = vec![0.0f32; m * n];
+                entry_gemm(m, n, k, (a.as_ptr(), k as i64, 1, false), (b.as_ptr(), n as i64, 1, false), &mut c7, 2, blk, bp, per_row, rp, act);
+                assert_eq!(c7, want, "{m}x{n}x{k} epilogue by columns");
+                let mut c8 = vec![0.0f32; m * n];
+                entry_gemm(m, n, k, (a.as_ptr(), k as i64, 1, false), (packed_b.as_ptr(), 0, 0, true), &mut c8, 2, blk, bp, per_row, rp, act);
+                assert_eq!(c8, want, "{m}x{n}x{k} epilogue by rows");
+            }
+        }
+    }
+}
