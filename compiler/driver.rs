@@ -1,5 +1,8 @@
-//! The front-end pipeline in one place: source text → AST → typed graph, with diagnostics.
-//! The CLI, the tests and embedding applications all go through here.
+//! The pipeline in one place, as stages: source text → AST → typed graph ([`build_graph`],
+//! or [`parse`] and [`elaborate`] when the caller needs the AST in between), weights bound
+//! ([`bind`]), passes run ([`optimize`]), native code ([`compile`], every stage at once).
+//! The CLI, the tests and embedding applications all go through here; none of them strings
+//! the compiler's modules together itself.
 
 use crate::diagnostics::Diagnostic;
 use crate::elaborate::{self, DimBindings};
@@ -65,8 +68,47 @@ pub fn check_memory_budget(graph: &Graph) -> Result<(), Diagnostic> {
 /// Parse and elaborate the selected model.
 pub fn build_graph(src: &Source, model: Option<&str>, dims: &DimBindings) -> Result<Graph, Vec<Diagnostic>> {
     let file = parse(src)?;
-    let m = elaborate::select_model(&file, model).map_err(|d| vec![d])?;
-    elaborate::elaborate(&file, m, dims)
+    elaborate(&file, model, dims)
+}
+
+/// Elaborate the model `model` (or the only one) of a parsed file.
+pub fn elaborate(file: &ast::File, model: Option<&str>, dims: &DimBindings) -> Result<Graph, Vec<Diagnostic>> {
+    let m = elaborate::select_model(file, model).map_err(|d| vec![d])?;
+    elaborate::elaborate(file, m, dims)
+}
+
+/// Where a model's weights come from.
+pub enum Weights<'a> {
+    /// A safetensors file.
+    File(&'a Path),
+    /// Tensors already read.
+    Tensors(nnc_runtime::weights::WeightsFile),
+    /// Deterministic synthetic weights (`--random-weights SEED`).
+    Random(u64),
+}
+
+/// Bind a model's parameters, after checking it fits the memory budget (weights are drawn or
+/// loaded only then). Returns the warnings (unused tensors in a file).
+pub fn bind(graph: &mut Graph, weights: Weights) -> Result<Vec<Diagnostic>, Vec<Diagnostic>> {
+    check_memory_budget(graph).map_err(|d| vec![d])?;
+    match weights {
+        Weights::File(path) => {
+            let tensors = nnc_runtime::weights::read_safetensors(path).map_err(|e| vec![Diagnostic::error(e.to_string())])?;
+            crate::weights::bind_weights(graph, tensors, &path.display().to_string())
+        }
+        Weights::Tensors(tensors) => crate::weights::bind_weights(graph, tensors, "weights"),
+        Weights::Random(seed) => {
+            let tensors = crate::weights::random_weights(graph, seed);
+            crate::weights::bind_weights(graph, tensors, "random weights")
+        }
+    }
+}
+
+/// Run the passes enabled at `opt_level` for where the graph is going (`cx`); `after_pass`
+/// sees the graph after each one (the `--dump-after` hook). The verifier runs after every
+/// pass in debug builds.
+pub fn optimize(graph: &mut Graph, opt_level: u8, cx: &crate::passes::PassContext, after_pass: &mut dyn FnMut(&str, &Graph)) -> Result<(), crate::passes::PassError> {
+    crate::passes::optimize_with(graph, opt_level, cx, cfg!(debug_assertions), after_pass)
 }
 
 /// Everything [`compile`] needs besides the source and the weights.
@@ -103,12 +145,9 @@ pub enum Error {
 /// JIT-compile. The result runs many times, from any thread.
 pub fn compile(src: &Source, weights: nnc_runtime::weights::WeightsFile, options: &CompileOptions) -> Result<crate::jit::Executable, Error> {
     let render = |d: &[Diagnostic]| crate::diagnostics::render(d, &src.name, &src.text, false);
-    let file = parse(src).map_err(|d| Error::Diagnostics(render(&d)))?;
-    let model = elaborate::select_model(&file, options.model.as_deref()).map_err(|d| Error::Diagnostics(render(&[d])))?;
-    let mut graph = elaborate::elaborate(&file, model, &options.dims).map_err(|d| Error::Diagnostics(render(&d)))?;
-    check_memory_budget(&graph).map_err(|d| Error::Diagnostics(render(&[d])))?;
-    crate::weights::bind_weights(&mut graph, weights, "weights").map_err(|d| Error::Diagnostics(render(&d)))?;
+    let mut graph = build_graph(src, options.model.as_deref(), &options.dims).map_err(|d| Error::Diagnostics(render(&d)))?;
+    bind(&mut graph, Weights::Tensors(weights)).map_err(|d| Error::Diagnostics(render(&d)))?;
     let target = crate::target::CpuTarget::host(options.jit.ukernels);
-    crate::passes::optimize(&mut graph, options.opt_level, Some(&target), cfg!(debug_assertions), &mut |_, _| {})?;
+    optimize(&mut graph, options.opt_level, &crate::passes::PassContext { cpu: Some(&target), quantize: None }, &mut |_, _| {})?;
     Ok(crate::jit::compile(&graph, &options.jit)?)
 }

@@ -1,0 +1,64 @@
+//! `nnc compile`: every `--emit` form.
+
+use super::args::{self, Emit, Target, WeightArgs};
+use super::pipeline::{accel_config, accel_program, bind_params, graph_for, jit_options, load, optimize};
+use super::{not_available, write_output, CmdResult, Session};
+use crate::accel;
+use crate::diagnostics::Diagnostic;
+use crate::elaborate::DimBindings;
+use crate::ir::print;
+use crate::jit;
+use crate::target::CpuTarget;
+
+pub(super) fn compile(session: &mut Session, a: &args::CompileArgs) -> CmdResult {
+    let for_accel = a.opt.target == Target::Accel || a.emit == Emit::Isa;
+    if for_accel && matches!(a.emit, Emit::Clif | Emit::Asm) {
+        return Err(Diagnostic::error(format!("--emit {} lists CPU code; the accelerator's program is `--emit isa`", if a.emit == Emit::Clif { "clif" } else { "asm" })).into());
+    }
+    let text = match a.emit {
+        Emit::Obj => return Err(not_available("`--emit obj`", "ahead-of-time object files (the JIT compiles in memory)")),
+        Emit::Clif | Emit::Asm => {
+            let mut graph = graph_for(session, &a.common, &DimBindings::new())?;
+            // Weights are baked into the code; without a file, listings use random ones.
+            let w = WeightArgs { weights: a.weights.weights.clone(), random_weights: a.weights.random_weights.or(Some(0)) };
+            bind_params(session, &mut graph, &w, false)?;
+            optimize(session, &mut graph, &a.opt, Some(&CpuTarget::host(a.opt.ukernels == args::OnOff::On)))?;
+            let mut listing = jit::Listing { clif: a.emit == Emit::Clif, asm: a.emit == Emit::Asm, text: String::new() };
+            jit::compile_with_listing(&graph, &jit_options(&a.opt), &mut listing).map_err(|e| Diagnostic::error(e.to_string()))?;
+            listing.text
+        }
+        Emit::Isa => {
+            let config = accel_config(&a.accel)?;
+            let mut graph = graph_for(session, &a.common, &DimBindings::new())?;
+            let w = WeightArgs { weights: a.weights.weights.clone(), random_weights: a.weights.random_weights.or(Some(0)) };
+            bind_params(session, &mut graph, &w, false)?;
+            optimize(session, &mut graph, &a.opt, None)?;
+            let program = accel_program(&graph, &config)?;
+            if let Some(out) = &a.output {
+                if out.extension().is_some_and(|e| e == "bin") {
+                    return std::fs::write(out, accel::report::binary(&program)).map_err(|e| Diagnostic::error(format!("cannot write {}: {e}", out.display())).into());
+                }
+            }
+            accel::report::listing(&program)
+        }
+        Emit::Ast => {
+            let file = load(session, &a.common)?;
+            format!("{file:#?}\n")
+        }
+        Emit::IrRaw => print::print_graph(&graph_for(session, &a.common, &DimBindings::new())?),
+        Emit::Ir | Emit::Dot => {
+            let mut graph = graph_for(session, &a.common, &DimBindings::new())?;
+            if a.weights.weights.is_some() || a.weights.random_weights.is_some() {
+                }
+            bind_params(session, &mut graph, &a.weights, false)?;
+            let cpu = (!for_accel).then(|| CpuTarget::host(a.opt.ukernels == args::OnOff::On));
+            optimize(session, &mut graph, &a.opt, cpu.as_ref())?;
+            if a.emit == Emit::Ir {
+                print::print_graph(&graph)
+            } else {
+                print::print_dot(&graph)
+            }
+        }
+    };
+    write_output(a.output.as_deref(), &text)
+}

@@ -1,0 +1,192 @@
+//! The compiler's stages as the commands run them, through `driver`: reading and elaborating
+//! the source, binding weights, calibrating and optimizing (with `--dump-after`), and the
+//! accelerator configuration from the flags.
+
+use super::args::{self, AccelArgs, CommonArgs, OptimizeArgs, WeightArgs};
+use super::inputs::random_tensors;
+use super::{CmdResult, Failure, Session};
+use crate::accel;
+use crate::diagnostics::Diagnostic;
+use crate::driver::{self, Source};
+use crate::elaborate::DimBindings;
+use crate::ir::{print, Graph};
+use crate::syntax::ast;
+use crate::target::CpuTarget;
+use crate::{jit, passes};
+use nnc_runtime::npy::read_npy;
+use nnc_runtime::Tensor;
+use std::path::Path;
+
+pub(super) fn load(session: &mut Session, common: &CommonArgs) -> Result<ast::File, Failure> {
+    let src = Source::read(&common.file)?;
+    session.source = Some(src);
+    let src = session.source.as_ref().expect("just set");
+    Ok(driver::parse(src)?)
+}
+
+pub(super) fn dims_from_flags(common: &CommonArgs) -> Result<DimBindings, Failure> {
+    let mut dims = DimBindings::new();
+    for (name, size) in &common.dims {
+        if let Some(prev) = dims.insert(name.clone(), *size) {
+            if prev != *size {
+                return Err(Diagnostic::error(format!("--dim {name} is given twice, as {prev} and {size}")).into());
+            }
+        }
+    }
+    Ok(dims)
+}
+
+/// Parse, select and elaborate, with dims from the flags plus `extra`.
+pub(super) fn graph_for(session: &mut Session, common: &CommonArgs, extra: &DimBindings) -> Result<Graph, Failure> {
+    let file = load(session, common)?;
+    let mut dims = dims_from_flags(common)?;
+    dims.extend(extra.iter().map(|(k, v)| (k.clone(), *v)));
+    Ok(driver::elaborate(&file, common.model.as_deref(), &dims)?)
+}
+
+/// How many calibration runs at most: enough for stable ranges, bounded in time.
+pub(super) const MAX_CALIBRATION_RUNS: usize = 256;
+
+/// Runs on seeded random inputs when no `--calibrate` file is given.
+pub(super) const RANDOM_CALIBRATION_RUNS: u64 = 4;
+
+/// The calibration set for `--quantize int8`: `--calibrate` files split along axis 0 into
+/// runs of the model's input shape, or seeded random inputs (said on stderr).
+pub(super) fn calibration(session: &Session, graph: &Graph, opt: &OptimizeArgs) -> Result<Option<passes::Calibration>, Failure> {
+    if opt.quantize.is_none() {
+        if !opt.calibrate.is_empty() {
+            return Err(Diagnostic::error("--calibrate gives data for quantization, but --quantize is not set").with_help("add `--quantize int8`").into());
+        }
+        return Ok(None);
+    }
+    if !graph.param_names().is_empty() {
+        return Err(Diagnostic::error("--quantize int8 quantizes the weights, but none are loaded")
+            .with_help("pass `--weights FILE.safetensors`, or `--random-weights SEED`")
+            .into());
+    }
+    if let Some(&i) = graph.inputs.iter().find(|&&i| graph.node(i).ty.dtype != nnc_runtime::DType::F32) {
+        let n = graph.node(i);
+        return Err(Diagnostic::error(format!("input `{}` is declared {}; --quantize int8 calibrates f32 inputs only", n.name, n.ty.dtype)).with_help("declare it f32").into());
+    }
+    let names: Vec<String> = graph.inputs.iter().map(|&i| graph.node(i).name.clone()).collect();
+    if opt.calibrate.is_empty() {
+        session.emit(&[Diagnostic::warning(format!("no --calibrate data: int8 activation ranges come from {RANDOM_CALIBRATION_RUNS} runs on seeded uniform [-1, 1) inputs"))
+            .with_help("pass `--calibrate NAME=FILE.npy` with representative inputs for accurate scales")]);
+        let runs = (0..RANDOM_CALIBRATION_RUNS).map(|seed| random_tensors(graph, 1_000 + seed)).collect();
+        return Ok(Some(passes::Calibration { runs }));
+    }
+    let mut per_input: Vec<Option<Vec<Tensor>>> = vec![None; names.len()];
+    for (name, file) in &opt.calibrate {
+        let Some(k) = names.iter().position(|n| n == name) else {
+            return Err(Diagnostic::error(format!("--calibrate names `{name}`, but model `{}` has no such input", graph.name)).with_note(format!("its inputs are {}", names.join(", "))).into());
+        };
+        if per_input[k].is_some() {
+            return Err(Diagnostic::error(format!("--calibrate `{name}` is given twice")).into());
+        }
+        let arr = read_npy(Path::new(file)).map_err(|e| Diagnostic::error(e.to_string()))?;
+        let ty = &graph.node(graph.inputs[k]).ty;
+        let shape = arr.tensor.shape();
+        let batch = ty.shape.first().copied().unwrap_or(1);
+        if ty.rank() == 0 || shape.len() != ty.rank() || shape[1..] != ty.shape[1..] || shape[0] % batch != 0 || shape[0] == 0 {
+            return Err(Diagnostic::error(format!(
+                "{file} has shape {}, but calibration data for `{name}` must stack inputs of shape {} on axis 0",
+                crate::ir::ShapeDisplay(shape),
+                crate::ir::ShapeDisplay(&ty.shape)
+            ))
+            .into());
+        }
+        let data = arr.tensor.to_f32_vec();
+        let chunk = ty.numel();
+        let runs = (data.len() / chunk).min(MAX_CALIBRATION_RUNS);
+        per_input[k] = Some((0..runs).map(|r| Tensor::f32(ty.shape.clone(), data[r * chunk..][..chunk].to_vec())).collect());
+    }
+    let missing: Vec<&str> = names.iter().zip(&per_input).filter(|(_, v)| v.is_none()).map(|(n, _)| n.as_str()).collect();
+    if !missing.is_empty() {
+        return Err(Diagnostic::error(format!("--calibrate gives no data for input{} {}", if missing.len() == 1 { "" } else { "s" }, missing.join(", "))).into());
+    }
+    let sets: Vec<Vec<Tensor>> = per_input.into_iter().map(|v| v.expect("checked above")).collect();
+    let runs = sets.iter().map(|s| s.len()).min().unwrap_or(0);
+    Ok(Some(passes::Calibration { runs: (0..runs).map(|r| sets.iter().map(|s| s[r].clone()).collect()).collect() }))
+}
+
+/// Bind parameters from `--weights` or `--random-weights`; a model with parameters needs one.
+pub(super) fn bind_params(session: &Session, graph: &mut Graph, w: &WeightArgs, required: bool) -> CmdResult {
+    if let Some(path) = &w.weights {
+        let warnings = driver::bind(graph, driver::Weights::File(path))?;
+        session.emit(&warnings);
+    } else if let Some(seed) = w.random_weights {
+        driver::bind(graph, driver::Weights::Random(seed))?;
+    } else if required {
+        let n = graph.param_names().len();
+        if n > 0 {
+            return Err(Diagnostic::error(format!("model `{}` has {n} parameters but no weights were given", graph.name))
+                .with_help("pass `--weights FILE.safetensors`, or `--random-weights SEED` for synthetic ones")
+                .into());
+        }
+    }
+    Ok(())
+}
+
+/// Run the pass pipeline; `target` is the CPU the JIT compiles for (`None` for the
+/// interpreter, which needs no layouts or tiles).
+pub(super) fn optimize(session: &Session, graph: &mut Graph, opt: &OptimizeArgs, target: Option<&CpuTarget>) -> CmdResult {
+    let calibration = calibration(session, graph, opt)?;
+    let dump = opt.dump_after.as_deref();
+    if let Some(pass) = dump.filter(|p| *p != "all") {
+        let entry = passes::PIPELINE.iter().find(|p| p.name == pass);
+        let level = entry.map_or(0, |p| p.min_opt_level);
+        if opt.opt_level < level {
+            eprintln!("warning: pass `{pass}` runs from -O{level}; at -O{} it does not run, so nothing is dumped", opt.opt_level);
+        } else if target.is_none() && entry.is_some_and(|p| matches!(p.run, passes::PassFn::Cpu(_))) {
+            eprintln!("warning: pass `{pass}` decides for the JIT and does not run for the interpreter or the accelerator, so nothing is dumped");
+        } else if opt.quantize.is_none() && entry.is_some_and(|p| matches!(p.run, passes::PassFn::Quantize(_))) {
+            eprintln!("warning: pass `{pass}` runs only with --quantize int8, so nothing is dumped");
+        }
+    }
+    let mut hook = |name: &str, g: &Graph| {
+        if dump == Some("all") || dump == Some(name) {
+            eprint!("// ----- IR after {name} -----\n{}", print::print_graph(g));
+        }
+    };
+    // The CPU passes decide layouts and tiles for the JIT, which runs float graphs only.
+    let target = if calibration.is_some() { None } else { target };
+    let cx = passes::PassContext { cpu: target, quantize: calibration.as_ref() };
+    driver::optimize(graph, opt.opt_level, &cx, &mut hook).map_err(|e| Diagnostic::error(e.to_string()))?;
+    Ok(())
+}
+
+pub(super) fn jit_options(opt: &OptimizeArgs) -> jit::JitOptions {
+    jit::JitOptions { ukernels: opt.ukernels == args::OnOff::On, threads: opt.threads.unwrap_or(1) as usize }
+}
+
+/// The accelerator configuration from the flags: a preset or file (default `edge`), then
+/// `--set`, `--array`, `--dataflow` and `--memory`, validated.
+pub(super) fn accel_config(a: &AccelArgs) -> Result<accel::AccelConfig, Failure> {
+    let mut config = accel::AccelConfig::load(a.config.as_deref().unwrap_or("edge")).map_err(Diagnostic::error)?;
+    for (k, v) in &a.set {
+        config.set(k, v).map_err(|e| Diagnostic::error(format!("--set {k}={v}: {e}")))?;
+    }
+    if let Some((r, c)) = a.array {
+        config.rows = r;
+        config.cols = c;
+    }
+    if let Some(d) = a.dataflow {
+        config.dataflow = match d {
+            args::Dataflow::Ws => accel::config::Dataflow::Ws,
+            args::Dataflow::Os => accel::config::Dataflow::Os,
+        };
+    }
+    if let Some(m) = a.memory {
+        config.memory = match m {
+            args::Memory::Ideal => accel::config::MemoryModel::Ideal,
+            args::Memory::Modeled => accel::config::MemoryModel::Modeled,
+        };
+    }
+    config.validate().map_err(|e| Diagnostic::error(format!("invalid accelerator configuration: {e}")))?;
+    Ok(config)
+}
+
+/// Lower an optimized graph for the accelerator.
+pub(super) fn accel_program(graph: &Graph, config: &accel::AccelConfig) -> Result<accel::Program, Failure> {
+    accel::lower(graph, config).map_err(|e| Diagnostic::error(e.to_string()).into())
+}

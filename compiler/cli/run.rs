@@ -1,0 +1,87 @@
+//! `nnc run`: the JIT (the default), the interpreter or the accelerator, with `--bench` and
+//! `--profile`.
+
+use super::args::{self, Backend, Target};
+use super::inputs::{emit_outputs, prepare};
+use super::pipeline::{accel_config, accel_program, jit_options, optimize};
+use super::{fmt_time, CmdResult, Failure, Session};
+use crate::accel;
+use crate::diagnostics::Diagnostic;
+use crate::target::CpuTarget;
+use crate::{interp, jit, summary};
+use std::time::Instant;
+
+pub(super) fn run(session: &mut Session, a: &args::RunArgs) -> CmdResult {
+    if a.opt.target == Target::Accel && a.backend != Backend::Accel {
+        return Err(Diagnostic::error("--target accel compiles for the accelerator; run it with `--backend accel` (or `nnc sim` for its report)").into());
+    }
+    if a.opt.quantize.is_some() && a.backend == Backend::Jit {
+        return Err(Diagnostic::error("the JIT runs float models only; int8 graphs run on `--backend interp` (the reference) or `--backend accel`").with_note("int8 on the CPU is planned work").into());
+    }
+    if a.backend == Backend::Accel {
+        if a.bench.is_some() || a.profile {
+            return Err(Diagnostic::error("--bench and --profile time the CPU backends; `nnc sim` reports the accelerator's time").into());
+        }
+        let config = accel_config(&a.accel)?;
+        let (mut graph, inputs) = prepare(session, &a.common, &a.io, &a.weights, false)?;
+        optimize(session, &mut graph, &a.opt, None)?;
+        let program = accel_program(&graph, &config)?;
+        let outcome = accel::run(&program, &inputs).map_err(|e| Diagnostic::error(e.to_string()))?;
+        return emit_outputs(&graph, &outcome.outputs, a.io.output_dir.as_deref());
+    }
+    if a.opt.threads.is_some_and(|t| t > 1) && a.backend != Backend::Jit {
+        session.emit(&[Diagnostic::warning("--threads splits the JIT's kernels; the interpreter runs on one thread")]);
+    }
+    let (mut graph, inputs) = prepare(session, &a.common, &a.io, &a.weights, false)?;
+    let target = (a.backend == Backend::Jit).then(|| CpuTarget::host(a.opt.ukernels == args::OnOff::On));
+    optimize(session, &mut graph, &a.opt, target.as_ref())?;
+    let backend = if a.backend == Backend::Jit { "jit" } else { "interp" };
+    let compile_start = Instant::now();
+    let exe = match a.backend {
+        Backend::Jit => Some(jit::compile(&graph, &jit_options(&a.opt)).map_err(|e| Diagnostic::error(e.to_string()))?),
+        Backend::Interp | Backend::Accel => None,
+    };
+    let compile_time = compile_start.elapsed().as_secs_f64();
+    let mut ws = exe.as_ref().map(|e| e.workspace());
+    let mut run_once = || match (&exe, &mut ws) {
+        (Some(exe), Some(ws)) => exe.run(ws, &inputs).map_err(|e| Failure::from(Diagnostic::error(e.to_string()))),
+        _ => interp::run(&graph, &inputs).map_err(|e| Failure::from(Diagnostic::error(e.to_string()))),
+    };
+    let outputs = run_once()?;
+
+    if let Some(n) = a.bench {
+        let mut times = Vec::new();
+        for _ in 0..n {
+            let start = Instant::now();
+            run_once()?;
+            times.push(start.elapsed().as_secs_f64());
+        }
+        times.sort_by(f64::total_cmp);
+        let median = times[times.len() / 2];
+        println!(
+            "bench: {n} runs after 1 warm-up: median {} (min {}, max {}), backend {backend}",
+            fmt_time(median),
+            fmt_time(times[0]),
+            fmt_time(times[times.len() - 1])
+        );
+        if let Some(exe) = &exe {
+            println!("jit: compiled in {}, arena {} (liveness lower bound {})", fmt_time(compile_time), summary::human_bytes(exe.arena_bytes() as u64), summary::human_bytes(exe.arena_lower_bound_bytes() as u64));
+        }
+    }
+    drop(run_once);
+    if a.profile {
+        let (Some(exe), Some(ws)) = (&exe, &mut ws) else {
+            return Err(Diagnostic::error("--profile times the JIT's kernels; it needs --backend jit").into());
+        };
+        let (_, mut profile) = exe.run_profiled(ws, &inputs).map_err(|e| Diagnostic::error(e.to_string()))?;
+        let total: f64 = profile.iter().map(|p| p.2).sum();
+        profile.sort_by(|a, b| b.2.total_cmp(&a.2));
+        let width = profile.iter().map(|p| p.0.len()).max().unwrap_or(4).max(4);
+        println!("{:<width$}  {:<16}  {:>10}  {:>6}", "node", "op", "time", "share");
+        for (name, op, t) in &profile {
+            println!("{name:<width$}  {op:<16}  {:>10}  {:>5.1}%", fmt_time(*t), 100.0 * t / total);
+        }
+        println!("{:<width$}  {:<16}  {:>10}", "total", "", fmt_time(total));
+    }
+    emit_outputs(&graph, &outputs, a.io.output_dir.as_deref())
+}
