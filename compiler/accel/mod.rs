@@ -5,10 +5,13 @@
 pub mod config;
 pub mod isa;
 pub mod lower;
+pub mod program;
 pub mod machine;
+pub mod timing;
 pub mod report;
 pub mod tiling;
 
 pub use config::AccelConfig;
-pub use lower::{lower, Program};
+pub use lower::lower;
+pub use program::Program;
 pub use machine::{run, Outcome};

@@ -1,7 +1,7 @@
 //! What `nnc sim` prints: the JSON report of SPEC §4, the readable per-layer table and the
 //! Chrome/Perfetto trace of the three queues.
 
-use super::lower::{Program, Unit};
+use super::program::{Program, Unit};
 use super::machine::Outcome;
 use serde_json::{json, Value};
 
@@ -193,10 +193,10 @@ pub fn listing(p: &Program) -> String {
     }
     for (i, a) in p.acts.iter().enumerate() {
         let kind = match &a.kind {
-            super::lower::ActKind::Float(act) => format!("f32 {}", act.name()),
-            super::lower::ActKind::Raw => "i32 as accumulated".to_string(),
-            super::lower::ActKind::Requantize { scales, out_scale, activation } => format!("requantize to i8 (scales at {scales:#x}, {} then out_scale {out_scale})", activation.name()),
-            super::lower::ActKind::Dequantize { scales, activation } => format!("dequantize to f32 (scales at {scales:#x}) then {}", activation.name()),
+            super::program::ActKind::Float(act) => format!("f32 {}", act.name()),
+            super::program::ActKind::Raw => "i32 as accumulated".to_string(),
+            super::program::ActKind::Requantize { scales, out_scale, activation } => format!("requantize to i8 (scales at {scales:#x}, {} then out_scale {out_scale})", activation.name()),
+            super::program::ActKind::Dequantize { scales, activation } => format!("dequantize to f32 (scales at {scales:#x}) then {}", activation.name()),
         };
         s += &format!("; act #{i}: {kind}, bias {}\n", a.bias.map_or("none".into(), |b| format!("at {b:#x}")));
     }

@@ -1,0 +1,187 @@
+//! The tile schedule of one GEMM on the array: scratchpad and accumulator tiles, loads one
+//! tile ahead (double buffering), computes and stores, ordered by VTA-style dependency
+//! tokens between the load, compute and store queues.
+
+use crate::accel::config::Dataflow;
+use crate::accel::isa::{Deps, Insn};
+use crate::accel::program::*;
+use crate::accel::tiling::Tiles;
+use super::gemm::{ASource, GemmInstance};
+use super::{Lowering, MAX_INSTRUCTIONS};
+
+/// One input tile of the schedule: which instance and block, and its spad slot.
+pub(super) struct InputTile {
+    pub(super) inst: usize,
+    pub(super) m0: usize,
+    pub(super) tm: usize,
+    pub(super) k0: usize,
+    pub(super) tk: usize,
+    pub(super) n0: usize,
+    pub(super) tn: usize,
+    /// Index of the output tile it contributes to.
+    pub(super) out: usize,
+    pub(super) first_k: bool,
+    pub(super) last_k: bool,
+}
+
+/// The double-buffered tile loop of one GEMM: loads run one tile ahead of compute, stores
+/// drain each finished output tile. Tokens express the four hazards (see `isa`).
+pub(super) fn emit_gemm(lw: &mut Lowering, name: &str, [m, k, n]: [usize; 3], t: &Tiles, instances: &[GemmInstance], act: u32) -> Result<(), LowerError> {
+    let (rows, cols) = (lw.config.rows as usize, lw.config.cols as usize);
+    let spad_slot = (lw.config.scratchpad_elems() / 2) as usize;
+    let acc_slot = (lw.config.accumulator_elems() / 2) as usize;
+    let mut tiles = Vec::new();
+    let mut out_count = 0;
+    for inst in 0..instances.len() {
+        for n0 in (0..n).step_by(t.tn) {
+            for m0 in (0..m).step_by(t.tm) {
+                for k0 in (0..k).step_by(t.tk) {
+                    if tiles.len() >= MAX_INSTRUCTIONS {
+                        return Err(LowerError::TooBig { what: format!("more than {MAX_INSTRUCTIONS} tiles in `{name}`"), limit: format!("{MAX_INSTRUCTIONS} instructions") });
+                    }
+                    tiles.push(InputTile { inst, m0, tm: t.tm.min(m - m0), k0, tk: t.tk.min(k - k0), n0, tn: t.tn.min(n - n0), out: out_count, first_k: k0 == 0, last_k: k0 + t.tk >= k });
+                }
+                out_count += 1;
+            }
+        }
+    }
+    let folds_per_tile = |t: &InputTile| match lw.config.dataflow {
+        Dataflow::Ws => 2 * t.tk.div_ceil(rows) * t.tn.div_ceil(cols),
+        Dataflow::Os => t.tm.div_ceil(rows) * t.tn.div_ceil(cols),
+    };
+    let expected = tiles.iter().map(|t| 3 + folds_per_tile(t)).fold(lw.insns.len(), usize::saturating_add);
+    if expected > MAX_INSTRUCTIONS {
+        return Err(LowerError::TooBig { what: format!("{expected} instructions by `{name}`"), limit: format!("{MAX_INSTRUCTIONS}") });
+    }
+    let check = |_: &Lowering, insn: Insn| -> Result<Insn, LowerError> {
+        if insn.fits_encoding() {
+            Ok(insn)
+        } else {
+            Err(LowerError::TooLarge { node: name.to_string(), what: format!("instruction `{insn}`") })
+        }
+    };
+    let emit_loads = |lw: &mut Lowering, i: usize, tile: &InputTile| -> Result<(), LowerError> {
+        let inst = &instances[tile.inst];
+        let base = (i % 2 * spad_slot) as u32;
+        let (a_at, b_at) = (base, base + (tile.tm * tile.tk) as u32);
+        let a = match inst.a {
+            ASource::Matrix { dram, stride, dtype } => Insn::LoadSpad {
+                deps: Deps { pop_next: i >= 2, ..Deps::default() },
+                dram: dram + (tile.m0 as u64 * stride as u64 + tile.k0 as u64) * dtype.bytes(),
+                spad: a_at,
+                rows: tile.tm as u32,
+                cols: tile.tk as u32,
+                stride,
+                src: dtype,
+            },
+            ASource::Im2col { dram, conv } => Insn::LoadIm2col { deps: Deps { pop_next: i >= 2, ..Deps::default() }, dram, spad: a_at, conv, m0: tile.m0 as u32, rows: tile.tm as u32, k0: tile.k0 as u32, cols: tile.tk as u32 },
+        };
+        let insn = check(lw, a)?;
+        lw.insns.push(insn);
+        let b = Insn::LoadSpad {
+            deps: Deps { push_next: true, ..Deps::default() },
+            dram: inst.b + (tile.k0 as u64 * inst.b_stride as u64 + tile.n0 as u64) * inst.b_type.bytes(),
+            spad: b_at,
+            rows: tile.tk as u32,
+            cols: tile.tn as u32,
+            stride: inst.b_stride,
+            src: inst.b_type,
+        };
+        let insn = check(lw, b)?;
+        lw.insns.push(insn);
+        Ok(())
+    };
+    let emit_compute = |lw: &mut Lowering, i: usize, tile: &InputTile| -> Result<(), LowerError> {
+        let base = (i % 2 * spad_slot) as u32;
+        let (a_at, b_at) = (base, base + (tile.tm * tile.tk) as u32);
+        let acc_at = (tile.out % 2 * acc_slot) as u32;
+        let mut body = Vec::new();
+        match lw.config.dataflow {
+            Dataflow::Ws => {
+                for n0 in (0..tile.tn).step_by(cols) {
+                    let nf = cols.min(tile.tn - n0);
+                    for k0 in (0..tile.tk).step_by(rows) {
+                        let kf = rows.min(tile.tk - k0);
+                        body.push(Insn::Preload { deps: Deps::default(), spad: b_at + (k0 * tile.tn + n0) as u32, k: kf as u32, n: nf as u32, stride: tile.tn as u32 });
+                        body.push(Insn::Compute {
+                            deps: Deps::default(),
+                            accumulate: !(tile.first_k && k0 == 0),
+                            a: a_at + k0 as u32,
+                            a_stride: tile.tk as u32,
+                            b: 0,
+                            b_stride: 0,
+                            acc: acc_at + n0 as u32,
+                            acc_stride: tile.tn as u32,
+                            m: tile.tm as u32,
+                            k: kf as u32,
+                            n: nf as u32,
+                        });
+                    }
+                }
+            }
+            Dataflow::Os => {
+                for n0 in (0..tile.tn).step_by(cols) {
+                    let nf = cols.min(tile.tn - n0);
+                    for m0 in (0..tile.tm).step_by(rows) {
+                        let mf = rows.min(tile.tm - m0);
+                        body.push(Insn::Compute {
+                            deps: Deps::default(),
+                            accumulate: !tile.first_k,
+                            a: a_at + (m0 * tile.tk) as u32,
+                            a_stride: tile.tk as u32,
+                            b: b_at + n0 as u32,
+                            b_stride: tile.tn as u32,
+                            acc: acc_at + (m0 * tile.tn + n0) as u32,
+                            acc_stride: tile.tn as u32,
+                            m: mf as u32,
+                            k: tile.tk as u32,
+                            n: nf as u32,
+                        });
+                    }
+                }
+            }
+        }
+        let last = body.len() - 1;
+        // RAW on the spad slot (loads done), WAR on the acc slot (store of out - 2 done).
+        let deps0 = body[0].deps_mut().expect("array instructions carry deps");
+        deps0.pop_prev = true;
+        deps0.pop_next = tile.first_k && tile.out >= 2;
+        let has_later_input = i + 2 < tiles.len();
+        let deps_last = body[last].deps_mut().expect("array instructions carry deps");
+        deps_last.push_prev = has_later_input;
+        deps_last.push_next = tile.last_k;
+        for insn in body {
+            let insn = check(lw, insn)?;
+            lw.insns.push(insn);
+        }
+        if tile.last_k {
+            let inst = &instances[tile.inst];
+            let ob = lw.acts[act as usize].out_type().bytes();
+            let store = Insn::Store {
+                deps: Deps { pop_prev: true, push_prev: tile.out + 2 < out_count, ..Deps::default() },
+                acc: acc_at,
+                acc_stride: tile.tn as u32,
+                dram: inst.c + (tile.m0 as u64 * inst.c_row_stride as u64 + tile.n0 as u64 * inst.c_col_stride as u64) * ob,
+                rows: tile.tm as u32,
+                cols: tile.tn as u32,
+                row_stride: inst.c_row_stride,
+                col_stride: inst.c_col_stride,
+                act,
+                c0: inst.c0 + tile.n0 as u32,
+            };
+            let insn = check(lw, store)?;
+            lw.insns.push(insn);
+        }
+        Ok(())
+    };
+    for i in 0..tiles.len() {
+        emit_loads(lw, i, &tiles[i])?;
+        if i >= 1 {
+            emit_compute(lw, i - 1, &tiles[i - 1])?;
+        }
+    }
+    if let Some(last) = tiles.len().checked_sub(1) {
+        emit_compute(lw, last, &tiles[last])?;
+    }
+    Ok(())
+}
