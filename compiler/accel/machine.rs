@@ -14,15 +14,10 @@ use super::program::{ActKind, Buffer, Program};
 use crate::ops::quant::requantize_value;
 use crate::ops::Op;
 use nnc_runtime::{DType, Tensor};
+pub use super::program::RunError;
+pub use super::timing::Span;
 use super::timing::{traffic, Timeline, Traffic};
 
-/// One instruction's place on the timeline.
-#[derive(Clone, Copy, Debug)]
-pub struct Span {
-    pub queue: Queue,
-    pub start: u64,
-    pub end: u64,
-}
 
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Counters {
@@ -48,15 +43,6 @@ pub struct Outcome {
     pub layer_counters: Vec<Counters>,
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum RunError {
-    #[error("the model has {expected} inputs but {got} were given")]
-    InputCount { expected: usize, got: usize },
-    #[error("input {index} must have shape {expected:?}, but has shape {got:?}")]
-    InputShape { index: usize, expected: Vec<usize>, got: Vec<usize> },
-    #[error("internal error: the instruction stream is inconsistent: {0}")]
-    Program(String),
-}
 
 impl Counters {
     fn minus(&self, o: &Counters) -> Counters {

@@ -188,3 +188,14 @@ pub(super) fn tensor_bytes(t: &Tensor) -> Vec<u8> {
         Data::I32(v) => v.iter().flat_map(|x| x.to_le_bytes()).collect(),
     }
 }
+
+/// Why a program could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("the model has {expected} inputs but {got} were given")]
+    InputCount { expected: usize, got: usize },
+    #[error("input {index} must have shape {expected:?}, but has shape {got:?}")]
+    InputShape { index: usize, expected: Vec<usize>, got: Vec<usize> },
+    #[error("internal error: the instruction stream is inconsistent: {0}")]
+    Program(String),
+}

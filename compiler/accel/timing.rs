@@ -8,7 +8,15 @@ use super::config::{Dataflow, MemoryModel};
 use super::isa::{Insn, Queue};
 use super::program::{ActKind, Program};
 use crate::ops::Op;
-use super::machine::{RunError, Span};
+use super::program::RunError;
+
+/// One instruction's place on the timeline.
+#[derive(Clone, Copy, Debug)]
+pub struct Span {
+    pub queue: Queue,
+    pub start: u64,
+    pub end: u64,
+}
 
 /// Time and energy of one program's instructions.
 pub(super) struct Timeline {

@@ -1,8 +1,7 @@
 //! Model inputs from `--input` (files, or seeded random data), symbolic dimensions bound from
 //! their shapes, and outputs printed or written as `.npy`.
 
-use super::args::{self, CommonArgs, InputArgs, WeightArgs};
-use super::pipeline::{bind_params, dims_from_flags, load};
+use super::args::{self, InputArgs};
 use super::{tensor_text, write_output, CmdResult, Failure, Session};
 use crate::diagnostics::Diagnostic;
 use crate::elaborate::{self, DimBindings};
@@ -134,19 +133,6 @@ pub(super) fn materialize_inputs(graph: &Graph, sources: BTreeMap<String, InputV
     Ok(out)
 }
 
-/// Everything `run` and `sim` share up to having a graph and its inputs.
-pub(super) fn prepare(session: &mut Session, common: &CommonArgs, io: &InputArgs, w: &WeightArgs, random_missing: bool) -> Result<(Graph, Vec<Tensor>), Failure> {
-    let file = load(session, common)?;
-    let model = elaborate::select_model(&file, common.model.as_deref())?;
-    let mut dims = dims_from_flags(common)?;
-    let values = read_inputs(session, model, io, &mut dims, random_missing)?;
-    let mut graph = crate::driver::elaborate(&file, common.model.as_deref(), &dims)?;
-    // Checked before inputs are materialized, whether or not the model has weights.
-    crate::driver::check_memory_budget(&graph)?;
-    let inputs = materialize_inputs(&graph, values)?;
-    bind_params(session, &mut graph, w, true)?;
-    Ok((graph, inputs))
-}
 
 /// Seeded uniform [-1, 1) data of a float type: `--input NAME=random:SEED`, and the
 /// calibration fallback.

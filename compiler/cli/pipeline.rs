@@ -2,13 +2,13 @@
 //! the source, binding weights, calibrating and optimizing (with `--dump-after`), and the
 //! accelerator configuration from the flags.
 
-use super::args::{self, AccelArgs, CommonArgs, OptimizeArgs, WeightArgs};
-use super::inputs::random_tensors;
+use super::args::{self, AccelArgs, CommonArgs, InputArgs, OptimizeArgs, WeightArgs};
+use super::inputs::{materialize_inputs, random_tensors, read_inputs};
 use super::{CmdResult, Failure, Session};
 use crate::accel;
 use crate::diagnostics::Diagnostic;
 use crate::driver::{self, Source};
-use crate::elaborate::DimBindings;
+use crate::elaborate::{self, DimBindings};
 use crate::ir::{print, Graph};
 use crate::syntax::ast;
 use crate::target::CpuTarget;
@@ -189,4 +189,18 @@ pub(super) fn accel_config(a: &AccelArgs) -> Result<accel::AccelConfig, Failure>
 /// Lower an optimized graph for the accelerator.
 pub(super) fn accel_program(graph: &Graph, config: &accel::AccelConfig) -> Result<accel::Program, Failure> {
     accel::lower(graph, config).map_err(|e| Diagnostic::error(e.to_string()).into())
+}
+
+/// Everything `run` and `sim` share up to having a graph and its inputs.
+pub(super) fn prepare(session: &mut Session, common: &CommonArgs, io: &InputArgs, w: &WeightArgs, random_missing: bool) -> Result<(Graph, Vec<Tensor>), Failure> {
+    let file = load(session, common)?;
+    let model = elaborate::select_model(&file, common.model.as_deref())?;
+    let mut dims = dims_from_flags(common)?;
+    let values = read_inputs(session, model, io, &mut dims, random_missing)?;
+    let mut graph = crate::driver::elaborate(&file, common.model.as_deref(), &dims)?;
+    // Checked before inputs are materialized, whether or not the model has weights.
+    crate::driver::check_memory_budget(&graph)?;
+    let inputs = materialize_inputs(&graph, values)?;
+    bind_params(session, &mut graph, w, true)?;
+    Ok((graph, inputs))
 }

@@ -2,8 +2,8 @@
 //! `--profile`.
 
 use super::args::{self, Backend, Target};
-use super::inputs::{emit_outputs, prepare};
-use super::pipeline::{accel_config, accel_program, jit_options, optimize};
+use super::inputs::emit_outputs;
+use super::pipeline::{accel_config, accel_program, jit_options, optimize, prepare};
 use super::{fmt_time, CmdResult, Failure, Session};
 use crate::accel;
 use crate::diagnostics::Diagnostic;

@@ -1,8 +1,8 @@
 //! `nnc sim`: the model on the modeled accelerator, with its report, trace and table.
 
 use super::args;
-use super::inputs::{emit_outputs, prepare};
-use super::pipeline::{accel_config, accel_program, optimize};
+use super::inputs::emit_outputs;
+use super::pipeline::{accel_config, accel_program, optimize, prepare};
 use super::{write_output, CmdResult, Session};
 use crate::accel;
 use crate::diagnostics::Diagnostic;

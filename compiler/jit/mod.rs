@@ -14,6 +14,7 @@
 
 pub mod abi;
 pub mod builder;
+pub mod epilogue;
 pub mod executable;
 pub mod lower;
 pub mod memplan;
@@ -175,8 +176,8 @@ pub fn compile_with_listing(graph: &Graph, options: &JitOptions, listing: &mut L
                 k.task = Some((params[1], params[2]));
             }
             let operands = graph.operands(id);
-            let args: Vec<lower::Arg> = operands.iter().map(|o| lower::Arg { loc: plan.locs[o], ty: &graph.node(*o).ty }).collect();
-            let out = lower::Arg { loc: plan.locs[&id], ty: &node.ty };
+            let args: Vec<epilogue::Arg> = operands.iter().map(|o| epilogue::Arg { loc: plan.locs[o], ty: &graph.node(*o).ty }).collect();
+            let out = epilogue::Arg { loc: plan.locs[&id], ty: &node.ty };
             lower::lower(&mut k, kp, op, &args, out, plan.scratch.get(&id).copied());
             k.b.ins().return_(&[]);
             k.b.finalize(frontend_config);

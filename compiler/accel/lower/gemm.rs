@@ -3,7 +3,6 @@
 //! activation unit's tables written.
 
 use crate::accel::config::ElemType;
-use crate::accel::isa::DramType;
 use crate::accel::program::*;
 use crate::accel::tiling::choose_tiles;
 use crate::ir::{NodeId, NodeKind, TensorType};
@@ -12,28 +11,9 @@ use crate::ops::Product;
 use nnc_runtime::tensor::Data;
 use nnc_runtime::Tensor;
 use std::collections::HashMap;
-use super::schedule::emit_gemm;
+use super::schedule::{emit_gemm, ASource, GemmInstance};
 use super::scale_table;
 use super::Lowering;
-
-/// One GEMM the array runs: `C[m × n] = A[m × k] · B[k × n]` (+ bias, through `act`).
-pub(super) struct GemmInstance {
-    pub(super) a: ASource,
-    /// B, row-major `k × n` (row stride `b_stride`).
-    pub(super) b: u64,
-    pub(super) b_stride: u32,
-    pub(super) b_type: DramType,
-    pub(super) c: u64,
-    pub(super) c_row_stride: u32,
-    pub(super) c_col_stride: u32,
-    /// Global channel of column 0, for per-channel tables.
-    pub(super) c0: u32,
-}
-
-pub(super) enum ASource {
-    Matrix { dram: u64, stride: u32, dtype: DramType },
-    Im2col { dram: u64, conv: u32 },
-}
 
 /// `epilogue`: the consumers the activation unit takes over (in order) and what it does.
 pub(super) fn lower_product(lw: &mut Lowering, id: NodeId, product: &Product, n_anchor: usize, epilogue: Option<(Vec<NodeId>, ActKind)>, absorbed: &mut HashMap<NodeId, NodeId>) -> Result<(), LowerError> {

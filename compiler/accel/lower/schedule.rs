@@ -3,11 +3,30 @@
 //! tokens between the load, compute and store queues.
 
 use crate::accel::config::Dataflow;
-use crate::accel::isa::{Deps, Insn};
+use crate::accel::isa::{Deps, DramType, Insn};
 use crate::accel::program::*;
 use crate::accel::tiling::Tiles;
-use super::gemm::{ASource, GemmInstance};
 use super::{Lowering, MAX_INSTRUCTIONS};
+
+/// One GEMM the array runs: `C[m × n] = A[m × k] · B[k × n]` (+ bias, through `act`).
+pub(super) struct GemmInstance {
+    pub(super) a: ASource,
+    /// B, row-major `k × n` (row stride `b_stride`).
+    pub(super) b: u64,
+    pub(super) b_stride: u32,
+    pub(super) b_type: DramType,
+    pub(super) c: u64,
+    pub(super) c_row_stride: u32,
+    pub(super) c_col_stride: u32,
+    /// Global channel of column 0, for per-channel tables.
+    pub(super) c0: u32,
+}
+
+pub(super) enum ASource {
+    Matrix { dram: u64, stride: u32, dtype: DramType },
+    Im2col { dram: u64, conv: u32 },
+}
+
 
 /// One input tile of the schedule: which instance and block, and its spad slot.
 pub(super) struct InputTile {

@@ -2,7 +2,7 @@
 //! softmax over keys in Cranelift code.
 
 use crate::jit::builder::{GemmOperand, GemmTail, KernelBuilder, F32};
-use crate::jit::lower::Arg;
+use crate::jit::epilogue::Arg;
 use crate::jit::memplan::Loc;
 use cranelift_codegen::ir::InstBuilder;
 use super::dense::dot;

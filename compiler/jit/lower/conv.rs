@@ -3,8 +3,8 @@
 //! depthwise ones with the window unrolled.
 
 use crate::jit::builder::{GemmOperand, KernelBuilder, F32, F32X4, LANES};
-use crate::jit::lower::epilogue::{apply_in_place, Epilogue};
-use crate::jit::lower::Arg;
+use crate::jit::epilogue::{apply_in_place, Epilogue};
+use crate::jit::epilogue::Arg;
 use crate::jit::memplan::Loc;
 use cranelift_codegen::ir::condcodes::IntCC;
 use cranelift_codegen::ir::{InstBuilder, Value};

@@ -3,8 +3,8 @@
 
 use crate::ir::TensorType;
 use crate::jit::builder::{GemmOperand, KernelBuilder, broadcast_strides, for_rows, F32, F32X4, LANES};
-use crate::jit::lower::epilogue::{apply_in_place, Epilogue};
-use crate::jit::lower::{numel, Arg};
+use crate::jit::epilogue::{apply_in_place, Epilogue};
+use crate::jit::epilogue::{numel, Arg};
 use crate::jit::memplan::Loc;
 use crate::ops::strides;
 use cranelift_codegen::ir::{InstBuilder, Value};

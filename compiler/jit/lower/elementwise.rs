@@ -2,8 +2,8 @@
 //! chains, which all run as one pass over the result.
 
 use crate::jit::builder::{broadcast_strides, for_rows, KernelBuilder, F32};
-use crate::jit::lower::epilogue::{apply_binary, apply_unary, Epilogue};
-use crate::jit::lower::{numel, Arg};
+use crate::jit::epilogue::{apply_binary, apply_unary, Epilogue};
+use crate::jit::epilogue::{numel, Arg};
 use crate::ops::strides;
 use cranelift_codegen::ir::InstBuilder;
 use crate::ops::fused::Fused;

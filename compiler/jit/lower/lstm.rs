@@ -3,7 +3,7 @@
 //! units.
 
 use crate::jit::builder::{KernelBuilder, F32, F32X4, LANES};
-use crate::jit::lower::Arg;
+use crate::jit::epilogue::Arg;
 use crate::jit::memplan::Loc;
 use cranelift_codegen::ir::{InstBuilder, Value};
 

@@ -11,7 +11,6 @@ pub mod channels;
 pub mod conv;
 pub mod dense;
 pub mod elementwise;
-pub mod epilogue;
 pub mod lstm;
 pub mod movement;
 pub mod norm;
@@ -19,21 +18,9 @@ pub mod pool;
 
 use super::builder::KernelBuilder;
 use super::memplan::Loc;
-use crate::ir::TensorType;
 use crate::kernel_plan::{Kernel, KernelPlan, Prepack};
 use crate::ops::{Op, Product};
-use epilogue::{apply_in_place, Epilogue};
-
-/// A tensor as a kernel sees it: where it lives and its type.
-#[derive(Clone, Copy)]
-pub struct Arg<'t> {
-    pub loc: Loc,
-    pub ty: &'t TensorType,
-}
-
-pub(crate) fn numel(t: &TensorType) -> i64 {
-    t.numel() as i64
-}
+use super::epilogue::{apply_in_place, Arg, Epilogue};
 
 /// Emit the body of the kernel that `plan` chose for `op`.
 pub fn lower(k: &mut KernelBuilder, plan: &KernelPlan, op: &Op, args: &[Arg], out: Arg, scratch: Option<Loc>) {

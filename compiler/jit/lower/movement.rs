@@ -1,7 +1,7 @@
 //! Data movement: transpose, concat and slice copy elements without arithmetic.
 
 use crate::jit::builder::{for_rows, KernelBuilder, F32};
-use crate::jit::lower::Arg;
+use crate::jit::epilogue::Arg;
 use cranelift_codegen::ir::{InstBuilder, Value};
 use crate::ops::{strides, Concat, Slice, Transpose};
 

@@ -1,7 +1,7 @@
 //! Normalizations and softmax: row kernels that reduce a row, then rescale it.
 
 use crate::jit::builder::{KernelBuilder, F32, F32X4};
-use crate::jit::lower::{numel, Arg};
+use crate::jit::epilogue::{numel, Arg};
 use super::movement::copy;
 use cranelift_codegen::ir::{InstBuilder, Value};
 use crate::ops::{BatchNorm, LayerNorm, Softmax};

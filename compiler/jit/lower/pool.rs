@@ -2,7 +2,7 @@
 //! ones as loops over the part inside the image. And global average pooling.
 
 use crate::jit::builder::{KernelBuilder, F32};
-use crate::jit::lower::Arg;
+use crate::jit::epilogue::Arg;
 use super::norm::sum;
 use cranelift_codegen::ir::{InstBuilder, Value};
 use crate::ops::{Pool, PoolKind};

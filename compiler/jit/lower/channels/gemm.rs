@@ -3,10 +3,10 @@
 //! for what no other kernel covers.
 
 use crate::jit::builder::{GemmOperand, KernelBuilder, F32};
-use crate::jit::lower::epilogue::{apply_in_place, Epilogue};
-use crate::jit::lower::Arg;
+use crate::jit::epilogue::{apply_in_place, Epilogue};
+use crate::jit::epilogue::Arg;
 use cranelift_codegen::ir::InstBuilder;
-use super::{shape4, Channels};
+use super::addressing::{shape4, Channels};
 use crate::jit::lower::conv::conv_weight_index;
 use crate::kernel_plan::conv_is_pointwise;
 use crate::ops::Conv2d;

@@ -18,56 +18,18 @@
 //! the order these kernels read. The kernel plan chooses among them; what none covers takes
 //! the scalar direct kernel ([`gemm::direct`]).
 
+pub mod addressing;
 pub mod gemm;
 pub mod windowed;
 
+use addressing::{shape4, Channels};
+
 use crate::jit::builder::{KernelBuilder, F32};
-use crate::jit::lower::Arg;
+use crate::jit::epilogue::Arg;
 use cranelift_codegen::ir::{InstBuilder, Value};
-use crate::ir::{Layout, TensorType};
 
-pub(crate) fn shape4(t: &TensorType) -> [i64; 4] {
-    let [a, b, c, d] = t.shape[..] else { unreachable!("rank checked") };
-    [a as i64, b as i64, c as i64, d as i64]
-}
 
-/// How a channel-vector layout addresses one image `[C, H, W]`: the vector of channels
-/// `c..c+4` of pixel `p` (pixels counted row-major) starts at element `c·cs + p·ps`.
-#[derive(Clone, Copy)]
-pub(crate) struct Channels {
-    cs: i64,
-    ps: i64,
-    /// Elements per image.
-    image: i64,
-    layout: Layout,
-}
 
-impl Channels {
-    fn of(t: &TensorType) -> Channels {
-        let [_, c, h, w] = shape4(t);
-        let (cs, ps) = match t.layout {
-            Layout::Nhwc => (1, c),
-            Layout::Nchw4c => (h * w, 4),
-            Layout::RowMajor => (h * w, 1),
-        };
-        Channels { cs, ps, image: c * h * w, layout: t.layout }
-    }
-
-    /// Element offset of any single channel `c` (not only a vector's first) of pixel 0.
-    fn scalar(&self, k: &mut KernelBuilder, c: Value) -> Value {
-        match self.layout {
-            Layout::Nhwc => c,
-            Layout::RowMajor => k.b.ins().imul_imm_s(c, self.cs),
-            // Block c/4 (each `cs·4` elements), lane c mod 4.
-            Layout::Nchw4c => {
-                let block = k.b.ins().ushr_imm_s(c, 2);
-                let block = k.b.ins().imul_imm_s(block, self.cs * 4);
-                let lane = k.b.ins().band_imm_s(c, 3);
-                k.b.ins().iadd(block, lane)
-            }
-        }
-    }
-}
 
 /// Global average pooling of an input in a channel-vector layout: each image's pixels summed
 /// as vectors along channels into the result row, then scaled. The result `[N, C, 1, 1]` is
@@ -147,7 +109,7 @@ pub fn convert_layout(k: &mut KernelBuilder, arg: Arg, out: Arg) {
 /// A convolution in a channel-vector layout by the planned `kernel`, with `epi` applied to
 /// each result on its way to memory. Packed weights (`k.prepacked`) are there exactly when
 /// the plan asked for them (`Prepack::ChannelWeights`).
-pub fn conv2d(k: &mut KernelBuilder, kernel: crate::kernel_plan::Kernel, c: &crate::ops::Conv2d, args: &[Arg], out: Arg, epi: &crate::jit::lower::epilogue::Epilogue) {
+pub fn conv2d(k: &mut KernelBuilder, kernel: crate::kernel_plan::Kernel, c: &crate::ops::Conv2d, args: &[Arg], out: Arg, epi: &crate::jit::epilogue::Epilogue) {
     use crate::kernel_plan::Kernel;
     use windowed::{WeightSource, Window, Windowed};
     let packed = k.prepacked.first().copied();

@@ -3,11 +3,11 @@
 //! offsets from the window row) and a border whose taps are clamped and masked.
 
 use crate::jit::builder::{KernelBuilder, F32, F32X4, LANES};
-use crate::jit::lower::epilogue::Epilogue;
-use crate::jit::lower::Arg;
+use crate::jit::epilogue::Epilogue;
+use crate::jit::epilogue::Arg;
 use cranelift_codegen::ir::condcodes::IntCC;
 use cranelift_codegen::ir::{InstBuilder, Type, Value};
-use super::{shape4, Channels};
+use super::addressing::{shape4, Channels};
 use crate::ops::{Pool, PoolKind};
 
 /// Output pixels the depthwise kernel computes at once along a row: each weight vector it

@@ -1,14 +1,27 @@
-//! The argument and epilogue layer every lowering shares: what a fused op's steps do to a
+//! The argument and epilogue layer every lowering shares: a tensor as a kernel sees it
+//! ([`Arg`]), and what a fused op's steps do to a
 //! product's result (inside the runtime GEMM's tile stores where they can, else as one pass
 //! over the result), and the elementwise arithmetic of those steps.
 
 use crate::ir::TensorType;
+use crate::jit::memplan::Loc;
 use crate::jit::builder::{GemmTail, KernelBuilder, F32};
-use crate::jit::lower::{numel, Arg};
 use cranelift_codegen::ir::{InstBuilder, Type, Value};
 use crate::ops::fused::Step;
 use crate::ops::{BinaryKind, UnaryKind};
 use nnc_runtime::Activation;
+
+/// A tensor as a kernel sees it: where it lives and its type.
+#[derive(Clone, Copy)]
+pub struct Arg<'t> {
+    pub loc: Loc,
+    pub ty: &'t TensorType,
+}
+
+/// Elements of a tensor type, as the i64 that kernel arithmetic uses.
+pub(crate) fn numel(t: &TensorType) -> i64 {
+    t.numel() as i64
+}
 
 /// The elementwise function of a unary op on a scalar or vector.
 pub fn apply_unary(k: &mut KernelBuilder, kind: &UnaryKind, ty: Type, x: Value) -> Value {
