@@ -104,11 +104,11 @@ pub fn bind(graph: &mut Graph, weights: Weights) -> Result<Vec<Diagnostic>, Vec<
     }
 }
 
-/// Run the passes enabled at `opt_level` for where the graph is going (`cx`); `after_pass`
-/// sees the graph after each one (the `--dump-after` hook). The verifier runs after every
+/// Run the passes enabled at `opt_level` for where the graph is going (`cx`), with
+/// `instrument` called around each (IR dumps, pass timing). The verifier runs after every
 /// pass in debug builds.
-pub fn optimize(graph: &mut Graph, opt_level: u8, cx: &crate::passes::PassContext, after_pass: &mut dyn FnMut(&str, &Graph)) -> Result<(), crate::passes::PassError> {
-    crate::passes::optimize_with(graph, opt_level, cx, cfg!(debug_assertions), after_pass)
+pub fn optimize(graph: &mut Graph, opt_level: u8, cx: &crate::passes::PassContext, instrument: &mut dyn crate::passes::Instrumentation) -> Result<(), crate::passes::PassError> {
+    crate::passes::run_pipeline(graph, opt_level, cx, cfg!(debug_assertions), instrument)
 }
 
 /// Everything [`compile`] needs besides the source and the weights.
@@ -148,6 +148,6 @@ pub fn compile(src: &Source, weights: nnc_runtime::weights::WeightsFile, options
     let mut graph = build_graph(src, options.model.as_deref(), &options.dims).map_err(|d| Error::Diagnostics(render(&d)))?;
     bind(&mut graph, Weights::Tensors(weights)).map_err(|d| Error::Diagnostics(render(&d)))?;
     let target = crate::target::CpuTarget::host(options.jit.ukernels);
-    optimize(&mut graph, options.opt_level, &crate::passes::PassContext { cpu: Some(&target), quantize: None }, &mut |_, _| {})?;
+    optimize(&mut graph, options.opt_level, &crate::passes::PassContext { cpu: Some(&target), quantize: None }, &mut crate::passes::Each(Vec::new()))?;
     Ok(crate::jit::compile(&graph, &options.jit)?)
 }

@@ -42,8 +42,14 @@ pub struct OptimizeArgs {
     #[arg(short = 'O', value_name = "LEVEL", default_value_t = 2, value_parser = clap::value_parser!(u8).range(0..=3))]
     pub opt_level: u8,
     /// Print the IR after a pass (or after every pass) to stderr.
-    #[arg(long, value_name = "PASS|all", value_parser = dump_after_values())]
+    #[arg(long, value_name = "PASS|all", value_parser = pass_or_all())]
     pub dump_after: Option<String>,
+    /// Print the IR before a pass (or before every pass) to stderr.
+    #[arg(long, value_name = "PASS|all", value_parser = pass_or_all())]
+    pub dump_before: Option<String>,
+    /// Print how long each pass took, to stderr.
+    #[arg(long)]
+    pub time_passes: bool,
     /// Code generation target.
     #[arg(long, value_enum, default_value_t = Target::Cpu)]
     pub target: Target,
@@ -263,7 +269,7 @@ fn parse_dim(s: &str) -> Result<(String, usize), String> {
     Ok((name.to_string(), size))
 }
 
-fn dump_after_values() -> clap::builder::PossibleValuesParser {
+fn pass_or_all() -> clap::builder::PossibleValuesParser {
     let mut names = crate::passes::pass_names();
     names.push("all");
     clap::builder::PossibleValuesParser::new(names)

@@ -9,7 +9,7 @@ use crate::accel;
 use crate::diagnostics::Diagnostic;
 use crate::driver::{self, Source};
 use crate::elaborate::{self, DimBindings};
-use crate::ir::{print, Graph};
+use crate::ir::Graph;
 use crate::syntax::ast;
 use crate::target::CpuTarget;
 use crate::{jit, passes};
@@ -131,27 +131,33 @@ pub(super) fn bind_params(session: &Session, graph: &mut Graph, w: &WeightArgs, 
 /// interpreter, which needs no layouts or tiles).
 pub(super) fn optimize(session: &Session, graph: &mut Graph, opt: &OptimizeArgs, target: Option<&CpuTarget>) -> CmdResult {
     let calibration = calibration(session, graph, opt)?;
-    let dump = opt.dump_after.as_deref();
-    if let Some(pass) = dump.filter(|p| *p != "all") {
-        let entry = passes::PIPELINE.iter().find(|p| p.name == pass);
-        let level = entry.map_or(0, |p| p.min_opt_level);
-        if opt.opt_level < level {
-            eprintln!("warning: pass `{pass}` runs from -O{level}; at -O{} it does not run, so nothing is dumped", opt.opt_level);
-        } else if target.is_none() && entry.is_some_and(|p| matches!(p.run, passes::PassFn::Cpu(_))) {
-            eprintln!("warning: pass `{pass}` decides for the JIT and does not run for the interpreter or the accelerator, so nothing is dumped");
-        } else if opt.quantize.is_none() && entry.is_some_and(|p| matches!(p.run, passes::PassFn::Quantize(_))) {
-            eprintln!("warning: pass `{pass}` runs only with --quantize int8, so nothing is dumped");
-        }
-    }
-    let mut hook = |name: &str, g: &Graph| {
-        if dump == Some("all") || dump == Some(name) {
-            eprint!("// ----- IR after {name} -----\n{}", print::print_graph(g));
-        }
-    };
     // The CPU passes decide layouts and tiles for the JIT, which runs float graphs only.
     let target = if calibration.is_some() { None } else { target };
     let cx = passes::PassContext { cpu: target, quantize: calibration.as_ref() };
-    driver::optimize(graph, opt.opt_level, &cx, &mut hook).map_err(|e| Diagnostic::error(e.to_string()))?;
+    for (flag, pass) in [("--dump-before", &opt.dump_before), ("--dump-after", &opt.dump_after)] {
+        let Some(pass) = pass.as_deref().filter(|p| *p != "all") else { continue };
+        let entry = passes::PIPELINE.iter().find(|p| p.name == pass).expect("clap checks pass names");
+        if !passes::runs(entry, opt.opt_level, &cx) {
+            let why = if opt.opt_level < entry.min_opt_level {
+                format!("it runs from -O{}, not at -O{}", entry.min_opt_level, opt.opt_level)
+            } else if matches!(entry.run, passes::PassFn::Cpu(_)) {
+                "it decides for the JIT and does not run for the interpreter or the accelerator".to_string()
+            } else {
+                "it runs only with --quantize int8".to_string()
+            };
+            eprintln!("warning: {flag} {pass}: the pass does not run here ({why}), so nothing is dumped");
+        }
+    }
+    let mut dump = passes::DumpIr { before: opt.dump_before.clone(), after: opt.dump_after.clone() };
+    let mut times = passes::PassTimes::default();
+    let mut instruments: Vec<&mut dyn passes::Instrumentation> = vec![&mut dump];
+    if opt.time_passes {
+        instruments.push(&mut times);
+    }
+    driver::optimize(graph, opt.opt_level, &cx, &mut passes::Each(instruments)).map_err(|e| Diagnostic::error(e.to_string()))?;
+    if opt.time_passes {
+        eprint!("{}", times.render());
+    }
     Ok(())
 }
 

@@ -37,7 +37,8 @@ fn filetests() {
             if bless {
                 std::fs::write(path, format!("{}{SEPARATOR}\n{got}", input.trim_end_matches('\n').to_string() + "\n")).expect("writable filetest");
             } else {
-                failures.push(format!("{}:\n--- expected\n{}\n--- got\n{}", path.display(), expected.trim(), got.trim()));
+                let diff = similar::TextDiff::from_lines(expected.trim(), got.trim()).unified_diff().context_radius(2).header("expected", "got").to_string();
+                failures.push(format!("{}:\n{diff}", path.display()));
             }
         }
     }

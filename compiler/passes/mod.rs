@@ -84,6 +84,93 @@ pub struct PassError {
     pub problems: String,
 }
 
+/// Hooks the pass manager calls around every pass it runs: IR dumps (`--dump-before`,
+/// `--dump-after`) and pass timing (`--time-passes`) are instrumentation, not pipeline steps.
+pub trait Instrumentation {
+    fn before_pass(&mut self, _pass: &'static str, _graph: &Graph) {}
+    fn after_pass(&mut self, _pass: &'static str, _graph: &Graph) {}
+}
+
+/// A closure called after each pass.
+pub struct AfterPass<'a>(pub &'a mut dyn FnMut(&str, &Graph));
+
+impl Instrumentation for AfterPass<'_> {
+    fn after_pass(&mut self, pass: &'static str, graph: &Graph) {
+        (self.0)(pass, graph)
+    }
+}
+
+/// Several instrumentations, called in order.
+pub struct Each<'a>(pub Vec<&'a mut dyn Instrumentation>);
+
+impl Instrumentation for Each<'_> {
+    fn before_pass(&mut self, pass: &'static str, graph: &Graph) {
+        self.0.iter_mut().for_each(|i| i.before_pass(pass, graph));
+    }
+    fn after_pass(&mut self, pass: &'static str, graph: &Graph) {
+        self.0.iter_mut().for_each(|i| i.after_pass(pass, graph));
+    }
+}
+
+/// Prints the IR before and/or after the named pass (or `all`) to stderr, under a banner
+/// (`// ----- IR after fuse-epilogues -----`).
+#[derive(Default)]
+pub struct DumpIr {
+    pub before: Option<String>,
+    pub after: Option<String>,
+}
+
+impl DumpIr {
+    fn matches(which: &Option<String>, pass: &str) -> bool {
+        which.as_deref().is_some_and(|w| w == "all" || w == pass)
+    }
+}
+
+impl Instrumentation for DumpIr {
+    fn before_pass(&mut self, pass: &'static str, graph: &Graph) {
+        if DumpIr::matches(&self.before, pass) {
+            eprint!("// ----- IR before {pass} -----\n{}", crate::ir::print::print_graph(graph));
+        }
+    }
+    fn after_pass(&mut self, pass: &'static str, graph: &Graph) {
+        if DumpIr::matches(&self.after, pass) {
+            eprint!("// ----- IR after {pass} -----\n{}", crate::ir::print::print_graph(graph));
+        }
+    }
+}
+
+/// The wall time of every pass that ran, in order (`--time-passes`).
+#[derive(Default)]
+pub struct PassTimes {
+    pub times: Vec<(&'static str, std::time::Duration)>,
+    started: Option<std::time::Instant>,
+}
+
+impl Instrumentation for PassTimes {
+    fn before_pass(&mut self, _pass: &'static str, _graph: &Graph) {
+        self.started = Some(std::time::Instant::now());
+    }
+    fn after_pass(&mut self, pass: &'static str, _graph: &Graph) {
+        if let Some(t) = self.started.take() {
+            self.times.push((pass, t.elapsed()));
+        }
+    }
+}
+
+impl PassTimes {
+    /// A table: each pass's time and share of the total.
+    pub fn render(&self) -> String {
+        let total: f64 = self.times.iter().map(|(_, d)| d.as_secs_f64()).sum();
+        let mut out = String::from("pass                   time      share\n");
+        for (name, d) in &self.times {
+            let t = d.as_secs_f64();
+            out.push_str(&format!("{name:<20} {:>8.3} ms {:>6.1}%\n", t * 1e3, if total > 0.0 { 100.0 * t / total } else { 0.0 }));
+        }
+        out.push_str(&format!("{:<20} {:>8.3} ms\n", "total", total * 1e3));
+        out
+    }
+}
+
 /// Run every pass enabled at `opt_level` (the CPU passes only with a `target`); `after_pass`
 /// sees the graph after each one (the `--dump-after` hook). `verify_each` runs the verifier
 /// after every pass.
@@ -93,28 +180,39 @@ pub fn optimize(graph: &mut Graph, opt_level: u8, target: Option<&CpuTarget>, ve
 
 /// [`optimize`] with everything the passes may be told.
 pub fn optimize_with(graph: &mut Graph, opt_level: u8, cx: &PassContext, verify_each: bool, after_pass: &mut dyn FnMut(&str, &Graph)) -> Result<(), PassError> {
-    for pass in PIPELINE.iter().filter(|p| opt_level >= p.min_opt_level) {
+    run_pipeline(graph, opt_level, cx, verify_each, &mut AfterPass(after_pass))
+}
+
+/// Whether `pass` runs for this level and context.
+pub fn runs(pass: &Pass, opt_level: u8, cx: &PassContext) -> bool {
+    opt_level >= pass.min_opt_level
+        && match pass.run {
+            PassFn::Graph(_) => true,
+            PassFn::Cpu(_) => cx.cpu.is_some(),
+            PassFn::Quantize(_) => cx.quantize.is_some(),
+        }
+}
+
+/// The pass manager: every pass of [`PIPELINE`] that [`runs`], in order, with `instrument`
+/// called around each and the verifier after each when `verify_each`.
+pub fn run_pipeline(graph: &mut Graph, opt_level: u8, cx: &PassContext, verify_each: bool, instrument: &mut dyn Instrumentation) -> Result<(), PassError> {
+    for pass in PIPELINE.iter().filter(|p| runs(p, opt_level, cx)) {
+        instrument.before_pass(pass.name, graph);
         match pass.run {
             PassFn::Graph(run) => {
                 run(graph);
             }
-            PassFn::Cpu(run) => match cx.cpu {
-                Some(target) => {
-                    run(graph, target);
-                }
-                None => continue,
-            },
-            PassFn::Quantize(run) => match cx.quantize {
-                Some(calibration) => {
-                    run(graph, calibration);
-                }
-                None => continue,
-            },
+            PassFn::Cpu(run) => {
+                run(graph, cx.cpu.expect("`runs` checked the target"));
+            }
+            PassFn::Quantize(run) => {
+                run(graph, cx.quantize.expect("`runs` checked the calibration"));
+            }
         }
         if verify_each {
             verify(graph).map_err(|problems| PassError { pass: pass.name, problems })?;
         }
-        after_pass(pass.name, graph);
+        instrument.after_pass(pass.name, graph);
     }
     Ok(())
 }
