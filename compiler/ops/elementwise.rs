@@ -39,24 +39,6 @@ impl UnaryKind {
         }
     }
 
-    pub fn from_name(name: &str) -> Option<UnaryKind> {
-        Some(match name {
-            "relu" => UnaryKind::Relu,
-            "relu6" => UnaryKind::Relu6,
-            "sigmoid" => UnaryKind::Sigmoid,
-            "tanh" => UnaryKind::Tanh,
-            "gelu" => UnaryKind::Gelu,
-            "silu" => UnaryKind::Silu,
-            "exp" => UnaryKind::Exp,
-            "sqrt" => UnaryKind::Sqrt,
-            "abs" => UnaryKind::Abs,
-            "neg" => UnaryKind::Neg,
-            "leaky_relu" => UnaryKind::LeakyRelu { alpha: 0.01 },
-            "clip" => UnaryKind::Clip { min: f64::NEG_INFINITY, max: f64::INFINITY },
-            _ => return None,
-        })
-    }
-
     pub fn name(&self) -> &'static str {
         match self {
             UnaryKind::Relu => "relu",
@@ -182,16 +164,6 @@ pub enum BinaryKind {
 }
 
 impl BinaryKind {
-    pub fn from_name(name: &str) -> Option<BinaryKind> {
-        Some(match name {
-            "add" => BinaryKind::Add,
-            "sub" => BinaryKind::Sub,
-            "mul" => BinaryKind::Mul,
-            "div" => BinaryKind::Div,
-            _ => return None,
-        })
-    }
-
     pub fn name(self) -> &'static str {
         match self {
             BinaryKind::Add => "add",

@@ -43,18 +43,25 @@ impl Step {
     }
 
     /// The steps fusion accepts: attribute-free unary ops (so the IR text stays a list of
-    /// names) and the four arithmetic ops.
+    /// names) and the four arithmetic ops, by their names in the op table.
     pub fn from_name(name: &str) -> Option<Step> {
         match name {
             "rsub" => return Some(Step::binary(BinaryKind::Sub, true)),
             "rdiv" => return Some(Step::binary(BinaryKind::Div, true)),
             _ => {}
         }
-        if let Some(kind) = BinaryKind::from_name(name) {
-            return Some(Step::binary(kind, false));
+        let name: &'static str = super::OP_NAMES.iter().copied().find(|n| *n == name)?;
+        for operands in [1, 2] {
+            let ty = TensorType::new(nnc_runtime::DType::F32, vec![1]);
+            let mut args = CallArgs::new(name, vec![super::Operand { ty, span: 0..0 }; operands], 0..0);
+            let Some(Ok(built)) = Op::build(name, &mut args) else { continue };
+            match Step::of(&built.op) {
+                Some(StepOf::Unary(step)) => return Some(step),
+                Some(StepOf::Binary(kind)) => return Some(Step::binary(kind, false)),
+                None => {}
+            }
         }
-        let kind = UnaryKind::from_name(name)?;
-        (!kind.has_attributes()).then_some(Step::Unary(kind))
+        None
     }
 
     /// The step `op` would be in a fused group, if it can be one: an attribute-free unary

@@ -539,4 +539,17 @@ mod tests {
         assert_eq!(positional_attrs("reshape"), &["shape"]);
         assert!(positional_attrs("fused").is_empty());
     }
+
+    /// A fused op's steps are spelled as the ops they come from (plus `rsub`, `rdiv`), found
+    /// through the op table: every attribute-free unary op and the four arithmetic ops.
+    #[test]
+    fn fused_steps_are_named_as_their_ops() {
+        let steps: Vec<&str> = OP_NAMES.iter().copied().filter(|n| fused::Step::from_name(n).is_some()).collect();
+        for name in &steps {
+            assert_eq!(fused::Step::from_name(name).unwrap().name(), *name);
+        }
+        assert_eq!(steps, ["relu", "relu6", "sigmoid", "tanh", "gelu", "silu", "exp", "sqrt", "abs", "neg", "add", "sub", "mul", "div"]);
+        assert_eq!(fused::Step::from_name("rsub").unwrap().name(), "rsub");
+        assert!(fused::Step::from_name("leaky_relu").is_none() && fused::Step::from_name("conv2d").is_none());
+    }
 }
