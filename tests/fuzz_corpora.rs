@@ -45,3 +45,18 @@ fn every_target_has_an_entry_point_and_a_cargo_bin() {
     let entries = std::fs::read_dir(fuzz.join("fuzz_targets")).unwrap().count();
     assert_eq!(entries, TARGETS.len(), "an entry point without a body in nnc::testing::fuzz::TARGETS");
 }
+
+/// The fuzz targets still compile against the library (`cargo check` of `fuzz/`, its own
+/// workspace and target directory; no libFuzzer run, no nightly toolchain).
+#[test]
+fn fuzz_targets_build() {
+    let fuzz = common::repo().join("fuzz");
+    let out = std::process::Command::new(env!("CARGO"))
+        .args(["check", "--quiet", "--bins", "--manifest-path"])
+        .arg(fuzz.join("Cargo.toml"))
+        .env_remove("CARGO_TARGET_DIR")
+        .env_remove("RUSTFLAGS")
+        .output()
+        .expect("cargo runs");
+    assert!(out.status.success(), "the fuzz targets do not build:\n{}", String::from_utf8_lossy(&out.stderr));
+}

@@ -128,10 +128,14 @@ impl Epilogue<'_> {
     /// The steps as a runtime GEMM epilogue, if they are one: an optional residual add (its
     /// operand's base address) followed by an optional ReLU or ReLU6.
     pub fn runtime_form(&self) -> Option<(Option<Value>, Activation)> {
-        let (residual, rest) = match self.steps.first() {
-            Some(&Step::ADD) if self.extras[0].1 == Extent::Full => (Some(self.extras[0].0), &self.steps[1..]),
-            Some(&Step::ADD) => return None,
-            _ => (None, self.steps),
+        // A leading residual add: the GEMM adds a full-shape matrix with C's strides.
+        let (residual, rest) = if self.steps.first() == Some(&Step::ADD) {
+            if self.extras[0].1 != Extent::Full {
+                return None;
+            }
+            (Some(self.extras[0].0), &self.steps[1..])
+        } else {
+            (None, self.steps)
         };
         let act = match rest {
             [] => Activation::None,

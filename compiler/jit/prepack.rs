@@ -39,9 +39,9 @@ pub fn prepack_weights(graph: &Graph, plans: &HashMap<NodeId, KernelPlan>, plan:
             }
             Prepack::GemmA => {
                 let w = const_at(1).expect("the plan packs weights only when they are constant");
-                let groups = match graph.node(id).op().and_then(|op| op.product()) {
-                    Some(crate::ops::Product::Conv2d(c)) => c.groups,
-                    _ => unreachable!("only convolutions pack A panels"),
+                let groups = match graph.node(id).op().and_then(|op| op.product()).expect("GemmA plans are products") {
+                    crate::ops::Product::Conv2d(c) => c.groups,
+                    crate::ops::Product::Dense(_) | crate::ops::Product::MatMul(_) => unreachable!("only convolutions pack A panels (KernelPlan::new)"),
                 };
                 let ws = &graph.node(operands[1]).ty.shape;
                 let (fg, kk) = (ws[0] / groups, ws[1] * ws[2] * ws[3]);
