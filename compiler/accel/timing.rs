@@ -224,7 +224,6 @@ pub fn traffic(p: &Program, insn: &Insn) -> Traffic {
             let operands = p.graph.operands(id);
             let b = &p.values[&id];
             // A fused op's steps after the array read its result and the extra operands.
-            // A fused op's steps after the array read its result and the extra operands.
             let steps_after_array = p.steps_only.contains(&id).then(|| p.graph.node(id).op()).flatten();
             let reads = if let Some(Op::Fused(f)) = steps_after_array {
                 t.read(p, b.addr, b.bytes());
