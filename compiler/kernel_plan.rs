@@ -52,12 +52,18 @@ pub enum Kernel {
     /// Pooling in a channel-vector layout, vectorized along channels.
     ChannelVector,
     /// The op's own loop nest (normalizations, softmax, pooling, data movement, LSTM,
-    /// attention without microkernels, layout conversions).
+    /// attention without microkernels, layout conversions, int8 conversions).
     Loops,
+    /// An int8 product in Cranelift code: i8 codes, wrapping i32 accumulation.
+    Int8Dot,
+    /// The interpreter's own semantics (`Op::eval`), called from generated code: for float
+    /// ops inside quantized graphs whose native kernels round differently from the
+    /// interpreter, so that the JIT gives the interpreter's bits there (SPEC §5).
+    Reference,
 }
 
 impl Kernel {
-    pub const ALL: [Kernel; 14] = [
+    pub const ALL: [Kernel; 16] = [
         Kernel::View,
         Kernel::Elementwise,
         Kernel::Broadcast,
@@ -72,6 +78,8 @@ impl Kernel {
         Kernel::VectorDirect,
         Kernel::ChannelVector,
         Kernel::Loops,
+        Kernel::Int8Dot,
+        Kernel::Reference,
     ];
 
     pub fn name(self) -> &'static str {
@@ -90,6 +98,8 @@ impl Kernel {
             Kernel::VectorDirect => "vector-direct",
             Kernel::ChannelVector => "channel-vector",
             Kernel::Loops => "loops",
+            Kernel::Int8Dot => "int8-dot",
+            Kernel::Reference => "reference",
         }
     }
 
@@ -115,6 +125,10 @@ pub enum Prepack {
     ChannelWeights,
     /// An LSTM: transposed input and hidden weights and the summed bias.
     LstmWeights,
+    /// A `dequantize` or `requantize` with per-channel scales: the scales as an f32 table.
+    ScaleTable,
+    /// A reference kernel: the op and where its operands and result live.
+    ReferenceNode,
 }
 
 /// Everything that follows from a node's kernel: see the module documentation.
@@ -135,7 +149,12 @@ pub struct KernelPlan {
 /// The values of a graph known at compile time: constants, parameters (whose weights will
 /// be bound) and what ops compute from those alone, which `fold-constants` turns into
 /// constants once weights are bound (so the JIT can repack them).
-pub struct Known(HashSet<NodeId>);
+pub struct Known {
+    values: HashSet<NodeId>,
+    /// The graph holds int8 values: a quantized graph, whose float ops must give the
+    /// interpreter's bits too (a float that rounds differently can flip a code downstream).
+    interpreter_bits: bool,
+}
 
 impl Known {
     pub fn of(graph: &Graph) -> Known {
@@ -150,11 +169,17 @@ impl Known {
                 known.insert(id);
             }
         }
-        Known(known)
+        let interpreter_bits = graph.node_ids().any(|id| graph.node(id).ty.dtype == nnc_runtime::DType::I8);
+        Known { values: known, interpreter_bits }
     }
 
     pub fn contains(&self, id: NodeId) -> bool {
-        self.0.contains(&id)
+        self.values.contains(&id)
+    }
+
+    /// Whether the graph's results must be the interpreter's bits (it is quantized).
+    pub fn interpreter_bits(&self) -> bool {
+        self.interpreter_bits
     }
 }
 
@@ -163,12 +188,14 @@ impl Known {
 pub struct Operands<'a> {
     pub types: Vec<&'a TensorType>,
     pub constant: Vec<bool>,
+    /// Whether the result must be the interpreter's bits (the node is in a quantized graph).
+    pub interpreter_bits: bool,
 }
 
 impl<'a> Operands<'a> {
     pub fn of(graph: &'a Graph, id: NodeId, known: &Known) -> Operands<'a> {
         let constant = graph.operands(id).iter().map(|&o| known.contains(o)).collect();
-        Operands { types: graph.operand_types(id), constant }
+        Operands { types: graph.operand_types(id), constant, interpreter_bits: known.interpreter_bits }
     }
 
     /// Whether every operand from `first` on is known at compile time.
@@ -245,12 +272,51 @@ pub fn choose(op: &Op, operands: &Operands, out: &TensorType, target: &CpuTarget
 /// measured costs behind [`estimated_ps`] and the rules in each arm). Empty when the JIT has
 /// none.
 pub fn available(op: &Op, operands: &Operands, out: &TensorType, target: &CpuTarget) -> Vec<Kernel> {
+    if operands.interpreter_bits && !native_kernels_match_interpreter(op, &operands.types) {
+        return vec![Kernel::Reference];
+    }
+    native_kernels(op, operands, out, target)
+}
+
+/// Whether the JIT's native kernels compute `op` bit for bit as the interpreter does: ops that
+/// only move or select values, one correctly rounded f32 operation per element, and the int8
+/// ops, whose conversions use the interpreter's operations in its order. Transcendentals,
+/// float reductions (which the interpreter sums in f64) and scaled ops do not.
+fn native_kernels_match_interpreter(op: &Op, types: &[&TensorType]) -> bool {
+    use crate::ops::UnaryKind;
+    let unary_exact = |k: &UnaryKind| match k {
+        UnaryKind::Relu | UnaryKind::Relu6 | UnaryKind::Abs | UnaryKind::Neg | UnaryKind::Clip { .. } | UnaryKind::Sqrt => true,
+        UnaryKind::Sigmoid | UnaryKind::Tanh | UnaryKind::Gelu | UnaryKind::Silu | UnaryKind::Exp | UnaryKind::LeakyRelu { .. } => false,
+    };
+    match op {
+        Op::Unary(u) => unary_exact(&u.kind),
+        Op::Binary(_) | Op::Flatten(_) | Op::Reshape(_) | Op::Transpose(_) | Op::Concat(_) | Op::Slice(_) | Op::ConvertLayout(_) => true,
+        Op::Quantize(_) | Op::Dequantize(_) | Op::Requantize(_) => true,
+        Op::Pool(p) => p.kind == crate::ops::PoolKind::Max,
+        // int8 products are exact; float ones sum in another order.
+        Op::Conv2d(_) | Op::Dense(_) | Op::MatMul(_) => types[0].dtype == nnc_runtime::DType::I8,
+        Op::Fused(f) => {
+            f.anchor.is_none()
+                && f.steps.iter().all(|s| match s {
+                    crate::ops::fused::Step::Unary(k) => unary_exact(k),
+                    crate::ops::fused::Step::Binary { .. } => true,
+                })
+        }
+        Op::BatchNorm(_) | Op::LayerNorm(_) | Op::Lstm(_) | Op::Softmax(_) | Op::GlobalAvgPool(_) | Op::Attention(_) => false,
+    }
+}
+
+/// The native kernels for `op`, best first.
+fn native_kernels(op: &Op, operands: &Operands, out: &TensorType, target: &CpuTarget) -> Vec<Kernel> {
     let types = &operands.types;
     let channel_layout = types.first().is_some_and(|t| t.layout != Layout::RowMajor);
     match op {
         Op::Conv2d(_) | Op::Dense(_) | Op::MatMul(_) => product_kernels(&op.product().expect("a product"), operands, target),
         Op::Fused(f) => match &f.anchor {
-            Some(anchor) => product_kernels(anchor, &Operands { types: types[..f.anchor_operands(types.len())].to_vec(), constant: operands.constant[..f.anchor_operands(types.len())].to_vec() }, target),
+            Some(anchor) => {
+                let n = f.anchor_operands(types.len());
+                product_kernels(anchor, &Operands { types: types[..n].to_vec(), constant: operands.constant[..n].to_vec(), interpreter_bits: operands.interpreter_bits }, target)
+            }
             // Broadcast rows run as a loop over rows.
             None if types[1..].iter().all(|e| e.shape == out.shape || e.numel() == 1) => vec![Kernel::Elementwise],
             None => vec![Kernel::Broadcast],
@@ -263,7 +329,7 @@ pub fn available(op: &Op, operands: &Operands, out: &TensorType, target: &CpuTar
         // The vector kernel unrolls the window; larger windows have no channel-vector kernel
         // (and `select-layouts` keeps them row-major).
         Op::Pool(p) if channel_layout => {
-            if p.kernel[0] * p.kernel[1] <= MAX_UNROLLED_TAPS {
+            if p.kernel[0] * p.kernel[1] <= MAX_UNROLLED_TAPS && types[0].dtype == nnc_runtime::DType::F32 {
                 vec![Kernel::ChannelVector]
             } else {
                 Vec::new()
@@ -281,13 +347,16 @@ pub fn available(op: &Op, operands: &Operands, out: &TensorType, target: &CpuTar
         | Op::Concat(_)
         | Op::Slice(_)
         | Op::ConvertLayout(_) => vec![Kernel::Loops],
-        Op::Quantize(_) | Op::Dequantize(_) | Op::Requantize(_) => Vec::new(),
+        Op::Quantize(_) | Op::Dequantize(_) | Op::Requantize(_) => vec![Kernel::Loops],
     }
 }
 
 /// Kernels for a matrix product (alone or anchoring a fused op), best first.
 fn product_kernels(product: &Product, operands: &Operands, target: &CpuTarget) -> Vec<Kernel> {
     let types = &operands.types;
+    if types[0].dtype == nnc_runtime::DType::I8 {
+        return vec![Kernel::Int8Dot];
+    }
     match product {
         Product::Conv2d(c) if types[0].layout != Layout::RowMajor => {
             // Weights repacked at compile time need weights known then.
@@ -377,7 +446,9 @@ fn gemm_shape(kernel: Kernel, op: &Op, types: &[&TensorType], out: &TensorType) 
         | Kernel::Nchw4cBlocked
         | Kernel::VectorDirect
         | Kernel::ChannelVector
-        | Kernel::Loops => return None,
+        | Kernel::Loops
+        | Kernel::Int8Dot
+        | Kernel::Reference => return None,
     }
     if let Op::Attention(_) = op {
         let (q, k) = (&types[0].shape, &types[1].shape);
@@ -429,7 +500,9 @@ fn scratch_bytes(kernel: Kernel, op: &Op, operands: &Operands, out: &TensorType,
         | Kernel::NhwcGemm
         | Kernel::Nchw4cBlocked
         | Kernel::VectorDirect
-        | Kernel::ChannelVector => 0,
+        | Kernel::ChannelVector
+        | Kernel::Int8Dot
+        | Kernel::Reference => 0,
     }
 }
 
@@ -456,7 +529,9 @@ fn splits(kernel: Kernel, op: &Op) -> bool {
         | Kernel::DepthwiseUnrolled
         | Kernel::NhwcGemm
         | Kernel::VectorDirect
-        | Kernel::Loops => false,
+        | Kernel::Loops
+        | Kernel::Int8Dot
+        | Kernel::Reference => false,
     }
 }
 
@@ -467,6 +542,7 @@ fn prepack(kernel: Kernel, op: &Op, operands: &Operands) -> Prepack {
         Kernel::VectorDepthwise if weight_constant => Prepack::ChannelWeights,
         Kernel::NhwcGemm | Kernel::Nchw4cBlocked => Prepack::ChannelWeights,
         Kernel::Loops if matches!(op, Op::Lstm(_)) && operands.constant_from(1) => Prepack::LstmWeights,
+        Kernel::Loops if per_channel_scales(op) => Prepack::ScaleTable,
         Kernel::Gemm
         | Kernel::VectorDepthwise
         | Kernel::Loops
@@ -478,7 +554,21 @@ fn prepack(kernel: Kernel, op: &Op, operands: &Operands) -> Prepack {
         | Kernel::Direct
         | Kernel::DepthwiseUnrolled
         | Kernel::VectorDirect
-        | Kernel::ChannelVector => Prepack::Nothing,
+        | Kernel::ChannelVector
+        | Kernel::Int8Dot => Prepack::Nothing,
+        // The node's own description, which the generated call passes to the interpreter.
+        Kernel::Reference => Prepack::ReferenceNode,
+    }
+}
+
+/// Whether `op` converts with one scale per channel (a table the kernel indexes).
+fn per_channel_scales(op: &Op) -> bool {
+    if let Op::Dequantize(d) = op {
+        d.scales.values.len() > 1
+    } else if let Op::Requantize(r) = op {
+        r.scales.values.len() > 1
+    } else {
+        false
     }
 }
 
@@ -537,6 +627,8 @@ pub fn estimated_ps(kernel: Kernel, op: &Op, types: &[&TensorType], out: &Tensor
         | Kernel::VectorDepthwise
         | Kernel::VectorDirect
         | Kernel::ChannelVector
-        | Kernel::Loops => per(DIRECT_CONV_PS_PER_MAC_NCHW),
+        | Kernel::Loops
+        | Kernel::Int8Dot
+        | Kernel::Reference => per(DIRECT_CONV_PS_PER_MAC_NCHW),
     }
 }

@@ -15,9 +15,6 @@ pub(super) fn run(session: &mut Session, a: &args::RunArgs) -> CmdResult {
     if a.opt.target == Target::Accel && a.backend != Backend::Accel {
         return Err(Diagnostic::error("--target accel compiles for the accelerator; run it with `--backend accel` (or `nnc sim` for its report)").into());
     }
-    if a.opt.quantize.is_some() && a.backend == Backend::Jit {
-        return Err(Diagnostic::error("the JIT runs float models only; int8 graphs run on `--backend interp` (the reference) or `--backend accel`").with_note("int8 on the CPU is planned work").into());
-    }
     if a.backend == Backend::Accel {
         if a.bench.is_some() || a.profile {
             return Err(Diagnostic::error("--bench and --profile time the CPU backends; `nnc sim` reports the accelerator's time").into());

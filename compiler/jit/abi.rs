@@ -8,11 +8,13 @@ use cranelift_codegen::ir::{AbiParam, FuncRef, Function};
 use cranelift_jit::{JITBuilder, JITModule};
 use cranelift_module::{FuncId, Linkage, Module};
 
-/// Each entry point: its symbol and its address.
-const ENTRY_POINTS: [(&str, *const u8); 3] = [
-    ("nnc_gemm", nnc_runtime::gemm::nnc_gemm as *const u8),
-    ("nnc_gemm_conv_nhwc", nnc_runtime::gemm::nnc_gemm_conv_nhwc as *const u8),
-    ("nnc_im2col", nnc_runtime::gemm::nnc_im2col as *const u8),
+/// Each entry point: its symbol, its address, and how many pointer arguments it takes (a
+/// call descriptor; the reference kernel also takes the arena).
+const ENTRY_POINTS: [(&str, *const u8, usize); 4] = [
+    ("nnc_gemm", nnc_runtime::gemm::nnc_gemm as *const u8, 1),
+    ("nnc_gemm_conv_nhwc", nnc_runtime::gemm::nnc_gemm_conv_nhwc as *const u8, 1),
+    ("nnc_im2col", nnc_runtime::gemm::nnc_im2col as *const u8, 1),
+    ("nnc_reference_kernel", super::reference::nnc_reference_kernel as *const u8, 2),
 ];
 
 /// The entry points as a kernel function refers to them, in [`ENTRY_POINTS`] order.
@@ -24,26 +26,28 @@ pub struct RuntimeFns {
     pub conv_nhwc: FuncRef,
     /// `nnc_im2col(&Im2colCall)`: one image unfolded for a row-major convolution.
     pub im2col: FuncRef,
+    /// `nnc_reference_kernel(&ReferenceNode, arena)`: an op's interpreter semantics.
+    pub reference: FuncRef,
 }
 
 /// Make the entry points resolvable by the module being built.
 pub fn register_symbols(builder: &mut JITBuilder) {
-    for (name, addr) in ENTRY_POINTS {
+    for (name, addr, _) in ENTRY_POINTS {
         builder.symbol(name, addr);
     }
 }
 
 /// The entry points declared in a module, to be imported into each kernel function.
-pub struct Imports([FuncId; 3]);
+pub struct Imports([FuncId; 4]);
 
 impl Imports {
-    /// Declare every entry point as `fn(descriptor: *const _)`.
+    /// Declare every entry point as `fn(descriptor: *const _, ...)`.
     pub fn declare(module: &mut JITModule) -> Result<Imports, JitError> {
         let ptr = module.target_config().pointer_type();
         let mut ids = Vec::with_capacity(ENTRY_POINTS.len());
-        for (name, _) in ENTRY_POINTS {
+        for (name, _, params) in ENTRY_POINTS {
             let mut sig = module.make_signature();
-            sig.params.push(AbiParam::new(ptr));
+            sig.params.extend(std::iter::repeat_n(AbiParam::new(ptr), params));
             ids.push(module.declare_function(name, Linkage::Import, &sig).map_err(|e| JitError::Codegen { node: name.to_string(), message: e.to_string() })?);
         }
         Ok(Imports(ids.try_into().expect("one id per entry point")))
@@ -51,7 +55,7 @@ impl Imports {
 
     /// References to the entry points from inside `func`.
     pub fn in_function(&self, module: &mut JITModule, func: &mut Function) -> RuntimeFns {
-        let [gemm, conv_nhwc, im2col] = self.0.map(|id| module.declare_func_in_func(id, func));
-        RuntimeFns { gemm, conv_nhwc, im2col }
+        let [gemm, conv_nhwc, im2col, reference] = self.0.map(|id| module.declare_func_in_func(id, func));
+        RuntimeFns { gemm, conv_nhwc, im2col, reference }
     }
 }

@@ -24,6 +24,8 @@ pub struct KernelBuilder<'a> {
     consts: &'a [u64],
     /// Runtime functions the kernel may call, when microkernels are on.
     pub runtime: Option<RuntimeFns>,
+    /// The reference kernel's entry point (`jit::reference`), always available.
+    pub reference_fn: Option<FuncRef>,
     /// For a kernel whose constant weight was packed at compile time (one buffer per group),
     /// the packed buffers' addresses.
     pub prepacked: Vec<u64>,
@@ -69,7 +71,12 @@ fn flags() -> MemFlags {
 
 impl<'a> KernelBuilder<'a> {
     pub fn new(b: FunctionBuilder<'a>, arena: Value, consts: &'a [u64], runtime: Option<RuntimeFns>, tile: crate::target::Tile) -> KernelBuilder<'a> {
-        KernelBuilder { b, arena, consts, runtime, prepacked: Vec::new(), threads: 1, tile, task: None }
+        KernelBuilder { b, arena, consts, runtime, reference_fn: None, prepacked: Vec::new(), threads: 1, tile, task: None }
+    }
+
+    /// The arena's base address.
+    pub fn arena(&self) -> Value {
+        self.arena
     }
 
     /// This task's share `[start, end)` of `lo..hi`: contiguous, starting at a multiple of

@@ -34,6 +34,10 @@ pub struct Executable {
     pub(super) lower_bound_bytes: usize,
     pub(super) inputs: Vec<Binding>,
     pub(super) outputs: Vec<Binding>,
+    /// The nodes reference kernels run, whose addresses the code holds: kept alive, never
+    /// read from Rust.
+    #[allow(dead_code)]
+    pub(super) reference_nodes: Vec<Box<super::reference::ReferenceNode>>,
 }
 
 pub(super) struct Binding {
@@ -130,15 +134,43 @@ impl Executable {
             .iter()
             .map(|b| {
                 let n: usize = b.shape.iter().product();
-                let mut data = vec![0.0f32; n];
-                let src = match b.loc {
-                    Loc::Arena(off) => unsafe { arena.add(off) as *const f32 },
-                    Loc::Const(c) => self.consts[c].as_ptr(),
+                let src: *const u8 = match b.loc {
+                    // SAFETY: the plan placed the value inside the arena.
+                    Loc::Arena(off) => unsafe { arena.add(off) },
+                    Loc::Const(c) => self.consts[c].as_ptr() as *const u8,
                 };
-                // SAFETY: `src` holds `n` floats (arena slot or constant buffer).
-                unsafe { std::ptr::copy_nonoverlapping(src, data.as_mut_ptr(), n) };
-                Tensor::from_f32(b.dtype, b.shape.clone(), data).expect("shape and data agree")
+                let mut bytes = vec![0u8; n * super::lower::int8::stored_bytes(b.dtype)];
+                // SAFETY: `src` holds the value's `n` elements (arena slot or constant buffer).
+                unsafe { std::ptr::copy_nonoverlapping(src, bytes.as_mut_ptr(), bytes.len()) };
+                tensor_from_bytes(b.dtype, b.shape.clone(), &bytes)
             })
             .collect())
     }
+}
+
+/// A constant's elements as the JIT stores them, in a buffer of f32 words (4-byte aligned):
+/// floats as f32, int8 codes one byte each, i32 as themselves.
+pub(super) fn const_storage(t: &Tensor) -> Vec<f32> {
+    use nnc_runtime::tensor::Data;
+    let bytes: Vec<u8> = match t.data() {
+        Data::F32(v) => return v.clone(),
+        Data::I8(v) => v.iter().map(|&x| x as u8).collect(),
+        Data::I32(v) => v.iter().flat_map(|x| x.to_le_bytes()).collect(),
+    };
+    bytes.chunks(4).map(|c| {
+        let mut w = [0u8; 4];
+        w[..c.len()].copy_from_slice(c);
+        f32::from_le_bytes(w)
+    }).collect()
+}
+
+/// A tensor of `dtype` from the bytes the JIT stored it in.
+pub(super) fn tensor_from_bytes(dtype: nnc_runtime::DType, shape: Vec<usize>, bytes: &[u8]) -> Tensor {
+    use nnc_runtime::DType;
+    match dtype {
+        DType::I8 => Tensor::from_i8(shape, bytes.iter().map(|&b| b as i8).collect()),
+        DType::I32 => Tensor::from_i32(shape, bytes.chunks_exact(4).map(|c| i32::from_le_bytes(c.try_into().expect("4 bytes"))).collect()),
+        DType::F32 | DType::F16 | DType::BF16 => Tensor::from_f32(dtype, shape, bytes.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().expect("4 bytes"))).collect()),
+    }
+    .expect("shape and data agree")
 }

@@ -91,6 +91,7 @@ pub fn plan(graph: &Graph, schedule: &[NodeId], scratch_bytes: &dyn Fn(NodeId) -
                     operands.iter().copied().find(|o| {
                         let Some(&s) = storage_of.get(o) else { return false };
                         graph.node(*o).ty.shape == node.ty.shape
+                            && graph.node(*o).ty.dtype == node.ty.dtype
                             && members[s].iter().all(|m| last_use[m] <= i)
                             // A broadcast operand in the same storage would be read at other
                             // indices after they are overwritten.
@@ -120,7 +121,7 @@ pub fn plan(graph: &Graph, schedule: &[NodeId], scratch_bytes: &dyn Fn(NodeId) -
                         let first = if matches!(node.kind, NodeKind::Input { .. }) { 0 } else { i };
                         storage_of.insert(id, storages.len());
                         members.push(vec![id]);
-                        storages.push(Storage { bytes: node.ty.numel() * 4, first, last: first });
+                        storages.push(Storage { bytes: node.ty.numel() * super::lower::int8::stored_bytes(node.ty.dtype), first, last: first });
                     }
                 }
                 let extra = scratch_bytes(id);

@@ -19,6 +19,7 @@ pub mod executable;
 pub mod lower;
 pub mod memplan;
 pub mod prepack;
+pub mod reference;
 
 pub use executable::{Executable, Workspace};
 
@@ -38,7 +39,7 @@ use std::collections::HashMap;
 pub enum JitError {
     #[error("parameter `{0}` has no value; the JIT compiles models whose weights are bound")]
     UnboundParam(String),
-    #[error("the JIT computes f32 tensors only; `{0}` is {1} (run it with --backend interp or --backend accel)")]
+    #[error("the JIT computes f32 and int8 tensors; `{0}` is {1} (run it with --backend interp or --backend accel)")]
     UnsupportedDType(String, String),
     #[error("code generation failed for `{node}`: {message}")]
     Codegen { node: String, message: String },
@@ -126,7 +127,7 @@ pub fn compile_with_listing(graph: &Graph, options: &JitOptions, listing: &mut L
             return Err(JitError::UnboundParam(n.name.clone()));
         }
         // f16/bf16 values would need rounding after every op to match the interpreter.
-        if n.ty.dtype != nnc_runtime::DType::F32 {
+        if matches!(n.ty.dtype, nnc_runtime::DType::F16 | nnc_runtime::DType::BF16) {
             return Err(JitError::UnsupportedDType(n.name.clone(), n.ty.dtype.to_string()));
         }
     }
@@ -134,11 +135,20 @@ pub fn compile_with_listing(graph: &Graph, options: &JitOptions, listing: &mut L
     let plans = plans(graph, &target)?;
     let plan: MemoryPlan = memplan::plan(graph, &schedule, &|id| plans.get(&id).map_or(0, |p| p.scratch_bytes));
     let consts: Vec<Vec<f32>> = plan.consts.iter().map(|&id| match &graph.node(id).kind {
-        NodeKind::Const(t) => t.to_f32_vec(),
+        NodeKind::Const(t) => executable::const_storage(t),
         NodeKind::Input { .. } | NodeKind::Param | NodeKind::Op(_) => unreachable!("the plan lists constants only"),
     }).collect();
-    let (consts, prepacked) = prepack::prepack_weights(graph, &plans, &plan, consts);
+    let (consts, mut prepacked) = prepack::prepack_weights(graph, &plans, &plan, consts);
     let const_addrs: Vec<u64> = consts.iter().map(|c| c.as_ptr() as u64).collect();
+    // Reference kernels get their node's description; its address is stable in a Box.
+    let mut reference_nodes = Vec::new();
+    for &id in &schedule {
+        if plans.get(&id).is_some_and(|p| p.prepack == crate::kernel_plan::Prepack::ReferenceNode) {
+            let node = Box::new(reference::ReferenceNode::new(graph, id, &plan, &const_addrs));
+            prepacked.insert(id, vec![&*node as *const reference::ReferenceNode as u64]);
+            reference_nodes.push(node);
+        }
+    }
 
     let mut module = host_module()?;
     let ptr = module.target_config().pointer_type();
@@ -168,8 +178,10 @@ pub fn compile_with_listing(graph: &Graph, options: &JitOptions, listing: &mut L
             b.seal_block(entry);
             let params = b.block_params(entry).to_vec();
             let arena = params[0];
-            let runtime = options.ukernels.then(|| imports.in_function(&mut module, b.func));
+            let fns = imports.in_function(&mut module, b.func);
+            let runtime = options.ukernels.then_some(fns);
             let mut k = builder::KernelBuilder::new(b, arena, &const_addrs, runtime, kp.tile);
+            k.reference_fn = Some(fns.reference);
             k.prepacked = prepacked.get(&id).cloned().unwrap_or_default();
             k.threads = options.threads.max(1) as i64;
             if split {
@@ -228,5 +240,6 @@ pub fn compile_with_listing(graph: &Graph, options: &JitOptions, listing: &mut L
         lower_bound_bytes: plan.lower_bound_bytes,
         inputs: graph.inputs.iter().map(|&i| binding(i, &graph.node(i).name)).collect(),
         outputs: graph.outputs.iter().map(|(name, id)| binding(*id, name)).collect(),
+        reference_nodes,
     })
 }

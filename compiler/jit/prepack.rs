@@ -24,7 +24,8 @@ pub fn prepack_weights(graph: &Graph, plans: &HashMap<NodeId, KernelPlan>, plan:
         };
         let mut buffers = Vec::new();
         match kp.prepack {
-            Prepack::Nothing => continue,
+            // Made by `jit::compile` once the constants' addresses are final.
+            Prepack::Nothing | Prepack::ReferenceNode => continue,
             Prepack::LstmWeights => {
                 let Op::Lstm(l) = graph.node(id).op().expect("an lstm") else { unreachable!("only lstm plans pack lstm weights") };
                 let at: Option<Vec<usize>> = (1..operands.len()).map(const_at).collect();
@@ -36,6 +37,17 @@ pub fn prepack_weights(graph: &Graph, plans: &HashMap<NodeId, KernelPlan>, plan:
                 let w = const_at(1).expect("the plan packs weights only when they are constant");
                 let ws = &graph.node(operands[1]).ty.shape;
                 buffers.extend(channel_weights(kp.kernel, &consts[w], ws, kp.tile));
+            }
+            Prepack::ScaleTable => {
+                let node = graph.node(id);
+                let scales = if let Some(Op::Dequantize(d)) = node.op() {
+                    &d.scales
+                } else if let Some(Op::Requantize(r)) = node.op() {
+                    &r.scales
+                } else {
+                    unreachable!("only dequantize and requantize plan scale tables")
+                };
+                buffers.push(scales.per_channel(graph.node(operands[0]).ty.shape[scales.axis]));
             }
             Prepack::GemmA => {
                 let w = const_at(1).expect("the plan packs weights only when they are constant");

@@ -75,7 +75,7 @@ fn in_layout<R>(graph: &Graph, known: &Known, id: NodeId, rule: &Follows, layout
         .enumerate()
         .map(|(i, &o)| if rule.operands.contains(&i) { graph.node(o).ty.with_layout(layout) } else { graph.node(o).ty.clone() })
         .collect();
-    f(&Operands { types: types.iter().collect(), constant: operands.iter().map(|&o| known.contains(o)).collect() })
+    f(&Operands { types: types.iter().collect(), constant: operands.iter().map(|&o| known.contains(o)).collect(), interpreter_bits: known.interpreter_bits() })
 }
 
 /// Estimated run time of `id` (free) as (row-major, alternative layout), by the kernel the

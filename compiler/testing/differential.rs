@@ -1,7 +1,8 @@
 //! The differential check: one model on every executor nnc has, each compared with the
 //! reference interpreter on the unoptimized graph. Floats must agree within
 //! |Δ| ≤ 1e-4·(1 + |ref|) plus what the graph itself makes of rounding (below); int8
-//! executions must give the interpreter's bits on the same quantized graph; a JIT run on two
+//! executions (the accelerator's and the JIT's) must give the interpreter's bits on the same
+//! quantized graph; a JIT run on two
 //! threads must give the one-thread bits.
 //!
 //! Executors round differently (f32 against f64 accumulation, fused multiply-adds, other
@@ -43,6 +44,9 @@ pub struct Plan {
     /// int8: the quantized graph on the interpreter and on the accelerator, which must
     /// agree exactly: `(level, output-stationary)`.
     pub int8: Vec<(u8, bool)>,
+    /// int8 on the JIT, bit for bit with the interpreter on the same quantized graph:
+    /// `(level, microkernels, threads)`.
+    pub int8_jit: Vec<(u8, bool, usize)>,
 }
 
 impl Plan {
@@ -62,7 +66,8 @@ impl Plan {
             interp_levels: vec![1, 2, 3],
             jit: levels.clone().flat_map(|l| [(l, true, 1), (l, true, 2), (l, false, 1), (l, false, 2)]).collect(),
             accel: levels.clone().flat_map(|l| [(l, false), (l, true)]).collect(),
-            int8: levels.flat_map(|l| [(l, false), (l, true)]).collect(),
+            int8: levels.clone().flat_map(|l| [(l, false), (l, true)]).collect(),
+            int8_jit: levels.flat_map(|l| [(l, true, 1), (l, true, 2), (l, false, 1), (l, false, 2)]).collect(),
         }
     }
 
@@ -80,6 +85,7 @@ impl Plan {
             jit: vec![(level, ukernels, threads), (other, !ukernels, 3 - threads)],
             accel: vec![(other, os)],
             int8: vec![(level, !os)],
+            int8_jit: vec![(other, ukernels, threads)],
         }
     }
 }
@@ -204,17 +210,31 @@ pub fn check(source: &str, seed: u64, plan: &Plan) -> Result<Checked, Failure> {
         compared += 1;
     }
 
-    if !plan.int8.is_empty() {
-        let calibration = Calibration { runs: vec![random_inputs(&bound, seed.wrapping_add(1))] };
-        for &(level, os) in &plan.int8 {
-            let what = format!("accel int8 -O{level} {}", if os { "os" } else { "ws" });
-            let mut q = bound.clone();
-            passes::optimize_with(&mut q, level, &PassContext { cpu: None, quantize: Some(&calibration) }, true, &mut |_, _| {}).map_err(|e| fail(&format!("quantizing at -O{level}"), &e))?;
-            let want = interp::run(&q, &inputs).map_err(|e| fail(&format!("interp int8 -O{level}"), &e))?;
-            let got = run_accel(&q, &small_array("int8", os), &inputs).map_err(|e| fail(&what, &e))?;
-            compare(&got, &want, &Tolerance::Exact).map_err(|e| fail(&format!("{what} differs from the interpreter on the quantized graph"), &e))?;
-            compared += 1;
-        }
+    let calibration = Calibration { runs: vec![random_inputs(&bound, seed.wrapping_add(1))] };
+    let quantized = |level: u8| -> Result<(Graph, Vec<Tensor>), Failure> {
+        let mut q = bound.clone();
+        passes::optimize_with(&mut q, level, &PassContext { cpu: None, quantize: Some(&calibration) }, true, &mut |_, _| {}).map_err(|e| fail(&format!("quantizing at -O{level}"), &e))?;
+        let want = interp::run(&q, &inputs).map_err(|e| fail(&format!("interp int8 -O{level}"), &e))?;
+        Ok((q, want))
+    };
+    for &(level, os) in &plan.int8 {
+        let what = format!("accel int8 -O{level} {}", if os { "os" } else { "ws" });
+        let (q, want) = quantized(level)?;
+        let got = run_accel(&q, &small_array("int8", os), &inputs).map_err(|e| fail(&what, &e))?;
+        compare(&got, &want, &Tolerance::Exact).map_err(|e| fail(&format!("{what} differs from the interpreter on the quantized graph"), &e))?;
+        compared += 1;
+    }
+    for &(level, ukernels, threads) in &plan.int8_jit {
+        let what = format!("jit int8 -O{level} ukernels={} threads={threads}", if ukernels { "on" } else { "off" });
+        let (q, want) = quantized(level)?;
+        let exe = jit::compile(&q, &jit::JitOptions { ukernels, threads }).map_err(|e| fail(&what, &e))?;
+        let got = exe.run(&mut exe.workspace(), &inputs).map_err(|e| fail(&what, &e))?;
+        // A graph with int8 values gives the interpreter's bits; one that quantization left
+        // all float (nothing to quantize) is a float graph, held to the float tolerance.
+        let quantized = q.node_ids().any(|id| q.node(id).ty.dtype == nnc_runtime::DType::I8);
+        let tol = if quantized { &Tolerance::Exact } else { &float_tol };
+        compare(&got, &want, tol).map_err(|e| fail(&format!("{what} differs from the interpreter on the quantized graph"), &e))?;
+        compared += 1;
     }
     Ok(Checked { executions: compared, out_of_range })
 }

@@ -11,6 +11,7 @@ pub mod channels;
 pub mod conv;
 pub mod dense;
 pub mod elementwise;
+pub mod int8;
 pub mod lstm;
 pub mod movement;
 pub mod norm;
@@ -25,6 +26,10 @@ use super::epilogue::{apply_in_place, Arg, Epilogue};
 /// Emit the body of the kernel that `plan` chose for `op`.
 pub fn lower(k: &mut KernelBuilder, plan: &KernelPlan, op: &Op, args: &[Arg], out: Arg, scratch: Option<Loc>) {
     let kernel = plan.kernel;
+    if kernel == Kernel::Reference {
+        // The node's description is its one prepacked buffer (`jit::compile`).
+        return super::reference::emit(k, k.prepacked[0]);
+    }
     match op {
         Op::Fused(f) => {
             let n = f.anchor_operands(args.len());
@@ -51,6 +56,8 @@ pub fn lower(k: &mut KernelBuilder, plan: &KernelPlan, op: &Op, args: &[Arg], ou
         }
         Op::Pool(p) => match kernel {
             Kernel::ChannelVector => channels::windowed::pool(k, p, args, out),
+            // Max pooling carries int8 codes (`Codes::Moves`).
+            _ if int8::is_integer(args[0].ty) => int8::max_pool(k, p, args, out),
             _ => pool::pool(k, p, args, out),
         },
         Op::GlobalAvgPool(_) => match kernel {
@@ -65,8 +72,9 @@ pub fn lower(k: &mut KernelBuilder, plan: &KernelPlan, op: &Op, args: &[Arg], ou
             Kernel::Gemm => attention::attention_gemm(k, a, args, out, scratch.expect("attention scratch is planned")),
             _ => attention::attention(k, a, args, out),
         },
-        // The plan has no kernel for these (`kernel_plan::available`), so no node reaches here.
-        Op::Quantize(_) | Op::Dequantize(_) | Op::Requantize(_) => unreachable!("int8 ops have no JIT kernel"),
+        Op::Quantize(q) => int8::quantize(k, q.scale, args, out),
+        Op::Dequantize(d) => int8::dequantize(k, &d.scales, args, out),
+        Op::Requantize(r) => int8::requantize(k, &r.scales, r.out_scale, r.activation, args, out),
         Op::Flatten(_) | Op::Reshape(_) => unreachable!("views have no kernel"),
     }
 }
@@ -91,6 +99,9 @@ pub(crate) fn product(k: &mut KernelBuilder, plan: &KernelPlan, product: &Produc
             apply_in_place(k, out, epi);
         }
         (Product::MatMul(_), Kernel::Gemm) => dense::matmul_gemm(k, args, out, epi),
+        (Product::Conv2d(c), Kernel::Int8Dot) => int8::conv2d(k, c, args, out),
+        (Product::Dense(_), Kernel::Int8Dot) => int8::dense(k, args, out),
+        (Product::MatMul(_), Kernel::Int8Dot) => int8::matmul(k, args, out),
         (Product::MatMul(_), Kernel::RegisterTiles) => {
             dense::matmul(k, args, out, scratch.expect("matmul panel scratch is planned"));
             apply_in_place(k, out, epi);

@@ -1,0 +1,83 @@
+//! The reference kernel: generated code calls back into the interpreter's semantics
+//! (`Op::eval`) for one node. The kernel plan chooses it only for float ops inside quantized
+//! graphs whose native kernels round differently from the interpreter (SPEC §5 asks for its
+//! bits there); everything it touches is the node's own operands and result.
+
+use super::builder::KernelBuilder;
+use super::lower::int8::stored_bytes;
+use super::memplan::{Loc, MemoryPlan};
+use crate::ir::{Graph, NodeId, TensorType};
+use crate::ops::Op;
+use cranelift_codegen::ir::InstBuilder;
+use nnc_runtime::Tensor;
+
+/// Where a value lives while the executable runs.
+#[derive(Clone, Copy, Debug)]
+enum Place {
+    /// A byte offset into the arena.
+    Arena(usize),
+    /// A constant buffer's absolute address.
+    Absolute(u64),
+}
+
+/// One node as the reference kernel runs it: its op, and where its operands and result are.
+/// Owned by the executable, which hands its address to the generated code.
+#[derive(Debug)]
+pub struct ReferenceNode {
+    op: Op,
+    inputs: Vec<(Place, TensorType)>,
+    out: (usize, TensorType),
+}
+
+impl ReferenceNode {
+    /// Node `id`, placed by `plan`, with constants at `const_addrs`.
+    pub fn new(graph: &Graph, id: NodeId, plan: &MemoryPlan, const_addrs: &[u64]) -> ReferenceNode {
+        let place = |loc: Loc| match loc {
+            Loc::Arena(off) => Place::Arena(off),
+            Loc::Const(c) => Place::Absolute(const_addrs[c]),
+        };
+        let inputs = graph.operands(id).iter().map(|o| (place(plan.locs[o]), graph.node(*o).ty.clone())).collect();
+        let Loc::Arena(out) = plan.locs[&id] else { unreachable!("results live in the arena") };
+        let node = graph.node(id);
+        ReferenceNode { op: node.op().expect("an op").clone(), inputs, out: (out, node.ty.clone()) }
+    }
+}
+
+/// Emit the call `nnc_reference_kernel(node, arena)`.
+pub fn emit(k: &mut KernelBuilder, node: u64) {
+    let f = k.reference_fn.expect("the reference kernel is always imported");
+    let node = k.int(node as i64);
+    let arena = k.arena();
+    k.b.ins().call(f, &[node, arena]);
+}
+
+/// Run one node through its interpreter semantics on the arena.
+///
+/// # Safety
+/// `node` is a live [`ReferenceNode`] of the executable running, and `arena` its
+/// workspace's arena, at least as large as the memory plan says: every operand's and the
+/// result's bytes lie inside it (or inside the executable's constant buffers).
+pub unsafe extern "C" fn nnc_reference_kernel(node: *const ReferenceNode, arena: *mut u8) {
+    // SAFETY: the caller passes a live node.
+    let node = unsafe { &*node };
+    let read = |place: Place, ty: &TensorType| -> Tensor {
+        let bytes = ty.numel() * stored_bytes(ty.dtype);
+        let src = match place {
+            // SAFETY: the plan placed the value inside the arena.
+            Place::Arena(off) => unsafe { arena.add(off) as *const u8 },
+            Place::Absolute(addr) => addr as *const u8,
+        };
+        // SAFETY: the value's bytes are where the plan put them.
+        let data = unsafe { std::slice::from_raw_parts(src, bytes) };
+        super::executable::tensor_from_bytes(ty.dtype, ty.shape.clone(), data)
+    };
+    let inputs: Vec<Tensor> = node.inputs.iter().map(|(p, ty)| read(*p, ty)).collect();
+    let refs: Vec<&Tensor> = inputs.iter().collect();
+    let (off, ty) = &node.out;
+    let result = node.op.eval(&refs, ty);
+    let bytes = super::executable::const_storage(&result);
+    let len = ty.numel() * stored_bytes(ty.dtype);
+    // SAFETY: the result's `len` bytes lie inside the arena at `off`; `bytes` holds at least
+    // that many (f32 words, the last possibly padded).
+    unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr() as *const u8, arena.add(*off), len) };
+}
