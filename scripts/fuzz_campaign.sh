@@ -5,8 +5,10 @@
 #   TARGETs restrict it to some targets.
 # The targets are built once (cargo fuzz, nightly, AddressSanitizer) and the binaries copied
 # aside, so editing the tree during a campaign cannot change what runs. Each target runs on
-# one core, growing fuzz/corpus/<target>; crashes land in fuzz/artifacts/<target>/; the
-# statistics (lines starting `stat::`) go to fuzz/campaign-logs/<target>.log.
+# one core, seeded from the committed fuzz/corpus/<target> and growing the uncommitted
+# fuzz/corpus-full/<target>; crashes land in fuzz/artifacts/<target>/; the statistics (lines
+# starting `stat::`) go to fuzz/campaign-logs/<target>.log. docs/testing.md says how the
+# committed seeds are refreshed from corpus-full.
 set -euo pipefail
 cd "$(dirname "$0")/../fuzz"
 scale=${1:-1}
@@ -21,10 +23,10 @@ for spec in npy:300 safetensors:300 isa_decode:300 accel_config:900 ir_text:900 
     target=${spec%%:*}
     if [ $# -gt 0 ] && [[ " $* " != *" $target "* ]]; then continue; fi
     seconds=$(( ${spec##*:} * scale ))
-    mkdir -p "corpus/$target" "artifacts/$target"
+    mkdir -p "corpus/$target" "corpus-full/$target" "artifacts/$target"
     echo "== $target for ${seconds}s"
     "$bins/$target" -artifact_prefix="artifacts/$target/" -max_total_time="$seconds" -timeout=20 -rss_limit_mb=4096 \
-        -print_final_stats=1 "corpus/$target" > "campaign-logs/$target.log" 2>&1 \
+        -print_final_stats=1 "corpus-full/$target" "corpus/$target" > "campaign-logs/$target.log" 2>&1 \
         || echo "   $target stopped with a finding: see campaign-logs/$target.log"
     grep -E '^stat::(number_of_executed_units|new_units_added)|^Done' "campaign-logs/$target.log" || true
 done
