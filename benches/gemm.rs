@@ -1,6 +1,9 @@
 //! f32 GEMM throughput of the runtime's microkernel path, square sizes 256–1024, with the
 //! cache blocking `select-tiles` derives for this machine, and with the fixed blocking the
 //! runtime used before (kc 256, mc 96, nc 2048) for comparison.
+//! Then the int8 GEMM (`igemm`) on ResNet-18's 64-filter 3×3 convolution at 56² as the JIT
+//! runs it (`[64 × 576]·[576 × 3136]`, A prepacked, B packed per call) and square 1024³,
+//! throughput in int8 operations (2 per multiply-add).
 //! Run: `cargo bench --bench gemm`. GFLOP/s = 2·n³ / time.
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
@@ -28,5 +31,23 @@ fn gemm(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, gemm);
+fn igemm(c: &mut Criterion) {
+    use nnc_runtime::gemm::int8::{igemm, int8_microkernel_name, pack_a_i8_all, packed_a_i8_len, IntBias, IntOperand};
+    let mut group = c.benchmark_group(format!("igemm ({})", int8_microkernel_name()));
+    for (name, m, n, k) in [("resnet18 layer1 conv", 64usize, 3136usize, 576usize), ("1024", 1024, 1024, 1024), ("64x64x512 (cache-resident)", 64, 64, 512)] {
+        let a: Vec<i8> = (0..m * k).map(|i| (i % 251) as u8 as i8).collect();
+        let b: Vec<i8> = (0..k * n).map(|i| (i % 241) as u8 as i8).collect();
+        let mut packed = vec![0u8; packed_a_i8_len(m, k)];
+        unsafe { pack_a_i8_all(m, k, a.as_ptr(), k as isize, 1, &mut packed) };
+        let mut out = vec![0i32; m * n];
+        let no_bias = IntBias { values: std::ptr::null(), per_row: false };
+        group.throughput(Throughput::Elements((2 * m * n * k) as u64));
+        group.bench_function(name, |bench| {
+            bench.iter(|| unsafe { igemm(1, m, n, k, IntOperand::Packed(packed.as_ptr()), IntOperand::Strided(black_box(b.as_ptr()), n as isize, 1), out.as_mut_ptr(), n as isize, 1, no_bias, 0) })
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, gemm, igemm);
 criterion_main!(benches);

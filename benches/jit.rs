@@ -1,5 +1,6 @@
 //! The JIT end to end: every distinct ResNet-18 convolution on its own (GFLOP/s), and each
-//! example model's latency, both with the runtime microkernels (the default).
+//! example model's latency in f32 and quantized to int8, all with the runtime microkernels
+//! (the default).
 //! Run: `cargo bench --bench jit`.
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
@@ -58,5 +59,29 @@ fn models(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, resnet18_convolutions, models);
+/// A model quantized to int8 (calibrated on its benchmark input), compiled for this CPU.
+fn compile_int8(src: &str, name: &str) -> (jit::Executable, Vec<Tensor>) {
+    let mut g = build_graph(&Source::from_string(name, src), None, &Default::default()).unwrap();
+    let w = weights::random_weights(&g, 1);
+    weights::bind_weights(&mut g, w, "random").unwrap();
+    let inputs: Vec<Tensor> = g.inputs.iter().map(|&i| Tensor::f32(g.node(i).ty.shape.clone(), (0..g.node(i).ty.numel()).map(|j| ((j * 7919) % 2000) as f32 / 1000.0 - 1.0).collect())).collect();
+    let calibration = passes::Calibration { runs: vec![inputs.clone()] };
+    let target = nnc::target::CpuTarget::host(true);
+    passes::optimize_with(&mut g, 2, &passes::PassContext { cpu: Some(&target), quantize: Some(&calibration) }, false, &mut |_, _| {}).unwrap();
+    (jit::compile(&g, &Default::default()).unwrap(), inputs)
+}
+
+fn models_int8(c: &mut Criterion) {
+    let mut group = c.benchmark_group("model int8");
+    group.sample_size(20);
+    for name in ["mlp", "lenet5", "resnet18", "mobilenet_v2", "transformer"] {
+        let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(format!("examples/{name}.nn"));
+        let (exe, inputs) = compile_int8(&std::fs::read_to_string(path).unwrap(), name);
+        let mut ws = exe.workspace();
+        group.bench_function(name, |b| b.iter(|| exe.run(&mut ws, &inputs).unwrap()));
+    }
+    group.finish();
+}
+
+criterion_group!(benches, resnet18_convolutions, models, models_int8);
 criterion_main!(benches);

@@ -54,6 +54,10 @@ pub enum Kernel {
     /// The op's own loop nest (normalizations, softmax, pooling, data movement, LSTM,
     /// attention without microkernels, layout conversions, int8 conversions).
     Loops,
+    /// An int8 product through the runtime's integer GEMM (AVX-512 VNNI, AVX2 or portable
+    /// microkernels): convolutions through an int8 im2col (or directly when pointwise),
+    /// weights packed at compile time.
+    Int8Gemm,
     /// An int8 product in Cranelift code: i8 codes, wrapping i32 accumulation.
     Int8Dot,
     /// The interpreter's own semantics (`Op::eval`), called from generated code: for float
@@ -63,7 +67,7 @@ pub enum Kernel {
 }
 
 impl Kernel {
-    pub const ALL: [Kernel; 16] = [
+    pub const ALL: [Kernel; 17] = [
         Kernel::View,
         Kernel::Elementwise,
         Kernel::Broadcast,
@@ -78,6 +82,7 @@ impl Kernel {
         Kernel::VectorDirect,
         Kernel::ChannelVector,
         Kernel::Loops,
+        Kernel::Int8Gemm,
         Kernel::Int8Dot,
         Kernel::Reference,
     ];
@@ -98,6 +103,7 @@ impl Kernel {
             Kernel::VectorDirect => "vector-direct",
             Kernel::ChannelVector => "channel-vector",
             Kernel::Loops => "loops",
+            Kernel::Int8Gemm => "int8-gemm",
             Kernel::Int8Dot => "int8-dot",
             Kernel::Reference => "reference",
         }
@@ -127,6 +133,9 @@ pub enum Prepack {
     LstmWeights,
     /// A `dequantize` or `requantize` with per-channel scales: the scales as an f32 table.
     ScaleTable,
+    /// An int8 product through the integer GEMM: a convolution's weights as packed A panels
+    /// (one buffer per group), a dense layer's or matmul's as packed B panels.
+    Int8Weights,
     /// A reference kernel: the op and where its operands and result live.
     ReferenceNode,
 }
@@ -207,7 +216,7 @@ impl<'a> Operands<'a> {
 /// Why a node has no plan.
 #[derive(Clone, Debug, PartialEq, thiserror::Error)]
 pub enum PlanError {
-    #[error("the JIT has no kernel for `{0}` (it computes f32 graphs; int8 graphs run with --backend interp or accel)")]
+    #[error("the JIT has no kernel for `{0}` here")]
     NoKernel(&'static str),
     #[error("kernel `{kernel}` cannot compute `{op}` here; it can run as {}", .available.iter().map(|k| format!("`{k}`")).collect::<Vec<_>>().join(", "))]
     Unavailable { kernel: Kernel, op: String, available: Vec<Kernel> },
@@ -355,7 +364,7 @@ fn native_kernels(op: &Op, operands: &Operands, out: &TensorType, target: &CpuTa
 fn product_kernels(product: &Product, operands: &Operands, target: &CpuTarget) -> Vec<Kernel> {
     let types = &operands.types;
     if types[0].dtype == nnc_runtime::DType::I8 {
-        return vec![Kernel::Int8Dot];
+        return if target.ukernels && int8_gemm_fits(product, types) { vec![Kernel::Int8Gemm, Kernel::Int8Dot] } else { vec![Kernel::Int8Dot] };
     }
     match product {
         Product::Conv2d(c) if types[0].layout != Layout::RowMajor => {
@@ -402,6 +411,18 @@ fn product_kernels(product: &Product, operands: &Operands, target: &CpuTarget) -
     }
 }
 
+/// Filters per group from which an int8 convolution runs through the integer GEMM: its
+/// register tile spans 8 of them, so depthwise convolutions would mostly compute padding.
+pub const INT8_GEMM_MIN_FILTERS: usize = 8;
+
+/// Whether an int8 product suits the integer GEMM (see [`INT8_GEMM_MIN_FILTERS`]).
+fn int8_gemm_fits(product: &Product, types: &[&TensorType]) -> bool {
+    match product {
+        Product::Conv2d(c) => types[1].shape[0] / c.groups >= INT8_GEMM_MIN_FILTERS,
+        Product::Dense(_) | Product::MatMul(_) => true,
+    }
+}
+
 /// Window taps of a convolution's weights `[F, C/groups, kh, kw]`.
 fn taps(types: &[&TensorType]) -> usize {
     types[1].shape[2] * types[1].shape[3]
@@ -435,7 +456,7 @@ fn product_operands<'t>(op: &Op, types: &[&'t TensorType]) -> Option<(Product, V
 /// `[m, n, k]` of the GEMM `kernel` runs for `op`.
 fn gemm_shape(kernel: Kernel, op: &Op, types: &[&TensorType], out: &TensorType) -> Option<[usize; 3]> {
     match kernel {
-        Kernel::Gemm | Kernel::RegisterTiles | Kernel::NhwcGemm => {}
+        Kernel::Gemm | Kernel::RegisterTiles | Kernel::NhwcGemm | Kernel::Int8Gemm => {}
         Kernel::View
         | Kernel::Elementwise
         | Kernel::Broadcast
@@ -479,6 +500,11 @@ fn scratch_bytes(kernel: Kernel, op: &Op, operands: &Operands, out: &TensorType,
         // One group's unfolded image, unless the input planes are the patches already.
         Kernel::Gemm => match product_operands(op, types) {
             Some((Product::Conv2d(c), t)) if !conv_is_pointwise(&c, &t) => reduction(&t) * out.shape[2] * out.shape[3] * 4,
+            Some(_) | None => 0,
+        },
+        // One group's unfolded image of int8 codes, unless the input planes are the patches.
+        Kernel::Int8Gemm => match product_operands(op, types) {
+            Some((Product::Conv2d(c), t)) if !conv_is_pointwise(&c, &t) => (reduction(&t) * out.shape[2] * out.shape[3]).next_multiple_of(4),
             Some(_) | None => 0,
         },
         // A packed kc × NR panel of B.
@@ -530,6 +556,7 @@ fn splits(kernel: Kernel, op: &Op) -> bool {
         | Kernel::NhwcGemm
         | Kernel::VectorDirect
         | Kernel::Loops
+        | Kernel::Int8Gemm
         | Kernel::Int8Dot
         | Kernel::Reference => false,
     }
@@ -539,6 +566,8 @@ fn prepack(kernel: Kernel, op: &Op, operands: &Operands) -> Prepack {
     let weight_constant = operands.constant.get(1).copied().unwrap_or(false);
     match kernel {
         Kernel::Gemm if weight_constant && matches!(op.product(), Some(Product::Conv2d(_))) => Prepack::GemmA,
+        // A matmul's B is packed only when one matrix serves every batch.
+        Kernel::Int8Gemm if weight_constant && (!matches!(op.product(), Some(Product::MatMul(_))) || operands.types[1].shape.len() == 2) => Prepack::Int8Weights,
         Kernel::VectorDepthwise if weight_constant => Prepack::ChannelWeights,
         Kernel::NhwcGemm | Kernel::Nchw4cBlocked => Prepack::ChannelWeights,
         Kernel::Loops if matches!(op, Op::Lstm(_)) && operands.constant_from(1) => Prepack::LstmWeights,
@@ -555,6 +584,7 @@ fn prepack(kernel: Kernel, op: &Op, operands: &Operands) -> Prepack {
         | Kernel::DepthwiseUnrolled
         | Kernel::VectorDirect
         | Kernel::ChannelVector
+        | Kernel::Int8Gemm
         | Kernel::Int8Dot => Prepack::Nothing,
         // The node's own description, which the generated call passes to the interpreter.
         Kernel::Reference => Prepack::ReferenceNode,
@@ -628,6 +658,7 @@ pub fn estimated_ps(kernel: Kernel, op: &Op, types: &[&TensorType], out: &Tensor
         | Kernel::VectorDirect
         | Kernel::ChannelVector
         | Kernel::Loops
+        | Kernel::Int8Gemm
         | Kernel::Int8Dot
         | Kernel::Reference => per(DIRECT_CONV_PS_PER_MAC_NCHW),
     }

@@ -243,6 +243,24 @@ fn unavailable_emit_kinds_say_so_and_the_accelerator_commands_run() {
     assert!(o.stderr.contains("no --calibrate data") && o.stdout.contains("requantize("), "{}", o.stdout);
 }
 
+/// `nnc run --quantize int8` runs on the JIT and prints the interpreter's values exactly,
+/// with the microkernels (the integer GEMM) and without, on one and two threads.
+#[test]
+fn int8_models_run_on_the_jit_with_the_interpreters_values() {
+    for (model, input) in [("examples/lenet5.nn", "image"), ("examples/mlp.nn", "x")] {
+        let input = format!("{input}=random:2");
+        let base = ["run", model, "--random-weights", "1", "--input", &input, "--quantize", "int8"];
+        let reference = run(&[&base[..], &["--backend", "interp"]].concat());
+        assert_eq!(reference.code, 0, "{}", reference.stderr);
+        assert!(reference.stdout.contains('['), "{}", reference.stdout);
+        for extra in [&["--threads", "1"][..], &["--threads", "2"], &["--ukernels", "off"]] {
+            let jit = run(&[&base[..], &["--backend", "jit"], extra].concat());
+            assert_eq!(jit.code, 0, "{model} {extra:?}: {}", jit.stderr);
+            assert_eq!(jit.stdout, reference.stdout, "{model} {extra:?}");
+        }
+    }
+}
+
 #[test]
 fn usage_errors_exit_2() {
     for args in [
@@ -449,7 +467,7 @@ fn half_precision_models_run_on_the_interpreter_and_the_jit_says_why_not() {
     std::fs::write(&src, "model h {\n input x: bf16[1, 4]\n output y = relu(x) * 2\n}\n").unwrap();
     let o = run(&["run", src.to_str().unwrap(), "--input", "x=random:1"]);
     assert_eq!(o.code, 1);
-    assert!(o.stderr.contains("f32 tensors only") && o.stderr.contains("--backend interp"), "{}", o.stderr);
+    assert!(o.stderr.contains("f32 and int8 tensors; `x` is bf16") && o.stderr.contains("--backend interp"), "{}", o.stderr);
     let o = run(&["run", src.to_str().unwrap(), "--backend", "interp", "--input", "x=random:1"]);
     assert_eq!(o.code, 0, "{}", o.stderr);
     assert!(o.stdout.starts_with("y: bf16[1, 4]"), "{}", o.stdout);

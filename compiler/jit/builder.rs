@@ -7,7 +7,7 @@ use super::abi::RuntimeFns;
 use super::memplan::Loc;
 use cranelift_codegen::ir::condcodes::{FloatCC, IntCC};
 use cranelift_codegen::ir::{types, BlockArg, FuncRef, InstBuilder, MemFlagsData as MemFlags, StackSlotData, StackSlotKind, Type, Value};
-use nnc_runtime::gemm::{ConvNhwcCall, ConvNhwcCallFields, GemmCall, GemmCallFields, Im2colCall, Im2colCallFields};
+use nnc_runtime::gemm::{ConvNhwcCall, ConvNhwcCallFields, GemmCall, GemmCallFields, IgemmCall, IgemmCallFields, Im2colCall, Im2colCallFields};
 use nnc_runtime::Activation;
 use cranelift_frontend::{FunctionBuilder, Variable};
 
@@ -172,9 +172,54 @@ impl<'a> KernelBuilder<'a> {
         self.call_runtime(rt.gemm, fields.with_offsets(), GemmCall::SIZE);
     }
 
-    /// Unfold one NCHW image (`nnc_im2col`) into `col`.
-    pub fn im2col(&mut self, input: Value, [c, h, w]: [i64; 3], [kh, kw]: [i64; 2], stride: [i64; 2], dilation: [i64; 2], [pt, pl]: [i64; 2], [oh, ow]: [i64; 2], col: Value) {
+    /// `C = bias + A·B` on int8 codes into wrapping i32 (`nnc_igemm`); strides in elements,
+    /// `bias` null or per row (`bias_per_row`) or per column.
+    pub fn igemm(&mut self, [m, n, k]: [i64; 3], a: GemmOperand, b: GemmOperand, c: (Value, i64, i64), bias: Option<Value>, bias_per_row: bool) {
         let rt = self.runtime_fns();
+        let operand = |s: &mut Self, x: GemmOperand| match x {
+            GemmOperand::Strided(p, rs, cs) => (p, s.int(rs), s.int(cs), s.int(0)),
+            GemmOperand::Packed(p) => (p, s.int(0), s.int(0), s.int(1)),
+        };
+        let (a, rsa, csa, a_packed) = operand(self, a);
+        let (b, rsb, csb, b_packed) = operand(self, b);
+        let null = self.int(0);
+        let fields = IgemmCallFields {
+            m: self.int(m),
+            n: self.int(n),
+            k: self.int(k),
+            a,
+            rsa,
+            csa,
+            a_packed,
+            b,
+            rsb,
+            csb,
+            b_packed,
+            c: c.0,
+            rsc: self.int(c.1),
+            csc: self.int(c.2),
+            bias: bias.unwrap_or(null),
+            bias_per_row: self.int(bias_per_row as i64),
+            threads: self.int(self.threads),
+        };
+        self.call_runtime(rt.igemm, fields.with_offsets(), IgemmCall::SIZE);
+    }
+
+    /// Unfold one NCHW image (`nnc_im2col`) into `col`.
+    pub fn im2col(&mut self, input: Value, chw: [i64; 3], kernel: [i64; 2], stride: [i64; 2], dilation: [i64; 2], pad: [i64; 2], out: [i64; 2], col: Value) {
+        let f = self.runtime_fns().im2col;
+        self.call_im2col(f, input, chw, kernel, stride, dilation, pad, out, col);
+    }
+
+    /// Unfold one NCHW image of int8 codes (`nnc_im2col_i8`) into `col` (`K × P`).
+    pub fn im2col_i8(&mut self, input: Value, chw: [i64; 3], kernel: [i64; 2], stride: [i64; 2], dilation: [i64; 2], pad: [i64; 2], out: [i64; 2], col: Value) {
+        let f = self.runtime_fns().im2col_i8;
+        self.call_im2col(f, input, chw, kernel, stride, dilation, pad, out, col);
+    }
+
+    /// Call an unfolding entry point `f` with its `Im2colCall`.
+    #[allow(clippy::too_many_arguments)]
+    fn call_im2col(&mut self, f: FuncRef, input: Value, [c, h, w]: [i64; 3], [kh, kw]: [i64; 2], stride: [i64; 2], dilation: [i64; 2], [pt, pl]: [i64; 2], [oh, ow]: [i64; 2], col: Value) {
         let fields = Im2colCallFields {
             input,
             c: self.int(c),
@@ -192,7 +237,7 @@ impl<'a> KernelBuilder<'a> {
             ow: self.int(ow),
             col,
         };
-        self.call_runtime(rt.im2col, fields.with_offsets(), Im2colCall::SIZE);
+        self.call_runtime(f, fields.with_offsets(), Im2colCall::SIZE);
     }
 
     /// An NHWC convolution of one image through the GEMM with patches gathered while packing

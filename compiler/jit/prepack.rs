@@ -1,7 +1,8 @@
 //! Weights repacked once, at compile time, in the order their kernels read them, as the
 //! kernel plan asks (`Prepack`): GEMM panels of A for row-major convolutions through the
 //! GEMM; for channel-vector convolutions, GEMM panels of B (NHWC), the depthwise
-//! `[tap][channel]` order or NCHW4c filter blocks; and an LSTM's transposed weights.
+//! `[tap][channel]` order or NCHW4c filter blocks; an LSTM's transposed weights; and int8
+//! weights as the integer GEMM's panels.
 
 use super::memplan::{Loc, MemoryPlan};
 use crate::ir::{Graph, NodeId};
@@ -48,6 +49,10 @@ pub fn prepack_weights(graph: &Graph, plans: &HashMap<NodeId, KernelPlan>, plan:
                     unreachable!("only dequantize and requantize plan scale tables")
                 };
                 buffers.push(scales.per_channel(graph.node(operands[0]).ty.shape[scales.axis]));
+            }
+            Prepack::Int8Weights => {
+                let w = const_at(1).expect("the plan packs weights only when they are constant");
+                buffers.extend(int8_weights(graph.node(id).op().and_then(|op| op.product()).expect("int8 weights belong to products"), &consts[w], &graph.node(operands[1]).ty.shape));
             }
             Prepack::GemmA => {
                 let w = const_at(1).expect("the plan packs weights only when they are constant");
@@ -147,4 +152,49 @@ fn lstm_weights(w_ih: &[f32], w_hh: &[f32], biases: Option<(&[f32], &[f32])>, fo
         None => vec![0.0; four_h],
     };
     [transpose(w_ih), transpose(w_hh), bias]
+}
+
+/// Int8 weights (stored as bytes in the constant's words) packed for the integer GEMM: a
+/// convolution's `[F, C/groups, kh, kw]` as each group's A panels (`W_g: F/groups × K`), a
+/// dense layer's `[units, features]` as the B panels of its transpose, a matmul's `[k, n]`
+/// as B panels. Each buffer is f32 words holding the packed bytes.
+fn int8_weights(product: crate::ops::Product, w: &[f32], shape: &[usize]) -> Vec<Vec<f32>> {
+    use nnc_runtime::gemm::int8::{pack_a_i8_all, pack_b_i8_all, packed_a_i8_len, packed_b_i8_len};
+    let codes = w.as_ptr() as *const i8;
+    let words = |bytes: usize| vec![0.0f32; bytes.div_ceil(4)];
+    match product {
+        crate::ops::Product::Conv2d(c) => {
+            let (fg, kk) = (shape[0] / c.groups, shape[1] * shape[2] * shape[3]);
+            (0..c.groups)
+                .map(|g| {
+                    let mut buf = words(packed_a_i8_len(fg, kk));
+                    // SAFETY: the constant holds `F·K` codes, row-major; group `g`'s rows
+                    // start at `g·fg·K`; the buffer has room for the packing.
+                    unsafe { pack_a_i8_all(fg, kk, codes.add(g * fg * kk), kk as isize, 1, as_bytes_mut(&mut buf)) };
+                    buf
+                })
+                .collect()
+        }
+        crate::ops::Product::Dense(_) => {
+            let (units, features) = (shape[0], shape[1]);
+            let mut buf = words(packed_b_i8_len(features, units));
+            // SAFETY: the constant holds `units × features` codes; B = Wᵀ reads `w[j, p]`.
+            unsafe { pack_b_i8_all(features, units, codes, 1, features as isize, as_bytes_mut(&mut buf)) };
+            vec![buf]
+        }
+        crate::ops::Product::MatMul(_) => {
+            let (k, n) = (shape[0], shape[1]);
+            let mut buf = words(packed_b_i8_len(k, n));
+            // SAFETY: the constant holds the `k × n` codes, row-major.
+            unsafe { pack_b_i8_all(k, n, codes, n as isize, 1, as_bytes_mut(&mut buf)) };
+            vec![buf]
+        }
+    }
+}
+
+/// The bytes of a word buffer (the constants are stored as f32 words, whatever they hold).
+fn as_bytes_mut(words: &mut [f32]) -> &mut [u8] {
+    // SAFETY: the bytes are the words' own, u8 has no alignment and every bit pattern is a
+    // valid f32 and u8; the borrow keeps `words` exclusively ours.
+    unsafe { std::slice::from_raw_parts_mut(words.as_mut_ptr() as *mut u8, std::mem::size_of_val(words)) }
 }

@@ -6,19 +6,22 @@
 //! so any summation order gives the same result.
 
 use crate::ir::TensorType;
-use crate::jit::builder::{KernelBuilder, F32};
+use crate::jit::builder::{GemmOperand, KernelBuilder, F32, F32X4};
+use crate::jit::memplan::Loc;
+use crate::kernel_plan::conv_is_pointwise;
 use crate::jit::epilogue::Arg;
 use crate::ops::quant::{Scales, QMAX};
-use crate::ops::{Conv2d, MatMul, Pool};
-use cranelift_codegen::ir::condcodes::{FloatCC, IntCC};
+use crate::ops::{Conv2d, MatMul, Pool, Product};
+use cranelift_codegen::ir::condcodes::IntCC;
 use cranelift_codegen::ir::{types, InstBuilder, MemFlagsData as MemFlags, Value};
 use nnc_runtime::{Activation, DType};
 
 const I32: types::Type = types::I32;
 
 fn flags() -> MemFlags {
-    // Addresses are in bounds by construction, as for every kernel.
-    MemFlags::trusted()
+    // Addresses are in bounds by construction, as for every kernel; alignment is not
+    // promised (see `builder::flags`).
+    MemFlags::new().with_notrap()
 }
 
 /// Address of element `index` of a buffer of `bytes`-byte elements.
@@ -52,45 +55,90 @@ fn store_i32(k: &mut KernelBuilder, v: Value, base: Value, index: Value) {
     k.b.ins().store(flags(), v, a, 0);
 }
 
+/// Codes converted per vector step: one `i8x16`, four `f32x4` or `i32x4`.
+const STEP: i64 = 16;
+
 /// `(x / scale).round_ties_even().clamp(-127, 127) as i8` (`ops::quant::quantize_value`),
-/// as an i32. NaN saturates to 0, as Rust's cast does.
-fn quantize_value(k: &mut KernelBuilder, x: Value, scale: Value) -> Value {
+/// as an i32 (or `i32x4` for `f32x4` operands). NaN saturates to 0, as Rust's cast does:
+/// the clamp keeps it and the saturating conversion maps it to 0.
+fn quantize_value(k: &mut KernelBuilder, ty: types::Type, x: Value, scale: Value) -> Value {
     let q = k.b.ins().fdiv(x, scale);
     let q = k.b.ins().nearest(q);
-    let (lo, hi) = (k.c(F32, -QMAX), k.c(F32, QMAX));
-    let q = k.b.ins().fmax(q, lo);
-    let q = k.b.ins().fmin(q, hi);
-    k.b.ins().fcvt_to_sint_sat(I32, q)
+    let (lo, hi) = (k.c(ty, -QMAX), k.c(ty, QMAX));
+    let q = k.max_keep_nan(ty, q, lo);
+    let q = k.min_keep_nan(ty, q, hi);
+    k.b.ins().fcvt_to_sint_sat(if ty == F32 { I32 } else { types::I32X4 }, q)
 }
 
-/// `Activation::apply`, with NaN kept.
-fn activate(k: &mut KernelBuilder, act: Activation, v: Value) -> Value {
-    let zero = k.c(F32, 0.0);
+/// `Activation::apply` on an `f32` or `f32x4`, with NaN kept.
+fn activate(k: &mut KernelBuilder, ty: types::Type, act: Activation, v: Value) -> Value {
     match act {
         Activation::None => v,
         Activation::Relu => {
-            let neg = k.b.ins().fcmp(FloatCC::LessThan, v, zero);
-            k.b.ins().select(neg, zero, v)
+            let zero = k.c(ty, 0.0);
+            k.max_keep_nan(ty, v, zero)
         }
         Activation::Relu6 => {
-            let six = k.c(F32, 6.0);
-            let neg = k.b.ins().fcmp(FloatCC::LessThan, v, zero);
-            let v = k.b.ins().select(neg, zero, v);
-            let big = k.b.ins().fcmp(FloatCC::GreaterThan, v, six);
-            k.b.ins().select(big, six, v)
+            let (zero, six) = (k.c(ty, 0.0), k.c(ty, 6.0));
+            let v = k.max_keep_nan(ty, v, zero);
+            k.min_keep_nan(ty, v, six)
         }
     }
 }
 
-/// Visit every element of a value of `ty` with the scale that applies to it: `outer × C ×
-/// inner` loops along the scales' axis, the scale of channel `c` loaded from the table at
-/// `table` (the plan's prepacked scales), or one constant for a per-tensor scale.
-fn for_each_scaled(k: &mut KernelBuilder, ty: &TensorType, scales: &Scales, table: Option<u64>, f: &mut dyn FnMut(&mut KernelBuilder, Value, Value)) {
+/// Four `i32x4` of codes in `-127..=127` narrowed (exactly) to one `i8x16`, stored at code
+/// `index` of `base`.
+fn store_codes16(k: &mut KernelBuilder, q: [Value; 4], base: Value, index: Value) {
+    let lo = k.b.ins().snarrow(q[0], q[1]);
+    let hi = k.b.ins().snarrow(q[2], q[3]);
+    let codes = k.b.ins().snarrow(lo, hi);
+    let a = addr(k, base, index, 1);
+    k.b.ins().store(flags(), codes, a, 0);
+}
+
+/// Sixteen integers from element `index` of an i8 or i32 buffer as four `f32x4`.
+fn load_ints16_as_f32(k: &mut KernelBuilder, dtype: DType, base: Value, index: Value) -> [Value; 4] {
+    let ints: [Value; 4] = match dtype {
+        DType::I8 => {
+            let a = addr(k, base, index, 1);
+            let v = k.b.ins().load(types::I8X16, flags(), a, 0);
+            let (lo, hi) = (k.b.ins().swiden_low(v), k.b.ins().swiden_high(v));
+            [k.b.ins().swiden_low(lo), k.b.ins().swiden_high(lo), k.b.ins().swiden_low(hi), k.b.ins().swiden_high(hi)]
+        }
+        DType::I32 => {
+            let a = addr(k, base, index, 4);
+            [0, 16, 32, 48].map(|off| k.b.ins().load(types::I32X4, flags(), a, off))
+        }
+        DType::F32 | DType::F16 | DType::BF16 => unreachable!("integer operands"),
+    };
+    ints.map(|v| k.b.ins().fcvt_from_sint(F32X4, v))
+}
+
+/// Runs over elements `start..start + len`: sixteen at a time through `vector(index)`, the
+/// rest one at a time through `scalar(index)`.
+fn for_run(k: &mut KernelBuilder, start: Value, len: i64, vector: &mut dyn FnMut(&mut KernelBuilder, Value), scalar: &mut dyn FnMut(&mut KernelBuilder, Value)) {
+    let vec_end = len - len % STEP;
+    if vec_end > 0 {
+        let end = k.b.ins().iadd_imm_s(start, vec_end);
+        k.for_range(start, end, STEP, |k, i| vector(k, i));
+    }
+    if vec_end < len {
+        let (lo, hi) = (k.b.ins().iadd_imm_s(start, vec_end), k.b.ins().iadd_imm_s(start, len));
+        k.for_range(lo, hi, 1, |k, i| scalar(k, i));
+    }
+}
+
+/// Every contiguous run of a value of `ty` that shares one scale, with that scale: the
+/// whole value for a per-tensor scale; else `outer × C` runs of `inner` elements along the
+/// scales' axis, the scale of channel `c` loaded from the table at `table` (the plan's
+/// prepacked scales).
+fn for_each_scaled_run(k: &mut KernelBuilder, ty: &TensorType, scales: &Scales, table: Option<u64>, f: &mut dyn FnMut(&mut KernelBuilder, Value, i64, Value)) {
     let n = ty.numel() as i64;
     match table.filter(|_| scales.values.len() > 1) {
         None => {
             let s = k.c(F32, scales.values[0]);
-            k.for_const(0, n, |k, i| f(k, i, s));
+            let zero = k.int(0);
+            f(k, zero, n, s);
         }
         Some(table) => {
             let axis = scales.axis;
@@ -104,10 +152,7 @@ fn for_each_scaled(k: &mut KernelBuilder, ty: &TensorType, scales: &Scales, tabl
                     let row = k.b.ins().imul_imm_s(o, c * inner);
                     let at = k.b.ins().imul_imm_s(ch, inner);
                     let base = k.b.ins().iadd(row, at);
-                    k.for_const(0, inner, |k, i| {
-                        let idx = k.b.ins().iadd(base, i);
-                        f(k, idx, s);
-                    });
+                    f(k, base, inner, s);
                 });
             });
         }
@@ -116,12 +161,26 @@ fn for_each_scaled(k: &mut KernelBuilder, ty: &TensorType, scales: &Scales, tabl
 
 pub(crate) fn quantize(k: &mut KernelBuilder, scale: f32, args: &[Arg], out: Arg) {
     let (x, o) = (k.ptr(args[0].loc), k.ptr(out.loc));
-    let s = k.c(F32, scale);
-    k.for_const(0, out.ty.numel() as i64, |k, i| {
-        let v = k.load(F32, x, i);
-        let q = quantize_value(k, v, s);
-        store_i8(k, q, o, i);
-    });
+    let (s, s4) = (k.c(F32, scale), k.c(F32X4, scale));
+    let zero = k.int(0);
+    for_run(
+        k,
+        zero,
+        out.ty.numel() as i64,
+        &mut |k, i| {
+            let q = [0, 4, 8, 12].map(|d| {
+                let at = k.b.ins().iadd_imm_s(i, d);
+                let v = k.load(F32X4, x, at);
+                quantize_value(k, F32X4, v, s4)
+            });
+            store_codes16(k, q, o, i);
+        },
+        &mut |k, i| {
+            let v = k.load(F32, x, i);
+            let q = quantize_value(k, F32, v, s);
+            store_i8(k, q, o, i);
+        },
+    );
 }
 
 /// `q as f32 · scale[c]`.
@@ -129,11 +188,27 @@ pub(crate) fn dequantize(k: &mut KernelBuilder, scales: &Scales, args: &[Arg], o
     let (x, o) = (k.ptr(args[0].loc), k.ptr(out.loc));
     let dtype = args[0].ty.dtype;
     let table = k.prepacked.first().copied();
-    for_each_scaled(k, args[0].ty, scales, table, &mut |k, i, s| {
-        let q = load_int(k, dtype, x, i);
-        let v = k.b.ins().fcvt_from_sint(F32, q);
-        let v = k.b.ins().fmul(v, s);
-        k.store(v, o, i);
+    for_each_scaled_run(k, args[0].ty, scales, table, &mut |k, start, len, s| {
+        let s4 = k.b.ins().splat(F32X4, s);
+        for_run(
+            k,
+            start,
+            len,
+            &mut |k, i| {
+                let v = load_ints16_as_f32(k, dtype, x, i);
+                for (d, v) in v.into_iter().enumerate() {
+                    let y = k.b.ins().fmul(v, s4);
+                    let at = k.b.ins().iadd_imm_s(i, 4 * d as i64);
+                    k.store(y, o, at);
+                }
+            },
+            &mut |k, i| {
+                let q = load_int(k, dtype, x, i);
+                let v = k.b.ins().fcvt_from_sint(F32, q);
+                let v = k.b.ins().fmul(v, s);
+                k.store(v, o, i);
+            },
+        );
     });
 }
 
@@ -141,14 +216,31 @@ pub(crate) fn dequantize(k: &mut KernelBuilder, scales: &Scales, args: &[Arg], o
 pub(crate) fn requantize(k: &mut KernelBuilder, scales: &Scales, out_scale: f32, act: Activation, args: &[Arg], out: Arg) {
     let (x, o) = (k.ptr(args[0].loc), k.ptr(out.loc));
     let table = k.prepacked.first().copied();
-    let os = k.c(F32, out_scale);
-    for_each_scaled(k, args[0].ty, scales, table, &mut |k, i, s| {
-        let acc = load_int(k, DType::I32, x, i);
-        let v = k.b.ins().fcvt_from_sint(F32, acc);
-        let v = k.b.ins().fmul(v, s);
-        let v = activate(k, act, v);
-        let q = quantize_value(k, v, os);
-        store_i8(k, q, o, i);
+    let (os, os4) = (k.c(F32, out_scale), k.c(F32X4, out_scale));
+    for_each_scaled_run(k, args[0].ty, scales, table, &mut |k, start, len, s| {
+        let s4 = k.b.ins().splat(F32X4, s);
+        for_run(
+            k,
+            start,
+            len,
+            &mut |k, i| {
+                let v = load_ints16_as_f32(k, DType::I32, x, i);
+                let q = v.map(|v| {
+                    let v = k.b.ins().fmul(v, s4);
+                    let v = activate(k, F32X4, act, v);
+                    quantize_value(k, F32X4, v, os4)
+                });
+                store_codes16(k, q, o, i);
+            },
+            &mut |k, i| {
+                let acc = load_int(k, DType::I32, x, i);
+                let v = k.b.ins().fcvt_from_sint(F32, acc);
+                let v = k.b.ins().fmul(v, s);
+                let v = activate(k, F32, act, v);
+                let q = quantize_value(k, F32, v, os);
+                store_i8(k, q, o, i);
+            },
+        );
     });
 }
 
@@ -298,6 +390,83 @@ pub(crate) fn conv2d(k: &mut KernelBuilder, c: &Conv2d, args: &[Arg], out: Arg) 
             });
         });
     });
+}
+
+/// An int8 product through the runtime's integer GEMM (`Kernel::Int8Gemm`): C is wrapping
+/// i32, as the interpreter computes it.
+///
+/// - convolution, per image and group: `out[F_g, P] = W_g · col` with `col[K, P]` the int8
+///   im2col, or the input planes themselves when pointwise; the bias per row (filter);
+/// - dense: `out[rows, units] = x · Wᵀ`, the bias per column;
+/// - matmul: per batch, `out = a · b`.
+///
+/// Weights come packed (`Prepack::Int8Weights`) when constant.
+pub(crate) fn gemm(k: &mut KernelBuilder, product: &Product, args: &[Arg], out: Arg, scratch: Option<Loc>) {
+    let (x, w, o) = (k.ptr(args[0].loc), k.ptr(args[1].loc), k.ptr(out.loc));
+    let bias = args.get(2).map(|b| k.ptr(b.loc));
+    let packed: Vec<u64> = k.prepacked.clone();
+    let at = |k: &mut KernelBuilder, base: Value, bytes: i64| if bytes == 0 { base } else { k.b.ins().iadd_imm_s(base, bytes) };
+    match product {
+        Product::Conv2d(c) => {
+            let [n, ch, h, wd] = args[0].ty.shape[..].try_into().map(|a: [usize; 4]| a.map(|v| v as i64)).expect("rank checked");
+            let [f, cg, kh, kw] = args[1].ty.shape[..].try_into().map(|a: [usize; 4]| a.map(|v| v as i64)).expect("rank checked");
+            let (oh, ow) = (out.ty.shape[2] as i64, out.ty.shape[3] as i64);
+            let (p, groups) = (oh * ow, c.groups as i64);
+            let (fg, kk) = (f / groups, cg * kh * kw);
+            let pointwise = conv_is_pointwise(c, &[args[0].ty, args[1].ty]);
+            let col = scratch.map(|s| k.ptr(s));
+            k.for_const(0, n, |k, b| {
+                let img_off = k.b.ins().imul_imm_s(b, ch * h * wd);
+                let img = k.b.ins().iadd(x, img_off);
+                let out_off = k.b.ins().imul_imm_s(b, f * p * 4);
+                let out_img = k.b.ins().iadd(o, out_off);
+                for g in 0..groups {
+                    let planes = at(k, img, g * cg * h * wd);
+                    let b_mat = if pointwise {
+                        GemmOperand::Strided(planes, h * wd, 1)
+                    } else {
+                        let col = col.expect("im2col scratch is planned");
+                        let i = |v: usize| v as i64;
+                        k.im2col_i8(planes, [cg, h, wd], [kh, kw], c.stride.map(i), c.dilation.map(i), [i(c.padding[0]), i(c.padding[1])], [oh, ow], col);
+                        GemmOperand::Strided(col, p, 1)
+                    };
+                    let a_mat = match packed.get(g as usize) {
+                        Some(&pk) => GemmOperand::Packed(k.int(pk as i64)),
+                        None => GemmOperand::Strided(at(k, w, g * fg * kk), kk, 1),
+                    };
+                    let og = at(k, out_img, g * fg * p * 4);
+                    let gb = bias.map(|bp| at(k, bp, g * fg * 4));
+                    k.igemm([fg, p, kk], a_mat, b_mat, (og, p, 1), gb, true);
+                }
+            });
+        }
+        Product::Dense(_) => {
+            let (units, features) = (args[1].ty.shape[0] as i64, args[1].ty.shape[1] as i64);
+            let rows = args[0].ty.numel() as i64 / features;
+            let b_mat = match packed.first() {
+                Some(&pk) => GemmOperand::Packed(k.int(pk as i64)),
+                // Wᵀ is W read with row stride 1 and column stride `features`.
+                None => GemmOperand::Strided(w, 1, features),
+            };
+            k.igemm([rows, units, features], GemmOperand::Strided(x, features, 1), b_mat, (o, units, 1), bias, false);
+        }
+        Product::MatMul(_) => {
+            let (sa, sb) = (&args[0].ty.shape, &args[1].ty.shape);
+            let (batches, m, kk, n) = MatMul::dims(sa, sb);
+            for bi in 0..batches {
+                // Which batch of each operand feeds this one (0 where broadcast), known now.
+                let (ia, ib) = MatMul::batch_operands(sa, sb, bi);
+                let (m, kk, n) = (m as i64, kk as i64, n as i64);
+                let a_mat = GemmOperand::Strided(at(k, x, ia as i64 * m * kk), kk, 1);
+                let b_mat = match packed.first() {
+                    Some(&pk) => GemmOperand::Packed(k.int(pk as i64)),
+                    None => GemmOperand::Strided(at(k, w, ib as i64 * kk * n), n, 1),
+                };
+                let oc = at(k, o, bi as i64 * m * n * 4);
+                k.igemm([m, n, kk], a_mat, b_mat, (oc, n, 1), None, false);
+            }
+        }
+    }
 }
 
 /// Max pooling on int8 codes: the largest code among the taps inside the image (padding

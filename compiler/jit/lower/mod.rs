@@ -99,6 +99,7 @@ pub(crate) fn product(k: &mut KernelBuilder, plan: &KernelPlan, product: &Produc
             apply_in_place(k, out, epi);
         }
         (Product::MatMul(_), Kernel::Gemm) => dense::matmul_gemm(k, args, out, epi),
+        (p, Kernel::Int8Gemm) => int8::gemm(k, p, args, out, scratch),
         (Product::Conv2d(c), Kernel::Int8Dot) => int8::conv2d(k, c, args, out),
         (Product::Dense(_), Kernel::Int8Dot) => int8::dense(k, args, out),
         (Product::MatMul(_), Kernel::Int8Dot) => int8::matmul(k, args, out),

@@ -7,6 +7,7 @@
 //! insists on every field) and stores each at its offset in a stack slot; the Rust side
 //! reads the descriptor. Both sides therefore agree on the layout by construction.
 
+use super::int8::{igemm, im2col_i8, IntBias, IntOperand};
 use super::pack::{ASource, BSource};
 use super::{gemm_threaded, Blocking, ConvPatches, Epilogue};
 
@@ -119,9 +120,10 @@ call_descriptor! {
 call_descriptor! {
     /// Unfold one NCHW image for a convolution as a matrix product: row `(ch·kh + ky)·kw + kx`,
     /// column `oy·ow + ox` of `col` is the input pixel under tap `(ky, kx)` of output
-    /// `(oy, ox)` in channel `ch`, or 0 where the tap falls in the padding.
+    /// `(oy, ox)` in channel `ch`, or 0 where the tap falls in the padding. The elements are
+    /// f32 for `nnc_im2col` and int8 codes for `nnc_im2col_i8`.
     Im2colCall / Im2colCallFields {
-        input: *const f32,
+        input: *const u8,
         c: i64,
         h: i64,
         w: i64,
@@ -135,7 +137,34 @@ call_descriptor! {
         pl: i64,
         oh: i64,
         ow: i64,
-        col: *mut f32,
+        col: *mut u8,
+    }
+}
+
+call_descriptor! {
+    /// `C = bias + A·B` for int8 codes `A: m × k`, `B: k × n` and wrapping i32 `C: m × n`
+    /// (strides in elements), on up to `threads` threads.
+    IgemmCall / IgemmCallFields {
+        m: i64,
+        n: i64,
+        k: i64,
+        /// A, strided by `rsa`, `csa`; or, when `a_packed` is 1, packed by `pack_a_i8_all`.
+        a: *const i8,
+        rsa: i64,
+        csa: i64,
+        a_packed: i64,
+        /// B, likewise (`pack_b_i8_all`).
+        b: *const i8,
+        rsb: i64,
+        csb: i64,
+        b_packed: i64,
+        c: *mut i32,
+        rsc: i64,
+        csc: i64,
+        /// Null, or `m` i32 (`bias_per_row` 1) or `n` i32 (0).
+        bias: *const i32,
+        bias_per_row: i64,
+        threads: i64,
     }
 }
 
@@ -187,9 +216,9 @@ pub unsafe extern "C" fn nnc_im2col(call: *const Im2colCall) {
     // SAFETY: every read is of a pixel inside the image (`iy`, `ix` checked) and every write
     // one of the `c·kh·kw·oh·ow` floats of `col`, in order.
     unsafe {
-        let mut o = g.col;
+        let mut o = g.col as *mut f32;
         for ch in 0..c {
-            let plane = g.input.offset((ch * h * w) as isize);
+            let plane = (g.input as *const f32).offset((ch * h * w) as isize);
             for ky in 0..kh {
                 for kx in 0..kw {
                     for oy in 0..oh {
@@ -210,4 +239,36 @@ pub unsafe extern "C" fn nnc_im2col(call: *const Im2colCall) {
             }
         }
     }
+}
+
+/// The int8 product of [`IgemmCall`].
+///
+/// # Safety
+/// `call` points to a valid [`IgemmCall`] whose A, B, C and bias are valid for the elements
+/// their sizes and strides address (packed operands as `pack_a_i8_all` / `pack_b_i8_all`
+/// wrote them), C writable and overlapping neither A nor B.
+#[no_mangle]
+pub unsafe extern "C" fn nnc_igemm(call: *const IgemmCall) {
+    // SAFETY: the caller passes a valid descriptor.
+    let g = unsafe { *call };
+    let operand = |p: *const i8, rs: i64, cs: i64, packed: i64| if packed != 0 { IntOperand::Packed(p as *const u8) } else { IntOperand::Strided(p, rs as isize, cs as isize) };
+    let a = operand(g.a, g.rsa, g.csa, g.a_packed);
+    let b = operand(g.b, g.rsb, g.csb, g.b_packed);
+    let bias = IntBias { values: g.bias, per_row: g.bias_per_row != 0 };
+    // SAFETY: the descriptor's operands are valid as the contract above says.
+    unsafe { igemm(g.threads.max(1) as usize, g.m as usize, g.n as usize, g.k as usize, a, b, g.c, g.rsc as isize, g.csc as isize, bias, 0) }
+}
+
+/// The unfolding of [`Im2colCall`] for int8 codes.
+///
+/// # Safety
+/// `call` points to a valid [`Im2colCall`]: `input` holds `c·h·w` codes and `col` has room
+/// for `c·kh·kw·oh·ow`.
+#[no_mangle]
+pub unsafe extern "C" fn nnc_im2col_i8(call: *const Im2colCall) {
+    // SAFETY: the caller passes a valid descriptor.
+    let g = unsafe { *call };
+    let u = |v: i64| v as usize;
+    // SAFETY: the buffers are as the contract above says.
+    unsafe { im2col_i8(g.input as *const i8, u(g.c), u(g.h), u(g.w), [u(g.kh), u(g.kw)], [u(g.sh), u(g.sw)], [u(g.dh), u(g.dw)], [u(g.pt), u(g.pl)], [u(g.oh), u(g.ow)], g.col as *mut i8) }
 }

@@ -13,6 +13,7 @@
 pub mod abi;
 pub mod epilogue;
 pub mod microkernel;
+pub mod int8;
 pub mod pack;
 #[cfg(test)]
 mod tests;
