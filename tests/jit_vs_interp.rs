@@ -267,3 +267,35 @@ fn the_jit_refuses_graphs_that_break_its_bounds_invariants() {
     assert!("8x32 kc=256 mc=9223372036854775808 nc=64".parse::<nnc::target::Tile>().is_err());
     assert!("8x32 kc=256 mc=16384 nc=64".parse::<nnc::target::Tile>().is_ok());
 }
+
+/// Max pooling's vector bodies (four f32 outputs per step, sixteen int8 codes at stride 1,
+/// eight at 2, four at 4) cover only the outputs whose loads stay inside the row; the rest
+/// go through the scalar window. Every window, stride and padding on rows just shorter and
+/// longer than one step's loads, in f32 and on int8 codes (between two convolutions, so the
+/// quantized graph pools their codes), on every executor.
+#[test]
+fn max_pool_vector_spans_keep_their_loads_inside_each_row() {
+    use nnc::testing::differential::{check, Plan};
+    for width in [5, 8, 9, 17, 23, 40] {
+        let mut src = format!("model p {{\n    input x: f32[1, 2, 3, {width}]\n    param w: f32[8, 2, 1, 1]\n    param v: f32[1, 8, 1, 1]\n    c = conv2d(x, w)\n");
+        let mut n = 0;
+        for kw in 1..=4usize {
+            for sw in 1..=4usize {
+                for pl in 0..=kw / 2 {
+                    for pr in 0..=kw / 2 {
+                        if width + pl + pr < kw {
+                            continue;
+                        }
+                        src += &format!("    output f{n} = max_pool(x, kernel=[1, {kw}], stride=[1, {sw}], padding=[0, {pl}, 0, {pr}])\n");
+                        src += &format!("    output q{n} = conv2d(max_pool(c, kernel=[2, {kw}], stride=[1, {sw}], padding=[1, {pl}, 0, {pr}]), v)\n");
+                        n += 1;
+                    }
+                }
+            }
+        }
+        src += "}\n";
+        if let Err(f) = check(&src, width as u64, &Plan::full()) {
+            panic!("{f}");
+        }
+    }
+}

@@ -1,7 +1,8 @@
-//! Row-major pooling: windows of up to 25 taps unrolled with clamped, masked taps; larger
-//! ones as loops over the part inside the image. And global average pooling.
+//! Row-major pooling: windows of up to 25 taps unrolled with clamped, masked taps (max
+//! pooling's interior outputs four at a time), larger ones as loops over the part inside the
+//! image. And global average pooling.
 
-use crate::jit::builder::{KernelBuilder, F32};
+use crate::jit::builder::{KernelBuilder, F32, F32X4};
 use crate::jit::epilogue::Arg;
 use super::norm::sum;
 use cranelift_codegen::ir::{InstBuilder, Value};
@@ -18,9 +19,15 @@ pub(crate) fn pool(k: &mut KernelBuilder, p: &Pool, args: &[Arg], out: Arg) {
         PoolKind::Avg => k.c(F32, 0.0),
     };
     if p.kernel[0] * p.kernel[1] <= UNROLLED_POOL_TAPS {
+        let ow = out.ty.shape[3] as i64;
+        // Four outputs per step read four floats per tap at stride 1, two vectors' worth at 2.
+        let sw = p.stride[1] as i64;
+        let span = (p.kind == PoolKind::Max && matches!(sw, 1 | 2)).then(|| VectorSpan::of(p, w, ow, 4, 4 * sw)).flatten();
         // The window unrolled: each tap reads a clamped (always in-bounds) address and is
         // masked out when it falls in the padding, so the inner code has no loops or branches.
-        for_each_window(k, p, args, out, &mut |k, xin, y0, x0| {
+        let mut interior = |k: &mut KernelBuilder, xin, xout, y, ox0| max_pool_vector_f32(k, p, [h, w, ow], xin, xout, y, ox0);
+        let vector = span.as_ref().map(|s| (s, &mut interior as &mut dyn FnMut(&mut KernelBuilder, Value, Value, Value, Value)));
+        for_each_window(k, p, args, out, vector, &mut |k, xin, y0, x0| {
             let mut acc = init(k);
             let mut count = k.c(F32, 0.0);
             for ky in 0..kh {
@@ -57,7 +64,7 @@ pub(crate) fn pool(k: &mut KernelBuilder, p: &Pool, args: &[Arg], out: Arg) {
         return;
     }
     // Large windows: loops over the part of the window inside the image.
-    for_each_window(k, p, args, out, &mut |k, xin, y0, x0| {
+    for_each_window(k, p, args, out, None, &mut |k, xin, y0, x0| {
         let zero = k.int(0);
         let ys = k.b.ins().smax(y0, zero);
         let y1 = k.b.ins().iadd_imm_s(y0, kh);
@@ -95,14 +102,117 @@ pub(crate) fn pool(k: &mut KernelBuilder, p: &Pool, args: &[Arg], out: Arg) {
     });
 }
 
+/// The outputs of a row-major pooling's rows that can run as vectors: every tap column of
+/// each is inside the row, and so is every vector load that reads them.
+pub(crate) struct VectorSpan {
+    /// Outputs per vector step.
+    pub lanes: i64,
+    /// Outputs `lo..hi` of each row, `hi − lo` a multiple of `lanes`.
+    pub lo: i64,
+    pub hi: i64,
+}
+
+impl VectorSpan {
+    /// The span for a pooling over rows of `w` elements into rows of `ow` outputs, with
+    /// `lanes` outputs per step whose taps are read as `loaded` consecutive elements from the
+    /// step's first tap column (`lanes · stride`, or one vector's worth when that is more).
+    /// `None` when no output qualifies.
+    pub fn of(p: &Pool, w: i64, ow: i64, lanes: i64, loaded: i64) -> Option<VectorSpan> {
+        let (sw, kw, pl) = (p.stride[1] as i64, p.kernel[1] as i64, p.padding[1] as i64);
+        // First output whose first tap is inside the row; last step start whose last tap's
+        // load (`loaded` elements from column `ox0·sw + kw − 1 − pl`) ends inside it.
+        let lo = (pl + sw - 1) / sw;
+        let last_start = w - loaded - (kw - 1) + pl;
+        if last_start < lo * sw || ow - lo < lanes {
+            return None;
+        }
+        let steps = ((last_start / sw - lo) / lanes + 1).min((ow - lo) / lanes);
+        Some(VectorSpan { lanes, lo, hi: lo + steps * lanes })
+    }
+}
+
+/// Max pooling of outputs `ox0..ox0 + 4` of row `y` of one plane, all of whose tap columns
+/// are inside the row ([`VectorSpan`]): per tap an `f32x4` of four outputs (at stride 2, the
+/// even lanes of two loads) into a NaN-propagating maximum; window rows outside the image are
+/// skipped.
+#[allow(clippy::too_many_arguments)]
+fn max_pool_vector_f32(k: &mut KernelBuilder, p: &Pool, [h, w, ow]: [i64; 3], xin: Value, xout: Value, y: Value, ox0: Value) {
+    use cranelift_codegen::ir::condcodes::IntCC;
+    use cranelift_codegen::ir::{types, ConstantData, Endianness, MemFlagsData};
+    let [kh, kw] = p.kernel.map(|v| v as i64);
+    let [sh, sw] = p.stride.map(|v| v as i64);
+    let (pt, pl) = (p.padding[0] as i64, p.padding[1] as i64);
+    let lowest = k.c(F32X4, f32::NEG_INFINITY);
+    let acc = k.var(F32X4, lowest);
+    let lanes_cast = MemFlagsData::new().with_endianness(Endianness::Little);
+    // Bytes of floats 0 and 2 of each of two vectors: their even lanes, in order.
+    let even = (sw == 2).then(|| {
+        let mask: Vec<u8> = [0u8, 2, 4, 6].iter().flat_map(|&f| (0..4).map(move |b| f * 4 + b)).collect();
+        k.b.func.dfg.immediates.push(ConstantData::from(mask))
+    });
+    let col0 = k.b.ins().imul_imm_s(ox0, sw);
+    for ky in 0..kh {
+        let iy = k.b.ins().imul_imm_s(y, sh);
+        let iy = k.b.ins().iadd_imm_s(iy, ky - pt);
+        let y_ok = k.b.ins().icmp_imm_u(IntCC::UnsignedLessThan, iy, h);
+        k.if_else(
+            y_ok,
+            |k| {
+                let row = k.b.ins().imul_imm_s(iy, w);
+                let row = k.b.ins().iadd(row, col0);
+                let mut m = k.b.use_var(acc);
+                for kx in 0..kw {
+                    let at = kx - pl;
+                    let load = |k: &mut KernelBuilder, d: i64| {
+                        let idx = k.b.ins().iadd_imm_s(row, d);
+                        k.load(F32X4, xin, idx)
+                    };
+                    let v = match even {
+                        None => load(k, at),
+                        Some(mask) => {
+                            let a = load(k, at);
+                            let b = load(k, at + 4);
+                            let a = k.b.ins().bitcast(types::I8X16, lanes_cast, a);
+                            let b = k.b.ins().bitcast(types::I8X16, lanes_cast, b);
+                            let v = k.b.ins().shuffle(a, b, mask);
+                            k.b.ins().bitcast(F32X4, lanes_cast, v)
+                        }
+                    };
+                    m = k.max_nan(m, v);
+                }
+                k.b.def_var(acc, m);
+            },
+            |_| {},
+        );
+    }
+    let r = k.b.use_var(acc);
+    let oi = k.b.ins().imul_imm_s(y, ow);
+    let oi = k.b.ins().iadd(oi, ox0);
+    k.store(r, xout, oi);
+}
+
 /// Every output pixel of every plane of a pooling op: `window(input plane, y0, x0)` computes
 /// the value of the window whose top-left input cell is (y0, x0) (negative in the padding).
-pub(crate) fn for_each_window(k: &mut KernelBuilder, p: &Pool, args: &[Arg], out: Arg, window: &mut dyn FnMut(&mut KernelBuilder, Value, Value, Value) -> Value) {
+/// With a `vector` span, its outputs of each row go instead through the vector body
+/// `(input plane, output plane, y, ox0)`, which stores them itself.
+#[allow(clippy::type_complexity)]
+pub(crate) fn for_each_window(
+    k: &mut KernelBuilder,
+    p: &Pool,
+    args: &[Arg],
+    out: Arg,
+    mut vector: Option<(&VectorSpan, &mut dyn FnMut(&mut KernelBuilder, Value, Value, Value, Value))>,
+    window: &mut dyn FnMut(&mut KernelBuilder, Value, Value, Value) -> Value,
+) {
     let [n, c, h, w] = args[0].ty.shape[..].try_into().map(|a: [usize; 4]| a.map(|v| v as i64)).expect("rank checked");
     let (oh, ow) = (out.ty.shape[2] as i64, out.ty.shape[3] as i64);
     let (x, o) = (k.ptr(args[0].loc), k.ptr(out.loc));
     let [sh, sw] = p.stride.map(|v| v as i64);
     let (pt, pl) = (p.padding[0] as i64, p.padding[1] as i64);
+    let scalar_columns = match &vector {
+        Some((span, _)) => vec![(0, span.lo), (span.hi, ow)],
+        None => vec![(0, ow)],
+    };
     k.for_const(0, n * c, |k, plane| {
         let in_off = k.b.ins().imul_imm_s(plane, h * w);
         let xin = k.elem(x, in_off);
@@ -111,14 +221,20 @@ pub(crate) fn for_each_window(k: &mut KernelBuilder, p: &Pool, args: &[Arg], out
         k.for_const(0, oh, |k, y| {
             let y0 = k.b.ins().imul_imm_s(y, sh);
             let y0 = k.b.ins().iadd_imm_s(y0, -pt);
-            k.for_const(0, ow, |k, xo| {
-                let x0 = k.b.ins().imul_imm_s(xo, sw);
-                let x0 = k.b.ins().iadd_imm_s(x0, -pl);
-                let r = window(k, xin, y0, x0);
-                let oi = k.b.ins().imul_imm_s(y, ow);
-                let oi = k.b.ins().iadd(oi, xo);
-                k.store(r, xout, oi);
-            });
+            for &(lo, hi) in &scalar_columns {
+                k.for_const(lo, hi, |k, xo| {
+                    let x0 = k.b.ins().imul_imm_s(xo, sw);
+                    let x0 = k.b.ins().iadd_imm_s(x0, -pl);
+                    let r = window(k, xin, y0, x0);
+                    let oi = k.b.ins().imul_imm_s(y, ow);
+                    let oi = k.b.ins().iadd(oi, xo);
+                    k.store(r, xout, oi);
+                });
+            }
+            if let Some((span, body)) = vector.as_mut() {
+                let (lo, hi) = (k.int(span.lo), k.int(span.hi));
+                k.for_range(lo, hi, span.lanes, |k, ox0| body(k, xin, xout, y, ox0));
+            }
         });
     });
 }

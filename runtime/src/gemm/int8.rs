@@ -173,6 +173,31 @@ unsafe fn pack_a(kern: Kernel, rows: usize, k: usize, a: *const i8, rsa: isize, 
             }
             continue;
         }
+        if format == Format::Vnni && rsa == 1 {
+            // Columns are runs of codes (A is a transposed matrix, say an im2col read with
+            // pixels as rows): lane `(g, i)` gathers row `i` from four consecutive columns.
+            for g in 0..kp / 4 {
+                let mut cols = [std::ptr::null::<i8>(); 4];
+                for (q, c) in cols.iter_mut().enumerate() {
+                    // SAFETY: column `4g + q < k` of A, from row `i0`.
+                    *c = if 4 * g + q < k { unsafe { a.offset(i0 as isize + (4 * g + q) as isize * csa) } } else { std::ptr::null() };
+                }
+                for i in 0..here {
+                    let mut lane = [0u8; 4];
+                    for (v, c) in lane.iter_mut().zip(cols) {
+                        // SAFETY: row `i0 + i < rows` of a column inside A.
+                        *v = if c.is_null() { 0 } else { unsafe { *c.add(i) as u8 } };
+                    }
+                    let lane = u32::from_le_bytes(lane) ^ 0x8080_8080;
+                    let at = (g * mr + i) * 4;
+                    dst[at..at + 4].copy_from_slice(&lane.to_le_bytes());
+                }
+                for i in here..mr {
+                    dst[(g * mr + i) * 4..][..4].fill(0);
+                }
+            }
+            continue;
+        }
         for i in 0..mr {
             for p in 0..kp {
                 // Rows past the end and `k` padding hold code 0 (B's padding is 0 too).
@@ -206,9 +231,9 @@ pub unsafe fn pack_a_i8_all(m: usize, k: usize, a: *const i8, rsa: isize, csa: i
 unsafe fn pack_b_panel(kern: Kernel, k: usize, b: *const i8, rsb: isize, csb: isize, j0: usize, cols: usize, out: &mut [u8], sums: &mut [i32]) {
     let (nr, format, kp) = (kern.nr, kern.format, padded_k(kern, k));
     #[cfg(target_arch = "x86_64")]
-    if format == Format::Vnni && csb == 1 && cols == nr {
-        // SAFETY: VNNI implies AVX2; rows `p < k` hold the panel's `nr` columns.
-        unsafe { x86::pack_b_rows_vnni(k, b.add(j0), rsb, out, sums) };
+    if format == Format::Vnni && csb == 1 {
+        // SAFETY: VNNI implies AVX2; rows `p < k` hold the panel's `cols` columns.
+        unsafe { x86::pack_b_rows_vnni(k, cols, b.add(j0), rsb, out, sums) };
         return;
     }
     for j in 0..nr {
@@ -496,28 +521,41 @@ unsafe fn micro_portable_4x8(kg: usize, a: *const u8, b: *const u8, col_add: *co
 mod x86 {
     use std::arch::x86_64::*;
 
-    /// Pack a 32-column panel of B whose rows are runs of codes (`b[p·rsb + j]`) in the VNNI
-    /// format: for each group of four rows, a byte interleave (16 columns at a time) makes
-    /// the four codes of each column one lane. The column sums come from the lanes:
-    /// `pmaddubsw` by ones adds code pairs, `pmaddwd` by ones adds the pairs.
+    /// Pack a 32-column panel of B whose rows are runs of codes (`b[p·rsb + j]`, `j < cols`)
+    /// in the VNNI format: for each group of four rows, a byte interleave (16 columns at a
+    /// time) makes the four codes of each column one lane. Columns past `cols` are code 0 (a
+    /// partial panel's rows are copied into zero-padded rows first). The column sums come
+    /// from the lanes: `pmaddubsw` by ones adds code pairs, `pmaddwd` by ones adds the pairs.
     ///
     /// # Safety
-    /// Rows `p < k` of B hold 32 codes from `b + p·rsb`; `out` holds `⌈k/4⌉·128` bytes and
-    /// `sums` 32 entries; the CPU has AVX2.
+    /// Rows `p < k` of B hold `cols ≤ 32` codes from `b + p·rsb`; `out` holds `⌈k/4⌉·128`
+    /// bytes and `sums` 32 entries; the CPU has AVX2.
     #[target_feature(enable = "avx2")]
-    pub unsafe fn pack_b_rows_vnni(k: usize, b: *const i8, rsb: isize, out: &mut [u8], sums: &mut [i32]) {
+    pub unsafe fn pack_b_rows_vnni(k: usize, cols: usize, b: *const i8, rsb: isize, out: &mut [u8], sums: &mut [i32]) {
         let zero = [0i8; 32];
+        let mut padded = [[0i8; 32]; 4];
         let groups = k.div_ceil(4);
-        assert!(out.len() >= groups * 128 && sums.len() >= 32);
-        // SAFETY (whole body): the reads are of rows `p < k` (others read `zero`), 32 codes
-        // each; the writes stay inside `out` (checked above).
+        assert!(out.len() >= groups * 128 && sums.len() >= 32 && cols <= 32);
+        // SAFETY (whole body): the reads are of `cols` codes of rows `p < k` (other rows read
+        // `zero`, and partial rows are read through `padded`); the writes stay inside `out`
+        // (checked above).
         unsafe {
             let ones8 = _mm_set1_epi8(1);
             let ones16 = _mm_set1_epi16(1);
             let mut acc = [_mm_setzero_si128(); 8];
             for g in 0..groups {
-                let row = |q: usize| if 4 * g + q < k { b.offset((4 * g + q) as isize * rsb) } else { zero.as_ptr() };
-                let rows = [row(0), row(1), row(2), row(3)];
+                let mut rows = [zero.as_ptr(); 4];
+                for (q, r) in rows.iter_mut().enumerate() {
+                    if 4 * g + q < k {
+                        let src = b.offset((4 * g + q) as isize * rsb);
+                        *r = if cols == 32 {
+                            src
+                        } else {
+                            std::ptr::copy_nonoverlapping(src, padded[q].as_mut_ptr(), cols);
+                            padded[q].as_ptr()
+                        };
+                    }
+                }
                 for half in 0..2 {
                     let load = |r: *const i8| _mm_loadu_si128(r.add(16 * half) as *const __m128i);
                     let (r0, r1, r2, r3) = (load(rows[0]), load(rows[1]), load(rows[2]), load(rows[3]));
