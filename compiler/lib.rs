@@ -1,12 +1,10 @@
-#![deny(unsafe_op_in_unsafe_fn)]
 //! nnc: a compiler for neural-network graphs.
 //!
-#![deny(unsafe_op_in_unsafe_fn)]
 //! The pipeline: [`syntax`] parses `.nn` text, [`elaborate`] builds the typed [`ir::Graph`]
-#![deny(unsafe_op_in_unsafe_fn)]
 //! (every op defined once in [`ops`]), [`passes`] optimize it, and [`interp`] runs it as the
-#![deny(unsafe_op_in_unsafe_fn)]
 //! reference. [`driver`] strings the front end together; [`weights`] binds parameters.
+
+#![deny(unsafe_op_in_unsafe_fn)]
 
 pub mod accel;
 pub mod cli;

@@ -60,8 +60,10 @@ impl UnaryKind {
     pub fn apply(&self, x: f64) -> f64 {
         let sigmoid = |v: f64| 1.0 / (1.0 + (-v).exp());
         match *self {
-            // `f64::max` would turn NaN into 0; PyTorch propagates it.
-            UnaryKind::Relu => if x.is_nan() { x } else { x.max(0.0) },
+            // Only values below zero become zero: NaN propagates, as in PyTorch (`f64::max`
+            // would turn it into 0), and -0 stays -0, as every backend's `x < 0 ? 0 : x`
+            // leaves it (`f64::max` may return either zero).
+            UnaryKind::Relu => if x < 0.0 { 0.0 } else { x },
             UnaryKind::Relu6 => x.clamp(0.0, 6.0),
             UnaryKind::Sigmoid => sigmoid(x),
             UnaryKind::Tanh => x.tanh(),

@@ -57,7 +57,7 @@ pub fn lower(k: &mut KernelBuilder, plan: &KernelPlan, op: &Op, args: &[Arg], ou
         Op::Pool(p) => match kernel {
             Kernel::ChannelVector => channels::windowed::pool(k, p, args, out),
             // Max pooling carries int8 codes (`Codes::Moves`).
-            _ if int8::is_integer(args[0].ty) => int8::max_pool(k, p, args, out),
+            _ if int8::is_integer(args[0].ty) => pool::max_pool_int8(k, p, args, out),
             _ => pool::pool(k, p, args, out),
         },
         Op::GlobalAvgPool(_) => match kernel {

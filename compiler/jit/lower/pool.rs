@@ -1,11 +1,15 @@
 //! Row-major pooling: windows of up to 25 taps unrolled with clamped, masked taps (max
 //! pooling's interior outputs four at a time), larger ones as loops over the part inside the
-//! image. And global average pooling.
+//! image; max pooling on int8 codes (its interior 16 / stride codes at a time); and global
+//! average pooling.
 
 use crate::jit::builder::{KernelBuilder, F32, F32X4};
 use crate::jit::epilogue::Arg;
+use super::int8::{flags, load_int, store_i8};
 use super::norm::sum;
-use cranelift_codegen::ir::{InstBuilder, Value};
+use cranelift_codegen::ir::condcodes::IntCC;
+use cranelift_codegen::ir::{types, InstBuilder, MemFlagsData as MemFlags, Value};
+use nnc_runtime::DType;
 use crate::ops::{Pool, PoolKind};
 
 /// Windows of at most this many taps are unrolled at compile time.
@@ -137,14 +141,13 @@ impl VectorSpan {
 /// skipped.
 #[allow(clippy::too_many_arguments)]
 fn max_pool_vector_f32(k: &mut KernelBuilder, p: &Pool, [h, w, ow]: [i64; 3], xin: Value, xout: Value, y: Value, ox0: Value) {
-    use cranelift_codegen::ir::condcodes::IntCC;
-    use cranelift_codegen::ir::{types, ConstantData, Endianness, MemFlagsData};
+    use cranelift_codegen::ir::{ConstantData, Endianness};
     let [kh, kw] = p.kernel.map(|v| v as i64);
     let [sh, sw] = p.stride.map(|v| v as i64);
     let (pt, pl) = (p.padding[0] as i64, p.padding[1] as i64);
     let lowest = k.c(F32X4, f32::NEG_INFINITY);
     let acc = k.var(F32X4, lowest);
-    let lanes_cast = MemFlagsData::new().with_endianness(Endianness::Little);
+    let lanes_cast = MemFlags::new().with_endianness(Endianness::Little);
     // Bytes of floats 0 and 2 of each of two vectors: their even lanes, in order.
     let even = (sw == 2).then(|| {
         let mask: Vec<u8> = [0u8, 2, 4, 6].iter().flat_map(|&f| (0..4).map(move |b| f * 4 + b)).collect();
@@ -251,4 +254,151 @@ pub(crate) fn global_avg_pool(k: &mut KernelBuilder, args: &[Arg], out: Arg) {
         let r = k.b.ins().fmul(total, inv);
         k.store(r, o, plane);
     });
+}
+
+/// Max pooling on int8 codes: the largest code among the taps inside the image (padding
+/// never wins, as in the float kernel).
+///
+/// At strides 1, 2 and 4 the outputs whose every tap column is inside the row, and whose
+/// 16-byte loads stay inside it, run `16 / stride` at a time: per tap, one `i8x16` load
+/// (its even or every fourth byte picked by a shuffle when strided) and a `pmaxsb`; rows of
+/// the window outside the image are skipped. The rest run one output at a time.
+pub(crate) fn max_pool_int8(k: &mut KernelBuilder, p: &Pool, args: &[Arg], out: Arg) {
+    let [n, c, h, w] = args[0].ty.shape[..].try_into().map(|a: [usize; 4]| a.map(|v| v as i64)).expect("rank checked");
+    let (oh, ow) = (out.ty.shape[2] as i64, out.ty.shape[3] as i64);
+    let [kh, kw] = p.kernel.map(|v| v as i64);
+    let [sh, sw] = p.stride.map(|v| v as i64);
+    let (pt, pl) = (p.padding[0] as i64, p.padding[1] as i64);
+    let (x, o) = (k.ptr(args[0].loc), k.ptr(out.loc));
+    let g = PoolGeometry { h, w, kh, kw, sh, sw, pt, pl };
+    // Outputs `vlo..vhi` run as vectors of `lanes`, each step one 16-byte load per tap.
+    let lanes = match sw {
+        1 | 2 | 4 => 16 / sw,
+        _ => 0,
+    };
+    let span = (lanes > 0).then(|| VectorSpan::of(p, w, ow, lanes, 16)).flatten();
+    let (vlo, vhi) = span.map_or((0, 0), |s| (s.lo, s.hi));
+    k.for_const(0, n * c, |k, plane| {
+        k.for_const(0, oh, |k, y| {
+            let out_row = k.b.ins().imul_imm_s(plane, oh);
+            let out_row = k.b.ins().iadd(out_row, y);
+            let out_row = k.b.ins().imul_imm_s(out_row, ow);
+            if vlo < vhi {
+                max_pool_int8_scalar(k, &g, x, o, plane, y, out_row, 0, vlo);
+                let (lo, hi) = (k.int(vlo), k.int(vhi));
+                k.for_range(lo, hi, lanes, |k, ox0| max_pool_int8_vector(k, &g, lanes, x, o, plane, y, out_row, ox0));
+                max_pool_int8_scalar(k, &g, x, o, plane, y, out_row, vhi, ow);
+            } else {
+                max_pool_int8_scalar(k, &g, x, o, plane, y, out_row, 0, ow);
+            }
+        });
+    });
+}
+
+/// A pooling window's geometry: image size, window, stride, top and left padding.
+struct PoolGeometry {
+    h: i64,
+    w: i64,
+    kh: i64,
+    kw: i64,
+    sh: i64,
+    sw: i64,
+    pt: i64,
+    pl: i64,
+}
+
+/// Outputs `lo..hi` of output row `y` one at a time, each tap tested against the image.
+#[allow(clippy::too_many_arguments)]
+fn max_pool_int8_scalar(k: &mut KernelBuilder, g: &PoolGeometry, x: Value, o: Value, plane: Value, y: Value, out_row: Value, lo: i64, hi: i64) {
+    let &PoolGeometry { h, w, kh, kw, sh, sw, pt, pl } = g;
+    k.for_const(lo, hi, |k, xo| {
+        let lowest = k.b.ins().iconst(types::I32, i8::MIN as i64);
+        let acc = k.var(types::I32, lowest);
+        for ky in 0..kh {
+            for kx in 0..kw {
+                let iy = k.b.ins().imul_imm_s(y, sh);
+                let iy = k.b.ins().iadd_imm_s(iy, ky - pt);
+                let ix = k.b.ins().imul_imm_s(xo, sw);
+                let ix = k.b.ins().iadd_imm_s(ix, kx - pl);
+                let y_ok = k.b.ins().icmp_imm_u(IntCC::UnsignedLessThan, iy, h);
+                let x_ok = k.b.ins().icmp_imm_u(IntCC::UnsignedLessThan, ix, w);
+                let inside = k.b.ins().band(y_ok, x_ok);
+                k.if_else(
+                    inside,
+                    |k| {
+                        let xi = k.b.ins().imul_imm_s(plane, h);
+                        let xi = k.b.ins().iadd(xi, iy);
+                        let xi = k.b.ins().imul_imm_s(xi, w);
+                        let xi = k.b.ins().iadd(xi, ix);
+                        let v = load_int(k, DType::I8, x, xi);
+                        let cur = k.b.use_var(acc);
+                        let next = k.b.ins().smax(cur, v);
+                        k.b.def_var(acc, next);
+                    },
+                    |_| {},
+                );
+            }
+        }
+        let v = k.b.use_var(acc);
+        let oi = k.b.ins().iadd(out_row, xo);
+        store_i8(k, v, o, oi);
+    });
+}
+
+/// Outputs `ox0..ox0 + lanes` of output row `y`, whose tap columns are all inside the row.
+#[allow(clippy::too_many_arguments)]
+fn max_pool_int8_vector(k: &mut KernelBuilder, g: &PoolGeometry, lanes: i64, x: Value, o: Value, plane: Value, y: Value, out_row: Value, ox0: Value) {
+    use cranelift_codegen::ir::{ConstantData, Endianness};
+    let &PoolGeometry { h, w, kh, kw, sh, sw, pt, pl } = g;
+    let lowest = k.b.ins().iconst(types::I8, i8::MIN as i64);
+    let lowest = k.b.ins().splat(types::I8X16, lowest);
+    let acc = k.var(types::I8X16, lowest);
+    // Lane `j` of the result is byte `j·sw` of a load (the rest are never stored).
+    let pick = (sw > 1).then(|| {
+        let mask: Vec<u8> = (0..16).map(|j| if j < lanes { (j * sw) as u8 } else { 0 }).collect();
+        k.b.func.dfg.immediates.push(ConstantData::from(mask))
+    });
+    let col0 = k.b.ins().imul_imm_s(ox0, sw);
+    for ky in 0..kh {
+        let iy = k.b.ins().imul_imm_s(y, sh);
+        let iy = k.b.ins().iadd_imm_s(iy, ky - pt);
+        let y_ok = k.b.ins().icmp_imm_u(IntCC::UnsignedLessThan, iy, h);
+        k.if_else(
+            y_ok,
+            |k| {
+                let row = k.b.ins().imul_imm_s(plane, h);
+                let row = k.b.ins().iadd(row, iy);
+                let row = k.b.ins().imul_imm_s(row, w);
+                let row = k.b.ins().iadd(row, col0);
+                let at = k.b.ins().iadd(x, row);
+                let mut m = k.b.use_var(acc);
+                for kx in 0..kw {
+                    let v = k.b.ins().load(types::I8X16, flags(), at, (kx - pl) as i32);
+                    let v = match pick {
+                        Some(mask) => k.b.ins().shuffle(v, v, mask),
+                        None => v,
+                    };
+                    m = k.b.ins().smax(m, v);
+                }
+                k.b.def_var(acc, m);
+            },
+            |_| {},
+        );
+    }
+    let v = k.b.use_var(acc);
+    let oi = k.b.ins().iadd(out_row, ox0);
+    let at = k.b.ins().iadd(o, oi);
+    match lanes {
+        16 => {
+            k.b.ins().store(flags(), v, at, 0);
+        }
+        8 | 4 => {
+            let (vty, lty) = if lanes == 8 { (types::I64X2, types::I64) } else { (types::I32X4, types::I32) };
+            let cast = k.b.ins().bitcast(vty, MemFlags::new().with_endianness(Endianness::Little), v);
+            let low = k.b.ins().extractlane(cast, 0);
+            debug_assert_eq!(k.b.func.dfg.value_type(low), lty);
+            k.b.ins().store(flags(), low, at, 0);
+        }
+        _ => unreachable!("vector pooling runs 16, 8 or 4 outputs"),
+    }
 }
