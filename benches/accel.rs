@@ -17,7 +17,7 @@ fn resnet_int8() -> (nnc::ir::Graph, Vec<Tensor>) {
     weights::bind_weights(&mut g, w, "random").unwrap();
     let ty = g.node(g.inputs[0]).ty.clone();
     let input = Tensor::f32(ty.shape.clone(), (0..ty.numel()).map(|i| ((i * 7919) % 2000) as f32 / 1000.0 - 1.0).collect());
-    let calibration = passes::Calibration { runs: vec![vec![input.clone()]] };
+    let calibration = passes::Calibration::new(vec![vec![input.clone()]]);
     passes::optimize_with(&mut g, 2, &passes::PassContext { cpu: None, quantize: Some(&calibration) }, false, &mut |_, _| {}).unwrap();
     (g, vec![input])
 }

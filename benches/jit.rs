@@ -65,7 +65,7 @@ fn compile_int8(src: &str, name: &str) -> (jit::Executable, Vec<Tensor>) {
     let w = weights::random_weights(&g, 1);
     weights::bind_weights(&mut g, w, "random").unwrap();
     let inputs: Vec<Tensor> = g.inputs.iter().map(|&i| Tensor::f32(g.node(i).ty.shape.clone(), (0..g.node(i).ty.numel()).map(|j| ((j * 7919) % 2000) as f32 / 1000.0 - 1.0).collect())).collect();
-    let calibration = passes::Calibration { runs: vec![inputs.clone()] };
+    let calibration = passes::Calibration::new(vec![inputs.clone()]);
     let target = nnc::target::CpuTarget::host(true);
     passes::optimize_with(&mut g, 2, &passes::PassContext { cpu: Some(&target), quantize: Some(&calibration) }, false, &mut |_, _| {}).unwrap();
     (jit::compile(&g, &Default::default()).unwrap(), inputs)

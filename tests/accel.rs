@@ -69,7 +69,7 @@ fn float_examples_match_the_interpreter() {
 fn int8_examples_match_the_interpreter_on_the_quantized_graph_exactly() {
     for name in EXAMPLES {
         let g = bound(&common::graph_from_file(&common::repo().join(format!("examples/{name}.nn"))), 1);
-        let calibration = passes::Calibration { runs: vec![random_inputs(&g, 10), random_inputs(&g, 11)] };
+        let calibration = passes::Calibration::new(vec![random_inputs(&g, 10), random_inputs(&g, 11)]);
         let q = optimized(&g, 2, Some(&calibration));
         let inputs = random_inputs(&g, 3);
         let want = interp::run(&q, &inputs).unwrap();
@@ -87,7 +87,7 @@ fn int8_examples_match_the_interpreter_on_the_quantized_graph_exactly() {
 #[ignore]
 fn resnet18_int8_on_tpu_v1_matches_the_interpreter_exactly() {
     let g = bound(&common::graph_from_file(&common::repo().join("examples/resnet18.nn")), 1);
-    let calibration = passes::Calibration { runs: vec![random_inputs(&g, 10)] };
+    let calibration = passes::Calibration::new(vec![random_inputs(&g, 10)]);
     let q = optimized(&g, 2, Some(&calibration));
     let inputs = random_inputs(&g, 3);
     let (got, _) = accel_outputs(&q, &config("tpu-v1", &[]), &inputs);
@@ -133,7 +133,7 @@ fn reduced_resnet18_runs_on_the_accelerator_in_f32_and_int8() {
         let on_array = |prefix: &str| report["layers"].as_array().unwrap().iter().filter(|l| l["op"].as_str().unwrap().starts_with(prefix) && l["unit"] == "array").count();
         assert_eq!((on_array("conv2d"), on_array("dense")), (20, 1), "{}", report["layers"]);
     }
-    let calibration = passes::Calibration { runs: vec![random_inputs(&g, 10), random_inputs(&g, 11)] };
+    let calibration = passes::Calibration::new(vec![random_inputs(&g, 10), random_inputs(&g, 11)]);
     let q = optimized(&g, 2, Some(&calibration));
     let want = interp::run(&q, &inputs).unwrap();
     for c in [config("tpu-v1", &[]), config("gemmini", &[("dataflow", "\"os\""), ("rows", "4"), ("cols", "8"), ("scratchpad_kib", "8"), ("accumulator_kib", "4")])] {
@@ -255,7 +255,7 @@ fn tpu_roofline_memory_bound_dense_compute_bound_conv() {
     // (array cycles, MACs, DRAM bytes) of the first layer of each model.
     let first_layer = |src: &str| {
         let g = bound(&build_graph(&Source::from_string("m.nn", src), None, &Default::default()).unwrap(), 1);
-        let cal = passes::Calibration { runs: vec![random_inputs(&g, 1)] };
+        let cal = passes::Calibration::new(vec![random_inputs(&g, 1)]);
         let q = optimized(&g, 2, Some(&cal));
         let program = accel::lower(&q, &tpu).unwrap();
         let outcome = accel::run(&program, &random_inputs(&g, 2)).unwrap();
@@ -387,7 +387,7 @@ fn extreme_calibration_ranges_give_valid_scales() {
     let g = bound(&common::graph_from_file(&common::repo().join("examples/mlp.nn")), 1);
     for v in [1e-44f32, 3e38] {
         let run: Vec<Tensor> = g.inputs.iter().map(|&i| { let ty = &g.node(i).ty; Tensor::f32(ty.shape.clone(), vec![v; ty.numel()]) }).collect();
-        let q = optimized(&g, 2, Some(&passes::Calibration { runs: vec![run] }));
+        let q = optimized(&g, 2, Some(&passes::Calibration::new(vec![run])));
         let inputs = random_inputs(&g, 3);
         let (got, _) = accel_outputs(&q, &config("gemmini", &[]), &inputs);
         assert_eq!(got, interp::run(&q, &inputs).unwrap());
@@ -411,7 +411,7 @@ fn int8_digits_keep_their_accuracy() {
     let mut g = build_graph(&src, None, &dims).unwrap();
     weights::bind_weights(&mut g, nnc_runtime::weights::read_safetensors(&root.join("digits.safetensors")).unwrap(), "w").unwrap();
     let image = |i: usize| vec![Tensor::f32(vec![1, 64], x[i * 64..][..64].to_vec())];
-    let calibration = passes::Calibration { runs: (0..60).map(image).collect() };
+    let calibration = passes::Calibration::new((0..60).map(image).collect());
     let float = optimized(&g, 2, None);
     let q = optimized(&g, 2, Some(&calibration));
     let argmax = |t: &Tensor| t.to_f32_vec().iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).unwrap().0 as i64;

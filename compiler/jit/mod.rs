@@ -18,10 +18,12 @@ pub mod epilogue;
 pub mod executable;
 pub mod lower;
 pub mod memplan;
+pub mod observe;
 pub mod prepack;
 pub mod reference;
 
 pub use executable::{Executable, Workspace};
+pub use observe::observe;
 
 use crate::ir::{Graph, NodeId, NodeKind};
 use crate::kernel_plan::{Kernel, KernelPlan};

@@ -520,7 +520,7 @@ mod tests {
         let target = crate::target::CpuTarget::reference();
         crate::passes::optimize(&mut float, 2, Some(&target), true, &mut |_, _| {}).expect("optimizes");
         let mut int8 = bound.clone();
-        let calibration = crate::passes::Calibration { runs: vec![crate::testing::differential::random_inputs(&bound, 1)] };
+        let calibration = crate::passes::Calibration::new(vec![crate::testing::differential::random_inputs(&bound, 1)]);
         crate::passes::optimize_with(&mut int8, 2, &crate::passes::PassContext { cpu: None, quantize: Some(&calibration) }, true, &mut |_, _| {}).expect("quantizes");
         let irs: Vec<String> = [&graph, &float, &int8].iter().map(|g| crate::ir::print::print_graph(g)).collect();
         for name in &all {

@@ -2,7 +2,8 @@
 //!
 //! - Weights: symmetric, one scale per output channel (`max|w| / 127` over the channel).
 //! - Activations: symmetric, one scale per tensor, `max|x| / 127` over the calibration runs
-//!   (the interpreter runs the float graph on them and records every product input's range).
+//!   (the float graph runs on them, on the calibration's executor, and every product input's
+//!   range is recorded).
 //! - Biases: int32 at the accumulator's scale `s_x · s_w[c]`, so they are added exactly.
 //! - The product accumulates in int32 and is followed by `dequantize` back to f32, so every
 //!   other op stays float. Where the f32 value (after at most one `relu`/`relu6`) only feeds
@@ -24,7 +25,25 @@ use std::collections::HashMap;
 #[derive(Clone, Debug, Default)]
 pub struct Calibration {
     pub runs: Vec<Vec<Tensor>>,
+    /// What runs the float graph on them: the interpreter when `None`. The CLI passes the
+    /// JIT's ([`crate::jit::observe`]), an order of magnitude faster on a CNN; the ranges
+    /// then come from the JIT's f32 arithmetic, so the scales may differ from the
+    /// interpreter's in the last bits (the quantized graph is still one graph, which every
+    /// backend then runs bit for bit).
+    pub observe: Option<ObserveFn>,
 }
+
+impl Calibration {
+    /// Calibration on `runs` through the interpreter.
+    pub fn new(runs: Vec<Vec<Tensor>>) -> Calibration {
+        Calibration { runs, observe: None }
+    }
+}
+
+/// Runs `graph` on each run's inputs and returns, per run, the values of `nodes` in order;
+/// an `Err` falls back to the interpreter. It may change the graph while it runs but leaves
+/// it as it found it.
+pub type ObserveFn = fn(graph: &mut Graph, nodes: &[NodeId], runs: &[Vec<Tensor>]) -> Result<Vec<Vec<Tensor>>, String>;
 
 /// How a product's operands are quantized.
 struct Plan {
@@ -108,7 +127,7 @@ fn plan(graph: &Graph, id: NodeId) -> Option<Plan> {
 }
 
 /// max |x| of every activation operand of the plans, over all calibration runs.
-fn calibrate(graph: &Graph, plans: &[Plan], calibration: &Calibration) -> HashMap<NodeId, f32> {
+fn calibrate(graph: &mut Graph, plans: &[Plan], calibration: &Calibration) -> HashMap<NodeId, f32> {
     let mut ranges: HashMap<NodeId, f32> = HashMap::new();
     for p in plans {
         let operands = graph.operands(p.node);
@@ -116,12 +135,25 @@ fn calibrate(graph: &Graph, plans: &[Plan], calibration: &Calibration) -> HashMa
             ranges.insert(operands[slot], 0.0);
         }
     }
+    let widen = |r: &mut f32, t: &Tensor| {
+        if let Some(v) = t.as_f32() {
+            *r = v.iter().filter(|x| x.is_finite()).fold(*r, |m, x| m.max(x.abs()));
+        }
+    };
+    let mut nodes: Vec<NodeId> = ranges.keys().copied().collect();
+    nodes.sort();
+    if let Some(Ok(values)) = calibration.observe.map(|run| run(graph, &nodes, &calibration.runs)) {
+        for run in &values {
+            for (id, t) in nodes.iter().zip(run) {
+                widen(ranges.get_mut(id).expect("observed nodes are ranged"), t);
+            }
+        }
+        return ranges;
+    }
     for inputs in &calibration.runs {
         let mut observe = |id: NodeId, t: &Tensor| {
             if let Some(r) = ranges.get_mut(&id) {
-                if let Some(v) = t.as_f32() {
-                    *r = v.iter().filter(|x| x.is_finite()).fold(*r, |m, x| m.max(x.abs()));
-                }
+                widen(r, t);
             }
         };
         // Calibration inputs were checked against the graph's inputs by the caller; a run
@@ -297,7 +329,7 @@ mod tests {
                 }).collect()
             })
             .collect();
-        Calibration { runs }
+        Calibration::new(runs)
     }
 
     const SRC: &str = "model m {

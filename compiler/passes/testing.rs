@@ -28,7 +28,7 @@ pub fn pass_by_name(name: &str) -> impl Fn(&mut Graph) -> bool {
 
 /// Four runs of seeded uniform [-1, 1) inputs: the calibration set of pass tests.
 pub fn calibration_for(graph: &Graph) -> super::Calibration {
-    super::Calibration { runs: (100..104).map(|seed| random_inputs(graph, seed)).collect() }
+    super::Calibration::new((100..104).map(|seed| random_inputs(graph, seed)).collect())
 }
 
 /// Whether a pass changes values by design (within its own tolerance, not float rounding).

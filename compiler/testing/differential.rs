@@ -210,7 +210,7 @@ pub fn check(source: &str, seed: u64, plan: &Plan) -> Result<Checked, Failure> {
         compared += 1;
     }
 
-    let calibration = Calibration { runs: vec![random_inputs(&bound, seed.wrapping_add(1))] };
+    let calibration = Calibration::new(vec![random_inputs(&bound, seed.wrapping_add(1))]);
     let quantized = |level: u8| -> Result<(Graph, Vec<Tensor>), Failure> {
         let mut q = bound.clone();
         passes::optimize_with(&mut q, level, &PassContext { cpu: None, quantize: Some(&calibration) }, true, &mut |_, _| {}).map_err(|e| fail(&format!("quantizing at -O{level}"), &e))?;

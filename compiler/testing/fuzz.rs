@@ -125,7 +125,7 @@ pub fn accel_config(data: &[u8]) {
     weights::bind_weights(&mut g, drawn, "random").expect("random weights bind");
     let inputs = differential::random_inputs(&g, 1);
     let quantize = config.dtype == accel::config::ElemType::Int8;
-    let calibration = passes::Calibration { runs: vec![inputs.clone()] };
+    let calibration = passes::Calibration::new(vec![inputs.clone()]);
     let cx = PassContext { cpu: None, quantize: quantize.then_some(&calibration) };
     passes::optimize_with(&mut g, 2, &cx, true, &mut |_, _| {}).unwrap_or_else(|e| panic!("{e}"));
     let Ok(program) = accel::lower(&g, &config) else { return };
