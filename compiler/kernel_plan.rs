@@ -58,6 +58,10 @@ pub enum Kernel {
     /// microkernels): convolutions through an int8 im2col (or directly when pointwise),
     /// weights packed at compile time.
     Int8Gemm,
+    /// An int8 depthwise convolution (stride 1 or 2, no dilation) in Cranelift code, eight
+    /// outputs of a row at a time: codes widened to i16, multiplied by the tap's weight and
+    /// accumulated in i32.
+    Int8Depthwise,
     /// An int8 product in Cranelift code: i8 codes, wrapping i32 accumulation.
     Int8Dot,
     /// The interpreter's own semantics (`Op::eval`), called from generated code: for float
@@ -67,7 +71,7 @@ pub enum Kernel {
 }
 
 impl Kernel {
-    pub const ALL: [Kernel; 17] = [
+    pub const ALL: [Kernel; 18] = [
         Kernel::View,
         Kernel::Elementwise,
         Kernel::Broadcast,
@@ -83,6 +87,7 @@ impl Kernel {
         Kernel::ChannelVector,
         Kernel::Loops,
         Kernel::Int8Gemm,
+        Kernel::Int8Depthwise,
         Kernel::Int8Dot,
         Kernel::Reference,
     ];
@@ -104,6 +109,7 @@ impl Kernel {
             Kernel::ChannelVector => "channel-vector",
             Kernel::Loops => "loops",
             Kernel::Int8Gemm => "int8-gemm",
+            Kernel::Int8Depthwise => "int8-depthwise",
             Kernel::Int8Dot => "int8-dot",
             Kernel::Reference => "reference",
         }
@@ -367,7 +373,9 @@ fn product_kernels(product: &Product, operands: &Operands, target: &CpuTarget) -
         // Even a depthwise convolution, which fills one row of the GEMM's 8-row register
         // tile, runs faster there than in the scalar loops: MobileNetV2 int8 41.7 -> 28.4 ms,
         // LeNet-5's first convolution (6 filters) 233 -> 11 µs.
-        return if target.ukernels { vec![Kernel::Int8Gemm, Kernel::Int8Dot] } else { vec![Kernel::Int8Dot] };
+        let depthwise = matches!(product, Product::Conv2d(c) if is_int8_vector_depthwise(c, types)).then_some(Kernel::Int8Depthwise);
+        let gemm = target.ukernels.then_some(Kernel::Int8Gemm);
+        return depthwise.into_iter().chain(gemm).chain([Kernel::Int8Dot]).collect();
     }
     match product {
         Product::Conv2d(c) if types[0].layout != Layout::RowMajor => {
@@ -412,6 +420,13 @@ fn product_kernels(product: &Product, operands: &Operands, target: &CpuTarget) -
         Product::MatMul(_) if target.ukernels => vec![Kernel::Gemm, Kernel::RegisterTiles],
         Product::MatMul(_) => vec![Kernel::RegisterTiles],
     }
+}
+
+/// Whether an int8 convolution is depthwise (one channel, one filter per group) at a stride
+/// along rows of 1 or 2, undilated: what [`Kernel::Int8Depthwise`] runs.
+pub fn is_int8_vector_depthwise(c: &Conv2d, types: &[&TensorType]) -> bool {
+    let (channels, filters) = (types[0].shape[1], types[1].shape[0]);
+    c.groups == channels && filters == channels && c.dilation == [1, 1] && matches!(c.stride[1], 1 | 2)
 }
 
 /// Window taps of a convolution's weights `[F, C/groups, kh, kw]`.
@@ -459,6 +474,7 @@ fn gemm_shape(kernel: Kernel, op: &Op, types: &[&TensorType], out: &TensorType) 
         | Kernel::VectorDirect
         | Kernel::ChannelVector
         | Kernel::Loops
+        | Kernel::Int8Depthwise
         | Kernel::Int8Dot
         | Kernel::Reference => return None,
     }
@@ -518,6 +534,7 @@ fn scratch_bytes(kernel: Kernel, op: &Op, operands: &Operands, out: &TensorType,
         | Kernel::Nchw4cBlocked
         | Kernel::VectorDirect
         | Kernel::ChannelVector
+        | Kernel::Int8Depthwise
         | Kernel::Int8Dot
         | Kernel::Reference => 0,
     }
@@ -548,6 +565,7 @@ fn splits(kernel: Kernel, op: &Op) -> bool {
         | Kernel::VectorDirect
         | Kernel::Loops
         | Kernel::Int8Gemm
+        | Kernel::Int8Depthwise
         | Kernel::Int8Dot
         | Kernel::Reference => false,
     }
@@ -576,6 +594,7 @@ fn prepack(kernel: Kernel, op: &Op, operands: &Operands) -> Prepack {
         | Kernel::VectorDirect
         | Kernel::ChannelVector
         | Kernel::Int8Gemm
+        | Kernel::Int8Depthwise
         | Kernel::Int8Dot => Prepack::Nothing,
         // The node's own description, which the generated call passes to the interpreter.
         Kernel::Reference => Prepack::ReferenceNode,
@@ -650,6 +669,7 @@ pub fn estimated_ps(kernel: Kernel, op: &Op, types: &[&TensorType], out: &Tensor
         | Kernel::ChannelVector
         | Kernel::Loops
         | Kernel::Int8Gemm
+        | Kernel::Int8Depthwise
         | Kernel::Int8Dot
         | Kernel::Reference => per(DIRECT_CONV_PS_PER_MAC_NCHW),
     }

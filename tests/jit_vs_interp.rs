@@ -299,3 +299,34 @@ fn max_pool_vector_spans_keep_their_loads_inside_each_row() {
         }
     }
 }
+
+/// The int8 depthwise kernel's vector body (eight outputs a step, stride 1 or 2) covers only
+/// the outputs whose loads stay inside the row, and skips window rows outside the image:
+/// windows from 1×1 to 5×5, strides 1 to 3 (3 runs elsewhere), every padding, with and
+/// without a bias, on rows shorter and longer than a step's loads, on every executor.
+#[test]
+fn int8_depthwise_vector_spans_keep_their_loads_inside_each_row() {
+    use nnc::testing::differential::{check, Plan};
+    for width in [3, 8, 9, 17, 26] {
+        let mut src = format!("model d {{\n    input x: f32[2, 3, 5, {width}]\n");
+        let mut n = 0;
+        for kw in [1usize, 2, 3, 5] {
+            for sw in 1..=3usize {
+                for pl in 0..=kw / 2 {
+                    if width + 2 * pl < kw {
+                        continue;
+                    }
+                    let kh = kw.min(3);
+                    src += &format!("    param w{n}: f32[3, 1, {kh}, {kw}]\n    param b{n}: f32[3]\n");
+                    let bias = if n % 2 == 0 { format!(", b{n}") } else { String::new() };
+                    src += &format!("    output y{n} = conv2d(x, w{n}{bias}, stride=[{}, {sw}], padding=[{}, {pl}], groups=3)\n", 1 + n % 2, kh / 2);
+                    n += 1;
+                }
+            }
+        }
+        src += "}\n";
+        if let Err(f) = check(&src, width as u64, &Plan::full()) {
+            panic!("{f}");
+        }
+    }
+}

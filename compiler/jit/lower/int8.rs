@@ -50,7 +50,7 @@ pub(super) fn store_i8(k: &mut KernelBuilder, v: Value, base: Value, index: Valu
     k.b.ins().istore8(flags(), v, a, 0);
 }
 
-fn store_i32(k: &mut KernelBuilder, v: Value, base: Value, index: Value) {
+pub(super) fn store_i32(k: &mut KernelBuilder, v: Value, base: Value, index: Value) {
     let a = addr(k, base, index, 4);
     k.b.ins().store(flags(), v, a, 0);
 }
@@ -245,7 +245,7 @@ pub(crate) fn requantize(k: &mut KernelBuilder, scales: &Scales, out_scale: f32,
 }
 
 /// `acc + a·b` in wrapping i32 arithmetic.
-fn mac(k: &mut KernelBuilder, acc: Value, a: Value, b: Value) -> Value {
+pub(super) fn mac(k: &mut KernelBuilder, acc: Value, a: Value, b: Value) -> Value {
     let p = k.b.ins().imul(a, b);
     k.b.ins().iadd(acc, p)
 }

@@ -122,7 +122,11 @@ impl VectorSpan {
     /// step's first tap column (`lanes · stride`, or one vector's worth when that is more).
     /// `None` when no output qualifies.
     pub fn of(p: &Pool, w: i64, ow: i64, lanes: i64, loaded: i64) -> Option<VectorSpan> {
-        let (sw, kw, pl) = (p.stride[1] as i64, p.kernel[1] as i64, p.padding[1] as i64);
+        VectorSpan::over_row([p.stride[1] as i64, p.kernel[1] as i64, p.padding[1] as i64], w, ow, lanes, loaded)
+    }
+
+    /// [`VectorSpan::of`] for any window sliding along rows: `[stride, width, left padding]`.
+    pub fn over_row([sw, kw, pl]: [i64; 3], w: i64, ow: i64, lanes: i64, loaded: i64) -> Option<VectorSpan> {
         // First output whose first tap is inside the row; last step start whose last tap's
         // load (`loaded` elements from column `ox0·sw + kw − 1 − pl`) ends inside it.
         let lo = (pl + sw - 1) / sw;
