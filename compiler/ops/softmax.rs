@@ -113,23 +113,47 @@ impl Attention {
         let (sk, dv) = (shapes[1][r - 2], shapes[2][r - 1]);
         let batches: usize = shapes[0][..r - 2].iter().product();
         let scale = 1.0 / (d as f64).sqrt();
-        let mut out = Vec::with_capacity(batches * sq * dv);
+        // Every sum runs over its terms in ascending order from the empty sum, as
+        // `Iterator::sum` would; the loops are interchanged only so that the sums of one row
+        // advance together (independent lanes the compiler vectorizes) rather than one long
+        // chain of dependent additions each. Same bits, an order of magnitude faster: the
+        // JIT's reference kernel runs this in quantized transformers.
+        let empty: f64 = std::iter::empty::<f64>().sum();
+        let mut out = vec![0.0f32; batches * sq * dv];
         let mut scores = vec![0.0f64; sk];
+        let mut kt = vec![0.0f64; d * sk];
+        let mut row = vec![0.0f64; dv];
         for b in 0..batches {
             let q = &x[0][b * sq * d..][..sq * d];
             let k = &x[1][b * sk * d..][..sk * d];
             let v = &x[2][b * sk * dv..][..sk * dv];
+            for (j, kj) in k.chunks_exact(d).enumerate() {
+                for (t, &e) in kj.iter().enumerate() {
+                    kt[t * sk + j] = e as f64;
+                }
+            }
             for i in 0..sq {
+                // Keys up to `i` when causal; the rest are masked out.
+                let visible = if self.causal { (i + 1).min(sk) } else { sk };
+                scores.fill(empty);
+                for t in 0..d {
+                    let qt = q[i * d + t] as f64;
+                    for (s, &kv) in scores[..visible].iter_mut().zip(&kt[t * sk..][..visible]) {
+                        *s += qt * kv;
+                    }
+                }
                 for (j, s) in scores.iter_mut().enumerate() {
-                    *s = if self.causal && j > i {
-                        f64::NEG_INFINITY
-                    } else {
-                        (0..d).map(|t| q[i * d + t] as f64 * k[j * d + t] as f64).sum::<f64>() * scale
-                    };
+                    *s = if j < visible { *s * scale } else { f64::NEG_INFINITY };
                 }
                 softmax_lane(&mut scores);
-                for c in 0..dv {
-                    out.push((0..sk).map(|j| scores[j] * v[j * dv + c] as f64).sum::<f64>() as f32);
+                row.fill(empty);
+                for (j, &p) in scores.iter().enumerate() {
+                    for (acc, &e) in row.iter_mut().zip(&v[j * dv..][..dv]) {
+                        *acc += p * e as f64;
+                    }
+                }
+                for (o, &acc) in out[(b * sq + i) * dv..][..dv].iter_mut().zip(&row) {
+                    *o = acc as f32;
                 }
             }
         }
