@@ -472,3 +472,59 @@ fn half_precision_models_run_on_the_interpreter_and_the_jit_says_why_not() {
     assert_eq!(o.code, 0, "{}", o.stderr);
     assert!(o.stdout.starts_with("y: bf16[1, 4]"), "{}", o.stdout);
 }
+
+/// Writes `values` as a little-endian `.npy` of element type `T`, shape `[len]`.
+fn write_npy_vector<T: npyz::Serialize + npyz::AutoSerialize + Copy>(path: &Path, values: &[T]) {
+    let mut out = Vec::new();
+    let mut w = npyz::WriteOptions::new().default_dtype().shape(&[values.len() as u64]).writer(&mut out).begin_nd().unwrap();
+    w.extend(values.iter().copied()).unwrap();
+    w.finish().unwrap();
+    std::fs::write(path, out).unwrap();
+}
+
+/// `--labels`: the trained digits MLP's top-1 on its 360 held-out images, pinned exactly on
+/// every backend (349, as `train_digits.py` recorded in accuracy.json), and for int8 (350,
+/// calibrated on the same images) on the JIT and the interpreter alike; labels of any
+/// integer width; files that do not fit the model are errors.
+#[test]
+fn labels_report_top1_accuracy_on_the_trained_digits() {
+    let d = "examples/digits";
+    let (model, weights, x, y) = (format!("{d}/digits.nn"), format!("{d}/digits.safetensors"), format!("x={d}/test_x.npy"), format!("{d}/test_y.npy"));
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().to_str().unwrap();
+    let base = ["run", &model, "--weights", &weights, "--input", &x, "--output-dir", out];
+    for backend in ["jit", "interp", "accel"] {
+        let o = run(&[&base[..], &["--labels", &y, "--backend", backend]].concat());
+        assert_eq!(o.code, 0, "{backend}: {}", o.stderr);
+        assert_eq!(o.stdout.trim(), "accuracy: 349/360 (96.9%)", "{backend}");
+    }
+    let calibrate = format!("x={d}/test_x.npy");
+    for backend in ["jit", "interp"] {
+        let o = run(&[&base[..], &["--labels", &y, "--backend", backend, "--quantize", "int8", "--calibrate", &calibrate]].concat());
+        assert_eq!(o.code, 0, "int8 {backend}: {}", o.stderr);
+        assert_eq!(o.stdout.trim(), "accuracy: 350/360 (97.2%)", "int8 {backend}");
+    }
+    // The same labels as uint8.
+    let labels: Vec<u8> = {
+        let (_, v) = nnc_runtime::npy::read_npy_integers(&repo().join(&y)).unwrap();
+        v.iter().map(|&l| l as u8).collect()
+    };
+    let small = dir.path().join("labels_u8.npy");
+    write_npy_vector(&small, &labels);
+    let o = run(&[&base[..], &["--labels", small.to_str().unwrap()]].concat());
+    assert_eq!((o.code, o.stdout.trim()), (0, "accuracy: 349/360 (96.9%)"), "{}", o.stderr);
+    // Float labels, one label short, a class the output does not have.
+    let short = dir.path().join("short.npy");
+    write_npy_vector(&short, &labels[1..]);
+    let wrong = dir.path().join("wrong.npy");
+    write_npy_vector(&wrong, &[10i64; 360]);
+    for (file, message) in [
+        (format!("{d}/test_x.npy"), "expected integers"),
+        (short.to_str().unwrap().to_string(), "holds 359 labels, but input `x` has 360 rows"),
+        (wrong.to_str().unwrap().to_string(), "label 10 of row 0 is not one of the 10 classes of output `logits`"),
+    ] {
+        let o = run(&[&base[..], &["--labels", &file]].concat());
+        assert_eq!(o.code, 1, "{file}");
+        assert!(o.stderr.contains(message), "{file}: {}", o.stderr);
+    }
+}

@@ -125,6 +125,10 @@ pub struct RunArgs {
     /// Print how long each kernel took (JIT backend), slowest first.
     #[arg(long)]
     pub profile: bool,
+    /// Class labels, one integer per row of the first input: print the first output's top-1
+    /// accuracy (argmax over its last axis).
+    #[arg(long, value_name = "FILE.npy")]
+    pub labels: Option<PathBuf>,
     #[command(flatten)]
     pub accel: AccelArgs,
 }

@@ -7,6 +7,7 @@ pub mod args;
 mod check;
 mod compile;
 mod inputs;
+mod labels;
 mod pipeline;
 mod run;
 mod sim;

@@ -3,6 +3,7 @@
 
 use super::args::{self, Backend, Target};
 use super::inputs::emit_outputs;
+use super::labels;
 use super::pipeline::{accel_config, accel_program, jit_options, optimize, prepare};
 use super::{fmt_time, CmdResult, Failure, Session};
 use crate::accel;
@@ -24,7 +25,8 @@ pub(super) fn run(session: &mut Session, a: &args::RunArgs) -> CmdResult {
         optimize(session, &mut graph, &a.opt, None)?;
         let program = accel_program(&graph, &config)?;
         let outcome = accel::run(&program, &inputs).map_err(|e| Diagnostic::error(e.to_string()))?;
-        return emit_outputs(&graph, &outcome.outputs, a.io.output_dir.as_deref());
+        emit_outputs(&graph, &outcome.outputs, a.io.output_dir.as_deref())?;
+        return labels::report(&graph, &inputs, &outcome.outputs, a.labels.as_deref());
     }
     if a.opt.threads.is_some_and(|t| t > 1) && a.backend != Backend::Jit {
         session.emit(&[Diagnostic::warning("--threads splits the JIT's kernels; the interpreter runs on one thread")]);
@@ -80,5 +82,6 @@ pub(super) fn run(session: &mut Session, a: &args::RunArgs) -> CmdResult {
         }
         println!("{:<width$}  {:<16}  {:>10}", "total", "", fmt_time(total));
     }
-    emit_outputs(&graph, &outputs, a.io.output_dir.as_deref())
+    emit_outputs(&graph, &outputs, a.io.output_dir.as_deref())?;
+    labels::report(&graph, &inputs, &outputs, a.labels.as_deref())
 }

@@ -95,6 +95,9 @@ pub fn safetensors(data: &[u8]) {
 
 /// `.npy` bytes: what loads must hold as many elements as its shape says.
 pub fn npy(data: &[u8]) {
+    if let Ok((shape, labels)) = nnc_runtime::npy::read_npy_integers_bytes(data, "fuzz.npy") {
+        assert_eq!(labels.len(), shape.iter().product::<usize>(), "loaded integers do not match their shape");
+    }
     let Ok(array) = nnc_runtime::npy::read_npy_bytes(data, "fuzz.npy") else { return };
     let t = &array.tensor;
     assert_eq!(t.to_f32_vec().len(), t.shape().iter().product::<usize>(), "a loaded array's data does not match its shape");

@@ -15,8 +15,8 @@ pub enum NpyError {
     Io { path: String, source: std::io::Error },
     #[error("{path} is not a valid .npy file: {reason}")]
     Malformed { path: String, reason: String },
-    #[error("{path} holds {dtype} data; nnc reads f32 (and f64, converted) arrays")]
-    UnsupportedDType { path: String, dtype: String },
+    #[error("{path} holds {dtype} data; {wanted}")]
+    UnsupportedDType { path: String, dtype: String, wanted: String },
     #[error("{path} is stored in Fortran order; save it in C order (numpy.ascontiguousarray)")]
     FortranOrder { path: String },
     #[error("{path}: the array of shape {shape:?} is larger than the {limit} GiB limit", limit = MAX_TENSOR_BYTES >> 30)]
@@ -39,36 +39,8 @@ pub fn read_npy(path: &Path) -> Result<NpyArray, NpyError> {
 /// [`read_npy`] on bytes already in memory; `name` is used in messages.
 pub fn read_npy_bytes(bytes: &[u8], name: &str) -> Result<NpyArray, NpyError> {
     let malformed = |reason: String| NpyError::Malformed { path: name.to_string(), reason };
-    check_header_nesting(bytes).map_err(malformed)?;
-    let file = npyz::NpyFile::new(bytes).map_err(|e| malformed(e.to_string()))?;
-    if file.order() == npyz::Order::Fortran {
-        return Err(NpyError::FortranOrder { path: name.to_string() });
-    }
-    let (is_f64, elem) = match file.dtype() {
-        npyz::DType::Plain(ts) if ts.type_char() == TypeChar::Float && ts.size_field() == 4 => (false, 4),
-        npyz::DType::Plain(ts) if ts.type_char() == TypeChar::Float && ts.size_field() == 8 => (true, 8),
-        other => return Err(NpyError::UnsupportedDType { path: name.to_string(), dtype: other.descr() }),
-    };
-    if let npyz::DType::Plain(ts) = file.dtype() {
-        if ts.endianness() == npyz::Endianness::Big {
-            return Err(malformed("big-endian data; nnc reads little-endian arrays".into()));
-        }
-    }
-    let shape64 = file.shape().to_vec();
-    let too_large = || NpyError::TooLarge { path: name.to_string(), shape: shape64.clone() };
-    let shape: Vec<usize> = shape64.iter().map(|&d| usize::try_from(d).map_err(|_| too_large())).collect::<Result<_, _>>()?;
-    let n = checked_numel(&shape, elem).ok_or_else(too_large)?;
-    // The header parsed; the data must be exactly what it promises (npyz would otherwise
-    // pre-allocate from the header's count before discovering the file is short).
-    let header_len = bytes.len() - file.into_inner().len();
-    let data_len = bytes.len() - header_len;
-    if data_len != n * elem {
-        return Err(malformed(format!(
-            "the header promises {} bytes of data for shape {shape:?} but the file holds {data_len}",
-            n * elem
-        )));
-    }
-    let file = npyz::NpyFile::new(bytes).map_err(|e| malformed(e.to_string()))?;
+    let (file, shape, ts) = validated(bytes, name, "nnc reads f32 (and f64, converted) arrays", |ts| ts.type_char() == TypeChar::Float && matches!(ts.size_field(), 4 | 8))?;
+    let is_f64 = ts.size_field() == 8;
     let data: Vec<f32> = if is_f64 {
         let v: Vec<f64> = file.into_vec().map_err(|e| malformed(e.to_string()))?;
         v.into_iter().map(|x| x as f32).collect()
@@ -77,6 +49,68 @@ pub fn read_npy_bytes(bytes: &[u8], name: &str) -> Result<NpyArray, NpyError> {
     };
     let tensor = Tensor::from_f32(DType::F32, shape, data).map_err(|e| malformed(e.to_string()))?;
     Ok(NpyArray { tensor, converted_from_f64: is_f64 })
+}
+
+/// Read a little-endian, C-order array of integers (signed or unsigned, 1 to 8 bytes), such
+/// as class labels, with its shape.
+pub fn read_npy_integers(path: &Path) -> Result<(Vec<usize>, Vec<i64>), NpyError> {
+    let p = path.display().to_string();
+    let bytes = crate::read_regular_file(path).map_err(|source| NpyError::Io { path: p.clone(), source })?;
+    read_npy_integers_bytes(&bytes, &p)
+}
+
+/// [`read_npy_integers`] on bytes already in memory; `name` is used in messages.
+pub fn read_npy_integers_bytes(bytes: &[u8], name: &str) -> Result<(Vec<usize>, Vec<i64>), NpyError> {
+    let malformed = |reason: String| NpyError::Malformed { path: name.to_string(), reason };
+    let integer = |ts: &npyz::TypeStr| matches!((ts.type_char(), ts.size_field()), (TypeChar::Int, 1 | 2 | 4 | 8) | (TypeChar::Uint, 1 | 2 | 4 | 8));
+    let (file, shape, ts) = validated(bytes, name, "expected integers (e.g. int64 class labels)", integer)?;
+    let unsigned_too_large = |v: u64| i64::try_from(v).map_err(|_| malformed(format!("value {v} does not fit in i64")));
+    let values: Vec<i64> = match (ts.type_char(), ts.size_field()) {
+        (TypeChar::Int, 1) => file.into_vec::<i8>().map_err(|e| malformed(e.to_string()))?.into_iter().map(i64::from).collect(),
+        (TypeChar::Int, 2) => file.into_vec::<i16>().map_err(|e| malformed(e.to_string()))?.into_iter().map(i64::from).collect(),
+        (TypeChar::Int, 4) => file.into_vec::<i32>().map_err(|e| malformed(e.to_string()))?.into_iter().map(i64::from).collect(),
+        (TypeChar::Int, _) => file.into_vec::<i64>().map_err(|e| malformed(e.to_string()))?,
+        (_, 1) => file.into_vec::<u8>().map_err(|e| malformed(e.to_string()))?.into_iter().map(i64::from).collect(),
+        (_, 2) => file.into_vec::<u16>().map_err(|e| malformed(e.to_string()))?.into_iter().map(i64::from).collect(),
+        (_, 4) => file.into_vec::<u32>().map_err(|e| malformed(e.to_string()))?.into_iter().map(i64::from).collect(),
+        (_, _) => file.into_vec::<u64>().map_err(|e| malformed(e.to_string()))?.into_iter().map(unsigned_too_large).collect::<Result<_, _>>()?,
+    };
+    Ok((shape, values))
+}
+
+/// Parses and checks a header before any data is trusted: bounded nesting, C order,
+/// little-endian, an element type `accept`s, a shape within [`MAX_TENSOR_BYTES`], and
+/// exactly as many data bytes as the shape promises (npyz would otherwise pre-allocate from
+/// the header's count before discovering the file is short). `wanted` says what is
+/// accepted, for the error.
+fn validated<'a>(bytes: &'a [u8], name: &str, wanted: &str, accept: impl Fn(&npyz::TypeStr) -> bool) -> Result<(npyz::NpyFile<&'a [u8]>, Vec<usize>, npyz::TypeStr), NpyError> {
+    let malformed = |reason: String| NpyError::Malformed { path: name.to_string(), reason };
+    check_header_nesting(bytes).map_err(malformed)?;
+    let file = npyz::NpyFile::new(bytes).map_err(|e| malformed(e.to_string()))?;
+    if file.order() == npyz::Order::Fortran {
+        return Err(NpyError::FortranOrder { path: name.to_string() });
+    }
+    let ts = match file.dtype() {
+        npyz::DType::Plain(ts) if accept(&ts) => ts,
+        other => return Err(NpyError::UnsupportedDType { path: name.to_string(), dtype: other.descr(), wanted: wanted.to_string() }),
+    };
+    if ts.endianness() == npyz::Endianness::Big && ts.size_field() > 1 {
+        return Err(malformed("big-endian data; nnc reads little-endian arrays".into()));
+    }
+    let elem = ts.size_field() as usize;
+    let shape64 = file.shape().to_vec();
+    let too_large = || NpyError::TooLarge { path: name.to_string(), shape: shape64.clone() };
+    let shape: Vec<usize> = shape64.iter().map(|&d| usize::try_from(d).map_err(|_| too_large())).collect::<Result<_, _>>()?;
+    let n = checked_numel(&shape, elem).ok_or_else(too_large)?;
+    let data_len = file.into_inner().len();
+    if data_len != n * elem {
+        return Err(malformed(format!(
+            "the header promises {} bytes of data for shape {shape:?} but the file holds {data_len}",
+            n * elem
+        )));
+    }
+    let file = npyz::NpyFile::new(bytes).map_err(|e| malformed(e.to_string()))?;
+    Ok((file, shape, ts))
 }
 
 /// Deepest bracket nesting accepted in a header. A plain array's header nests two deep (the
