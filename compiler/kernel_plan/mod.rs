@@ -17,6 +17,12 @@ use crate::ops::{Conv2d, MatMul, Op, Product};
 use crate::target::{CpuTarget, Tile, CRANELIFT_TILE};
 use std::collections::HashSet;
 
+mod cost;
+mod select;
+
+pub use cost::estimated_ps;
+pub use select::{available, choose, is_int8_vector_depthwise};
+
 /// See the module documentation. The names are what IR text prints.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Kernel {
@@ -278,172 +284,14 @@ impl KernelPlan {
     }
 }
 
-/// The kernel [`available`] ranks first: the one the cost model prefers.
-pub fn choose(op: &Op, operands: &Operands, out: &TensorType, target: &CpuTarget) -> Option<Kernel> {
-    available(op, operands, out, target).first().copied()
-}
-
-/// Every kernel that can compute `op` on these operands for `target`, best first (by the
-/// measured costs behind [`estimated_ps`] and the rules in each arm). Empty when the JIT has
-/// none.
-pub fn available(op: &Op, operands: &Operands, out: &TensorType, target: &CpuTarget) -> Vec<Kernel> {
-    if operands.interpreter_bits && !native_kernels_match_interpreter(op, &operands.types) {
-        return vec![Kernel::Reference];
-    }
-    native_kernels(op, operands, out, target)
-}
-
-/// Whether the JIT's native kernels compute `op` bit for bit as the interpreter does: ops that
-/// only move or select values, one correctly rounded f32 operation per element, and the int8
-/// ops, whose conversions use the interpreter's operations in its order. Transcendentals,
-/// float reductions (which the interpreter sums in f64) and scaled ops do not.
-fn native_kernels_match_interpreter(op: &Op, types: &[&TensorType]) -> bool {
-    use crate::ops::UnaryKind;
-    let unary_exact = |k: &UnaryKind| match k {
-        UnaryKind::Relu | UnaryKind::Relu6 | UnaryKind::Abs | UnaryKind::Neg | UnaryKind::Clip { .. } | UnaryKind::Sqrt => true,
-        UnaryKind::Sigmoid | UnaryKind::Tanh | UnaryKind::Gelu | UnaryKind::Silu | UnaryKind::Exp | UnaryKind::LeakyRelu { .. } => false,
-    };
-    match op {
-        Op::Unary(u) => unary_exact(&u.kind),
-        Op::Binary(_) | Op::Flatten(_) | Op::Reshape(_) | Op::Transpose(_) | Op::Concat(_) | Op::Slice(_) | Op::ConvertLayout(_) => true,
-        Op::Quantize(_) | Op::Dequantize(_) | Op::Requantize(_) => true,
-        Op::Pool(p) => p.kind == crate::ops::PoolKind::Max,
-        // int8 products are exact; float ones sum in another order.
-        Op::Conv2d(_) | Op::Dense(_) | Op::MatMul(_) => types[0].dtype == nnc_runtime::DType::I8,
-        Op::Fused(f) => {
-            f.anchor.is_none()
-                && f.steps.iter().all(|s| match s {
-                    crate::ops::fused::Step::Unary(k) => unary_exact(k),
-                    crate::ops::fused::Step::Binary { .. } => true,
-                })
-        }
-        Op::BatchNorm(_) | Op::LayerNorm(_) | Op::Lstm(_) | Op::Softmax(_) | Op::GlobalAvgPool(_) | Op::Attention(_) => false,
-    }
-}
-
-/// The native kernels for `op`, best first.
-fn native_kernels(op: &Op, operands: &Operands, out: &TensorType, target: &CpuTarget) -> Vec<Kernel> {
-    let types = &operands.types;
-    let channel_layout = types.first().is_some_and(|t| t.layout != Layout::RowMajor);
-    match op {
-        Op::Conv2d(_) | Op::Dense(_) | Op::MatMul(_) => product_kernels(&op.product().expect("a product"), operands, target),
-        Op::Fused(f) => match &f.anchor {
-            Some(anchor) => {
-                let n = f.anchor_operands(types.len());
-                product_kernels(anchor, &Operands { types: types[..n].to_vec(), constant: operands.constant[..n].to_vec(), interpreter_bits: operands.interpreter_bits }, target)
-            }
-            // Broadcast rows run as a loop over rows.
-            None if types[1..].iter().all(|e| e.shape == out.shape || e.numel() == 1) => vec![Kernel::Elementwise],
-            None => vec![Kernel::Broadcast],
-        },
-        Op::Unary(_) => vec![Kernel::Elementwise],
-        Op::Binary(_) if types.iter().all(|t| t.shape == out.shape) => vec![Kernel::Elementwise],
-        Op::Binary(_) => vec![Kernel::Broadcast],
-        Op::Attention(_) if target.ukernels => vec![Kernel::Gemm, Kernel::Loops],
-        Op::Attention(_) => vec![Kernel::Loops],
-        // The vector kernel unrolls the window; larger windows have no channel-vector kernel
-        // (and `select-layouts` keeps them row-major).
-        Op::Pool(p) if channel_layout => {
-            if p.kernel[0] * p.kernel[1] <= MAX_UNROLLED_TAPS && types[0].dtype == nnc_runtime::DType::F32 {
-                vec![Kernel::ChannelVector]
-            } else {
-                Vec::new()
-            }
-        }
-        Op::GlobalAvgPool(_) if channel_layout => vec![Kernel::ChannelVector],
-        Op::Flatten(_) | Op::Reshape(_) => vec![Kernel::View],
-        Op::BatchNorm(_)
-        | Op::LayerNorm(_)
-        | Op::Lstm(_)
-        | Op::Softmax(_)
-        | Op::Pool(_)
-        | Op::GlobalAvgPool(_)
-        | Op::Transpose(_)
-        | Op::Concat(_)
-        | Op::Slice(_)
-        | Op::ConvertLayout(_) => vec![Kernel::Loops],
-        Op::Quantize(_) | Op::Dequantize(_) | Op::Requantize(_) => vec![Kernel::Loops],
-    }
-}
-
-/// Kernels for a matrix product (alone or anchoring a fused op), best first.
-fn product_kernels(product: &Product, operands: &Operands, target: &CpuTarget) -> Vec<Kernel> {
-    let types = &operands.types;
-    if types[0].dtype == nnc_runtime::DType::I8 {
-        // Even a depthwise convolution, which fills one row of the GEMM's 8-row register
-        // tile, runs faster there than in the scalar loops: MobileNetV2 int8 41.7 -> 28.4 ms,
-        // LeNet-5's first convolution (6 filters) 233 -> 11 µs.
-        let depthwise = matches!(product, Product::Conv2d(c) if is_int8_vector_depthwise(c, types)).then_some(Kernel::Int8Depthwise);
-        let gemm = target.ukernels.then_some(Kernel::Int8Gemm);
-        return depthwise.into_iter().chain(gemm).chain([Kernel::Int8Dot]).collect();
-    }
-    match product {
-        Product::Conv2d(c) if types[0].layout != Layout::RowMajor => {
-            // Weights repacked at compile time need weights known then.
-            let packable = operands.constant.get(1).copied().unwrap_or(false);
-            let unrolled = taps(types) <= MAX_UNROLLED_TAPS;
-            let mut ks = Vec::new();
-            if c.groups > 1 {
-                // The layout rule admits only depthwise convolutions with groups > 1.
-                if unrolled {
-                    ks.push(Kernel::VectorDepthwise);
-                }
-            } else {
-                match types[0].layout {
-                    Layout::Nhwc if target.ukernels && reduction(types) >= GEMM_MIN_CONV_REDUCTION && packable => ks.push(Kernel::NhwcGemm),
-                    Layout::Nchw4c if unrolled && packable => ks.push(Kernel::Nchw4cBlocked),
-                    Layout::Nhwc | Layout::Nchw4c | Layout::RowMajor => {}
-                }
-            }
-            ks.push(Kernel::VectorDirect);
-            ks
-        }
-        Product::Conv2d(c) => {
-            let mut ks = Vec::new();
-            if target.ukernels && reduction(types) >= GEMM_MIN_CONV_REDUCTION {
-                ks.push(Kernel::Gemm);
-            }
-            if is_small_depthwise(c, types) {
-                ks.push(Kernel::DepthwiseUnrolled);
-            }
-            ks.push(Kernel::Direct);
-            ks
-        }
-        Product::Dense(_) => {
-            let rows = types[0].numel() / types[1].shape[1];
-            match (target.ukernels, rows >= GEMM_MIN_ROWS) {
-                (true, true) => vec![Kernel::Gemm, Kernel::Dot],
-                (true, false) => vec![Kernel::Dot, Kernel::Gemm],
-                (false, _) => vec![Kernel::Dot],
-            }
-        }
-        Product::MatMul(_) if target.ukernels => vec![Kernel::Gemm, Kernel::RegisterTiles],
-        Product::MatMul(_) => vec![Kernel::RegisterTiles],
-    }
-}
-
-/// Whether an int8 convolution is depthwise (one channel, one filter per group) at a stride
-/// along rows of 1 or 2, undilated: what [`Kernel::Int8Depthwise`] runs.
-pub fn is_int8_vector_depthwise(c: &Conv2d, types: &[&TensorType]) -> bool {
-    let (channels, filters) = (types[0].shape[1], types[1].shape[0]);
-    c.groups == channels && filters == channels && c.dilation == [1, 1] && matches!(c.stride[1], 1 | 2)
-}
-
 /// Window taps of a convolution's weights `[F, C/groups, kh, kw]`.
-fn taps(types: &[&TensorType]) -> usize {
+pub(crate) fn taps(types: &[&TensorType]) -> usize {
     types[1].shape[2] * types[1].shape[3]
 }
 
 /// Products summed per output of a convolution: `C/groups · kh · kw`.
-fn reduction(types: &[&TensorType]) -> usize {
+pub(crate) fn reduction(types: &[&TensorType]) -> usize {
     types[1].shape[1] * taps(types)
-}
-
-/// Whether a row-major convolution is depthwise, strided, with a window small enough to
-/// unroll. At stride 1 the direct loops vectorize along rows and win; strided, they are
-/// scalar and the unrolled form is 1.5× faster (MobileNetV2's stride-2 layers).
-fn is_small_depthwise(c: &Conv2d, types: &[&TensorType]) -> bool {
-    types[1].shape[1] == 1 && c.groups == types[0].shape[1] && taps(types) <= MAX_UNROLLED_DEPTHWISE_TAPS && c.stride != [1, 1]
 }
 
 /// Whether a convolution is 1×1, stride 1 and unpadded: the GEMM multiplies the input planes
@@ -453,7 +301,7 @@ pub fn conv_is_pointwise(c: &Conv2d, types: &[&TensorType]) -> bool {
 }
 
 /// The anchor of a fused op, or the op itself, with its own operands.
-fn product_operands<'t>(op: &Op, types: &[&'t TensorType]) -> Option<(Product, Vec<&'t TensorType>)> {
+pub(crate) fn product_operands<'t>(op: &Op, types: &[&'t TensorType]) -> Option<(Product, Vec<&'t TensorType>)> {
     let product = op.product()?;
     let n = if let Op::Fused(f) = op { f.anchor_operands(types.len()) } else { types.len() };
     Some((product, types[..n].to_vec()))
@@ -609,68 +457,5 @@ fn per_channel_scales(op: &Op) -> bool {
         r.scales.values.len() > 1
     } else {
         false
-    }
-}
-
-// The cost model, in picoseconds, measured on this code generator (BENCHMARKS.md,
-// "Layouts"). Only what differs between layouts is priced.
-/// One multiply-accumulate of a depthwise convolution, row-major and in a channel-vector
-/// layout.
-const DEPTHWISE_PS_PER_MAC_NCHW: u64 = 600;
-const DEPTHWISE_PS_PER_MAC_VECTOR: u64 = 100;
-/// One multiply-accumulate of a dense convolution through the GEMM microkernels when every
-/// register tile is full: NHWC patches are runs of channels, cheaper to gather than NCHW's
-/// (1×1 convolutions gather nothing). Divided by the tile utilization: NCHW multiplies
-/// `[filters × pixels]`, NHWC `[pixels × filters]`, so few filters waste most of a tile
-/// in one layout and little in the other.
-const GEMM_CONV_PS_PER_MAC_NCHW: u64 = 32;
-const GEMM_CONV_PS_PER_MAC_NHWC: u64 = 29;
-const GEMM_POINTWISE_PS_PER_MAC: u64 = 29;
-/// One multiply-accumulate of a dense convolution without microkernels, row-major (direct
-/// loops) and NCHW4c (register-blocked).
-const DIRECT_CONV_PS_PER_MAC_NCHW: u64 = 640;
-const DIRECT_CONV_PS_PER_MAC_NCHW4C: u64 = 100;
-/// One window tap of one output of a pooling, row-major (scalar) and vectorized.
-const POOL_PS_PER_TAP_NCHW: u64 = 1430;
-const POOL_PS_PER_TAP_VECTOR: u64 = 440;
-
-/// Estimated run time of `op` with `kernel`, in picoseconds, for the ops whose speed depends
-/// on their layout (convolutions and pooling); 0 for the rest.
-pub fn estimated_ps(kernel: Kernel, op: &Op, types: &[&TensorType], out: &TensorType, target: &CpuTarget) -> u64 {
-    if let Op::Pool(p) = op {
-        let taps = (out.numel() * p.kernel[0] * p.kernel[1]) as u64;
-        let ps = if kernel == Kernel::ChannelVector { POOL_PS_PER_TAP_VECTOR } else { POOL_PS_PER_TAP_NCHW };
-        return taps.saturating_mul(ps);
-    }
-    let Some((Product::Conv2d(c), t)) = product_operands(op, types) else { return 0 };
-    let macs = Product::Conv2d(c.clone()).macs(&t, out);
-    let per = |ps: u64| macs.saturating_mul(ps);
-    if c.groups > 1 {
-        return per(if kernel == Kernel::VectorDepthwise { DEPTHWISE_PS_PER_MAC_VECTOR } else { DEPTHWISE_PS_PER_MAC_NCHW });
-    }
-    let (filters, pixels) = (t[1].shape[0], out.shape[2] * out.shape[3]);
-    // Utilization of `mr × nr` tiles over an `m × n` product, in thousandths.
-    let used = |m: usize, n: usize| (1000 * m * n / (m.next_multiple_of(target.mr) * n.next_multiple_of(target.nr))).max(1) as u64;
-    let windowed = taps(&t) > 1;
-    let gemm = |ps: u64, used: u64| macs.saturating_mul(ps).saturating_mul(1000) / used;
-    match kernel {
-        Kernel::Gemm => gemm(if windowed { GEMM_CONV_PS_PER_MAC_NCHW } else { GEMM_POINTWISE_PS_PER_MAC }, used(filters, pixels)),
-        Kernel::NhwcGemm => gemm(if windowed { GEMM_CONV_PS_PER_MAC_NHWC } else { GEMM_POINTWISE_PS_PER_MAC }, used(pixels, filters)),
-        Kernel::Nchw4cBlocked => per(DIRECT_CONV_PS_PER_MAC_NCHW4C),
-        Kernel::View
-        | Kernel::Elementwise
-        | Kernel::Broadcast
-        | Kernel::Dot
-        | Kernel::RegisterTiles
-        | Kernel::Direct
-        | Kernel::DepthwiseUnrolled
-        | Kernel::VectorDepthwise
-        | Kernel::VectorDirect
-        | Kernel::ChannelVector
-        | Kernel::Loops
-        | Kernel::Int8Gemm
-        | Kernel::Int8Depthwise
-        | Kernel::Int8Dot
-        | Kernel::Reference => per(DIRECT_CONV_PS_PER_MAC_NCHW),
     }
 }
