@@ -330,3 +330,26 @@ fn int8_depthwise_vector_spans_keep_their_loads_inside_each_row() {
         }
     }
 }
+
+/// Quantizing NaN, infinities, values far outside the calibrated range, signed zeros and
+/// denormals gives the interpreter's codes on the JIT (NaN → 0, saturation at ±127), on the
+/// vector path (the first 64 values) and the scalar tail alike, with microkernels on and off.
+#[test]
+fn int8_codes_of_nan_infinities_and_huge_values_match_the_interpreter() {
+    use nnc::passes::{Calibration, PassContext};
+    let src = "model q {\n input x: f32[2, 37]\n h = dense(x, units=20)\n output y = dense(relu(h), units=5)\n}";
+    let g = bound(&build_graph(&Source::from_string("q.nn", src), None, &Default::default()).unwrap(), None);
+    let calibration = Calibration::new(vec![random_inputs(&g, 1)]);
+    let mut q = g.clone();
+    passes::optimize_with(&mut q, 2, &PassContext { cpu: None, quantize: Some(&calibration) }, true, &mut |_, _| {}).unwrap();
+    let specials = [f32::NAN, f32::INFINITY, f32::NEG_INFINITY, 1e30, -1e30, 0.0, -0.0, 1e-40, -3.3e38, 0.004];
+    let x: Vec<f32> = (0..74).map(|i| if i % 3 == 0 { specials[i / 3 % specials.len()] } else { (i as f32 * 0.37).sin() }).collect();
+    let inputs = vec![Tensor::f32(vec![2, 37], x)];
+    let want = interp::run(&q, &inputs).unwrap();
+    for ukernels in [true, false] {
+        let exe = jit::compile(&q, &jit::JitOptions { ukernels, threads: 1 }).unwrap();
+        let got = exe.run(&mut exe.workspace(), &inputs).unwrap();
+        let bits = |t: &[Tensor]| t.iter().map(|t| t.to_f32_vec().iter().map(|v| v.to_bits()).collect::<Vec<_>>()).collect::<Vec<_>>();
+        assert_eq!(bits(&got), bits(&want), "ukernels={ukernels}");
+    }
+}

@@ -67,6 +67,14 @@ fn quantize_value(k: &mut KernelBuilder, ty: types::Type, x: Value, scale: Value
     let (lo, hi) = (k.c(ty, -QMAX), k.c(ty, QMAX));
     let q = k.max_keep_nan(ty, q, lo);
     let q = k.min_keep_nan(ty, q, hi);
+    if ty == F32X4 && cfg!(target_arch = "x86_64") {
+        // `q` is integral and in range, or NaN: zeroing NaN leaves a plain truncating
+        // conversion (one `cvttps2dq`) where the saturating one costs a fix-up sequence.
+        let ordered = k.cmp(cranelift_codegen::ir::condcodes::FloatCC::Equal, q, q);
+        let zero = k.c(F32X4, 0.0);
+        let q = k.select(F32X4, ordered, q, zero);
+        return k.b.ins().x86_cvtt2dq(types::I32X4, q);
+    }
     k.b.ins().fcvt_to_sint_sat(if ty == F32 { I32 } else { types::I32X4 }, q)
 }
 
