@@ -675,6 +675,28 @@ pub unsafe fn im2col_i8(input: *const i8, c: usize, h: usize, w: usize, [kh, kw]
                 let shift = kx * dw;
                 let lo = pl.saturating_sub(shift).div_ceil(sw).min(ow);
                 let hi = if w + pl > shift { (w + pl - shift).div_ceil(sw).min(ow) } else { 0 }.max(lo);
+                if sw == 1 && sh * w == ow && lo < hi {
+                    // Consecutive output rows read consecutive input rows at the same
+                    // stride (stride 1, "same" width): the rows inside the image are one
+                    // copy, and the columns that wrapped from a neighbouring row are zeroed.
+                    let iy_of = |oy: usize| (oy * sh + ky * dh) as isize - pt as isize;
+                    let inside = |oy: &usize| (0..h as isize).contains(&iy_of(*oy));
+                    let oy0 = (0..oh).find(inside).unwrap_or(oh);
+                    let oy1 = (oy0..oh).find(|oy| !inside(oy)).unwrap_or(oh);
+                    row[..oy0 * ow].fill(0);
+                    row[oy1 * ow..].fill(0);
+                    if oy0 < oy1 {
+                        let first = lo + shift - pl;
+                        let len = (oy1 - 1 - oy0) * ow + (hi - lo);
+                        let src = iy_of(oy0) as usize * w + first;
+                        row[oy0 * ow + lo..][..len].copy_from_slice(&plane[src..][..len]);
+                        for oy in oy0..oy1 {
+                            row[oy * ow..][..lo].fill(0);
+                            row[oy * ow + hi..][..ow - hi].fill(0);
+                        }
+                    }
+                    continue;
+                }
                 for oy in 0..oh {
                     let out = &mut row[oy * ow..][..ow];
                     let iy = (oy * sh + ky * dh) as isize - pt as isize;
@@ -769,7 +791,7 @@ mod tests {
 
     #[test]
     fn im2col_matches_the_definition_at_every_stride_dilation_and_padding() {
-        for &(c, h, w, kh, kw, sh, sw, dh, dw, pt, pl, pb, pr) in &[(2, 3, 3, 2, 2, 2, 2, 1, 1, 1, 1, 1, 1), (3, 7, 5, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1), (1, 9, 9, 3, 3, 2, 3, 2, 1, 2, 0, 1, 3), (2, 5, 6, 1, 1, 2, 2, 1, 1, 0, 0, 0, 0), (1, 4, 4, 5, 5, 1, 1, 1, 1, 3, 3, 3, 3), (1, 1, 1, 5, 5, 1, 1, 1, 1, 2, 2, 2, 2), (2, 3, 2, 3, 5, 2, 2, 1, 1, 1, 4, 1, 4)] {
+        for &(c, h, w, kh, kw, sh, sw, dh, dw, pt, pl, pb, pr) in &[(2, 3, 3, 2, 2, 2, 2, 1, 1, 1, 1, 1, 1), (3, 7, 5, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1), (1, 9, 9, 3, 3, 2, 3, 2, 1, 2, 0, 1, 3), (2, 5, 6, 1, 1, 2, 2, 1, 1, 0, 0, 0, 0), (1, 4, 4, 5, 5, 1, 1, 1, 1, 3, 3, 3, 3), (1, 1, 1, 5, 5, 1, 1, 1, 1, 2, 2, 2, 2), (2, 3, 2, 3, 5, 2, 2, 1, 1, 1, 4, 1, 4), (2, 6, 5, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1), (1, 7, 6, 5, 3, 1, 1, 2, 1, 4, 1, 4, 1), (1, 3, 4, 3, 3, 1, 1, 1, 1, 3, 1, 0, 1), (1, 5, 5, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0)] {
             let oh = (h + pt + pb - dh * (kh - 1) - 1) / sh + 1;
             let ow = (w + pl + pr - dw * (kw - 1) - 1) / sw + 1;
             let img: Vec<i8> = (0..c * h * w).map(|i| (i % 250) as i8 - 120).collect();
