@@ -353,3 +353,24 @@ fn int8_codes_of_nan_infinities_and_huge_values_match_the_interpreter() {
         assert_eq!(bits(&got), bits(&want), "ukernels={ukernels}");
     }
 }
+
+/// The larger examples quantized to int8 on the JIT (microkernels on, two threads) give the
+/// interpreter's bits on the same quantized graph (the CLI test runs LeNet-5 and the MLP in
+/// every setting).
+#[test]
+fn int8_examples_match_the_interpreter_bit_for_bit() {
+    use nnc::passes::{Calibration, PassContext};
+    for name in ["resnet18", "mobilenet_v2", "transformer"] {
+        let src = Source::read(&repo().join(format!("examples/{name}.nn"))).unwrap();
+        let g = bound(&build_graph(&src, None, &Default::default()).unwrap(), None);
+        let calibration = Calibration::new(vec![random_inputs(&g, 1)]);
+        let mut q = g.clone();
+        passes::optimize_with(&mut q, 2, &PassContext { cpu: None, quantize: Some(&calibration) }, true, &mut |_, _| {}).unwrap();
+        let inputs = random_inputs(&g, 2);
+        let want = interp::run(&q, &inputs).unwrap();
+        let exe = jit::compile(&q, &jit::JitOptions { ukernels: true, threads: 2 }).unwrap();
+        let got = exe.run(&mut exe.workspace(), &inputs).unwrap();
+        let bits = |t: &[Tensor]| t.iter().map(|t| t.to_f32_vec().iter().map(|v| v.to_bits()).collect::<Vec<_>>()).collect::<Vec<_>>();
+        assert!(bits(&got) == bits(&want), "{name}: int8 JIT differs from the interpreter");
+    }
+}
