@@ -66,6 +66,11 @@ pub struct OptimizeArgs {
     /// Calibration data for --quantize: a batch of inputs stacked on axis 0.
     #[arg(long, value_name = "NAME=FILE.npy", value_parser = parse_key_value)]
     pub calibrate: Vec<(String, String)>,
+    /// How calibration turns each activation's magnitudes into its range: the largest |x|
+    /// (minmax, the default), the 99.999th percentile of |x|, or the threshold of least KL
+    /// divergence (entropy, as TensorRT).
+    #[arg(long, value_enum, value_name = "METHOD")]
+    pub calibrate_method: Option<CalibrateMethod>,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -207,6 +212,13 @@ pub enum Target {
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Quantize {
     Int8,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CalibrateMethod {
+    Minmax,
+    Percentile,
+    Entropy,
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]

@@ -50,10 +50,18 @@ pub(super) const MAX_CALIBRATION_RUNS: usize = 256;
 /// Runs on seeded random inputs when no `--calibrate` file is given.
 pub(super) const RANDOM_CALIBRATION_RUNS: u64 = 4;
 
+/// The percentile `--calibrate-method percentile` takes (ONNX Runtime's default).
+const CALIBRATION_PERCENTILE: f64 = 99.999;
+
 /// Calibration through the JIT (the interpreter where the JIT refuses the graph): ResNet-18's
 /// four runs take about 0.4 s instead of 7.
-fn on_the_jit(runs: Vec<Vec<Tensor>>) -> passes::Calibration {
-    passes::Calibration { observe: Some(crate::jit::observe), ..passes::Calibration::new(runs) }
+fn on_the_jit(runs: Vec<Vec<Tensor>>, opt: &OptimizeArgs) -> passes::Calibration {
+    let method = match opt.calibrate_method.unwrap_or(args::CalibrateMethod::Minmax) {
+        args::CalibrateMethod::Minmax => passes::RangeMethod::MaxAbs,
+        args::CalibrateMethod::Percentile => passes::RangeMethod::Percentile(CALIBRATION_PERCENTILE),
+        args::CalibrateMethod::Entropy => passes::RangeMethod::Entropy,
+    };
+    passes::Calibration { observe: Some(crate::jit::observe), method, ..passes::Calibration::new(runs) }
 }
 
 /// The calibration set for `--quantize int8`: `--calibrate` files split along axis 0 into
@@ -62,6 +70,9 @@ pub(super) fn calibration(session: &Session, graph: &Graph, opt: &OptimizeArgs) 
     if opt.quantize.is_none() {
         if !opt.calibrate.is_empty() {
             return Err(Diagnostic::error("--calibrate gives data for quantization, but --quantize is not set").with_help("add `--quantize int8`").into());
+        }
+        if opt.calibrate_method.is_some() {
+            return Err(Diagnostic::error("--calibrate-method chooses how quantization calibrates, but --quantize is not set").with_help("add `--quantize int8`").into());
         }
         return Ok(None);
     }
@@ -79,7 +90,7 @@ pub(super) fn calibration(session: &Session, graph: &Graph, opt: &OptimizeArgs) 
         session.emit(&[Diagnostic::warning(format!("no --calibrate data: int8 activation ranges come from {RANDOM_CALIBRATION_RUNS} runs on seeded uniform [-1, 1) inputs"))
             .with_help("pass `--calibrate NAME=FILE.npy` with representative inputs for accurate scales")]);
         let runs = (0..RANDOM_CALIBRATION_RUNS).map(|seed| random_tensors(graph, 1_000 + seed)).collect();
-        return Ok(Some(on_the_jit(runs)));
+        return Ok(Some(on_the_jit(runs, opt)));
     }
     let mut per_input: Vec<Option<Vec<Tensor>>> = vec![None; names.len()];
     for (name, file) in &opt.calibrate {
@@ -112,7 +123,7 @@ pub(super) fn calibration(session: &Session, graph: &Graph, opt: &OptimizeArgs) 
     }
     let sets: Vec<Vec<Tensor>> = per_input.into_iter().map(|v| v.expect("checked above")).collect();
     let runs = sets.iter().map(|s| s.len()).min().unwrap_or(0);
-    Ok(Some(on_the_jit((0..runs).map(|r| sets.iter().map(|s| s[r].clone()).collect()).collect())))
+    Ok(Some(on_the_jit((0..runs).map(|r| sets.iter().map(|s| s[r].clone()).collect()).collect(), opt)))
 }
 
 /// Bind parameters from `--weights` or `--random-weights`; a model with parameters needs one.

@@ -5,14 +5,15 @@ use super::{compile, JitOptions};
 use crate::ir::{Graph, NodeId};
 use nnc_runtime::Tensor;
 
-/// Runs `graph` on each of `runs` and returns, per run, the values of `nodes` in order.
+/// Runs `graph` on each of `runs` and hands `each` the values of `nodes`, in order, run by
+/// run (so memory holds one run's values however many runs there are).
 ///
 /// The observed values become the compiled graph's only outputs, so the memory plan keeps
 /// each one alive to the end and nothing they do not need is computed; model inputs among
 /// them are read from the run itself. The graph's outputs are swapped for the compilation
 /// and restored (a copy would duplicate every weight). Errors (a graph the JIT refuses, such
 /// as an f16 model) are returned for the caller to fall back to the interpreter.
-pub fn observe(graph: &mut Graph, nodes: &[NodeId], runs: &[Vec<Tensor>]) -> Result<Vec<Vec<Tensor>>, String> {
+pub fn observe(graph: &mut Graph, nodes: &[NodeId], runs: &[Vec<Tensor>], each: &mut dyn FnMut(&[Tensor])) -> Result<(), String> {
     let inputs = graph.inputs.clone();
     let input_slot = |n: NodeId| inputs.iter().position(|&i| i == n);
     let observed = nodes.iter().filter(|&&n| input_slot(n).is_none()).map(|&n| (format!("observed.{}", n.index()), n)).collect();
@@ -26,22 +27,22 @@ pub fn observe(graph: &mut Graph, nodes: &[NodeId], runs: &[Vec<Tensor>]) -> Res
         Some(exe.map_err(|e| e.to_string())?)
     };
     let mut ws = exe.as_ref().map(|e| e.workspace());
-    runs.iter()
-        .map(|inputs| {
-            let computed = match (&exe, ws.as_mut()) {
-                (Some(exe), Some(ws)) => exe.run(ws, inputs).map_err(|e| e.to_string())?,
-                _ => Vec::new(),
-            };
-            let mut computed = computed.into_iter();
-            nodes
-                .iter()
-                .map(|&n| match input_slot(n) {
-                    Some(k) => inputs.get(k).cloned().ok_or_else(|| format!("calibration run has no input {k}")),
-                    None => computed.next().ok_or_else(|| "the JIT returned fewer values than observed".to_string()),
-                })
-                .collect()
-        })
-        .collect()
+    for run in runs {
+        let computed = match (&exe, ws.as_mut()) {
+            (Some(exe), Some(ws)) => exe.run(ws, run).map_err(|e| e.to_string())?,
+            _ => Vec::new(),
+        };
+        let mut computed = computed.into_iter();
+        let values = nodes
+            .iter()
+            .map(|&n| match input_slot(n) {
+                Some(k) => run.get(k).cloned().ok_or_else(|| format!("calibration run has no input {k}")),
+                None => computed.next().ok_or_else(|| "the JIT returned fewer values than observed".to_string()),
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        each(&values);
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -64,7 +65,8 @@ mod tests {
         let nodes: Vec<NodeId> = ["x", "r", "p"].into_iter().map(pick).collect();
         let runs: Vec<_> = (0..3).map(|s| random_inputs(&g, s)).collect();
         let outputs = g.outputs.clone();
-        let got = super::observe(&mut g, &nodes, &runs).unwrap();
+        let mut got = Vec::new();
+        super::observe(&mut g, &nodes, &runs, &mut |values| got.push(values.to_vec())).unwrap();
         assert_eq!(g.outputs, outputs, "the graph's outputs are restored");
         assert_eq!(got.len(), runs.len());
         for (run, values) in runs.iter().zip(&got) {

@@ -7,6 +7,7 @@
 //! outputs, nor the values the outputs take (up to float rounding). The verifier runs after
 //! every pass in debug builds and tests.
 
+mod calibration;
 mod eliminate_dead_code;
 mod fold_batch_norm;
 mod fold_constants;
@@ -20,7 +21,8 @@ pub use eliminate_dead_code::eliminate_dead_code;
 pub use fold_batch_norm::fold_batch_norm;
 pub use fold_constants::fold_constants;
 pub use fuse_epilogues::fuse_epilogues;
-pub use quantize_int8::{quantize_int8, Calibration};
+pub use calibration::{Calibration, ObserveFn, RangeMethod};
+pub use quantize_int8::quantize_int8;
 pub use select_kernels::select_kernels;
 pub use select_layouts::select_layouts;
 pub use select_tiles::select_tiles;

@@ -14,36 +14,12 @@
 //! quantized graph means the same whatever was folded; its accuracy against the float graph
 //! is what calibration decides.
 
-use crate::interp;
+use super::calibration::Calibration;
 use crate::ir::{Graph, Node, NodeId, NodeKind, TensorType};
 use crate::ops::quant::{quantize_value, Activation, Scales, QMAX};
 use crate::ops::{Codes, Dequantize, Op, Product, Quantize, Requantize};
 use nnc_runtime::{DType, Tensor};
 use std::collections::HashMap;
-
-/// Inputs to calibrate on: each entry is one run's inputs, in declaration order.
-#[derive(Clone, Debug, Default)]
-pub struct Calibration {
-    pub runs: Vec<Vec<Tensor>>,
-    /// What runs the float graph on them: the interpreter when `None`. The CLI passes the
-    /// JIT's ([`crate::jit::observe`]), an order of magnitude faster on a CNN; the ranges
-    /// then come from the JIT's f32 arithmetic, so the scales may differ from the
-    /// interpreter's in the last bits (the quantized graph is still one graph, which every
-    /// backend then runs bit for bit).
-    pub observe: Option<ObserveFn>,
-}
-
-impl Calibration {
-    /// Calibration on `runs` through the interpreter.
-    pub fn new(runs: Vec<Vec<Tensor>>) -> Calibration {
-        Calibration { runs, observe: None }
-    }
-}
-
-/// Runs `graph` on each run's inputs and returns, per run, the values of `nodes` in order;
-/// an `Err` falls back to the interpreter. It may change the graph while it runs but leaves
-/// it as it found it.
-pub type ObserveFn = fn(graph: &mut Graph, nodes: &[NodeId], runs: &[Vec<Tensor>]) -> Result<Vec<Vec<Tensor>>, String>;
 
 /// How a product's operands are quantized.
 struct Plan {
@@ -126,41 +102,12 @@ fn plan(graph: &Graph, id: NodeId) -> Option<Plan> {
     }
 }
 
-/// max |x| of every activation operand of the plans, over all calibration runs.
+/// The calibrated range of every activation operand of the plans.
 fn calibrate(graph: &mut Graph, plans: &[Plan], calibration: &Calibration) -> HashMap<NodeId, f32> {
-    let mut ranges: HashMap<NodeId, f32> = HashMap::new();
-    for p in plans {
-        let operands = graph.operands(p.node);
-        for &slot in &p.activations {
-            ranges.insert(operands[slot], 0.0);
-        }
-    }
-    let widen = |r: &mut f32, t: &Tensor| {
-        if let Some(v) = t.as_f32() {
-            *r = v.iter().filter(|x| x.is_finite()).fold(*r, |m, x| m.max(x.abs()));
-        }
-    };
-    let mut nodes: Vec<NodeId> = ranges.keys().copied().collect();
+    let mut nodes: Vec<NodeId> = plans.iter().flat_map(|p| p.activations.iter().map(|&slot| graph.operands(p.node)[slot]).collect::<Vec<_>>()).collect();
     nodes.sort();
-    if let Some(Ok(values)) = calibration.observe.map(|run| run(graph, &nodes, &calibration.runs)) {
-        for run in &values {
-            for (id, t) in nodes.iter().zip(run) {
-                widen(ranges.get_mut(id).expect("observed nodes are ranged"), t);
-            }
-        }
-        return ranges;
-    }
-    for inputs in &calibration.runs {
-        let mut observe = |id: NodeId, t: &Tensor| {
-            if let Some(r) = ranges.get_mut(&id) {
-                widen(r, t);
-            }
-        };
-        // Calibration inputs were checked against the graph's inputs by the caller; a run
-        // that fails anyway contributes no ranges rather than aborting compilation.
-        interp::run_observed(graph, inputs, &mut observe).ok();
-    }
-    ranges
+    nodes.dedup();
+    super::calibration::ranges(graph, &nodes, calibration)
 }
 
 fn scale_for(max_abs: f32) -> f32 {
@@ -316,6 +263,7 @@ fn fold_requantize(graph: &mut Graph) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::interp;
     use crate::passes::testing::bound_graph;
 
     fn calibration_for(graph: &Graph, runs: usize) -> Calibration {
