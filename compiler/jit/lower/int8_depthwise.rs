@@ -10,7 +10,7 @@
 //! image, are handled one output at a time with each tap tested against the image.
 
 use super::int8::{flags, load_int, mac, store_i32};
-use super::pool::VectorSpan;
+use super::pool::{for_window_rows_inside, VectorSpan};
 use crate::jit::builder::KernelBuilder;
 use crate::jit::epilogue::Arg;
 use crate::ops::Conv2d;
@@ -140,40 +140,31 @@ fn vector_outputs(k: &mut KernelBuilder, g: &Geometry, x: Value, o: Value, taps:
         k.b.func.dfg.immediates.push(ConstantData::from(mask))
     });
     let col0 = k.b.ins().imul_imm_s(ox0, sw);
-    for ky in 0..kh {
-        let iy = k.b.ins().imul_imm_s(row.y, sh);
-        let iy = k.b.ins().iadd_imm_s(iy, ky - pt);
-        let y_ok = k.b.ins().icmp_imm_u(IntCC::UnsignedLessThan, iy, h);
-        k.if_else(
-            y_ok,
-            |k| {
-                let at = k.b.ins().imul_imm_s(row.plane, h);
-                let at = k.b.ins().iadd(at, iy);
-                let at = k.b.ins().imul_imm_s(at, w);
-                let at = k.b.ins().iadd(at, col0);
-                let at = k.b.ins().iadd(x, at);
-                let (mut lo, mut hi) = (k.b.use_var(acc_lo), k.b.use_var(acc_hi));
-                for kx in 0..kw {
-                    let offset = (kx - pl) as i32;
-                    let codes = match even {
-                        None => k.b.ins().sload8x8(flags(), at, offset),
-                        Some(mask) => {
-                            let v = k.b.ins().load(types::I8X16, flags(), at, offset);
-                            let v = k.b.ins().shuffle(v, v, mask);
-                            k.b.ins().swiden_low(v)
-                        }
-                    };
-                    let p = k.b.ins().imul(codes, taps[(ky * kw + kx) as usize]);
-                    let (p_lo, p_hi) = (k.b.ins().swiden_low(p), k.b.ins().swiden_high(p));
-                    lo = k.b.ins().iadd(lo, p_lo);
-                    hi = k.b.ins().iadd(hi, p_hi);
+    for_window_rows_inside(k, row.y, [kh, sh, pt, h], |k, ky, iy| {
+        let at = k.b.ins().imul_imm_s(row.plane, h);
+        let at = k.b.ins().iadd(at, iy);
+        let at = k.b.ins().imul_imm_s(at, w);
+        let at = k.b.ins().iadd(at, col0);
+        let at = k.b.ins().iadd(x, at);
+        let (mut lo, mut hi) = (k.b.use_var(acc_lo), k.b.use_var(acc_hi));
+        for kx in 0..kw {
+            let offset = (kx - pl) as i32;
+            let codes = match even {
+                None => k.b.ins().sload8x8(flags(), at, offset),
+                Some(mask) => {
+                    let v = k.b.ins().load(types::I8X16, flags(), at, offset);
+                    let v = k.b.ins().shuffle(v, v, mask);
+                    k.b.ins().swiden_low(v)
                 }
-                k.b.def_var(acc_lo, lo);
-                k.b.def_var(acc_hi, hi);
-            },
-            |_| {},
-        );
-    }
+            };
+            let p = k.b.ins().imul(codes, taps[(ky * kw + kx) as usize]);
+            let (p_lo, p_hi) = (k.b.ins().swiden_low(p), k.b.ins().swiden_high(p));
+            lo = k.b.ins().iadd(lo, p_lo);
+            hi = k.b.ins().iadd(hi, p_hi);
+        }
+        k.b.def_var(acc_lo, lo);
+        k.b.def_var(acc_hi, hi);
+    });
     let oi = k.b.ins().iadd(row.out_row, ox0);
     let oi = k.b.ins().imul_imm_s(oi, 4);
     let at = k.b.ins().iadd(o, oi);

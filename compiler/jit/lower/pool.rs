@@ -139,6 +139,19 @@ impl VectorSpan {
     }
 }
 
+/// Runs `body(k, ky, iy)` for each row `ky` of the window of output row `y` that lies inside
+/// the image (`iy = y·stride + ky − top padding`, in `0..h`); rows in the padding are
+/// skipped. The vector bodies of pooling and depthwise convolution, whose columns are
+/// already known to be inside, test only this.
+pub(crate) fn for_window_rows_inside(k: &mut KernelBuilder, y: Value, [kh, sh, pt, h]: [i64; 4], mut body: impl FnMut(&mut KernelBuilder, i64, Value)) {
+    for ky in 0..kh {
+        let iy = k.b.ins().imul_imm_s(y, sh);
+        let iy = k.b.ins().iadd_imm_s(iy, ky - pt);
+        let y_ok = k.b.ins().icmp_imm_u(IntCC::UnsignedLessThan, iy, h);
+        k.if_else(y_ok, |k| body(k, ky, iy), |_| {});
+    }
+}
+
 /// Max pooling of outputs `ox0..ox0 + 4` of row `y` of one plane, all of whose tap columns
 /// are inside the row ([`VectorSpan`]): per tap an `f32x4` of four outputs (at stride 2, the
 /// even lanes of two loads) into a NaN-propagating maximum; window rows outside the image are
@@ -158,40 +171,31 @@ fn max_pool_vector_f32(k: &mut KernelBuilder, p: &Pool, [h, w, ow]: [i64; 3], xi
         k.b.func.dfg.immediates.push(ConstantData::from(mask))
     });
     let col0 = k.b.ins().imul_imm_s(ox0, sw);
-    for ky in 0..kh {
-        let iy = k.b.ins().imul_imm_s(y, sh);
-        let iy = k.b.ins().iadd_imm_s(iy, ky - pt);
-        let y_ok = k.b.ins().icmp_imm_u(IntCC::UnsignedLessThan, iy, h);
-        k.if_else(
-            y_ok,
-            |k| {
-                let row = k.b.ins().imul_imm_s(iy, w);
-                let row = k.b.ins().iadd(row, col0);
-                let mut m = k.b.use_var(acc);
-                for kx in 0..kw {
-                    let at = kx - pl;
-                    let load = |k: &mut KernelBuilder, d: i64| {
-                        let idx = k.b.ins().iadd_imm_s(row, d);
-                        k.load(F32X4, xin, idx)
-                    };
-                    let v = match even {
-                        None => load(k, at),
-                        Some(mask) => {
-                            let a = load(k, at);
-                            let b = load(k, at + 4);
-                            let a = k.b.ins().bitcast(types::I8X16, lanes_cast, a);
-                            let b = k.b.ins().bitcast(types::I8X16, lanes_cast, b);
-                            let v = k.b.ins().shuffle(a, b, mask);
-                            k.b.ins().bitcast(F32X4, lanes_cast, v)
-                        }
-                    };
-                    m = k.max_nan(m, v);
+    for_window_rows_inside(k, y, [kh, sh, pt, h], |k, _, iy| {
+        let row = k.b.ins().imul_imm_s(iy, w);
+        let row = k.b.ins().iadd(row, col0);
+        let mut m = k.b.use_var(acc);
+        for kx in 0..kw {
+            let at = kx - pl;
+            let load = |k: &mut KernelBuilder, d: i64| {
+                let idx = k.b.ins().iadd_imm_s(row, d);
+                k.load(F32X4, xin, idx)
+            };
+            let v = match even {
+                None => load(k, at),
+                Some(mask) => {
+                    let a = load(k, at);
+                    let b = load(k, at + 4);
+                    let a = k.b.ins().bitcast(types::I8X16, lanes_cast, a);
+                    let b = k.b.ins().bitcast(types::I8X16, lanes_cast, b);
+                    let v = k.b.ins().shuffle(a, b, mask);
+                    k.b.ins().bitcast(F32X4, lanes_cast, v)
                 }
-                k.b.def_var(acc, m);
-            },
-            |_| {},
-        );
-    }
+            };
+            m = k.max_nan(m, v);
+        }
+        k.b.def_var(acc, m);
+    });
     let r = k.b.use_var(acc);
     let oi = k.b.ins().imul_imm_s(y, ow);
     let oi = k.b.ins().iadd(oi, ox0);
@@ -363,32 +367,23 @@ fn max_pool_int8_vector(k: &mut KernelBuilder, g: &PoolGeometry, lanes: i64, x: 
         k.b.func.dfg.immediates.push(ConstantData::from(mask))
     });
     let col0 = k.b.ins().imul_imm_s(ox0, sw);
-    for ky in 0..kh {
-        let iy = k.b.ins().imul_imm_s(y, sh);
-        let iy = k.b.ins().iadd_imm_s(iy, ky - pt);
-        let y_ok = k.b.ins().icmp_imm_u(IntCC::UnsignedLessThan, iy, h);
-        k.if_else(
-            y_ok,
-            |k| {
-                let row = k.b.ins().imul_imm_s(plane, h);
-                let row = k.b.ins().iadd(row, iy);
-                let row = k.b.ins().imul_imm_s(row, w);
-                let row = k.b.ins().iadd(row, col0);
-                let at = k.b.ins().iadd(x, row);
-                let mut m = k.b.use_var(acc);
-                for kx in 0..kw {
-                    let v = k.b.ins().load(types::I8X16, flags(), at, (kx - pl) as i32);
-                    let v = match pick {
-                        Some(mask) => k.b.ins().shuffle(v, v, mask),
-                        None => v,
-                    };
-                    m = k.b.ins().smax(m, v);
-                }
-                k.b.def_var(acc, m);
-            },
-            |_| {},
-        );
-    }
+    for_window_rows_inside(k, y, [kh, sh, pt, h], |k, _, iy| {
+        let row = k.b.ins().imul_imm_s(plane, h);
+        let row = k.b.ins().iadd(row, iy);
+        let row = k.b.ins().imul_imm_s(row, w);
+        let row = k.b.ins().iadd(row, col0);
+        let at = k.b.ins().iadd(x, row);
+        let mut m = k.b.use_var(acc);
+        for kx in 0..kw {
+            let v = k.b.ins().load(types::I8X16, flags(), at, (kx - pl) as i32);
+            let v = match pick {
+                Some(mask) => k.b.ins().shuffle(v, v, mask),
+                None => v,
+            };
+            m = k.b.ins().smax(m, v);
+        }
+        k.b.def_var(acc, m);
+    });
     let v = k.b.use_var(acc);
     let oi = k.b.ins().iadd(out_row, ox0);
     let at = k.b.ins().iadd(o, oi);
