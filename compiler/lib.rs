@@ -17,6 +17,7 @@ pub mod jit;
 pub mod kernel_plan;
 pub mod ops;
 pub mod passes;
+pub mod quantization_error;
 pub mod summary;
 pub mod syntax;
 pub mod target;

@@ -537,3 +537,30 @@ fn labels_report_top1_accuracy_on_the_trained_digits() {
         assert!(o.stderr.contains(message), "{file}: {}", o.stderr);
     }
 }
+
+/// `nnc summary --quantize int8`: after the model's table, each int8 product's SQNR against
+/// float on the calibration inputs (at most 8), one row per product in order; without
+/// weights it is an error, and without `--quantize` the summary is the model's alone.
+#[test]
+fn summary_reports_each_products_quantization_error() {
+    let o = run(&["summary", "examples/lenet5.nn", "--random-weights", "1", "--quantize", "int8"]);
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    let section = o.stdout.split("int8 quantization error: SQNR of each product's accumulator against float, on 4 calibration inputs").nth(1).expect("the error section");
+    let rows: Vec<(&str, f64)> = section
+        .lines()
+        .filter_map(|l| {
+            let cells: Vec<&str> = l.split_whitespace().collect();
+            (cells.len() == 4 && cells[3] == "dB").then(|| (cells[0], cells[2].parse().unwrap()))
+        })
+        .collect();
+    assert_eq!(rows.iter().map(|r| r.0).collect::<Vec<_>>(), ["c1", "c3", "f5", "f6", "logits"]);
+    // 8-bit codes bound the first layer's SQNR near 6 dB per bit; errors compound downstream.
+    assert!(rows.iter().all(|r| (15.0..55.0).contains(&r.1)), "{rows:?}");
+    assert!(rows[0].1 > rows[4].1, "{rows:?}");
+    let o = run(&["summary", "examples/lenet5.nn", "--quantize", "int8"]);
+    assert_eq!(o.code, 1);
+    assert!(o.stderr.contains("model `lenet5` has 10 parameters but no weights were given"), "{}", o.stderr);
+    let o = run(&["summary", "examples/lenet5.nn", "--random-weights", "1"]);
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    assert!(!o.stdout.contains("SQNR"), "{}", o.stdout);
+}

@@ -15,7 +15,7 @@ pub enum Command {
     /// Parse and type-check a model; print diagnostics only.
     Check(CommonArgs),
     /// Per-layer table of output shapes, parameters and MACs, with totals.
-    Summary(CommonArgs),
+    Summary(SummaryArgs),
     /// Compile a model and emit one of its intermediate forms.
     Compile(CompileArgs),
     /// Run a model and print or write its outputs.
@@ -53,9 +53,6 @@ pub struct OptimizeArgs {
     /// Code generation target.
     #[arg(long, value_enum, default_value_t = Target::Cpu)]
     pub target: Target,
-    /// Quantize weights and activations.
-    #[arg(long, value_enum)]
-    pub quantize: Option<Quantize>,
     /// Threads for the JIT's matrix products (results are identical for every count).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=256))]
     pub threads: Option<u32>,
@@ -63,6 +60,16 @@ pub struct OptimizeArgs {
     /// (`on`), or use only Cranelift-generated code (`off`).
     #[arg(long, value_enum, default_value_t = OnOff::On)]
     pub ukernels: OnOff,
+    #[command(flatten)]
+    pub quant: QuantizeArgs,
+}
+
+/// Post-training quantization and its calibration.
+#[derive(Args, Debug, Clone)]
+pub struct QuantizeArgs {
+    /// Quantize weights and activations.
+    #[arg(long, value_enum)]
+    pub quantize: Option<Quantize>,
     /// Calibration data for --quantize: a batch of inputs stacked on axis 0.
     #[arg(long, value_name = "NAME=FILE.npy", value_parser = parse_key_value)]
     pub calibrate: Vec<(String, String)>,
@@ -71,6 +78,18 @@ pub struct OptimizeArgs {
     /// divergence (entropy, as TensorRT).
     #[arg(long, value_enum, value_name = "METHOD")]
     pub calibrate_method: Option<CalibrateMethod>,
+}
+
+/// `nnc summary`'s options: with `--quantize int8`, the model is also quantized (weights
+/// needed) and each product's quantization error reported.
+#[derive(Args, Debug, Clone)]
+pub struct SummaryArgs {
+    #[command(flatten)]
+    pub common: CommonArgs,
+    #[command(flatten)]
+    pub weights: WeightArgs,
+    #[command(flatten)]
+    pub quant: QuantizeArgs,
 }
 
 #[derive(Args, Debug, Clone)]

@@ -1,10 +1,12 @@
 //! `nnc check` and `nnc summary`.
 
-use super::args::CommonArgs;
-use super::pipeline::{dims_from_flags, graph_for, load};
+use super::args::{CommonArgs, SummaryArgs};
+use super::pipeline::{bind_params, calibration, dims_from_flags, graph_for, load};
 use super::{CmdResult, Session};
+use crate::diagnostics::Diagnostic;
 use crate::elaborate::{self, DimBindings};
-use crate::summary;
+use crate::ir::Graph;
+use crate::{driver, passes, quantization_error, summary};
 use crate::syntax::ast;
 
 /// `check` type-checks models with symbolic dimensions too: those not bound by `--dim` are
@@ -24,8 +26,40 @@ pub(super) fn check(session: &mut Session, a: &CommonArgs) -> CmdResult {
     Ok(())
 }
 
-pub(super) fn summary(session: &mut Session, a: &CommonArgs) -> CmdResult {
-    let graph = graph_for(session, a, &DimBindings::new())?;
+/// Calibration inputs the quantization error is measured on, at most.
+const ERROR_RUNS: usize = 8;
+
+pub(super) fn summary(session: &mut Session, a: &SummaryArgs) -> CmdResult {
+    let graph = graph_for(session, &a.common, &DimBindings::new())?;
     print!("{}", summary::summarize(&graph).render());
+    let mut bound = graph;
+    if a.quant.quantize.is_some() {
+        bind_params(session, &mut bound, &a.weights, true)?;
+    }
+    let Some(calibration) = calibration(session, &bound, &a.quant)? else { return Ok(()) };
+    // The float graph as quantization receives it (after the passes before it, at -O2, as
+    // `nnc run` quantizes), against the quantized graph.
+    let mut before = BeforePass { pass: "quantize-int8", graph: None };
+    let mut quantized = bound;
+    let cx = passes::PassContext { cpu: None, quantize: Some(&calibration) };
+    driver::optimize(&mut quantized, 2, &cx, &mut before).map_err(|e| Diagnostic::error(e.to_string()))?;
+    let Some(mut float) = before.graph else { return Ok(()) };
+    let runs = &calibration.runs[..calibration.runs.len().min(ERROR_RUNS)];
+    let layers = quantization_error::per_product(&mut float, &mut quantized, runs, calibration.observe);
+    print!("{}", quantization_error::render(&layers, runs.len()));
     Ok(())
+}
+
+/// Keeps a copy of the graph as it is before `pass` runs.
+struct BeforePass {
+    pass: &'static str,
+    graph: Option<Graph>,
+}
+
+impl passes::Instrumentation for BeforePass {
+    fn before_pass(&mut self, pass: &'static str, graph: &Graph) {
+        if pass == self.pass {
+            self.graph = Some(graph.clone());
+        }
+    }
 }

@@ -2,7 +2,7 @@
 //! the source, binding weights, calibrating and optimizing (with `--dump-after`), and the
 //! accelerator configuration from the flags.
 
-use super::args::{self, AccelArgs, CommonArgs, InputArgs, OptimizeArgs, WeightArgs};
+use super::args::{self, AccelArgs, CommonArgs, InputArgs, OptimizeArgs, QuantizeArgs, WeightArgs};
 use super::inputs::{materialize_inputs, random_tensors, read_inputs};
 use super::{CmdResult, Failure, Session};
 use crate::accel;
@@ -55,7 +55,7 @@ const CALIBRATION_PERCENTILE: f64 = 99.999;
 
 /// Calibration through the JIT (the interpreter where the JIT refuses the graph): ResNet-18's
 /// four runs take about 0.4 s instead of 7.
-fn on_the_jit(runs: Vec<Vec<Tensor>>, opt: &OptimizeArgs) -> passes::Calibration {
+fn on_the_jit(runs: Vec<Vec<Tensor>>, opt: &QuantizeArgs) -> passes::Calibration {
     let method = match opt.calibrate_method.unwrap_or(args::CalibrateMethod::Minmax) {
         args::CalibrateMethod::Minmax => passes::RangeMethod::MaxAbs,
         args::CalibrateMethod::Percentile => passes::RangeMethod::Percentile(CALIBRATION_PERCENTILE),
@@ -66,7 +66,7 @@ fn on_the_jit(runs: Vec<Vec<Tensor>>, opt: &OptimizeArgs) -> passes::Calibration
 
 /// The calibration set for `--quantize int8`: `--calibrate` files split along axis 0 into
 /// runs of the model's input shape, or seeded random inputs (said on stderr).
-pub(super) fn calibration(session: &Session, graph: &Graph, opt: &OptimizeArgs) -> Result<Option<passes::Calibration>, Failure> {
+pub(super) fn calibration(session: &Session, graph: &Graph, opt: &QuantizeArgs) -> Result<Option<passes::Calibration>, Failure> {
     if opt.quantize.is_none() {
         if !opt.calibrate.is_empty() {
             return Err(Diagnostic::error("--calibrate gives data for quantization, but --quantize is not set").with_help("add `--quantize int8`").into());
@@ -147,7 +147,7 @@ pub(super) fn bind_params(session: &Session, graph: &mut Graph, w: &WeightArgs, 
 /// Run the pass pipeline; `target` is the CPU the JIT compiles for (`None` for the
 /// interpreter, which needs no layouts or tiles).
 pub(super) fn optimize(session: &Session, graph: &mut Graph, opt: &OptimizeArgs, target: Option<&CpuTarget>) -> CmdResult {
-    let calibration = calibration(session, graph, opt)?;
+    let calibration = calibration(session, graph, &opt.quant)?;
     // The CPU passes decide layouts and tiles for the JIT, which runs float graphs only.
     let target = if calibration.is_some() { None } else { target };
     let cx = passes::PassContext { cpu: target, quantize: calibration.as_ref() };

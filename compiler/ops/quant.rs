@@ -47,7 +47,7 @@ pub struct Scales {
 
 impl Scales {
     /// The scale of flat element `i` of a tensor of `shape`.
-    fn index_fn<'a>(&'a self, shape: &[usize]) -> impl Fn(usize) -> f32 + 'a {
+    pub(crate) fn index_fn<'a>(&'a self, shape: &[usize]) -> impl Fn(usize) -> f32 + 'a {
         let inner: usize = shape.get(self.axis + 1..).map_or(1, |s| s.iter().product());
         let len = self.values.len();
         move |i| if len == 1 { self.values[0] } else { self.values[(i / inner) % len] }
