@@ -14,8 +14,9 @@ use std::fmt::Write;
 pub struct LayerError {
     pub name: String,
     pub op: &'static str,
-    /// `10·log10(Σ f² / Σ (f − q)²)`, with `f` the float value and `q` the rescaled int8
-    /// accumulator; infinite when they agree exactly.
+    /// `10·log10(Σ f² / Σ (f − q)²)` over the finite float values `f`, with `q` the
+    /// rescaled int8 accumulator: +∞ when they agree exactly, −∞ when the float value is
+    /// zero and the accumulator is not, NaN when there was nothing to compare.
     pub sqnr_db: f64,
 }
 
@@ -46,11 +47,12 @@ pub fn per_product(float: &mut Graph, quantized: &mut Graph, runs: &[Vec<Tensor>
     let float_values = observed(float, &float_nodes, runs, observe);
     let quant_values = observed(quantized, &quant_nodes, runs, observe);
     let mut power = vec![(0.0f64, 0.0f64); layers.len()];
-    for (fv, qv) in float_values.iter().zip(&quant_values) {
+    // A run that failed on either graph is left out of both.
+    for (fv, qv) in float_values.iter().zip(&quant_values).filter_map(|(f, q)| f.as_ref().zip(q.as_ref())) {
         for (((f, q), layer), (signal, noise)) in fv.iter().zip(qv).zip(&layers).zip(power.iter_mut()) {
             let (f, q) = (f.to_f32_vec(), q.to_f32_vec());
             let scale = layer.2.index_fn(&quantized.node(layer.0).ty.shape);
-            for (i, (&f, &acc)) in f.iter().zip(&q).enumerate() {
+            for (i, (&f, &acc)) in f.iter().zip(&q).enumerate().filter(|(_, (f, _))| f.is_finite()) {
                 let (f, approx) = (f as f64, acc as f64 * scale(i) as f64);
                 *signal += f * f;
                 *noise += (f - approx) * (f - approx);
@@ -64,11 +66,11 @@ pub fn per_product(float: &mut Graph, quantized: &mut Graph, runs: &[Vec<Tensor>
         .collect()
 }
 
-/// Per run, the values of `nodes`.
-fn observed(graph: &mut Graph, nodes: &[NodeId], runs: &[Vec<Tensor>], observe: Option<ObserveFn>) -> Vec<Vec<Tensor>> {
+/// Per run, the values of `nodes`, or `None` where the run failed.
+fn observed(graph: &mut Graph, nodes: &[NodeId], runs: &[Vec<Tensor>], observe: Option<ObserveFn>) -> Vec<Option<Vec<Tensor>>> {
     let mut values = Vec::new();
     if let Some(run) = observe {
-        if run(graph, nodes, runs, &mut |v| values.push(v.to_vec())).is_ok() {
+        if run(graph, nodes, runs, &mut |v| values.push(Some(v.to_vec()))).is_ok() {
             return values;
         }
         values.clear();
@@ -76,15 +78,13 @@ fn observed(graph: &mut Graph, nodes: &[NodeId], runs: &[Vec<Tensor>], observe: 
     let slot: HashMap<NodeId, usize> = nodes.iter().enumerate().map(|(i, &n)| (n, i)).collect();
     for inputs in runs {
         let mut run_values: Vec<Option<Tensor>> = vec![None; nodes.len()];
-        if interp::run_observed(graph, inputs, &mut |id, t| {
+        let ok = interp::run_observed(graph, inputs, &mut |id, t| {
             if let Some(&i) = slot.get(&id) {
                 run_values[i] = Some(t.clone());
             }
         })
-        .is_ok()
-        {
-            values.push(run_values.into_iter().map(|v| v.unwrap_or_else(|| Tensor::f32(vec![0], vec![]))).collect());
-        }
+        .is_ok();
+        values.push(ok.then(|| run_values.into_iter().collect::<Option<Vec<_>>>()).flatten());
     }
     values
 }
@@ -96,7 +96,12 @@ pub fn render(layers: &[LayerError], runs: usize) -> String {
     let op_w = layers.iter().map(|l| l.op.len()).max().unwrap_or(2).max(2);
     writeln!(out, "{:<name_w$}  {:<op_w$}  {:>9}", "layer", "op", "SQNR").unwrap();
     for l in layers {
-        let db = if l.sqnr_db.is_finite() { format!("{:.1} dB", l.sqnr_db) } else { "exact".to_string() };
+        let db = match l.sqnr_db {
+            v if v.is_finite() => format!("{v:.1} dB"),
+            v if v == f64::INFINITY => "exact".to_string(),
+            v if v == f64::NEG_INFINITY => "-inf dB".to_string(),
+            _ => "n/a".to_string(),
+        };
         writeln!(out, "{:<name_w$}  {:<op_w$}  {db:>9}", l.name, l.op).unwrap();
     }
     out

@@ -148,10 +148,11 @@ fn product_kernels(product: &Product, operands: &Operands, target: &CpuTarget) -
 }
 
 /// Whether an int8 convolution is depthwise (one channel, one filter per group) at a stride
-/// along rows of 1 or 2, undilated: what [`Kernel::Int8Depthwise`] runs.
+/// along rows of 1 or 2, undilated, with a window small enough to unroll: what
+/// [`Kernel::Int8Depthwise`] runs.
 pub fn is_int8_vector_depthwise(c: &Conv2d, types: &[&TensorType]) -> bool {
     let (channels, filters) = (types[0].shape[1], types[1].shape[0]);
-    c.groups == channels && filters == channels && c.dilation == [1, 1] && matches!(c.stride[1], 1 | 2)
+    c.groups == channels && filters == channels && c.dilation == [1, 1] && matches!(c.stride[1], 1 | 2) && taps(types) <= MAX_UNROLLED_DEPTHWISE_TAPS
 }
 
 /// Whether a row-major convolution is depthwise, strided, with a window small enough to

@@ -108,8 +108,10 @@ impl Magnitudes {
             return;
         }
         if *width == 0.0 {
-            // The largest |x| falls in the last bin rather than at its far edge.
-            *width = self.max / (BINS - 1) as f32;
+            // The largest |x| falls in the last bin rather than at its far edge; the width
+            // is never 0, even for magnitudes near the smallest subnormal, so doubling it
+            // always ends.
+            *width = (self.max / (BINS - 1) as f32).max(f32::from_bits(1));
         }
         while self.max >= *width * BINS as f32 {
             for i in 0..BINS / 2 {
@@ -162,17 +164,16 @@ fn entropy_bins(counts: &[u64]) -> usize {
     for i in LEVELS..=last_used {
         let mut p: Vec<f64> = counts[..i].iter().map(|&c| c as f64).collect();
         p[i - 1] += counts[i..].iter().sum::<u64>() as f64;
-        // The first `i` bins merged into `LEVELS` levels, each level's count spread evenly
-        // over its bins that held anything.
+        // The first `i` bins (without the tail) merged into `LEVELS` levels, each level's
+        // count spread evenly over the bins where the clipped distribution is non-zero.
         let mut q = vec![0.0; i];
         for level in 0..LEVELS {
             let (start, end) = (level * i / LEVELS, (level + 1) * i / LEVELS);
-            let bins = &counts[start..end];
-            let used = bins.iter().filter(|&&c| c > 0).count();
+            let used = p[start..end].iter().filter(|&&pk| pk > 0.0).count();
             if used > 0 {
-                let share = bins.iter().sum::<u64>() as f64 / used as f64;
-                for (qk, &c) in q[start..end].iter_mut().zip(bins) {
-                    if c > 0 {
+                let share = counts[start..end].iter().sum::<u64>() as f64 / used as f64;
+                for (qk, &pk) in q[start..end].iter_mut().zip(&p[start..end]) {
+                    if pk > 0.0 {
                         *qk = share;
                     }
                 }
@@ -233,6 +234,17 @@ mod tests {
         assert!(100.0 < width * BINS as f32, "{width}");
         assert_eq!(m.max, 100.0);
         assert_eq!(m.range(RangeMethod::Percentile(100.0)), 100.0);
+    }
+
+    #[test]
+    fn magnitudes_near_the_smallest_subnormal_calibrate_without_hanging() {
+        let mut m = Magnitudes::new(true);
+        m.add(&Tensor::f32(vec![3], vec![1e-44, -1e-45, 0.0]));
+        m.add(&Tensor::f32(vec![1], vec![3e-44]));
+        for method in [RangeMethod::MaxAbs, RangeMethod::Percentile(99.0), RangeMethod::Entropy] {
+            let r = m.range(method);
+            assert!(r > 0.0 && r <= 3e-44, "{method:?}: {r}");
+        }
     }
 
     #[test]
