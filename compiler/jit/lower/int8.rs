@@ -8,11 +8,11 @@
 use crate::ir::TensorType;
 use crate::jit::builder::{GemmOperand, KernelBuilder, F32, F32X4};
 use crate::jit::memplan::Loc;
+use super::window::{for_each_tap_inside, Window};
 use crate::kernel_plan::conv_is_pointwise;
 use crate::jit::epilogue::Arg;
 use crate::ops::quant::{Scales, QMAX};
 use crate::ops::{Conv2d, MatMul, Product};
-use cranelift_codegen::ir::condcodes::IntCC;
 use cranelift_codegen::ir::{types, InstBuilder, MemFlagsData as MemFlags, Value};
 use nnc_runtime::{Activation, DType};
 
@@ -378,6 +378,7 @@ pub(crate) fn conv2d(k: &mut KernelBuilder, c: &Conv2d, args: &[Arg], out: Arg) 
     let (pt, pl) = (c.padding[0] as i64, c.padding[1] as i64);
     let (x, wt, o) = (k.ptr(args[0].loc), k.ptr(args[1].loc), k.ptr(out.loc));
     let bias = args.get(2).map(|b| k.ptr(b.loc));
+    let win = Window { h, w, kh, kw, sh, sw, dh, dw, pt, pl };
     k.for_const(0, n, |k, b| {
         k.for_const(0, f, |k, oc| {
             let group = k.b.ins().sdiv_imm_s(oc, fg);
@@ -394,35 +395,18 @@ pub(crate) fn conv2d(k: &mut KernelBuilder, c: &Conv2d, args: &[Arg], out: Arg) 
                         let plane = k.b.ins().imul_imm_s(b, ch);
                         let plane = k.b.ins().iadd(plane, cin);
                         let plane = k.b.ins().imul_imm_s(plane, h * w);
-                        for ky in 0..kh {
-                            for kx in 0..kw {
-                                let iy = k.b.ins().imul_imm_s(y, sh);
-                                let iy = k.b.ins().iadd_imm_s(iy, ky * dh - pt);
-                                let ix = k.b.ins().imul_imm_s(xo, sw);
-                                let ix = k.b.ins().iadd_imm_s(ix, kx * dw - pl);
-                                let y_ok = k.b.ins().icmp_imm_u(IntCC::UnsignedLessThan, iy, h);
-                                let x_ok = k.b.ins().icmp_imm_u(IntCC::UnsignedLessThan, ix, w);
-                                let inside = k.b.ins().band(y_ok, x_ok);
-                                k.if_else(
-                                    inside,
-                                    |k| {
-                                        let xi = k.b.ins().imul_imm_s(iy, w);
-                                        let xi = k.b.ins().iadd(xi, ix);
-                                        let xi = k.b.ins().iadd(xi, plane);
-                                        let wi = k.b.ins().imul_imm_s(oc, cg);
-                                        let wi = k.b.ins().iadd(wi, ci);
-                                        let wi = k.b.ins().imul_imm_s(wi, kh * kw);
-                                        let wi = k.b.ins().iadd_imm_s(wi, ky * kw + kx);
-                                        let a = load_int(k, DType::I8, x, xi);
-                                        let bw = load_int(k, DType::I8, wt, wi);
-                                        let cur = k.b.use_var(acc);
-                                        let next = mac(k, cur, a, bw);
-                                        k.b.def_var(acc, next);
-                                    },
-                                    |_| {},
-                                );
-                            }
-                        }
+                        for_each_tap_inside(k, &win, y, xo, |k, ky, kx, at| {
+                            let xi = k.b.ins().iadd(at, plane);
+                            let wi = k.b.ins().imul_imm_s(oc, cg);
+                            let wi = k.b.ins().iadd(wi, ci);
+                            let wi = k.b.ins().imul_imm_s(wi, kh * kw);
+                            let wi = k.b.ins().iadd_imm_s(wi, ky * kw + kx);
+                            let a = load_int(k, DType::I8, x, xi);
+                            let bw = load_int(k, DType::I8, wt, wi);
+                            let cur = k.b.use_var(acc);
+                            let next = mac(k, cur, a, bw);
+                            k.b.def_var(acc, next);
+                        });
                     });
                     let v = k.b.use_var(acc);
                     let oi = k.b.ins().imul_imm_s(b, f);

@@ -10,35 +10,22 @@
 //! image, are handled one output at a time with each tap tested against the image.
 
 use super::int8::{flags, load_int, mac, store_i32};
-use super::pool::{for_window_rows_inside, VectorSpan};
+use super::window::{for_each_tap_inside, for_window_rows_inside, VectorSpan, Window};
 use crate::jit::builder::KernelBuilder;
 use crate::jit::epilogue::Arg;
 use crate::ops::Conv2d;
-use cranelift_codegen::ir::condcodes::IntCC;
 use cranelift_codegen::ir::{types, ConstantData, InstBuilder, Value};
 use nnc_runtime::DType;
 
 /// Outputs per vector step: one `i16x8` of products.
 const LANES: i64 = 8;
 
-/// The convolution's geometry: image, window, strides, top and left padding.
-struct Geometry {
-    h: i64,
-    w: i64,
-    kh: i64,
-    kw: i64,
-    sh: i64,
-    sw: i64,
-    pt: i64,
-    pl: i64,
-}
-
 pub(crate) fn depthwise(k: &mut KernelBuilder, c: &Conv2d, args: &[Arg], out: Arg) {
     let [n, ch, h, w] = args[0].ty.shape[..].try_into().map(|a: [usize; 4]| a.map(|v| v as i64)).expect("rank checked");
     let [kh, kw] = [args[1].ty.shape[2] as i64, args[1].ty.shape[3] as i64];
     let (oh, ow) = (out.ty.shape[2] as i64, out.ty.shape[3] as i64);
     let [sh, sw] = c.stride.map(|v| v as i64);
-    let g = Geometry { h, w, kh, kw, sh, sw, pt: c.padding[0] as i64, pl: c.padding[1] as i64 };
+    let g = Window { h, w, kh, kw, sh, sw, dh: 1, dw: 1, pt: c.padding[0] as i64, pl: c.padding[1] as i64 };
     let (x, wt, o) = (k.ptr(args[0].loc), k.ptr(args[1].loc), k.ptr(out.loc));
     let bias = args.get(2).map(|b| k.ptr(b.loc));
     // A step reads 8 codes per tap at stride 1, one 16-byte vector at stride 2.
@@ -94,35 +81,17 @@ struct Row {
 
 /// Outputs `lo..hi` of a row one at a time, each tap tested against the image.
 #[allow(clippy::too_many_arguments)]
-fn scalar_outputs(k: &mut KernelBuilder, g: &Geometry, x: Value, o: Value, taps: &[Value], row: &Row, lo: i64, hi: i64) {
-    let &Geometry { h, w, kh, kw, sh, sw, pt, pl } = g;
+fn scalar_outputs(k: &mut KernelBuilder, g: &Window, x: Value, o: Value, taps: &[Value], row: &Row, lo: i64, hi: i64) {
     k.for_const(lo, hi, |k, xo| {
         let acc = k.var(types::I32, row.bias);
-        for ky in 0..kh {
-            for kx in 0..kw {
-                let iy = k.b.ins().imul_imm_s(row.y, sh);
-                let iy = k.b.ins().iadd_imm_s(iy, ky - pt);
-                let ix = k.b.ins().imul_imm_s(xo, sw);
-                let ix = k.b.ins().iadd_imm_s(ix, kx - pl);
-                let y_ok = k.b.ins().icmp_imm_u(IntCC::UnsignedLessThan, iy, h);
-                let x_ok = k.b.ins().icmp_imm_u(IntCC::UnsignedLessThan, ix, w);
-                let inside = k.b.ins().band(y_ok, x_ok);
-                k.if_else(
-                    inside,
-                    |k| {
-                        let xi = k.b.ins().imul_imm_s(row.plane, h);
-                        let xi = k.b.ins().iadd(xi, iy);
-                        let xi = k.b.ins().imul_imm_s(xi, w);
-                        let xi = k.b.ins().iadd(xi, ix);
-                        let v = load_int(k, DType::I8, x, xi);
-                        let cur = k.b.use_var(acc);
-                        let next = mac(k, cur, v, taps[(ky * kw + kx) as usize]);
-                        k.b.def_var(acc, next);
-                    },
-                    |_| {},
-                );
-            }
-        }
+        let plane_start = k.b.ins().imul_imm_s(row.plane, g.h * g.w);
+        for_each_tap_inside(k, g, row.y, xo, |k, ky, kx, at| {
+            let xi = k.b.ins().iadd(plane_start, at);
+            let v = load_int(k, DType::I8, x, xi);
+            let cur = k.b.use_var(acc);
+            let next = mac(k, cur, v, taps[(ky * g.kw + kx) as usize]);
+            k.b.def_var(acc, next);
+        });
         let v = k.b.use_var(acc);
         let oi = k.b.ins().iadd(row.out_row, xo);
         store_i32(k, v, o, oi);
@@ -130,8 +99,8 @@ fn scalar_outputs(k: &mut KernelBuilder, g: &Geometry, x: Value, o: Value, taps:
 }
 
 /// Outputs `ox0..ox0 + 8` of a row, whose tap columns are all inside it.
-fn vector_outputs(k: &mut KernelBuilder, g: &Geometry, x: Value, o: Value, taps: &[Value], row: &Row, ox0: Value) {
-    let &Geometry { h, w, kh, kw, sh, sw, pt, pl } = g;
+fn vector_outputs(k: &mut KernelBuilder, g: &Window, x: Value, o: Value, taps: &[Value], row: &Row, ox0: Value) {
+    let &Window { h, w, kh, kw, sh, sw, pt, pl, .. } = g;
     let init = k.b.ins().splat(types::I32X4, row.bias);
     let (acc_lo, acc_hi) = (k.var(types::I32X4, init), k.var(types::I32X4, init));
     // At stride 2, lane `j` takes byte `2j` of the load (the upper eight lanes are unused).

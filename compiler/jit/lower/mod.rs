@@ -17,6 +17,7 @@ pub mod lstm;
 pub mod movement;
 pub mod norm;
 pub mod pool;
+pub mod window;
 
 use super::builder::KernelBuilder;
 use super::memplan::Loc;

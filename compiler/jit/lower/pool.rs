@@ -6,8 +6,8 @@
 use crate::jit::builder::{KernelBuilder, F32, F32X4};
 use crate::jit::epilogue::Arg;
 use super::int8::{flags, load_int, store_i8};
+use super::window::{for_each_tap_inside, for_window_rows_inside, VectorSpan, Window};
 use super::norm::sum;
-use cranelift_codegen::ir::condcodes::IntCC;
 use cranelift_codegen::ir::{types, InstBuilder, MemFlagsData as MemFlags, Value};
 use nnc_runtime::DType;
 use crate::ops::{Pool, PoolKind};
@@ -104,52 +104,6 @@ pub(crate) fn pool(k: &mut KernelBuilder, p: &Pool, args: &[Arg], out: Arg) {
         }
         r
     });
-}
-
-/// The outputs of a row-major pooling's rows that can run as vectors: every tap column of
-/// each is inside the row, and so is every vector load that reads them.
-pub(crate) struct VectorSpan {
-    /// Outputs per vector step.
-    pub lanes: i64,
-    /// Outputs `lo..hi` of each row, `hi − lo` a multiple of `lanes`.
-    pub lo: i64,
-    pub hi: i64,
-}
-
-impl VectorSpan {
-    /// The span for a pooling over rows of `w` elements into rows of `ow` outputs, with
-    /// `lanes` outputs per step whose taps are read as `loaded` consecutive elements from the
-    /// step's first tap column (`lanes · stride`, or one vector's worth when that is more).
-    /// `None` when no output qualifies.
-    pub fn of(p: &Pool, w: i64, ow: i64, lanes: i64, loaded: i64) -> Option<VectorSpan> {
-        VectorSpan::over_row([p.stride[1] as i64, p.kernel[1] as i64, p.padding[1] as i64], w, ow, lanes, loaded)
-    }
-
-    /// [`VectorSpan::of`] for any window sliding along rows: `[stride, width, left padding]`.
-    pub fn over_row([sw, kw, pl]: [i64; 3], w: i64, ow: i64, lanes: i64, loaded: i64) -> Option<VectorSpan> {
-        // First output whose first tap is inside the row; last step start whose last tap's
-        // load (`loaded` elements from column `ox0·sw + kw − 1 − pl`) ends inside it.
-        let lo = (pl + sw - 1) / sw;
-        let last_start = w - loaded - (kw - 1) + pl;
-        if last_start < lo * sw || ow - lo < lanes {
-            return None;
-        }
-        let steps = ((last_start / sw - lo) / lanes + 1).min((ow - lo) / lanes);
-        Some(VectorSpan { lanes, lo, hi: lo + steps * lanes })
-    }
-}
-
-/// Runs `body(k, ky, iy)` for each row `ky` of the window of output row `y` that lies inside
-/// the image (`iy = y·stride + ky − top padding`, in `0..h`); rows in the padding are
-/// skipped. The vector bodies of pooling and depthwise convolution, whose columns are
-/// already known to be inside, test only this.
-pub(crate) fn for_window_rows_inside(k: &mut KernelBuilder, y: Value, [kh, sh, pt, h]: [i64; 4], mut body: impl FnMut(&mut KernelBuilder, i64, Value)) {
-    for ky in 0..kh {
-        let iy = k.b.ins().imul_imm_s(y, sh);
-        let iy = k.b.ins().iadd_imm_s(iy, ky - pt);
-        let y_ok = k.b.ins().icmp_imm_u(IntCC::UnsignedLessThan, iy, h);
-        k.if_else(y_ok, |k| body(k, ky, iy), |_| {});
-    }
 }
 
 /// Max pooling of outputs `ox0..ox0 + 4` of row `y` of one plane, all of whose tap columns
@@ -278,7 +232,7 @@ pub(crate) fn max_pool_int8(k: &mut KernelBuilder, p: &Pool, args: &[Arg], out: 
     let [sh, sw] = p.stride.map(|v| v as i64);
     let (pt, pl) = (p.padding[0] as i64, p.padding[1] as i64);
     let (x, o) = (k.ptr(args[0].loc), k.ptr(out.loc));
-    let g = PoolGeometry { h, w, kh, kw, sh, sw, pt, pl };
+    let g = Window { h, w, kh, kw, sh, sw, dh: 1, dw: 1, pt, pl };
     // Outputs `vlo..vhi` run as vectors of `lanes`, each step one 16-byte load per tap.
     let lanes = match sw {
         1 | 2 | 4 => 16 / sw,
@@ -303,50 +257,20 @@ pub(crate) fn max_pool_int8(k: &mut KernelBuilder, p: &Pool, args: &[Arg], out: 
     });
 }
 
-/// A pooling window's geometry: image size, window, stride, top and left padding.
-struct PoolGeometry {
-    h: i64,
-    w: i64,
-    kh: i64,
-    kw: i64,
-    sh: i64,
-    sw: i64,
-    pt: i64,
-    pl: i64,
-}
-
 /// Outputs `lo..hi` of output row `y` one at a time, each tap tested against the image.
 #[allow(clippy::too_many_arguments)]
-fn max_pool_int8_scalar(k: &mut KernelBuilder, g: &PoolGeometry, x: Value, o: Value, plane: Value, y: Value, out_row: Value, lo: i64, hi: i64) {
-    let &PoolGeometry { h, w, kh, kw, sh, sw, pt, pl } = g;
+fn max_pool_int8_scalar(k: &mut KernelBuilder, g: &Window, x: Value, o: Value, plane: Value, y: Value, out_row: Value, lo: i64, hi: i64) {
     k.for_const(lo, hi, |k, xo| {
         let lowest = k.b.ins().iconst(types::I32, i8::MIN as i64);
         let acc = k.var(types::I32, lowest);
-        for ky in 0..kh {
-            for kx in 0..kw {
-                let iy = k.b.ins().imul_imm_s(y, sh);
-                let iy = k.b.ins().iadd_imm_s(iy, ky - pt);
-                let ix = k.b.ins().imul_imm_s(xo, sw);
-                let ix = k.b.ins().iadd_imm_s(ix, kx - pl);
-                let y_ok = k.b.ins().icmp_imm_u(IntCC::UnsignedLessThan, iy, h);
-                let x_ok = k.b.ins().icmp_imm_u(IntCC::UnsignedLessThan, ix, w);
-                let inside = k.b.ins().band(y_ok, x_ok);
-                k.if_else(
-                    inside,
-                    |k| {
-                        let xi = k.b.ins().imul_imm_s(plane, h);
-                        let xi = k.b.ins().iadd(xi, iy);
-                        let xi = k.b.ins().imul_imm_s(xi, w);
-                        let xi = k.b.ins().iadd(xi, ix);
-                        let v = load_int(k, DType::I8, x, xi);
-                        let cur = k.b.use_var(acc);
-                        let next = k.b.ins().smax(cur, v);
-                        k.b.def_var(acc, next);
-                    },
-                    |_| {},
-                );
-            }
-        }
+        let plane_start = k.b.ins().imul_imm_s(plane, g.h * g.w);
+        for_each_tap_inside(k, g, y, xo, |k, _, _, at| {
+            let xi = k.b.ins().iadd(plane_start, at);
+            let v = load_int(k, DType::I8, x, xi);
+            let cur = k.b.use_var(acc);
+            let next = k.b.ins().smax(cur, v);
+            k.b.def_var(acc, next);
+        });
         let v = k.b.use_var(acc);
         let oi = k.b.ins().iadd(out_row, xo);
         store_i8(k, v, o, oi);
@@ -355,9 +279,9 @@ fn max_pool_int8_scalar(k: &mut KernelBuilder, g: &PoolGeometry, x: Value, o: Va
 
 /// Outputs `ox0..ox0 + lanes` of output row `y`, whose tap columns are all inside the row.
 #[allow(clippy::too_many_arguments)]
-fn max_pool_int8_vector(k: &mut KernelBuilder, g: &PoolGeometry, lanes: i64, x: Value, o: Value, plane: Value, y: Value, out_row: Value, ox0: Value) {
+fn max_pool_int8_vector(k: &mut KernelBuilder, g: &Window, lanes: i64, x: Value, o: Value, plane: Value, y: Value, out_row: Value, ox0: Value) {
     use cranelift_codegen::ir::{ConstantData, Endianness};
-    let &PoolGeometry { h, w, kh, kw, sh, sw, pt, pl } = g;
+    let &Window { h, w, kh, kw, sh, sw, pt, pl, .. } = g;
     let lowest = k.b.ins().iconst(types::I8, i8::MIN as i64);
     let lowest = k.b.ins().splat(types::I8X16, lowest);
     let acc = k.var(types::I8X16, lowest);
