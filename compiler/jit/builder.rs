@@ -490,12 +490,13 @@ impl<'a> KernelBuilder<'a> {
         self.b.ins().fmax(x, y)
     }
 
-    /// Horizontal sum of an `f32x4`.
+    /// Horizontal sum of an `f32x4` (or, wrapping, an `i32x4`): `(l0 + l1) + (l2 + l3)`.
     pub fn hsum(&mut self, v: Value) -> Value {
         let lanes: Vec<Value> = (0..4u8).map(|l| self.b.ins().extractlane(v, l)).collect();
-        let a = self.b.ins().fadd(lanes[0], lanes[1]);
-        let b = self.b.ins().fadd(lanes[2], lanes[3]);
-        self.b.ins().fadd(a, b)
+        let float = self.b.func.dfg.value_type(v).lane_type().is_float();
+        let mut add = |x, y| if float { self.b.ins().fadd(x, y) } else { self.b.ins().iadd(x, y) };
+        let (a, b) = (add(lanes[0], lanes[1]), add(lanes[2], lanes[3]));
+        add(a, b)
     }
 
     /// `exp(x)` by range reduction and a degree-6 polynomial (Cephes `expf` coefficients):

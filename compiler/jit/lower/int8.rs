@@ -14,6 +14,7 @@ use crate::jit::epilogue::Arg;
 use crate::ops::quant::{Scales, QMAX};
 use crate::ops::{Conv2d, MatMul, Product};
 use cranelift_codegen::ir::{types, InstBuilder, MemFlagsData as MemFlags, Value};
+use cranelift_frontend::Variable;
 use nnc_runtime::{Activation, DType};
 
 const I32: types::Type = types::I32;
@@ -258,6 +259,15 @@ pub(super) fn mac(k: &mut KernelBuilder, acc: Value, a: Value, b: Value) -> Valu
     k.b.ins().iadd(acc, p)
 }
 
+/// `acc += pa[ai]·pb[bi]` for int8 codes, into the i32 variable `acc`.
+fn mac_codes(k: &mut KernelBuilder, acc: Variable, (pa, ai): (Value, Value), (pb, bi): (Value, Value)) {
+    let a = load_int(k, DType::I8, pa, ai);
+    let b = load_int(k, DType::I8, pb, bi);
+    let cur = k.b.use_var(acc);
+    let next = mac(k, cur, a, b);
+    k.b.def_var(acc, next);
+}
+
 /// An int8 dense layer: `out[r, u] = bias[u] + Σᵢ x[r, i]·w[u, i]`, wrapping, as dot
 /// products along the features (both operands are contiguous there).
 pub(crate) fn dense(k: &mut KernelBuilder, args: &[Arg], out: Arg) {
@@ -303,9 +313,7 @@ pub(crate) fn dense(k: &mut KernelBuilder, args: &[Arg], out: Arg) {
                     k.b.def_var(lanes, sum);
                 });
                 let sum = k.b.use_var(lanes);
-                let lane: Vec<Value> = (0..4u8).map(|l| k.b.ins().extractlane(sum, l)).collect();
-                let (a, b) = (k.b.ins().iadd(lane[0], lane[1]), k.b.ins().iadd(lane[2], lane[3]));
-                let total = k.b.ins().iadd(a, b);
+                let total = k.hsum(sum);
                 k.b.ins().iadd(init, total)
             } else {
                 init
@@ -314,11 +322,7 @@ pub(crate) fn dense(k: &mut KernelBuilder, args: &[Arg], out: Arg) {
             k.for_const(vector_end, features, |k, i| {
                 let xi = k.b.ins().iadd(xr, i);
                 let wi = k.b.ins().iadd(wr, i);
-                let a = load_int(k, DType::I8, x, xi);
-                let b = load_int(k, DType::I8, w, wi);
-                let cur = k.b.use_var(acc);
-                let next = mac(k, cur, a, b);
-                k.b.def_var(acc, next);
+                mac_codes(k, acc, (x, xi), (w, wi));
             });
             let v = k.b.use_var(acc);
             let oi = k.b.ins().imul_imm_s(r, units);
@@ -349,11 +353,7 @@ pub(crate) fn matmul(k: &mut KernelBuilder, args: &[Arg], out: Arg) {
                     let bi = k.b.ins().imul_imm_s(p, n);
                     let bi = k.b.ins().iadd(bi, j);
                     let bi = k.b.ins().iadd_imm_s(bi, b0);
-                    let a = load_int(k, DType::I8, pa, ai);
-                    let b = load_int(k, DType::I8, pb, bi);
-                    let cur = k.b.use_var(acc);
-                    let next = mac(k, cur, a, b);
-                    k.b.def_var(acc, next);
+                    mac_codes(k, acc, (pa, ai), (pb, bi));
                 });
                 let v = k.b.use_var(acc);
                 let oi = k.b.ins().imul_imm_s(i, n);
@@ -401,11 +401,7 @@ pub(crate) fn conv2d(k: &mut KernelBuilder, c: &Conv2d, args: &[Arg], out: Arg) 
                             let wi = k.b.ins().iadd(wi, ci);
                             let wi = k.b.ins().imul_imm_s(wi, kh * kw);
                             let wi = k.b.ins().iadd_imm_s(wi, ky * kw + kx);
-                            let a = load_int(k, DType::I8, x, xi);
-                            let bw = load_int(k, DType::I8, wt, wi);
-                            let cur = k.b.use_var(acc);
-                            let next = mac(k, cur, a, bw);
-                            k.b.def_var(acc, next);
+                            mac_codes(k, acc, (x, xi), (wt, wi));
                         });
                     });
                     let v = k.b.use_var(acc);
