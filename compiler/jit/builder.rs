@@ -136,12 +136,8 @@ impl<'a> KernelBuilder<'a> {
     /// `C (+)= A·B` through the runtime's GEMM (`nnc_gemm`), then `tail`; strides in elements.
     pub fn gemm(&mut self, [m, n, k]: [i64; 3], a: GemmOperand, b: GemmOperand, c: (Value, i64, i64), accumulate: bool, tail: &GemmTail) {
         let rt = self.runtime_fns();
-        let operand = |s: &mut Self, x: GemmOperand| match x {
-            GemmOperand::Strided(p, rs, cs) => (p, s.int(rs), s.int(cs), s.int(0)),
-            GemmOperand::Packed(p) => (p, s.int(0), s.int(0), s.int(1)),
-        };
-        let (a, rsa, csa, a_packed) = operand(self, a);
-        let (b, rsb, csb, b_packed) = operand(self, b);
+        let (a, rsa, csa, a_packed) = self.gemm_operand(a);
+        let (b, rsb, csb, b_packed) = self.gemm_operand(b);
         let [threads, kc, mc, nc] = self.gemm_tail();
         let [bias, bias_per_row, residual, act] = self.tail_args(tail);
         let fields = GemmCallFields {
@@ -172,16 +168,21 @@ impl<'a> KernelBuilder<'a> {
         self.call_runtime(rt.gemm, fields.with_offsets(), GemmCall::SIZE);
     }
 
+    /// A GEMM operand as its call fields: pointer, row and column strides, and whether it is
+    /// packed (then the strides are unused).
+    fn gemm_operand(&mut self, x: GemmOperand) -> (Value, Value, Value, Value) {
+        match x {
+            GemmOperand::Strided(p, rs, cs) => (p, self.int(rs), self.int(cs), self.int(0)),
+            GemmOperand::Packed(p) => (p, self.int(0), self.int(0), self.int(1)),
+        }
+    }
+
     /// `C = bias + A·B` on int8 codes into wrapping i32 (`nnc_igemm`); strides in elements,
     /// `bias` null or per row (`bias_per_row`) or per column.
     pub fn igemm(&mut self, [m, n, k]: [i64; 3], a: GemmOperand, b: GemmOperand, c: (Value, i64, i64), bias: Option<Value>, bias_per_row: bool) {
         let rt = self.runtime_fns();
-        let operand = |s: &mut Self, x: GemmOperand| match x {
-            GemmOperand::Strided(p, rs, cs) => (p, s.int(rs), s.int(cs), s.int(0)),
-            GemmOperand::Packed(p) => (p, s.int(0), s.int(0), s.int(1)),
-        };
-        let (a, rsa, csa, a_packed) = operand(self, a);
-        let (b, rsb, csb, b_packed) = operand(self, b);
+        let (a, rsa, csa, a_packed) = self.gemm_operand(a);
+        let (b, rsb, csb, b_packed) = self.gemm_operand(b);
         let null = self.int(0);
         let fields = IgemmCallFields {
             m: self.int(m),
