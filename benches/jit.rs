@@ -67,7 +67,7 @@ fn compile_int8(src: &str, name: &str) -> (jit::Executable, Vec<Tensor>) {
     let inputs: Vec<Tensor> = g.inputs.iter().map(|&i| Tensor::f32(g.node(i).ty.shape.clone(), (0..g.node(i).ty.numel()).map(|j| ((j * 7919) % 2000) as f32 / 1000.0 - 1.0).collect())).collect();
     let calibration = passes::Calibration::new(vec![inputs.clone()]);
     let target = nnc::target::CpuTarget::host(true);
-    passes::optimize_with(&mut g, 2, &passes::PassContext { cpu: Some(&target), quantize: Some(&calibration) }, false, &mut |_, _| {}).unwrap();
+    passes::optimize_with(&mut g, 2, &passes::PassContext { cpu: Some(&target), quantize: Some(&calibration), bf16: false }, false, &mut |_, _| {}).unwrap();
     (jit::compile(&g, &Default::default()).unwrap(), inputs)
 }
 

@@ -1,6 +1,6 @@
-//! How much int8 quantization changed each matrix product: the signal-to-quantization-noise
-//! ratio of its int8 accumulator (rescaled to float) against the float graph's value of the
-//! same product, over calibration inputs (`nnc summary --quantize int8`).
+//! How much quantization changed each matrix product: the signal-to-quantization-noise ratio
+//! of its int8 accumulator (rescaled to float) or bf16 result against the float graph's value
+//! of the same product, over calibration inputs (`nnc summary --quantize int8|bf16`).
 
 use crate::interp;
 use crate::ir::{Graph, NodeId};
@@ -20,7 +20,7 @@ pub struct LayerError {
     pub sqnr_db: f64,
 }
 
-/// The error of every int8 product of `quantized` that has a float counterpart of the same
+/// The error of every int8 or bf16 product of `quantized` that has a float counterpart of the same
 /// name in `float` (the graph as quantization received it), on `runs`. `observe` runs a graph
 /// and reads values (the JIT's); the interpreter does where it is `None` or fails.
 pub fn per_product(float: &mut Graph, quantized: &mut Graph, runs: &[Vec<Tensor>], observe: Option<ObserveFn>) -> Vec<LayerError> {
@@ -29,15 +29,20 @@ pub fn per_product(float: &mut Graph, quantized: &mut Graph, runs: &[Vec<Tensor>
     for id in quantized.topo_order() {
         let node = quantized.node(id);
         let Some(op) = node.op() else { continue };
-        if op.product().is_none() || node.ty.dtype != DType::I32 {
+        if op.product().is_none() || !matches!(node.ty.dtype, DType::I32 | DType::BF16) {
             continue;
         }
-        // The accumulator's scales are its dequantize's or requantize's.
-        let scales = quantized.users(id).iter().find_map(|&(u, _)| match quantized.node(u).op() {
-            Some(Op::Dequantize(d)) => Some(d.scales.clone()),
-            Some(Op::Requantize(r)) => Some(r.scales.clone()),
-            _ => None,
-        });
+        // An int8 accumulator's scales are its dequantize's or requantize's; a bf16 result is
+        // its own value.
+        let scales = if node.ty.dtype == DType::BF16 {
+            Some(crate::ops::quant::Scales { values: vec![1.0], axis: 0 })
+        } else {
+            quantized.users(id).iter().find_map(|&(u, _)| match quantized.node(u).op() {
+                Some(Op::Dequantize(d)) => Some(d.scales.clone()),
+                Some(Op::Requantize(r)) => Some(r.scales.clone()),
+                _ => None,
+            })
+        };
         if let (Some(scales), Some(&f)) = (scales, by_name.get(&node.name)) {
             layers.push((id, f, scales, node.name.clone(), op.name()));
         }

@@ -341,7 +341,7 @@ fn int8_codes_of_nan_infinities_and_huge_values_match_the_interpreter() {
     let g = bound(&build_graph(&Source::from_string("q.nn", src), None, &Default::default()).unwrap(), None);
     let calibration = Calibration::new(vec![random_inputs(&g, 1)]);
     let mut q = g.clone();
-    passes::optimize_with(&mut q, 2, &PassContext { cpu: None, quantize: Some(&calibration) }, true, &mut |_, _| {}).unwrap();
+    passes::optimize_with(&mut q, 2, &PassContext { cpu: None, quantize: Some(&calibration), bf16: false }, true, &mut |_, _| {}).unwrap();
     let specials = [f32::NAN, f32::INFINITY, f32::NEG_INFINITY, 1e30, -1e30, 0.0, -0.0, 1e-40, -3.3e38, 0.004];
     let x: Vec<f32> = (0..74).map(|i| if i % 3 == 0 { specials[i / 3 % specials.len()] } else { (i as f32 * 0.37).sin() }).collect();
     let inputs = vec![Tensor::f32(vec![2, 37], x)];
@@ -365,7 +365,7 @@ fn int8_examples_match_the_interpreter_bit_for_bit() {
         let g = bound(&build_graph(&src, None, &Default::default()).unwrap(), None);
         let calibration = Calibration::new(vec![random_inputs(&g, 1)]);
         let mut q = g.clone();
-        passes::optimize_with(&mut q, 2, &PassContext { cpu: None, quantize: Some(&calibration) }, true, &mut |_, _| {}).unwrap();
+        passes::optimize_with(&mut q, 2, &PassContext { cpu: None, quantize: Some(&calibration), bf16: false }, true, &mut |_, _| {}).unwrap();
         let inputs = random_inputs(&g, 2);
         let want = interp::run(&q, &inputs).unwrap();
         let exe = jit::compile(&q, &jit::JitOptions { ukernels: true, threads: 2 }).unwrap();
@@ -373,4 +373,96 @@ fn int8_examples_match_the_interpreter_bit_for_bit() {
         let bits = |t: &[Tensor]| t.iter().map(|t| t.to_f32_vec().iter().map(|v| v.to_bits()).collect::<Vec<_>>()).collect::<Vec<_>>();
         assert!(bits(&got) == bits(&want), "{name}: int8 JIT differs from the interpreter");
     }
+}
+
+/// How far an f16/bf16 result of the JIT may be from the interpreter's: the kernels compute
+/// in f32 in another order, so a value near a rounding boundary can round to the neighbouring
+/// f16/bf16 number, and that one-unit step propagates. `units` steps of the dtype's rounding
+/// (2^-8 for bf16, 2^-11 for f16) relative to the output's largest magnitude.
+fn half_tolerance(dtype: nnc_runtime::DType, units: f32) -> impl Fn(&[Tensor], &[Tensor]) -> Option<String> {
+    let u = if dtype == nnc_runtime::DType::BF16 { 2f32.powi(-8) } else { 2f32.powi(-11) };
+    move |got: &[Tensor], want: &[Tensor]| {
+        for (g, w) in got.iter().zip(want) {
+            if g.shape() != w.shape() || g.dtype() != w.dtype() {
+                return Some(format!("{} {:?} vs {} {:?}", g.dtype(), g.shape(), w.dtype(), w.shape()));
+            }
+            let (g, w) = (g.to_f32_vec(), w.to_f32_vec());
+            let scale = w.iter().fold(0f32, |m, v| m.max(v.abs()));
+            if let Some((i, (a, b))) = g.iter().zip(&w).enumerate().find(|(_, (a, b))| !((*a - *b).abs() <= units * u * (1.0 + scale))) {
+                return Some(format!("element {i}: {a} vs {b} (largest |ref| {scale})"));
+            }
+        }
+        None
+    }
+}
+
+/// Models declared in f16 or bf16 run on the JIT: every value it produces is representable in
+/// its dtype (kernels compute in f32 and round each result, as the interpreter does), and the
+/// outputs are within a few units of the dtype's rounding of the interpreter's on the same
+/// optimized graph.
+#[test]
+fn half_precision_models_match_the_interpreter_within_rounding() {
+    use nnc_runtime::DType;
+    let mut failures = Vec::new();
+    for (dtype, examples) in [(DType::BF16, &["lenet5", "mlp", "resnet18", "mobilenet_v2", "transformer", "lstm"][..]), (DType::F16, &["lenet5", "mobilenet_v2", "transformer", "lstm"][..])] {
+        let within = half_tolerance(dtype, 16.0);
+        for name in examples {
+            let text = std::fs::read_to_string(repo().join(format!("examples/{name}.nn"))).unwrap().replace("f32[", &format!("{dtype}["));
+            let g = bound(&build_graph(&Source::from_string(&format!("{name}.nn"), &text), None, &Default::default()).unwrap(), None);
+            let inputs: Vec<Tensor> = random_inputs(&g, 3).into_iter().map(|t| Tensor::from_f32(dtype, t.shape().to_vec(), t.to_f32_vec()).unwrap()).collect();
+            for (level, ukernels) in [(0u8, false), (2, true)] {
+                let mut opt = g.clone();
+                passes::optimize(&mut opt, level, Some(&CpuTarget::host(ukernels)), true, &mut |_, _| {}).unwrap();
+                let want = interp::run(&opt, &inputs).unwrap();
+                let exe = jit::compile(&opt, &jit::JitOptions { ukernels, threads: 2 }).unwrap();
+                let got = exe.run(&mut exe.workspace(), &inputs).unwrap();
+                let unrounded = got.iter().flat_map(|t| t.to_f32_vec()).find(|&v| dtype.round_f32(v).to_bits() != v.to_bits());
+                if let Some(v) = unrounded {
+                    failures.push(format!("{dtype} {name} -O{level}: {v} is not a {dtype} value"));
+                }
+                if let Some(m) = within(&got, &want) {
+                    failures.push(format!("{dtype} {name} -O{level} ukernels={ukernels}: {m}"));
+                }
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// `--quantize bf16` (mixed precision) on the JIT and on the accelerator agrees with the
+/// interpreter on the same graph within bf16 rounding, and the mixed-precision graph stays
+/// within bf16 rounding of the f32 model.
+#[test]
+fn bf16_mixed_precision_matches_the_interpreter_on_the_jit_and_the_accelerator() {
+    use nnc::passes::PassContext;
+    use nnc_runtime::DType;
+    let within = half_tolerance(DType::BF16, 16.0);
+    let near_f32 = half_tolerance(DType::BF16, 32.0);
+    let mut failures = Vec::new();
+    for name in ["lenet5", "mlp", "resnet18", "mobilenet_v2", "transformer", "lstm"] {
+        let src = Source::read(&repo().join(format!("examples/{name}.nn"))).unwrap();
+        let g = bound(&build_graph(&src, None, &Default::default()).unwrap(), None);
+        let inputs = random_inputs(&g, 2);
+        let f32_out = interp::run(&g, &inputs).unwrap();
+        let mut q = g.clone();
+        let target = CpuTarget::host(true);
+        passes::optimize_with(&mut q, 2, &PassContext { cpu: Some(&target), quantize: None, bf16: true }, true, &mut |_, _| {}).unwrap();
+        assert!(q.node_ids().any(|id| q.node(id).ty.dtype == DType::BF16), "{name}: nothing became bf16");
+        let want = interp::run(&q, &inputs).unwrap();
+        if let Some(m) = near_f32(&want, &f32_out) {
+            failures.push(format!("{name}: bf16 interpreter vs f32: {m}"));
+        }
+        let exe = jit::compile(&q, &jit::JitOptions { ukernels: true, threads: 1 }).unwrap();
+        if let Some(m) = within(&exe.run(&mut exe.workspace(), &inputs).unwrap(), &want) {
+            failures.push(format!("{name}: JIT: {m}"));
+        }
+        let mut a = g.clone();
+        passes::optimize_with(&mut a, 2, &PassContext { cpu: None, quantize: None, bf16: true }, true, &mut |_, _| {}).unwrap();
+        let program = nnc::accel::lower(&a, &nnc::accel::AccelConfig::preset("edge").unwrap()).unwrap();
+        let got = nnc::accel::run(&program, &inputs).unwrap().outputs;
+        if let Some(m) = within(&got, &interp::run(&a, &inputs).unwrap()) {
+            failures.push(format!("{name}: accelerator: {m}"));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
 }

@@ -266,7 +266,7 @@ impl Machine<'_> {
                         match (&self.acc, &desc.kind) {
                             (Acc::Float(a), ActKind::Float(activation)) => {
                                 let bias = desc.bias.map_or(0.0, |b| read_f32(&self.dram, b + 4 * ch));
-                                let v = activation.apply(a[src] + bias);
+                                let v = desc.rounds_to.round_f32(activation.apply(a[src] + bias));
                                 self.dram[at..at + 4].copy_from_slice(&v.to_le_bytes());
                             }
                             (Acc::Int(a), kind) => {
@@ -351,7 +351,8 @@ pub fn vector_work(p: &Program, id: crate::ir::NodeId) -> u64 {
         | Op::ConvertLayout(_)
         | Op::Quantize(_)
         | Op::Dequantize(_)
-        | Op::Requantize(_) => elems,
+        | Op::Requantize(_)
+        | Op::Cast(_) => elems,
     }
 }
 

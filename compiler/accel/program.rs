@@ -105,6 +105,9 @@ pub struct ActDesc {
     /// Per-channel bias table (i32 for int8 arrays, f32 otherwise), added first.
     pub bias: Option<u64>,
     pub kind: ActKind,
+    /// The result's float dtype: f16/bf16 results are rounded to it as they are stored (the
+    /// memory holds them as f32 words).
+    pub rounds_to: DType,
 }
 
 impl ActDesc {

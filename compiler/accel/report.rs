@@ -193,7 +193,7 @@ pub fn listing(p: &Program) -> String {
     }
     for (i, a) in p.acts.iter().enumerate() {
         let kind = match &a.kind {
-            super::program::ActKind::Float(act) => format!("f32 {}", act.name()),
+            super::program::ActKind::Float(act) => format!("f32 {}{}", act.name(), if a.rounds_to.is_float() && a.rounds_to != nnc_runtime::DType::F32 { format!(", rounded to {}", a.rounds_to) } else { String::new() }),
             super::program::ActKind::Raw => "i32 as accumulated".to_string(),
             super::program::ActKind::Requantize { scales, out_scale, activation } => format!("requantize to i8 (scales at {scales:#x}, {} then out_scale {out_scale})", activation.name()),
             super::program::ActKind::Dequantize { scales, activation } => format!("dequantize to f32 (scales at {scales:#x}) then {}", activation.name()),

@@ -230,7 +230,10 @@ pub enum Target {
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Quantize {
+    /// int8 codes, int32 accumulation, calibrated activation scales.
     Int8,
+    /// bfloat16 operands of matrix products, f32 accumulation (mixed precision).
+    Bf16,
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]

@@ -36,12 +36,18 @@ pub(super) fn summary(session: &mut Session, a: &SummaryArgs) -> CmdResult {
     if a.quant.quantize.is_some() {
         bind_params(session, &mut bound, &a.weights, true)?;
     }
-    let Some(calibration) = calibration(session, &bound, &a.quant)? else { return Ok(()) };
+    let bf16 = a.quant.quantize == Some(super::args::Quantize::Bf16);
+    let calibration = match calibration(session, &bound, &a.quant)? {
+        Some(c) => c,
+        // bf16 needs no calibration; its error is measured on the same random inputs.
+        None if bf16 => super::pipeline::random_calibration(&bound),
+        None => return Ok(()),
+    };
     // The float graph as quantization receives it (after the passes before it, at -O2, as
     // `nnc run` quantizes), against the quantized graph.
-    let mut before = BeforePass { pass: "quantize-int8", graph: None };
+    let mut before = BeforePass { pass: if bf16 { "quantize-bf16" } else { "quantize-int8" }, graph: None };
     let mut quantized = bound;
-    let cx = passes::PassContext { cpu: None, quantize: Some(&calibration) };
+    let cx = passes::PassContext { cpu: None, quantize: (!bf16).then_some(&calibration), bf16 };
     driver::optimize(&mut quantized, 2, &cx, &mut before).map_err(|e| Diagnostic::error(e.to_string()))?;
     let Some(mut float) = before.graph else { return Ok(()) };
     let runs = &calibration.runs[..calibration.runs.len().min(ERROR_RUNS)];

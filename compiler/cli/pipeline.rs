@@ -64,6 +64,12 @@ fn on_the_jit(runs: Vec<Vec<Tensor>>, opt: &QuantizeArgs) -> passes::Calibration
     passes::Calibration { observe: Some(crate::jit::observe), method, ..passes::Calibration::new(runs) }
 }
 
+/// [`RANDOM_CALIBRATION_RUNS`] runs on seeded uniform [-1, 1) inputs, through the JIT.
+pub(super) fn random_calibration(graph: &Graph) -> passes::Calibration {
+    let runs = (0..RANDOM_CALIBRATION_RUNS).map(|seed| random_tensors(graph, 1_000 + seed)).collect();
+    passes::Calibration { observe: Some(crate::jit::observe), ..passes::Calibration::new(runs) }
+}
+
 /// The calibration set for `--quantize int8`: `--calibrate` files split along axis 0 into
 /// runs of the model's input shape, or seeded random inputs (said on stderr).
 pub(super) fn calibration(session: &Session, graph: &Graph, opt: &QuantizeArgs) -> Result<Option<passes::Calibration>, Failure> {
@@ -73,6 +79,13 @@ pub(super) fn calibration(session: &Session, graph: &Graph, opt: &QuantizeArgs) 
         }
         if opt.calibrate_method.is_some() {
             return Err(Diagnostic::error("--calibrate-method chooses how quantization calibrates, but --quantize is not set").with_help("add `--quantize int8`").into());
+        }
+        return Ok(None);
+    }
+    if opt.quantize == Some(args::Quantize::Bf16) {
+        // Rounding to bf16 needs no ranges.
+        if !opt.calibrate.is_empty() || opt.calibrate_method.is_some() {
+            return Err(Diagnostic::error("--quantize bf16 rounds to bfloat16 and needs no calibration").with_help("drop --calibrate and --calibrate-method, or use `--quantize int8`").into());
         }
         return Ok(None);
     }
@@ -89,8 +102,7 @@ pub(super) fn calibration(session: &Session, graph: &Graph, opt: &QuantizeArgs) 
     if opt.calibrate.is_empty() {
         session.emit(&[Diagnostic::warning(format!("no --calibrate data: int8 activation ranges come from {RANDOM_CALIBRATION_RUNS} runs on seeded uniform [-1, 1) inputs"))
             .with_help("pass `--calibrate NAME=FILE.npy` with representative inputs for accurate scales")]);
-        let runs = (0..RANDOM_CALIBRATION_RUNS).map(|seed| random_tensors(graph, 1_000 + seed)).collect();
-        return Ok(Some(on_the_jit(runs, opt)));
+        return Ok(Some(passes::Calibration { method: on_the_jit(Vec::new(), opt).method, ..random_calibration(graph) }));
     }
     let mut per_input: Vec<Option<Vec<Tensor>>> = vec![None; names.len()];
     for (name, file) in &opt.calibrate {
@@ -150,7 +162,8 @@ pub(super) fn optimize(session: &Session, graph: &mut Graph, opt: &OptimizeArgs,
     let calibration = calibration(session, graph, &opt.quant)?;
     // The CPU passes decide layouts and tiles for the JIT, which runs float graphs only.
     let target = if calibration.is_some() { None } else { target };
-    let cx = passes::PassContext { cpu: target, quantize: calibration.as_ref() };
+    let bf16 = opt.quant.quantize == Some(args::Quantize::Bf16);
+    let cx = passes::PassContext { cpu: target, quantize: calibration.as_ref(), bf16 };
     for (flag, pass) in [("--dump-before", &opt.dump_before), ("--dump-after", &opt.dump_after)] {
         let Some(pass) = pass.as_deref().filter(|p| *p != "all") else { continue };
         let entry = passes::PIPELINE.iter().find(|p| p.name == pass).expect("clap checks pass names");
@@ -160,7 +173,7 @@ pub(super) fn optimize(session: &Session, graph: &mut Graph, opt: &OptimizeArgs,
             } else if matches!(entry.run, passes::PassFn::Cpu(_)) {
                 "it decides for the JIT and does not run for the interpreter or the accelerator".to_string()
             } else {
-                "it runs only with --quantize int8".to_string()
+                format!("it runs only with --quantize {}", entry.name.trim_start_matches("quantize-"))
             };
             eprintln!("warning: {flag} {pass}: the pass does not run here ({why}), so nothing is dumped");
         }

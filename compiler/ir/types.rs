@@ -80,6 +80,10 @@ impl TensorType {
     pub fn with_shape(&self, shape: Vec<usize>) -> TensorType {
         TensorType { dtype: self.dtype, shape, layout: self.layout }
     }
+
+    pub fn with_dtype(&self, dtype: DType) -> TensorType {
+        TensorType { dtype, ..self.clone() }
+    }
 }
 
 /// `[1, 6, 28, 28]`

@@ -26,6 +26,10 @@ pub struct Executable {
     // Kept alive for the code's lifetime; released in `Drop` (a dropped `JITModule` leaks).
     pub(super) module: Option<JITModule>,
     pub(super) kernels: Vec<Compiled>,
+    /// Per kernel: the f16/bf16 result it computed in f32, to round in place after it runs
+    /// (`(arena offset, elements, dtype)`), so every value is representable in its dtype as
+    /// the interpreter's are.
+    pub(super) rounding: Vec<Option<(usize, usize, nnc_runtime::DType)>>,
     /// `(node name, op label)` of each kernel, for profiles.
     pub(super) kernel_names: Vec<(String, String)>,
     /// Weight buffers the code reads by absolute address; never mutated after compilation.
@@ -117,13 +121,18 @@ impl Executable {
         }
         // Task bodies receive the arena address as an integer: `usize` is `Sync`.
         let arena_addr = arena as usize;
-        for k in &self.kernels {
+        for (k, round) in self.kernels.iter().zip(&self.rounding) {
             let start = times.as_ref().map(|_| std::time::Instant::now());
             // SAFETY: kernels only touch the arena (sized by the plan) and the constants;
             // the tasks of a split kernel write disjoint parts of its result.
             match *k {
                 Compiled::Whole(f) => unsafe { f(arena) },
                 Compiled::Split(f, tasks) => nnc_runtime::pool::parallel_for(tasks, &|t| unsafe { f(arena_addr as *mut u8, t as i64, tasks as i64) }),
+            }
+            if let Some((off, len, dtype)) = *round {
+                // SAFETY: the plan reserved `len` f32 words at `off` for this result, and no
+                // kernel is running.
+                dtype.round_slice(unsafe { std::slice::from_raw_parts_mut(arena.add(off) as *mut f32, len) });
             }
             if let (Some(t), Some(s)) = (times.as_deref_mut(), start) {
                 t.push(s.elapsed().as_secs_f64());

@@ -128,10 +128,6 @@ pub fn compile_with_listing(graph: &Graph, options: &JitOptions, listing: &mut L
         if matches!(n.kind, NodeKind::Param) {
             return Err(JitError::UnboundParam(n.name.clone()));
         }
-        // f16/bf16 values would need rounding after every op to match the interpreter.
-        if matches!(n.ty.dtype, nnc_runtime::DType::F16 | nnc_runtime::DType::BF16) {
-            return Err(JitError::UnsupportedDType(n.name.clone(), n.ty.dtype.to_string()));
-        }
     }
     let target = CpuTarget::host(options.ukernels);
     let plans = plans(graph, &target)?;
@@ -160,6 +156,7 @@ pub fn compile_with_listing(graph: &Graph, options: &JitOptions, listing: &mut L
     let mut fctx = FunctionBuilderContext::new();
     let mut ids = Vec::new();
     let mut kernel_names = Vec::new();
+    let mut rounding = Vec::new();
     for (index, &id) in schedule.iter().enumerate() {
         let node = graph.node(id);
         let (Some(op), Some(kp)) = (node.op(), plans.get(&id)) else { continue };
@@ -214,6 +211,11 @@ pub fn compile_with_listing(graph: &Graph, options: &JitOptions, listing: &mut L
         module.clear_context(&mut ctx);
         ids.push((fid, split));
         kernel_names.push((node.name.clone(), op.label()));
+        // Kernels compute f16/bf16 results in f32; the executable rounds them after the kernel.
+        rounding.push(match (node.ty.dtype, plan.locs[&id]) {
+            (nnc_runtime::DType::F16 | nnc_runtime::DType::BF16, memplan::Loc::Arena(off)) => Some((off, node.ty.numel(), node.ty.dtype)),
+            _ => None,
+        });
     }
     module.finalize_definitions().map_err(|e| JitError::Codegen { node: graph.name.clone(), message: e.to_string() })?;
     let tasks = options.threads.max(1);
@@ -236,6 +238,7 @@ pub fn compile_with_listing(graph: &Graph, options: &JitOptions, listing: &mut L
     Ok(Executable {
         module: Some(module),
         kernels,
+        rounding,
         kernel_names,
         consts,
         arena_bytes: plan.arena_bytes,

@@ -31,7 +31,7 @@ fn native_kernels_match_interpreter(op: &Op, types: &[&TensorType]) -> bool {
     match op {
         Op::Unary(u) => unary_exact(&u.kind),
         Op::Binary(_) | Op::Flatten(_) | Op::Reshape(_) | Op::Transpose(_) | Op::Concat(_) | Op::Slice(_) | Op::ConvertLayout(_) => true,
-        Op::Quantize(_) | Op::Dequantize(_) | Op::Requantize(_) => true,
+        Op::Quantize(_) | Op::Dequantize(_) | Op::Requantize(_) | Op::Cast(_) => true,
         Op::Pool(p) => p.kind == crate::ops::PoolKind::Max,
         // int8 products are exact; float ones sum in another order.
         Op::Conv2d(_) | Op::Dense(_) | Op::MatMul(_) => types[0].dtype == nnc_runtime::DType::I8,
@@ -61,7 +61,7 @@ fn native_kernels(op: &Op, operands: &Operands, out: &TensorType, target: &CpuTa
             None if types[1..].iter().all(|e| e.shape == out.shape || e.numel() == 1) => vec![Kernel::Elementwise],
             None => vec![Kernel::Broadcast],
         },
-        Op::Unary(_) => vec![Kernel::Elementwise],
+        Op::Unary(_) | Op::Cast(_) => vec![Kernel::Elementwise],
         Op::Binary(_) if types.iter().all(|t| t.shape == out.shape) => vec![Kernel::Elementwise],
         Op::Binary(_) => vec![Kernel::Broadcast],
         Op::Attention(_) if target.ukernels => vec![Kernel::Gemm, Kernel::Loops],
@@ -69,7 +69,7 @@ fn native_kernels(op: &Op, operands: &Operands, out: &TensorType, target: &CpuTa
         // The vector kernel unrolls the window; larger windows have no channel-vector kernel
         // (and `select-layouts` keeps them row-major).
         Op::Pool(p) if channel_layout => {
-            if p.kernel[0] * p.kernel[1] <= MAX_UNROLLED_TAPS && types[0].dtype == nnc_runtime::DType::F32 {
+            if p.kernel[0] * p.kernel[1] <= MAX_UNROLLED_TAPS && types[0].dtype.is_float() {
                 vec![Kernel::ChannelVector]
             } else {
                 Vec::new()

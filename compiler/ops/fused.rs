@@ -89,7 +89,8 @@ impl Step {
             | Op::ConvertLayout(_)
             | Op::Quantize(_)
             | Op::Dequantize(_)
-            | Op::Requantize(_) => None,
+            | Op::Requantize(_)
+            | Op::Cast(_) => None,
         }
     }
 

@@ -54,7 +54,7 @@ pub fn follows(op: &Op, operands: &[&TensorType], result_shape: &[usize]) -> Opt
         return None;
     }
     match op {
-        Op::Unary(_) => Some(all(1)),
+        Op::Unary(_) | Op::Cast(_) => Some(all(1)),
         // Without broadcasting: every operand is the result's shape.
         Op::Binary(_) => (operands[0].shape == operands[1].shape).then(|| all(2)),
         // Channels-last convolutions: dense ones, and depthwise ones with one filter per

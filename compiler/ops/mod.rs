@@ -8,6 +8,7 @@
 //! place that must learn about it.
 
 pub mod call;
+mod cast;
 mod conv;
 mod dense;
 mod elementwise;
@@ -30,6 +31,7 @@ pub use elementwise::{broadcast_shapes, Binary, BinaryKind, Unary, UnaryKind};
 pub use lstm::Lstm;
 pub use norm::{BatchNorm, LayerNorm};
 pub use pool::{GlobalAvgPool, Pool, PoolKind};
+pub use cast::Cast;
 pub use quant::{Dequantize, Quantize, Requantize};
 pub use softmax::{Attention, Softmax};
 pub use structural::{Concat, Flatten, Reshape, Slice, Transpose};
@@ -67,6 +69,8 @@ pub enum Op {
     Quantize(Quantize),
     Dequantize(Dequantize),
     Requantize(Requantize),
+    /// Made by the `quantize-bf16` pass, never written in sources.
+    Cast(Cast),
 }
 
 /// A parameter that a layer call creates because the call passed no weight tensors
@@ -133,6 +137,7 @@ impl Op {
             Op::Quantize(_) => "quantize",
             Op::Dequantize(_) => "dequantize",
             Op::Requantize(_) => "requantize",
+            Op::Cast(_) => "cast",
         }
     }
 
@@ -160,7 +165,8 @@ impl Op {
             | Op::ConvertLayout(_)
             | Op::Quantize(_)
             | Op::Dequantize(_)
-            | Op::Requantize(_) => self.name().to_string(),
+            | Op::Requantize(_)
+            | Op::Cast(_) => self.name().to_string(),
         }
     }
 
@@ -189,6 +195,7 @@ impl Op {
             Op::Quantize(o) => o.traits(),
             Op::Dequantize(o) => o.traits(),
             Op::Requantize(o) => o.traits(),
+            Op::Cast(o) => o.traits(),
         }
     }
 
@@ -229,6 +236,7 @@ impl Op {
             Op::Quantize(o) => o.infer(operands),
             Op::Dequantize(o) => o.infer(operands),
             Op::Requantize(o) => o.infer(operands),
+            Op::Cast(o) => o.infer(operands),
         }
     }
 
@@ -251,8 +259,10 @@ impl Op {
         }
         if let Op::Fused(f) = self {
             let n = f.anchor_operands(inputs.len());
+            // The group computes in f32 and rounds once, at the end, to a narrow result dtype.
+            let wide = TensorType::new(DType::F32, out.shape.clone());
             let mut data = match &f.anchor {
-                Some(anchor) => anchor.eval(&inputs[..n], out).as_f32().expect("float result").to_vec(),
+                Some(anchor) => anchor.eval(&inputs[..n], &wide).as_f32().expect("float result").to_vec(),
                 None => inputs[0].as_f32().expect("float operand").to_vec(),
             };
             let extras: Vec<&[f32]> = inputs[n..].iter().map(|t| t.as_f32().expect("float operand")).collect();
@@ -279,6 +289,7 @@ impl Op {
             Op::Concat(o) => o.eval(&x, &shapes, &out.shape),
             Op::Slice(o) => o.eval(&x, &shapes, &out.shape),
             Op::Attention(o) => o.eval(&x, &shapes, &out.shape),
+            Op::Cast(o) => o.eval(&x, &shapes, &out.shape),
             Op::Fused(_) | Op::ConvertLayout(_) | Op::Quantize(_) | Op::Dequantize(_) | Op::Requantize(_) => unreachable!("handled above"),
         };
         Tensor::from_f32(out.dtype, out.shape.clone(), data).expect("an op's output matches its inferred shape")
@@ -333,6 +344,7 @@ impl Op {
             Op::Quantize(o) => o.attrs(),
             Op::Dequantize(o) => o.attrs(),
             Op::Requantize(o) => o.attrs(),
+            Op::Cast(o) => o.attrs(),
         }
     }
 
@@ -360,7 +372,8 @@ impl Op {
             | Op::ConvertLayout(_)
             | Op::Quantize(_)
             | Op::Dequantize(_)
-            | Op::Requantize(_) => 0,
+            | Op::Requantize(_)
+            | Op::Cast(_) => 0,
         }
     }
 
@@ -410,7 +423,8 @@ impl Op {
             | Op::ConvertLayout(_)
             | Op::Quantize(_)
             | Op::Dequantize(_)
-            | Op::Requantize(_) => None,
+            | Op::Requantize(_)
+            | Op::Cast(_) => None,
         }
     }
 }
@@ -521,15 +535,17 @@ mod tests {
         crate::passes::optimize(&mut float, 2, Some(&target), true, &mut |_, _| {}).expect("optimizes");
         let mut int8 = bound.clone();
         let calibration = crate::passes::Calibration::new(vec![crate::testing::differential::random_inputs(&bound, 1)]);
-        crate::passes::optimize_with(&mut int8, 2, &crate::passes::PassContext { cpu: None, quantize: Some(&calibration) }, true, &mut |_, _| {}).expect("quantizes");
-        let irs: Vec<String> = [&graph, &float, &int8].iter().map(|g| crate::ir::print::print_graph(g)).collect();
+        crate::passes::optimize_with(&mut int8, 2, &crate::passes::PassContext { cpu: None, quantize: Some(&calibration), bf16: false }, true, &mut |_, _| {}).expect("quantizes");
+        let mut bf16 = bound.clone();
+        crate::passes::optimize_with(&mut bf16, 2, &crate::passes::PassContext { cpu: Some(&target), quantize: None, bf16: true }, true, &mut |_, _| {}).expect("mixed precision");
+        let irs: Vec<String> = [&graph, &float, &int8, &bf16].iter().map(|g| crate::ir::print::print_graph(g)).collect();
         for name in &all {
             assert!(irs.iter().any(|ir| ir.contains(&format!(" = {name}("))), "no `{name}` in\n{}", irs.join("\n"));
         }
         // Weights print abbreviated, so only the unbound graph reads back.
         let back = crate::ir::parse::parse_graph(&irs[0]).expect("parses");
         assert_eq!(crate::ir::print::print_graph(&back), irs[0]);
-        for g in [&graph, &float, &int8] {
+        for g in [&graph, &float, &int8, &bf16] {
             for id in g.node_ids() {
                 if let Some(op) = g.node(id).op() {
                     assert!(all.contains(&op.name()), "`{}` is not in the op table", op.name());

@@ -1,6 +1,6 @@
 //! The op table: every op name once, with how a call builds it.
 
-use super::{fused, Attention, BatchNorm, Binary, BinaryKind, Built, CallArgs, Concat, Conv2d, ConvertLayout, Dense, Dequantize, Flatten, GlobalAvgPool, LayerNorm, Lstm, MatMul, Op, OpResult, Pool, PoolKind, Quantize, Requantize, Reshape, Slice, Softmax, Transpose, Unary, UnaryKind};
+use super::{fused, Attention, BatchNorm, Binary, BinaryKind, Built, Cast, CallArgs, Concat, Conv2d, ConvertLayout, Dense, Dequantize, Flatten, GlobalAvgPool, LayerNorm, Lstm, MatMul, Op, OpResult, Pool, PoolKind, Quantize, Requantize, Reshape, Slice, Softmax, Transpose, Unary, UnaryKind};
 
 /// Declares every op name once: how a call to it builds the op, which constants it takes
 /// positionally (`reshape(x, [2, -1])`), and whether sources may call it or only IR text
@@ -83,6 +83,7 @@ op_table! {
         "quantize" => Quantize::build;
         "dequantize" => Dequantize::build;
         "requantize" => Requantize::build;
+        "cast" => Cast::build;
     }
 }
 

@@ -12,6 +12,7 @@ mod eliminate_dead_code;
 mod fold_batch_norm;
 mod fold_constants;
 mod fuse_epilogues;
+mod quantize_bf16;
 mod quantize_int8;
 mod select_kernels;
 mod select_layouts;
@@ -22,6 +23,7 @@ pub use fold_batch_norm::fold_batch_norm;
 pub use fold_constants::fold_constants;
 pub use fuse_epilogues::fuse_epilogues;
 pub use calibration::{Calibration, ObserveFn, RangeMethod};
+pub use quantize_bf16::quantize_bf16;
 pub use quantize_int8::quantize_int8;
 pub use select_kernels::select_kernels;
 pub use select_layouts::select_layouts;
@@ -51,6 +53,8 @@ pub enum PassFn {
     Cpu(fn(&mut Graph, &CpuTarget) -> bool),
     /// Runs only when quantization is asked for (`--quantize int8`), at every `-O` level.
     Quantize(fn(&mut Graph, &Calibration) -> bool),
+    /// Runs only when mixed precision is asked for (`--quantize bf16`), at every `-O` level.
+    MixedPrecision(fn(&mut Graph) -> bool),
 }
 
 /// What the passes may know about where the graph is going.
@@ -60,6 +64,8 @@ pub struct PassContext<'a> {
     pub cpu: Option<&'a CpuTarget>,
     /// Inputs to calibrate int8 quantization on; `None` keeps the graph float.
     pub quantize: Option<&'a Calibration>,
+    /// bf16 mixed precision for the matrix products (`--quantize bf16`).
+    pub bf16: bool,
 }
 
 /// The pipeline, in order.
@@ -67,6 +73,7 @@ pub const PIPELINE: &[Pass] = &[
     Pass { name: "fold-batch-norm", min_opt_level: 2, run: PassFn::Graph(fold_batch_norm) },
     Pass { name: "fold-constants", min_opt_level: 1, run: PassFn::Graph(fold_constants) },
     Pass { name: "quantize-int8", min_opt_level: 0, run: PassFn::Quantize(quantize_int8) },
+    Pass { name: "quantize-bf16", min_opt_level: 0, run: PassFn::MixedPrecision(quantize_bf16) },
     Pass { name: "fuse-epilogues", min_opt_level: 2, run: PassFn::Graph(fuse_epilogues) },
     Pass { name: "eliminate-dead-code", min_opt_level: 1, run: PassFn::Graph(eliminate_dead_code) },
     Pass { name: "select-layouts", min_opt_level: 2, run: PassFn::Cpu(select_layouts) },
@@ -177,7 +184,7 @@ impl PassTimes {
 /// sees the graph after each one (the `--dump-after` hook). `verify_each` runs the verifier
 /// after every pass.
 pub fn optimize(graph: &mut Graph, opt_level: u8, target: Option<&CpuTarget>, verify_each: bool, after_pass: &mut dyn FnMut(&str, &Graph)) -> Result<(), PassError> {
-    optimize_with(graph, opt_level, &PassContext { cpu: target, quantize: None }, verify_each, after_pass)
+    optimize_with(graph, opt_level, &PassContext { cpu: target, quantize: None, bf16: false }, verify_each, after_pass)
 }
 
 /// [`optimize`] with everything the passes may be told.
@@ -192,6 +199,7 @@ pub fn runs(pass: &Pass, opt_level: u8, cx: &PassContext) -> bool {
             PassFn::Graph(_) => true,
             PassFn::Cpu(_) => cx.cpu.is_some(),
             PassFn::Quantize(_) => cx.quantize.is_some(),
+            PassFn::MixedPrecision(_) => cx.bf16,
         }
 }
 
@@ -209,6 +217,9 @@ pub fn run_pipeline(graph: &mut Graph, opt_level: u8, cx: &PassContext, verify_e
             }
             PassFn::Quantize(run) => {
                 run(graph, cx.quantize.expect("`runs` checked the calibration"));
+            }
+            PassFn::MixedPrecision(run) => {
+                run(graph);
             }
         }
         if verify_each {

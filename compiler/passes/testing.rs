@@ -23,6 +23,7 @@ pub fn pass_by_name(name: &str) -> impl Fn(&mut Graph) -> bool {
             let calibration = calibration_for(g);
             f(g, &calibration)
         }
+        super::PassFn::MixedPrecision(f) => f(g),
     }
 }
 
@@ -33,7 +34,7 @@ pub fn calibration_for(graph: &Graph) -> super::Calibration {
 
 /// Whether a pass changes values by design (within its own tolerance, not float rounding).
 fn approximates(pass: &str) -> bool {
-    super::PIPELINE.iter().any(|p| p.name == pass && matches!(p.run, super::PassFn::Quantize(_)))
+    super::PIPELINE.iter().any(|p| p.name == pass && matches!(p.run, super::PassFn::Quantize(_) | super::PassFn::MixedPrecision(_)))
 }
 
 /// Seeded random inputs for every graph input.

@@ -21,6 +21,8 @@ pub(super) fn lower_product(lw: &mut Lowering, id: NodeId, product: &Product, n_
     let node = graph.node(id);
     let operands: Vec<NodeId> = graph.operands(id)[..n_anchor].to_vec();
     let types: Vec<&TensorType> = operands.iter().map(|&o| &graph.node(o).ty).collect();
+    // A fused op whose steps the vector unit finishes rounds once, after them.
+    let steps_follow = epilogue.is_none() && matches!(node.op(), Some(crate::ops::Op::Fused(_)));
     let (consumers, mut kind) = epilogue.unwrap_or((Vec::new(), if lw.config.dtype == ElemType::Int8 { ActKind::Raw } else { ActKind::Float(Activation::None) }));
     // The stored value: the last consumer's when the activation unit does their work.
     let out_ty = match consumers.last() {
@@ -140,7 +142,7 @@ pub(super) fn lower_product(lw: &mut Lowering, id: NodeId, product: &Product, n_
     if let (Some(&c), ActKind::Requantize { scales, .. } | ActKind::Dequantize { scales, .. }) = (consumers.first(), &mut kind) {
         *scales = lw.put(scale_table(graph, c, channels));
     }
-    lw.acts.push(ActDesc { bias, kind });
+    lw.acts.push(ActDesc { bias, kind, rounds_to: if steps_follow { nnc_runtime::DType::F32 } else { out.dtype } });
     let act = (lw.acts.len() - 1) as u32;
     let tiles = choose_tiles(lw.config, m, k, n);
     if !crate::accel::tiling::tile_fits(lw.config, tiles) {

@@ -18,6 +18,15 @@ pub(crate) fn unary(k: &mut KernelBuilder, u: &Unary, args: &[Arg], out: Arg) {
     });
 }
 
+/// `out = x`, element for element.
+pub(crate) fn copy(k: &mut KernelBuilder, x: Arg, out: Arg) {
+    let (x, o) = (k.ptr(x.loc), k.ptr(out.loc));
+    k.for_vectorized_split(numel(out.ty), |k, i, ty| {
+        let v = k.load(ty, x, i);
+        k.store(v, o, i);
+    });
+}
+
 /// A fused op's steps as one vectorized pass that loads the anchor's result (or the chain's
 /// seed), applies every step while each vector is in registers, and stores it once.
 pub(crate) fn apply_steps(k: &mut KernelBuilder, f: &Fused, seed: Arg, extras: &[Arg], out: Arg) {

@@ -45,6 +45,8 @@ pub fn lower(k: &mut KernelBuilder, plan: &KernelPlan, op: &Op, args: &[Arg], ou
         }
         Op::Conv2d(_) | Op::Dense(_) | Op::MatMul(_) => product(k, plan, &op.product().expect("a matrix product"), args, out, scratch, &Epilogue::none()),
         Op::Unary(u) => elementwise::unary(k, u, args, out),
+        // The executable rounds a narrowed result after the kernel (`jit::compile`).
+        Op::Cast(_) => elementwise::copy(k, args[0], out),
         Op::Binary(b) => elementwise::binary(k, b, args, out),
         Op::BatchNorm(bn) => norm::batch_norm(k, bn, args, out),
         Op::LayerNorm(ln) => norm::layer_norm(k, ln, args, out),
