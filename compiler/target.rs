@@ -36,6 +36,9 @@ pub struct CpuTarget {
     /// The register tile `MR × NR` of the GEMM that runs matrix products.
     pub mr: usize,
     pub nr: usize,
+    /// Whether the runtime has a bf16 GEMM microkernel (AVX512_BF16) for products of bf16
+    /// values; without it they run on the f32 kernel, on the widened values.
+    pub bf16_products: bool,
 }
 
 /// Rows and columns of the Cranelift-generated GEMM's register tile (`jit::lower`): 12 `f32x4`
@@ -55,7 +58,8 @@ impl CpuTarget {
         let caches = CACHES.get_or_init(host_caches);
         let find = |level: usize| caches.iter().find(|(l, _)| *l == level).map(|(_, c)| *c);
         let (mr, nr) = if ukernels { nnc_runtime::gemm::microkernel_shape() } else { CRANELIFT_TILE };
-        CpuTarget { l1d: find(1).unwrap_or(FALLBACK_L1D), l2: find(2).unwrap_or(FALLBACK_L2), l3: find(3), ukernels, mr, nr }
+        let bf16_products = ukernels && nnc_runtime::gemm::bf16_microkernel_name().is_some();
+        CpuTarget { l1d: find(1).unwrap_or(FALLBACK_L1D), l2: find(2).unwrap_or(FALLBACK_L2), l3: find(3), ukernels, mr, nr, bf16_products }
     }
 
     /// A fixed machine for tests and snapshots, independent of the host: 48 KiB 12-way L1d,
@@ -68,6 +72,7 @@ impl CpuTarget {
             ukernels: true,
             mr: 8,
             nr: 32,
+            bf16_products: false,
         }
     }
 

@@ -33,6 +33,8 @@ pub struct KernelBuilder<'a> {
     pub threads: i64,
     /// Cache blocking for the kernel's matrix products.
     pub tile: crate::target::Tile,
+    /// The node's runtime GEMM calls multiply in bf16 (`KernelPlan::bf16`).
+    pub bf16: bool,
     /// For a kernel split across threads: its task index and the task count (function
     /// parameters). Splittable lowerings take their share of the outermost loop from
     /// [`KernelBuilder::split`].
@@ -71,7 +73,7 @@ fn flags() -> MemFlags {
 
 impl<'a> KernelBuilder<'a> {
     pub fn new(b: FunctionBuilder<'a>, arena: Value, consts: &'a [u64], runtime: Option<RuntimeFns>, tile: crate::target::Tile) -> KernelBuilder<'a> {
-        KernelBuilder { b, arena, consts, runtime, reference_fn: None, prepacked: Vec::new(), threads: 1, tile, task: None }
+        KernelBuilder { b, arena, consts, runtime, reference_fn: None, prepacked: Vec::new(), threads: 1, tile, bf16: false, task: None }
     }
 
     /// The arena's base address.
@@ -164,6 +166,7 @@ impl<'a> KernelBuilder<'a> {
             bias_per_row,
             residual,
             act,
+            bf16: self.int(self.bf16 as i64),
         };
         self.call_runtime(rt.gemm, fields.with_offsets(), GemmCall::SIZE);
     }
@@ -276,6 +279,7 @@ impl<'a> KernelBuilder<'a> {
             bias_per_row,
             residual,
             act,
+            bf16: self.int(self.bf16 as i64),
         };
         self.call_runtime(rt.conv_nhwc, fields.with_offsets(), ConvNhwcCall::SIZE);
     }

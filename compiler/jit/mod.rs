@@ -183,6 +183,7 @@ pub fn compile_with_listing(graph: &Graph, options: &JitOptions, listing: &mut L
             k.reference_fn = Some(fns.reference);
             k.prepacked = prepacked.get(&id).cloned().unwrap_or_default();
             k.threads = options.threads.max(1) as i64;
+            k.bf16 = kp.bf16;
             if split {
                 k.task = Some((params[1], params[2]));
             }

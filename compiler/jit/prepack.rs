@@ -37,7 +37,7 @@ pub fn prepack_weights(graph: &Graph, plans: &HashMap<NodeId, KernelPlan>, plan:
             Prepack::ChannelWeights => {
                 let w = const_at(1).expect("the plan packs weights only when they are constant");
                 let ws = &graph.node(operands[1]).ty.shape;
-                buffers.extend(channel_weights(kp.kernel, &consts[w], ws, kp.tile));
+                buffers.extend(channel_weights(kp.kernel, &consts[w], ws, kp.tile, kp.bf16));
             }
             Prepack::ScaleTable => {
                 let node = graph.node(id);
@@ -64,9 +64,18 @@ pub fn prepack_weights(graph: &Graph, plans: &HashMap<NodeId, KernelPlan>, plan:
                 let (fg, kk) = (ws[0] / groups, ws[1] * ws[2] * ws[3]);
                 let blk = nnc_runtime::gemm::Blocking { kc: kp.tile.kc, mc: kp.tile.mc, nc: kp.tile.nc };
                 for g in 0..groups {
-                    let mut buf = vec![0.0f32; nnc_runtime::gemm::packed_a_len(fg, kk, blk)];
-                    // SAFETY: the weight buffer holds `groups·fg × kk` floats, row-major.
-                    unsafe { nnc_runtime::gemm::pack_a_all(fg, kk, consts[w].as_ptr().add(g * fg * kk), kk as isize, 1, blk, &mut buf) };
+                    let weights = consts[w][g * fg * kk..].as_ptr();
+                    let buf = if kp.bf16 {
+                        let mut buf = vec![0.0f32; nnc_runtime::gemm::packed_a_bf16_len(fg, kk, blk)];
+                        // SAFETY: the weight buffer holds `groups·fg × kk` floats, row-major.
+                        unsafe { nnc_runtime::gemm::pack_a_all_bf16(fg, kk, weights, kk as isize, 1, blk, &mut buf) };
+                        buf
+                    } else {
+                        let mut buf = vec![0.0f32; nnc_runtime::gemm::packed_a_len(fg, kk, blk)];
+                        // SAFETY: as above.
+                        unsafe { nnc_runtime::gemm::pack_a_all(fg, kk, weights, kk as isize, 1, blk, &mut buf) };
+                        buf
+                    };
                     buffers.push(buf);
                 }
             }
@@ -83,8 +92,8 @@ pub fn prepack_weights(graph: &Graph, plans: &HashMap<NodeId, KernelPlan>, plan:
 /// `[kh·kw][C]` for the vector depthwise kernel (a tap's weights for consecutive channels side by
 /// side), packed GEMM panels of `W[(ky·kw + kx)·C + c][f]` for the NHWC GEMM, and
 /// `[F/4][C][kh][kw][4]` for the NCHW4c blocked kernel (four filters' weights for one input channel
-/// and tap side by side).
-fn channel_weights(kernel: Kernel, w: &[f32], wshape: &[usize], tile: Tile) -> Option<Vec<f32>> {
+/// and tap side by side). `bf16`: the NHWC GEMM's panels in the bf16 kernel's pairs.
+fn channel_weights(kernel: Kernel, w: &[f32], wshape: &[usize], tile: Tile, bf16: bool) -> Option<Vec<f32>> {
     let [f, cg, kh, kw] = wshape[..] else { return None };
     let taps = kh * kw;
     match kernel {
@@ -114,9 +123,16 @@ fn channel_weights(kernel: Kernel, w: &[f32], wshape: &[usize], tile: Tile) -> O
                 }
             }
             let blk = nnc_runtime::gemm::Blocking { kc: tile.kc, mc: tile.mc, nc: tile.nc };
-            let mut packed = vec![0.0; nnc_runtime::gemm::packed_b_len(k, f, blk)];
+            use nnc_runtime::gemm::{pack_b_all, pack_b_all_bf16, packed_b_bf16_len, packed_b_len};
+            let mut packed = vec![0.0; if bf16 { packed_b_bf16_len(k, f, blk) } else { packed_b_len(k, f, blk) }];
             // SAFETY: `b` holds the `k × f` row-major matrix; `packed` has room for its packing.
-            unsafe { nnc_runtime::gemm::pack_b_all(k, f, b.as_ptr(), f as isize, 1, blk, &mut packed) };
+            unsafe {
+                if bf16 {
+                    pack_b_all_bf16(k, f, b.as_ptr(), f as isize, 1, blk, &mut packed)
+                } else {
+                    pack_b_all(k, f, b.as_ptr(), f as isize, 1, blk, &mut packed)
+                }
+            }
             Some(packed)
         }
         Kernel::Nchw4cBlocked => {

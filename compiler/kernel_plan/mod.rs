@@ -165,6 +165,9 @@ pub struct KernelPlan {
     /// Whether the kernel can run as tasks over disjoint shares of its outermost loop.
     pub splits: bool,
     pub prepack: Prepack,
+    /// The runtime GEMM multiplies in bf16 (`Precision::Bf16`): the product's operands are
+    /// bf16 values and the CPU has the bf16 kernel. Its prepacked weights are bf16 pairs.
+    pub bf16: bool,
 }
 
 /// The values of a graph known at compile time: constants, parameters (whose weights will
@@ -279,6 +282,7 @@ impl KernelPlan {
             scratch_bytes: scratch_bytes(kernel, op, operands, out, &tile),
             splits: splits(kernel, op),
             prepack: prepack(kernel, op, operands),
+            bf16: matches!(kernel, Kernel::Gemm | Kernel::NhwcGemm) && target.bf16_products && product_operands(op, types).is_some_and(|(_, t)| t[..2].iter().all(|t| t.dtype == nnc_runtime::DType::BF16)),
             tile,
         })
     }

@@ -77,6 +77,9 @@ call_descriptor! {
         residual: *const f32,
         /// `Activation::code`.
         act: i64,
+        /// 1: multiply in bf16 ([`super::Precision::Bf16`]; packed operands in its pairs);
+        /// 0: f32.
+        bf16: i64,
     }
 }
 
@@ -114,6 +117,8 @@ call_descriptor! {
         bias_per_row: i64,
         residual: *const f32,
         act: i64,
+        /// As in [`GemmCall`].
+        bf16: i64,
     }
 }
 
@@ -182,7 +187,7 @@ pub unsafe extern "C" fn nnc_gemm(call: *const GemmCall) {
     let b = if g.b_packed != 0 { BSource::Packed(g.b) } else { BSource::Strided(g.b, g.rsb as isize, g.csb as isize) };
     let ep = Epilogue::from_abi(g.bias, g.bias_per_row, g.residual, g.act);
     // SAFETY: the descriptor's operands are valid as the contract above says.
-    unsafe { gemm_threaded(g.threads.max(1) as usize, g.m as usize, g.n as usize, g.k as usize, a, b, g.c, g.rsc as isize, g.csc as isize, g.accumulate != 0, Blocking::from_abi(g.kc, g.mc, g.nc), ep) }
+    unsafe { gemm_threaded(g.threads.max(1) as usize, g.m as usize, g.n as usize, g.k as usize, a, b, g.c, g.rsc as isize, g.csc as isize, g.accumulate != 0, Blocking::from_abi(g.kc, g.mc, g.nc), ep, precision(g.bf16)) }
 }
 
 /// The convolution of [`ConvNhwcCall`].
@@ -200,7 +205,17 @@ pub unsafe extern "C" fn nnc_gemm_conv_nhwc(call: *const ConvNhwcCall) {
     let k = (g.kh * g.kw * g.c) as usize;
     let ep = Epilogue::from_abi(g.bias, g.bias_per_row, g.residual, g.act);
     // SAFETY: the descriptor's operands are valid as the contract above says.
-    unsafe { gemm_threaded(g.threads.max(1) as usize, g.m as usize, g.n as usize, k, ASource::Patches(patches), BSource::Packed(g.b), g.out, g.rsc as isize, g.csc as isize, false, Blocking::from_abi(g.kc, g.mc, g.nc), ep) }
+    unsafe { gemm_threaded(g.threads.max(1) as usize, g.m as usize, g.n as usize, k, ASource::Patches(patches), BSource::Packed(g.b), g.out, g.rsc as isize, g.csc as isize, false, Blocking::from_abi(g.kc, g.mc, g.nc), ep, precision(g.bf16)) }
+}
+
+/// A descriptor's `bf16` flag. Code asks for bf16 only where [`super::bf16_microkernel_name`]
+/// said the CPU has the kernel, and packs for it accordingly.
+fn precision(bf16: i64) -> super::Precision {
+    if bf16 != 0 {
+        super::Precision::Bf16
+    } else {
+        super::Precision::F32
+    }
 }
 
 /// The unfolding of [`Im2colCall`].

@@ -40,6 +40,25 @@ pub(super) fn kernel() -> Kernel {
     *K.get_or_init(select)
 }
 
+/// The bf16 microkernel, where the CPU has AVX512_BF16: the f32 kernel's tile (8 × 32), with
+/// each packed element a pair of bf16 values of consecutive `k` (see [`super::Precision`]).
+pub(super) fn bf16_kernel() -> Option<Kernel> {
+    static K: OnceLock<Option<Kernel>> = OnceLock::new();
+    *K.get_or_init(|| {
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx512f") && std::arch::is_x86_feature_detected!("avx512bf16") {
+            return Some(Kernel { mr: 8, nr: 32, micro: x86::micro_avx512bf16_8x32, name: "avx512-bf16 8x32" });
+        }
+        None
+    })
+}
+
+/// The bf16 microkernel's name, or `None` where the CPU has no bf16 dot product (bf16
+/// products then run on the f32 kernel, on the widened values).
+pub fn bf16_microkernel_name() -> Option<&'static str> {
+    bf16_kernel().map(|k| k.name)
+}
+
 /// The microkernel in use, e.g. `"avx512f 8x32"`.
 pub fn microkernel_name() -> &'static str {
     kernel().name
@@ -217,6 +236,49 @@ mod x86 {
     pub unsafe fn micro_avx512_8x32(kc: usize, a: *const f32, b: *const f32, c: *mut f32, rsc: isize, csc: isize, accumulate: bool) {
         // SAFETY: forwarded contract; this function has the feature `micro` needs.
         unsafe { micro::<__m512, 8, 16>(kc, a, b, c, rsc, csc, accumulate) }
+    }
+
+    /// 8 rows × 32 columns of bf16 pairs: each step is two consecutive `k`, `vdpbf16ps`
+    /// adding both products of a lane's pair to its f32 accumulator (16 zmm accumulators).
+    ///
+    /// # Safety
+    /// As [`super::Micro`] with `MR = 8`, `NR = 32`, `kc` counting pairs; the CPU has
+    /// AVX-512F and AVX512_BF16.
+    #[target_feature(enable = "avx512f,avx512bf16")]
+    pub unsafe fn micro_avx512bf16_8x32(kc: usize, a: *const f32, b: *const f32, c: *mut f32, rsc: isize, csc: isize, accumulate: bool) {
+        const MR: usize = 8;
+        const NR: usize = 32;
+        // SAFETY (whole body): the panels hold `kc` steps of MR (A) and NR (B) pairs, and C
+        // is valid for the MR × NR tile its strides address; a pair is 4 bytes like an f32.
+        unsafe {
+            let mut acc = [_mm512_setzero_ps(); 2 * MR];
+            let (a, b) = (a as *const i32, b as *const i32);
+            for p in 0..kc {
+                let b0: __m512bh = std::mem::transmute(_mm512_loadu_si512(b.add(p * NR) as *const _));
+                let b1: __m512bh = std::mem::transmute(_mm512_loadu_si512(b.add(p * NR + 16) as *const _));
+                for i in 0..MR {
+                    let av: __m512bh = std::mem::transmute(_mm512_set1_epi32(*a.add(p * MR + i)));
+                    acc[2 * i] = _mm512_dpbf16_ps(acc[2 * i], av, b0);
+                    acc[2 * i + 1] = _mm512_dpbf16_ps(acc[2 * i + 1], av, b1);
+                }
+            }
+            let mut lanes = [0.0f32; 16];
+            for i in 0..MR {
+                for v in 0..2 {
+                    if csc == 1 {
+                        let p = c.offset(i as isize * rsc).add(v * 16);
+                        let x = if accumulate { _mm512_add_ps(_mm512_loadu_ps(p), acc[2 * i + v]) } else { acc[2 * i + v] };
+                        _mm512_storeu_ps(p, x);
+                        continue;
+                    }
+                    _mm512_storeu_ps(lanes.as_mut_ptr(), acc[2 * i + v]);
+                    for (l, &x) in lanes.iter().enumerate() {
+                        let dst = c.offset(i as isize * rsc + (v * 16 + l) as isize * csc);
+                        *dst = if accumulate { *dst + x } else { x };
+                    }
+                }
+            }
+        }
     }
 
     /// 6 rows × 16 columns: 12 ymm accumulators.

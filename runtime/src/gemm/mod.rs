@@ -21,11 +21,50 @@ mod tests;
 pub use crate::activation::Activation;
 pub use abi::*;
 pub use epilogue::Epilogue;
-pub use microkernel::{microkernel_name, microkernel_shape};
-pub use pack::{pack_a_all, pack_b_all, packed_a_len, packed_b_len, ConvPatches};
+pub use microkernel::{bf16_microkernel_name, microkernel_name, microkernel_shape};
+pub use pack::{pack_a_all, pack_a_all_bf16, pack_b_all, pack_b_all_bf16, packed_a_bf16_len, packed_a_len, packed_b_bf16_len, packed_b_len, ConvPatches};
 
-use microkernel::kernel;
-use pack::{pack_a, pack_a_patches, pack_b, packed_b_offset, padded_rows, ASource, BSource};
+use microkernel::{bf16_kernel, kernel};
+use pack::{pack_a, pack_a_patches, pack_a_patches_pairs, pack_b, pack_b_pairs, packed_b_offset, padded_rows, pair_a_panels, ASource, BSource};
+
+/// What a product multiplies in. Operands are f32 in memory either way.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Precision {
+    F32,
+    /// Both operands bfloat16 values (stored as f32 whose low 16 bits are zero; other values
+    /// are truncated to their upper half, so round them first), products summed in f32 by
+    /// the AVX512_BF16 microkernel. Packed operands hold pairs of consecutive `k` as one
+    /// 4-byte element, so a packed slab of `kc` elements spans `2·kc` of the reduction; the
+    /// blocking counts pairs. Requested only where [`bf16_microkernel_name`] is `Some`; other
+    /// CPUs fall back to `F32` on the same (widened) values.
+    Bf16,
+}
+
+impl Precision {
+    /// Packed elements along `k`.
+    fn steps(self, k: usize) -> usize {
+        match self {
+            Precision::F32 => k,
+            Precision::Bf16 => k.div_ceil(2),
+        }
+    }
+
+    /// Values of `k` per packed element.
+    fn per_step(self) -> usize {
+        match self {
+            Precision::F32 => 1,
+            Precision::Bf16 => 2,
+        }
+    }
+
+    /// This precision if the CPU can run it, else f32.
+    pub fn available(self) -> Precision {
+        match self {
+            Precision::Bf16 if bf16_kernel().is_none() => Precision::F32,
+            p => p,
+        }
+    }
+}
 
 /// Cache blocking: the depth `kc` of a packed slab, and the rows `mc` of A and columns `nc` of
 /// B packed at once. Any positive sizes give the same result; they only change speed.
@@ -60,7 +99,20 @@ impl Blocking {
 pub unsafe fn sgemm(m: usize, n: usize, k: usize, a: *const f32, rsa: isize, csa: isize, b: *const f32, rsb: isize, csb: isize, c: *mut f32, rsc: isize, csc: isize, accumulate: bool, blk: Blocking) {
     // SAFETY: the caller upholds the contract in `# Safety` above.
     unsafe {
-        gemm(m, n, k, ASource::Strided(a, rsa, csa), BSource::Strided(b, rsb, csb), c, rsc, csc, accumulate, blk, Epilogue::NONE)
+        gemm(m, n, k, ASource::Strided(a, rsa, csa), BSource::Strided(b, rsb, csb), c, rsc, csc, accumulate, blk, Epilogue::NONE, Precision::F32)
+    }
+}
+
+/// [`sgemm`] in `precision` (see [`Precision`], whose `Bf16` wants bf16 values); `Bf16` falls
+/// back to f32 where the CPU has no bf16 kernel.
+///
+/// # Safety
+/// As [`sgemm`].
+#[allow(clippy::too_many_arguments)]
+pub unsafe fn gemm_in(precision: Precision, m: usize, n: usize, k: usize, a: *const f32, rsa: isize, csa: isize, b: *const f32, rsb: isize, csb: isize, c: *mut f32, rsc: isize, csc: isize, accumulate: bool, blk: Blocking) {
+    // SAFETY: the caller upholds the contract in `# Safety` above.
+    unsafe {
+        gemm(m, n, k, ASource::Strided(a, rsa, csa), BSource::Strided(b, rsb, csb), c, rsc, csc, accumulate, blk, Epilogue::NONE, precision.available())
     }
 }
 
@@ -90,7 +142,7 @@ const MIN_PARALLEL_MACS: usize = 1 << 21;
 /// # Safety
 /// As [`gemm`].
 #[allow(clippy::too_many_arguments)]
-unsafe fn gemm_threaded(threads: usize, m: usize, n: usize, k: usize, a: ASource, b: BSource, c: *mut f32, rsc: isize, csc: isize, accumulate: bool, blk: Blocking, ep: Epilogue) {
+unsafe fn gemm_threaded(threads: usize, m: usize, n: usize, k: usize, a: ASource, b: BSource, c: *mut f32, rsc: isize, csc: isize, accumulate: bool, blk: Blocking, ep: Epilogue, precision: Precision) {
     // SAFETY: the caller upholds the contract in `# Safety` above.
     unsafe {
         let (mr, nr) = (kernel().mr, kernel().nr);
@@ -103,7 +155,7 @@ unsafe fn gemm_threaded(threads: usize, m: usize, n: usize, k: usize, a: ASource
             threads = 1;
         }
         if threads == 1 {
-            return gemm(m, n, k, a, b, c, rsc, csc, accumulate, blk, ep);
+            return gemm(m, n, k, a, b, c, rsc, csc, accumulate, blk, ep, precision);
         }
         let per = tiles.div_ceil(threads);
         let shared = Shared(a, b, c, ep);
@@ -120,10 +172,10 @@ unsafe fn gemm_threaded(threads: usize, m: usize, n: usize, k: usize, a: ASource
                     ASource::Patches(p) => ASource::Patches(ConvPatches { row0: p.row0 + lo, ..p }),
                     ASource::Packed(_) => unreachable!("checked above"),
                 };
-                gemm(hi - lo, n, k, rows, b, c.offset(lo as isize * rsc), rsc, csc, accumulate, blk, ep.shifted(lo, 0, rsc, csc));
+                gemm(hi - lo, n, k, rows, b, c.offset(lo as isize * rsc), rsc, csc, accumulate, blk, ep.shifted(lo, 0, rsc, csc), precision);
             } else {
                 let BSource::Strided(bp, rsb, csb) = b else { unreachable!("by columns only when B is strided") };
-                gemm(m, hi - lo, k, a, BSource::Strided(bp.offset(lo as isize * csb), rsb, csb), c.offset(lo as isize * csc), rsc, csc, accumulate, blk, ep.shifted(0, lo, rsc, csc));
+                gemm(m, hi - lo, k, a, BSource::Strided(bp.offset(lo as isize * csb), rsb, csb), c.offset(lo as isize * csc), rsc, csc, accumulate, blk, ep.shifted(0, lo, rsc, csc), precision);
             }
         });
     }
@@ -137,7 +189,7 @@ unsafe fn gemm_threaded(threads: usize, m: usize, n: usize, k: usize, a: ASource
 pub unsafe fn sgemm_packed_a(m: usize, n: usize, k: usize, a: *const f32, b: *const f32, rsb: isize, csb: isize, c: *mut f32, rsc: isize, csc: isize, accumulate: bool, blk: Blocking) {
     // SAFETY: the caller upholds the contract in `# Safety` above.
     unsafe {
-        gemm(m, n, k, ASource::Packed(a), BSource::Strided(b, rsb, csb), c, rsc, csc, accumulate, blk, Epilogue::NONE)
+        gemm(m, n, k, ASource::Packed(a), BSource::Strided(b, rsb, csb), c, rsc, csc, accumulate, blk, Epilogue::NONE, Precision::F32)
     }
 }
 
@@ -149,15 +201,16 @@ pub unsafe fn sgemm_packed_a(m: usize, n: usize, k: usize, a: *const f32, b: *co
 pub unsafe fn sgemm_packed_b(m: usize, n: usize, k: usize, a: *const f32, rsa: isize, csa: isize, b: *const f32, c: *mut f32, rsc: isize, csc: isize, accumulate: bool, blk: Blocking) {
     // SAFETY: the caller upholds the contract in `# Safety` above.
     unsafe {
-        gemm(m, n, k, ASource::Strided(a, rsa, csa), BSource::Packed(b), c, rsc, csc, accumulate, blk, Epilogue::NONE)
+        gemm(m, n, k, ASource::Strided(a, rsa, csa), BSource::Packed(b), c, rsc, csc, accumulate, blk, Epilogue::NONE, Precision::F32)
     }
 }
 
 /// # Safety
 /// As [`sgemm`], for sources `a` and `b` (packed ones made by [`pack_a_all`] and
-/// [`pack_b_all`] for this `m`, `n`, `k` and blocking) and an epilogue valid for C.
+/// [`pack_b_all`], or their `_bf16` forms for `Bf16`, for this `m`, `n`, `k` and blocking)
+/// and an epilogue valid for C; `Bf16` only where the CPU has the kernel.
 #[allow(clippy::too_many_arguments)]
-unsafe fn gemm(m: usize, n: usize, k: usize, a: ASource, b: BSource, c: *mut f32, rsc: isize, csc: isize, accumulate: bool, blk: Blocking, ep: Epilogue) {
+unsafe fn gemm(m: usize, n: usize, k: usize, a: ASource, b: BSource, c: *mut f32, rsc: isize, csc: isize, accumulate: bool, blk: Blocking, ep: Epilogue, precision: Precision) {
     // SAFETY: the caller upholds the contract in `# Safety` above.
     unsafe {
         if m == 0 || n == 0 {
@@ -176,15 +229,21 @@ unsafe fn gemm(m: usize, n: usize, k: usize, a: ASource, b: BSource, c: *mut f32
             }
             return;
         }
-        let kern = kernel();
+        let kern = match precision {
+            Precision::F32 => kernel(),
+            Precision::Bf16 => bf16_kernel().expect("bf16 products are asked for only where the CPU has the kernel"),
+        };
         let (mr, nr) = (kern.mr, kern.nr);
         let Blocking { kc: kc_max, mc: mc_max, nc: nc_max } = blk.sanitized(mr);
+        // Packed elements along k, and values of k per element.
+        let (steps, per) = (precision.steps(k), precision.per_step());
         thread_local! {
-            static BUFFERS: std::cell::RefCell<(Vec<f32>, Vec<f32>)> = const { std::cell::RefCell::new((Vec::new(), Vec::new())) };
+            static BUFFERS: std::cell::RefCell<(Vec<f32>, Vec<f32>, Vec<f32>)> = const { std::cell::RefCell::new((Vec::new(), Vec::new(), Vec::new())) };
         }
         BUFFERS.with(|bufs| {
             let mut bufs = bufs.borrow_mut();
-            let (apack, bpack) = &mut *bufs;
+            // `wide`: a bf16 product's A panels in f32, before they are paired.
+            let (apack, bpack, wide) = &mut *bufs;
             let a_len = mc_max * kc_max;
             let b_len = nc_max.next_multiple_of(nr) * kc_max;
             if apack.len() < a_len {
@@ -196,27 +255,54 @@ unsafe fn gemm(m: usize, n: usize, k: usize, a: ASource, b: BSource, c: *mut f32
             let mut tile = [0.0f32; 16 * 32];
             for jc in (0..n).step_by(nc_max) {
                 let nc = nc_max.min(n - jc);
-                for pc in (0..k).step_by(kc_max) {
-                    let kc = kc_max.min(k - pc);
+                for pc in (0..steps).step_by(kc_max) {
+                    let kc = kc_max.min(steps - pc);
+                    // The slab's values of k: `kc` elements of `per` each, but the last may be
+                    // short.
+                    let (k0, kv) = (per * pc, (per * kc).min(k - per * pc));
                     // The first slab writes C, later ones add to it.
                     let acc = accumulate || pc > 0;
                     let b_block = match b {
                         BSource::Strided(b, rsb, csb) => {
-                            pack_b(nr, kc, nc, b.offset(pc as isize * rsb + jc as isize * csb), rsb, csb, bpack);
+                            let b = b.offset(k0 as isize * rsb + jc as isize * csb);
+                            match precision {
+                                Precision::F32 => pack_b(nr, kc, nc, b, rsb, csb, bpack),
+                                Precision::Bf16 => pack_b_pairs(nr, kv, nc, b, rsb, csb, bpack),
+                            }
                             bpack.as_ptr()
                         }
-                        BSource::Packed(p) => p.add(packed_b_offset(k, jc, pc, nc, nc_max, nr)),
+                        BSource::Packed(p) => p.add(packed_b_offset(steps, jc, pc, nc, nc_max, nr)),
                     };
                     for ic in (0..m).step_by(mc_max) {
                         let mc = mc_max.min(m - ic);
+                        // A bf16 product packs its A panels in f32 aside, then pairs them.
+                        let panels = match precision {
+                            Precision::F32 => &mut *apack,
+                            Precision::Bf16 => {
+                                wide.resize(mc_max * per * kc_max, 0.0);
+                                &mut *wide
+                            }
+                        };
                         let a_block = match a {
                             ASource::Strided(a, rsa, csa) => {
-                                pack_a(mr, mc, kc, a.offset(ic as isize * rsa + pc as isize * csa), rsa, csa, apack);
-                                apack.as_ptr()
+                                pack_a(mr, mc, kv, a.offset(ic as isize * rsa + k0 as isize * csa), rsa, csa, panels);
+                                None
                             }
-                            ASource::Packed(p) => p.add(padded_rows(m, mr, Blocking { kc: kc_max, mc: mc_max, nc: nc_max }) * pc + ic * kc),
+                            ASource::Packed(p) => Some(p.add(padded_rows(m, mr, Blocking { kc: kc_max, mc: mc_max, nc: nc_max }) * pc + ic * kc)),
+                            ASource::Patches(ref patches) if precision == Precision::Bf16 && patches.c % 2 == 0 => {
+                                pack_a_patches_pairs(mr, mc, kv, patches, ic, k0, apack);
+                                Some(apack.as_ptr())
+                            }
                             ASource::Patches(ref patches) => {
-                                pack_a_patches(mr, mc, kc, patches, ic, pc, apack);
+                                pack_a_patches(mr, mc, kv, patches, ic, k0, panels);
+                                None
+                            }
+                        };
+                        let a_block = match (a_block, precision) {
+                            (Some(p), _) => p,
+                            (None, Precision::F32) => apack.as_ptr(),
+                            (None, Precision::Bf16) => {
+                                pair_a_panels(mr, mc, kv, wide, apack);
                                 apack.as_ptr()
                             }
                         };

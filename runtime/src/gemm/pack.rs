@@ -53,6 +53,59 @@ pub(super) unsafe fn pack_b(nr: usize, kc: usize, nc: usize, b: *const f32, rsb:
     }
 }
 
+/// Two values of consecutive `k` as the bf16 kernel reads them: one 4-byte element, the
+/// lower `k` in the low half. Each keeps its upper 16 bits: exact for bf16 values, which is
+/// all a bf16 product is given (other values are truncated, not rounded: rounding here
+/// cost 8% of a packing-bound convolution for nothing).
+#[inline]
+pub(super) fn bf16_pair(lo: f32, hi: f32) -> f32 {
+    let half = |v: f32| v.to_bits() >> 16;
+    f32::from_bits(half(lo) | half(hi) << 16)
+}
+
+/// A panel packed by [`pack_a`] or [`pack_a_patches`] (`src`: `kc` values of `k` per row
+/// group of `mr`) as bf16 pairs (`⌈kc/2⌉` per row group), the odd last one paired with 0.
+pub(super) fn pair_a_panels(mr: usize, mc: usize, kc: usize, src: &[f32], out: &mut [f32]) {
+    let (panels, kp) = (mc.div_ceil(mr), kc.div_ceil(2));
+    for panel in 0..panels {
+        let (s, o) = (&src[panel * kc * mr..], &mut out[panel * kp * mr..]);
+        for p in 0..kp {
+            for i in 0..mr {
+                let hi = if 2 * p + 1 < kc { s[(2 * p + 1) * mr + i] } else { 0.0 };
+                o[p * mr + i] = bf16_pair(s[2 * p * mr + i], hi);
+            }
+        }
+    }
+}
+
+/// Pack a `kc × nc` block of B (`kc` values of `k`) into `NR`-column panels of bf16 pairs:
+/// panel-major, then each pair of rows, then the `NR` columns, zero-padded.
+///
+/// # Safety
+/// B is valid for `p < kc`, `j < nc` with its strides, and `out` holds
+/// `⌈nc/nr⌉·nr·⌈kc/2⌉` elements.
+pub(super) unsafe fn pack_b_pairs(nr: usize, kc: usize, nc: usize, b: *const f32, rsb: isize, csb: isize, out: &mut [f32]) {
+    // SAFETY: the caller upholds the contract in `# Safety` above.
+    unsafe {
+        let mut o = 0;
+        for j0 in (0..nc).step_by(nr) {
+            let cols = nr.min(nc - j0);
+            for p in (0..kc).step_by(2) {
+                let (lo, hi) = (b.offset(p as isize * rsb), (p + 1 < kc).then(|| b.offset((p + 1) as isize * rsb)));
+                for j in 0..nr {
+                    out[o] = if j < cols {
+                        let at = (j0 + j) as isize * csb;
+                        bf16_pair(*lo.offset(at), hi.map_or(0.0, |h| *h.offset(at)))
+                    } else {
+                        0.0
+                    };
+                    o += 1;
+                }
+            }
+        }
+    }
+}
+
 /// Where the A operand comes from.
 #[derive(Clone, Copy)]
 pub(super) enum ASource {
@@ -130,12 +183,86 @@ pub(super) unsafe fn pack_a_patches(mr: usize, mc: usize, kc: usize, src: &ConvP
     }
 }
 
+/// [`pack_a_patches`] straight into the bf16 kernel's pairs, for an image with an even number
+/// of channels and a slab starting at an even column: every pair of columns is then two
+/// consecutive channels of one tap, read side by side. Writes `⌈kc/2⌉` pairs per row group.
+///
+/// # Safety
+/// As [`pack_a_patches`]; `src.c` and `pc` are even.
+pub(super) unsafe fn pack_a_patches_pairs(mr: usize, mc: usize, kc: usize, src: &ConvPatches, i0: usize, pc: usize, out: &mut [f32]) {
+    // SAFETY: the caller upholds the contract in `# Safety` above.
+    unsafe {
+        const MAX_MR: usize = 16;
+        assert!(mr <= MAX_MR && src.c % 2 == 0 && pc % 2 == 0, "pair packing needs even channels and slabs");
+        let c = src.c as usize;
+        let mut o = 0;
+        for r0 in (0..mc).step_by(mr) {
+            let rows = mr.min(mc - r0);
+            let mut origin = [(0isize, 0isize); MAX_MR];
+            for (i, org) in origin.iter_mut().enumerate().take(rows) {
+                let pix = (src.row0 + i0 + r0 + i) as isize;
+                *org = ((pix / src.ow) * src.sh - src.pt, (pix % src.ow) * src.sw - src.pl);
+            }
+            let mut k = pc;
+            while k < pc + kc {
+                let tap = k / c;
+                let (ky, kx) = (tap as isize / src.kw, tap as isize % src.kw);
+                let first = k - tap * c;
+                // Even, as `first` and `c` are, except a short last slab.
+                let count = (pc + kc - k).min(c - first);
+                let mut rows_at = [std::ptr::null::<f32>(); MAX_MR];
+                for i in 0..rows {
+                    let (iy, ix) = (origin[i].0 + ky * src.dh, origin[i].1 + kx * src.dw);
+                    if iy >= 0 && iy < src.h && ix >= 0 && ix < src.w {
+                        rows_at[i] = src.input.offset((iy * src.w + ix) * src.c + first as isize);
+                    }
+                }
+                for ch in (0..count).step_by(2) {
+                    let pair = &mut out[o..o + mr];
+                    for (slot, &at) in pair.iter_mut().zip(&rows_at[..mr]) {
+                        *slot = if at.is_null() { 0.0 } else { bf16_pair(*at.add(ch), if ch + 1 < count { *at.add(ch + 1) } else { 0.0 }) };
+                    }
+                    o += mr;
+                }
+                k += count;
+            }
+        }
+    }
+}
+
 /// Where the B operand comes from.
 #[derive(Clone, Copy)]
 pub(super) enum BSource {
     Strided(*const f32, isize, isize),
     /// Laid out by [`pack_b_all`].
     Packed(*const f32),
+}
+
+/// Elements [`pack_b_all_bf16`] writes for a `k × n` matrix: as many as [`pack_b_all`] for
+/// `⌈k/2⌉` rows.
+pub fn packed_b_bf16_len(k: usize, n: usize, blk: Blocking) -> usize {
+    packed_b_len(k.div_ceil(2), n, blk)
+}
+
+/// [`pack_b_all`] in the bf16 kernel's pairs, for [`super::Precision::Bf16`] products.
+///
+/// # Safety
+/// B must be valid for `p < k, j < n`; `out` must hold [`packed_b_bf16_len`] elements.
+pub unsafe fn pack_b_all_bf16(k: usize, n: usize, b: *const f32, rsb: isize, csb: isize, blk: Blocking, out: &mut [f32]) {
+    // SAFETY: the caller upholds the contract in `# Safety` above.
+    unsafe {
+        let (mr, nr) = (kernel().mr, kernel().nr);
+        let blk = blk.sanitized(mr);
+        let kp = k.div_ceil(2);
+        for jc in (0..n).step_by(blk.nc) {
+            let nc = blk.nc.min(n - jc);
+            for pc in (0..kp).step_by(blk.kc) {
+                let kc = blk.kc.min(kp - pc);
+                let at = packed_b_offset(kp, jc, pc, nc, blk.nc, nr);
+                pack_b_pairs(nr, (2 * kc).min(k - 2 * pc), nc, b.offset((2 * pc) as isize * rsb + jc as isize * csb), rsb, csb, &mut out[at..]);
+            }
+        }
+    }
 }
 
 /// Floats [`pack_b_all`] writes for a `k × n` matrix.
@@ -181,6 +308,36 @@ pub(super) fn padded_rows(m: usize, mr: usize, blk: Blocking) -> usize {
 pub fn packed_a_len(m: usize, k: usize, blk: Blocking) -> usize {
     let mr = kernel().mr;
     padded_rows(m, mr, blk.sanitized(mr)) * k
+}
+
+/// Elements [`pack_a_all_bf16`] writes for an `m × k` matrix.
+pub fn packed_a_bf16_len(m: usize, k: usize, blk: Blocking) -> usize {
+    packed_a_len(m, k.div_ceil(2), blk)
+}
+
+/// [`pack_a_all`] in the bf16 kernel's pairs, for [`super::Precision::Bf16`] products.
+///
+/// # Safety
+/// A must be valid for `i < m, p < k`; `out` must hold [`packed_a_bf16_len`] elements.
+pub unsafe fn pack_a_all_bf16(m: usize, k: usize, a: *const f32, rsa: isize, csa: isize, blk: Blocking, out: &mut [f32]) {
+    // SAFETY: the caller upholds the contract in `# Safety` above.
+    unsafe {
+        let mr = kernel().mr;
+        let blk = blk.sanitized(mr);
+        let rows = padded_rows(m, mr, blk);
+        let kp = k.div_ceil(2);
+        let mut wide = Vec::new();
+        for pc in (0..kp).step_by(blk.kc) {
+            let kc = blk.kc.min(kp - pc);
+            let kw = (2 * kc).min(k - 2 * pc);
+            for ic in (0..m).step_by(blk.mc) {
+                let mc = blk.mc.min(m - ic);
+                wide.resize(mc.next_multiple_of(mr) * kw, 0.0);
+                pack_a(mr, mc, kw, a.offset(ic as isize * rsa + (2 * pc) as isize * csa), rsa, csa, &mut wide);
+                pair_a_panels(mr, mc, kw, &wide, &mut out[rows * pc + ic * kc..]);
+            }
+        }
+    }
 }
 
 /// Pack all of A (`m × k`, strided) once, for [`sgemm_packed_a`] with the same blocking:

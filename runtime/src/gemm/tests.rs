@@ -61,6 +61,7 @@ fn entry_gemm(m: usize, n: usize, k: usize, a: (*const f32, i64, i64, bool), b: 
         bias_per_row: bias_per_row as i64,
         residual,
         act: act.code(),
+        bf16: 0,
     };
     // SAFETY: the operands are the test's own buffers, of the sizes the descriptor names.
     unsafe { nnc_gemm(&call) }
@@ -85,7 +86,7 @@ fn patches_gathered_while_packing_match_im2col() {
         unsafe { sgemm_packed_b(m, n, k, col.as_ptr(), k as isize, 1, packed_b.as_ptr(), want.as_mut_ptr(), n as isize, 1, false, blk) };
         for threads in [1, 2] {
             let mut got = vec![0.0f32; m * n];
-            let call = ConvNhwcCall { m: m as i64, n: n as i64, input: input.as_ptr(), c, h, w, kh, kw, sh, sw, dh, dw, pt, pl, ow, b: packed_b.as_ptr(), out: got.as_mut_ptr(), rsc: n as i64, csc: 1, threads, kc: 16, mc: 8, nc: 64, bias: std::ptr::null(), bias_per_row: 0, residual: std::ptr::null(), act: 0 };
+            let call = ConvNhwcCall { m: m as i64, n: n as i64, input: input.as_ptr(), c, h, w, kh, kw, sh, sw, dh, dw, pt, pl, ow, b: packed_b.as_ptr(), out: got.as_mut_ptr(), rsc: n as i64, csc: 1, threads, kc: 16, mc: 8, nc: 64, bias: std::ptr::null(), bias_per_row: 0, residual: std::ptr::null(), act: 0, bf16: 0 };
             // SAFETY: the test's own buffers, of the sizes the descriptor names.
             unsafe { nnc_gemm_conv_nhwc(&call) };
             assert_eq!(got, want, "dilation {dh}, {threads} threads");
@@ -161,5 +162,70 @@ fn matches_naive_product_on_awkward_sizes() {
                 assert_eq!(c8, want, "{m}x{n}x{k} epilogue by rows");
             }
         }
+    }
+}
+
+/// The bf16 kernel, where the CPU has one, against the f32 product of the bf16-rounded
+/// operands: every product of two bf16 values is exact in f32, so the two differ only in
+/// summation order. Every source of A and B (strided, transposed, packed ahead, gathered
+/// patches), odd `k` (a pair's upper half is zero), several slabs, and two threads.
+#[test]
+fn bf16_kernel_matches_the_f32_product_of_the_rounded_operands() {
+    if bf16_microkernel_name().is_none() {
+        eprintln!("no AVX512_BF16 on this CPU: bf16 products run on the f32 kernel");
+        return;
+    }
+    let round = |v: Vec<f32>| v.into_iter().map(crate::dtype::round_bf16).collect::<Vec<f32>>();
+    let close = |got: &[f32], want: &[f32], what: &str| {
+        for (x, y) in got.iter().zip(want) {
+            assert!((x - y).abs() <= 1e-5 * (1.0 + y.abs()), "{what}: {x} vs {y}");
+        }
+    };
+    for blk in [Blocking { kc: 16, mc: 16, nc: 64 }, Blocking { kc: 256, mc: 1792, nc: 4096 }] {
+        for &(m, n, k) in &[(1, 1, 1), (7, 33, 5), (17, 65, 301), (100, 10, 513), (1, 1000, 64), (64, 1, 63)] {
+            let a = round((0..m * k).map(|i| ((i * 7 % 13) as f32 - 6.0) / 7.0).collect());
+            let b = round((0..k * n).map(|i| ((i * 5 % 11) as f32 - 5.0) / 5.0).collect());
+            let want = naive(m, n, k, &a, &b);
+            let what = format!("{m}x{n}x{k} {blk:?}");
+            let mut c = vec![1.0f32; m * n];
+            unsafe { gemm_in(Precision::Bf16, m, n, k, a.as_ptr(), k as isize, 1, b.as_ptr(), n as isize, 1, c.as_mut_ptr(), n as isize, 1, false, blk) };
+            close(&c, &want, &what);
+            let bt: Vec<f32> = (0..k * n).map(|i| b[(i % k) * n + i / k]).collect();
+            let mut c2 = vec![0.0f32; m * n];
+            unsafe { gemm_in(Precision::Bf16, m, n, k, a.as_ptr(), k as isize, 1, bt.as_ptr(), 1, k as isize, c2.as_mut_ptr(), n as isize, 1, false, blk) };
+            assert_eq!(c2, c, "{what} transposed B");
+            let mut packed_a = vec![0.0f32; packed_a_bf16_len(m, k, blk)];
+            unsafe { pack_a_all_bf16(m, k, a.as_ptr(), k as isize, 1, blk, &mut packed_a) };
+            let mut packed_b = vec![0.0f32; packed_b_bf16_len(k, n, blk)];
+            unsafe { pack_b_all_bf16(k, n, b.as_ptr(), n as isize, 1, blk, &mut packed_b) };
+            for (a_src, b_src, threads) in [(true, false, 1), (false, true, 2), (false, false, 2)] {
+                let mut got = vec![0.0f32; m * n];
+                let a_arg = if a_src { (packed_a.as_ptr(), 0, 0, true) } else { (a.as_ptr(), k as i64, 1, false) };
+                let b_arg = if b_src { (packed_b.as_ptr(), 0, 0, true) } else { (b.as_ptr(), n as i64, 1, false) };
+                let call = GemmCall { m: m as i64, n: n as i64, k: k as i64, a: a_arg.0, rsa: a_arg.1, csa: a_arg.2, a_packed: a_arg.3 as i64, b: b_arg.0, rsb: b_arg.1, csb: b_arg.2, b_packed: b_arg.3 as i64, c: got.as_mut_ptr(), rsc: n as i64, csc: 1, accumulate: 0, threads, kc: blk.kc as i64, mc: blk.mc as i64, nc: blk.nc as i64, bias: std::ptr::null(), bias_per_row: 0, residual: std::ptr::null(), act: 0, bf16: 1 };
+                // SAFETY: the test's own buffers, of the sizes the descriptor names.
+                unsafe { nnc_gemm(&call) };
+                assert_eq!(got, c, "{what}: packed A {a_src}, packed B {b_src}, {threads} threads");
+            }
+        }
+    }
+    // Patches gathered while packing: with 5 channels pairs straddle taps (packed in f32,
+    // then paired); with 6 each pair is two channels of one tap (packed as pairs directly).
+    for c in [5i64, 6] {
+    let (h, w, kh, kw, sh, sw, dh, dw, pt, pl) = (9i64, 8i64, 3i64, 3i64, 1i64, 2i64, 1i64, 1i64, 1i64, 1i64);
+    let oh = (h + 2 * pt - dh * (kh - 1) - 1) / sh + 1;
+    let ow = (w + 2 * pl - dw * (kw - 1) - 1) / sw + 1;
+    let (m, k, n) = ((oh * ow) as usize, (kh * kw * c) as usize, 40usize);
+    let input = round((0..h * w * c).map(|i| ((i * 7 % 11) as f32 - 5.0) / 3.0).collect());
+    let b = round((0..k * n).map(|i| ((i * 5 % 13) as f32 - 6.0) / 7.0).collect());
+    let blk = Blocking { kc: 8, mc: 16, nc: 64 };
+    let mut packed_b = vec![0.0f32; packed_b_bf16_len(k, n, blk)];
+    unsafe { pack_b_all_bf16(k, n, b.as_ptr(), n as isize, 1, blk, &mut packed_b) };
+    let want = naive(m, n, k, &im2col_nhwc(&input, c, h, w, kh, kw, sh, sw, dh, dw, pt, pl, oh, ow), &b);
+    let mut got = vec![0.0f32; m * n];
+    let call = ConvNhwcCall { m: m as i64, n: n as i64, input: input.as_ptr(), c, h, w, kh, kw, sh, sw, dh, dw, pt, pl, ow, b: packed_b.as_ptr(), out: got.as_mut_ptr(), rsc: n as i64, csc: 1, threads: 2, kc: 8, mc: 16, nc: 64, bias: std::ptr::null(), bias_per_row: 0, residual: std::ptr::null(), act: 0, bf16: 1 };
+    // SAFETY: the test's own buffers, of the sizes the descriptor names.
+    unsafe { nnc_gemm_conv_nhwc(&call) };
+    close(&got, &want, &format!("patches of {c} channels"));
     }
 }
