@@ -315,7 +315,7 @@ unsafe fn gemm(m: usize, n: usize, k: usize, a: ASource, b: BSource, c: *mut f32
                                 let cp = c.offset((ic + ir) as isize * rsc + (jc + jr) as isize * csc);
                                 if rows == mr && cols == nr {
                                     (kern.micro)(kc, ap, bp, cp, rsc, csc, acc);
-                                    if pc + kc == k && !ep.is_none() {
+                                    if pc + kc == steps && !ep.is_none() {
                                         ep.apply(cp, ic + ir, jc + jr, rows, cols, rsc, csc);
                                     }
                                 } else {
@@ -328,7 +328,7 @@ unsafe fn gemm(m: usize, n: usize, k: usize, a: ASource, b: BSource, c: *mut f32
                                             *dst = if acc { *dst + v } else { v };
                                         }
                                     }
-                                    if pc + kc == k && !ep.is_none() {
+                                    if pc + kc == steps && !ep.is_none() {
                                         ep.apply(cp, ic + ir, jc + jr, rows, cols, rsc, csc);
                                     }
                                 }

@@ -198,11 +198,14 @@ fn bf16_kernel_matches_the_f32_product_of_the_rounded_operands() {
             unsafe { pack_a_all_bf16(m, k, a.as_ptr(), k as isize, 1, blk, &mut packed_a) };
             let mut packed_b = vec![0.0f32; packed_b_bf16_len(k, n, blk)];
             unsafe { pack_b_all_bf16(k, n, b.as_ptr(), n as isize, 1, blk, &mut packed_b) };
+            // The epilogue runs once the last slab is in: a per-row bias shows it did.
+            let bias: Vec<f32> = (0..m).map(|i| i as f32).collect();
+            let c: Vec<f32> = c.iter().enumerate().map(|(idx, v)| v + bias[idx / n]).collect();
             for (a_src, b_src, threads) in [(true, false, 1), (false, true, 2), (false, false, 2)] {
                 let mut got = vec![0.0f32; m * n];
                 let a_arg = if a_src { (packed_a.as_ptr(), 0, 0, true) } else { (a.as_ptr(), k as i64, 1, false) };
                 let b_arg = if b_src { (packed_b.as_ptr(), 0, 0, true) } else { (b.as_ptr(), n as i64, 1, false) };
-                let call = GemmCall { m: m as i64, n: n as i64, k: k as i64, a: a_arg.0, rsa: a_arg.1, csa: a_arg.2, a_packed: a_arg.3 as i64, b: b_arg.0, rsb: b_arg.1, csb: b_arg.2, b_packed: b_arg.3 as i64, c: got.as_mut_ptr(), rsc: n as i64, csc: 1, accumulate: 0, threads, kc: blk.kc as i64, mc: blk.mc as i64, nc: blk.nc as i64, bias: std::ptr::null(), bias_per_row: 0, residual: std::ptr::null(), act: 0, bf16: 1 };
+                let call = GemmCall { m: m as i64, n: n as i64, k: k as i64, a: a_arg.0, rsa: a_arg.1, csa: a_arg.2, a_packed: a_arg.3 as i64, b: b_arg.0, rsb: b_arg.1, csb: b_arg.2, b_packed: b_arg.3 as i64, c: got.as_mut_ptr(), rsc: n as i64, csc: 1, accumulate: 0, threads, kc: blk.kc as i64, mc: blk.mc as i64, nc: blk.nc as i64, bias: bias.as_ptr(), bias_per_row: 1, residual: std::ptr::null(), act: 0, bf16: 1 };
                 // SAFETY: the test's own buffers, of the sizes the descriptor names.
                 unsafe { nnc_gemm(&call) };
                 assert_eq!(got, c, "{what}: packed A {a_src}, packed B {b_src}, {threads} threads");
