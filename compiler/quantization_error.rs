@@ -95,8 +95,10 @@ fn observed(graph: &mut Graph, nodes: &[NodeId], runs: &[Vec<Tensor>], observe: 
 }
 
 /// The table `nnc summary --quantize int8` prints after the model's.
-pub fn render(layers: &[LayerError], runs: usize) -> String {
-    let mut out = format!("\nint8 quantization error: SQNR of each product's accumulator against float, on {runs} calibration input{} (higher is better)\n", if runs == 1 { "" } else { "s" });
+/// The table `nnc summary` prints; `precision` names the quantization (`int8`, `bf16`).
+pub fn render(precision: &str, layers: &[LayerError], runs: usize) -> String {
+    let what = if precision == "int8" { "accumulator" } else { "result" };
+    let mut out = format!("\n{precision} quantization error: SQNR of each product's {what} against float, on {runs} calibration input{} (higher is better)\n", if runs == 1 { "" } else { "s" });
     let name_w = layers.iter().map(|l| l.name.chars().count()).max().unwrap_or(5).max(5);
     let op_w = layers.iter().map(|l| l.op.len()).max().unwrap_or(2).max(2);
     writeln!(out, "{:<name_w$}  {:<op_w$}  {:>9}", "layer", "op", "SQNR").unwrap();

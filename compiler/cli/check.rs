@@ -45,27 +45,34 @@ pub(super) fn summary(session: &mut Session, a: &SummaryArgs) -> CmdResult {
     };
     // The float graph as quantization receives it (after the passes before it, at -O2, as
     // `nnc run` quantizes), against the quantized graph.
-    let mut before = BeforePass { pass: if bf16 { "quantize-bf16" } else { "quantize-int8" }, graph: None };
-    let mut quantized = bound;
+    let mut before = BeforePass { pass: if bf16 { "quantize-bf16" } else { "quantize-int8" }, graph: None, after: None };
+    let mut optimized = bound;
     let cx = passes::PassContext { cpu: None, quantize: (!bf16).then_some(&calibration), bf16 };
-    driver::optimize(&mut quantized, 2, &cx, &mut before).map_err(|e| Diagnostic::error(e.to_string()))?;
-    let Some(mut float) = before.graph else { return Ok(()) };
+    driver::optimize(&mut optimized, 2, &cx, &mut before).map_err(|e| Diagnostic::error(e.to_string()))?;
+    let (Some(mut float), Some(mut quantized)) = (before.graph, before.after) else { return Ok(()) };
     let runs = &calibration.runs[..calibration.runs.len().min(ERROR_RUNS)];
     let layers = quantization_error::per_product(&mut float, &mut quantized, runs, calibration.observe);
-    print!("{}", quantization_error::render(&layers, runs.len()));
+    print!("{}", quantization_error::render(if bf16 { "bf16" } else { "int8" }, &layers, runs.len()));
     Ok(())
 }
 
-/// Keeps a copy of the graph as it is before `pass` runs.
+/// Keeps copies of the graph as it is before and after `pass` runs: later passes (fusion)
+/// change which node holds a product's value, not the value.
 struct BeforePass {
     pass: &'static str,
     graph: Option<Graph>,
+    after: Option<Graph>,
 }
 
 impl passes::Instrumentation for BeforePass {
     fn before_pass(&mut self, pass: &'static str, graph: &Graph) {
         if pass == self.pass {
             self.graph = Some(graph.clone());
+        }
+    }
+    fn after_pass(&mut self, pass: &'static str, graph: &Graph) {
+        if pass == self.pass {
+            self.after = Some(graph.clone());
         }
     }
 }
