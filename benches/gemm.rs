@@ -4,6 +4,8 @@
 //! Then the int8 GEMM (`igemm`) on ResNet-18's 64-filter 3×3 convolution at 56² as the JIT
 //! runs it (`[64 × 576]·[576 × 3136]`, A prepacked, B packed per call) and square 1024³,
 //! throughput in int8 operations (2 per multiply-add).
+//! Then the bf16 GEMM (`Precision::Bf16`, where the CPU has AVX512_BF16) against the f32 one on
+//! the same bf16-valued operands: square 1024³ and the transformer's 128×1024×256 product.
 //! Run: `cargo bench --bench gemm`. GFLOP/s = 2·n³ / time.
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
@@ -49,5 +51,30 @@ fn igemm(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, gemm, igemm);
+fn bf16_gemm(c: &mut Criterion) {
+    use nnc_runtime::gemm::{bf16_microkernel_name, gemm_in, Precision};
+    let Some(kernel) = bf16_microkernel_name() else {
+        eprintln!("no AVX512_BF16 on this CPU: bf16 products run on the f32 kernel");
+        return;
+    };
+    let target = CpuTarget::host(true);
+    let mut group = c.benchmark_group(format!("bf16 gemm ({kernel})"));
+    for (name, m, n, k) in [("1024", 1024usize, 1024usize, 1024usize), ("transformer 128x1024x256", 128, 1024, 256)] {
+        let round = |v: f32| nnc_runtime::dtype::round_bf16(v);
+        let a: Vec<f32> = (0..m * k).map(|i| round((i % 17) as f32 / 17.0)).collect();
+        let b: Vec<f32> = (0..k * n).map(|i| round((i % 13) as f32 / 13.0)).collect();
+        let mut out = vec![0.0f32; m * n];
+        let t = target.gemm_tile(m, n, k);
+        let blk = Blocking { kc: t.kc, mc: t.mc, nc: t.nc };
+        group.throughput(Throughput::Elements((2 * m * n * k) as u64));
+        for precision in [Precision::F32, Precision::Bf16] {
+            group.bench_function(format!("{name} {precision:?}"), |bench| {
+                bench.iter(|| unsafe { gemm_in(precision, m, n, k, black_box(a.as_ptr()), k as isize, 1, b.as_ptr(), n as isize, 1, out.as_mut_ptr(), n as isize, 1, false, blk) })
+            });
+        }
+    }
+    group.finish();
+}
+
+criterion_group!(benches, gemm, igemm, bf16_gemm);
 criterion_main!(benches);

@@ -1,6 +1,6 @@
 //! The JIT end to end: every distinct ResNet-18 convolution on its own (GFLOP/s), and each
-//! example model's latency in f32 and quantized to int8, all with the runtime microkernels
-//! (the default).
+//! example model's latency in f32, quantized to int8 and in bf16 mixed precision, all with the
+//! runtime microkernels (the default).
 //! Run: `cargo bench --bench jit`.
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
@@ -59,29 +59,33 @@ fn models(c: &mut Criterion) {
     group.finish();
 }
 
-/// A model quantized to int8 (calibrated on its benchmark input), compiled for this CPU.
-fn compile_int8(src: &str, name: &str) -> (jit::Executable, Vec<Tensor>) {
+/// A model quantized to int8 (calibrated on its benchmark input), or in bf16 mixed precision
+/// (`bf16`), compiled for this CPU.
+fn compile_quantized(src: &str, name: &str, bf16: bool) -> (jit::Executable, Vec<Tensor>) {
     let mut g = build_graph(&Source::from_string(name, src), None, &Default::default()).unwrap();
     let w = weights::random_weights(&g, 1);
     weights::bind_weights(&mut g, w, "random").unwrap();
     let inputs: Vec<Tensor> = g.inputs.iter().map(|&i| Tensor::f32(g.node(i).ty.shape.clone(), (0..g.node(i).ty.numel()).map(|j| ((j * 7919) % 2000) as f32 / 1000.0 - 1.0).collect())).collect();
     let calibration = passes::Calibration::new(vec![inputs.clone()]);
     let target = nnc::target::CpuTarget::host(true);
-    passes::optimize_with(&mut g, 2, &passes::PassContext { cpu: Some(&target), quantize: Some(&calibration), bf16: false }, false, &mut |_, _| {}).unwrap();
+    let quantize = (!bf16).then_some(&calibration);
+    passes::optimize_with(&mut g, 2, &passes::PassContext { cpu: Some(&target), quantize, bf16 }, false, &mut |_, _| {}).unwrap();
     (jit::compile(&g, &Default::default()).unwrap(), inputs)
 }
 
-fn models_int8(c: &mut Criterion) {
-    let mut group = c.benchmark_group("model int8");
-    group.sample_size(20);
-    for name in ["mlp", "lenet5", "resnet18", "mobilenet_v2", "transformer"] {
-        let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(format!("examples/{name}.nn"));
-        let (exe, inputs) = compile_int8(&std::fs::read_to_string(path).unwrap(), name);
-        let mut ws = exe.workspace();
-        group.bench_function(name, |b| b.iter(|| exe.run(&mut ws, &inputs).unwrap()));
+fn models_quantized(c: &mut Criterion) {
+    for (group_name, bf16) in [("model int8", false), ("model bf16", true)] {
+        let mut group = c.benchmark_group(group_name);
+        group.sample_size(20);
+        for name in ["mlp", "lenet5", "resnet18", "mobilenet_v2", "transformer"] {
+            let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(format!("examples/{name}.nn"));
+            let (exe, inputs) = compile_quantized(&std::fs::read_to_string(path).unwrap(), name, bf16);
+            let mut ws = exe.workspace();
+            group.bench_function(name, |b| b.iter(|| exe.run(&mut ws, &inputs).unwrap()));
+        }
+        group.finish();
     }
-    group.finish();
 }
 
-criterion_group!(benches, resnet18_convolutions, models, models_int8);
+criterion_group!(benches, resnet18_convolutions, models, models_quantized);
 criterion_main!(benches);

@@ -2,7 +2,8 @@
 //! reference interpreter on the unoptimized graph. Floats must agree within
 //! |Δ| ≤ 1e-4·(1 + |ref|) plus what the graph itself makes of rounding (below); int8
 //! executions (the accelerator's and the JIT's) must give the interpreter's bits on the same
-//! quantized graph; a JIT run on two
+//! quantized graph; bf16 mixed precision on the JIT must agree with the interpreter on the
+//! same bf16 graph within what bf16 rounding flips make of it (below); a JIT run on two
 //! threads must give the one-thread bits.
 //!
 //! Executors round differently (f32 against f64 accumulation, fused multiply-adds, other
@@ -12,6 +13,10 @@
 //! wrong ones. So the check measures each graph's sensitivity: it runs the interpreter twice
 //! more with every op's result jittered by up to 2⁻²⁰ relative (8 ulps), and allows 16 times
 //! the largest jitter-induced difference of each element on top of the fixed tolerance.
+//! For bf16 graphs the kernels' f32 arithmetic, rounded once per op, can land on the other
+//! side of a bf16 rounding boundary than the interpreter's, a step of one bf16 unit (up to
+//! 2⁻⁷ relative), so the jitter there moves every bf16 result by up to 2⁻⁷ (then rounds
+//! it) and the fixed part of the tolerance is 2⁻⁷ too: one flip of an output itself.
 //! Values beyond ±1e15 anywhere in the reference (or infinite or NaN) are outside what any
 //! tolerance can promise, since f32 and f64 intermediates overflow at different points;
 //! for those models only counts, shapes and thread determinism are compared, and the check
@@ -47,6 +52,9 @@ pub struct Plan {
     /// int8 on the JIT, bit for bit with the interpreter on the same quantized graph:
     /// `(level, microkernels, threads)`.
     pub int8_jit: Vec<(u8, bool, usize)>,
+    /// bf16 mixed precision (`--quantize bf16`) on the JIT against the interpreter on the
+    /// same graph: `(level, microkernels, threads)`.
+    pub bf16_jit: Vec<(u8, bool, usize)>,
 }
 
 impl Plan {
@@ -67,7 +75,8 @@ impl Plan {
             jit: levels.clone().flat_map(|l| [(l, true, 1), (l, true, 2), (l, false, 1), (l, false, 2)]).collect(),
             accel: levels.clone().flat_map(|l| [(l, false), (l, true)]).collect(),
             int8: levels.clone().flat_map(|l| [(l, false), (l, true)]).collect(),
-            int8_jit: levels.flat_map(|l| [(l, true, 1), (l, true, 2), (l, false, 1), (l, false, 2)]).collect(),
+            int8_jit: levels.clone().flat_map(|l| [(l, true, 1), (l, true, 2), (l, false, 1), (l, false, 2)]).collect(),
+            bf16_jit: levels.flat_map(|l| [(l, true, 1), (l, false, 2)]).collect(),
         }
     }
 
@@ -86,6 +95,7 @@ impl Plan {
             accel: vec![(other, os)],
             int8: vec![(level, !os)],
             int8_jit: vec![(other, ukernels, threads)],
+            bf16_jit: vec![(level, !ukernels, threads)],
         }
     }
 }
@@ -236,16 +246,43 @@ pub fn check(source: &str, seed: u64, plan: &Plan) -> Result<Checked, Failure> {
         compare(&got, &want, tol).map_err(|e| fail(&format!("{what} differs from the interpreter on the quantized graph"), &e))?;
         compared += 1;
     }
+    for &(level, ukernels, threads) in &plan.bf16_jit {
+        let what = format!("jit bf16 -O{level} ukernels={} threads={threads}", if ukernels { "on" } else { "off" });
+        let mut g = bound.clone();
+        let target = CpuTarget::host(ukernels);
+        passes::optimize_with(&mut g, level, &PassContext { cpu: Some(&target), quantize: None, bf16: true }, true, &mut |_, _| {}).map_err(|e| fail(&format!("bf16 at -O{level}"), &e))?;
+        let want = interp::run(&g, &inputs).map_err(|e| fail(&format!("interp bf16 -O{level}"), &e))?;
+        let exe = jit::compile(&g, &jit::JitOptions { ukernels, threads }).map_err(|e| fail(&what, &e))?;
+        let got = exe.run(&mut exe.workspace(), &inputs).map_err(|e| fail(&what, &e))?;
+        let tol = if out_of_range {
+            Tolerance::ShapesOnly
+        } else {
+            let slack = slack_with(&g, &inputs, &want, seed, BF16_JITTER).map_err(|e| fail(&format!("interp bf16 -O{level} with jitter"), &e))?;
+            Tolerance::Float { rel: BF16_JITTER, slack }
+        };
+        compare(&got, &want, &tol).map_err(|e| fail(&format!("{what} differs from the interpreter on the bf16 graph"), &e))?;
+        compared += 1;
+    }
     Ok(Checked { executions: compared, out_of_range })
 }
+
+/// The largest relative step of a bf16 rounding flip: one unit (2⁻⁷ of the binade's
+/// bottom: bf16 keeps 7 bits after the leading one).
+const BF16_JITTER: f32 = 1.0 / 128.0;
 
 /// Per output element, [`JITTER_ALLOWANCE`] times the largest difference from `reference`
 /// that jittering every op's result (two seeded runs) makes: how far rounding alone can move
 /// each output of this graph.
 pub fn rounding_slack(graph: &Graph, inputs: &[Tensor], reference: &[Tensor], seed: u64) -> Result<Vec<Vec<f32>>, interp::InterpError> {
+    slack_with(graph, inputs, reference, seed, 0.0)
+}
+
+/// [`rounding_slack`], with f16/bf16 results jittered by up to `narrow` relative (and rounded
+/// again).
+fn slack_with(graph: &Graph, inputs: &[Tensor], reference: &[Tensor], seed: u64, narrow: f32) -> Result<Vec<Vec<f32>>, interp::InterpError> {
     let mut slack: Vec<Vec<f32>> = reference.iter().map(|t| vec![0.0; t.len()]).collect();
     for k in 0..2u64 {
-        let noisy = interp::run_perturbed(graph, inputs, &mut jitter(seed.wrapping_mul(31).wrapping_add(k)))?;
+        let noisy = interp::run_perturbed(graph, inputs, &mut jitter(seed.wrapping_mul(31).wrapping_add(k), narrow))?;
         for ((s, n), r) in slack.iter_mut().zip(&noisy).zip(reference) {
             for ((s, a), b) in s.iter_mut().zip(n.to_f32_vec()).zip(r.to_f32_vec()) {
                 let d = if a == b { 0.0 } else { JITTER_ALLOWANCE * (a - b).abs() };
@@ -256,15 +293,19 @@ pub fn rounding_slack(graph: &Graph, inputs: &[Tensor], reference: &[Tensor], se
     Ok(slack)
 }
 
-/// Multiplies every f32 element of an op's result by 1 + u·[`JITTER`], u uniform in [-1, 1].
-fn jitter(seed: u64) -> impl FnMut(crate::ir::NodeId, Tensor) -> Tensor {
+/// Multiplies every f32 element of an op's result by 1 + u·[`JITTER`], and every f16/bf16
+/// one by 1 + u·`narrow` (rounded again), u uniform in [-1, 1].
+fn jitter(seed: u64, narrow: f32) -> impl FnMut(crate::ir::NodeId, Tensor) -> Tensor {
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
-    move |_, t| match t.as_f32() {
-        Some(v) if t.dtype() == nnc_runtime::DType::F32 => {
-            let v = v.iter().map(|&x| x * (1.0 + rng.random_range(-JITTER..=JITTER))).collect();
-            Tensor::f32(t.shape().to_vec(), v)
-        }
-        _ => t,
+    move |_, t| {
+        let dtype = t.dtype();
+        let amount = match dtype {
+            nnc_runtime::DType::F32 => JITTER,
+            nnc_runtime::DType::F16 | nnc_runtime::DType::BF16 if narrow > 0.0 => narrow,
+            _ => return t,
+        };
+        let v = t.as_f32().expect("a float tensor").iter().map(|&x| x * (1.0 + rng.random_range(-amount..=amount))).collect();
+        Tensor::from_f32(dtype, t.shape().to_vec(), v).expect("same shape")
     }
 }
 
