@@ -50,7 +50,10 @@ pub fn quantize_int8(graph: &mut Graph, calibration: &Calibration) -> bool {
 
 /// `quantize(view(x))` → `view(quantize(x))` for `flatten`, `reshape` and `max_pool`, which
 /// commute with a monotone quantizer (NaN aside), so int8 codes flow through them and the
-/// producer's epilogue can requantize.
+/// producer's epilogue can requantize. A `max_pool` whose value also feeds float ops (a
+/// ResNet stem's pool feeds the first residual) pools codes all the same, and the float ops
+/// read its dequantized codes, as ONNX Runtime's QDQ graphs do: pooling 4 bytes per value
+/// less, in the requantizing epilogue's layout, is worth the float users' rounding.
 fn hoist_quantize(graph: &mut Graph) {
     loop {
         let mut changed = false;
@@ -63,16 +66,22 @@ fn hoist_quantize(graph: &mut Graph) {
             let v = graph.operands(q)[0];
             // Ops that only move or select values (`Codes::Moves`) commute with quantization.
             let Some(view) = graph.node(v).op().filter(|op| op.traits().codes == Codes::Moves).cloned() else { continue };
-            if graph.users(v).len() != 1 || graph.is_output(v) {
+            let shared_pool = matches!(view, Op::Pool(_)) && graph.users(v).len() > 1;
+            if (graph.users(v).len() != 1 && !shared_pool) || graph.is_output(v) {
                 continue;
             }
             let x = graph.operands(v)[0];
             let base = format!("{}.q", graph.node(x).name);
+            let scale = quant.scale;
             let xq = add_op(graph, &base, Op::Quantize(quant), &[x]);
             let name = graph.node(v).name.clone();
             let codes = add_op(graph, &format!("{name}.i8"), view, &[xq]);
             graph.replace_uses(q, codes);
             graph.remove(q);
+            if shared_pool {
+                let dq = add_op(graph, &format!("{name}.dq"), Op::Dequantize(Dequantize { scales: Scales { values: vec![scale], axis: 0 } }), &[codes]);
+                graph.replace_uses(v, dq);
+            }
             graph.remove(v);
             changed = true;
         }
@@ -349,6 +358,34 @@ mod tests {
         assert_eq!(crate::ir::print::print_graph(&back), text);
         let x = &cal.runs[0];
         assert_eq!(interp::run(&back, x).unwrap(), interp::run(&g, x).unwrap());
+    }
+
+    /// A ResNet stem: the pool feeds a product and a residual add. It pools codes, the add
+    /// reads them dequantized, and conv → relu → quantize became one requantize.
+    #[test]
+    fn a_pool_shared_with_float_ops_pools_codes() {
+        let src = "model m {
+            input x: f32[1, 2, 8, 8]
+            p = max_pool(relu(conv2d(x, filters=4, kernel=3, padding=1)), kernel=3, stride=2, padding=1)
+            y = conv2d(p, filters=4, kernel=3, padding=1) + p
+            output y
+        }";
+        let mut g = bound_graph(src, 2);
+        let cal = calibration_for(&g, 2);
+        quantize_int8(&mut g, &cal);
+        crate::ir::verify::verify(&g).unwrap();
+        let text = crate::ir::print::print_graph(&g);
+        let pool = g.node_ids().find(|&i| matches!(g.node(i).op(), Some(Op::Pool(_)))).unwrap();
+        assert_eq!(g.node(pool).ty.dtype, DType::I8, "{text}");
+        assert!(g.node_ids().any(|i| matches!(g.node(i).op(), Some(Op::Requantize(r)) if r.activation == Activation::Relu)), "{text}");
+        let reference = bound_graph(src, 2);
+        let x = &cal.runs[0];
+        let want = interp::run(&reference, x).unwrap()[0].to_f32_vec();
+        let got = interp::run(&g, x).unwrap()[0].to_f32_vec();
+        let max = want.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+        for (a, b) in want.iter().zip(&got) {
+            assert!((a - b).abs() <= 0.05 * max, "{a} vs {b}");
+        }
     }
 
     #[test]

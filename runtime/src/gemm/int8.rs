@@ -666,6 +666,18 @@ pub unsafe fn im2col_i8(input: *const i8, c: usize, h: usize, w: usize, [kh, kw]
     let p = oh * ow;
     // SAFETY: `col` has room for `c·kh·kw` rows of `p` codes; `input` holds the image.
     let (col, input) = unsafe { (std::slice::from_raw_parts_mut(col, c * kh * kw * p), std::slice::from_raw_parts(input, c * h * w)) };
+    // With a column stride, each image row is first split into its `sw` phases (columns
+    // `phase, phase + sw, ...`), so that every tap's run of outputs is a contiguous copy
+    // out of one phase instead of a byte-by-byte gather.
+    let phase_w = w.div_ceil(sw);
+    let mut phases = vec![0i8; if sw > 1 { c * h * sw * phase_w } else { 0 }];
+    if sw > 1 {
+        for (row, phased) in input.chunks_exact(w).zip(phases.chunks_exact_mut(sw * phase_w)) {
+            for (x, &v) in row.iter().enumerate() {
+                phased[(x % sw) * phase_w + x / sw] = v;
+            }
+        }
+    }
     for ch in 0..c {
         let plane = &input[ch * h * w..][..h * w];
         for ky in 0..kh {
@@ -715,9 +727,9 @@ pub unsafe fn im2col_i8(input: *const i8, c: usize, h: usize, w: usize, [kh, kw]
                     if sw == 1 {
                         out[lo..hi].copy_from_slice(&src[first..first + (hi - lo)]);
                     } else {
-                        for (o, ix) in out[lo..hi].iter_mut().zip((first..).step_by(sw)) {
-                            *o = src[ix];
-                        }
+                        // Columns `first, first + sw, ...`: consecutive in phase `first % sw`.
+                        let phased = &phases[((ch * h + iy as usize) * sw + first % sw) * phase_w..][..phase_w];
+                        out[lo..hi].copy_from_slice(&phased[first / sw..][..hi - lo]);
                     }
                 }
             }
