@@ -138,48 +138,65 @@ pub struct ConvPatches {
     pub row0: usize,
 }
 
+/// Most rows a patch panel has.
+const MAX_PATCH_MR: usize = 16;
+
+/// Rows `i0..i0+mc` (in panels of `mr`), columns `pc..pc+kc` of a patch matrix as runs of
+/// one tap's consecutive channels, in packing order: `run(rows_at, count)` gets, per row of
+/// the panel, the address of the run's first channel (null in the padding and past the
+/// last row), and the run's length.
+///
+/// # Safety
+/// `src.input` holds the `h·w·c` floats of the NHWC image whose patches these are.
+unsafe fn for_each_tap_run(mr: usize, mc: usize, kc: usize, src: &ConvPatches, i0: usize, pc: usize, mut run: impl FnMut(&[*const f32], usize)) {
+    assert!(mr <= MAX_PATCH_MR, "patch packing holds at most {MAX_PATCH_MR} rows per panel");
+    let c = src.c as usize;
+    for r0 in (0..mc).step_by(mr) {
+        let rows = mr.min(mc - r0);
+        // Each row's window origin.
+        let mut origin = [(0isize, 0isize); MAX_PATCH_MR];
+        for (i, org) in origin.iter_mut().enumerate().take(rows) {
+            let pix = (src.row0 + i0 + r0 + i) as isize;
+            *org = ((pix / src.ow) * src.sh - src.pt, (pix % src.ow) * src.sw - src.pl);
+        }
+        let mut k = pc;
+        while k < pc + kc {
+            let tap = k / c;
+            let (ky, kx) = (tap as isize / src.kw, tap as isize % src.kw);
+            let first = k - tap * c;
+            let count = (pc + kc - k).min(c - first);
+            let mut rows_at = [std::ptr::null::<f32>(); MAX_PATCH_MR];
+            for i in 0..rows {
+                let (iy, ix) = (origin[i].0 + ky * src.dh, origin[i].1 + kx * src.dw);
+                if iy >= 0 && iy < src.h && ix >= 0 && ix < src.w {
+                    // SAFETY: `(iy, ix)` is a pixel of the image, `first < c` a channel.
+                    rows_at[i] = unsafe { src.input.offset((iy * src.w + ix) * src.c + first as isize) };
+                }
+            }
+            run(&rows_at[..mr], count);
+            k += count;
+        }
+    }
+}
+
 /// Pack rows `i0..i0+mc`, columns `pc..pc+kc` of a patch matrix like [`pack_a`]: per panel,
 /// each run of columns that belongs to one tap reads `mr` pixels' channel runs.
 ///
 /// # Safety
 /// `src.input` holds the `h·w·c` floats of the NHWC image whose patches these are.
 pub(super) unsafe fn pack_a_patches(mr: usize, mc: usize, kc: usize, src: &ConvPatches, i0: usize, pc: usize, out: &mut [f32]) {
-    // SAFETY: the caller upholds the contract in `# Safety` above.
+    let mut o = 0;
+    // SAFETY: the caller upholds the contract in `# Safety` above; each run's rows hold
+    // `count` channels from their address.
     unsafe {
-        const MAX_MR: usize = 16;
-        assert!(mr <= MAX_MR, "patch packing holds at most {MAX_MR} rows per panel");
-        let c = src.c as usize;
-        let mut o = 0;
-        for r0 in (0..mc).step_by(mr) {
-            let rows = mr.min(mc - r0);
-            // Each row's window origin.
-            let mut origin = [(0isize, 0isize); MAX_MR];
-            for (i, org) in origin.iter_mut().enumerate().take(rows) {
-                let pix = (src.row0 + i0 + r0 + i) as isize;
-                *org = ((pix / src.ow) * src.sh - src.pt, (pix % src.ow) * src.sw - src.pl);
-            }
-            let mut k = pc;
-            while k < pc + kc {
-                let tap = k / c;
-                let (ky, kx) = (tap as isize / src.kw, tap as isize % src.kw);
-                let first = k - tap * c;
-                let count = (pc + kc - k).min(c - first);
-                let mut rows_at = [std::ptr::null::<f32>(); MAX_MR];
-                for i in 0..rows {
-                    let (iy, ix) = (origin[i].0 + ky * src.dh, origin[i].1 + kx * src.dw);
-                    if iy >= 0 && iy < src.h && ix >= 0 && ix < src.w {
-                        rows_at[i] = src.input.offset((iy * src.w + ix) * src.c + first as isize);
-                    }
+        for_each_tap_run(mr, mc, kc, src, i0, pc, |rows_at, count| {
+            for ch in 0..count {
+                for &at in rows_at {
+                    out[o] = if at.is_null() { 0.0 } else { *at.add(ch) };
+                    o += 1;
                 }
-                for ch in 0..count {
-                    for &at in &rows_at[..mr] {
-                        out[o] = if at.is_null() { 0.0 } else { *at.add(ch) };
-                        o += 1;
-                    }
-                }
-                k += count;
             }
-        }
+        })
     }
 }
 
@@ -190,43 +207,19 @@ pub(super) unsafe fn pack_a_patches(mr: usize, mc: usize, kc: usize, src: &ConvP
 /// # Safety
 /// As [`pack_a_patches`]; `src.c` and `pc` are even.
 pub(super) unsafe fn pack_a_patches_pairs(mr: usize, mc: usize, kc: usize, src: &ConvPatches, i0: usize, pc: usize, out: &mut [f32]) {
-    // SAFETY: the caller upholds the contract in `# Safety` above.
+    assert!(src.c.rem_euclid(2) == 0 && pc.is_multiple_of(2), "pair packing needs even channels and slabs");
+    let mut o = 0;
+    // SAFETY: as in `pack_a_patches`. Runs have an even length (as `c` and `pc` are) except a
+    // short last slab's, whose odd last channel pairs with 0.
     unsafe {
-        const MAX_MR: usize = 16;
-        assert!(mr <= MAX_MR && src.c % 2 == 0 && pc % 2 == 0, "pair packing needs even channels and slabs");
-        let c = src.c as usize;
-        let mut o = 0;
-        for r0 in (0..mc).step_by(mr) {
-            let rows = mr.min(mc - r0);
-            let mut origin = [(0isize, 0isize); MAX_MR];
-            for (i, org) in origin.iter_mut().enumerate().take(rows) {
-                let pix = (src.row0 + i0 + r0 + i) as isize;
-                *org = ((pix / src.ow) * src.sh - src.pt, (pix % src.ow) * src.sw - src.pl);
-            }
-            let mut k = pc;
-            while k < pc + kc {
-                let tap = k / c;
-                let (ky, kx) = (tap as isize / src.kw, tap as isize % src.kw);
-                let first = k - tap * c;
-                // Even, as `first` and `c` are, except a short last slab.
-                let count = (pc + kc - k).min(c - first);
-                let mut rows_at = [std::ptr::null::<f32>(); MAX_MR];
-                for i in 0..rows {
-                    let (iy, ix) = (origin[i].0 + ky * src.dh, origin[i].1 + kx * src.dw);
-                    if iy >= 0 && iy < src.h && ix >= 0 && ix < src.w {
-                        rows_at[i] = src.input.offset((iy * src.w + ix) * src.c + first as isize);
-                    }
+        for_each_tap_run(mr, mc, kc, src, i0, pc, |rows_at, count| {
+            for ch in (0..count).step_by(2) {
+                for (slot, &at) in out[o..o + rows_at.len()].iter_mut().zip(rows_at) {
+                    *slot = if at.is_null() { 0.0 } else { bf16_pair(*at.add(ch), if ch + 1 < count { *at.add(ch + 1) } else { 0.0 }) };
                 }
-                for ch in (0..count).step_by(2) {
-                    let pair = &mut out[o..o + mr];
-                    for (slot, &at) in pair.iter_mut().zip(&rows_at[..mr]) {
-                        *slot = if at.is_null() { 0.0 } else { bf16_pair(*at.add(ch), if ch + 1 < count { *at.add(ch + 1) } else { 0.0 }) };
-                    }
-                    o += mr;
-                }
-                k += count;
+                o += rows_at.len();
             }
-        }
+        })
     }
 }
 
