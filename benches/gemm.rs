@@ -34,7 +34,7 @@ fn gemm(c: &mut Criterion) {
 }
 
 fn igemm(c: &mut Criterion) {
-    use nnc_runtime::gemm::int8::{igemm, int8_microkernel_name, pack_a_i8_all, packed_a_i8_len, IntBias, IntOperand};
+    use nnc_runtime::gemm::int8::{igemm, int8_microkernel_name, pack_a_i8_all, packed_a_i8_len, IntBias, IntOperand, IntOut};
     let mut group = c.benchmark_group(format!("igemm ({})", int8_microkernel_name()));
     for (name, m, n, k) in [("resnet18 layer1 conv", 64usize, 3136usize, 576usize), ("1024", 1024, 1024, 1024), ("64x64x512 (cache-resident)", 64, 64, 512)] {
         let a: Vec<i8> = (0..m * k).map(|i| (i % 251) as u8 as i8).collect();
@@ -45,7 +45,7 @@ fn igemm(c: &mut Criterion) {
         let no_bias = IntBias { values: std::ptr::null(), per_row: false };
         group.throughput(Throughput::Elements((2 * m * n * k) as u64));
         group.bench_function(name, |bench| {
-            bench.iter(|| unsafe { igemm(1, m, n, k, IntOperand::Packed(packed.as_ptr()), IntOperand::Strided(black_box(b.as_ptr()), n as isize, 1), out.as_mut_ptr(), n as isize, 1, no_bias, 0) })
+            bench.iter(|| unsafe { igemm(1, m, n, k, IntOperand::Packed(packed.as_ptr()), IntOperand::Strided(black_box(b.as_ptr()), n as isize, 1), IntOut::Acc(out.as_mut_ptr()), n as isize, 1, no_bias, 0) })
         });
     }
     group.finish();

@@ -41,6 +41,17 @@ pub struct KernelBuilder<'a> {
     pub task: Option<(Value, Value)>,
 }
 
+/// The requantizing epilogue of an int8 GEMM call: the scale table's address (or the one
+/// scale's, when `single`), whether it runs along C's rows, and what follows the scaling.
+#[derive(Clone, Copy)]
+pub struct IgemmRequantize {
+    pub scales: Value,
+    pub per_row: bool,
+    pub single: bool,
+    pub out_scale: f32,
+    pub activation: nnc_runtime::Activation,
+}
+
 /// What a runtime GEMM call does to C after the product (`nnc_runtime::gemm::Epilogue`):
 /// addresses already offset to the block of C the call computes.
 #[derive(Clone, Copy)]
@@ -181,8 +192,10 @@ impl<'a> KernelBuilder<'a> {
     }
 
     /// `C = bias + A·B` on int8 codes into wrapping i32 (`nnc_igemm`); strides in elements,
-    /// `bias` null or per row (`bias_per_row`) or per column.
-    pub fn igemm(&mut self, [m, n, k]: [i64; 3], a: GemmOperand, b: GemmOperand, c: (Value, i64, i64), bias: Option<Value>, bias_per_row: bool) {
+    /// `bias` null or per row (`bias_per_row`) or per column. With `requantize`, C holds
+    /// int8 codes, each accumulator requantized as it is stored.
+    #[allow(clippy::too_many_arguments)]
+    pub fn igemm(&mut self, [m, n, k]: [i64; 3], a: GemmOperand, b: GemmOperand, c: (Value, i64, i64), bias: Option<Value>, bias_per_row: bool, requantize: Option<&IgemmRequantize>) {
         let rt = self.runtime_fns();
         let (a, rsa, csa, a_packed) = self.gemm_operand(a);
         let (b, rsb, csb, b_packed) = self.gemm_operand(b);
@@ -205,6 +218,12 @@ impl<'a> KernelBuilder<'a> {
             bias: bias.unwrap_or(null),
             bias_per_row: self.int(bias_per_row as i64),
             threads: self.int(self.threads),
+            requantize: self.int(requantize.is_some() as i64),
+            rq_scales: requantize.map_or(null, |r| r.scales),
+            rq_per_row: self.int(requantize.is_some_and(|r| r.per_row) as i64),
+            rq_single: self.int(requantize.is_some_and(|r| r.single) as i64),
+            rq_out_scale_bits: self.int(requantize.map_or(0, |r| r.out_scale.to_bits() as i64)),
+            rq_act: self.int(requantize.map_or(0, |r| r.activation.code())),
         };
         self.call_runtime(rt.igemm, fields.with_offsets(), IgemmCall::SIZE);
     }

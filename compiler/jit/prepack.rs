@@ -24,9 +24,16 @@ pub fn prepack_weights(graph: &Graph, plans: &HashMap<NodeId, KernelPlan>, plan:
             _ => None,
         };
         let mut buffers = Vec::new();
+        // A requantizing int8 product's per-channel scales, after its weights.
+        let scale_table = match graph.node(id).op() {
+            Some(Op::Fused(crate::ops::fused::Fused { requantize: Some(rq), .. })) => Some(rq.scales.per_channel(graph.node(id).ty.shape[rq.scales.axis])),
+            _ => None,
+        };
         match kp.prepack {
             // Made by `jit::compile` once the constants' addresses are final.
-            Prepack::Nothing | Prepack::ReferenceNode => continue,
+            Prepack::ReferenceNode => continue,
+            Prepack::Nothing if scale_table.is_none() => continue,
+            Prepack::Nothing => {}
             Prepack::LstmWeights => {
                 let Op::Lstm(l) = graph.node(id).op().expect("an lstm") else { unreachable!("only lstm plans pack lstm weights") };
                 let at: Option<Vec<usize>> = (1..operands.len()).map(const_at).collect();
@@ -80,6 +87,7 @@ pub fn prepack_weights(graph: &Graph, plans: &HashMap<NodeId, KernelPlan>, plan:
                 }
             }
         }
+        buffers.extend(scale_table);
         // A heap buffer does not move when `consts` grows, so its address is final.
         let addrs = buffers.iter().map(|b| b.as_ptr() as u64).collect();
         consts.extend(buffers);

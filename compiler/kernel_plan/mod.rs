@@ -366,6 +366,8 @@ fn scratch_bytes(kernel: Kernel, op: &Op, operands: &Operands, out: &TensorType,
             Some((Product::Conv2d(c), t)) if !conv_is_pointwise(&c, &t) => (reduction(&t) * out.shape[2] * out.shape[3]).next_multiple_of(4),
             Some(_) | None => 0,
         },
+        // A requantizing int8 product whose kernel stores accumulators: them, in i32.
+        Kernel::Int8Depthwise | Kernel::Int8Dot if matches!(op, Op::Fused(f) if f.requantize.is_some()) => out.numel() * 4,
         // A packed kc × NR panel of B.
         Kernel::RegisterTiles => tile.kc * CRANELIFT_TILE.1 * 4,
         Kernel::Loops => {

@@ -35,6 +35,8 @@ fn native_kernels_match_interpreter(op: &Op, types: &[&TensorType]) -> bool {
         Op::Pool(p) => p.kind == crate::ops::PoolKind::Max,
         // int8 products are exact; float ones sum in another order.
         Op::Conv2d(_) | Op::Dense(_) | Op::MatMul(_) => types[0].dtype == nnc_runtime::DType::I8,
+        // An int8 product requantizing as it stores: integer products and the shared rounding.
+        Op::Fused(f) if f.requantize.is_some() => true,
         Op::Fused(f) => {
             f.anchor.is_none()
                 && f.steps.iter().all(|s| match s {

@@ -124,6 +124,11 @@ impl CallArgs {
     }
 
     /// Take a keyword's value, marking it used.
+    /// A keyword's value, without marking it used.
+    pub fn peek(&self, name: &str) -> Option<&Const> {
+        self.keywords.iter().find(|k| k.name == name).map(|k| &k.value)
+    }
+
     pub fn take(&mut self, name: &str) -> Option<(Const, Span)> {
         let k = self.keywords.iter_mut().find(|k| k.name == name)?;
         k.used = true;

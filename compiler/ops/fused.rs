@@ -3,7 +3,10 @@
 //! - an **anchored** group: a matrix product (`conv2d`, `dense`, `matmul`) followed by an
 //!   elementwise epilogue, applied while the product's result is at hand;
 //! - an **elementwise chain**: no anchor; the first operand is the seed and every step
-//!   transforms it, so the chain is one loop over memory instead of one per op.
+//!   transforms it, so the chain is one loop over memory instead of one per op;
+//! - an **int8 product that requantizes**: an anchor on int8 codes whose i32 accumulators
+//!   become int8 codes as they are stored (`epilogue=["requantize"]` with the requantize's
+//!   attributes), so the accumulators never reach memory.
 //!
 //! Operands: the anchor's operands (or the seed, of the result's shape), then one extra operand
 //! per binary step: of the result's shape, a single value, or a broadcast row (the result's
@@ -128,6 +131,8 @@ pub struct Fused {
     /// The product the steps follow, or `None` for an elementwise chain.
     pub anchor: Option<Product>,
     pub steps: Vec<Step>,
+    /// An int8 anchor's requantization (then there are no steps).
+    pub requantize: Option<super::Requantize>,
 }
 
 /// How an extra operand of `extra_shape` is read against a result of `out_shape`, if it can
@@ -154,9 +159,10 @@ impl Fused {
         total - self.steps.iter().filter(|s| s.is_binary()).count()
     }
 
-    /// `conv2d+add+relu` or `sigmoid+mul`, for profiles and summaries.
+    /// `conv2d+add+relu`, `sigmoid+mul` or `conv2d+requantize`, for profiles and summaries.
     pub fn label(&self) -> String {
-        self.anchor.iter().map(|a| a.name()).chain(self.steps.iter().map(Step::name)).collect::<Vec<_>>().join("+")
+        let requantize = self.requantize.as_ref().map(|_| "requantize");
+        self.anchor.iter().map(|a| a.name()).chain(self.steps.iter().map(Step::name)).chain(requantize).collect::<Vec<_>>().join("+")
     }
 
     pub fn build(args: &mut CallArgs) -> OpResult<super::Built> {
@@ -165,7 +171,9 @@ impl Fused {
             None => None,
             Some((_, span)) => return Err(OpError::new("fused: `anchor` names an op: `anchor=\"conv2d\"` (or dense, matmul)").at(span)),
         };
+        let requantize_only = matches!(args.peek("epilogue"), Some(Const::List(items)) if items == &[Const::Str("requantize".into())]);
         let steps = match args.take("epilogue") {
+            _ if requantize_only => Vec::new(),
             Some((Const::List(items), span)) => items
                 .iter()
                 .map(|c| match c {
@@ -175,6 +183,7 @@ impl Fused {
                 .collect::<OpResult<Vec<Step>>>()?,
             _ => return Err(OpError::new("fused: needs `epilogue=[...]`").at(args.span.clone())),
         };
+        let requantize = if requantize_only { Some(super::Requantize::from_keywords(args)?) } else { None };
         let extra = steps.iter().filter(|s| s.is_binary()).count();
         if args.operands.len() <= extra {
             return Err(OpError::new("fused: too few operands for its binary steps").at(args.span.clone()));
@@ -184,7 +193,10 @@ impl Fused {
             if args.operands.len() != extra + 1 || steps.is_empty() {
                 return Err(OpError::new("fused: an elementwise chain takes one seed operand plus one per binary step, and at least one step").at(args.span.clone()));
             }
-            return Ok(super::Built { op: Op::Fused(Fused { anchor: None, steps }), implicit: Vec::new() });
+            if requantize.is_some() {
+                return Err(OpError::new("fused: a requantize epilogue needs an int8 anchor").at(args.span.clone()));
+            }
+            return Ok(super::Built { op: Op::Fused(Fused { anchor: None, steps, requantize }), implicit: Vec::new() });
         };
         let anchor_name: &'static str = super::OP_NAMES.iter().copied().find(|n| *n == anchor_name).ok_or_else(|| OpError::new(format!("fused: unknown anchor op `{anchor_name}`")))?;
         let mut inner = args.split_off(anchor_name, args.operands.len() - extra);
@@ -193,7 +205,7 @@ impl Fused {
         let Some(anchor) = anchor else {
             return Err(OpError::new(format!("fused: `{anchor_name}` with these operands cannot anchor a fused op")));
         };
-        Ok(super::Built { op: Op::Fused(Fused { anchor: Some(anchor), steps }), implicit: Vec::new() })
+        Ok(super::Built { op: Op::Fused(Fused { anchor: Some(anchor), steps, requantize }), implicit: Vec::new() })
     }
 
     pub fn infer(&self, operands: &[&TensorType]) -> OpResult<TensorType> {
@@ -202,6 +214,17 @@ impl Fused {
             Some(anchor) => anchor.infer(&operands[..n])?,
             None => TensorType::new(operands[0].dtype, operands[0].shape.clone()),
         };
+        if let Some(rq) = &self.requantize {
+            if ty.dtype != nnc_runtime::DType::I32 {
+                return Err(OpError::new(format!("fused: a requantize epilogue follows an int8 product, not a {} one", ty.dtype)));
+            }
+            // Backends apply per-channel scales along the product's output channels.
+            let channels = self.anchor.as_ref().map(|a| a.channel_axis(ty.rank()));
+            if rq.scales.values.len() > 1 && Some(rq.scales.axis) != channels {
+                return Err(OpError::new(format!("fused: a requantize epilogue scales along the product's channel axis, not axis {}", rq.scales.axis)));
+            }
+            return rq.infer(&[&ty]);
+        }
         if self.anchor.is_none() && operands[0].shape != ty.shape {
             return Err(OpError::new("fused: the seed of an elementwise chain must have the result's shape"));
         }
@@ -226,11 +249,13 @@ impl Fused {
     }
 
     pub fn attrs(&self) -> Vec<(&'static str, Const)> {
-        let epilogue = ("epilogue", Const::List(self.steps.iter().map(|s| Const::Str(s.name().to_string())).collect()));
+        let names = self.steps.iter().map(|s| s.name()).chain(self.requantize.as_ref().map(|_| "requantize"));
+        let epilogue = ("epilogue", Const::List(names.map(|n| Const::Str(n.to_string())).collect()));
         match &self.anchor {
             Some(anchor) => {
                 let mut a = vec![("anchor", Const::Str(anchor.name().to_string())), epilogue];
                 a.extend(anchor.attrs());
+                a.extend(self.requantize.iter().flat_map(|rq| rq.attrs()));
                 a
             }
             None => vec![epilogue],

@@ -257,6 +257,10 @@ impl Op {
             }
             Codes::Multiplies | Codes::Moves | Codes::Floats => {}
         }
+        if let Op::Fused(fused::Fused { anchor: Some(anchor), requantize: Some(rq), .. }) = self {
+            let acc = anchor.eval(inputs, &TensorType::new(DType::I32, out.shape.clone()));
+            return rq.eval(&acc);
+        }
         if let Op::Fused(f) = self {
             let n = f.anchor_operands(inputs.len());
             // The group computes in f32 and rounds once, at the end, to a narrow result dtype.
@@ -536,16 +540,19 @@ mod tests {
         let mut int8 = bound.clone();
         let calibration = crate::passes::Calibration::new(vec![crate::testing::differential::random_inputs(&bound, 1)]);
         crate::passes::optimize_with(&mut int8, 2, &crate::passes::PassContext { cpu: None, quantize: Some(&calibration), bf16: false }, true, &mut |_, _| {}).expect("quantizes");
+        // At -O1 nothing fuses the requantizes into their products.
+        let mut int8_unfused = bound.clone();
+        crate::passes::optimize_with(&mut int8_unfused, 1, &crate::passes::PassContext { cpu: None, quantize: Some(&calibration), bf16: false }, true, &mut |_, _| {}).expect("quantizes");
         let mut bf16 = bound.clone();
         crate::passes::optimize_with(&mut bf16, 2, &crate::passes::PassContext { cpu: Some(&target), quantize: None, bf16: true }, true, &mut |_, _| {}).expect("mixed precision");
-        let irs: Vec<String> = [&graph, &float, &int8, &bf16].iter().map(|g| crate::ir::print::print_graph(g)).collect();
+        let irs: Vec<String> = [&graph, &float, &int8, &int8_unfused, &bf16].iter().map(|g| crate::ir::print::print_graph(g)).collect();
         for name in &all {
             assert!(irs.iter().any(|ir| ir.contains(&format!(" = {name}("))), "no `{name}` in\n{}", irs.join("\n"));
         }
         // Weights print abbreviated, so only the unbound graph reads back.
         let back = crate::ir::parse::parse_graph(&irs[0]).expect("parses");
         assert_eq!(crate::ir::print::print_graph(&back), irs[0]);
-        for g in [&graph, &float, &int8, &bf16] {
+        for g in [&graph, &float, &int8, &int8_unfused, &bf16] {
             for id in g.node_ids() {
                 if let Some(op) = g.node(id).op() {
                     assert!(all.contains(&op.name()), "`{}` is not in the op table", op.name());

@@ -17,26 +17,8 @@ fn attr(v: f32) -> Const {
     Const::Float(format!("{v:e}").parse().expect("an f32 prints as a number"))
 }
 
-/// The largest code: the range is symmetric, [-127, 127].
-pub const QMAX: f32 = 127.0;
-
-/// One f32 to its int8 code at `scale`: round half to even of `x / scale`, saturated. NaN
-/// maps to 0 (Rust's float-to-int cast).
-#[inline]
-pub fn quantize_value(x: f32, scale: f32) -> i8 {
-    (x / scale).round_ties_even().clamp(-QMAX, QMAX) as i8
-}
-
+pub use nnc_runtime::quant::{quantize_value, requantize_value, QMAX};
 pub use nnc_runtime::Activation;
-
-/// An i32 accumulator to its int8 code: dequantize at `scale` (the product of the input's
-/// and the weight's scales), apply the activation in f32, quantize at `out_scale`. Identical
-/// to running `dequantize`, the activation op and `quantize` one after another, which is why
-/// the quantization pass may fold that chain into one `requantize`.
-#[inline]
-pub fn requantize_value(acc: i32, scale: f32, activation: Activation, out_scale: f32) -> i8 {
-    quantize_value(activation.apply(acc as f32 * scale), out_scale)
-}
 
 /// Per-channel scales along `axis`, or one scale for the whole tensor.
 #[derive(Clone, Debug, PartialEq)]
@@ -185,6 +167,14 @@ impl Dequantize {
 impl Requantize {
     pub fn build(args: &mut CallArgs) -> OpResult<Built> {
         args.expect_operands(1, 1, "acc")?;
+        let rq = Requantize::from_keywords(args)?;
+        args.finish(&["scale", "axis", "out_scale", "activation"])?;
+        Built::plain(Op::Requantize(rq))
+    }
+
+    /// The attributes from `scale=`, `axis=`, `out_scale=` and `activation=` (also a fused
+    /// int8 product's, whose other keywords are its anchor's).
+    pub fn from_keywords(args: &mut CallArgs) -> OpResult<Requantize> {
         let scales = Scales::build(args)?;
         let s = args.float("out_scale")?.ok_or_else(|| OpError::new("requantize: needs `out_scale=`").at(args.span.clone()))?;
         let out_scale = positive_scale("requantize", s)?;
@@ -193,8 +183,7 @@ impl Requantize {
             Some((Const::Str(s), span)) => Activation::from_name(&s).ok_or_else(|| OpError::new(format!("requantize: unknown activation \"{s}\" (none, relu or relu6)")).at(span))?,
             Some((_, span)) => return Err(OpError::new("requantize: `activation` is a string").at(span)),
         };
-        args.finish(&["scale", "axis", "out_scale", "activation"])?;
-        Built::plain(Op::Requantize(Requantize { scales, out_scale, activation }))
+        Ok(Requantize { scales, out_scale, activation })
     }
 
     pub fn infer(&self, operands: &[&TensorType]) -> OpResult<TensorType> {

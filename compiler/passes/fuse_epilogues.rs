@@ -5,6 +5,10 @@
 //! `fused` op anchored on the convolution with epilogue `[add, relu]`, and
 //! `sigmoid(a) * b` an elementwise chain `fused(a, b) epilogue=["sigmoid", "mul"]`.
 //! Only values used once are absorbed, so no result is computed twice.
+//!
+//! In a quantized graph, a `requantize` of an int8 product's accumulators joins the product
+//! the same way (`fused(..) anchor="conv2d" epilogue=["requantize"]`): the accumulators are
+//! requantized as they leave the GEMM's register tiles and never reach memory.
 
 use crate::ir::{Graph, NodeId, NodeKind};
 use crate::ops::fused::{anchor_of, extra_fits, Fused, Step, StepOf};
@@ -37,7 +41,7 @@ enum BinaryOrUnary {
 /// `id` can absorb one more step: it is a product, a fused group or a fusable elementwise op,
 /// and its value is used once, by the consumer, and is not a model output.
 fn absorbable(graph: &Graph, id: NodeId) -> bool {
-    let groupable = graph.node(id).op().is_some_and(|op| op.product().is_some() || matches!(op, Op::Fused(_)) || as_step(graph, id).is_some());
+    let groupable = graph.node(id).op().is_some_and(|op| op.product().is_some() || matches!(op, Op::Fused(f) if f.requantize.is_none()) || as_step(graph, id).is_some());
     groupable && graph.users(id).len() == 1 && !graph.is_output(id)
 }
 
@@ -72,8 +76,31 @@ fn one_row_length(graph: &Graph, out: &[usize], extras: &[NodeId]) -> bool {
     }
 }
 
-pub fn fuse_epilogues(graph: &mut Graph) -> bool {
+/// `requantize(p)` → `fused(p's operands) anchor=p epilogue=["requantize"]` for an int8
+/// product `p` used only there.
+fn fuse_requantize(graph: &mut Graph) -> bool {
     let mut changed = false;
+    for id in graph.topo_order() {
+        let Some(Op::Requantize(rq)) = graph.node(id).op() else { continue };
+        let rq = rq.clone();
+        let producer = graph.operands(id)[0];
+        let Some(anchor) = graph.node(producer).op().and_then(anchor_of) else { continue };
+        if graph.users(producer).len() != 1 || graph.is_output(producer) {
+            continue;
+        }
+        let operands = graph.operands(producer);
+        graph.node_mut(id).kind = NodeKind::Op(Op::Fused(Fused { anchor: Some(anchor), steps: Vec::new(), requantize: Some(rq) }));
+        graph.set_operands(id, &operands);
+        let layer_name = graph.node(producer).name.clone();
+        graph.remove(producer);
+        graph.rename(id, layer_name);
+        changed = true;
+    }
+    changed
+}
+
+pub fn fuse_epilogues(graph: &mut Graph) -> bool {
+    let mut changed = fuse_requantize(graph);
     for id in graph.topo_order() {
         if !graph.contains(id) {
             continue;
@@ -105,7 +132,7 @@ pub fn fuse_epilogues(graph: &mut Graph) -> bool {
         }
         steps.push(step);
         new_operands.extend(extra);
-        graph.node_mut(id).kind = NodeKind::Op(Op::Fused(Fused { anchor, steps }));
+        graph.node_mut(id).kind = NodeKind::Op(Op::Fused(Fused { anchor, steps, requantize: None }));
         graph.set_operands(id, &new_operands);
         // An anchored group is the layer: it keeps the product's name (`c1`, not `s2.relu`).
         // A chain computes its last op's value and keeps that name.

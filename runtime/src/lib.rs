@@ -10,6 +10,7 @@ pub mod dtype;
 pub mod gemm;
 pub mod npy;
 pub mod pool;
+pub mod quant;
 pub mod tensor;
 pub mod weights;
 

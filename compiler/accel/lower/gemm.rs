@@ -139,7 +139,8 @@ pub(super) fn lower_product(lw: &mut Lowering, id: NodeId, product: &Product, n_
     };
     // The activation unit's tables.
     let bias = bias_buf.map(|b| b.addr);
-    if let (Some(&c), ActKind::Requantize { scales, .. } | ActKind::Dequantize { scales, .. }) = (consumers.first(), &mut kind) {
+    // The table is the absorbed consumer's, or a requantizing fused op's own.
+    if let (Some(&c), ActKind::Requantize { scales, .. } | ActKind::Dequantize { scales, .. }) = (consumers.first().or(Some(&id)), &mut kind) {
         *scales = lw.put(scale_table(graph, c, channels));
     }
     lw.acts.push(ActDesc { bias, kind, rounds_to: if steps_follow { nnc_runtime::DType::F32 } else { out.dtype } });

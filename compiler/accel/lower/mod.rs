@@ -203,8 +203,13 @@ pub fn lower(graph: &Graph, config: &AccelConfig) -> Result<Program, LowerError>
     })
 }
 
-/// The activation of a `fused` op whose steps the activation unit can do alone.
+/// The activation of a `fused` op whose steps the activation unit can do alone: its
+/// requantization (the table's address filled in when it is written), or its one
+/// activation.
 fn fused_activation(f: &crate::ops::fused::Fused, n_anchor: usize, n_operands: usize) -> Option<ActKind> {
+    if let Some(r) = &f.requantize {
+        return Some(ActKind::Requantize { scales: 0, out_scale: r.out_scale, activation: r.activation });
+    }
     if n_operands != n_anchor {
         return None;
     }
@@ -254,9 +259,10 @@ fn absorbable_consumer(graph: &Graph, id: NodeId, config: &AccelConfig) -> Optio
     Some((Vec::new(), default))
 }
 
-/// A per-channel table of f32 scales (`n` entries) for a requantize/dequantize consumer.
+/// A per-channel table of f32 scales (`n` entries) for a requantize/dequantize consumer, or
+/// a requantizing fused product.
 fn scale_table(graph: &Graph, consumer: NodeId, channels: usize) -> Vec<u8> {
-    let values = if let Some(Op::Requantize(r)) = graph.node(consumer).op() {
+    let values = if let Some(Op::Requantize(r) | Op::Fused(crate::ops::fused::Fused { requantize: Some(r), .. })) = graph.node(consumer).op() {
         r.scales.per_channel(channels)
     } else if let Some(Op::Dequantize(d)) = graph.node(consumer).op() {
         d.scales.per_channel(channels)

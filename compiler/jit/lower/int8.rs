@@ -6,13 +6,13 @@
 //! so any summation order gives the same result.
 
 use crate::ir::TensorType;
-use crate::jit::builder::{GemmOperand, KernelBuilder, F32, F32X4};
+use crate::jit::builder::{GemmOperand, IgemmRequantize, KernelBuilder, F32, F32X4};
 use crate::jit::memplan::Loc;
 use super::window::{for_each_tap_inside, Window};
-use crate::kernel_plan::conv_is_pointwise;
+use crate::kernel_plan::{conv_is_pointwise, Kernel};
 use crate::jit::epilogue::Arg;
 use crate::ops::quant::{Scales, QMAX};
-use crate::ops::{Conv2d, MatMul, Product};
+use crate::ops::{Conv2d, MatMul, Product, Requantize};
 use cranelift_codegen::ir::{types, InstBuilder, MemFlagsData as MemFlags, Value};
 use cranelift_frontend::Variable;
 use nnc_runtime::{Activation, DType};
@@ -223,8 +223,14 @@ pub(crate) fn dequantize(k: &mut KernelBuilder, scales: &Scales, args: &[Arg], o
 
 /// `ops::quant::requantize_value` on every accumulator.
 pub(crate) fn requantize(k: &mut KernelBuilder, scales: &Scales, out_scale: f32, act: Activation, args: &[Arg], out: Arg) {
-    let (x, o) = (k.ptr(args[0].loc), k.ptr(out.loc));
     let table = k.prepacked.first().copied();
+    requantize_with(k, scales, table, out_scale, act, args[0], out);
+}
+
+/// [`requantize`] of the accumulators `acc`, per-channel scales from `table`.
+fn requantize_with(k: &mut KernelBuilder, scales: &Scales, table: Option<u64>, out_scale: f32, act: Activation, acc: Arg, out: Arg) {
+    let args = [acc];
+    let (x, o) = (k.ptr(args[0].loc), k.ptr(out.loc));
     let (os, os4) = (k.c(F32, out_scale), k.c(F32X4, out_scale));
     for_each_scaled_run(k, args[0].ty, scales, table, &mut |k, start, len, s| {
         let s4 = k.b.ins().splat(F32X4, s);
@@ -428,9 +434,48 @@ pub(crate) fn conv2d(k: &mut KernelBuilder, c: &Conv2d, args: &[Arg], out: Arg) 
 ///
 /// Weights come packed (`Prepack::Int8Weights`) when constant.
 pub(crate) fn gemm(k: &mut KernelBuilder, product: &Product, args: &[Arg], out: Arg, scratch: Option<Loc>) {
+    let packed = k.prepacked.clone();
+    gemm_with(k, product, args, out, scratch, &packed, None);
+}
+
+/// A fused int8 product that requantizes (`fused(..) epilogue=["requantize"]`): through the
+/// integer GEMM, whose epilogue requantizes each register tile as it stores it; with the
+/// other int8 kernels, the accumulators into the scratch the plan reserved, then
+/// [`requantize`] from there. The scale table is the last prepacked buffer.
+pub(crate) fn product_requantized(k: &mut KernelBuilder, kernel: Kernel, product: &Product, rq: &Requantize, args: &[Arg], out: Arg, scratch: Option<Loc>) {
+    let (&table, weights) = k.prepacked.split_last().expect("the scale table is prepacked");
+    let weights = weights.to_vec();
+    if kernel == Kernel::Int8Gemm {
+        return gemm_with(k, product, args, out, scratch, &weights, Some((rq, table)));
+    }
+    let acc_ty = out.ty.with_dtype(DType::I32);
+    let acc = Arg { loc: scratch.expect("accumulator scratch is planned"), ty: &acc_ty };
+    k.prepacked = weights;
+    match (product, kernel) {
+        (Product::Conv2d(c), Kernel::Int8Depthwise) => super::int8_depthwise::depthwise(k, c, args, acc),
+        (Product::Conv2d(c), _) => conv2d(k, c, args, acc),
+        (Product::Dense(_), _) => dense(k, args, acc),
+        (Product::MatMul(_), _) => matmul(k, args, acc),
+    }
+    requantize_with(k, &rq.scales, Some(table), rq.out_scale, rq.activation, acc, out);
+}
+
+/// [`gemm`] with the weights `packed` (when constant), requantizing with the scale table at
+/// the given address when `rq` is set.
+fn gemm_with(k: &mut KernelBuilder, product: &Product, args: &[Arg], out: Arg, scratch: Option<Loc>, packed: &[u64], rq: Option<(&Requantize, u64)>) {
     let (x, w, o) = (k.ptr(args[0].loc), k.ptr(args[1].loc), k.ptr(out.loc));
     let bias = args.get(2).map(|b| k.ptr(b.loc));
-    let packed: Vec<u64> = k.prepacked.clone();
+    // Bytes per result: codes, or i32 accumulators.
+    let ob = if rq.is_some() { 1 } else { 4 };
+    // The epilogue for results whose first row (channel, when `per_row`) is `first`. The
+    // table holds one scale per channel, or the single one (then read for every result).
+    let epilogue = |k: &mut KernelBuilder, first: i64, per_row: bool| {
+        rq.map(|(r, table)| {
+            let single = r.scales.values.len() == 1;
+            let scales = k.int(table as i64 + if single { 0 } else { 4 * first });
+            IgemmRequantize { scales, per_row, single, out_scale: r.out_scale, activation: r.activation }
+        })
+    };
     let at = |k: &mut KernelBuilder, base: Value, bytes: i64| if bytes == 0 { base } else { k.b.ins().iadd_imm_s(base, bytes) };
     match product {
         Product::Conv2d(c) => {
@@ -444,7 +489,7 @@ pub(crate) fn gemm(k: &mut KernelBuilder, product: &Product, args: &[Arg], out: 
             k.for_const(0, n, |k, b| {
                 let img_off = k.b.ins().imul_imm_s(b, ch * h * wd);
                 let img = k.b.ins().iadd(x, img_off);
-                let out_off = k.b.ins().imul_imm_s(b, f * p * 4);
+                let out_off = k.b.ins().imul_imm_s(b, f * p * ob);
                 let out_img = k.b.ins().iadd(o, out_off);
                 for g in 0..groups {
                     let planes = at(k, img, g * cg * h * wd);
@@ -460,9 +505,10 @@ pub(crate) fn gemm(k: &mut KernelBuilder, product: &Product, args: &[Arg], out: 
                         Some(&pk) => GemmOperand::Packed(k.int(pk as i64)),
                         None => GemmOperand::Strided(at(k, w, g * fg * kk), kk, 1),
                     };
-                    let og = at(k, out_img, g * fg * p * 4);
+                    let og = at(k, out_img, g * fg * p * ob);
                     let gb = bias.map(|bp| at(k, bp, g * fg * 4));
-                    k.igemm([fg, p, kk], a_mat, b_mat, (og, p, 1), gb, true);
+                    let requantize = epilogue(k, g * fg, true);
+                    k.igemm([fg, p, kk], a_mat, b_mat, (og, p, 1), gb, true, requantize.as_ref());
                 }
             });
         }
@@ -474,7 +520,8 @@ pub(crate) fn gemm(k: &mut KernelBuilder, product: &Product, args: &[Arg], out: 
                 // Wᵀ is W read with row stride 1 and column stride `features`.
                 None => GemmOperand::Strided(w, 1, features),
             };
-            k.igemm([rows, units, features], GemmOperand::Strided(x, features, 1), b_mat, (o, units, 1), bias, false);
+            let requantize = epilogue(k, 0, false);
+            k.igemm([rows, units, features], GemmOperand::Strided(x, features, 1), b_mat, (o, units, 1), bias, false, requantize.as_ref());
         }
         Product::MatMul(_) => {
             let (sa, sb) = (&args[0].ty.shape, &args[1].ty.shape);
@@ -488,8 +535,9 @@ pub(crate) fn gemm(k: &mut KernelBuilder, product: &Product, args: &[Arg], out: 
                     Some(&pk) => GemmOperand::Packed(k.int(pk as i64)),
                     None => GemmOperand::Strided(at(k, w, ib as i64 * kk * n), n, 1),
                 };
-                let oc = at(k, o, bi as i64 * m * n * 4);
-                k.igemm([m, n, kk], a_mat, b_mat, (oc, n, 1), None, false);
+                let oc = at(k, o, bi as i64 * m * n * ob);
+                let requantize = epilogue(k, 0, false);
+                k.igemm([m, n, kk], a_mat, b_mat, (oc, n, 1), None, false, requantize.as_ref());
             }
         }
     }

@@ -33,6 +33,7 @@ pub fn lower(k: &mut KernelBuilder, plan: &KernelPlan, op: &Op, args: &[Arg], ou
         return super::reference::emit(k, k.prepacked[0]);
     }
     match op {
+        Op::Fused(crate::ops::fused::Fused { anchor: Some(anchor), requantize: Some(rq), .. }) => int8::product_requantized(k, kernel, anchor, rq, args, out, scratch),
         Op::Fused(f) => {
             let n = f.anchor_operands(args.len());
             match &f.anchor {

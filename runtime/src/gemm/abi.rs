@@ -7,7 +7,7 @@
 //! insists on every field) and stores each at its offset in a stack slot; the Rust side
 //! reads the descriptor. Both sides therefore agree on the layout by construction.
 
-use super::int8::{igemm, im2col_i8, IntBias, IntOperand};
+use super::int8::{igemm, im2col_i8, IntBias, IntOperand, IntOut, Requantize};
 use super::pack::{ASource, BSource};
 use super::{gemm_threaded, Blocking, ConvPatches, Epilogue};
 
@@ -163,6 +163,7 @@ call_descriptor! {
         rsb: i64,
         csb: i64,
         b_packed: i64,
+        /// The i32 results; or, when `requantize` is 1, the int8 codes.
         c: *mut i32,
         rsc: i64,
         csc: i64,
@@ -170,6 +171,17 @@ call_descriptor! {
         bias: *const i32,
         bias_per_row: i64,
         threads: i64,
+        /// 1: requantize every result into an int8 code as it is stored.
+        requantize: i64,
+        /// The requantization's scales: `m` f32 (`rq_per_row` 1), `n` (0), or one
+        /// (`rq_single` 1).
+        rq_scales: *const f32,
+        rq_per_row: i64,
+        rq_single: i64,
+        /// The output scale, as the bits of an f32.
+        rq_out_scale_bits: i64,
+        /// `Activation::code`.
+        rq_act: i64,
     }
 }
 
@@ -270,8 +282,14 @@ pub unsafe extern "C" fn nnc_igemm(call: *const IgemmCall) {
     let a = operand(g.a, g.rsa, g.csa, g.a_packed);
     let b = operand(g.b, g.rsb, g.csb, g.b_packed);
     let bias = IntBias { values: g.bias, per_row: g.bias_per_row != 0 };
+    let out = if g.requantize != 0 {
+        let activation = crate::Activation::from_code(g.rq_act);
+        IntOut::Codes(g.c as *mut i8, Requantize { scales: g.rq_scales, per_row: g.rq_per_row != 0, single: g.rq_single != 0, out_scale: f32::from_bits(g.rq_out_scale_bits as u32), activation })
+    } else {
+        IntOut::Acc(g.c)
+    };
     // SAFETY: the descriptor's operands are valid as the contract above says.
-    unsafe { igemm(g.threads.max(1) as usize, g.m as usize, g.n as usize, g.k as usize, a, b, g.c, g.rsc as isize, g.csc as isize, bias, 0) }
+    unsafe { igemm(g.threads.max(1) as usize, g.m as usize, g.n as usize, g.k as usize, a, b, out, g.rsc as isize, g.csc as isize, bias, 0) }
 }
 
 /// The unfolding of [`Im2colCall`] for int8 codes.

@@ -295,12 +295,33 @@ pub struct IntBias {
     pub per_row: bool,
 }
 
+/// Where the product's results go.
+#[derive(Clone, Copy)]
+pub enum IntOut {
+    /// The wrapping i32 accumulators.
+    Acc(*mut i32),
+    /// int8 codes, each accumulator requantized as it leaves its register tile (by
+    /// [`crate::quant::requantize_value`], so exactly as the `requantize` op computes it).
+    Codes(*mut i8, Requantize),
+}
+
+/// A requantizing epilogue: the scale of result `(i, j)` is `scales[i]` (`per_row`),
+/// `scales[j]`, or `scales[0]` when `single`; then `activation` and `out_scale`.
+#[derive(Clone, Copy)]
+pub struct Requantize {
+    pub scales: *const f32,
+    pub per_row: bool,
+    pub single: bool,
+    pub out_scale: f32,
+    pub activation: crate::Activation,
+}
+
 /// Pointers the tasks of one product share.
 #[derive(Clone, Copy)]
 struct Shared {
     a: IntOperand,
     b: IntOperand,
-    c: *mut i32,
+    out: IntOut,
     bias: IntBias,
 }
 // SAFETY: tasks read A, B and the bias and write disjoint tiles of C.
@@ -328,11 +349,11 @@ const MIN_PARALLEL_MACS: usize = 1 << 21;
 /// Strided operands are valid for `i < m, p < k` (A) and `p < k, j < n` (B); packed ones
 /// hold what [`pack_a_i8_all`]`(m, k, ..)` / [`pack_b_i8_all`]`(k, n, ..)` wrote; C is valid
 /// and writable for `i < m, j < n` and overlaps neither; the bias is null or holds `m`
-/// (per row) or `n` i32.
+/// (per row) or `n` i32; a requantizing output's scales hold `m` (per row), `n` or 1 f32.
 #[allow(clippy::too_many_arguments)]
-pub unsafe fn igemm(threads: usize, m: usize, n: usize, k: usize, a: IntOperand, b: IntOperand, c: *mut i32, rsc: isize, csc: isize, bias: IntBias, mc: usize) {
+pub unsafe fn igemm(threads: usize, m: usize, n: usize, k: usize, a: IntOperand, b: IntOperand, out: IntOut, rsc: isize, csc: isize, bias: IntBias, mc: usize) {
     // SAFETY: the caller's contract.
-    unsafe { igemm_with(kernel(), threads, [m, n, k], a, b, c, rsc, csc, bias, mc) }
+    unsafe { igemm_with(kernel(), threads, [m, n, k], a, b, out, rsc, csc, bias, mc) }
 }
 
 /// [`igemm`] on a given kernel (packed operands must come from the same kernel).
@@ -340,7 +361,7 @@ pub unsafe fn igemm(threads: usize, m: usize, n: usize, k: usize, a: IntOperand,
 /// # Safety
 /// As [`igemm`].
 #[allow(clippy::too_many_arguments)]
-unsafe fn igemm_with(kern: Kernel, threads: usize, [m, n, k]: [usize; 3], a: IntOperand, b: IntOperand, c: *mut i32, rsc: isize, csc: isize, bias: IntBias, mc: usize) {
+unsafe fn igemm_with(kern: Kernel, threads: usize, [m, n, k]: [usize; 3], a: IntOperand, b: IntOperand, out: IntOut, rsc: isize, csc: isize, bias: IntBias, mc: usize) {
     if m == 0 || n == 0 {
         return;
     }
@@ -350,7 +371,7 @@ unsafe fn igemm_with(kern: Kernel, threads: usize, [m, n, k]: [usize; 3], a: Int
     if m * n * k < MIN_PARALLEL_MACS {
         threads = 1;
     }
-    let shared = Shared { a, b, c, bias };
+    let shared = Shared { a, b, out, bias };
     let mc = if mc == 0 { A_BLOCK_BYTES / (padded_k(kern, k) * kern.format.elem()) } else { mc };
     let mc = mc.clamp(1, 1 << 14).next_multiple_of(kern.mr);
     let run = |t: usize| {
@@ -468,8 +489,19 @@ unsafe fn igemm_block(kern: Kernel, [m, n, k]: [usize; 3], s: Shared, rsc: isize
                     }
                     // SAFETY: row tile `t` of the block.
                     let ap = unsafe { a_block.add((t - t0) * a_panel) };
+                    let c = match s.out {
+                        IntOut::Acc(c) => c,
+                        IntOut::Codes(codes, rq) => {
+                            // SAFETY: the stack tile holds MR × NR.
+                            unsafe { (kern.micro)(kg, ap, bp, corr.as_ptr(), row_add.as_ptr(), tile.as_mut_ptr(), nr as isize, 1) };
+                            // SAFETY: the tile's rows and columns inside the product, and
+                            // their scales, as the contract says.
+                            unsafe { requantize_tile(kern, &tile, nr, [i, j0], [rows_here, cols], codes, rsc, csc, rq) };
+                            continue;
+                        }
+                    };
                     // SAFETY: the tile's first element is inside C.
-                    let cp = unsafe { s.c.offset(i as isize * rsc + j0 as isize * csc) };
+                    let cp = unsafe { c.offset(i as isize * rsc + j0 as isize * csc) };
                     if rows_here == mr && cols == nr {
                         // SAFETY: a full tile inside C; the panels hold `kg` lane groups.
                         unsafe { (kern.micro)(kg, ap, bp, corr.as_ptr(), row_add.as_ptr(), cp, rsc, csc) };
@@ -488,6 +520,82 @@ unsafe fn igemm_block(kern: Kernel, [m, n, k]: [usize; 3], s: Shared, rsc: isize
             }
         }
     });
+}
+
+/// Requantize the `rows × cols` corner of a register tile (row stride `nr`, at most 32)
+/// whose first result is `(i0, j0)` into the codes at `codes`, with the widest vectors the
+/// CPU has: the loops are written for the compiler to vectorize (a full 32-lane row, the
+/// activation fixed per loop), compiled once per instruction set.
+///
+/// # Safety
+/// `codes` is writable at `r·rsc + c·csc` for the product's results, and the scales hold
+/// what [`Requantize`] says for them.
+#[allow(clippy::too_many_arguments)]
+unsafe fn requantize_tile(kern: Kernel, tile: &[i32], nr: usize, corner: [usize; 2], size: [usize; 2], codes: *mut i8, rsc: isize, csc: isize, rq: Requantize) {
+    // SAFETY (all three): the caller's contract; each variant runs only where its
+    // instruction set is present (VNNI kernels imply AVX-512BW, the AVX2 kernel AVX2).
+    unsafe {
+        #[cfg(target_arch = "x86_64")]
+        match (kern.format, kern.mr) {
+            (Format::Vnni, _) => return x86::requantize_tile_avx512(tile, nr, corner, size, codes, rsc, csc, rq),
+            (Format::Pairs, 6) => return x86::requantize_tile_avx2(tile, nr, corner, size, codes, rsc, csc, rq),
+            _ => {}
+        }
+        requantize_tile_body(tile, nr, corner, size, codes, rsc, csc, rq)
+    }
+}
+
+/// The body of [`requantize_tile`], inlined into each instruction set's variant.
+///
+/// # Safety
+/// As [`requantize_tile`].
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+unsafe fn requantize_tile_body(tile: &[i32], nr: usize, [i0, j0]: [usize; 2], [rows, cols]: [usize; 2], codes: *mut i8, rsc: isize, csc: isize, rq: Requantize) {
+    use crate::quant::requantize_value;
+    use crate::Activation;
+    const W: usize = 32;
+    // Column scales for the whole row width (lanes past `cols` get 1 and are not stored).
+    let mut col_scales = [1.0f32; W];
+    if !rq.per_row && !rq.single {
+        // SAFETY: `n` column scales; `j0 + cols <= n`.
+        col_scales[..cols].copy_from_slice(unsafe { std::slice::from_raw_parts(rq.scales.add(j0), cols) });
+    }
+    let mut acc = [0i32; W];
+    let mut row = [0i8; W];
+    for r in 0..rows {
+        acc[..nr].copy_from_slice(&tile[r * nr..][..nr]);
+        let scales = if rq.single || rq.per_row {
+            // SAFETY: one scale, or `m` row scales with `i0 + r < m`.
+            [unsafe { *rq.scales.add(if rq.single { 0 } else { i0 + r }) }; W]
+        } else {
+            col_scales
+        };
+        // One loop per activation, so each is branch-free and vectorizes.
+        macro_rules! requantize_row {
+            ($act:expr) => {
+                for ((q, &a), &s) in row.iter_mut().zip(&acc).zip(&scales) {
+                    *q = requantize_value(a, s, $act, rq.out_scale);
+                }
+            };
+        }
+        match rq.activation {
+            Activation::None => requantize_row!(Activation::None),
+            Activation::Relu => requantize_row!(Activation::Relu),
+            Activation::Relu6 => requantize_row!(Activation::Relu6),
+        }
+        // SAFETY: the caller's contract: row `i0 + r`, columns `j0..j0 + cols` of the result.
+        unsafe {
+            let dst = codes.offset((i0 + r) as isize * rsc + j0 as isize * csc);
+            if csc == 1 {
+                std::ptr::copy_nonoverlapping(row.as_ptr(), dst, cols);
+            } else {
+                for (j, &q) in row[..cols].iter().enumerate() {
+                    *dst.offset(j as isize * csc) = q;
+                }
+            }
+        }
+    }
 }
 
 /// Pairs format in plain Rust: a 4×8 tile.
@@ -520,6 +628,75 @@ unsafe fn micro_portable_4x8(kg: usize, a: *const u8, b: *const u8, col_add: *co
 #[cfg(target_arch = "x86_64")]
 mod x86 {
     use std::arch::x86_64::*;
+
+    /// [`super::requantize_tile`] with AVX-512, 16 results per step: the operations of
+    /// [`crate::quant::requantize_value`] in its order (convert, scale, activation, divide by
+    /// the output scale, clamp to ±128, round by adding and subtracting 1.5·2²³, clamp to
+    /// ±127, truncate), so the codes are its bits; the integer GEMM's test compares them.
+    /// No value is NaN (finite accumulators times finite scales), so `max`/`min` give what
+    /// its comparisons give, up to the sign of a zero, which no code keeps.
+    ///
+    /// # Safety
+    /// As [`super::requantize_tile`]; the CPU has AVX-512F and BW.
+    #[target_feature(enable = "avx512f,avx512bw")]
+    #[allow(clippy::too_many_arguments)]
+    pub unsafe fn requantize_tile_avx512(tile: &[i32], nr: usize, [i0, j0]: [usize; 2], [rows, cols]: [usize; 2], codes: *mut i8, rsc: isize, csc: isize, rq: super::Requantize) {
+        if nr != 32 || csc != 1 {
+            // SAFETY: forwarded contract.
+            return unsafe { super::requantize_tile_body(tile, nr, [i0, j0], [rows, cols], codes, rsc, csc, rq) };
+        }
+        use crate::Activation;
+        let out_scale = _mm512_set1_ps(rq.out_scale);
+        let (lo, hi) = (_mm512_set1_ps(-128.0), _mm512_set1_ps(128.0));
+        let (qlo, qhi) = (_mm512_set1_ps(-crate::quant::QMAX), _mm512_set1_ps(crate::quant::QMAX));
+        let magic = _mm512_set1_ps(12_582_912.0);
+        let (zero, six) = (_mm512_setzero_ps(), _mm512_set1_ps(6.0));
+        // Column scales for the two halves of the row (1 past `cols`: not stored).
+        let mut col_scales = [1.0f32; 32];
+        if !rq.per_row && !rq.single {
+            // SAFETY: `n` column scales; `j0 + cols <= n`.
+            col_scales[..cols].copy_from_slice(unsafe { std::slice::from_raw_parts(rq.scales.add(j0), cols) });
+        }
+        let mut row = [0i8; 32];
+        for r in 0..rows {
+            let (s0, s1) = if rq.single || rq.per_row {
+                // SAFETY: one scale, or `m` row scales with `i0 + r < m`.
+                let s = _mm512_set1_ps(unsafe { *rq.scales.add(if rq.single { 0 } else { i0 + r }) });
+                (s, s)
+            } else {
+                // SAFETY: 32 floats.
+                unsafe { (_mm512_loadu_ps(col_scales.as_ptr()), _mm512_loadu_ps(col_scales.as_ptr().add(16))) }
+            };
+            for (half, s) in [(0usize, s0), (1, s1)] {
+                // SAFETY: the tile row holds 32 accumulators.
+                let acc = unsafe { _mm512_loadu_si512(tile.as_ptr().add(r * nr + 16 * half) as *const _) };
+                let mut v = _mm512_mul_ps(_mm512_cvtepi32_ps(acc), s);
+                v = match rq.activation {
+                    Activation::None => v,
+                    Activation::Relu => _mm512_max_ps(v, zero),
+                    Activation::Relu6 => _mm512_min_ps(_mm512_max_ps(v, zero), six),
+                };
+                let v = _mm512_min_ps(_mm512_max_ps(_mm512_div_ps(v, out_scale), lo), hi);
+                let v = _mm512_sub_ps(_mm512_add_ps(v, magic), magic);
+                let v = _mm512_min_ps(_mm512_max_ps(v, qlo), qhi);
+                // SAFETY: 16 bytes of the row buffer.
+                unsafe { _mm_storeu_si128(row.as_mut_ptr().add(16 * half) as *mut __m128i, _mm512_cvtepi32_epi8(_mm512_cvttps_epi32(v))) };
+            }
+            // SAFETY: the caller's contract: row `i0 + r`, columns `j0..j0 + cols` (csc 1).
+            unsafe { std::ptr::copy_nonoverlapping(row.as_ptr(), codes.offset((i0 + r) as isize * rsc + j0 as isize), cols) };
+        }
+    }
+
+    /// [`super::requantize_tile_body`] with AVX2.
+    ///
+    /// # Safety
+    /// As [`super::requantize_tile`]; the CPU has AVX2.
+    #[target_feature(enable = "avx2")]
+    #[allow(clippy::too_many_arguments)]
+    pub unsafe fn requantize_tile_avx2(tile: &[i32], nr: usize, corner: [usize; 2], size: [usize; 2], codes: *mut i8, rsc: isize, csc: isize, rq: super::Requantize) {
+        // SAFETY: forwarded contract.
+        unsafe { super::requantize_tile_body(tile, nr, corner, size, codes, rsc, csc, rq) }
+    }
 
     /// Pack a 32-column panel of B whose rows are runs of codes (`b[p·rsb + j]`, `j < cols`)
     /// in the VNNI format: for each group of four rows, a byte interleave (16 columns at a
@@ -785,11 +962,27 @@ mod tests {
                                     let what = format!("{name}: {m}x{n}x{k}, A packed {ai}, B packed {bi}, bias per row {per_row}, {threads} threads, mc {mc}");
                                     let mut c = vec![0i32; m * n];
                                     // SAFETY: as above.
-                                    unsafe { igemm_with(kern, threads, [m, n, k], a_op, b_op, c.as_mut_ptr(), n as isize, 1, bias_arg, mc) };
+                                    unsafe { igemm_with(kern, threads, [m, n, k], a_op, b_op, IntOut::Acc(c.as_mut_ptr()), n as isize, 1, bias_arg, mc) };
                                     assert_eq!(c, want, "{what}");
+                                    // Requantized in the epilogue: exactly the op's codes,
+                                    // scales per row, per column or one.
+                                    for (per, single) in [(true, false), (false, false), (false, true)] {
+                                        let scales: Vec<f32> = (0..if per { m } else { n }).map(|i| 1e-4 * (1 + i % 7) as f32).collect();
+                                        let act = match (per, single) {
+                                            (true, _) => crate::Activation::Relu,
+                                            (false, false) => crate::Activation::None,
+                                            (false, true) => crate::Activation::Relu6,
+                                        };
+                                        let rq = Requantize { scales: scales.as_ptr(), per_row: per, single, out_scale: 0.37, activation: act };
+                                        let mut q = vec![0i8; m * n];
+                                        // SAFETY: as above.
+                                        unsafe { igemm_with(kern, threads, [m, n, k], a_op, b_op, IntOut::Codes(q.as_mut_ptr(), rq), n as isize, 1, bias_arg, mc) };
+                                        let codes: Vec<i8> = want.iter().enumerate().map(|(idx, &v)| crate::quant::requantize_value(v, scales[if single { 0 } else if per { idx / n } else { idx % n }], act, 0.37)).collect();
+                                        assert_eq!(q, codes, "{what}, requantized per row {per}, single {single}");
+                                    }
                                     let mut ct = vec![0i32; m * n];
                                     // SAFETY: as above; C written transposed.
-                                    unsafe { igemm_with(kern, threads, [m, n, k], a_op, b_op, ct.as_mut_ptr(), 1, m as isize, bias_arg, mc) };
+                                    unsafe { igemm_with(kern, threads, [m, n, k], a_op, b_op, IntOut::Acc(ct.as_mut_ptr()), 1, m as isize, bias_arg, mc) };
                                     let back: Vec<i32> = (0..m * n).map(|idx| ct[(idx % n) * m + idx / n]).collect();
                                     assert_eq!(back, want, "{what}, C transposed");
                                 }
