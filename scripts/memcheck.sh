@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Every example model through the JIT under valgrind memcheck, with microkernels on and off,
-# at -O0 and -O2, on one and two threads, and quantized to int8 (also without microkernels;
-# see docs/testing.md).
+# at -O0 and -O2, on one and two threads, quantized to int8 (also without microkernels) and
+# in bf16 mixed precision (see docs/testing.md).
 # valgrind's virtual CPU has no AVX-512, so the runtime's AVX2 microkernels (f32 and int8)
 # are the ones checked; the generated code is the same Cranelift code either way. Exits
 # non-zero on the first memcheck error.
@@ -14,7 +14,7 @@ out=$(mktemp -d)
 runs=0
 for spec in lenet5:image mlp:x lstm:x transformer:x mobilenet_v2:image resnet18:image; do
     model=${spec%%:*}; input=${spec##*:}
-    for flags in "-O2" "-O0" "-O2 --ukernels off" "-O2 --threads 2" "-O2 --quantize int8" "-O2 --quantize int8 --threads 2" "-O2 --quantize int8 --ukernels off"; do
+    for flags in "-O2" "-O0" "-O2 --ukernels off" "-O2 --threads 2" "-O2 --quantize int8" "-O2 --quantize int8 --threads 2" "-O2 --quantize int8 --ukernels off" "-O2 --quantize bf16"; do
         if [[ "$model $flags" != *"$pattern"* ]]; then continue; fi
         # shellcheck disable=SC2086
         valgrind --error-exitcode=99 --leak-check=no --quiet \

@@ -13,7 +13,7 @@
 //! So activations flow between layers in bf16, relu and residual adds included, and a
 //! product's epilogue still fuses with it. Each op computes in f32 and rounds its result
 //! (the invariant of f16/bf16 values), so the graph stays within bf16 rounding of the f32
-//! one; `docs/` records the accuracy on the trained examples.
+//! one; BENCHMARKS.md records the accuracy on the trained examples.
 
 use crate::ir::{Graph, Node, NodeId, NodeKind, TensorType};
 use crate::ops::{Cast, Op, UnaryKind};
