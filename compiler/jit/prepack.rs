@@ -1,6 +1,6 @@
 //! Weights repacked once, at compile time, in the order their kernels read them, as the
 //! kernel plan asks (`Prepack`): GEMM panels of A for row-major convolutions through the
-//! GEMM; for channel-vector convolutions, GEMM panels of B (NHWC), the depthwise
+//! GEMM, of B (the weight's transpose) for dense layers through it; for channel-vector convolutions, GEMM panels of B (NHWC), the depthwise
 //! `[tap][channel]` order or NCHW4c filter blocks; an LSTM's transposed weights; and int8
 //! weights as the integer GEMM's panels.
 
@@ -60,6 +60,24 @@ pub fn prepack_weights(graph: &Graph, plans: &HashMap<NodeId, KernelPlan>, plan:
             Prepack::Int8Weights => {
                 let w = const_at(1).expect("the plan packs weights only when they are constant");
                 buffers.extend(int8_weights(graph.node(id).op().and_then(|op| op.product()).expect("int8 weights belong to products"), &consts[w], &graph.node(operands[1]).ty.shape));
+            }
+            Prepack::GemmB => {
+                let w = const_at(1).expect("the plan packs weights only when they are constant");
+                let ws = &graph.node(operands[1]).ty.shape;
+                let (units, features) = (ws[0], ws[1]);
+                let blk = nnc_runtime::gemm::Blocking { kc: kp.tile.kc, mc: kp.tile.mc, nc: kp.tile.nc };
+                use nnc_runtime::gemm::{pack_b_all, pack_b_all_bf16, packed_b_bf16_len, packed_b_len};
+                let mut buf = vec![0.0f32; if kp.bf16 { packed_b_bf16_len(features, units, blk) } else { packed_b_len(features, units, blk) }];
+                // SAFETY: the weight holds `units × features` floats; B = Wᵀ reads `w[j, p]` at
+                // row stride 1 and column stride `features`; `buf` has room for the packing.
+                unsafe {
+                    if kp.bf16 {
+                        pack_b_all_bf16(features, units, consts[w].as_ptr(), 1, features as isize, blk, &mut buf)
+                    } else {
+                        pack_b_all(features, units, consts[w].as_ptr(), 1, features as isize, blk, &mut buf)
+                    }
+                }
+                buffers.push(buf);
             }
             Prepack::GemmA => {
                 let w = const_at(1).expect("the plan packs weights only when they are constant");

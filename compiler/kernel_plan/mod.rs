@@ -138,6 +138,8 @@ pub enum Prepack {
     Nothing,
     /// A row-major convolution through the GEMM: each group's weights as packed A panels.
     GemmA,
+    /// A dense layer through the GEMM: its weights' transpose as packed B panels.
+    GemmB,
     /// A channel-vector convolution: weights in the order its kernel reads them (depthwise
     /// `[tap][C]`, NHWC packed B panels, NCHW4c blocks of four filters).
     ChannelWeights,
@@ -429,6 +431,7 @@ fn prepack(kernel: Kernel, op: &Op, operands: &Operands) -> Prepack {
     let weight_constant = operands.constant.get(1).copied().unwrap_or(false);
     match kernel {
         Kernel::Gemm if weight_constant && matches!(op.product(), Some(Product::Conv2d(_))) => Prepack::GemmA,
+        Kernel::Gemm if weight_constant && matches!(op.product(), Some(Product::Dense(_))) => Prepack::GemmB,
         // A matmul's B is packed only when one matrix serves every batch.
         Kernel::Int8Gemm if weight_constant && (!matches!(op.product(), Some(Product::MatMul(_))) || operands.types[1].shape.len() == 2) => Prepack::Int8Weights,
         Kernel::VectorDepthwise if weight_constant => Prepack::ChannelWeights,

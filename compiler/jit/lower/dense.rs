@@ -93,8 +93,13 @@ pub(crate) fn dense_gemm(k: &mut KernelBuilder, args: &[Arg], out: Arg, epi: &Ep
     let bias = args.get(2).map(|b| k.ptr(b.loc));
     let zero = k.int(0);
     let (tail, steps_left) = epi.gemm_tail(k, bias, false, zero);
-    // weightᵀ is the weight read with row stride 1 and column stride `features`.
-    k.gemm([rows, units, features], GemmOperand::Strided(x, features, 1), GemmOperand::Strided(w, 1, features), (o, units, 1), false, &tail);
+    // weightᵀ, packed at compile time (`Prepack::GemmB`), or the weight read with row stride
+    // 1 and column stride `features`.
+    let b = match k.prepacked.first() {
+        Some(&packed) => GemmOperand::Packed(k.int(packed as i64)),
+        None => GemmOperand::Strided(w, 1, features),
+    };
+    k.gemm([rows, units, features], GemmOperand::Strided(x, features, 1), b, (o, units, 1), false, &tail);
     if steps_left {
         apply_in_place(k, out, epi);
     }
