@@ -229,10 +229,9 @@ pub(crate) fn requantize(k: &mut KernelBuilder, scales: &Scales, out_scale: f32,
 
 /// [`requantize`] of the accumulators `acc`, per-channel scales from `table`.
 fn requantize_with(k: &mut KernelBuilder, scales: &Scales, table: Option<u64>, out_scale: f32, act: Activation, acc: Arg, out: Arg) {
-    let args = [acc];
-    let (x, o) = (k.ptr(args[0].loc), k.ptr(out.loc));
+    let (x, o) = (k.ptr(acc.loc), k.ptr(out.loc));
     let (os, os4) = (k.c(F32, out_scale), k.c(F32X4, out_scale));
-    for_each_scaled_run(k, args[0].ty, scales, table, &mut |k, start, len, s| {
+    for_each_scaled_run(k, acc.ty, scales, table, &mut |k, start, len, s| {
         let s4 = k.b.ins().splat(F32X4, s);
         for_run(
             k,

@@ -203,6 +203,18 @@ mod x86 {
                     acc[2 * i + 1] = V::fma(av, b1, acc[2 * i + 1]);
                 }
             }
+            store_tile::<V, MR, ACC>(&acc, c, rsc, csc, accumulate);
+        }
+    }
+
+    /// Store (or add) an `MR × 2W` tile of accumulators, two vectors per row, into C.
+    ///
+    /// # Safety
+    /// C is valid (writable) for the tile its strides address; the CPU has `V`'s unit.
+    #[inline(always)]
+    unsafe fn store_tile<V: Lanes, const MR: usize, const ACC: usize>(acc: &[V; ACC], c: *mut f32, rsc: isize, csc: isize, accumulate: bool) {
+        // SAFETY (whole body): the caller's contract.
+        unsafe {
             if csc == 1 {
                 for i in 0..MR {
                     let row = c.offset(i as isize * rsc);
@@ -262,22 +274,7 @@ mod x86 {
                     acc[2 * i + 1] = _mm512_dpbf16_ps(acc[2 * i + 1], av, b1);
                 }
             }
-            let mut lanes = [0.0f32; 16];
-            for i in 0..MR {
-                for v in 0..2 {
-                    if csc == 1 {
-                        let p = c.offset(i as isize * rsc).add(v * 16);
-                        let x = if accumulate { _mm512_add_ps(_mm512_loadu_ps(p), acc[2 * i + v]) } else { acc[2 * i + v] };
-                        _mm512_storeu_ps(p, x);
-                        continue;
-                    }
-                    _mm512_storeu_ps(lanes.as_mut_ptr(), acc[2 * i + v]);
-                    for (l, &x) in lanes.iter().enumerate() {
-                        let dst = c.offset(i as isize * rsc + (v * 16 + l) as isize * csc);
-                        *dst = if accumulate { *dst + x } else { x };
-                    }
-                }
-            }
+            store_tile::<__m512, MR, { 2 * MR }>(&acc, c, rsc, csc, accumulate);
         }
     }
 
