@@ -7,10 +7,12 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 
 pub mod accel;
+pub mod charts;
 pub mod cli;
 pub mod diagnostics;
 pub mod driver;
 pub mod elaborate;
+pub mod explore;
 pub mod interp;
 pub mod ir;
 pub mod jit;

@@ -24,6 +24,14 @@ impl Cache {
     }
 }
 
+/// The host CPU's model name (`/proc/cpuinfo`), recorded with every measurement.
+pub fn cpu_model_name() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|text| text.lines().find_map(|l| l.strip_prefix("model name").map(|v| v.trim_start_matches([' ', '\t', ':']).trim().to_string())))
+        .unwrap_or_else(|| "unknown CPU".to_string())
+}
+
 /// The CPU a model is compiled for.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CpuTarget {

@@ -91,6 +91,38 @@ impl Default for Energy {
     }
 }
 
+/// Square millimetres per component, for the design sweep's area estimate (`[area]`).
+///
+/// From the TPU v1 (Jouppi et al., ISCA 2017; 28 nm, die ≤ 331 mm²), whose floor plan gives
+/// the 256×256 int8 matrix unit 24% of the die, the 24 MiB Unified Buffer 29% and the 4 MiB
+/// of accumulators 6%: 1.21e-3 mm² per int8 MAC cell, 3.91e-3 mm² per KiB of buffer SRAM,
+/// 4.85e-3 per KiB of accumulator SRAM. Float cells scale the int8 cell by Horowitz's 45 nm
+/// areas (ISSCC 2014): int8 multiply 282 µm² + int32 add 137 = 419; fp16 multiply 1640 +
+/// fp32 add 4184 = 5824 (bf16, 13.9×); fp32 multiply 7700 + add 4184 = 11884 (28.4×). Only
+/// the array and the on-chip memories are counted: DMA, control and I/O are left out.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Area {
+    pub mac_int8_mm2: f64,
+    pub mac_bf16_mm2: f64,
+    pub mac_f32_mm2: f64,
+    pub scratchpad_mm2_per_kib: f64,
+    pub accumulator_mm2_per_kib: f64,
+}
+
+impl Default for Area {
+    fn default() -> Area {
+        let int8 = 0.24 * 331.0 / 65536.0;
+        Area {
+            mac_int8_mm2: int8,
+            mac_bf16_mm2: int8 * 5824.0 / 419.0,
+            mac_f32_mm2: int8 * 11884.0 / 419.0,
+            scratchpad_mm2_per_kib: 0.29 * 331.0 / (24.0 * 1024.0),
+            accumulator_mm2_per_kib: 0.06 * 331.0 / (4.0 * 1024.0),
+        }
+    }
+}
+
 /// Every key of SPEC §4. Missing keys take the `edge` preset's values.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -113,6 +145,7 @@ pub struct AccelConfig {
     pub activations_on_chip: bool,
     pub memory: MemoryModel,
     pub energy: Energy,
+    pub area: Area,
 }
 
 impl Default for AccelConfig {
@@ -146,6 +179,7 @@ impl AccelConfig {
             activations_on_chip: false,
             memory: MemoryModel::Modeled,
             energy: Energy::for_dtype(dtype),
+            area: Area::default(),
         };
         Some(match name {
             "tpu-v1" => {
@@ -209,8 +243,18 @@ impl AccelConfig {
     }
 
     /// Merge one top-level key through serde, so every key is checked by the same schema as
-    /// a file.
+    /// a file. A new `dtype` brings its MAC energy along unless `energy.mac_pj` was changed
+    /// from the old dtype's (`--set dtype=int8` on `edge` costs int8 MACs, not f32 ones).
     fn set_value(&mut self, key: &str, value: toml::Value) -> Result<(), String> {
+        let old_dtype = self.dtype;
+        self.merge_value(key, value)?;
+        if self.dtype != old_dtype && self.energy.mac_pj == Energy::for_dtype(old_dtype).mac_pj {
+            self.energy.mac_pj = Energy::for_dtype(self.dtype).mac_pj;
+        }
+        Ok(())
+    }
+
+    fn merge_value(&mut self, key: &str, value: toml::Value) -> Result<(), String> {
         let mut whole = toml::Table::try_from(&*self).map_err(|e| e.to_string())?;
         if !whole.contains_key(key) {
             return Err(format!("unknown configuration key `{key}` (keys: {})", whole.keys().cloned().collect::<Vec<_>>().join(", ")));
@@ -253,6 +297,12 @@ impl AccelConfig {
         if self.scratchpad_kib > 1 << 20 || self.accumulator_kib > 1 << 20 {
             return Err("on-chip memories above 1 GiB are beyond what nnc models".to_string());
         }
+        let a = &self.area;
+        for (k, v) in [("mac_int8_mm2", a.mac_int8_mm2), ("mac_bf16_mm2", a.mac_bf16_mm2), ("mac_f32_mm2", a.mac_f32_mm2), ("scratchpad_mm2_per_kib", a.scratchpad_mm2_per_kib), ("accumulator_mm2_per_kib", a.accumulator_mm2_per_kib)] {
+            if !(v.is_finite() && v >= 0.0) {
+                return Err(format!("area.{k} must be a non-negative number, not {v}"));
+            }
+        }
         let e = &self.energy;
         for (k, v) in [("mac_pj", e.mac_pj), ("scratchpad_pj_per_byte", e.scratchpad_pj_per_byte), ("accumulator_pj_per_byte", e.accumulator_pj_per_byte), ("dram_pj_per_byte", e.dram_pj_per_byte), ("vector_op_pj", e.vector_op_pj)] {
             if !(v.is_finite() && v >= 0.0) {
@@ -285,6 +335,17 @@ impl AccelConfig {
         self.dram_gbps * 1e3 / self.clock_mhz
     }
 
+    /// Estimated silicon area of the array and on-chip memories, mm² (the `[area]` table).
+    pub fn area_mm2(&self) -> f64 {
+        let a = &self.area;
+        let cell = match self.dtype {
+            ElemType::Int8 => a.mac_int8_mm2,
+            ElemType::Bf16 => a.mac_bf16_mm2,
+            ElemType::F32 => a.mac_f32_mm2,
+        };
+        self.rows as f64 * self.cols as f64 * cell + self.scratchpad_kib as f64 * a.scratchpad_mm2_per_kib + self.accumulator_kib as f64 * a.accumulator_mm2_per_kib
+    }
+
     pub fn scratchpad_elems(&self) -> u64 {
         self.scratchpad_kib * 1024 / self.dtype.bytes()
     }
@@ -314,6 +375,29 @@ mod tests {
         assert!(c.set("rows", "\"x\"").is_err());
         c.set("rows", "0").unwrap();
         assert!(c.validate().unwrap_err().contains("at least one row"));
+    }
+
+    #[test]
+    fn a_new_dtype_brings_its_mac_energy_unless_it_was_set() {
+        let mut c = AccelConfig::preset("edge").unwrap();
+        c.set("dtype", "int8").unwrap();
+        assert_eq!(c.energy.mac_pj, Energy::for_dtype(ElemType::Int8).mac_pj);
+        c.set("energy.mac_pj", "0.7").unwrap();
+        c.set("dtype", "bf16").unwrap();
+        assert_eq!(c.energy.mac_pj, 0.7);
+    }
+
+    #[test]
+    fn area_of_the_tpu_v1_matches_its_floor_plan() {
+        // Matrix unit 24% + buffer 29% + accumulators 6% of a 331 mm² die.
+        let tpu = AccelConfig::preset("tpu-v1").unwrap();
+        assert!((tpu.area_mm2() - 0.59 * 331.0).abs() < 1e-9, "{}", tpu.area_mm2());
+        let mut f32 = tpu.clone();
+        f32.set("dtype", "f32").unwrap();
+        assert!(f32.area_mm2() > 10.0 * tpu.area_mm2());
+        let mut bad = tpu;
+        assert!(bad.set("area.mac_int8_mm2", "-1").is_ok());
+        assert!(bad.validate().unwrap_err().contains("area.mac_int8_mm2"));
     }
 
     #[test]

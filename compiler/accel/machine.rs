@@ -31,9 +31,9 @@ pub struct Counters {
     pub compute_cycles: u64,
 }
 
-/// Everything a run produces.
-pub struct Outcome {
-    pub outputs: Vec<Tensor>,
+/// The time and events of a program's run, with or without its values.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Timing {
     pub spans: Vec<Span>,
     pub counters: Counters,
     pub total_cycles: u64,
@@ -41,6 +41,12 @@ pub struct Outcome {
     pub layer_cycles: Vec<u64>,
     /// Per layer: what its instructions counted.
     pub layer_counters: Vec<Counters>,
+}
+
+/// Everything a functional run produces.
+pub struct Outcome {
+    pub outputs: Vec<Tensor>,
+    pub timing: Timing,
 }
 
 
@@ -95,7 +101,6 @@ struct Machine<'p> {
     acc: Acc,
     /// The array's weight registers, `rows × cols`.
     weights: Spad,
-    counters: Counters,
 }
 
 fn read_f32(d: &[u8], at: u64) -> f32 {
@@ -158,13 +163,10 @@ impl Machine<'_> {
         }
     }
 
-    /// Execute one instruction, counting its traffic `t` and vector-unit `work`.
-    fn exec(&mut self, insn: &Insn, t: &Traffic, work: u64) -> Result<(), RunError> {
+    /// Execute one instruction: move and compute its values (its events are [`count`]ed
+    /// separately, so timing can run without values).
+    fn exec(&mut self, insn: &Insn) -> Result<(), RunError> {
         let cfg = &self.p.config;
-        self.counters.vector_ops += work;
-        self.counters.dram_read += t.dram_read;
-        self.counters.dram_written += t.dram_written;
-        self.counters.spad_bytes += t.on_chip;
         match *insn {
             Insn::LoadSpad { dram, spad, rows, cols, stride, src, .. } => {
                 let eb = src.bytes();
@@ -174,7 +176,6 @@ impl Machine<'_> {
                         self.spad_put(at, src, Some(dram + (r * stride as u64 + c) * eb));
                     }
                 }
-                self.counters.spad_bytes += rows as u64 * cols as u64 * cfg.dtype.bytes();
             }
             Insn::LoadIm2col { dram, spad, conv, m0, rows, k0, cols, .. } => {
                 let desc = self.p.convs.get(conv as usize).ok_or_else(|| RunError::Program(format!("no conv descriptor #{conv}")))?.clone();
@@ -186,7 +187,6 @@ impl Machine<'_> {
                         self.spad_put(at, desc.src, src);
                     }
                 }
-                self.counters.spad_bytes += rows as u64 * cols as u64 * cfg.dtype.bytes();
             }
             Insn::Preload { spad, k, n, stride, .. } => {
                 let cols = cfg.cols as usize;
@@ -205,7 +205,6 @@ impl Machine<'_> {
                     }
                     _ => unreachable!("weights and scratchpad share the element type"),
                 }
-                self.counters.spad_bytes += k as u64 * n as u64 * cfg.dtype.bytes();
             }
             Insn::Compute { accumulate, a, a_stride, b, b_stride, acc, acc_stride, m, k, n, .. } => {
                 let cols = cfg.cols as usize;
@@ -248,12 +247,6 @@ impl Machine<'_> {
                     }
                     _ => unreachable!("memories share the array's element type"),
                 }
-                let macs = (m * k * n) as u64;
-                self.counters.macs += macs;
-                let eb = cfg.dtype.bytes();
-                // A streams once; os reads its B block once; each output is read and written.
-                self.counters.spad_bytes += (m * k) as u64 * eb + if ws { 0 } else { (k * n) as u64 * eb };
-                self.counters.acc_bytes += (m * n) as u64 * 4 * if accumulate { 2 } else { 1 };
             }
             Insn::Store { acc, acc_stride, dram, rows, cols, row_stride, col_stride, act, c0, .. } => {
                 let desc = self.p.acts.get(act as usize).ok_or_else(|| RunError::Program(format!("no activation descriptor #{act}")))?.clone();
@@ -287,7 +280,6 @@ impl Machine<'_> {
                         }
                     }
                 }
-                self.counters.acc_bytes += rows as u64 * cols as u64 * 4;
             }
             Insn::Vector { node, .. } => {
                 let id = crate::ir::NodeId::new(node as usize);
@@ -317,6 +309,30 @@ impl Machine<'_> {
             Insn::Fence => {}
         }
         Ok(())
+    }
+}
+
+/// Count one instruction's events: its traffic `t`, vector-unit `work`, and the array's
+/// MACs, scratchpad and accumulator accesses.
+fn count(c: &mut Counters, cfg: &super::config::AccelConfig, insn: &Insn, t: &Traffic, work: u64) {
+    c.vector_ops += work;
+    c.dram_read += t.dram_read;
+    c.dram_written += t.dram_written;
+    c.spad_bytes += t.on_chip;
+    let eb = cfg.dtype.bytes();
+    match *insn {
+        Insn::LoadSpad { rows, cols, .. } => c.spad_bytes += rows as u64 * cols as u64 * eb,
+        Insn::LoadIm2col { rows, cols, .. } => c.spad_bytes += rows as u64 * cols as u64 * eb,
+        Insn::Preload { k, n, .. } => c.spad_bytes += k as u64 * n as u64 * eb,
+        Insn::Compute { accumulate, m, k, n, .. } => {
+            let (m, k, n) = (m as u64, k as u64, n as u64);
+            c.macs += m * k * n;
+            // A streams once; os reads its B block once; each output is read and written.
+            c.spad_bytes += m * k * eb + if cfg.dataflow == Dataflow::Ws { 0 } else { k * n * eb };
+            c.acc_bytes += m * n * 4 * if accumulate { 2 } else { 1 };
+        }
+        Insn::Store { rows, cols, .. } => c.acc_bytes += rows as u64 * cols as u64 * 4,
+        Insn::Vector { .. } | Insn::Fence => {}
     }
 }
 
@@ -361,12 +377,15 @@ pub fn run(p: &Program, inputs: &[Tensor]) -> Result<Outcome, RunError> {
     if inputs.len() != p.inputs.len() {
         return Err(RunError::InputCount { expected: p.inputs.len(), got: inputs.len() });
     }
+    if p.without_data {
+        return Err(RunError::Program("a program lowered for timing only has no weights to compute with".into()));
+    }
     let cfg = &p.config;
     let (spad, acc, weights) = match cfg.dtype {
         ElemType::Int8 => (Spad::Int(vec![0; cfg.scratchpad_elems() as usize]), Acc::Int(vec![0; cfg.accumulator_elems() as usize]), Spad::Int(vec![0; (cfg.rows * cfg.cols) as usize])),
         ElemType::F32 | ElemType::Bf16 => (Spad::Float(vec![0.0; cfg.scratchpad_elems() as usize]), Acc::Float(vec![0.0; cfg.accumulator_elems() as usize]), Spad::Float(vec![0.0; (cfg.rows * cfg.cols) as usize])),
     };
-    let mut m = Machine { p, dram: vec![0; p.dram_bytes as usize], spad, acc, weights, counters: Counters::default() };
+    let mut m = Machine { p, dram: vec![0; p.dram_bytes as usize], spad, acc, weights };
     for (at, bytes) in &p.init {
         m.dram[*at as usize..*at as usize + bytes.len()].copy_from_slice(bytes);
     }
@@ -376,27 +395,45 @@ pub fn run(p: &Program, inputs: &[Tensor]) -> Result<Outcome, RunError> {
         }
         m.write_tensor(b, t);
     }
+    let timing = simulate(p, Some(&mut m))?;
+    let outputs = p.outputs.iter().map(|b| m.read_tensor(b)).collect();
+    Ok(Outcome { outputs, timing })
+}
+
+/// Time `p` without computing any value: the cycles and events of [`run`], exactly, for a
+/// fraction of the cost (what `nnc sweep` does for every configuration).
+pub fn time(p: &Program) -> Result<Timing, RunError> {
+    simulate(p, None)
+}
+
+/// Walk the instruction stream once: schedule and count every instruction and, given a
+/// machine, execute it.
+fn simulate(p: &Program, mut machine: Option<&mut Machine>) -> Result<Timing, RunError> {
     let mut tl = Timeline::new(p.insns.len());
+    let mut counters = Counters::default();
     // Layers are contiguous instruction ranges in order; fences sit between them.
     let mut layer_counters = Vec::with_capacity(p.layers.len());
     let mut next_layer = 0;
     let mut at_layer_start = Counters::default();
     for (i, insn) in p.insns.iter().enumerate() {
         if p.layers.get(next_layer).is_some_and(|l| l.start == i) {
-            at_layer_start = m.counters.clone();
+            at_layer_start = counters.clone();
         }
         let t = traffic(p, insn);
         let work = match insn {
             Insn::Vector { node, .. } => vector_work(p, crate::ir::NodeId::new(*node as usize)),
             _ => 0,
         };
-        m.exec(insn, &t, work)?;
+        if let Some(m) = machine.as_deref_mut() {
+            m.exec(insn)?;
+        }
+        count(&mut counters, &p.config, insn, &t, work);
         let span = tl.schedule(p, insn, work, &t)?;
         if span.queue == Queue::Compute && !matches!(insn, Insn::Fence) {
-            m.counters.compute_cycles += span.end - span.start;
+            counters.compute_cycles += span.end - span.start;
         }
         if p.layers.get(next_layer).is_some_and(|l| l.end == i + 1) {
-            layer_counters.push(m.counters.minus(&at_layer_start));
+            layer_counters.push(counters.minus(&at_layer_start));
             next_layer += 1;
         }
     }
@@ -410,6 +447,5 @@ pub fn run(p: &Program, inputs: &[Tensor]) -> Result<Outcome, RunError> {
             spans.iter().map(|s| s.end).max().unwrap_or(start) - start
         })
         .collect();
-    let outputs = p.outputs.iter().map(|b| m.read_tensor(b)).collect();
-    Ok(Outcome { outputs, spans: tl.spans, counters: m.counters, total_cycles, layer_cycles, layer_counters })
+    Ok(Timing { spans: tl.spans, counters, total_cycles, layer_cycles, layer_counters })
 }

@@ -12,6 +12,6 @@ pub mod report;
 pub mod tiling;
 
 pub use config::AccelConfig;
-pub use lower::lower;
+pub use lower::{lower, lower_for_timing};
 pub use program::Program;
-pub use machine::{run, Outcome};
+pub use machine::{run, time, Outcome, Timing};

@@ -155,11 +155,13 @@ pub struct Program {
     pub outputs: Vec<Buffer>,
     pub layers: Vec<Layer>,
     /// The graph the vector unit's instructions refer to (by node index).
-    pub graph: Graph,
+    pub graph: std::sync::Arc<Graph>,
     /// For `fused` nodes whose anchor ran on the array: the vector unit applies only the steps.
     pub steps_only: std::collections::HashSet<NodeId>,
     /// Sorted address ranges `[start, end)` of values resident on chip.
     pub on_chip: Vec<(u64, u64)>,
+    /// Lowered for timing only: `init` is empty and the program cannot compute values.
+    pub without_data: bool,
 }
 
 impl Program {

@@ -2,7 +2,7 @@
 //! Chrome/Perfetto trace of the three queues.
 
 use super::program::{Program, Unit};
-use super::machine::Outcome;
+use super::machine::Timing;
 use serde_json::{json, Value};
 
 fn utilization(macs: u64, cycles: u64, p: &Program) -> f64 {
@@ -19,7 +19,7 @@ fn latency_us(cycles: u64, p: &Program) -> f64 {
 }
 
 /// The JSON report.
-pub fn json_report(p: &Program, o: &Outcome) -> Value {
+pub fn json_report(p: &Program, o: &Timing) -> Value {
     let c = &o.counters;
     let energy = c.energy(&p.config.energy);
     let layers: Vec<Value> = p
@@ -73,7 +73,7 @@ fn si(v: f64) -> String {
 }
 
 /// The readable table: one row per layer, then totals.
-pub fn table(p: &Program, o: &Outcome) -> String {
+pub fn table(p: &Program, o: &Timing) -> String {
     let cfg = &p.config;
     let mut s = format!(
         "accelerator: {} — {}x{} {} {}, {} MHz, scratchpad {} KiB, accumulator {} KiB, DRAM {} GB/s ({} memory), fold overlap {}\n",
@@ -140,7 +140,7 @@ pub fn table(p: &Program, o: &Outcome) -> String {
 
 /// Chrome trace-event JSON (open in Perfetto or chrome://tracing): one track per queue,
 /// one slice per instruction, timestamps in microseconds at the configured clock.
-pub fn trace(p: &Program, o: &Outcome) -> Value {
+pub fn trace(p: &Program, o: &Timing) -> Value {
     let us = |cycles: u64| cycles as f64 / p.config.clock_mhz;
     let mut layer_of = vec![usize::MAX; p.insns.len()];
     for (li, l) in p.layers.iter().enumerate() {

@@ -11,7 +11,7 @@ use crate::ops::Op;
 use super::program::RunError;
 
 /// One instruction's place on the timeline.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Span {
     pub queue: Queue,
     pub start: u64,
@@ -102,9 +102,12 @@ impl Timeline {
             latency = cfg.dram_latency_cycles;
             latency + transfer
         };
-        // One cycle to issue, then the instruction's own time.
+        // DMA, vector and fence instructions spend one cycle to issue, then their own time.
+        // The array's sequencer decodes its next preload or compute while the current fold
+        // streams, so those have no issue cycle: folds run back to back, as SCALE-Sim counts.
         let mut start = ready;
-        let duration = 1 + match *insn {
+        let issue = u64::from(!matches!(insn, Insn::Preload { .. } | Insn::Compute { .. }));
+        let duration = issue + match *insn {
             Insn::LoadSpad { .. } | Insn::LoadIm2col { .. } => dma(traffic.dram_bytes(), self, &mut start),
             Insn::Preload { .. } => {
                 // Double-buffered weights shift in while the previous fold streams.
@@ -120,7 +123,6 @@ impl Timeline {
                 let busy = if cfg.fold_overlap { stream.max(r) } else { stream };
                 // Back to back with the previous fold, the skew overlaps; after a gap, the
                 // pipeline fills and drains again.
-                // (One cycle of slack: the preload's issue slot.)
                 if cfg.fold_overlap && self.last_array_end.is_some_and(|e| start <= e + 1) {
                     busy
                 } else {

@@ -22,6 +22,10 @@ pub enum Command {
     Run(RunArgs),
     /// Run a model on the modeled systolic-array accelerator and report time and energy.
     Sim(SimArgs),
+    /// The model on this CPU (measured) and on accelerator configurations (modeled), side by side.
+    Compare(CompareArgs),
+    /// Time the model on a grid of accelerator configurations; table, CSV and Pareto chart.
+    Sweep(SweepArgs),
 }
 
 #[derive(Args, Debug, Clone)]
@@ -195,6 +199,75 @@ pub struct SimArgs {
     /// Write a Chrome/Perfetto trace of the instruction timeline here.
     #[arg(long, value_name = "FILE.json")]
     pub trace: Option<PathBuf>,
+    /// Draw the per-layer breakdown (cycles: compute and stall; energy by component) as SVG.
+    #[arg(long, value_name = "FILE.svg")]
+    pub plot: Option<PathBuf>,
+    /// Place every layer on the configured machine's roofline, as SVG.
+    #[arg(long, value_name = "FILE.svg")]
+    pub roofline: Option<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+pub struct CompareArgs {
+    #[command(flatten)]
+    pub common: CommonArgs,
+    #[command(flatten)]
+    pub opt: OptimizeArgs,
+    #[command(flatten)]
+    pub weights: WeightArgs,
+    #[command(flatten)]
+    pub io: InputArgs,
+    /// An accelerator configuration to compare (preset or TOML file); repeatable. Default:
+    /// edge, gemmini, tpu-v1.
+    #[arg(long = "config", value_name = "PRESET|FILE.toml")]
+    pub configs: Vec<String>,
+    /// Override one key of every configuration; repeatable.
+    #[arg(long = "set", value_name = "KEY=VALUE", value_parser = parse_key_value)]
+    pub set: Vec<(String, String)>,
+    /// The CPU's power in watts for its energy estimate (default: 3.75 W per thread, see
+    /// docs/accelerator.md).
+    #[arg(long, value_name = "W", value_parser = parse_watts)]
+    pub cpu_watts: Option<f64>,
+    /// Timed CPU runs after a warm-up (default: as many as fit in about half a second, 5 to 1000).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub bench: Option<u32>,
+    /// Write the comparison as JSON here.
+    #[arg(long, value_name = "FILE.json")]
+    pub report: Option<PathBuf>,
+    /// Draw the comparison as an SVG bar chart here.
+    #[arg(long, value_name = "FILE.svg")]
+    pub plot: Option<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+pub struct SweepArgs {
+    #[command(flatten)]
+    pub common: CommonArgs,
+    #[command(flatten)]
+    pub opt: OptimizeArgs,
+    #[command(flatten)]
+    pub weights: WeightArgs,
+    #[command(flatten)]
+    pub io: InputArgs,
+    /// The base configuration and its overrides.
+    #[command(flatten)]
+    pub accel: AccelArgs,
+    /// A configuration key and its values, `KEY=V1,V2,...` (`array=16x16,32x32`); repeatable.
+    /// The grid is every combination.
+    #[arg(long = "vary", value_name = "KEY=V1,V2,...", required = true, value_parser = parse_vary)]
+    pub vary: Vec<crate::explore::Axis>,
+    /// Write the rows as CSV (`.csv`) or JSON lines (`.jsonl`).
+    #[arg(long, value_name = "FILE.csv|FILE.jsonl")]
+    pub output: Option<PathBuf>,
+    /// Draw the latency–energy plane with the Pareto front as SVG.
+    #[arg(long, value_name = "FILE.svg")]
+    pub plot: Option<PathBuf>,
+    /// Configurations timed in parallel (default: the CPUs available).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub jobs: Option<u32>,
+    /// Time only the K-th of N equal parts of the grid (1 ≤ K ≤ N).
+    #[arg(long, value_name = "K/N", value_parser = parse_shard)]
+    pub shard: Option<(usize, usize)>,
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -286,6 +359,40 @@ fn parse_key_value(s: &str) -> Result<(String, String), String> {
         Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
         _ => Err(format!("expected KEY=VALUE, got `{s}`")),
     }
+}
+
+fn parse_watts(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(w) if w.is_finite() && w > 0.0 && w <= 1e6 => Ok(w),
+        _ => Err(format!("`{s}` is not a power in watts (a positive number)")),
+    }
+}
+
+fn parse_vary(s: &str) -> Result<crate::explore::Axis, String> {
+    let (key, values) = s.split_once('=').ok_or_else(|| format!("expected KEY=V1,V2,..., got `{s}`"))?;
+    if key.is_empty() {
+        return Err(format!("`{s}` names no configuration key"));
+    }
+    let values: Vec<String> = values.split(',').map(|v| v.trim().to_string()).collect();
+    if values.iter().any(|v| v.is_empty()) {
+        return Err(format!("`{s}` has an empty value; give a comma-separated list such as {key}=1,2"));
+    }
+    if key == "array" {
+        for v in &values {
+            crate::explore::grid::parse_array(v)?;
+        }
+    }
+    Ok(crate::explore::Axis { key: key.to_string(), values })
+}
+
+fn parse_shard(s: &str) -> Result<(usize, usize), String> {
+    let bad = || format!("expected K/N with 1 ≤ K ≤ N, such as 2/4, got `{s}`");
+    let (k, n) = s.split_once('/').ok_or_else(bad)?;
+    let (k, n): (usize, usize) = (k.parse().map_err(|_| bad())?, n.parse().map_err(|_| bad())?);
+    if k == 0 || k > n || n > 1_000_000 {
+        return Err(bad());
+    }
+    Ok((k, n))
 }
 
 fn parse_array(s: &str) -> Result<(u32, u32), String> {

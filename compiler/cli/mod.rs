@@ -5,12 +5,14 @@
 
 pub mod args;
 mod check;
+mod compare;
 mod compile;
 mod inputs;
 mod labels;
 mod pipeline;
 mod run;
 mod sim;
+mod sweep;
 mod tensor_text;
 
 use crate::diagnostics::{render, Diagnostic};
@@ -65,6 +67,9 @@ pub(super) type CmdResult = Result<(), Failure>;
 pub(super) struct Session {
     pub(super) source: Option<Source>,
     color: bool,
+    /// Warnings already given once (commands that optimize a model several times, such as
+    /// `compare`, would otherwise repeat them).
+    said: std::cell::RefCell<std::collections::HashSet<String>>,
 }
 
 impl Session {
@@ -76,17 +81,26 @@ impl Session {
         let mut stderr = std::io::stderr().lock();
         let _ = stderr.write_all(render(diags, name, text, self.color).as_bytes());
     }
+
+    /// Emit `d` unless a diagnostic with the same message was emitted this way before.
+    pub(super) fn emit_once(&self, d: Diagnostic) {
+        if self.said.borrow_mut().insert(d.message.clone()) {
+            self.emit(&[d]);
+        }
+    }
 }
 
 fn run_command(cli: Cli) -> i32 {
     let color = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
-    let mut session = Session { source: None, color };
+    let mut session = Session { source: None, color, said: Default::default() };
     let result = match cli.command {
         Command::Check(a) => check::check(&mut session, &a),
         Command::Summary(a) => check::summary(&mut session, &a),
         Command::Compile(a) => compile::compile(&mut session, &a),
         Command::Run(a) => run::run(&mut session, &a),
         Command::Sim(a) => sim::sim(&mut session, &a),
+        Command::Compare(a) => compare::compare(&mut session, &a),
+        Command::Sweep(a) => sweep::sweep(&mut session, &a),
     };
     match result {
         Ok(()) => 0,

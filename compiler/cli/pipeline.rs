@@ -100,8 +100,10 @@ pub(super) fn calibration(session: &Session, graph: &Graph, opt: &QuantizeArgs) 
     }
     let names: Vec<String> = graph.inputs.iter().map(|&i| graph.node(i).name.clone()).collect();
     if opt.calibrate.is_empty() {
-        session.emit(&[Diagnostic::warning(format!("no --calibrate data: int8 activation ranges come from {RANDOM_CALIBRATION_RUNS} runs on seeded uniform [-1, 1) inputs"))
-            .with_help("pass `--calibrate NAME=FILE.npy` with representative inputs for accurate scales")]);
+        session.emit_once(
+            Diagnostic::warning(format!("no --calibrate data: int8 activation ranges come from {RANDOM_CALIBRATION_RUNS} runs on seeded uniform [-1, 1) inputs"))
+                .with_help("pass `--calibrate NAME=FILE.npy` with representative inputs for accurate scales"),
+        );
         return Ok(Some(passes::Calibration { method: on_the_jit(Vec::new(), opt).method, ..random_calibration(graph) }));
     }
     let mut per_input: Vec<Option<Vec<Tensor>>> = vec![None; names.len()];

@@ -19,14 +19,56 @@ pub(super) fn sim(session: &mut Session, a: &args::SimArgs) -> CmdResult {
         std::fs::write(path, text + "\n").map_err(|e| Diagnostic::error(format!("cannot write {}: {e}", path.display())).into())
     };
     if let Some(path) = &a.report {
-        write_json(path, accel::report::json_report(&program, &outcome))?;
+        write_json(path, accel::report::json_report(&program, &outcome.timing))?;
     }
     if let Some(path) = &a.trace {
-        write_json(path, accel::report::trace(&program, &outcome))?;
+        write_json(path, accel::report::trace(&program, &outcome.timing))?;
     }
-    write_output(None, &accel::report::table(&program, &outcome))?;
+    write_output(None, &accel::report::table(&program, &outcome.timing))?;
+    let title = |what: &str| format!("{} on {} ({}x{} {}, {}): {what}", graph.name, config.name, config.rows, config.cols, config.dtype.name(), if config.dataflow == accel::config::Dataflow::Ws { "ws" } else { "os" });
+    if let Some(path) = &a.plot {
+        let svg = crate::charts::layer_breakdown(&title("cycles and energy per layer"), &layer_bars(&program, &outcome.timing)).map_err(Diagnostic::error)?;
+        write_output(Some(path), &svg)?;
+    }
+    if let Some(path) = &a.roofline {
+        let roof = crate::charts::Roof { peak_macs_per_cycle: (config.rows * config.cols) as f64, dram_bytes_per_cycle: config.dram_bytes_per_cycle() };
+        let svg = crate::charts::roofline(&title("roofline"), &roof, &roofline_points(&program, &outcome.timing)).map_err(Diagnostic::error)?;
+        write_output(Some(path), &svg)?;
+    }
     match a.io.output_dir.as_deref() {
         Some(dir) => emit_outputs(&graph, &outcome.outputs, Some(dir)),
         None => Ok(()),
     }
+}
+
+fn layer_bars(p: &accel::Program, t: &accel::Timing) -> Vec<crate::charts::LayerBar> {
+    p.layers
+        .iter()
+        .zip(&t.layer_cycles)
+        .zip(&t.layer_counters)
+        .map(|((l, &cycles), lc)| {
+            let e = lc.energy(&p.config.energy);
+            let compute = lc.compute_cycles.min(cycles);
+            crate::charts::LayerBar { name: l.name.clone(), compute_cycles: compute, stall_cycles: cycles - compute, energy_pj: [e.mac, e.vector, e.scratchpad, e.accumulator, e.dram] }
+        })
+        .collect()
+}
+
+/// Layers that do multiply-accumulates and move DRAM bytes (a layer whose data stays on chip
+/// has no place on the DRAM roofline).
+fn roofline_points(p: &accel::Program, t: &accel::Timing) -> Vec<crate::charts::RooflinePoint> {
+    p.layers
+        .iter()
+        .zip(&t.layer_cycles)
+        .zip(&t.layer_counters)
+        .filter_map(|((l, &cycles), lc)| {
+            let bytes = lc.dram_read + lc.dram_written;
+            (l.macs > 0 && bytes > 0 && cycles > 0).then(|| crate::charts::RooflinePoint {
+                name: l.name.clone(),
+                macs_per_byte: l.macs as f64 / bytes as f64,
+                macs_per_cycle: l.macs as f64 / cycles as f64,
+                array: l.unit == accel::program::Unit::Array,
+            })
+        })
+        .collect()
 }

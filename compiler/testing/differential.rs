@@ -331,9 +331,17 @@ fn small_array(dtype: &str, os: bool) -> AccelConfig {
     c
 }
 
+/// Run on the accelerator; also checks that timing alone (what `nnc sweep` does) gives the
+/// functional run's cycles and events exactly.
 fn run_accel(graph: &Graph, config: &AccelConfig, inputs: &[Tensor]) -> Result<Vec<Tensor>, String> {
     let program = accel::lower(graph, config).map_err(|e| e.to_string())?;
-    Ok(accel::run(&program, inputs).map_err(|e| e.to_string())?.outputs)
+    let outcome = accel::run(&program, inputs).map_err(|e| e.to_string())?;
+    let timing_only = accel::lower_for_timing(&std::sync::Arc::new(graph.clone()), config).map_err(|e| e.to_string())?;
+    let timed = accel::time(&timing_only).map_err(|e| e.to_string())?;
+    if timed != outcome.timing {
+        return Err(format!("timing without values differs from the functional run: {} vs {} cycles", timed.total_cycles, outcome.timing.total_cycles));
+    }
+    Ok(outcome.outputs)
 }
 
 /// How close two executions' outputs must be.

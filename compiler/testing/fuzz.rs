@@ -133,9 +133,9 @@ pub fn accel_config(data: &[u8]) {
     passes::optimize_with(&mut g, 2, &cx, true, &mut |_, _| {}).unwrap_or_else(|e| panic!("{e}"));
     let Ok(program) = accel::lower(&g, &config) else { return };
     let outcome = accel::run(&program, &inputs).unwrap_or_else(|e| panic!("a lowered program failed to run: {e}"));
-    let report = accel::report::json_report(&program, &outcome);
-    assert_eq!(report["total_cycles"].as_u64(), Some(outcome.total_cycles), "the report's cycles are the run's");
-    let _ = accel::report::table(&program, &outcome);
+    let report = accel::report::json_report(&program, &outcome.timing);
+    assert_eq!(report["total_cycles"].as_u64(), Some(outcome.timing.total_cycles), "the report's cycles are the run's");
+    let _ = accel::report::table(&program, &outcome.timing);
 }
 
 /// An instruction stream: whatever decodes must re-encode to an encoding that decodes to the

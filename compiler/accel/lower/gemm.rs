@@ -47,18 +47,13 @@ pub(super) fn lower_product(lw: &mut Lowering, id: NodeId, product: &Product, n_
             let fg = f / c.groups;
             let k = cg * kh * kw;
             // B per group: the weights transposed to [k × fg], written once at compile time.
-            let weights = match &graph.node(operands[1]).kind {
-                NodeKind::Const(t) => Some(t.clone()),
-                _ => None,
+            let NodeKind::Const(weights) = &graph.node(operands[1]).kind else {
+                return Err(LowerError::Internal(format!("`{}`: the array was given a convolution whose weights are computed at run time", node.name)));
             };
             let b_type = w_buf.dram_type();
             let mut b_addrs = Vec::new();
             for g in 0..c.groups {
-                let bytes = match &weights {
-                    Some(t) => transpose_rows(t, g * fg, fg, k),
-                    None => return Err(LowerError::Internal(format!("`{}`: the array was given a convolution whose weights are computed at run time", node.name))),
-                };
-                b_addrs.push(lw.put(bytes));
+                b_addrs.push(lw.put((fg * k) as u64 * b_type.bytes(), || transpose_rows(weights, g * fg, fg, k)));
             }
             // One im2col descriptor per group; the image's offset is in each instruction.
             let mut conv_ids = Vec::with_capacity(c.groups);
@@ -100,11 +95,10 @@ pub(super) fn lower_product(lw: &mut Lowering, id: NodeId, product: &Product, n_
         Product::Dense(_) => {
             let [units, features] = types[1].shape[..] else { unreachable!("dense weight is rank 2") };
             let rows = types[0].shape.iter().product::<usize>() / features;
-            let t = match &graph.node(operands[1]).kind {
-                NodeKind::Const(t) => t.clone(),
-                _ => return Err(LowerError::Internal(format!("`{}`: the array was given a dense layer whose weights are computed at run time", node.name))),
+            let NodeKind::Const(t) = &graph.node(operands[1]).kind else {
+                return Err(LowerError::Internal(format!("`{}`: the array was given a dense layer whose weights are computed at run time", node.name)));
             };
-            let b_addr = lw.put(transpose_rows(&t, 0, units, features));
+            let b_addr = lw.put((units * features) as u64 * w_buf.dram_type().bytes(), || transpose_rows(t, 0, units, features));
             let instance = GemmInstance {
                 a: ASource::Matrix { dram: in_buf.addr, stride: features as u32, dtype: in_buf.dram_type() },
                 b: b_addr,
@@ -141,7 +135,7 @@ pub(super) fn lower_product(lw: &mut Lowering, id: NodeId, product: &Product, n_
     let bias = bias_buf.map(|b| b.addr);
     // The table is the absorbed consumer's, or a requantizing fused op's own.
     if let (Some(&c), ActKind::Requantize { scales, .. } | ActKind::Dequantize { scales, .. }) = (consumers.first().or(Some(&id)), &mut kind) {
-        *scales = lw.put(scale_table(graph, c, channels));
+        *scales = lw.put(channels as u64 * 4, || scale_table(graph, c, channels));
     }
     lw.acts.push(ActDesc { bias, kind, rounds_to: if steps_follow { nnc_runtime::DType::F32 } else { out.dtype } });
     let act = (lw.acts.len() - 1) as u32;

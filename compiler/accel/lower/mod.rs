@@ -34,6 +34,8 @@ struct Lowering<'a> {
     layers: Vec<Layer>,
     steps_only: std::collections::HashSet<NodeId>,
     on_chip: Vec<(u64, u64)>,
+    /// Whether constants are written into the DRAM image (not for timing only).
+    with_data: bool,
 }
 
 /// The most instructions a program may have (each takes about 60 bytes while simulated).
@@ -62,9 +64,15 @@ impl<'a> Lowering<'a> {
         buf
     }
 
-    fn put(&mut self, bytes: Vec<u8>) -> u64 {
-        let at = self.alloc(bytes.len() as u64);
-        self.init.push((at, bytes));
+    /// Reserve `len` bytes of DRAM for a constant and, when the program carries data, write
+    /// `bytes()` there (not called when lowering for timing only).
+    fn put(&mut self, len: u64, bytes: impl FnOnce() -> Vec<u8>) -> u64 {
+        let at = self.alloc(len);
+        if self.with_data {
+            let bytes = bytes();
+            debug_assert_eq!(bytes.len() as u64, len);
+            self.init.push((at, bytes));
+        }
         at
     }
 
@@ -91,6 +99,18 @@ fn array_product(op: &Op) -> Option<(Product, Option<&crate::ops::fused::Fused>)
 }
 
 pub fn lower(graph: &Graph, config: &AccelConfig) -> Result<Program, LowerError> {
+    lower_shared(std::sync::Arc::new(graph.clone()), config, true)
+}
+
+/// Lower for [`crate::accel::time`] only: the same instructions and addresses as [`lower`],
+/// but no DRAM image, and the graph shared rather than copied, so a design sweep lowers a
+/// model once per configuration at little cost.
+pub fn lower_for_timing(graph: &std::sync::Arc<Graph>, config: &AccelConfig) -> Result<Program, LowerError> {
+    lower_shared(graph.clone(), config, false)
+}
+
+fn lower_shared(shared: std::sync::Arc<Graph>, config: &AccelConfig, with_data: bool) -> Result<Program, LowerError> {
+    let graph = &*shared;
     let mut lw = Lowering {
         config,
         graph,
@@ -103,6 +123,7 @@ pub fn lower(graph: &Graph, config: &AccelConfig) -> Result<Program, LowerError>
         layers: Vec::new(),
         steps_only: Default::default(),
         on_chip: Vec::new(),
+        with_data,
     };
     // Nodes whose work another node's activation unit does.
     let mut absorbed: HashMap<NodeId, NodeId> = HashMap::new();
@@ -114,7 +135,7 @@ pub fn lower(graph: &Graph, config: &AccelConfig) -> Result<Program, LowerError>
             }
             NodeKind::Param => return Err(LowerError::UnboundParam(node.name.clone())),
             NodeKind::Const(t) => {
-                let addr = lw.put(tensor_bytes(t));
+                let addr = lw.put(node.ty.numel() as u64 * dram_type(node.ty.dtype).bytes(), || tensor_bytes(t));
                 lw.values.insert(id, Buffer { addr, dtype: node.ty.dtype, shape: node.ty.shape.clone() });
             }
             NodeKind::Op(op) => {
@@ -197,9 +218,10 @@ pub fn lower(graph: &Graph, config: &AccelConfig) -> Result<Program, LowerError>
         inputs,
         outputs,
         layers: lw.layers,
-        graph: graph.clone(),
         steps_only: lw.steps_only,
         on_chip: lw.on_chip,
+        without_data: !with_data,
+        graph: shared,
     })
 }
 
