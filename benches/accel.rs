@@ -37,6 +37,18 @@ fn simulate(c: &mut Criterion) {
     group.bench_function("lower_for_timing", |b| b.iter(|| accel::lower_for_timing(&shared, &config).unwrap()));
     group.bench_function("lower_for_timing+time", |b| b.iter(|| accel::time(&accel::lower_for_timing(&shared, &config).unwrap()).unwrap()));
     group.finish();
+    // The smallest array a sweep usually takes has the most instructions (520k at 8×8).
+    let mut group = c.benchmark_group("accel_resnet18_timing_only");
+    group.sample_size(10);
+    for size in [8, 16, 32] {
+        let mut small = AccelConfig::preset("gemmini").unwrap();
+        small.rows = size;
+        small.cols = size;
+        group.bench_function(format!("lower_for_timing {size}x{size}"), |b| b.iter(|| accel::lower_for_timing(&shared, &small).unwrap()));
+        let program = accel::lower_for_timing(&shared, &small).unwrap();
+        group.bench_function(format!("time {size}x{size}"), |b| b.iter(|| accel::time(&program).unwrap()));
+    }
+    group.finish();
 }
 
 criterion_group!(benches, simulate);
