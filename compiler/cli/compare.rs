@@ -223,6 +223,17 @@ fn model_accel(graph: &Arc<Graph>, c: &AccelConfig, baseline: Precision) -> Resu
     })
 }
 
+/// Microjoules as µJ, mJ or J.
+fn fmt_energy(uj: f64) -> String {
+    if uj >= 1e6 {
+        format!("{:.3} J", uj * 1e-6)
+    } else if uj >= 1e3 {
+        format!("{:.3} mJ", uj * 1e-3)
+    } else {
+        format!("{uj:.1} µJ")
+    }
+}
+
 fn graph_macs(g: &Graph) -> u64 {
     g.node_ids().filter_map(|id| g.node(id).op().map(|op| op.macs(&g.operand_types(id), &g.node(id).ty))).sum()
 }
@@ -238,11 +249,11 @@ fn table(targets: &[Target], ratios: &[(f64, f64)], watts: f64, threads: usize) 
         };
         let _ = writeln!(
             s,
-            "{:<width$}  {:>10}  {:>10.1}  {:>9.1} µJ  {:>10}  {:>7.2}×  {:>7.2}×  {breakdown}",
+            "{:<width$}  {:>10}  {:>10.1}  {:>12}  {:>10}  {:>7.2}×  {:>7.2}×  {breakdown}",
             t.name,
             fmt_time(t.latency_us * 1e-6),
             1e6 / t.latency_us,
-            t.energy_uj,
+            fmt_energy(t.energy_uj),
             crate::charts::si(t.macs as f64 / (t.latency_us * 1e-6)),
             speedup,
             energy_ratio,
