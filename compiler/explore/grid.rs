@@ -181,11 +181,13 @@ mod tests {
 
     #[test]
     fn the_accumulator_keeps_its_rows_as_the_array_widens() {
-        let mut g = Grid::new(vec![axis("array", &["16x16", "256x256"])], &edge()).unwrap();
-        g.scale_accumulator(&edge());
+        let mut base = edge();
+        base.scratchpad_kib = 4096;
+        let mut g = Grid::new(vec![axis("array", &["16x16", "256x256"])], &base).unwrap();
+        g.scale_accumulator(&base);
         // edge: 128 KiB of 32 columns = 1024 rows.
-        assert_eq!(g.config(&edge(), 0).unwrap().accumulator_kib, 64);
-        assert_eq!(g.config(&edge(), 1).unwrap().accumulator_kib, 1024);
+        assert_eq!(g.config(&base, 0).unwrap().accumulator_kib, 64);
+        assert_eq!(g.config(&base, 1).unwrap().accumulator_kib, 1024);
         let mut fixed = Grid::new(vec![axis("array", &["16x16"]), axis("accumulator_kib", &["32"])], &edge()).unwrap();
         fixed.scale_accumulator(&edge());
         assert_eq!(fixed.config(&edge(), 0).unwrap().accumulator_kib, 32);
