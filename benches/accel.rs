@@ -51,5 +51,27 @@ fn simulate(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, simulate);
+/// A 100-design grid of ResNet-18 (int8) on two threads, as `nnc sweep` runs it: the
+/// 1,000-design target (< 30 s on 2 cores) is ten of these.
+fn sweep(c: &mut Criterion) {
+    use nnc::explore::{grid::Axis, sweep, Grid};
+    let (graph, _) = resnet_int8();
+    let graph = std::sync::Arc::new(graph);
+    let base = AccelConfig::preset("gemmini").unwrap();
+    let axis = |key: &str, values: &[&str]| Axis { key: key.into(), values: values.iter().map(|v| v.to_string()).collect() };
+    let mut grid = Grid::new(
+        vec![axis("array", &["8x8", "16x16", "32x32", "64x64", "128x128"]), axis("dataflow", &["ws", "os"]), axis("scratchpad_kib", &["256", "1024"]), axis("dram_gbps", &["8", "16", "32", "64", "128"])],
+        &base,
+    )
+    .unwrap();
+    grid.scale_accumulator(&base);
+    let mut group = c.benchmark_group("sweep_resnet18");
+    group.sample_size(10);
+    group.bench_function("100 designs, 2 jobs", |b| {
+        b.iter(|| sweep::sweep(&grid, 0..grid.len(), &base, &|_| Ok(graph.clone()), 2, &|| {}).unwrap())
+    });
+    group.finish();
+}
+
+criterion_group!(benches, simulate, sweep);
 criterion_main!(benches);
