@@ -116,8 +116,11 @@ fn compare_sets_the_cpu_beside_each_configuration() {
     let dir = tempfile::tempdir().unwrap();
     let report = dir.path().join("cmp.json");
     let plot = dir.path().join("cmp.svg");
-    let out = ok(&["compare", "examples/mlp.nn", "--random-weights", "2", "--input", "x=random:1", "--config", "edge", "--config", "gemmini", "--cpu-watts", "10", "--report", report.to_str().unwrap(), "--plot", plot.to_str().unwrap()]);
+    let out = ok(&["compare", "examples/mlp.nn", "--random-weights", "2", "--input", "x=random:1", "--config", "edge", "--config", "gemmini", "--cpu-watts", "10", "--per-layer", "--report", report.to_str().unwrap(), "--plot", plot.to_str().unwrap()]);
     assert!(out.contains("cpu f32 (1 thread)") && out.contains("gemmini (16x16 int8)"), "{out}");
+    // The per-layer table: a row per layer, a column per target.
+    let h1 = out.lines().find(|l| l.starts_with("h1 ")).unwrap_or_else(|| panic!("no h1 row in:\n{out}"));
+    assert_eq!(h1.split_whitespace().count(), 5, "{h1}");
     let r: Value = serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
     let targets = r["targets"].as_array().unwrap();
     let names: Vec<&str> = targets.iter().map(|t| t["name"].as_str().unwrap()).collect();

@@ -231,6 +231,9 @@ pub struct CompareArgs {
     /// Timed CPU runs after a warm-up (default: as many as fit in about half a second, 5 to 1000).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=100_000))]
     pub bench: Option<u32>,
+    /// Also print each layer's latency on every target, side by side.
+    #[arg(long)]
+    pub per_layer: bool,
     /// Write the comparison as JSON here.
     #[arg(long, value_name = "FILE.json")]
     pub report: Option<PathBuf>,

@@ -106,6 +106,9 @@ pub(super) fn compare(session: &mut Session, a: &CompareArgs) -> CmdResult {
     let cpu_row = |p: Precision| targets.iter().find(|t| t.cpu && t.precision == p.name()).map(|t| (t.latency_us, t.energy_uj));
     let ratios: Vec<(f64, f64)> = targets.iter().map(|t| cpu_row(t.baseline).map_or((1.0, 1.0), |(l, e)| (l / t.latency_us, e / t.energy_uj))).collect();
     write_output(None, &table(&targets, &ratios, watts, threads))?;
+    if a.per_layer {
+        write_output(None, &per_layer_table(&targets))?;
+    }
     if let Some(path) = &a.report {
         let list: Vec<Value> = targets
             .iter()
@@ -221,6 +224,38 @@ fn model_accel(graph: &Arc<Graph>, c: &AccelConfig, baseline: Precision) -> Resu
         config: Some(c.clone()),
         layers,
     })
+}
+
+/// Each layer's latency on every target (µs), rows in order of first appearance. Layers
+/// are matched by node name; a target that has no such layer (the CPU fused it into
+/// another, or an int8 graph's `quantize`) shows `-`.
+fn per_layer_table(targets: &[Target]) -> String {
+    use std::fmt::Write;
+    let mut names: Vec<&str> = Vec::new();
+    for t in targets {
+        for l in &t.layers {
+            let n = l["name"].as_str().unwrap_or("");
+            if !names.contains(&n) {
+                names.push(n);
+            }
+        }
+    }
+    let width = names.iter().map(|n| n.len()).max().unwrap_or(5).max(5);
+    let cols: Vec<usize> = targets.iter().map(|t| t.short.len().max(9)).collect();
+    let mut s = format!("\n{:<width$}", "layer (µs)");
+    for (t, w) in targets.iter().zip(&cols) {
+        let _ = write!(s, "  {:>w$}", t.short);
+    }
+    s.push('\n');
+    for n in names {
+        let _ = write!(s, "{n:<width$}");
+        for (t, w) in targets.iter().zip(&cols) {
+            let cell = t.layers.iter().find(|l| l["name"].as_str() == Some(n)).and_then(|l| l["latency_us"].as_f64()).map_or("-".to_string(), |v| format!("{v:.1}"));
+            let _ = write!(s, "  {cell:>w$}");
+        }
+        s.push('\n');
+    }
+    s
 }
 
 /// Microjoules as µJ, mJ or J.
