@@ -19,7 +19,7 @@ fn resnet_int8() -> (nnc::ir::Graph, Vec<Tensor>) {
     let ty = g.node(g.inputs[0]).ty.clone();
     let input = Tensor::f32(ty.shape.clone(), (0..ty.numel()).map(|i| ((i * 7919) % 2000) as f32 / 1000.0 - 1.0).collect());
     let calibration = passes::Calibration::new(vec![vec![input.clone()]]);
-    passes::optimize_with(&mut g, 2, &passes::PassContext { cpu: None, quantize: Some(&calibration), bf16: false }, false, &mut |_, _| {}).unwrap();
+    passes::optimize_with(&mut g, 2, &passes::PassContext { cpu: None, quantize: Some(&calibration), bf16: false, prune: None }, false, &mut |_, _| {}).unwrap();
     (g, vec![input])
 }
 

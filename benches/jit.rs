@@ -69,7 +69,7 @@ fn compile_quantized(src: &str, name: &str, bf16: bool) -> (jit::Executable, Vec
     let calibration = passes::Calibration::new(vec![inputs.clone()]);
     let target = nnc::target::CpuTarget::host(true);
     let quantize = (!bf16).then_some(&calibration);
-    passes::optimize_with(&mut g, 2, &passes::PassContext { cpu: Some(&target), quantize, bf16 }, false, &mut |_, _| {}).unwrap();
+    passes::optimize_with(&mut g, 2, &passes::PassContext { cpu: Some(&target), quantize, bf16, prune: None }, false, &mut |_, _| {}).unwrap();
     (jit::compile(&g, &Default::default()).unwrap(), inputs)
 }
 

@@ -148,6 +148,6 @@ pub fn compile(src: &Source, weights: nnc_runtime::weights::WeightsFile, options
     let mut graph = build_graph(src, options.model.as_deref(), &options.dims).map_err(|d| Error::Diagnostics(render(&d)))?;
     bind(&mut graph, Weights::Tensors(weights)).map_err(|d| Error::Diagnostics(render(&d)))?;
     let target = crate::target::CpuTarget::host(options.jit.ukernels);
-    optimize(&mut graph, options.opt_level, &crate::passes::PassContext { cpu: Some(&target), quantize: None, bf16: false }, &mut crate::passes::Each(Vec::new()))?;
+    optimize(&mut graph, options.opt_level, &crate::passes::PassContext { cpu: Some(&target), quantize: None, bf16: false, prune: None }, &mut crate::passes::Each(Vec::new()))?;
     Ok(crate::jit::compile(&graph, &options.jit)?)
 }

@@ -28,7 +28,7 @@ fn bound(graph: &Graph, seed: u64) -> Graph {
 /// Optimize for the accelerator (quantizing on `calibration` if given).
 fn optimized(graph: &Graph, level: u8, calibration: Option<&passes::Calibration>) -> Graph {
     let mut g = graph.clone();
-    passes::optimize_with(&mut g, level, &passes::PassContext { cpu: None, quantize: calibration, bf16: false }, true, &mut |_, _| {}).unwrap();
+    passes::optimize_with(&mut g, level, &passes::PassContext { cpu: None, quantize: calibration, bf16: false, prune: None }, true, &mut |_, _| {}).unwrap();
     g
 }
 

@@ -617,3 +617,59 @@ fn summary_reports_each_products_quantization_error() {
     assert_eq!(o.code, 0, "{}", o.stderr);
     assert!(!o.stdout.contains("SQNR"), "{}", o.stdout);
 }
+
+/// `--prune magnitude|global`: the digits models' accuracy pinned (one-shot pruning, no
+/// fine-tuning); a pruned model gives the interpreter's outputs on the JIT and the
+/// accelerator, in f32 and int8; `summary` reports the densities; bad specs and skips are
+/// refused with exit 2 (malformed) or 1 (nothing to skip, no weights, a kind not built).
+#[test]
+fn unstructured_pruning_from_the_command_line() {
+    let d = "examples/digits";
+    let (model, weights, x, y) = (format!("{d}/digits.nn"), format!("{d}/digits.safetensors"), format!("x={d}/test_x.npy"), format!("{d}/test_y.npy"));
+    for (spec, want) in [("magnitude:0.5", "344/360"), ("global:0.5", "352/360"), ("global:0.7", "331/360")] {
+        let o = run(&["run", &model, "--weights", &weights, "--input", &x, "--labels", &y, "--prune", spec]);
+        assert_eq!(o.code, 0, "{}", o.stderr);
+        assert!(o.stdout.contains(&format!("accuracy: {want}")), "{spec}: {}", o.stdout);
+    }
+    let dir = tempfile::tempdir().unwrap();
+    for quant in [&[][..], &["--quantize", "int8", "--config", "gemmini"][..]] {
+        let mut logits = Vec::new();
+        for backend in ["interp", "jit", "accel"] {
+            let out = dir.path().join(backend);
+            let mut args = vec!["run", "examples/lenet5.nn", "--backend", backend, "--random-weights", "1", "--input", "image=random:1", "--prune", "global:0.7", "--prune-skip", "c1", "--output-dir", out.to_str().unwrap()];
+            args.extend_from_slice(quant);
+            if backend != "accel" {
+                args.retain(|a| *a != "--config" && *a != "gemmini");
+            }
+            let o = run(&args);
+            assert_eq!(o.code, 0, "{backend} {quant:?}: {}", o.stderr);
+            logits.push(read_npy(&out.join("logits.npy")).unwrap().tensor);
+        }
+        let tol = if quant.is_empty() { 1e-4 } else { 0.0 };
+        assert_eq!(common::compare(&logits[1..2], &logits[..1], tol), None, "jit {quant:?}");
+        assert_eq!(common::compare(&logits[2..], &logits[..1], tol), None, "accel {quant:?}");
+    }
+    let o = run(&["summary", "examples/lenet5.nn", "--random-weights", "1", "--prune", "magnitude:0.75", "--prune-skip", "c1"]);
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    let row = |w: &str| o.stdout.lines().find(|l| l.starts_with(w)).unwrap_or_else(|| panic!("no {w} row:\n{}", o.stdout)).to_string();
+    assert!(row("c1.weight").ends_with("100.0%"), "{}", row("c1.weight"));
+    assert!(row("c3.weight").ends_with("25.0%"), "{}", row("c3.weight"));
+    let o = run(&["compile", "examples/lenet5.nn", "--random-weights", "1", "--prune", "magnitude:0.75", "--emit", "ir", "-O0"]);
+    assert!(o.stdout.contains("%c3.weight = const <2400 values, density 0.250>"), "{}", o.stdout);
+    for (args, code, message) in [
+        (&["--prune", "magnitude:1.5"][..], 2, "below 1"),
+        (&["--prune", "channels:-1"][..], 2, "at least 0"),
+        (&["--prune", "pruneall:0.5"][..], 2, "unknown pruning kind"),
+        (&["--prune", "magnitude:0.5", "--prune-skip", "c9"][..], 1, "--prune-skip c9 names no prunable layer"),
+        (&["--prune", "channels:0.5"][..], 1, "not available yet"),
+        (&["--prune-skip", "c1"][..], 1, "no --prune is given"),
+    ] {
+        let mut all = vec!["run", "examples/lenet5.nn", "--random-weights", "1", "--input", "image=random:1"];
+        all.extend_from_slice(args);
+        let o = run(&all);
+        assert_eq!(o.code, code, "{args:?}: {}", o.stderr);
+        assert!(o.stderr.contains(message), "{args:?}: {}", o.stderr);
+    }
+    let o = run(&["run", "examples/lenet5.nn", "--input", "image=random:1", "--prune", "magnitude:0.5"]);
+    assert_eq!(o.code, 1, "{}", o.stderr);
+}

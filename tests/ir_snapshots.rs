@@ -56,6 +56,6 @@ fn lenet5_quantized_int8() {
     let ty = g.node(g.inputs[0]).ty.clone();
     let x = nnc_runtime::Tensor::f32(ty.shape.clone(), (0..ty.numel()).map(|_| rng.random_range(-1.0f32..1.0)).collect());
     let calibration = passes::Calibration::new(vec![vec![x]]);
-    passes::optimize_with(&mut g, 2, &passes::PassContext { cpu: None, quantize: Some(&calibration), bf16: false }, true, &mut |_, _| {}).unwrap();
+    passes::optimize_with(&mut g, 2, &passes::PassContext { cpu: None, quantize: Some(&calibration), bf16: false, prune: None }, true, &mut |_, _| {}).unwrap();
     insta::assert_snapshot!(print_graph(&g));
 }

@@ -341,7 +341,7 @@ fn int8_codes_of_nan_infinities_and_huge_values_match_the_interpreter() {
     let g = bound(&build_graph(&Source::from_string("q.nn", src), None, &Default::default()).unwrap(), None);
     let calibration = Calibration::new(vec![random_inputs(&g, 1)]);
     let mut q = g.clone();
-    passes::optimize_with(&mut q, 2, &PassContext { cpu: None, quantize: Some(&calibration), bf16: false }, true, &mut |_, _| {}).unwrap();
+    passes::optimize_with(&mut q, 2, &PassContext { cpu: None, quantize: Some(&calibration), bf16: false, prune: None }, true, &mut |_, _| {}).unwrap();
     let specials = [f32::NAN, f32::INFINITY, f32::NEG_INFINITY, 1e30, -1e30, 0.0, -0.0, 1e-40, -3.3e38, 0.004];
     let x: Vec<f32> = (0..74).map(|i| if i % 3 == 0 { specials[i / 3 % specials.len()] } else { (i as f32 * 0.37).sin() }).collect();
     let inputs = vec![Tensor::f32(vec![2, 37], x)];
@@ -365,7 +365,7 @@ fn int8_examples_match_the_interpreter_bit_for_bit() {
         let g = bound(&build_graph(&src, None, &Default::default()).unwrap(), None);
         let calibration = Calibration::new(vec![random_inputs(&g, 1)]);
         let mut q = g.clone();
-        passes::optimize_with(&mut q, 2, &PassContext { cpu: None, quantize: Some(&calibration), bf16: false }, true, &mut |_, _| {}).unwrap();
+        passes::optimize_with(&mut q, 2, &PassContext { cpu: None, quantize: Some(&calibration), bf16: false, prune: None }, true, &mut |_, _| {}).unwrap();
         let inputs = random_inputs(&g, 2);
         let want = interp::run(&q, &inputs).unwrap();
         let exe = jit::compile(&q, &jit::JitOptions { ukernels: true, threads: 2 }).unwrap();
@@ -446,7 +446,7 @@ fn bf16_mixed_precision_matches_the_interpreter_on_the_jit_and_the_accelerator()
         let f32_out = interp::run(&g, &inputs).unwrap();
         let mut q = g.clone();
         let target = CpuTarget::host(true);
-        passes::optimize_with(&mut q, 2, &PassContext { cpu: Some(&target), quantize: None, bf16: true }, true, &mut |_, _| {}).unwrap();
+        passes::optimize_with(&mut q, 2, &PassContext { cpu: Some(&target), quantize: None, bf16: true, prune: None }, true, &mut |_, _| {}).unwrap();
         assert!(q.node_ids().any(|id| q.node(id).ty.dtype == DType::BF16), "{name}: nothing became bf16");
         let want = interp::run(&q, &inputs).unwrap();
         if let Some(m) = near_f32(&want, &f32_out) {
@@ -457,7 +457,7 @@ fn bf16_mixed_precision_matches_the_interpreter_on_the_jit_and_the_accelerator()
             failures.push(format!("{name}: JIT: {m}"));
         }
         let mut a = g.clone();
-        passes::optimize_with(&mut a, 2, &PassContext { cpu: None, quantize: None, bf16: true }, true, &mut |_, _| {}).unwrap();
+        passes::optimize_with(&mut a, 2, &PassContext { cpu: None, quantize: None, bf16: true, prune: None }, true, &mut |_, _| {}).unwrap();
         let program = nnc::accel::lower(&a, &nnc::accel::AccelConfig::preset("edge").unwrap()).unwrap();
         let got = nnc::accel::run(&program, &inputs).unwrap().outputs;
         if let Some(m) = within(&got, &interp::run(&a, &inputs).unwrap()) {

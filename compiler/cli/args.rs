@@ -66,6 +66,30 @@ pub struct OptimizeArgs {
     pub ukernels: OnOff,
     #[command(flatten)]
     pub quant: QuantizeArgs,
+    #[command(flatten)]
+    pub prune: PruneArgs,
+}
+
+/// Pruning (SPEC §5).
+#[derive(Args, Debug, Clone, Default)]
+pub struct PruneArgs {
+    /// Zero or remove weights: `magnitude:F`, `global:F` (0 ≤ F < 1); repeatable, applied in
+    /// order. (`channels:F` and `blocks:F[:RxC]` are not available yet.)
+    #[arg(long = "prune", value_name = "SPEC", value_parser = parse_prune)]
+    pub specs: Vec<crate::passes::prune::PruneSpec>,
+    /// Leave a layer out of pruning: its name or a parameter prefix (`layer1.0.conv2`).
+    #[arg(long = "prune-skip", value_name = "NAME")]
+    pub skip: Vec<String>,
+}
+
+impl PruneArgs {
+    pub fn options(&self) -> crate::passes::prune::PruneOptions {
+        crate::passes::prune::PruneOptions { specs: self.specs.clone(), skip: self.skip.clone() }
+    }
+}
+
+fn parse_prune(s: &str) -> Result<crate::passes::prune::PruneSpec, String> {
+    crate::passes::prune::PruneSpec::parse(s)
 }
 
 /// Post-training quantization and its calibration.
@@ -94,6 +118,8 @@ pub struct SummaryArgs {
     pub weights: WeightArgs,
     #[command(flatten)]
     pub quant: QuantizeArgs,
+    #[command(flatten)]
+    pub prune: PruneArgs,
 }
 
 #[derive(Args, Debug, Clone)]

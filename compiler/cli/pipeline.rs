@@ -165,7 +165,9 @@ pub(super) fn optimize(session: &Session, graph: &mut Graph, opt: &OptimizeArgs,
     // The CPU passes decide layouts and tiles for the JIT, which runs float graphs only.
     let target = if calibration.is_some() { None } else { target };
     let bf16 = opt.quant.quantize == Some(args::Quantize::Bf16);
-    let cx = passes::PassContext { cpu: target, quantize: calibration.as_ref(), bf16 };
+    let prune = opt.prune.options();
+    passes::prune::check(graph, &prune).map_err(Diagnostic::error)?;
+    let cx = passes::PassContext { cpu: target, quantize: calibration.as_ref(), bf16, prune: Some(&prune) };
     for (flag, pass) in [("--dump-before", &opt.dump_before), ("--dump-after", &opt.dump_after)] {
         let Some(pass) = pass.as_deref().filter(|p| *p != "all") else { continue };
         let entry = passes::PIPELINE.iter().find(|p| p.name == pass).expect("clap checks pass names");
@@ -174,6 +176,8 @@ pub(super) fn optimize(session: &Session, graph: &mut Graph, opt: &OptimizeArgs,
                 format!("it runs from -O{}, not at -O{}", entry.min_opt_level, opt.opt_level)
             } else if matches!(entry.run, passes::PassFn::Cpu(_)) {
                 "it decides for the JIT and does not run for the interpreter or the accelerator".to_string()
+            } else if matches!(entry.run, passes::PassFn::Prune(_)) {
+                "it runs only with --prune".to_string()
             } else {
                 format!("it runs only with --quantize {}", entry.name.trim_start_matches("quantize-"))
             };

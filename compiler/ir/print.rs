@@ -53,7 +53,13 @@ fn write_graph(graph: &Graph, out: &mut String) -> std::fmt::Result {
                         write!(out, "const [{}]", items.join(", "))?;
                     }
                 } else {
-                    write!(out, "const <{} values>", values.len())?;
+                    // Sparsity is a property of the value: pruned weights say how dense they are.
+                    let zeros = values.iter().filter(|&&v| v == 0.0).count();
+                    if zeros > 0 {
+                        write!(out, "const <{} values, density {:.3}>", values.len(), 1.0 - zeros as f64 / values.len() as f64)?;
+                    } else {
+                        write!(out, "const <{} values>", values.len())?;
+                    }
                 }
             }
             NodeKind::Op(op) => {

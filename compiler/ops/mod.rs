@@ -539,12 +539,12 @@ mod tests {
         crate::passes::optimize(&mut float, 2, Some(&target), true, &mut |_, _| {}).expect("optimizes");
         let mut int8 = bound.clone();
         let calibration = crate::passes::Calibration::new(vec![crate::testing::differential::random_inputs(&bound, 1)]);
-        crate::passes::optimize_with(&mut int8, 2, &crate::passes::PassContext { cpu: None, quantize: Some(&calibration), bf16: false }, true, &mut |_, _| {}).expect("quantizes");
+        crate::passes::optimize_with(&mut int8, 2, &crate::passes::PassContext { cpu: None, quantize: Some(&calibration), bf16: false, prune: None }, true, &mut |_, _| {}).expect("quantizes");
         // At -O1 nothing fuses the requantizes into their products.
         let mut int8_unfused = bound.clone();
-        crate::passes::optimize_with(&mut int8_unfused, 1, &crate::passes::PassContext { cpu: None, quantize: Some(&calibration), bf16: false }, true, &mut |_, _| {}).expect("quantizes");
+        crate::passes::optimize_with(&mut int8_unfused, 1, &crate::passes::PassContext { cpu: None, quantize: Some(&calibration), bf16: false, prune: None }, true, &mut |_, _| {}).expect("quantizes");
         let mut bf16 = bound.clone();
-        crate::passes::optimize_with(&mut bf16, 2, &crate::passes::PassContext { cpu: Some(&target), quantize: None, bf16: true }, true, &mut |_, _| {}).expect("mixed precision");
+        crate::passes::optimize_with(&mut bf16, 2, &crate::passes::PassContext { cpu: Some(&target), quantize: None, bf16: true, prune: None }, true, &mut |_, _| {}).expect("mixed precision");
         let irs: Vec<String> = [&graph, &float, &int8, &int8_unfused, &bf16].iter().map(|g| crate::ir::print::print_graph(g)).collect();
         for name in &all {
             assert!(irs.iter().any(|ir| ir.contains(&format!(" = {name}("))), "no `{name}` in\n{}", irs.join("\n"));

@@ -12,6 +12,7 @@ mod eliminate_dead_code;
 mod fold_batch_norm;
 mod fold_constants;
 mod fuse_epilogues;
+pub mod prune;
 mod quantize_bf16;
 mod quantize_int8;
 mod select_kernels;
@@ -55,6 +56,8 @@ pub enum PassFn {
     Quantize(fn(&mut Graph, &Calibration) -> bool),
     /// Runs only when mixed precision is asked for (`--quantize bf16`), at every `-O` level.
     MixedPrecision(fn(&mut Graph) -> bool),
+    /// Runs only when pruning is asked for (`--prune`), at every `-O` level.
+    Prune(fn(&mut Graph, &prune::PruneOptions) -> bool),
 }
 
 /// What the passes may know about where the graph is going.
@@ -66,10 +69,14 @@ pub struct PassContext<'a> {
     pub quantize: Option<&'a Calibration>,
     /// bf16 mixed precision for the matrix products (`--quantize bf16`).
     pub bf16: bool,
+    /// `--prune` and `--prune-skip`; `None` or empty prunes nothing.
+    pub prune: Option<&'a prune::PruneOptions>,
 }
 
 /// The pipeline, in order.
 pub const PIPELINE: &[Pass] = &[
+    // First: pruning ranks the weights as declared, before batch norms fold into them.
+    Pass { name: "prune", min_opt_level: 0, run: PassFn::Prune(prune::prune) },
     Pass { name: "fold-batch-norm", min_opt_level: 2, run: PassFn::Graph(fold_batch_norm) },
     Pass { name: "fold-constants", min_opt_level: 1, run: PassFn::Graph(fold_constants) },
     Pass { name: "quantize-int8", min_opt_level: 0, run: PassFn::Quantize(quantize_int8) },
@@ -184,7 +191,7 @@ impl PassTimes {
 /// sees the graph after each one (the `--dump-after` hook). `verify_each` runs the verifier
 /// after every pass.
 pub fn optimize(graph: &mut Graph, opt_level: u8, target: Option<&CpuTarget>, verify_each: bool, after_pass: &mut dyn FnMut(&str, &Graph)) -> Result<(), PassError> {
-    optimize_with(graph, opt_level, &PassContext { cpu: target, quantize: None, bf16: false }, verify_each, after_pass)
+    optimize_with(graph, opt_level, &PassContext { cpu: target, quantize: None, bf16: false, prune: None }, verify_each, after_pass)
 }
 
 /// [`optimize`] with everything the passes may be told.
@@ -200,6 +207,7 @@ pub fn runs(pass: &Pass, opt_level: u8, cx: &PassContext) -> bool {
             PassFn::Cpu(_) => cx.cpu.is_some(),
             PassFn::Quantize(_) => cx.quantize.is_some(),
             PassFn::MixedPrecision(_) => cx.bf16,
+            PassFn::Prune(_) => cx.prune.is_some_and(|p| !p.is_empty()),
         }
 }
 
@@ -220,6 +228,9 @@ pub fn run_pipeline(graph: &mut Graph, opt_level: u8, cx: &PassContext, verify_e
             }
             PassFn::MixedPrecision(run) => {
                 run(graph);
+            }
+            PassFn::Prune(run) => {
+                run(graph, cx.prune.expect("`runs` checked the options"));
             }
         }
         if verify_each {

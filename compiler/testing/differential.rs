@@ -120,11 +120,11 @@ impl Executor {
         };
         match *self {
             Executor::Interp { level } => {
-                let g = optimized(level, &PassContext { cpu: Some(&CpuTarget::reference()), quantize: None, bf16: false })?;
+                let g = optimized(level, &PassContext { cpu: Some(&CpuTarget::reference()), quantize: None, bf16: false, prune: None })?;
                 interp::run(&g, inputs).map_err(|e| e.to_string())
             }
             Executor::Jit { level, ukernels, threads } => {
-                let g = optimized(level, &PassContext { cpu: Some(&CpuTarget::host(ukernels)), quantize: None, bf16: false })?;
+                let g = optimized(level, &PassContext { cpu: Some(&CpuTarget::host(ukernels)), quantize: None, bf16: false, prune: None })?;
                 let exe = jit::compile(&g, &jit::JitOptions { ukernels, threads }).map_err(|e| e.to_string())?;
                 exe.run(&mut exe.workspace(), inputs).map_err(|e| e.to_string())
             }
@@ -223,7 +223,7 @@ pub fn check(source: &str, seed: u64, plan: &Plan) -> Result<Checked, Failure> {
     let calibration = Calibration::new(vec![random_inputs(&bound, seed.wrapping_add(1))]);
     let quantized = |level: u8| -> Result<(Graph, Vec<Tensor>), Failure> {
         let mut q = bound.clone();
-        passes::optimize_with(&mut q, level, &PassContext { cpu: None, quantize: Some(&calibration), bf16: false }, true, &mut |_, _| {}).map_err(|e| fail(&format!("quantizing at -O{level}"), &e))?;
+        passes::optimize_with(&mut q, level, &PassContext { cpu: None, quantize: Some(&calibration), bf16: false, prune: None }, true, &mut |_, _| {}).map_err(|e| fail(&format!("quantizing at -O{level}"), &e))?;
         let want = interp::run(&q, &inputs).map_err(|e| fail(&format!("interp int8 -O{level}"), &e))?;
         Ok((q, want))
     };
@@ -250,7 +250,7 @@ pub fn check(source: &str, seed: u64, plan: &Plan) -> Result<Checked, Failure> {
         let what = format!("jit bf16 -O{level} ukernels={} threads={threads}", if ukernels { "on" } else { "off" });
         let mut g = bound.clone();
         let target = CpuTarget::host(ukernels);
-        passes::optimize_with(&mut g, level, &PassContext { cpu: Some(&target), quantize: None, bf16: true }, true, &mut |_, _| {}).map_err(|e| fail(&format!("bf16 at -O{level}"), &e))?;
+        passes::optimize_with(&mut g, level, &PassContext { cpu: Some(&target), quantize: None, bf16: true, prune: None }, true, &mut |_, _| {}).map_err(|e| fail(&format!("bf16 at -O{level}"), &e))?;
         let want = interp::run(&g, &inputs).map_err(|e| fail(&format!("interp bf16 -O{level}"), &e))?;
         let exe = jit::compile(&g, &jit::JitOptions { ukernels, threads }).map_err(|e| fail(&what, &e))?;
         let got = exe.run(&mut exe.workspace(), &inputs).map_err(|e| fail(&what, &e))?;

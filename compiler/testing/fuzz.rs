@@ -58,7 +58,7 @@ fn optimize_small(graph: Graph) {
         return;
     }
     let target = CpuTarget::reference();
-    passes::optimize_with(&mut g, 2, &PassContext { cpu: Some(&target), quantize: None, bf16: false }, true, &mut |_, _| {}).unwrap_or_else(|e| panic!("{e}"));
+    passes::optimize_with(&mut g, 2, &PassContext { cpu: Some(&target), quantize: None, bf16: false, prune: None }, true, &mut |_, _| {}).unwrap_or_else(|e| panic!("{e}"));
     if s.macs <= FUZZ_INTERP_MACS && s.activation_bytes <= 1 << 20 && g.inputs.iter().all(|&i| g.node(i).ty.dtype == nnc_runtime::DType::F32) {
         let inputs = differential::random_inputs(&g, 2);
         // Errors (an int8 op given the wrong data, say) are fine; panics are not.
@@ -129,7 +129,7 @@ pub fn accel_config(data: &[u8]) {
     let inputs = differential::random_inputs(&g, 1);
     let quantize = config.dtype == accel::config::ElemType::Int8;
     let calibration = passes::Calibration::new(vec![inputs.clone()]);
-    let cx = PassContext { cpu: None, quantize: quantize.then_some(&calibration), bf16: false };
+    let cx = PassContext { cpu: None, quantize: quantize.then_some(&calibration), bf16: false, prune: None };
     passes::optimize_with(&mut g, 2, &cx, true, &mut |_, _| {}).unwrap_or_else(|e| panic!("{e}"));
     let Ok(program) = accel::lower(&g, &config) else { return };
     let outcome = accel::run(&program, &inputs).unwrap_or_else(|e| panic!("a lowered program failed to run: {e}"));
