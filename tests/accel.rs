@@ -428,3 +428,45 @@ fn int8_digits_keep_their_accuracy() {
     assert!(f_ok >= 285, "fp32 accuracy {f_ok}/300");
     assert!(q_ok + 3 >= f_ok, "int8 {q_ok}/300 against fp32 {f_ok}/300");
 }
+
+/// Block-pruned models: the folds whose weights are all zero are skipped, the outputs stay
+/// the interpreter's (exactly in int8), timing alone gives the same cycles, and skipping
+/// takes fewer cycles than running every fold. A convolution with bias, a residual-free
+/// two-conv stack and a dense layer, on small arrays where blocks match folds, ws and os.
+#[test]
+fn zero_weight_folds_are_skipped_without_changing_results() {
+    let src = "model p {\n  input x: f32[1, 8, 10, 10]\n  h = relu(conv2d(x, filters=16, kernel=3, padding=1))\n  g = relu(conv2d(h, filters=16, kernel=3, padding=1, groups=2))\n  output y = dense(flatten(g), units=24)\n}\n";
+    let g = bound(&build_graph(&Source::from_string("p.nn", src.to_string()), None, &Default::default()).unwrap(), 5);
+    let inputs = random_inputs(&g, 2);
+    let want_f32 = interp::run(&g, &inputs).unwrap();
+    for dataflow in ["\"ws\"", "\"os\""] {
+        for int8 in [false, true] {
+            let mut pruned = g.clone();
+            let opts = passes::prune::PruneOptions { specs: vec![passes::prune::PruneSpec::Blocks { fraction: 0.6, block: Some((4, 4)) }], skip: Vec::new() };
+            passes::prune::prune(&mut pruned, &opts);
+            let calibration = passes::Calibration::new(vec![inputs.clone()]);
+            let q = optimized(&pruned, 2, int8.then_some(&calibration));
+            let dtype = if int8 { "\"int8\"" } else { "\"f32\"" };
+            let sets = [("rows", "4"), ("cols", "4"), ("dataflow", dataflow), ("dtype", dtype), ("scratchpad_kib", "2"), ("accumulator_kib", "1")];
+            let (got, outcome) = accel_outputs(&q, &config("edge", &sets), &inputs);
+            let want = interp::run(&q, &inputs).unwrap();
+            if int8 {
+                assert_eq!(got, want, "{dataflow} int8");
+            } else {
+                assert_eq!(common::compare(&got, &want, 1e-4), None, "{dataflow} f32");
+                // Pruning changed the model: it no longer computes the unpruned outputs.
+                assert!(common::compare(&got, &want_f32, 1e-4).is_some());
+            }
+            let program = accel::lower(&q, &config("edge", &sets)).unwrap();
+            let skipped: u64 = program.layers.iter().map(|l| l.skipped_folds).sum();
+            assert!(skipped > 0, "{dataflow} int8={int8}: nothing skipped");
+            let shared = std::sync::Arc::new(q.clone());
+            assert_eq!(accel::time(&accel::lower_for_timing(&shared, &config("edge", &sets)).unwrap()).unwrap(), outcome.timing);
+            let mut all = sets.to_vec();
+            all.push(("skip_zero_weights", "false"));
+            let (every, slow) = accel_outputs(&q, &config("edge", &all), &inputs);
+            assert_eq!(common::compare(&every, &got, 1e-4), None);
+            assert!(slow.timing.total_cycles > outcome.timing.total_cycles, "{dataflow} int8={int8}: {} vs {}", slow.timing.total_cycles, outcome.timing.total_cycles);
+        }
+    }
+}

@@ -672,4 +672,8 @@ fn unstructured_pruning_from_the_command_line() {
     }
     let o = run(&["run", "examples/lenet5.nn", "--input", "image=random:1", "--prune", "magnitude:0.5"]);
     assert_eq!(o.code, 1, "{}", o.stderr);
+    // Blocks of the array's fold shape: the accelerator skips those folds and says so.
+    let o = run(&["sim", "examples/lenet5.nn", "--random-weights", "1", "--input", "image=random:1", "--prune", "blocks:0.5", "--config", "gemmini", "--quantize", "int8"]);
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    assert!(o.stdout.contains("folds skipped") && o.stdout.contains("without skipping:"), "{}", o.stdout);
 }

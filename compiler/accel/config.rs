@@ -144,6 +144,9 @@ pub struct AccelConfig {
     /// input from and writes its output to DRAM (Gemmini's `mvin`/`mvout`).
     pub activations_on_chip: bool,
     pub memory: MemoryModel,
+    /// Skip folds whose block of weights is entirely zero (pruned models): they are never
+    /// preloaded or multiplied. `false` runs every fold, for comparison.
+    pub skip_zero_weights: bool,
     pub energy: Energy,
     pub area: Area,
 }
@@ -178,6 +181,7 @@ impl AccelConfig {
             fold_overlap: true,
             activations_on_chip: false,
             memory: MemoryModel::Modeled,
+            skip_zero_weights: true,
             energy: Energy::for_dtype(dtype),
             area: Area::default(),
         };

@@ -138,6 +138,9 @@ pub struct Layer {
     pub end: usize,
     pub macs: u64,
     pub tiles: Option<Tiles>,
+    /// Folds left out because their weights are all zero, and the MACs they would have done.
+    pub skipped_folds: u64,
+    pub skipped_macs: u64,
 }
 
 /// A lowered model: instructions, descriptors and the initial DRAM image.

@@ -38,6 +38,8 @@ pub fn json_report(p: &Program, o: &Timing) -> Value {
                 "dram_bytes": lc.dram_read + lc.dram_written,
                 "energy_pj": lc.energy(&p.config.energy).total,
                 "tile": l.tiles.map(|t| json!({"m": t.tm, "k": t.tk, "n": t.tn})),
+                "skipped_folds": l.skipped_folds,
+                "skipped_macs": l.skipped_macs,
             })
         })
         .collect();
@@ -55,6 +57,8 @@ pub fn json_report(p: &Program, o: &Timing) -> Value {
         "energy_pj": energy,
         "latency_us": latency_us(o.total_cycles, p),
         "instructions": p.insns.len(),
+        "skipped_folds": p.layers.iter().map(|l| l.skipped_folds).sum::<u64>(),
+        "skipped_macs": p.layers.iter().map(|l| l.skipped_macs).sum::<u64>(),
         "layers": layers,
     })
 }
@@ -135,6 +139,10 @@ pub fn table(p: &Program, o: &Timing) -> String {
         100.0 * e.accumulator / e.total.max(1e-12),
         100.0 * e.dram / e.total.max(1e-12)
     );
+    let (folds, macs): (u64, u64) = p.layers.iter().fold((0, 0), |(f, m), l| (f + l.skipped_folds, m + l.skipped_macs));
+    if folds > 0 {
+        s += &format!("zero weights: {folds} folds skipped ({} MACs not done)\n", si(macs as f64));
+    }
     s
 }
 

@@ -73,8 +73,8 @@ pub struct OptimizeArgs {
 /// Pruning (SPEC §5).
 #[derive(Args, Debug, Clone, Default)]
 pub struct PruneArgs {
-    /// Zero or remove weights: `magnitude:F`, `global:F` (0 ≤ F < 1); repeatable, applied in
-    /// order. (`channels:F` and `blocks:F[:RxC]` are not available yet.)
+    /// Zero weights: `magnitude:F`, `global:F`, `blocks:F[:RxC]` (0 ≤ F < 1); repeatable,
+    /// applied in order. (`channels:F` is not available yet.)
     #[arg(long = "prune", value_name = "SPEC", value_parser = parse_prune)]
     pub specs: Vec<crate::passes::prune::PruneSpec>,
     /// Leave a layer out of pruning: its name or a parameter prefix (`layer1.0.conv2`).

@@ -197,6 +197,13 @@ pub(super) fn optimize(session: &Session, graph: &mut Graph, opt: &OptimizeArgs,
     Ok(())
 }
 
+/// The options with `--prune blocks:F` (no block size) sized to `config`'s folds.
+pub(super) fn blocks_for_array(opt: &OptimizeArgs, config: &accel::AccelConfig) -> OptimizeArgs {
+    let mut opt = opt.clone();
+    opt.prune.specs = opt.prune.options().with_array(config.rows as usize, config.cols as usize).specs;
+    opt
+}
+
 pub(super) fn jit_options(opt: &OptimizeArgs) -> jit::JitOptions {
     jit::JitOptions { ukernels: opt.ukernels == args::OnOff::On, threads: opt.threads.unwrap_or(1) as usize }
 }

@@ -22,7 +22,7 @@ pub(super) fn run(session: &mut Session, a: &args::RunArgs) -> CmdResult {
         }
         let config = accel_config(&a.accel)?;
         let (mut graph, inputs) = prepare(session, &a.common, &a.io, &a.weights, false)?;
-        optimize(session, &mut graph, &a.opt, None)?;
+        optimize(session, &mut graph, &super::pipeline::blocks_for_array(&a.opt, &config), None)?;
         let program = accel_program(&graph, &config)?;
         let outcome = accel::run(&program, &inputs).map_err(|e| Diagnostic::error(e.to_string()))?;
         emit_outputs(&graph, &outcome.outputs, a.io.output_dir.as_deref())?;

@@ -6,7 +6,15 @@ use crate::accel::config::Dataflow;
 use crate::accel::isa::{Deps, DramType, Insn};
 use crate::accel::program::*;
 use crate::accel::tiling::Tiles;
+use super::gemm::ZeroBlocks;
 use super::{Lowering, MAX_INSTRUCTIONS};
+
+/// Folds the schedule left out because their weights are zero.
+#[derive(Default)]
+pub(super) struct Skipped {
+    pub(super) folds: u64,
+    pub(super) macs: u64,
+}
 
 /// One GEMM the array runs: `C[m × n] = A[m × k] · B[k × n]` (+ bias, through `act`).
 pub(super) struct GemmInstance {
@@ -45,7 +53,13 @@ pub(super) struct InputTile {
 
 /// The double-buffered tile loop of one GEMM: loads run one tile ahead of compute, stores
 /// drain each finished output tile. Tokens express the four hazards (see `isa`).
-pub(super) fn emit_gemm(lw: &mut Lowering, name: &str, [m, k, n]: [usize; 3], t: &Tiles, instances: &[GemmInstance], act: u32) -> Result<(), LowerError> {
+///
+/// With `zeros`, a fold whose block of B is all zero is left out: adding its products (all
+/// zero) changes no sum. Two kinds are kept: the fold that starts an accumulation (its
+/// `accumulate = false` clears the accumulators), unless a later fold of the same
+/// accumulators can take that role; and one fold per tile, which carries the tile's tokens.
+pub(super) fn emit_gemm(lw: &mut Lowering, name: &str, [m, k, n]: [usize; 3], t: &Tiles, instances: &[GemmInstance], act: u32, zeros: Option<&ZeroBlocks>) -> Result<Skipped, LowerError> {
+    let mut skipped = Skipped::default();
     let (rows, cols) = (lw.config.rows as usize, lw.config.cols as usize);
     let spad_slot = (lw.config.scratchpad_elems() / 2) as usize;
     let acc_slot = (lw.config.accumulator_elems() / 2) as usize;
@@ -110,7 +124,7 @@ pub(super) fn emit_gemm(lw: &mut Lowering, name: &str, [m, k, n]: [usize; 3], t:
         lw.insns.push(insn);
         Ok(())
     };
-    let emit_compute = |lw: &mut Lowering, i: usize, tile: &InputTile| -> Result<(), LowerError> {
+    let emit_compute = |lw: &mut Lowering, i: usize, tile: &InputTile, skipped_here: &mut u64, skipped_macs: &mut u64| -> Result<(), LowerError> {
         let base = (i % 2 * spad_slot) as u32;
         let (a_at, b_at) = (base, base + (tile.tm * tile.tk) as u32);
         let acc_at = (tile.out % 2 * acc_slot) as u32;
@@ -119,12 +133,22 @@ pub(super) fn emit_gemm(lw: &mut Lowering, name: &str, [m, k, n]: [usize; 3], t:
             Dataflow::Ws => {
                 for n0 in (0..tile.tn).step_by(cols) {
                     let nf = cols.min(tile.tn - n0);
+                    // Whether this column block's accumulators still need clearing.
+                    let mut clear = tile.first_k;
                     for k0 in (0..tile.tk).step_by(rows) {
                         let kf = rows.min(tile.tk - k0);
+                        let last_k_fold = k0 + rows >= tile.tk;
+                        if zeros.is_some_and(|z| z.is_zero(tile.inst, tile.k0 + k0, kf, tile.n0 + n0, nf)) && !(clear && last_k_fold) {
+                            *skipped_here += 1;
+                            *skipped_macs += (tile.tm * kf * nf) as u64;
+                            continue;
+                        }
+                        let accumulate = !clear;
+                        clear = false;
                         body.push(Insn::Preload { deps: Deps::default(), spad: b_at + (k0 * tile.tn + n0) as u32, k: kf as u32, n: nf as u32, stride: tile.tn as u32 });
                         body.push(Insn::Compute {
                             deps: Deps::default(),
-                            accumulate: !(tile.first_k && k0 == 0),
+                            accumulate,
                             a: a_at + k0 as u32,
                             a_stride: tile.tk as u32,
                             b: 0,
@@ -141,8 +165,15 @@ pub(super) fn emit_gemm(lw: &mut Lowering, name: &str, [m, k, n]: [usize; 3], t:
             Dataflow::Os => {
                 for n0 in (0..tile.tn).step_by(cols) {
                     let nf = cols.min(tile.tn - n0);
+                    // The whole reduction of this tile is one fold: skippable unless it clears.
+                    let zero = !tile.first_k && zeros.is_some_and(|z| z.is_zero(tile.inst, tile.k0, tile.tk, tile.n0 + n0, nf));
                     for m0 in (0..tile.tm).step_by(rows) {
                         let mf = rows.min(tile.tm - m0);
+                        if zero {
+                            *skipped_here += 1;
+                            *skipped_macs += (mf * tile.tk * nf) as u64;
+                            continue;
+                        }
                         body.push(Insn::Compute {
                             deps: Deps::default(),
                             accumulate: !tile.first_k,
@@ -158,6 +189,21 @@ pub(super) fn emit_gemm(lw: &mut Lowering, name: &str, [m, k, n]: [usize; 3], t:
                         });
                     }
                 }
+            }
+        }
+        if body.is_empty() {
+            // Every fold of the tile was zero: one no-op-free fold carries the tile's tokens.
+            let (kf, nf) = (rows.min(tile.tk), cols.min(tile.tn));
+            let mf = rows.min(tile.tm);
+            if lw.config.dataflow == Dataflow::Ws {
+                body.push(Insn::Preload { deps: Deps::default(), spad: b_at, k: kf as u32, n: nf as u32, stride: tile.tn as u32 });
+                body.push(Insn::Compute { deps: Deps::default(), accumulate: true, a: a_at, a_stride: tile.tk as u32, b: 0, b_stride: 0, acc: acc_at, acc_stride: tile.tn as u32, m: tile.tm as u32, k: kf as u32, n: nf as u32 });
+                *skipped_here -= 1;
+                *skipped_macs -= (tile.tm * kf * nf) as u64;
+            } else {
+                body.push(Insn::Compute { deps: Deps::default(), accumulate: true, a: a_at, a_stride: tile.tk as u32, b: b_at, b_stride: tile.tn as u32, acc: acc_at, acc_stride: tile.tn as u32, m: mf as u32, k: tile.tk as u32, n: nf as u32 });
+                *skipped_here -= 1;
+                *skipped_macs -= (mf * tile.tk * nf) as u64;
             }
         }
         let last = body.len() - 1;
@@ -196,11 +242,11 @@ pub(super) fn emit_gemm(lw: &mut Lowering, name: &str, [m, k, n]: [usize; 3], t:
     for i in 0..tiles.len() {
         emit_loads(lw, i, &tiles[i])?;
         if i >= 1 {
-            emit_compute(lw, i - 1, &tiles[i - 1])?;
+            emit_compute(lw, i - 1, &tiles[i - 1], &mut skipped.folds, &mut skipped.macs)?;
         }
     }
     if let Some(last) = tiles.len().checked_sub(1) {
-        emit_compute(lw, last, &tiles[last])?;
+        emit_compute(lw, last, &tiles[last], &mut skipped.folds, &mut skipped.macs)?;
     }
-    Ok(())
+    Ok(skipped)
 }

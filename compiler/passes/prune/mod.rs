@@ -5,15 +5,17 @@
 //!
 //! What is here: unstructured pruning, `magnitude:F` (each layer) and `global:F` (one
 //! threshold over all layers), which zero weights as PyTorch's `l1_unstructured` and
-//! `global_unstructured` do. Structured (`channels:F`) and block (`blocks:F[:RxC]`) pruning
-//! parse but are refused with an error until they exist; the JIT and the accelerator do not
-//! yet skip the zeros pruning makes.
+//! `global_unstructured` do, and block pruning, `blocks:F[:RxC]`. Structured pruning
+//! (`channels:F`) parses but is refused with an error until it exists. The accelerator skips
+//! folds whose weights are all zero; the JIT does not skip zeros yet.
 
+mod blocks;
 mod global;
 mod magnitude;
 #[cfg(test)]
 mod testing;
 
+pub use blocks::{prune_blocks, DEFAULT_BLOCK};
 pub use global::prune_global;
 pub use magnitude::prune_magnitude;
 
@@ -84,6 +86,17 @@ impl PruneOptions {
     pub fn is_empty(&self) -> bool {
         self.specs.is_empty()
     }
+
+    /// Block specs without a block size take the fold of a `rows × cols` array: `cols`
+    /// output channels by `rows` inputs, so a pruned block is a fold the array skips.
+    pub fn with_array(mut self, rows: usize, cols: usize) -> PruneOptions {
+        for s in &mut self.specs {
+            if let PruneSpec::Blocks { block: block @ None, .. } = s {
+                *block = Some((cols, rows));
+            }
+        }
+        self
+    }
 }
 
 /// A prunable weight: the constant and the layer that uses it.
@@ -132,8 +145,8 @@ pub fn check(graph: &Graph, opts: &PruneOptions) -> Result<(), String> {
         return Ok(());
     }
     for spec in &opts.specs {
-        if let PruneSpec::Channels(_) | PruneSpec::Blocks { .. } = spec {
-            return Err(format!("--prune {spec}: structured and block pruning are not available yet in this build of nnc (magnitude:F and global:F are)"));
+        if let PruneSpec::Channels(_) = spec {
+            return Err(format!("--prune {spec}: structured pruning is not available yet in this build of nnc (magnitude:F, global:F and blocks:F[:RxC] are)"));
         }
     }
     if !graph.param_names().is_empty() {
@@ -154,7 +167,8 @@ pub fn prune(graph: &mut Graph, opts: &PruneOptions) -> bool {
         match *spec {
             PruneSpec::Magnitude(f) => prune_magnitude(graph, f, &opts.skip),
             PruneSpec::Global(f) => prune_global(graph, f, &opts.skip),
-            PruneSpec::Channels(_) | PruneSpec::Blocks { .. } => unreachable!("`check` refuses kinds that are not built"),
+            PruneSpec::Blocks { fraction, block } => prune_blocks(graph, fraction, block.unwrap_or(DEFAULT_BLOCK), &opts.skip),
+            PruneSpec::Channels(_) => unreachable!("`check` refuses kinds that are not built"),
         }
     }
     !opts.specs.is_empty()
