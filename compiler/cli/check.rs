@@ -97,6 +97,6 @@ fn pruning_table(graph: &Graph, prune: &passes::prune::PruneOptions) -> String {
         nz += r.nonzero;
     }
     let _ = writeln!(s, "{:<width$}  {:>12}  {:>12}  {:>7.1}%", "total", summary::thousands(n), summary::thousands(nz), 100.0 * nz as f64 / n.max(1) as f64);
-    let _ = writeln!(s, "MACs still done: all of them; neither the JIT nor the accelerator skips pruned zeros yet");
+    let _ = writeln!(s, "MACs still done: all of them on the JIT (it does not skip zeros yet); the accelerator skips folds whose weights are all zero, counted by `nnc sim`");
     s
 }
