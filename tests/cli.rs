@@ -672,6 +672,21 @@ fn unstructured_pruning_from_the_command_line() {
     }
     let o = run(&["run", "examples/lenet5.nn", "--input", "image=random:1", "--prune", "magnitude:0.5"]);
     assert_eq!(o.code, 1, "{}", o.stderr);
+    // `nnc prune` writes a model and weights that, without --prune, give the pruned run's outputs.
+    let written = dir.path().join("written");
+    let o = run(&["prune", "examples/lenet5.nn", "--random-weights", "4", "--prune", "global:0.8", "--prune", "blocks:0.3:2x5", "--output-dir", written.to_str().unwrap()]);
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    assert!(o.stdout.contains("wrote"), "{}", o.stdout);
+    let (a_dir, b_dir) = (dir.path().join("a"), dir.path().join("b"));
+    let o = run(&["run", "examples/lenet5.nn", "--random-weights", "4", "--prune", "global:0.8", "--prune", "blocks:0.3:2x5", "--input", "image=random:3", "--output-dir", a_dir.to_str().unwrap()]);
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    let (nn, st) = (written.join("lenet5.nn"), written.join("lenet5.safetensors"));
+    let o = run(&["run", nn.to_str().unwrap(), "--weights", st.to_str().unwrap(), "--input", "image=random:3", "--output-dir", b_dir.to_str().unwrap()]);
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    assert_eq!(read_npy(&a_dir.join("logits.npy")).unwrap().tensor, read_npy(&b_dir.join("logits.npy")).unwrap().tensor);
+    let o = run(&["prune", "examples/lenet5.nn", "--random-weights", "4", "--output-dir", written.to_str().unwrap()]);
+    assert_eq!(o.code, 1);
+    assert!(o.stderr.contains("needs at least one --prune"), "{}", o.stderr);
     // Blocks of the array's fold shape: the accelerator skips those folds and says so.
     let o = run(&["sim", "examples/lenet5.nn", "--random-weights", "1", "--input", "image=random:1", "--prune", "blocks:0.5", "--config", "gemmini", "--quantize", "int8"]);
     assert_eq!(o.code, 0, "{}", o.stderr);

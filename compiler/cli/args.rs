@@ -26,6 +26,21 @@ pub enum Command {
     Compare(CompareArgs),
     /// Time the model on a grid of accelerator configurations; table, CSV and Pareto chart.
     Sweep(SweepArgs),
+    /// Write the pruned model and its weights (`DIR/<model>.nn`, `DIR/<model>.safetensors`).
+    Prune(PruneCmdArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct PruneCmdArgs {
+    #[command(flatten)]
+    pub common: CommonArgs,
+    #[command(flatten)]
+    pub weights: WeightArgs,
+    #[command(flatten)]
+    pub prune: PruneArgs,
+    /// Where to write the model and its weights (created if missing).
+    #[arg(long, value_name = "DIR", required = true)]
+    pub output_dir: PathBuf,
 }
 
 #[derive(Args, Debug, Clone)]

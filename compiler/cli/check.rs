@@ -84,10 +84,15 @@ impl passes::Instrumentation for BeforePass {
 
 /// Each pruned weight's density after `--prune`, with totals.
 fn pruning_table(graph: &Graph, prune: &passes::prune::PruneOptions) -> String {
-    use std::fmt::Write;
     let mut pruned = graph.clone();
     passes::prune::prune(&mut pruned, prune);
-    let rows = passes::prune::density(&pruned);
+    density_table(&pruned, prune)
+}
+
+/// The densities of an already pruned graph's weights.
+pub(super) fn density_table(pruned: &Graph, prune: &passes::prune::PruneOptions) -> String {
+    use std::fmt::Write;
+    let rows = passes::prune::density(pruned);
     let width = rows.iter().map(|r| r.weight.len()).max().unwrap_or(6).max(6);
     let mut s = format!("\npruning: {}\n{:<width$}  {:>12}  {:>12}  {:>8}\n", prune.specs.iter().map(|p| p.to_string()).collect::<Vec<_>>().join(", "), "weight", "params", "nonzero", "density");
     let (mut n, mut nz) = (0u64, 0u64);

@@ -10,6 +10,7 @@ mod compile;
 mod inputs;
 mod labels;
 mod pipeline;
+mod prune;
 mod run;
 mod sim;
 mod sweep;
@@ -101,6 +102,7 @@ fn run_command(cli: Cli) -> i32 {
         Command::Sim(a) => sim::sim(&mut session, &a),
         Command::Compare(a) => compare::compare(&mut session, &a),
         Command::Sweep(a) => sweep::sweep(&mut session, &a),
+        Command::Prune(a) => prune::prune(&mut session, &a),
     };
     match result {
         Ok(()) => 0,
