@@ -143,7 +143,7 @@ pub(super) fn lower_product(lw: &mut Lowering, id: NodeId, product: &Product, n_
     if !crate::accel::tiling::tile_fits(lw.config, tiles) {
         return Err(LowerError::Internal(format!("`{}`: tile {tiles:?} does not fit the memories", node.name)));
     }
-    let zeros = if lw.config.skip_zero_weights { ZeroBlocks::of(graph, product, &operands, k, n, instances.len()) } else { None };
+    let zeros = if lw.config.skip_zero_weights { ZeroBlocks::of(graph, product, &operands, k, n) } else { None };
     let skipped = emit_gemm(lw, &node.name, [m, k, n], &tiles, &instances, act, zeros.as_ref())?;
     let name = node.name.clone();
     let mut label = node.op().map(|o| o.label()).unwrap_or_default();
@@ -155,54 +155,50 @@ pub(super) fn lower_product(lw: &mut Lowering, id: NodeId, product: &Product, n_
     Ok(())
 }
 
-/// Which blocks of each GEMM instance's B (`k × n`) hold only zeros, from the weight
-/// constant itself, so the lowering with and without a DRAM image decides alike. Built only
-/// for weights that contain a zero (a pruned model), as prefix sums of nonzero counts: any
-/// block is answered in O(1).
-pub(super) struct ZeroBlocks {
+/// Which blocks of each GEMM instance's B (`k × n`) hold only zeros, read from the weight
+/// constant itself, so the lowering with and without a DRAM image decides alike. A block is
+/// scanned when asked about and the scan stops at the first nonzero weight, so dense weights
+/// cost about one read per fold; only blocks that are really zero are read whole.
+pub(super) struct ZeroBlocks<'g> {
+    weights: Weights<'g>,
+    k: usize,
     n: usize,
-    /// Per distinct B (a convolution's group), `(k + 1) × (n + 1)` prefix sums.
-    sums: Vec<Vec<u32>>,
-    /// The B of each instance.
-    b_of: Vec<usize>,
+    groups: usize,
 }
 
-impl ZeroBlocks {
-    fn of(graph: &crate::ir::Graph, product: &Product, operands: &[NodeId], k: usize, n: usize, instances: usize) -> Option<ZeroBlocks> {
+enum Weights<'g> {
+    F32(&'g [f32]),
+    I8(&'g [i8]),
+}
+
+impl<'g> ZeroBlocks<'g> {
+    fn of(graph: &'g crate::ir::Graph, product: &Product, operands: &[NodeId], k: usize, n: usize) -> Option<ZeroBlocks<'g>> {
         let NodeKind::Const(w) = &graph.node(operands[1]).kind else { return None };
-        // B[kk][nn] as the weight's element: dense and convolutions store W[n][k] per group.
+        // Dense layers and convolutions store B transposed, W[group·n + column][k].
         let groups = match product {
             Product::Conv2d(c) => c.groups,
             Product::Dense(_) => 1,
             // A matmul's B is a computed value or a constant stored as B itself.
             Product::MatMul(_) => return None,
         };
-        let nonzero: Box<dyn Fn(usize) -> bool> = match w.data() {
-            Data::F32(v) if v.contains(&0.0) => Box::new(move |i| v[i] != 0.0),
-            Data::I8(v) if v.contains(&0) => Box::new(move |i| v[i] != 0),
-            _ => return None,
+        let weights = match w.data() {
+            Data::F32(v) => Weights::F32(v),
+            Data::I8(v) => Weights::I8(v),
+            Data::I32(_) => return None,
         };
-        let sums = (0..groups)
-            .map(|g| {
-                let mut s = vec![0u32; (k + 1) * (n + 1)];
-                for kk in 0..k {
-                    let mut row = 0u32;
-                    for nn in 0..n {
-                        row += nonzero((g * n + nn) * k + kk) as u32;
-                        s[(kk + 1) * (n + 1) + nn + 1] = s[kk * (n + 1) + nn + 1] + row;
-                    }
-                }
-                s
-            })
-            .collect();
-        Some(ZeroBlocks { n, sums, b_of: (0..instances).map(|i| i % groups).collect() })
+        Some(ZeroBlocks { weights, k, n, groups })
     }
 
     /// Whether B's rows `k0..k0+kf` and columns `n0..n0+nf` are all zero for `instance`.
     pub(super) fn is_zero(&self, instance: usize, k0: usize, kf: usize, n0: usize, nf: usize) -> bool {
-        let s = &self.sums[self.b_of[instance]];
-        let at = |k: usize, n: usize| s[k * (self.n + 1) + n] as i64;
-        at(k0 + kf, n0 + nf) - at(k0, n0 + nf) - at(k0 + kf, n0) + at(k0, n0) == 0
+        let g = instance % self.groups;
+        (n0..n0 + nf).all(|column| {
+            let at = (g * self.n + column) * self.k + k0;
+            match self.weights {
+                Weights::F32(w) => w[at..at + kf].iter().all(|&x| x == 0.0),
+                Weights::I8(w) => w[at..at + kf].iter().all(|&x| x == 0),
+            }
+        })
     }
 }
 
