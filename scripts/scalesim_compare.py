@@ -11,6 +11,7 @@ scripts/scalesim_reference.json, keyed "RxC df MxNxK"; only missing entries are 
 (that needs `pip install scalesim "numpy<2.3"`, in a venv). Not part of CI.
     python scripts/scalesim_compare.py [--nnc target/release/nnc] [--arrays 8x8,32x32]
     python scripts/scalesim_compare.py --reference-only   # fill the cache, no nnc
+    python scripts/scalesim_compare.py --cached-only      # compare with the cache as it is
 Prints a Markdown table (the one in docs/scalesim.md).
 """
 import argparse, json, os, subprocess, sys, tempfile, time
@@ -105,10 +106,11 @@ def main():
     ap.add_argument("--nnc", default="target/release/nnc")
     ap.add_argument("--arrays", default="8x8,16x16,32x32,128x128,256x256")
     ap.add_argument("--dataflows", default="ws,os")
-    ap.add_argument("--reference-only", action="store_true")
+    ap.add_argument("--reference-only", action="store_true", help="fill the SCALE-Sim cache, run no nnc")
+    ap.add_argument("--cached-only", action="store_true", help="compare only what the cache holds, run no SCALE-Sim")
     args = ap.parse_args()
     arrays, dataflows = args.arrays.split(","), args.dataflows.split(",")
-    cache = fill_reference(arrays, dataflows)
+    cache = load_cache() if args.cached_only else fill_reference(arrays, dataflows)
     if args.reference_only:
         return
     print("| array | dataflow | layer | M x N x K | SCALE-Sim cycles | nnc cycles | difference |")
@@ -118,6 +120,9 @@ def main():
         r, c = (int(v) for v in arr.split("x"))
         for df in dataflows:
             for name, m, n, k, src in layers():
+                if key(arr, df, m, n, k) not in cache:
+                    print(f"| {arr} | {df} | {name} | {m} x {n} x {k} | not run | | |", flush=True)
+                    continue
                 ss = cache[key(arr, df, m, n, k)]
                 ours = nnc_cycles(args.nnc, src, r, c, df)
                 diff = (ours - ss) / ss
