@@ -440,9 +440,7 @@ fn parse_shard(s: &str) -> Result<(usize, usize), String> {
 }
 
 fn parse_array(s: &str) -> Result<(u32, u32), String> {
-    let (r, c) = s.split_once(['x', 'X']).ok_or_else(|| format!("expected ROWSxCOLS such as 16x16, got `{s}`"))?;
-    let dim = |v: &str| v.parse::<u32>().ok().filter(|&n| n >= 1).ok_or_else(|| format!("`{v}` is not a positive array size"));
-    Ok((dim(r)?, dim(c)?))
+    crate::explore::grid::parse_array(s)
 }
 
 fn parse_dim(s: &str) -> Result<(String, usize), String> {

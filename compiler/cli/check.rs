@@ -52,7 +52,7 @@ pub(super) fn summary(session: &mut Session, a: &SummaryArgs) -> CmdResult {
     // `nnc run` quantizes), against the quantized graph.
     let mut before = BeforePass { pass: if bf16 { "quantize-bf16" } else { "quantize-int8" }, graph: None, after: None };
     let mut optimized = bound;
-    let cx = passes::PassContext { cpu: None, quantize: (!bf16).then_some(&calibration), bf16, prune: None };
+    let cx = passes::PassContext { cpu: None, quantize: (!bf16).then_some(&calibration), bf16, prune: Some(&prune) };
     driver::optimize(&mut optimized, 2, &cx, &mut before).map_err(|e| Diagnostic::error(e.to_string()))?;
     let (Some(mut float), Some(mut quantized)) = (before.graph, before.after) else { return Ok(()) };
     let runs = &calibration.runs[..calibration.runs.len().min(ERROR_RUNS)];

@@ -5,7 +5,7 @@
 
 use super::args::{self, CompareArgs};
 use super::pipeline::{jit_options, optimize, prepare};
-use super::sweep::graph_for_dtype;
+use super::sweep::{design_key, graph_for_design, DesignKey};
 use super::{fmt_time, write_output, CmdResult, Failure, Session};
 use crate::accel::{self, config::ElemType, AccelConfig};
 use crate::diagnostics::Diagnostic;
@@ -93,13 +93,12 @@ pub(super) fn compare(session: &mut Session, a: &CompareArgs) -> CmdResult {
     for &p in &precisions {
         targets.push(measure_cpu(session, &graph, &inputs, a, p, watts)?);
     }
-    let mut graphs: std::collections::HashMap<&'static str, Arc<Graph>> = Default::default();
+    let mut graphs: std::collections::HashMap<DesignKey, Arc<Graph>> = Default::default();
     for c in &configs {
-        let g = match graphs.get(c.dtype.name()) {
-            Some(g) => g.clone(),
-            None => Arc::new(graph_for_dtype(session, &graph, &a.opt, c.dtype)?),
+        let g = match graphs.entry(design_key(&a.opt, c)) {
+            std::collections::hash_map::Entry::Occupied(e) => e.get().clone(),
+            std::collections::hash_map::Entry::Vacant(e) => e.insert(Arc::new(graph_for_design(session, &graph, &a.opt, c)?)).clone(),
         };
-        graphs.insert(c.dtype.name(), g.clone());
         targets.push(model_accel(&g, c, baseline_of(c.dtype))?);
     }
 
@@ -210,7 +209,9 @@ fn model_accel(graph: &Arc<Graph>, c: &AccelConfig, baseline: Precision) -> Resu
         .zip(&t.layer_counters)
         .map(|((l, &cycles), lc)| json!({ "name": l.name, "op": l.op, "latency_us": cycles as f64 / c.clock_mhz, "energy_uj": lc.energy(&c.energy).total * 1e-6, "macs": l.macs }))
         .collect();
-    let vector_macs: u64 = program.layers.iter().filter(|l| l.unit == accel::program::Unit::Vector).map(|l| l.macs).sum();
+    // The model's MACs, as for the CPU rows (zero folds an array skips still count as work
+    // the model asks for, so MAC/s compares like with like).
+    let model_macs: u64 = program.layers.iter().map(|l| l.macs).sum();
     Ok(Target {
         name: format!("{} ({}x{} {})", c.name, c.rows, c.cols, c.dtype.name()),
         short: c.name.clone(),
@@ -220,7 +221,7 @@ fn model_accel(graph: &Arc<Graph>, c: &AccelConfig, baseline: Precision) -> Resu
         latency_us: t.total_cycles as f64 / c.clock_mhz,
         energy_uj: e.total * 1e-6,
         breakdown: Some([("mac", e.mac * 1e-6), ("vector", e.vector * 1e-6), ("scratchpad", e.scratchpad * 1e-6), ("accumulator", e.accumulator * 1e-6), ("dram", e.dram * 1e-6)]),
-        macs: t.counters.macs + vector_macs,
+        macs: model_macs,
         config: Some(c.clone()),
         layers,
     })

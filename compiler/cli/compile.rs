@@ -32,7 +32,7 @@ pub(super) fn compile(session: &mut Session, a: &args::CompileArgs) -> CmdResult
             let mut graph = graph_for(session, &a.common, &DimBindings::new())?;
             let w = WeightArgs { weights: a.weights.weights.clone(), random_weights: a.weights.random_weights.or(Some(0)) };
             bind_params(session, &mut graph, &w, false)?;
-            optimize(session, &mut graph, &a.opt, None)?;
+            optimize(session, &mut graph, &super::pipeline::blocks_for_array(&a.opt, &config), None)?;
             let program = accel_program(&graph, &config)?;
             if let Some(out) = &a.output {
                 if out.extension().is_some_and(|e| e == "bin") {

@@ -3,9 +3,10 @@
 //! marked, and write them as CSV or JSON lines and as a latency–energy chart.
 
 use super::args::{self, SweepArgs};
-use super::pipeline::{accel_config, optimize, prepare};
+use super::pipeline::{accel_config, blocks_for_array, optimize, prepare};
 use super::{write_output, CmdResult, Failure, Session};
 use crate::accel::config::ElemType;
+use crate::accel::AccelConfig;
 use crate::diagnostics::Diagnostic;
 use crate::explore::{sweep::{self, Row, COLUMNS}, Grid};
 use crate::ir::Graph;
@@ -47,20 +48,22 @@ pub(super) fn sweep(session: &mut Session, a: &SweepArgs) -> CmdResult {
         None => 0..grid.len(),
     };
     let (graph, _) = prepare(session, &a.common, &a.io, &a.weights, true)?;
-    // The graph each element type needs, optimized once: int8 designs run the quantized
-    // model, float ones the float (or, with --quantize bf16, the bf16) model.
-    let mut dtypes: Vec<ElemType> = range.clone().filter_map(|i| grid.config(&base, i).ok().map(|c| c.dtype)).collect();
-    dtypes.sort_by_key(|d| d.name());
-    dtypes.dedup();
-    let mut graphs: HashMap<&'static str, Arc<Graph>> = HashMap::new();
-    for d in dtypes {
-        graphs.insert(d.name(), Arc::new(graph_for_dtype(session, &graph, &a.opt, d)?));
+    // The graph each design needs, optimized once per kind: int8 designs run the quantized
+    // model, float ones the float (or, with --quantize bf16, the bf16) model, and
+    // `--prune blocks:F` without a size prunes in the design's fold shape.
+    let mut graphs: HashMap<DesignKey, Arc<Graph>> = HashMap::new();
+    for i in range.clone() {
+        let Ok(c) = grid.config(&base, i) else { continue };
+        let key = design_key(&a.opt, &c);
+        if !graphs.contains_key(&key) {
+            graphs.insert(key, Arc::new(graph_for_design(session, &graph, &a.opt, &c)?));
+        }
     }
     let jobs = a.jobs.map(|j| j as usize).unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
     let bar = if std::io::stderr().is_terminal() { indicatif::ProgressBar::new(range.len() as u64) } else { indicatif::ProgressBar::hidden() };
     bar.set_style(indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} configurations, {elapsed} elapsed, about {eta} left").expect("a valid template"));
     let start = Instant::now();
-    let graph_for = |d: ElemType| graphs.get(d.name()).cloned().ok_or_else(|| format!("internal error: no graph for {}", d.name()));
+    let graph_for = |c: &AccelConfig| graphs.get(&design_key(&a.opt, c)).cloned().ok_or_else(|| format!("internal error: no graph for a {} design", c.dtype.name()));
     let swept = sweep::sweep(&grid, range, &base, &graph_for, jobs, &|| bar.inc(1)).map_err(Diagnostic::error)?;
     bar.finish_and_clear();
     if let Some((_, why)) = swept.invalid.first() {
@@ -90,10 +93,23 @@ pub(super) fn sweep(session: &mut Session, a: &SweepArgs) -> CmdResult {
     Ok(())
 }
 
-/// The model optimized for designs computing in `dtype`.
-pub(super) fn graph_for_dtype(session: &Session, graph: &Graph, opt: &args::OptimizeArgs, dtype: ElemType) -> Result<Graph, Failure> {
-    let mut opt = opt.clone();
-    match dtype {
+/// What a design's graph depends on: its element type and, when `--prune blocks:F` gives no
+/// block size, its fold shape.
+pub(super) type DesignKey = (&'static str, u32, u32);
+
+pub(super) fn design_key(opt: &args::OptimizeArgs, c: &AccelConfig) -> DesignKey {
+    let sized_by_array = opt.prune.specs.iter().any(|s| matches!(s, crate::passes::prune::PruneSpec::Blocks { block: None, .. }));
+    if sized_by_array {
+        (c.dtype.name(), c.rows, c.cols)
+    } else {
+        (c.dtype.name(), 0, 0)
+    }
+}
+
+/// The model optimized for a design: in its element type, pruned blocks in its fold shape.
+pub(super) fn graph_for_design(session: &Session, graph: &Graph, opt: &args::OptimizeArgs, c: &AccelConfig) -> Result<Graph, Failure> {
+    let mut opt = blocks_for_array(opt, c);
+    match c.dtype {
         ElemType::Int8 => opt.quant.quantize = Some(args::Quantize::Int8),
         // A float design runs the float model, bf16-rounded when --quantize bf16 asked.
         ElemType::F32 | ElemType::Bf16 if opt.quant.quantize == Some(args::Quantize::Int8) => {

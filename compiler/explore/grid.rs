@@ -28,6 +28,10 @@ impl Grid {
     /// Check the axes against `base`: every key exists, every value is one the key takes, no
     /// key is varied twice, and the grid is at most [`MAX_POINTS`].
     pub fn new(axes: Vec<Axis>, base: &AccelConfig) -> Result<Grid, String> {
+        let varies = |k: &str| axes.iter().any(|a| a.key == k);
+        if varies("array") && (varies("rows") || varies("cols")) {
+            return Err("--vary array sets rows and cols; vary either `array` or `rows`/`cols`, not both".into());
+        }
         let mut len: u64 = 1;
         for (i, axis) in axes.iter().enumerate() {
             if axes[..i].iter().any(|a| a.key == axis.key) {
@@ -90,10 +94,7 @@ impl Grid {
         if let Some(rows) = self.accumulator_rows {
             c.accumulator_kib = (rows * 4 * c.cols as u64).div_ceil(1024);
         }
-        c.validate().map_err(|e| {
-            let at: Vec<String> = self.axes.iter().zip(&values).map(|(a, v)| format!("{}={v}", a.key)).collect();
-            format!("the configuration {} is invalid: {e}", at.join(" "))
-        })?;
+        c.validate().map_err(|e| format!("the configuration {} is invalid: {e}", super::sweep::describe(self, i)))?;
         Ok(c)
     }
 
@@ -174,6 +175,7 @@ mod tests {
         assert!(err(vec![axis("array", &["0x4"])]).contains("not a positive array size"));
         assert!(err(vec![axis("dataflow", &["diagonal"])]).contains("dataflow=diagonal"));
         assert!(err(vec![axis("rows", &["8"]), axis("rows", &["16"])]).contains("given twice"));
+        assert!(err(vec![axis("array", &["8x8"]), axis("cols", &["16"])]).contains("not both"));
         let thousand: Vec<String> = (1..=1000).map(|v| v.to_string()).collect();
         let big = |k: &str| Axis { key: k.into(), values: thousand.clone() };
         assert!(err(vec![big("rows"), big("cols"), axis("dataflow", &["ws", "os"])]).contains("2000000 configurations"));

@@ -4,7 +4,7 @@
 
 use super::grid::Grid;
 use super::pareto;
-use crate::accel::{self, config::ElemType, AccelConfig};
+use crate::accel::{self, AccelConfig};
 use crate::accel::machine::EnergyPj;
 use crate::ir::Graph;
 use std::sync::Arc;
@@ -69,7 +69,7 @@ pub struct Swept {
 }
 
 /// Time the grid points `range` of `grid` over `base`, on `jobs` threads; `graph_for` gives
-/// the prepared graph for a configuration's element type; `tick` is called once per point
+/// the prepared graph for a configuration; `tick` is called once per point
 /// done (from any thread). Rows come back sorted by latency (then grid order), Pareto rows
 /// marked over latency, energy and area among them. Points whose configuration does not
 /// validate (a scratchpad too small for the array's tile) are set aside, not timed.
@@ -77,7 +77,7 @@ pub fn sweep(
     grid: &Grid,
     range: std::ops::Range<usize>,
     base: &AccelConfig,
-    graph_for: &(dyn Fn(ElemType) -> Result<Arc<Graph>, String> + Sync),
+    graph_for: &(dyn Fn(&AccelConfig) -> Result<Arc<Graph>, String> + Sync),
     jobs: usize,
     tick: &(dyn Fn() + Sync),
 ) -> Result<Swept, String> {
@@ -93,19 +93,27 @@ pub fn sweep(
         }
     }
     let pool = rayon::ThreadPoolBuilder::new().num_threads(jobs.max(1)).build().map_err(|e| format!("cannot start {jobs} worker threads: {e}"))?;
-    let designs: Vec<Result<Row, String>> = pool.install(|| {
+    // A design the lowering refuses (too many instructions, a field too wide for the
+    // encoding) is set aside like an invalid configuration, not fatal to the sweep.
+    let designs: Vec<Result<Row, (usize, String)>> = pool.install(|| {
         use rayon::prelude::*;
         configs
             .par_iter()
             .map(|(i, c)| {
-                let graph = graph_for(c.dtype)?;
-                let design = time_design(&graph, c).map_err(|e| format!("configuration {}: {e}", describe(grid, *i)))?;
+                let timed = graph_for(c).and_then(|graph| time_design(&graph, c)).map_err(|e| (*i, format!("the configuration {}: {e}", describe(grid, *i))));
                 tick();
-                Ok(Row { index: *i, values: grid.point(*i).iter().map(|v| v.to_string()).collect(), design, pareto: false })
+                Ok::<_, (usize, String)>(Row { index: *i, values: grid.point(*i).iter().map(|v| v.to_string()).collect(), design: timed?, pareto: false })
             })
             .collect()
     });
-    let mut rows: Vec<Row> = designs.into_iter().collect::<Result<_, _>>()?;
+    let mut rows = Vec::with_capacity(designs.len());
+    for d in designs {
+        match d {
+            Ok(row) => rows.push(row),
+            Err(e) => invalid.push(e),
+        }
+    }
+    invalid.sort();
     let objectives: Vec<[f64; 3]> = rows.iter().map(|r| [r.design.latency_us, r.design.energy_uj(), r.design.area_mm2]).collect();
     for (row, on) in rows.iter_mut().zip(pareto::front(&objectives)) {
         row.pareto = on;

@@ -55,7 +55,8 @@ pub(super) struct InputTile {
 /// drain each finished output tile. Tokens express the four hazards (see `isa`).
 ///
 /// With `zeros`, a fold whose block of B is all zero is left out: adding its products (all
-/// zero) changes no sum. Two kinds are kept: the fold that starts an accumulation (its
+/// zero, unless an input is infinite or NaN, where the full product gives NaN) changes no
+/// sum. Two kinds are kept: the fold that starts an accumulation (its
 /// `accumulate = false` clears the accumulators), unless a later fold of the same
 /// accumulators can take that role; and one fold per tile, which carries the tile's tokens.
 pub(super) fn emit_gemm(lw: &mut Lowering, name: &str, [m, k, n]: [usize; 3], t: &Tiles, instances: &[GemmInstance], act: u32, zeros: Option<&ZeroBlocks>) -> Result<Skipped, LowerError> {
