@@ -54,9 +54,8 @@ pub(super) fn sweep(session: &mut Session, a: &SweepArgs) -> CmdResult {
     let mut graphs: HashMap<DesignKey, Arc<Graph>> = HashMap::new();
     for i in range.clone() {
         let Ok(c) = grid.config(&base, i) else { continue };
-        let key = design_key(&a.opt, &c);
-        if !graphs.contains_key(&key) {
-            graphs.insert(key, Arc::new(graph_for_design(session, &graph, &a.opt, &c)?));
+        if let std::collections::hash_map::Entry::Vacant(e) = graphs.entry(design_key(&a.opt, &c)) {
+            e.insert(Arc::new(graph_for_design(session, &graph, &a.opt, &c)?));
         }
     }
     let jobs = a.jobs.map(|j| j as usize).unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
