@@ -111,7 +111,7 @@ impl Timeline {
             Insn::LoadSpad { .. } | Insn::LoadIm2col { .. } => dma(traffic.dram_bytes(), self, &mut start),
             Insn::Preload { .. } => {
                 // Double-buffered weights shift in while the previous fold streams.
-                if cfg.fold_overlap && self.last_array_end.is_some_and(|e| start <= e + 1) {
+                if cfg.fold_overlap && self.last_array_end.is_some_and(|e| start <= e) {
                     0
                 } else {
                     r
@@ -123,7 +123,7 @@ impl Timeline {
                 let busy = if cfg.fold_overlap { stream.max(r) } else { stream };
                 // Back to back with the previous fold, the skew overlaps; after a gap, the
                 // pipeline fills and drains again.
-                if cfg.fold_overlap && self.last_array_end.is_some_and(|e| start <= e + 1) {
+                if cfg.fold_overlap && self.last_array_end.is_some_and(|e| start <= e) {
                     busy
                 } else {
                     busy + fill_drain
