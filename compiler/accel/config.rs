@@ -334,6 +334,21 @@ impl AccelConfig {
         Ok(())
     }
 
+    /// Microseconds that `cycles` take at the clock.
+    pub fn latency_us(&self, cycles: u64) -> f64 {
+        cycles as f64 / self.clock_mhz
+    }
+
+    /// The share of the array's peak that `macs` in `cycles` reach.
+    pub fn utilization(&self, macs: u64, cycles: u64) -> f64 {
+        let peak = cycles as f64 * self.rows as f64 * self.cols as f64;
+        if peak > 0.0 {
+            macs as f64 / peak
+        } else {
+            0.0
+        }
+    }
+
     /// DRAM bytes per clock cycle.
     pub fn dram_bytes_per_cycle(&self) -> f64 {
         self.dram_gbps * 1e3 / self.clock_mhz

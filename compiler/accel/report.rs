@@ -5,19 +5,6 @@ use super::program::{Program, Unit};
 use super::machine::Timing;
 use serde_json::{json, Value};
 
-fn utilization(macs: u64, cycles: u64, p: &Program) -> f64 {
-    let peak = cycles as f64 * p.config.rows as f64 * p.config.cols as f64;
-    if peak > 0.0 {
-        macs as f64 / peak
-    } else {
-        0.0
-    }
-}
-
-fn latency_us(cycles: u64, p: &Program) -> f64 {
-    cycles as f64 / p.config.clock_mhz
-}
-
 /// The JSON report.
 pub fn json_report(p: &Program, o: &Timing) -> Value {
     let c = &o.counters;
@@ -34,7 +21,7 @@ pub fn json_report(p: &Program, o: &Timing) -> Value {
                 "unit": match l.unit { Unit::Array => "array", Unit::Vector => "vector" },
                 "cycles": cycles,
                 "macs": l.macs,
-                "utilization": if l.unit == Unit::Array { utilization(l.macs, cycles, p) } else { 0.0 },
+                "utilization": if l.unit == Unit::Array { p.config.utilization(l.macs, cycles) } else { 0.0 },
                 "dram_bytes": lc.dram_read + lc.dram_written,
                 "energy_pj": lc.energy(&p.config.energy).total,
                 "tile": l.tiles.map(|t| json!({"m": t.tm, "k": t.tk, "n": t.tn})),
@@ -48,14 +35,14 @@ pub fn json_report(p: &Program, o: &Timing) -> Value {
         "total_cycles": o.total_cycles,
         "compute_cycles": c.compute_cycles,
         "stall_cycles": o.total_cycles.saturating_sub(c.compute_cycles),
-        "utilization": utilization(c.macs, o.total_cycles, p),
+        "utilization": p.config.utilization(c.macs, o.total_cycles),
         "macs": c.macs + p.layers.iter().filter(|l| l.unit == Unit::Vector).map(|l| l.macs).sum::<u64>(),
         "array_macs": c.macs,
         "vector_ops": c.vector_ops,
         "dram_bytes_read": c.dram_read,
         "dram_bytes_written": c.dram_written,
         "energy_pj": energy,
-        "latency_us": latency_us(o.total_cycles, p),
+        "latency_us": p.config.latency_us(o.total_cycles),
         "instructions": p.insns.len(),
         "skipped_folds": p.layers.iter().map(|l| l.skipped_folds).sum::<u64>(),
         "skipped_macs": p.layers.iter().map(|l| l.skipped_macs).sum::<u64>(),
@@ -102,7 +89,7 @@ pub fn table(p: &Program, o: &Timing) -> String {
     let width = p.layers.iter().map(|l| l.name.len()).max().unwrap_or(5).clamp(5, 40);
     s += &format!("{:<width$}  {:<22} {:>6}  {:>10}  {:>6}  {:>9}  {:>9}  {:>10}\n", "layer", "op", "unit", "cycles", "util", "MACs", "DRAM B", "energy pJ");
     for ((l, &cycles), lc) in p.layers.iter().zip(&o.layer_cycles).zip(&o.layer_counters) {
-        let util = if l.unit == Unit::Array { format!("{:.1}%", 100.0 * utilization(l.macs, cycles, p)) } else { "-".into() };
+        let util = if l.unit == Unit::Array { format!("{:.1}%", 100.0 * p.config.utilization(l.macs, cycles)) } else { "-".into() };
         let mut op = l.op.clone();
         op.truncate(22);
         let mut name = l.name.clone();
@@ -123,9 +110,9 @@ pub fn table(p: &Program, o: &Timing) -> String {
     s += &format!(
         "total: {} cycles = {:.1} µs at {} MHz; array busy {:.1}% of peak ({} MACs on the array), {} instructions\n",
         o.total_cycles,
-        latency_us(o.total_cycles, p),
+        p.config.latency_us(o.total_cycles),
         cfg.clock_mhz,
-        100.0 * utilization(c.macs, o.total_cycles, p),
+        100.0 * p.config.utilization(c.macs, o.total_cycles),
         si(c.macs as f64),
         p.insns.len()
     );

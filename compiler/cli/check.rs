@@ -1,27 +1,18 @@
 //! `nnc check` and `nnc summary`.
 
 use super::args::{CommonArgs, SummaryArgs};
-use super::pipeline::{bind_params, calibration, dims_from_flags, graph_for, load};
+use super::pipeline::{bind_params, calibration, graph_for, load_with_unbound_dims_as_one};
 use super::{CmdResult, Session};
 use crate::diagnostics::Diagnostic;
 use crate::elaborate::{self, DimBindings};
 use crate::ir::Graph;
 use crate::{driver, passes, quantization_error, summary};
-use crate::syntax::ast;
 
 /// `check` type-checks models with symbolic dimensions too: those not bound by `--dim` are
 /// taken as 1 (a batch of one), which is what a reader of the model would try first.
 pub(super) fn check(session: &mut Session, a: &CommonArgs) -> CmdResult {
-    let file = load(session, a)?;
+    let (file, dims) = load_with_unbound_dims_as_one(session, a)?;
     let model = elaborate::select_model(&file, a.model.as_deref())?;
-    let mut dims = dims_from_flags(a)?;
-    for (_, ty) in elaborate::declared_inputs(model) {
-        for d in &ty.dims {
-            if let ast::Dim::Symbol(s) = d {
-                dims.entry(s.name.clone()).or_insert(1);
-            }
-        }
-    }
     elaborate::elaborate(&file, model, &dims)?;
     Ok(())
 }

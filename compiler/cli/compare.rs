@@ -207,7 +207,7 @@ fn model_accel(graph: &Arc<Graph>, c: &AccelConfig, baseline: Precision) -> Resu
         .iter()
         .zip(&t.layer_cycles)
         .zip(&t.layer_counters)
-        .map(|((l, &cycles), lc)| json!({ "name": l.name, "op": l.op, "latency_us": cycles as f64 / c.clock_mhz, "energy_uj": lc.energy(&c.energy).total * 1e-6, "macs": l.macs }))
+        .map(|((l, &cycles), lc)| json!({ "name": l.name, "op": l.op, "latency_us": c.latency_us(cycles), "energy_uj": lc.energy(&c.energy).total * 1e-6, "macs": l.macs }))
         .collect();
     // The model's MACs, as for the CPU rows (zero folds an array skips still count as work
     // the model asks for, so MAC/s compares like with like).
@@ -218,7 +218,7 @@ fn model_accel(graph: &Arc<Graph>, c: &AccelConfig, baseline: Precision) -> Resu
         cpu: false,
         precision: c.dtype.name(),
         baseline,
-        latency_us: t.total_cycles as f64 / c.clock_mhz,
+        latency_us: c.latency_us(t.total_cycles),
         energy_uj: e.total * 1e-6,
         breakdown: Some([("mac", e.mac * 1e-6), ("vector", e.vector * 1e-6), ("scratchpad", e.scratchpad * 1e-6), ("accumulator", e.accumulator * 1e-6), ("dram", e.dram * 1e-6)]),
         macs: model_macs,

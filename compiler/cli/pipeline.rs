@@ -36,6 +36,23 @@ pub(super) fn dims_from_flags(common: &CommonArgs) -> Result<DimBindings, Failur
     Ok(dims)
 }
 
+/// The file, and the flags' dims with every symbolic input dimension they leave unbound
+/// taken as 1 (a batch of one): for commands whose answer does not depend on it (`check`,
+/// `prune`).
+pub(super) fn load_with_unbound_dims_as_one(session: &mut Session, common: &CommonArgs) -> Result<(ast::File, DimBindings), Failure> {
+    let file = load(session, common)?;
+    let model = elaborate::select_model(&file, common.model.as_deref())?;
+    let mut dims = dims_from_flags(common)?;
+    for (_, ty) in elaborate::declared_inputs(model) {
+        for d in &ty.dims {
+            if let ast::Dim::Symbol(s) = d {
+                dims.entry(s.name.clone()).or_insert(1);
+            }
+        }
+    }
+    Ok((file, dims))
+}
+
 /// Parse, select and elaborate, with dims from the flags plus `extra`.
 pub(super) fn graph_for(session: &mut Session, common: &CommonArgs, extra: &DimBindings) -> Result<Graph, Failure> {
     let file = load(session, common)?;

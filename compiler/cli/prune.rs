@@ -4,13 +4,11 @@
 
 use super::args::PruneCmdArgs;
 use super::check::density_table;
-use super::pipeline::{bind_params, graph_for, load};
+use super::pipeline::{bind_params, load_with_unbound_dims_as_one};
 use super::{write_output, CmdResult, Session};
 use crate::diagnostics::Diagnostic;
-use crate::elaborate::{self, DimBindings};
 use crate::ir::NodeKind;
 use crate::passes;
-use crate::syntax::ast;
 use std::collections::BTreeMap;
 
 pub(super) fn prune(session: &mut Session, a: &PruneCmdArgs) -> CmdResult {
@@ -18,22 +16,9 @@ pub(super) fn prune(session: &mut Session, a: &PruneCmdArgs) -> CmdResult {
     if opts.is_empty() {
         return Err(Diagnostic::error("nnc prune needs at least one --prune SPEC (magnitude:F, global:F or blocks:F[:RxC])").into());
     }
-    // Weight shapes do not depend on a batch: symbolic input dimensions not bound by --dim
-    // are taken as 1, as `nnc check` does.
-    let file = load(session, &a.common)?;
-    let model = elaborate::select_model(&file, a.common.model.as_deref())?;
-    let mut ones = DimBindings::new();
-    for (_, ty) in elaborate::declared_inputs(model) {
-        for d in &ty.dims {
-            if let ast::Dim::Symbol(s) = d {
-                ones.insert(s.name.clone(), 1);
-            }
-        }
-    }
-    for (name, _) in &a.common.dims {
-        ones.remove(name);
-    }
-    let mut graph = graph_for(session, &a.common, &ones)?;
+    // Weight shapes do not depend on a batch.
+    let (file, dims) = load_with_unbound_dims_as_one(session, &a.common)?;
+    let mut graph = crate::driver::elaborate(&file, a.common.model.as_deref(), &dims)?;
     let params = graph.param_names();
     bind_params(session, &mut graph, &a.weights, true)?;
     passes::prune::check(&graph, &opts).map_err(Diagnostic::error)?;

@@ -36,14 +36,13 @@ pub fn time_design(graph: &Arc<Graph>, config: &AccelConfig) -> Result<Design, S
     let program = accel::lower_for_timing(graph, config).map_err(|e| e.to_string())?;
     let t = accel::time(&program).map_err(|e| e.to_string())?;
     let c = &t.counters;
-    let peak = t.total_cycles as f64 * config.rows as f64 * config.cols as f64;
     Ok(Design {
         config: config.clone(),
         total_cycles: t.total_cycles,
         compute_cycles: c.compute_cycles,
-        latency_us: t.total_cycles as f64 / config.clock_mhz,
+        latency_us: config.latency_us(t.total_cycles),
         energy_pj: c.energy(&config.energy),
-        utilization: if peak > 0.0 { c.macs as f64 / peak } else { 0.0 },
+        utilization: config.utilization(c.macs, t.total_cycles),
         macs: c.macs,
         dram_bytes: c.dram_read + c.dram_written,
         onchip_kib: config.scratchpad_kib + config.accumulator_kib,
