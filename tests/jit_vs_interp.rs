@@ -36,7 +36,7 @@ fn check(name: &str, g: &Graph, inputs: &[Tensor]) -> Option<String> {
     for (level, ukernels) in [(0u8, false), (0, true), (2, false), (2, true)] {
         let mut opt = g.clone();
         passes::optimize(&mut opt, level, Some(&CpuTarget::host(ukernels)), true, &mut |_, _| {}).unwrap();
-        let exe = match jit::compile(&opt, &jit::JitOptions { ukernels, threads: 1 }) {
+        let exe = match jit::compile(&opt, &jit::JitOptions { ukernels, threads: 1, ..Default::default() }) {
             Ok(e) => e,
             Err(e) => return Some(format!("{name} -O{level} ukernels={ukernels}: {e}")),
         };
@@ -62,6 +62,34 @@ fn jit_matches_interpreter_on_every_example() {
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
+/// Pruned models (90% of each layer's weights zero) on the sparse kernels: the same outputs as
+/// the interpreter on the pruned model, on one thread and two (bit for bit), and the sparse
+/// kernel really chosen (every example has an ungrouped convolution or dense layer).
+#[test]
+fn jit_matches_interpreter_on_pruned_examples() {
+    let prune = passes::prune::PruneOptions { specs: vec![passes::prune::PruneSpec::Magnitude(0.9)], skip: Vec::new() };
+    let mut failures = Vec::new();
+    for name in ["lenet5", "mlp", "resnet18", "mobilenet_v2", "transformer", "lstm"] {
+        let src = Source::read(&repo().join(format!("examples/{name}.nn"))).unwrap();
+        let mut g = bound(&build_graph(&src, None, &Default::default()).unwrap(), None);
+        passes::prune::prune(&mut g, &prune);
+        let inputs = random_inputs(&g, 4);
+        if let Some(m) = check(name, &g, &inputs) {
+            failures.push(m);
+        }
+        let mut opt = g.clone();
+        passes::optimize(&mut opt, 2, Some(&CpuTarget::host(true)), true, &mut |_, _| {}).unwrap();
+        let sparse = opt.node_ids().filter(|&id| opt.node(id).kernel == Some(nnc::kernel_plan::Kernel::Sparse)).count();
+        assert!(sparse > 0, "{name}: no product on the sparse kernel");
+        let outs: Vec<Vec<Tensor>> = [1, 2].iter().map(|&threads| {
+            let exe = jit::compile(&opt, &jit::JitOptions { ukernels: true, threads, ..Default::default() }).unwrap();
+            exe.run(&mut exe.workspace(), &inputs).unwrap()
+        }).collect();
+        assert_eq!(outs[0], outs[1], "{name}: two threads");
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
 #[test]
 fn memory_plan_reuses_dead_activations() {
     let src = Source::read(&repo().join("examples/resnet18.nn")).unwrap();
@@ -69,7 +97,7 @@ fn memory_plan_reuses_dead_activations() {
     // -O1: every activation is its own value (no fusion), the harder case for the plan.
     passes::optimize(&mut g, 1, Some(&CpuTarget::host(true)), true, &mut |_, _| {}).unwrap();
     // Without microkernels there is no im2col scratch: the arena holds activations only.
-    let exe = jit::compile(&g, &jit::JitOptions { ukernels: false, threads: 1 }).unwrap();
+    let exe = jit::compile(&g, &jit::JitOptions { ukernels: false, threads: 1, ..Default::default() }).unwrap();
     let all: usize = g.node_ids().filter(|&i| g.node(i).op().is_some() || g.inputs.contains(&i)).map(|i| g.node(i).ty.size_bytes()).sum();
     assert!(exe.arena_bytes() >= exe.arena_lower_bound_bytes());
     assert!(exe.arena_bytes() * 3 < all, "planned {} of {} activation bytes", exe.arena_bytes(), all);
@@ -93,7 +121,7 @@ fn two_threads_give_bit_identical_results() {
         passes::optimize(&mut g, 2, Some(&CpuTarget::host(true)), true, &mut |_, _| {}).unwrap();
         let inputs = random_inputs(&g, 9);
         let outs: Vec<Vec<Tensor>> = [1, 2].iter().map(|&threads| {
-            let exe = jit::compile(&g, &jit::JitOptions { ukernels: true, threads }).unwrap();
+            let exe = jit::compile(&g, &jit::JitOptions { ukernels: true, threads, ..Default::default() }).unwrap();
             exe.run(&mut exe.workspace(), &inputs).unwrap()
         }).collect();
         assert_eq!(outs[0], outs[1], "{name}");
@@ -177,7 +205,7 @@ fn channel_vector_kernels_match_interpreter() {
             }
             let mut one_thread: Option<Vec<Tensor>> = None;
             for threads in [1, 2] {
-                let exe = jit::compile(&opt, &jit::JitOptions { ukernels, threads }).unwrap();
+                let exe = jit::compile(&opt, &jit::JitOptions { ukernels, threads, ..Default::default() }).unwrap();
                 let got = exe.run(&mut exe.workspace(), &inputs).unwrap();
                 if let Some(m) = compare(&got, &reference, 1e-4) {
                     panic!("c={c} ukernels={ukernels} threads={threads}: {m}\n{ir}");
@@ -347,7 +375,7 @@ fn int8_codes_of_nan_infinities_and_huge_values_match_the_interpreter() {
     let inputs = vec![Tensor::f32(vec![2, 37], x)];
     let want = interp::run(&q, &inputs).unwrap();
     for ukernels in [true, false] {
-        let exe = jit::compile(&q, &jit::JitOptions { ukernels, threads: 1 }).unwrap();
+        let exe = jit::compile(&q, &jit::JitOptions { ukernels, threads: 1, ..Default::default() }).unwrap();
         let got = exe.run(&mut exe.workspace(), &inputs).unwrap();
         let bits = |t: &[Tensor]| t.iter().map(|t| t.to_f32_vec().iter().map(|v| v.to_bits()).collect::<Vec<_>>()).collect::<Vec<_>>();
         assert_eq!(bits(&got), bits(&want), "ukernels={ukernels}");
@@ -368,7 +396,7 @@ fn int8_examples_match_the_interpreter_bit_for_bit() {
         passes::optimize_with(&mut q, 2, &PassContext { cpu: None, quantize: Some(&calibration), bf16: false, prune: None }, true, &mut |_, _| {}).unwrap();
         let inputs = random_inputs(&g, 2);
         let want = interp::run(&q, &inputs).unwrap();
-        let exe = jit::compile(&q, &jit::JitOptions { ukernels: true, threads: 2 }).unwrap();
+        let exe = jit::compile(&q, &jit::JitOptions { ukernels: true, threads: 2, ..Default::default() }).unwrap();
         let got = exe.run(&mut exe.workspace(), &inputs).unwrap();
         let bits = |t: &[Tensor]| t.iter().map(|t| t.to_f32_vec().iter().map(|v| v.to_bits()).collect::<Vec<_>>()).collect::<Vec<_>>();
         assert!(bits(&got) == bits(&want), "{name}: int8 JIT differs from the interpreter");
@@ -414,7 +442,7 @@ fn half_precision_models_match_the_interpreter_within_rounding() {
                 let mut opt = g.clone();
                 passes::optimize(&mut opt, level, Some(&CpuTarget::host(ukernels)), true, &mut |_, _| {}).unwrap();
                 let want = interp::run(&opt, &inputs).unwrap();
-                let exe = jit::compile(&opt, &jit::JitOptions { ukernels, threads: 2 }).unwrap();
+                let exe = jit::compile(&opt, &jit::JitOptions { ukernels, threads: 2, ..Default::default() }).unwrap();
                 let got = exe.run(&mut exe.workspace(), &inputs).unwrap();
                 let unrounded = got.iter().flat_map(|t| t.to_f32_vec()).find(|&v| dtype.round_f32(v).to_bits() != v.to_bits());
                 if let Some(v) = unrounded {
@@ -452,7 +480,7 @@ fn bf16_mixed_precision_matches_the_interpreter_on_the_jit_and_the_accelerator()
         if let Some(m) = near_f32(&want, &f32_out) {
             failures.push(format!("{name}: bf16 interpreter vs f32: {m}"));
         }
-        let exe = jit::compile(&q, &jit::JitOptions { ukernels: true, threads: 1 }).unwrap();
+        let exe = jit::compile(&q, &jit::JitOptions { ukernels: true, threads: 1, ..Default::default() }).unwrap();
         if let Some(m) = within(&exe.run(&mut exe.workspace(), &inputs).unwrap(), &want) {
             failures.push(format!("{name}: JIT: {m}"));
         }

@@ -79,6 +79,10 @@ pub struct OptimizeArgs {
     /// (`on`), or use only Cranelift-generated code (`off`).
     #[arg(long, value_enum, default_value_t = OnOff::On)]
     pub ukernels: OnOff,
+    /// Let products whose weights are mostly zeros (pruned) run on sparse kernels that skip
+    /// the zeros, where the cost model says that is faster (`on`), or always on dense ones.
+    #[arg(long = "sparse-kernels", value_enum, default_value_t = OnOff::On)]
+    pub sparse_kernels: OnOff,
     #[command(flatten)]
     pub quant: QuantizeArgs,
     #[command(flatten)]

@@ -11,7 +11,6 @@ use crate::accel::{self, config::ElemType, AccelConfig};
 use crate::diagnostics::Diagnostic;
 use crate::explore::cpu_energy;
 use crate::ir::Graph;
-use crate::target::CpuTarget;
 use nnc_runtime::Tensor;
 use serde_json::{json, Value};
 use std::sync::Arc;
@@ -156,7 +155,7 @@ fn measure_cpu(session: &Session, graph: &Graph, inputs: &[Tensor], a: &CompareA
         opt.quant.calibrate.clear();
         opt.quant.calibrate_method = None;
     }
-    let target = CpuTarget::host(a.opt.ukernels == args::OnOff::On);
+    let target = super::pipeline::cpu_target(&a.opt);
     optimize(session, &mut g, &opt, Some(&target))?;
     let macs = graph_macs(&g);
     let exe = crate::jit::compile(&g, &jit_options(&a.opt)).map_err(|e| Diagnostic::error(e.to_string()))?;

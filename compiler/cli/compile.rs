@@ -8,7 +8,6 @@ use crate::diagnostics::Diagnostic;
 use crate::elaborate::DimBindings;
 use crate::ir::print;
 use crate::jit;
-use crate::target::CpuTarget;
 
 pub(super) fn compile(session: &mut Session, a: &args::CompileArgs) -> CmdResult {
     let for_accel = a.opt.target == Target::Accel || a.emit == Emit::Isa;
@@ -22,7 +21,7 @@ pub(super) fn compile(session: &mut Session, a: &args::CompileArgs) -> CmdResult
             // Weights are baked into the code; without a file, listings use random ones.
             let w = WeightArgs { weights: a.weights.weights.clone(), random_weights: a.weights.random_weights.or(Some(0)) };
             bind_params(session, &mut graph, &w, false)?;
-            optimize(session, &mut graph, &a.opt, Some(&CpuTarget::host(a.opt.ukernels == args::OnOff::On)))?;
+            optimize(session, &mut graph, &a.opt, Some(&super::pipeline::cpu_target(&a.opt)))?;
             let mut listing = jit::Listing { clif: a.emit == Emit::Clif, asm: a.emit == Emit::Asm, text: String::new() };
             jit::compile_with_listing(&graph, &jit_options(&a.opt), &mut listing).map_err(|e| Diagnostic::error(e.to_string()))?;
             listing.text
@@ -51,7 +50,7 @@ pub(super) fn compile(session: &mut Session, a: &args::CompileArgs) -> CmdResult
             if a.weights.weights.is_some() || a.weights.random_weights.is_some() {
                 }
             bind_params(session, &mut graph, &a.weights, false)?;
-            let cpu = (!for_accel).then(|| CpuTarget::host(a.opt.ukernels == args::OnOff::On));
+            let cpu = (!for_accel).then(|| super::pipeline::cpu_target(&a.opt));
             optimize(session, &mut graph, &a.opt, cpu.as_ref())?;
             if a.emit == Emit::Ir {
                 print::print_graph(&graph)

@@ -222,7 +222,12 @@ pub(super) fn blocks_for_array(opt: &OptimizeArgs, config: &accel::AccelConfig) 
 }
 
 pub(super) fn jit_options(opt: &OptimizeArgs) -> jit::JitOptions {
-    jit::JitOptions { ukernels: opt.ukernels == args::OnOff::On, threads: opt.threads.unwrap_or(1) as usize }
+    jit::JitOptions { ukernels: opt.ukernels == args::OnOff::On, threads: opt.threads.unwrap_or(1) as usize, sparse: opt.sparse_kernels == args::OnOff::On }
+}
+
+/// The CPU the flags compile for (`--ukernels`, `--sparse-kernels`).
+pub(super) fn cpu_target(opt: &OptimizeArgs) -> crate::target::CpuTarget {
+    jit_options(opt).target()
 }
 
 /// The accelerator configuration from the flags: a preset or file (default `edge`), then

@@ -8,7 +8,6 @@ use super::pipeline::{accel_config, accel_program, jit_options, optimize, prepar
 use super::{fmt_time, CmdResult, Failure, Session};
 use crate::accel;
 use crate::diagnostics::Diagnostic;
-use crate::target::CpuTarget;
 use crate::{interp, jit, summary};
 use std::time::Instant;
 
@@ -32,7 +31,7 @@ pub(super) fn run(session: &mut Session, a: &args::RunArgs) -> CmdResult {
         session.emit(&[Diagnostic::warning("--threads splits the JIT's kernels; the interpreter runs on one thread")]);
     }
     let (mut graph, inputs) = prepare(session, &a.common, &a.io, &a.weights, false)?;
-    let target = (a.backend == Backend::Jit).then(|| CpuTarget::host(a.opt.ukernels == args::OnOff::On));
+    let target = (a.backend == Backend::Jit).then(|| super::pipeline::cpu_target(&a.opt));
     optimize(session, &mut graph, &a.opt, target.as_ref())?;
     let backend = if a.backend == Backend::Jit { "jit" } else { "interp" };
     let compile_start = Instant::now();

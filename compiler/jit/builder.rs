@@ -7,7 +7,7 @@ use super::abi::RuntimeFns;
 use super::memplan::Loc;
 use cranelift_codegen::ir::condcodes::{FloatCC, IntCC};
 use cranelift_codegen::ir::{types, BlockArg, FuncRef, InstBuilder, MemFlagsData as MemFlags, StackSlotData, StackSlotKind, Type, Value};
-use nnc_runtime::gemm::{ConvNhwcCall, ConvNhwcCallFields, GemmCall, GemmCallFields, IgemmCall, IgemmCallFields, Im2colCall, Im2colCallFields};
+use nnc_runtime::gemm::{ConvNhwcCall, ConvNhwcCallFields, GemmCall, GemmCallFields, IgemmCall, IgemmCallFields, Im2colCall, Im2colCallFields, SparseCall, SparseCallFields};
 use nnc_runtime::Activation;
 use cranelift_frontend::{FunctionBuilder, Variable};
 
@@ -301,6 +301,36 @@ impl<'a> KernelBuilder<'a> {
             bf16: self.int(self.bf16 as i64),
         };
         self.call_runtime(rt.conv_nhwc, fields.with_offsets(), ConvNhwcCall::SIZE);
+    }
+
+    /// `C = A·B` then `tail` for weights `A: rows × k` compressed at compile time
+    /// (`nnc_sparse_gemm`); B and C as (pointer, row stride, column stride) in elements;
+    /// `scratch` null unless the runtime needs it for these strides.
+    #[allow(clippy::too_many_arguments)]
+    pub fn sparse_gemm(&mut self, [rows, k, p]: [i64; 3], a: Value, b: (Value, i64, i64), c: (Value, i64, i64), scratch: Option<Value>, tail: &GemmTail) {
+        let rt = self.runtime_fns();
+        let [threads, ..] = self.gemm_tail();
+        let [bias, bias_per_row, residual, act] = self.tail_args(tail);
+        let null = self.int(0);
+        let fields = SparseCallFields {
+            rows: self.int(rows),
+            k: self.int(k),
+            p: self.int(p),
+            a,
+            b: b.0,
+            rsb: self.int(b.1),
+            csb: self.int(b.2),
+            c: c.0,
+            rsc: self.int(c.1),
+            csc: self.int(c.2),
+            scratch: scratch.unwrap_or(null),
+            threads,
+            bias,
+            bias_per_row,
+            residual,
+            act,
+        };
+        self.call_runtime(rt.sparse, fields.with_offsets(), SparseCall::SIZE);
     }
 
     /// The epilogue fields of a runtime GEMM call: bias, bias per row, residual, activation.

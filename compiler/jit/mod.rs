@@ -81,11 +81,21 @@ pub struct JitOptions {
     /// outermost loop of elementwise and channel-vector windowed kernels. Every thread count
     /// gives bit-identical results.
     pub threads: usize,
+    /// Let products with pruned constant weights run on the runtime's sparse kernels where the
+    /// cost model says they are faster (needs `ukernels`).
+    pub sparse: bool,
 }
 
 impl Default for JitOptions {
     fn default() -> Self {
-        JitOptions { ukernels: true, threads: 1 }
+        JitOptions { ukernels: true, threads: 1, sparse: true }
+    }
+}
+
+impl JitOptions {
+    /// The machine these options compile for.
+    pub fn target(&self) -> CpuTarget {
+        CpuTarget { sparse_kernels: self.ukernels && self.sparse, ..CpuTarget::host(self.ukernels) }
     }
 }
 
@@ -129,7 +139,7 @@ pub fn compile_with_listing(graph: &Graph, options: &JitOptions, listing: &mut L
             return Err(JitError::UnboundParam(n.name.clone()));
         }
     }
-    let target = CpuTarget::host(options.ukernels);
+    let target = options.target();
     let plans = plans(graph, &target)?;
     let plan: MemoryPlan = memplan::plan(graph, &schedule, &|id| plans.get(&id).map_or(0, |p| p.scratch_bytes));
     let consts: Vec<Vec<f32>> = plan.consts.iter().map(|&id| match &graph.node(id).kind {

@@ -22,7 +22,7 @@ pub fn observe(graph: &mut Graph, nodes: &[NodeId], runs: &[Vec<Tensor>], each: 
     } else {
         let outputs = std::mem::replace(&mut graph.outputs, observed);
         let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let exe = compile(graph, &JitOptions { ukernels: true, threads });
+        let exe = compile(graph, &JitOptions { ukernels: true, threads, ..Default::default() });
         graph.outputs = outputs;
         Some(exe.map_err(|e| e.to_string())?)
     };

@@ -2,7 +2,7 @@
 //! kernel plan asks (`Prepack`): GEMM panels of A for row-major convolutions through the
 //! GEMM, of B (the weight's transpose) for dense layers through it; for channel-vector convolutions, GEMM panels of B (NHWC), the depthwise
 //! `[tap][channel]` order or NCHW4c filter blocks; an LSTM's transposed weights; and int8
-//! weights as the integer GEMM's panels.
+//! weights as the integer GEMM's panels; pruned weights as compressed sparse rows.
 
 use super::memplan::{Loc, MemoryPlan};
 use crate::ir::{Graph, NodeId};
@@ -78,6 +78,14 @@ pub fn prepack_weights(graph: &Graph, plans: &HashMap<NodeId, KernelPlan>, plan:
                     }
                 }
                 buffers.push(buf);
+            }
+            Prepack::SparseRows => {
+                let w = const_at(1).expect("the plan packs weights only when they are constant");
+                let ws = &graph.node(operands[1]).ty.shape;
+                // A convolution's `[F, C, kh, kw]` (ungrouped) or a dense layer's
+                // `[units, features]`, both row-major rows of the product's A.
+                let rows = ws[0];
+                buffers.push(nnc_runtime::gemm::sparse::encode_csr(rows, ws[1..].iter().product(), &consts[w]));
             }
             Prepack::GemmA => {
                 let w = const_at(1).expect("the plan packs weights only when they are constant");

@@ -25,9 +25,28 @@ const DIRECT_CONV_PS_PER_MAC_NCHW4C: u64 = 100;
 const POOL_PS_PER_TAP_NCHW: u64 = 1430;
 const POOL_PS_PER_TAP_VECTOR: u64 = 440;
 
+/// One multiply-accumulate of a dense layer through the GEMM and as dot products.
+const GEMM_DENSE_PS_PER_MAC: u64 = 21;
+const DOT_PS_PER_MAC: u64 = 87;
+/// The sparse kernels (`nnc_runtime::gemm::sparse`), measured on ResNet-18's convolutions,
+/// the transformer's and the MLP's dense layers at 50–90% sparsity (BENCHMARKS.md,
+/// "Pruning"): each nonzero weight costs a fixed part per pass over B (its row of B comes
+/// from L2 or beyond) plus one multiply-accumulate per column it is broadcast over; with few
+/// columns each nonzero is one gathered multiply-accumulate; unfolding (im2col) and
+/// transposing cost per element moved.
+const SPARSE_PS_PER_NONZERO: u64 = 2000;
+const SPARSE_PS_PER_MAC: u64 = 40;
+const SPARSE_GATHER_PS_PER_MAC: u64 = 265;
+const SPARSE_PS_PER_MOVED: u64 = 250;
+
 /// Estimated run time of `op` with `kernel`, in picoseconds, for the ops whose speed depends
-/// on their layout (convolutions and pooling); 0 for the rest.
-pub fn estimated_ps(kernel: Kernel, op: &Op, types: &[&TensorType], out: &TensorType, target: &CpuTarget) -> u64 {
+/// on their layout (convolutions and pooling) or on their weights' sparsity (products whose
+/// sparse kernel competes with the dense ones); 0 for the rest.
+pub fn estimated_ps(kernel: Kernel, op: &Op, operands: &Operands, out: &TensorType, target: &CpuTarget) -> u64 {
+    let types = &operands.types[..];
+    if kernel == Kernel::Sparse || matches!(op.product(), Some(Product::Dense(_))) {
+        return product_ps(kernel, op, operands, out);
+    }
     if let Op::Pool(p) = op {
         let taps = (out.numel() * p.kernel[0] * p.kernel[1]) as u64;
         let ps = if kernel == Kernel::ChannelVector { POOL_PS_PER_TAP_VECTOR } else { POOL_PS_PER_TAP_NCHW };
@@ -62,6 +81,39 @@ pub fn estimated_ps(kernel: Kernel, op: &Op, types: &[&TensorType], out: &Tensor
         | Kernel::Int8Gemm
         | Kernel::Int8Depthwise
         | Kernel::Int8Dot
+        | Kernel::Sparse
         | Kernel::Reference => per(DIRECT_CONV_PS_PER_MAC_NCHW),
+    }
+}
+
+/// A dense layer's or a sparse product's estimated time: the multiply-accumulates each
+/// kernel does (only the nonzero weights' for [`Kernel::Sparse`]) and what it moves.
+fn product_ps(kernel: Kernel, op: &Op, operands: &Operands, out: &TensorType) -> u64 {
+    let Some((product, t)) = product_operands(op, &operands.types) else { return 0 };
+    let macs = product.macs(&t, out);
+    let density = operands.weight_density.unwrap_or(1.0);
+    let nonzero_macs = (macs as f64 * density) as u64;
+    let nonzeros = (t[1].numel() as f64 * density) as u64;
+    // Each nonzero broadcast over `columns` of B: a fixed part and its multiply-adds.
+    let broadcast = |columns: usize| nonzeros.saturating_mul(SPARSE_PS_PER_NONZERO + columns as u64 * SPARSE_PS_PER_MAC);
+    match (kernel, &product) {
+        (Kernel::Sparse, Product::Conv2d(c)) => {
+            let (images, pixels) = (t[0].shape[0] as u64, out.shape[2] * out.shape[3]);
+            let unfolded = if conv_is_pointwise(c, &t) { 0 } else { (reduction(&t) * pixels) as u64 };
+            images.saturating_mul(broadcast(pixels).saturating_add(unfolded.saturating_mul(SPARSE_PS_PER_MOVED)))
+        }
+        (Kernel::Sparse, _) => {
+            let (units, features) = (t[1].shape[0], t[1].shape[1]);
+            let rows = t[0].numel() / features;
+            if rows <= nnc_runtime::gemm::sparse::GATHER_MAX_COLUMNS {
+                nonzero_macs.saturating_mul(SPARSE_GATHER_PS_PER_MAC)
+            } else {
+                let moved = ((features + 2 * units) * rows) as u64;
+                broadcast(rows).saturating_add(moved.saturating_mul(SPARSE_PS_PER_MOVED))
+            }
+        }
+        (Kernel::Gemm, _) => macs.saturating_mul(GEMM_DENSE_PS_PER_MAC),
+        (Kernel::Dot, _) => macs.saturating_mul(DOT_PS_PER_MAC),
+        _ => 0,
     }
 }

@@ -15,7 +15,7 @@
 use crate::ir::{Graph, Layout, NodeId, NodeKind, TensorType};
 use crate::ops::{Conv2d, MatMul, Op, Product};
 use crate::target::{CpuTarget, Tile, CRANELIFT_TILE};
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 mod cost;
 mod select;
@@ -70,6 +70,10 @@ pub enum Kernel {
     Int8Depthwise,
     /// An int8 product in Cranelift code: i8 codes, wrapping i32 accumulation.
     Int8Dot,
+    /// A row-major f32 convolution or dense layer whose constant weights are mostly zeros
+    /// (pruned): the weights stored as compressed sparse rows at compile time, only their
+    /// nonzeros multiplied, by the runtime's sparse kernels (`nnc_runtime::gemm::sparse`).
+    Sparse,
     /// The interpreter's own semantics (`Op::eval`), called from generated code: for float
     /// ops inside quantized graphs whose native kernels round differently from the
     /// interpreter, so that the JIT gives the interpreter's bits there (SPEC §5).
@@ -77,7 +81,7 @@ pub enum Kernel {
 }
 
 impl Kernel {
-    pub const ALL: [Kernel; 18] = [
+    pub const ALL: [Kernel; 19] = [
         Kernel::View,
         Kernel::Elementwise,
         Kernel::Broadcast,
@@ -95,6 +99,7 @@ impl Kernel {
         Kernel::Int8Gemm,
         Kernel::Int8Depthwise,
         Kernel::Int8Dot,
+        Kernel::Sparse,
         Kernel::Reference,
     ];
 
@@ -117,6 +122,7 @@ impl Kernel {
             Kernel::Int8Gemm => "int8-gemm",
             Kernel::Int8Depthwise => "int8-depthwise",
             Kernel::Int8Dot => "int8-dot",
+            Kernel::Sparse => "sparse",
             Kernel::Reference => "reference",
         }
     }
@@ -150,6 +156,9 @@ pub enum Prepack {
     /// An int8 product through the integer GEMM: a convolution's weights as packed A panels
     /// (one buffer per group), a dense layer's or matmul's as packed B panels.
     Int8Weights,
+    /// A sparse product: the weights as compressed sparse rows (`sparse::encode_csr`), a
+    /// convolution's `[F, C·kh·kw]`, a dense layer's `[units, features]`.
+    SparseRows,
     /// A reference kernel: the op and where its operands and result live.
     ReferenceNode,
 }
@@ -177,6 +186,9 @@ pub struct KernelPlan {
 /// constants once weights are bound (so the JIT can repack them).
 pub struct Known {
     values: HashSet<NodeId>,
+    /// The fraction of nonzero values of each f32 constant matrix (rank ≥ 2): what the
+    /// sparse kernel's cost depends on.
+    densities: HashMap<NodeId, f64>,
     /// The graph holds int8 values: a quantized graph, whose float ops must give the
     /// interpreter's bits too (a float that rounds differently can flip a code downstream).
     interpreter_bits: bool,
@@ -196,7 +208,23 @@ impl Known {
             }
         }
         let interpreter_bits = graph.node_ids().any(|id| graph.node(id).ty.dtype == nnc_runtime::DType::I8);
-        Known { values: known, interpreter_bits }
+        let densities = graph
+            .node_ids()
+            .filter_map(|id| match &graph.node(id).kind {
+                NodeKind::Const(t) if t.shape().len() >= 2 && !t.is_empty() => {
+                    let values = t.as_f32()?;
+                    let nonzero = values.iter().filter(|&&v| v != 0.0).count();
+                    Some((id, nonzero as f64 / values.len() as f64))
+                }
+                _ => None,
+            })
+            .collect();
+        Known { values: known, densities, interpreter_bits }
+    }
+
+    /// The fraction of nonzero values of an f32 constant matrix.
+    pub fn density(&self, id: NodeId) -> Option<f64> {
+        self.densities.get(&id).copied()
     }
 
     pub fn contains(&self, id: NodeId) -> bool {
@@ -216,12 +244,16 @@ pub struct Operands<'a> {
     pub constant: Vec<bool>,
     /// Whether the result must be the interpreter's bits (the node is in a quantized graph).
     pub interpreter_bits: bool,
+    /// The fraction of nonzeros of the weights (operand 1), when they are an f32 constant.
+    pub weight_density: Option<f64>,
 }
 
 impl<'a> Operands<'a> {
     pub fn of(graph: &'a Graph, id: NodeId, known: &Known) -> Operands<'a> {
-        let constant = graph.operands(id).iter().map(|&o| known.contains(o)).collect();
-        Operands { types: graph.operand_types(id), constant, interpreter_bits: known.interpreter_bits }
+        let operands = graph.operands(id);
+        let constant = operands.iter().map(|&o| known.contains(o)).collect();
+        let weight_density = operands.get(1).and_then(|&w| known.density(w));
+        Operands { types: graph.operand_types(id), constant, interpreter_bits: known.interpreter_bits, weight_density }
     }
 
     /// Whether every operand from `first` on is known at compile time.
@@ -330,6 +362,7 @@ fn gemm_shape(kernel: Kernel, op: &Op, types: &[&TensorType], out: &TensorType) 
         | Kernel::Loops
         | Kernel::Int8Depthwise
         | Kernel::Int8Dot
+        | Kernel::Sparse
         | Kernel::Reference => return None,
     }
     if let Op::Attention(_) = op {
@@ -370,6 +403,17 @@ fn scratch_bytes(kernel: Kernel, op: &Op, operands: &Operands, out: &TensorType,
         },
         // A requantizing int8 product whose kernel stores accumulators: them, in i32.
         Kernel::Int8Depthwise | Kernel::Int8Dot if matches!(op, Op::Fused(f) if f.requantize.is_some()) => out.numel() * 4,
+        // The unfolded image of a windowed convolution; a dense layer's input and output
+        // transposed when it has too many rows to gather.
+        Kernel::Sparse => match product_operands(op, types) {
+            Some((Product::Conv2d(c), t)) if !conv_is_pointwise(&c, &t) => reduction(&t) * out.shape[2] * out.shape[3] * 4,
+            Some((Product::Dense(_), t)) => {
+                let (units, features) = (t[1].shape[0], t[1].shape[1]);
+                let rows = t[0].numel() / features;
+                nnc_runtime::gemm::sparse::spmm_scratch_floats(units, features, rows, [1, features as isize], units as isize) * 4
+            }
+            Some(_) | None => 0,
+        },
         // A packed kc × NR panel of B.
         Kernel::RegisterTiles => tile.kc * CRANELIFT_TILE.1 * 4,
         Kernel::Loops => {
@@ -423,6 +467,7 @@ fn splits(kernel: Kernel, op: &Op) -> bool {
         | Kernel::Int8Gemm
         | Kernel::Int8Depthwise
         | Kernel::Int8Dot
+        | Kernel::Sparse
         | Kernel::Reference => false,
     }
 }
@@ -438,6 +483,7 @@ fn prepack(kernel: Kernel, op: &Op, operands: &Operands) -> Prepack {
         Kernel::NhwcGemm | Kernel::Nchw4cBlocked => Prepack::ChannelWeights,
         Kernel::Loops if matches!(op, Op::Lstm(_)) && operands.constant_from(1) => Prepack::LstmWeights,
         Kernel::Loops if per_channel_scales(op) => Prepack::ScaleTable,
+        Kernel::Sparse => Prepack::SparseRows,
         Kernel::Gemm
         | Kernel::VectorDepthwise
         | Kernel::Loops

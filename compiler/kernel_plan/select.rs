@@ -53,11 +53,11 @@ fn native_kernels(op: &Op, operands: &Operands, out: &TensorType, target: &CpuTa
     let types = &operands.types;
     let channel_layout = types.first().is_some_and(|t| t.layout != Layout::RowMajor);
     match op {
-        Op::Conv2d(_) | Op::Dense(_) | Op::MatMul(_) => product_kernels(&op.product().expect("a product"), operands, target),
+        Op::Conv2d(_) | Op::Dense(_) | Op::MatMul(_) => product_kernels(&op.product().expect("a product"), operands, out, target),
         Op::Fused(f) => match &f.anchor {
             Some(anchor) => {
                 let n = f.anchor_operands(types.len());
-                product_kernels(anchor, &Operands { types: types[..n].to_vec(), constant: operands.constant[..n].to_vec(), interpreter_bits: operands.interpreter_bits }, target)
+                product_kernels(anchor, &Operands { types: types[..n].to_vec(), constant: operands.constant[..n].to_vec(), interpreter_bits: operands.interpreter_bits, weight_density: operands.weight_density }, out, target)
             }
             // Broadcast rows run as a loop over rows.
             None if types[1..].iter().all(|e| e.shape == out.shape || e.numel() == 1) => vec![Kernel::Elementwise],
@@ -94,7 +94,38 @@ fn native_kernels(op: &Op, operands: &Operands, out: &TensorType, target: &CpuTa
 }
 
 /// Kernels for a matrix product (alone or anchoring a fused op), best first.
-fn product_kernels(product: &Product, operands: &Operands, target: &CpuTarget) -> Vec<Kernel> {
+fn product_kernels(product: &Product, operands: &Operands, out: &TensorType, target: &CpuTarget) -> Vec<Kernel> {
+    let mut kernels = dense_product_kernels(product, operands, target);
+    if sparse_applies(product, operands, target) {
+        // Ahead of the best dense kernel where the cost model says it is faster at this
+        // density, else kept last (so it can still be asked for).
+        let op = product.op();
+        let faster = kernels.first().is_none_or(|&dense| estimated_ps(Kernel::Sparse, &op, operands, out, target) < estimated_ps(dense, &op, operands, out, target));
+        if faster {
+            kernels.insert(0, Kernel::Sparse);
+        } else {
+            kernels.push(Kernel::Sparse);
+        }
+    }
+    kernels
+}
+
+/// Whether the sparse kernel can compute this product: an f32 row-major convolution
+/// (ungrouped) or dense layer whose weights are a constant with zeros, on a target with the
+/// runtime's kernels.
+fn sparse_applies(product: &Product, operands: &Operands, target: &CpuTarget) -> bool {
+    let types = &operands.types;
+    let f32s = types[..2].iter().all(|t| t.dtype == nnc_runtime::DType::F32);
+    let shape = match product {
+        Product::Conv2d(c) => c.groups == 1 && types[0].layout == Layout::RowMajor,
+        Product::Dense(_) => true,
+        Product::MatMul(_) => false,
+    };
+    target.sparse_kernels && f32s && shape && operands.constant.get(1) == Some(&true) && operands.weight_density.is_some_and(|d| d < 1.0)
+}
+
+/// The dense kernels for a matrix product, best first.
+fn dense_product_kernels(product: &Product, operands: &Operands, target: &CpuTarget) -> Vec<Kernel> {
     let types = &operands.types;
     if types[0].dtype == nnc_runtime::DType::I8 {
         // Even a depthwise convolution, which fills one row of the GEMM's 8-row register

@@ -52,4 +52,30 @@ mod tests {
         assert!(ir.contains(r#"= add(%h, %y.const) kernel="broadcast""#), "{ir}");
         assert_eq!(ir.matches("kernel=").count(), 7, "{ir}");
     }
+
+    /// Products with pruned constant weights take the sparse kernel where the cost model
+    /// prices it below the dense one: ungrouped convolutions and dense layers at high
+    /// sparsity, never depthwise ones, not at low sparsity, and not when the target turns
+    /// sparse kernels off.
+    #[test]
+    fn pruned_products_run_sparse_where_the_cost_model_says_it_pays() {
+        use crate::driver::{build_graph, Source};
+        use crate::kernel_plan::Kernel;
+        use crate::passes::prune::{prune, PruneOptions, PruneSpec};
+        use crate::target::CpuTarget;
+        let src = "model m {\n input x: f32[1, 16, 24, 24]\n c = conv2d(x, filters=32, kernel=3, padding=1)\n d = conv2d(c, filters=32, kernel=3, padding=1, groups=32)\n f = flatten(d)\n output y = dense(f, units=64)\n}";
+        let kernels = |fraction: f64, target: CpuTarget| -> Vec<(String, Kernel)> {
+            let mut g = build_graph(&Source::from_string("m.nn", src), None, &Default::default()).unwrap();
+            let w = crate::weights::random_weights(&g, 1);
+            crate::weights::bind_weights(&mut g, w, "random").unwrap();
+            prune(&mut g, &PruneOptions { specs: vec![PruneSpec::Magnitude(fraction)], skip: Vec::new() });
+            crate::passes::optimize(&mut g, 1, Some(&target), true, &mut |_, _| {}).unwrap();
+            g.node_ids().filter(|&id| g.node(id).op().and_then(|op| op.product()).is_some()).map(|id| (g.node(id).name.clone(), g.node(id).kernel.unwrap())).collect()
+        };
+        let sparse = |ks: &[(String, Kernel)]| ks.iter().filter(|(_, k)| *k == Kernel::Sparse).map(|(n, _)| n.clone()).collect::<Vec<_>>();
+        let high = kernels(0.95, CpuTarget::reference());
+        assert_eq!(sparse(&high), ["c", "y"], "{high:?}");
+        assert!(sparse(&kernels(0.2, CpuTarget::reference())).is_empty());
+        assert!(sparse(&kernels(0.95, CpuTarget { sparse_kernels: false, ..CpuTarget::reference() })).is_empty());
+    }
 }

@@ -75,7 +75,7 @@ fn in_layout<R>(graph: &Graph, known: &Known, id: NodeId, rule: &Follows, layout
         .enumerate()
         .map(|(i, &o)| if rule.operands.contains(&i) { graph.node(o).ty.with_layout(layout) } else { graph.node(o).ty.clone() })
         .collect();
-    f(&Operands { types: types.iter().collect(), constant: operands.iter().map(|&o| known.contains(o)).collect(), interpreter_bits: known.interpreter_bits() })
+    f(&Operands { types: types.iter().collect(), constant: operands.iter().map(|&o| known.contains(o)).collect(), interpreter_bits: known.interpreter_bits(), weight_density: operands.get(1).and_then(|&w| known.density(w)) })
 }
 
 /// Estimated run time of `id` (free) as (row-major, alternative layout), by the kernel the
@@ -85,7 +85,7 @@ fn op_cost(graph: &Graph, known: &Known, id: NodeId, rule: &Follows, alt: Layout
     let op = node.op().expect("free nodes are ops");
     let cost = |layout: Layout| {
         let out = node.ty.with_layout(if rule.result { layout } else { Layout::RowMajor });
-        in_layout(graph, known, id, rule, layout, |operands| choose(op, operands, &out, target).map_or(MAX_EDGE_PS, |k| estimated_ps(k, op, &operands.types, &out, target)))
+        in_layout(graph, known, id, rule, layout, |operands| choose(op, operands, &out, target).map_or(MAX_EDGE_PS, |k| estimated_ps(k, op, operands, &out, target)))
     };
     (cost(Layout::RowMajor), cost(alt))
 }

@@ -55,6 +55,10 @@ pub struct Plan {
     /// bf16 mixed precision (`--quantize bf16`) on the JIT against the interpreter on the
     /// same graph: `(level, microkernels, threads)`.
     pub bf16_jit: Vec<(u8, bool, usize)>,
+    /// Prune the model's weights this way first (every executor, the reference too, runs the
+    /// pruned model), so that the sparse kernels and the accelerator's skipped folds are
+    /// checked as well.
+    pub prune: Option<passes::prune::PruneSpec>,
 }
 
 impl Plan {
@@ -77,6 +81,7 @@ impl Plan {
             int8: levels.clone().flat_map(|l| [(l, false), (l, true)]).collect(),
             int8_jit: levels.clone().flat_map(|l| [(l, true, 1), (l, true, 2), (l, false, 1), (l, false, 2)]).collect(),
             bf16_jit: levels.flat_map(|l| [(l, true, 1), (l, false, 2)]).collect(),
+            prune: None,
         }
     }
 
@@ -96,6 +101,9 @@ impl Plan {
             int8: vec![(level, !os)],
             int8_jit: vec![(other, ukernels, threads)],
             bf16_jit: vec![(level, !ukernels, threads)],
+            // One case in three with most weights zero: at 85% the sparse kernels win for
+            // most products the generator makes.
+            prune: ((choice / 128) % 3 == 0).then_some(passes::prune::PruneSpec::Magnitude(0.85)),
         }
     }
 }
@@ -125,7 +133,7 @@ impl Executor {
             }
             Executor::Jit { level, ukernels, threads } => {
                 let g = optimized(level, &PassContext { cpu: Some(&CpuTarget::host(ukernels)), quantize: None, bf16: false, prune: None })?;
-                let exe = jit::compile(&g, &jit::JitOptions { ukernels, threads }).map_err(|e| e.to_string())?;
+                let exe = jit::compile(&g, &jit::JitOptions { ukernels, threads, ..Default::default() }).map_err(|e| e.to_string())?;
                 exe.run(&mut exe.workspace(), inputs).map_err(|e| e.to_string())
             }
             Executor::Accel { level, os } => run_accel(&optimized(level, &PassContext::default())?, &small_array("f32", os), inputs),
@@ -187,6 +195,9 @@ pub fn check(source: &str, seed: u64, plan: &Plan) -> Result<Checked, Failure> {
     }
     let mut bound = graph.clone();
     weights::bind_weights(&mut bound, weights::random_weights(&graph, seed), "random").map_err(|d| fail("binding random weights", &format!("{d:?}")))?;
+    if let Some(spec) = &plan.prune {
+        passes::prune::prune(&mut bound, &passes::prune::PruneOptions { specs: vec![spec.clone()], skip: Vec::new() });
+    }
     let inputs = random_inputs(&bound, seed);
     let mut largest = 0f32;
     let reference = interp::run_observed(&bound, &inputs, &mut |_, t| {
@@ -237,7 +248,7 @@ pub fn check(source: &str, seed: u64, plan: &Plan) -> Result<Checked, Failure> {
     for &(level, ukernels, threads) in &plan.int8_jit {
         let what = format!("jit int8 -O{level} ukernels={} threads={threads}", if ukernels { "on" } else { "off" });
         let (q, want) = quantized(level)?;
-        let exe = jit::compile(&q, &jit::JitOptions { ukernels, threads }).map_err(|e| fail(&what, &e))?;
+        let exe = jit::compile(&q, &jit::JitOptions { ukernels, threads, ..Default::default() }).map_err(|e| fail(&what, &e))?;
         let got = exe.run(&mut exe.workspace(), &inputs).map_err(|e| fail(&what, &e))?;
         // A graph with int8 values gives the interpreter's bits; one that quantization left
         // all float (nothing to quantize) is a float graph, held to the float tolerance.
@@ -252,7 +263,7 @@ pub fn check(source: &str, seed: u64, plan: &Plan) -> Result<Checked, Failure> {
         let target = CpuTarget::host(ukernels);
         passes::optimize_with(&mut g, level, &PassContext { cpu: Some(&target), quantize: None, bf16: true, prune: None }, true, &mut |_, _| {}).map_err(|e| fail(&format!("bf16 at -O{level}"), &e))?;
         let want = interp::run(&g, &inputs).map_err(|e| fail(&format!("interp bf16 -O{level}"), &e))?;
-        let exe = jit::compile(&g, &jit::JitOptions { ukernels, threads }).map_err(|e| fail(&what, &e))?;
+        let exe = jit::compile(&g, &jit::JitOptions { ukernels, threads, ..Default::default() }).map_err(|e| fail(&what, &e))?;
         let got = exe.run(&mut exe.workspace(), &inputs).map_err(|e| fail(&what, &e))?;
         let tol = if out_of_range {
             Tolerance::ShapesOnly

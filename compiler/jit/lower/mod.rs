@@ -17,6 +17,7 @@ pub mod lstm;
 pub mod movement;
 pub mod norm;
 pub mod pool;
+pub mod sparse;
 pub mod window;
 
 use super::builder::KernelBuilder;
@@ -99,6 +100,8 @@ pub(crate) fn product(k: &mut KernelBuilder, plan: &KernelPlan, product: &Produc
         }
         (Product::Conv2d(c), kernel @ (Kernel::VectorDepthwise | Kernel::NhwcGemm | Kernel::Nchw4cBlocked | Kernel::VectorDirect)) => channels::conv2d(k, kernel, c, args, out, epi),
         (Product::Dense(_), Kernel::Gemm) => dense::dense_gemm(k, args, out, epi),
+        (Product::Conv2d(c), Kernel::Sparse) => sparse::conv2d(k, c, args, out, scratch, epi),
+        (Product::Dense(_), Kernel::Sparse) => sparse::dense(k, args, out, scratch, epi),
         (Product::Dense(_), Kernel::Dot) => {
             dense::dense(k, args, out);
             apply_in_place(k, out, epi);

@@ -123,6 +123,32 @@ call_descriptor! {
 }
 
 call_descriptor! {
+    /// `C = A·B`, then the epilogue, for weights `A: rows × k` stored as compressed sparse
+    /// rows (`sparse::encode_csr`), `B: k × p` and `C: rows × p` (strides in elements), on
+    /// up to `threads` threads (`sparse::spmm`).
+    SparseCall / SparseCallFields {
+        rows: i64,
+        k: i64,
+        p: i64,
+        a: *const f32,
+        b: *const f32,
+        rsb: i64,
+        csb: i64,
+        c: *mut f32,
+        rsc: i64,
+        csc: i64,
+        /// Room for `sparse::spmm_scratch_floats` floats (null when that is 0).
+        scratch: *mut f32,
+        threads: i64,
+        /// As in [`GemmCall`].
+        bias: *const f32,
+        bias_per_row: i64,
+        residual: *const f32,
+        act: i64,
+    }
+}
+
+call_descriptor! {
     /// Unfold one NCHW image for a convolution as a matrix product: row `(ch·kh + ky)·kw + kx`,
     /// column `oy·ow + ox` of `col` is the input pixel under tap `(ky, kx)` of output
     /// `(oy, ox)` in channel `ch`, or 0 where the tap falls in the padding. The elements are
@@ -240,8 +266,9 @@ pub unsafe extern "C" fn nnc_im2col(call: *const Im2colCall) {
     // SAFETY: the caller passes a valid descriptor.
     let g = unsafe { *call };
     let (c, h, w, kh, kw, sh, sw, dh, dw, pt, pl, oh, ow) = (g.c, g.h, g.w, g.kh, g.kw, g.sh, g.sw, g.dh, g.dw, g.pt, g.pl, g.oh, g.ow);
-    // SAFETY: every read is of a pixel inside the image (`iy`, `ix` checked) and every write
-    // one of the `c·kh·kw·oh·ow` floats of `col`, in order.
+    // SAFETY: every read is of a pixel inside the image (`iy` checked, `ix = ox·sw + x0` in
+    // `0..w` exactly for `ox` in `lo..hi`) and every write one of the `c·kh·kw·oh·ow` floats
+    // of `col`, row by row in order.
     unsafe {
         let mut o = g.col as *mut f32;
         for ch in 0..c {
@@ -256,11 +283,20 @@ pub unsafe extern "C" fn nnc_im2col(call: *const Im2colCall) {
                             continue;
                         }
                         let row = plane.offset((iy * w) as isize);
-                        for ox in 0..ow {
-                            let ix = ox * sw + kx * dw - pl;
-                            *o = if ix >= 0 && ix < w { *row.offset(ix as isize) } else { 0.0 };
-                            o = o.add(1);
+                        // Outputs whose tap lands inside the row: `lo..hi` (zeros either side).
+                        let x0 = kx * dw - pl;
+                        let lo = if x0 >= 0 { 0 } else { (-x0 + sw - 1) / sw }.min(ow);
+                        let hi = if x0 >= w { 0 } else { ((w - 1 - x0) / sw + 1).clamp(lo, ow) };
+                        std::ptr::write_bytes(o, 0, lo as usize);
+                        if sw == 1 {
+                            std::ptr::copy_nonoverlapping(row.offset((lo + x0) as isize), o.offset(lo as isize), (hi - lo) as usize);
+                        } else {
+                            for ox in lo..hi {
+                                *o.offset(ox as isize) = *row.offset((ox * sw + x0) as isize);
+                            }
                         }
+                        std::ptr::write_bytes(o.offset(hi as isize), 0, (ow - hi) as usize);
+                        o = o.add(ow as usize);
                     }
                 }
             }
@@ -304,4 +340,21 @@ pub unsafe extern "C" fn nnc_im2col_i8(call: *const Im2colCall) {
     let u = |v: i64| v as usize;
     // SAFETY: the buffers are as the contract above says.
     unsafe { im2col_i8(g.input as *const i8, u(g.c), u(g.h), u(g.w), [u(g.kh), u(g.kw)], [u(g.sh), u(g.sw)], [u(g.dh), u(g.dw)], [u(g.pt), u(g.pl)], [u(g.oh), u(g.ow)], g.col as *mut i8) }
+}
+
+/// The sparse-weight product of [`SparseCall`].
+///
+/// # Safety
+/// `call` points to a valid [`SparseCall`]: `a` is an encoding of a `rows × k` matrix by
+/// `sparse::encode_csr`, B and C are valid for the elements their sizes and strides address,
+/// C writable and overlapping neither B nor the scratch, the scratch as large as
+/// `sparse::spmm_scratch_floats` says, and bias and residual as in [`GemmCall`].
+#[no_mangle]
+pub unsafe extern "C" fn nnc_sparse_gemm(call: *const SparseCall) {
+    // SAFETY: the caller passes a valid descriptor.
+    let g = unsafe { *call };
+    let ep = Epilogue::from_abi(g.bias, g.bias_per_row, g.residual, g.act);
+    let u = |v: i64| v as usize;
+    // SAFETY: the descriptor's operands are valid as the contract above says.
+    unsafe { super::sparse::spmm(u(g.threads.max(1)), u(g.rows), u(g.k), u(g.p), g.a, g.b, g.rsb as isize, g.csb as isize, g.c, g.rsc as isize, g.csc as isize, g.scratch, ep) }
 }

@@ -15,6 +15,7 @@ pub mod epilogue;
 pub mod microkernel;
 pub mod int8;
 pub mod pack;
+pub mod sparse;
 #[cfg(test)]
 mod tests;
 

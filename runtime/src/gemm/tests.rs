@@ -232,3 +232,40 @@ fn bf16_kernel_matches_the_f32_product_of_the_rounded_operands() {
     close(&got, &want, &format!("patches of {c} channels"));
     }
 }
+
+/// `nnc_im2col` (NCHW, row `(ch·kh + ky)·kw + kx`, column `oy·ow + ox`) against the
+/// definition, over strides, dilations and paddings that put taps past either edge, including
+/// windows wider than the image.
+#[test]
+fn nchw_im2col_matches_its_definition() {
+    for &(c, h, w, kh, kw, sh, sw, dh, dw, pt, pl) in &[
+        (2i64, 5i64, 7i64, 3i64, 3i64, 1i64, 1i64, 1i64, 1i64, 1i64, 1i64),
+        (3, 9, 8, 7, 7, 2, 2, 1, 1, 3, 3),
+        (1, 6, 6, 3, 5, 2, 3, 2, 1, 2, 4),
+        (2, 4, 3, 1, 1, 2, 2, 1, 1, 0, 0),
+        (1, 3, 2, 3, 6, 1, 1, 1, 1, 1, 5),
+    ] {
+        let (pb, pr) = (pt, pl);
+        let oh = (h + pt + pb - dh * (kh - 1) - 1) / sh + 1;
+        let ow = (w + pl + pr - dw * (kw - 1) - 1) / sw + 1;
+        let input: Vec<f32> = (0..c * h * w).map(|i| i as f32 + 1.0).collect();
+        let mut want = Vec::new();
+        for ch in 0..c {
+            for ky in 0..kh {
+                for kx in 0..kw {
+                    for oy in 0..oh {
+                        for ox in 0..ow {
+                            let (iy, ix) = (oy * sh + ky * dh - pt, ox * sw + kx * dw - pl);
+                            let inside = iy >= 0 && iy < h && ix >= 0 && ix < w;
+                            want.push(if inside { input[((ch * h + iy) * w + ix) as usize] } else { 0.0 });
+                        }
+                    }
+                }
+            }
+        }
+        let mut col = vec![f32::NAN; want.len()];
+        let call = Im2colCall { input: input.as_ptr() as *const u8, c, h, w, kh, kw, sh, sw, dh, dw, pt, pl, oh, ow, col: col.as_mut_ptr() as *mut u8 };
+        unsafe { nnc_im2col(&call) };
+        assert_eq!(col, want, "c{c} {h}x{w} k{kh}x{kw} s{sh}x{sw} d{dh}x{dw} p{pt},{pl}");
+    }
+}
