@@ -77,22 +77,54 @@ impl passes::Instrumentation for BeforePass {
 fn pruning_table(graph: &Graph, prune: &passes::prune::PruneOptions) -> String {
     let mut pruned = graph.clone();
     passes::prune::prune(&mut pruned, prune);
-    density_table(&pruned, prune)
+    density_table(graph, &pruned, prune)
 }
 
-/// The densities of an already pruned graph's weights.
-pub(super) fn density_table(pruned: &Graph, prune: &passes::prune::PruneOptions) -> String {
+/// Per pruned layer: its weight's parameters and nonzeros, its multiply-accumulates before
+/// and the ones the JIT still does after, and the kernel it runs the layer on (`sparse`
+/// where it skips the zeros), with totals.
+pub(super) fn density_table(original: &Graph, pruned: &Graph, prune: &passes::prune::PruneOptions) -> String {
     use std::fmt::Write;
+    let before: std::collections::HashMap<String, passes::prune::Density> = passes::prune::density(original).into_iter().map(|d| (d.weight.clone(), d)).collect();
     let rows = passes::prune::density(pruned);
+    let kernels = jit_kernels(pruned);
     let width = rows.iter().map(|r| r.weight.len()).max().unwrap_or(6).max(6);
-    let mut s = format!("\npruning: {}\n{:<width$}  {:>12}  {:>12}  {:>8}\n", prune.specs.iter().map(|p| p.to_string()).collect::<Vec<_>>().join(", "), "weight", "params", "nonzero", "density");
-    let (mut n, mut nz) = (0u64, 0u64);
+    let mut s = format!(
+        "\npruning: {}\n{:<width$}  {:>12}  {:>12}  {:>8}  {:>14}  {:>14}  {}\n",
+        prune.specs.iter().map(|p| p.to_string()).collect::<Vec<_>>().join(", "),
+        "weight",
+        "params",
+        "nonzero",
+        "density",
+        "MACs",
+        "MACs after",
+        "JIT kernel"
+    );
+    let [mut n, mut nz, mut macs, mut after] = [0u64; 4];
     for r in &rows {
-        let _ = writeln!(s, "{:<width$}  {:>12}  {:>12}  {:>7.1}%", r.weight, summary::thousands(r.params), summary::thousands(r.nonzero), 100.0 * r.nonzero as f64 / r.params.max(1) as f64);
-        n += r.params;
+        let (params, full_macs) = before.get(&r.weight).map_or((r.params, r.macs), |b| (b.params, b.macs));
+        let kernel = kernels.get(&r.layer).copied();
+        // The work still done: only the nonzero weights' on the sparse kernel, all on others.
+        let done = if kernel == Some(crate::kernel_plan::Kernel::Sparse) { r.nonzero_macs() } else { r.macs };
+        let kernel = kernel.map_or("-".to_string(), |k| k.to_string());
+        let _ = writeln!(s, "{:<width$}  {:>12}  {:>12}  {:>7.1}%  {:>14}  {:>14}  {kernel}", r.weight, summary::thousands(params), summary::thousands(r.nonzero), 100.0 * r.nonzero as f64 / params.max(1) as f64, summary::thousands(full_macs), summary::thousands(done));
+        n += params;
         nz += r.nonzero;
+        macs += full_macs;
+        after += done;
     }
-    let _ = writeln!(s, "{:<width$}  {:>12}  {:>12}  {:>7.1}%", "total", summary::thousands(n), summary::thousands(nz), 100.0 * nz as f64 / n.max(1) as f64);
-    let _ = writeln!(s, "MACs still done: all of them on the JIT (it does not skip zeros yet); the accelerator skips folds whose weights are all zero, counted by `nnc sim`");
+    let _ = writeln!(s, "{:<width$}  {:>12}  {:>12}  {:>7.1}%  {:>14}  {:>14}", "total", summary::thousands(n), summary::thousands(nz), 100.0 * nz as f64 / n.max(1) as f64, summary::thousands(macs), summary::thousands(after));
+    let _ = writeln!(s, "MACs after: the work the JIT still does: on the `sparse` kernel only the nonzero weights' MACs, on a dense one (kept where the cost model finds it faster at that density) all of them; the accelerator skips folds whose weights are all zero, counted by `nnc sim`");
     s
+}
+
+/// The kernel the JIT runs each layer on, by layer name, after the -O2 passes for this CPU
+/// (fusion keeps the layer's name on the node that computes it).
+fn jit_kernels(graph: &Graph) -> std::collections::HashMap<String, crate::kernel_plan::Kernel> {
+    let mut g = graph.clone();
+    let target = crate::target::CpuTarget::host(true);
+    if passes::optimize(&mut g, 2, Some(&target), false, &mut |_, _| {}).is_err() {
+        return Default::default();
+    }
+    g.node_ids().filter_map(|id| Some((g.node(id).name.clone(), g.node(id).kernel?))).collect()
 }

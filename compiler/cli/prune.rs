@@ -22,6 +22,7 @@ pub(super) fn prune(session: &mut Session, a: &PruneCmdArgs) -> CmdResult {
     let params = graph.param_names();
     bind_params(session, &mut graph, &a.weights, true)?;
     passes::prune::check(&graph, &opts).map_err(Diagnostic::error)?;
+    let original = graph.clone();
     passes::prune::prune(&mut graph, &opts);
     let mut tensors = BTreeMap::new();
     for id in graph.node_ids() {
@@ -36,7 +37,7 @@ pub(super) fn prune(session: &mut Session, a: &PruneCmdArgs) -> CmdResult {
     let (nn, weights) = (dir.join(format!("{}.nn", graph.name)), dir.join(format!("{}.safetensors", graph.name)));
     write_output(Some(&nn), &source)?;
     nnc_runtime::weights::write_safetensors(&weights, &tensors).map_err(|e| Diagnostic::error(format!("cannot write {}: {e}", weights.display())))?;
-    print!("{}", density_table(&graph, &opts));
+    print!("{}", density_table(&original, &graph, &opts));
     println!("wrote {} and {} ({} tensors)", nn.display(), weights.display(), tensors.len());
     Ok(())
 }

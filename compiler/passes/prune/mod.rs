@@ -174,11 +174,24 @@ pub fn prune(graph: &mut Graph, opts: &PruneOptions) -> bool {
     !opts.specs.is_empty()
 }
 
-/// One prunable weight's size and how many of its entries are not zero.
+/// One prunable weight's size, how many of its entries are not zero, and its layer's work.
 pub struct Density {
+    /// The layer's name (its node, which fusion keeps).
+    pub layer: String,
     pub weight: String,
     pub params: u64,
     pub nonzero: u64,
+    /// The layer's multiply-accumulates, zeros included.
+    pub macs: u64,
+}
+
+impl Density {
+    /// The multiply-accumulates with a nonzero weight: the work a kernel that skips zeros
+    /// still does (a layer's MACs are spread evenly over its weights, which holds for
+    /// convolutions, dense layers and an LSTM's two matrices alike).
+    pub fn nonzero_macs(&self) -> u64 {
+        (self.macs as f64 * self.nonzero as f64 / self.params.max(1) as f64).round() as u64
+    }
 }
 
 /// Every prunable weight's density, in topological order.
@@ -187,7 +200,18 @@ pub fn density(graph: &Graph) -> Vec<Density> {
         .iter()
         .map(|w| {
             let v = values(graph, w.id);
-            Density { weight: graph.node(w.id).name.clone(), params: v.len() as u64, nonzero: v.iter().filter(|&&x| x != 0.0).count() as u64 }
+            let layer = graph.node(w.layer);
+            let op = layer.op().expect("layers are ops");
+            // An LSTM's MACs are shared by its two matrices in proportion to their sizes.
+            let share = match op {
+                Op::Lstm(_) => {
+                    let sizes: Vec<u64> = graph.operands(w.layer).iter().skip(1).take(2).map(|&o| graph.node(o).ty.numel() as u64).collect();
+                    v.len() as f64 / sizes.iter().sum::<u64>().max(1) as f64
+                }
+                _ => 1.0,
+            };
+            let macs = (op.macs(&graph.operand_types(w.layer), &layer.ty) as f64 * share).round() as u64;
+            Density { layer: layer.name.clone(), weight: graph.node(w.id).name.clone(), params: v.len() as u64, nonzero: v.iter().filter(|&&x| x != 0.0).count() as u64, macs }
         })
         .collect()
 }
