@@ -621,7 +621,7 @@ fn summary_reports_each_products_quantization_error() {
 /// `--prune magnitude|global`: the digits models' accuracy pinned (one-shot pruning, no
 /// fine-tuning); a pruned model gives the interpreter's outputs on the JIT and the
 /// accelerator, in f32 and int8; `summary` reports the densities; bad specs and skips are
-/// refused with exit 2 (malformed) or 1 (nothing to skip, no weights, a kind not built).
+/// refused with exit 2 (malformed) or 1 (nothing to skip, no weights).
 #[test]
 fn unstructured_pruning_from_the_command_line() {
     let d = "examples/digits";
@@ -664,7 +664,6 @@ fn unstructured_pruning_from_the_command_line() {
         (&["--prune", "channels:-1"][..], 2, "at least 0"),
         (&["--prune", "pruneall:0.5"][..], 2, "unknown pruning kind"),
         (&["--prune", "magnitude:0.5", "--prune-skip", "c9"][..], 1, "--prune-skip c9 names no prunable layer"),
-        (&["--prune", "channels:0.5"][..], 1, "not available yet"),
         (&["--prune-skip", "c1"][..], 1, "no --prune is given"),
     ] {
         let mut all = vec!["run", "examples/lenet5.nn", "--random-weights", "1", "--input", "image=random:1"];
@@ -694,4 +693,59 @@ fn unstructured_pruning_from_the_command_line() {
     let o = run(&["sim", "examples/lenet5.nn", "--random-weights", "1", "--input", "image=random:1", "--prune", "blocks:0.5", "--config", "gemmini", "--quantize", "int8"]);
     assert_eq!(o.code, 0, "{}", o.stderr);
     assert!(o.stdout.contains("folds skipped") && o.stdout.contains("without skipping:"), "{}", o.stdout);
+}
+
+/// `--prune channels:F`: the pruned graph has fewer channels (summary's parameters and MACs
+/// fall), gives the interpreter's outputs on the JIT and the accelerator, in f32 and int8, and
+/// `nnc prune` writes a smaller model (the `.nn` declares the new sizes, the weights keep
+/// their names) that runs without `--prune` to the pruned run's outputs, bit for bit.
+#[test]
+fn structured_pruning_from_the_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    for model in ["examples/resnet18.nn", "examples/digits_cnn/digits_cnn.nn"] {
+        // The digits CNN's batch is symbolic, and stays so in the written model.
+        let (input, dims) = if model.contains("digits") { ("x=random:2", &["--dim", "N=4"][..]) } else { ("image=random:2", &[][..]) };
+        let written = dir.path().join("written");
+        let o = run(&["prune", model, "--random-weights", "3", "--prune", "channels:0.5", "--output-dir", written.to_str().unwrap()]);
+        assert_eq!(o.code, 0, "{model}: {}", o.stderr);
+        let stem = std::path::Path::new(model).file_stem().unwrap().to_str().unwrap();
+        let (nn, st) = (written.join(format!("{stem}.nn")), written.join(format!("{stem}.safetensors")));
+        let text = std::fs::read_to_string(&nn).unwrap();
+        assert!(text.starts_with("# Written by `nnc prune` (channels:0.5)"), "{text}");
+        let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+        let o = run(&[&["run", model, "--random-weights", "3", "--prune", "channels:0.5", "--input", input, "--output-dir", a.to_str().unwrap()], dims].concat());
+        assert_eq!(o.code, 0, "{}", o.stderr);
+        let o = run(&[&["run", nn.to_str().unwrap(), "--weights", st.to_str().unwrap(), "--input", input, "--output-dir", b.to_str().unwrap()], dims].concat());
+        assert_eq!(o.code, 0, "{}", o.stderr);
+        for entry in std::fs::read_dir(&a).unwrap() {
+            let f = entry.unwrap().file_name();
+            assert_eq!(read_npy(&a.join(&f)).unwrap().tensor, read_npy(&b.join(&f)).unwrap().tensor, "{model}: {f:?}");
+        }
+    }
+    // ResNet-18 at channels:0.5: the residual streams and the blocks' inner channels halve,
+    // the stem's input and the classifier's output stay.
+    let o = run(&["summary", "examples/resnet18.nn", "--random-weights", "1", "--prune", "channels:0.5"]);
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    let row = |w: &str| o.stdout.lines().skip_while(|l| !l.starts_with("pruning:")).find(|l| l.starts_with(w)).unwrap_or_else(|| panic!("no {w}:\n{}", o.stdout)).split_whitespace().map(str::to_string).collect::<Vec<_>>();
+    assert_eq!(row("conv1.weight")[1..3], ["9,408", "4,704"], "{}", o.stdout);
+    assert_eq!(row("layer1.0.conv1.weight")[1..3], ["36,864", "9,216"], "{}", o.stdout);
+    assert_eq!(row("fc.weight")[1..3], ["512,000", "256,000"], "{}", o.stdout);
+    // Every backend, f32 and int8, on the digits CNN.
+    for quant in [&[][..], &["--quantize", "int8", "--calibrate", "x=examples/digits_cnn/calib_x.npy"][..]] {
+        let mut logits = Vec::new();
+        for backend in ["interp", "jit", "accel"] {
+            let out = dir.path().join(format!("s-{backend}"));
+            let mut args = vec!["run", "examples/digits_cnn/digits_cnn.nn", "--weights", "examples/digits_cnn/digits_cnn.safetensors", "--backend", backend, "--input", "x=examples/digits_cnn/test_x.npy", "--prune", "channels:0.25", "--output-dir", out.to_str().unwrap()];
+            args.extend_from_slice(quant);
+            if backend == "accel" && !quant.is_empty() {
+                args.extend_from_slice(&["--config", "gemmini"]);
+            }
+            let o = run(&args);
+            assert_eq!(o.code, 0, "{backend} {quant:?}: {}", o.stderr);
+            logits.push(read_npy(&out.join("logits.npy")).unwrap().tensor);
+        }
+        let tol = if quant.is_empty() { 1e-4 } else { 0.0 };
+        assert_eq!(common::compare(&logits[1..2], &logits[..1], tol), None, "jit {quant:?}");
+        assert_eq!(common::compare(&logits[2..], &logits[..1], tol), None, "accel {quant:?}");
+    }
 }

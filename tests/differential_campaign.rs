@@ -1,8 +1,8 @@
 //! The differential campaign: N random models (`nnc::testing::random_model`), each on every
 //! executor of `Plan::full()` — the interpreter at -O1…-O3, the JIT at -O0…-O3 with
 //! microkernels on and off on one and two threads, the accelerator at -O0…-O3 in both
-//! dataflows in f32 and int8 — against the interpreter at -O0; every third model pruned
-//! first (85% of its weights zero), so the sparse kernels run too. Too long for the default
+//! dataflows in f32 and int8 — against the interpreter at -O0; one model in four pruned
+//! first to 85% zeros (the sparse kernels), one in four to half its channels. Too long for the default
 //! suite; run it with
 //!
 //! ```text
@@ -40,8 +40,10 @@ fn differential_campaign() {
     let only: Option<Vec<u64>> = std::env::var("NNC_CAMPAIGN_ONLY").ok().map(|v| v.split(',').filter_map(|c| c.trim().parse().ok()).collect());
     let graphs = only.as_ref().map_or(env("NNC_CAMPAIGN_GRAPHS", 1000), |o| o.len() as u64);
     let plan = Plan::full();
-    // Every third case runs pruned (85% of each layer's weights zero): the sparse kernels.
-    let pruned = Plan { prune: Some(nnc::passes::prune::PruneSpec::Magnitude(0.85)), ..Plan::full() };
+    // One case in four runs with 85% of each layer's weights zero (the sparse kernels), one
+    // in four with half of its channels removed.
+    let sparse = Plan { prune: Some(nnc::passes::prune::PruneSpec::Magnitude(0.85)), ..Plan::full() };
+    let narrow = Plan { prune: Some(nnc::passes::prune::PruneSpec::Channels(0.5)), ..Plan::full() };
     let next = AtomicUsize::new(0);
     let executions = AtomicUsize::new(0);
     let out_of_range = AtomicUsize::new(0);
@@ -57,7 +59,12 @@ fn differential_campaign() {
                 let i = only.as_ref().map_or(i, |o| o[i as usize]);
                 let (bytes, weights_seed) = case(seed, i);
                 let model = random_model(&bytes);
-                match check(&model.source, weights_seed, if i % 3 == 2 { &pruned } else { &plan }) {
+                let plan = match i % 4 {
+                    2 => &sparse,
+                    3 => &narrow,
+                    _ => &plan,
+                };
+                match check(&model.source, weights_seed, plan) {
                     Ok(checked) => {
                         executions.fetch_add(checked.executions, Ordering::Relaxed);
                         if checked.out_of_range {

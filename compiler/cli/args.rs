@@ -92,8 +92,8 @@ pub struct OptimizeArgs {
 /// Pruning (SPEC §5).
 #[derive(Args, Debug, Clone, Default)]
 pub struct PruneArgs {
-    /// Zero weights: `magnitude:F`, `global:F`, `blocks:F[:RxC]` (0 ≤ F < 1); repeatable,
-    /// applied in order. (`channels:F` is not available yet.)
+    /// Prune weights: `magnitude:F`, `global:F`, `blocks:F[:RxC]` zero them, `channels:F`
+    /// removes channels (0 ≤ F < 1); repeatable, applied in order.
     #[arg(long = "prune", value_name = "SPEC", value_parser = parse_prune)]
     pub specs: Vec<crate::passes::prune::PruneSpec>,
     /// Leave a layer out of pruning: its name or a parameter prefix (`layer1.0.conv2`).

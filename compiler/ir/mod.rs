@@ -1,8 +1,10 @@
-//! The graph IR: types, the graph itself, its text form and its verifier.
+//! The graph IR: types, the graph itself, its text form, its verifier, and the graph written
+//! back as `.nn` source.
 
 mod graph;
 pub mod parse;
 pub mod print;
+pub mod source;
 mod types;
 pub mod verify;
 

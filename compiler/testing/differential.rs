@@ -101,9 +101,13 @@ impl Plan {
             int8: vec![(level, !os)],
             int8_jit: vec![(other, ukernels, threads)],
             bf16_jit: vec![(level, !ukernels, threads)],
-            // One case in three with most weights zero: at 85% the sparse kernels win for
-            // most products the generator makes.
-            prune: ((choice / 128) % 3 == 0).then_some(passes::prune::PruneSpec::Magnitude(0.85)),
+            // One case in four with most weights zero (at 85% the sparse kernels win for most
+            // products the generator makes), one in four with half the channels removed.
+            prune: match (choice / 128) % 4 {
+                0 => Some(passes::prune::PruneSpec::Magnitude(0.85)),
+                1 => Some(passes::prune::PruneSpec::Channels(0.5)),
+                _ => None,
+            },
         }
     }
 }

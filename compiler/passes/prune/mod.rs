@@ -5,17 +5,20 @@
 //!
 //! What is here: unstructured pruning, `magnitude:F` (each layer) and `global:F` (one
 //! threshold over all layers), which zero weights as PyTorch's `l1_unstructured` and
-//! `global_unstructured` do, and block pruning, `blocks:F[:RxC]`. Structured pruning
-//! (`channels:F`) parses but is refused with an error until it exists. The accelerator skips
-//! folds whose weights are all zero; the JIT does not skip zeros yet.
+//! `global_unstructured` do, block pruning, `blocks:F[:RxC]`, and structured pruning,
+//! `channels:F`, which removes channels (and everything coupled to them) from the graph.
+//! The accelerator skips folds whose weights are all zero; the JIT's sparse kernels skip
+//! zero weights where its cost model finds that faster.
 
 mod blocks;
+mod channels;
 mod global;
 mod magnitude;
 #[cfg(test)]
 mod testing;
 
 pub use blocks::{prune_blocks, DEFAULT_BLOCK};
+pub use channels::prune_channels;
 pub use global::prune_global;
 pub use magnitude::prune_magnitude;
 
@@ -135,19 +138,14 @@ pub(super) fn prunable(graph: &Graph, skip: &[String]) -> Vec<Weight> {
     out
 }
 
-/// Checks before pruning: the weights are bound, every `--prune-skip` names a prunable
-/// layer or weight, and every kind asked for exists in this build.
+/// Checks before pruning: the weights are bound and every `--prune-skip` names a prunable
+/// layer or weight.
 pub fn check(graph: &Graph, opts: &PruneOptions) -> Result<(), String> {
     if opts.specs.is_empty() {
         if !opts.skip.is_empty() {
             return Err("--prune-skip leaves layers out of pruning, but no --prune is given".into());
         }
         return Ok(());
-    }
-    for spec in &opts.specs {
-        if let PruneSpec::Channels(_) = spec {
-            return Err(format!("--prune {spec}: structured pruning is not available yet in this build of nnc (magnitude:F, global:F and blocks:F[:RxC] are)"));
-        }
     }
     if !graph.param_names().is_empty() {
         return Err("--prune changes weights, but none are loaded: pass `--weights FILE.safetensors` or `--random-weights SEED`".into());
@@ -168,7 +166,7 @@ pub fn prune(graph: &mut Graph, opts: &PruneOptions) -> bool {
             PruneSpec::Magnitude(f) => prune_magnitude(graph, f, &opts.skip),
             PruneSpec::Global(f) => prune_global(graph, f, &opts.skip),
             PruneSpec::Blocks { fraction, block } => prune_blocks(graph, fraction, block.unwrap_or(DEFAULT_BLOCK), &opts.skip),
-            PruneSpec::Channels(_) => unreachable!("`check` refuses kinds that are not built"),
+            PruneSpec::Channels(f) => prune_channels(graph, f, &opts.skip),
         }
     }
     !opts.specs.is_empty()
