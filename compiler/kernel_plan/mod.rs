@@ -280,11 +280,14 @@ pub const MAX_UNROLLED_DEPTHWISE_TAPS: usize = 25;
 /// Rows from which a dense layer runs through the GEMM rather than as dot products.
 pub const GEMM_MIN_ROWS: usize = 8;
 
-/// Reduction length from which a convolution runs through the GEMM (with microkernels):
-/// below it, each output sums too few products for packing to pay. (It was 16 until
-/// channel pruning made 1×1 convolutions over 8 channels: at 112×112 with 48 filters the GEMM
-/// takes 0.47 ms, the direct loops 3.06 ms.)
-pub const GEMM_MIN_CONV_REDUCTION: usize = 4;
+/// Reduction length from which a grouped row-major convolution runs through the GEMM (with
+/// microkernels): below it, each output sums too few products for packing to pay.
+pub const GEMM_MIN_CONV_REDUCTION: usize = 16;
+
+/// The same for an ungrouped convolution, whose one product has all the filters: it was 16
+/// too until channel pruning made 1×1 convolutions over 8 channels, where (at 112×112 with
+/// 48 filters) the GEMM takes 0.47 ms and the direct loops 3.06 ms.
+pub const GEMM_MIN_UNGROUPED_CONV_REDUCTION: usize = 4;
 
 impl KernelPlan {
     /// The plan of `id` on `target`: its recorded kernel and tile if `select-kernels` and

@@ -148,7 +148,7 @@ fn dense_product_kernels(product: &Product, operands: &Operands, target: &CpuTar
                 }
             } else {
                 match types[0].layout {
-                    Layout::Nhwc if target.ukernels && reduction(types) >= GEMM_MIN_CONV_REDUCTION && packable => ks.push(Kernel::NhwcGemm),
+                    Layout::Nhwc if target.ukernels && reduction(types) >= GEMM_MIN_UNGROUPED_CONV_REDUCTION && packable => ks.push(Kernel::NhwcGemm),
                     Layout::Nchw4c if unrolled && packable => ks.push(Kernel::Nchw4cBlocked),
                     Layout::Nhwc | Layout::Nchw4c | Layout::RowMajor => {}
                 }
@@ -158,7 +158,8 @@ fn dense_product_kernels(product: &Product, operands: &Operands, target: &CpuTar
         }
         Product::Conv2d(c) => {
             let mut ks = Vec::new();
-            if target.ukernels && reduction(types) >= GEMM_MIN_CONV_REDUCTION {
+            let min_reduction = if c.groups == 1 { GEMM_MIN_UNGROUPED_CONV_REDUCTION } else { GEMM_MIN_CONV_REDUCTION };
+            if target.ukernels && reduction(types) >= min_reduction {
                 ks.push(Kernel::Gemm);
             }
             if is_small_depthwise(c, types) {
