@@ -21,10 +21,16 @@
 
 use super::Epilogue;
 
-/// Columns of C per block of the contiguous kernel: eight AVX-512 vectors of accumulators.
-/// (Blocks of 64 and 32, whose rows of B would sit in L1 more often, measured 10% and 40%
-/// slower on a 1024 × 256 by 256 × 128 product: fewer products per nonzero loaded.)
+/// Most columns of C per block of the contiguous kernel: eight AVX-512 vectors of
+/// accumulators.
 pub const COLUMN_BLOCK: usize = 128;
+
+/// Columns of C per block for a reduction of `k`: the most whose rows of B (`k` of them)
+/// stay within L2_BUDGET bytes, in whole vectors, at most [`COLUMN_BLOCK`].
+fn column_block(k: usize) -> usize {
+    const L2_BUDGET: usize = 256 << 10;
+    (L2_BUDGET / (4 * k.max(1)) / 16 * 16).clamp(16, COLUMN_BLOCK)
+}
 
 /// Columns up to which a product with row-strided B (a dense layer's input) gathers its
 /// operands rather than transposing them.
@@ -135,6 +141,8 @@ struct Product {
     rsc: isize,
     csc: isize,
     ep: Epilogue,
+    /// Columns of C per block: see [`column_block`].
+    block: usize,
 }
 // SAFETY: tasks read A and B and write disjoint rows of C.
 unsafe impl Send for Product {}
@@ -180,9 +188,9 @@ unsafe fn spmm_with(kernels: Kernels, threads: usize, rows: usize, k: usize, p: 
             });
         };
         match Plan::of(p, rsb, csb, csc) {
-            Plan::Contiguous => by_rows(Product { a: csr, b, rsb, csb, c, rsc, csc, ep }, kernels.contiguous),
+            Plan::Contiguous => by_rows(Product { a: csr, b, rsb, csb, c, rsc, csc, ep, block: column_block(k) }, kernels.contiguous),
             Plan::Gather => {
-                by_rows(Product { a: csr, b, rsb, csb, c, rsc, csc, ep: Epilogue::NONE }, kernels.gather);
+                by_rows(Product { a: csr, b, rsb, csb, c, rsc, csc, ep: Epilogue::NONE, block: column_block(k) }, kernels.gather);
                 if !ep.is_none() {
                     ep.apply(c, 0, 0, rows, p, rsc, csc);
                 }
@@ -191,7 +199,7 @@ unsafe fn spmm_with(kernels: Kernels, threads: usize, rows: usize, k: usize, p: 
                 // B as `k × p` with contiguous rows, and C likewise, in the scratch.
                 let (bt, ct) = (scratch, scratch.add(k * p));
                 copy_blocked(k, p, b, [rsb, csb], bt, [p as isize, 1]);
-                by_rows(Product { a: csr, b: bt, rsb: p as isize, csb: 1, c: ct, rsc: p as isize, csc: 1, ep: Epilogue::NONE }, kernels.contiguous);
+                by_rows(Product { a: csr, b: bt, rsb: p as isize, csb: 1, c: ct, rsc: p as isize, csc: 1, ep: Epilogue::NONE, block: column_block(k) }, kernels.contiguous);
                 copy_blocked(rows, p, ct, [p as isize, 1], c, [rsc, csc]);
                 if !ep.is_none() {
                     // In C's transposed frame, where its columns are contiguous: the same
@@ -217,11 +225,16 @@ unsafe fn copy_blocked(rows: usize, cols: usize, src: *const f32, [srs, scs]: [i
     unsafe {
         for i0 in (0..rows).step_by(BLOCK) {
             for j0 in (0..cols).step_by(BLOCK) {
-                // Writes run along whichever axis `dst` is contiguous in.
-                if drs == 1 {
+                // The inner loop writes along the axis `dst` is contiguous in, unless the reads
+                // along it are 4 KiB apart: 16 such lines fall in one L1 set and evict each
+                // other (the transformer's 128 × 1024 input: its whole sparse product 334 µs
+                // reading down columns, 246 µs reading along rows).
+                let aliased = |stride: isize| stride % 1024 == 0;
+                let along_i = if drs == 1 { !aliased(srs) } else { dcs != 1 || aliased(scs) };
+                if along_i {
                     for j in j0..(j0 + BLOCK).min(cols) {
                         for i in i0..(i0 + BLOCK).min(rows) {
-                            *dst.offset(i as isize + j as isize * dcs) = *src.offset(i as isize * srs + j as isize * scs);
+                            *dst.offset(i as isize * drs + j as isize * dcs) = *src.offset(i as isize * srs + j as isize * scs);
                         }
                     }
                 } else {
@@ -271,8 +284,8 @@ fn kernels() -> Kernels {
 unsafe fn contiguous_portable(g: &Product, lo: usize, hi: usize, p: usize) {
     // SAFETY (whole body): the caller's contract; columns are below `k` by construction.
     unsafe {
-        for j0 in (0..p).step_by(COLUMN_BLOCK) {
-            let w = COLUMN_BLOCK.min(p - j0);
+        for j0 in (0..p).step_by(g.block) {
+            let w = g.block.min(p - j0);
             for r in lo..hi {
                 let out = std::slice::from_raw_parts_mut(g.c.offset(r as isize * g.rsc + j0 as isize), w);
                 out.fill(0.0);
@@ -354,7 +367,7 @@ unsafe fn gather_rows(g: &Product, lo: usize, hi: usize, p: usize, fma: impl Fn(
 
 #[cfg(target_arch = "x86_64")]
 mod x86 {
-    use super::{Product, COLUMN_BLOCK};
+    use super::Product;
     use std::arch::x86_64::*;
 
     /// `NV` full vectors and `tail` more columns of row `r`, from column `j0`.
@@ -399,8 +412,8 @@ mod x86 {
     pub(super) unsafe fn contiguous_avx512(g: &Product, lo: usize, hi: usize, p: usize) {
         // SAFETY (whole body): forwarded contract.
         unsafe {
-            for j0 in (0..p).step_by(COLUMN_BLOCK) {
-                let w = COLUMN_BLOCK.min(p - j0);
+            for j0 in (0..p).step_by(g.block) {
+                let w = g.block.min(p - j0);
                 let (nv, tail) = (w / 16, w % 16);
                 for r in lo..hi {
                     match nv {
