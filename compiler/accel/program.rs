@@ -141,6 +141,9 @@ pub struct Layer {
     /// Folds left out because their weights are all zero, and the MACs they would have done.
     pub skipped_folds: u64,
     pub skipped_macs: u64,
+    /// Input tiles left out whole (every fold zero, inside the reduction): neither their
+    /// weights nor their activations are loaded.
+    pub skipped_tiles: u64,
 }
 
 /// A lowered model: instructions, descriptors and the initial DRAM image.

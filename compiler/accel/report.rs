@@ -27,6 +27,7 @@ pub fn json_report(p: &Program, o: &Timing) -> Value {
                 "tile": l.tiles.map(|t| json!({"m": t.tm, "k": t.tk, "n": t.tn})),
                 "skipped_folds": l.skipped_folds,
                 "skipped_macs": l.skipped_macs,
+                "skipped_tiles": l.skipped_tiles,
             })
         })
         .collect();
@@ -46,6 +47,7 @@ pub fn json_report(p: &Program, o: &Timing) -> Value {
         "instructions": p.insns.len(),
         "skipped_folds": p.layers.iter().map(|l| l.skipped_folds).sum::<u64>(),
         "skipped_macs": p.layers.iter().map(|l| l.skipped_macs).sum::<u64>(),
+        "skipped_tiles": p.layers.iter().map(|l| l.skipped_tiles).sum::<u64>(),
         "layers": layers,
     })
 }
@@ -128,7 +130,8 @@ pub fn table(p: &Program, o: &Timing) -> String {
     );
     let (folds, macs): (u64, u64) = p.layers.iter().fold((0, 0), |(f, m), l| (f + l.skipped_folds, m + l.skipped_macs));
     if folds > 0 {
-        s += &format!("zero weights: {folds} folds skipped ({} MACs not done)\n", si(macs as f64));
+        let tiles: u64 = p.layers.iter().map(|l| l.skipped_tiles).sum();
+        s += &format!("zero weights: {folds} folds skipped ({} MACs not done); {tiles} tiles not loaded\n", si(macs as f64));
     }
     s
 }

@@ -150,7 +150,7 @@ pub(super) fn lower_product(lw: &mut Lowering, id: NodeId, product: &Product, n_
     for &c in &consumers {
         label = format!("{label}+{}", graph.node(c).op().map(|o| o.name()).unwrap_or_default());
     }
-    lw.layers.push(Layer { name, op: label, unit: Unit::Array, start, end: lw.insns.len(), macs, tiles: Some(tiles), skipped_folds: skipped.folds, skipped_macs: skipped.macs });
+    lw.layers.push(Layer { name, op: label, unit: Unit::Array, start, end: lw.insns.len(), macs, tiles: Some(tiles), skipped_folds: skipped.folds, skipped_macs: skipped.macs, skipped_tiles: skipped.tiles });
     lw.fence();
     Ok(())
 }

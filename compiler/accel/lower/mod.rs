@@ -166,7 +166,7 @@ fn lower_shared(shared: std::sync::Arc<Graph>, config: &AccelConfig, with_data: 
                             lw.steps_only.insert(id);
                             let start = lw.insns.len();
                             lw.insns.push(Insn::Vector { deps: Deps::default(), node: id.index() as u32 });
-                            lw.layers.push(Layer { name: format!("{}.steps", node.name), op: "fused steps".into(), unit: Unit::Vector, start, end: start + 1, macs: 0, tiles: None, skipped_folds: 0, skipped_macs: 0 });
+                            lw.layers.push(Layer { name: format!("{}.steps", node.name), op: "fused steps".into(), unit: Unit::Vector, start, end: start + 1, macs: 0, tiles: None, skipped_folds: 0, skipped_macs: 0, skipped_tiles: 0 });
                             lw.fence();
                         }
                         continue;
@@ -194,7 +194,7 @@ fn lower_shared(shared: std::sync::Arc<Graph>, config: &AccelConfig, with_data: 
                 let start = lw.insns.len();
                 lw.insns.push(Insn::Vector { deps: Deps::default(), node: id.index() as u32 });
                 let macs = op.macs(&operand_types, &node.ty);
-                lw.layers.push(Layer { name: node.name.clone(), op: op.label(), unit: Unit::Vector, start, end: start + 1, macs, tiles: None, skipped_folds: 0, skipped_macs: 0 });
+                lw.layers.push(Layer { name: node.name.clone(), op: op.label(), unit: Unit::Vector, start, end: start + 1, macs, tiles: None, skipped_folds: 0, skipped_macs: 0, skipped_tiles: 0 });
                 lw.fence();
             }
         }

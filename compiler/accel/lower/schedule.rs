@@ -14,6 +14,8 @@ use super::{Lowering, MAX_INSTRUCTIONS};
 pub(super) struct Skipped {
     pub(super) folds: u64,
     pub(super) macs: u64,
+    /// Whole input tiles left out (their loads too).
+    pub(super) tiles: u64,
 }
 
 /// One GEMM the array runs: `C[m × n] = A[m × k] · B[k × n]` (+ bias, through `act`).
@@ -78,6 +80,20 @@ pub(super) fn emit_gemm(lw: &mut Lowering, name: &str, [m, k, n]: [usize; 3], t:
                 out_count += 1;
             }
         }
+    }
+    // A tile whose whole block of B is zero, between the first and the last of its output's
+    // reduction, does nothing: it is left out entirely, so neither its weights nor its
+    // activations are loaded. (The first clears the accumulators, the last stores them.)
+    if let Some(z) = zeros {
+        tiles.retain(|t: &InputTile| {
+            let idle = !t.first_k && !t.last_k && z.is_zero(t.inst, t.k0, t.tk, t.n0, t.tn);
+            if idle {
+                skipped.folds += (t.tk.div_ceil(rows) * t.tn.div_ceil(cols)) as u64;
+                skipped.tiles += 1;
+                skipped.macs += (t.tm * t.tk * t.tn) as u64;
+            }
+            !idle
+        });
     }
     let folds_per_tile = |t: &InputTile| match lw.config.dataflow {
         Dataflow::Ws => 2 * t.tk.div_ceil(rows) * t.tn.div_ceil(cols),
