@@ -28,6 +28,27 @@ fn format_f32(v: f32) -> String {
     }
 }
 
+/// The largest square block whose all-zero blocks hold every zero of a matrix (a weight as
+/// `[out, in·kh·kw]`, cut into blocks from the top left, edge blocks smaller): the block
+/// structure `--prune blocks:F` leaves. `None` for scattered zeros.
+fn zero_block_shape(shape: &[usize], values: &[f32]) -> Option<(usize, usize)> {
+    let rows = *shape.first()?;
+    if shape.len() < 2 || rows == 0 {
+        return None;
+    }
+    let cols = values.len() / rows;
+    [32, 16, 8, 4, 2].into_iter().map(|b| (b, b)).find(|&(r, c)| {
+        // Every block is all zero or has no zero; the first mixed one rules the shape out.
+        (0..rows).step_by(r).all(|r0| {
+            (0..cols).step_by(c).all(|c0| {
+                let mut block = (r0..(r0 + r).min(rows)).flat_map(|i| &values[i * cols + c0..i * cols + (c0 + c).min(cols)]);
+                let first_zero = block.next().is_some_and(|v| *v == 0.0);
+                block.all(|v| (*v == 0.0) == first_zero)
+            })
+        })
+    })
+}
+
 pub fn print_graph(graph: &Graph) -> String {
     let mut out = String::new();
     // Writing to a String cannot fail.
@@ -56,7 +77,11 @@ fn write_graph(graph: &Graph, out: &mut String) -> std::fmt::Result {
                     // Sparsity is a property of the value: pruned weights say how dense they are.
                     let zeros = values.iter().filter(|&&v| v == 0.0).count();
                     if zeros > 0 {
-                        write!(out, "const <{} values, density {:.3}>", values.len(), 1.0 - zeros as f64 / values.len() as f64)?;
+                        write!(out, "const <{} values, density {:.3}", values.len(), 1.0 - zeros as f64 / values.len() as f64)?;
+                        if let Some((r, c)) = zero_block_shape(t.shape(), &values) {
+                            write!(out, ", zeros in {r}x{c} blocks")?;
+                        }
+                        write!(out, ">")?;
                     } else {
                         write!(out, "const <{} values>", values.len())?;
                     }
@@ -110,4 +135,35 @@ pub fn print_dot(graph: &Graph) -> String {
     }
     out.push_str("}\n");
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::zero_block_shape;
+
+    /// Zeros that fill whole square blocks name the largest such block; scattered ones none.
+    #[test]
+    fn block_structure_of_zeros() {
+        // 4 × 8 with the top-left 4 × 4 zero: 4x4 (not 8x8, which would need the rest zero).
+        let mut m = vec![1.0f32; 32];
+        for r in 0..4 {
+            for c in 0..4 {
+                m[r * 8 + c] = 0.0;
+            }
+        }
+        assert_eq!(zero_block_shape(&[4, 8], &m), Some((4, 4)));
+        // A 2 × 2 block zero at (2, 6): 2x2 is the largest that explains both.
+        for (r, c) in [(2, 6), (2, 7), (3, 6), (3, 7)] {
+            m[r * 8 + c] = 0.0;
+        }
+        assert_eq!(zero_block_shape(&[4, 8], &m), Some((2, 2)));
+        m[0] = 3.0;
+        assert_eq!(zero_block_shape(&[4, 8], &m), None);
+        // Edge blocks are smaller: a 3 × 3 matrix, zero in its last row and column, is three
+        // zero edge blocks of 2 × 2; one more zero inside the first block mixes it.
+        let mut e = [1.0, 1.0, 0.0, 1.0, 1.0, 0.0, 0.0, 0.0, 0.0];
+        assert_eq!(zero_block_shape(&[3, 3], &e), Some((2, 2)));
+        e[1] = 0.0;
+        assert_eq!(zero_block_shape(&[3, 3], &e), None);
+    }
 }
