@@ -444,7 +444,7 @@ fn zero_weight_folds_are_skipped_without_changing_results() {
         for int8 in [false, true] {
             let mut pruned = g.clone();
             let opts = passes::prune::PruneOptions { specs: vec![passes::prune::PruneSpec::Blocks { fraction: 0.6, block: Some((4, 4)) }], skip: Vec::new() };
-            passes::prune::prune(&mut pruned, &opts);
+            passes::prune::prune(&mut pruned, &opts).unwrap();
             let calibration = passes::Calibration::new(vec![inputs.clone()]);
             let q = optimized(&pruned, 2, int8.then_some(&calibration));
             let dtype = if int8 { "\"int8\"" } else { "\"f32\"" };

@@ -72,7 +72,7 @@ fn jit_matches_interpreter_on_pruned_examples() {
     for name in ["lenet5", "mlp", "resnet18", "mobilenet_v2", "transformer", "lstm"] {
         let src = Source::read(&repo().join(format!("examples/{name}.nn"))).unwrap();
         let mut g = bound(&build_graph(&src, None, &Default::default()).unwrap(), None);
-        passes::prune::prune(&mut g, &prune);
+        passes::prune::prune(&mut g, &prune).unwrap();
         let inputs = random_inputs(&g, 4);
         if let Some(m) = check(name, &g, &inputs) {
             failures.push(m);

@@ -30,7 +30,7 @@ pub(super) fn summary(session: &mut Session, a: &SummaryArgs) -> CmdResult {
     }
     if !prune.is_empty() || !prune.skip.is_empty() {
         passes::prune::check(&bound, &prune).map_err(Diagnostic::error)?;
-        print!("{}", pruning_table(&bound, &prune));
+        print!("{}", pruning_table(&bound, &prune).map_err(Diagnostic::error)?);
     }
     let bf16 = a.quant.quantize == Some(super::args::Quantize::Bf16);
     let calibration = match calibration(session, &bound, &a.quant)? {
@@ -74,10 +74,10 @@ impl passes::Instrumentation for BeforePass {
 }
 
 /// Each pruned weight's density after `--prune`, with totals.
-fn pruning_table(graph: &Graph, prune: &passes::prune::PruneOptions) -> String {
+fn pruning_table(graph: &Graph, prune: &passes::prune::PruneOptions) -> Result<String, String> {
     let mut pruned = graph.clone();
-    passes::prune::prune(&mut pruned, prune);
-    density_table(graph, &pruned, prune)
+    passes::prune::prune(&mut pruned, prune)?;
+    Ok(density_table(graph, &pruned, prune))
 }
 
 /// Per pruned layer: its weight's parameters and nonzeros, its multiply-accumulates before
@@ -119,7 +119,8 @@ pub(super) fn density_table(original: &Graph, pruned: &Graph, prune: &passes::pr
 }
 
 /// The kernel the JIT runs each layer on, by layer name, after the -O2 passes for this CPU
-/// (fusion keeps the layer's name on the node that computes it).
+/// with the default code generation (`summary` and `prune` take no `--ukernels` or
+/// `--sparse-kernels`); fusion keeps the layer's name on the node that computes it.
 fn jit_kernels(graph: &Graph) -> std::collections::HashMap<String, crate::kernel_plan::Kernel> {
     let mut g = graph.clone();
     let target = crate::target::CpuTarget::host(true);

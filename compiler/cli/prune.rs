@@ -25,7 +25,7 @@ pub(super) fn prune(session: &mut Session, a: &PruneCmdArgs) -> CmdResult {
     bind_params(session, &mut graph, &a.weights, true)?;
     passes::prune::check(&graph, &opts).map_err(Diagnostic::error)?;
     let original = graph.clone();
-    passes::prune::prune(&mut graph, &opts);
+    passes::prune::prune(&mut graph, &opts).map_err(Diagnostic::error)?;
     let mut tensors = BTreeMap::new();
     for id in graph.node_ids() {
         let node = graph.node(id);

@@ -140,8 +140,22 @@ pub fn to_source(graph: &Graph, header: &str, symbolic: &HashMap<String, Vec<Opt
                     let _ = t;
                     on.name.clone()
                 }
-                NodeKind::Const(t) if t.len() == 1 && on.ty.rank() == 0 => format_number(t.to_f32_vec()[0]),
-                NodeKind::Const(_) => return Err(format!("constant `{}` ({}) is neither a layer's parameter nor a single number", on.name, type_text(&on.ty))),
+                NodeKind::Const(t) if t.len() == 1 && on.ty.rank() == 0 => {
+                    let v = t.to_f32_vec()[0];
+                    if !v.is_finite() {
+                        return Err(format!("constant `{}` is {v}, which the language has no literal for", on.name));
+                    }
+                    format_number(v)
+                }
+                // A named tensor (a parameter an op other than a layer reads): declared.
+                NodeKind::Const(_) if is_ident(&on.name) => {
+                    if declared.insert(o) {
+                        let _ = writeln!(out, "    param {}: {}", on.name, type_text(&on.ty));
+                        idents.taken.insert(on.name.clone());
+                    }
+                    on.name.clone()
+                }
+                NodeKind::Const(_) => return Err(format!("constant `{}` ({}) is neither a parameter nor a single number", on.name, type_text(&on.ty))),
                 _ => idents.of.get(&o).cloned().ok_or_else(|| format!("`{}` is used before it is defined", on.name))?,
             };
             args.push(text);
@@ -197,12 +211,22 @@ fn call_text(graph: &Graph, id: NodeId, op: &Op, mut args: Vec<String>, prefix: 
         }
         Op::Lstm(_) => kw.push(format!("bias={}", has_bias(3))),
         Op::Reshape(r) => args.push(format!("[{}]", r.shape.iter().map(|x| x.to_string()).collect::<Vec<_>>().join(", "))),
+        Op::Slice(sl) => {
+            // `i64::MIN` (a reversed slice's default end) has no literal: `-len-1` means the
+            // same (Python's rule clamps bounds beyond the axis).
+            let len = graph.node(operands[0]).ty.shape[sl.axis] as i64;
+            let clamp = |v: i64| if v == i64::MIN { -len - 1 } else { v };
+            kw.push(format!("axis={}", sl.axis));
+            kw.push(format!("start={}", clamp(sl.start)));
+            kw.push(format!("end={}", clamp(sl.end)));
+            kw.push(format!("step={}", sl.step));
+        }
         Op::Cast(_) | Op::ConvertLayout(_) | Op::Quantize(_) | Op::Dequantize(_) | Op::Requantize(_) | Op::Fused(_) => {
             return Err(format!("`{}` ({name}) has no call in the language: write the model before optimization passes", graph.node(id).name));
         }
         _ => {}
     }
-    if !matches!(op, Op::Conv2d(_) | Op::Reshape(_)) {
+    if !matches!(op, Op::Conv2d(_) | Op::Reshape(_) | Op::Slice(_)) {
         kw.extend(op.attrs().into_iter().map(|(k, v): (&str, Const)| format!("{k}={v}")));
     }
     if let Some(p) = prefix {
@@ -256,5 +280,19 @@ mod tests {
             };
             assert_eq!(ops(&g), ops(&back), "{name}\n{text}");
         }
+    }
+
+    /// Found by review: a reversed slice's default end (`i64::MIN`) has no literal, and a
+    /// named tensor read by an arithmetic op is a parameter to declare.
+    #[test]
+    fn reversed_slices_and_named_tensors_write_back() {
+        let src = "model m {\n input x: f32[1, 4, 3, 3]\n param scale: f32[4, 1, 1]\n r = slice(x, axis=1, start=-1, step=-1) * scale\n output y = relu(r)\n}";
+        let g = build_graph(&Source::from_string("m.nn", src), None, &Default::default()).unwrap();
+        let mut bound = g.clone();
+        crate::weights::bind_weights(&mut bound, crate::weights::random_weights(&g, 1), "random").unwrap();
+        let text = to_source(&bound, "test", &HashMap::new()).unwrap();
+        assert!(text.contains("param scale: f32[4, 1, 1]"), "{text}");
+        let back = build_graph(&Source::from_string("w.nn", text.clone()), None, &Default::default()).unwrap_or_else(|d| panic!("{d:?}\n{text}"));
+        assert_eq!(back.node(back.outputs[0].1).ty.shape, [1, 4, 3, 3]);
     }
 }

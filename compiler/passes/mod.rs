@@ -57,7 +57,7 @@ pub enum PassFn {
     /// Runs only when mixed precision is asked for (`--quantize bf16`), at every `-O` level.
     MixedPrecision(fn(&mut Graph) -> bool),
     /// Runs only when pruning is asked for (`--prune`), at every `-O` level.
-    Prune(fn(&mut Graph, &prune::PruneOptions) -> bool),
+    Prune(fn(&mut Graph, &prune::PruneOptions) -> Result<bool, String>),
 }
 
 /// What the passes may know about where the graph is going.
@@ -230,7 +230,7 @@ pub fn run_pipeline(graph: &mut Graph, opt_level: u8, cx: &PassContext, verify_e
                 run(graph);
             }
             PassFn::Prune(run) => {
-                run(graph, cx.prune.expect("`runs` checked the options"));
+                run(graph, cx.prune.expect("`runs` checked the options")).map_err(|problems| PassError { pass: pass.name, problems })?;
             }
         }
         if verify_each {

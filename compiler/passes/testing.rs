@@ -25,7 +25,7 @@ pub fn pass_by_name(name: &str) -> impl Fn(&mut Graph) -> bool {
         }
         super::PassFn::MixedPrecision(f) => f(g),
         // Half of every known weight; weights still unbound as parameters are left alone.
-        super::PassFn::Prune(f) => f(g, &super::prune::PruneOptions { specs: vec![super::prune::PruneSpec::Magnitude(0.5)], skip: Vec::new() }),
+        super::PassFn::Prune(f) => f(g, &super::prune::PruneOptions { specs: vec![super::prune::PruneSpec::Magnitude(0.5)], skip: Vec::new() }).expect("magnitude pruning cannot fail"),
     }
 }
 

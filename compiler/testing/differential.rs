@@ -200,7 +200,7 @@ pub fn check(source: &str, seed: u64, plan: &Plan) -> Result<Checked, Failure> {
     let mut bound = graph.clone();
     weights::bind_weights(&mut bound, weights::random_weights(&graph, seed), "random").map_err(|d| fail("binding random weights", &format!("{d:?}")))?;
     if let Some(spec) = &plan.prune {
-        passes::prune::prune(&mut bound, &passes::prune::PruneOptions { specs: vec![spec.clone()], skip: Vec::new() });
+        passes::prune::prune(&mut bound, &passes::prune::PruneOptions { specs: vec![spec.clone()], skip: Vec::new() }).map_err(|e| fail("pruning", &e))?;
     }
     let inputs = random_inputs(&bound, seed);
     let mut largest = 0f32;

@@ -88,7 +88,11 @@ pub(super) fn emit_gemm(lw: &mut Lowering, name: &str, [m, k, n]: [usize; 3], t:
         tiles.retain(|t: &InputTile| {
             let idle = !t.first_k && !t.last_k && z.is_zero(t.inst, t.k0, t.tk, t.n0, t.tn);
             if idle {
-                skipped.folds += (t.tk.div_ceil(rows) * t.tn.div_ceil(cols)) as u64;
+                // Folds as `emit_compute` counts them: ws by (k, n) blocks, os by (m, n).
+                skipped.folds += match lw.config.dataflow {
+                    Dataflow::Ws => t.tk.div_ceil(rows) * t.tn.div_ceil(cols),
+                    Dataflow::Os => t.tm.div_ceil(rows) * t.tn.div_ceil(cols),
+                } as u64;
                 skipped.tiles += 1;
                 skipped.macs += (t.tm * t.tk * t.tn) as u64;
             }

@@ -90,8 +90,9 @@ enum Edit {
 }
 
 /// Remove the fraction `fraction` of each prunable channel group, as the module documentation
-/// describes; a no-op on a model without one.
-pub fn prune_channels(graph: &mut Graph, fraction: f64, skip: &[String]) {
+/// describes; a no-op on a model without one. An error (the graph left inconsistent) would be
+/// a bug in the coupling rules above, reported rather than panicked on.
+pub fn prune_channels(graph: &mut Graph, fraction: f64, skip: &[String]) -> Result<(), String> {
     let mut spaces = Spaces { parent: Vec::new(), size: Vec::new(), pinned: Vec::new(), producers: Vec::new() };
     let mut chans: HashMap<NodeId, Channels> = HashMap::new();
     let mut edits: Vec<Edit> = Vec::new();
@@ -188,9 +189,14 @@ pub fn prune_channels(graph: &mut Graph, fraction: f64, skip: &[String]) {
                     _ => opaque(&mut spaces),
                 }
             }
-            Op::Unary(_) | Op::Cast(_) | Op::Pool(_) | Op::GlobalAvgPool(_) => match chan_of(0) {
+            Op::Unary(_) | Op::Cast(_) => match chan_of(0) {
                 Some(ch) => ch,
                 None => opaque(&mut spaces),
+            },
+            // Pooling keeps the channel axis and resizes the others.
+            Op::Pool(_) | Op::GlobalAvgPool(_) => match chan_of(0) {
+                Some(ch) if ch.axis == 1 => ch,
+                _ => opaque(&mut spaces),
             },
             Op::Softmax(s) => match chan_of(0) {
                 Some(ch) if ch.axis != s.axis => ch,
@@ -263,7 +269,7 @@ pub fn prune_channels(graph: &mut Graph, fraction: f64, skip: &[String]) {
         kept.insert(r, keep);
     }
     if kept.is_empty() {
-        return;
+        return Ok(());
     }
 
     // Indices kept along a channel axis laid out as `channels`.
@@ -301,7 +307,7 @@ pub fn prune_channels(graph: &mut Graph, fraction: f64, skip: &[String]) {
             }
         }
     }
-    reinfer(graph, &order);
+    reinfer(graph, &order)
 }
 
 /// An elementwise binary op: operands with the result's channels are coupled (a residual
@@ -320,7 +326,8 @@ fn binary(graph: &Graph, id: NodeId, operands: &[NodeId], chans: &HashMap<NodeId
                 let ch = Channels { axis: aligned, segments: ch.segments.clone() };
                 match &result {
                     None => result = Some(ch),
-                    Some(r) if r.axis == ch.axis && r.segments.len() == ch.segments.len() && r.segments.iter().zip(&ch.segments).all(|(a, b)| a.block == b.block) => {
+                    // Coupled channel by channel: the same segments, of the same sizes.
+                    Some(r) if r.axis == ch.axis && r.segments.len() == ch.segments.len() && r.segments.iter().zip(&ch.segments).all(|(a, b)| a.block == b.block && spaces.size[a.space] == spaces.size[b.space]) => {
                         for (a, b) in r.segments.iter().zip(&ch.segments) {
                             spaces.union(a.space, b.space);
                         }
@@ -377,12 +384,13 @@ fn slice_constant(graph: &mut Graph, id: NodeId, axis: usize, keep: &[usize]) {
 }
 
 /// Every op's result type again, in topological order, after its operands shrank.
-fn reinfer(graph: &mut Graph, order: &[NodeId]) {
+fn reinfer(graph: &mut Graph, order: &[NodeId]) -> Result<(), String> {
     for &id in order {
         let Some(op) = graph.node(id).op() else { continue };
-        let ty = op.infer(&graph.operand_types(id)).expect("pruning keeps every op's operands consistent");
+        let ty = op.infer(&graph.operand_types(id)).map_err(|e| format!("internal compiler error: channel pruning left `{}` inconsistent: {}", graph.node(id).name, e.message))?;
         graph.node_mut(id).ty = ty;
     }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -406,7 +414,7 @@ mod tests {
     #[test]
     fn removes_the_rows_of_smallest_l1_norm_and_the_consumers_columns() {
         let mut g = super::super::testing::mlp(&[0.5, -0.1, 0.3, -0.7], &[2.0, -3.0, 0.25, 1.0]);
-        prune_channels(&mut g, 0.5, &[]);
+        prune_channels(&mut g, 0.5, &[]).unwrap();
         // fc1 rows: |0.5|+|-0.1| = 0.6, |0.3|+|-0.7| = 1.0: row 0 goes.
         assert_eq!(super::super::testing::weight(&g, "fc1.weight"), [0.3, -0.7]);
         assert_eq!(super::super::testing::weight(&g, "fc1.bias"), [0.1]);
@@ -422,7 +430,7 @@ mod tests {
     fn residual_depthwise_and_flatten_follow_their_groups() {
         let src = "model m {\n input x: f32[1, 3, 8, 8]\n a = conv2d(x, filters=8, kernel=3, padding=1)\n bn = batch_norm(a)\n b = conv2d(relu(bn), filters=8, kernel=3, padding=1)\n s = relu(a + b)\n d = conv2d(s, filters=8, kernel=3, padding=1, groups=8)\n p = flatten(max_pool(d, kernel=8))\n output y = dense(p, units=4)\n}";
         let mut g = bound(src);
-        prune_channels(&mut g, 0.5, &[]);
+        prune_channels(&mut g, 0.5, &[]).unwrap();
         assert_eq!(shape(&g, "a"), [1, 4, 8, 8]);
         assert_eq!(shape(&g, "b"), [1, 4, 8, 8]);
         assert_eq!(shape(&g, "bn.weight"), [4]);
@@ -442,13 +450,13 @@ mod tests {
         let src = "model m {\n input x: f32[1, 2, 4, 4]\n a = conv2d(x, filters=4, kernel=1)\n b = conv2d(a, filters=4, kernel=1)\n output y = global_avg_pool(a + b) * 1.0\n z = conv2d(a + b, filters=4, kernel=1)\n output w = z\n}";
         let g0 = bound(src);
         let mut g = g0.clone();
-        prune_channels(&mut g, 0.5, &[]);
+        prune_channels(&mut g, 0.5, &[]).unwrap();
         // `y` is an output, so the residual group a+b is pinned: nothing changes there.
         assert_eq!(shape(&g, "a"), [1, 4, 4, 4]);
         let src = "model m {\n input x: f32[1, 2, 4, 4]\n a = conv2d(x, filters=4, kernel=1)\n b = conv2d(a, filters=4, kernel=1)\n z = conv2d(a + b, filters=3, kernel=1)\n output w = z\n}";
         let g0 = bound(src);
         let mut g = g0.clone();
-        prune_channels(&mut g, 0.5, &[]);
+        prune_channels(&mut g, 0.5, &[]).unwrap();
         let w = |g: &Graph, n: &str| super::super::testing::weight(g, n);
         let (wa, wb) = (w(&g0, "a.weight"), w(&g0, "b.weight"));
         let norm = |c: usize| wa[c * 2..c * 2 + 2].iter().chain(&wb[c * 4..c * 4 + 4]).map(|v| v.abs()).sum::<f32>();
@@ -463,19 +471,32 @@ mod tests {
         assert_eq!(shape(&g, "z"), [1, 3, 4, 4]);
     }
 
+    /// Residual operands laid out as segments of different sizes cannot be coupled channel by
+    /// channel: they are pinned (found by review: they were joined and sliced out of range).
+    #[test]
+    fn mismatched_segments_pin_instead_of_coupling() {
+        let src = "model m {\n input x: f32[1, 2, 4, 4]\n c1 = conv2d(x, filters=6, kernel=1)\n c2 = conv2d(x, filters=4, kernel=1)\n c3 = conv2d(x, filters=4, kernel=1)\n c4 = conv2d(x, filters=6, kernel=1)\n s = concat(c1, c2, axis=1) + concat(c3, c4, axis=1)\n output y = conv2d(s, filters=2, kernel=1)\n}";
+        let mut g = bound(src);
+        prune_channels(&mut g, 0.5, &[]).unwrap();
+        for n in ["c1", "c2", "c3", "c4"] {
+            assert_eq!(shape(&g, n)[1], shape(&bound(src), n)[1], "{n}");
+        }
+        crate::ir::verify::verify(&g).unwrap();
+    }
+
     /// Concatenated groups are pruned each on its own; an LSTM pins its input; skip pins a
     /// layer.
     #[test]
     fn concat_lstm_and_skip() {
         let src = "model m {\n input x: f32[1, 2, 4, 4]\n a = conv2d(x, filters=4, kernel=1)\n b = conv2d(x, filters=6, kernel=1)\n c = concat(a, b, axis=1)\n output y = conv2d(c, filters=2, kernel=1)\n}";
         let mut g = bound(src);
-        prune_channels(&mut g, 0.5, &["b".to_string()]);
+        prune_channels(&mut g, 0.5, &["b".to_string()]).unwrap();
         assert_eq!(shape(&g, "a"), [1, 2, 4, 4]);
         assert_eq!(shape(&g, "b"), [1, 6, 4, 4]);
         assert_eq!(shape(&g, "y.weight"), [2, 8, 1, 1]);
         let src = "model m {\n input x: f32[4, 1, 8]\n h = dense(x, units=6)\n output y = lstm(h, hidden=3)\n}";
         let mut g = bound(src);
-        prune_channels(&mut g, 0.5, &[]);
+        prune_channels(&mut g, 0.5, &[]).unwrap();
         assert_eq!(shape(&g, "h"), [4, 1, 6]);
     }
 }

@@ -159,17 +159,18 @@ pub fn check(graph: &Graph, opts: &PruneOptions) -> Result<(), String> {
     Ok(())
 }
 
-/// Apply every spec in order (the `prune` pass). [`check`] must have passed.
-pub fn prune(graph: &mut Graph, opts: &PruneOptions) -> bool {
+/// Apply every spec in order (the `prune` pass). [`check`] must have passed. Whether the
+/// graph changed, or why structured pruning could not keep it consistent (a compiler bug).
+pub fn prune(graph: &mut Graph, opts: &PruneOptions) -> Result<bool, String> {
     for spec in &opts.specs {
         match *spec {
             PruneSpec::Magnitude(f) => prune_magnitude(graph, f, &opts.skip),
             PruneSpec::Global(f) => prune_global(graph, f, &opts.skip),
             PruneSpec::Blocks { fraction, block } => prune_blocks(graph, fraction, block.unwrap_or(DEFAULT_BLOCK), &opts.skip),
-            PruneSpec::Channels(f) => prune_channels(graph, f, &opts.skip),
+            PruneSpec::Channels(f) => prune_channels(graph, f, &opts.skip)?,
         }
     }
-    !opts.specs.is_empty()
+    Ok(!opts.specs.is_empty())
 }
 
 /// One prunable weight's size, how many of its entries are not zero, and its layer's work.

@@ -288,7 +288,10 @@ pub unsafe extern "C" fn nnc_im2col(call: *const Im2colCall) {
                         let lo = if x0 >= 0 { 0 } else { (-x0 + sw - 1) / sw }.min(ow);
                         let hi = if x0 >= w { 0 } else { ((w - 1 - x0) / sw + 1).clamp(lo, ow) };
                         std::ptr::write_bytes(o, 0, lo as usize);
-                        if sw == 1 {
+                        if hi == lo {
+                            // No tap of this row lands inside it (and `lo + x0` may lie
+                            // outside the row, so no pointer is formed from it).
+                        } else if sw == 1 {
                             std::ptr::copy_nonoverlapping(row.offset((lo + x0) as isize), o.offset(lo as isize), (hi - lo) as usize);
                         } else {
                             for ox in lo..hi {
