@@ -618,6 +618,27 @@ fn summary_reports_each_products_quantization_error() {
     assert!(!o.stdout.contains("SQNR"), "{}", o.stdout);
 }
 
+/// `args` (an `nnc run` with `--quantize int8` or not) on the interpreter, the JIT and the
+/// accelerator (with `accel_args` there): the JIT and the accelerator give the
+/// interpreter's `logits`, within 1e-4 in f32 and exactly in int8.
+fn backends_agree(dir: &std::path::Path, args: &[&str], accel_args: &[&str]) {
+    let int8 = args.contains(&"int8");
+    let mut logits = Vec::new();
+    for backend in ["interp", "jit", "accel"] {
+        let out = dir.join(format!("agree-{backend}"));
+        let mut all = [args, &["--backend", backend, "--output-dir", out.to_str().unwrap()]].concat();
+        if backend == "accel" {
+            all.extend_from_slice(accel_args);
+        }
+        let o = run(&all);
+        assert_eq!(o.code, 0, "{backend} {args:?}: {}", o.stderr);
+        logits.push(read_npy(&out.join("logits.npy")).unwrap().tensor);
+    }
+    let tol = if int8 { 0.0 } else { 1e-4 };
+    assert_eq!(common::compare(&logits[1..2], &logits[..1], tol), None, "jit {args:?}");
+    assert_eq!(common::compare(&logits[2..], &logits[..1], tol), None, "accel {args:?}");
+}
+
 /// `--prune magnitude|global`: the digits models' accuracy pinned (one-shot pruning, no
 /// fine-tuning); a pruned model gives the interpreter's outputs on the JIT and the
 /// accelerator, in f32 and int8; `summary` reports the densities; bad specs and skips are
@@ -632,23 +653,9 @@ fn unstructured_pruning_from_the_command_line() {
         assert!(o.stdout.contains(&format!("accuracy: {want}")), "{spec}: {}", o.stdout);
     }
     let dir = tempfile::tempdir().unwrap();
-    for quant in [&[][..], &["--quantize", "int8", "--config", "gemmini"][..]] {
-        let mut logits = Vec::new();
-        for backend in ["interp", "jit", "accel"] {
-            let out = dir.path().join(backend);
-            let mut args = vec!["run", "examples/lenet5.nn", "--backend", backend, "--random-weights", "1", "--input", "image=random:1", "--prune", "global:0.7", "--prune-skip", "c1", "--output-dir", out.to_str().unwrap()];
-            args.extend_from_slice(quant);
-            if backend != "accel" {
-                args.retain(|a| *a != "--config" && *a != "gemmini");
-            }
-            let o = run(&args);
-            assert_eq!(o.code, 0, "{backend} {quant:?}: {}", o.stderr);
-            logits.push(read_npy(&out.join("logits.npy")).unwrap().tensor);
-        }
-        let tol = if quant.is_empty() { 1e-4 } else { 0.0 };
-        assert_eq!(common::compare(&logits[1..2], &logits[..1], tol), None, "jit {quant:?}");
-        assert_eq!(common::compare(&logits[2..], &logits[..1], tol), None, "accel {quant:?}");
-    }
+    let lenet = ["run", "examples/lenet5.nn", "--random-weights", "1", "--input", "image=random:1", "--prune", "global:0.7", "--prune-skip", "c1"];
+    backends_agree(dir.path(), &lenet, &[]);
+    backends_agree(dir.path(), &[&lenet[..], &["--quantize", "int8"]].concat(), &["--config", "gemmini"]);
     let o = run(&["summary", "examples/lenet5.nn", "--random-weights", "1", "--prune", "magnitude:0.75", "--prune-skip", "c1"]);
     assert_eq!(o.code, 0, "{}", o.stderr);
     let row = |w: &str| o.stdout.lines().skip_while(|l| !l.starts_with("pruning:")).find(|l| l.starts_with(w)).unwrap_or_else(|| panic!("no {w} row:\n{}", o.stdout)).to_string();
@@ -731,21 +738,7 @@ fn structured_pruning_from_the_command_line() {
     assert_eq!(row("layer1.0.conv1.weight")[1..3], ["36,864", "9,216"], "{}", o.stdout);
     assert_eq!(row("fc.weight")[1..3], ["512,000", "256,000"], "{}", o.stdout);
     // Every backend, f32 and int8, on the digits CNN.
-    for quant in [&[][..], &["--quantize", "int8", "--calibrate", "x=examples/digits_cnn/calib_x.npy"][..]] {
-        let mut logits = Vec::new();
-        for backend in ["interp", "jit", "accel"] {
-            let out = dir.path().join(format!("s-{backend}"));
-            let mut args = vec!["run", "examples/digits_cnn/digits_cnn.nn", "--weights", "examples/digits_cnn/digits_cnn.safetensors", "--backend", backend, "--input", "x=examples/digits_cnn/test_x.npy", "--prune", "channels:0.25", "--output-dir", out.to_str().unwrap()];
-            args.extend_from_slice(quant);
-            if backend == "accel" && !quant.is_empty() {
-                args.extend_from_slice(&["--config", "gemmini"]);
-            }
-            let o = run(&args);
-            assert_eq!(o.code, 0, "{backend} {quant:?}: {}", o.stderr);
-            logits.push(read_npy(&out.join("logits.npy")).unwrap().tensor);
-        }
-        let tol = if quant.is_empty() { 1e-4 } else { 0.0 };
-        assert_eq!(common::compare(&logits[1..2], &logits[..1], tol), None, "jit {quant:?}");
-        assert_eq!(common::compare(&logits[2..], &logits[..1], tol), None, "accel {quant:?}");
-    }
+    let cnn = ["run", "examples/digits_cnn/digits_cnn.nn", "--weights", "examples/digits_cnn/digits_cnn.safetensors", "--input", "x=examples/digits_cnn/test_x.npy", "--prune", "channels:0.25"];
+    backends_agree(dir.path(), &cnn, &[]);
+    backends_agree(dir.path(), &[&cnn[..], &["--quantize", "int8", "--calibrate", "x=examples/digits_cnn/calib_x.npy"]].concat(), &["--config", "gemmini"]);
 }

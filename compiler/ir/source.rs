@@ -17,7 +17,7 @@ fn layer_fields(op: &Op) -> Option<&'static [&'static str]> {
         Op::Conv2d(_) | Op::Dense(_) | Op::LayerNorm(_) => &["weight", "bias"],
         Op::BatchNorm(_) => &["weight", "bias", "running_mean", "running_var"],
         Op::Lstm(_) => &["weight_ih", "weight_hh", "bias_ih", "bias_hh"],
-        _ => return None,
+        Op::MatMul(_) | Op::Unary(_) | Op::Binary(_) | Op::Softmax(_) | Op::Pool(_) | Op::GlobalAvgPool(_) | Op::Flatten(_) | Op::Reshape(_) | Op::Transpose(_) | Op::Concat(_) | Op::Slice(_) | Op::Attention(_) | Op::Fused(_) | Op::ConvertLayout(_) | Op::Quantize(_) | Op::Dequantize(_) | Op::Requantize(_) | Op::Cast(_) => return None,
     })
 }
 
@@ -224,7 +224,8 @@ fn call_text(graph: &Graph, id: NodeId, op: &Op, mut args: Vec<String>, prefix: 
         Op::Cast(_) | Op::ConvertLayout(_) | Op::Quantize(_) | Op::Dequantize(_) | Op::Requantize(_) | Op::Fused(_) => {
             return Err(format!("`{}` ({name}) has no call in the language: write the model before optimization passes", graph.node(id).name));
         }
-        _ => {}
+        // Their IR attributes are the call's keywords.
+        Op::MatMul(_) | Op::BatchNorm(_) | Op::LayerNorm(_) | Op::Unary(_) | Op::Binary(_) | Op::Softmax(_) | Op::Pool(_) | Op::GlobalAvgPool(_) | Op::Flatten(_) | Op::Transpose(_) | Op::Concat(_) | Op::Attention(_) => {}
     }
     if !matches!(op, Op::Conv2d(_) | Op::Reshape(_) | Op::Slice(_)) {
         kw.extend(op.attrs().into_iter().map(|(k, v): (&str, Const)| format!("{k}={v}")));

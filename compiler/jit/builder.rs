@@ -259,6 +259,7 @@ impl<'a> KernelBuilder<'a> {
             oh: self.int(oh),
             ow: self.int(ow),
             col,
+            threads: self.int(self.threads),
         };
         self.call_runtime(f, fields.with_offsets(), Im2colCall::SIZE);
     }

@@ -114,6 +114,25 @@ fn product_ps(kernel: Kernel, op: &Op, operands: &Operands, out: &TensorType) ->
         }
         (Kernel::Gemm, _) => macs.saturating_mul(GEMM_DENSE_PS_PER_MAC),
         (Kernel::Dot, _) => macs.saturating_mul(DOT_PS_PER_MAC),
-        _ => 0,
+        // A dense layer has no other float kernel; int8 and reference ones are not priced.
+        (
+            Kernel::View
+            | Kernel::Elementwise
+            | Kernel::Broadcast
+            | Kernel::RegisterTiles
+            | Kernel::Direct
+            | Kernel::DepthwiseUnrolled
+            | Kernel::VectorDepthwise
+            | Kernel::NhwcGemm
+            | Kernel::Nchw4cBlocked
+            | Kernel::VectorDirect
+            | Kernel::ChannelVector
+            | Kernel::Loops
+            | Kernel::Int8Gemm
+            | Kernel::Int8Depthwise
+            | Kernel::Int8Dot
+            | Kernel::Reference,
+            _,
+        ) => 0,
     }
 }

@@ -132,45 +132,34 @@ pub fn prune_channels(graph: &mut Graph, fraction: f64, skip: &[String]) -> Resu
         };
         let weight_ok = |i: usize| operands.get(i).is_some_and(|&w| matches!(graph.node(w).kind, NodeKind::Const(_)) && users(graph, w) == 1);
         let out = match &op {
-            Op::Conv2d(c) => {
-                let input = chan_of(0);
-                let channels_in = graph.node(operands[0]).ty.shape[1];
-                let filters = node.ty.shape[1];
-                let depthwise = c.groups == channels_in && filters == channels_in && c.groups > 1;
-                let input_on_axis = input.as_ref().is_some_and(|ch| ch.axis == 1);
-                if depthwise && input_on_axis && (1..operands.len()).all(weight_ok) {
-                    // The filters follow their input channels.
-                    let ch = input.expect("checked");
-                    for i in 1..operands.len() {
-                        edits.push(Edit::Slice { constant: operands[i], axis: 0, channels: ch.clone() });
+            Op::Conv2d(_) | Op::Dense(_) => {
+                // Convolutions read input channels on axis 1, dense layers on the last.
+                let (in_axis, depthwise, ungrouped) = match &op {
+                    Op::Conv2d(c) => {
+                        let channels_in = graph.node(operands[0]).ty.shape[1];
+                        (1, c.groups > 1 && c.groups == channels_in && node.ty.shape[1] == channels_in, c.groups == 1)
                     }
-                    edits.push(Edit::Groups { conv: id });
-                    ch
-                } else if c.groups == 1 && input_on_axis && (1..operands.len()).all(weight_ok) {
-                    edits.push(Edit::Slice { constant: operands[1], axis: 1, channels: input.expect("checked") });
-                    let out = fresh(&mut spaces, false, Some(id));
-                    if let Some(&b) = operands.get(2) {
-                        edits.push(Edit::Slice { constant: b, axis: 0, channels: out.clone() });
+                    _ => (graph.node(operands[0]).ty.rank() - 1, false, true),
+                };
+                match chan_of(0).filter(|ch| ch.axis == in_axis && (1..operands.len()).all(weight_ok)) {
+                    // A depthwise convolution's filters (and biases) follow their input channels.
+                    Some(ch) if depthwise => {
+                        for &p in &operands[1..] {
+                            edits.push(Edit::Slice { constant: p, axis: 0, channels: ch.clone() });
+                        }
+                        edits.push(Edit::Groups { conv: id });
+                        ch
                     }
-                    edits.push(Edit::Slice { constant: operands[1], axis: 0, channels: out.clone() });
-                    out
-                } else {
-                    opaque(&mut spaces)
-                }
-            }
-            Op::Dense(_) => {
-                let input = chan_of(0);
-                let last = graph.node(operands[0]).ty.rank() - 1;
-                if input.as_ref().is_some_and(|ch| ch.axis == last) && (1..operands.len()).all(weight_ok) {
-                    edits.push(Edit::Slice { constant: operands[1], axis: 1, channels: input.expect("checked") });
-                    let out = fresh(&mut spaces, false, Some(id));
-                    if let Some(&b) = operands.get(2) {
-                        edits.push(Edit::Slice { constant: b, axis: 0, channels: out.clone() });
+                    // Weight columns follow the input's channels; rows and bias are the output's.
+                    Some(ch) if ungrouped => {
+                        edits.push(Edit::Slice { constant: operands[1], axis: 1, channels: ch });
+                        let out = fresh(&mut spaces, false, Some(id));
+                        for &p in &operands[1..] {
+                            edits.push(Edit::Slice { constant: p, axis: 0, channels: out.clone() });
+                        }
+                        out
                     }
-                    edits.push(Edit::Slice { constant: operands[1], axis: 0, channels: out.clone() });
-                    out
-                } else {
-                    opaque(&mut spaces)
+                    _ => opaque(&mut spaces),
                 }
             }
             Op::BatchNorm(_) | Op::LayerNorm(_) => {

@@ -169,6 +169,8 @@ call_descriptor! {
         oh: i64,
         ow: i64,
         col: *mut u8,
+        /// Threads to split the channels across (f32 only; the int8 unfolding runs on one).
+        threads: i64,
     }
 }
 
@@ -265,13 +267,45 @@ fn precision(bf16: i64) -> super::Precision {
 pub unsafe extern "C" fn nnc_im2col(call: *const Im2colCall) {
     // SAFETY: the caller passes a valid descriptor.
     let g = unsafe { *call };
-    let (c, h, w, kh, kw, sh, sw, dh, dw, pt, pl, oh, ow) = (g.c, g.h, g.w, g.kh, g.kw, g.sh, g.sw, g.dh, g.dw, g.pt, g.pl, g.oh, g.ow);
+    // Each channel's rows of `col` are its own: channels split across threads.
+    let per_channel = (g.kh * g.kw * g.oh * g.ow).max(1);
+    let threads = if g.c * per_channel < MIN_PARALLEL_IM2COL { 1 } else { g.threads.clamp(1, g.c.max(1)) };
+    let per = (g.c + threads - 1) / threads;
+    let shared = SendCall(g);
+    crate::pool::parallel_for(threads as usize, &|t| {
+        let g = shared.call();
+        let (lo, hi) = ((t as i64 * per).min(g.c), ((t as i64 + 1) * per).min(g.c));
+        // SAFETY: the caller's contract, for channels `lo..hi`.
+        unsafe { im2col_channels(&g, lo..hi) };
+    });
+}
+
+/// Unfoldings below this many elements run on one thread.
+const MIN_PARALLEL_IM2COL: i64 = 1 << 16;
+
+/// An [`Im2colCall`] shared by the tasks that unfold disjoint channels.
+struct SendCall(Im2colCall);
+// SAFETY: tasks read the input and write disjoint rows of `col`.
+unsafe impl Sync for SendCall {}
+
+impl SendCall {
+    fn call(&self) -> Im2colCall {
+        self.0
+    }
+}
+
+/// Channels `channels` of [`nnc_im2col`]'s unfolding.
+///
+/// # Safety
+/// As [`nnc_im2col`], for those channels of the image.
+unsafe fn im2col_channels(g: &Im2colCall, channels: std::ops::Range<i64>) {
+    let (h, w, kh, kw, sh, sw, dh, dw, pt, pl, oh, ow) = (g.h, g.w, g.kh, g.kw, g.sh, g.sw, g.dh, g.dw, g.pt, g.pl, g.oh, g.ow);
     // SAFETY: every read is of a pixel inside the image (`iy` checked, `ix = ox·sw + x0` in
-    // `0..w` exactly for `ox` in `lo..hi`) and every write one of the `c·kh·kw·oh·ow` floats
-    // of `col`, row by row in order.
+    // `0..w` exactly for `ox` in `lo..hi`) and every write one of channel `ch`'s
+    // `kh·kw·oh·ow` floats of `col`, row by row in order.
     unsafe {
-        let mut o = g.col as *mut f32;
-        for ch in 0..c {
+        let mut o = (g.col as *mut f32).offset((channels.start * kh * kw * oh * ow) as isize);
+        for ch in channels {
             let plane = (g.input as *const f32).offset((ch * h * w) as isize);
             for ky in 0..kh {
                 for kx in 0..kw {

@@ -244,6 +244,7 @@ fn nchw_im2col_matches_its_definition() {
         (1, 6, 6, 3, 5, 2, 3, 2, 1, 2, 4),
         (2, 4, 3, 1, 1, 2, 2, 1, 1, 0, 0),
         (1, 3, 2, 3, 6, 1, 1, 1, 1, 1, 5),
+        (64, 20, 20, 3, 3, 1, 1, 1, 1, 1, 1),
     ] {
         let (pb, pr) = (pt, pl);
         let oh = (h + pt + pb - dh * (kh - 1) - 1) / sh + 1;
@@ -264,8 +265,11 @@ fn nchw_im2col_matches_its_definition() {
             }
         }
         let mut col = vec![f32::NAN; want.len()];
-        let call = Im2colCall { input: input.as_ptr() as *const u8, c, h, w, kh, kw, sh, sw, dh, dw, pt, pl, oh, ow, col: col.as_mut_ptr() as *mut u8 };
-        unsafe { nnc_im2col(&call) };
-        assert_eq!(col, want, "c{c} {h}x{w} k{kh}x{kw} s{sh}x{sw} d{dh}x{dw} p{pt},{pl}");
+        for threads in [1, 2] {
+            col.fill(f32::NAN);
+            let call = Im2colCall { input: input.as_ptr() as *const u8, c, h, w, kh, kw, sh, sw, dh, dw, pt, pl, oh, ow, col: col.as_mut_ptr() as *mut u8, threads };
+            unsafe { nnc_im2col(&call) };
+            assert_eq!(col, want, "c{c} {h}x{w} k{kh}x{kw} s{sh}x{sw} d{dh}x{dw} p{pt},{pl}, {threads} thread(s)");
+        }
     }
 }
