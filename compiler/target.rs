@@ -50,6 +50,9 @@ pub struct CpuTarget {
     /// Whether products with pruned constant weights may run on the runtime's sparse kernels
     /// (with the runtime's kernels only; `--sparse-kernels off` keeps the dense ones).
     pub sparse_kernels: bool,
+    /// Kernels to use wherever they can compute a node, whatever the cost model says
+    /// (`--kernels`, for comparisons).
+    pub forced_kernels: crate::kernel_plan::KernelSet,
 }
 
 /// Rows and columns of the Cranelift-generated GEMM's register tile (`jit::lower`): 12 `f32x4`
@@ -70,7 +73,7 @@ impl CpuTarget {
         let find = |level: usize| caches.iter().find(|(l, _)| *l == level).map(|(_, c)| *c);
         let (mr, nr) = if ukernels { nnc_runtime::gemm::microkernel_shape() } else { CRANELIFT_TILE };
         let bf16_products = ukernels && nnc_runtime::gemm::bf16_microkernel_name().is_some();
-        CpuTarget { l1d: find(1).unwrap_or(FALLBACK_L1D), l2: find(2).unwrap_or(FALLBACK_L2), l3: find(3), ukernels, mr, nr, bf16_products, sparse_kernels: ukernels }
+        CpuTarget { l1d: find(1).unwrap_or(FALLBACK_L1D), l2: find(2).unwrap_or(FALLBACK_L2), l3: find(3), ukernels, mr, nr, bf16_products, sparse_kernels: ukernels, forced_kernels: Default::default() }
     }
 
     /// A fixed machine for tests and snapshots, independent of the host: 48 KiB 12-way L1d,
@@ -85,6 +88,7 @@ impl CpuTarget {
             nr: 32,
             bf16_products: false,
             sparse_kernels: true,
+            forced_kernels: Default::default(),
         }
     }
 

@@ -742,3 +742,15 @@ fn structured_pruning_from_the_command_line() {
     backends_agree(dir.path(), &cnn, &[]);
     backends_agree(dir.path(), &[&cnn[..], &["--quantize", "int8", "--calibrate", "x=examples/digits_cnn/calib_x.npy"]].concat(), &["--config", "gemmini"]);
 }
+
+/// `--kernels NAME,...` puts a kernel wherever it can run (IR text shows it), and an unknown
+/// name is a usage error that lists the kernels.
+#[test]
+fn kernels_asked_for_by_name() {
+    let o = run(&["compile", "examples/lenet5.nn", "--random-weights", "1", "--emit", "ir", "--kernels", "direct,dot"]);
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    assert!(o.stdout.contains(r#"kernel="direct""#) && o.stdout.contains(r#"kernel="dot""#) && !o.stdout.contains(r#"kernel="gemm""#), "{}", o.stdout);
+    let o = run(&["run", "examples/lenet5.nn", "--random-weights", "1", "--input", "image=random:1", "--kernels", "fastest"]);
+    assert_eq!(o.code, 2, "{}", o.stderr);
+    assert!(o.stderr.contains("unknown kernel `fastest`") && o.stderr.contains("nhwc-gemm"), "{}", o.stderr);
+}

@@ -494,3 +494,31 @@ fn bf16_mixed_precision_matches_the_interpreter_on_the_jit_and_the_accelerator()
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
+
+/// `--kernels`: every kernel, asked for by name, computes the nodes it can (and only those)
+/// with the interpreter's results, with microkernels on and off; the layout follows the
+/// kernel asked for.
+#[test]
+fn every_kernel_asked_for_by_name_matches_the_interpreter() {
+    let src = "model m {\n input x: f32[2, 8, 12, 12]\n c = relu(conv2d(x, filters=16, kernel=3, padding=1))\n d = conv2d(c, filters=16, kernel=3, stride=2, groups=16, padding=1)\n p = max_pool(d, kernel=2)\n h = dense(flatten(p), units=24)\n output y = h\n}";
+    let g = bound(&build_graph(&Source::from_string("k.nn", src), None, &Default::default()).unwrap(), None);
+    let inputs = random_inputs(&g, 6);
+    let want = interp::run(&g, &inputs).unwrap();
+    for ukernels in [true, false] {
+        for k in nnc::kernel_plan::Kernel::ALL {
+            let options = jit::JitOptions { ukernels, kernels: nnc::kernel_plan::KernelSet::default().with(k), ..Default::default() };
+            let mut opt = g.clone();
+            passes::optimize(&mut opt, 2, Some(&options.target()), true, &mut |_, _| {}).unwrap();
+            let exe = jit::compile(&opt, &options).unwrap();
+            let got = exe.run(&mut exe.workspace(), &inputs).unwrap();
+            assert_eq!(common::compare(&got, &want, 1e-4), None, "{k} ukernels={ukernels}");
+        }
+    }
+    // Asked for, a kernel wins over the cost model wherever it is available.
+    let mut opt = g.clone();
+    let options = jit::JitOptions { kernels: nnc::kernel_plan::KernelSet::parse("direct,dot").unwrap(), ..Default::default() };
+    passes::optimize(&mut opt, 2, Some(&options.target()), true, &mut |_, _| {}).unwrap();
+    let kernel = |name: &str| opt.node(opt.by_name(name).unwrap()).kernel.map(|k| k.name());
+    assert_eq!(kernel("c.conv2d"), Some("direct"));
+    assert_eq!(kernel("h"), Some("dot"));
+}

@@ -83,6 +83,10 @@ pub struct OptimizeArgs {
     /// the zeros, where the cost model says that is faster (`on`), or always on dense ones.
     #[arg(long = "sparse-kernels", value_enum, default_value_t = OnOff::On)]
     pub sparse_kernels: OnOff,
+    /// Use these kernels (names as `--emit ir` prints them, e.g. `direct,dot`) wherever they
+    /// can compute a node, instead of the cost model's choice: for comparisons. Repeatable.
+    #[arg(long = "kernels", value_name = "NAME,...", value_parser = crate::kernel_plan::KernelSet::parse)]
+    pub kernels: Vec<crate::kernel_plan::KernelSet>,
     #[command(flatten)]
     pub quant: QuantizeArgs,
     #[command(flatten)]

@@ -84,18 +84,20 @@ pub struct JitOptions {
     /// Let products with pruned constant weights run on the runtime's sparse kernels where the
     /// cost model says they are faster (needs `ukernels`).
     pub sparse: bool,
+    /// Kernels to use wherever they can compute a node (`--kernels`).
+    pub kernels: crate::kernel_plan::KernelSet,
 }
 
 impl Default for JitOptions {
     fn default() -> Self {
-        JitOptions { ukernels: true, threads: 1, sparse: true }
+        JitOptions { ukernels: true, threads: 1, sparse: true, kernels: Default::default() }
     }
 }
 
 impl JitOptions {
     /// The machine these options compile for.
     pub fn target(&self) -> CpuTarget {
-        CpuTarget { sparse_kernels: self.ukernels && self.sparse, ..CpuTarget::host(self.ukernels) }
+        CpuTarget { sparse_kernels: self.ukernels && self.sparse, forced_kernels: self.kernels, ..CpuTarget::host(self.ukernels) }
     }
 }
 

@@ -22,6 +22,7 @@ mod select;
 
 pub use cost::estimated_ps;
 pub use select::{available, choose, is_int8_vector_depthwise};
+use select::preferred;
 
 /// See the module documentation. The names are what IR text prints.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -137,6 +138,42 @@ impl std::fmt::Display for Kernel {
         f.write_str(self.name())
     }
 }
+
+/// A set of kernels: the ones `--kernels` asks for, wherever they can compute a node.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct KernelSet(u32);
+
+impl KernelSet {
+    pub fn contains(self, k: Kernel) -> bool {
+        self.0 & Self::bit(k) != 0
+    }
+
+    pub fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+
+    pub fn with(self, k: Kernel) -> KernelSet {
+        KernelSet(self.0 | Self::bit(k))
+    }
+
+    pub fn union(self, other: KernelSet) -> KernelSet {
+        KernelSet(self.0 | other.0)
+    }
+
+    fn bit(k: Kernel) -> u32 {
+        1 << Kernel::ALL.iter().position(|&a| a == k).expect("every kernel is in ALL")
+    }
+
+    /// `gemm,direct`: kernel names (as IR text prints them), comma-separated.
+    pub fn parse(text: &str) -> Result<KernelSet, String> {
+        text.split(',').map(str::trim).filter(|n| !n.is_empty()).try_fold(KernelSet::default(), |set, name| {
+            Kernel::from_name(name).map(|k| set.with(k)).ok_or_else(|| format!("unknown kernel `{name}` (kernels: {})", Kernel::ALL.map(|k| k.name()).join(", ")))
+        })
+    }
+}
+
+// One bit per kernel.
+const _: () = assert!(Kernel::ALL.len() <= 32);
 
 /// What the JIT packs at compile time for a kernel, from constant weights.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -305,7 +342,7 @@ impl KernelPlan {
     pub fn new(op: &Op, operands: &Operands, out: &TensorType, target: &CpuTarget, kernel: Option<Kernel>, tile: Option<Tile>) -> Result<KernelPlan, PlanError> {
         let available = available(op, operands, out, target);
         let kernel = match kernel {
-            None => *available.first().ok_or(PlanError::NoKernel(op.name()))?,
+            None => preferred(&available, target).ok_or(PlanError::NoKernel(op.name()))?,
             Some(k) if available.contains(&k) => k,
             Some(k) => return Err(PlanError::Unavailable { kernel: k, op: op.label(), available }),
         };

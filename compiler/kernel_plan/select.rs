@@ -3,9 +3,15 @@
 
 use super::*;
 
-/// The kernel [`available`] ranks first: the one the cost model prefers.
+/// The kernel to run: the best of those [`available`] that the target asks for by name
+/// (`--kernels`), else the one the cost model ranks first.
 pub fn choose(op: &Op, operands: &Operands, out: &TensorType, target: &CpuTarget) -> Option<Kernel> {
-    available(op, operands, out, target).first().copied()
+    preferred(&available(op, operands, out, target), target)
+}
+
+/// [`choose`] among `available` (best first).
+pub(super) fn preferred(available: &[Kernel], target: &CpuTarget) -> Option<Kernel> {
+    available.iter().copied().find(|&k| target.forced_kernels.contains(k)).or(available.first().copied())
 }
 
 /// Every kernel that can compute `op` on these operands for `target`, best first (by the

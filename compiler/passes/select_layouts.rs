@@ -85,9 +85,17 @@ fn op_cost(graph: &Graph, known: &Known, id: NodeId, rule: &Follows, alt: Layout
     let op = node.op().expect("free nodes are ops");
     let cost = |layout: Layout| {
         let out = node.ty.with_layout(if rule.result { layout } else { Layout::RowMajor });
-        in_layout(graph, known, id, rule, layout, |operands| choose(op, operands, &out, target).map_or(MAX_EDGE_PS, |k| estimated_ps(k, op, operands, &out, target)))
+        in_layout(graph, known, id, rule, layout, |operands| choose(op, operands, &out, target).map(|k| (k, estimated_ps(k, op, operands, &out, target))))
     };
-    (cost(Layout::RowMajor), cost(alt))
+    let (row_major, alternative) = (cost(Layout::RowMajor), cost(alt));
+    // A kernel asked for by name (`--kernels`) decides the layout where only one has it.
+    let forced = |c: &Option<(Kernel, u64)>| c.is_some_and(|(k, _)| target.forced_kernels.contains(k));
+    let price = |c: Option<(Kernel, u64)>| c.map_or(MAX_EDGE_PS, |(_, ps)| ps);
+    match (forced(&row_major), forced(&alternative)) {
+        (true, false) => (0, MAX_EDGE_PS),
+        (false, true) => (MAX_EDGE_PS, 0),
+        _ => (price(row_major), price(alternative)),
+    }
 }
 
 fn convert_cost(graph: &Graph, id: NodeId) -> u64 {
