@@ -147,7 +147,8 @@ pub fn compile(src: &Source, weights: nnc_runtime::weights::WeightsFile, options
     let render = |d: &[Diagnostic]| crate::diagnostics::render(d, &src.name, &src.text, false);
     let mut graph = build_graph(src, options.model.as_deref(), &options.dims).map_err(|d| Error::Diagnostics(render(&d)))?;
     bind(&mut graph, Weights::Tensors(weights)).map_err(|d| Error::Diagnostics(render(&d)))?;
-    let target = crate::target::CpuTarget::host(options.jit.ukernels);
+    // The target the JIT compiles for (microkernels, sparse kernels, kernels asked for).
+    let target = options.jit.target();
     optimize(&mut graph, options.opt_level, &crate::passes::PassContext { cpu: Some(&target), quantize: None, bf16: false, prune: None }, &mut crate::passes::Each(Vec::new()))?;
     Ok(crate::jit::compile(&graph, &options.jit)?)
 }

@@ -62,7 +62,9 @@ fn free_rule(graph: &Graph, known: &Known, id: NodeId, alt: Layout, target: &Cpu
     // the scalar fallback of channel-vector convolutions, keeps the node row-major.
     let out = node.ty.with_layout(if rule.result { alt } else { Layout::RowMajor });
     match in_layout(graph, known, id, &rule, alt, |operands| choose(op, operands, &out, target)) {
-        None | Some(Kernel::VectorDirect) => None,
+        None => None,
+        // The scalar fallback keeps a node row-major, unless asked for by name.
+        Some(Kernel::VectorDirect) if !target.forced_kernels.contains(Kernel::VectorDirect) => None,
         Some(_) => Some(rule),
     }
 }

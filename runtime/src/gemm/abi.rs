@@ -270,11 +270,11 @@ pub unsafe extern "C" fn nnc_im2col(call: *const Im2colCall) {
     // Each channel's rows of `col` are its own: channels split across threads.
     let per_channel = (g.kh * g.kw * g.oh * g.ow).max(1);
     let threads = if g.c * per_channel < MIN_PARALLEL_IM2COL { 1 } else { g.threads.clamp(1, g.c.max(1)) };
-    let per = (g.c + threads - 1) / threads;
     let shared = SendCall(g);
     crate::pool::parallel_for(threads as usize, &|t| {
         let g = shared.call();
-        let (lo, hi) = ((t as i64 * per).min(g.c), ((t as i64 + 1) * per).min(g.c));
+        // Even shares: `c·t/threads` up to `c·(t+1)/threads`.
+        let (lo, hi) = (g.c * t as i64 / threads, g.c * (t as i64 + 1) / threads);
         // SAFETY: the caller's contract, for channels `lo..hi`.
         unsafe { im2col_channels(&g, lo..hi) };
     });
