@@ -148,10 +148,6 @@ impl KernelSet {
         self.0 & Self::bit(k) != 0
     }
 
-    pub fn is_empty(self) -> bool {
-        self.0 == 0
-    }
-
     pub fn with(self, k: Kernel) -> KernelSet {
         KernelSet(self.0 | Self::bit(k))
     }
