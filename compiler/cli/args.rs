@@ -332,6 +332,8 @@ pub enum Emit {
     Asm,
     Isa,
     Obj,
+    Lib,
+    Header,
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]

@@ -2,7 +2,7 @@
 
 use super::args::{self, Emit, Target, WeightArgs};
 use super::pipeline::{accel_config, accel_program, bind_params, graph_for, jit_options, load, optimize};
-use super::{not_available, write_output, CmdResult, Session};
+use super::{write_output, CmdResult, Session};
 use crate::accel;
 use crate::diagnostics::Diagnostic;
 use crate::elaborate::DimBindings;
@@ -15,7 +15,28 @@ pub(super) fn compile(session: &mut Session, a: &args::CompileArgs) -> CmdResult
         return Err(Diagnostic::error(format!("--emit {} lists CPU code; the accelerator's program is `--emit isa`", if a.emit == Emit::Clif { "clif" } else { "asm" })).into());
     }
     let text = match a.emit {
-        Emit::Obj => return Err(not_available("`--emit obj`", "ahead-of-time object files (the JIT compiles in memory)")),
+        Emit::Obj | Emit::Lib => {
+            let mut graph = graph_for(session, &a.common, &DimBindings::new())?;
+            // The weights become the library's data: synthetic ones only when asked for.
+            bind_params(session, &mut graph, &a.weights, true)?;
+            optimize(session, &mut graph, &a.opt, Some(&super::pipeline::cpu_target(&a.opt)))?;
+            let options = jit_options(&a.opt);
+            let (bytes, default_name) = if a.emit == Emit::Obj {
+                (jit::aot::object(&graph, &options), format!("{}.o", graph.name))
+            } else {
+                (jit::aot::library(&graph, &options), format!("lib{}.a", graph.name))
+            };
+            let bytes = bytes.map_err(|e| Diagnostic::error(e.to_string()))?;
+            // Binary output never goes to a terminal: without `-o` it is written next to the
+            // current directory under the name C toolchains expect.
+            let path = a.output.clone().unwrap_or_else(|| default_name.into());
+            std::fs::write(&path, bytes).map_err(|e| Diagnostic::error(format!("cannot write {}: {e}", path.display())))?;
+            if a.output.is_none() {
+                eprintln!("wrote {}", path.display());
+            }
+            return Ok(());
+        }
+        Emit::Header => jit::aot::header(&graph_for(session, &a.common, &DimBindings::new())?),
         Emit::Clif | Emit::Asm => {
             let mut graph = graph_for(session, &a.common, &DimBindings::new())?;
             // Weights are baked into the code; without a file, listings use random ones.

@@ -113,13 +113,6 @@ fn run_command(cli: Cli) -> i32 {
     }
 }
 
-pub(super) fn not_available(what: &str, issue: &str) -> Failure {
-    Diagnostic::error(format!("{what} is not available yet in this build of nnc"))
-        .with_note(format!("it arrives with {issue}"))
-        .with_help("use `--backend interp` (the reference interpreter) to run models today")
-        .into()
-}
-
 pub(super) fn write_output(path: Option<&Path>, text: &str) -> CmdResult {
     match path {
         Some(p) => std::fs::write(p, text).map_err(|e| Diagnostic::error(format!("cannot write {}: {e}", p.display())).into()),

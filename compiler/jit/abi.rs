@@ -5,7 +5,7 @@
 
 use super::JitError;
 use cranelift_codegen::ir::{AbiParam, FuncRef, Function};
-use cranelift_jit::{JITBuilder, JITModule};
+use cranelift_jit::JITBuilder;
 use cranelift_module::{FuncId, Linkage, Module};
 
 /// Each entry point: its symbol, its address, and how many pointer arguments it takes (a
@@ -51,7 +51,7 @@ pub struct Imports([FuncId; 7]);
 
 impl Imports {
     /// Declare every entry point as `fn(descriptor: *const _, ...)`.
-    pub fn declare(module: &mut JITModule) -> Result<Imports, JitError> {
+    pub fn declare<M: Module>(module: &mut M) -> Result<Imports, JitError> {
         let ptr = module.target_config().pointer_type();
         let mut ids = Vec::with_capacity(ENTRY_POINTS.len());
         for (name, _, params) in ENTRY_POINTS {
@@ -63,7 +63,7 @@ impl Imports {
     }
 
     /// References to the entry points from inside `func`.
-    pub fn in_function(&self, module: &mut JITModule, func: &mut Function) -> RuntimeFns {
+    pub fn in_function<M: Module>(&self, module: &mut M, func: &mut Function) -> RuntimeFns {
         let [gemm, conv_nhwc, im2col, igemm, im2col_i8, sparse, reference] = self.0.map(|id| module.declare_func_in_func(id, func));
         RuntimeFns { gemm, conv_nhwc, im2col, igemm, im2col_i8, sparse, reference }
     }

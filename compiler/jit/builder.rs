@@ -6,7 +6,7 @@
 use super::abi::RuntimeFns;
 use super::memplan::Loc;
 use cranelift_codegen::ir::condcodes::{FloatCC, IntCC};
-use cranelift_codegen::ir::{types, BlockArg, FuncRef, InstBuilder, MemFlagsData as MemFlags, StackSlotData, StackSlotKind, Type, Value};
+use cranelift_codegen::ir::{types, BlockArg, FuncRef, GlobalValue, InstBuilder, MemFlagsData as MemFlags, StackSlotData, StackSlotKind, Type, Value};
 use nnc_runtime::gemm::{ConvNhwcCall, ConvNhwcCallFields, GemmCall, GemmCallFields, IgemmCall, IgemmCallFields, Im2colCall, Im2colCallFields, SparseCall, SparseCallFields};
 use nnc_runtime::Activation;
 use cranelift_frontend::{FunctionBuilder, Variable};
@@ -20,15 +20,18 @@ pub const LANES: i64 = 4;
 pub struct KernelBuilder<'a> {
     pub b: FunctionBuilder<'a>,
     arena: Value,
-    /// Absolute addresses of the executable's constant buffers.
-    consts: &'a [u64],
+    /// Addresses of the executable's constant buffers.
+    consts: &'a [DataAddr],
+    /// Set when the code goes into an object file (`jit::aot`): the data symbol holding every
+    /// constant buffer, and where each buffer sits in it.
+    pub object_data: Option<(GlobalValue, &'a [DataSpan])>,
     /// Runtime functions the kernel may call, when microkernels are on.
     pub runtime: Option<RuntimeFns>,
     /// The reference kernel's entry point (`jit::reference`), always available.
     pub reference_fn: Option<FuncRef>,
     /// For a kernel whose constant weight was packed at compile time (one buffer per group),
     /// the packed buffers' addresses.
-    pub prepacked: Vec<u64>,
+    pub prepacked: Vec<DataAddr>,
     /// Threads the runtime GEMM may use.
     pub threads: i64,
     /// Cache blocking for the kernel's matrix products.
@@ -39,6 +42,28 @@ pub struct KernelBuilder<'a> {
     /// parameters). Splittable lowerings take their share of the outermost loop from
     /// [`KernelBuilder::split`].
     pub task: Option<(Value, Value)>,
+}
+
+/// The address of a byte in one of the model's constant buffers (weights, packed panels, scale
+/// tables) as the compiling process holds them. Generated code never embeds it directly but
+/// asks [`KernelBuilder::data_addr`], so the same lowering serves the JIT (the address itself)
+/// and object files (a relocated symbol plus an offset).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DataAddr(pub u64);
+
+impl DataAddr {
+    pub fn offset(self, bytes: i64) -> DataAddr {
+        DataAddr(self.0.wrapping_add_signed(bytes))
+    }
+}
+
+/// One constant buffer inside an object file's data symbol: its bytes `[start, end)` in the
+/// compiling process, placed at `offset` in the symbol.
+#[derive(Clone, Copy, Debug)]
+pub struct DataSpan {
+    pub start: u64,
+    pub end: u64,
+    pub offset: u64,
 }
 
 /// The requantizing epilogue of an int8 GEMM call: the scale table's address (or the one
@@ -83,8 +108,17 @@ fn flags() -> MemFlags {
 }
 
 impl<'a> KernelBuilder<'a> {
-    pub fn new(b: FunctionBuilder<'a>, arena: Value, consts: &'a [u64], runtime: Option<RuntimeFns>, tile: crate::target::Tile) -> KernelBuilder<'a> {
-        KernelBuilder { b, arena, consts, runtime, reference_fn: None, prepacked: Vec::new(), threads: 1, tile, bf16: false, task: None }
+    pub fn new(b: FunctionBuilder<'a>, arena: Value, consts: &'a [DataAddr], runtime: Option<RuntimeFns>, tile: crate::target::Tile) -> KernelBuilder<'a> {
+        KernelBuilder { b, arena, consts, object_data: None, runtime, reference_fn: None, prepacked: Vec::new(), threads: 1, tile, bf16: false, task: None }
+    }
+
+    /// The address of constant data in the running program.
+    pub fn data_addr(&mut self, a: DataAddr) -> Value {
+        let Some((symbol, spans)) = self.object_data else { return self.int(a.0 as i64) };
+        // Every address handed out points into (or one past) a constant buffer.
+        let span = spans.iter().find(|s| s.start <= a.0 && a.0 <= s.end).expect("a constant address lies in a constant buffer");
+        let base = self.b.ins().symbol_value(I64, symbol);
+        self.b.ins().iadd_imm_s(base, (span.offset + (a.0 - span.start)) as i64)
     }
 
     /// The arena's base address.
@@ -344,7 +378,7 @@ impl<'a> KernelBuilder<'a> {
     pub fn ptr(&mut self, loc: Loc) -> Value {
         match loc {
             Loc::Arena(off) => self.b.ins().iadd_imm_s(self.arena, off as i64),
-            Loc::Const(c) => self.b.ins().iconst(I64, self.consts[c] as i64),
+            Loc::Const(c) => self.data_addr(self.consts[c]),
         }
     }
 

@@ -13,6 +13,7 @@
 //! ```
 
 pub mod abi;
+pub mod aot;
 pub mod builder;
 pub mod epilogue;
 pub mod executable;
@@ -31,6 +32,7 @@ use crate::target::CpuTarget;
 use cranelift_codegen::ir::{AbiParam, InstBuilder, UserFuncName};
 use cranelift_codegen::settings::{self, Configurable};
 use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext};
+use builder::DataAddr;
 use cranelift_jit::{JITBuilder, JITModule};
 use cranelift_module::{Linkage, Module};
 use executable::{Binding, Compiled, KernelFn, TaskFn};
@@ -47,6 +49,8 @@ pub enum JitError {
     Codegen { node: String, message: String },
     #[error("the graph breaks an IR invariant, so the JIT will not compile it: {0}")]
     InvalidGraph(String),
+    #[error("the model cannot be compiled ahead of time: {0}")]
+    NotAheadOfTime(String),
     #[error("this CPU is not supported by the JIT: {0}")]
     Host(String),
     #[error("the model has {expected} inputs but {got} were given")]
@@ -128,8 +132,20 @@ pub fn plans(graph: &Graph, target: &CpuTarget) -> Result<HashMap<NodeId, Kernel
     Ok(plans)
 }
 
-/// [`compile`], appending the Cranelift IR and/or machine code of every kernel to `listing`.
-pub fn compile_with_listing(graph: &Graph, options: &JitOptions, listing: &mut Listing) -> Result<Executable, JitError> {
+/// A graph's code as far as it does not depend on where the code will live (this process or an
+/// object file): the schedule, kernel plans, memory plan and constant buffers, weights packed.
+pub(crate) struct Prepared {
+    pub schedule: Vec<NodeId>,
+    pub plans: HashMap<NodeId, KernelPlan>,
+    pub plan: MemoryPlan,
+    /// Every constant buffer: the graph's constants, then the packed ones.
+    pub consts: Vec<Vec<f32>>,
+    pub const_addrs: Vec<DataAddr>,
+    pub prepacked: HashMap<NodeId, Vec<DataAddr>>,
+    pub reference_nodes: Vec<Box<reference::ReferenceNode>>,
+}
+
+pub(crate) fn prepare(graph: &Graph, options: &JitOptions) -> Result<Prepared, JitError> {
     // Generated code is in bounds only for graphs whose shapes, layouts and fused operands
     // verify; the graph may come from IR text or an embedding application, not only from
     // passes that the debug build checks, so it is verified here in every build.
@@ -148,30 +164,43 @@ pub fn compile_with_listing(graph: &Graph, options: &JitOptions, listing: &mut L
         NodeKind::Const(t) => executable::const_storage(t),
         NodeKind::Input { .. } | NodeKind::Param | NodeKind::Op(_) => unreachable!("the plan lists constants only"),
     }).collect();
-    let (consts, mut prepacked) = prepack::prepack_weights(graph, &plans, &plan, consts);
-    let const_addrs: Vec<u64> = consts.iter().map(|c| c.as_ptr() as u64).collect();
+    let (consts, prepacked) = prepack::prepack_weights(graph, &plans, &plan, consts);
+    let mut prepacked: HashMap<NodeId, Vec<DataAddr>> = prepacked.into_iter().map(|(id, addrs)| (id, addrs.into_iter().map(DataAddr).collect())).collect();
+    let const_addrs: Vec<DataAddr> = consts.iter().map(|c| DataAddr(c.as_ptr() as u64)).collect();
     // Reference kernels get their node's description; its address is stable in a Box.
     let mut reference_nodes = Vec::new();
     for &id in &schedule {
         if plans.get(&id).is_some_and(|p| p.prepack == crate::kernel_plan::Prepack::ReferenceNode) {
             let node = Box::new(reference::ReferenceNode::new(graph, id, &plan, &const_addrs));
-            prepacked.insert(id, vec![&*node as *const reference::ReferenceNode as u64]);
+            prepacked.insert(id, vec![DataAddr(&*node as *const reference::ReferenceNode as u64)]);
             reference_nodes.push(node);
         }
     }
+    Ok(Prepared { schedule, plans, plan, consts, const_addrs, prepacked, reference_nodes })
+}
 
-    let mut module = host_module()?;
+/// One kernel function defined in a module: the node it computes, and whether it was split
+/// into tasks (`fn(arena, task, tasks)` rather than `fn(arena)`).
+pub(crate) struct DefinedKernel {
+    pub func: cranelift_module::FuncId,
+    pub node: NodeId,
+    pub split: bool,
+}
+
+/// Define one function per op that runs code, in schedule order, in `module`. With
+/// `object_data`, constants are addressed through that data symbol (an object file);
+/// otherwise by their addresses in this process.
+pub(crate) fn define_kernels<M: Module>(module: &mut M, graph: &Graph, options: &JitOptions, prepared: &Prepared, object_data: Option<(cranelift_module::DataId, &[builder::DataSpan])>, listing: &mut Listing) -> Result<Vec<DefinedKernel>, JitError> {
     let ptr = module.target_config().pointer_type();
-    let imports = abi::Imports::declare(&mut module)?;
+    let imports = abi::Imports::declare(module)?;
     let frontend_config = module.target_config();
     let mut ctx = module.make_context();
     let mut fctx = FunctionBuilderContext::new();
-    let mut ids = Vec::new();
-    let mut kernel_names = Vec::new();
-    let mut rounding = Vec::new();
-    for (index, &id) in schedule.iter().enumerate() {
+    let mut defined = Vec::new();
+    let plan = &prepared.plan;
+    for (index, &id) in prepared.schedule.iter().enumerate() {
         let node = graph.node(id);
-        let (Some(op), Some(kp)) = (node.op(), plans.get(&id)) else { continue };
+        let (Some(op), Some(kp)) = (node.op(), prepared.plans.get(&id)) else { continue };
         if kp.kernel == Kernel::View {
             continue;
         }
@@ -189,11 +218,13 @@ pub fn compile_with_listing(graph: &Graph, options: &JitOptions, listing: &mut L
             b.seal_block(entry);
             let params = b.block_params(entry).to_vec();
             let arena = params[0];
-            let fns = imports.in_function(&mut module, b.func);
+            let fns = imports.in_function(module, b.func);
+            let data = object_data.map(|(data, spans)| (module.declare_data_in_func(data, b.func), spans));
             let runtime = options.ukernels.then_some(fns);
-            let mut k = builder::KernelBuilder::new(b, arena, &const_addrs, runtime, kp.tile);
+            let mut k = builder::KernelBuilder::new(b, arena, &prepared.const_addrs, runtime, kp.tile);
+            k.object_data = data;
             k.reference_fn = Some(fns.reference);
-            k.prepacked = prepacked.get(&id).cloned().unwrap_or_default();
+            k.prepacked = prepared.prepacked.get(&id).cloned().unwrap_or_default();
             k.threads = options.threads.max(1) as i64;
             k.bf16 = kp.bf16;
             if split {
@@ -222,24 +253,27 @@ pub fn compile_with_listing(graph: &Graph, options: &JitOptions, listing: &mut L
             listing.text.push('\n');
         }
         module.clear_context(&mut ctx);
-        ids.push((fid, split));
-        kernel_names.push((node.name.clone(), op.label()));
-        // Kernels compute f16/bf16 results in f32; the executable rounds them after the kernel.
-        rounding.push(match (node.ty.dtype, plan.locs[&id]) {
-            (nnc_runtime::DType::F16 | nnc_runtime::DType::BF16, memplan::Loc::Arena(off)) => Some((off, node.ty.numel(), node.ty.dtype)),
-            _ => None,
-        });
+        defined.push(DefinedKernel { func: fid, node: id, split });
     }
+    Ok(defined)
+}
+
+/// [`compile`], appending the Cranelift IR and/or machine code of every kernel to `listing`.
+pub fn compile_with_listing(graph: &Graph, options: &JitOptions, listing: &mut Listing) -> Result<Executable, JitError> {
+    let prepared = prepare(graph, options)?;
+    let mut module = host_module()?;
+    let defined = define_kernels(&mut module, graph, options, &prepared, None, listing)?;
     module.finalize_definitions().map_err(|e| JitError::Codegen { node: graph.name.clone(), message: e.to_string() })?;
     let tasks = options.threads.max(1);
-    let kernels = ids
+    let plan = &prepared.plan;
+    let kernels = defined
         .iter()
-        .map(|&(f, split)| {
-            let code = module.get_finalized_function(f);
+        .map(|d| {
+            let code = module.get_finalized_function(d.func);
             // SAFETY: each kernel was declared with the signature its variant names:
             // `fn(arena)`, or `fn(arena, task, tasks)` when split.
             unsafe {
-                if split {
+                if d.split {
                     Compiled::Split(std::mem::transmute::<*const u8, TaskFn>(code), tasks)
                 } else {
                     Compiled::Whole(std::mem::transmute::<*const u8, KernelFn>(code))
@@ -247,6 +281,13 @@ pub fn compile_with_listing(graph: &Graph, options: &JitOptions, listing: &mut L
             }
         })
         .collect();
+    let kernel_names = defined.iter().map(|d| (graph.node(d.node).name.clone(), graph.node(d.node).op().map(|op| op.label()).unwrap_or_default())).collect();
+    // Kernels compute f16/bf16 results in f32; the executable rounds them after the kernel.
+    let rounding = defined.iter().map(|d| match (graph.node(d.node).ty.dtype, plan.locs[&d.node]) {
+        (nnc_runtime::DType::F16 | nnc_runtime::DType::BF16, memplan::Loc::Arena(off)) => Some((off, graph.node(d.node).ty.numel(), graph.node(d.node).ty.dtype)),
+        _ => None,
+    }).collect();
+    let Prepared { consts, reference_nodes, .. } = prepared;
     let binding = |id: NodeId, name: &str| Binding { name: name.to_string(), loc: plan.locs[&id], dtype: graph.node(id).ty.dtype, shape: graph.node(id).ty.shape.clone() };
     Ok(Executable {
         module: Some(module),

@@ -31,10 +31,10 @@ pub struct ReferenceNode {
 
 impl ReferenceNode {
     /// Node `id`, placed by `plan`, with constants at `const_addrs`.
-    pub fn new(graph: &Graph, id: NodeId, plan: &MemoryPlan, const_addrs: &[u64]) -> ReferenceNode {
+    pub fn new(graph: &Graph, id: NodeId, plan: &MemoryPlan, const_addrs: &[super::builder::DataAddr]) -> ReferenceNode {
         let place = |loc: Loc| match loc {
             Loc::Arena(off) => Place::Arena(off),
-            Loc::Const(c) => Place::Absolute(const_addrs[c]),
+            Loc::Const(c) => Place::Absolute(const_addrs[c].0),
         };
         let inputs = graph.operands(id).iter().map(|o| (place(plan.locs[o]), graph.node(*o).ty.clone())).collect();
         let Loc::Arena(out) = plan.locs[&id] else { unreachable!("results live in the arena") };
@@ -44,9 +44,10 @@ impl ReferenceNode {
 }
 
 /// Emit the call `nnc_reference_kernel(node, arena)`.
-pub fn emit(k: &mut KernelBuilder, node: u64) {
+pub fn emit(k: &mut KernelBuilder, node: crate::jit::builder::DataAddr) {
     let f = k.reference_fn.expect("the reference kernel is always imported");
-    let node = k.int(node as i64);
+    // A host pointer: reference kernels run in the JIT only (`jit::aot` refuses them).
+    let node = k.int(node.0 as i64);
     let arena = k.arena();
     k.b.ins().call(f, &[node, arena]);
 }

@@ -6,12 +6,15 @@
 //! ([`weights`]). It knows nothing about the `.nn` language or the graph IR.
 
 pub mod activation;
+pub mod cpu;
 pub mod dtype;
 pub mod gemm;
+#[cfg(feature = "files")]
 pub mod npy;
 pub mod pool;
 pub mod quant;
 pub mod tensor;
+#[cfg(feature = "files")]
 pub mod weights;
 
 pub use activation::Activation;

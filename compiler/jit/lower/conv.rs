@@ -180,7 +180,7 @@ pub(crate) fn conv2d_gemm(k: &mut KernelBuilder, c: &Conv2d, args: &[Arg], out: 
             let (tail, left) = epi.gemm_tail(k, group_bias, true, c_off);
             steps_left = left;
             let a = match k.prepacked.get(g as usize) {
-                Some(&packed) => GemmOperand::Packed(k.int(packed as i64)),
+                Some(&packed) => GemmOperand::Packed(k.data_addr(packed)),
                 None => {
                     let wg = k.int(g * fg * kk);
                     GemmOperand::Strided(k.elem(wt, wg), kk, 1)

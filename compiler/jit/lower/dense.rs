@@ -96,7 +96,7 @@ pub(crate) fn dense_gemm(k: &mut KernelBuilder, args: &[Arg], out: Arg, epi: &Ep
     // weightᵀ, packed at compile time (`Prepack::GemmB`), or the weight read with row stride
     // 1 and column stride `features`.
     let b = match k.prepacked.first() {
-        Some(&packed) => GemmOperand::Packed(k.int(packed as i64)),
+        Some(&packed) => GemmOperand::Packed(k.data_addr(packed)),
         None => GemmOperand::Strided(w, 1, features),
     };
     k.gemm([rows, units, features], GemmOperand::Strided(x, features, 1), b, (o, units, 1), false, &tail);

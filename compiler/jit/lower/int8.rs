@@ -9,6 +9,7 @@ use crate::ir::TensorType;
 use crate::jit::builder::{GemmOperand, IgemmRequantize, KernelBuilder, F32, F32X4};
 use crate::jit::memplan::Loc;
 use super::window::{for_each_tap_inside, Window};
+use crate::jit::builder::DataAddr;
 use crate::kernel_plan::{conv_is_pointwise, Kernel};
 use crate::jit::epilogue::Arg;
 use crate::ops::quant::{Scales, QMAX};
@@ -141,7 +142,7 @@ fn for_run(k: &mut KernelBuilder, start: Value, len: i64, vector: &mut dyn FnMut
 /// whole value for a per-tensor scale; else `outer × C` runs of `inner` elements along the
 /// scales' axis, the scale of channel `c` loaded from the table at `table` (the plan's
 /// prepacked scales).
-fn for_each_scaled_run(k: &mut KernelBuilder, ty: &TensorType, scales: &Scales, table: Option<u64>, f: &mut dyn FnMut(&mut KernelBuilder, Value, i64, Value)) {
+fn for_each_scaled_run(k: &mut KernelBuilder, ty: &TensorType, scales: &Scales, table: Option<DataAddr>, f: &mut dyn FnMut(&mut KernelBuilder, Value, i64, Value)) {
     let n = ty.numel() as i64;
     match table.filter(|_| scales.values.len() > 1) {
         None => {
@@ -154,7 +155,7 @@ fn for_each_scaled_run(k: &mut KernelBuilder, ty: &TensorType, scales: &Scales, 
             let c = ty.shape[axis] as i64;
             let inner: i64 = ty.shape[axis + 1..].iter().product::<usize>() as i64;
             let outer = n / (c * inner);
-            let t = k.int(table as i64);
+            let t = k.data_addr(table);
             k.for_const(0, outer, |k, o| {
                 k.for_const(0, c, |k, ch| {
                     let s = k.load(F32, t, ch);
@@ -228,7 +229,7 @@ pub(crate) fn requantize(k: &mut KernelBuilder, scales: &Scales, out_scale: f32,
 }
 
 /// [`requantize`] of the accumulators `acc`, per-channel scales from `table`.
-fn requantize_with(k: &mut KernelBuilder, scales: &Scales, table: Option<u64>, out_scale: f32, act: Activation, acc: Arg, out: Arg) {
+fn requantize_with(k: &mut KernelBuilder, scales: &Scales, table: Option<DataAddr>, out_scale: f32, act: Activation, acc: Arg, out: Arg) {
     let (x, o) = (k.ptr(acc.loc), k.ptr(out.loc));
     let (os, os4) = (k.c(F32, out_scale), k.c(F32X4, out_scale));
     for_each_scaled_run(k, acc.ty, scales, table, &mut |k, start, len, s| {
@@ -461,7 +462,7 @@ pub(crate) fn product_requantized(k: &mut KernelBuilder, kernel: Kernel, product
 
 /// [`gemm`] with the weights `packed` (when constant), requantizing with the scale table at
 /// the given address when `rq` is set.
-fn gemm_with(k: &mut KernelBuilder, product: &Product, args: &[Arg], out: Arg, scratch: Option<Loc>, packed: &[u64], rq: Option<(&Requantize, u64)>) {
+fn gemm_with(k: &mut KernelBuilder, product: &Product, args: &[Arg], out: Arg, scratch: Option<Loc>, packed: &[DataAddr], rq: Option<(&Requantize, DataAddr)>) {
     let (x, w, o) = (k.ptr(args[0].loc), k.ptr(args[1].loc), k.ptr(out.loc));
     let bias = args.get(2).map(|b| k.ptr(b.loc));
     // Bytes per result: codes, or i32 accumulators.
@@ -471,7 +472,7 @@ fn gemm_with(k: &mut KernelBuilder, product: &Product, args: &[Arg], out: Arg, s
     let epilogue = |k: &mut KernelBuilder, first: i64, per_row: bool| {
         rq.map(|(r, table)| {
             let single = r.scales.values.len() == 1;
-            let scales = k.int(table as i64 + if single { 0 } else { 4 * first });
+            let scales = k.data_addr(table.offset(if single { 0 } else { 4 * first }));
             IgemmRequantize { scales, per_row, single, out_scale: r.out_scale, activation: r.activation }
         })
     };
@@ -501,7 +502,7 @@ fn gemm_with(k: &mut KernelBuilder, product: &Product, args: &[Arg], out: Arg, s
                         GemmOperand::Strided(col, p, 1)
                     };
                     let a_mat = match packed.get(g as usize) {
-                        Some(&pk) => GemmOperand::Packed(k.int(pk as i64)),
+                        Some(&pk) => GemmOperand::Packed(k.data_addr(pk)),
                         None => GemmOperand::Strided(at(k, w, g * fg * kk), kk, 1),
                     };
                     let og = at(k, out_img, g * fg * p * ob);
@@ -515,7 +516,7 @@ fn gemm_with(k: &mut KernelBuilder, product: &Product, args: &[Arg], out: Arg, s
             let (units, features) = (args[1].ty.shape[0] as i64, args[1].ty.shape[1] as i64);
             let rows = args[0].ty.numel() as i64 / features;
             let b_mat = match packed.first() {
-                Some(&pk) => GemmOperand::Packed(k.int(pk as i64)),
+                Some(&pk) => GemmOperand::Packed(k.data_addr(pk)),
                 // Wᵀ is W read with row stride 1 and column stride `features`.
                 None => GemmOperand::Strided(w, 1, features),
             };
@@ -531,7 +532,7 @@ fn gemm_with(k: &mut KernelBuilder, product: &Product, args: &[Arg], out: Arg, s
                 let (m, kk, n) = (m as i64, kk as i64, n as i64);
                 let a_mat = GemmOperand::Strided(at(k, x, ia as i64 * m * kk), kk, 1);
                 let b_mat = match packed.first() {
-                    Some(&pk) => GemmOperand::Packed(k.int(pk as i64)),
+                    Some(&pk) => GemmOperand::Packed(k.data_addr(pk)),
                     None => GemmOperand::Strided(at(k, w, ib as i64 * kk * n), n, 1),
                 };
                 let oc = at(k, o, bi as i64 * m * n * ob);

@@ -13,7 +13,7 @@ pub(crate) const CHUNK_VECTORS: i64 = 8;
 /// Where the transposed weights come from.
 pub enum Weights {
     /// Packed at compile time ([`pack_weights`]): `W_ihᵀ`, `W_hhᵀ`, bias.
-    Packed([u64; 3]),
+    Packed([crate::jit::builder::DataAddr; 3]),
     /// The row-major operands, transposed into scratch on every run.
     Operands,
 }
@@ -101,7 +101,7 @@ pub fn lstm(k: &mut KernelBuilder, hidden: usize, args: &[Arg], out: Arg, scratc
     let h0 = at(k, 4 * h + n * h);
     let constant = matches!(weights, Weights::Packed(_));
     let [wih, whh, bias] = match weights {
-        Weights::Packed(addrs) => addrs.map(|a| k.int(a as i64)),
+        Weights::Packed(addrs) => addrs.map(|a| k.data_addr(a)),
         Weights::Operands => {
             let wih = at(k, 4 * h + 2 * n * h);
             let whh = at(k, 4 * h + 2 * n * h + i_len * 4 * h);

@@ -40,7 +40,7 @@ pub(crate) fn conv2d(k: &mut KernelBuilder, c: &Conv2d, args: &[Arg], out: Arg, 
         let og = k.elem(o, c_off);
         let (tail, left) = epi.gemm_tail(k, bias, true, c_off);
         steps_left = left;
-        let a = k.int(weights as i64);
+        let a = k.data_addr(weights);
         k.sparse_gemm([f, cg * kh * kw, p], a, (patches, p, 1), (og, p, 1), None, &tail);
     });
     if steps_left {
@@ -58,7 +58,7 @@ pub(crate) fn dense(k: &mut KernelBuilder, args: &[Arg], out: Arg, scratch: Opti
     let bias = args.get(2).map(|b| k.ptr(b.loc));
     let zero = k.int(0);
     let (tail, steps_left) = epi.gemm_tail(k, bias, true, zero);
-    let a = k.int(k.prepacked[0] as i64);
+    let a = k.data_addr(k.prepacked[0]);
     let scratch = scratch.map(|s| k.ptr(s));
     k.sparse_gemm([units, features, rows], a, (x, 1, features), (o, 1, units), scratch, &tail);
     if steps_left {

@@ -16,7 +16,7 @@ use crate::ops::Conv2d;
 /// compile time, the patches gathered from the image while the GEMM packs them (never
 /// stored), and the bias (one per column) and `epi` applied by the GEMM. A 1×1, stride-1,
 /// unpadded convolution multiplies the input itself.
-pub(crate) fn gemm(k: &mut KernelBuilder, c: &Conv2d, args: &[Arg], out: Arg, packed_w: u64, epi: &Epilogue) {
+pub(crate) fn gemm(k: &mut KernelBuilder, c: &Conv2d, args: &[Arg], out: Arg, packed_w: crate::jit::builder::DataAddr, epi: &Epilogue) {
     let [n, ch, h, w] = shape4(args[0].ty);
     let ws = &args[1].ty.shape;
     let [m, f, kk] = [out.ty.shape[2] * out.ty.shape[3], ws[0], ws[1] * ws[2] * ws[3]].map(|v| v as i64);
@@ -33,7 +33,7 @@ pub(crate) fn gemm(k: &mut KernelBuilder, c: &Conv2d, args: &[Arg], out: Arg, pa
         let oimg = k.elem(o, out_off);
         let (tail, left) = epi.gemm_tail(k, bias, false, out_off);
         steps_left = left;
-        let wp = k.int(packed_w as i64);
+        let wp = k.data_addr(packed_w);
         if pointwise {
             k.gemm([m, f, kk], GemmOperand::Strided(img, ch, 1), GemmOperand::Packed(wp), (oimg, f, 1), false, &tail);
         } else {

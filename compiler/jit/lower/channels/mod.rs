@@ -115,7 +115,7 @@ pub fn conv2d(k: &mut KernelBuilder, kernel: crate::kernel_plan::Kernel, c: &cra
     let packed = k.prepacked.first().copied();
     let win = Window { kernel: [args[1].ty.shape[2] as i64, args[1].ty.shape[3] as i64], stride: c.stride.map(|v| v as i64), dilation: c.dilation.map(|v| v as i64), padding: [c.padding[0] as i64, c.padding[1] as i64] };
     let weights = |k: &mut KernelBuilder| match packed {
-        Some(addr) => WeightSource::Packed(k.int(addr as i64)),
+        Some(addr) => WeightSource::Packed(k.data_addr(addr)),
         None => WeightSource::Rows(k.ptr(args[1].loc)),
     };
     let bias = args.get(2).map(|b| k.ptr(b.loc));

@@ -1,0 +1,8 @@
+//! The runtime's kernel entry points (`nnc_gemm`, `nnc_im2col`, ...) as a C static library.
+//!
+//! `build.rs` of the `nnc` package builds this crate (release) and embeds the archive in the
+//! compiler; `nnc compile --emit lib` copies its members next to the compiled model, so a C
+//! program links one archive and nothing else. The entry points are `#[no_mangle]` in
+//! `nnc_runtime::gemm::abi`; naming them here keeps them in the archive.
+pub use nnc_runtime::cpu::nnc_cpu_features;
+pub use nnc_runtime::gemm::{nnc_gemm, nnc_gemm_conv_nhwc, nnc_igemm, nnc_im2col, nnc_im2col_i8, nnc_sparse_gemm};
