@@ -17,6 +17,7 @@ pub mod interp;
 pub mod ir;
 pub mod jit;
 pub mod kernel_plan;
+pub mod onnx;
 pub mod ops;
 pub mod passes;
 pub mod quantization_error;

@@ -28,6 +28,20 @@ pub enum Command {
     Sweep(SweepArgs),
     /// Write the pruned model and its weights (`DIR/<model>.nn`, `DIR/<model>.safetensors`).
     Prune(PruneCmdArgs),
+    /// Translate an ONNX model into `DIR/<model>.nn` and `DIR/<model>.safetensors`.
+    Import(ImportArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct ImportArgs {
+    /// The ONNX model (`.onnx`).
+    pub file: PathBuf,
+    /// Where to write the model and its weights (created if missing).
+    #[arg(long, value_name = "DIR", required = true)]
+    pub output_dir: PathBuf,
+    /// Bind a symbolic input size of the ONNX graph, e.g. `--dim batch=1`.
+    #[arg(long = "dim", value_name = "NAME=SIZE", value_parser = parse_dim)]
+    pub dims: Vec<(String, usize)>,
 }
 
 #[derive(Args, Debug)]

@@ -40,7 +40,7 @@ pub(super) fn compile(session: &mut Session, a: &args::CompileArgs) -> CmdResult
         Emit::Clif | Emit::Asm => {
             let mut graph = graph_for(session, &a.common, &DimBindings::new())?;
             // Weights are baked into the code; without a file, listings use random ones.
-            let w = WeightArgs { weights: a.weights.weights.clone(), random_weights: a.weights.random_weights.or(Some(0)) };
+            let w = WeightArgs { weights: a.weights.weights.clone(), random_weights: a.weights.random_weights.or(if session.imported_weights.is_some() { None } else { Some(0) }) };
             bind_params(session, &mut graph, &w, false)?;
             optimize(session, &mut graph, &a.opt, Some(&super::pipeline::cpu_target(&a.opt)))?;
             let mut listing = jit::Listing { clif: a.emit == Emit::Clif, asm: a.emit == Emit::Asm, text: String::new() };
@@ -50,7 +50,7 @@ pub(super) fn compile(session: &mut Session, a: &args::CompileArgs) -> CmdResult
         Emit::Isa => {
             let config = accel_config(&a.accel)?;
             let mut graph = graph_for(session, &a.common, &DimBindings::new())?;
-            let w = WeightArgs { weights: a.weights.weights.clone(), random_weights: a.weights.random_weights.or(Some(0)) };
+            let w = WeightArgs { weights: a.weights.weights.clone(), random_weights: a.weights.random_weights.or(if session.imported_weights.is_some() { None } else { Some(0) }) };
             bind_params(session, &mut graph, &w, false)?;
             optimize(session, &mut graph, &super::pipeline::blocks_for_array(&a.opt, &config), None)?;
             let program = accel_program(&graph, &config)?;
@@ -68,7 +68,7 @@ pub(super) fn compile(session: &mut Session, a: &args::CompileArgs) -> CmdResult
         Emit::IrRaw => print::print_graph(&graph_for(session, &a.common, &DimBindings::new())?),
         Emit::Ir | Emit::Dot => {
             let mut graph = graph_for(session, &a.common, &DimBindings::new())?;
-            if a.weights.weights.is_some() || a.weights.random_weights.is_some() {
+            if a.weights.weights.is_some() || a.weights.random_weights.is_some() || session.imported_weights.is_some() {
                 }
             bind_params(session, &mut graph, &a.weights, false)?;
             let cpu = (!for_accel).then(|| super::pipeline::cpu_target(&a.opt));

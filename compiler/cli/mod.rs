@@ -7,6 +7,7 @@ pub mod args;
 mod check;
 mod compare;
 mod compile;
+mod import;
 mod inputs;
 mod labels;
 mod pipeline;
@@ -71,6 +72,9 @@ pub(super) struct Session {
     /// Warnings already given once (commands that optimize a model several times, such as
     /// `compare`, would otherwise repeat them).
     said: std::cell::RefCell<std::collections::HashSet<String>>,
+    /// The initializers of an ONNX model given as FILE: its weights unless `--weights` or
+    /// `--random-weights` says otherwise.
+    pub(super) imported_weights: Option<nnc_runtime::weights::WeightsFile>,
 }
 
 impl Session {
@@ -93,7 +97,7 @@ impl Session {
 
 fn run_command(cli: Cli) -> i32 {
     let color = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
-    let mut session = Session { source: None, color, said: Default::default() };
+    let mut session = Session { source: None, color, said: Default::default(), imported_weights: None };
     let result = match cli.command {
         Command::Check(a) => check::check(&mut session, &a),
         Command::Summary(a) => check::summary(&mut session, &a),
@@ -103,6 +107,7 @@ fn run_command(cli: Cli) -> i32 {
         Command::Compare(a) => compare::compare(&mut session, &a),
         Command::Sweep(a) => sweep::sweep(&mut session, &a),
         Command::Prune(a) => prune::prune(&mut session, &a),
+        Command::Import(a) => import::import(&mut session, &a),
     };
     match result {
         Ok(()) => 0,

@@ -18,10 +18,24 @@ use nnc_runtime::Tensor;
 use std::path::Path;
 
 pub(super) fn load(session: &mut Session, common: &CommonArgs) -> Result<ast::File, Failure> {
-    let src = Source::read(&common.file)?;
+    let src = if common.file.extension().is_some_and(|e| e == "onnx") {
+        let imported = import_onnx(&common.file, &dims_from_flags(common)?)?;
+        session.imported_weights = Some(nnc_runtime::weights::WeightsFile { tensors: imported.weights, unsupported: Default::default() });
+        Source::from_string(format!("{} (imported)", common.file.display()), imported.source)
+    } else {
+        Source::read(&common.file)?
+    };
     session.source = Some(src);
     let src = session.source.as_ref().expect("just set");
     Ok(driver::parse(src)?)
+}
+
+/// Import an ONNX model, named after its file.
+pub(super) fn import_onnx(path: &Path, dims: &DimBindings) -> Result<crate::onnx::Imported, Failure> {
+    let bytes = nnc_runtime::read_regular_file(path).map_err(|e| Diagnostic::error(format!("cannot read {}: {e}", path.display())))?;
+    let stem = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+    let model = crate::onnx::model_name(&stem);
+    Ok(crate::onnx::import(&bytes, &model, dims, &path.display().to_string())?)
 }
 
 pub(super) fn dims_from_flags(common: &CommonArgs) -> Result<DimBindings, Failure> {
@@ -164,6 +178,9 @@ pub(super) fn bind_params(session: &Session, graph: &mut Graph, w: &WeightArgs, 
         session.emit(&warnings);
     } else if let Some(seed) = w.random_weights {
         driver::bind(graph, driver::Weights::Random(seed))?;
+    } else if let Some(imported) = &session.imported_weights {
+        let warnings = driver::bind(graph, driver::Weights::Tensors(imported.clone()))?;
+        session.emit(&warnings);
     } else if required {
         let n = graph.param_names().len();
         if n > 0 {

@@ -13,7 +13,7 @@ pub enum WeightsError {
 }
 
 /// The tensors of a safetensors file, by name (sorted, so iteration order is stable).
-#[derive(Debug, Default, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct WeightsFile {
     pub tensors: BTreeMap<String, Tensor>,
     /// Tensors of dtypes nnc does not load (e.g. PyTorch's int64 `num_batches_tracked`), with
