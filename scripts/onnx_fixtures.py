@@ -262,6 +262,48 @@ def mlp_opset11():
     return m, {"x": rng.standard_normal((3, 12))}
 
 
+def qdq_cnn_float():
+    """The float CNN that ONNX Runtime's static quantizer turns into `qdq_cnn`."""
+    g = Graph()
+    x = g.op("Relu", [g.conv("image", "/conv1", 1, 8, 3, pad=1)], "/relu1/Relu")
+    x = g.op("MaxPool", [x], "/pool/MaxPool", kernel_shape=[2, 2], strides=[2, 2])
+    x = g.op("Relu", [g.conv(x, "/conv2", 8, 16, 3, pad=1)], "/relu2/Relu")
+    x = g.op("Flatten", [x], "/Flatten", axis=1)
+    w, b = g.init(weight("fc.weight", 10, 16 * 4 * 4)), g.init(weight("fc.bias", 10))
+    g.nodes.append(helper.make_node("Gemm", [x, w, b], ["logits"], name="/fc/Gemm", transB=1))
+    return g.model("qdq_cnn", [("image", [1, 1, 8, 8])], ["logits"], 17)
+
+
+def qdq_cnn(path):
+    """`qdq_cnn_float` quantized by onnxruntime.quantization.quantize_static in the QDQ format:
+    symmetric int8 activations (one scale per tensor), int8 weights per channel, calibrated by
+    MinMax on 32 seeded images. Also writes NAME.step.npy: the scale of the output's
+    quantization (one step of it bounds the test's difference from ONNX Runtime)."""
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+
+    float_path = path + ".float.onnx"
+    onnx.save(qdq_cnn_float(), float_path)
+    images = [rng.standard_normal((1, 1, 8, 8)).astype(np.float32) for _ in range(32)]
+
+    class Reader(CalibrationDataReader):
+        def __init__(self):
+            self.it = iter([{"image": i} for i in images])
+
+        def get_next(self):
+            return next(self.it, None)
+
+    quantize_static(float_path, path, Reader(), quant_format=QuantFormat.QDQ, per_channel=True, activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
+                    extra_options={"ActivationSymmetric": True, "WeightSymmetric": True})
+    os.remove(float_path)
+    m = onnx.load(path)
+    # The scale of the DequantizeLinear that writes the output: ONNX Runtime's logits are
+    # multiples of it.
+    scales = {t.name: numpy_helper.to_array(t) for t in m.graph.initializer}
+    dq = next(n for n in m.graph.node if n.op_type == "DequantizeLinear" and n.output[0] == "logits")
+    step = float(scales[dq.input[1]])
+    return m, {"image": rng.standard_normal((1, 1, 8, 8))}, step
+
+
 def unsupported():
     """Operators nnc lacks, for the error that lists them all."""
     g = Graph()
@@ -278,9 +320,13 @@ def main():
     os.makedirs(OUT, exist_ok=True)
     fixtures = [("resnet_block", resnet_block), ("transformer_layer", transformer_layer), ("transformer_layer_opset18", lambda: transformer_layer(18)),
                 ("small_ops", small_ops), ("opset20_ops", opset20_ops), ("lstm", lstm), ("mlp_opset11", mlp_opset11), ("unsupported", unsupported)]
-    for name, build in fixtures:
-        model, inputs = build()
+    for name, build in fixtures + [("qdq_cnn", None)]:
         path = os.path.join(OUT, f"{name}.onnx")
+        if build is None:
+            model, inputs, step = qdq_cnn(path)
+            np.save(os.path.join(OUT, f"{name}.step.npy"), np.float32(step))
+        else:
+            model, inputs = build()
         onnx.save(model, path)
         if inputs is None:
             print(f"{name}: {os.path.getsize(path)} bytes (no reference)")

@@ -270,6 +270,15 @@ fn malformed_and_unusual_files_are_clear_errors() {
     g.node.push(proto::NodeProto { input: vec!["y".into(), "w".into()], output: vec!["z".into()], name: Some("mm".into()), op_type: Some("MatMul".into()), ..Default::default() });
     g.output[0].name = Some("z".into());
     check(&write_model(d, "badmm", &bad_matmul), &[], "node mm (MatMul)");
+    // Quantization nnc's symmetric int8 cannot express: uint8 activations.
+    let mut uint8 = tiny(13);
+    let g = uint8.graph.as_mut().unwrap();
+    g.initializer.push(proto::TensorProto { dims: vec![], data_type: Some(1), name: Some("s".into()), float_data: vec![0.1], ..Default::default() });
+    g.initializer.push(proto::TensorProto { dims: vec![], data_type: Some(2), name: Some("zp".into()), raw_data: Some(vec![0]), ..Default::default() });
+    g.node.insert(0, proto::NodeProto { input: vec!["x".into(), "s".into(), "zp".into()], output: vec!["q".into()], name: Some("quant".into()), op_type: Some("QuantizeLinear".into()), ..Default::default() });
+    g.node.insert(1, proto::NodeProto { input: vec!["q".into(), "s".into(), "zp".into()], output: vec!["xd".into()], op_type: Some("DequantizeLinear".into()), ..Default::default() });
+    g.node[2].input[0] = "xd".into();
+    check(&write_model(d, "uint8", &uint8), &[], "uint8 activations are not supported");
 }
 
 /// Every fixture with bytes flipped, dropped and repeated at deterministic places: importing
@@ -306,4 +315,35 @@ fn mutated_models_never_crash_the_importer() {
     }
     // Some mutations land in weights and still import: the harness reaches the whole importer.
     assert!(imported > 50, "{imported}");
+}
+
+#[test]
+fn quantized_models_run_in_int8_with_their_own_scales() {
+    let dir = tempfile::tempdir().unwrap();
+    let want = read(&repo().join(fixture("qdq_cnn.out.0.npy")));
+    let step = read(&repo().join(fixture("qdq_cnn.step.npy")))[0];
+    let mut results = Vec::new();
+    for (backend, extra) in [("interp", &[][..]), ("jit", &[][..]), ("accel", &["--config", "gemmini"][..])] {
+        let out = dir.path().join(backend);
+        let mut args = vec!["run", "tests/fixtures/onnx/qdq_cnn.onnx", "--backend", backend, "--input", "image=tests/fixtures/onnx/qdq_cnn.in.0.npy", "--output-dir", out.to_str().unwrap()];
+        args.extend(extra);
+        let o = nnc(&args);
+        assert_eq!(o.code, 0, "{backend}: {}", o.stderr);
+        // The model's scales are used: nothing is calibrated, so nothing warns about it.
+        assert!(!o.stderr.contains("calibrate"), "{}", o.stderr);
+        let got = read(&out.join("logits.npy"));
+        for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+            assert!((g - w).abs() <= step, "{backend}: logits[{i}] = {g}, ONNX Runtime {w}, one step {step}");
+        }
+        results.push(got);
+    }
+    // int8 is exact: every backend computes the same codes.
+    assert_eq!(results[0], results[1]);
+    assert_eq!(results[1], results[2]);
+    let o = nnc(&["compile", "tests/fixtures/onnx/qdq_cnn.onnx", "--emit", "ir"]);
+    assert!(o.stdout.contains("quantize(") && o.stdout.contains("i8["), "{}", o.stdout);
+    // The written .nn is the float model, and import says so.
+    let o = nnc(&["import", "tests/fixtures/onnx/qdq_cnn.onnx", "--output-dir", dir.path().join("w").to_str().unwrap()]);
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    assert!(o.stderr.contains("is quantized") && o.stderr.contains("--quantize int8"), "{}", o.stderr);
 }

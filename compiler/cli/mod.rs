@@ -75,6 +75,8 @@ pub(super) struct Session {
     /// The initializers of an ONNX model given as FILE: its weights unless `--weights` or
     /// `--random-weights` says otherwise.
     pub(super) imported_weights: Option<nnc_runtime::weights::WeightsFile>,
+    /// The activation scales of an ONNX model's QDQ pairs (empty for a float model).
+    pub(super) imported_scales: std::collections::HashMap<String, f32>,
 }
 
 impl Session {
@@ -97,7 +99,7 @@ impl Session {
 
 fn run_command(cli: Cli) -> i32 {
     let color = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
-    let mut session = Session { source: None, color, said: Default::default(), imported_weights: None };
+    let mut session = Session { source: None, color, said: Default::default(), imported_weights: None, imported_scales: Default::default() };
     let result = match cli.command {
         Command::Check(a) => check::check(&mut session, &a),
         Command::Summary(a) => check::summary(&mut session, &a),

@@ -21,6 +21,7 @@ pub(super) fn load(session: &mut Session, common: &CommonArgs) -> Result<ast::Fi
     let src = if common.file.extension().is_some_and(|e| e == "onnx") {
         let imported = import_onnx(&common.file, &dims_from_flags(common)?)?;
         session.imported_weights = Some(nnc_runtime::weights::WeightsFile { tensors: imported.weights, unsupported: Default::default() });
+        session.imported_scales = imported.activation_scales.into_iter().collect();
         Source::from_string(format!("{} (imported)", common.file.display()), imported.source)
     } else {
         Source::read(&common.file)?
@@ -104,6 +105,12 @@ pub(super) fn random_calibration(graph: &Graph) -> passes::Calibration {
 /// The calibration set for `--quantize int8`: `--calibrate` files split along axis 0 into
 /// runs of the model's input shape, or seeded random inputs (said on stderr).
 pub(super) fn calibration(session: &Session, graph: &Graph, opt: &QuantizeArgs) -> Result<Option<passes::Calibration>, Failure> {
+    // A model quantized by its author (ONNX QDQ) runs in int8 with its own scales, as ONNX
+    // Runtime runs it; any value without one is calibrated as usual.
+    let imported = |c: passes::Calibration| passes::Calibration { scales: session.imported_scales.clone(), ..c };
+    if opt.quantize.is_none() && !session.imported_scales.is_empty() && opt.calibrate.is_empty() && opt.calibrate_method.is_none() {
+        return Ok(Some(imported(random_calibration(graph))));
+    }
     if opt.quantize.is_none() {
         if !opt.calibrate.is_empty() {
             return Err(Diagnostic::error("--calibrate gives data for quantization, but --quantize is not set").with_help("add `--quantize int8`").into());
@@ -130,6 +137,9 @@ pub(super) fn calibration(session: &Session, graph: &Graph, opt: &QuantizeArgs) 
         return Err(Diagnostic::error(format!("input `{}` is declared {}; --quantize int8 calibrates f32 inputs only", n.name, n.ty.dtype)).with_help("declare it f32").into());
     }
     let names: Vec<String> = graph.inputs.iter().map(|&i| graph.node(i).name.clone()).collect();
+    if opt.calibrate.is_empty() && !session.imported_scales.is_empty() {
+        return Ok(Some(imported(passes::Calibration { method: on_the_jit(Vec::new(), opt).method, ..random_calibration(graph) })));
+    }
     if opt.calibrate.is_empty() {
         session.emit_once(
             Diagnostic::warning(format!("no --calibrate data: int8 activation ranges come from {RANDOM_CALIBRATION_RUNS} runs on seeded uniform [-1, 1) inputs"))

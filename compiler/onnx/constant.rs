@@ -17,15 +17,18 @@ pub enum Elements {
 pub struct ConstTensor {
     pub shape: Vec<usize>,
     pub data: Elements,
+    /// The ONNX element type it was read as (`int8` and `uint8` zero points decide how
+    /// `QuantizeLinear` saturates); computed tensors are `float` or `int64`.
+    pub onnx_type: i32,
 }
 
 impl ConstTensor {
     pub fn f32(shape: Vec<usize>, data: Vec<f32>) -> ConstTensor {
-        ConstTensor { shape, data: Elements::F32(data) }
+        ConstTensor { shape, data: Elements::F32(data), onnx_type: data_type::FLOAT }
     }
 
     pub fn i64(shape: Vec<usize>, data: Vec<i64>) -> ConstTensor {
-        ConstTensor { shape, data: Elements::I64(data) }
+        ConstTensor { shape, data: Elements::I64(data), onnx_type: data_type::INT64 }
     }
 
     pub fn len(&self) -> usize {
@@ -109,6 +112,10 @@ pub fn decode(t: &TensorProto) -> Result<ConstTensor, String> {
         shape.push(d);
     }
     let dtype = t.data_type.unwrap_or(0);
+    decode_elements(t, name, shape, n, dtype).map(|c| ConstTensor { onnx_type: dtype, ..c })
+}
+
+fn decode_elements(t: &TensorProto, name: &str, shape: Vec<usize>, n: usize, dtype: i32) -> Result<ConstTensor, String> {
     let raw = t.raw_data.as_deref();
     let count = |got: usize| if got == n { Ok(()) } else { Err(format!("tensor `{name}` of shape {:?} holds {got} values, not {n}", t.dims)) };
     let from_raw = |width: usize| -> Result<Vec<&[u8]>, String> {

@@ -11,7 +11,7 @@ use super::proto::{data_type, NodeProto};
 pub fn foldable(op_type: &str) -> bool {
     matches!(
         op_type,
-        "Constant" | "Identity" | "Dropout" | "Cast" | "Shape" | "Gather" | "Unsqueeze" | "Squeeze" | "Concat" | "Reshape" | "Flatten" | "Transpose" | "Slice" | "Add" | "Sub" | "Mul" | "Div" | "Pow" | "Neg" | "Sqrt" | "Abs" | "Exp" | "Reciprocal" | "Equal" | "Where" | "ConstantOfShape" | "Range" | "Expand"
+        "Constant" | "QuantizeLinear" | "DequantizeLinear" | "Identity" | "Dropout" | "Cast" | "Shape" | "Gather" | "Unsqueeze" | "Squeeze" | "Concat" | "Reshape" | "Flatten" | "Transpose" | "Slice" | "Add" | "Sub" | "Mul" | "Div" | "Pow" | "Neg" | "Sqrt" | "Abs" | "Exp" | "Reciprocal" | "Equal" | "Where" | "ConstantOfShape" | "Range" | "Expand"
     )
 }
 
@@ -21,6 +21,38 @@ pub fn fold(im: &Importer, node: &NodeProto, inputs: &[Option<ConstTensor>]) -> 
     let get = |i: usize| inputs.get(i).and_then(|v| v.as_ref()).ok_or_else(|| format!("input {i} is required"));
     Ok(match op {
         "Constant" => constant_attr(node)?,
+        // Weights stored as int8 codes, or as floats run through a quantize/dequantize pair.
+        "DequantizeLinear" | "QuantizeLinear" => {
+            let x = get(0)?;
+            let scale = get(1)?;
+            let zero = inputs.get(2).and_then(|v| v.as_ref());
+            let a = if scale.len() == 1 { None } else { Some(axis(attr_int(node, "axis", 1), x.shape.len())?) };
+            if let Some(a) = a {
+                if scale.shape.len() != 1 || scale.len() != x.shape[a] {
+                    return Err(format!("{op}: {} scales for an axis of {}", scale.len(), x.shape[a]));
+                }
+            }
+            let inner: usize = a.map_or(1, |a| x.shape[a + 1..].iter().product());
+            let channel = |i: usize| a.map_or(0, |a| (i / inner) % x.shape[a]);
+            let (s, z) = (scale.values(), zero.map(|z| z.values()).unwrap_or_else(|| vec![0.0; scale.len()]));
+            if z.len() != s.len() {
+                return Err(format!("{op}: {} zero points for {} scales", z.len(), s.len()));
+            }
+            let v = x.values();
+            if op == "DequantizeLinear" {
+                // In f32, as ONNX Runtime computes it.
+                ConstTensor::f32(x.shape.clone(), v.iter().enumerate().map(|(i, &q)| (q - z[channel(i)]) as f32 * s[channel(i)] as f32).collect())
+            } else {
+                let kind = zero.map_or(data_type::UINT8, |z| z.onnx_type);
+                let (lo, hi) = match kind {
+                    data_type::INT8 => (-128.0, 127.0),
+                    data_type::UINT8 => (0.0, 255.0),
+                    other => return Err(format!("QuantizeLinear to {} is not supported", data_type::name(other))),
+                };
+                let codes = v.iter().enumerate().map(|(i, &x)| ((x as f32 / s[channel(i)] as f32).round_ties_even() as f64 + z[channel(i)]).clamp(lo, hi) as i64).collect();
+                ConstTensor { onnx_type: kind, ..ConstTensor::i64(x.shape.clone(), codes) }
+            }
+        }
         "Identity" | "Dropout" => get(0)?.clone(),
         "Cast" => {
             let x = get(0)?;
@@ -59,7 +91,7 @@ pub fn fold(im: &Importer, node: &NodeProto, inputs: &[Option<ConstTensor>]) -> 
                 Some(a) => Some(a),
                 None => inputs.get(1).and_then(|v| v.as_ref()).map(|c| c.ints()),
             };
-            ConstTensor { shape: squeeze_shape(op, &x.shape, axes.as_deref())?, data: x.data.clone() }
+            ConstTensor { shape: squeeze_shape(op, &x.shape, axes.as_deref())?, ..x.clone() }
         }
         "Concat" => {
             let parts: Vec<&ConstTensor> = inputs.iter().flatten().collect();
@@ -83,12 +115,12 @@ pub fn fold(im: &Importer, node: &NodeProto, inputs: &[Option<ConstTensor>]) -> 
         }
         "Reshape" => {
             let x = get(0)?;
-            ConstTensor { shape: reshape_target(&x.shape, &get(1)?.ints(), attr_int(node, "allowzero", 0) != 0)?, data: x.data.clone() }
+            ConstTensor { shape: reshape_target(&x.shape, &get(1)?.ints(), attr_int(node, "allowzero", 0) != 0)?, ..x.clone() }
         }
         "Flatten" => {
             let x = get(0)?;
             let a = axis(attr_int(node, "axis", 1), x.shape.len() + 1)?;
-            ConstTensor { shape: vec![x.shape[..a].iter().product(), x.shape[a..].iter().product()], data: x.data.clone() }
+            ConstTensor { shape: vec![x.shape[..a].iter().product(), x.shape[a..].iter().product()], ..x.clone() }
         }
         "Transpose" => {
             let x = get(0)?;

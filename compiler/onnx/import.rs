@@ -34,6 +34,8 @@ pub struct Importer<'a> {
     pub uses: Uses,
     /// Nodes a pattern already translated.
     pub consumed: HashSet<usize>,
+    /// Activation scales of QuantizeLinear/DequantizeLinear pairs, by the value quantized.
+    pub activation_scales: HashMap<NodeId, f32>,
     /// Constant nodes made for ONNX values, so each is declared once.
     const_nodes: HashMap<String, NodeId>,
     /// Identifiers given out, for readable unique names.
@@ -115,7 +117,7 @@ pub fn axis(a: i64, rank: usize) -> Result<usize, String> {
 
 impl<'a> Importer<'a> {
     pub fn new(name: &str, nodes: &'a [NodeProto], opset: i64, graph_outputs: &[String]) -> Importer<'a> {
-        Importer { graph: Graph::new(name), values: HashMap::new(), opset, nodes, uses: Uses::of(nodes, graph_outputs), consumed: HashSet::new(), const_nodes: HashMap::new(), taken: HashSet::new() }
+        Importer { graph: Graph::new(name), values: HashMap::new(), opset, nodes, uses: Uses::of(nodes, graph_outputs), consumed: HashSet::new(), activation_scales: HashMap::new(), const_nodes: HashMap::new(), taken: HashSet::new() }
     }
 
     /// A fresh identifier from an ONNX name.
@@ -393,7 +395,8 @@ impl<'a> Importer<'a> {
                 self.required(node, 0)?
             }
             "LSTM" => self.lstm(node)?,
-            "QuantizeLinear" | "DequantizeLinear" => return Err(format!("{op_type} is imported only in quantize/dequantize pairs around f32 values")),
+            "QuantizeLinear" => self.quantize_pair(index)?,
+            "DequantizeLinear" => return Err("DequantizeLinear of a computed value is imported only right after the QuantizeLinear that made it".into()),
             other => return Err(format!("{other} is not supported")),
         };
         self.set(node, 0, v);
@@ -405,6 +408,46 @@ impl<'a> Importer<'a> {
         let v = self.required(node, i)?;
         let name = node.input[i].clone();
         self.node_of(&name, &v)
+    }
+
+    /// `QuantizeLinear → DequantizeLinear` on a computed value, as nnc's int8 quantization
+    /// does it: symmetric int8 (zero point 0) with one scale per tensor. The pair leaves the
+    /// value as it is in the graph and records its scale, which `--quantize int8` (implied for
+    /// such models) then uses instead of calibrating.
+    fn quantize_pair(&mut self, index: usize) -> Result<Val, String> {
+        let node = &self.nodes[index];
+        let x = self.node_input(node, 0)?;
+        let scale = self.constant(node, 1, "the scale")?.ok_or("QuantizeLinear needs a scale")?;
+        let s = scale.scalar().ok_or("QuantizeLinear of a computed value is imported with one scale per tensor")? as f32;
+        let zero = self.constant(node, 2, "the zero point")?;
+        match &zero {
+            Some(z) if z.onnx_type == data_type::INT8 && z.values().iter().all(|&v| v == 0.0) => {}
+            Some(z) if z.onnx_type == data_type::INT8 => return Err("asymmetric int8 (a nonzero zero point) is not supported: nnc's int8 is symmetric; quantize activations symmetrically (ONNX Runtime: extra_options={\"ActivationSymmetric\": True})".into()),
+            _ => return Err("uint8 activations are not supported: nnc's int8 is symmetric; quantize activations as QInt8 with ActivationSymmetric".into()),
+        }
+        if !(s > 0.0 && s.is_finite()) {
+            return Err(format!("scale {s} is not a positive number"));
+        }
+        let out = &node.output[0];
+        let dq = self.uses.only_reader(out).filter(|&i| self.nodes[i].op_type.as_deref() == Some("DequantizeLinear") && !self.consumed.contains(&i)).ok_or("QuantizeLinear is imported only when one DequantizeLinear alone reads it")?;
+        let dq_node = &self.nodes[dq];
+        let same = |i: usize, want: &Option<ConstTensor>| match (dq_node.input.get(i).filter(|n| !n.is_empty()).and_then(|n| self.values.get(n)), want) {
+            (Some(Val::Const(c)), Some(w)) => c.values() == w.values(),
+            (None, None) => true,
+            _ => false,
+        };
+        if dq_node.input.first() != Some(out) || !same(1, &Some(scale.clone())) || !same(2, &zero) {
+            return Err("the DequantizeLinear after this QuantizeLinear uses another scale or zero point".into());
+        }
+        if let Some(&prev) = self.activation_scales.get(&x) {
+            if prev != s {
+                return Err(format!("`{}` is quantized with two scales ({prev} and {s})", node.input[0]));
+            }
+        }
+        self.activation_scales.insert(x, s);
+        self.consumed.insert(dq);
+        self.values.insert(dq_node.output[0].clone(), Val::Node(x));
+        Ok(Val::Node(x))
     }
 
     fn clip(&mut self, node: &NodeProto, out: &str) -> Result<Val, String> {

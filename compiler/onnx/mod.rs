@@ -28,7 +28,7 @@ pub const OPSETS: std::ops::RangeInclusive<i64> = 11..=24;
 /// Every ONNX operator the importer knows, with what it becomes. Some are imported only in
 /// a form or a pattern (see `docs/onnx.md`); those say why when a model uses them otherwise.
 pub const OPERATORS: &[&str] = &[
-    "Abs", "Add", "AveragePool", "BatchNormalization", "Cast", "Clip", "Concat", "Constant", "ConstantOfShape", "Conv", "Div", "Dropout", "Equal", "Erf", "Exp", "Expand", "Flatten", "Gather", "Gelu", "Gemm", "GlobalAveragePool", "Identity", "LayerNormalization", "LeakyRelu", "LSTM", "MatMul", "MaxPool", "Mul", "Neg", "Pad", "Pow", "Range", "Reciprocal", "ReduceMean", "Relu", "Reshape", "Shape", "Sigmoid", "Slice", "Softmax", "Sqrt", "Squeeze", "Sub", "Tanh", "Transpose", "Unsqueeze", "Where",
+    "Abs", "Add", "AveragePool", "BatchNormalization", "Cast", "Clip", "Concat", "Constant", "ConstantOfShape", "Conv", "DequantizeLinear", "Div", "Dropout", "Equal", "Erf", "Exp", "Expand", "Flatten", "Gather", "Gelu", "Gemm", "GlobalAveragePool", "Identity", "LayerNormalization", "LeakyRelu", "LSTM", "MatMul", "MaxPool", "Mul", "Neg", "Pad", "Pow", "QuantizeLinear", "Range", "Reciprocal", "ReduceMean", "Relu", "Reshape", "Shape", "Sigmoid", "Slice", "Softmax", "Sqrt", "Squeeze", "Sub", "Tanh", "Transpose", "Unsqueeze", "Where",
 ];
 
 /// An imported model: its `.nn` source and the tensors its parameters name.
@@ -37,6 +37,9 @@ pub struct Imported {
     pub model: String,
     pub source: String,
     pub weights: BTreeMap<String, Tensor>,
+    /// The scales of the model's QuantizeLinear/DequantizeLinear pairs, by the name of the
+    /// value each quantizes in the written model; empty for a float model.
+    pub activation_scales: BTreeMap<String, f32>,
 }
 
 /// A model name (an identifier) from a file name: `resnet-18.v2` becomes `resnet_18_v2`.
@@ -109,7 +112,15 @@ pub fn import(bytes: &[u8], model: &str, dims: &DimBindings, origin: &str) -> Re
         let NodeKind::Const(t) = &im.graph.node(id).kind else { return Err(error(format!("{origin}: `{name}` is not a constant (an importer bug)"))) };
         weights.insert(name, t.clone());
     }
-    Ok(Imported { model: model.to_string(), source, weights })
+    let mut activation_scales = BTreeMap::new();
+    for (&id, &s) in &im.activation_scales {
+        let name = im.graph.outputs.iter().find(|(_, o)| *o == id).map_or_else(|| im.graph.node(id).name.clone(), |(n, _)| n.clone());
+        if written.by_name(&name).is_none() {
+            return Err(error(format!("{origin}: the quantized value `{name}` is not in the written model (an importer bug)")));
+        }
+        activation_scales.insert(name, s);
+    }
+    Ok(Imported { model: model.to_string(), source, weights, activation_scales })
 }
 
 /// One error listing every operator the model uses that nnc does not import, with the nodes

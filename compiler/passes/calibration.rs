@@ -20,12 +20,15 @@ pub struct Calibration {
     /// backend then runs bit for bit).
     pub observe: Option<ObserveFn>,
     pub method: RangeMethod,
+    /// Activation scales the model already carries (an ONNX model's QDQ pairs), by the name
+    /// of the value they quantize: used as given, and those values are not observed.
+    pub scales: std::collections::HashMap<String, f32>,
 }
 
 impl Calibration {
     /// Calibration on `runs` through the interpreter, by max |x|.
     pub fn new(runs: Vec<Vec<Tensor>>) -> Calibration {
-        Calibration { runs, observe: None, method: RangeMethod::MaxAbs }
+        Calibration { runs, observe: None, method: RangeMethod::MaxAbs, scales: Default::default() }
     }
 }
 

@@ -33,13 +33,13 @@ pub fn quantize_int8(graph: &mut Graph, calibration: &Calibration) -> bool {
     if plans.is_empty() {
         return false;
     }
-    let ranges = calibrate(graph, &plans, calibration);
+    let scales = activation_scales(graph, &plans, calibration);
     let mut quantized: HashMap<NodeId, NodeId> = HashMap::new();
     // A product's float result moves to its new `dequantize`; its calibrated range stays
     // recorded under the product.
     let mut origin: HashMap<NodeId, NodeId> = HashMap::new();
     for p in &plans {
-        let dq = rewrite(graph, p, &ranges, &origin, &mut quantized);
+        let dq = rewrite(graph, p, &scales, &origin, &mut quantized);
         origin.insert(dq, p.node);
     }
     hoist_quantize(graph);
@@ -111,12 +111,18 @@ fn plan(graph: &Graph, id: NodeId) -> Option<Plan> {
     }
 }
 
-/// The calibrated range of every activation operand of the plans.
-fn calibrate(graph: &mut Graph, plans: &[Plan], calibration: &Calibration) -> HashMap<NodeId, f32> {
+/// The scale of every activation operand of the plans: the model's own where it carries one
+/// (`Calibration::scales`), else from the range calibration observes.
+fn activation_scales(graph: &mut Graph, plans: &[Plan], calibration: &Calibration) -> HashMap<NodeId, f32> {
     let mut nodes: Vec<NodeId> = plans.iter().flat_map(|p| p.activations.iter().map(|&slot| graph.operands(p.node)[slot]).collect::<Vec<_>>()).collect();
     nodes.sort();
     nodes.dedup();
-    super::calibration::ranges(graph, &nodes, calibration)
+    let (given, observed): (Vec<NodeId>, Vec<NodeId>) = nodes.into_iter().partition(|&n| calibration.scales.contains_key(&graph.node(n).name));
+    let mut scales: HashMap<NodeId, f32> = given.into_iter().map(|n| (n, normal_scale(calibration.scales[&graph.node(n).name]))).collect();
+    if !observed.is_empty() {
+        scales.extend(super::calibration::ranges(graph, &observed, calibration).into_iter().map(|(n, range)| (n, scale_for(range))));
+    }
+    scales
 }
 
 fn scale_for(max_abs: f32) -> f32 {
@@ -160,14 +166,14 @@ fn quantize_per_channel(w: &[f32], channels: usize) -> (Vec<f32>, Vec<i8>) {
 }
 
 /// Returns the `dequantize` that now carries the product's float value.
-fn rewrite(graph: &mut Graph, p: &Plan, ranges: &HashMap<NodeId, f32>, origin: &HashMap<NodeId, NodeId>, quantized: &mut HashMap<NodeId, NodeId>) -> NodeId {
+fn rewrite(graph: &mut Graph, p: &Plan, scales: &HashMap<NodeId, f32>, origin: &HashMap<NodeId, NodeId>, quantized: &mut HashMap<NodeId, NodeId>) -> NodeId {
     let id = p.node;
     let name = graph.node(id).name.clone();
     let op = graph.node(id).op().expect("planned nodes are ops").clone();
     let operands = graph.operands(id);
     // One `quantize` per activation value, shared by all the products that read it.
     let mut activation_q = |graph: &mut Graph, x: NodeId| -> (NodeId, f32) {
-        let scale = scale_for(ranges[origin.get(&x).unwrap_or(&x)]);
+        let scale = scales[origin.get(&x).unwrap_or(&x)];
         let q = *quantized.entry(x).or_insert_with(|| {
             let base = format!("{}.q", graph.node(x).name);
             add_op(graph, &base, Op::Quantize(Quantize { scale }), &[x])
