@@ -31,6 +31,12 @@ def const(name, value, dtype=np.float32):
     return numpy_helper.from_array(np.asarray(value, dtype=dtype), name)
 
 
+def torch_name(module_path):
+    """A parameter prefix as PyTorch's state_dict writes it: /layer1/layer1.0/conv1 → layer1.0.conv1."""
+    segs = module_path.strip("/").split("/")
+    return ".".join(s for i, s in enumerate(segs) if not (i + 1 < len(segs) and segs[i + 1].startswith(s + ".")))
+
+
 class Graph:
     """Nodes named the way torch.onnx.export names them (/module/Op), outputs `<name>_output_0`."""
 
@@ -49,7 +55,7 @@ class Graph:
     def linear(self, x, name, fin, fout):
         """nn.Linear on a 3-D input: MatMul by the transposed weight, then Add of the bias."""
         w = self.init(numpy_helper.from_array(np.ascontiguousarray(numpy_helper.to_array(weight("w", fout, fin)).T), f"onnx::MatMul_{name.replace('/', '_')}"))
-        b = self.init(weight(f"{name.strip('/').replace('/', '.')}.bias", fout))
+        b = self.init(weight(f"{torch_name(name)}.bias", fout))
         y = self.op("MatMul", [x, w], f"{name}/MatMul")
         return self.op("Add", [b, y], f"{name}/Add")
 
@@ -81,13 +87,13 @@ class Graph:
         ve = self.op("Add", [var, eps], f"{name}/Add")
         s = self.op("Sqrt", [ve], f"{name}/Sqrt")
         n = self.op("Div", [c, s], f"{name}/Div")
-        g = self.init(numpy_helper.from_array((1 + 0.1 * rng.standard_normal(d)).astype(np.float32), f"{name.strip('/')}.weight"))
-        b = self.init(numpy_helper.from_array((0.1 * rng.standard_normal(d)).astype(np.float32), f"{name.strip('/')}.bias"))
+        g = self.init(numpy_helper.from_array((1 + 0.1 * rng.standard_normal(d)).astype(np.float32), f"{torch_name(name)}.weight"))
+        b = self.init(numpy_helper.from_array((0.1 * rng.standard_normal(d)).astype(np.float32), f"{torch_name(name)}.bias"))
         m = self.op("Mul", [n, g], f"{name}/Mul")
         return self.op("Add", [m, b], f"{name}/Add_1")
 
     def batch_norm(self, x, name, c):
-        prefix = name.strip("/")
+        prefix = torch_name(name)
         ins = [x, self.init(numpy_helper.from_array((1 + 0.1 * rng.standard_normal(c)).astype(np.float32), f"{prefix}.weight")),
                self.init(numpy_helper.from_array((0.1 * rng.standard_normal(c)).astype(np.float32), f"{prefix}.bias")),
                self.init(numpy_helper.from_array((0.1 * rng.standard_normal(c)).astype(np.float32), f"{prefix}.running_mean")),
@@ -95,7 +101,7 @@ class Graph:
         return self.op("BatchNormalization", ins, f"{name}/BatchNormalization", epsilon=1e-5)
 
     def conv(self, x, name, cin, cout, k, stride=1, pad=0, group=1, bias=True):
-        prefix = name.strip("/")
+        prefix = torch_name(name)
         ins = [x, self.init(weight(f"{prefix}.weight", cout, cin // group, k, k))]
         if bias:
             ins.append(self.init(weight(f"{prefix}.bias", cout)))
@@ -316,7 +322,34 @@ def unsupported():
     return g.model("unsupported", [("x", [1, 2, 4, 4])], ["y"], 14), None
 
 
+def resnet18(path):
+    """torchvision's ResNet-18 at 224x224 (random weights), for timing `nnc import` on a real
+    model size; written where asked, not committed (45 MB)."""
+    g = Graph()
+    x = g.op("Relu", [g.batch_norm(g.conv("image", "/conv1", 3, 64, 7, stride=2, pad=3, bias=False), "/bn1", 64)], "/relu/Relu")
+    x = g.op("MaxPool", [x], "/maxpool/MaxPool", kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1])
+    cin = 64
+    for stage, cout in enumerate([64, 128, 256, 512], start=1):
+        for block in range(2):
+            p = f"/layer{stage}/layer{stage}.{block}"
+            stride = 2 if stage > 1 and block == 0 else 1
+            y = g.op("Relu", [g.batch_norm(g.conv(x, f"{p}/conv1", cin, cout, 3, stride=stride, pad=1, bias=False), f"{p}/bn1", cout)], f"{p}/relu/Relu")
+            y = g.batch_norm(g.conv(y, f"{p}/conv2", cout, cout, 3, pad=1, bias=False), f"{p}/bn2", cout)
+            s = x if stride == 1 and cin == cout else g.batch_norm(g.conv(x, f"{p}/downsample/downsample.0", cin, cout, 1, stride=stride, bias=False), f"{p}/downsample/downsample.1", cout)
+            x = g.op("Relu", [g.op("Add", [y, s], f"{p}/Add")], f"{p}/relu_1/Relu")
+            cin = cout
+    x = g.op("Flatten", [g.op("GlobalAveragePool", [x], "/avgpool/GlobalAveragePool")], "/Flatten", axis=1)
+    g.nodes.append(helper.make_node("Gemm", [x, g.init(weight("fc.weight", 1000, 512)), g.init(weight("fc.bias", 1000))], ["logits"], name="/fc/Gemm", transB=1))
+    onnx.save(g.model("resnet18", [("image", [1, 3, 224, 224])], ["logits"], 17), path)
+    image = rng.standard_normal((1, 3, 224, 224)).astype(np.float32)
+    np.save(path + ".in.npy", image)
+    np.save(path + ".out.npy", ort.InferenceSession(path, providers=["CPUExecutionProvider"]).run(None, {"image": image})[0])
+    print(f"{path}: {os.path.getsize(path)} bytes; input and ONNX Runtime output beside it (.in.npy, .out.npy)")
+
+
 def main():
+    if len(sys.argv) == 3 and sys.argv[1] == "--resnet18":
+        return resnet18(sys.argv[2])
     os.makedirs(OUT, exist_ok=True)
     fixtures = [("resnet_block", resnet_block), ("transformer_layer", transformer_layer), ("transformer_layer_opset18", lambda: transformer_layer(18)),
                 ("small_ops", small_ops), ("opset20_ops", opset20_ops), ("lstm", lstm), ("mlp_opset11", mlp_opset11), ("unsupported", unsupported)]

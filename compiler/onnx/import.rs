@@ -42,10 +42,13 @@ pub struct Importer<'a> {
     taken: HashSet<String>,
 }
 
-/// An identifier made from an ONNX name: `/layer1/layer1.0/conv1/Conv_output_0` becomes
-/// `layer1_layer1_0_conv1_Conv`.
+/// An identifier made from an ONNX name: `/layer1/layer1.0/conv1/Conv_output_0` (PyTorch's
+/// module path, whose `layer1/layer1.0` repeats the parent) becomes `layer1_0_conv1_Conv`.
 pub fn readable(name: &str) -> String {
     let name = name.strip_suffix("_output_0").unwrap_or(name);
+    let segments: Vec<&str> = name.split('/').collect();
+    let kept: Vec<&str> = segments.iter().enumerate().filter(|&(i, s)| !(i + 1 < segments.len() && !s.is_empty() && segments[i + 1].starts_with(&format!("{s}.")))).map(|(_, s)| *s).collect();
+    let name = kept.join("/");
     let mut s = String::with_capacity(name.len());
     for c in name.chars() {
         let c = if c.is_ascii_alphanumeric() { c } else { '_' };
@@ -778,4 +781,29 @@ pub fn reshape_target(input: &[usize], target: &[i64], allowzero: bool) -> Resul
         return Err(format!("cannot reshape {input:?} ({total} elements) to {target:?}"));
     }
     Ok(shape)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn onnx_names_become_readable_identifiers() {
+        assert_eq!(readable("/layer1/layer1.0/conv1/Conv_output_0"), "layer1_0_conv1_Conv");
+        assert_eq!(readable("layer1.0.conv1.weight"), "layer1_0_conv1_weight");
+        assert_eq!(readable("onnx::MatMul_123"), "onnx_MatMul_123");
+        assert_eq!(readable("123"), "v_123");
+        assert_eq!(readable("input"), "v_input");
+        assert_eq!(readable("/"), "v_");
+    }
+
+    #[test]
+    fn reshape_targets_resolve_zero_and_minus_one() {
+        assert_eq!(reshape_target(&[2, 3, 4], &[0, -1], false).unwrap(), [2, 12]);
+        assert_eq!(reshape_target(&[2, 3, 4], &[-1, 4], false).unwrap(), [6, 4]);
+        assert_eq!(reshape_target(&[2, 0], &[0, 5], true).unwrap(), [0, 5]);
+        assert_eq!(reshape_target(&[2, 3], &[0, 5], false).unwrap_err(), "cannot reshape [2, 3] (6 elements) to [0, 5]");
+        assert!(reshape_target(&[2, 3], &[-1, -1], false).is_err());
+        assert!(reshape_target(&[2, 3], &[4, -1], false).is_err());
+    }
 }
