@@ -21,7 +21,7 @@ fn main() {
 /// `--emit lib` then reports that the library is missing, with the reason below.
 fn build_runtime_library(out_dir: &Path) {
     println!("cargo::rustc-check-cfg=cfg(nnc_runtime_library)");
-    for watched in ["runtime/src", "runtime/clib", "runtime/Cargo.toml"] {
+    for watched in ["runtime/src", "runtime/clib", "runtime/Cargo.toml", "Cargo.lock"] {
         println!("cargo:rerun-if-changed={watched}");
     }
     let manifest_dir = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
@@ -39,6 +39,8 @@ fn build_runtime_library(out_dir: &Path) {
             // The outer build's flags for this crate's own compilation are not the library's.
             .env_remove("CARGO_ENCODED_RUSTFLAGS")
             .env_remove("RUSTFLAGS")
+            // Built for the host, in `release/` of its own target directory.
+            .env_remove("CARGO_BUILD_TARGET")
             .status();
         match status {
             Ok(s) if s.success() => {

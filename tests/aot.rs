@@ -147,6 +147,37 @@ fn c_programs_linked_with_the_library_compute_what_the_jit_computes() {
     library_matches_jit(&cc, "examples/digits_cnn/digits_cnn.nn", "digits_cnn", &[("x", &[4, 1, 8, 8])], &["--weights", "examples/digits_cnn/digits_cnn.safetensors", "--dim", "N=4"]);
 }
 
+/// Null pointers are refused with 1 before anything is read or written.
+#[test]
+fn null_pointers_are_refused() {
+    let Some(cc) = c_compiler() else {
+        eprintln!("skipped: no C compiler (`cc --version` failed)");
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    ok(&["compile", "examples/mlp.nn", "--random-weights", "1", "--emit", "lib", "-o", d.join("libmlp.a").to_str().unwrap()]);
+    ok(&["compile", "examples/mlp.nn", "--emit", "header", "-o", d.join("mlp.h").to_str().unwrap()]);
+    let main = r#"#include <stdio.h>
+#include <stdlib.h>
+#include "mlp.h"
+int main(void) {
+    static float x[NNC_MLP_INPUT_X_SIZE], y[NNC_MLP_OUTPUT_LOGITS_SIZE];
+    void *ws = malloc(nnc_mlp_workspace_size());
+    const float *in[1] = {x}, *no_in[1] = {NULL};
+    float *out[1] = {y}, *no_out[1] = {NULL};
+    printf("%d %d %d %d %d %d\n", nnc_mlp_run(NULL, in, out), nnc_mlp_run(ws, NULL, out), nnc_mlp_run(ws, in, NULL),
+           nnc_mlp_run(ws, no_in, out), nnc_mlp_run(ws, in, no_out), nnc_mlp_run(ws, in, out));
+    return 0;
+}
+"#;
+    std::fs::write(d.join("main.c"), main).unwrap();
+    let build = std::process::Command::new(&cc).current_dir(d).args(["main.c", "libmlp.a", "-lm", "-lpthread", "-o", "prog"]).output().unwrap();
+    assert!(build.status.success(), "{}", String::from_utf8_lossy(&build.stderr));
+    let ran = std::process::Command::new(d.join("prog")).output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&ran.stdout), "1 1 1 1 1 0\n");
+}
+
 #[test]
 fn the_object_alone_defines_the_entry_points_and_imports_the_runtime() {
     use object::{Object, ObjectSymbol};

@@ -270,6 +270,14 @@ fn malformed_and_unusual_files_are_clear_errors() {
     g.node.push(proto::NodeProto { input: vec!["y".into(), "w".into()], output: vec!["z".into()], name: Some("mm".into()), op_type: Some("MatMul".into()), ..Default::default() });
     g.output[0].name = Some("z".into());
     check(&write_model(d, "badmm", &bad_matmul), &[], "node mm (MatMul)");
+    // A node without outputs.
+    let mut no_out = tiny(13);
+    no_out.graph.as_mut().unwrap().node.push(proto::NodeProto { input: vec!["y".into()], name: Some("sink".into()), op_type: Some("Relu".into()), ..Default::default() });
+    check(&write_model(d, "noout", &no_out), &[], "node sink (Relu) has no output");
+    // Axes out of range for a scalar, windows on values that are not images.
+    let mut flat = tiny(13);
+    flat.graph.as_mut().unwrap().node[0] = proto::NodeProto { input: vec!["x".into()], output: vec!["y".into()], name: Some("pool".into()), op_type: Some("MaxPool".into()), attribute: vec![proto::AttributeProto { name: Some("kernel_shape".into()), ints: vec![2, 2], ..Default::default() }, proto::AttributeProto { name: Some("ceil_mode".into()), i: Some(1), ..Default::default() }], ..Default::default() };
+    check(&write_model(d, "pool1d", &flat), &[], "2-D only");
     // Quantization nnc's symmetric int8 cannot express: uint8 activations.
     let mut uint8 = tiny(13);
     let g = uint8.graph.as_mut().unwrap();
@@ -315,6 +323,22 @@ fn mutated_models_never_crash_the_importer() {
     }
     // Some mutations land in weights and still import: the harness reaches the whole importer.
     assert!(imported > 50, "{imported}");
+}
+
+/// ONNX's `Flatten` counts a negative axis from the end: axis -1 of `[1, 2, 3, 4]` is
+/// `[6, 4]`.
+#[test]
+fn flatten_takes_negative_axes_as_onnx_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut m = tiny(13);
+    let g = m.graph.as_mut().unwrap();
+    let dims = [1, 2, 3, 4].map(|v| proto::Dimension { dim_value: Some(v), dim_param: None });
+    g.input[0].r#type.as_mut().unwrap().tensor_type.as_mut().unwrap().shape.as_mut().unwrap().dim = dims.to_vec();
+    g.node[0] = proto::NodeProto { input: vec!["x".into()], output: vec!["y".into()], name: Some("flat".into()), op_type: Some("Flatten".into()), attribute: vec![proto::AttributeProto { name: Some("axis".into()), i: Some(-1), ..Default::default() }], ..Default::default() };
+    let p = write_model(dir.path(), "flat", &m);
+    let o = nnc(&["run", p.to_str().unwrap(), "--input", "x=random:1"]);
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    assert!(o.stdout.contains("y: f32[6, 4]"), "{}", o.stdout);
 }
 
 #[test]

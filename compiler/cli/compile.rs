@@ -36,7 +36,7 @@ pub(super) fn compile(session: &mut Session, a: &args::CompileArgs) -> CmdResult
             }
             return Ok(());
         }
-        Emit::Header => jit::aot::header(&graph_for(session, &a.common, &DimBindings::new())?),
+        Emit::Header => jit::aot::header(&graph_for(session, &a.common, &DimBindings::new())?).map_err(|e| Diagnostic::error(e.to_string()))?,
         Emit::Clif | Emit::Asm => {
             let mut graph = graph_for(session, &a.common, &DimBindings::new())?;
             // Weights are baked into the code; without a file, listings use random ones.

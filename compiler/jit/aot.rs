@@ -146,8 +146,8 @@ pub fn object(graph: &Graph, options: &JitOptions) -> Result<Vec<u8>, JitError> 
         });
         let check_cpu = b.create_block();
         b.ins().brif(any_null.expect("three checks"), fail, &[], check_cpu, &[]);
+        // Sealed at the end: the array pointers' checks branch here too.
         b.switch_to_block(fail);
-        b.seal_block(fail);
         let one = b.ins().iconst(types::I32, 1);
         b.ins().return_(&[one]);
 
@@ -178,8 +178,21 @@ pub fn object(graph: &Graph, options: &JitOptions) -> Result<Vec<u8>, JitError> 
                 b.ins().iadd_imm_s(base, spans[c].offset as i64)
             }
         };
-        for (i, &(loc, bytes)) in locs.iter().enumerate() {
-            let src = b.ins().load(ptr, flags, inputs, 8 * i as i32);
+        // Every array pointer is checked before anything is written.
+        let mut pointers = Vec::new();
+        for (list, count) in [(inputs, locs.len()), (outputs, outs.len())] {
+            let loaded: Vec<_> = (0..count).map(|i| b.ins().load(ptr, flags, list, 8 * i as i32)).collect();
+            for &p in &loaded {
+                let null = b.ins().icmp(cranelift_codegen::ir::condcodes::IntCC::Equal, p, zero);
+                let next = b.create_block();
+                b.ins().brif(null, fail, &[], next, &[]);
+                b.switch_to_block(next);
+                b.seal_block(next);
+            }
+            pointers.push(loaded);
+        }
+        let [input_ptrs, output_ptrs]: [Vec<_>; 2] = pointers.try_into().expect("inputs and outputs");
+        for (&(loc, bytes), &src) in locs.iter().zip(&input_ptrs) {
             let dst = addr(&mut b, loc);
             let n = b.ins().iconst(ptr, bytes as i64);
             b.call_memcpy(config, dst, src, n);
@@ -188,14 +201,14 @@ pub fn object(graph: &Graph, options: &JitOptions) -> Result<Vec<u8>, JitError> 
             let f = module.declare_func_in_func(k.func, b.func);
             b.ins().call(f, &[arena]);
         }
-        for (i, &(loc, bytes)) in outs.iter().enumerate() {
-            let dst = b.ins().load(ptr, flags, outputs, 8 * i as i32);
+        for (&(loc, bytes), &dst) in outs.iter().zip(&output_ptrs) {
             let src = addr(&mut b, loc);
             let n = b.ins().iconst(ptr, bytes as i64);
             b.call_memcpy(config, dst, src, n);
         }
         let ok = b.ins().iconst(types::I32, 0);
         b.ins().return_(&[ok]);
+        b.seal_block(fail);
         b.finalize(config);
     }
     let f = module.declare_function(&names.run(), Linkage::Export, &ctx.func.signature).map_err(codegen)?;
@@ -266,7 +279,16 @@ pub fn library(graph: &Graph, options: &JitOptions) -> Result<Vec<u8>, JitError>
 /// The C header (`--emit header`): the two entry points, and every input's and output's index,
 /// name, rank, shape (an initializer list) and element count as macros, which unlike static
 /// constants cost nothing and warn about nothing when a program leaves them unused.
-pub fn header(graph: &Graph) -> String {
+pub fn header(graph: &Graph) -> Result<String, JitError> {
+    // Macro names are upper case: two names that differ only in case (or in characters C
+    // lacks) would define one macro twice.
+    for (kind, names) in [("inputs", graph.inputs.iter().map(|&i| graph.node(i).name.clone()).collect::<Vec<_>>()), ("outputs", graph.outputs.iter().map(|(n, _)| n.clone()).collect())] {
+        for (i, a) in names.iter().enumerate() {
+            if let Some(b) = names[..i].iter().find(|b| c_identifier(b).eq_ignore_ascii_case(&c_identifier(a))) {
+                return Err(JitError::NotAheadOfTime(format!("{kind} `{b}` and `{a}` would have the same C name; rename one")));
+            }
+        }
+    }
     let names = CNames::new(graph);
     let m = &names.model;
     let guard = format!("NNC_{}_H", m.to_ascii_uppercase());
@@ -275,9 +297,9 @@ pub fn header(graph: &Graph) -> String {
     h.push_str(&format!("#ifndef {guard}\n#define {guard}\n\n#include <stddef.h>\n\n#ifdef __cplusplus\nextern \"C\" {{\n#endif\n\n"));
     h.push_str("/* Bytes of working memory one run needs; any alignment (the run aligns it). One\n * workspace per concurrent run. */\n");
     h.push_str(&format!("size_t {}(void);\n\n", names.workspace_size()));
-    h.push_str("/* Run the model: inputs and outputs are C-contiguous f32 arrays in declaration order,\n * shaped as below. Returns 0 on success, 1 if a pointer argument is null, 2 if this
- * CPU lacks features of the one the library was compiled on (the code and its packed weights
- * are for that CPU). */\n");
+    h.push_str("/* Run the model: inputs and outputs are C-contiguous f32 arrays in declaration order,\n * shaped as below. Returns 0 on success, 1 if a pointer (an argument, or one of the
+ * arrays it lists) is null, 2 if this CPU's features differ from those of the one the library
+ * was compiled on (the code and its packed weights are for that CPU). */\n");
     h.push_str(&format!("int {}(void *workspace, const float *const *inputs, float *const *outputs);\n\n", names.run()));
     let mut section = |kind: &str, items: Vec<(String, Vec<usize>)>| {
         let upper = format!("NNC_{}_{}", m.to_ascii_uppercase(), kind.to_ascii_uppercase());
@@ -290,7 +312,10 @@ pub fn header(graph: &Graph) -> String {
             h.push_str(&format!("#define {item}_INDEX {i}\n"));
             h.push_str(&format!("#define {item}_NAME \"{name}\"\n"));
             h.push_str(&format!("#define {item}_RANK {}\n", shape.len()));
-            h.push_str(&format!("#define {item}_SHAPE {{{}}}\n", dims.join(", ")));
+            // A scalar has no shape list (`{}` is not C before C23).
+            if !dims.is_empty() {
+                h.push_str(&format!("#define {item}_SHAPE {{{}}}\n", dims.join(", ")));
+            }
             h.push_str(&format!("#define {item}_SIZE {}\n", shape.iter().product::<usize>()));
         }
         h.push('\n');
@@ -298,5 +323,5 @@ pub fn header(graph: &Graph) -> String {
     section("input", graph.inputs.iter().map(|&i| (graph.node(i).name.clone(), graph.node(i).ty.shape.clone())).collect());
     section("output", graph.outputs.iter().map(|(n, o)| (n.clone(), graph.node(*o).ty.shape.clone())).collect());
     h.push_str(&format!("#ifdef __cplusplus\n}}\n#endif\n\n#endif /* {guard} */\n"));
-    h
+    Ok(h)
 }

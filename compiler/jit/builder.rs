@@ -115,8 +115,9 @@ impl<'a> KernelBuilder<'a> {
     /// The address of constant data in the running program.
     pub fn data_addr(&mut self, a: DataAddr) -> Value {
         let Some((symbol, spans)) = self.object_data else { return self.int(a.0 as i64) };
-        // Every address handed out points into (or one past) a constant buffer.
-        let span = spans.iter().find(|s| s.start <= a.0 && a.0 <= s.end).expect("a constant address lies in a constant buffer");
+        // Every address handed out points into (or one past) a constant buffer; inside one
+        // wins over one past another that happens to end where it starts.
+        let span = spans.iter().find(|s| s.start <= a.0 && a.0 < s.end).or_else(|| spans.iter().find(|s| a.0 == s.end)).expect("a constant address lies in a constant buffer");
         let base = self.b.ins().symbol_value(I64, symbol);
         self.b.ins().iadd_imm_s(base, (span.offset + (a.0 - span.start)) as i64)
     }

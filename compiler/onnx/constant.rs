@@ -105,10 +105,14 @@ pub fn decode(t: &TensorProto) -> Result<ConstTensor, String> {
         return Err(format!("tensor `{name}` keeps its data in an external file, which nnc does not read; save the model with its weights inside (onnx.save(model, path, save_as_external_data=False))"));
     }
     let mut shape = Vec::with_capacity(t.dims.len());
-    let mut n: usize = 1;
+    // The product of the nonzero sizes is bounded too, so that strides of an empty tensor
+    // cannot overflow.
+    let (mut n, mut nonzero): (usize, usize) = (1, 1);
     for &d in &t.dims {
         let d = usize::try_from(d).map_err(|_| format!("tensor `{name}` has a negative dimension {d}"))?;
-        n = n.checked_mul(d).filter(|&n| n <= MAX_ELEMENTS).ok_or_else(|| format!("tensor `{name}` is too large ({:?})", t.dims))?;
+        let too_large = || format!("tensor `{name}` is too large ({:?})", t.dims);
+        n = n.checked_mul(d).filter(|&n| n <= MAX_ELEMENTS).ok_or_else(too_large)?;
+        nonzero = nonzero.checked_mul(d.max(1)).filter(|&n| n <= MAX_ELEMENTS).ok_or_else(too_large)?;
         shape.push(d);
     }
     let dtype = t.data_type.unwrap_or(0);

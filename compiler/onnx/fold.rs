@@ -78,6 +78,7 @@ pub fn fold(im: &Importer, node: &NodeProto, inputs: &[Option<ConstTensor>]) -> 
             let indices_shape = get(1)?.shape.clone();
             let inner: usize = x.shape[a + 1..].iter().product();
             let shape: Vec<usize> = x.shape[..a].iter().chain(&indices_shape).chain(&x.shape[a + 1..]).copied().collect();
+            elements(&shape, "Gather")?;
             let k = idx.len();
             x.gather(shape, |i| {
                 let (o, rest) = (i / (k * inner), i % (k * inner));
@@ -102,13 +103,15 @@ pub fn fold(im: &Importer, node: &NodeProto, inputs: &[Option<ConstTensor>]) -> 
             if parts.iter().any(|p| p.shape.len() != shape.len() || p.shape.iter().enumerate().any(|(i, &d)| i != a && d != shape[i])) {
                 return Err("Concat of tensors whose other axes differ".into());
             }
+            let total = elements(&shape, "Concat")?;
             let outer: usize = shape[..a].iter().product();
             let inner: usize = shape[a + 1..].iter().product();
-            let mut values = Vec::with_capacity(shape.iter().product());
+            let part_values: Vec<Vec<f64>> = parts.iter().map(|p| p.values()).collect();
+            let mut values = Vec::with_capacity(total);
             for o in 0..outer {
-                for p in &parts {
+                for (p, v) in parts.iter().zip(&part_values) {
                     let chunk = p.shape[a] * inner;
-                    values.extend_from_slice(&p.values()[o * chunk..(o + 1) * chunk]);
+                    values.extend_from_slice(&v[o * chunk..(o + 1) * chunk]);
                 }
             }
             first.like(shape, values)
@@ -119,7 +122,7 @@ pub fn fold(im: &Importer, node: &NodeProto, inputs: &[Option<ConstTensor>]) -> 
         }
         "Flatten" => {
             let x = get(0)?;
-            let a = axis(attr_int(node, "axis", 1), x.shape.len() + 1)?;
+            let a = super::import::flatten_axis(attr_int(node, "axis", 1), x.shape.len())?;
             ConstTensor { shape: vec![x.shape[..a].iter().product(), x.shape[a..].iter().product()], ..x.clone() }
         }
         "Transpose" => {
@@ -258,15 +261,11 @@ pub fn squeeze_shape(op: &str, shape: &[usize], axes: Option<&[i64]>) -> Result<
     }
 }
 
-/// `Slice`'s `(axis, start, end, step)` per sliced axis, from its inputs (opset 10 on) or
-/// attributes (before).
+/// `Slice`'s `(axis, start, end, step)` per sliced axis, from its inputs (opset 10 on, so
+/// every opset nnc imports).
 pub fn slice_spec(im: &Importer, node: &NodeProto, rank: usize) -> Result<Vec<(usize, i64, i64, i64)>, String> {
-    let (starts, ends, axes, steps) = if im.opset >= 10 {
-        let c = |i: usize, what: &str| im.constant(node, i, what).map(|c| c.map(|c| c.ints()));
-        (c(1, "starts")?.ok_or("Slice needs starts")?, c(2, "ends")?.ok_or("Slice needs ends")?, c(3, "axes")?, c(4, "steps")?)
-    } else {
-        (attr_ints(node, "starts").ok_or("Slice needs starts")?, attr_ints(node, "ends").ok_or("Slice needs ends")?, attr_ints(node, "axes"), None)
-    };
+    let c = |i: usize, what: &str| im.constant(node, i, what).map(|c| c.map(|c| c.ints()));
+    let (starts, ends, axes, steps) = (c(1, "starts")?.ok_or("Slice needs starts")?, c(2, "ends")?.ok_or("Slice needs ends")?, c(3, "axes")?, c(4, "steps")?);
     let axes = axes.unwrap_or_else(|| (0..starts.len() as i64).collect());
     let steps = steps.unwrap_or_else(|| vec![1; starts.len()]);
     if ends.len() != starts.len() || axes.len() != starts.len() || steps.len() != starts.len() {
@@ -291,13 +290,15 @@ pub fn python_range(len: usize, start: i64, end: i64, step: i64) -> Vec<usize> {
         let (mut i, e) = (norm(start, 0, n), norm(end, 0, n));
         while i < e {
             out.push(i as usize);
-            i += step;
+            let Some(next) = i.checked_add(step) else { break };
+            i = next;
         }
     } else {
         let (mut i, e) = (norm(start, -1, n - 1), norm(end, -1, n - 1));
         while i > e {
             out.push(i as usize);
-            i += step;
+            let Some(next) = i.checked_add(step) else { break };
+            i = next;
         }
     }
     out
@@ -371,6 +372,8 @@ mod tests {
         assert_eq!(python_range(5, -1, i64::MIN, -1), [4, 3, 2, 1, 0]);
         assert_eq!(python_range(5, 0, 5, 2), [0, 2, 4]);
         assert_eq!(python_range(5, -2, -1, 1), [3]);
+        assert_eq!(python_range(5, 1, 5, i64::MAX), [1]);
+        assert_eq!(python_range(5, 3, i64::MIN, i64::MIN), [3]);
         assert!(python_range(5, 4, 2, 1).is_empty());
     }
 

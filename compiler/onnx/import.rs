@@ -112,7 +112,7 @@ fn usizes_const(v: &[usize]) -> Const {
 /// An axis in `0..rank` from ONNX's `-rank..rank`.
 pub fn axis(a: i64, rank: usize) -> Result<usize, String> {
     let r = rank as i64;
-    if a < -r || a >= r.max(1) {
+    if a < -r || a >= r {
         return Err(format!("axis {a} is out of range for rank {rank}"));
     }
     Ok(if a < 0 { (a + r) as usize } else { a as usize })
@@ -202,6 +202,9 @@ impl<'a> Importer<'a> {
         if !c.is_float() {
             return Err(format!("`{onnx_name}` is an integer tensor, which an nnc model cannot compute with"));
         }
+        if c.shape.contains(&0) {
+            return Err(format!("`{onnx_name}` is an empty tensor (shape {:?}), which an nnc model cannot hold", c.shape));
+        }
         let name = self.ident(onnx_name);
         let t = c.to_tensor();
         let ty = TensorType::f32(c.shape.clone());
@@ -287,8 +290,9 @@ impl<'a> Importer<'a> {
             "Clip" => self.clip(node, &out)?,
             "Add" | "Sub" | "Mul" | "Div" => self.binary(node, &out)?,
             "Pow" => {
-                let e = self.constant(node, 1, "the exponent")?.and_then(|c| c.scalar()).ok_or("Pow is imported with a single known exponent")?;
                 let x = self.node_input(node, 0)?;
+                let rank = self.graph.node(x).ty.rank();
+                let e = self.constant(node, 1, "the exponent")?.filter(|c| c.shape.len() <= rank).and_then(|c| c.scalar()).ok_or("Pow is imported with a single known exponent")?;
                 match e {
                     1.0 => Val::Node(x),
                     2.0 => Val::Node(self.op(&out, "mul", &[x, x], vec![])?),
@@ -338,7 +342,7 @@ impl<'a> Importer<'a> {
             "Flatten" => {
                 let x = self.node_input(node, 0)?;
                 let shape = self.graph.node(x).ty.shape.clone();
-                let a = if shape.is_empty() { 0 } else { axis(attr_int(node, "axis", 1), shape.len() + 1)? };
+                let a = flatten_axis(attr_int(node, "axis", 1), shape.len())?;
                 if a == 1 && shape.len() >= 2 {
                     Val::Node(self.op(&out, "flatten", &[x], vec![])?)
                 } else {
@@ -455,11 +459,14 @@ impl<'a> Importer<'a> {
 
     fn clip(&mut self, node: &NodeProto, out: &str) -> Result<Val, String> {
         let x = self.node_input(node, 0)?;
-        let (lo, hi) = if self.opset >= 11 {
-            (self.constant(node, 1, "min")?.and_then(|c| c.scalar()).map(|v| decimal(v as f32)), self.constant(node, 2, "max")?.and_then(|c| c.scalar()).map(|v| decimal(v as f32)))
-        } else {
-            (attr(node, "min").and_then(|a| a.f).map(decimal), attr(node, "max").and_then(|a| a.f).map(decimal))
+        // Opset 11 on (all nnc imports): the bounds are inputs.
+        let bound = |i: usize, what: &str| -> Result<Option<f64>, String> {
+            match self.constant(node, i, what)? {
+                None => Ok(None),
+                Some(c) => c.scalar().map(|v| Some(decimal(v as f32))).ok_or_else(|| format!("Clip's {what} must be one number")),
+            }
         };
+        let (lo, hi) = (bound(1, "min")?, bound(2, "max")?);
         Ok(Val::Node(match (lo, hi) {
             (Some(l), Some(h)) if l == 0.0 && h == 6.0 => self.op(out, "relu6", &[x], vec![])?,
             (Some(l), None) if l == 0.0 => self.op(out, "relu", &[x], vec![])?,
@@ -575,12 +582,16 @@ impl<'a> Importer<'a> {
         if w.shape.len() != 4 {
             return Err(format!("Conv is imported in 2-D only; the filter has shape {:?}", w.shape));
         }
-        let in_shape = self.graph.node(x).ty.shape.clone();
+        if self.graph.node(x).ty.rank() != 4 {
+            return Err(format!("Conv is imported in 2-D only; the input has shape {:?}", self.graph.node(x).ty.shape));
+        }
+        // `auto_pad` sizes the padding for the input as the Conv sees it: after a folded Pad.
+        let in_shape = self.shape_of(&Val::Padded(x, extra));
         let stride = attr_ints(node, "strides").unwrap_or(vec![1, 1]);
         let dilation = attr_ints(node, "dilations").unwrap_or(vec![1, 1]);
         let kernel = [w.shape[2], w.shape[3]];
         let pads = self.pads(node, &in_shape, kernel, &stride, &dilation)?;
-        let padding: Vec<usize> = (0..4).map(|i| pads[i] + extra[i]).collect();
+        let padding: Vec<usize> = (0..4).map(|i| pads[i].checked_add(extra[i]).ok_or("padding is too large")).collect::<Result<_, _>>()?;
         let weight = self.const_node(&node.input[1], w)?;
         let mut operands = vec![x, weight];
         if self.input(node, 2)?.is_some() {
@@ -595,13 +606,17 @@ impl<'a> Importer<'a> {
 
     /// Padding `[top, left, bottom, right]` from `pads` or `auto_pad`.
     fn pads(&self, node: &NodeProto, in_shape: &[usize], kernel: [usize; 2], stride: &[i64], dilation: &[i64]) -> Result<[usize; 4], String> {
-        if stride.len() != 2 || dilation.len() != 2 || stride.iter().chain(dilation).any(|&v| v < 1) {
-            return Err(format!("strides {stride:?} and dilations {dilation:?} must be two positive numbers"));
+        const LARGEST: i64 = 1 << 20;
+        if stride.len() != 2 || dilation.len() != 2 || stride.iter().chain(dilation).any(|&v| !(1..=LARGEST).contains(&v)) {
+            return Err(format!("strides {stride:?} and dilations {dilation:?} must be two positive numbers (at most {LARGEST})"));
+        }
+        if in_shape.len() != 4 {
+            return Err(format!("a 2-D window needs an input of rank 4, not {in_shape:?}"));
         }
         match attr_str(node, "auto_pad").as_deref().unwrap_or("NOTSET") {
             "NOTSET" => {
                 let p = attr_ints(node, "pads").unwrap_or(vec![0; 4]);
-                if p.len() != 4 || p.iter().any(|&v| v < 0) {
+                if p.len() != 4 || p.iter().any(|&v| !(0..1 << 20).contains(&v)) {
                     return Err(format!("pads {p:?} must be four non-negative numbers"));
                 }
                 // ONNX orders pads [top, left, bottom, right], as nnc does.
@@ -611,10 +626,12 @@ impl<'a> Importer<'a> {
             mode @ ("SAME_UPPER" | "SAME_LOWER") => {
                 let mut p = [0; 4];
                 for d in 0..2 {
-                    let size = in_shape[in_shape.len() - 2 + d] as i64;
-                    let out = (size + stride[d] - 1) / stride[d];
-                    let span = (kernel[d] as i64 - 1) * dilation[d] + 1;
-                    let total = ((out - 1) * stride[d] + span - size).max(0) as usize;
+                    // In i128: sizes, strides and dilations are bounded, their products not.
+                    let size = in_shape[2 + d] as i128;
+                    let (s, dl) = (stride[d] as i128, dilation[d] as i128);
+                    let out = (size + s - 1) / s;
+                    let span = (kernel[d] as i128 - 1) * dl + 1;
+                    let total = usize::try_from(((out - 1) * s + span - size).max(0)).map_err(|_| "SAME padding is too large")?;
                     let (small, big) = (total / 2, total - total / 2);
                     (p[d], p[d + 2]) = if mode == "SAME_UPPER" { (small, big) } else { (big, small) };
                 }
@@ -626,8 +643,9 @@ impl<'a> Importer<'a> {
 
     fn pad(&mut self, node: &NodeProto) -> Result<Val, String> {
         let mode = attr_str(node, "mode").unwrap_or_else(|| "constant".into());
-        let pads = if self.opset >= 11 { self.constant(node, 1, "the pads")?.map(|c| c.ints()) } else { attr_ints(node, "pads") };
-        let value = if self.opset >= 11 { self.constant(node, 2, "the padding value")?.and_then(|c| c.scalar()).unwrap_or(0.0) } else { attr_float(node, "value", 0.0) as f64 };
+        // Opset 11 on: pads and value are inputs.
+        let pads = self.constant(node, 1, "the pads")?.map(|c| c.ints());
+        let value = self.constant(node, 2, "the padding value")?.and_then(|c| c.scalar()).unwrap_or(0.0);
         let x = self.node_input(node, 0)?;
         let rank = self.graph.node(x).ty.rank();
         let pads = pads.ok_or("Pad needs pads")?;
@@ -648,7 +666,10 @@ impl<'a> Importer<'a> {
         }
         let x = self.node_input(node, 0)?;
         let in_shape = self.graph.node(x).ty.shape.clone();
-        let kernel = attr_ints(node, "kernel_shape").filter(|k| k.len() == 2 && k.iter().all(|&v| v > 0)).ok_or("pooling is imported in 2-D with a kernel_shape of two sizes")?;
+        if in_shape.len() != 4 {
+            return Err(format!("pooling is imported in 2-D only; the input has shape {in_shape:?}"));
+        }
+        let kernel = attr_ints(node, "kernel_shape").filter(|k| k.len() == 2 && k.iter().all(|&v| (1..1 << 20).contains(&v))).ok_or("pooling is imported in 2-D with a kernel_shape of two sizes")?;
         let kernel = [kernel[0] as usize, kernel[1] as usize];
         let stride = attr_ints(node, "strides").unwrap_or(vec![1, 1]);
         let dilation = attr_ints(node, "dilations").unwrap_or(vec![1, 1]);
@@ -713,7 +734,7 @@ impl<'a> Importer<'a> {
         let w = self.constant(node, 1, "W")?.ok_or("LSTM needs W")?;
         let r = self.constant(node, 2, "R")?.ok_or("LSTM needs R")?;
         let h = w.shape.get(1).copied().unwrap_or(0) / 4;
-        if w.shape.len() != 3 || w.shape[0] != 1 || r.shape != [1, 4 * h, h] || h == 0 {
+        if w.shape.len() != 3 || w.shape[0] != 1 || w.shape[1] != 4 * h || r.shape != [1, 4 * h, h] || h == 0 {
             return Err(format!("LSTM weights of shapes {:?} and {:?} are not one direction's", w.shape, r.shape));
         }
         // Rows of gate blocks [i, o, f, c] → [i, f, c, o].
@@ -754,10 +775,24 @@ impl<'a> Importer<'a> {
     }
 }
 
+/// Elements of `shape`, if the count fits in a tensor nnc can hold.
+pub fn checked_numel(shape: &[usize]) -> Option<usize> {
+    shape.iter().try_fold(1usize, |n, &d| n.checked_mul(d)).filter(|&n| (n as u64).saturating_mul(4) <= nnc_runtime::MAX_TENSOR_BYTES)
+}
+
+/// `Flatten`'s axis in `0..=rank` (ONNX: `[-rank, rank]`, negative counted from the end).
+pub fn flatten_axis(a: i64, rank: usize) -> Result<usize, String> {
+    let r = rank as i64;
+    if a < -r || a > r {
+        return Err(format!("Flatten axis {a} is out of range for rank {rank}"));
+    }
+    Ok(if a < 0 { (a + r) as usize } else { a as usize })
+}
+
 /// ONNX `Reshape`'s target (0 copies the input's size unless `allowzero`, one -1 is
 /// inferred) as a concrete shape.
 pub fn reshape_target(input: &[usize], target: &[i64], allowzero: bool) -> Result<Vec<usize>, String> {
-    let total: usize = input.iter().product();
+    let total = checked_numel(input).ok_or_else(|| format!("shape {input:?} is too large"))?;
     let mut shape = Vec::with_capacity(target.len());
     let mut infer = None;
     for (i, &d) in target.iter().enumerate() {
@@ -771,7 +806,7 @@ pub fn reshape_target(input: &[usize], target: &[i64], allowzero: bool) -> Resul
             _ => return Err(format!("Reshape target {target:?} is not a shape")),
         }
     }
-    let known: usize = shape.iter().product();
+    let known = checked_numel(&shape).ok_or_else(|| format!("Reshape target {target:?} is too large"))?;
     if let Some(i) = infer {
         if known == 0 || total % known != 0 {
             return Err(format!("cannot reshape {input:?} to {target:?}"));

@@ -66,6 +66,19 @@ pub fn import(bytes: &[u8], model: &str, dims: &DimBindings, origin: &str) -> Re
         return Err(error(format!("{origin} uses opset {opset}; nnc imports opsets {} to {}", OPSETS.start(), OPSETS.end())).with_help("convert it with onnx.version_converter.convert_version(model, 17)"));
     }
     unsupported_operators(graph, origin)?;
+    if let Some(n) = graph.node.iter().find(|n| n.output.first().is_none_or(|o| o.is_empty())) {
+        return Err(error(format!("{origin}: node {} ({}) has no output", node_label(n), n.op_type.as_deref().unwrap_or("?"))));
+    }
+    if graph.output.is_empty() {
+        return Err(error(format!("{origin}: the graph has no outputs")));
+    }
+    // Folding a batch norm into the convolution before it would move the scale a QDQ pair
+    // gives its output; ONNX Runtime's quantizer expects them folded first anyway.
+    let quantized = graph.node.iter().any(|n| n.op_type.as_deref() == Some("QuantizeLinear"));
+    if let Some(n) = graph.node.iter().find(|n| quantized && n.op_type.as_deref() == Some("BatchNormalization")) {
+        return Err(error(format!("{origin}: a quantized (QDQ) model with a BatchNormalization ({}) is not supported", node_label(n)))
+            .with_help("fold batch norms into the convolutions before quantizing (onnxruntime.quantization.quant_pre_process does)"));
+    }
     if !graph.sparse_initializer.is_empty() {
         return Err(error(format!("{origin} has sparse initializers, which nnc does not import")));
     }
@@ -105,7 +118,7 @@ pub fn import(bytes: &[u8], model: &str, dims: &DimBindings, origin: &str) -> Re
     // The written model must check as any other: elaborating it is also what finds which
     // constants became parameters.
     let written = crate::driver::build_graph(&crate::driver::Source::from_string(format!("{model}.nn"), source.clone()), None, &DimBindings::new())
-        .map_err(|d| error(format!("{origin}: the imported model does not check (an importer bug): {}", d.iter().map(|d| d.message.clone()).collect::<Vec<_>>().join("; "))))?;
+        .map_err(|d| error(format!("{origin}: the imported model does not check: {}", d.iter().map(|d| d.message.clone()).collect::<Vec<_>>().join("; "))))?;
     let mut weights = BTreeMap::new();
     for name in written.param_names() {
         let id = im.graph.by_name(&name).ok_or_else(|| error(format!("{origin}: parameter `{name}` has no tensor (an importer bug)")))?;
@@ -182,6 +195,9 @@ fn add_inputs(im: &mut Importer, graph: &proto::GraphProto, dims: &DimBindings, 
                 },
                 _ => return Err(error(format!("{origin}: input `{name}` has an axis of unknown size")).with_help("export with a fixed input shape")),
             }
+        }
+        if import::checked_numel(&sizes).is_none() {
+            return Err(error(format!("{origin}: input `{name}` of shape {sizes:?} is too large")));
         }
         let ident = im.ident(&name);
         let index = im.graph.inputs.len();

@@ -69,9 +69,10 @@ fn other_input<'n>(n: &'n NodeProto, value: &str) -> Option<&'n str> {
     }
 }
 
+/// A known single number of rank 0 or 1 (a higher rank would widen what it is combined with).
 fn known_scalar(im: &Importer, name: &str) -> Option<f64> {
     match im.values.get(name) {
-        Some(Val::Const(c)) => c.scalar(),
+        Some(Val::Const(c)) if c.shape.len() <= 1 => c.scalar(),
         _ => None,
     }
 }
@@ -197,8 +198,9 @@ fn layer_norm(im: &Importer, index: usize) -> Option<LayerNormMatch> {
     }
     let mut absorbed = vec![sub, pow, var, add, sqrt, div];
     let mut out = im.nodes[div].output[0].clone();
+    // γ and β of shape [D] exactly: another shape would broadcast differently.
     let known_vector = |name: &str| match im.values.get(name) {
-        Some(Val::Const(c)) if c.is_float() => Some((name.to_string(), c.clone())),
+        Some(Val::Const(c)) if c.is_float() && c.shape.len() == 1 => Some((name.to_string(), c.clone())),
         _ => None,
     };
     let mut gamma = None;

@@ -2,7 +2,8 @@
 //! importer reads, declared with prost's derive: field numbers and wire types as the schema
 //! gives them. Fields not declared here (training info, functions, documentation, sparse
 //! tensor values, ...) are skipped by the decoder; the ones the importer must refuse (external
-//! data, sparse initializers, subgraph attributes) are declared so that it can see them.
+//! data, sparse initializers) are declared so that it can see them. Subgraphs belong to ops
+//! nnc does not import (`If`, `Loop`, `Scan`), which are refused by type.
 //!
 //! Declared by hand rather than generated: no `protoc` at build time and nothing generated to
 //! keep in sync, at the price of listing the fields used. prost decodes any byte string

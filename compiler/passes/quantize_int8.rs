@@ -29,7 +29,13 @@ struct Plan {
 }
 
 pub fn quantize_int8(graph: &mut Graph, calibration: &Calibration) -> bool {
-    let plans: Vec<Plan> = graph.topo_order().into_iter().filter_map(|id| plan(graph, id)).collect();
+    let mut plans: Vec<Plan> = graph.topo_order().into_iter().filter_map(|id| plan(graph, id)).collect();
+    // A model that carries its own scales (ONNX QDQ) is quantized where its author quantized
+    // it: products whose every activation has a scale. The others stay float, as ONNX
+    // Runtime runs them.
+    if !calibration.scales.is_empty() {
+        plans.retain(|p| p.activations.iter().all(|&slot| calibration.scales.contains_key(&graph.node(graph.operands(p.node)[slot]).name)));
+    }
     if plans.is_empty() {
         return false;
     }

@@ -33,7 +33,7 @@ int main(int argc, char **argv) {
     float *outputs[NNC_LENET5_OUTPUTS] = {logits};
     int rc = workspace ? nnc_lenet5_run(workspace, inputs, outputs) : 1;
     if (rc != 0) {
-        fprintf(stderr, "run failed (%d%s)\n", rc, rc == 2 ? ": this CPU lacks features of the compiling one" : "");
+        fprintf(stderr, "run failed (%d%s)\n", rc, rc == 2 ? ": this CPU's features differ from the compiling one's" : "");
         return 1;
     }
     for (int i = 0; i < NNC_LENET5_OUTPUT_LOGITS_SIZE; i++) printf("%.9g\n", logits[i]);
