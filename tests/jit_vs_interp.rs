@@ -521,4 +521,9 @@ fn every_kernel_asked_for_by_name_matches_the_interpreter() {
     let kernel = |name: &str| opt.node(opt.by_name(name).unwrap()).kernel.map(|k| k.name());
     assert_eq!(kernel("c.conv2d"), Some("direct"));
     assert_eq!(kernel("h"), Some("dot"));
+    // The stride-1 3×3 convolution can run by Winograd (and did, in the loop above).
+    let mut opt = g.clone();
+    let options = jit::JitOptions { kernels: nnc::kernel_plan::KernelSet::parse("winograd-f4x3").unwrap(), ..Default::default() };
+    passes::optimize(&mut opt, 2, Some(&options.target()), true, &mut |_, _| {}).unwrap();
+    assert_eq!(opt.node(opt.by_name("c.conv2d").unwrap()).kernel.map(|k| k.name()), Some("winograd-f4x3"));
 }

@@ -7,7 +7,7 @@ use super::abi::RuntimeFns;
 use super::memplan::Loc;
 use cranelift_codegen::ir::condcodes::{FloatCC, IntCC};
 use cranelift_codegen::ir::{types, BlockArg, FuncRef, GlobalValue, InstBuilder, MemFlagsData as MemFlags, StackSlotData, StackSlotKind, Type, Value};
-use nnc_runtime::gemm::{ConvNhwcCall, ConvNhwcCallFields, GemmCall, GemmCallFields, IgemmCall, IgemmCallFields, Im2colCall, Im2colCallFields, SparseCall, SparseCallFields};
+use nnc_runtime::gemm::{ConvNhwcCall, ConvNhwcCallFields, GemmCall, GemmCallFields, IgemmCall, IgemmCallFields, Im2colCall, Im2colCallFields, SparseCall, SparseCallFields, WinogradCall, WinogradCallFields};
 use nnc_runtime::Activation;
 use cranelift_frontend::{FunctionBuilder, Variable};
 
@@ -367,6 +367,35 @@ impl<'a> KernelBuilder<'a> {
             act,
         };
         self.call_runtime(rt.sparse, fields.with_offsets(), SparseCall::SIZE);
+    }
+
+    /// One image's stride-1 3×3 convolution by Winograd F(4×4, 3×3) (`nnc_winograd`):
+    /// `x[c, h, w]` → `out[k, oh, ow]` with `padding` `[top, left, bottom, right]`, filters
+    /// transformed at compile time at `u`, then `tail` (its bias per output channel).
+    #[allow(clippy::too_many_arguments)]
+    pub fn winograd(&mut self, [c, h, w, k]: [i64; 4], padding: [i64; 4], x: Value, u: Value, out: Value, scratch: Value, tail: &GemmTail) {
+        let rt = self.runtime_fns();
+        let [threads, ..] = self.gemm_tail();
+        let [bias, _, residual, act] = self.tail_args(tail);
+        let fields = WinogradCallFields {
+            c: self.int(c),
+            h: self.int(h),
+            w: self.int(w),
+            k: self.int(k),
+            pad_top: self.int(padding[0]),
+            pad_left: self.int(padding[1]),
+            pad_bottom: self.int(padding[2]),
+            pad_right: self.int(padding[3]),
+            x,
+            u,
+            out,
+            scratch,
+            threads,
+            bias,
+            residual,
+            act,
+        };
+        self.call_runtime(rt.winograd, fields.with_offsets(), WinogradCall::SIZE);
     }
 
     /// The epilogue fields of a runtime GEMM call: bias, bias per row, residual, activation.

@@ -2,7 +2,8 @@
 //! kernel plan asks (`Prepack`): GEMM panels of A for row-major convolutions through the
 //! GEMM, of B (the weight's transpose) for dense layers through it; for channel-vector convolutions, GEMM panels of B (NHWC), the depthwise
 //! `[tap][channel]` order or NCHW4c filter blocks; an LSTM's transposed weights; and int8
-//! weights as the integer GEMM's panels; pruned weights as compressed sparse rows.
+//! weights as the integer GEMM's panels; pruned weights as compressed sparse rows; Winograd
+//! convolutions' filters transformed.
 
 use super::memplan::{Loc, MemoryPlan};
 use crate::ir::{Graph, NodeId};
@@ -86,6 +87,12 @@ pub fn prepack_weights(graph: &Graph, plans: &HashMap<NodeId, KernelPlan>, plan:
                 // `[units, features]`, both row-major rows of the product's A.
                 let rows = ws[0];
                 buffers.push(nnc_runtime::gemm::sparse::encode_csr(rows, ws[1..].iter().product(), &consts[w]));
+            }
+            Prepack::WinogradFilters => {
+                let w = const_at(1).expect("the plan transforms filters only when they are constant");
+                let ws = &graph.node(operands[1]).ty.shape;
+                let out = &graph.node(id).ty.shape;
+                buffers.push(nnc_runtime::gemm::winograd::transform_filters(&consts[w], ws[0], ws[1], out[2], out[3]));
             }
             Prepack::GemmA => {
                 let w = const_at(1).expect("the plan packs weights only when they are constant");

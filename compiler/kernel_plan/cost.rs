@@ -39,11 +39,39 @@ const SPARSE_PS_PER_MAC: u64 = 40;
 const SPARSE_GATHER_PS_PER_MAC: u64 = 265;
 const SPARSE_PS_PER_MOVED: u64 = 250;
 
+/// Winograd F(4×4, 3×3) (`nnc_runtime::gemm::winograd`), fitted to ResNet-18's stride-1 3×3
+/// convolutions at 56², 28², 14² and 7² (BENCHMARKS.md): each tile of each input channel
+/// transformed in and of each filter transformed out, the 36 products at the GEMM's rate
+/// over its tile utilization, and the transformed filters (four times the filters' bytes)
+/// streamed once per image, which is what makes 7×7 layers with 512 channels lose.
+const WINOGRAD_PS_PER_TILE_TRANSFORM: u64 = 46_000;
+const WINOGRAD_GEMM_PS_PER_MAC: u64 = 28;
+const WINOGRAD_PS_PER_FILTER_BYTE: u64 = 60;
+
+/// Estimated time of a Winograd convolution (the caller checked that it applies).
+fn winograd_ps(operands: &Operands, out: &TensorType, target: &CpuTarget) -> u64 {
+    let t = &operands.types;
+    let (images, c, k) = (t[0].shape[0] as u64, t[0].shape[1], out.shape[1]);
+    let tiles = nnc_runtime::gemm::winograd::tiles(out.shape[2], out.shape[3]);
+    // The products are `k × tiles` or `tiles × k`, as the runtime orients them.
+    let (m, n) = if nnc_runtime::gemm::winograd::filters_left(k, tiles) { (k, tiles) } else { (tiles, k) };
+    let used = (1000 * m * n / (m.next_multiple_of(target.mr) * n.next_multiple_of(target.nr))).max(1) as u64;
+    let points = nnc_runtime::gemm::winograd::POINTS;
+    let macs = (points * k * c * tiles) as u64;
+    let gemm = macs.saturating_mul(WINOGRAD_GEMM_PS_PER_MAC).saturating_mul(1000) / used;
+    let transforms = (((c + k) * tiles) as u64).saturating_mul(WINOGRAD_PS_PER_TILE_TRANSFORM);
+    let filters = ((points * k * c * 4) as u64).saturating_mul(WINOGRAD_PS_PER_FILTER_BYTE);
+    images.saturating_mul(gemm.saturating_add(transforms).saturating_add(filters))
+}
+
 /// Estimated run time of `op` with `kernel`, in picoseconds, for the ops whose speed depends
 /// on their layout (convolutions and pooling) or on their weights' sparsity (products whose
 /// sparse kernel competes with the dense ones); 0 for the rest.
 pub fn estimated_ps(kernel: Kernel, op: &Op, operands: &Operands, out: &TensorType, target: &CpuTarget) -> u64 {
     let types = &operands.types[..];
+    if kernel == Kernel::Winograd {
+        return winograd_ps(operands, out, target);
+    }
     if kernel == Kernel::Sparse || matches!(op.product(), Some(Product::Dense(_))) {
         return product_ps(kernel, op, operands, out);
     }
@@ -82,6 +110,7 @@ pub fn estimated_ps(kernel: Kernel, op: &Op, operands: &Operands, out: &TensorTy
         | Kernel::Int8Depthwise
         | Kernel::Int8Dot
         | Kernel::Sparse
+        | Kernel::Winograd
         | Kernel::Reference => per(DIRECT_CONV_PS_PER_MAC_NCHW),
     }
 }
@@ -131,6 +160,7 @@ fn product_ps(kernel: Kernel, op: &Op, operands: &Operands, out: &TensorType) ->
             | Kernel::Int8Gemm
             | Kernel::Int8Depthwise
             | Kernel::Int8Dot
+            | Kernel::Winograd
             | Kernel::Reference,
             _,
         ) => 0,

@@ -75,6 +75,10 @@ pub enum Kernel {
     /// (pruned): the weights stored as compressed sparse rows at compile time, only their
     /// nonzeros multiplied, by the runtime's sparse kernels (`nnc_runtime::gemm::sparse`).
     Sparse,
+    /// A row-major f32 stride-1 3×3 convolution by Winograd F(4×4, 3×3)
+    /// (`nnc_runtime::gemm::winograd`): 36 products on transformed tiles, 4 multiplications
+    /// per output instead of 9, the filters transformed at compile time.
+    Winograd,
     /// The interpreter's own semantics (`Op::eval`), called from generated code: for float
     /// ops inside quantized graphs whose native kernels round differently from the
     /// interpreter, so that the JIT gives the interpreter's bits there (SPEC §5).
@@ -82,7 +86,7 @@ pub enum Kernel {
 }
 
 impl Kernel {
-    pub const ALL: [Kernel; 19] = [
+    pub const ALL: [Kernel; 20] = [
         Kernel::View,
         Kernel::Elementwise,
         Kernel::Broadcast,
@@ -101,6 +105,7 @@ impl Kernel {
         Kernel::Int8Depthwise,
         Kernel::Int8Dot,
         Kernel::Sparse,
+        Kernel::Winograd,
         Kernel::Reference,
     ];
 
@@ -124,6 +129,7 @@ impl Kernel {
             Kernel::Int8Depthwise => "int8-depthwise",
             Kernel::Int8Dot => "int8-dot",
             Kernel::Sparse => "sparse",
+            Kernel::Winograd => "winograd-f4x3",
             Kernel::Reference => "reference",
         }
     }
@@ -192,6 +198,8 @@ pub enum Prepack {
     /// A sparse product: the weights as compressed sparse rows (`sparse::encode_csr`), a
     /// convolution's `[F, C·kh·kw]`, a dense layer's `[units, features]`.
     SparseRows,
+    /// The filters of a Winograd convolution, transformed (`G g Gᵀ`, 36 matrices `K × C`).
+    WinogradFilters,
     /// A reference kernel: the op and where its operands and result live.
     ReferenceNode,
 }
@@ -401,6 +409,7 @@ fn gemm_shape(kernel: Kernel, op: &Op, types: &[&TensorType], out: &TensorType) 
         | Kernel::Int8Depthwise
         | Kernel::Int8Dot
         | Kernel::Sparse
+        | Kernel::Winograd
         | Kernel::Reference => return None,
     }
     if let Op::Attention(_) = op {
@@ -452,6 +461,11 @@ fn scratch_bytes(kernel: Kernel, op: &Op, operands: &Operands, out: &TensorType,
             }
             Some(_) | None => 0,
         },
+        // One image's transformed input and products.
+        Kernel::Winograd => {
+            let t = &types[0].shape;
+            nnc_runtime::gemm::winograd::scratch_floats(t[1], out.shape[1], out.shape[2], out.shape[3]) * 4
+        }
         // A packed kc × NR panel of B.
         Kernel::RegisterTiles => tile.kc * CRANELIFT_TILE.1 * 4,
         Kernel::Loops => {
@@ -506,6 +520,7 @@ fn splits(kernel: Kernel, op: &Op) -> bool {
         | Kernel::Int8Depthwise
         | Kernel::Int8Dot
         | Kernel::Sparse
+        | Kernel::Winograd
         | Kernel::Reference => false,
     }
 }
@@ -522,6 +537,7 @@ fn prepack(kernel: Kernel, op: &Op, operands: &Operands) -> Prepack {
         Kernel::Loops if matches!(op, Op::Lstm(_)) && operands.constant_from(1) => Prepack::LstmWeights,
         Kernel::Loops if per_channel_scales(op) => Prepack::ScaleTable,
         Kernel::Sparse => Prepack::SparseRows,
+        Kernel::Winograd => Prepack::WinogradFilters,
         Kernel::Gemm
         | Kernel::VectorDepthwise
         | Kernel::Loops

@@ -102,6 +102,17 @@ fn native_kernels(op: &Op, operands: &Operands, out: &TensorType, target: &CpuTa
 /// Kernels for a matrix product (alone or anchoring a fused op), best first.
 fn product_kernels(product: &Product, operands: &Operands, out: &TensorType, target: &CpuTarget) -> Vec<Kernel> {
     let mut kernels = dense_product_kernels(product, operands, target);
+    if winograd_applies(product, operands, target) {
+        // First where the cost model prices it below the best other kernel, else last (so
+        // that `--kernels winograd-f4x3` can still ask for it).
+        let op = product.op();
+        let faster = kernels.first().is_none_or(|&other| estimated_ps(Kernel::Winograd, &op, operands, out, target) < estimated_ps(other, &op, operands, out, target));
+        if faster {
+            kernels.insert(0, Kernel::Winograd);
+        } else {
+            kernels.push(Kernel::Winograd);
+        }
+    }
     if sparse_applies(product, operands, target) {
         // Ahead of the best dense kernel where the cost model says it is faster at this
         // density, else kept last (so it can still be asked for).
@@ -114,6 +125,16 @@ fn product_kernels(product: &Product, operands: &Operands, out: &TensorType, tar
         }
     }
     kernels
+}
+
+/// Whether the Winograd kernel can compute this product: an f32 row-major ungrouped 3×3
+/// convolution, stride 1, no dilation, with constant filters (transformed at compile time),
+/// on a target with the runtime's kernels.
+fn winograd_applies(product: &Product, operands: &Operands, target: &CpuTarget) -> bool {
+    let types = &operands.types;
+    let Product::Conv2d(c) = product else { return false };
+    let f32s = types[..2].iter().all(|t| t.dtype == nnc_runtime::DType::F32);
+    target.ukernels && f32s && types[0].layout == Layout::RowMajor && c.groups == 1 && c.stride == [1, 1] && c.dilation == [1, 1] && types[1].shape[2..] == [3, 3] && operands.constant.get(1) == Some(&true)
 }
 
 /// Whether the sparse kernel can compute this product: an f32 row-major convolution

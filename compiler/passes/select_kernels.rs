@@ -68,7 +68,7 @@ mod tests {
             let mut g = build_graph(&Source::from_string("m.nn", src), None, &Default::default()).unwrap();
             let w = crate::weights::random_weights(&g, 1);
             crate::weights::bind_weights(&mut g, w, "random").unwrap();
-            prune(&mut g, &PruneOptions { specs: vec![PruneSpec::Magnitude(fraction)], skip: Vec::new() });
+            prune(&mut g, &PruneOptions { specs: vec![PruneSpec::Magnitude(fraction)], skip: Vec::new() }).unwrap();
             crate::passes::optimize(&mut g, 1, Some(&target), true, &mut |_, _| {}).unwrap();
             g.node_ids().filter(|&id| g.node(id).op().and_then(|op| op.product()).is_some()).map(|id| (g.node(id).name.clone(), g.node(id).kernel.unwrap())).collect()
         };

@@ -194,6 +194,33 @@ pub(crate) fn conv2d_gemm(k: &mut KernelBuilder, c: &Conv2d, args: &[Arg], out: 
     }
 }
 
+/// A stride-1 3×3 convolution by Winograd F(4×4, 3×3), one runtime call per image on the
+/// filters transformed at compile time (`Prepack::WinogradFilters`), the bias and `epi`
+/// applied by the runtime as it stores each output channel (what it cannot do, after).
+pub(crate) fn conv2d_winograd(k: &mut KernelBuilder, c: &Conv2d, args: &[Arg], out: Arg, scratch: Option<Loc>, epi: &Epilogue) {
+    let [n, ch, h, w] = args[0].ty.shape[..].try_into().map(|a: [usize; 4]| a.map(|v| v as i64)).expect("rank checked");
+    let f = args[1].ty.shape[0] as i64;
+    let p = out.ty.shape[2] as i64 * out.ty.shape[3] as i64;
+    let (x, o) = (k.ptr(args[0].loc), k.ptr(out.loc));
+    let bias = args.get(2).map(|b| k.ptr(b.loc));
+    let scratch = k.ptr(scratch.expect("winograd scratch is planned"));
+    let u = k.data_addr(*k.prepacked.first().expect("winograd filters are transformed at compile time"));
+    let padding = c.padding.map(|v| v as i64);
+    let mut steps_left = false;
+    k.for_const(0, n, |k, b| {
+        let img_off = k.b.ins().imul_imm_s(b, ch * h * w);
+        let img = k.elem(x, img_off);
+        let c_off = k.b.ins().imul_imm_s(b, f * p);
+        let oimg = k.elem(o, c_off);
+        let (tail, left) = epi.gemm_tail(k, bias, true, c_off);
+        steps_left = left;
+        k.winograd([ch, h, w, f], padding, img, u, oimg, scratch, &tail);
+    });
+    if steps_left {
+        apply_in_place(k, out, epi);
+    }
+}
+
 /// Depthwise convolution with the window unrolled: each output sums its taps in a register
 /// (the channel's weights stay in registers too) and is stored once. Taps in the padding read
 /// a clamped, in-bounds address and are masked to zero.

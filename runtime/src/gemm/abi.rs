@@ -395,3 +395,46 @@ pub unsafe extern "C" fn nnc_sparse_gemm(call: *const SparseCall) {
     // SAFETY: the descriptor's operands are valid as the contract above says.
     unsafe { super::sparse::spmm(u(g.threads.max(1)), u(g.rows), u(g.k), u(g.p), g.a, g.b, g.rsb as isize, g.csb as isize, g.c, g.rsc as isize, g.csc as isize, g.scratch, ep) }
 }
+
+call_descriptor! {
+    /// A stride-1 3×3 convolution of one image by Winograd F(4×4, 3×3) ([`super::winograd`]):
+    /// `out[k, oh, ow] = conv(x[c, h, w])` with zero padding, then the epilogue (bias per
+    /// output channel, residual with `out`'s layout, activation).
+    WinogradCall / WinogradCallFields {
+        c: i64,
+        h: i64,
+        w: i64,
+        k: i64,
+        pad_top: i64,
+        pad_left: i64,
+        pad_bottom: i64,
+        pad_right: i64,
+        x: *const f32,
+        /// `winograd::transform_filters` of the `[k, c, 3, 3]` filter.
+        u: *const f32,
+        out: *mut f32,
+        /// `winograd::scratch_floats` floats.
+        scratch: *mut f32,
+        threads: i64,
+        /// Null, or `k` floats.
+        bias: *const f32,
+        /// Null, or a tensor shaped like `out`.
+        residual: *const f32,
+        act: i64,
+    }
+}
+
+/// The convolution of [`WinogradCall`].
+///
+/// # Safety
+/// `call` points to a valid [`WinogradCall`] whose buffers are as `winograd::conv3x3`
+/// requires.
+#[no_mangle]
+pub unsafe extern "C" fn nnc_winograd(call: *const WinogradCall) {
+    // SAFETY: the caller passes a valid descriptor.
+    let g = unsafe { *call };
+    let ep = Epilogue::from_abi(g.bias, 1, g.residual, g.act);
+    let u = |v: i64| v as usize;
+    // SAFETY: the descriptor's buffers are valid as the contract above says.
+    unsafe { super::winograd::conv3x3(u(g.threads.max(1)), u(g.c), u(g.h), u(g.w), u(g.k), [u(g.pad_top), u(g.pad_left), u(g.pad_bottom), u(g.pad_right)], g.x, g.u, g.out, g.scratch, ep) }
+}

@@ -16,6 +16,7 @@ pub mod microkernel;
 pub mod int8;
 pub mod pack;
 pub mod sparse;
+pub mod winograd;
 #[cfg(test)]
 mod tests;
 

@@ -1,0 +1,377 @@
+//! Winograd F(4×4, 3×3) convolution (Lavin & Gray, 2016): a stride-1 3×3 convolution as 36
+//! matrix products on transformed tiles, 4 multiplications per output instead of 9.
+//!
+//! Per image, with `C` input and `K` output channels and the output cut into `T` tiles of
+//! 4×4:
+//! 1. input transform: each channel's 6×6 input patch of each tile, `Bᵀ d B` → `V[ξ][c][t]`
+//!    (36 matrices `C × T`);
+//! 2. 36 GEMMs, `U = G g Gᵀ` the filters transformed and packed at compile time
+//!    ([`transform_filters`]) so that no call repacks them (deep layers have few tiles and
+//!    many filters: repacking `K × C` for four tiles would cost more than the product). The
+//!    wider side of the product goes where the microkernel's register tile is wide
+//!    ([`filters_left`]): `M[ξ] = U[ξ] · V[ξ]` (`K × C` by `C × T`, filters as packed A) with
+//!    many tiles, `M[ξ]ᵀ = V[ξ]ᵀ · U[ξ]ᵀ` (filters as packed B) with few;
+//! 3. output transform: `Aᵀ m A` of each tile's 36 values → the 4×4 outputs inside the image;
+//!    then the GEMM epilogue (bias per channel, residual, activation) on the image's result.
+//!
+//! The points are 0, ±1, ±2 and ∞ (the matrices below). Their transforms lose a few bits
+//! against direct summation; the tests bound the difference against an f64 direct
+//! convolution.
+
+use super::epilogue::Epilogue;
+use super::pack::{ASource, BSource};
+use super::{gemm_threaded, Blocking, Precision};
+
+/// Input tile side, output tile side, and transformed points per tile.
+const IN: usize = 6;
+const OUT: usize = 4;
+pub const POINTS: usize = IN * IN;
+
+const BT: [[f32; 6]; 6] = [
+    [4.0, 0.0, -5.0, 0.0, 1.0, 0.0],
+    [0.0, -4.0, -4.0, 1.0, 1.0, 0.0],
+    [0.0, 4.0, -4.0, -1.0, 1.0, 0.0],
+    [0.0, -2.0, -1.0, 2.0, 1.0, 0.0],
+    [0.0, 2.0, -1.0, -2.0, 1.0, 0.0],
+    [0.0, 4.0, 0.0, -5.0, 0.0, 1.0],
+];
+
+const G: [[f64; 3]; 6] = [
+    [1.0 / 4.0, 0.0, 0.0],
+    [-1.0 / 6.0, -1.0 / 6.0, -1.0 / 6.0],
+    [-1.0 / 6.0, 1.0 / 6.0, -1.0 / 6.0],
+    [1.0 / 24.0, 1.0 / 12.0, 1.0 / 6.0],
+    [1.0 / 24.0, -1.0 / 12.0, 1.0 / 6.0],
+    [0.0, 0.0, 1.0],
+];
+
+const AT: [[f32; 6]; 4] = [[1.0, 1.0, 1.0, 1.0, 1.0, 0.0], [0.0, 1.0, -1.0, 2.0, -2.0, 0.0], [0.0, 1.0, 1.0, 4.0, 4.0, 0.0], [0.0, 1.0, -1.0, 8.0, -8.0, 1.0]];
+
+/// Tiles of an output of `oh × ow`.
+pub fn tiles(oh: usize, ow: usize) -> usize {
+    oh.div_ceil(OUT) * ow.div_ceil(OUT)
+}
+
+/// The cache blocking of the 36 products, fixed because their B panels are packed at compile
+/// time for it.
+const BLOCKING: Blocking = Blocking { kc: 256, mc: 96, nc: 2048 };
+
+/// Whether the filters are the products' left operand (`M = U·V`, `K × T`), for `t` tiles
+/// and `k` filters; else the right one (`Mᵀ = Vᵀ·Uᵀ`, `T × K`). Measured on ResNet-18's
+/// layers: 56×56 (196 tiles, 64 filters) runs 20% faster with the filters left, 7×7 (4 tiles)
+/// 4× faster with them right.
+pub fn filters_left(k: usize, t: usize) -> bool {
+    t >= k
+}
+
+/// Floats of one point's packed filters.
+fn packed_point_len(c: usize, k: usize, left: bool) -> usize {
+    if left {
+        super::pack::packed_a_len(k, c, BLOCKING)
+    } else {
+        super::pack::packed_b_len(c, k, BLOCKING)
+    }
+}
+
+/// Floats of scratch one image needs: the transformed input and the products.
+pub fn scratch_floats(c: usize, k: usize, oh: usize, ow: usize) -> usize {
+    POINTS * (c + k) * tiles(oh, ow)
+}
+
+/// `G g Gᵀ` of every filter of `w` (`[k, c, 3, 3]`, row-major), in f64 then rounded once,
+/// for each of the 36 points packed as the GEMM operand [`filters_left`] says for an
+/// output of `oh × ow`: `U` (`K × C`) in A panels, or `Uᵀ` (`C × K`) in B panels.
+pub fn transform_filters(w: &[f32], k: usize, c: usize, oh: usize, ow: usize) -> Vec<f32> {
+    let u = transform_filters_unpacked(w, k, c);
+    let left = filters_left(k, tiles(oh, ow));
+    let len = packed_point_len(c, k, left);
+    let mut packed = vec![0.0f32; POINTS * len];
+    for (p, out) in packed.chunks_exact_mut(len).enumerate() {
+        let up = u[p * k * c..].as_ptr();
+        // SAFETY: point p's row-major `k × c` matrix (as itself, or as its `c × k` transpose:
+        // row stride 1, column stride c); `out` has the packed length.
+        unsafe {
+            if left {
+                super::pack::pack_a_all(k, c, up, c as isize, 1, BLOCKING, out);
+            } else {
+                super::pack::pack_b_all(c, k, up, 1, c as isize, BLOCKING, out);
+            }
+        }
+    }
+    packed
+}
+
+/// The transformed filters, 36 row-major `k × c` matrices, point-major.
+fn transform_filters_unpacked(w: &[f32], k: usize, c: usize) -> Vec<f32> {
+    assert_eq!(w.len(), k * c * 9, "a [k, c, 3, 3] filter");
+    let mut u = vec![0.0f32; POINTS * k * c];
+    for f in 0..k {
+        for ch in 0..c {
+            let g = &w[(f * c + ch) * 9..][..9];
+            // G g (6×3), then (G g) Gᵀ (6×6).
+            let mut gg = [[0.0f64; 3]; 6];
+            for (i, row) in gg.iter_mut().enumerate() {
+                for (j, v) in row.iter_mut().enumerate() {
+                    *v = (0..3).map(|m| G[i][m] * g[m * 3 + j] as f64).sum();
+                }
+            }
+            for i in 0..IN {
+                for j in 0..IN {
+                    let v: f64 = (0..3).map(|m| gg[i][m] * G[j][m]).sum();
+                    u[(i * IN + j) * k * c + f * c + ch] = v as f32;
+                }
+            }
+        }
+    }
+    u
+}
+
+/// One image: `out[K, oh, ow] = conv3x3(x[C, h, w])` with zero padding `[top, left, bottom,
+/// right]`, then `ep` on the `K × oh·ow` result (bias per row).
+///
+/// # Safety
+/// `x` holds `c·h·w` floats; `u` is [`transform_filters`] of a `[k, c, 3, 3]` filter, made on
+/// this CPU (its panels are the running microkernel's); `out`
+/// holds `k·oh·ow` writable floats where `oh = h + top + bottom - 2` and `ow` likewise (both
+/// positive); `scratch` holds [`scratch_floats`] writable floats; none of the writable
+/// buffers overlap each other or the inputs; `ep`'s bias holds `k` floats and its residual is
+/// valid like `out`.
+#[allow(clippy::too_many_arguments)]
+pub unsafe fn conv3x3(threads: usize, c: usize, h: usize, w: usize, k: usize, pad: [usize; 4], x: *const f32, u: *const f32, out: *mut f32, scratch: *mut f32, ep: Epilogue) {
+    let (oh, ow) = (h + pad[0] + pad[2] - 2, w + pad[1] + pad[3] - 2);
+    let (th, tw) = (oh.div_ceil(OUT), ow.div_ceil(OUT));
+    let t = th * tw;
+    let v = scratch;
+    // SAFETY: the scratch holds 36·(c + k)·t floats.
+    let m = unsafe { scratch.add(POINTS * c * t) };
+    let threads = threads.max(1);
+    // Pointers cross into the worker closures as integers (`usize` is `Sync`).
+    let (xa, va, ma, ua, oa) = (x as usize, v as usize, m as usize, u as usize, out as usize);
+
+    // 1. Input transform, channels split across threads.
+    crate::pool::parallel_for(threads.min(c), &|task| {
+        let (lo, hi) = share(c, threads.min(c), task);
+        for ch in lo..hi {
+            // SAFETY: channel `ch` of x and of V's 36 matrices; tasks take disjoint channels.
+            unsafe { input_transform(xa as *const f32, va as *mut f32, ch, c, h, w, pad, th, tw) };
+        }
+    });
+
+    // 2. The 36 products, `M[p] (k × t) = U[p] · V[p]` or `M[p]ᵀ (t × k) = V[p]ᵀ · U[p]ᵀ`,
+    //    each split by the GEMM across threads.
+    let left = filters_left(k, t);
+    let len = packed_point_len(c, k, left);
+    for p in 0..POINTS {
+        // SAFETY: U[p] (or its transpose) is packed at `u + p·len`; V[p] is c × t; M[p] has
+        // k·t floats; all inside their buffers.
+        unsafe {
+            let (filters, v, mp) = ((ua as *const f32).add(p * len), (va as *const f32).add(p * c * t), (ma as *mut f32).add(p * k * t));
+            if left {
+                gemm_threaded(threads, k, t, c, ASource::Packed(filters), BSource::Strided(v, t as isize, 1), mp, t as isize, 1, false, BLOCKING, Epilogue::NONE, Precision::F32);
+            } else {
+                gemm_threaded(threads, t, k, c, ASource::Strided(v, 1, t as isize), BSource::Packed(filters), mp, k as isize, 1, false, BLOCKING, Epilogue::NONE, Precision::F32);
+            }
+        }
+    }
+
+    // 3. Output transform and epilogue, output channels split across threads.
+    let ep = SharedEpilogue(ep);
+    crate::pool::parallel_for(threads.min(k), &|task| {
+        let ep = ep.get();
+        let (lo, hi) = share(k, threads.min(k), task);
+        for f in lo..hi {
+            // SAFETY: channel `f` of M's matrices and of out; tasks take disjoint channels.
+            unsafe {
+                output_transform(ma as *const f32, oa as *mut f32, f, k, oh, ow, th, tw, left);
+                if !ep.is_none() {
+                    let row = (oa as *mut f32).add(f * oh * ow);
+                    ep.apply(row, f, 0, 1, oh * ow, (oh * ow) as isize, 1);
+                }
+            }
+        }
+    });
+}
+
+/// The epilogue's pointers, read by every task (each applies it to its own channels).
+struct SharedEpilogue(Epilogue);
+// SAFETY: tasks only read the bias and residual, and write disjoint channels of the output.
+unsafe impl Sync for SharedEpilogue {}
+
+impl SharedEpilogue {
+    // A method, so that closures capture the wrapper (which is `Sync`), not its field.
+    fn get(&self) -> &Epilogue {
+        &self.0
+    }
+}
+
+/// Task `task`'s share `[lo, hi)` of `n` items split evenly into `tasks`.
+fn share(n: usize, tasks: usize, task: usize) -> (usize, usize) {
+    (n * task / tasks, n * (task + 1) / tasks)
+}
+
+/// `Bᵀ d B` for every tile of channel `ch`.
+///
+/// # Safety
+/// As [`conv3x3`]; `ch < c`.
+#[allow(clippy::too_many_arguments)]
+unsafe fn input_transform(x: *const f32, v: *mut f32, ch: usize, c: usize, h: usize, w: usize, pad: [usize; 4], th: usize, tw: usize) {
+    let t = th * tw;
+    // SAFETY: channel `ch`'s plane.
+    let plane = unsafe { std::slice::from_raw_parts(x.add(ch * h * w), h * w) };
+    for ty in 0..th {
+        for tx in 0..tw {
+            // The 6×6 patch, zero outside the image.
+            let mut d = [[0.0f32; IN]; IN];
+            let (y0, x0) = ((ty * OUT) as isize - pad[0] as isize, (tx * OUT) as isize - pad[1] as isize);
+            for (i, row) in d.iter_mut().enumerate() {
+                let y = y0 + i as isize;
+                if y < 0 || y >= h as isize {
+                    continue;
+                }
+                let line = &plane[y as usize * w..][..w];
+                for (j, e) in row.iter_mut().enumerate() {
+                    let xx = x0 + j as isize;
+                    if xx >= 0 && xx < w as isize {
+                        *e = line[xx as usize];
+                    }
+                }
+            }
+            // Bᵀ d, then (Bᵀ d) B.
+            let mut bd = [[0.0f32; IN]; IN];
+            for i in 0..IN {
+                for j in 0..IN {
+                    bd[i][j] = (0..IN).map(|m| BT[i][m] * d[m][j]).sum();
+                }
+            }
+            let tile = ty * tw + tx;
+            for i in 0..IN {
+                for j in 0..IN {
+                    let val: f32 = (0..IN).map(|m| bd[i][m] * BT[j][m]).sum();
+                    // SAFETY: point (i, j)'s matrix, row ch, column tile.
+                    unsafe { *v.add((i * IN + j) * c * t + ch * t + tile) = val };
+                }
+            }
+        }
+    }
+}
+
+/// `Aᵀ m A` for every tile of output channel `f`, stored where it falls inside the image.
+///
+/// # Safety
+/// As [`conv3x3`]; `f < k`.
+#[allow(clippy::too_many_arguments)]
+unsafe fn output_transform(m: *const f32, out: *mut f32, f: usize, k: usize, oh: usize, ow: usize, th: usize, tw: usize, left: bool) {
+    let t = th * tw;
+    for ty in 0..th {
+        for tx in 0..tw {
+            let tile = ty * tw + tx;
+            let mut mt = [[0.0f32; IN]; IN];
+            for (i, row) in mt.iter_mut().enumerate() {
+                for (j, e) in row.iter_mut().enumerate() {
+                    // SAFETY: point (i, j)'s product, `k × t` or `t × k`, at (f, tile).
+                    let at = if left { ((i * IN + j) * k + f) * t + tile } else { ((i * IN + j) * t + tile) * k + f };
+                    *e = unsafe { *m.add(at) };
+                }
+            }
+            let mut am = [[0.0f32; IN]; OUT];
+            for i in 0..OUT {
+                for j in 0..IN {
+                    am[i][j] = (0..IN).map(|q| AT[i][q] * mt[q][j]).sum();
+                }
+            }
+            for i in 0..OUT {
+                let y = ty * OUT + i;
+                if y >= oh {
+                    break;
+                }
+                for j in 0..OUT {
+                    let xx = tx * OUT + j;
+                    if xx >= ow {
+                        break;
+                    }
+                    let val: f32 = (0..IN).map(|q| am[i][q] * AT[j][q]).sum();
+                    // SAFETY: (f, y, xx) is inside the output.
+                    unsafe { *out.add(f * oh * ow + y * ow + xx) = val };
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Direct convolution in f64: the reference.
+    fn direct(x: &[f32], wt: &[f32], c: usize, h: usize, w: usize, k: usize, pad: [usize; 4]) -> Vec<f64> {
+        let (oh, ow) = (h + pad[0] + pad[2] - 2, w + pad[1] + pad[3] - 2);
+        let mut out = vec![0.0; k * oh * ow];
+        for f in 0..k {
+            for y in 0..oh {
+                for xx in 0..ow {
+                    let mut s = 0.0f64;
+                    for ch in 0..c {
+                        for i in 0..3 {
+                            for j in 0..3 {
+                                let (iy, ix) = (y as isize + i as isize - pad[0] as isize, xx as isize + j as isize - pad[1] as isize);
+                                if iy >= 0 && iy < h as isize && ix >= 0 && ix < w as isize {
+                                    s += x[ch * h * w + iy as usize * w + ix as usize] as f64 * wt[((f * c + ch) * 3 + i) * 3 + j] as f64;
+                                }
+                            }
+                        }
+                    }
+                    out[f * oh * ow + y * ow + xx] = s;
+                }
+            }
+        }
+        out
+    }
+
+    fn values(n: usize, seed: u64) -> Vec<f32> {
+        let mut s = seed;
+        (0..n)
+            .map(|_| {
+                s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+            })
+            .collect()
+    }
+
+    #[test]
+    fn matches_a_direct_convolution_on_odd_sizes_and_padding() {
+        for &(c, h, w, k, pad, threads) in &[(1, 6, 6, 1, [0, 0, 0, 0], 1), (3, 7, 9, 5, [1, 1, 1, 1], 1), (8, 13, 11, 16, [1, 0, 2, 1], 2), (16, 4, 4, 7, [1, 1, 1, 1], 3), (5, 3, 3, 2, [2, 2, 2, 2], 1), (4, 20, 20, 3, [1, 1, 1, 1], 2)] {
+            let x = values(c * h * w, 1);
+            let wt = values(k * c * 9, 2);
+            let bias = values(k, 3);
+            let u = transform_filters(&wt, k, c, h + pad[0] + pad[2] - 2, w + pad[1] + pad[3] - 2);
+            let (oh, ow) = (h + pad[0] + pad[2] - 2, w + pad[1] + pad[3] - 2);
+            let mut out = vec![f32::NAN; k * oh * ow];
+            let mut scratch = vec![f32::NAN; scratch_floats(c, k, oh, ow)];
+            let ep = Epilogue { bias: bias.as_ptr(), bias_per_row: true, residual: std::ptr::null(), act: crate::Activation::Relu };
+            // SAFETY: every buffer is as large as `conv3x3` asks.
+            unsafe { conv3x3(threads, c, h, w, k, pad, x.as_ptr(), u.as_ptr(), out.as_mut_ptr(), scratch.as_mut_ptr(), ep) };
+            let want = direct(&x, &wt, c, h, w, k, pad);
+            for (i, (&g, &r)) in out.iter().zip(&want).enumerate() {
+                let r = (r + bias[i / (oh * ow)] as f64).max(0.0);
+                // Inputs in [-1, 1): the transforms' rounding stays far below 1e-4 per term.
+                assert!((g as f64 - r).abs() <= 1e-4 * (1.0 + r.abs()) * (c as f64).sqrt(), "{c}x{h}x{w}->{k} pad {pad:?}: [{i}] {g} vs {r}");
+            }
+        }
+    }
+
+    #[test]
+    fn thread_counts_agree_bit_for_bit() {
+        let (c, h, w, k) = (8, 10, 10, 12);
+        let x = values(c * h * w, 4);
+        let u = transform_filters(&values(k * c * 9, 5), k, c, h, w);
+        let run = |threads: usize| {
+            let mut out = vec![0.0f32; k * h * w];
+            let mut scratch = vec![0.0f32; scratch_floats(c, k, h, w)];
+            // SAFETY: buffers sized as `conv3x3` asks.
+            unsafe { conv3x3(threads, c, h, w, k, [1, 1, 1, 1], x.as_ptr(), u.as_ptr(), out.as_mut_ptr(), scratch.as_mut_ptr(), Epilogue::NONE) };
+            out
+        };
+        assert_eq!(run(1), run(2));
+        assert_eq!(run(1), run(4));
+    }
+}
