@@ -527,3 +527,41 @@ fn every_kernel_asked_for_by_name_matches_the_interpreter() {
     passes::optimize(&mut opt, 2, Some(&options.target()), true, &mut |_, _| {}).unwrap();
     assert_eq!(opt.node(opt.by_name("c.conv2d").unwrap()).kernel.map(|k| k.name()), Some("winograd-f4x3"));
 }
+
+/// Winograd F(4×4, 3×3) on convolutions of random sizes (odd sizes, one-sided and
+/// asymmetric padding, batches, bias or none, residual and activation epilogues), asked for
+/// by name so that it runs wherever it can, with one and two threads, against the interpreter.
+#[test]
+fn winograd_matches_the_interpreter_on_random_convolutions() {
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(20261205);
+    let options = |threads| jit::JitOptions { threads, kernels: nnc::kernel_plan::KernelSet::parse("winograd-f4x3").unwrap(), ..Default::default() };
+    for case in 0..24 {
+        let (n, c, k) = (rng.random_range(1..3), rng.random_range(1..20), rng.random_range(1..24));
+        let (h, w) = (rng.random_range(1..19), rng.random_range(1..19));
+        let pad: Vec<usize> = (0..4).map(|_| rng.random_range(0..3)).collect();
+        // The output must have at least one row and column.
+        if h + pad[0] + pad[2] < 3 || w + pad[1] + pad[3] < 3 {
+            continue;
+        }
+        let bias = rng.random_bool(0.5);
+        let tail = match rng.random_range(0..3) {
+            0 => "y = c",
+            1 => "y = relu(c)",
+            _ => "y = relu(c + conv2d(x, filters=K, kernel=3, padding=P, bias=false, name=\"skip\"))",
+        };
+        let padding = format!("[{}, {}, {}, {}]", pad[0], pad[1], pad[2], pad[3]);
+        let tail = tail.replace('P', &padding);
+        let src = format!("model m {{\n input x: f32[{n}, {c}, {h}, {w}]\n c = conv2d(x, filters={k}, kernel=3, padding={padding}, bias={bias})\n output {}\n}}", tail.replace('K', &k.to_string()));
+        let g = bound(&build_graph(&Source::from_string("w.nn", src.clone()), None, &Default::default()).unwrap_or_else(|d| panic!("{d:?}\n{src}")), None);
+        let inputs = random_inputs(&g, case);
+        let want = interp::run(&g, &inputs).unwrap();
+        for threads in [1, 2] {
+            let mut opt = g.clone();
+            passes::optimize(&mut opt, 2, Some(&options(threads).target()), true, &mut |_, _| {}).unwrap();
+            assert!(opt.node_ids().any(|id| opt.node(id).kernel.is_some_and(|k| k.name() == "winograd-f4x3")), "winograd not chosen:\n{src}");
+            let exe = jit::compile(&opt, &options(threads)).unwrap();
+            let got = exe.run(&mut exe.workspace(), &inputs).unwrap();
+            assert_eq!(compare(&got, &want, 1e-4), None, "threads={threads}\n{src}");
+        }
+    }
+}

@@ -158,21 +158,25 @@ pub unsafe fn conv3x3(threads: usize, c: usize, h: usize, w: usize, k: usize, pa
     });
 
     // 2. The 36 products, `M[p] (k × t) = U[p] · V[p]` or `M[p]ᵀ (t × k) = V[p]ᵀ · U[p]ᵀ`,
-    //    each split by the GEMM across threads.
+    //    the points split across threads (each product alone is usually below the GEMM's
+    //    threshold for splitting).
     let left = filters_left(k, t);
     let len = packed_point_len(c, k, left);
-    for p in 0..POINTS {
-        // SAFETY: U[p] (or its transpose) is packed at `u + p·len`; V[p] is c × t; M[p] has
-        // k·t floats; all inside their buffers.
-        unsafe {
-            let (filters, v, mp) = ((ua as *const f32).add(p * len), (va as *const f32).add(p * c * t), (ma as *mut f32).add(p * k * t));
-            if left {
-                gemm_threaded(threads, k, t, c, ASource::Packed(filters), BSource::Strided(v, t as isize, 1), mp, t as isize, 1, false, BLOCKING, Epilogue::NONE, Precision::F32);
-            } else {
-                gemm_threaded(threads, t, k, c, ASource::Strided(v, 1, t as isize), BSource::Packed(filters), mp, k as isize, 1, false, BLOCKING, Epilogue::NONE, Precision::F32);
+    crate::pool::parallel_for(threads.min(POINTS), &|task| {
+        let (lo, hi) = share(POINTS, threads.min(POINTS), task);
+        for p in lo..hi {
+            // SAFETY: U[p] (or its transpose) is packed at `u + p·len`; V[p] is c × t; M[p]
+            // has k·t floats; all inside their buffers, and tasks write disjoint points.
+            unsafe {
+                let (filters, v, mp) = ((ua as *const f32).add(p * len), (va as *const f32).add(p * c * t), (ma as *mut f32).add(p * k * t));
+                if left {
+                    gemm_threaded(1, k, t, c, ASource::Packed(filters), BSource::Strided(v, t as isize, 1), mp, t as isize, 1, false, BLOCKING, Epilogue::NONE, Precision::F32);
+                } else {
+                    gemm_threaded(1, t, k, c, ASource::Strided(v, 1, t as isize), BSource::Packed(filters), mp, k as isize, 1, false, BLOCKING, Epilogue::NONE, Precision::F32);
+                }
             }
         }
-    }
+    });
 
     // 3. Output transform and epilogue, output channels split across threads.
     let ep = SharedEpilogue(ep);
