@@ -53,14 +53,16 @@ fn winograd_ps(operands: &Operands, out: &TensorType, target: &CpuTarget) -> u64
     let t = &operands.types;
     let (images, c, k) = (t[0].shape[0] as u64, t[0].shape[1], out.shape[1]);
     let tiles = nnc_runtime::gemm::winograd::tiles(out.shape[2], out.shape[3]);
+    let block = nnc_runtime::gemm::winograd::block_tiles(out.shape[2], out.shape[3]);
     // The products are `k × tiles` or `tiles × k`, as the runtime orients them.
-    let (m, n) = if nnc_runtime::gemm::winograd::filters_left(k, tiles) { (k, tiles) } else { (tiles, k) };
+    let (m, n) = if nnc_runtime::gemm::winograd::filters_left(k, block) { (k, block) } else { (block, k) };
     let used = (1000 * m * n / (m.next_multiple_of(target.mr) * n.next_multiple_of(target.nr))).max(1) as u64;
     let points = nnc_runtime::gemm::winograd::POINTS;
     let macs = (points * k * c * tiles) as u64;
     let gemm = macs.saturating_mul(WINOGRAD_GEMM_PS_PER_MAC).saturating_mul(1000) / used;
     let transforms = (((c + k) * tiles) as u64).saturating_mul(WINOGRAD_PS_PER_TILE_TRANSFORM);
-    let filters = ((points * k * c * 4) as u64).saturating_mul(WINOGRAD_PS_PER_FILTER_BYTE);
+    // The transformed filters are read once per block of tiles.
+    let filters = ((points * k * c * 4 * tiles.div_ceil(block)) as u64).saturating_mul(WINOGRAD_PS_PER_FILTER_BYTE);
     images.saturating_mul(gemm.saturating_add(transforms).saturating_add(filters))
 }
 

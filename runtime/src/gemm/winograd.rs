@@ -36,14 +36,16 @@ const BT: [[f32; 6]; 6] = [
     [0.0, 4.0, 0.0, -5.0, 0.0, 1.0],
 ];
 
-const G: [[f64; 3]; 6] = [
-    [1.0 / 4.0, 0.0, 0.0],
-    [-1.0 / 6.0, -1.0 / 6.0, -1.0 / 6.0],
-    [-1.0 / 6.0, 1.0 / 6.0, -1.0 / 6.0],
-    [1.0 / 24.0, 1.0 / 12.0, 1.0 / 6.0],
-    [1.0 / 24.0, -1.0 / 12.0, 1.0 / 6.0],
-    [0.0, 0.0, 1.0],
-];
+/// `G·v` for the filter transform's
+/// `G = [[1/4, 0, 0], [-1/6, -1/6, -1/6], [-1/6, 1/6, -1/6], [1/24, 1/12, 1/6], [1/24, -1/12, 1/6], [0, 0, 1]]`.
+/// Multiplications by the reciprocals rather than divisions (this runs for every filter at
+/// compile time); in f64, the difference never reaches the f32 result's rounding.
+fn g_times([a, b, c]: [f64; 3]) -> [f64; 6] {
+    const SIXTH: f64 = 1.0 / 6.0;
+    let (even, odd) = (a + c, b);
+    let (outer, inner) = (a * (1.0 / 24.0) + c * SIXTH, b * (1.0 / 12.0));
+    [a * 0.25, -(even + odd) * SIXTH, -(even - odd) * SIXTH, outer + inner, outer - inner, c]
+}
 
 const AT: [[f32; 6]; 4] = [[1.0, 1.0, 1.0, 1.0, 1.0, 0.0], [0.0, 1.0, -1.0, 2.0, -2.0, 0.0], [0.0, 1.0, 1.0, 4.0, 4.0, 0.0], [0.0, 1.0, -1.0, 8.0, -8.0, 1.0]];
 
@@ -56,8 +58,8 @@ pub fn tiles(oh: usize, ow: usize) -> usize {
 /// time for it.
 const BLOCKING: Blocking = Blocking { kc: 256, mc: 96, nc: 2048 };
 
-/// Whether the filters are the products' left operand (`M = U·V`, `K × T`), for `t` tiles
-/// and `k` filters; else the right one (`Mᵀ = Vᵀ·Uᵀ`, `T × K`). Measured on ResNet-18's
+/// Whether the filters are the products' left operand (`M = U·V`, `K × T`), for blocks of
+/// `t` tiles and `k` filters; else the right one (`Mᵀ = Vᵀ·Uᵀ`, `T × K`). Measured on ResNet-18's
 /// layers: 56×56 (196 tiles, 64 filters) runs 20% faster with the filters left, 7×7 (4 tiles)
 /// 4× faster with them right.
 pub fn filters_left(k: usize, t: usize) -> bool {
@@ -73,54 +75,94 @@ fn packed_point_len(c: usize, k: usize, left: bool) -> usize {
     }
 }
 
-/// Floats of scratch one image needs: the transformed input and the products.
+/// Tiles transformed and multiplied together. It bounds the scratch of large images (a
+/// 256×256 output is one block); smaller blocks, meant to keep a block's tiles in L2, ran
+/// ResNet-18's 56×56 layers 1.9× (128 tiles) and 2.2× (32 tiles) slower than one block on
+/// the machine measured, for reasons not yet understood (BENCHMARKS.md).
+#[cfg(not(test))]
+const TILE_BLOCK: usize = 4096;
+/// Small in unit tests, so that they run images of several blocks.
+#[cfg(test)]
+const TILE_BLOCK: usize = 32;
+
+/// Tiles in each block (the last may have fewer) for an output of `oh × ow`.
+pub fn block_tiles(oh: usize, ow: usize) -> usize {
+    tiles(oh, ow).min(TILE_BLOCK)
+}
+
+/// Floats of scratch one image needs: one block's transformed input and products.
 pub fn scratch_floats(c: usize, k: usize, oh: usize, ow: usize) -> usize {
-    POINTS * (c + k) * tiles(oh, ow)
+    POINTS * (c + k) * tiles(oh, ow).min(TILE_BLOCK)
 }
 
 /// `G g Gᵀ` of every filter of `w` (`[k, c, 3, 3]`, row-major), in f64 then rounded once,
 /// for each of the 36 points packed as the GEMM operand [`filters_left`] says for an
 /// output of `oh × ow`: `U` (`K × C`) in A panels, or `Uᵀ` (`C × K`) in B panels.
 pub fn transform_filters(w: &[f32], k: usize, c: usize, oh: usize, ow: usize) -> Vec<f32> {
-    let u = transform_filters_unpacked(w, k, c);
-    let left = filters_left(k, tiles(oh, ow));
+    assert_eq!(w.len(), k * c * 9, "a [k, c, 3, 3] filter");
+    let left = filters_left(k, block_tiles(oh, ow));
+    // Each point's matrix, row-major in the orientation its packing reads contiguously.
+    let mut u = vec![0.0f32; POINTS * k * c];
+    // Filters are transformed a few at a time into a buffer that stays in L2, then spread to
+    // the 36 matrices: writing 36 streams across megabytes directly was 3× slower.
+    const FILTERS: usize = 16;
+    let mut local = vec![0.0f32; POINTS * FILTERS * c];
+    for f0 in (0..k).step_by(FILTERS) {
+        let fb = FILTERS.min(k - f0);
+        for fi in 0..fb {
+            for ch in 0..c {
+                let g = &w[((f0 + fi) * c + ch) * 9..][..9];
+                // Laid out as the matrices are: [p][fi][ch] (left) or [p][ch][fi] (right).
+                for (p, v) in transform_filter(g).into_iter().enumerate() {
+                    let at = if left { (p * FILTERS + fi) * c + ch } else { (p * c + ch) * FILTERS + fi };
+                    local[at] = v;
+                }
+            }
+        }
+        for p in 0..POINTS {
+            let matrix = &mut u[p * k * c..][..k * c];
+            if left {
+                for fi in 0..fb {
+                    matrix[(f0 + fi) * c..][..c].copy_from_slice(&local[(p * FILTERS + fi) * c..][..c]);
+                }
+            } else {
+                for ch in 0..c {
+                    matrix[ch * k + f0..][..fb].copy_from_slice(&local[(p * c + ch) * FILTERS..][..fb]);
+                }
+            }
+        }
+    }
     let len = packed_point_len(c, k, left);
     let mut packed = vec![0.0f32; POINTS * len];
     for (p, out) in packed.chunks_exact_mut(len).enumerate() {
         let up = u[p * k * c..].as_ptr();
-        // SAFETY: point p's row-major `k × c` matrix (as itself, or as its `c × k` transpose:
-        // row stride 1, column stride c); `out` has the packed length.
+        // SAFETY: point p's row-major `k × c` (left) or `c × k` matrix; `out` has the
+        // packed length.
         unsafe {
             if left {
                 super::pack::pack_a_all(k, c, up, c as isize, 1, BLOCKING, out);
             } else {
-                super::pack::pack_b_all(c, k, up, 1, c as isize, BLOCKING, out);
+                super::pack::pack_b_all(c, k, up, k as isize, 1, BLOCKING, out);
             }
         }
     }
     packed
 }
 
-/// The transformed filters, 36 row-major `k × c` matrices, point-major.
-fn transform_filters_unpacked(w: &[f32], k: usize, c: usize) -> Vec<f32> {
-    assert_eq!(w.len(), k * c * 9, "a [k, c, 3, 3] filter");
-    let mut u = vec![0.0f32; POINTS * k * c];
-    for f in 0..k {
-        for ch in 0..c {
-            let g = &w[(f * c + ch) * 9..][..9];
-            // G g (6×3), then (G g) Gᵀ (6×6).
-            let mut gg = [[0.0f64; 3]; 6];
-            for (i, row) in gg.iter_mut().enumerate() {
-                for (j, v) in row.iter_mut().enumerate() {
-                    *v = (0..3).map(|m| G[i][m] * g[m * 3 + j] as f64).sum();
-                }
-            }
-            for i in 0..IN {
-                for j in 0..IN {
-                    let v: f64 = (0..3).map(|m| gg[i][m] * G[j][m]).sum();
-                    u[(i * IN + j) * k * c + f * c + ch] = v as f32;
-                }
-            }
+/// `G g Gᵀ` of one 3×3 filter, point-major, computed in f64 and rounded once.
+fn transform_filter(g: &[f32]) -> [f32; POINTS] {
+    // G g (6×3), then (G g) Gᵀ (6×6).
+    let mut gg = [[0.0f64; 3]; IN];
+    for j in 0..3 {
+        let col = g_times([g[j] as f64, g[3 + j] as f64, g[6 + j] as f64]);
+        for i in 0..IN {
+            gg[i][j] = col[i];
+        }
+    }
+    let mut u = [0.0f32; POINTS];
+    for (i, row) in gg.iter().enumerate() {
+        for (j, v) in g_times(*row).into_iter().enumerate() {
+            u[i * IN + j] = v as f32;
         }
     }
     u
@@ -141,59 +183,75 @@ pub unsafe fn conv3x3(threads: usize, c: usize, h: usize, w: usize, k: usize, pa
     let (oh, ow) = (h + pad[0] + pad[2] - 2, w + pad[1] + pad[3] - 2);
     let (th, tw) = (oh.div_ceil(OUT), ow.div_ceil(OUT));
     let t = th * tw;
+    let block = t.min(TILE_BLOCK);
     let v = scratch;
-    // SAFETY: the scratch holds 36·(c + k)·t floats.
-    let m = unsafe { scratch.add(POINTS * c * t) };
+    // SAFETY: the scratch holds 36·(c + k)·block floats.
+    let m = unsafe { scratch.add(POINTS * c * block) };
     let threads = threads.max(1);
+    let left = filters_left(k, block);
+    let len = packed_point_len(c, k, left);
     // Pointers cross into the worker closures as integers (`usize` is `Sync`).
     let (xa, va, ma, ua, oa) = (x as usize, v as usize, m as usize, u as usize, out as usize);
-
-    // 1. Input transform, channels split across threads.
-    crate::pool::parallel_for(threads.min(c), &|task| {
-        let (lo, hi) = share(c, threads.min(c), task);
-        for ch in lo..hi {
-            // SAFETY: channel `ch` of x and of V's 36 matrices; tasks take disjoint channels.
-            unsafe { input_transform(xa as *const f32, va as *mut f32, ch, c, h, w, pad, th, tw) };
-        }
-    });
-
-    // 2. The 36 products, `M[p] (k × t) = U[p] · V[p]` or `M[p]ᵀ (t × k) = V[p]ᵀ · U[p]ᵀ`,
-    //    the points split across threads (each product alone is usually below the GEMM's
-    //    threshold for splitting).
-    let left = filters_left(k, t);
-    let len = packed_point_len(c, k, left);
-    crate::pool::parallel_for(threads.min(POINTS), &|task| {
-        let (lo, hi) = share(POINTS, threads.min(POINTS), task);
-        for p in lo..hi {
-            // SAFETY: U[p] (or its transpose) is packed at `u + p·len`; V[p] is c × t; M[p]
-            // has k·t floats; all inside their buffers, and tasks write disjoint points.
-            unsafe {
-                let (filters, v, mp) = ((ua as *const f32).add(p * len), (va as *const f32).add(p * c * t), (ma as *mut f32).add(p * k * t));
-                if left {
-                    gemm_threaded(1, k, t, c, ASource::Packed(filters), BSource::Strided(v, t as isize, 1), mp, t as isize, 1, false, BLOCKING, Epilogue::NONE, Precision::F32);
-                } else {
-                    gemm_threaded(1, t, k, c, ASource::Strided(v, 1, t as isize), BSource::Packed(filters), mp, k as isize, 1, false, BLOCKING, Epilogue::NONE, Precision::F32);
+    // Blocks of tiles, so that the scratch stays bounded whatever the image size.
+    for t0 in (0..t).step_by(block) {
+        let tb = block.min(t - t0);
+        let tiles = Tiles { th, tw, t0, tb };
+        // 1. Input transform, channels split across threads.
+        crate::pool::parallel_for(threads.min(c), &|task| {
+            let (lo, hi) = share(c, threads.min(c), task);
+            for ch in lo..hi {
+                // SAFETY: channel `ch` of x and of V's 36 matrices; tasks take disjoint channels.
+                unsafe { input_transform(xa as *const f32, va as *mut f32, ch, c, h, w, pad, tiles) };
+            }
+        });
+        // 2. The 36 products, `M[p] (k × tb) = U[p] · V[p]` or `M[p]ᵀ (tb × k) = V[p]ᵀ ·
+        //    U[p]ᵀ`, the points split across threads (each product alone is usually below the
+        //    GEMM's threshold for splitting).
+        crate::pool::parallel_for(threads.min(POINTS), &|task| {
+            let (lo, hi) = share(POINTS, threads.min(POINTS), task);
+            for p in lo..hi {
+                // SAFETY: U[p] (or its transpose) is packed at `u + p·len`; V[p] is c × tb;
+                // M[p] has k·tb floats; all inside their buffers, and tasks write disjoint points.
+                unsafe {
+                    let (filters, v, mp) = ((ua as *const f32).add(p * len), (va as *const f32).add(p * c * tb), (ma as *mut f32).add(p * k * tb));
+                    if left {
+                        gemm_threaded(1, k, tb, c, ASource::Packed(filters), BSource::Strided(v, tb as isize, 1), mp, tb as isize, 1, false, BLOCKING, Epilogue::NONE, Precision::F32);
+                    } else {
+                        gemm_threaded(1, tb, k, c, ASource::Strided(v, 1, tb as isize), BSource::Packed(filters), mp, k as isize, 1, false, BLOCKING, Epilogue::NONE, Precision::F32);
+                    }
                 }
             }
-        }
-    });
-
-    // 3. Output transform and epilogue, output channels split across threads.
-    let ep = SharedEpilogue(ep);
-    crate::pool::parallel_for(threads.min(k), &|task| {
-        let ep = ep.get();
-        let (lo, hi) = share(k, threads.min(k), task);
-        for f in lo..hi {
-            // SAFETY: channel `f` of M's matrices and of out; tasks take disjoint channels.
-            unsafe {
-                output_transform(ma as *const f32, oa as *mut f32, f, k, oh, ow, th, tw, left);
-                if !ep.is_none() {
-                    let row = (oa as *mut f32).add(f * oh * ow);
-                    ep.apply(row, f, 0, 1, oh * ow, (oh * ow) as isize, 1);
-                }
+        });
+        // 3. Output transform, output channels split across threads.
+        crate::pool::parallel_for(threads.min(k), &|task| {
+            let (lo, hi) = share(k, threads.min(k), task);
+            for f in lo..hi {
+                // SAFETY: channel `f` of M's matrices and of out; tasks take disjoint channels.
+                unsafe { output_transform(ma as *const f32, oa as *mut f32, f, k, oh, ow, tiles, left) };
             }
-        }
-    });
+        });
+    }
+    // 4. The epilogue, once the whole image is there.
+    if !ep.is_none() {
+        let ep = SharedEpilogue(ep);
+        crate::pool::parallel_for(threads.min(k), &|task| {
+            let ep = ep.get();
+            let (lo, hi) = share(k, threads.min(k), task);
+            for f in lo..hi {
+                // SAFETY: channel `f` of out, whole; tasks take disjoint channels.
+                unsafe { ep.apply((oa as *mut f32).add(f * oh * ow), f, 0, 1, oh * ow, (oh * ow) as isize, 1) };
+            }
+        });
+    }
+}
+
+/// A block of tiles: tiles `t0..t0 + tb` of a `th × tw` grid, in row-major order.
+#[derive(Clone, Copy)]
+struct Tiles {
+    th: usize,
+    tw: usize,
+    t0: usize,
+    tb: usize,
 }
 
 /// The epilogue's pointers, read by every task (each applies it to its own channels).
@@ -218,12 +276,14 @@ fn share(n: usize, tasks: usize, task: usize) -> (usize, usize) {
 /// # Safety
 /// As [`conv3x3`]; `ch < c`.
 #[allow(clippy::too_many_arguments)]
-unsafe fn input_transform(x: *const f32, v: *mut f32, ch: usize, c: usize, h: usize, w: usize, pad: [usize; 4], th: usize, tw: usize) {
-    let t = th * tw;
+unsafe fn input_transform(x: *const f32, v: *mut f32, ch: usize, c: usize, h: usize, w: usize, pad: [usize; 4], tiles: Tiles) {
+    let t = tiles.tb;
     // SAFETY: channel `ch`'s plane.
     let plane = unsafe { std::slice::from_raw_parts(x.add(ch * h * w), h * w) };
-    for ty in 0..th {
-        for tx in 0..tw {
+    debug_assert!(tiles.t0 + tiles.tb <= tiles.th * tiles.tw);
+    for tile in 0..tiles.tb {
+        let (ty, tx) = ((tiles.t0 + tile) / tiles.tw, (tiles.t0 + tile) % tiles.tw);
+        {
             // The 6×6 patch, zero outside the image.
             let mut d = [[0.0f32; IN]; IN];
             let (y0, x0) = ((ty * OUT) as isize - pad[0] as isize, (tx * OUT) as isize - pad[1] as isize);
@@ -247,7 +307,6 @@ unsafe fn input_transform(x: *const f32, v: *mut f32, ch: usize, c: usize, h: us
                     bd[i][j] = (0..IN).map(|m| BT[i][m] * d[m][j]).sum();
                 }
             }
-            let tile = ty * tw + tx;
             for i in 0..IN {
                 for j in 0..IN {
                     let val: f32 = (0..IN).map(|m| bd[i][m] * BT[j][m]).sum();
@@ -264,11 +323,11 @@ unsafe fn input_transform(x: *const f32, v: *mut f32, ch: usize, c: usize, h: us
 /// # Safety
 /// As [`conv3x3`]; `f < k`.
 #[allow(clippy::too_many_arguments)]
-unsafe fn output_transform(m: *const f32, out: *mut f32, f: usize, k: usize, oh: usize, ow: usize, th: usize, tw: usize, left: bool) {
-    let t = th * tw;
-    for ty in 0..th {
-        for tx in 0..tw {
-            let tile = ty * tw + tx;
+unsafe fn output_transform(m: *const f32, out: *mut f32, f: usize, k: usize, oh: usize, ow: usize, tiles: Tiles, left: bool) {
+    let t = tiles.tb;
+    for tile in 0..tiles.tb {
+        let (ty, tx) = ((tiles.t0 + tile) / tiles.tw, (tiles.t0 + tile) % tiles.tw);
+        {
             let mut mt = [[0.0f32; IN]; IN];
             for (i, row) in mt.iter_mut().enumerate() {
                 for (j, e) in row.iter_mut().enumerate() {
@@ -343,7 +402,7 @@ mod tests {
 
     #[test]
     fn matches_a_direct_convolution_on_odd_sizes_and_padding() {
-        for &(c, h, w, k, pad, threads) in &[(1, 6, 6, 1, [0, 0, 0, 0], 1), (3, 7, 9, 5, [1, 1, 1, 1], 1), (8, 13, 11, 16, [1, 0, 2, 1], 2), (16, 4, 4, 7, [1, 1, 1, 1], 3), (5, 3, 3, 2, [2, 2, 2, 2], 1), (4, 20, 20, 3, [1, 1, 1, 1], 2)] {
+        for &(c, h, w, k, pad, threads) in &[(1, 6, 6, 1, [0, 0, 0, 0], 1), (3, 7, 9, 5, [1, 1, 1, 1], 1), (8, 13, 11, 16, [1, 0, 2, 1], 2), (16, 4, 4, 7, [1, 1, 1, 1], 3), (5, 3, 3, 2, [2, 2, 2, 2], 1), (4, 20, 20, 3, [1, 1, 1, 1], 2), (3, 30, 26, 5, [1, 1, 1, 1], 2), (2, 40, 9, 40, [0, 1, 2, 0], 1)] {
             let x = values(c * h * w, 1);
             let wt = values(k * c * 9, 2);
             let bias = values(k, 3);
@@ -377,5 +436,20 @@ mod tests {
         };
         assert_eq!(run(1), run(2));
         assert_eq!(run(1), run(4));
+    }
+}
+
+#[cfg(test)]
+mod timing {
+    #[test]
+    #[ignore = "timing, run by hand"]
+    fn filter_transform_time() {
+        for &(k, c) in &[(64, 64), (128, 128), (256, 256)] {
+            let w = vec![0.5f32; k * c * 9];
+            let t = std::time::Instant::now();
+            let p = super::transform_filters(&w, k, c, 14, 14);
+            let q = super::transform_filters(&w, k, c, 56, 56);
+            eprintln!("{k}x{c}: {:?} for both orientations ({} {})", t.elapsed(), p.len(), q.len());
+        }
     }
 }
