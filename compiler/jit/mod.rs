@@ -22,6 +22,7 @@ pub mod memplan;
 pub mod observe;
 pub mod prepack;
 pub mod reference;
+pub mod runtime_calls;
 
 pub use executable::{Executable, Workspace};
 pub use observe::observe;

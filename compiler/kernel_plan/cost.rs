@@ -48,6 +48,12 @@ const WINOGRAD_PS_PER_TILE_TRANSFORM: u64 = 46_000;
 const WINOGRAD_GEMM_PS_PER_MAC: u64 = 28;
 const WINOGRAD_PS_PER_FILTER_BYTE: u64 = 60;
 
+/// Utilization of the GEMM's `mr × nr` register tiles over an `m × n` product, in
+/// thousandths (at least 1).
+fn tile_use(m: usize, n: usize, target: &CpuTarget) -> u64 {
+    (1000 * m * n / (m.next_multiple_of(target.mr) * n.next_multiple_of(target.nr))).max(1) as u64
+}
+
 /// Estimated time of a Winograd convolution (the caller checked that it applies).
 fn winograd_ps(operands: &Operands, out: &TensorType, target: &CpuTarget) -> u64 {
     let t = &operands.types;
@@ -56,7 +62,7 @@ fn winograd_ps(operands: &Operands, out: &TensorType, target: &CpuTarget) -> u64
     let block = nnc_runtime::gemm::winograd::block_tiles(out.shape[2], out.shape[3]);
     // The products are `k × tiles` or `tiles × k`, as the runtime orients them.
     let (m, n) = if nnc_runtime::gemm::winograd::filters_left(k, block) { (k, block) } else { (block, k) };
-    let used = (1000 * m * n / (m.next_multiple_of(target.mr) * n.next_multiple_of(target.nr))).max(1) as u64;
+    let used = tile_use(m, n, target);
     let points = nnc_runtime::gemm::winograd::POINTS;
     let macs = (points * k * c * tiles) as u64;
     let gemm = macs.saturating_mul(WINOGRAD_GEMM_PS_PER_MAC).saturating_mul(1000) / used;
@@ -89,8 +95,7 @@ pub fn estimated_ps(kernel: Kernel, op: &Op, operands: &Operands, out: &TensorTy
         return per(if kernel == Kernel::VectorDepthwise { DEPTHWISE_PS_PER_MAC_VECTOR } else { DEPTHWISE_PS_PER_MAC_NCHW });
     }
     let (filters, pixels) = (t[1].shape[0], out.shape[2] * out.shape[3]);
-    // Utilization of `mr × nr` tiles over an `m × n` product, in thousandths.
-    let used = |m: usize, n: usize| (1000 * m * n / (m.next_multiple_of(target.mr) * n.next_multiple_of(target.nr))).max(1) as u64;
+    let used = |m: usize, n: usize| tile_use(m, n, target);
     let windowed = taps(&t) > 1;
     let gemm = |ps: u64, used: u64| macs.saturating_mul(ps).saturating_mul(1000) / used;
     match kernel {

@@ -102,26 +102,19 @@ fn native_kernels(op: &Op, operands: &Operands, out: &TensorType, target: &CpuTa
 /// Kernels for a matrix product (alone or anchoring a fused op), best first.
 fn product_kernels(product: &Product, operands: &Operands, out: &TensorType, target: &CpuTarget) -> Vec<Kernel> {
     let mut kernels = dense_product_kernels(product, operands, target);
-    if winograd_applies(product, operands, target) {
-        // First where the cost model prices it below the best other kernel, else last (so
-        // that `--kernels winograd-f4x3` can still ask for it).
-        let op = product.op();
-        let faster = kernels.first().is_none_or(|&other| estimated_ps(Kernel::Winograd, &op, operands, out, target) < estimated_ps(other, &op, operands, out, target));
-        if faster {
-            kernels.insert(0, Kernel::Winograd);
-        } else {
-            kernels.push(Kernel::Winograd);
+    let op = product.op();
+    // The specialised kernels, where they apply: first where the cost model prices them below
+    // the best kernel so far (Winograd against the GEMM; sparse at this density against the
+    // dense ones), else last, so that `--kernels` can still ask for them.
+    for (kernel, applies) in [(Kernel::Winograd, winograd_applies(product, operands, target)), (Kernel::Sparse, sparse_applies(product, operands, target))] {
+        if !applies {
+            continue;
         }
-    }
-    if sparse_applies(product, operands, target) {
-        // Ahead of the best dense kernel where the cost model says it is faster at this
-        // density, else kept last (so it can still be asked for).
-        let op = product.op();
-        let faster = kernels.first().is_none_or(|&dense| estimated_ps(Kernel::Sparse, &op, operands, out, target) < estimated_ps(dense, &op, operands, out, target));
+        let faster = kernels.first().is_none_or(|&best| estimated_ps(kernel, &op, operands, out, target) < estimated_ps(best, &op, operands, out, target));
         if faster {
-            kernels.insert(0, Kernel::Sparse);
+            kernels.insert(0, kernel);
         } else {
-            kernels.push(Kernel::Sparse);
+            kernels.push(kernel);
         }
     }
     kernels

@@ -11,6 +11,7 @@
 mod constant;
 mod fold;
 mod import;
+mod operators;
 mod patterns;
 pub mod proto;
 

@@ -1,0 +1,255 @@
+//! Calls from generated code into the runtime's kernels (`nnc_gemm`, `nnc_im2col`,
+//! `nnc_sparse_gemm`, `nnc_winograd`, ...): each fills its `#[repr(C)]` call descriptor field
+//! by field in a stack slot (the `…Fields` struct literal, so no field is forgotten) and calls
+//! the entry point with the slot's address.
+
+use super::builder::{GemmOperand, GemmTail, IgemmRequantize, KernelBuilder, I64};
+use super::abi::RuntimeFns;
+use cranelift_codegen::ir::{FuncRef, InstBuilder, StackSlotData, StackSlotKind, Value};
+use nnc_runtime::gemm::{ConvNhwcCall, ConvNhwcCallFields, GemmCall, GemmCallFields, IgemmCall, IgemmCallFields, Im2colCall, Im2colCallFields, SparseCall, SparseCallFields, WinogradCall, WinogradCallFields};
+
+impl KernelBuilder<'_> {
+    /// Threads and cache blocking, which every runtime GEMM call carries.
+    fn gemm_tail(&mut self) -> [Value; 4] {
+        let t = self.tile;
+        [self.int(self.threads), self.int(t.kc as i64), self.int(t.mc as i64), self.int(t.nc as i64)]
+    }
+
+    /// Call a runtime entry point with its call descriptor: each field stored at its offset
+    /// in a stack slot of `size` bytes, whose address is the one argument.
+    fn call_runtime(&mut self, f: FuncRef, fields: Vec<(usize, Value)>, size: usize) {
+        let slot = self.b.create_sized_stack_slot(StackSlotData::new(StackSlotKind::ExplicitSlot, size as u32, 3));
+        for (offset, v) in fields {
+            self.b.ins().stack_store(I64, v, slot, offset as i32);
+        }
+        let addr = self.b.ins().stack_addr(I64, slot, 0);
+        self.b.ins().call(f, &[addr]);
+    }
+
+    fn runtime_fns(&self) -> RuntimeFns {
+        self.runtime.expect("runtime kernels are planned only with microkernels on")
+    }
+
+    /// `C (+)= A·B` through the runtime's GEMM (`nnc_gemm`), then `tail`; strides in elements.
+    pub fn gemm(&mut self, [m, n, k]: [i64; 3], a: GemmOperand, b: GemmOperand, c: (Value, i64, i64), accumulate: bool, tail: &GemmTail) {
+        let rt = self.runtime_fns();
+        let (a, rsa, csa, a_packed) = self.gemm_operand(a);
+        let (b, rsb, csb, b_packed) = self.gemm_operand(b);
+        let [threads, kc, mc, nc] = self.gemm_tail();
+        let [bias, bias_per_row, residual, act] = self.tail_args(tail);
+        let fields = GemmCallFields {
+            m: self.int(m),
+            n: self.int(n),
+            k: self.int(k),
+            a,
+            rsa,
+            csa,
+            a_packed,
+            b,
+            rsb,
+            csb,
+            b_packed,
+            c: c.0,
+            rsc: self.int(c.1),
+            csc: self.int(c.2),
+            accumulate: self.int(accumulate as i64),
+            threads,
+            kc,
+            mc,
+            nc,
+            bias,
+            bias_per_row,
+            residual,
+            act,
+            bf16: self.int(self.bf16 as i64),
+        };
+        self.call_runtime(rt.gemm, fields.with_offsets(), GemmCall::SIZE);
+    }
+
+    /// A GEMM operand as its call fields: pointer, row and column strides, and whether it is
+    /// packed (then the strides are unused).
+    fn gemm_operand(&mut self, x: GemmOperand) -> (Value, Value, Value, Value) {
+        match x {
+            GemmOperand::Strided(p, rs, cs) => (p, self.int(rs), self.int(cs), self.int(0)),
+            GemmOperand::Packed(p) => (p, self.int(0), self.int(0), self.int(1)),
+        }
+    }
+
+    /// `C = bias + A·B` on int8 codes into wrapping i32 (`nnc_igemm`); strides in elements,
+    /// `bias` null or per row (`bias_per_row`) or per column. With `requantize`, C holds
+    /// int8 codes, each accumulator requantized as it is stored.
+    #[allow(clippy::too_many_arguments)]
+    pub fn igemm(&mut self, [m, n, k]: [i64; 3], a: GemmOperand, b: GemmOperand, c: (Value, i64, i64), bias: Option<Value>, bias_per_row: bool, requantize: Option<&IgemmRequantize>) {
+        let rt = self.runtime_fns();
+        let (a, rsa, csa, a_packed) = self.gemm_operand(a);
+        let (b, rsb, csb, b_packed) = self.gemm_operand(b);
+        let null = self.int(0);
+        let fields = IgemmCallFields {
+            m: self.int(m),
+            n: self.int(n),
+            k: self.int(k),
+            a,
+            rsa,
+            csa,
+            a_packed,
+            b,
+            rsb,
+            csb,
+            b_packed,
+            c: c.0,
+            rsc: self.int(c.1),
+            csc: self.int(c.2),
+            bias: bias.unwrap_or(null),
+            bias_per_row: self.int(bias_per_row as i64),
+            threads: self.int(self.threads),
+            requantize: self.int(requantize.is_some() as i64),
+            rq_scales: requantize.map_or(null, |r| r.scales),
+            rq_per_row: self.int(requantize.is_some_and(|r| r.per_row) as i64),
+            rq_single: self.int(requantize.is_some_and(|r| r.single) as i64),
+            rq_out_scale_bits: self.int(requantize.map_or(0, |r| r.out_scale.to_bits() as i64)),
+            rq_act: self.int(requantize.map_or(0, |r| r.activation.code())),
+        };
+        self.call_runtime(rt.igemm, fields.with_offsets(), IgemmCall::SIZE);
+    }
+
+    /// Unfold one NCHW image (`nnc_im2col`) into `col`.
+    pub fn im2col(&mut self, input: Value, chw: [i64; 3], kernel: [i64; 2], stride: [i64; 2], dilation: [i64; 2], pad: [i64; 2], out: [i64; 2], col: Value) {
+        let f = self.runtime_fns().im2col;
+        self.call_im2col(f, input, chw, kernel, stride, dilation, pad, out, col);
+    }
+
+    /// Unfold one NCHW image of int8 codes (`nnc_im2col_i8`) into `col` (`K × P`).
+    pub fn im2col_i8(&mut self, input: Value, chw: [i64; 3], kernel: [i64; 2], stride: [i64; 2], dilation: [i64; 2], pad: [i64; 2], out: [i64; 2], col: Value) {
+        let f = self.runtime_fns().im2col_i8;
+        self.call_im2col(f, input, chw, kernel, stride, dilation, pad, out, col);
+    }
+
+    /// Call an unfolding entry point `f` with its `Im2colCall`.
+    #[allow(clippy::too_many_arguments)]
+    fn call_im2col(&mut self, f: FuncRef, input: Value, [c, h, w]: [i64; 3], [kh, kw]: [i64; 2], stride: [i64; 2], dilation: [i64; 2], [pt, pl]: [i64; 2], [oh, ow]: [i64; 2], col: Value) {
+        let fields = Im2colCallFields {
+            input,
+            c: self.int(c),
+            h: self.int(h),
+            w: self.int(w),
+            kh: self.int(kh),
+            kw: self.int(kw),
+            sh: self.int(stride[0]),
+            sw: self.int(stride[1]),
+            dh: self.int(dilation[0]),
+            dw: self.int(dilation[1]),
+            pt: self.int(pt),
+            pl: self.int(pl),
+            oh: self.int(oh),
+            ow: self.int(ow),
+            col,
+            threads: self.int(self.threads),
+        };
+        self.call_runtime(f, fields.with_offsets(), Im2colCall::SIZE);
+    }
+
+    /// An NHWC convolution of one image through the GEMM with patches gathered while packing
+    /// (`nnc_gemm_conv_nhwc`): `out[oh·ow, f] = patches · packed_b`, then `tail`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn conv_nhwc(&mut self, [m, f]: [i64; 2], input: Value, [c, h, w]: [i64; 3], [kh, kw]: [i64; 2], stride: [i64; 2], dilation: [i64; 2], [pt, pl]: [i64; 2], ow: i64, packed_b: Value, out: (Value, i64, i64), tail: &GemmTail) {
+        let rt = self.runtime_fns();
+        let [threads, kc, mc, nc] = self.gemm_tail();
+        let [bias, bias_per_row, residual, act] = self.tail_args(tail);
+        let fields = ConvNhwcCallFields {
+            m: self.int(m),
+            n: self.int(f),
+            input,
+            c: self.int(c),
+            h: self.int(h),
+            w: self.int(w),
+            kh: self.int(kh),
+            kw: self.int(kw),
+            sh: self.int(stride[0]),
+            sw: self.int(stride[1]),
+            dh: self.int(dilation[0]),
+            dw: self.int(dilation[1]),
+            pt: self.int(pt),
+            pl: self.int(pl),
+            ow: self.int(ow),
+            b: packed_b,
+            out: out.0,
+            rsc: self.int(out.1),
+            csc: self.int(out.2),
+            threads,
+            kc,
+            mc,
+            nc,
+            bias,
+            bias_per_row,
+            residual,
+            act,
+            bf16: self.int(self.bf16 as i64),
+        };
+        self.call_runtime(rt.conv_nhwc, fields.with_offsets(), ConvNhwcCall::SIZE);
+    }
+
+    /// `C = A·B` then `tail` for weights `A: rows × k` compressed at compile time
+    /// (`nnc_sparse_gemm`); B and C as (pointer, row stride, column stride) in elements;
+    /// `scratch` null unless the runtime needs it for these strides.
+    #[allow(clippy::too_many_arguments)]
+    pub fn sparse_gemm(&mut self, [rows, k, p]: [i64; 3], a: Value, b: (Value, i64, i64), c: (Value, i64, i64), scratch: Option<Value>, tail: &GemmTail) {
+        let rt = self.runtime_fns();
+        let [threads, ..] = self.gemm_tail();
+        let [bias, bias_per_row, residual, act] = self.tail_args(tail);
+        let null = self.int(0);
+        let fields = SparseCallFields {
+            rows: self.int(rows),
+            k: self.int(k),
+            p: self.int(p),
+            a,
+            b: b.0,
+            rsb: self.int(b.1),
+            csb: self.int(b.2),
+            c: c.0,
+            rsc: self.int(c.1),
+            csc: self.int(c.2),
+            scratch: scratch.unwrap_or(null),
+            threads,
+            bias,
+            bias_per_row,
+            residual,
+            act,
+        };
+        self.call_runtime(rt.sparse, fields.with_offsets(), SparseCall::SIZE);
+    }
+
+    /// One image's stride-1 3×3 convolution by Winograd F(4×4, 3×3) (`nnc_winograd`):
+    /// `x[c, h, w]` → `out[k, oh, ow]` with `padding` `[top, left, bottom, right]`, filters
+    /// transformed at compile time at `u`, then `tail` (its bias per output channel).
+    #[allow(clippy::too_many_arguments)]
+    pub fn winograd(&mut self, [c, h, w, k]: [i64; 4], padding: [i64; 4], x: Value, u: Value, out: Value, scratch: Value, tail: &GemmTail) {
+        let rt = self.runtime_fns();
+        let [threads, ..] = self.gemm_tail();
+        let [bias, _, residual, act] = self.tail_args(tail);
+        let fields = WinogradCallFields {
+            c: self.int(c),
+            h: self.int(h),
+            w: self.int(w),
+            k: self.int(k),
+            pad_top: self.int(padding[0]),
+            pad_left: self.int(padding[1]),
+            pad_bottom: self.int(padding[2]),
+            pad_right: self.int(padding[3]),
+            x,
+            u,
+            out,
+            scratch,
+            threads,
+            bias,
+            residual,
+            act,
+        };
+        self.call_runtime(rt.winograd, fields.with_offsets(), WinogradCall::SIZE);
+    }
+
+    /// The epilogue fields of a runtime GEMM call: bias, bias per row, residual, activation.
+    fn tail_args(&mut self, t: &GemmTail) -> [Value; 4] {
+        let null = self.int(0);
+        [t.bias.unwrap_or(null), self.int(t.bias_per_row as i64), t.residual.unwrap_or(null), self.int(t.act.code())]
+    }
+}
