@@ -1,18 +1,18 @@
 //! Ahead-of-time compilation (`nnc compile --emit obj|lib|header`): the JIT's kernels written
 //! into an ELF object with `cranelift-object` instead of this process's memory, the weights
-//! as a read-only data symbol, and two C entry points; with the runtime's kernels
+//! as read-only data objects (one per buffer; those no code reads after packing, empty), and
+//! two C entry points; with the runtime's kernels
 //! (`runtime/clib`, built by `build.rs`) it makes a static library a C program links with
 //! `cc main.c libM.a -lm -lpthread`.
 //!
 //! The kernels are the JIT's own (`jit::define_kernels`, same plans, same lowering); only
-//! the addressing differs: constants are the data symbol plus an offset (position-independent
-//! code) rather than absolute addresses. So the library computes what `nnc run --backend jit`
+//! the addressing differs: constants are their data symbols plus an offset
+//! (position-independent code) rather than absolute addresses. So the library computes what `nnc run --backend jit`
 //! computes, bit for bit, on the same machine: like the JIT it targets the compiling CPU's
 //! features (AVX-512 where present), and the library is for that CPU class.
 
-use super::builder::DataSpan;
 use super::memplan::Loc;
-use super::{define_kernels, prepare, JitError, JitOptions, Listing};
+use super::{define_kernels, prepare, JitError, JitOptions, Listing, ObjectData};
 use crate::ir::{Graph, NodeId};
 use crate::kernel_plan::Kernel;
 use cranelift_codegen::ir::{types, AbiParam, InstBuilder, MemFlagsData as MemFlags, UserFuncName};
@@ -22,7 +22,7 @@ use cranelift_module::{DataDescription, Linkage, Module};
 use cranelift_object::{ObjectBuilder, ObjectModule};
 use nnc_runtime::DType;
 
-/// Buffers inside the constant data symbol start at multiples of this (packed panels are
+/// Constant buffers' data objects are aligned to this (packed panels are
 /// read with 64-byte vectors).
 const DATA_ALIGN: usize = 64;
 
@@ -47,8 +47,8 @@ impl CNames {
     fn workspace_size(&self) -> String {
         format!("nnc_{}_workspace_size", self.model)
     }
-    fn constants(&self) -> String {
-        format!("nnc_{}_constants", self.model)
+    fn constant(&self, index: usize) -> String {
+        format!("nnc_{}_c{index}", self.model)
     }
 }
 
@@ -77,23 +77,16 @@ pub fn object(graph: &Graph, options: &JitOptions) -> Result<Vec<u8>, JitError> 
     let mut module = object_module(&names.model)?;
     let codegen = |e: cranelift_module::ModuleError| JitError::Codegen { node: graph.name.clone(), message: e.to_string() };
 
-    // Every constant buffer in one read-only symbol, each at a 64-byte boundary.
-    let mut blob = Vec::new();
-    let mut spans = Vec::with_capacity(prepared.consts.len());
-    for c in &prepared.consts {
-        blob.resize(blob.len().next_multiple_of(DATA_ALIGN), 0);
+    // One read-only data object per constant buffer; after code generation, those no code
+    // refers to (weights whose packed copies are what the kernels read) are left empty.
+    let mut buffers = Vec::with_capacity(prepared.consts.len());
+    for (i, c) in prepared.consts.iter().enumerate() {
+        let id = module.declare_data(&names.constant(i), Linkage::Local, false, false).map_err(codegen)?;
         let start = c.as_ptr() as u64;
-        spans.push(DataSpan { start, end: start + 4 * c.len() as u64, offset: blob.len() as u64 });
-        blob.extend(c.iter().flat_map(|v| v.to_le_bytes()));
+        buffers.push((id, start, start + 4 * c.len() as u64));
     }
-    blob.resize(blob.len().next_multiple_of(DATA_ALIGN).max(DATA_ALIGN), 0);
-    let data = module.declare_data(&names.constants(), Linkage::Local, false, false).map_err(codegen)?;
-    let mut desc = DataDescription::new();
-    desc.define(blob.into_boxed_slice());
-    desc.set_align(DATA_ALIGN as u64);
-    module.define_data(data, &desc).map_err(codegen)?;
-
-    let kernels = define_kernels(&mut module, graph, &options, &prepared, Some((data, &spans)), &mut Listing::default())?;
+    let mut used = std::collections::HashSet::new();
+    let kernels = define_kernels(&mut module, graph, &options, &prepared, Some(ObjectData { buffers: &buffers, used: &mut used }), &mut Listing::default())?;
     debug_assert!(kernels.iter().all(|k| !k.split), "one thread never splits");
     let arena_bytes = prepared.plan.arena_bytes;
     let locs: Vec<(Loc, usize)> = graph.inputs.iter().map(|&i| io_slot(graph, &prepared.plan, i)).collect();
@@ -170,13 +163,17 @@ pub fn object(graph: &Graph, options: &JitOptions) -> Result<Vec<u8>, JitError> 
         let bumped = b.ins().iadd_imm_s(ws, DATA_ALIGN as i64 - 1);
         let arena = b.ins().band_imm_s(bumped, -(DATA_ALIGN as i64));
         let flags = MemFlags::new().with_notrap();
-        let constants = module.declare_data_in_func(data, b.func);
+        // Outputs that are constants are copied from their data objects.
+        let mut constant_outputs = std::collections::HashMap::new();
+        for &(loc, _) in &outs {
+            if let Loc::Const(c) = loc {
+                used.insert(buffers[c].0.as_u32());
+                constant_outputs.insert(c, module.declare_data_in_func(buffers[c].0, b.func));
+            }
+        }
         let addr = |b: &mut FunctionBuilder, loc: Loc| match loc {
             Loc::Arena(off) => b.ins().iadd_imm_s(arena, off as i64),
-            Loc::Const(c) => {
-                let base = b.ins().symbol_value(ptr, constants);
-                b.ins().iadd_imm_s(base, spans[c].offset as i64)
-            }
+            Loc::Const(c) => b.ins().symbol_value(ptr, constant_outputs[&c]),
         };
         // Every array pointer is checked before anything is written.
         let mut pointers = Vec::new();
@@ -210,6 +207,16 @@ pub fn object(graph: &Graph, options: &JitOptions) -> Result<Vec<u8>, JitError> 
         b.ins().return_(&[ok]);
         b.seal_block(fail);
         b.finalize(config);
+    }
+    for ((id, ..), c) in buffers.iter().zip(&prepared.consts) {
+        let mut desc = DataDescription::new();
+        if used.contains(&id.as_u32()) {
+            desc.define(c.iter().flat_map(|v| v.to_le_bytes()).collect());
+        } else {
+            desc.define_zeroinit(1);
+        }
+        desc.set_align(DATA_ALIGN as u64);
+        module.define_data(*id, &desc).map_err(codegen)?;
     }
     let f = module.declare_function(&names.run(), Linkage::Export, &ctx.func.signature).map_err(codegen)?;
     module.define_function(f, &mut ctx).map_err(|e| JitError::Codegen { node: names.run(), message: format!("{e:?}") })?;

@@ -22,9 +22,9 @@ pub struct KernelBuilder<'a> {
     arena: Value,
     /// Addresses of the executable's constant buffers.
     consts: &'a [DataAddr],
-    /// Set when the code goes into an object file (`jit::aot`): the data symbol holding every
-    /// constant buffer, and where each buffer sits in it.
-    pub object_data: Option<(GlobalValue, &'a [DataSpan])>,
+    /// Set when the code goes into an object file (`jit::aot`): each constant buffer's data
+    /// symbol.
+    pub object_data: Option<&'a [DataSpan]>,
     /// Runtime functions the kernel may call, when microkernels are on.
     pub runtime: Option<RuntimeFns>,
     /// The reference kernel's entry point (`jit::reference`), always available.
@@ -57,13 +57,13 @@ impl DataAddr {
     }
 }
 
-/// One constant buffer inside an object file's data symbol: its bytes `[start, end)` in the
-/// compiling process, placed at `offset` in the symbol.
+/// One constant buffer as an object file holds it: its bytes `[start, end)` in the compiling
+/// process, and the data symbol (in the function being built) that holds them there.
 #[derive(Clone, Copy, Debug)]
 pub struct DataSpan {
     pub start: u64,
     pub end: u64,
-    pub offset: u64,
+    pub symbol: GlobalValue,
 }
 
 /// The requantizing epilogue of an int8 GEMM call: the scale table's address (or the one
@@ -114,12 +114,12 @@ impl<'a> KernelBuilder<'a> {
 
     /// The address of constant data in the running program.
     pub fn data_addr(&mut self, a: DataAddr) -> Value {
-        let Some((symbol, spans)) = self.object_data else { return self.int(a.0 as i64) };
+        let Some(spans) = self.object_data else { return self.int(a.0 as i64) };
         // Every address handed out points into (or one past) a constant buffer; inside one
         // wins over one past another that happens to end where it starts.
         let span = spans.iter().find(|s| s.start <= a.0 && a.0 < s.end).or_else(|| spans.iter().find(|s| a.0 == s.end)).expect("a constant address lies in a constant buffer");
-        let base = self.b.ins().symbol_value(I64, symbol);
-        self.b.ins().iadd_imm_s(base, (span.offset + (a.0 - span.start)) as i64)
+        let base = self.b.ins().symbol_value(I64, span.symbol);
+        self.b.ins().iadd_imm_s(base, (a.0 - span.start) as i64)
     }
 
     /// The arena's base address.

@@ -180,6 +180,16 @@ pub(crate) fn prepare(graph: &Graph, options: &JitOptions) -> Result<Prepared, J
     Ok(Prepared { schedule, plans, plan, consts, const_addrs, prepacked, reference_nodes })
 }
 
+/// The namespace `cranelift-module` gives data objects in external names.
+const DATA_NAMESPACE: u32 = 1;
+
+/// Constants in an object file: each buffer's data object and its bytes `[start, end)` in
+/// this process, and the data objects compiled code refers to (filled by [`define_kernels`]).
+pub(crate) struct ObjectData<'d> {
+    pub buffers: &'d [(cranelift_module::DataId, u64, u64)],
+    pub used: &'d mut std::collections::HashSet<u32>,
+}
+
 /// One kernel function defined in a module: the node it computes, and whether it was split
 /// into tasks (`fn(arena, task, tasks)` rather than `fn(arena)`).
 pub(crate) struct DefinedKernel {
@@ -189,9 +199,10 @@ pub(crate) struct DefinedKernel {
 }
 
 /// Define one function per op that runs code, in schedule order, in `module`. With
-/// `object_data`, constants are addressed through that data symbol (an object file);
+/// `object_data` (an object file), constants are addressed through their data symbols, and
+/// the symbols the compiled code refers to are added to its set;
 /// otherwise by their addresses in this process.
-pub(crate) fn define_kernels<M: Module>(module: &mut M, graph: &Graph, options: &JitOptions, prepared: &Prepared, object_data: Option<(cranelift_module::DataId, &[builder::DataSpan])>, listing: &mut Listing) -> Result<Vec<DefinedKernel>, JitError> {
+pub(crate) fn define_kernels<M: Module>(module: &mut M, graph: &Graph, options: &JitOptions, prepared: &Prepared, mut object_data: Option<ObjectData>, listing: &mut Listing) -> Result<Vec<DefinedKernel>, JitError> {
     let ptr = module.target_config().pointer_type();
     let imports = abi::Imports::declare(module)?;
     let frontend_config = module.target_config();
@@ -220,10 +231,12 @@ pub(crate) fn define_kernels<M: Module>(module: &mut M, graph: &Graph, options: 
             let params = b.block_params(entry).to_vec();
             let arena = params[0];
             let fns = imports.in_function(module, b.func);
-            let data = object_data.map(|(data, spans)| (module.declare_data_in_func(data, b.func), spans));
+            let spans: Option<Vec<builder::DataSpan>> = object_data.as_ref().map(|o| {
+                o.buffers.iter().map(|&(id, start, end)| builder::DataSpan { start, end, symbol: module.declare_data_in_func(id, b.func) }).collect()
+            });
             let runtime = options.ukernels.then_some(fns);
             let mut k = builder::KernelBuilder::new(b, arena, &prepared.const_addrs, runtime, kp.tile);
-            k.object_data = data;
+            k.object_data = spans.as_deref();
             k.reference_fn = Some(fns.reference);
             k.prepacked = prepared.prepacked.get(&id).cloned().unwrap_or_default();
             k.threads = options.threads.max(1) as i64;
@@ -252,6 +265,20 @@ pub(crate) fn define_kernels<M: Module>(module: &mut M, graph: &Graph, options: 
             listing.text.push_str(&header);
             listing.text.push_str(ctx.compiled_code().and_then(|c| c.vcode.as_deref()).unwrap_or(""));
             listing.text.push('\n');
+        }
+        if let Some(o) = object_data.as_mut() {
+            // The data symbols the code still refers to after optimization (an operand whose
+            // packed copy is what the kernel reads leaves no relocation).
+            if let Some(code) = ctx.compiled_code() {
+                for reloc in code.buffer.relocs() {
+                    if let cranelift_codegen::FinalizedRelocTarget::ExternalName(cranelift_codegen::ir::ExternalName::User(name)) = &reloc.target {
+                        let name = &ctx.func.params.user_named_funcs()[*name];
+                        if name.namespace == DATA_NAMESPACE {
+                            o.used.insert(name.index);
+                        }
+                    }
+                }
+            }
         }
         module.clear_context(&mut ctx);
         defined.push(DefinedKernel { func: fid, node: id, split });
