@@ -75,15 +75,23 @@ fn packed_point_len(c: usize, k: usize, left: bool) -> usize {
     }
 }
 
-/// Tiles transformed and multiplied together. It bounds the scratch of large images (a
-/// 256×256 output is one block); smaller blocks, meant to keep a block's tiles in L2, ran
-/// ResNet-18's 56×56 layers 1.9× (128 tiles) and 2.2× (32 tiles) slower than one block on
-/// the machine measured, for reasons not yet understood (BENCHMARKS.md).
+/// Tiles transformed and multiplied together: the scratch stays small (ResNet-18's arena is
+/// no larger than with the GEMM) and a block's transformed tiles stay in L2. Blocks of 32,
+/// 64 and 128 tiles ran ResNet-18 alike (35.5–36.6 ms), all faster than one block per image
+/// (38.3 ms), once the points' matrices were padded ([`point_stride`]).
 #[cfg(not(test))]
-const TILE_BLOCK: usize = 4096;
+const TILE_BLOCK: usize = 64;
 /// Small in unit tests, so that they run images of several blocks.
 #[cfg(test)]
 const TILE_BLOCK: usize = 32;
+
+/// Floats between consecutive points' matrices of `rows × block` in the scratch: padded by a
+/// cache line so that the 36 values of a tile, one per point, do not fall in one cache set
+/// (with 128 tiles and 64 channels the points were exactly 32 KiB apart, and layers ran 1.8×
+/// slower).
+fn point_stride(rows: usize, block: usize) -> usize {
+    rows * block + 16
+}
 
 /// Tiles in each block (the last may have fewer) for an output of `oh × ow`.
 pub fn block_tiles(oh: usize, ow: usize) -> usize {
@@ -92,7 +100,8 @@ pub fn block_tiles(oh: usize, ow: usize) -> usize {
 
 /// Floats of scratch one image needs: one block's transformed input and products.
 pub fn scratch_floats(c: usize, k: usize, oh: usize, ow: usize) -> usize {
-    POINTS * (c + k) * tiles(oh, ow).min(TILE_BLOCK)
+    let block = block_tiles(oh, ow);
+    POINTS * (point_stride(c, block) + point_stride(k, block))
 }
 
 /// `G g Gᵀ` of every filter of `w` (`[k, c, 3, 3]`, row-major), in f64 then rounded once,
@@ -186,7 +195,8 @@ pub unsafe fn conv3x3(threads: usize, c: usize, h: usize, w: usize, k: usize, pa
     let block = t.min(TILE_BLOCK);
     let v = scratch;
     // SAFETY: the scratch holds 36·(c + k)·block floats.
-    let m = unsafe { scratch.add(POINTS * c * block) };
+    let (vs, ms) = (point_stride(c, block), point_stride(k, block));
+    let m = unsafe { scratch.add(POINTS * vs) };
     let threads = threads.max(1);
     let left = filters_left(k, block);
     let len = packed_point_len(c, k, left);
@@ -201,7 +211,7 @@ pub unsafe fn conv3x3(threads: usize, c: usize, h: usize, w: usize, k: usize, pa
             let (lo, hi) = share(c, threads.min(c), task);
             for ch in lo..hi {
                 // SAFETY: channel `ch` of x and of V's 36 matrices; tasks take disjoint channels.
-                unsafe { input_transform(xa as *const f32, va as *mut f32, ch, c, h, w, pad, tiles) };
+                unsafe { input_transform(xa as *const f32, va as *mut f32, vs, ch, h, w, pad, tiles) };
             }
         });
         // 2. The 36 products, `M[p] (k × tb) = U[p] · V[p]` or `M[p]ᵀ (tb × k) = V[p]ᵀ ·
@@ -213,7 +223,7 @@ pub unsafe fn conv3x3(threads: usize, c: usize, h: usize, w: usize, k: usize, pa
                 // SAFETY: U[p] (or its transpose) is packed at `u + p·len`; V[p] is c × tb;
                 // M[p] has k·tb floats; all inside their buffers, and tasks write disjoint points.
                 unsafe {
-                    let (filters, v, mp) = ((ua as *const f32).add(p * len), (va as *const f32).add(p * c * tb), (ma as *mut f32).add(p * k * tb));
+                    let (filters, v, mp) = ((ua as *const f32).add(p * len), (va as *const f32).add(p * vs), (ma as *mut f32).add(p * ms));
                     if left {
                         gemm_threaded(1, k, tb, c, ASource::Packed(filters), BSource::Strided(v, tb as isize, 1), mp, tb as isize, 1, false, BLOCKING, Epilogue::NONE, Precision::F32);
                     } else {
@@ -227,7 +237,7 @@ pub unsafe fn conv3x3(threads: usize, c: usize, h: usize, w: usize, k: usize, pa
             let (lo, hi) = share(k, threads.min(k), task);
             for f in lo..hi {
                 // SAFETY: channel `f` of M's matrices and of out; tasks take disjoint channels.
-                unsafe { output_transform(ma as *const f32, oa as *mut f32, f, k, oh, ow, tiles, left) };
+                unsafe { output_transform(ma as *const f32, oa as *mut f32, ms, f, k, oh, ow, tiles, left) };
             }
         });
     }
@@ -276,7 +286,7 @@ fn share(n: usize, tasks: usize, task: usize) -> (usize, usize) {
 /// # Safety
 /// As [`conv3x3`]; `ch < c`.
 #[allow(clippy::too_many_arguments)]
-unsafe fn input_transform(x: *const f32, v: *mut f32, ch: usize, c: usize, h: usize, w: usize, pad: [usize; 4], tiles: Tiles) {
+unsafe fn input_transform(x: *const f32, v: *mut f32, stride: usize, ch: usize, h: usize, w: usize, pad: [usize; 4], tiles: Tiles) {
     let t = tiles.tb;
     // SAFETY: channel `ch`'s plane.
     let plane = unsafe { std::slice::from_raw_parts(x.add(ch * h * w), h * w) };
@@ -311,7 +321,7 @@ unsafe fn input_transform(x: *const f32, v: *mut f32, ch: usize, c: usize, h: us
                 for j in 0..IN {
                     let val: f32 = (0..IN).map(|m| bd[i][m] * BT[j][m]).sum();
                     // SAFETY: point (i, j)'s matrix, row ch, column tile.
-                    unsafe { *v.add((i * IN + j) * c * t + ch * t + tile) = val };
+                    unsafe { *v.add((i * IN + j) * stride + ch * t + tile) = val };
                 }
             }
         }
@@ -323,7 +333,7 @@ unsafe fn input_transform(x: *const f32, v: *mut f32, ch: usize, c: usize, h: us
 /// # Safety
 /// As [`conv3x3`]; `f < k`.
 #[allow(clippy::too_many_arguments)]
-unsafe fn output_transform(m: *const f32, out: *mut f32, f: usize, k: usize, oh: usize, ow: usize, tiles: Tiles, left: bool) {
+unsafe fn output_transform(m: *const f32, out: *mut f32, stride: usize, f: usize, k: usize, oh: usize, ow: usize, tiles: Tiles, left: bool) {
     let t = tiles.tb;
     for tile in 0..tiles.tb {
         let (ty, tx) = ((tiles.t0 + tile) / tiles.tw, (tiles.t0 + tile) % tiles.tw);
@@ -332,7 +342,7 @@ unsafe fn output_transform(m: *const f32, out: *mut f32, f: usize, k: usize, oh:
             for (i, row) in mt.iter_mut().enumerate() {
                 for (j, e) in row.iter_mut().enumerate() {
                     // SAFETY: point (i, j)'s product, `k × t` or `t × k`, at (f, tile).
-                    let at = if left { ((i * IN + j) * k + f) * t + tile } else { ((i * IN + j) * t + tile) * k + f };
+                    let at = (i * IN + j) * stride + if left { f * t + tile } else { tile * k + f };
                     *e = unsafe { *m.add(at) };
                 }
             }
