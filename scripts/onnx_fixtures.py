@@ -111,7 +111,7 @@ class Graph:
         g = helper.make_graph(self.nodes, "main_graph", [helper.make_tensor_value_info(n, TensorProto.FLOAT, s) for n, s in inputs],
                               [helper.make_empty_tensor_value_info(n) for n in outputs], self.inits)
         m = helper.make_model(g, opset_imports=[helper.make_opsetid("", opset)], producer_name="nnc scripts/onnx_fixtures.py")
-        m.ir_version = 8
+        m.ir_version = 10 if opset >= 21 else 8
         # Output types as the exporter declares them: inferred.
         inferred = onnx.shape_inference.infer_shapes(m)
         known = {v.name: v for v in list(inferred.graph.value_info) + list(inferred.graph.output)}
@@ -310,6 +310,27 @@ def qdq_cnn(path):
     return m, {"image": rng.standard_normal((1, 1, 8, 8))}, step
 
 
+def attention_opset23():
+    """Opset 23's Attention (causal, an explicit scale) on heads split from linear
+    projections, one of them through SiLU as PyTorch writes it (Sigmoid, Mul)."""
+    g = Graph()
+    d, heads, seq = 16, 2, 6
+
+    def heads_of(t, tag):
+        shape = g.init(const(f"/{tag}/shape", [1, seq, heads, d // heads], np.int64))
+        return g.op("Transpose", [g.op("Reshape", [t, shape], f"/{tag}/Reshape")], f"/{tag}/Transpose", perm=[0, 2, 1, 3])
+
+    q = g.linear("x", "/q", d, d)
+    q = g.op("Mul", [q, g.op("Sigmoid", [q], "/q_act/Sigmoid")], "/q_act/Mul")
+    k, v = g.linear("x", "/k", d, d), g.linear("x", "/v", d, d)
+    a = g.op("Attention", [heads_of(q, "qh"), heads_of(k, "kh"), heads_of(v, "vh")], "/attn/Attention", is_causal=1, scale=0.3)
+    a = g.op("Transpose", [a], "/attn/Transpose", perm=[0, 2, 1, 3])
+    g.op("Reshape", [a, g.init(const("/attn/shape", [1, seq, d], np.int64))], "/attn/Reshape")
+    g.nodes[-1].output[0] = "y"
+    m = g.model("attention_opset23", [("x", [1, seq, d])], ["y"], 23)
+    return m, {"x": rng.standard_normal((1, seq, d))}
+
+
 def unsupported():
     """Operators nnc lacks, for the error that lists them all."""
     g = Graph()
@@ -353,7 +374,8 @@ def main():
     os.makedirs(OUT, exist_ok=True)
     fixtures = [("resnet_block", resnet_block), ("transformer_layer", transformer_layer), ("transformer_layer_opset18", lambda: transformer_layer(18)),
                 ("small_ops", small_ops), ("opset20_ops", opset20_ops), ("lstm", lstm), ("mlp_opset11", mlp_opset11), ("unsupported", unsupported)]
-    for name, build in fixtures + [("qdq_cnn", None)]:
+    # Appended after the others, so that adding a fixture leaves their seeded values alone.
+    for name, build in fixtures + [("qdq_cnn", None), ("attention_opset23", attention_opset23)]:
         path = os.path.join(OUT, f"{name}.onnx")
         if build is None:
             model, inputs, step = qdq_cnn(path)

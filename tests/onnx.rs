@@ -37,6 +37,7 @@ const FIXTURES: &[(&str, &[&str], &[&str], &[&str])] = &[
     ("opset20_ops", &["x"], &["gram"], &[]),
     ("lstm", &["x"], &["y", "h_n"], &[]),
     ("mlp_opset11", &["x"], &["logits"], &["--dim", "batch=3"]),
+    ("attention_opset23", &["x"], &["y"], &[]),
 ];
 
 fn run_fixture(name: &str, inputs: &[&str], flags: &[&str], backend: &str, out_dir: &Path) {
@@ -146,6 +147,10 @@ fn exporter_patterns_become_nnc_ops() {
     assert!(s.contains("conv_Conv = conv2d(image, conv_weight, conv_bias, stride=[1, 1], padding=[1, 1, 1, 1]"), "{s}");
     assert!(s.contains("relu6(") && !s.contains("clip("), "{s}");
     assert!(s.contains("dense(Flatten, head_weight_t, head_bias"), "{s}");
+    // Opset 23's Attention as nnc's (causal; its scale applied to the queries), SiLU's
+    // Sigmoid and Mul as one op.
+    let a = text("attention_opset23");
+    assert!(a.contains("attention(") && a.contains("causal=true") && a.contains("silu(") && !a.contains("sigmoid("), "{a}");
     let r = text("resnet_block");
     assert_eq!(r.matches("batch_norm(").count(), 4, "{r}");
     assert!(r.contains("param fc_weight: f32[10, 16]"), "{r}");

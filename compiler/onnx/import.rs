@@ -403,6 +403,7 @@ impl<'a> Importer<'a> {
                 self.required(node, 0)?
             }
             "LSTM" => self.lstm(node)?,
+            "Attention" => self.attention(node, &out)?,
             "QuantizeLinear" => self.quantize_pair(index)?,
             "DequantizeLinear" => return Err("DequantizeLinear of a computed value is imported only right after the QuantizeLinear that made it".into()),
             other => return Err(format!("{other} is not supported")),

@@ -367,4 +367,39 @@ impl Importer<'_> {
         }
         Ok(Val::Node(self.op(&y_name, "reshape", &[seq], vec![("shape", usizes_const(&[t, 1, n, h]))])?))
     }
+
+    /// `Attention` (opset 23) on 4-D `[batch, heads, sequence, head size]` values, as nnc's
+    /// `attention`: no mask, past state or extra outputs; a `scale` other than 1/√d scales
+    /// the queries first.
+    pub(super) fn attention(&mut self, node: &NodeProto, out: &str) -> Result<Val, String> {
+        if node.input.iter().skip(3).any(|n| !n.is_empty()) {
+            return Err("Attention with a mask or past keys and values is not supported".into());
+        }
+        if node.output.iter().skip(1).any(|n| !n.is_empty()) {
+            return Err("Attention's present_key, present_value and qk_matmul_output outputs are not supported".into());
+        }
+        if attr_float(node, "softcap", 0.0) != 0.0 {
+            return Err("Attention with softcap is not supported".into());
+        }
+        let (mut q, k, v) = (self.node_input(node, 0)?, self.node_input(node, 1)?, self.node_input(node, 2)?);
+        let [qs, ks, vs] = [q, k, v].map(|id| self.graph.node(id).ty.shape.clone());
+        if qs.len() != 4 || ks.len() != 4 || vs.len() != 4 {
+            return Err("Attention is imported on 4-D [batch, heads, sequence, head size] inputs (3-D inputs with q_num_heads are not)".into());
+        }
+        if qs[..2] != ks[..2] || ks[..3] != vs[..3] || qs[3] != ks[3] {
+            return Err(format!("Attention of shapes {qs:?}, {ks:?}, {vs:?} (grouped-query heads are not supported)"));
+        }
+        let causal = attr_int(node, "is_causal", 0) != 0;
+        if causal && qs[2] != ks[2] {
+            return Err("causal Attention is imported for queries and keys of one length".into());
+        }
+        if let Some(scale) = attr(node, "scale").and_then(|a| a.f) {
+            let factor = scale as f64 * (qs[3] as f64).sqrt();
+            if (factor - 1.0).abs() > 1e-7 {
+                let s = self.scalar_node(&format!("{out}_scale"), factor as f32);
+                q = self.op(&format!("{out}_q"), "mul", &[q, s], vec![])?;
+            }
+        }
+        Ok(Val::Node(self.op(out, "attention", &[q, k, v], vec![("causal", Const::Bool(causal))])?))
+    }
 }

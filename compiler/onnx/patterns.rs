@@ -3,6 +3,7 @@
 //!   `Mul(x, 1/√2)` first);
 //! - layer norm decomposed: `ReduceMean → Sub → Pow(2) → ReduceMean → Add(eps) → Sqrt → Div`,
 //!   then optionally `Mul(γ) → Add(β)`;
+//! - SiLU as PyTorch writes it: `Sigmoid(x) → Mul(x)`;
 //! - `MatMul` by a weight followed by `Add` of a bias (found by `Importer::matmul` through
 //!   [`bias_add`]).
 //!
@@ -90,6 +91,13 @@ pub fn try_patterns(im: &mut Importer, index: usize) -> Result<bool, String> {
         im.values.insert(m.out, Val::Node(y));
         return Ok(true);
     }
+    if let Some(m) = silu(im, index) {
+        let x = im.node_of(&m.x, &im.get(&m.x)?.clone())?;
+        let y = im.op(&m.out, "silu", &[x], vec![])?;
+        im.consumed.extend(m.absorbed);
+        im.values.insert(m.out, Val::Node(y));
+        return Ok(true);
+    }
     if let Some(m) = layer_norm(im, index) {
         let x = im.node_of(&m.x, &im.get(&m.x)?.clone())?;
         let d = *im.graph.node(x).ty.shape.last().ok_or("layer norm of a scalar")?;
@@ -145,6 +153,22 @@ fn gelu(im: &Importer, index: usize) -> Option<Match> {
         return None;
     }
     Some(Match { x, out: im.nodes[half].output[0].clone(), absorbed: vec![erf, add, times_x, half] })
+}
+
+fn silu(im: &Importer, index: usize) -> Option<Match> {
+    let n = &im.nodes[index];
+    if !op_is(n, "Sigmoid") {
+        return None;
+    }
+    let x = n.input.first()?.clone();
+    if matches!(im.values.get(&x), Some(Val::Const(_)) | None) {
+        return None;
+    }
+    let mul = next(im, n.output.first()?, "Mul")?;
+    if other_input(&im.nodes[mul], &n.output[0])? != x {
+        return None;
+    }
+    Some(Match { x, out: im.nodes[mul].output.first()?.clone(), absorbed: vec![mul] })
 }
 
 struct LayerNormMatch {
