@@ -16,117 +16,127 @@ use std::collections::HashMap;
 /// packed buffers appended, and each node's packed buffers (one per convolution group) by
 /// address.
 pub fn prepack_weights(graph: &Graph, plans: &HashMap<NodeId, KernelPlan>, plan: &MemoryPlan, mut consts: Vec<Vec<f32>>) -> (Vec<Vec<f32>>, HashMap<NodeId, Vec<u64>>) {
+    use rayon::prelude::*;
+    // Nodes pack independently (Winograd's filter transforms take milliseconds each), so on
+    // all cores; the buffers are appended in schedule order, so the result does not depend on
+    // the thread count.
+    let order = graph.topo_order();
+    let packed: Vec<(NodeId, Vec<Vec<f32>>)> = order.par_iter().filter_map(|&id| plans.get(&id).and_then(|kp| pack_node(graph, id, kp, plan, &consts)).map(|b| (id, b))).collect();
     let mut prepacked = HashMap::new();
-    for id in graph.topo_order() {
-        let Some(kp) = plans.get(&id) else { continue };
-        let operands = graph.operands(id);
-        let const_at = |i: usize| match plan.locs.get(&operands[i]).copied() {
-            Some(Loc::Const(c)) => Some(c),
-            _ => None,
-        };
-        let mut buffers = Vec::new();
-        // A requantizing int8 product's per-channel scales, after its weights.
-        let scale_table = match graph.node(id).op() {
-            Some(Op::Fused(crate::ops::fused::Fused { requantize: Some(rq), .. })) => Some(rq.scales.per_channel(graph.node(id).ty.shape[rq.scales.axis])),
-            _ => None,
-        };
-        match kp.prepack {
-            // Made by `jit::compile` once the constants' addresses are final.
-            Prepack::ReferenceNode => continue,
-            Prepack::Nothing if scale_table.is_none() => continue,
-            Prepack::Nothing => {}
-            Prepack::LstmWeights => {
-                let Op::Lstm(l) = graph.node(id).op().expect("an lstm") else { unreachable!("only lstm plans pack lstm weights") };
-                let at: Option<Vec<usize>> = (1..operands.len()).map(const_at).collect();
-                let at = at.expect("the plan packs lstm weights only when they are constant");
-                let biases = (at.len() == 4).then(|| (&consts[at[2]][..], &consts[at[3]][..]));
-                buffers.extend(lstm_weights(&consts[at[0]], &consts[at[1]], biases, 4 * l.hidden));
-            }
-            Prepack::ChannelWeights => {
-                let w = const_at(1).expect("the plan packs weights only when they are constant");
-                let ws = &graph.node(operands[1]).ty.shape;
-                buffers.extend(channel_weights(kp.kernel, &consts[w], ws, kp.tile, kp.bf16));
-            }
-            Prepack::ScaleTable => {
-                let node = graph.node(id);
-                let scales = if let Some(Op::Dequantize(d)) = node.op() {
-                    &d.scales
-                } else if let Some(Op::Requantize(r)) = node.op() {
-                    &r.scales
-                } else {
-                    unreachable!("only dequantize and requantize plan scale tables")
-                };
-                buffers.push(scales.per_channel(graph.node(operands[0]).ty.shape[scales.axis]));
-            }
-            Prepack::Int8Weights => {
-                let w = const_at(1).expect("the plan packs weights only when they are constant");
-                buffers.extend(int8_weights(graph.node(id).op().and_then(|op| op.product()).expect("int8 weights belong to products"), &consts[w], &graph.node(operands[1]).ty.shape));
-            }
-            Prepack::GemmB => {
-                let w = const_at(1).expect("the plan packs weights only when they are constant");
-                let ws = &graph.node(operands[1]).ty.shape;
-                let (units, features) = (ws[0], ws[1]);
-                let blk = nnc_runtime::gemm::Blocking { kc: kp.tile.kc, mc: kp.tile.mc, nc: kp.tile.nc };
-                use nnc_runtime::gemm::{pack_b_all, pack_b_all_bf16, packed_b_bf16_len, packed_b_len};
-                let mut buf = vec![0.0f32; if kp.bf16 { packed_b_bf16_len(features, units, blk) } else { packed_b_len(features, units, blk) }];
-                // SAFETY: the weight holds `units × features` floats; B = Wᵀ reads `w[j, p]` at
-                // row stride 1 and column stride `features`; `buf` has room for the packing.
-                unsafe {
-                    if kp.bf16 {
-                        pack_b_all_bf16(features, units, consts[w].as_ptr(), 1, features as isize, blk, &mut buf)
-                    } else {
-                        pack_b_all(features, units, consts[w].as_ptr(), 1, features as isize, blk, &mut buf)
-                    }
-                }
-                buffers.push(buf);
-            }
-            Prepack::SparseRows => {
-                let w = const_at(1).expect("the plan packs weights only when they are constant");
-                let ws = &graph.node(operands[1]).ty.shape;
-                // A convolution's `[F, C, kh, kw]` (ungrouped) or a dense layer's
-                // `[units, features]`, both row-major rows of the product's A.
-                let rows = ws[0];
-                buffers.push(nnc_runtime::gemm::sparse::encode_csr(rows, ws[1..].iter().product(), &consts[w]));
-            }
-            Prepack::WinogradFilters => {
-                let w = const_at(1).expect("the plan transforms filters only when they are constant");
-                let ws = &graph.node(operands[1]).ty.shape;
-                let out = &graph.node(id).ty.shape;
-                buffers.push(nnc_runtime::gemm::winograd::transform_filters(&consts[w], ws[0], ws[1], out[2], out[3]));
-            }
-            Prepack::GemmA => {
-                let w = const_at(1).expect("the plan packs weights only when they are constant");
-                let groups = match graph.node(id).op().and_then(|op| op.product()).expect("GemmA plans are products") {
-                    crate::ops::Product::Conv2d(c) => c.groups,
-                    crate::ops::Product::Dense(_) | crate::ops::Product::MatMul(_) => unreachable!("only convolutions pack A panels (KernelPlan::new)"),
-                };
-                let ws = &graph.node(operands[1]).ty.shape;
-                let (fg, kk) = (ws[0] / groups, ws[1] * ws[2] * ws[3]);
-                let blk = nnc_runtime::gemm::Blocking { kc: kp.tile.kc, mc: kp.tile.mc, nc: kp.tile.nc };
-                for g in 0..groups {
-                    let weights = consts[w][g * fg * kk..].as_ptr();
-                    let buf = if kp.bf16 {
-                        let mut buf = vec![0.0f32; nnc_runtime::gemm::packed_a_bf16_len(fg, kk, blk)];
-                        // SAFETY: the weight buffer holds `groups·fg × kk` floats, row-major.
-                        unsafe { nnc_runtime::gemm::pack_a_all_bf16(fg, kk, weights, kk as isize, 1, blk, &mut buf) };
-                        buf
-                    } else {
-                        let mut buf = vec![0.0f32; nnc_runtime::gemm::packed_a_len(fg, kk, blk)];
-                        // SAFETY: as above.
-                        unsafe { nnc_runtime::gemm::pack_a_all(fg, kk, weights, kk as isize, 1, blk, &mut buf) };
-                        buf
-                    };
-                    buffers.push(buf);
-                }
-            }
-        }
-        buffers.extend(scale_table);
+    for (id, buffers) in packed {
         // A heap buffer does not move when `consts` grows, so its address is final.
         let addrs = buffers.iter().map(|b| b.as_ptr() as u64).collect();
         consts.extend(buffers);
         prepacked.insert(id, addrs);
     }
     (consts, prepacked)
+}
+
+/// The packed buffers of node `id` as its plan asks, or `None` when it packs nothing.
+fn pack_node(graph: &Graph, id: NodeId, kp: &KernelPlan, plan: &MemoryPlan, consts: &[Vec<f32>]) -> Option<Vec<Vec<f32>>> {
+    let operands = graph.operands(id);
+    let const_at = |i: usize| match plan.locs.get(&operands[i]).copied() {
+        Some(Loc::Const(c)) => Some(c),
+        _ => None,
+    };
+    let mut buffers = Vec::new();
+    // A requantizing int8 product's per-channel scales, after its weights.
+    let scale_table = match graph.node(id).op() {
+        Some(Op::Fused(crate::ops::fused::Fused { requantize: Some(rq), .. })) => Some(rq.scales.per_channel(graph.node(id).ty.shape[rq.scales.axis])),
+        _ => None,
+    };
+    match kp.prepack {
+        // Made by `jit::compile` once the constants' addresses are final.
+        Prepack::ReferenceNode => return None,
+        Prepack::Nothing if scale_table.is_none() => return None,
+        Prepack::Nothing => {}
+        Prepack::LstmWeights => {
+            let Op::Lstm(l) = graph.node(id).op().expect("an lstm") else { unreachable!("only lstm plans pack lstm weights") };
+            let at: Option<Vec<usize>> = (1..operands.len()).map(const_at).collect();
+            let at = at.expect("the plan packs lstm weights only when they are constant");
+            let biases = (at.len() == 4).then(|| (&consts[at[2]][..], &consts[at[3]][..]));
+            buffers.extend(lstm_weights(&consts[at[0]], &consts[at[1]], biases, 4 * l.hidden));
+        }
+        Prepack::ChannelWeights => {
+            let w = const_at(1).expect("the plan packs weights only when they are constant");
+            let ws = &graph.node(operands[1]).ty.shape;
+            buffers.extend(channel_weights(kp.kernel, &consts[w], ws, kp.tile, kp.bf16));
+        }
+        Prepack::ScaleTable => {
+            let node = graph.node(id);
+            let scales = if let Some(Op::Dequantize(d)) = node.op() {
+                &d.scales
+            } else if let Some(Op::Requantize(r)) = node.op() {
+                &r.scales
+            } else {
+                unreachable!("only dequantize and requantize plan scale tables")
+            };
+            buffers.push(scales.per_channel(graph.node(operands[0]).ty.shape[scales.axis]));
+        }
+        Prepack::Int8Weights => {
+            let w = const_at(1).expect("the plan packs weights only when they are constant");
+            buffers.extend(int8_weights(graph.node(id).op().and_then(|op| op.product()).expect("int8 weights belong to products"), &consts[w], &graph.node(operands[1]).ty.shape));
+        }
+        Prepack::GemmB => {
+            let w = const_at(1).expect("the plan packs weights only when they are constant");
+            let ws = &graph.node(operands[1]).ty.shape;
+            let (units, features) = (ws[0], ws[1]);
+            let blk = nnc_runtime::gemm::Blocking { kc: kp.tile.kc, mc: kp.tile.mc, nc: kp.tile.nc };
+            use nnc_runtime::gemm::{pack_b_all, pack_b_all_bf16, packed_b_bf16_len, packed_b_len};
+            let mut buf = vec![0.0f32; if kp.bf16 { packed_b_bf16_len(features, units, blk) } else { packed_b_len(features, units, blk) }];
+            // SAFETY: the weight holds `units × features` floats; B = Wᵀ reads `w[j, p]` at
+            // row stride 1 and column stride `features`; `buf` has room for the packing.
+            unsafe {
+                if kp.bf16 {
+                    pack_b_all_bf16(features, units, consts[w].as_ptr(), 1, features as isize, blk, &mut buf)
+                } else {
+                    pack_b_all(features, units, consts[w].as_ptr(), 1, features as isize, blk, &mut buf)
+                }
+            }
+            buffers.push(buf);
+        }
+        Prepack::SparseRows => {
+            let w = const_at(1).expect("the plan packs weights only when they are constant");
+            let ws = &graph.node(operands[1]).ty.shape;
+            // A convolution's `[F, C, kh, kw]` (ungrouped) or a dense layer's
+            // `[units, features]`, both row-major rows of the product's A.
+            let rows = ws[0];
+            buffers.push(nnc_runtime::gemm::sparse::encode_csr(rows, ws[1..].iter().product(), &consts[w]));
+        }
+        Prepack::WinogradFilters => {
+            let w = const_at(1).expect("the plan transforms filters only when they are constant");
+            let ws = &graph.node(operands[1]).ty.shape;
+            let out = &graph.node(id).ty.shape;
+            buffers.push(nnc_runtime::gemm::winograd::transform_filters(&consts[w], ws[0], ws[1], out[2], out[3]));
+        }
+        Prepack::GemmA => {
+            let w = const_at(1).expect("the plan packs weights only when they are constant");
+            let groups = match graph.node(id).op().and_then(|op| op.product()).expect("GemmA plans are products") {
+                crate::ops::Product::Conv2d(c) => c.groups,
+                crate::ops::Product::Dense(_) | crate::ops::Product::MatMul(_) => unreachable!("only convolutions pack A panels (KernelPlan::new)"),
+            };
+            let ws = &graph.node(operands[1]).ty.shape;
+            let (fg, kk) = (ws[0] / groups, ws[1] * ws[2] * ws[3]);
+            let blk = nnc_runtime::gemm::Blocking { kc: kp.tile.kc, mc: kp.tile.mc, nc: kp.tile.nc };
+            for g in 0..groups {
+                let weights = consts[w][g * fg * kk..].as_ptr();
+                let buf = if kp.bf16 {
+                    let mut buf = vec![0.0f32; nnc_runtime::gemm::packed_a_bf16_len(fg, kk, blk)];
+                    // SAFETY: the weight buffer holds `groups·fg × kk` floats, row-major.
+                    unsafe { nnc_runtime::gemm::pack_a_all_bf16(fg, kk, weights, kk as isize, 1, blk, &mut buf) };
+                    buf
+                } else {
+                    let mut buf = vec![0.0f32; nnc_runtime::gemm::packed_a_len(fg, kk, blk)];
+                    // SAFETY: as above.
+                    unsafe { nnc_runtime::gemm::pack_a_all(fg, kk, weights, kk as isize, 1, blk, &mut buf) };
+                    buf
+                };
+                buffers.push(buf);
+            }
+        }
+    }
+    buffers.extend(scale_table);
+    Some(buffers)
 }
 
 /// Constant weights `[F, C/groups, kh, kw]` (row-major) in the order a kernel reads them:
