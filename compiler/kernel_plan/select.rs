@@ -121,13 +121,14 @@ fn product_kernels(product: &Product, operands: &Operands, out: &TensorType, tar
 }
 
 /// Whether the Winograd kernel can compute this product: an f32 row-major ungrouped 3×3
-/// convolution, stride 1, no dilation, with constant filters (transformed at compile time),
-/// on a target with the runtime's kernels.
+/// convolution, stride 1, no dilation, with filters that are a constant node (transformed at
+/// compile time; a value merely computable from constants, as in unoptimized IR, is not one:
+/// `weight_density` is known only for constant nodes), on a target with the runtime's kernels.
 fn winograd_applies(product: &Product, operands: &Operands, target: &CpuTarget) -> bool {
     let types = &operands.types;
     let Product::Conv2d(c) = product else { return false };
     let f32s = types[..2].iter().all(|t| t.dtype == nnc_runtime::DType::F32);
-    target.ukernels && f32s && types[0].layout == Layout::RowMajor && c.groups == 1 && c.stride == [1, 1] && c.dilation == [1, 1] && types[1].shape[2..] == [3, 3] && operands.constant.get(1) == Some(&true)
+    target.ukernels && f32s && types[0].layout == Layout::RowMajor && c.groups == 1 && c.stride == [1, 1] && c.dilation == [1, 1] && types[1].shape[2..] == [3, 3] && operands.constant.get(1) == Some(&true) && operands.weight_density.is_some()
 }
 
 /// Whether the sparse kernel can compute this product: an f32 row-major convolution
