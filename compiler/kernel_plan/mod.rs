@@ -278,6 +278,11 @@ impl Known {
     }
 }
 
+/// Whether `id` is a constant or parameter node.
+pub fn is_weight_node(graph: &Graph, id: NodeId) -> bool {
+    matches!(graph.node(id).kind, NodeKind::Const(_) | NodeKind::Param)
+}
+
 /// A node's operands as the plan sees them: types, and whether each is known at compile
 /// time.
 pub struct Operands<'a> {
@@ -287,6 +292,9 @@ pub struct Operands<'a> {
     pub interpreter_bits: bool,
     /// The fraction of nonzeros of the weights (operand 1), when they are an f32 constant.
     pub weight_density: Option<f64>,
+    /// Whether operand 1 is a weight itself (a constant or parameter node), not a value
+    /// computed from weights: kernels that transform weights at compile time need its values.
+    pub weight_is_leaf: bool,
 }
 
 impl<'a> Operands<'a> {
@@ -294,7 +302,8 @@ impl<'a> Operands<'a> {
         let operands = graph.operands(id);
         let constant = operands.iter().map(|&o| known.contains(o)).collect();
         let weight_density = operands.get(1).and_then(|&w| known.density(w));
-        Operands { types: graph.operand_types(id), constant, interpreter_bits: known.interpreter_bits, weight_density }
+        let weight_is_leaf = operands.get(1).is_some_and(|&w| is_weight_node(graph, w));
+        Operands { types: graph.operand_types(id), constant, interpreter_bits: known.interpreter_bits, weight_density, weight_is_leaf }
     }
 
     /// Whether every operand from `first` on is known at compile time.

@@ -63,7 +63,7 @@ fn native_kernels(op: &Op, operands: &Operands, out: &TensorType, target: &CpuTa
         Op::Fused(f) => match &f.anchor {
             Some(anchor) => {
                 let n = f.anchor_operands(types.len());
-                product_kernels(anchor, &Operands { types: types[..n].to_vec(), constant: operands.constant[..n].to_vec(), interpreter_bits: operands.interpreter_bits, weight_density: operands.weight_density }, out, target)
+                product_kernels(anchor, &Operands { types: types[..n].to_vec(), constant: operands.constant[..n].to_vec(), interpreter_bits: operands.interpreter_bits, weight_density: operands.weight_density, weight_is_leaf: operands.weight_is_leaf }, out, target)
             }
             // Broadcast rows run as a loop over rows.
             None if types[1..].iter().all(|e| e.shape == out.shape || e.numel() == 1) => vec![Kernel::Elementwise],
@@ -122,13 +122,13 @@ fn product_kernels(product: &Product, operands: &Operands, out: &TensorType, tar
 
 /// Whether the Winograd kernel can compute this product: an f32 row-major ungrouped 3×3
 /// convolution, stride 1, no dilation, with filters that are a constant node (transformed at
-/// compile time; a value merely computable from constants, as in unoptimized IR, is not one:
-/// `weight_density` is known only for constant nodes), on a target with the runtime's kernels.
+/// compile time; a value merely computable from constants, as in unoptimized IR, is not one),
+/// on a target with the runtime's kernels.
 fn winograd_applies(product: &Product, operands: &Operands, target: &CpuTarget) -> bool {
     let types = &operands.types;
     let Product::Conv2d(c) = product else { return false };
     let f32s = types[..2].iter().all(|t| t.dtype == nnc_runtime::DType::F32);
-    target.ukernels && f32s && types[0].layout == Layout::RowMajor && c.groups == 1 && c.stride == [1, 1] && c.dilation == [1, 1] && types[1].shape[2..] == [3, 3] && operands.constant.get(1) == Some(&true) && operands.weight_density.is_some()
+    target.ukernels && f32s && types[0].layout == Layout::RowMajor && c.groups == 1 && c.stride == [1, 1] && c.dilation == [1, 1] && types[1].shape[2..] == [3, 3] && operands.constant.get(1) == Some(&true) && operands.weight_is_leaf
 }
 
 /// Whether the sparse kernel can compute this product: an f32 row-major convolution

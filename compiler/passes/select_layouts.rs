@@ -77,7 +77,7 @@ fn in_layout<R>(graph: &Graph, known: &Known, id: NodeId, rule: &Follows, layout
         .enumerate()
         .map(|(i, &o)| if rule.operands.contains(&i) { graph.node(o).ty.with_layout(layout) } else { graph.node(o).ty.clone() })
         .collect();
-    f(&Operands { types: types.iter().collect(), constant: operands.iter().map(|&o| known.contains(o)).collect(), interpreter_bits: known.interpreter_bits(), weight_density: operands.get(1).and_then(|&w| known.density(w)) })
+    f(&Operands { types: types.iter().collect(), constant: operands.iter().map(|&o| known.contains(o)).collect(), interpreter_bits: known.interpreter_bits(), weight_density: operands.get(1).and_then(|&w| known.density(w)), weight_is_leaf: operands.get(1).is_some_and(|&w| crate::kernel_plan::is_weight_node(graph, w)) })
 }
 
 /// Estimated run time of `id` (free) as (row-major, alternative layout), by the kernel the
