@@ -84,16 +84,11 @@ fn near(v: Option<f64>, want: f64) -> bool {
 
 /// Try every pattern whose first node is `index`; true when one matched (and was imported).
 pub fn try_patterns(im: &mut Importer, index: usize) -> Result<bool, String> {
-    if let Some(m) = gelu(im, index) {
+    // Activations written as several nodes: one unary op on `x`.
+    for (op, found) in [("gelu", gelu(im, index)), ("silu", silu(im, index))] {
+        let Some(m) = found else { continue };
         let x = im.node_of(&m.x, &im.get(&m.x)?.clone())?;
-        let y = im.op(&m.out, "gelu", &[x], vec![])?;
-        im.consumed.extend(m.absorbed);
-        im.values.insert(m.out, Val::Node(y));
-        return Ok(true);
-    }
-    if let Some(m) = silu(im, index) {
-        let x = im.node_of(&m.x, &im.get(&m.x)?.clone())?;
-        let y = im.op(&m.out, "silu", &[x], vec![])?;
+        let y = im.op(&m.out, op, &[x], vec![])?;
         im.consumed.extend(m.absorbed);
         im.values.insert(m.out, Val::Node(y));
         return Ok(true);
