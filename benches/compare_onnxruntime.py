@@ -1,16 +1,16 @@
 #!/usr/bin/env python3
-"""Time nnc's JIT against ONNX Runtime on the example models, one thread each.
+"""Time nnc's JIT against ONNX Runtime and OpenVINO on the example models, one and two threads.
 
 Not part of CI. Run it from anywhere after building a release binary:
 
     cargo build --release
-    python3 benches/compare_onnxruntime.py [--nnc PATH] [--models lenet5,mlp,...]
-                                           [--seconds 2.0] [--seed 0] [--keep DIR]
+    python3 benches/compare_onnxruntime.py [--nnc PATH] [--models lenet5,mlp,...] [--threads 1,2]
+                                           [--seconds 3.0] [--rounds 3] [--seed 0] [--keep DIR]
 
 `--nnc` defaults to target/release/nnc in this repository. The script installs numpy, onnx,
-onnxruntime and safetensors from PyPI (with this interpreter's pip) if they are missing.
+onnxruntime, openvino and safetensors from PyPI (with this interpreter's pip) if they are missing.
 
-For every model in examples/ it
+For every model (examples/*.nn, and benches/models/gemm1024.nn: one 1024-cube product) it
 
 1. asks nnc for the model's raw IR (`nnc compile X.nn --emit ir-raw`), which lists every
    parameter with its shape and every op with its canonical attributes, and builds the same
@@ -19,17 +19,15 @@ For every model in examples/ it
    batch-norm statistics with running_var in [0.5, 1.5], PyTorch-style LSTM init), writes
    them under nnc's parameter names to a safetensors file, and writes a seeded input .npy;
    the ONNX model embeds the very same arrays as initializers;
-3. checks the outputs agree: `nnc run ... --output-dir` against ONNX Runtime, reporting
-   max|nnc - ort| / max|ort|;
-4. times ONNX Runtime (intra/inter-op threads 1, ORT_ENABLE_ALL, warm-up, then the median of
-   enough runs to fill about --seconds) and nnc (`nnc run --bench N`, which prints the median
-   after one warm-up; nnc is single-threaded) with the GEMM microkernels on and off;
-5. prints a markdown table, the CPU model and the onnxruntime version.
-
-The "nnc process" column is the wall time of one plain `nnc run` process: reading the
-weights, compiling the model to machine code, one inference and writing the output. The
-"ORT session" column is the time to construct the InferenceSession from the serialized model
-(graph optimization included).
+3. checks that nnc's and OpenVINO's outputs agree with ONNX Runtime's (max|x - ort| / max|ort|);
+4. for each thread count, times the three engines in `--rounds` interleaved rounds, rotating
+   which goes first, each round's measurement the median of enough runs to fill about
+   --seconds / --rounds: ONNX Runtime (intra-op threads N, ORT_ENABLE_ALL), OpenVINO (CPU
+   plugin, INFERENCE_PRECISION_HINT=f32 so nothing runs in bf16, PERFORMANCE_HINT=LATENCY,
+   one stream, INFERENCE_NUM_THREADS=N) and nnc (`nnc run --bench K --threads N`, the median
+   of K runs of the compiled model after one warm-up);
+5. prints a markdown table with nnc / best peer per model and thread count, and the geometric
+   mean per thread count, with the CPU model and the peers' versions.
 """
 
 import argparse
@@ -44,7 +42,8 @@ import tempfile
 import time
 from pathlib import Path
 
-REQUIRED = {"numpy": "numpy", "onnx": "onnx", "onnxruntime": "onnxruntime", "safetensors": "safetensors"}
+REQUIRED = {"numpy": "numpy", "onnx": "onnx", "onnxruntime": "onnxruntime", "openvino": "openvino",
+            "safetensors": "safetensors"}
 
 
 def ensure_packages():
@@ -65,13 +64,15 @@ ensure_packages()
 import numpy as np  # noqa: E402
 import onnx  # noqa: E402
 import onnxruntime as ort  # noqa: E402
+import openvino as ov  # noqa: E402
 from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 from safetensors.numpy import save_file  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
-MODELS = ["lenet5", "mlp", "resnet18", "mobilenet_v2", "transformer", "lstm"]
+MODELS = ["mlp", "lenet5", "resnet18", "mobilenet_v2", "transformer", "lstm", "gemm1024"]
 OPSET = 20  # Gelu is in the default domain from opset 20; LayerNormalization from 17.
 REL_TOLERANCE = 1e-3
+OV_CORE = ov.Core()
 
 
 # --------------------------------------------------------------------------------------------
@@ -355,9 +356,19 @@ UNITS = {"s": 1.0, "ms": 1e-3, "µs": 1e-6, "us": 1e-6, "ns": 1e-9}
 BENCH_RE = re.compile(r"bench: (\d+) runs after 1 warm-up: median ([\d.]+) (\S+)")
 
 
-def nnc_run(nnc, model_file, weights, input_name, input_file, out_dir, bench=None, ukernels="on"):
-    cmd = [str(nnc), "run", str(model_file), "--weights", str(weights),
-           "--input", f"{input_name}={input_file}", "--output-dir", str(out_dir), "--ukernels", ukernels]
+class Case:
+    """One model's files: the .nn, its weights and input, and the equivalent .onnx."""
+
+    def __init__(self, name, model_file, weights, input_name, input_file, x, onnx_file, out_dir):
+        self.name, self.model_file, self.weights = name, model_file, weights
+        self.input_name, self.input_file, self.x = input_name, input_file, x
+        self.onnx_file, self.out_dir = onnx_file, out_dir
+
+
+def nnc_run(nnc, case, threads=1, bench=None):
+    cmd = [str(nnc), "run", str(case.model_file), "--weights", str(case.weights),
+           "--input", f"{case.input_name}={case.input_file}", "--output-dir", str(case.out_dir),
+           "--threads", str(threads)]
     if bench:
         cmd += ["--bench", str(bench)]
     start = time.perf_counter()
@@ -378,50 +389,92 @@ def runs_for(seconds_per_run, budget, minimum=10, maximum=20000):
     return int(min(maximum, max(minimum, math.ceil(budget / max(seconds_per_run, 1e-7)))))
 
 
-def nnc_bench(nnc, model_file, weights, input_name, input_file, out_dir, budget, ukernels):
-    # A short probe to size the real measurement to about `budget` seconds.
-    _, probe = nnc_run(nnc, model_file, weights, input_name, input_file, out_dir, bench=3, ukernels=ukernels)
-    _, median = nnc_run(nnc, model_file, weights, input_name, input_file, out_dir,
-                        bench=runs_for(probe, budget), ukernels=ukernels)
-    return median
+def median_of_calls(call, budget):
+    """Warm up, size the run count to about `budget` seconds, return the median call time."""
+    for _ in range(3):
+        call()
+    start = time.perf_counter()
+    for _ in range(3):
+        call()
+    n = runs_for((time.perf_counter() - start) / 3, budget)
+    times = []
+    for _ in range(n):
+        t0 = time.perf_counter()
+        call()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
 
 
-def ort_session(model_bytes):
+def ort_session(model, threads=1):
+    """An ONNX Runtime session (`model`: bytes or a path) and the seconds it took to create."""
     opts = ort.SessionOptions()
-    opts.intra_op_num_threads = 1
+    opts.intra_op_num_threads = threads
     opts.inter_op_num_threads = 1
     opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     opts.log_severity_level = 3  # errors only
     start = time.perf_counter()
-    sess = ort.InferenceSession(model_bytes, opts, providers=["CPUExecutionProvider"])
+    sess = ort.InferenceSession(model, opts, providers=["CPUExecutionProvider"])
     return sess, time.perf_counter() - start
 
 
 def ort_bench(sess, feeds, budget):
-    for _ in range(5):
-        sess.run(None, feeds)
-    start = time.perf_counter()
-    for _ in range(3):
-        sess.run(None, feeds)
-    n = runs_for((time.perf_counter() - start) / 3, budget)
-    times = []
-    for _ in range(n):
-        t0 = time.perf_counter()
-        sess.run(None, feeds)
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+    return median_of_calls(lambda: sess.run(None, feeds), budget)
 
 
-def ort_call_overhead(budget):
-    """Median time of `sess.run` on a one-element Identity graph: the Python binding's floor."""
-    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])
-    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])
-    graph = helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "identity", [x], [y])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)])
-    model.ir_version = 9
-    sess, _ = ort_session(model.SerializeToString())
-    return ort_bench(sess, {"x": np.zeros([1], np.float32)}, budget)
+class OrtEngine:
+    name = "ONNX Runtime"
+
+    def __init__(self, case, threads):
+        self.sess, self.setup = ort_session(str(case.onnx_file), threads)
+        self.feeds = {case.input_name: case.x}
+
+    def output(self):
+        return self.sess.run(None, self.feeds)[0]
+
+    def time(self, budget):
+        return ort_bench(self.sess, self.feeds, budget)
+
+
+class OpenVinoEngine:
+    name = "OpenVINO"
+
+    def __init__(self, case, threads):
+        config = {
+            "INFERENCE_PRECISION_HINT": "f32",  # no bf16/f16 downcast on CPUs that have it
+            "PERFORMANCE_HINT": "LATENCY",
+            "NUM_STREAMS": "1",
+            "INFERENCE_NUM_THREADS": str(threads),
+        }
+        start = time.perf_counter()
+        compiled = OV_CORE.compile_model(str(case.onnx_file), "CPU", config)
+        self.setup = time.perf_counter() - start
+        self.request = compiled.create_infer_request()
+        self.request.set_input_tensor(ov.Tensor(np.ascontiguousarray(case.x)))
+
+    def output(self):
+        self.request.infer()
+        return np.array(self.request.get_output_tensor(0).data, copy=True)
+
+    def time(self, budget):
+        return median_of_calls(self.request.infer, budget)
+
+
+class NncEngine:
+    name = "nnc"
+
+    def __init__(self, nnc, case, threads):
+        self.nnc, self.case, self.threads = nnc, case, threads
+        self.setup, _ = nnc_run(nnc, case, threads)  # one whole process: load, compile, run, write
+        _, self.per_run = nnc_run(nnc, case, threads, bench=3)
+
+    def output(self):
+        nnc_run(self.nnc, self.case, self.threads)
+        return np.load(self.case.out_dir / f"{OUTPUT_NAMES[self.case.name]}.npy")
+
+    def time(self, budget):
+        _, median = nnc_run(self.nnc, self.case, self.threads, bench=runs_for(self.per_run, budget))
+        return median
 
 
 def fmt_time(s):
@@ -444,16 +497,39 @@ def cpu_model():
     return "unknown"
 
 
+def cpu_flags():
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("flags"):
+                flags = line.split(":", 1)[1].split()
+                return " ".join(f for f in ("avx2", "fma", "avx512f", "avx512_bf16", "avx512_vnni", "amx_tile")
+                                if f in flags)
+    except OSError:
+        pass
+    return "unknown"
+
+
 # --------------------------------------------------------------------------------------------
 
-def compare(model, nnc, work, budget, seed):
-    model_file = REPO / "examples" / f"{model}.nn"
+OUTPUT_NAMES = {}
+
+
+def model_path(model):
+    for folder in (REPO / "examples", REPO / "benches" / "models"):
+        if (folder / f"{model}.nn").exists():
+            return folder / f"{model}.nn"
+    raise FileNotFoundError(f"no {model}.nn in examples/ or benches/models/")
+
+
+def prepare(model, nnc, work, seed):
+    model_file = model_path(model)
     ir_text = subprocess.run([str(nnc), "compile", str(model_file), "--emit", "ir-raw"], cwd=REPO,
                              capture_output=True, text=True, check=True).stdout
     ir = parse_ir(ir_text)
     if len(ir.inputs) != 1 or len(ir.outputs) != 1:
         raise NotImplementedError("this script handles one input and one output per model")
     (input_name, input_shape), (output_name, _) = ir.inputs[0], ir.outputs[0]
+    OUTPUT_NAMES[model] = output_name
 
     weights = make_weights(ir, seed)
     weights_file = work / f"{model}.safetensors"
@@ -462,38 +538,46 @@ def compare(model, nnc, work, budget, seed):
     input_file = work / f"{model}.{input_name}.npy"
     np.save(input_file, x)
 
-    onnx_model = OnnxBuilder(ir, weights).build(model)
-    model_bytes = onnx_model.SerializeToString()
-    (work / f"{model}.onnx").write_bytes(model_bytes)
+    onnx_file = work / f"{model}.onnx"
+    onnx_file.write_bytes(OnnxBuilder(ir, weights).build(model).SerializeToString())
+    return Case(model, model_file, weights_file, input_name, input_file, x, onnx_file, work / f"{model}.out")
 
-    # 1. Agreement.
-    sess, session_time = ort_session(model_bytes)
-    feeds = {input_name: x}
-    ref = sess.run(None, feeds)[0]
-    out_dir = work / f"{model}.out"
-    process_time, _ = nnc_run(nnc, model_file, weights_file, input_name, input_file, out_dir)
-    got = np.load(out_dir / f"{output_name}.npy")
+
+def relative_diff(got, ref):
     if got.shape != ref.shape:
-        raise RuntimeError(f"{model}: nnc output shape {got.shape} != ORT {ref.shape}")
-    rel = float(np.max(np.abs(got.astype(np.float64) - ref)) / max(np.max(np.abs(ref)), 1e-30))
-    status = "ok" if rel <= REL_TOLERANCE else "MISMATCH"
-    print(f"{model}: max rel diff {rel:.2e} ({status}); max|ref| {np.max(np.abs(ref)):.3g}", file=sys.stderr)
+        raise RuntimeError(f"output shape {got.shape} != ONNX Runtime's {ref.shape}")
+    return float(np.max(np.abs(got.astype(np.float64) - ref)) / max(np.max(np.abs(ref)), 1e-30))
 
-    # 2. Timing.
-    ort_t = ort_bench(sess, feeds, budget)
-    nnc_on = nnc_bench(nnc, model_file, weights_file, input_name, input_file, out_dir, budget, "on")
-    nnc_off = nnc_bench(nnc, model_file, weights_file, input_name, input_file, out_dir, budget, "off")
-    print(f"{model}: ORT {fmt_time(ort_t)}, nnc {fmt_time(nnc_on)} (ukernels off {fmt_time(nnc_off)})",
-          file=sys.stderr)
-    return dict(model=model, ort=ort_t, nnc_on=nnc_on, nnc_off=nnc_off, rel=rel, status=status,
-                session=session_time, process=process_time)
+
+def compare(case, nnc, threads, budget, rounds):
+    """Agreement with ONNX Runtime, then `rounds` interleaved rounds of every engine."""
+    engines = [OrtEngine(case, threads), OpenVinoEngine(case, threads), NncEngine(nnc, case, threads)]
+    ref = engines[0].output()
+    diffs = {e.name: relative_diff(e.output(), ref) for e in engines[1:]}
+    samples = {e.name: [] for e in engines}
+    for r in range(rounds):
+        # Rotate who goes first so that drift on a shared machine does not favour one engine.
+        for e in engines[r % len(engines):] + engines[:r % len(engines)]:
+            samples[e.name].append(e.time(budget / rounds))
+    times = {name: statistics.median(ts) for name, ts in samples.items()}
+    line = ", ".join(f"{name} {fmt_time(t)}" for name, t in times.items())
+    print(f"{case.name}, {threads} thread(s): {line}; rel diff vs ORT: "
+          + ", ".join(f"{k} {v:.1e}" for k, v in diffs.items()), file=sys.stderr)
+    return dict(model=case.name, threads=threads, times=times, diffs=diffs,
+                setup={e.name: e.setup for e in engines})
+
+
+def geomean(values):
+    return math.exp(sum(math.log(v) for v in values) / len(values))
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--nnc", default=str(REPO / "target" / "release" / "nnc"), help="the nnc binary")
-    parser.add_argument("--models", default=",".join(MODELS), help="comma-separated example names")
-    parser.add_argument("--seconds", type=float, default=2.0, help="timing budget per measurement")
+    parser.add_argument("--models", default=",".join(MODELS), help="comma-separated model names")
+    parser.add_argument("--threads", default="1,2", help="comma-separated thread counts")
+    parser.add_argument("--seconds", type=float, default=3.0, help="timing budget per engine and measurement")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds the budget is split into")
     parser.add_argument("--seed", type=int, default=0, help="seed for the weights and inputs")
     parser.add_argument("--keep", help="write the weights, inputs and .onnx files here and keep them")
     args = parser.parse_args()
@@ -501,31 +585,49 @@ def main():
     nnc = Path(args.nnc).resolve()
     if not nnc.exists():
         sys.exit(f"no nnc binary at {nnc}; build one with `cargo build --release` or pass --nnc")
+    thread_counts = [int(t) for t in args.threads.split(",") if t]
 
-    with tempfile.TemporaryDirectory(prefix="nnc-vs-ort-") as tmp:
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="nnc-vs-peers-") as tmp:
         work = Path(args.keep) if args.keep else Path(tmp)
         work.mkdir(parents=True, exist_ok=True)
-        rows = [compare(m, nnc, work, args.seconds, args.seed) for m in args.models.split(",") if m]
-    overhead = ort_call_overhead(min(args.seconds, 1.0))
+        for model in [m for m in args.models.split(",") if m]:
+            case = prepare(model, nnc, work, args.seed)
+            for threads in thread_counts:
+                rows.append(compare(case, nnc, threads, args.seconds, args.rounds))
 
+    peers = ("ONNX Runtime", "OpenVINO")
     print()
-    print(f"Machine: {cpu_model()}, {os.cpu_count()} logical CPUs; onnxruntime {ort.__version__}, "
-          f"onnx {onnx.__version__}, numpy {np.__version__}; one thread; nnc {nnc}")
+    print(f"Machine: {cpu_model()} ({cpu_flags()}), {os.cpu_count()} logical CPUs; "
+          f"onnxruntime {ort.__version__}, openvino {ov.get_version()}, numpy {np.__version__}; "
+          f"{time.strftime('%Y-%m-%d')}; nnc {nnc}")
     print()
-    print("| model | ORT median | nnc JIT median (ukernels on) | nnc (ukernels off) | nnc/ORT ratio "
-          "| max rel diff | ORT session | nnc process (compile + 1 run) |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    print("| model | threads | ONNX Runtime | OpenVINO | nnc | nnc / best peer | max rel diff (nnc, OpenVINO) |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    ratios = {t: [] for t in thread_counts}
+    bad = False
     for r in rows:
-        ratio = r["nnc_on"] / r["ort"]
-        flag = "" if r["status"] == "ok" else " **MISMATCH**"
-        print(f"| {r['model']} | {fmt_time(r['ort'])} | {fmt_time(r['nnc_on'])} | {fmt_time(r['nnc_off'])} "
-              f"| {ratio:.2f}x | {r['rel']:.1e}{flag} | {fmt_time(r['session'])} | {fmt_time(r['process'])} |")
+        t = r["times"]
+        best = min(t[p] for p in peers)
+        ratio = t["nnc"] / best
+        ratios[r["threads"]].append(ratio)
+        flags = ""
+        if any(d > REL_TOLERANCE for d in r["diffs"].values()):
+            flags, bad = " **MISMATCH**", True
+        print(f"| {r['model']} | {r['threads']} | {fmt_time(t['ONNX Runtime'])} | {fmt_time(t['OpenVINO'])} "
+              f"| {fmt_time(t['nnc'])} | {ratio:.2f}x | {r['diffs']['nnc']:.1e}, {r['diffs']['OpenVINO']:.1e}{flags} |")
     print()
-    print("nnc/ORT ratio = nnc JIT median (ukernels on) / ORT median; below 1 means nnc is faster.")
-    print("max rel diff = max|nnc - ORT| / max|ORT| on the model's output.")
-    print(f"ORT medians are measured around Python's `sess.run`, which costs {fmt_time(overhead)} on a "
-          "one-element Identity graph; nnc's `--bench` times the compiled model from Rust.")
-    if any(r["status"] != "ok" for r in rows):
+    for t, rs in ratios.items():
+        if rs:
+            print(f"geometric mean of nnc / best peer, {t} thread(s): {geomean(rs):.2f}x over {len(rs)} models")
+    print()
+    print("Each time is the median of the round medians; every engine ran once per round, in rotating order.")
+    print("nnc / best peer below 1 means nnc is faster than both ONNX Runtime and OpenVINO.")
+    print("Peers are timed around their Python calls (a few µs each); nnc's `--bench` times the compiled model.")
+    print("Setup (s): " + "; ".join(
+        f"{r['model']}/{r['threads']}: " + ", ".join(f"{k} {v:.3f}" for k, v in r["setup"].items())
+        for r in rows))
+    if bad:
         sys.exit(1)
 
 
