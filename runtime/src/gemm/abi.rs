@@ -244,8 +244,12 @@ pub unsafe extern "C" fn nnc_gemm_conv_nhwc(call: *const ConvNhwcCall) {
     let patches = ConvPatches { input: g.input, c: i(g.c), h: i(g.h), w: i(g.w), kh: i(g.kh), kw: i(g.kw), sh: i(g.sh), sw: i(g.sw), dh: i(g.dh), dw: i(g.dw), pt: i(g.pt), pl: i(g.pl), ow: i(g.ow), row0: 0 };
     let k = (g.kh * g.kw * g.c) as usize;
     let ep = Epilogue::from_abi(g.bias, g.bias_per_row, g.residual, g.act);
+    // A pointwise convolution without stride or padding multiplies the image itself: its
+    // patch matrix is the `h·w × c` image, row-major.
+    let pointwise = g.kh == 1 && g.kw == 1 && g.sh == 1 && g.sw == 1 && g.pt == 0 && g.pl == 0 && g.ow == g.w && g.m == g.h * g.w;
+    let a = if pointwise { ASource::Strided(g.input, g.c as isize, 1) } else { ASource::Patches(patches) };
     // SAFETY: the descriptor's operands are valid as the contract above says.
-    unsafe { gemm_threaded(g.threads.max(1) as usize, g.m as usize, g.n as usize, k, ASource::Patches(patches), BSource::Packed(g.b), g.out, g.rsc as isize, g.csc as isize, false, Blocking::from_abi(g.kc, g.mc, g.nc), ep, precision(g.bf16)) }
+    unsafe { gemm_threaded(g.threads.max(1) as usize, g.m as usize, g.n as usize, k, a, BSource::Packed(g.b), g.out, g.rsc as isize, g.csc as isize, false, Blocking::from_abi(g.kc, g.mc, g.nc), ep, precision(g.bf16)) }
 }
 
 /// A descriptor's `bf16` flag. Code asks for bf16 only where [`super::bf16_microkernel_name`]

@@ -5,12 +5,40 @@
 
 use std::sync::OnceLock;
 
-/// A microkernel: `C[0..MR, 0..NR] (+)= Apanel · Bpanel` over `kc`, with `C` strided.
+use super::Epilogue;
+use crate::Activation;
+
+/// A microkernel: `C[0..rows, 0..cols] (+)= Apanel · Bpanel` over `kc`, with `C` strided,
+/// stored as [`Store`] says.
 ///
 /// # Safety
-/// `a` holds `kc·MR` floats (a packed A panel), `b` holds `kc·NR` (a packed B panel), and C
-/// is valid (writable) for the `MR × NR` elements its strides address.
-pub(super) type Micro = unsafe fn(kc: usize, a: *const f32, b: *const f32, c: *mut f32, rsc: isize, csc: isize, accumulate: bool);
+/// `a` holds `kc·MR` floats (a packed A panel), `b` holds `kc·NR` (a packed B panel), C is
+/// valid (writable) for the `rows × cols` elements its strides address, and the epilogue's
+/// bias and residual, already shifted to this tile, are valid for them too.
+pub(super) type Micro = unsafe fn(kc: usize, a: *const f32, b: *const f32, c: *mut f32, rsc: isize, csc: isize, st: &Store);
+
+/// A microkernel that reads A in place instead of from a packed panel: row `i` of the tile
+/// at `a + i·rsa`, its `kc` values consecutive. Rows past `rows` are never read.
+///
+/// # Safety
+/// As [`Micro`], with A valid for `kc` floats from each of the tile's `rows` rows.
+pub(super) type MicroRowsA = unsafe fn(kc: usize, a: *const f32, rsa: isize, b: *const f32, c: *mut f32, rsc: isize, csc: isize, st: &Store);
+
+/// How a microkernel stores its register tile. The epilogue is applied to the accumulators
+/// before they leave the registers (a separate pass over the stored tile cost more than the
+/// product itself when `k` is small, as in pointwise convolutions), and an edge tile stores
+/// only its `rows × cols` part, with masked vector stores.
+#[derive(Clone, Copy)]
+pub(super) struct Store {
+    /// Add to C instead of overwriting it.
+    pub accumulate: bool,
+    /// The rows (at most MR) and columns (at most NR) of the tile that exist.
+    pub rows: usize,
+    pub cols: usize,
+    /// On the last slab of `k`: the product's epilogue shifted to this tile
+    /// ([`Epilogue::shifted`]), applied after the sum.
+    pub ep: Option<Epilogue>,
+}
 
 /// The microkernel in use and its register tile.
 #[derive(Clone, Copy)]
@@ -18,6 +46,8 @@ pub(super) struct Kernel {
     pub mr: usize,
     pub nr: usize,
     pub micro: Micro,
+    /// The same tile reading A in place, where there is one.
+    pub micro_rows_a: Option<MicroRowsA>,
     pub name: &'static str,
 }
 
@@ -25,13 +55,13 @@ fn select() -> Kernel {
     #[cfg(target_arch = "x86_64")]
     {
         if std::arch::is_x86_feature_detected!("avx512f") {
-            return Kernel { mr: 8, nr: 32, micro: x86::micro_avx512_8x32, name: "avx512f 8x32" };
+            return Kernel { mr: 8, nr: 32, micro: x86::micro_avx512_8x32, micro_rows_a: Some(x86::micro_avx512_8x32_rows_a), name: "avx512f 8x32" };
         }
         if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
-            return Kernel { mr: 6, nr: 16, micro: x86::micro_avx2_6x16, name: "avx2+fma 6x16" };
+            return Kernel { mr: 6, nr: 16, micro: x86::micro_avx2_6x16, micro_rows_a: Some(x86::micro_avx2_6x16_rows_a), name: "avx2+fma 6x16" };
         }
     }
-    Kernel { mr: 4, nr: 8, micro: micro_portable_4x8, name: "portable 4x8" }
+    Kernel { mr: 4, nr: 8, micro: micro_portable_4x8, micro_rows_a: None, name: "portable 4x8" }
 }
 
 /// The microkernel this CPU runs, selected once.
@@ -47,7 +77,7 @@ pub(super) fn bf16_kernel() -> Option<Kernel> {
     *K.get_or_init(|| {
         #[cfg(target_arch = "x86_64")]
         if std::arch::is_x86_feature_detected!("avx512f") && std::arch::is_x86_feature_detected!("avx512bf16") {
-            return Some(Kernel { mr: 8, nr: 32, micro: x86::micro_avx512bf16_8x32, name: "avx512-bf16 8x32" });
+            return Some(Kernel { mr: 8, nr: 32, micro: x86::micro_avx512bf16_8x32, micro_rows_a: None, name: "avx512-bf16 8x32" });
         }
         None
     })
@@ -74,7 +104,7 @@ pub fn microkernel_shape() -> (usize, usize) {
 ///
 /// # Safety
 /// As [`Micro`] with `MR = 4`, `NR = 8`.
-unsafe fn micro_portable_4x8(kc: usize, a: *const f32, b: *const f32, c: *mut f32, rsc: isize, csc: isize, accumulate: bool) {
+unsafe fn micro_portable_4x8(kc: usize, a: *const f32, b: *const f32, c: *mut f32, rsc: isize, csc: isize, st: &Store) {
     let mut acc = [[0.0f32; 8]; 4];
     for p in 0..kc {
         for (i, row) in acc.iter_mut().enumerate() {
@@ -85,20 +115,26 @@ unsafe fn micro_portable_4x8(kc: usize, a: *const f32, b: *const f32, c: *mut f3
             }
         }
     }
-    for (i, row) in acc.iter().enumerate() {
-        for (j, v) in row.iter().enumerate() {
-            // SAFETY: C is valid for the 4 × 8 tile its strides address.
+    for (i, row) in acc.iter().enumerate().take(st.rows) {
+        for (j, v) in row.iter().enumerate().take(st.cols) {
+            // SAFETY: C is valid for the tile's `rows × cols` elements.
             unsafe {
                 let dst = c.offset(i as isize * rsc + j as isize * csc);
-                *dst = if accumulate { *dst + v } else { *v };
+                *dst = if st.accumulate { *dst + v } else { *v };
             }
         }
+    }
+    if let Some(ep) = st.ep {
+        // SAFETY: the epilogue was shifted to this tile, which C holds.
+        unsafe { ep.apply(c, 0, 0, st.rows, st.cols, rsc, csc) };
     }
 }
 
 #[cfg(target_arch = "x86_64")]
 mod x86 {
     use std::arch::x86_64::*;
+
+    use super::{Activation, Store};
 
     /// A SIMD vector of `W` floats and the five operations a microkernel needs. Each
     /// implementation is only called from a function compiled with its target feature.
@@ -123,6 +159,22 @@ mod x86 {
         /// # Safety
         /// The CPU has the vector unit.
         unsafe fn add(a: Self, b: Self) -> Self;
+        /// The first `n ≤ W` floats at `p`, zeros in the other lanes (full loads when `n = W`).
+        /// # Safety
+        /// The CPU has the vector unit; `p` is valid for `n` floats.
+        unsafe fn load_n(p: *const f32, n: usize) -> Self;
+        /// Store the first `n ≤ W` lanes.
+        /// # Safety
+        /// The CPU has the vector unit; `p` is valid and writable for `n` floats.
+        unsafe fn store_n(self, p: *mut f32, n: usize);
+        /// `x < 0 ? 0 : x` per lane (NaN stays NaN, −0 stays −0), as `Activation::Relu`.
+        /// # Safety
+        /// The CPU has the vector unit.
+        unsafe fn relu(x: Self) -> Self;
+        /// `x < 0 ? 0 : x > 6 ? 6 : x` per lane, as `Activation::Relu6`.
+        /// # Safety
+        /// The CPU has the vector unit.
+        unsafe fn relu6(x: Self) -> Self;
     }
 
     impl Lanes for __m512 {
@@ -150,6 +202,36 @@ mod x86 {
         #[inline(always)]
         unsafe fn add(a: Self, b: Self) -> Self {
             unsafe { _mm512_add_ps(a, b) }
+        }
+        #[inline(always)]
+        unsafe fn load_n(p: *const f32, n: usize) -> Self {
+            unsafe {
+                if n == 16 {
+                    _mm512_loadu_ps(p)
+                } else {
+                    _mm512_maskz_loadu_ps(((1u32 << n) - 1) as __mmask16, p)
+                }
+            }
+        }
+        #[inline(always)]
+        unsafe fn store_n(self, p: *mut f32, n: usize) {
+            unsafe {
+                if n == 16 {
+                    _mm512_storeu_ps(p, self)
+                } else {
+                    _mm512_mask_storeu_ps(p, ((1u32 << n) - 1) as __mmask16, self)
+                }
+            }
+        }
+        // MAXPS/MINPS return their second operand when either is NaN or both are zeros, so
+        // with `x` second they give exactly the scalar comparisons' results.
+        #[inline(always)]
+        unsafe fn relu(x: Self) -> Self {
+            unsafe { _mm512_max_ps(_mm512_setzero_ps(), x) }
+        }
+        #[inline(always)]
+        unsafe fn relu6(x: Self) -> Self {
+            unsafe { _mm512_min_ps(_mm512_set1_ps(6.0), _mm512_max_ps(_mm512_setzero_ps(), x)) }
         }
     }
 
@@ -179,6 +261,43 @@ mod x86 {
         unsafe fn add(a: Self, b: Self) -> Self {
             unsafe { _mm256_add_ps(a, b) }
         }
+        #[inline(always)]
+        unsafe fn load_n(p: *const f32, n: usize) -> Self {
+            unsafe {
+                if n == 8 {
+                    _mm256_loadu_ps(p)
+                } else {
+                    _mm256_maskload_ps(p, lane_mask(n))
+                }
+            }
+        }
+        #[inline(always)]
+        unsafe fn store_n(self, p: *mut f32, n: usize) {
+            unsafe {
+                if n == 8 {
+                    _mm256_storeu_ps(p, self)
+                } else {
+                    _mm256_maskstore_ps(p, lane_mask(n), self)
+                }
+            }
+        }
+        #[inline(always)]
+        unsafe fn relu(x: Self) -> Self {
+            unsafe { _mm256_max_ps(_mm256_setzero_ps(), x) }
+        }
+        #[inline(always)]
+        unsafe fn relu6(x: Self) -> Self {
+            unsafe { _mm256_min_ps(_mm256_set1_ps(6.0), _mm256_max_ps(_mm256_setzero_ps(), x)) }
+        }
+    }
+
+    /// The AVX2 mask of the first `n` of 8 lanes.
+    ///
+    /// # Safety
+    /// The CPU has AVX2 (the caller is compiled with it).
+    #[inline(always)]
+    unsafe fn lane_mask(n: usize) -> __m256i {
+        unsafe { _mm256_cmpgt_epi32(_mm256_set1_epi32(n as i32), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7)) }
     }
 
     /// `MR` rows × two vectors of columns (`NR = 2W`), `ACC = 2·MR` accumulators: each step
@@ -188,7 +307,7 @@ mod x86 {
     /// As [`super::Micro`] with `NR = 2·V::W`; the CPU has `V`'s vector unit (the caller is
     /// compiled with its target feature, which this inlines into).
     #[inline(always)]
-    unsafe fn micro<V: Lanes, const MR: usize, const ACC: usize>(kc: usize, a: *const f32, b: *const f32, c: *mut f32, rsc: isize, csc: isize, accumulate: bool) {
+    unsafe fn micro<V: Lanes, const MR: usize, const ACC: usize>(kc: usize, a: *const f32, b: *const f32, c: *mut f32, rsc: isize, csc: isize, st: &Store) {
         let nr = 2 * V::W;
         // SAFETY (whole body): the panels hold `kc` steps of MR (A) and NR (B) floats, and C
         // is valid for the MR × NR tile its strides address.
@@ -203,39 +322,99 @@ mod x86 {
                     acc[2 * i + 1] = V::fma(av, b1, acc[2 * i + 1]);
                 }
             }
-            store_tile::<V, MR, ACC>(&acc, c, rsc, csc, accumulate);
+            store_tile::<V, MR, ACC>(&acc, c, rsc, csc, st);
         }
     }
 
-    /// Store (or add) an `MR × 2W` tile of accumulators, two vectors per row, into C.
+    /// [`micro`] reading row `i` of A at `a + i·rsa` (see [`super::MicroRowsA`]). A tile with
+    /// fewer than `MR` rows reads its last row again for the missing ones (their results are
+    /// never stored), so no access leaves A.
     ///
     /// # Safety
-    /// C is valid (writable) for the tile its strides address; the CPU has `V`'s unit.
+    /// As [`super::MicroRowsA`] with `NR = 2·V::W`; the CPU has `V`'s vector unit.
     #[inline(always)]
-    unsafe fn store_tile<V: Lanes, const MR: usize, const ACC: usize>(acc: &[V; ACC], c: *mut f32, rsc: isize, csc: isize, accumulate: bool) {
-        // SAFETY (whole body): the caller's contract.
+    unsafe fn micro_rows_a<V: Lanes, const MR: usize, const ACC: usize>(kc: usize, a: *const f32, rsa: isize, b: *const f32, c: *mut f32, rsc: isize, csc: isize, st: &Store) {
+        let nr = 2 * V::W;
+        // SAFETY (whole body): rows `0..st.rows` of A hold `kc` floats each, the B panel `kc`
+        // steps of NR floats, and C the tile's part its strides address.
+        unsafe {
+            let last = st.rows.clamp(1, MR) - 1;
+            let rows: [*const f32; MR] = std::array::from_fn(|i| a.offset(i.min(last) as isize * rsa));
+            let mut acc = [V::zero(); ACC];
+            for p in 0..kc {
+                let b0 = V::load(b.add(p * nr));
+                let b1 = V::load(b.add(p * nr + V::W));
+                for i in 0..MR {
+                    let av = V::splat(*rows[i].add(p));
+                    acc[2 * i] = V::fma(av, b0, acc[2 * i]);
+                    acc[2 * i + 1] = V::fma(av, b1, acc[2 * i + 1]);
+                }
+            }
+            store_tile::<V, MR, ACC>(&acc, c, rsc, csc, st);
+        }
+    }
+
+    /// Store (or add) the `rows × cols` part of an `MR × 2W` tile of accumulators, two vectors
+    /// per row, into C, with the epilogue on the way out.
+    ///
+    /// # Safety
+    /// C is valid (writable) for the tile's part its strides address, and so are the
+    /// epilogue's operands; the CPU has `V`'s unit.
+    #[inline(always)]
+    unsafe fn store_tile<V: Lanes, const MR: usize, const ACC: usize>(acc: &[V; ACC], c: *mut f32, rsc: isize, csc: isize, st: &Store) {
+        // SAFETY (whole body): the caller's contract; every access covers only the first
+        // `lanes` floats of a vector, which lie inside the tile's `cols`.
         unsafe {
             if csc == 1 {
-                for i in 0..MR {
+                for i in 0..st.rows.min(MR) {
                     let row = c.offset(i as isize * rsc);
                     for v in 0..2 {
+                        let lanes = st.cols.saturating_sub(v * V::W).min(V::W);
+                        if lanes == 0 {
+                            break;
+                        }
                         let p = row.add(v * V::W);
-                        let x = if accumulate { V::add(V::load(p), acc[2 * i + v]) } else { acc[2 * i + v] };
-                        x.store(p);
+                        let mut x = acc[2 * i + v];
+                        if st.accumulate {
+                            x = V::add(V::load_n(p, lanes), x);
+                        }
+                        if let Some(ep) = st.ep {
+                            // The scalar epilogue's order: bias, residual, activation.
+                            if !ep.bias.is_null() {
+                                let bias = if ep.bias_per_row { V::splat(*ep.bias.add(i)) } else { V::load_n(ep.bias.add(v * V::W), lanes) };
+                                x = V::add(x, bias);
+                            }
+                            if !ep.residual.is_null() {
+                                x = V::add(x, V::load_n(ep.residual.offset(i as isize * rsc).add(v * V::W), lanes));
+                            }
+                            x = match ep.act {
+                                Activation::None => x,
+                                Activation::Relu => V::relu(x),
+                                Activation::Relu6 => V::relu6(x),
+                            };
+                        }
+                        x.store_n(p, lanes);
                     }
                 }
                 return;
             }
-            // Strided C (a transposed result): element by element.
+            // Strided C (a transposed result): element by element, then the epilogue.
             let mut lanes = [0.0f32; 16];
-            for i in 0..MR {
+            for i in 0..st.rows.min(MR) {
                 for v in 0..2 {
                     acc[2 * i + v].store(lanes.as_mut_ptr());
                     for (l, &x) in lanes[..V::W].iter().enumerate() {
-                        let dst = c.offset(i as isize * rsc + (v * V::W + l) as isize * csc);
-                        *dst = if accumulate { *dst + x } else { x };
+                        let j = v * V::W + l;
+                        if j >= st.cols {
+                            break;
+                        }
+                        let dst = c.offset(i as isize * rsc + j as isize * csc);
+                        *dst = if st.accumulate { *dst + x } else { x };
                     }
                 }
+            }
+            if let Some(ep) = st.ep {
+                ep.apply(c, 0, 0, st.rows.min(MR), st.cols.min(2 * V::W), rsc, csc);
             }
         }
     }
@@ -245,9 +424,19 @@ mod x86 {
     /// # Safety
     /// As [`super::Micro`] with `MR = 8`, `NR = 32`; the CPU has AVX-512F.
     #[target_feature(enable = "avx512f")]
-    pub unsafe fn micro_avx512_8x32(kc: usize, a: *const f32, b: *const f32, c: *mut f32, rsc: isize, csc: isize, accumulate: bool) {
+    pub unsafe fn micro_avx512_8x32(kc: usize, a: *const f32, b: *const f32, c: *mut f32, rsc: isize, csc: isize, st: &Store) {
         // SAFETY: forwarded contract; this function has the feature `micro` needs.
-        unsafe { micro::<__m512, 8, 16>(kc, a, b, c, rsc, csc, accumulate) }
+        unsafe { micro::<__m512, 8, 16>(kc, a, b, c, rsc, csc, st) }
+    }
+
+    /// [`micro_avx512_8x32`] reading A in place.
+    ///
+    /// # Safety
+    /// As [`super::MicroRowsA`] with `MR = 8`, `NR = 32`; the CPU has AVX-512F.
+    #[target_feature(enable = "avx512f")]
+    pub unsafe fn micro_avx512_8x32_rows_a(kc: usize, a: *const f32, rsa: isize, b: *const f32, c: *mut f32, rsc: isize, csc: isize, st: &Store) {
+        // SAFETY: forwarded contract; this function has the feature `micro_rows_a` needs.
+        unsafe { micro_rows_a::<__m512, 8, 16>(kc, a, rsa, b, c, rsc, csc, st) }
     }
 
     /// 8 rows × 32 columns of bf16 pairs: each step is two consecutive `k`, `vdpbf16ps`
@@ -257,7 +446,7 @@ mod x86 {
     /// As [`super::Micro`] with `MR = 8`, `NR = 32`, `kc` counting pairs; the CPU has
     /// AVX-512F and AVX512_BF16.
     #[target_feature(enable = "avx512f,avx512bf16")]
-    pub unsafe fn micro_avx512bf16_8x32(kc: usize, a: *const f32, b: *const f32, c: *mut f32, rsc: isize, csc: isize, accumulate: bool) {
+    pub unsafe fn micro_avx512bf16_8x32(kc: usize, a: *const f32, b: *const f32, c: *mut f32, rsc: isize, csc: isize, st: &Store) {
         const MR: usize = 8;
         const NR: usize = 32;
         // SAFETY (whole body): the panels hold `kc` steps of MR (A) and NR (B) pairs, and C
@@ -274,7 +463,7 @@ mod x86 {
                     acc[2 * i + 1] = _mm512_dpbf16_ps(acc[2 * i + 1], av, b1);
                 }
             }
-            store_tile::<__m512, MR, { 2 * MR }>(&acc, c, rsc, csc, accumulate);
+            store_tile::<__m512, MR, { 2 * MR }>(&acc, c, rsc, csc, st);
         }
     }
 
@@ -283,8 +472,18 @@ mod x86 {
     /// # Safety
     /// As [`super::Micro`] with `MR = 6`, `NR = 16`; the CPU has AVX2 and FMA.
     #[target_feature(enable = "avx2,fma")]
-    pub unsafe fn micro_avx2_6x16(kc: usize, a: *const f32, b: *const f32, c: *mut f32, rsc: isize, csc: isize, accumulate: bool) {
+    pub unsafe fn micro_avx2_6x16(kc: usize, a: *const f32, b: *const f32, c: *mut f32, rsc: isize, csc: isize, st: &Store) {
         // SAFETY: forwarded contract; this function has the features `micro` needs.
-        unsafe { micro::<__m256, 6, 12>(kc, a, b, c, rsc, csc, accumulate) }
+        unsafe { micro::<__m256, 6, 12>(kc, a, b, c, rsc, csc, st) }
+    }
+
+    /// [`micro_avx2_6x16`] reading A in place.
+    ///
+    /// # Safety
+    /// As [`super::MicroRowsA`] with `MR = 6`, `NR = 16`; the CPU has AVX2 and FMA.
+    #[target_feature(enable = "avx2,fma")]
+    pub unsafe fn micro_avx2_6x16_rows_a(kc: usize, a: *const f32, rsa: isize, b: *const f32, c: *mut f32, rsc: isize, csc: isize, st: &Store) {
+        // SAFETY: forwarded contract; this function has the features `micro_rows_a` needs.
+        unsafe { micro_rows_a::<__m256, 6, 12>(kc, a, rsa, b, c, rsc, csc, st) }
     }
 }

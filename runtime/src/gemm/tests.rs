@@ -69,10 +69,11 @@ fn entry_gemm(m: usize, n: usize, k: usize, a: (*const f32, i64, i64, bool), b: 
 
 #[test]
 fn patches_gathered_while_packing_match_im2col() {
-    // 5 channels, 20×18, 3×3 window, stride 2, dilation 1 and 2,
-    // padding 1; 2 threads split the pixels.
-    for (dh, dw) in [(1, 1), (2, 2)] {
-        let (c, h, w, kh, kw, sh, sw, pt, pl) = (5i64, 20i64, 18i64, 3i64, 3i64, 2i64, 1i64, 1i64, 2i64);
+    // 5 channels, 20×18, 3×3 window, stride 2, dilation 1 and 2, padding 1; and a pointwise
+    // window without stride or padding (the image read in place as A); 2 threads split the
+    // pixels.
+    for (dh, dw, kh, kw, sh, sw, pt, pl) in [(1, 1, 3i64, 3i64, 2i64, 1i64, 1i64, 2i64), (2, 2, 3, 3, 2, 1, 1, 2), (1, 1, 1, 1, 1, 1, 0, 0)] {
+        let (c, h, w) = (5i64, 20i64, 18i64);
         let oh = (h + 2 * pt - dh * (kh - 1) - 1) / sh + 1;
         let ow = (w + 2 * pl - dw * (kw - 1) - 1) / sw + 1;
         let (m, k, n) = ((oh * ow) as usize, (kh * kw * c) as usize, 300usize);
@@ -270,6 +271,35 @@ fn nchw_im2col_matches_its_definition() {
             let call = Im2colCall { input: input.as_ptr() as *const u8, c, h, w, kh, kw, sh, sw, dh, dw, pt, pl, oh, ow, col: col.as_mut_ptr() as *mut u8, threads };
             unsafe { nnc_im2col(&call) };
             assert_eq!(col, want, "c{c} {h}x{w} k{kh}x{kw} s{sh}x{sw} d{dh}x{dw} p{pt},{pl}, {threads} thread(s)");
+        }
+    }
+}
+
+#[test]
+fn register_epilogue_keeps_nan_and_negative_zero_and_stores_only_the_tile() {
+    // 11 × 37: edge tiles in both directions (8×32 and 6×16 register tiles), C's padding
+    // columns guarded by a sentinel that must survive; k = 1 so C = A·B is exact.
+    let (m, n, k, ldc) = (11usize, 37usize, 1usize, 40usize);
+    let mut a: Vec<f32> = (0..m).map(|i| i as f32 - 5.0).collect();
+    a[3] = f32::NAN;
+    a[5] = -0.0;
+    let b: Vec<f32> = (0..n).map(|j| if j % 2 == 0 { 1.5 } else { -2.0 }).collect();
+    for act in [Activation::None, Activation::Relu, Activation::Relu6] {
+        let mut c = vec![7.25f32; m * ldc];
+        let call = GemmCall { m: m as i64, n: n as i64, k: k as i64, a: a.as_ptr(), rsa: 1, csa: 1, a_packed: 0, b: b.as_ptr(), rsb: n as i64, csb: 1, b_packed: 0, c: c.as_mut_ptr(), rsc: ldc as i64, csc: 1, accumulate: 0, threads: 1, kc: 8, mc: 8, nc: 32, bias: std::ptr::null(), bias_per_row: 0, residual: std::ptr::null(), act: act.code(), bf16: 0 };
+        // SAFETY: the test's own buffers, of the sizes the descriptor names.
+        unsafe { nnc_gemm(&call) };
+        for i in 0..m {
+            for j in 0..ldc {
+                let got = c[i * ldc + j];
+                if j >= n {
+                    assert_eq!(got, 7.25, "column {j} is outside C");
+                    continue;
+                }
+                // A sum starts from +0, as the interpreter's does: −0·x sums to +0.
+                let want = act.apply(0.0 + a[i] * b[j]);
+                assert!(got.to_bits() == want.to_bits() || (got.is_nan() && want.is_nan()), "{act:?} ({i}, {j}): {got} vs {want}");
+            }
         }
     }
 }
