@@ -6,7 +6,7 @@
 use super::builder::{GemmOperand, GemmTail, IgemmRequantize, KernelBuilder, I64};
 use super::abi::RuntimeFns;
 use cranelift_codegen::ir::{FuncRef, InstBuilder, StackSlotData, StackSlotKind, Value};
-use nnc_runtime::gemm::{ConvNhwcCall, ConvNhwcCallFields, GemmCall, GemmCallFields, IgemmCall, IgemmCallFields, Im2colCall, Im2colCallFields, SparseCall, SparseCallFields, WinogradCall, WinogradCallFields};
+use nnc_runtime::gemm::{ConvNhwcCall, ConvNhwcCallFields, DepthwiseCall, DepthwiseCallFields, GemmCall, GemmCallFields, IgemmCall, IgemmCallFields, Im2colCall, Im2colCallFields, SparseCall, SparseCallFields, WinogradCall, WinogradCallFields};
 
 impl KernelBuilder<'_> {
     /// Threads and cache blocking, which every runtime GEMM call carries.
@@ -245,6 +245,40 @@ impl KernelBuilder<'_> {
             act,
         };
         self.call_runtime(rt.winograd, fields.with_offsets(), WinogradCall::SIZE);
+    }
+
+    /// Output rows `rows` (over all images) of an NHWC depthwise convolution
+    /// (`nnc_depthwise`): `[n, c, h, w]` in, `[oh, ow]` out, window `[kh, kw]`, weights
+    /// `[kh·kw][c]` at `weights`, then `tail` (its bias per channel).
+    #[allow(clippy::too_many_arguments)]
+    pub fn depthwise_nhwc(&mut self, [n, c, h, w]: [i64; 4], [oh, ow]: [i64; 2], [kh, kw]: [i64; 2], stride: [i64; 2], dilation: [i64; 2], [pt, pl]: [i64; 2], x: Value, weights: Value, out: Value, rows: (Value, Value), tail: &GemmTail) {
+        let rt = self.runtime_fns();
+        let [bias, _, residual, act] = self.tail_args(tail);
+        let fields = DepthwiseCallFields {
+            n: self.int(n),
+            c: self.int(c),
+            h: self.int(h),
+            w: self.int(w),
+            kh: self.int(kh),
+            kw: self.int(kw),
+            sh: self.int(stride[0]),
+            sw: self.int(stride[1]),
+            dh: self.int(dilation[0]),
+            dw: self.int(dilation[1]),
+            pt: self.int(pt),
+            pl: self.int(pl),
+            oh: self.int(oh),
+            ow: self.int(ow),
+            x,
+            weights,
+            out,
+            row_lo: rows.0,
+            row_hi: rows.1,
+            bias,
+            residual,
+            act,
+        };
+        self.call_runtime(rt.depthwise, fields.with_offsets(), DepthwiseCall::SIZE);
     }
 
     /// The epilogue fields of a runtime GEMM call: bias, bias per row, residual, activation.

@@ -9,6 +9,9 @@ use super::*;
 /// layout.
 const DEPTHWISE_PS_PER_MAC_NCHW: u64 = 600;
 const DEPTHWISE_PS_PER_MAC_VECTOR: u64 = 100;
+/// The same in NHWC through the runtime's full-width kernel (`gemm::depthwise`; 54–59 ps on
+/// MobileNetV2's 112²×32 and 56²×144 layers).
+const DEPTHWISE_PS_PER_MAC_RUNTIME: u64 = 57;
 /// One multiply-accumulate of a dense convolution through the GEMM microkernels when every
 /// register tile is full: NHWC patches are runs of channels, cheaper to gather than NCHW's
 /// (1×1 convolutions gather nothing). Divided by the tile utilization: NCHW multiplies
@@ -92,7 +95,11 @@ pub fn estimated_ps(kernel: Kernel, op: &Op, operands: &Operands, out: &TensorTy
     let macs = Product::Conv2d(c.clone()).macs(&t, out);
     let per = |ps: u64| macs.saturating_mul(ps);
     if c.groups > 1 {
-        return per(if kernel == Kernel::VectorDepthwise { DEPTHWISE_PS_PER_MAC_VECTOR } else { DEPTHWISE_PS_PER_MAC_NCHW });
+        return per(match kernel {
+            Kernel::VectorDepthwise if target.ukernels && t[0].layout == Layout::Nhwc => DEPTHWISE_PS_PER_MAC_RUNTIME,
+            Kernel::VectorDepthwise => DEPTHWISE_PS_PER_MAC_VECTOR,
+            _ => DEPTHWISE_PS_PER_MAC_NCHW,
+        });
     }
     let (filters, pixels) = (t[1].shape[0], out.shape[2] * out.shape[3]);
     let used = |m: usize, n: usize| tile_use(m, n, target);

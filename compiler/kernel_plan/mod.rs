@@ -48,7 +48,9 @@ pub enum Kernel {
     Direct,
     /// A strided row-major depthwise convolution with its window unrolled.
     DepthwiseUnrolled,
-    /// A depthwise convolution in a channel-vector layout: multiply-adds along channels.
+    /// A depthwise convolution in a channel-vector layout: multiply-adds along channels. In
+    /// NHWC with constant weights and microkernels on, the runtime's kernel at the CPU's full
+    /// vector width (`nnc_runtime::gemm::depthwise`); otherwise Cranelift's `f32x4` loops.
     VectorDepthwise,
     /// An NHWC convolution as a GEMM over pixel-major patches, weights packed at compile time.
     NhwcGemm,

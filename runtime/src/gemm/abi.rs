@@ -442,3 +442,55 @@ pub unsafe extern "C" fn nnc_winograd(call: *const WinogradCall) {
     // SAFETY: the descriptor's buffers are valid as the contract above says.
     unsafe { super::winograd::conv3x3(u(g.threads.max(1)), u(g.c), u(g.h), u(g.w), u(g.k), [u(g.pad_top), u(g.pad_left), u(g.pad_bottom), u(g.pad_right)], g.x, g.u, g.out, g.scratch, ep) }
 }
+
+call_descriptor! {
+    /// Output rows `row_lo..row_hi` (counted over all images) of a depthwise convolution of
+    /// NHWC images ([`super::depthwise`]): `n` images of `c` channels, `h × w` in, `oh × ow`
+    /// out, weights `[kh·kw][c]`, then the epilogue (bias per channel, residual shaped like
+    /// `out`, activation). Threads call it with disjoint row ranges.
+    DepthwiseCall / DepthwiseCallFields {
+        n: i64,
+        c: i64,
+        h: i64,
+        w: i64,
+        kh: i64,
+        kw: i64,
+        sh: i64,
+        sw: i64,
+        dh: i64,
+        dw: i64,
+        pt: i64,
+        pl: i64,
+        oh: i64,
+        ow: i64,
+        x: *const f32,
+        weights: *const f32,
+        out: *mut f32,
+        row_lo: i64,
+        row_hi: i64,
+        /// Null, or `c` floats.
+        bias: *const f32,
+        /// Null, or a tensor shaped like `out`.
+        residual: *const f32,
+        act: i64,
+    }
+}
+
+/// The convolution rows of [`DepthwiseCall`].
+///
+/// # Safety
+/// `call` points to a valid [`DepthwiseCall`] whose buffers are as `depthwise::depthwise`
+/// requires.
+#[no_mangle]
+pub unsafe extern "C" fn nnc_depthwise(call: *const DepthwiseCall) {
+    // SAFETY: the caller passes a valid descriptor.
+    let g = unsafe { *call };
+    let u = |v: i64| v.max(0) as usize;
+    let geometry = super::depthwise::Depthwise { n: u(g.n), c: u(g.c), h: u(g.h), w: u(g.w), kh: u(g.kh), kw: u(g.kw), sh: u(g.sh), sw: u(g.sw), dh: u(g.dh), dw: u(g.dw), pt: u(g.pt), pl: u(g.pl), oh: u(g.oh), ow: u(g.ow) };
+    let ep = Epilogue::from_abi(g.bias, 0, g.residual, g.act);
+    let rows = geometry.n * geometry.oh;
+    let (lo, hi) = (u(g.row_lo).min(rows), u(g.row_hi).min(rows));
+    // SAFETY: the descriptor's buffers are valid as the contract above says; the rows are
+    // clamped to the output.
+    unsafe { super::depthwise::depthwise(geometry, lo, hi.max(lo), g.x, g.weights, g.out, ep) }
+}

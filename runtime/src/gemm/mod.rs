@@ -11,11 +11,13 @@
 //! `mc` and `nc` per product from the cache sizes ([`Blocking`]).
 
 pub mod abi;
+pub mod depthwise;
 pub mod epilogue;
 pub mod microkernel;
 pub mod int8;
 pub mod pack;
 pub mod sparse;
+mod simd;
 pub mod winograd;
 #[cfg(test)]
 mod tests;

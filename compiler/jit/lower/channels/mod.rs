@@ -23,6 +23,7 @@ pub mod gemm;
 pub mod windowed;
 
 use addressing::{shape4, Channels};
+use crate::ir::Layout;
 
 use crate::jit::builder::{KernelBuilder, F32};
 use crate::jit::epilogue::Arg;
@@ -120,10 +121,18 @@ pub fn conv2d(k: &mut KernelBuilder, kernel: crate::kernel_plan::Kernel, c: &cra
     };
     let bias = args.get(2).map(|b| k.ptr(b.loc));
     match kernel {
-        Kernel::VectorDepthwise => {
-            let w = weights(k);
-            windowed::windowed(k, win, args[0], out, &Windowed::Depthwise { weights: w, bias }, epi);
-        }
+        Kernel::VectorDepthwise => match packed {
+            // The runtime's kernel runs at the CPU's full vector width; it takes NHWC with
+            // weights packed tap-major, and an epilogue it can apply itself (a task must not
+            // leave steps for a pass over the whole result).
+            Some(addr) if k.runtime.is_some() && args[0].ty.layout == Layout::Nhwc && out.ty.layout == Layout::Nhwc && epi.runtime_form().is_some() => {
+                depthwise_nhwc(k, win, args[0], out, addr, bias, epi);
+            }
+            _ => {
+                let w = weights(k);
+                windowed::windowed(k, win, args[0], out, &Windowed::Depthwise { weights: w, bias }, epi);
+            }
+        },
         Kernel::Nchw4cBlocked => {
             let w = weights(k);
             windowed::windowed(k, win, args[0], out, &Windowed::Blocked { weights: w, bias, filters: args[1].ty.shape[0] as i64 }, epi);
@@ -133,4 +142,18 @@ pub fn conv2d(k: &mut KernelBuilder, kernel: crate::kernel_plan::Kernel, c: &cra
         }
         _ => gemm::direct(k, c, args, out, epi),
     }
+}
+
+/// A depthwise convolution of NHWC values through the runtime's kernel (`nnc_depthwise`),
+/// this task's share of the output rows (all of them on one thread).
+fn depthwise_nhwc(k: &mut KernelBuilder, win: windowed::Window, x: Arg, out: Arg, weights: crate::jit::builder::DataAddr, bias: Option<cranelift_codegen::ir::Value>, epi: &crate::jit::epilogue::Epilogue) {
+    let [n, c, h, w] = addressing::shape4(x.ty);
+    let [_, _, oh, ow] = addressing::shape4(out.ty);
+    let (xp, o) = (k.ptr(x.loc), k.ptr(out.loc));
+    let zero = k.int(0);
+    let (tail, left) = epi.gemm_tail(k, bias, false, zero);
+    debug_assert!(!left, "only epilogues the runtime applies come here");
+    let wp = k.data_addr(weights);
+    let rows = k.split(0, n * oh, 1);
+    k.depthwise_nhwc([n, c, h, w], [oh, ow], win.kernel, win.stride, win.dilation, win.padding, xp, wp, o, rows, &tail);
 }

@@ -1,0 +1,357 @@
+//! Depthwise convolutions of NHWC images at the CPU's full vector width (AVX-512: 16 channels
+//! per vector, AVX2: 8), with the bias, a residual and ReLU/ReLU6 applied before each vector
+//! is stored. Generated code, limited to 128-bit vectors, ran these at a quarter of the width.
+//!
+//! Each output pixel's channels are one run of vectors; a vector sums its taps' products in
+//! tap order (row by row, left to right), starting from the bias, so every thread count and
+//! every tiling gives the same bits. Interior pixels (every tap inside the image) are computed
+//! four at a time, so each weight vector loaded serves four pixels; border pixels skip the
+//! taps that fall in the padding.
+
+use super::Epilogue;
+
+/// One depthwise convolution: `out[b, oy, ox, ch] = bias[ch] + Σ_{ky,kx}
+/// x[b, oy·sh − pt + ky·dh, ox·sw − pl + kx·dw, ch] · wt[ky·kw + kx][ch]`, taps in the padding
+/// left out, all tensors NHWC (channels innermost), weights tap-major.
+#[derive(Clone, Copy, Debug)]
+pub struct Depthwise {
+    pub n: usize,
+    pub c: usize,
+    pub h: usize,
+    pub w: usize,
+    pub kh: usize,
+    pub kw: usize,
+    pub sh: usize,
+    pub sw: usize,
+    pub dh: usize,
+    pub dw: usize,
+    pub pt: usize,
+    pub pl: usize,
+    pub oh: usize,
+    pub ow: usize,
+}
+
+/// Output pixels an interior step computes.
+const PIXELS: usize = 4;
+
+impl Depthwise {
+    /// First and one-past-last output index along one axis whose every tap is inside
+    /// `[0, len)`.
+    fn interior(len: usize, out: usize, s: usize, p: usize, taps: usize, d: usize) -> (usize, usize) {
+        let lo = p.div_ceil(s).min(out);
+        let reach = (taps - 1) * d;
+        let hi = if len + p < reach + 1 { 0 } else { ((len + p - reach - 1) / s + 1).min(out) };
+        (lo, hi.max(lo))
+    }
+}
+
+/// Output rows `lo..hi` of the convolution `g` (rows counted over all images, so threads
+/// split by handing out disjoint ranges), with the best kernel for this CPU.
+///
+/// # Safety
+/// `x` holds `n·h·w·c` floats, `wt` `kh·kw·c`, `out` (writable, not overlapping the others)
+/// `n·oh·ow·c`; the epilogue's bias holds `c` floats and its residual `n·oh·ow·c`, and it
+/// is not per-row; `oh`, `ow` are the convolution's output sizes for these sizes; strides
+/// and dilations are at least 1, `kh`, `kw` at least 1, and `lo ≤ hi ≤ n·oh`.
+pub unsafe fn depthwise(g: Depthwise, lo: usize, hi: usize, x: *const f32, wt: *const f32, out: *mut f32, ep: Epilogue) {
+    // SAFETY: the caller's contract; each kernel runs only where its features exist.
+    unsafe {
+        #[cfg(target_arch = "x86_64")]
+        {
+            if std::arch::is_x86_feature_detected!("avx512f") {
+                return x86::rows_avx512(g, lo, hi, x, wt, out, ep);
+            }
+            if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+                return x86::rows_avx2(g, lo, hi, x, wt, out, ep);
+            }
+        }
+        rows_portable(g, lo, hi, x, wt, out, ep)
+    }
+}
+
+/// The sum for one output element, taps in order: the definition every kernel follows.
+///
+/// # Safety
+/// As [`depthwise`], for an output element of `g`.
+#[inline(always)]
+unsafe fn element(g: &Depthwise, x: *const f32, wt: *const f32, b: usize, oy: usize, ox: usize, ch: usize, init: f32) -> f32 {
+    let mut acc = init;
+    for ky in 0..g.kh {
+        let Some(iy) = (oy * g.sh + ky * g.dh).checked_sub(g.pt).filter(|&iy| iy < g.h) else { continue };
+        for kx in 0..g.kw {
+            let Some(ix) = (ox * g.sw + kx * g.dw).checked_sub(g.pl).filter(|&ix| ix < g.w) else { continue };
+            // SAFETY: (b, iy, ix, ch) is inside the image and (ky, kx, ch) inside the weights.
+            unsafe { acc = (*x.add(((b * g.h + iy) * g.w + ix) * g.c + ch)).mul_add(*wt.add((ky * g.kw + kx) * g.c + ch), acc) };
+        }
+    }
+    acc
+}
+
+/// Plain Rust, for CPUs without AVX2.
+///
+/// # Safety
+/// As [`depthwise`].
+unsafe fn rows_portable(g: Depthwise, lo: usize, hi: usize, x: *const f32, wt: *const f32, out: *mut f32, ep: Epilogue) {
+    // SAFETY: the caller's contract.
+    unsafe {
+        for r in lo..hi {
+            let (b, oy) = (r / g.oh, r % g.oh);
+            for ox in 0..g.ow {
+                let o = ((b * g.oh + oy) * g.ow + ox) * g.c;
+                for ch in 0..g.c {
+                    let init = if ep.bias.is_null() { 0.0 } else { *ep.bias.add(ch) };
+                    *out.add(o + ch) = element(&g, x, wt, b, oy, ox, ch, init);
+                }
+                let res = if ep.residual.is_null() { ep.residual } else { ep.residual.add(o) };
+                Epilogue { bias: std::ptr::null(), residual: res, ..ep }.apply(out.add(o), 0, 0, 1, g.c, g.c as isize, 1);
+            }
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use std::arch::x86_64::*;
+
+    use super::super::simd::Lanes;
+    use super::{Depthwise, Epilogue, PIXELS};
+    use crate::Activation;
+
+    /// # Safety
+    /// As [`super::depthwise`]; the CPU has AVX-512F.
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn rows_avx512(g: Depthwise, lo: usize, hi: usize, x: *const f32, wt: *const f32, out: *mut f32, ep: Epilogue) {
+        // SAFETY: forwarded contract; this function has the feature `rows` needs.
+        unsafe { rows::<__m512>(g, lo, hi, x, wt, out, ep) }
+    }
+
+    /// # Safety
+    /// As [`super::depthwise`]; the CPU has AVX2 and FMA.
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn rows_avx2(g: Depthwise, lo: usize, hi: usize, x: *const f32, wt: *const f32, out: *mut f32, ep: Epilogue) {
+        // SAFETY: forwarded contract; this function has the features `rows` needs.
+        unsafe { rows::<__m256>(g, lo, hi, x, wt, out, ep) }
+    }
+
+    /// Output rows `lo..hi`, specialised for the common window sizes so their tap loops
+    /// unroll.
+    ///
+    /// # Safety
+    /// As [`super::depthwise`]; the CPU has `V`'s unit.
+    #[inline(always)]
+    unsafe fn rows<V: Lanes>(g: Depthwise, lo: usize, hi: usize, x: *const f32, wt: *const f32, out: *mut f32, ep: Epilogue) {
+        // SAFETY: forwarded contract.
+        unsafe {
+            match (g.kh, g.kw) {
+                (3, 3) => rows_for::<V, 3, 3>(&g, lo, hi, x, wt, out, &ep),
+                (5, 5) => rows_for::<V, 5, 5>(&g, lo, hi, x, wt, out, &ep),
+                _ => rows_for::<V, 0, 0>(&g, lo, hi, x, wt, out, &ep),
+            }
+        }
+    }
+
+    /// One output row: its image, where its pixels go, the residual's row (or null).
+    struct Row {
+        img: *const f32,
+        out_row: *mut f32,
+        res_row: *const f32,
+        oy: usize,
+    }
+
+    /// The vector of channels `cb..` of `row`: its lanes and its initial value (the bias).
+    ///
+    /// # Safety
+    /// As [`rows`]; `cb < c`.
+    #[inline(always)]
+    unsafe fn row_vector<V: Lanes>(g: &Depthwise, ep: &Epilogue, row: &Row, cb: usize) -> RowVector<V> {
+        let lanes = (g.c - cb).min(V::W);
+        // SAFETY: the bias holds `c` floats.
+        let init = if ep.bias.is_null() { unsafe { V::zero() } } else { unsafe { V::load_n(ep.bias.add(cb), lanes) } };
+        RowVector { img: row.img, out_row: row.out_row, res_row: row.res_row, oy: row.oy, cb, lanes, init, act: ep.act }
+    }
+
+    /// Output pixels `from..to` of `row`, every channel, taps checked.
+    ///
+    /// # Safety
+    /// As [`rows`], for pixels of the row.
+    #[inline(always)]
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn border<V: Lanes>(g: &Depthwise, kh: usize, kw: usize, wt: *const f32, ep: &Epilogue, row: &Row, from: usize, to: usize) {
+        for ox in from..to {
+            for cb in (0..g.c).step_by(V::W) {
+                // SAFETY: forwarded contract.
+                unsafe { checked(g, kh, kw, wt, &row_vector::<V>(g, ep, row, cb), ox) };
+            }
+        }
+    }
+
+    /// One vector of channels `cb..cb+lanes` of an output row: where its pixels start, the
+    /// residual's row (or null), the first input row of the window and the activation.
+    #[derive(Clone, Copy)]
+    struct RowVector<V> {
+        img: *const f32,
+        out_row: *mut f32,
+        res_row: *const f32,
+        oy: usize,
+        cb: usize,
+        lanes: usize,
+        init: V,
+        act: Activation,
+    }
+
+    /// Residual, activation and store of output pixel `ox`'s vector. (Helpers are functions,
+    /// not closures: closures do not inherit the caller's target features, and their vector
+    /// operations would not inline.)
+    ///
+    /// # Safety
+    /// As [`rows`], for a pixel of the row.
+    #[inline(always)]
+    unsafe fn finish<V: Lanes>(g: &Depthwise, r: &RowVector<V>, ox: usize, acc: V) {
+        // SAFETY: the caller's contract.
+        unsafe {
+            let o = ox * g.c + r.cb;
+            let mut v = acc;
+            if !r.res_row.is_null() {
+                v = V::add(v, V::load_n(r.res_row.add(o), r.lanes));
+            }
+            v = match r.act {
+                Activation::None => v,
+                Activation::Relu => V::relu(v),
+                Activation::Relu6 => V::relu6(v),
+            };
+            v.store_n(r.out_row.add(o), r.lanes);
+        }
+    }
+
+    /// Output pixel `ox` with its taps checked against the image (the borders).
+    ///
+    /// # Safety
+    /// As [`rows`], for a pixel of the row.
+    #[inline(always)]
+    unsafe fn checked<V: Lanes>(g: &Depthwise, kh: usize, kw: usize, wt: *const f32, r: &RowVector<V>, ox: usize) {
+        // SAFETY: only taps inside the image are read.
+        unsafe {
+            let mut acc = r.init;
+            for ky in 0..kh {
+                let Some(iy) = (r.oy * g.sh + ky * g.dh).checked_sub(g.pt).filter(|&iy| iy < g.h) else { continue };
+                for kx in 0..kw {
+                    let Some(ix) = (ox * g.sw + kx * g.dw).checked_sub(g.pl).filter(|&ix| ix < g.w) else { continue };
+                    let xv = V::load_n(r.img.add((iy * g.w + ix) * g.c + r.cb), r.lanes);
+                    acc = V::fma(xv, V::load_n(wt.add((ky * kw + kx) * g.c + r.cb), r.lanes), acc);
+                }
+            }
+            finish(g, r, ox, acc);
+        }
+    }
+
+    /// [`rows`] for a `KH × KW` window (`0 × 0`: the window's own sizes).
+    ///
+    /// # Safety
+    /// As [`rows`], with `KH × KW` either `0 × 0` or `g`'s window.
+    #[inline(always)]
+    unsafe fn rows_for<V: Lanes, const KH: usize, const KW: usize>(g: &Depthwise, lo: usize, hi: usize, x: *const f32, wt: *const f32, out: *mut f32, ep: &Epilogue) {
+        let (kh, kw) = if KH == 0 { (g.kh, g.kw) } else { (KH, KW) };
+        let c = g.c;
+        let (y_lo, y_hi) = Depthwise::interior(g.h, g.oh, g.sh, g.pt, kh, g.dh);
+        let (x_lo, x_hi) = Depthwise::interior(g.w, g.ow, g.sw, g.pl, kw, g.dw);
+        // SAFETY (whole body): every address is an element the caller's contract covers:
+        // input taps are inside the image (interior pixels by construction, border ones
+        // checked), vectors cover only `lanes` channels from `cb`.
+        unsafe {
+            for r in lo..hi {
+                let (b, oy) = (r / g.oh, r % g.oh);
+                let row = Row { img: x.add(b * g.h * g.w * c), out_row: out.add((b * g.oh + oy) * g.ow * c), res_row: if ep.residual.is_null() { ep.residual } else { ep.residual.add((b * g.oh + oy) * g.ow * c) }, oy };
+                if !(y_lo..y_hi).contains(&oy) {
+                    border::<V>(g, kh, kw, wt, ep, &row, 0, g.ow);
+                    continue;
+                }
+                border::<V>(g, kh, kw, wt, ep, &row, 0, x_lo);
+                // Interior pixels, PIXELS at a time: each weight vector serves all of them.
+                // Channels innermost, so the taps' reads walk each pixel's channels in order.
+                let iy0 = oy * g.sh - g.pt;
+                let mut ox = x_lo;
+                while ox + PIXELS <= x_hi {
+                    let ix0 = ox * g.sw - g.pl;
+                    let first = row.img.add(((iy0 * g.w) + ix0) * c);
+                    for cb in (0..c).step_by(V::W) {
+                        let rv = row_vector::<V>(g, ep, &row, cb);
+                        let mut acc = [rv.init; PIXELS];
+                        for ky in 0..kh {
+                            let in_row = first.add(ky * g.dh * g.w * c + cb);
+                            for kx in 0..kw {
+                                let wv = V::load_n(wt.add((ky * kw + kx) * c + cb), rv.lanes);
+                                let tap = in_row.add(kx * g.dw * c);
+                                for (p, a) in acc.iter_mut().enumerate() {
+                                    *a = V::fma(V::load_n(tap.add(p * g.sw * c), rv.lanes), wv, *a);
+                                }
+                            }
+                        }
+                        for (p, a) in acc.into_iter().enumerate() {
+                            finish(g, &rv, ox + p, a);
+                        }
+                    }
+                    ox += PIXELS;
+                }
+                border::<V>(g, kh, kw, wt, ep, &row, ox, g.ow);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Activation;
+
+    /// Every kernel against [`element`] (the scalar definition), bit for bit: odd channel
+    /// counts (vector tails), strides, dilations, asymmetric windows, padding wider than
+    /// the image, a residual and each activation, one and two threads.
+    #[test]
+    fn matches_the_scalar_definition() {
+        let cases = [
+            // n, c, h, w, kh, kw, sh, sw, dh, dw, pt, pl
+            (1, 32, 9, 11, 3, 3, 1, 1, 1, 1, 1, 1),
+            (2, 19, 8, 7, 3, 3, 2, 2, 1, 1, 1, 1),
+            (1, 40, 12, 13, 5, 5, 1, 2, 1, 1, 2, 2),
+            (1, 7, 6, 6, 3, 2, 1, 1, 2, 2, 0, 1),
+            (1, 17, 3, 4, 3, 3, 1, 1, 1, 1, 3, 3),
+            (1, 96, 20, 20, 3, 3, 2, 2, 1, 1, 0, 0),
+        ];
+        for (n, c, h, w, kh, kw, sh, sw, dh, dw, pt, pl) in cases {
+            let oh = (h + 2 * pt - dh * (kh - 1) - 1) / sh + 1;
+            let ow = (w + 2 * pl - dw * (kw - 1) - 1) / sw + 1;
+            let g = Depthwise { n, c, h, w, kh, kw, sh, sw, dh, dw, pt, pl, oh, ow };
+            let x: Vec<f32> = (0..n * h * w * c).map(|i| ((i * 7 % 23) as f32 - 11.0) / 5.0).collect();
+            let wt: Vec<f32> = (0..kh * kw * c).map(|i| ((i * 5 % 13) as f32 - 6.0) / 7.0).collect();
+            let bias: Vec<f32> = (0..c).map(|i| (i % 5) as f32 * 0.25 - 0.5).collect();
+            let residual: Vec<f32> = (0..n * oh * ow * c).map(|i| (i % 9) as f32 * 0.5 - 2.0).collect();
+            for (act, with_residual) in [(Activation::None, false), (Activation::Relu6, true), (Activation::Relu, false)] {
+                let mut want = vec![0.0f32; n * oh * ow * c];
+                for b in 0..n {
+                    for oy in 0..oh {
+                        for ox in 0..ow {
+                            for ch in 0..c {
+                                let o = ((b * oh + oy) * ow + ox) * c + ch;
+                                let v = unsafe { element(&g, x.as_ptr(), wt.as_ptr(), b, oy, ox, ch, bias[ch]) };
+                                want[o] = act.apply(if with_residual { v + residual[o] } else { v });
+                            }
+                        }
+                    }
+                }
+                let ep = Epilogue { bias: bias.as_ptr(), bias_per_row: false, residual: if with_residual { residual.as_ptr() } else { std::ptr::null() }, act };
+                // All rows at once, and in two shares as two threads would run them.
+                let half = (n * oh).div_ceil(2);
+                for shares in [vec![(0, n * oh)], vec![(0, half), (half, n * oh)]] {
+                    let mut got = vec![f32::NAN; want.len()];
+                    for (lo, hi) in &shares {
+                        unsafe { depthwise(g, *lo, *hi, x.as_ptr(), wt.as_ptr(), got.as_mut_ptr(), ep) };
+                    }
+                    assert_eq!(got, want, "{g:?} {act:?} residual {with_residual}, rows {shares:?}");
+                    let mut portable = vec![f32::NAN; want.len()];
+                    unsafe { rows_portable(g, 0, n * oh, x.as_ptr(), wt.as_ptr(), portable.as_mut_ptr(), ep) };
+                    assert_eq!(portable, want, "{g:?} portable");
+                }
+            }
+        }
+    }
+}
