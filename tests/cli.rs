@@ -665,7 +665,9 @@ fn unstructured_pruning_from_the_command_line() {
     // weight, params, nonzero, density, MACs, MACs the JIT still does, its kernel.
     assert_eq!(cells("c1.weight")[1..6], ["150", "150", "100.0%", "117,600", "117,600"], "{}", o.stdout);
     assert_eq!(cells("c3.weight")[1..], ["2,400", "600", "25.0%", "240,000", "60,000", "sparse"], "{}", o.stdout);
-    assert_eq!(cells("total")[1..], ["61,470", "15,480", "25.2%", "416,520", "192,330"], "{}", o.stdout);
+    // The dense layers at 25% density stay on the dot kernel, faster there than the sparse one.
+    assert_eq!(cells("f5.weight")[6], "dot", "{}", o.stdout);
+    assert_eq!(cells("total")[1..], ["61,470", "15,480", "25.2%", "416,520", "236,520"], "{}", o.stdout);
     let o = run(&["compile", "examples/lenet5.nn", "--random-weights", "1", "--prune", "magnitude:0.75", "--emit", "ir", "-O0"]);
     assert!(o.stdout.contains("%c3.weight = const <2400 values, density 0.250>"), "{}", o.stdout);
     for (args, code, message) in [

@@ -6,7 +6,7 @@
 use super::builder::{GemmOperand, GemmTail, IgemmRequantize, KernelBuilder, I64};
 use super::abi::RuntimeFns;
 use cranelift_codegen::ir::{FuncRef, InstBuilder, StackSlotData, StackSlotKind, Value};
-use nnc_runtime::gemm::{ConvNhwcCall, ConvNhwcCallFields, DepthwiseCall, DepthwiseCallFields, GemmCall, GemmCallFields, IgemmCall, IgemmCallFields, Im2colCall, Im2colCallFields, SparseCall, SparseCallFields, WinogradCall, WinogradCallFields};
+use nnc_runtime::gemm::{ConvNhwcCall, ConvNhwcCallFields, DepthwiseCall, DepthwiseCallFields, GemvCall, GemvCallFields, GemmCall, GemmCallFields, IgemmCall, IgemmCallFields, Im2colCall, Im2colCallFields, SparseCall, SparseCallFields, WinogradCall, WinogradCallFields};
 
 impl KernelBuilder<'_> {
     /// Threads and cache blocking, which every runtime GEMM call carries.
@@ -279,6 +279,16 @@ impl KernelBuilder<'_> {
             act,
         };
         self.call_runtime(rt.depthwise, fields.with_offsets(), DepthwiseCall::SIZE);
+    }
+
+    /// A dense layer `out[rows, units] = x[rows, features] · wᵀ` as dot products
+    /// (`nnc_gemv`), `w` row-major `[units, features]`, then `tail` (its bias per unit).
+    pub fn gemv(&mut self, [rows, units, features]: [i64; 3], x: Value, w: Value, out: Value, tail: &GemmTail) {
+        let rt = self.runtime_fns();
+        let [threads, ..] = self.gemm_tail();
+        let [bias, _, residual, act] = self.tail_args(tail);
+        let fields = GemvCallFields { rows: self.int(rows), units: self.int(units), features: self.int(features), x, w, out, threads, bias, residual, act };
+        self.call_runtime(rt.gemv, fields.with_offsets(), GemvCall::SIZE);
     }
 
     /// The epilogue fields of a runtime GEMM call: bias, bias per row, residual, activation.

@@ -31,6 +31,9 @@ const POOL_PS_PER_TAP_VECTOR: u64 = 440;
 /// One multiply-accumulate of a dense layer through the GEMM and as dot products.
 const GEMM_DENSE_PS_PER_MAC: u64 = 21;
 const DOT_PS_PER_MAC: u64 = 87;
+/// The same through the runtime's full-width dot products (`gemm::gemv`, microkernels on):
+/// the MLP's 784→512 layer at batch 1.
+const DOT_PS_PER_MAC_RUNTIME: u64 = 50;
 /// The sparse kernels (`nnc_runtime::gemm::sparse`), measured on ResNet-18's convolutions,
 /// the transformer's and the MLP's dense layers at 50–90% sparsity (BENCHMARKS.md,
 /// "Pruning"): each nonzero weight costs a fixed part per pass over B (its row of B comes
@@ -84,7 +87,7 @@ pub fn estimated_ps(kernel: Kernel, op: &Op, operands: &Operands, out: &TensorTy
         return winograd_ps(operands, out, target);
     }
     if kernel == Kernel::Sparse || matches!(op.product(), Some(Product::Dense(_))) {
-        return product_ps(kernel, op, operands, out);
+        return product_ps(kernel, op, operands, out, target);
     }
     if let Op::Pool(p) = op {
         let taps = (out.numel() * p.kernel[0] * p.kernel[1]) as u64;
@@ -131,7 +134,7 @@ pub fn estimated_ps(kernel: Kernel, op: &Op, operands: &Operands, out: &TensorTy
 
 /// A dense layer's or a sparse product's estimated time: the multiply-accumulates each
 /// kernel does (only the nonzero weights' for [`Kernel::Sparse`]) and what it moves.
-fn product_ps(kernel: Kernel, op: &Op, operands: &Operands, out: &TensorType) -> u64 {
+fn product_ps(kernel: Kernel, op: &Op, operands: &Operands, out: &TensorType, target: &CpuTarget) -> u64 {
     let Some((product, t)) = product_operands(op, &operands.types) else { return 0 };
     let macs = product.macs(&t, out);
     let density = operands.weight_density.unwrap_or(1.0);
@@ -156,7 +159,7 @@ fn product_ps(kernel: Kernel, op: &Op, operands: &Operands, out: &TensorType) ->
             }
         }
         (Kernel::Gemm, _) => macs.saturating_mul(GEMM_DENSE_PS_PER_MAC),
-        (Kernel::Dot, _) => macs.saturating_mul(DOT_PS_PER_MAC),
+        (Kernel::Dot, _) => macs.saturating_mul(if target.ukernels { DOT_PS_PER_MAC_RUNTIME } else { DOT_PS_PER_MAC }),
         // A dense layer has no other float kernel; int8 and reference ones are not priced.
         (
             Kernel::View

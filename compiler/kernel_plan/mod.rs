@@ -39,7 +39,8 @@ pub enum Kernel {
     /// two products around a row softmax. The epilogue runs on each register tile.
     Gemm,
     /// A dense layer as dot products: with few rows, a GEMM tile would mostly compute
-    /// padding.
+    /// padding. With microkernels on, the runtime's full-width kernel
+    /// (`nnc_runtime::gemm::gemv`, split across threads by units); otherwise `f32x4` loops.
     Dot,
     /// A matmul through Cranelift's own `f32x4` register tiles over a packed panel of B
     /// (without microkernels).

@@ -84,6 +84,21 @@ pub(crate) fn dense(k: &mut KernelBuilder, args: &[Arg], out: Arg) {
     });
 }
 
+/// `out[rows, units] = x[rows, features] · weightᵀ + bias` as the runtime's full-width dot
+/// products (`nnc_gemv`), which apply the bias and `epi` as they store.
+pub(crate) fn dense_gemv(k: &mut KernelBuilder, args: &[Arg], out: Arg, epi: &Epilogue) {
+    let (units, features) = (args[1].ty.shape[0] as i64, args[1].ty.shape[1] as i64);
+    let rows = numel(args[0].ty) / features;
+    let (x, w, o) = (k.ptr(args[0].loc), k.ptr(args[1].loc), k.ptr(out.loc));
+    let bias = args.get(2).map(|b| k.ptr(b.loc));
+    let zero = k.int(0);
+    let (tail, steps_left) = epi.gemm_tail(k, bias, false, zero);
+    k.gemv([rows, units, features], x, w, o, &tail);
+    if steps_left {
+        apply_in_place(k, out, epi);
+    }
+}
+
 /// `out[rows, units] = x[rows, features] · weightᵀ + bias` as one product, the bias (one per
 /// column) and `epi` applied by the GEMM.
 pub(crate) fn dense_gemm(k: &mut KernelBuilder, args: &[Arg], out: Arg, epi: &Epilogue) {

@@ -103,6 +103,7 @@ pub(crate) fn product(k: &mut KernelBuilder, plan: &KernelPlan, product: &Produc
         (Product::Conv2d(c), Kernel::Sparse) => sparse::conv2d(k, c, args, out, scratch, epi),
         (Product::Conv2d(c), Kernel::Winograd) => conv::conv2d_winograd(k, c, args, out, scratch, epi),
         (Product::Dense(_), Kernel::Sparse) => sparse::dense(k, args, out, scratch, epi),
+        (Product::Dense(_), Kernel::Dot) if k.runtime.is_some() => dense::dense_gemv(k, args, out, epi),
         (Product::Dense(_), Kernel::Dot) => {
             dense::dense(k, args, out);
             apply_in_place(k, out, epi);

@@ -494,3 +494,37 @@ pub unsafe extern "C" fn nnc_depthwise(call: *const DepthwiseCall) {
     // clamped to the output.
     unsafe { super::depthwise::depthwise(geometry, lo, hi.max(lo), g.x, g.weights, g.out, ep) }
 }
+
+call_descriptor! {
+    /// A dense layer on few rows as dot products ([`super::gemv`]): `x: rows × features`,
+    /// weights `units × features` row-major, `out: rows × units`, then the epilogue (bias per
+    /// unit, residual shaped like `out`, activation), on up to `threads` threads.
+    GemvCall / GemvCallFields {
+        rows: i64,
+        units: i64,
+        features: i64,
+        x: *const f32,
+        w: *const f32,
+        out: *mut f32,
+        threads: i64,
+        /// Null, or `units` floats.
+        bias: *const f32,
+        /// Null, or `rows × units` floats.
+        residual: *const f32,
+        act: i64,
+    }
+}
+
+/// The product of [`GemvCall`].
+///
+/// # Safety
+/// `call` points to a valid [`GemvCall`] whose buffers are as `gemv::gemv` requires.
+#[no_mangle]
+pub unsafe extern "C" fn nnc_gemv(call: *const GemvCall) {
+    // SAFETY: the caller passes a valid descriptor.
+    let g = unsafe { *call };
+    let u = |v: i64| v.max(0) as usize;
+    let ep = Epilogue::from_abi(g.bias, 0, g.residual, g.act);
+    // SAFETY: the descriptor's buffers are valid as the contract above says.
+    unsafe { super::gemv::gemv(u(g.threads).max(1), u(g.rows), u(g.units), u(g.features), g.x, g.w, g.out, ep) }
+}

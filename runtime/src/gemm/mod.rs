@@ -12,6 +12,7 @@
 
 pub mod abi;
 pub mod depthwise;
+pub mod gemv;
 pub mod epilogue;
 pub mod microkernel;
 pub mod int8;

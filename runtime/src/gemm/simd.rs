@@ -44,7 +44,36 @@ pub(crate) trait Lanes: Copy {
     /// # Safety
     /// The CPU has the vector unit.
     unsafe fn relu6(x: Self) -> Self;
+    /// The sum of the lanes, in a fixed order (halves added pairwise down to one lane).
+    /// # Safety
+    /// The CPU has the vector unit.
+    unsafe fn sum(self) -> f32;
+    /// # Safety
+    /// The CPU has the vector unit.
+    unsafe fn mul(a: Self, b: Self) -> Self;
+    /// # Safety
+    /// The CPU has the vector unit.
+    unsafe fn sub(a: Self, b: Self) -> Self;
+    /// The larger per lane; a NaN in `b` wins.
+    /// # Safety
+    /// The CPU has the vector unit.
+    unsafe fn max(a: Self, b: Self) -> Self;
+    /// The largest lane (NaN if any lane is NaN is not promised).
+    /// # Safety
+    /// The CPU has the vector unit.
+    unsafe fn max_lane(self) -> f32;
+    /// `eˣ` per lane: the polynomial generated code uses (`KernelBuilder::exp`), relative
+    /// error about 2·10⁻⁷; below −104 it gives 0, above 89 infinity.
+    /// # Safety
+    /// The CPU has the vector unit.
+    unsafe fn exp(x: Self) -> Self;
 }
+
+/// The coefficients of `exp`'s polynomial on `[−ln2/2, ln2/2]`, highest first, and the
+/// split `ln 2` (the same as generated code's).
+const EXP_COEFFS: [f32; 6] = [1.987_569_1e-4, 1.398_199_9e-3, 8.333_452e-3, 4.166_579_6e-2, 1.666_666_5e-1, 5.000_000_1e-1];
+const LN2_HI: f32 = 0.693_359_4;
+const LN2_LO: f32 = -2.121_944_4e-4;
 
 impl Lanes for __m512 {
     const W: usize = 16;
@@ -102,6 +131,52 @@ impl Lanes for __m512 {
     unsafe fn relu6(x: Self) -> Self {
         unsafe { _mm512_min_ps(_mm512_set1_ps(6.0), _mm512_max_ps(_mm512_setzero_ps(), x)) }
     }
+    #[inline(always)]
+    unsafe fn mul(a: Self, b: Self) -> Self {
+        unsafe { _mm512_mul_ps(a, b) }
+    }
+    #[inline(always)]
+    unsafe fn sub(a: Self, b: Self) -> Self {
+        unsafe { _mm512_sub_ps(a, b) }
+    }
+    #[inline(always)]
+    unsafe fn max(a: Self, b: Self) -> Self {
+        unsafe { _mm512_max_ps(a, b) }
+    }
+    #[inline(always)]
+    unsafe fn max_lane(self) -> f32 {
+        unsafe { _mm512_reduce_max_ps(self) }
+    }
+    #[inline(always)]
+    unsafe fn exp(x: Self) -> Self {
+        unsafe {
+            let x = _mm512_min_ps(_mm512_max_ps(x, _mm512_set1_ps(-104.0)), _mm512_set1_ps(89.0));
+            let n = _mm512_roundscale_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(_mm512_mul_ps(x, _mm512_set1_ps(std::f32::consts::LOG2_E)));
+            let r = _mm512_fnmadd_ps(n, _mm512_set1_ps(LN2_HI), x);
+            let r = _mm512_fnmadd_ps(n, _mm512_set1_ps(LN2_LO), r);
+            let mut p = _mm512_set1_ps(EXP_COEFFS[0]);
+            for c in &EXP_COEFFS[1..] {
+                p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(*c));
+            }
+            let poly = _mm512_fmadd_ps(p, _mm512_mul_ps(r, r), _mm512_add_ps(r, _mm512_set1_ps(1.0)));
+            // 2ⁿ in two halves, so both are normal for n in ±150.
+            let ni = _mm512_cvtps_epi32(n);
+            let lo = _mm512_srai_epi32::<1>(ni);
+            let hi = _mm512_sub_epi32(ni, lo);
+            let bias = _mm512_set1_epi32(127);
+            // (Not a closure: closures do not inherit the target features.)
+            let two_lo = _mm512_castsi512_ps(_mm512_slli_epi32::<23>(_mm512_add_epi32(lo, bias)));
+            let two_hi = _mm512_castsi512_ps(_mm512_slli_epi32::<23>(_mm512_add_epi32(hi, bias)));
+            _mm512_mul_ps(_mm512_mul_ps(poly, two_lo), two_hi)
+        }
+    }
+    #[inline(always)]
+    unsafe fn sum(self) -> f32 {
+        unsafe {
+            let half = _mm256_add_ps(_mm512_castps512_ps256(self), _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(self), 1)));
+            half.sum()
+        }
+    }
 }
 
 impl Lanes for __m256 {
@@ -157,6 +232,55 @@ impl Lanes for __m256 {
     #[inline(always)]
     unsafe fn relu6(x: Self) -> Self {
         unsafe { _mm256_min_ps(_mm256_set1_ps(6.0), _mm256_max_ps(_mm256_setzero_ps(), x)) }
+    }
+    #[inline(always)]
+    unsafe fn mul(a: Self, b: Self) -> Self {
+        unsafe { _mm256_mul_ps(a, b) }
+    }
+    #[inline(always)]
+    unsafe fn sub(a: Self, b: Self) -> Self {
+        unsafe { _mm256_sub_ps(a, b) }
+    }
+    #[inline(always)]
+    unsafe fn max(a: Self, b: Self) -> Self {
+        unsafe { _mm256_max_ps(a, b) }
+    }
+    #[inline(always)]
+    unsafe fn max_lane(self) -> f32 {
+        unsafe {
+            let q = _mm_max_ps(_mm256_castps256_ps128(self), _mm256_extractf128_ps(self, 1));
+            let d = _mm_max_ps(q, _mm_movehl_ps(q, q));
+            _mm_cvtss_f32(_mm_max_ss(d, _mm_shuffle_ps(d, d, 1)))
+        }
+    }
+    #[inline(always)]
+    unsafe fn exp(x: Self) -> Self {
+        unsafe {
+            let x = _mm256_min_ps(_mm256_max_ps(x, _mm256_set1_ps(-104.0)), _mm256_set1_ps(89.0));
+            let n = _mm256_round_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(_mm256_mul_ps(x, _mm256_set1_ps(std::f32::consts::LOG2_E)));
+            let r = _mm256_fnmadd_ps(n, _mm256_set1_ps(LN2_HI), x);
+            let r = _mm256_fnmadd_ps(n, _mm256_set1_ps(LN2_LO), r);
+            let mut p = _mm256_set1_ps(EXP_COEFFS[0]);
+            for c in &EXP_COEFFS[1..] {
+                p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(*c));
+            }
+            let poly = _mm256_fmadd_ps(p, _mm256_mul_ps(r, r), _mm256_add_ps(r, _mm256_set1_ps(1.0)));
+            let ni = _mm256_cvtps_epi32(n);
+            let lo = _mm256_srai_epi32::<1>(ni);
+            let hi = _mm256_sub_epi32(ni, lo);
+            let bias = _mm256_set1_epi32(127);
+            let two_lo = _mm256_castsi256_ps(_mm256_slli_epi32::<23>(_mm256_add_epi32(lo, bias)));
+            let two_hi = _mm256_castsi256_ps(_mm256_slli_epi32::<23>(_mm256_add_epi32(hi, bias)));
+            _mm256_mul_ps(_mm256_mul_ps(poly, two_lo), two_hi)
+        }
+    }
+    #[inline(always)]
+    unsafe fn sum(self) -> f32 {
+        unsafe {
+            let q = _mm_add_ps(_mm256_castps256_ps128(self), _mm256_extractf128_ps(self, 1));
+            let d = _mm_add_ps(q, _mm_movehl_ps(q, q));
+            _mm_cvtss_f32(_mm_add_ss(d, _mm_shuffle_ps(d, d, 1)))
+        }
     }
 }
 
