@@ -6,7 +6,7 @@
 use super::builder::{GemmOperand, GemmTail, IgemmRequantize, KernelBuilder, I64};
 use super::abi::RuntimeFns;
 use cranelift_codegen::ir::{FuncRef, InstBuilder, StackSlotData, StackSlotKind, Value};
-use nnc_runtime::gemm::{ConvNhwcCall, ConvNhwcCallFields, DepthwiseCall, DepthwiseCallFields, GemvCall, GemvCallFields, GemmCall, GemmCallFields, IgemmCall, IgemmCallFields, Im2colCall, Im2colCallFields, SparseCall, SparseCallFields, WinogradCall, WinogradCallFields};
+use nnc_runtime::gemm::{AttentionCall, AttentionCallFields, ConvNhwcCall, ConvNhwcCallFields, DepthwiseCall, DepthwiseCallFields, GemvCall, GemvCallFields, GemmCall, GemmCallFields, IgemmCall, IgemmCallFields, Im2colCall, Im2colCallFields, SparseCall, SparseCallFields, WinogradCall, WinogradCallFields};
 
 impl KernelBuilder<'_> {
     /// Threads and cache blocking, which every runtime GEMM call carries.
@@ -289,6 +289,15 @@ impl KernelBuilder<'_> {
         let [bias, _, residual, act] = self.tail_args(tail);
         let fields = GemvCallFields { rows: self.int(rows), units: self.int(units), features: self.int(features), x, w, out, threads, bias, residual, act };
         self.call_runtime(rt.gemv, fields.with_offsets(), GemvCall::SIZE);
+    }
+
+    /// Fused attention over `batches` contiguous (batch × head) problems (`nnc_attention`).
+    #[allow(clippy::too_many_arguments)]
+    pub fn attention(&mut self, [batches, sq, sk, d, dv]: [i64; 5], q: Value, k: Value, v: Value, out: Value, causal: bool) {
+        let rt = self.runtime_fns();
+        let [threads, ..] = self.gemm_tail();
+        let fields = AttentionCallFields { batches: self.int(batches), sq: self.int(sq), sk: self.int(sk), d: self.int(d), dv: self.int(dv), q, k, v, out, causal: self.int(causal as i64), threads };
+        self.call_runtime(rt.attention, fields.with_offsets(), AttentionCall::SIZE);
     }
 
     /// The epilogue fields of a runtime GEMM call: bias, bias per row, residual, activation.

@@ -35,8 +35,9 @@ pub enum Kernel {
     /// A loop over rows of the result, for binary ops and chains with broadcast operands.
     Broadcast,
     /// A matrix product through the runtime's GEMM microkernels: dense and matmul layers,
-    /// row-major convolutions (through im2col, or directly when pointwise), and attention's
-    /// two products around a row softmax. The epilogue runs on each register tile.
+    /// row-major convolutions (through im2col, or directly when pointwise), and attention (the
+    /// runtime's fused kernel: per block of query rows, the scores, their softmax and the
+    /// product with `v`). The epilogue runs on each register tile.
     Gemm,
     /// A dense layer as dot products: with few rows, a GEMM tile would mostly compute
     /// padding. With microkernels on, the runtime's full-width kernel
@@ -445,11 +446,8 @@ fn gemm_shape(kernel: Kernel, op: &Op, types: &[&TensorType], out: &TensorType) 
 fn scratch_bytes(kernel: Kernel, op: &Op, operands: &Operands, out: &TensorType, tile: &Tile) -> usize {
     let types = &operands.types;
     match kernel {
-        // One score matrix, reused across the batch.
-        Kernel::Gemm if matches!(op, Op::Attention(_)) => {
-            let (q, k) = (&types[0].shape, &types[1].shape);
-            q[q.len() - 2] * k[k.len() - 2] * 4
-        }
+        // The runtime's fused attention keeps its score blocks in per-thread buffers.
+        Kernel::Gemm if matches!(op, Op::Attention(_)) => 0,
         // One group's unfolded image, unless the input planes are the patches already.
         Kernel::Gemm => match product_operands(op, types) {
             Some((Product::Conv2d(c), t)) if !conv_is_pointwise(&c, &t) => reduction(&t) * out.shape[2] * out.shape[3] * 4,

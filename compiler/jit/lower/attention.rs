@@ -1,54 +1,23 @@
-//! Attention: two runtime GEMMs around a row softmax (with microkernels), or an online
-//! softmax over keys in Cranelift code.
+//! Attention: the runtime's fused kernel (with microkernels), or an online softmax over keys
+//! in Cranelift code.
 
-use crate::jit::builder::{GemmOperand, GemmTail, KernelBuilder, F32};
+use crate::jit::builder::{KernelBuilder, F32};
 use crate::jit::epilogue::Arg;
-use crate::jit::memplan::Loc;
 use cranelift_codegen::ir::InstBuilder;
 use super::dense::dot;
-use super::norm::softmax_row;
 use crate::ops::Attention;
 
-/// Attention as two matrix products around a row softmax: `S = q·kᵀ`, `P = softmax(S/√d)`
-/// (masked rows end at the diagonal and are zero beyond it), `out = P·v`.
-pub(crate) fn attention_gemm(k: &mut KernelBuilder, a: &Attention, args: &[Arg], out: Arg, scratch: Loc) {
+/// Attention through the runtime's fused kernel (`nnc_attention`): per block of query rows,
+/// scores, softmax and the product with `v`, the score block kept in cache.
+pub(crate) fn attention_runtime(k: &mut KernelBuilder, a: &Attention, args: &[Arg], out: Arg) {
     let s = &args[0].ty.shape;
     let r = s.len();
     let (sq, d) = (s[r - 2] as i64, s[r - 1] as i64);
     let sk = args[1].ty.shape[r - 2] as i64;
     let dv = args[2].ty.shape[r - 1] as i64;
     let batches: i64 = s[..r - 2].iter().product::<usize>() as i64;
-    let scale = 1.0 / (d as f32).sqrt();
     let (q, kp, v, o) = (k.ptr(args[0].loc), k.ptr(args[1].loc), k.ptr(args[2].loc), k.ptr(out.loc));
-    let scores = k.ptr(scratch);
-    k.for_const(0, batches, |k, b| {
-        let qo = k.b.ins().imul_imm_s(b, sq * d);
-        let ko = k.b.ins().imul_imm_s(b, sk * d);
-        let vo = k.b.ins().imul_imm_s(b, sk * dv);
-        let oo = k.b.ins().imul_imm_s(b, sq * dv);
-        let (qb, kb, vb, ob) = (k.elem(q, qo), k.elem(kp, ko), k.elem(v, vo), k.elem(o, oo));
-        k.gemm([sq, sk, d], GemmOperand::Strided(qb, d, 1), GemmOperand::Strided(kb, 1, d), (scores, sk, 1), false, &GemmTail::NONE);
-        k.for_const(0, sq, |k, i| {
-            let row_off = k.b.ins().imul_imm_s(i, sk);
-            let row = k.elem(scores, row_off);
-            let len = if a.causal {
-                let i1 = k.b.ins().iadd_imm_s(i, 1);
-                let skv = k.int(sk);
-                k.b.ins().smin(i1, skv)
-            } else {
-                k.int(sk)
-            };
-            softmax_row(k, row, len, scale);
-            if a.causal {
-                let end = k.int(sk);
-                k.for_range(len, end, 1, |k, j| {
-                    let z = k.c(F32, 0.0);
-                    k.store(z, row, j);
-                });
-            }
-        });
-        k.gemm([sq, dv, sk], GemmOperand::Strided(scores, sk, 1), GemmOperand::Strided(vb, dv, 1), (ob, dv, 1), false, &GemmTail::NONE);
-    });
+    k.attention([batches, sq, sk, d, dv], q, kp, v, o, a.causal);
 }
 
 /// Scaled dot-product attention with an online softmax (one pass over the keys, rescaling

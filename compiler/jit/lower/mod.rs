@@ -75,7 +75,7 @@ pub fn lower(k: &mut KernelBuilder, plan: &KernelPlan, op: &Op, args: &[Arg], ou
         Op::Concat(c) => movement::concat(k, c, args, out),
         Op::Slice(s) => movement::slice(k, s, args, out),
         Op::Attention(a) => match kernel {
-            Kernel::Gemm => attention::attention_gemm(k, a, args, out, scratch.expect("attention scratch is planned")),
+            Kernel::Gemm => attention::attention_runtime(k, a, args, out),
             _ => attention::attention(k, a, args, out),
         },
         Op::Quantize(q) => int8::quantize(k, q.scale, args, out),

@@ -528,3 +528,38 @@ pub unsafe extern "C" fn nnc_gemv(call: *const GemvCall) {
     // SAFETY: the descriptor's buffers are valid as the contract above says.
     unsafe { super::gemv::gemv(u(g.threads).max(1), u(g.rows), u(g.units), u(g.features), g.x, g.w, g.out, ep) }
 }
+
+call_descriptor! {
+    /// Scaled dot-product attention over `batches` (batch × head) problems, row-major and
+    /// contiguous: `out[sq, dv] = softmax(q[sq, d]·k[sk, d]ᵀ/√d [causal])·v[sk, dv]`
+    /// ([`super::attention`]), on up to `threads` threads.
+    AttentionCall / AttentionCallFields {
+        batches: i64,
+        sq: i64,
+        sk: i64,
+        d: i64,
+        dv: i64,
+        q: *const f32,
+        k: *const f32,
+        v: *const f32,
+        out: *mut f32,
+        /// 1: row `i` attends to keys `0..=i` only.
+        causal: i64,
+        threads: i64,
+    }
+}
+
+/// The attention of [`AttentionCall`].
+///
+/// # Safety
+/// `call` points to a valid [`AttentionCall`] whose buffers are as
+/// `attention::attention` requires.
+#[no_mangle]
+pub unsafe extern "C" fn nnc_attention(call: *const AttentionCall) {
+    // SAFETY: the caller passes a valid descriptor.
+    let g = unsafe { *call };
+    let u = |v: i64| v.max(0) as usize;
+    let a = super::attention::Attention { batches: u(g.batches), sq: u(g.sq), sk: u(g.sk), d: u(g.d), dv: u(g.dv), causal: g.causal != 0, scale: 1.0 / (u(g.d).max(1) as f32).sqrt() };
+    // SAFETY: the descriptor's buffers are valid as the contract above says.
+    unsafe { super::attention::attention(u(g.threads).max(1), a, g.q, g.k, g.v, g.out) }
+}

@@ -11,6 +11,7 @@
 //! `mc` and `nc` per product from the cache sizes ([`Blocking`]).
 
 pub mod abi;
+pub mod attention;
 pub mod depthwise;
 pub mod gemv;
 pub mod epilogue;

@@ -1,0 +1,242 @@
+//! Scaled dot-product attention, `softmax(q·kᵀ·scale [causal]) · v`, as one kernel: for each
+//! block of [`ROWS`] query rows of one batch (head), the block's scores `q·kᵀ` (a GEMM into
+//! a per-thread buffer of `ROWS × sk` floats, small enough to stay in L1/L2), the row softmax
+//! at full vector width, then `P·v` into the output. The score matrix is never written to
+//! memory as a whole, and blocks are independent, so threads split them (heads and row
+//! blocks) with every thread count computing each block the same way.
+
+use super::pack::{ASource, BSource};
+use super::{gemm, Blocking, Epilogue, Precision};
+
+/// Query rows per block.
+pub const ROWS: usize = 32;
+
+/// Blocks below this many multiply-adds in all run on one thread.
+const MIN_PARALLEL_MACS: usize = 1 << 18;
+
+/// The shapes of one attention: `batches` independent (batch × head) problems, each
+/// `q: sq × d`, `k: sk × d`, `v: sk × dv`, `out: sq × dv`, all row-major and contiguous.
+#[derive(Clone, Copy, Debug)]
+pub struct Attention {
+    pub batches: usize,
+    pub sq: usize,
+    pub sk: usize,
+    pub d: usize,
+    pub dv: usize,
+    /// Row `i` attends to keys `0..=i` only (and to none past `sk`).
+    pub causal: bool,
+    /// Multiplies the scores (`1/√d`); positive.
+    pub scale: f32,
+}
+
+/// Compute `out` on up to `threads` threads.
+///
+/// # Safety
+/// `q`, `k`, `v` hold `batches·sq·d`, `batches·sk·d` and `batches·sk·dv` floats, `out`
+/// (writable, overlapping none of them) `batches·sq·dv`.
+pub unsafe fn attention(threads: usize, a: Attention, q: *const f32, k: *const f32, v: *const f32, out: *mut f32) {
+    let per_batch = a.sq.div_ceil(ROWS);
+    let blocks = a.batches * per_batch;
+    let macs = a.batches * a.sq * a.sk * (a.d + a.dv);
+    let threads = if macs < MIN_PARALLEL_MACS { 1 } else { threads.clamp(1, blocks.max(1)) };
+    let per = blocks.div_ceil(threads.max(1));
+    let shared = Shared(q, k, v, out);
+    crate::pool::parallel_for(threads, &|t| {
+        let Shared(q, k, v, out) = shared.get();
+        for block in (t * per).min(blocks)..((t + 1) * per).min(blocks) {
+            // SAFETY: the caller's contract; blocks write disjoint rows of `out`.
+            unsafe { one_block(a, block / per_batch, (block % per_batch) * ROWS, q, k, v, out) };
+        }
+    });
+}
+
+#[derive(Clone, Copy)]
+struct Shared(*const f32, *const f32, *const f32, *mut f32);
+// SAFETY: tasks read q, k, v and write disjoint row blocks of out.
+unsafe impl Send for Shared {}
+unsafe impl Sync for Shared {}
+
+impl Shared {
+    // A method, so closures capture the whole (Sync) struct rather than its raw fields.
+    fn get(&self) -> Shared {
+        *self
+    }
+}
+
+/// Rows `r0..r0 + ROWS` (those that exist) of batch `b`.
+///
+/// # Safety
+/// As [`attention`], for a block inside it.
+unsafe fn one_block(a: Attention, b: usize, r0: usize, q: *const f32, k: *const f32, v: *const f32, out: *mut f32) {
+    thread_local! {
+        static SCORES: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+    }
+    let rows = ROWS.min(a.sq - r0);
+    // Blocking for products this small: everything in one slab and one block.
+    let blk = Blocking { kc: 1024, mc: ROWS, nc: 4096 };
+    SCORES.with(|s| {
+        let mut s = s.borrow_mut();
+        if s.len() < ROWS * a.sk {
+            s.resize(ROWS * a.sk, 0.0);
+        }
+        let sp = s.as_mut_ptr();
+        // SAFETY (whole body): the caller's contract; the buffer holds `rows × sk` scores.
+        unsafe {
+            let qb = q.add((b * a.sq + r0) * a.d);
+            let kb = k.add(b * a.sk * a.d);
+            let vb = v.add(b * a.sk * a.dv);
+            let ob = out.add((b * a.sq + r0) * a.dv);
+            // S = q·kᵀ: kᵀ is k read with row stride 1 and column stride d.
+            gemm(rows, a.sk, a.d, ASource::Strided(qb, a.d as isize, 1), BSource::Strided(kb, 1, a.d as isize), sp, a.sk as isize, 1, false, blk, Epilogue::NONE, Precision::F32);
+            for i in 0..rows {
+                let len = if a.causal { (r0 + i + 1).min(a.sk) } else { a.sk };
+                let row = std::slice::from_raw_parts_mut(sp.add(i * a.sk), a.sk);
+                softmax(&mut row[..len], a.scale);
+                row[len..].fill(0.0);
+            }
+            gemm(rows, a.dv, a.sk, ASource::Strided(sp, a.sk as isize, 1), BSource::Strided(vb, a.dv as isize, 1), ob, a.dv as isize, 1, false, blk, Epilogue::NONE, Precision::F32);
+        }
+    });
+}
+
+/// `row ← softmax(row · scale)` in place, with the best kernel for this CPU.
+fn softmax(row: &mut [f32], scale: f32) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        // SAFETY: each kernel runs only where its features exist.
+        unsafe {
+            if std::arch::is_x86_feature_detected!("avx512f") {
+                return x86::softmax_avx512(row, scale);
+            }
+            if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+                return x86::softmax_avx2(row, scale);
+            }
+        }
+    }
+    let m = row.iter().fold(f32::NEG_INFINITY, |m, &x| if x > m || x.is_nan() { x } else { m });
+    let mut total = 0.0;
+    for x in row.iter_mut() {
+        *x = ((*x - m) * scale).exp();
+        total += *x;
+    }
+    let inv = 1.0 / total;
+    row.iter_mut().for_each(|x| *x *= inv);
+}
+
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use std::arch::x86_64::*;
+
+    use super::super::simd::Lanes;
+
+    /// # Safety
+    /// The CPU has AVX-512F.
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn softmax_avx512(row: &mut [f32], scale: f32) {
+        // SAFETY: forwarded; this function has the feature `softmax` needs.
+        unsafe { softmax::<__m512>(row, scale) }
+    }
+
+    /// # Safety
+    /// The CPU has AVX2 and FMA.
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn softmax_avx2(row: &mut [f32], scale: f32) {
+        // SAFETY: forwarded; this function has the features `softmax` needs.
+        unsafe { softmax::<__m256>(row, scale) }
+    }
+
+    /// Max, then `exp(scale·(x − max))` and its sum, then a multiply by the reciprocal: the
+    /// steps of generated code's softmax, `W` lanes at a time.
+    ///
+    /// # Safety
+    /// The CPU has `V`'s unit.
+    #[inline(always)]
+    unsafe fn softmax<V: Lanes>(row: &mut [f32], scale: f32) {
+        let n = row.len();
+        let p = row.as_mut_ptr();
+        // SAFETY (whole body): vectors cover only the `lanes` floats left in the row.
+        unsafe {
+            let mut mx = V::splat(f32::NEG_INFINITY);
+            let mut i = 0;
+            while i < n {
+                let lanes = (n - i).min(V::W);
+                // A short vector's missing lanes are −∞, not the 0 a masked load gives.
+                let x = if lanes == V::W { V::load(p.add(i)) } else { pad_with(V::load_n(p.add(i), lanes), lanes, f32::NEG_INFINITY) };
+                mx = V::max(mx, x);
+                i += lanes;
+            }
+            let m = V::splat(mx.max_lane());
+            let s = V::splat(scale);
+            let mut total = V::zero();
+            let mut i = 0;
+            while i < n {
+                let lanes = (n - i).min(V::W);
+                let e = V::exp(V::mul(V::sub(V::load_n(p.add(i), lanes), m), s));
+                let e = if lanes == V::W { e } else { pad_with(e, lanes, 0.0) };
+                e.store_n(p.add(i), lanes);
+                total = V::add(total, e);
+                i += lanes;
+            }
+            let inv = V::splat(1.0 / total.sum());
+            let mut i = 0;
+            while i < n {
+                let lanes = (n - i).min(V::W);
+                V::mul(V::load_n(p.add(i), lanes), inv).store_n(p.add(i), lanes);
+                i += lanes;
+            }
+        }
+    }
+
+    /// `x` with lanes `lanes..` replaced by `fill`.
+    ///
+    /// # Safety
+    /// The CPU has `V`'s unit.
+    #[inline(always)]
+    unsafe fn pad_with<V: Lanes>(x: V, lanes: usize, fill: f32) -> V {
+        let mut buf = [fill; 16];
+        // SAFETY: `buf` holds 16 ≥ W floats.
+        unsafe {
+            x.store_n(buf.as_mut_ptr(), lanes);
+            V::load(buf.as_ptr())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Against an f64 reference: sizes that leave partial row blocks and vector tails,
+    /// causal and not; the split into threads gives the same bits.
+    #[test]
+    fn matches_f64_attention() {
+        for (batches, sq, sk, d, dv, causal) in [(4, 128, 128, 64, 64, false), (2, 37, 45, 9, 13, true), (1, 1, 1, 1, 1, false), (3, 70, 20, 16, 8, true)] {
+            let a = Attention { batches, sq, sk, d, dv, causal, scale: 1.0 / (d as f32).sqrt() };
+            let q: Vec<f32> = (0..batches * sq * d).map(|i| ((i * 7 % 23) as f32 - 11.0) / 7.0).collect();
+            let k: Vec<f32> = (0..batches * sk * d).map(|i| ((i * 5 % 19) as f32 - 9.0) / 6.0).collect();
+            let v: Vec<f32> = (0..batches * sk * dv).map(|i| ((i * 3 % 17) as f32 - 8.0) / 5.0).collect();
+            let mut one = vec![f32::NAN; batches * sq * dv];
+            unsafe { attention(1, a, q.as_ptr(), k.as_ptr(), v.as_ptr(), one.as_mut_ptr()) };
+            for b in 0..batches {
+                for i in 0..sq {
+                    let len = if causal { (i + 1).min(sk) } else { sk };
+                    let s: Vec<f64> = (0..len).map(|j| (0..d).map(|p| q[(b * sq + i) * d + p] as f64 * k[(b * sk + j) * d + p] as f64).sum::<f64>() * a.scale as f64).collect();
+                    let m = s.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+                    let e: Vec<f64> = s.iter().map(|x| (x - m).exp()).collect();
+                    let total: f64 = e.iter().sum();
+                    for c in 0..dv {
+                        let want: f64 = (0..len).map(|j| e[j] / total * v[(b * sk + j) * dv + c] as f64).sum();
+                        let got = one[(b * sq + i) * dv + c] as f64;
+                        assert!((got - want).abs() <= 1e-4 * (1.0 + want.abs()), "{a:?} ({b}, {i}, {c}): {got} vs {want}");
+                    }
+                }
+            }
+            let mut two = vec![f32::NAN; one.len()];
+            let per_batch = sq.div_ceil(ROWS);
+            for block in (0..batches * per_batch).rev() {
+                unsafe { one_block(a, block / per_batch, (block % per_batch) * ROWS, q.as_ptr(), k.as_ptr(), v.as_ptr(), two.as_mut_ptr()) };
+            }
+            assert_eq!(one, two, "{a:?}");
+        }
+    }
+}
