@@ -6,6 +6,8 @@
 //! throughput in int8 operations (2 per multiply-add).
 //! Then the bf16 GEMM (`Precision::Bf16`, where the CPU has AVX512_BF16) against the f32 one on
 //! the same bf16-valued operands: square 1024³ and the transformer's 128×1024×256 product.
+//! Then the kernels beside the GEMM (depthwise, pointwise with few filters, batch-1 dense,
+//! attention) on the example models' shapes.
 //! Run: `cargo bench --bench gemm`. GFLOP/s = 2·n³ / time.
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
@@ -76,5 +78,51 @@ fn bf16_gemm(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, gemm, igemm, bf16_gemm);
+/// The kernels beside the GEMM, on the example models' shapes: MobileNetV2's first depthwise
+/// convolution (112²×32, 3×3, pad 1) and its pointwise convolutions with few filters
+/// (56²×144 → 24, the image read in place as A), the MLP's 784→512 layer at batch 1, and
+/// the transformer's attention (4 heads, 128 × 128, d 64). Throughput in flops.
+fn other_kernels(c: &mut Criterion) {
+    use nnc_runtime::gemm::{attention, depthwise, gemv, Epilogue};
+    use nnc_runtime::Activation;
+    let mut group = c.benchmark_group("kernels");
+    let relu6 = Epilogue { act: Activation::Relu6, ..Epilogue::NONE };
+    {
+        let (hw, ch) = (112usize, 32usize);
+        let g = depthwise::Depthwise { n: 1, c: ch, h: hw, w: hw, kh: 3, kw: 3, sh: 1, sw: 1, dh: 1, dw: 1, pt: 1, pl: 1, oh: hw, ow: hw };
+        let x: Vec<f32> = (0..hw * hw * ch).map(|i| (i % 7) as f32 * 0.1).collect();
+        let w: Vec<f32> = (0..9 * ch).map(|i| (i % 5) as f32 * 0.1).collect();
+        let mut out = vec![0.0f32; hw * hw * ch];
+        group.throughput(Throughput::Elements((2 * hw * hw * ch * 9) as u64));
+        group.bench_function("depthwise 112x112x32 3x3", |bench| bench.iter(|| unsafe { depthwise::depthwise(g, 0, hw, black_box(x.as_ptr()), w.as_ptr(), out.as_mut_ptr(), relu6) }));
+    }
+    {
+        let (m, n, k) = (56 * 56usize, 24usize, 144usize);
+        let a: Vec<f32> = (0..m * k).map(|i| (i % 7) as f32 * 0.1).collect();
+        let b: Vec<f32> = (0..k * n).map(|i| (i % 5) as f32 * 0.1).collect();
+        let mut out = vec![0.0f32; m * n];
+        let target = CpuTarget::host(true);
+        let t = target.gemm_tile(m, n, k);
+        group.throughput(Throughput::Elements((2 * m * n * k) as u64));
+        group.bench_function("pointwise 56x56 144->24", |bench| bench.iter(|| unsafe { sgemm(m, n, k, black_box(a.as_ptr()), k as isize, 1, b.as_ptr(), n as isize, 1, out.as_mut_ptr(), n as isize, 1, false, Blocking { kc: t.kc, mc: t.mc, nc: t.nc }) }));
+    }
+    {
+        let (units, features) = (512usize, 784usize);
+        let x: Vec<f32> = (0..features).map(|i| (i % 7) as f32 * 0.1).collect();
+        let w: Vec<f32> = (0..units * features).map(|i| (i % 5) as f32 * 0.1).collect();
+        let mut out = vec![0.0f32; units];
+        group.throughput(Throughput::Elements((2 * units * features) as u64));
+        group.bench_function("gemv 784->512", |bench| bench.iter(|| unsafe { gemv::gemv(1, 1, units, features, black_box(x.as_ptr()), w.as_ptr(), out.as_mut_ptr(), Epilogue::NONE) }));
+    }
+    {
+        let a = attention::Attention { batches: 4, sq: 128, sk: 128, d: 64, dv: 64, causal: false, scale: 0.125 };
+        let q: Vec<f32> = (0..4 * 128 * 64).map(|i| (i % 7) as f32 * 0.1).collect();
+        let mut out = vec![0.0f32; q.len()];
+        group.throughput(Throughput::Elements((2 * 4 * 128 * 128 * 128) as u64));
+        group.bench_function("attention 4x128x128 d64", |bench| bench.iter(|| unsafe { attention::attention(1, a, black_box(q.as_ptr()), q.as_ptr(), q.as_ptr(), out.as_mut_ptr()) }));
+    }
+    group.finish();
+}
+
+criterion_group!(benches, gemm, igemm, bf16_gemm, other_kernels);
 criterion_main!(benches);

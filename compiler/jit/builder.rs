@@ -84,11 +84,29 @@ pub struct GemmTail {
     pub bias: Option<Value>,
     pub bias_per_row: bool,
     pub residual: Option<Value>,
-    pub act: Activation,
+    pub act: TailActivation,
 }
 
 impl GemmTail {
-    pub const NONE: GemmTail = GemmTail { bias: None, bias_per_row: false, residual: None, act: Activation::None };
+    pub const NONE: GemmTail = GemmTail { bias: None, bias_per_row: false, residual: None, act: TailActivation::Act(Activation::None) };
+}
+
+/// The last step of a runtime epilogue: an activation, or GELU (which the runtime computes
+/// with generated code's formula, `nnc_runtime::gemm::Epilogue::gelu`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TailActivation {
+    Act(Activation),
+    Gelu,
+}
+
+impl TailActivation {
+    /// The code the runtime ABI carries.
+    pub fn code(self) -> i64 {
+        match self {
+            TailActivation::Act(a) => a.code(),
+            TailActivation::Gelu => nnc_runtime::gemm::Epilogue::GELU_CODE,
+        }
+    }
 }
 
 /// An operand of a runtime GEMM: strided (base, row stride and column stride in elements),

@@ -5,7 +5,7 @@
 
 use crate::ir::TensorType;
 use crate::jit::memplan::Loc;
-use crate::jit::builder::{GemmTail, KernelBuilder, F32};
+use crate::jit::builder::{GemmTail, KernelBuilder, TailActivation, F32};
 use cranelift_codegen::ir::{InstBuilder, Type, Value};
 use crate::ops::fused::Step;
 use crate::ops::{BinaryKind, UnaryKind};
@@ -126,8 +126,8 @@ impl Epilogue<'_> {
     }
 
     /// The steps as a runtime GEMM epilogue, if they are one: an optional residual add (its
-    /// operand's base address) followed by an optional ReLU or ReLU6.
-    pub fn runtime_form(&self) -> Option<(Option<Value>, Activation)> {
+    /// operand's base address) followed by an optional ReLU, ReLU6 or GELU.
+    pub fn runtime_form(&self) -> Option<(Option<Value>, TailActivation)> {
         // A leading residual add: the GEMM adds a full-shape matrix with C's strides.
         let (residual, rest) = if self.steps.first() == Some(&Step::ADD) {
             if self.extras[0].1 != Extent::Full {
@@ -138,8 +138,9 @@ impl Epilogue<'_> {
             (None, self.steps)
         };
         let act = match rest {
-            [] => Activation::None,
-            [step] => step.activation()?,
+            [] => TailActivation::Act(Activation::None),
+            [Step::Unary(UnaryKind::Gelu)] => TailActivation::Gelu,
+            [step] => TailActivation::Act(step.activation()?),
             [_, _, ..] => return None,
         };
         Some((residual, act))
@@ -154,7 +155,7 @@ impl Epilogue<'_> {
                 let residual = residual.map(|r| k.elem(r, c_offset));
                 (GemmTail { bias, bias_per_row, residual, act }, false)
             }
-            None => (GemmTail { bias, bias_per_row, residual: None, act: Activation::None }, true),
+            None => (GemmTail { bias, bias_per_row, residual: None, act: TailActivation::Act(Activation::None) }, true),
         }
     }
 

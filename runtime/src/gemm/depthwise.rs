@@ -167,7 +167,7 @@ mod x86 {
         let lanes = (g.c - cb).min(V::W);
         // SAFETY: the bias holds `c` floats.
         let init = if ep.bias.is_null() { unsafe { V::zero() } } else { unsafe { V::load_n(ep.bias.add(cb), lanes) } };
-        RowVector { img: row.img, out_row: row.out_row, res_row: row.res_row, oy: row.oy, cb, lanes, init, act: ep.act }
+        RowVector { img: row.img, out_row: row.out_row, res_row: row.res_row, oy: row.oy, cb, lanes, init, act: ep.act, gelu: ep.gelu }
     }
 
     /// Output pixels `from..to` of `row`, every channel, taps checked.
@@ -197,6 +197,7 @@ mod x86 {
         lanes: usize,
         init: V,
         act: Activation,
+        gelu: bool,
     }
 
     /// Residual, activation and store of output pixel `ox`'s vector. (Helpers are functions,
@@ -219,6 +220,9 @@ mod x86 {
                 Activation::Relu => V::relu(v),
                 Activation::Relu6 => V::relu6(v),
             };
+            if r.gelu {
+                v = V::gelu(v);
+            }
             v.store_n(r.out_row.add(o), r.lanes);
         }
     }
@@ -338,7 +342,7 @@ mod tests {
                         }
                     }
                 }
-                let ep = Epilogue { bias: bias.as_ptr(), bias_per_row: false, residual: if with_residual { residual.as_ptr() } else { std::ptr::null() }, act };
+                let ep = Epilogue { bias: bias.as_ptr(), bias_per_row: false, residual: if with_residual { residual.as_ptr() } else { std::ptr::null() }, act, gelu: false };
                 // All rows at once, and in two shares as two threads would run them.
                 let half = (n * oh).div_ceil(2);
                 for shares in [vec![(0, n * oh)], vec![(0, half), (half, n * oh)]] {

@@ -3,7 +3,8 @@
 use super::Activation;
 
 /// What happens to each element of C after its last product slab: add a bias (one per row or
-/// one per column), add a residual matrix (addressed with C's strides), then an activation.
+/// one per column), add a residual matrix (addressed with C's strides), then an activation,
+/// then, if `gelu`, GELU (as generated code computes it; never together with an activation).
 /// It runs on each register tile right after the microkernel stores it, while the tile is in
 /// L1, instead of as separate passes over C in memory. ReLU keeps NaN, as the interpreter does.
 #[derive(Clone, Copy, Debug)]
@@ -12,13 +13,17 @@ pub struct Epilogue {
     pub bias_per_row: bool,
     pub residual: *const f32,
     pub act: Activation,
+    pub gelu: bool,
 }
 
 impl Epilogue {
-    pub const NONE: Epilogue = Epilogue { bias: std::ptr::null(), bias_per_row: false, residual: std::ptr::null(), act: Activation::None };
+    pub const NONE: Epilogue = Epilogue { bias: std::ptr::null(), bias_per_row: false, residual: std::ptr::null(), act: Activation::None, gelu: false };
+
+    /// The ABI's activation code for GELU (the others are `Activation::code`).
+    pub const GELU_CODE: i64 = 3;
 
     pub(super) fn is_none(&self) -> bool {
-        self.bias.is_null() && self.residual.is_null() && self.act == Activation::None
+        self.bias.is_null() && self.residual.is_null() && self.act == Activation::None && !self.gelu
     }
 
     /// The epilogue of the sub-product whose C starts at row `di`, column `dj`.
@@ -99,11 +104,12 @@ impl Epilogue {
                     if RESIDUAL {
                         v += *res_row.offset(j as isize * t.csc);
                     }
-                    *p = match ACT {
+                    let v = match ACT {
                         0 => v,
                         1 => Activation::Relu.apply(v),
                         _ => Activation::Relu6.apply(v),
                     };
+                    *p = if self.gelu { gelu(v) } else { v };
                 }
             }
     
@@ -111,7 +117,8 @@ impl Epilogue {
     }
 
     pub(super) fn from_abi(bias: *const f32, bias_per_row: i64, residual: *const f32, act: i64) -> Epilogue {
-        Epilogue { bias, bias_per_row: bias_per_row != 0, residual, act: Activation::from_code(act) }
+        let gelu = act == Self::GELU_CODE;
+        Epilogue { bias, bias_per_row: bias_per_row != 0, residual, act: if gelu { Activation::None } else { Activation::from_code(act) }, gelu }
     }
 }
 
@@ -127,3 +134,17 @@ struct Tile {
     csc: isize,
 }
 
+
+/// GELU on one value, the vector kernels' formula (`simd::Lanes::gelu`) in scalar form.
+pub(super) fn gelu(x: f32) -> f32 {
+    let xs = x * std::f32::consts::FRAC_1_SQRT_2;
+    let ax = xs.abs();
+    let t = 1.0 / 0.327_591_1f32.mul_add(ax, 1.0);
+    let mut poly = 1.061_405_4f32;
+    for c in [-1.453_152_1f32, 1.421_413_7, -0.284_496_74, 0.254_829_6] {
+        poly = poly.mul_add(t, c);
+    }
+    let y = 1.0 - poly * t * (-(ax * ax)).exp();
+    let erf = if xs < 0.0 { -y } else { y };
+    x * 0.5 * (erf + 1.0)
+}

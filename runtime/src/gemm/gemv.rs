@@ -143,7 +143,8 @@ mod x86 {
                         if !ep.residual.is_null() {
                             s += *ep.residual.add(o);
                         }
-                        *out.add(o) = ep.act.apply(s);
+                        let s = ep.act.apply(s);
+                        *out.add(o) = if ep.gelu { super::super::epilogue::gelu(s) } else { s };
                     }
                     u += n;
                 }
@@ -166,7 +167,7 @@ mod tests {
             let w: Vec<f32> = (0..units * features).map(|i| ((i * 5 % 17) as f32 - 8.0) / 13.0).collect();
             let bias: Vec<f32> = (0..units).map(|i| (i % 3) as f32 - 1.0).collect();
             let residual: Vec<f32> = (0..rows * units).map(|i| (i % 4) as f32 * 0.5).collect();
-            let ep = Epilogue { bias: bias.as_ptr(), bias_per_row: false, residual: residual.as_ptr(), act: Activation::Relu };
+            let ep = Epilogue { bias: bias.as_ptr(), bias_per_row: false, residual: residual.as_ptr(), act: Activation::Relu, gelu: false };
             let mut one = vec![f32::NAN; rows * units];
             unsafe { gemv(1, rows, units, features, x.as_ptr(), w.as_ptr(), one.as_mut_ptr(), ep) };
             for r in 0..rows {

@@ -216,7 +216,7 @@ mod x86 {
                             x = V::add(V::load_n(p, lanes), x);
                         }
                         if let Some(ep) = st.ep {
-                            // The scalar epilogue's order: bias, residual, activation.
+                            // The scalar epilogue's order: bias, residual, activation, GELU.
                             if !ep.bias.is_null() {
                                 let bias = if ep.bias_per_row { V::splat(*ep.bias.add(i)) } else { V::load_n(ep.bias.add(v * V::W), lanes) };
                                 x = V::add(x, bias);
@@ -229,6 +229,9 @@ mod x86 {
                                 Activation::Relu => V::relu(x),
                                 Activation::Relu6 => V::relu6(x),
                             };
+                            if ep.gelu {
+                                x = V::gelu(x);
+                            }
                         }
                         x.store_n(p, lanes);
                     }

@@ -67,7 +67,43 @@ pub(crate) trait Lanes: Copy {
     /// # Safety
     /// The CPU has the vector unit.
     unsafe fn exp(x: Self) -> Self;
+    /// # Safety
+    /// The CPU has the vector unit.
+    unsafe fn div(a: Self, b: Self) -> Self;
+    /// # Safety
+    /// The CPU has the vector unit.
+    unsafe fn abs(x: Self) -> Self;
+    /// `−y` in the lanes where `x < 0`, `y` elsewhere.
+    /// # Safety
+    /// The CPU has the vector unit.
+    unsafe fn negate_where_negative(y: Self, x: Self) -> Self;
+
+    /// `0.5·x·(1 + erf(x/√2))` with generated code's erf (`KernelBuilder::erf`: Abramowitz
+    /// and Stegun 7.1.26, absolute error below 1.5·10⁻⁷) and exp.
+    /// # Safety
+    /// The CPU has the vector unit.
+    #[inline(always)]
+    unsafe fn gelu(x: Self) -> Self {
+        unsafe {
+            let one = Self::splat(1.0);
+            let xs = Self::mul(x, Self::splat(std::f32::consts::FRAC_1_SQRT_2));
+            let ax = Self::abs(xs);
+            let t = Self::div(one, Self::fma(Self::splat(ERF_P), ax, one));
+            let mut poly = Self::splat(ERF_COEFFS[0]);
+            for c in &ERF_COEFFS[1..] {
+                poly = Self::fma(poly, t, Self::splat(*c));
+            }
+            let poly = Self::mul(poly, t);
+            let e = Self::exp(Self::sub(Self::zero(), Self::mul(ax, ax)));
+            let erf = Self::negate_where_negative(Self::sub(one, Self::mul(poly, e)), xs);
+            Self::mul(Self::mul(x, Self::splat(0.5)), Self::add(erf, one))
+        }
+    }
 }
+
+/// Abramowitz and Stegun 7.1.26: `erf(x) ≈ 1 − t·(a₁ + t·(a₂ + …))·e^(−x²)`, `t = 1/(1 + p·x)`.
+const ERF_P: f32 = 0.327_591_1;
+const ERF_COEFFS: [f32; 5] = [1.061_405_4, -1.453_152_1, 1.421_413_7, -0.284_496_74, 0.254_829_6];
 
 /// The coefficients of `exp`'s polynomial on `[−ln2/2, ln2/2]`, highest first, and the
 /// split `ln 2` (the same as generated code's).
@@ -134,6 +170,21 @@ impl Lanes for __m512 {
     #[inline(always)]
     unsafe fn mul(a: Self, b: Self) -> Self {
         unsafe { _mm512_mul_ps(a, b) }
+    }
+    #[inline(always)]
+    unsafe fn div(a: Self, b: Self) -> Self {
+        unsafe { _mm512_div_ps(a, b) }
+    }
+    #[inline(always)]
+    unsafe fn abs(x: Self) -> Self {
+        unsafe { _mm512_abs_ps(x) }
+    }
+    #[inline(always)]
+    unsafe fn negate_where_negative(y: Self, x: Self) -> Self {
+        unsafe {
+            let zero = _mm512_setzero_ps();
+            _mm512_mask_sub_ps(y, _mm512_cmp_ps_mask::<_CMP_LT_OQ>(x, zero), zero, y)
+        }
     }
     #[inline(always)]
     unsafe fn sub(a: Self, b: Self) -> Self {
@@ -236,6 +287,21 @@ impl Lanes for __m256 {
     #[inline(always)]
     unsafe fn mul(a: Self, b: Self) -> Self {
         unsafe { _mm256_mul_ps(a, b) }
+    }
+    #[inline(always)]
+    unsafe fn div(a: Self, b: Self) -> Self {
+        unsafe { _mm256_div_ps(a, b) }
+    }
+    #[inline(always)]
+    unsafe fn abs(x: Self) -> Self {
+        unsafe { _mm256_andnot_ps(_mm256_set1_ps(-0.0), x) }
+    }
+    #[inline(always)]
+    unsafe fn negate_where_negative(y: Self, x: Self) -> Self {
+        unsafe {
+            let zero = _mm256_setzero_ps();
+            _mm256_blendv_ps(y, _mm256_sub_ps(zero, y), _mm256_cmp_ps::<_CMP_LT_OQ>(x, zero))
+        }
     }
     #[inline(always)]
     unsafe fn sub(a: Self, b: Self) -> Self {

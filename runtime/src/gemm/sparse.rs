@@ -515,7 +515,7 @@ mod tests {
             let residual = sparse(rows, p, 1.0, 99);
             let want = reference(rows, k, p, &a, &b, &bias, &residual, true);
             let words = encode_csr(rows, k, &a);
-            let ep = Epilogue { bias: bias.as_ptr(), bias_per_row: true, residual: residual.as_ptr(), act: Activation::Relu };
+            let ep = Epilogue { bias: bias.as_ptr(), bias_per_row: true, residual: residual.as_ptr(), act: Activation::Relu, gelu: false };
             // C = A·B as given.
             let mut c = vec![f32::NAN; rows * p];
             for (threads, kernels) in [(1, kernels()), (2, kernels()), (1, PORTABLE)] {
@@ -547,7 +547,7 @@ mod tests {
             let b = sparse(k, p, 1.0, 8);
             let words = encode_csr(rows, k, &a);
             let bias: Vec<f32> = (0..rows).map(|r| r as f32).collect();
-            let ep = Epilogue { bias: bias.as_ptr(), bias_per_row: true, residual: std::ptr::null(), act: Activation::Relu };
+            let ep = Epilogue { bias: bias.as_ptr(), bias_per_row: true, residual: std::ptr::null(), act: Activation::Relu, gelu: false };
             let run = |threads| {
                 let mut c = vec![0.0f32; rows * p];
                 unsafe { spmm(threads, rows, k, p, words.as_ptr(), b.as_ptr(), p as isize, 1, c.as_mut_ptr(), p as isize, 1, std::ptr::null_mut(), ep) };

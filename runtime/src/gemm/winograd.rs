@@ -420,7 +420,7 @@ mod tests {
             let (oh, ow) = (h + pad[0] + pad[2] - 2, w + pad[1] + pad[3] - 2);
             let mut out = vec![f32::NAN; k * oh * ow];
             let mut scratch = vec![f32::NAN; scratch_floats(c, k, oh, ow)];
-            let ep = Epilogue { bias: bias.as_ptr(), bias_per_row: true, residual: std::ptr::null(), act: crate::Activation::Relu };
+            let ep = Epilogue { bias: bias.as_ptr(), bias_per_row: true, residual: std::ptr::null(), act: crate::Activation::Relu, gelu: false };
             // SAFETY: every buffer is as large as `conv3x3` asks.
             unsafe { conv3x3(threads, c, h, w, k, pad, x.as_ptr(), u.as_ptr(), out.as_mut_ptr(), scratch.as_mut_ptr(), ep) };
             let want = direct(&x, &wt, c, h, w, k, pad);
