@@ -1,6 +1,6 @@
 //! The LSTM: gate pre-activations as vector accumulations over transposed weights (packed at
-//! compile time, or transposed into scratch on every run), gates vectorized along hidden
-//! units.
+//! compile time, or transposed into scratch on every run; with microkernels on, summed by the
+//! runtime at full vector width), gates vectorized along hidden units.
 
 use crate::jit::builder::{KernelBuilder, F32, F32X4, LANES};
 use crate::jit::epilogue::Arg;
@@ -143,7 +143,13 @@ pub fn lstm(k: &mut KernelBuilder, hidden: usize, args: &[Arg], out: Arg, scratc
             let first = k.b.ins().icmp(cranelift_codegen::ir::condcodes::IntCC::Equal, t, zero);
             let h0_row = k.elem(h0, hb);
             let hprev = k.b.ins().select(first, h0_row, prev_row);
-            accumulate_rows(k, bias, [(xt, wih, i_len), (hprev, whh, h)], 4 * h, gates, constant);
+            let terms = [(xt, wih, i_len), (hprev, whh, h)];
+            if k.runtime.is_some() {
+                // The runtime's sums hold 256 gate columns in AVX-512 registers.
+                k.accumulate_rows(4 * h, bias, terms, gates);
+            } else {
+                accumulate_rows(k, bias, terms, 4 * h, gates, constant);
+            }
             // Gates (i, f, g, o) and the cell update, as vectors along the hidden units.
             let c_row = k.elem(cell, hb);
             let out_off = k.b.ins().imul_imm_s(t, n * h);

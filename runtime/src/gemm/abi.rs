@@ -563,3 +563,35 @@ pub unsafe extern "C" fn nnc_attention(call: *const AttentionCall) {
     // SAFETY: the descriptor's buffers are valid as the contract above says.
     unsafe { super::attention::attention(u(g.threads).max(1), a, g.q, g.k, g.v, g.out) }
 }
+
+call_descriptor! {
+    /// `out[j] = bias[j] + Σ_p a[p]·wa[p·m + j] + Σ_p b[p]·wb[p·m + j]` for `j < m`
+    /// ([`super::gemv::accumulate_rows`]): an LSTM step's gate pre-activations over its
+    /// transposed weights.
+    AccumulateRowsCall / AccumulateRowsCallFields {
+        m: i64,
+        bias: *const f32,
+        a: *const f32,
+        wa: *const f32,
+        len_a: i64,
+        b: *const f32,
+        wb: *const f32,
+        len_b: i64,
+        out: *mut f32,
+    }
+}
+
+/// The sums of [`AccumulateRowsCall`].
+///
+/// # Safety
+/// `call` points to a valid [`AccumulateRowsCall`] whose buffers hold what
+/// `gemv::accumulate_rows` requires.
+#[no_mangle]
+pub unsafe extern "C" fn nnc_accumulate_rows(call: *const AccumulateRowsCall) {
+    // SAFETY: the caller passes a valid descriptor.
+    let g = unsafe { *call };
+    let u = |v: i64| v.max(0) as usize;
+    let terms = [super::gemv::Term { v: g.a, w: g.wa, len: u(g.len_a) }, super::gemv::Term { v: g.b, w: g.wb, len: u(g.len_b) }];
+    // SAFETY: the descriptor's buffers are valid as the contract above says.
+    unsafe { super::gemv::accumulate_rows(u(g.m), g.bias, &terms, g.out) }
+}

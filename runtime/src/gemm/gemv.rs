@@ -6,6 +6,10 @@
 //!
 //! A unit's sum runs over `features` in one fixed order (two vector accumulators, then the
 //! lanes), whatever the thread count.
+//!
+//! [`accumulate_rows`] is the transposed form an LSTM step needs: `out = bias + Σ v[p]·w[p, ..]`
+//! over weights stored feature-major, each `w[p, ..]` a contiguous row of outputs, with a
+//! block of outputs in vector registers for the whole sum.
 
 use super::Epilogue;
 
@@ -78,12 +82,108 @@ unsafe fn columns(rows: usize, units: usize, features: usize, lo: usize, hi: usi
     }
 }
 
+/// One term of [`accumulate_rows`]: `len` values `v` and the weights `w[p][0..m]` they scale.
+#[derive(Clone, Copy)]
+pub struct Term {
+    pub v: *const f32,
+    pub w: *const f32,
+    pub len: usize,
+}
+
+/// `out[j] = bias[j] + Σ_terms Σ_p v[p]·w[p·m + j]` for `j < m`, each output summed bias
+/// first, then the terms' products in order.
+///
+/// # Safety
+/// `bias` and `out` (writable) hold `m` floats; each term's `v` holds `len` floats and `w`
+/// `len·m`.
+pub unsafe fn accumulate_rows(m: usize, bias: *const f32, terms: &[Term], out: *mut f32) {
+    // SAFETY: the caller's contract; each kernel runs only where its features exist.
+    unsafe {
+        #[cfg(target_arch = "x86_64")]
+        {
+            if std::arch::is_x86_feature_detected!("avx512f") {
+                return x86::accumulate_rows_avx512(m, bias, terms, out);
+            }
+            if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+                return x86::accumulate_rows_avx2(m, bias, terms, out);
+            }
+        }
+        for j in 0..m {
+            let mut s = *bias.add(j);
+            for t in terms {
+                for p in 0..t.len {
+                    s = (*t.v.add(p)).mul_add(*t.w.add(p * m + j), s);
+                }
+            }
+            *out.add(j) = s;
+        }
+    }
+}
+
 #[cfg(target_arch = "x86_64")]
 mod x86 {
     use std::arch::x86_64::*;
 
     use super::super::simd::Lanes;
-    use super::{Epilogue, UNITS};
+    use super::{Epilogue, Term, UNITS};
+
+    /// Vectors of outputs held in registers through a whole sum.
+    const BLOCK: usize = 16;
+
+    /// # Safety
+    /// As [`super::accumulate_rows`]; the CPU has AVX-512F.
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn accumulate_rows_avx512(m: usize, bias: *const f32, terms: &[Term], out: *mut f32) {
+        // SAFETY: forwarded contract; this function has the feature `rows` needs.
+        unsafe { rows::<__m512>(m, bias, terms, out) }
+    }
+
+    /// # Safety
+    /// As [`super::accumulate_rows`]; the CPU has AVX2 and FMA.
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn accumulate_rows_avx2(m: usize, bias: *const f32, terms: &[Term], out: *mut f32) {
+        // SAFETY: forwarded contract; this function has the features `rows` needs.
+        unsafe { rows::<__m256>(m, bias, terms, out) }
+    }
+
+    /// # Safety
+    /// As [`super::accumulate_rows`]; the CPU has `V`'s unit.
+    #[inline(always)]
+    unsafe fn rows<V: Lanes>(m: usize, bias: *const f32, terms: &[Term], out: *mut f32) {
+        // SAFETY (whole body): vectors cover only the `lanes` outputs left from `j0`.
+        unsafe {
+            let mut j0 = 0;
+            while j0 < m {
+                // A block of up to BLOCK vectors; the last vector may be short.
+                let width = (m - j0).min(BLOCK * V::W);
+                let vectors = width.div_ceil(V::W);
+                let lanes = |v: usize| (width - v * V::W).min(V::W);
+                let mut acc = [V::zero(); BLOCK];
+                for (v, a) in acc.iter_mut().enumerate().take(vectors) {
+                    *a = V::load_n(bias.add(j0 + v * V::W), lanes(v));
+                }
+                for t in terms {
+                    for p in 0..t.len {
+                        let s = V::splat(*t.v.add(p));
+                        let row = t.w.add(p * m + j0);
+                        if vectors == BLOCK && width == BLOCK * V::W {
+                            for (v, a) in acc.iter_mut().enumerate() {
+                                *a = V::fma(s, V::load(row.add(v * V::W)), *a);
+                            }
+                        } else {
+                            for (v, a) in acc.iter_mut().enumerate().take(vectors) {
+                                *a = V::fma(s, V::load_n(row.add(v * V::W), lanes(v)), *a);
+                            }
+                        }
+                    }
+                }
+                for (v, a) in acc.iter().enumerate().take(vectors) {
+                    a.store_n(out.add(j0 + v * V::W), lanes(v));
+                }
+                j0 += width;
+            }
+        }
+    }
 
     macro_rules! entry {
         ($name:ident, $v:ty, $features:literal) => {
@@ -160,6 +260,24 @@ mod tests {
 
     /// Against f64 sums: odd feature counts (vector tails), units not a multiple of the
     /// block, several rows, bias, residual and activation; two threads give the same bits.
+    #[test]
+    fn accumulate_rows_matches_f64_sums() {
+        for (m, la, lb) in [(256, 32, 64), (37, 5, 3), (600, 1, 0), (1, 2, 2)] {
+            let bias: Vec<f32> = (0..m).map(|j| (j % 5) as f32 - 2.0).collect();
+            let va: Vec<f32> = (0..la).map(|p| (p % 7) as f32 / 3.0 - 1.0).collect();
+            let vb: Vec<f32> = (0..lb).map(|p| (p % 4) as f32 / 2.0 - 0.7).collect();
+            let wa: Vec<f32> = (0..la * m).map(|i| ((i * 5 % 17) as f32 - 8.0) / 9.0).collect();
+            let wb: Vec<f32> = (0..lb * m).map(|i| ((i * 3 % 13) as f32 - 6.0) / 7.0).collect();
+            let mut out = vec![f32::NAN; m];
+            let terms = [Term { v: va.as_ptr(), w: wa.as_ptr(), len: la }, Term { v: vb.as_ptr(), w: wb.as_ptr(), len: lb }];
+            unsafe { accumulate_rows(m, bias.as_ptr(), &terms, out.as_mut_ptr()) };
+            for j in 0..m {
+                let want = bias[j] as f64 + (0..la).map(|p| va[p] as f64 * wa[p * m + j] as f64).sum::<f64>() + (0..lb).map(|p| vb[p] as f64 * wb[p * m + j] as f64).sum::<f64>();
+                assert!((out[j] as f64 - want).abs() <= 1e-5 * (1.0 + want.abs()), "m {m} j {j}: {} vs {want}", out[j]);
+            }
+        }
+    }
+
     #[test]
     fn matches_f64_dot_products() {
         for (rows, units, features) in [(1, 10, 784), (3, 37, 33), (1, 5, 7), (2, 512, 512), (1, 1, 1)] {
