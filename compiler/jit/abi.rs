@@ -1,6 +1,6 @@
 //! The runtime entry points generated code calls: their symbols, bound to the Rust functions
 //! of `nnc_runtime::gemm::abi`, and their one Cranelift signature: each takes the address of
-//! its `#[repr(C)]` call descriptor (`GemmCall`, `ConvNhwcCall`, `Im2colCall`, `IgemmCall`, `SparseCall`, `WinogradCall`, `DepthwiseCall`, `GemvCall`, `AttentionCall`, `AccumulateRowsCall`),
+//! its `#[repr(C)]` call descriptor (`GemmCall`, `ConvNhwcCall`, `Im2colCall`, `IgemmCall`, `SparseCall`, `WinogradCall`, `DepthwiseCall`, `GemvCall`, `AttentionCall`, `LstmStepCall`),
 //! which `builder::KernelBuilder` fills field by field at the offsets the runtime declares.
 
 use super::JitError;
@@ -21,7 +21,7 @@ const ENTRY_POINTS: [(&str, *const u8, usize); 12] = [
     ("nnc_depthwise", nnc_runtime::gemm::nnc_depthwise as *const u8, 1),
     ("nnc_gemv", nnc_runtime::gemm::nnc_gemv as *const u8, 1),
     ("nnc_attention", nnc_runtime::gemm::nnc_attention as *const u8, 1),
-    ("nnc_accumulate_rows", nnc_runtime::gemm::nnc_accumulate_rows as *const u8, 1),
+    ("nnc_lstm_step", nnc_runtime::gemm::nnc_lstm_step as *const u8, 1),
     ("nnc_reference_kernel", super::reference::nnc_reference_kernel as *const u8, 2),
 ];
 
@@ -48,8 +48,8 @@ pub struct RuntimeFns {
     pub gemv: FuncRef,
     /// `nnc_attention(&AttentionCall)`: fused attention, score blocks kept in cache.
     pub attention: FuncRef,
-    /// `nnc_accumulate_rows(&AccumulateRowsCall)`: an LSTM step's gate sums.
-    pub accumulate_rows: FuncRef,
+    /// `nnc_lstm_step(&LstmStepCall)`: one LSTM step of one batch row.
+    pub lstm_step: FuncRef,
     /// `nnc_reference_kernel(&ReferenceNode, arena)`: an op's interpreter semantics.
     pub reference: FuncRef,
 }
@@ -79,7 +79,7 @@ impl Imports {
 
     /// References to the entry points from inside `func`.
     pub fn in_function<M: Module>(&self, module: &mut M, func: &mut Function) -> RuntimeFns {
-        let [gemm, conv_nhwc, im2col, igemm, im2col_i8, sparse, winograd, depthwise, gemv, attention, accumulate_rows, reference] = self.0.map(|id| module.declare_func_in_func(id, func));
-        RuntimeFns { gemm, conv_nhwc, im2col, igemm, im2col_i8, sparse, winograd, depthwise, gemv, attention, accumulate_rows, reference }
+        let [gemm, conv_nhwc, im2col, igemm, im2col_i8, sparse, winograd, depthwise, gemv, attention, lstm_step, reference] = self.0.map(|id| module.declare_func_in_func(id, func));
+        RuntimeFns { gemm, conv_nhwc, im2col, igemm, im2col_i8, sparse, winograd, depthwise, gemv, attention, lstm_step, reference }
     }
 }

@@ -6,7 +6,7 @@
 use super::builder::{GemmOperand, GemmTail, IgemmRequantize, KernelBuilder, I64};
 use super::abi::RuntimeFns;
 use cranelift_codegen::ir::{FuncRef, InstBuilder, StackSlotData, StackSlotKind, Value};
-use nnc_runtime::gemm::{AccumulateRowsCall, AccumulateRowsCallFields, AttentionCall, AttentionCallFields, ConvNhwcCall, ConvNhwcCallFields, DepthwiseCall, DepthwiseCallFields, GemvCall, GemvCallFields, GemmCall, GemmCallFields, IgemmCall, IgemmCallFields, Im2colCall, Im2colCallFields, SparseCall, SparseCallFields, WinogradCall, WinogradCallFields};
+use nnc_runtime::gemm::{AttentionCall, AttentionCallFields, ConvNhwcCall, ConvNhwcCallFields, DepthwiseCall, DepthwiseCallFields, GemvCall, GemvCallFields, GemmCall, GemmCallFields, IgemmCall, IgemmCallFields, Im2colCall, Im2colCallFields, LstmStepCall, LstmStepCallFields, SparseCall, SparseCallFields, WinogradCall, WinogradCallFields};
 
 impl KernelBuilder<'_> {
     /// Threads and cache blocking, which every runtime GEMM call carries.
@@ -300,12 +300,13 @@ impl KernelBuilder<'_> {
         self.call_runtime(rt.attention, fields.with_offsets(), AttentionCall::SIZE);
     }
 
-    /// `out[0..m] = bias + Σ_p a[p]·wa[p, ..] + Σ_p b[p]·wb[p, ..]` (`nnc_accumulate_rows`),
-    /// each term `(vector, weights, length)` with its weights row-major `[length][m]`.
-    pub fn accumulate_rows(&mut self, m: i64, bias: Value, [(a, wa, len_a), (b, wb, len_b)]: [(Value, Value, i64); 2], out: Value) {
+    /// One LSTM step of one batch row (`nnc_lstm_step`): the gate sums over the transposed
+    /// weights `wih: [len_x][4h]`, `whh: [h][4h]` into `gates`, then the cell update.
+    #[allow(clippy::too_many_arguments)]
+    pub fn lstm_step(&mut self, hidden: i64, bias: Value, (x, wih, len_x): (Value, Value, i64), (h_prev, whh): (Value, Value), gates: Value, cell: Value, out: Value) {
         let rt = self.runtime_fns();
-        let fields = AccumulateRowsCallFields { m: self.int(m), bias, a, wa, len_a: self.int(len_a), b, wb, len_b: self.int(len_b), out };
-        self.call_runtime(rt.accumulate_rows, fields.with_offsets(), AccumulateRowsCall::SIZE);
+        let fields = LstmStepCallFields { hidden: self.int(hidden), bias, x, wih, len_x: self.int(len_x), h_prev, whh, gates, cell, out };
+        self.call_runtime(rt.lstm_step, fields.with_offsets(), LstmStepCall::SIZE);
     }
 
     /// The epilogue fields of a runtime GEMM call: bias, bias per row, residual, activation.

@@ -143,18 +143,18 @@ pub fn lstm(k: &mut KernelBuilder, hidden: usize, args: &[Arg], out: Arg, scratc
             let first = k.b.ins().icmp(cranelift_codegen::ir::condcodes::IntCC::Equal, t, zero);
             let h0_row = k.elem(h0, hb);
             let hprev = k.b.ins().select(first, h0_row, prev_row);
-            let terms = [(xt, wih, i_len), (hprev, whh, h)];
-            if k.runtime.is_some() {
-                // The runtime's sums hold 256 gate columns in AVX-512 registers.
-                k.accumulate_rows(4 * h, bias, terms, gates);
-            } else {
-                accumulate_rows(k, bias, terms, 4 * h, gates, constant);
-            }
-            // Gates (i, f, g, o) and the cell update, as vectors along the hidden units.
             let c_row = k.elem(cell, hb);
             let out_off = k.b.ins().imul_imm_s(t, n * h);
             let out_off = k.b.ins().iadd(out_off, hb);
             let out_row = k.elem(o, out_off);
+            if k.runtime.is_some() {
+                // The runtime holds 256 gate columns in AVX-512 registers through the sums,
+                // and computes the gates at full width.
+                k.lstm_step(h, bias, (xt, wih, i_len), (hprev, whh), gates, c_row, out_row);
+                return;
+            }
+            accumulate_rows(k, bias, [(xt, wih, i_len), (hprev, whh, h)], 4 * h, gates, constant);
+            // Gates (i, f, g, o) and the cell update, as vectors along the hidden units.
             k.for_vectorized(h, |k, j, ty| {
                 let gate = |k: &mut KernelBuilder, g: i64| {
                     let idx = k.b.ins().iadd_imm_s(j, g * h);

@@ -565,33 +565,38 @@ pub unsafe extern "C" fn nnc_attention(call: *const AttentionCall) {
 }
 
 call_descriptor! {
-    /// `out[j] = bias[j] + Σ_p a[p]·wa[p·m + j] + Σ_p b[p]·wb[p·m + j]` for `j < m`
-    /// ([`super::gemv::accumulate_rows`]): an LSTM step's gate pre-activations over its
-    /// transposed weights.
-    AccumulateRowsCall / AccumulateRowsCallFields {
-        m: i64,
+    /// One LSTM step of one batch row ([`super::gemv::accumulate_rows`], then
+    /// [`super::gemv::lstm_cell`]): `gates = bias + x·W_ihᵀ + h_prev·W_hhᵀ` over the
+    /// transposed weights (`wih: [len_x][4·hidden]`, `whh: [hidden][4·hidden]`), then the
+    /// cell update into `cell` and the new hidden state into `out`.
+    LstmStepCall / LstmStepCallFields {
+        hidden: i64,
         bias: *const f32,
-        a: *const f32,
-        wa: *const f32,
-        len_a: i64,
-        b: *const f32,
-        wb: *const f32,
-        len_b: i64,
+        x: *const f32,
+        wih: *const f32,
+        len_x: i64,
+        h_prev: *const f32,
+        whh: *const f32,
+        /// `4·hidden` floats of scratch.
+        gates: *mut f32,
+        cell: *mut f32,
         out: *mut f32,
     }
 }
 
-/// The sums of [`AccumulateRowsCall`].
+/// The step of [`LstmStepCall`].
 ///
 /// # Safety
-/// `call` points to a valid [`AccumulateRowsCall`] whose buffers hold what
-/// `gemv::accumulate_rows` requires.
+/// `call` points to a valid [`LstmStepCall`] whose buffers hold what its fields say.
 #[no_mangle]
-pub unsafe extern "C" fn nnc_accumulate_rows(call: *const AccumulateRowsCall) {
+pub unsafe extern "C" fn nnc_lstm_step(call: *const LstmStepCall) {
     // SAFETY: the caller passes a valid descriptor.
     let g = unsafe { *call };
-    let u = |v: i64| v.max(0) as usize;
-    let terms = [super::gemv::Term { v: g.a, w: g.wa, len: u(g.len_a) }, super::gemv::Term { v: g.b, w: g.wb, len: u(g.len_b) }];
+    let h = g.hidden.max(0) as usize;
+    let terms = [super::gemv::Term { v: g.x, w: g.wih, len: g.len_x.max(0) as usize }, super::gemv::Term { v: g.h_prev, w: g.whh, len: h }];
     // SAFETY: the descriptor's buffers are valid as the contract above says.
-    unsafe { super::gemv::accumulate_rows(u(g.m), g.bias, &terms, g.out) }
+    unsafe {
+        super::gemv::accumulate_rows(4 * h, g.bias, &terms, g.gates);
+        super::gemv::lstm_cell(h, g.gates, g.cell, g.out);
+    }
 }

@@ -120,12 +120,78 @@ pub unsafe fn accumulate_rows(m: usize, bias: *const f32, terms: &[Term], out: *
     }
 }
 
+/// One LSTM cell update from its gate pre-activations `gates = [i, f, g, o]` (each `h`
+/// wide): `c ← σ(f)·c + σ(i)·tanh(g)`, `out = σ(o)·tanh(c)`, with generated code's sigmoid
+/// and tanh.
+///
+/// # Safety
+/// `gates` holds `4h` floats, `cell` (writable) and `out` (writable) `h` each.
+pub unsafe fn lstm_cell(h: usize, gates: *const f32, cell: *mut f32, out: *mut f32) {
+    // SAFETY: the caller's contract; each kernel runs only where its features exist.
+    unsafe {
+        #[cfg(target_arch = "x86_64")]
+        {
+            if std::arch::is_x86_feature_detected!("avx512f") {
+                return x86::lstm_cell_avx512(h, gates, cell, out);
+            }
+            if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+                return x86::lstm_cell_avx2(h, gates, cell, out);
+            }
+        }
+        let sigmoid = |x: f32| 1.0 / (1.0 + (-x).exp());
+        let tanh = |x: f32| sigmoid(2.0 * x).mul_add(2.0, -1.0);
+        for j in 0..h {
+            let g = |k: usize| *gates.add(k * h + j);
+            let c = sigmoid(g(1)).mul_add(*cell.add(j), sigmoid(g(0)) * tanh(g(2)));
+            *cell.add(j) = c;
+            *out.add(j) = sigmoid(g(3)) * tanh(c);
+        }
+    }
+}
+
 #[cfg(target_arch = "x86_64")]
 mod x86 {
     use std::arch::x86_64::*;
 
     use super::super::simd::Lanes;
     use super::{Epilogue, Term, UNITS};
+
+    /// # Safety
+    /// As [`super::lstm_cell`]; the CPU has AVX-512F.
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn lstm_cell_avx512(h: usize, gates: *const f32, cell: *mut f32, out: *mut f32) {
+        // SAFETY: forwarded contract; this function has the feature `cell_update` needs.
+        unsafe { cell_update::<__m512>(h, gates, cell, out) }
+    }
+
+    /// # Safety
+    /// As [`super::lstm_cell`]; the CPU has AVX2 and FMA.
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn lstm_cell_avx2(h: usize, gates: *const f32, cell: *mut f32, out: *mut f32) {
+        // SAFETY: forwarded contract; this function has the features `cell_update` needs.
+        unsafe { cell_update::<__m256>(h, gates, cell, out) }
+    }
+
+    /// # Safety
+    /// As [`super::lstm_cell`]; the CPU has `V`'s unit.
+    #[inline(always)]
+    unsafe fn cell_update<V: Lanes>(h: usize, gates: *const f32, cell: *mut f32, out: *mut f32) {
+        // SAFETY (whole body): vectors cover only the `lanes` units left from `j`.
+        unsafe {
+            let mut j = 0;
+            while j < h {
+                let lanes = (h - j).min(V::W);
+                let i_g = V::sigmoid(V::load_n(gates.add(j), lanes));
+                let f_g = V::sigmoid(V::load_n(gates.add(h + j), lanes));
+                let g_g = V::tanh(V::load_n(gates.add(2 * h + j), lanes));
+                let o_g = V::sigmoid(V::load_n(gates.add(3 * h + j), lanes));
+                let c = V::fma(f_g, V::load_n(cell.add(j), lanes), V::mul(i_g, g_g));
+                c.store_n(cell.add(j), lanes);
+                V::mul(o_g, V::tanh(c)).store_n(out.add(j), lanes);
+                j += lanes;
+            }
+        }
+    }
 
     /// Vectors of outputs held in registers through a whole sum.
     const BLOCK: usize = 16;
@@ -260,6 +326,24 @@ mod tests {
 
     /// Against f64 sums: odd feature counts (vector tails), units not a multiple of the
     /// block, several rows, bias, residual and activation; two threads give the same bits.
+    #[test]
+    fn lstm_cell_matches_f64() {
+        for h in [64usize, 13, 1] {
+            let gates: Vec<f32> = (0..4 * h).map(|i| ((i * 7 % 29) as f32 - 14.0) / 3.0).collect();
+            let c0: Vec<f32> = (0..h).map(|j| (j % 5) as f32 - 2.0).collect();
+            let (mut cell, mut out) = (c0.clone(), vec![f32::NAN; h]);
+            unsafe { lstm_cell(h, gates.as_ptr(), cell.as_mut_ptr(), out.as_mut_ptr()) };
+            let sig = |x: f64| 1.0 / (1.0 + (-x).exp());
+            for j in 0..h {
+                let g = |k: usize| gates[k * h + j] as f64;
+                let c = sig(g(1)) * c0[j] as f64 + sig(g(0)) * g(2).tanh();
+                assert!((cell[j] as f64 - c).abs() <= 1e-6 * (1.0 + c.abs()), "h {h} j {j}: cell {} vs {c}", cell[j]);
+                let o = sig(g(3)) * c.tanh();
+                assert!((out[j] as f64 - o).abs() <= 1e-6, "h {h} j {j}: out {} vs {o}", out[j]);
+            }
+        }
+    }
+
     #[test]
     fn accumulate_rows_matches_f64_sums() {
         for (m, la, lb) in [(256, 32, 64), (37, 5, 3), (600, 1, 0), (1, 2, 2)] {

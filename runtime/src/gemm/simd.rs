@@ -78,6 +78,28 @@ pub(crate) trait Lanes: Copy {
     /// The CPU has the vector unit.
     unsafe fn negate_where_negative(y: Self, x: Self) -> Self;
 
+    /// `1 / (1 + e⁻ˣ)`, as generated code computes it (`KernelBuilder::sigmoid`).
+    /// # Safety
+    /// The CPU has the vector unit.
+    #[inline(always)]
+    unsafe fn sigmoid(x: Self) -> Self {
+        unsafe {
+            let one = Self::splat(1.0);
+            Self::div(one, Self::add(one, Self::exp(Self::sub(Self::zero(), x))))
+        }
+    }
+
+    /// `2·sigmoid(2x) − 1`, as generated code computes it (`KernelBuilder::tanh`).
+    /// # Safety
+    /// The CPU has the vector unit.
+    #[inline(always)]
+    unsafe fn tanh(x: Self) -> Self {
+        unsafe {
+            let two = Self::splat(2.0);
+            Self::fma(Self::sigmoid(Self::mul(x, two)), two, Self::splat(-1.0))
+        }
+    }
+
     /// `0.5·x·(1 + erf(x/√2))` with generated code's erf (`KernelBuilder::erf`: Abramowitz
     /// and Stegun 7.1.26, absolute error below 1.5·10⁻⁷) and exp.
     /// # Safety
