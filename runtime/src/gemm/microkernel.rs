@@ -24,6 +24,13 @@ pub(super) type Micro = unsafe fn(kc: usize, a: *const f32, b: *const f32, c: *m
 /// As [`Micro`], with A valid for `kc` floats from each of the tile's `rows` rows.
 pub(super) type MicroRowsA = unsafe fn(kc: usize, a: *const f32, rsa: isize, b: *const f32, c: *mut f32, rsc: isize, csc: isize, st: &Store);
 
+/// A microkernel that reads B in place instead of from a packed panel: step `p` of the tile's
+/// columns at `b + p·rsb`, consecutive; only the tile's `cols` columns are read.
+///
+/// # Safety
+/// As [`Micro`], with B valid for the tile's `cols` floats at each of the `kc` steps.
+pub(super) type MicroColsB = unsafe fn(kc: usize, a: *const f32, b: *const f32, rsb: isize, c: *mut f32, rsc: isize, csc: isize, st: &Store);
+
 /// How a microkernel stores its register tile. The epilogue is applied to the accumulators
 /// before they leave the registers (a separate pass over the stored tile cost more than the
 /// product itself when `k` is small, as in pointwise convolutions), and an edge tile stores
@@ -48,6 +55,8 @@ pub(super) struct Kernel {
     pub micro: Micro,
     /// The same tile reading A in place, where there is one.
     pub micro_rows_a: Option<MicroRowsA>,
+    /// The same tile reading B in place, where there is one.
+    pub micro_cols_b: Option<MicroColsB>,
     pub name: &'static str,
 }
 
@@ -55,13 +64,13 @@ fn select() -> Kernel {
     #[cfg(target_arch = "x86_64")]
     {
         if std::arch::is_x86_feature_detected!("avx512f") {
-            return Kernel { mr: 8, nr: 32, micro: x86::micro_avx512_8x32, micro_rows_a: Some(x86::micro_avx512_8x32_rows_a), name: "avx512f 8x32" };
+            return Kernel { mr: 8, nr: 32, micro: x86::micro_avx512_8x32, micro_rows_a: Some(x86::micro_avx512_8x32_rows_a), micro_cols_b: Some(x86::micro_avx512_8x32_cols_b), name: "avx512f 8x32" };
         }
         if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
-            return Kernel { mr: 6, nr: 16, micro: x86::micro_avx2_6x16, micro_rows_a: Some(x86::micro_avx2_6x16_rows_a), name: "avx2+fma 6x16" };
+            return Kernel { mr: 6, nr: 16, micro: x86::micro_avx2_6x16, micro_rows_a: Some(x86::micro_avx2_6x16_rows_a), micro_cols_b: Some(x86::micro_avx2_6x16_cols_b), name: "avx2+fma 6x16" };
         }
     }
-    Kernel { mr: 4, nr: 8, micro: micro_portable_4x8, micro_rows_a: None, name: "portable 4x8" }
+    Kernel { mr: 4, nr: 8, micro: micro_portable_4x8, micro_rows_a: None, micro_cols_b: None, name: "portable 4x8" }
 }
 
 /// The microkernel this CPU runs, selected once.
@@ -77,7 +86,7 @@ pub(super) fn bf16_kernel() -> Option<Kernel> {
     *K.get_or_init(|| {
         #[cfg(target_arch = "x86_64")]
         if std::arch::is_x86_feature_detected!("avx512f") && std::arch::is_x86_feature_detected!("avx512bf16") {
-            return Some(Kernel { mr: 8, nr: 32, micro: x86::micro_avx512bf16_8x32, micro_rows_a: None, name: "avx512-bf16 8x32" });
+            return Some(Kernel { mr: 8, nr: 32, micro: x86::micro_avx512bf16_8x32, micro_rows_a: None, micro_cols_b: None, name: "avx512-bf16 8x32" });
         }
         None
     })
@@ -191,6 +200,45 @@ mod x86 {
         }
     }
 
+    /// [`micro`] reading B in place (see [`super::MicroColsB`]): an edge tile's missing
+    /// columns are masked off, so no access leaves B.
+    ///
+    /// # Safety
+    /// As [`super::MicroColsB`] with `NR = 2·V::W`; the CPU has `V`'s vector unit.
+    #[inline(always)]
+    unsafe fn micro_cols_b<V: Lanes, const MR: usize, const ACC: usize>(kc: usize, a: *const f32, b: *const f32, rsb: isize, c: *mut f32, rsc: isize, csc: isize, st: &Store) {
+        // SAFETY (whole body): the A panel holds `kc` steps of MR floats, B the tile's `cols`
+        // floats at each step, and C the tile's part its strides address.
+        unsafe {
+            let mut acc = [V::zero(); ACC];
+            if st.cols == 2 * V::W {
+                for p in 0..kc {
+                    let row = b.offset(p as isize * rsb);
+                    let b0 = V::load(row);
+                    let b1 = V::load(row.add(V::W));
+                    for i in 0..MR {
+                        let av = V::splat(*a.add(p * MR + i));
+                        acc[2 * i] = V::fma(av, b0, acc[2 * i]);
+                        acc[2 * i + 1] = V::fma(av, b1, acc[2 * i + 1]);
+                    }
+                }
+            } else {
+                let (n0, n1) = (st.cols.min(V::W), st.cols.saturating_sub(V::W));
+                for p in 0..kc {
+                    let row = b.offset(p as isize * rsb);
+                    let b0 = V::load_n(row, n0);
+                    let b1 = if n1 > 0 { V::load_n(row.add(V::W), n1) } else { V::zero() };
+                    for i in 0..MR {
+                        let av = V::splat(*a.add(p * MR + i));
+                        acc[2 * i] = V::fma(av, b0, acc[2 * i]);
+                        acc[2 * i + 1] = V::fma(av, b1, acc[2 * i + 1]);
+                    }
+                }
+            }
+            store_tile::<V, MR, ACC>(&acc, c, rsc, csc, st);
+        }
+    }
+
     /// Store (or add) the `rows × cols` part of an `MR × 2W` tile of accumulators, two vectors
     /// per row, into C, with the epilogue on the way out.
     ///
@@ -279,6 +327,16 @@ mod x86 {
         unsafe { micro_rows_a::<__m512, 8, 16>(kc, a, rsa, b, c, rsc, csc, st) }
     }
 
+    /// [`micro_avx512_8x32`] reading B in place.
+    ///
+    /// # Safety
+    /// As [`super::MicroColsB`] with `MR = 8`, `NR = 32`; the CPU has AVX-512F.
+    #[target_feature(enable = "avx512f")]
+    pub unsafe fn micro_avx512_8x32_cols_b(kc: usize, a: *const f32, b: *const f32, rsb: isize, c: *mut f32, rsc: isize, csc: isize, st: &Store) {
+        // SAFETY: forwarded contract; this function has the feature `micro_cols_b` needs.
+        unsafe { micro_cols_b::<__m512, 8, 16>(kc, a, b, rsb, c, rsc, csc, st) }
+    }
+
     /// 8 rows × 32 columns of bf16 pairs: each step is two consecutive `k`, `vdpbf16ps`
     /// adding both products of a lane's pair to its f32 accumulator (16 zmm accumulators).
     ///
@@ -325,5 +383,15 @@ mod x86 {
     pub unsafe fn micro_avx2_6x16_rows_a(kc: usize, a: *const f32, rsa: isize, b: *const f32, c: *mut f32, rsc: isize, csc: isize, st: &Store) {
         // SAFETY: forwarded contract; this function has the features `micro_rows_a` needs.
         unsafe { micro_rows_a::<__m256, 6, 12>(kc, a, rsa, b, c, rsc, csc, st) }
+    }
+
+    /// [`micro_avx2_6x16`] reading B in place.
+    ///
+    /// # Safety
+    /// As [`super::MicroColsB`] with `MR = 6`, `NR = 16`; the CPU has AVX2 and FMA.
+    #[target_feature(enable = "avx2,fma")]
+    pub unsafe fn micro_avx2_6x16_cols_b(kc: usize, a: *const f32, b: *const f32, rsb: isize, c: *mut f32, rsc: isize, csc: isize, st: &Store) {
+        // SAFETY: forwarded contract; this function has the features `micro_cols_b` needs.
+        unsafe { micro_cols_b::<__m256, 6, 12>(kc, a, b, rsb, c, rsc, csc, st) }
     }
 }

@@ -140,6 +140,9 @@ impl Shared {
 /// about as much as 2M multiply-adds (tens of microseconds).
 const MIN_PARALLEL_MACS: usize = 1 << 21;
 
+/// The largest row-major B (in floats) read in place rather than packed.
+const B_IN_PLACE_MAX: usize = 1 << 15;
+
 /// [`gemm`] split across up to `threads` threads: by ranges of whole `NR`-column tiles, or,
 /// when B is packed (its columns cannot be cut apart), by ranges of whole `MR`-row tiles of a
 /// strided A. Each tile of C is computed by exactly the same sequence of operations as on one
@@ -250,6 +253,14 @@ unsafe fn gemm(m: usize, n: usize, k: usize, a: ASource, b: BSource, c: *mut f32
             (ASource::Strided(a, rsa, 1), Some(micro)) if precision == Precision::F32 => Some((micro, a, rsa)),
             _ => None,
         };
+        // A small row-major B (one that stays in L2, with rows not a multiple of 4 KiB apart,
+        // which would put a panel's rows in one L1 set) is read in place too: packing it cost
+        // as much as the product in LeNet-5's convolutions (16×100×150: 45 against 87
+        // GFLOP/s). Only when A comes packed, as a convolution's weights do.
+        let cols_b = match (b, kern.micro_cols_b) {
+            (BSource::Strided(b, rsb, 1), Some(micro)) if precision == Precision::F32 && rows_a.is_none() && k * n <= B_IN_PLACE_MAX && rsb % 1024 != 0 => Some((micro, b, rsb)),
+            _ => None,
+        };
         thread_local! {
             static BUFFERS: std::cell::RefCell<(Vec<f32>, Vec<f32>, Vec<f32>)> = const { std::cell::RefCell::new((Vec::new(), Vec::new(), Vec::new())) };
         }
@@ -275,6 +286,7 @@ unsafe fn gemm(m: usize, n: usize, k: usize, a: ASource, b: BSource, c: *mut f32
                     // The first slab writes C, later ones add to it.
                     let acc = accumulate || pc > 0;
                     let b_block = match b {
+                        BSource::Strided(..) if cols_b.is_some() => std::ptr::null(),
                         BSource::Strided(b, rsb, csb) => {
                             let b = b.offset(k0 as isize * rsb + jc as isize * csb);
                             match precision {
@@ -321,15 +333,16 @@ unsafe fn gemm(m: usize, n: usize, k: usize, a: ASource, b: BSource, c: *mut f32
                         };
                         for jr in (0..nc).step_by(nr) {
                             let cols = nr.min(nc - jr);
-                            let bp = b_block.add(jr * kc);
+                            let bp = b_block.wrapping_add(jr * kc); // unused (null) when B is read in place
                             for ir in (0..mc).step_by(mr) {
                                 let rows = mr.min(mc - ir);
                                 let cp = c.offset((ic + ir) as isize * rsc + (jc + jr) as isize * csc);
                                 let last = pc + kc == steps && !ep.is_none();
                                 let st = Store { accumulate: acc, rows, cols, ep: last.then(|| ep.shifted(ic + ir, jc + jr, rsc, csc)) };
-                                match rows_a {
-                                    Some((micro, a, rsa)) => micro(kc, a.offset((ic + ir) as isize * rsa + k0 as isize), rsa, bp, cp, rsc, csc, &st),
-                                    None => (kern.micro)(kc, a_block.add(ir * kc), bp, cp, rsc, csc, &st),
+                                match (rows_a, cols_b) {
+                                    (Some((micro, a, rsa)), _) => micro(kc, a.offset((ic + ir) as isize * rsa + k0 as isize), rsa, bp, cp, rsc, csc, &st),
+                                    (None, Some((micro, b, rsb))) => micro(kc, a_block.add(ir * kc), b.offset(k0 as isize * rsb + (jc + jr) as isize), rsb, cp, rsc, csc, &st),
+                                    (None, None) => (kern.micro)(kc, a_block.add(ir * kc), bp, cp, rsc, csc, &st),
                                 }
                             }
                         }
