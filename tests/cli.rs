@@ -758,3 +758,23 @@ fn kernels_asked_for_by_name() {
     assert_eq!(o.code, 2, "{}", o.stderr);
     assert!(o.stderr.contains("unknown kernel `fastest`") && o.stderr.contains("nhwc-gemm"), "{}", o.stderr);
 }
+
+/// A reader that closes the pipe early (`nnc run ... | head -1`) is not a crash: nnc stops
+/// writing and exits 0 without a panic message.
+#[test]
+fn a_closed_stdout_pipe_is_not_a_crash() {
+    let bin = assert_cmd::cargo::cargo_bin("nnc");
+    let mut child = std::process::Command::new(bin)
+        .current_dir(repo())
+        .args(["run", "examples/mlp.nn", "--random-weights", "1", "--input", "x=random:1"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Closed before nnc writes anything (it compiles first).
+    drop(child.stdout.take());
+    let o = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(o.status.code(), Some(0), "{stderr}");
+}

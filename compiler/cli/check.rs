@@ -22,7 +22,7 @@ const ERROR_RUNS: usize = 8;
 
 pub(super) fn summary(session: &mut Session, a: &SummaryArgs) -> CmdResult {
     let graph = graph_for(session, &a.common, &DimBindings::new())?;
-    print!("{}", summary::summarize(&graph).render());
+    out!("{}", summary::summarize(&graph).render());
     let mut bound = graph;
     let prune = a.prune.options();
     if a.quant.quantize.is_some() || !prune.is_empty() {
@@ -30,7 +30,7 @@ pub(super) fn summary(session: &mut Session, a: &SummaryArgs) -> CmdResult {
     }
     if !prune.is_empty() || !prune.skip.is_empty() {
         passes::prune::check(&bound, &prune).map_err(Diagnostic::error)?;
-        print!("{}", pruning_table(&bound, &prune).map_err(Diagnostic::error)?);
+        out!("{}", pruning_table(&bound, &prune).map_err(Diagnostic::error)?);
     }
     let bf16 = a.quant.quantize == Some(super::args::Quantize::Bf16);
     let calibration = match calibration(session, &bound, &a.quant)? {
@@ -48,7 +48,7 @@ pub(super) fn summary(session: &mut Session, a: &SummaryArgs) -> CmdResult {
     let (Some(mut float), Some(mut quantized)) = (before.graph, before.after) else { return Ok(()) };
     let runs = &calibration.runs[..calibration.runs.len().min(ERROR_RUNS)];
     let layers = quantization_error::per_product(&mut float, &mut quantized, runs, calibration.observe);
-    print!("{}", quantization_error::render(if bf16 { "bf16" } else { "int8" }, &layers, runs.len()));
+    out!("{}", quantization_error::render(if bf16 { "bf16" } else { "int8" }, &layers, runs.len()));
     Ok(())
 }
 

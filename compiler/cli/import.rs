@@ -25,7 +25,7 @@ pub(super) fn import(session: &mut Session, a: &ImportArgs) -> CmdResult {
     }
     let statements = imported.source.lines().filter(|l| l.contains(" = ")).count();
     let params: usize = imported.weights.values().map(|t| t.len()).sum();
-    println!("imported {} in {:.0} ms: {statements} statements, {} tensors ({params} values)", a.file.display(), elapsed.as_secs_f64() * 1e3, imported.weights.len());
-    println!("wrote {} and {}", nn.display(), weights.display());
+    outln!("imported {} in {:.0} ms: {statements} statements, {} tensors ({params} values)", a.file.display(), elapsed.as_secs_f64() * 1e3, imported.weights.len());
+    outln!("wrote {} and {}", nn.display(), weights.display());
     Ok(())
 }

@@ -14,7 +14,7 @@ pub(super) fn report(graph: &Graph, inputs: &[Tensor], outputs: &[Tensor], label
     let Some(path) = labels else { return Ok(()) };
     let (shape, labels) = nnc_runtime::npy::read_npy_integers(path).map_err(|e| Diagnostic::error(e.to_string()))?;
     let (correct, n) = top1(graph, inputs, outputs, &shape, &labels, &path.display().to_string())?;
-    println!("accuracy: {correct}/{n} ({:.1}%)", 100.0 * correct as f64 / n as f64);
+    outln!("accuracy: {correct}/{n} ({:.1}%)", 100.0 * correct as f64 / n as f64);
     Ok(())
 }
 

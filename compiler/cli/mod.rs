@@ -3,6 +3,21 @@
 //! `inputs`: `--input` files and printed or written outputs). Every failure is a
 //! diagnostic on stderr and exit code 1; clap's usage errors exit with 2.
 
+/// `print!` and `println!` to stdout that ignore a closed pipe (`nnc run ... | head`): the
+/// reader has what it wanted, and `print!` would panic.
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = write!(std::io::stdout().lock(), $($arg)*);
+    }};
+}
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout().lock(), $($arg)*);
+    }};
+}
+
 pub mod args;
 mod check;
 mod compare;

@@ -56,7 +56,7 @@ pub(super) fn prune(session: &mut Session, a: &PruneCmdArgs) -> CmdResult {
     let (nn, weights) = (dir.join(format!("{}.nn", graph.name)), dir.join(format!("{}.safetensors", graph.name)));
     write_output(Some(&nn), &source)?;
     nnc_runtime::weights::write_safetensors(&weights, &tensors).map_err(|e| Diagnostic::error(format!("cannot write {}: {e}", weights.display())))?;
-    print!("{}", density_table(&original, &graph, &opts));
-    println!("wrote {} and {} ({} tensors)", nn.display(), weights.display(), tensors.len());
+    out!("{}", density_table(&original, &graph, &opts));
+    outln!("wrote {} and {} ({} tensors)", nn.display(), weights.display(), tensors.len());
     Ok(())
 }

@@ -56,14 +56,14 @@ pub(super) fn run(session: &mut Session, a: &args::RunArgs) -> CmdResult {
         }
         times.sort_by(f64::total_cmp);
         let median = times[times.len() / 2];
-        println!(
+        outln!(
             "bench: {n} runs after 1 warm-up: median {} (min {}, max {}), backend {backend}",
             fmt_time(median),
             fmt_time(times[0]),
             fmt_time(times[times.len() - 1])
         );
         if let Some(exe) = &exe {
-            println!("jit: compiled in {}, arena {} (liveness lower bound {})", fmt_time(compile_time), summary::human_bytes(exe.arena_bytes() as u64), summary::human_bytes(exe.arena_lower_bound_bytes() as u64));
+            outln!("jit: compiled in {}, arena {} (liveness lower bound {})", fmt_time(compile_time), summary::human_bytes(exe.arena_bytes() as u64), summary::human_bytes(exe.arena_lower_bound_bytes() as u64));
         }
     }
     drop(run_once);
@@ -75,11 +75,11 @@ pub(super) fn run(session: &mut Session, a: &args::RunArgs) -> CmdResult {
         let total: f64 = profile.iter().map(|p| p.2).sum();
         profile.sort_by(|a, b| b.2.total_cmp(&a.2));
         let width = profile.iter().map(|p| p.0.len()).max().unwrap_or(4).max(4);
-        println!("{:<width$}  {:<16}  {:>10}  {:>6}", "node", "op", "time", "share");
+        outln!("{:<width$}  {:<16}  {:>10}  {:>6}", "node", "op", "time", "share");
         for (name, op, t) in &profile {
-            println!("{name:<width$}  {op:<16}  {:>10}  {:>5.1}%", fmt_time(*t), 100.0 * t / total);
+            outln!("{name:<width$}  {op:<16}  {:>10}  {:>5.1}%", fmt_time(*t), 100.0 * t / total);
         }
-        println!("{:<width$}  {:<16}  {:>10}", "total", "", fmt_time(total));
+        outln!("{:<width$}  {:<16}  {:>10}", "total", "", fmt_time(total));
     }
     emit_outputs(&graph, &outputs, a.io.output_dir.as_deref())?;
     labels::report(&graph, &inputs, &outputs, a.labels.as_deref())

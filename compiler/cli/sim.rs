@@ -42,7 +42,7 @@ pub(super) fn sim(session: &mut Session, a: &args::SimArgs) -> CmdResult {
     if let Some(w) = &without {
         let (t, e) = (outcome.timing.total_cycles as f64, outcome.timing.counters.energy(&config.energy).total);
         let (tw, ew) = (w.total_cycles as f64, w.counters.energy(&config.energy).total);
-        println!("without skipping: {} cycles, {:.1} µJ; skipping changes cycles by {:+.1}% and energy by {:+.1}%", w.total_cycles, ew * 1e-6, 100.0 * (t / tw - 1.0), 100.0 * (e / ew - 1.0));
+        outln!("without skipping: {} cycles, {:.1} µJ; skipping changes cycles by {:+.1}% and energy by {:+.1}%", w.total_cycles, ew * 1e-6, 100.0 * (t / tw - 1.0), 100.0 * (e / ew - 1.0));
     }
     let title = |what: &str| format!("{} on {} ({}x{} {}, {}): {what}", graph.name, config.name, config.rows, config.cols, config.dtype.name(), if config.dataflow == accel::config::Dataflow::Ws { "ws" } else { "os" });
     if let Some(path) = &a.plot {

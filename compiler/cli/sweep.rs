@@ -78,7 +78,7 @@ pub(super) fn sweep(session: &mut Session, a: &SweepArgs) -> CmdResult {
 
     write_output(None, &table(&grid, &rows))?;
     let on_front = rows.iter().filter(|r| r.pareto).count();
-    println!("{} configurations timed in {:.2} s ({:.0} per second, {jobs} jobs); {on_front} Pareto-optimal (*) over latency, energy and area", rows.len(), seconds, rows.len() as f64 / seconds.max(1e-9));
+    outln!("{} configurations timed in {:.2} s ({:.0} per second, {jobs} jobs); {on_front} Pareto-optimal (*) over latency, energy and area", rows.len(), seconds, rows.len() as f64 / seconds.max(1e-9));
     if let (Some(path), Some(jsonl)) = (&a.output, output_kind) {
         let text = if jsonl { jsonl_rows(&grid, &rows) } else { csv_rows(&grid, &rows) };
         write_output(Some(path), &text)?;
