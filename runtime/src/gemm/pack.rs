@@ -159,22 +159,48 @@ unsafe fn for_each_tap_run(mr: usize, mc: usize, kc: usize, src: &ConvPatches, i
             let pix = (src.row0 + i0 + r0 + i) as isize;
             *org = ((pix / src.ow) * src.sh - src.pt, (pix % src.ow) * src.sw - src.pl);
         }
+        // The tap and channel of column `k`, stepped along rather than divided out for every
+        // run (a stem convolution over 3 channels has a run every 3 columns).
         let mut k = pc;
+        let tap = k / c;
+        let mut first = k - tap * c;
+        let (mut ky, mut kx) = (tap as isize / src.kw, tap as isize % src.kw);
         while k < pc + kc {
-            let tap = k / c;
-            let (ky, kx) = (tap as isize / src.kw, tap as isize % src.kw);
-            let first = k - tap * c;
-            let count = (pc + kc - k).min(c - first);
+            let left = pc + kc - k;
+            // Without dilation, the rest of a window row is one run in NHWC (the pixels'
+            // channels follow each other) wherever it lies wholly inside the image or wholly
+            // in the vertical padding: a 7×7 stem over 3 channels reads 21 floats per run,
+            // not 3.
+            let mut count = left.min(c - first);
+            if first == 0 && src.dw == 1 {
+                let taps = ((src.kw - kx) as usize).min(left.div_ceil(c));
+                let merged = left.min(taps * c);
+                let whole = (0..rows).all(|i| {
+                    let (iy, ix) = (origin[i].0 + ky * src.dh, origin[i].1 + kx);
+                    iy < 0 || iy >= src.h || (ix >= 0 && ix + taps as isize <= src.w)
+                });
+                if whole {
+                    count = merged;
+                }
+            }
             let mut rows_at = [std::ptr::null::<f32>(); MAX_PATCH_MR];
             for i in 0..rows {
                 let (iy, ix) = (origin[i].0 + ky * src.dh, origin[i].1 + kx * src.dw);
                 if iy >= 0 && iy < src.h && ix >= 0 && ix < src.w {
-                    // SAFETY: `(iy, ix)` is a pixel of the image, `first < c` a channel.
+                    // SAFETY: `(iy, ix)` is a pixel of the image, `first < c` a channel;
+                    // a merged run stays inside the row (checked above).
                     rows_at[i] = unsafe { src.input.offset((iy * src.w + ix) * src.c + first as isize) };
                 }
             }
             run(&rows_at[..mr], count);
             k += count;
+            let next = first + count;
+            first = next % c;
+            kx += (next / c) as isize;
+            if kx >= src.kw {
+                kx -= src.kw;
+                ky += 1;
+            }
         }
     }
 }
@@ -185,17 +211,28 @@ unsafe fn for_each_tap_run(mr: usize, mc: usize, kc: usize, src: &ConvPatches, i
 /// # Safety
 /// `src.input` holds the `h·w·c` floats of the NHWC image whose patches these are.
 pub(super) unsafe fn pack_a_patches(mr: usize, mc: usize, kc: usize, src: &ConvPatches, i0: usize, pc: usize, out: &mut [f32]) {
+    // Every panel is `mr` rows of the `kc` columns: the writes below stay inside.
+    assert!(out.len() >= mc.next_multiple_of(mr) * kc, "patch panels need {} floats", mc.next_multiple_of(mr) * kc);
+    let dst = out.as_mut_ptr();
     let mut o = 0;
     // SAFETY: the caller upholds the contract in `# Safety` above; each run's rows hold
-    // `count` channels from their address.
+    // `count` channels from their address; runs cover the panels' `kc` columns exactly, so
+    // `o + count·mr` never passes the length asserted above.
     unsafe {
         for_each_tap_run(mr, mc, kc, src, i0, pc, |rows_at, count| {
-            for ch in 0..count {
-                for &at in rows_at {
-                    out[o] = if at.is_null() { 0.0 } else { *at.add(ch) };
-                    o += 1;
+            let base = dst.add(o);
+            for (i, &at) in rows_at.iter().enumerate() {
+                if at.is_null() {
+                    for ch in 0..count {
+                        *base.add(ch * mr + i) = 0.0;
+                    }
+                } else {
+                    for ch in 0..count {
+                        *base.add(ch * mr + i) = *at.add(ch);
+                    }
                 }
             }
+            o += count * mr;
         })
     }
 }
