@@ -146,24 +146,101 @@ mod x86 {
     use super::super::simd::Lanes;
     use super::{Activation, Store};
 
+    /// Where a microkernel reads A: element `i` of step `p`.
+    trait ReadA {
+        /// # Safety
+        /// `p < kc`, `i < MR` of the tile the reader was made for.
+        unsafe fn at(&self, p: usize, i: usize) -> f32;
+    }
+
+    /// A packed panel: `kc` steps of `MR` floats.
+    struct PackedA<const MR: usize>(*const f32);
+
+    impl<const MR: usize> ReadA for PackedA<MR> {
+        #[inline(always)]
+        unsafe fn at(&self, p: usize, i: usize) -> f32 {
+            // SAFETY: the caller's contract; the panel holds `kc·MR` floats.
+            unsafe { *self.0.add(p * MR + i) }
+        }
+    }
+
+    /// A row-major A read in place: row `i` at its own address. A tile with fewer than `MR`
+    /// rows reads its last row again for the missing ones (their results are never stored),
+    /// so no access leaves A.
+    struct RowsA<const MR: usize>([*const f32; MR]);
+
+    impl<const MR: usize> RowsA<MR> {
+        #[inline(always)]
+        fn new(a: *const f32, rsa: isize, rows: usize) -> Self {
+            let last = rows.clamp(1, MR) - 1;
+            RowsA(std::array::from_fn(|i| a.wrapping_offset(i.min(last) as isize * rsa)))
+        }
+    }
+
+    impl<const MR: usize> ReadA for RowsA<MR> {
+        #[inline(always)]
+        unsafe fn at(&self, p: usize, i: usize) -> f32 {
+            // SAFETY: the caller's contract; every row pointer is one of A's rows.
+            unsafe { *self.0[i].add(p) }
+        }
+    }
+
+    /// Where a microkernel reads B: the two vectors of step `p`.
+    trait ReadB<V: Lanes> {
+        /// # Safety
+        /// `p < kc` of the tile the reader was made for; the CPU has `V`'s unit.
+        unsafe fn at(&self, p: usize) -> (V, V);
+    }
+
+    /// A packed panel: `kc` steps of `2W` floats.
+    struct PackedB(*const f32);
+
+    impl<V: Lanes> ReadB<V> for PackedB {
+        #[inline(always)]
+        unsafe fn at(&self, p: usize) -> (V, V) {
+            // SAFETY: the caller's contract; the panel holds `kc·2W` floats.
+            unsafe { (V::load(self.0.add(p * 2 * V::W)), V::load(self.0.add(p * 2 * V::W + V::W))) }
+        }
+    }
+
+    /// A row-major B read in place: step `p` at `b + p·rsb`, only the tile's `cols` columns
+    /// (an edge tile's missing ones masked off, so no access leaves B).
+    struct ColsB {
+        b: *const f32,
+        rsb: isize,
+        n0: usize,
+        n1: usize,
+    }
+
+    impl<V: Lanes> ReadB<V> for ColsB {
+        #[inline(always)]
+        unsafe fn at(&self, p: usize) -> (V, V) {
+            // SAFETY: the caller's contract; the row holds the tile's `n0 + n1` columns.
+            unsafe {
+                let row = self.b.offset(p as isize * self.rsb);
+                (V::load_n(row, self.n0), if self.n1 > 0 { V::load_n(row.add(V::W), self.n1) } else { V::zero() })
+            }
+        }
+    }
+
     /// `MR` rows × two vectors of columns (`NR = 2W`), `ACC = 2·MR` accumulators: each step
-    /// loads one row of B (two vectors) and broadcasts each row's element of A.
+    /// reads one row of B (two vectors) and broadcasts each row's element of A, wherever
+    /// the readers take them from.
     ///
     /// # Safety
-    /// As [`super::Micro`] with `NR = 2·V::W`; the CPU has `V`'s vector unit (the caller is
-    /// compiled with its target feature, which this inlines into).
+    /// As [`super::Micro`] with `NR = 2·V::W`, for the operands the readers were made for; the
+    /// CPU has `V`'s vector unit (the caller is compiled with its target feature, which this
+    /// inlines into).
     #[inline(always)]
-    unsafe fn micro<V: Lanes, const MR: usize, const ACC: usize>(kc: usize, a: *const f32, b: *const f32, c: *mut f32, rsc: isize, csc: isize, st: &Store) {
-        let nr = 2 * V::W;
-        // SAFETY (whole body): the panels hold `kc` steps of MR (A) and NR (B) floats, and C
-        // is valid for the MR × NR tile its strides address.
+    unsafe fn micro_with<V: Lanes, const MR: usize, const ACC: usize>(kc: usize, a: &impl ReadA, b: &impl ReadB<V>, c: *mut f32, rsc: isize, csc: isize, st: &Store) {
+        // SAFETY (whole body): the readers cover `kc` steps, and C the tile's part its
+        // strides address.
         unsafe {
             let mut acc = [V::zero(); ACC];
             for p in 0..kc {
-                let b0 = V::load(b.add(p * nr));
-                let b1 = V::load(b.add(p * nr + V::W));
+                let (b0, b1) = b.at(p);
                 for i in 0..MR {
-                    let av = V::splat(*a.add(p * MR + i));
+                    let av = V::splat(a.at(p, i));
                     acc[2 * i] = V::fma(av, b0, acc[2 * i]);
                     acc[2 * i + 1] = V::fma(av, b1, acc[2 * i + 1]);
                 }
@@ -172,71 +249,35 @@ mod x86 {
         }
     }
 
-    /// [`micro`] reading row `i` of A at `a + i·rsa` (see [`super::MicroRowsA`]). A tile with
-    /// fewer than `MR` rows reads its last row again for the missing ones (their results are
-    /// never stored), so no access leaves A.
+    /// Both operands packed.
+    ///
+    /// # Safety
+    /// As [`super::Micro`] with `NR = 2·V::W`; the CPU has `V`'s vector unit.
+    #[inline(always)]
+    unsafe fn micro<V: Lanes, const MR: usize, const ACC: usize>(kc: usize, a: *const f32, b: *const f32, c: *mut f32, rsc: isize, csc: isize, st: &Store) {
+        // SAFETY: forwarded contract.
+        unsafe { micro_with::<V, MR, ACC>(kc, &PackedA::<MR>(a), &PackedB(b), c, rsc, csc, st) }
+    }
+
+    /// A read in place (see [`super::MicroRowsA`]), B packed.
     ///
     /// # Safety
     /// As [`super::MicroRowsA`] with `NR = 2·V::W`; the CPU has `V`'s vector unit.
     #[inline(always)]
     unsafe fn micro_rows_a<V: Lanes, const MR: usize, const ACC: usize>(kc: usize, a: *const f32, rsa: isize, b: *const f32, c: *mut f32, rsc: isize, csc: isize, st: &Store) {
-        let nr = 2 * V::W;
-        // SAFETY (whole body): rows `0..st.rows` of A hold `kc` floats each, the B panel `kc`
-        // steps of NR floats, and C the tile's part its strides address.
-        unsafe {
-            let last = st.rows.clamp(1, MR) - 1;
-            let rows: [*const f32; MR] = std::array::from_fn(|i| a.offset(i.min(last) as isize * rsa));
-            let mut acc = [V::zero(); ACC];
-            for p in 0..kc {
-                let b0 = V::load(b.add(p * nr));
-                let b1 = V::load(b.add(p * nr + V::W));
-                for i in 0..MR {
-                    let av = V::splat(*rows[i].add(p));
-                    acc[2 * i] = V::fma(av, b0, acc[2 * i]);
-                    acc[2 * i + 1] = V::fma(av, b1, acc[2 * i + 1]);
-                }
-            }
-            store_tile::<V, MR, ACC>(&acc, c, rsc, csc, st);
-        }
+        // SAFETY: forwarded contract.
+        unsafe { micro_with::<V, MR, ACC>(kc, &RowsA::<MR>::new(a, rsa, st.rows), &PackedB(b), c, rsc, csc, st) }
     }
 
-    /// [`micro`] reading B in place (see [`super::MicroColsB`]): an edge tile's missing
-    /// columns are masked off, so no access leaves B.
+    /// A packed, B read in place (see [`super::MicroColsB`]).
     ///
     /// # Safety
     /// As [`super::MicroColsB`] with `NR = 2·V::W`; the CPU has `V`'s vector unit.
     #[inline(always)]
     unsafe fn micro_cols_b<V: Lanes, const MR: usize, const ACC: usize>(kc: usize, a: *const f32, b: *const f32, rsb: isize, c: *mut f32, rsc: isize, csc: isize, st: &Store) {
-        // SAFETY (whole body): the A panel holds `kc` steps of MR floats, B the tile's `cols`
-        // floats at each step, and C the tile's part its strides address.
-        unsafe {
-            let mut acc = [V::zero(); ACC];
-            if st.cols == 2 * V::W {
-                for p in 0..kc {
-                    let row = b.offset(p as isize * rsb);
-                    let b0 = V::load(row);
-                    let b1 = V::load(row.add(V::W));
-                    for i in 0..MR {
-                        let av = V::splat(*a.add(p * MR + i));
-                        acc[2 * i] = V::fma(av, b0, acc[2 * i]);
-                        acc[2 * i + 1] = V::fma(av, b1, acc[2 * i + 1]);
-                    }
-                }
-            } else {
-                let (n0, n1) = (st.cols.min(V::W), st.cols.saturating_sub(V::W));
-                for p in 0..kc {
-                    let row = b.offset(p as isize * rsb);
-                    let b0 = V::load_n(row, n0);
-                    let b1 = if n1 > 0 { V::load_n(row.add(V::W), n1) } else { V::zero() };
-                    for i in 0..MR {
-                        let av = V::splat(*a.add(p * MR + i));
-                        acc[2 * i] = V::fma(av, b0, acc[2 * i]);
-                        acc[2 * i + 1] = V::fma(av, b1, acc[2 * i + 1]);
-                    }
-                }
-            }
-            store_tile::<V, MR, ACC>(&acc, c, rsc, csc, st);
-        }
+        let (n0, n1) = (st.cols.min(V::W), st.cols.saturating_sub(V::W).min(V::W));
+        // SAFETY: forwarded contract.
+        unsafe { micro_with::<V, MR, ACC>(kc, &PackedA::<MR>(a), &ColsB { b, rsb, n0, n1 }, c, rsc, csc, st) }
     }
 
     /// Store (or add) the `rows × cols` part of an `MR × 2W` tile of accumulators, two vectors
