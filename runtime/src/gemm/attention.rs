@@ -239,4 +239,24 @@ mod tests {
             assert_eq!(one, two, "{a:?}");
         }
     }
+
+    /// The AVX2 softmax, where the CPU has it (dispatch picks AVX-512 first), against f64.
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn avx2_softmax_matches_f64() {
+        if !(std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")) {
+            return;
+        }
+        for n in [1usize, 7, 8, 45, 128] {
+            let x: Vec<f32> = (0..n).map(|i| ((i * 7 % 19) as f32 - 9.0) / 2.0).collect();
+            let mut row = x.clone();
+            unsafe { x86::softmax_avx2(&mut row, 0.5) };
+            let m = x.iter().cloned().fold(f32::NEG_INFINITY, f32::max) as f64;
+            let e: Vec<f64> = x.iter().map(|&v| ((v as f64 - m) * 0.5).exp()).collect();
+            let total: f64 = e.iter().sum();
+            for (got, want) in row.iter().zip(e.iter().map(|v| v / total)) {
+                assert!((*got as f64 - want).abs() <= 1e-6, "n {n}: {got} vs {want}");
+            }
+        }
+    }
 }

@@ -366,6 +366,13 @@ mod tests {
                     let mut portable = vec![f32::NAN; want.len()];
                     unsafe { rows_portable(g, 0, n * oh, x.as_ptr(), wt.as_ptr(), portable.as_mut_ptr(), ep) };
                     assert!(portable.iter().zip(&want).all(|(a, b)| a.to_bits() == b.to_bits()), "{g:?} portable");
+                    // The AVX2 kernel too, where the CPU has it (dispatch picks AVX-512 first).
+                    #[cfg(target_arch = "x86_64")]
+                    if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+                        let mut narrow = vec![f32::NAN; want.len()];
+                        unsafe { x86::rows_avx2(g, 0, n * oh, x.as_ptr(), wt.as_ptr(), narrow.as_mut_ptr(), ep) };
+                        assert!(narrow.iter().zip(&want).all(|(a, b)| a.to_bits() == b.to_bits()), "{g:?} avx2");
+                    }
                 }
             }
         }

@@ -326,6 +326,51 @@ mod tests {
 
     /// Against f64 sums: odd feature counts (vector tails), units not a multiple of the
     /// block, several rows, bias, residual and activation; two threads give the same bits.
+    /// The AVX2 kernels, where the CPU has them (dispatch picks AVX-512 first): dot products
+    /// within rounding of the dispatched ones, gate sums bit for bit (same order per output),
+    /// the LSTM cell within 1e-6.
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn avx2_kernels_agree() {
+        if !(std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")) {
+            return;
+        }
+        let (rows, units, features) = (2usize, 37usize, 45usize);
+        let x: Vec<f32> = (0..rows * features).map(|i| ((i * 7 % 23) as f32 - 11.0) / 9.0).collect();
+        let w: Vec<f32> = (0..units * features).map(|i| ((i * 5 % 17) as f32 - 8.0) / 13.0).collect();
+        let bias: Vec<f32> = (0..units).map(|i| (i % 3) as f32 - 1.0).collect();
+        let ep = Epilogue { bias: bias.as_ptr(), act: Activation::Relu6, ..Epilogue::NONE };
+        let (mut wide, mut narrow) = (vec![0.0f32; rows * units], vec![0.0f32; rows * units]);
+        unsafe {
+            columns(rows, units, features, 0, units, x.as_ptr(), w.as_ptr(), wide.as_mut_ptr(), ep);
+            x86::columns_avx2(rows, units, features, 0, units, x.as_ptr(), w.as_ptr(), narrow.as_mut_ptr(), ep);
+        }
+        for (a, b) in wide.iter().zip(&narrow) {
+            assert!((a - b).abs() <= 1e-5 * (1.0 + a.abs()), "dot products: {a} vs {b}");
+        }
+        let m = 70;
+        let wt: Vec<f32> = (0..features * m).map(|i| ((i * 3 % 11) as f32 - 5.0) / 7.0).collect();
+        let b0: Vec<f32> = (0..m).map(|j| j as f32 / 10.0).collect();
+        let terms = [Term { v: x.as_ptr(), w: wt.as_ptr(), len: features }];
+        let (mut sums, mut sums2) = (vec![0.0f32; m], vec![0.0f32; m]);
+        unsafe {
+            accumulate_rows(m, b0.as_ptr(), &terms, sums.as_mut_ptr());
+            x86::accumulate_rows_avx2(m, b0.as_ptr(), &terms, sums2.as_mut_ptr());
+        }
+        assert_eq!(sums, sums2, "gate sums");
+        let h = 13;
+        let gates: Vec<f32> = (0..4 * h).map(|i| ((i * 7 % 29) as f32 - 14.0) / 3.0).collect();
+        let (mut c1, mut o1) = (vec![0.5f32; h], vec![0.0f32; h]);
+        let (mut c2, mut o2) = (vec![0.5f32; h], vec![0.0f32; h]);
+        unsafe {
+            lstm_cell(h, gates.as_ptr(), c1.as_mut_ptr(), o1.as_mut_ptr());
+            x86::lstm_cell_avx2(h, gates.as_ptr(), c2.as_mut_ptr(), o2.as_mut_ptr());
+        }
+        for j in 0..h {
+            assert!((c1[j] - c2[j]).abs() <= 1e-6 * (1.0 + c1[j].abs()) && (o1[j] - o2[j]).abs() <= 1e-6, "lstm cell {j}");
+        }
+    }
+
     #[test]
     fn lstm_cell_matches_f64() {
         for h in [64usize, 13, 1] {
