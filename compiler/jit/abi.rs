@@ -1,6 +1,6 @@
 //! The runtime entry points generated code calls: their symbols, bound to the Rust functions
 //! of `nnc_runtime::gemm::abi`, and their one Cranelift signature: each takes the address of
-//! its `#[repr(C)]` call descriptor (`GemmCall`, `ConvNhwcCall`, `Im2colCall`, `IgemmCall`, `SparseCall`, `WinogradCall`, `DepthwiseCall`, `GemvCall`, `AttentionCall`, `LstmStepCall`),
+//! its `#[repr(C)]` call descriptor (`GemmCall`, `ConvNhwcCall`, `Im2colCall`, `IgemmCall`, `SparseCall`, `WinogradCall`, `DepthwiseCall`, `GemvCall`, `AttentionCall`, `LstmStepCall`, `LayerNormCall`),
 //! which `builder::KernelBuilder` fills field by field at the offsets the runtime declares.
 
 use super::JitError;
@@ -10,7 +10,7 @@ use cranelift_module::{FuncId, Linkage, Module};
 
 /// Each entry point: its symbol, its address, and how many pointer arguments it takes (a
 /// call descriptor; the reference kernel also takes the arena).
-const ENTRY_POINTS: [(&str, *const u8, usize); 12] = [
+const ENTRY_POINTS: [(&str, *const u8, usize); 13] = [
     ("nnc_gemm", nnc_runtime::gemm::nnc_gemm as *const u8, 1),
     ("nnc_gemm_conv_nhwc", nnc_runtime::gemm::nnc_gemm_conv_nhwc as *const u8, 1),
     ("nnc_im2col", nnc_runtime::gemm::nnc_im2col as *const u8, 1),
@@ -22,6 +22,7 @@ const ENTRY_POINTS: [(&str, *const u8, usize); 12] = [
     ("nnc_gemv", nnc_runtime::gemm::nnc_gemv as *const u8, 1),
     ("nnc_attention", nnc_runtime::gemm::nnc_attention as *const u8, 1),
     ("nnc_lstm_step", nnc_runtime::gemm::nnc_lstm_step as *const u8, 1),
+    ("nnc_layer_norm", nnc_runtime::gemm::nnc_layer_norm as *const u8, 1),
     ("nnc_reference_kernel", super::reference::nnc_reference_kernel as *const u8, 2),
 ];
 
@@ -50,6 +51,8 @@ pub struct RuntimeFns {
     pub attention: FuncRef,
     /// `nnc_lstm_step(&LstmStepCall)`: one LSTM step of one batch row.
     pub lstm_step: FuncRef,
+    /// `nnc_layer_norm(&LayerNormCall)`: layer normalization over the last axis.
+    pub layer_norm: FuncRef,
     /// `nnc_reference_kernel(&ReferenceNode, arena)`: an op's interpreter semantics.
     pub reference: FuncRef,
 }
@@ -62,7 +65,7 @@ pub fn register_symbols(builder: &mut JITBuilder) {
 }
 
 /// The entry points declared in a module, to be imported into each kernel function.
-pub struct Imports([FuncId; 12]);
+pub struct Imports([FuncId; 13]);
 
 impl Imports {
     /// Declare every entry point as `fn(descriptor: *const _, ...)`.
@@ -79,7 +82,7 @@ impl Imports {
 
     /// References to the entry points from inside `func`.
     pub fn in_function<M: Module>(&self, module: &mut M, func: &mut Function) -> RuntimeFns {
-        let [gemm, conv_nhwc, im2col, igemm, im2col_i8, sparse, winograd, depthwise, gemv, attention, lstm_step, reference] = self.0.map(|id| module.declare_func_in_func(id, func));
-        RuntimeFns { gemm, conv_nhwc, im2col, igemm, im2col_i8, sparse, winograd, depthwise, gemv, attention, lstm_step, reference }
+        let [gemm, conv_nhwc, im2col, igemm, im2col_i8, sparse, winograd, depthwise, gemv, attention, lstm_step, layer_norm, reference] = self.0.map(|id| module.declare_func_in_func(id, func));
+        RuntimeFns { gemm, conv_nhwc, im2col, igemm, im2col_i8, sparse, winograd, depthwise, gemv, attention, lstm_step, layer_norm, reference }
     }
 }

@@ -6,7 +6,7 @@
 use super::builder::{GemmOperand, GemmTail, IgemmRequantize, KernelBuilder, I64};
 use super::abi::RuntimeFns;
 use cranelift_codegen::ir::{FuncRef, InstBuilder, StackSlotData, StackSlotKind, Value};
-use nnc_runtime::gemm::{AttentionCall, AttentionCallFields, ConvNhwcCall, ConvNhwcCallFields, DepthwiseCall, DepthwiseCallFields, GemvCall, GemvCallFields, GemmCall, GemmCallFields, IgemmCall, IgemmCallFields, Im2colCall, Im2colCallFields, LstmStepCall, LstmStepCallFields, SparseCall, SparseCallFields, WinogradCall, WinogradCallFields};
+use nnc_runtime::gemm::{AttentionCall, AttentionCallFields, ConvNhwcCall, ConvNhwcCallFields, DepthwiseCall, DepthwiseCallFields, GemvCall, GemvCallFields, GemmCall, GemmCallFields, IgemmCall, IgemmCallFields, Im2colCall, Im2colCallFields, LayerNormCall, LayerNormCallFields, LstmStepCall, LstmStepCallFields, SparseCall, SparseCallFields, WinogradCall, WinogradCallFields};
 
 impl KernelBuilder<'_> {
     /// Threads and cache blocking, which every runtime GEMM call carries.
@@ -307,6 +307,14 @@ impl KernelBuilder<'_> {
         let rt = self.runtime_fns();
         let fields = LstmStepCallFields { hidden: self.int(hidden), bias, x, wih, len_x: self.int(len_x), h_prev, whh, gates, cell, out };
         self.call_runtime(rt.lstm_step, fields.with_offsets(), LstmStepCall::SIZE);
+    }
+
+    /// Layer normalization of `rows` rows of `d` values (`nnc_layer_norm`).
+    pub fn layer_norm(&mut self, [rows, d]: [i64; 2], x: Value, gamma: Value, beta: Value, out: Value, eps: f32) {
+        let rt = self.runtime_fns();
+        let [threads, ..] = self.gemm_tail();
+        let fields = LayerNormCallFields { rows: self.int(rows), d: self.int(d), x, gamma, beta, out, eps_bits: self.int(eps.to_bits() as i64), threads };
+        self.call_runtime(rt.layer_norm, fields.with_offsets(), LayerNormCall::SIZE);
     }
 
     /// The epilogue fields of a runtime GEMM call: bias, bias per row, residual, activation.

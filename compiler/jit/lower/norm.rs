@@ -61,6 +61,11 @@ pub(crate) fn layer_norm(k: &mut KernelBuilder, ln: &LayerNorm, args: &[Arg], ou
     let d = *args[0].ty.shape.last().expect("rank checked") as i64;
     let rows = numel(args[0].ty) / d;
     let (x, wt, bs, o) = (k.ptr(args[0].loc), k.ptr(args[1].loc), k.ptr(args[2].loc), k.ptr(out.loc));
+    if k.runtime.is_some() {
+        // The runtime's rows at full vector width, split across threads.
+        k.layer_norm([rows, d], x, wt, bs, o, ln.eps as f32);
+        return;
+    }
     k.for_const(0, rows, |k, r| {
         let off = k.b.ins().imul_imm_s(r, d);
         let (xr, or) = (k.elem(x, off), k.elem(o, off));

@@ -600,3 +600,33 @@ pub unsafe extern "C" fn nnc_lstm_step(call: *const LstmStepCall) {
         super::gemv::lstm_cell(h, g.gates, g.cell, g.out);
     }
 }
+
+call_descriptor! {
+    /// Layer normalization over the last axis ([`super::norm::layer_norm`]): `rows` rows of
+    /// `d` values, scale `gamma` and shift `beta` (`d` each), on up to `threads` threads.
+    LayerNormCall / LayerNormCallFields {
+        rows: i64,
+        d: i64,
+        x: *const f32,
+        gamma: *const f32,
+        beta: *const f32,
+        out: *mut f32,
+        /// The epsilon, as the bits of an f32.
+        eps_bits: i64,
+        threads: i64,
+    }
+}
+
+/// The normalization of [`LayerNormCall`].
+///
+/// # Safety
+/// `call` points to a valid [`LayerNormCall`] whose buffers are as `norm::layer_norm`
+/// requires.
+#[no_mangle]
+pub unsafe extern "C" fn nnc_layer_norm(call: *const LayerNormCall) {
+    // SAFETY: the caller passes a valid descriptor.
+    let g = unsafe { *call };
+    let u = |v: i64| v.max(0) as usize;
+    // SAFETY: the descriptor's buffers are valid as the contract above says.
+    unsafe { super::norm::layer_norm(u(g.threads).max(1), u(g.rows), u(g.d), g.x, g.gamma, g.beta, f32::from_bits(g.eps_bits as u32), g.out) }
+}

@@ -14,6 +14,7 @@ pub mod abi;
 pub mod attention;
 pub mod depthwise;
 pub mod gemv;
+pub mod norm;
 pub mod epilogue;
 pub mod microkernel;
 pub mod int8;
