@@ -86,6 +86,32 @@ fn work(slot: Arc<Slot>) {
     }
 }
 
+/// Values the tasks of one parallel call share that the compiler cannot prove `Sync`: the
+/// kernels' raw pointers to their operands. Whoever makes one promises what the types do
+/// not say: the tasks only read through the shared pointers, except for disjoint parts of
+/// the outputs each task writes, and everything pointed to outlives the call.
+#[derive(Clone, Copy)]
+pub(crate) struct Shared<T>(T);
+
+// SAFETY: what `Shared::new`'s caller promises (see the type).
+unsafe impl<T> Send for Shared<T> {}
+unsafe impl<T> Sync for Shared<T> {}
+
+impl<T: Copy> Shared<T> {
+    /// # Safety
+    /// As the type says: tasks write only disjoint parts of what `value` points to, and read
+    /// the rest; it all outlives the parallel call.
+    pub(crate) unsafe fn new(value: T) -> Self {
+        Shared(value)
+    }
+
+    /// The shared values. (A method, so that closures capture the whole wrapper, which is
+    /// `Sync`, rather than its field.)
+    pub(crate) fn get(&self) -> T {
+        self.0
+    }
+}
+
 /// Run `f(0)`, …, `f(tasks − 1)`, task 0 on the calling thread and the others on pool
 /// workers, and return when all are done. Tasks must not call `parallel_for` themselves.
 pub fn parallel_for(tasks: usize, f: &(dyn Fn(usize) + Sync)) {

@@ -274,9 +274,10 @@ pub unsafe extern "C" fn nnc_im2col(call: *const Im2colCall) {
     // Each channel's rows of `col` are its own: channels split across threads.
     let per_channel = (g.kh * g.kw * g.oh * g.ow).max(1);
     let threads = if g.c * per_channel < MIN_PARALLEL_IM2COL { 1 } else { g.threads.clamp(1, g.c.max(1)) };
-    let shared = SendCall(g);
+    // SAFETY: tasks read the input and write disjoint rows of `col`.
+    let shared = unsafe { crate::pool::Shared::new(g) };
     crate::pool::parallel_for(threads as usize, &|t| {
-        let g = shared.call();
+        let g = shared.get();
         // Even shares: `c·t/threads` up to `c·(t+1)/threads`.
         let (lo, hi) = (g.c * t as i64 / threads, g.c * (t as i64 + 1) / threads);
         // SAFETY: the caller's contract, for channels `lo..hi`.
@@ -286,17 +287,6 @@ pub unsafe extern "C" fn nnc_im2col(call: *const Im2colCall) {
 
 /// Unfoldings below this many elements run on one thread.
 const MIN_PARALLEL_IM2COL: i64 = 1 << 16;
-
-/// An [`Im2colCall`] shared by the tasks that unfold disjoint channels.
-struct SendCall(Im2colCall);
-// SAFETY: tasks read the input and write disjoint rows of `col`.
-unsafe impl Sync for SendCall {}
-
-impl SendCall {
-    fn call(&self) -> Im2colCall {
-        self.0
-    }
-}
 
 /// Channels `channels` of [`nnc_im2col`]'s unfolding.
 ///

@@ -7,6 +7,7 @@
 
 use super::pack::{ASource, BSource};
 use super::{gemm, Blocking, Epilogue, Precision};
+use crate::pool::Shared;
 
 /// Query rows per block.
 pub const ROWS: usize = 32;
@@ -40,27 +41,15 @@ pub unsafe fn attention(threads: usize, a: Attention, q: *const f32, k: *const f
     let macs = a.batches * a.sq * a.sk * (a.d + a.dv);
     let threads = if macs < MIN_PARALLEL_MACS { 1 } else { threads.clamp(1, blocks.max(1)) };
     let per = blocks.div_ceil(threads.max(1));
-    let shared = Shared(q, k, v, out);
+    // SAFETY: tasks read q, k, v and write disjoint row blocks of out.
+    let shared = unsafe { Shared::new((q, k, v, out)) };
     crate::pool::parallel_for(threads, &|t| {
-        let Shared(q, k, v, out) = shared.get();
+        let (q, k, v, out) = shared.get();
         for block in (t * per).min(blocks)..((t + 1) * per).min(blocks) {
             // SAFETY: the caller's contract; blocks write disjoint rows of `out`.
             unsafe { one_block(a, block / per_batch, (block % per_batch) * ROWS, q, k, v, out) };
         }
     });
-}
-
-#[derive(Clone, Copy)]
-struct Shared(*const f32, *const f32, *const f32, *mut f32);
-// SAFETY: tasks read q, k, v and write disjoint row blocks of out.
-unsafe impl Send for Shared {}
-unsafe impl Sync for Shared {}
-
-impl Shared {
-    // A method, so closures capture the whole (Sync) struct rather than its raw fields.
-    fn get(&self) -> Shared {
-        *self
-    }
 }
 
 /// Rows `r0..r0 + ROWS` (those that exist) of batch `b`.

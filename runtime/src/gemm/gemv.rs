@@ -12,6 +12,7 @@
 //! block of outputs in vector registers for the whole sum.
 
 use super::Epilogue;
+use crate::pool::Shared;
 
 /// Dense layers below this many multiply-adds run on one thread.
 const MIN_PARALLEL_MACS: usize = 1 << 16;
@@ -29,26 +30,14 @@ pub unsafe fn gemv(threads: usize, rows: usize, units: usize, features: usize, x
     let blocks = units.div_ceil(UNITS);
     let threads = if rows * units * features < MIN_PARALLEL_MACS { 1 } else { threads.clamp(1, blocks.max(1)) };
     let per = blocks.div_ceil(threads) * UNITS;
-    let shared = Shared(x, w, out, ep);
+    // SAFETY: tasks read x, w and the epilogue's operands and write disjoint columns of out.
+    let shared = unsafe { Shared::new((x, w, out, ep)) };
     crate::pool::parallel_for(threads, &|t| {
         let (lo, hi) = ((t * per).min(units), ((t + 1) * per).min(units));
-        let Shared(x, w, out, ep) = shared.get();
+        let (x, w, out, ep) = shared.get();
         // SAFETY: the caller's contract; tasks write disjoint columns.
         unsafe { columns(rows, units, features, lo, hi, x, w, out, ep) };
     });
-}
-
-#[derive(Clone, Copy)]
-struct Shared(*const f32, *const f32, *mut f32, Epilogue);
-// SAFETY: tasks read x, w and the epilogue's operands and write disjoint columns of out.
-unsafe impl Send for Shared {}
-unsafe impl Sync for Shared {}
-
-impl Shared {
-    // A method, so closures capture the whole (Sync) struct rather than its raw fields.
-    fn get(&self) -> Shared {
-        *self
-    }
 }
 
 /// Units `lo..hi` of every row, with the best kernel for this CPU.

@@ -318,20 +318,11 @@ pub struct Requantize {
 
 /// Pointers the tasks of one product share.
 #[derive(Clone, Copy)]
-struct Shared {
+struct Operands {
     a: IntOperand,
     b: IntOperand,
     out: IntOut,
     bias: IntBias,
-}
-// SAFETY: tasks read A, B and the bias and write disjoint tiles of C.
-unsafe impl Send for Shared {}
-unsafe impl Sync for Shared {}
-
-impl Shared {
-    fn get(&self) -> Shared {
-        *self
-    }
 }
 
 /// Bytes of packed A one block takes at most: half of a 512 KiB L2, so that the block stays
@@ -371,7 +362,8 @@ unsafe fn igemm_with(kern: Kernel, threads: usize, [m, n, k]: [usize; 3], a: Int
     if m * n * k < MIN_PARALLEL_MACS {
         threads = 1;
     }
-    let shared = Shared { a, b, out, bias };
+    // SAFETY: tasks read A, B and the bias and write disjoint tiles of C.
+    let shared = unsafe { crate::pool::Shared::new(Operands { a, b, out, bias }) };
     let mc = if mc == 0 { A_BLOCK_BYTES / (padded_k(kern, k) * kern.format.elem()) } else { mc };
     let mc = mc.clamp(1, 1 << 14).next_multiple_of(kern.mr);
     let run = |t: usize| {
@@ -402,7 +394,7 @@ unsafe fn igemm_with(kern: Kernel, threads: usize, [m, n, k]: [usize; 3], a: Int
 /// # Safety
 /// As [`igemm`], for those rows and panels.
 #[allow(clippy::too_many_arguments)]
-unsafe fn igemm_block(kern: Kernel, [m, n, k]: [usize; 3], s: Shared, rsc: isize, csc: isize, mc_tiles: usize, tiles: std::ops::Range<usize>, panels: std::ops::Range<usize>) {
+unsafe fn igemm_block(kern: Kernel, [m, n, k]: [usize; 3], s: Operands, rsc: isize, csc: isize, mc_tiles: usize, tiles: std::ops::Range<usize>, panels: std::ops::Range<usize>) {
     let (mr, nr) = (kern.mr, kern.nr);
     let kg = padded_k(kern, k) / kern.format.group();
     let (a_panel, b_panel) = (a_panel_bytes(kern, k), b_panel_bytes(kern, k));

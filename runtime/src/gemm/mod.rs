@@ -123,20 +123,6 @@ pub unsafe fn gemm_in(precision: Precision, m: usize, n: usize, k: usize, a: *co
     }
 }
 
-/// Pointers a parallel GEMM shares between its tasks.
-#[derive(Clone, Copy)]
-struct Shared(ASource, BSource, *mut f32, Epilogue);
-// SAFETY: tasks read A and B and write disjoint column ranges of C.
-unsafe impl Send for Shared {}
-unsafe impl Sync for Shared {}
-
-impl Shared {
-    // A method, so closures capture the whole (Sync) struct rather than its raw fields.
-    fn parts(&self) -> (ASource, BSource, *mut f32, Epilogue) {
-        (self.0, self.1, self.2, self.3)
-    }
-}
-
 /// Products below this many multiply-adds run on one thread: handing work to a worker costs
 /// about as much as 2M multiply-adds (tens of microseconds).
 const MIN_PARALLEL_MACS: usize = 1 << 21;
@@ -168,9 +154,10 @@ unsafe fn gemm_threaded(threads: usize, m: usize, n: usize, k: usize, a: ASource
             return gemm(m, n, k, a, b, c, rsc, csc, accumulate, blk, ep, precision);
         }
         let per = tiles.div_ceil(threads);
-        let shared = Shared(a, b, c, ep);
+        // SAFETY: tasks read A and B and write disjoint row or column ranges of C.
+        let shared = crate::pool::Shared::new((a, b, c, ep));
         crate::pool::parallel_for(threads, &|t| {
-            let (a, b, c, ep) = shared.parts();
+            let (a, b, c, ep) = shared.get();
             let lo = (t * per * unit).min(extent);
             let hi = ((t + 1) * per * unit).min(extent);
             if lo >= hi {

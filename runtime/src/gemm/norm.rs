@@ -3,6 +3,8 @@
 //! code does: stable where E[x²] − E[x]² is not), then `(x − mean)/√(var + eps)·γ + β`.
 //! Every row is computed the same way whatever the thread count.
 
+use crate::pool::Shared;
+
 /// Normalizations below this many elements run on one thread.
 const MIN_PARALLEL_ELEMENTS: usize = 1 << 14;
 
@@ -16,27 +18,15 @@ const MIN_PARALLEL_ELEMENTS: usize = 1 << 14;
 pub unsafe fn layer_norm(threads: usize, rows: usize, d: usize, x: *const f32, gamma: *const f32, beta: *const f32, eps: f32, out: *mut f32) {
     let threads = if rows * d < MIN_PARALLEL_ELEMENTS { 1 } else { threads.clamp(1, rows.max(1)) };
     let per = rows.div_ceil(threads);
-    let shared = Shared(x, gamma, beta, out);
+    // SAFETY: tasks read x, gamma and beta and write disjoint rows of out.
+    let shared = unsafe { Shared::new((x, gamma, beta, out)) };
     crate::pool::parallel_for(threads, &|t| {
-        let Shared(x, gamma, beta, out) = shared.get();
+        let (x, gamma, beta, out) = shared.get();
         for r in (t * per).min(rows)..((t + 1) * per).min(rows) {
             // SAFETY: the caller's contract; tasks write disjoint rows.
             unsafe { row(d, x.add(r * d), gamma, beta, eps, out.add(r * d)) };
         }
     });
-}
-
-#[derive(Clone, Copy)]
-struct Shared(*const f32, *const f32, *const f32, *mut f32);
-// SAFETY: tasks read x, gamma and beta and write disjoint rows of out.
-unsafe impl Send for Shared {}
-unsafe impl Sync for Shared {}
-
-impl Shared {
-    // A method, so closures capture the whole (Sync) struct rather than its raw fields.
-    fn get(&self) -> Shared {
-        *self
-    }
 }
 
 /// One row, with the best kernel for this CPU.

@@ -243,7 +243,8 @@ pub unsafe fn conv3x3(threads: usize, c: usize, h: usize, w: usize, k: usize, pa
     }
     // 4. The epilogue, once the whole image is there.
     if !ep.is_none() {
-        let ep = SharedEpilogue(ep);
+        // SAFETY: tasks only read the bias and residual, and write disjoint channels of out.
+        let ep = unsafe { crate::pool::Shared::new(ep) };
         crate::pool::parallel_for(threads.min(k), &|task| {
             let ep = ep.get();
             let (lo, hi) = share(k, threads.min(k), task);
@@ -262,18 +263,6 @@ struct Tiles {
     tw: usize,
     t0: usize,
     tb: usize,
-}
-
-/// The epilogue's pointers, read by every task (each applies it to its own channels).
-struct SharedEpilogue(Epilogue);
-// SAFETY: tasks only read the bias and residual, and write disjoint channels of the output.
-unsafe impl Sync for SharedEpilogue {}
-
-impl SharedEpilogue {
-    // A method, so that closures capture the wrapper (which is `Sync`), not its field.
-    fn get(&self) -> &Epilogue {
-        &self.0
-    }
 }
 
 /// Task `task`'s share `[lo, hi)` of `n` items split evenly into `tasks`.
