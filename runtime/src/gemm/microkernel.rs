@@ -24,6 +24,15 @@ pub(super) type Micro = unsafe fn(kc: usize, a: *const f32, b: *const f32, c: *m
 /// As [`Micro`], with A valid for `kc` floats from each of the tile's `rows` rows.
 pub(super) type MicroRowsA = unsafe fn(kc: usize, a: *const f32, rsa: isize, b: *const f32, c: *mut f32, rsc: isize, csc: isize, st: &Store);
 
+/// A microkernel that reads A in place from an image, as a convolution's patch matrix:
+/// row `i` of the tile is the window at `rows[i]` (`MR` pointers), its column `p` at
+/// `rows[i] + off[p]`. Implicit GEMM: interior tiles of a convolution need no packing.
+///
+/// # Safety
+/// As [`Micro`], with `rows` holding `MR` pointers and `off` `kc` offsets such that every
+/// `rows[i] + off[p]` is a valid float.
+pub(super) type MicroTapsA = unsafe fn(kc: usize, rows: *const *const f32, off: *const isize, b: *const f32, c: *mut f32, rsc: isize, csc: isize, st: &Store);
+
 /// A microkernel that reads B in place instead of from a packed panel: step `p` of the tile's
 /// columns at `b + p·rsb`, consecutive; only the tile's `cols` columns are read.
 ///
@@ -57,6 +66,8 @@ pub(super) struct Kernel {
     pub micro_rows_a: Option<MicroRowsA>,
     /// The same tile reading B in place, where there is one.
     pub micro_cols_b: Option<MicroColsB>,
+    /// The same tile reading a convolution's patches in place, where there is one.
+    pub micro_taps_a: Option<MicroTapsA>,
     pub name: &'static str,
 }
 
@@ -64,13 +75,13 @@ fn select() -> Kernel {
     #[cfg(target_arch = "x86_64")]
     {
         if std::arch::is_x86_feature_detected!("avx512f") {
-            return Kernel { mr: 8, nr: 32, micro: x86::micro_avx512_8x32, micro_rows_a: Some(x86::micro_avx512_8x32_rows_a), micro_cols_b: Some(x86::micro_avx512_8x32_cols_b), name: "avx512f 8x32" };
+            return Kernel { mr: 8, nr: 32, micro: x86::micro_avx512_8x32, micro_rows_a: Some(x86::micro_avx512_8x32_rows_a), micro_cols_b: Some(x86::micro_avx512_8x32_cols_b), micro_taps_a: Some(x86::micro_avx512_8x32_taps_a), name: "avx512f 8x32" };
         }
         if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
-            return Kernel { mr: 6, nr: 16, micro: x86::micro_avx2_6x16, micro_rows_a: Some(x86::micro_avx2_6x16_rows_a), micro_cols_b: Some(x86::micro_avx2_6x16_cols_b), name: "avx2+fma 6x16" };
+            return Kernel { mr: 6, nr: 16, micro: x86::micro_avx2_6x16, micro_rows_a: Some(x86::micro_avx2_6x16_rows_a), micro_cols_b: Some(x86::micro_avx2_6x16_cols_b), micro_taps_a: Some(x86::micro_avx2_6x16_taps_a), name: "avx2+fma 6x16" };
         }
     }
-    Kernel { mr: 4, nr: 8, micro: micro_portable_4x8, micro_rows_a: None, micro_cols_b: None, name: "portable 4x8" }
+    Kernel { mr: 4, nr: 8, micro: micro_portable_4x8, micro_rows_a: None, micro_cols_b: None, micro_taps_a: None, name: "portable 4x8" }
 }
 
 /// The microkernel this CPU runs, selected once.
@@ -86,7 +97,7 @@ pub(super) fn bf16_kernel() -> Option<Kernel> {
     *K.get_or_init(|| {
         #[cfg(target_arch = "x86_64")]
         if std::arch::is_x86_feature_detected!("avx512f") && std::arch::is_x86_feature_detected!("avx512bf16") {
-            return Some(Kernel { mr: 8, nr: 32, micro: x86::micro_avx512bf16_8x32, micro_rows_a: None, micro_cols_b: None, name: "avx512-bf16 8x32" });
+            return Some(Kernel { mr: 8, nr: 32, micro: x86::micro_avx512bf16_8x32, micro_rows_a: None, micro_cols_b: None, micro_taps_a: None, name: "avx512-bf16 8x32" });
         }
         None
     })
@@ -185,6 +196,21 @@ mod x86 {
         }
     }
 
+    /// A convolution's patches read in place (see [`super::MicroTapsA`]): row `i`'s window at
+    /// its own address, column `p` at the same offset from each.
+    struct TapsA<const MR: usize> {
+        rows: [*const f32; MR],
+        off: *const isize,
+    }
+
+    impl<const MR: usize> ReadA for TapsA<MR> {
+        #[inline(always)]
+        unsafe fn at(&self, p: usize, i: usize) -> f32 {
+            // SAFETY: the caller's contract; every window holds every offset's element.
+            unsafe { *self.rows[i].offset(*self.off.add(p)) }
+        }
+    }
+
     /// Where a microkernel reads B: the two vectors of step `p`.
     trait ReadB<V: Lanes> {
         /// # Safety
@@ -267,6 +293,16 @@ mod x86 {
     unsafe fn micro_rows_a<V: Lanes, const MR: usize, const ACC: usize>(kc: usize, a: *const f32, rsa: isize, b: *const f32, c: *mut f32, rsc: isize, csc: isize, st: &Store) {
         // SAFETY: forwarded contract.
         unsafe { micro_with::<V, MR, ACC>(kc, &RowsA::<MR>::new(a, rsa, st.rows), &PackedB(b), c, rsc, csc, st) }
+    }
+
+    /// A convolution's patches read in place (see [`super::MicroTapsA`]), B packed.
+    ///
+    /// # Safety
+    /// As [`super::MicroTapsA`] with `NR = 2·V::W`; the CPU has `V`'s vector unit.
+    #[inline(always)]
+    unsafe fn micro_taps_a<V: Lanes, const MR: usize, const ACC: usize>(kc: usize, rows: *const *const f32, off: *const isize, b: *const f32, c: *mut f32, rsc: isize, csc: isize, st: &Store) {
+        // SAFETY: forwarded contract; `rows` holds MR pointers.
+        unsafe { micro_with::<V, MR, ACC>(kc, &TapsA::<MR> { rows: *(rows as *const [*const f32; MR]), off }, &PackedB(b), c, rsc, csc, st) }
     }
 
     /// A packed, B read in place (see [`super::MicroColsB`]).
@@ -378,6 +414,16 @@ mod x86 {
         unsafe { micro_cols_b::<__m512, 8, 16>(kc, a, b, rsb, c, rsc, csc, st) }
     }
 
+    /// [`micro_avx512_8x32`] reading a convolution's patches in place.
+    ///
+    /// # Safety
+    /// As [`super::MicroTapsA`] with `MR = 8`, `NR = 32`; the CPU has AVX-512F.
+    #[target_feature(enable = "avx512f")]
+    pub unsafe fn micro_avx512_8x32_taps_a(kc: usize, rows: *const *const f32, off: *const isize, b: *const f32, c: *mut f32, rsc: isize, csc: isize, st: &Store) {
+        // SAFETY: forwarded contract; this function has the feature `micro_taps_a` needs.
+        unsafe { micro_taps_a::<__m512, 8, 16>(kc, rows, off, b, c, rsc, csc, st) }
+    }
+
     /// 8 rows × 32 columns of bf16 pairs: each step is two consecutive `k`, `vdpbf16ps`
     /// adding both products of a lane's pair to its f32 accumulator (16 zmm accumulators).
     ///
@@ -434,5 +480,15 @@ mod x86 {
     pub unsafe fn micro_avx2_6x16_cols_b(kc: usize, a: *const f32, b: *const f32, rsb: isize, c: *mut f32, rsc: isize, csc: isize, st: &Store) {
         // SAFETY: forwarded contract; this function has the features `micro_cols_b` needs.
         unsafe { micro_cols_b::<__m256, 6, 12>(kc, a, b, rsb, c, rsc, csc, st) }
+    }
+
+    /// [`micro_avx2_6x16`] reading a convolution's patches in place.
+    ///
+    /// # Safety
+    /// As [`super::MicroTapsA`] with `MR = 6`, `NR = 16`; the CPU has AVX2 and FMA.
+    #[target_feature(enable = "avx2,fma")]
+    pub unsafe fn micro_avx2_6x16_taps_a(kc: usize, rows: *const *const f32, off: *const isize, b: *const f32, c: *mut f32, rsc: isize, csc: isize, st: &Store) {
+        // SAFETY: forwarded contract; this function has the features `micro_taps_a` needs.
+        unsafe { micro_taps_a::<__m256, 6, 12>(kc, rows, off, b, c, rsc, csc, st) }
     }
 }

@@ -249,13 +249,24 @@ unsafe fn gemm(m: usize, n: usize, k: usize, a: ASource, b: BSource, c: *mut f32
             (BSource::Strided(b, rsb, 1), Some(micro)) if precision == Precision::F32 && rows_a.is_none() && k * n <= B_IN_PLACE_MAX && rsb % 1024 != 0 => Some((micro, b, rsb)),
             _ => None,
         };
+        // A convolution's patches are read in place from the image wherever a tile's windows
+        // lie inside it (implicit GEMM); only tiles reaching into the padding are packed.
+        // Packing MobileNetV2's stem (3 channels, 3×3) cost more than its product.
+        let taps_a = match (a, kern.micro_taps_a) {
+            (ASource::Patches(patches), Some(micro)) if precision == Precision::F32 => Some((micro, patches)),
+            _ => None,
+        };
         thread_local! {
-            static BUFFERS: std::cell::RefCell<(Vec<f32>, Vec<f32>, Vec<f32>)> = const { std::cell::RefCell::new((Vec::new(), Vec::new(), Vec::new())) };
+            static BUFFERS: std::cell::RefCell<(Vec<f32>, Vec<f32>, Vec<f32>, Vec<isize>)> = const { std::cell::RefCell::new((Vec::new(), Vec::new(), Vec::new(), Vec::new())) };
         }
         BUFFERS.with(|bufs| {
             let mut bufs = bufs.borrow_mut();
-            // `wide`: a bf16 product's A panels in f32, before they are paired.
-            let (apack, bpack, wide) = &mut *bufs;
+            // `wide`: a bf16 product's A panels in f32, before they are paired; `offsets`: the
+            // patch columns' offsets within a window.
+            let (apack, bpack, wide, offsets) = &mut *bufs;
+            if let Some((_, patches)) = taps_a {
+                patches.tap_offsets(offsets);
+            }
             let a_len = mc_max * kc_max;
             let b_len = nc_max.next_multiple_of(nr) * kc_max;
             if apack.len() < a_len {
@@ -306,6 +317,17 @@ unsafe fn gemm(m: usize, n: usize, k: usize, a: ASource, b: BSource, c: *mut f32
                                 pack_a_patches_pairs(mr, mc, kv, patches, ic, k0, apack);
                                 Some(apack.as_ptr())
                             }
+                            ASource::Patches(ref patches) if taps_a.is_some() => {
+                                // Only the tiles that reach into the padding, each at its
+                                // place among the block's panels.
+                                for ir in (0..mc).step_by(mr) {
+                                    let rows = mr.min(mc - ir);
+                                    if patches.window_rows(ic + ir, rows, mr).is_none() {
+                                        pack_a_patches(mr, rows, kv, patches, ic + ir, k0, &mut panels[ir * kv..]);
+                                    }
+                                }
+                                None
+                            }
                             ASource::Patches(ref patches) => {
                                 pack_a_patches(mr, mc, kv, patches, ic, k0, panels);
                                 None
@@ -327,10 +349,12 @@ unsafe fn gemm(m: usize, n: usize, k: usize, a: ASource, b: BSource, c: *mut f32
                                 let cp = c.offset((ic + ir) as isize * rsc + (jc + jr) as isize * csc);
                                 let last = pc + kc == steps && !ep.is_none();
                                 let st = Store { accumulate: acc, rows, cols, ep: last.then(|| ep.shifted(ic + ir, jc + jr, rsc, csc)) };
-                                match (rows_a, cols_b) {
-                                    (Some((micro, a, rsa)), _) => micro(kc, a.offset((ic + ir) as isize * rsa + k0 as isize), rsa, bp, cp, rsc, csc, &st),
-                                    (None, Some((micro, b, rsb))) => micro(kc, a_block.add(ir * kc), b.offset(k0 as isize * rsb + (jc + jr) as isize), rsb, cp, rsc, csc, &st),
-                                    (None, None) => (kern.micro)(kc, a_block.add(ir * kc), bp, cp, rsc, csc, &st),
+                                let window = taps_a.and_then(|(micro, patches)| Some((micro, patches.window_rows(ic + ir, rows, mr)?)));
+                                match (rows_a, cols_b, window) {
+                                    (Some((micro, a, rsa)), _, _) => micro(kc, a.offset((ic + ir) as isize * rsa + k0 as isize), rsa, bp, cp, rsc, csc, &st),
+                                    (None, Some((micro, b, rsb)), _) => micro(kc, a_block.add(ir * kc), b.offset(k0 as isize * rsb + (jc + jr) as isize), rsb, cp, rsc, csc, &st),
+                                    (None, None, Some((micro, rows_at))) => micro(kc, rows_at.as_ptr(), offsets.as_ptr().add(k0), bp, cp, rsc, csc, &st),
+                                    (None, None, None) => (kern.micro)(kc, a_block.add(ir * kc), bp, cp, rsc, csc, &st),
                                 }
                             }
                         }

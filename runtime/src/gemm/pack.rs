@@ -141,6 +141,62 @@ pub struct ConvPatches {
 /// Most rows a patch panel has.
 const MAX_PATCH_MR: usize = 16;
 
+impl ConvPatches {
+    /// Where each of rows `i0..i0+rows` of an `mr`-row tile (`rows ≤ mr ≤ 16`) has its window,
+    /// when every one of those windows lies wholly inside the image: the address of its first
+    /// tap's first channel (a short tile repeating its last row up to `mr`). `None` when a
+    /// window reaches into the padding; such tiles are packed instead.
+    pub(super) fn window_rows(&self, i0: usize, rows: usize, mr: usize) -> Option<[*const f32; MAX_PATCH_MR]> {
+        let mr = mr.min(MAX_PATCH_MR);
+        let last = rows.clamp(1, mr) - 1;
+        let mut at = [std::ptr::null(); MAX_PATCH_MR];
+        // The output pixel of the first row, then stepped (a division per row cost as much as
+        // a third of a stem tile's product).
+        let pix = (self.row0 + i0) as isize;
+        let (mut oy, mut ox) = (pix / self.ow, pix % self.ow);
+        if ox + (last as isize) < self.ow {
+            // The tile lies in one output row, as most do: its windows are inside the image
+            // when the first and last are, `sw·c` floats apart.
+            let (iy, ix) = (oy * self.sh - self.pt, ox * self.sw - self.pl);
+            let ix_last = ix + last as isize * self.sw;
+            if iy < 0 || ix < 0 || iy + (self.kh - 1) * self.dh >= self.h || ix_last + (self.kw - 1) * self.dw >= self.w {
+                return None;
+            }
+            let first = self.input.wrapping_offset((iy * self.w + ix) * self.c);
+            for (i, row) in at.iter_mut().enumerate().take(mr) {
+                *row = first.wrapping_offset(i.min(last) as isize * self.sw * self.c);
+            }
+            return Some(at);
+        }
+        for (i, row) in at.iter_mut().enumerate().take(mr) {
+            if i > 0 && i <= last {
+                ox += 1;
+                if ox == self.ow {
+                    (oy, ox) = (oy + 1, 0);
+                }
+            }
+            let (iy, ix) = (oy * self.sh - self.pt, ox * self.sw - self.pl);
+            if iy < 0 || ix < 0 || iy + (self.kh - 1) * self.dh >= self.h || ix + (self.kw - 1) * self.dw >= self.w {
+                return None;
+            }
+            *row = self.input.wrapping_offset((iy * self.w + ix) * self.c);
+        }
+        Some(at)
+    }
+
+    /// For every column `p` of the patch matrix, its element's offset (in floats) from the
+    /// first element of a window: tap `(ky, kx)`, channel `ch` is `(ky·dh·w + kx·dw)·c + ch`.
+    pub(super) fn tap_offsets(&self, out: &mut Vec<isize>) {
+        out.clear();
+        for ky in 0..self.kh {
+            for kx in 0..self.kw {
+                let tap = (ky * self.dh * self.w + kx * self.dw) * self.c;
+                out.extend((0..self.c).map(|ch| tap + ch));
+            }
+        }
+    }
+}
+
 /// Rows `i0..i0+mc` (in panels of `mr`), columns `pc..pc+kc` of a patch matrix as runs of
 /// one tap's consecutive channels, in packing order: `run(rows_at, count)` gets, per row of
 /// the panel, the address of the run's first channel (null in the padding and past the

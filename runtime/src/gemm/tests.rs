@@ -69,10 +69,12 @@ fn entry_gemm(m: usize, n: usize, k: usize, a: (*const f32, i64, i64, bool), b: 
 
 #[test]
 fn patches_gathered_while_packing_match_im2col() {
-    // 5 channels, 20×18, 3×3 window, stride 2, dilation 1 and 2, padding 1; and a pointwise
-    // window without stride or padding (the image read in place as A); 2 threads split the
-    // pixels.
-    for (dh, dw, kh, kw, sh, sw, pt, pl) in [(1, 1, 3i64, 3i64, 2i64, 1i64, 1i64, 2i64), (2, 2, 3, 3, 2, 1, 1, 2), (1, 1, 1, 1, 1, 1, 0, 0)] {
+    // 5 channels, 20×18, 3×3 window, stride 2, dilation 1 and 2, padding 1; a 3×2 window
+    // without padding, whose 17-pixel output rows make tiles wrap from one row to the next
+    // inside the image; and a pointwise window without stride or padding (the image read in
+    // place as A); 2 threads split the pixels. Tiles whose windows lie inside the image are
+    // read in place, the others packed: both must give the im2col product bit for bit.
+    for (dh, dw, kh, kw, sh, sw, pt, pl) in [(1, 1, 3i64, 3i64, 2i64, 1i64, 1i64, 2i64), (2, 2, 3, 3, 2, 1, 1, 2), (1, 1, 3, 2, 1, 1, 0, 0), (1, 1, 1, 1, 1, 1, 0, 0)] {
         let (c, h, w) = (5i64, 20i64, 18i64);
         let oh = (h + 2 * pt - dh * (kh - 1) - 1) / sh + 1;
         let ow = (w + 2 * pl - dw * (kw - 1) - 1) / sw + 1;
