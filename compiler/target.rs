@@ -44,6 +44,9 @@ pub struct CpuTarget {
     /// The register tile `MR × NR` of the GEMM that runs matrix products.
     pub mr: usize,
     pub nr: usize,
+    /// The runtime's narrower tile width for products with at most that many columns (16
+    /// with AVX-512: one vector per row), if it has one; same `mr`.
+    pub narrow_nr: Option<usize>,
     /// Whether the runtime has a bf16 GEMM microkernel (AVX512_BF16) for products of bf16
     /// values; without it they run on the f32 kernel, on the widened values.
     pub bf16_products: bool,
@@ -72,12 +75,15 @@ impl CpuTarget {
         let caches = CACHES.get_or_init(host_caches);
         let find = |level: usize| caches.iter().find(|(l, _)| *l == level).map(|(_, c)| *c);
         let (mr, nr) = if ukernels { nnc_runtime::gemm::microkernel_shape() } else { CRANELIFT_TILE };
+        let narrow = nnc_runtime::gemm::microkernel_shape_for(1).1;
+        let narrow_nr = (ukernels && narrow < nr).then_some(narrow);
         let bf16_products = ukernels && nnc_runtime::gemm::bf16_microkernel_name().is_some();
-        CpuTarget { l1d: find(1).unwrap_or(FALLBACK_L1D), l2: find(2).unwrap_or(FALLBACK_L2), l3: find(3), ukernels, mr, nr, bf16_products, sparse_kernels: ukernels, forced_kernels: Default::default() }
+        CpuTarget { l1d: find(1).unwrap_or(FALLBACK_L1D), l2: find(2).unwrap_or(FALLBACK_L2), l3: find(3), ukernels, mr, nr, narrow_nr, bf16_products, sparse_kernels: ukernels, forced_kernels: Default::default() }
     }
 
     /// A fixed machine for tests and snapshots, independent of the host: 48 KiB 12-way L1d,
-    /// 2 MiB 16-way L2, 32 MiB 16-way L3 and the AVX-512 8×32 microkernel.
+    /// 2 MiB 16-way L2, 32 MiB 16-way L3 and the AVX-512 8×32 microkernel (8×16 for narrow
+    /// products).
     pub fn reference() -> CpuTarget {
         CpuTarget {
             l1d: Cache { bytes: 48 << 10, ways: 12, line: 64 },
@@ -86,6 +92,7 @@ impl CpuTarget {
             ukernels: true,
             mr: 8,
             nr: 32,
+            narrow_nr: Some(16),
             bf16_products: false,
             sparse_kernels: true,
             forced_kernels: Default::default(),
@@ -115,7 +122,7 @@ impl CpuTarget {
     /// only `kc` blocks anything (`mc` and `nc` are the whole product).
     pub fn gemm_tile(&self, m: usize, n: usize, k: usize) -> Tile {
         const F32: usize = 4;
-        let (mr, nr) = (self.mr, self.nr);
+        let (mr, nr) = (self.mr, self.nr_for(n));
         let l1 = self.l1d;
         let b_ways = (1..l1.ways).rev().find(|&wb| wb + (wb * mr).div_ceil(nr) < l1.ways).unwrap_or(1);
         let kc = (b_ways * l1.way_bytes() / (nr * F32)).max(1);
@@ -136,6 +143,16 @@ impl CpuTarget {
             return Tile { mr, nr, kc: kc.min(k.max(1)), mc: m_all, nc: n_all };
         }
         Tile { mr, nr, kc: kc.min(k.max(1)), mc: mc.min(m_all), nc: nc.min(n_all) }
+    }
+}
+
+impl CpuTarget {
+    /// The register tile's width for a product with `n` columns (the runtime picks the same).
+    pub fn nr_for(&self, n: usize) -> usize {
+        match self.narrow_nr {
+            Some(narrow) if n <= narrow => narrow,
+            _ => self.nr,
+        }
     }
 }
 

@@ -57,7 +57,7 @@ const WINOGRAD_PS_PER_FILTER_BYTE: u64 = 60;
 /// Utilization of the GEMM's `mr × nr` register tiles over an `m × n` product, in
 /// thousandths (at least 1).
 fn tile_use(m: usize, n: usize, target: &CpuTarget) -> u64 {
-    (1000 * m * n / (m.next_multiple_of(target.mr) * n.next_multiple_of(target.nr))).max(1) as u64
+    (1000 * m * n / (m.next_multiple_of(target.mr) * n.next_multiple_of(target.nr_for(n)))).max(1) as u64
 }
 
 /// Estimated time of a Winograd convolution (the caller checked that it applies).

@@ -41,8 +41,8 @@ mod tests {
         );
         // The dense layer is 16 × 64 × 300: kc 256 of 300, mc the 16 rows, nc 64 columns.
         assert!(ir.contains(r#"tile="8x32 kc=256 mc=16 nc=64""#), "{ir}");
-        // The 16 × 16 × 64 product.
-        assert!(ir.contains(r#"tile="8x32 kc=64 mc=16 nc=32""#), "{ir}");
+        // The 16 × 16 × 64 product, on the narrow 8×16 tile.
+        assert!(ir.contains(r#"tile="8x16 kc=64 mc=16 nc=16""#), "{ir}");
         assert_eq!(ir.matches("tile=").count(), 2, "{ir}");
     }
 }

@@ -90,6 +90,29 @@ pub(super) fn kernel() -> Kernel {
     *K.get_or_init(select)
 }
 
+/// A tile half as wide, with the same rows (so packed A is the same), for products with
+/// at most its `NR` columns: pointwise convolutions into 16 channels used half of each
+/// 8×32 tile. Only with AVX-512 (one zmm per row still keeps eight FMAs in flight).
+fn narrow_kernel() -> Option<Kernel> {
+    static K: OnceLock<Option<Kernel>> = OnceLock::new();
+    *K.get_or_init(|| {
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx512f") {
+            return Some(Kernel { mr: 8, nr: 16, micro: x86::micro_avx512_8x16, micro_rows_a: Some(x86::micro_avx512_8x16_rows_a), micro_cols_b: Some(x86::micro_avx512_8x16_cols_b), micro_taps_a: Some(x86::micro_avx512_8x16_taps_a), name: "avx512f 8x16" });
+        }
+        None
+    })
+}
+
+/// The f32 microkernel for a product with `n` columns: [`kernel`], or the narrow one where
+/// `n` fits it. Packing B and multiplying both ask this, so they agree on the panel width.
+pub(super) fn kernel_for(n: usize) -> Kernel {
+    match narrow_kernel() {
+        Some(k) if n <= k.nr => k,
+        _ => kernel(),
+    }
+}
+
 /// The bf16 microkernel, where the CPU has AVX512_BF16: the f32 kernel's tile (8 × 32), with
 /// each packed element a pair of bf16 values of consecutive `k` (see [`super::Precision`]).
 pub(super) fn bf16_kernel() -> Option<Kernel> {
@@ -117,6 +140,12 @@ pub fn microkernel_name() -> &'static str {
 /// Rows and columns (`MR × NR`) of the microkernel's register tile of C.
 pub fn microkernel_shape() -> (usize, usize) {
     let k = kernel();
+    (k.mr, k.nr)
+}
+
+/// The register tile of an f32 product with `n` columns (narrower where `n` is small).
+pub fn microkernel_shape_for(n: usize) -> (usize, usize) {
+    let k = kernel_for(n);
     (k.mr, k.nr)
 }
 
@@ -211,67 +240,66 @@ mod x86 {
         }
     }
 
-    /// Where a microkernel reads B: the two vectors of step `p`.
-    trait ReadB<V: Lanes> {
+    /// Where a microkernel reads B: the `NV` vectors of step `p`.
+    trait ReadB<V: Lanes, const NV: usize> {
         /// # Safety
         /// `p < kc` of the tile the reader was made for; the CPU has `V`'s unit.
-        unsafe fn at(&self, p: usize) -> (V, V);
+        unsafe fn at(&self, p: usize) -> [V; NV];
     }
 
-    /// A packed panel: `kc` steps of `2W` floats.
+    /// A packed panel: `kc` steps of `NV·W` floats.
     struct PackedB(*const f32);
 
-    impl<V: Lanes> ReadB<V> for PackedB {
+    impl<V: Lanes, const NV: usize> ReadB<V, NV> for PackedB {
         #[inline(always)]
-        unsafe fn at(&self, p: usize) -> (V, V) {
-            // SAFETY: the caller's contract; the panel holds `kc·2W` floats.
-            unsafe { (V::load(self.0.add(p * 2 * V::W)), V::load(self.0.add(p * 2 * V::W + V::W))) }
+        unsafe fn at(&self, p: usize) -> [V; NV] {
+            // SAFETY: the caller's contract; the panel holds `kc·NV·W` floats.
+            std::array::from_fn(|v| unsafe { V::load(self.0.add((p * NV + v) * V::W)) })
         }
     }
 
     /// A row-major B read in place: step `p` at `b + p·rsb`, only the tile's `cols` columns
     /// (an edge tile's missing ones masked off, so no access leaves B).
-    struct ColsB {
+    struct ColsB<const NV: usize> {
         b: *const f32,
         rsb: isize,
-        n0: usize,
-        n1: usize,
+        /// The columns each vector reads.
+        lanes: [usize; NV],
     }
 
-    impl<V: Lanes> ReadB<V> for ColsB {
+    impl<V: Lanes, const NV: usize> ReadB<V, NV> for ColsB<NV> {
         #[inline(always)]
-        unsafe fn at(&self, p: usize) -> (V, V) {
-            // SAFETY: the caller's contract; the row holds the tile's `n0 + n1` columns.
-            unsafe {
-                let row = self.b.offset(p as isize * self.rsb);
-                (V::load_n(row, self.n0), if self.n1 > 0 { V::load_n(row.add(V::W), self.n1) } else { V::zero() })
-            }
+        unsafe fn at(&self, p: usize) -> [V; NV] {
+            let row = self.b.wrapping_offset(p as isize * self.rsb);
+            // SAFETY: the caller's contract; the row holds the tile's columns.
+            std::array::from_fn(|v| unsafe { if self.lanes[v] > 0 { V::load_n(row.add(v * V::W), self.lanes[v]) } else { V::zero() } })
         }
     }
 
-    /// `MR` rows × two vectors of columns (`NR = 2W`), `ACC = 2·MR` accumulators: each step
-    /// reads one row of B (two vectors) and broadcasts each row's element of A, wherever
-    /// the readers take them from.
+    /// `MR` rows × `NV` vectors of columns (`NR = NV·W`), `ACC = NV·MR` accumulators: each
+    /// step reads one row of B (`NV` vectors) and broadcasts each row's element of A,
+    /// wherever the readers take them from.
     ///
     /// # Safety
-    /// As [`super::Micro`] with `NR = 2·V::W`, for the operands the readers were made for; the
-    /// CPU has `V`'s vector unit (the caller is compiled with its target feature, which this
-    /// inlines into).
+    /// As [`super::Micro`] with `NR = NV·V::W`, for the operands the readers were made for;
+    /// the CPU has `V`'s vector unit (the caller is compiled with its target feature, which
+    /// this inlines into).
     #[inline(always)]
-    unsafe fn micro_with<V: Lanes, const MR: usize, const ACC: usize>(kc: usize, a: &impl ReadA, b: &impl ReadB<V>, c: *mut f32, rsc: isize, csc: isize, st: &Store) {
+    unsafe fn micro_with<V: Lanes, const MR: usize, const NV: usize, const ACC: usize>(kc: usize, a: &impl ReadA, b: &impl ReadB<V, NV>, c: *mut f32, rsc: isize, csc: isize, st: &Store) {
         // SAFETY (whole body): the readers cover `kc` steps, and C the tile's part its
         // strides address.
         unsafe {
             let mut acc = [V::zero(); ACC];
             for p in 0..kc {
-                let (b0, b1) = b.at(p);
+                let bv = b.at(p);
                 for i in 0..MR {
                     let av = V::splat(a.at(p, i));
-                    acc[2 * i] = V::fma(av, b0, acc[2 * i]);
-                    acc[2 * i + 1] = V::fma(av, b1, acc[2 * i + 1]);
+                    for v in 0..NV {
+                        acc[NV * i + v] = V::fma(av, bv[v], acc[NV * i + v]);
+                    }
                 }
             }
-            store_tile::<V, MR, ACC>(&acc, c, rsc, csc, st);
+            store_tile::<V, MR, NV, ACC>(&acc, c, rsc, csc, st);
         }
     }
 
@@ -280,9 +308,9 @@ mod x86 {
     /// # Safety
     /// As [`super::Micro`] with `NR = 2·V::W`; the CPU has `V`'s vector unit.
     #[inline(always)]
-    unsafe fn micro<V: Lanes, const MR: usize, const ACC: usize>(kc: usize, a: *const f32, b: *const f32, c: *mut f32, rsc: isize, csc: isize, st: &Store) {
+    unsafe fn micro<V: Lanes, const MR: usize, const NV: usize, const ACC: usize>(kc: usize, a: *const f32, b: *const f32, c: *mut f32, rsc: isize, csc: isize, st: &Store) {
         // SAFETY: forwarded contract.
-        unsafe { micro_with::<V, MR, ACC>(kc, &PackedA::<MR>(a), &PackedB(b), c, rsc, csc, st) }
+        unsafe { micro_with::<V, MR, NV, ACC>(kc, &PackedA::<MR>(a), &PackedB(b), c, rsc, csc, st) }
     }
 
     /// A read in place (see [`super::MicroRowsA`]), B packed.
@@ -290,9 +318,9 @@ mod x86 {
     /// # Safety
     /// As [`super::MicroRowsA`] with `NR = 2·V::W`; the CPU has `V`'s vector unit.
     #[inline(always)]
-    unsafe fn micro_rows_a<V: Lanes, const MR: usize, const ACC: usize>(kc: usize, a: *const f32, rsa: isize, b: *const f32, c: *mut f32, rsc: isize, csc: isize, st: &Store) {
+    unsafe fn micro_rows_a<V: Lanes, const MR: usize, const NV: usize, const ACC: usize>(kc: usize, a: *const f32, rsa: isize, b: *const f32, c: *mut f32, rsc: isize, csc: isize, st: &Store) {
         // SAFETY: forwarded contract.
-        unsafe { micro_with::<V, MR, ACC>(kc, &RowsA::<MR>::new(a, rsa, st.rows), &PackedB(b), c, rsc, csc, st) }
+        unsafe { micro_with::<V, MR, NV, ACC>(kc, &RowsA::<MR>::new(a, rsa, st.rows), &PackedB(b), c, rsc, csc, st) }
     }
 
     /// A convolution's patches read in place (see [`super::MicroTapsA`]), B packed.
@@ -300,9 +328,9 @@ mod x86 {
     /// # Safety
     /// As [`super::MicroTapsA`] with `NR = 2·V::W`; the CPU has `V`'s vector unit.
     #[inline(always)]
-    unsafe fn micro_taps_a<V: Lanes, const MR: usize, const ACC: usize>(kc: usize, rows: *const *const f32, off: *const isize, b: *const f32, c: *mut f32, rsc: isize, csc: isize, st: &Store) {
+    unsafe fn micro_taps_a<V: Lanes, const MR: usize, const NV: usize, const ACC: usize>(kc: usize, rows: *const *const f32, off: *const isize, b: *const f32, c: *mut f32, rsc: isize, csc: isize, st: &Store) {
         // SAFETY: forwarded contract; `rows` holds MR pointers.
-        unsafe { micro_with::<V, MR, ACC>(kc, &TapsA::<MR> { rows: *(rows as *const [*const f32; MR]), off }, &PackedB(b), c, rsc, csc, st) }
+        unsafe { micro_with::<V, MR, NV, ACC>(kc, &TapsA::<MR> { rows: *(rows as *const [*const f32; MR]), off }, &PackedB(b), c, rsc, csc, st) }
     }
 
     /// A packed, B read in place (see [`super::MicroColsB`]).
@@ -310,27 +338,27 @@ mod x86 {
     /// # Safety
     /// As [`super::MicroColsB`] with `NR = 2·V::W`; the CPU has `V`'s vector unit.
     #[inline(always)]
-    unsafe fn micro_cols_b<V: Lanes, const MR: usize, const ACC: usize>(kc: usize, a: *const f32, b: *const f32, rsb: isize, c: *mut f32, rsc: isize, csc: isize, st: &Store) {
-        let (n0, n1) = (st.cols.min(V::W), st.cols.saturating_sub(V::W).min(V::W));
+    unsafe fn micro_cols_b<V: Lanes, const MR: usize, const NV: usize, const ACC: usize>(kc: usize, a: *const f32, b: *const f32, rsb: isize, c: *mut f32, rsc: isize, csc: isize, st: &Store) {
+        let lanes = std::array::from_fn(|v| st.cols.saturating_sub(v * V::W).min(V::W));
         // SAFETY: forwarded contract.
-        unsafe { micro_with::<V, MR, ACC>(kc, &PackedA::<MR>(a), &ColsB { b, rsb, n0, n1 }, c, rsc, csc, st) }
+        unsafe { micro_with::<V, MR, NV, ACC>(kc, &PackedA::<MR>(a), &ColsB::<NV> { b, rsb, lanes }, c, rsc, csc, st) }
     }
 
-    /// Store (or add) the `rows × cols` part of an `MR × 2W` tile of accumulators, two vectors
-    /// per row, into C, with the epilogue on the way out.
+    /// Store (or add) the `rows × cols` part of an `MR × NV·W` tile of accumulators, `NV`
+    /// vectors per row, into C, with the epilogue on the way out.
     ///
     /// # Safety
     /// C is valid (writable) for the tile's part its strides address, and so are the
     /// epilogue's operands; the CPU has `V`'s unit.
     #[inline(always)]
-    unsafe fn store_tile<V: Lanes, const MR: usize, const ACC: usize>(acc: &[V; ACC], c: *mut f32, rsc: isize, csc: isize, st: &Store) {
+    unsafe fn store_tile<V: Lanes, const MR: usize, const NV: usize, const ACC: usize>(acc: &[V; ACC], c: *mut f32, rsc: isize, csc: isize, st: &Store) {
         // SAFETY (whole body): the caller's contract; every access covers only the first
         // `lanes` floats of a vector, which lie inside the tile's `cols`.
         unsafe {
-            if csc == 1 && st.rows >= MR && st.cols >= 2 * V::W {
+            if csc == 1 && st.rows >= MR && st.cols >= NV * V::W {
                 // A whole tile, as nearly all are: constant indices (the accumulators stay in
                 // registers). With `k` = 16 the general path below cost a third of the product.
-                store_rows::<V, MR, ACC, true>(acc, c, rsc, st);
+                store_whole::<V, MR, NV, ACC>(acc, c, rsc, st);
                 return;
             }
             // Edge tiles index the accumulators by row at run time: a copy in memory, so that
@@ -339,13 +367,13 @@ mod x86 {
             if csc == 1 {
                 for i in 0..st.rows.min(MR) {
                     let row = c.offset(i as isize * rsc);
-                    for v in 0..2 {
+                    for v in 0..NV {
                         let lanes = st.cols.saturating_sub(v * V::W).min(V::W);
                         if lanes == 0 {
                             break;
                         }
                         let p = row.add(v * V::W);
-                        let mut x = acc[2 * i + v];
+                        let mut x = acc[NV * i + v];
                         if st.accumulate {
                             x = V::add(V::load_n(p, lanes), x);
                         }
@@ -358,14 +386,7 @@ mod x86 {
                             if !ep.residual.is_null() {
                                 x = V::add(x, V::load_n(ep.residual.offset(i as isize * rsc).add(v * V::W), lanes));
                             }
-                            x = match ep.act {
-                                Activation::None => x,
-                                Activation::Relu => V::relu(x),
-                                Activation::Relu6 => V::relu6(x),
-                            };
-                            if ep.gelu {
-                                x = V::gelu(x);
-                            }
+                            x = activate(x, &ep);
                         }
                         x.store_n(p, lanes);
                     }
@@ -375,8 +396,8 @@ mod x86 {
             // Strided C (a transposed result): element by element, then the epilogue.
             let mut lanes = [0.0f32; 16];
             for i in 0..st.rows.min(MR) {
-                for v in 0..2 {
-                    acc[2 * i + v].store(lanes.as_mut_ptr());
+                for v in 0..NV {
+                    acc[NV * i + v].store(lanes.as_mut_ptr());
                     for (l, &x) in lanes[..V::W].iter().enumerate() {
                         let j = v * V::W + l;
                         if j >= st.cols {
@@ -388,66 +409,66 @@ mod x86 {
                 }
             }
             if let Some(ep) = st.ep {
-                ep.apply(c, 0, 0, st.rows.min(MR), st.cols.min(2 * V::W), rsc, csc);
+                ep.apply(c, 0, 0, st.rows.min(MR), st.cols.min(NV * V::W), rsc, csc);
             }
         }
     }
 
-    /// [`store_tile`] for a tile with all `MR` rows and contiguous rows of C: the bias row
-    /// loaded once, and with `WHOLE` (all `2W` columns) plain loads and stores, else masked.
+    /// The epilogue's activation and GELU, after bias and residual (the scalar epilogue's
+    /// order).
     ///
     /// # Safety
-    /// As [`store_tile`], with `csc == 1`, `st.rows ≥ MR` and, when `WHOLE`, `st.cols ≥ 2W`.
+    /// The CPU has `V`'s unit.
     #[inline(always)]
-    unsafe fn store_rows<V: Lanes, const MR: usize, const ACC: usize, const WHOLE: bool>(acc: &[V; ACC], c: *mut f32, rsc: isize, st: &Store) {
-        let lanes = [st.cols.min(V::W), st.cols.saturating_sub(V::W).min(V::W)];
-        #[inline(always)]
-        unsafe fn load<V: Lanes, const WHOLE: bool>(p: *const f32, lanes: usize) -> V {
-            // SAFETY: the caller's; `lanes` floats are valid at `p`, all W when WHOLE.
-            unsafe { if WHOLE { V::load(p) } else { V::load_n(p, lanes) } }
-        }
-        // SAFETY (whole body): the caller's contract; every access covers only a vector's
-        // first `lanes` floats, inside the tile's columns.
+    unsafe fn activate<V: Lanes>(x: V, ep: &super::Epilogue) -> V {
+        // SAFETY: the caller's contract.
         unsafe {
-            let col_bias = match st.ep {
-                Some(ep) if !ep.bias.is_null() && !ep.bias_per_row => Some([load::<V, WHOLE>(ep.bias, lanes[0]), load::<V, WHOLE>(ep.bias.add(V::W), lanes[1])]),
+            let x = match ep.act {
+                Activation::None => x,
+                Activation::Relu => V::relu(x),
+                Activation::Relu6 => V::relu6(x),
+            };
+            if ep.gelu {
+                V::gelu(x)
+            } else {
+                x
+            }
+        }
+    }
+
+    /// [`store_tile`] for a whole tile (all `MR` rows and `NV·W` columns) with contiguous
+    /// rows of C: plain loads and stores, the bias row loaded once.
+    ///
+    /// # Safety
+    /// As [`store_tile`], with `csc == 1`, `st.rows ≥ MR` and `st.cols ≥ NV·W`.
+    #[inline(always)]
+    unsafe fn store_whole<V: Lanes, const MR: usize, const NV: usize, const ACC: usize>(acc: &[V; ACC], c: *mut f32, rsc: isize, st: &Store) {
+        // SAFETY (whole body): the caller's contract.
+        unsafe {
+            let col_bias: Option<[V; NV]> = match st.ep {
+                Some(ep) if !ep.bias.is_null() && !ep.bias_per_row => Some(std::array::from_fn(|v| V::load(ep.bias.add(v * V::W)))),
                 _ => None,
             };
             for i in 0..MR {
                 let row = c.offset(i as isize * rsc);
-                for v in 0..2 {
-                    if !WHOLE && lanes[v] == 0 {
-                        continue;
-                    }
+                for v in 0..NV {
                     let p = row.add(v * V::W);
-                    let mut x = acc[2 * i + v];
+                    let mut x = acc[NV * i + v];
                     if st.accumulate {
-                        x = V::add(load::<V, WHOLE>(p, lanes[v]), x);
+                        x = V::add(V::load(p), x);
                     }
                     if let Some(ep) = st.ep {
-                        // The scalar epilogue's order: bias, residual, activation, GELU.
                         if let Some(bias) = col_bias {
                             x = V::add(x, bias[v]);
                         } else if !ep.bias.is_null() {
                             x = V::add(x, V::splat(*ep.bias.add(i)));
                         }
                         if !ep.residual.is_null() {
-                            x = V::add(x, load::<V, WHOLE>(ep.residual.offset(i as isize * rsc).add(v * V::W), lanes[v]));
+                            x = V::add(x, V::load(ep.residual.offset(i as isize * rsc).add(v * V::W)));
                         }
-                        x = match ep.act {
-                            Activation::None => x,
-                            Activation::Relu => V::relu(x),
-                            Activation::Relu6 => V::relu6(x),
-                        };
-                        if ep.gelu {
-                            x = V::gelu(x);
-                        }
+                        x = activate(x, &ep);
                     }
-                    if WHOLE {
-                        x.store(p);
-                    } else {
-                        x.store_n(p, lanes[v]);
-                    }
+                    x.store(p);
                 }
             }
         }
@@ -460,7 +481,7 @@ mod x86 {
     #[target_feature(enable = "avx512f")]
     pub unsafe fn micro_avx512_8x32(kc: usize, a: *const f32, b: *const f32, c: *mut f32, rsc: isize, csc: isize, st: &Store) {
         // SAFETY: forwarded contract; this function has the feature `micro` needs.
-        unsafe { micro::<__m512, 8, 16>(kc, a, b, c, rsc, csc, st) }
+        unsafe { micro::<__m512, 8, 2, 16>(kc, a, b, c, rsc, csc, st) }
     }
 
     /// [`micro_avx512_8x32`] reading A in place.
@@ -470,7 +491,7 @@ mod x86 {
     #[target_feature(enable = "avx512f")]
     pub unsafe fn micro_avx512_8x32_rows_a(kc: usize, a: *const f32, rsa: isize, b: *const f32, c: *mut f32, rsc: isize, csc: isize, st: &Store) {
         // SAFETY: forwarded contract; this function has the feature `micro_rows_a` needs.
-        unsafe { micro_rows_a::<__m512, 8, 16>(kc, a, rsa, b, c, rsc, csc, st) }
+        unsafe { micro_rows_a::<__m512, 8, 2, 16>(kc, a, rsa, b, c, rsc, csc, st) }
     }
 
     /// [`micro_avx512_8x32`] reading B in place.
@@ -480,7 +501,7 @@ mod x86 {
     #[target_feature(enable = "avx512f")]
     pub unsafe fn micro_avx512_8x32_cols_b(kc: usize, a: *const f32, b: *const f32, rsb: isize, c: *mut f32, rsc: isize, csc: isize, st: &Store) {
         // SAFETY: forwarded contract; this function has the feature `micro_cols_b` needs.
-        unsafe { micro_cols_b::<__m512, 8, 16>(kc, a, b, rsb, c, rsc, csc, st) }
+        unsafe { micro_cols_b::<__m512, 8, 2, 16>(kc, a, b, rsb, c, rsc, csc, st) }
     }
 
     /// [`micro_avx512_8x32`] reading a convolution's patches in place.
@@ -490,7 +511,47 @@ mod x86 {
     #[target_feature(enable = "avx512f")]
     pub unsafe fn micro_avx512_8x32_taps_a(kc: usize, rows: *const *const f32, off: *const isize, b: *const f32, c: *mut f32, rsc: isize, csc: isize, st: &Store) {
         // SAFETY: forwarded contract; this function has the feature `micro_taps_a` needs.
-        unsafe { micro_taps_a::<__m512, 8, 16>(kc, rows, off, b, c, rsc, csc, st) }
+        unsafe { micro_taps_a::<__m512, 8, 2, 16>(kc, rows, off, b, c, rsc, csc, st) }
+    }
+
+    /// 8 rows × 16 columns: 8 zmm accumulators, for narrow products.
+    ///
+    /// # Safety
+    /// As [`super::Micro`] with `MR = 8`, `NR = 16`; the CPU has AVX-512F.
+    #[target_feature(enable = "avx512f")]
+    pub unsafe fn micro_avx512_8x16(kc: usize, a: *const f32, b: *const f32, c: *mut f32, rsc: isize, csc: isize, st: &Store) {
+        // SAFETY: forwarded contract; this function has the feature `micro` needs.
+        unsafe { micro::<__m512, 8, 1, 8>(kc, a, b, c, rsc, csc, st) }
+    }
+
+    /// [`micro_avx512_8x16`] reading A in place.
+    ///
+    /// # Safety
+    /// As [`super::MicroRowsA`] with `MR = 8`, `NR = 16`; the CPU has AVX-512F.
+    #[target_feature(enable = "avx512f")]
+    pub unsafe fn micro_avx512_8x16_rows_a(kc: usize, a: *const f32, rsa: isize, b: *const f32, c: *mut f32, rsc: isize, csc: isize, st: &Store) {
+        // SAFETY: forwarded contract; this function has the feature `micro_rows_a` needs.
+        unsafe { micro_rows_a::<__m512, 8, 1, 8>(kc, a, rsa, b, c, rsc, csc, st) }
+    }
+
+    /// [`micro_avx512_8x16`] reading B in place.
+    ///
+    /// # Safety
+    /// As [`super::MicroColsB`] with `MR = 8`, `NR = 16`; the CPU has AVX-512F.
+    #[target_feature(enable = "avx512f")]
+    pub unsafe fn micro_avx512_8x16_cols_b(kc: usize, a: *const f32, b: *const f32, rsb: isize, c: *mut f32, rsc: isize, csc: isize, st: &Store) {
+        // SAFETY: forwarded contract; this function has the feature `micro_cols_b` needs.
+        unsafe { micro_cols_b::<__m512, 8, 1, 8>(kc, a, b, rsb, c, rsc, csc, st) }
+    }
+
+    /// [`micro_avx512_8x16`] reading a convolution's patches in place.
+    ///
+    /// # Safety
+    /// As [`super::MicroTapsA`] with `MR = 8`, `NR = 16`; the CPU has AVX-512F.
+    #[target_feature(enable = "avx512f")]
+    pub unsafe fn micro_avx512_8x16_taps_a(kc: usize, rows: *const *const f32, off: *const isize, b: *const f32, c: *mut f32, rsc: isize, csc: isize, st: &Store) {
+        // SAFETY: forwarded contract; this function has the feature `micro_taps_a` needs.
+        unsafe { micro_taps_a::<__m512, 8, 1, 8>(kc, rows, off, b, c, rsc, csc, st) }
     }
 
     /// 8 rows × 32 columns of bf16 pairs: each step is two consecutive `k`, `vdpbf16ps`
@@ -517,7 +578,7 @@ mod x86 {
                     acc[2 * i + 1] = _mm512_dpbf16_ps(acc[2 * i + 1], av, b1);
                 }
             }
-            store_tile::<__m512, MR, { 2 * MR }>(&acc, c, rsc, csc, st);
+            store_tile::<__m512, MR, 2, { 2 * MR }>(&acc, c, rsc, csc, st);
         }
     }
 
@@ -528,7 +589,7 @@ mod x86 {
     #[target_feature(enable = "avx2,fma")]
     pub unsafe fn micro_avx2_6x16(kc: usize, a: *const f32, b: *const f32, c: *mut f32, rsc: isize, csc: isize, st: &Store) {
         // SAFETY: forwarded contract; this function has the features `micro` needs.
-        unsafe { micro::<__m256, 6, 12>(kc, a, b, c, rsc, csc, st) }
+        unsafe { micro::<__m256, 6, 2, 12>(kc, a, b, c, rsc, csc, st) }
     }
 
     /// [`micro_avx2_6x16`] reading A in place.
@@ -538,7 +599,7 @@ mod x86 {
     #[target_feature(enable = "avx2,fma")]
     pub unsafe fn micro_avx2_6x16_rows_a(kc: usize, a: *const f32, rsa: isize, b: *const f32, c: *mut f32, rsc: isize, csc: isize, st: &Store) {
         // SAFETY: forwarded contract; this function has the features `micro_rows_a` needs.
-        unsafe { micro_rows_a::<__m256, 6, 12>(kc, a, rsa, b, c, rsc, csc, st) }
+        unsafe { micro_rows_a::<__m256, 6, 2, 12>(kc, a, rsa, b, c, rsc, csc, st) }
     }
 
     /// [`micro_avx2_6x16`] reading B in place.
@@ -548,7 +609,7 @@ mod x86 {
     #[target_feature(enable = "avx2,fma")]
     pub unsafe fn micro_avx2_6x16_cols_b(kc: usize, a: *const f32, b: *const f32, rsb: isize, c: *mut f32, rsc: isize, csc: isize, st: &Store) {
         // SAFETY: forwarded contract; this function has the features `micro_cols_b` needs.
-        unsafe { micro_cols_b::<__m256, 6, 12>(kc, a, b, rsb, c, rsc, csc, st) }
+        unsafe { micro_cols_b::<__m256, 6, 2, 12>(kc, a, b, rsb, c, rsc, csc, st) }
     }
 
     /// [`micro_avx2_6x16`] reading a convolution's patches in place.
@@ -558,6 +619,6 @@ mod x86 {
     #[target_feature(enable = "avx2,fma")]
     pub unsafe fn micro_avx2_6x16_taps_a(kc: usize, rows: *const *const f32, off: *const isize, b: *const f32, c: *mut f32, rsc: isize, csc: isize, st: &Store) {
         // SAFETY: forwarded contract; this function has the features `micro_taps_a` needs.
-        unsafe { micro_taps_a::<__m256, 6, 12>(kc, rows, off, b, c, rsc, csc, st) }
+        unsafe { micro_taps_a::<__m256, 6, 2, 12>(kc, rows, off, b, c, rsc, csc, st) }
     }
 }

@@ -28,10 +28,10 @@ mod tests;
 pub use crate::activation::Activation;
 pub use abi::*;
 pub use epilogue::Epilogue;
-pub use microkernel::{bf16_microkernel_name, microkernel_name, microkernel_shape};
+pub use microkernel::{bf16_microkernel_name, microkernel_name, microkernel_shape, microkernel_shape_for};
 pub use pack::{pack_a_all, pack_a_all_bf16, pack_b_all, pack_b_all_bf16, packed_a_bf16_len, packed_a_len, packed_b_bf16_len, packed_b_len, ConvPatches};
 
-use microkernel::{bf16_kernel, kernel, Store};
+use microkernel::{bf16_kernel, kernel_for, Store};
 use pack::{pack_a, pack_a_patches, pack_a_patches_pairs, pack_b, pack_b_pairs, packed_b_offset, padded_rows, pair_a_panels, ASource, BSource};
 
 /// What a product multiplies in. Operands are f32 in memory either way.
@@ -141,7 +141,7 @@ const B_IN_PLACE_MAX: usize = 1 << 15;
 unsafe fn gemm_threaded(threads: usize, m: usize, n: usize, k: usize, a: ASource, b: BSource, c: *mut f32, rsc: isize, csc: isize, accumulate: bool, blk: Blocking, ep: Epilogue, precision: Precision) {
     // SAFETY: the caller upholds the contract in `# Safety` above.
     unsafe {
-        let (mr, nr) = (kernel().mr, kernel().nr);
+        let (mr, nr) = (kernel_for(n).mr, kernel_for(n).nr);
         let by_rows = matches!(b, BSource::Packed(_));
         let (extent, unit) = if by_rows { (m, mr) } else { (n, nr) };
         let tiles = extent.div_ceil(unit);
@@ -227,7 +227,7 @@ unsafe fn gemm(m: usize, n: usize, k: usize, a: ASource, b: BSource, c: *mut f32
             return;
         }
         let kern = match precision {
-            Precision::F32 => kernel(),
+            Precision::F32 => kernel_for(n),
             Precision::Bf16 => bf16_kernel().expect("bf16 products are asked for only where the CPU has the kernel"),
         };
         let (mr, nr) = (kern.mr, kern.nr);

@@ -2,7 +2,7 @@
 //! microkernel reads them (zero-padded), from strided matrices, from a convolution's patches
 //! gathered straight from the image, or all at once ahead of time for constant operands.
 
-use super::microkernel::kernel;
+use super::microkernel::{kernel, kernel_for, Kernel};
 use super::Blocking;
 
 /// Pack rows `0..mc` of an `mc × kc` block of A (element `(i, p)` at `a[i*rsa + p*csa]`) into
@@ -327,7 +327,8 @@ pub(super) enum BSource {
 /// Elements [`pack_b_all_bf16`] writes for a `k × n` matrix: as many as [`pack_b_all`] for
 /// `⌈k/2⌉` rows.
 pub fn packed_b_bf16_len(k: usize, n: usize, blk: Blocking) -> usize {
-    packed_b_len(k.div_ceil(2), n, blk)
+    // The bf16 kernel's panels are the wide f32 kernel's.
+    packed_len(k.div_ceil(2), n, blk, kernel())
 }
 
 /// [`pack_b_all`] in the bf16 kernel's pairs, for [`super::Precision::Bf16`] products.
@@ -353,9 +354,13 @@ pub unsafe fn pack_b_all_bf16(k: usize, n: usize, b: *const f32, rsb: isize, csb
 
 /// Floats [`pack_b_all`] writes for a `k × n` matrix.
 pub fn packed_b_len(k: usize, n: usize, blk: Blocking) -> usize {
-    let nr = kernel().nr;
-    let blk = blk.sanitized(kernel().mr);
-    (0..n).step_by(blk.nc).map(|jc| blk.nc.min(n - jc).next_multiple_of(nr)).sum::<usize>() * k
+    packed_len(k, n, blk, kernel_for(n))
+}
+
+/// Floats a `k × n` matrix takes packed into `kern`'s panels.
+fn packed_len(k: usize, n: usize, blk: Blocking, kern: Kernel) -> usize {
+    let blk = blk.sanitized(kern.mr);
+    (0..n).step_by(blk.nc).map(|jc| blk.nc.min(n - jc).next_multiple_of(kern.nr)).sum::<usize>() * k
 }
 
 /// Where the packed `kc` slab at depth `pc` of the `nc` block at column `jc` starts.
@@ -372,7 +377,7 @@ pub(super) fn packed_b_offset(k: usize, jc: usize, pc: usize, nc: usize, nc_max:
 pub unsafe fn pack_b_all(k: usize, n: usize, b: *const f32, rsb: isize, csb: isize, blk: Blocking, out: &mut [f32]) {
     // SAFETY: the caller upholds the contract in `# Safety` above.
     unsafe {
-        let (mr, nr) = (kernel().mr, kernel().nr);
+        let (mr, nr) = (kernel_for(n).mr, kernel_for(n).nr);
         let blk = blk.sanitized(mr);
         for jc in (0..n).step_by(blk.nc) {
             let nc = blk.nc.min(n - jc);
