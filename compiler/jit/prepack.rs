@@ -107,7 +107,12 @@ fn pack_node(graph: &Graph, id: NodeId, kp: &KernelPlan, plan: &MemoryPlan, cons
             let w = const_at(1).expect("the plan transforms filters only when they are constant");
             let ws = &graph.node(operands[1]).ty.shape;
             let out = &graph.node(id).ty.shape;
-            buffers.push(nnc_runtime::gemm::winograd::transform_filters(&consts[w], ws[0], ws[1], out[2], out[3]));
+            // NHWC images multiply the filters as the right operand, always.
+            buffers.push(if graph.node(operands[0]).ty.layout == crate::ir::Layout::Nhwc {
+                nnc_runtime::gemm::winograd::transform_filters_nhwc(&consts[w], ws[0], ws[1])
+            } else {
+                nnc_runtime::gemm::winograd::transform_filters(&consts[w], ws[0], ws[1], out[2], out[3])
+            });
         }
         Prepack::GemmA => {
             let w = const_at(1).expect("the plan packs weights only when they are constant");

@@ -53,6 +53,16 @@ const SPARSE_PS_PER_MOVED: u64 = 250;
 const WINOGRAD_PS_PER_TILE_TRANSFORM: u64 = 46_000;
 const WINOGRAD_GEMM_PS_PER_MAC: u64 = 28;
 const WINOGRAD_PS_PER_FILTER_BYTE: u64 = 60;
+/// The same for NHWC images (`winograd::conv3x3_nhwc`: transforms on vectors of channels,
+/// the products reading the transformed tiles in place), fitted to ResNet-18's shapes
+/// (56²×64, 28²×128, 14²×256, 7²×512: 0.65, 0.63, 0.73 and 1.9 ms on one thread, against
+/// 2.4, 2.3, 2.3 and 2.6 ms by the GEMM). The filter bytes are priced above what one layer
+/// alone measures (30 ps): in a whole network the transformed filters, four times the
+/// filters, come from memory, and with two threads a 7²×512 layer is bandwidth-bound
+/// (2.0 ms against the GEMM's 1.4), besides costing 38 MB and 30 ms of compile time.
+const WINOGRAD_NHWC_PS_PER_TILE_TRANSFORM: u64 = 2_000;
+const WINOGRAD_NHWC_GEMM_PS_PER_MAC: u64 = 18;
+const WINOGRAD_NHWC_PS_PER_FILTER_BYTE: u64 = 85;
 
 /// Utilization of the GEMM's `mr × nr` register tiles over an `m × n` product, in
 /// thousandths (at least 1).
@@ -66,15 +76,22 @@ fn winograd_ps(operands: &Operands, out: &TensorType, target: &CpuTarget) -> u64
     let (images, c, k) = (t[0].shape[0] as u64, t[0].shape[1], out.shape[1]);
     let tiles = nnc_runtime::gemm::winograd::tiles(out.shape[2], out.shape[3]);
     let block = nnc_runtime::gemm::winograd::block_tiles(out.shape[2], out.shape[3]);
-    // The products are `k × tiles` or `tiles × k`, as the runtime orients them.
-    let (m, n) = if nnc_runtime::gemm::winograd::filters_left(k, block) { (k, block) } else { (block, k) };
+    let nhwc = t[0].layout == Layout::Nhwc;
+    // The products are `k × tiles` or `tiles × k`, as the runtime orients them (always the
+    // latter in NHWC).
+    let (m, n) = if !nhwc && nnc_runtime::gemm::winograd::filters_left(k, block) { (k, block) } else { (block, k) };
     let used = tile_use(m, n, target);
+    let (per_mac, per_transform, per_filter_byte) = if nhwc {
+        (WINOGRAD_NHWC_GEMM_PS_PER_MAC, WINOGRAD_NHWC_PS_PER_TILE_TRANSFORM, WINOGRAD_NHWC_PS_PER_FILTER_BYTE)
+    } else {
+        (WINOGRAD_GEMM_PS_PER_MAC, WINOGRAD_PS_PER_TILE_TRANSFORM, WINOGRAD_PS_PER_FILTER_BYTE)
+    };
     let points = nnc_runtime::gemm::winograd::POINTS;
     let macs = (points * k * c * tiles) as u64;
-    let gemm = macs.saturating_mul(WINOGRAD_GEMM_PS_PER_MAC).saturating_mul(1000) / used;
-    let transforms = (((c + k) * tiles) as u64).saturating_mul(WINOGRAD_PS_PER_TILE_TRANSFORM);
+    let gemm = macs.saturating_mul(per_mac).saturating_mul(1000) / used;
+    let transforms = (((c + k) * tiles) as u64).saturating_mul(per_transform);
     // The transformed filters are read once per block of tiles.
-    let filters = ((points * k * c * 4 * tiles.div_ceil(block)) as u64).saturating_mul(WINOGRAD_PS_PER_FILTER_BYTE);
+    let filters = ((points * k * c * 4 * tiles.div_ceil(block)) as u64).saturating_mul(per_filter_byte);
     images.saturating_mul(gemm.saturating_add(transforms).saturating_add(filters))
 }
 

@@ -120,15 +120,21 @@ fn product_kernels(product: &Product, operands: &Operands, out: &TensorType, tar
     kernels
 }
 
-/// Whether the Winograd kernel can compute this product: an f32 row-major ungrouped 3×3
-/// convolution, stride 1, no dilation, with filters that are a constant node (transformed at
-/// compile time; a value merely computable from constants, as in unoptimized IR, is not one),
-/// on a target with the runtime's kernels.
+/// Whether the Winograd kernel can compute this product: an f32 row-major (or, where the
+/// runtime has its vector transforms, NHWC) ungrouped 3×3 convolution, stride 1, no
+/// dilation, with filters that are a constant node (transformed at compile time; a value
+/// merely computable from constants, as in unoptimized IR, is not one), on a target with the
+/// runtime's kernels.
 fn winograd_applies(product: &Product, operands: &Operands, target: &CpuTarget) -> bool {
     let types = &operands.types;
     let Product::Conv2d(c) = product else { return false };
     let f32s = types[..2].iter().all(|t| t.dtype == nnc_runtime::DType::F32);
-    target.ukernels && f32s && types[0].layout == Layout::RowMajor && c.groups == 1 && c.stride == [1, 1] && c.dilation == [1, 1] && types[1].shape[2..] == [3, 3] && operands.constant.get(1) == Some(&true) && operands.weight_is_leaf
+    let layout = match types[0].layout {
+        Layout::RowMajor => true,
+        Layout::Nhwc => nnc_runtime::gemm::winograd::nhwc_available(),
+        Layout::Nchw4c => false,
+    };
+    target.ukernels && f32s && layout && c.groups == 1 && c.stride == [1, 1] && c.dilation == [1, 1] && types[1].shape[2..] == [3, 3] && operands.constant.get(1) == Some(&true) && operands.weight_is_leaf
 }
 
 /// Whether the sparse kernel can compute this product: an f32 row-major convolution

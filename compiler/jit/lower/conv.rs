@@ -194,8 +194,8 @@ pub(crate) fn conv2d_gemm(k: &mut KernelBuilder, c: &Conv2d, args: &[Arg], out: 
     }
 }
 
-/// A stride-1 3×3 convolution by Winograd F(4×4, 3×3), one runtime call per image on the
-/// filters transformed at compile time (`Prepack::WinogradFilters`), the bias and `epi`
+/// A stride-1 3×3 convolution by Winograd F(4×4, 3×3) (NCHW or NHWC), one runtime call per
+/// image on the filters transformed at compile time (`Prepack::WinogradFilters`), the bias and `epi`
 /// applied by the runtime as it stores each output channel (what it cannot do, after).
 pub(crate) fn conv2d_winograd(k: &mut KernelBuilder, c: &Conv2d, args: &[Arg], out: Arg, scratch: Option<Loc>, epi: &Epilogue) {
     let [n, ch, h, w] = args[0].ty.shape[..].try_into().map(|a: [usize; 4]| a.map(|v| v as i64)).expect("rank checked");
@@ -206,15 +206,17 @@ pub(crate) fn conv2d_winograd(k: &mut KernelBuilder, c: &Conv2d, args: &[Arg], o
     let scratch = k.ptr(scratch.expect("winograd scratch is planned"));
     let u = k.data_addr(*k.prepacked.first().expect("winograd filters are transformed at compile time"));
     let padding = c.padding.map(|v| v as i64);
+    // Channels-last images take the runtime's NHWC form (transforms on vectors of channels).
+    let nhwc = args[0].ty.layout == crate::ir::Layout::Nhwc;
     let mut steps_left = false;
     k.for_const(0, n, |k, b| {
         let img_off = k.b.ins().imul_imm_s(b, ch * h * w);
         let img = k.elem(x, img_off);
         let c_off = k.b.ins().imul_imm_s(b, f * p);
         let oimg = k.elem(o, c_off);
-        let (tail, left) = epi.gemm_tail(k, bias, true, c_off);
+        let (tail, left) = epi.gemm_tail(k, bias, !nhwc, c_off);
         steps_left = left;
-        k.winograd([ch, h, w, f], padding, img, u, oimg, scratch, &tail);
+        k.winograd([ch, h, w, f], padding, nhwc, img, u, oimg, scratch, &tail);
     });
     if steps_left {
         apply_in_place(k, out, epi);

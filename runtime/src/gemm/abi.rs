@@ -392,8 +392,9 @@ pub unsafe extern "C" fn nnc_sparse_gemm(call: *const SparseCall) {
 
 call_descriptor! {
     /// A stride-1 3×3 convolution of one image by Winograd F(4×4, 3×3) ([`super::winograd`]):
-    /// `out[k, oh, ow] = conv(x[c, h, w])` with zero padding, then the epilogue (bias per
-    /// output channel, residual with `out`'s layout, activation).
+    /// `out[k, oh, ow] = conv(x[c, h, w])` (or, with `nhwc`, `out[oh, ow, k] =
+    /// conv(x[h, w, c])`) with zero padding, then the epilogue (bias per output channel,
+    /// residual with `out`'s layout, activation).
     WinogradCall / WinogradCallFields {
         c: i64,
         h: i64,
@@ -404,7 +405,8 @@ call_descriptor! {
         pad_bottom: i64,
         pad_right: i64,
         x: *const f32,
-        /// `winograd::transform_filters` of the `[k, c, 3, 3]` filter.
+        /// `winograd::transform_filters` (`transform_filters_nhwc` with `nhwc`) of the
+        /// `[k, c, 3, 3]` filter.
         u: *const f32,
         out: *mut f32,
         /// `winograd::scratch_floats` floats.
@@ -415,6 +417,9 @@ call_descriptor! {
         /// Null, or a tensor shaped like `out`.
         residual: *const f32,
         act: i64,
+        /// Nonzero: NHWC image, output and residual (`winograd::conv3x3_nhwc`, only where
+        /// `winograd::nhwc_available`).
+        nhwc: i64,
     }
 }
 
@@ -427,10 +432,18 @@ call_descriptor! {
 pub unsafe extern "C" fn nnc_winograd(call: *const WinogradCall) {
     // SAFETY: the caller passes a valid descriptor.
     let g = unsafe { *call };
-    let ep = Epilogue::from_abi(g.bias, 1, g.residual, g.act);
     let u = |v: i64| v as usize;
+    let (threads, pad) = (u(g.threads.max(1)), [u(g.pad_top), u(g.pad_left), u(g.pad_bottom), u(g.pad_right)]);
     // SAFETY: the descriptor's buffers are valid as the contract above says.
-    unsafe { super::winograd::conv3x3(u(g.threads.max(1)), u(g.c), u(g.h), u(g.w), u(g.k), [u(g.pad_top), u(g.pad_left), u(g.pad_bottom), u(g.pad_right)], g.x, g.u, g.out, g.scratch, ep) }
+    unsafe {
+        if g.nhwc != 0 {
+            let ep = Epilogue::from_abi(g.bias, 0, g.residual, g.act);
+            super::winograd::conv3x3_nhwc(threads, u(g.c), u(g.h), u(g.w), u(g.k), pad, g.x, g.u, g.out, g.scratch, ep)
+        } else {
+            let ep = Epilogue::from_abi(g.bias, 1, g.residual, g.act);
+            super::winograd::conv3x3(threads, u(g.c), u(g.h), u(g.w), u(g.k), pad, g.x, g.u, g.out, g.scratch, ep)
+        }
+    }
 }
 
 call_descriptor! {

@@ -108,22 +108,42 @@ pub fn scratch_floats(c: usize, k: usize, oh: usize, ow: usize) -> usize {
 /// for each of the 36 points packed as the GEMM operand [`filters_left`] says for an
 /// output of `oh × ow`: `U` (`K × C`) in A panels, or `Uᵀ` (`C × K`) in B panels.
 pub fn transform_filters(w: &[f32], k: usize, c: usize, oh: usize, ow: usize) -> Vec<f32> {
+    transform_filters_as(w, k, c, filters_left(k, block_tiles(oh, ow)))
+}
+
+/// [`transform_filters`] for [`conv3x3_nhwc`]: every point's `Uᵀ` (`C × K`) in B panels.
+pub fn transform_filters_nhwc(w: &[f32], k: usize, c: usize) -> Vec<f32> {
+    transform_filters_as(w, k, c, false)
+}
+
+/// [`transform_filters`] with the filters as the products' left operand or not.
+fn transform_filters_as(w: &[f32], k: usize, c: usize, left: bool) -> Vec<f32> {
     assert_eq!(w.len(), k * c * 9, "a [k, c, 3, 3] filter");
-    let left = filters_left(k, block_tiles(oh, ow));
+    if !left {
+        return transform_filters_right(w, k, c);
+    }
     // Each point's matrix, row-major in the orientation its packing reads contiguously.
     let mut u = vec![0.0f32; POINTS * k * c];
     // Filters are transformed a few at a time into a buffer that stays in L2, then spread to
     // the 36 matrices: writing 36 streams across megabytes directly was 3× slower.
     const FILTERS: usize = 16;
-    let mut local = vec![0.0f32; POINTS * FILTERS * c];
+    // Points a cache line more than their matrices apart: 36 matrices of 16×512 floats
+    // exactly 32 KiB apart put every value's 36 writes in one L1 set (94 ms for 512×512
+    // filters, against 8 padded).
+    let ps = FILTERS * c + 16;
+    let mut local = vec![0.0f32; POINTS * ps];
     for f0 in (0..k).step_by(FILTERS) {
         let fb = FILTERS.min(k - f0);
-        for fi in 0..fb {
-            for ch in 0..c {
+        // Laid out as the matrices are: [p][fi][ch] (left) or [p][ch][fi] (right), the
+        // innermost loop walking the innermost index (the other order wrote 36 cache lines
+        // per filter value, megabytes apart: 87 ms for 512×512 filters).
+        let (outer, inner) = if left { (fb, c) } else { (c, fb) };
+        for o in 0..outer {
+            for i in 0..inner {
+                let (fi, ch) = if left { (o, i) } else { (i, o) };
                 let g = &w[((f0 + fi) * c + ch) * 9..][..9];
-                // Laid out as the matrices are: [p][fi][ch] (left) or [p][ch][fi] (right).
                 for (p, v) in transform_filter(g).into_iter().enumerate() {
-                    let at = if left { (p * FILTERS + fi) * c + ch } else { (p * c + ch) * FILTERS + fi };
+                    let at = p * ps + if left { fi * c + ch } else { ch * FILTERS + fi };
                     local[at] = v;
                 }
             }
@@ -132,11 +152,11 @@ pub fn transform_filters(w: &[f32], k: usize, c: usize, oh: usize, ow: usize) ->
             let matrix = &mut u[p * k * c..][..k * c];
             if left {
                 for fi in 0..fb {
-                    matrix[(f0 + fi) * c..][..c].copy_from_slice(&local[(p * FILTERS + fi) * c..][..c]);
+                    matrix[(f0 + fi) * c..][..c].copy_from_slice(&local[p * ps + fi * c..][..c]);
                 }
             } else {
                 for ch in 0..c {
-                    matrix[ch * k + f0..][..fb].copy_from_slice(&local[(p * c + ch) * FILTERS..][..fb]);
+                    matrix[ch * k + f0..][..fb].copy_from_slice(&local[p * ps + ch * FILTERS..][..fb]);
                 }
             }
         }
@@ -152,6 +172,44 @@ pub fn transform_filters(w: &[f32], k: usize, c: usize, oh: usize, ow: usize) ->
                 super::pack::pack_a_all(k, c, up, c as isize, 1, BLOCKING, out);
             } else {
                 super::pack::pack_b_all(c, k, up, k as isize, 1, BLOCKING, out);
+            }
+        }
+    }
+    packed
+}
+
+/// The filters' transforms as B panels (`Uᵀ`, `C × K` per point), one panel of filters at a
+/// time: each panel's `C × NR` block of every point is transformed into a buffer, then
+/// packed straight to its place (going through the whole `C × K` matrices first took
+/// 100 ms for 512×512 filters).
+fn transform_filters_right(w: &[f32], k: usize, c: usize) -> Vec<f32> {
+    let kern = super::microkernel::kernel_for(k);
+    let (nr, blk) = (kern.nr, BLOCKING.sanitized(kern.mr));
+    let len = packed_point_len(c, k, false);
+    let mut packed = vec![0.0f32; POINTS * len];
+    // Points a cache line more than their blocks apart, so that one filter value's 36 writes
+    // do not share an L1 set.
+    let ps = c * nr + 16;
+    let mut local = vec![0.0f32; POINTS * ps];
+    for f0 in (0..k).step_by(nr) {
+        let fb = nr.min(k - f0);
+        for ch in 0..c {
+            for fi in 0..fb {
+                for (p, v) in transform_filter(&w[((f0 + fi) * c + ch) * 9..][..9]).into_iter().enumerate() {
+                    local[p * ps + ch * nr + fi] = v;
+                }
+            }
+        }
+        // Where `pack_b_all` puts these columns: their `nc` block, each `kc` slab, panel.
+        let jc = f0 / blk.nc * blk.nc;
+        let nc = blk.nc.min(k - jc);
+        for p in 0..POINTS {
+            for pc in (0..c).step_by(blk.kc) {
+                let kc = blk.kc.min(c - pc);
+                let at = p * len + super::pack::packed_b_offset(c, jc, pc, nc, blk.nc, nr) + (f0 - jc) * kc;
+                // SAFETY: the block holds `kc` rows of `nr` floats from row `pc` (its first
+                // `fb` columns written); the panel's place lies inside point p's packing.
+                unsafe { super::pack::pack_b(nr, kc, fb, local[p * ps + pc * nr..].as_ptr(), nr as isize, 1, &mut packed[at..]) };
             }
         }
     }
@@ -360,6 +418,281 @@ unsafe fn output_transform(m: *const f32, out: *mut f32, stride: usize, f: usize
     }
 }
 
+/// Whether this CPU runs [`conv3x3_nhwc`] (its transforms are vector code: AVX-512 or AVX2).
+pub fn nhwc_available() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("avx512f") || (std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma"))
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+/// One NHWC image: `out[oh, ow, K] = conv3x3(x[h, w, C])` with zero padding `[top, left,
+/// bottom, right]`, then `ep` (bias per channel, residual shaped like `out`, activation)
+/// as each output vector is stored. The transforms run on vectors of channels (every tile's
+/// channels are contiguous in NHWC), the 36 products are `M[ξ] = V[ξ] · U[ξ]ᵀ`
+/// (`tiles × C` by `C × K`, the image side read in place, the filters packed at compile time
+/// by [`transform_filters_nhwc`]).
+///
+/// # Safety
+/// As [`conv3x3`] with NHWC `x`, `out` and residual, `u` from [`transform_filters_nhwc`], and
+/// [`nhwc_available`].
+#[allow(clippy::too_many_arguments)]
+pub unsafe fn conv3x3_nhwc(threads: usize, c: usize, h: usize, w: usize, k: usize, pad: [usize; 4], x: *const f32, u: *const f32, out: *mut f32, scratch: *mut f32, ep: Epilogue) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: forwarded contract; each variant runs only where its features exist.
+    unsafe {
+        if std::arch::is_x86_feature_detected!("avx512f") {
+            return nhwc::conv_avx512(threads, c, h, w, k, pad, x, u, out, scratch, ep);
+        }
+        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+            return nhwc::conv_avx2(threads, c, h, w, k, pad, x, u, out, scratch, ep);
+        }
+    }
+    unreachable!("conv3x3_nhwc is used only where nhwc_available() holds");
+}
+
+#[cfg(target_arch = "x86_64")]
+mod nhwc {
+    use std::arch::x86_64::*;
+
+    use super::super::simd::Lanes;
+    use super::super::{gemm_threaded, ASource, BSource, Epilogue, Precision};
+    use super::{packed_point_len, point_stride, share, BLOCKING, IN, OUT, POINTS, TILE_BLOCK};
+    use crate::Activation;
+
+    /// # Safety
+    /// As [`super::conv3x3_nhwc`]; the CPU has AVX-512F.
+    #[target_feature(enable = "avx512f")]
+    #[allow(clippy::too_many_arguments)]
+    pub(super) unsafe fn conv_avx512(threads: usize, c: usize, h: usize, w: usize, k: usize, pad: [usize; 4], x: *const f32, u: *const f32, out: *mut f32, scratch: *mut f32, ep: Epilogue) {
+        // SAFETY: forwarded contract; the transforms have the feature they need.
+        unsafe { conv(threads, c, h, w, k, pad, x, u, out, scratch, ep, [input_avx512, output_avx512]) }
+    }
+
+    /// # Safety
+    /// As [`super::conv3x3_nhwc`]; the CPU has AVX2 and FMA.
+    #[target_feature(enable = "avx2,fma")]
+    #[allow(clippy::too_many_arguments)]
+    pub(super) unsafe fn conv_avx2(threads: usize, c: usize, h: usize, w: usize, k: usize, pad: [usize; 4], x: *const f32, u: *const f32, out: *mut f32, scratch: *mut f32, ep: Epilogue) {
+        // SAFETY: forwarded contract; the transforms have the features they need.
+        unsafe { conv(threads, c, h, w, k, pad, x, u, out, scratch, ep, [input_avx2, output_avx2]) }
+    }
+
+    /// Tiles `t0 + lo .. t0 + hi` through a transform: the input one (`m` is V and `stride`
+    /// its point stride; `out` unused) or the output one (`m` is M). Worker tasks call these
+    /// through pointers: closures do not inherit a function's target features, so the
+    /// vector code lives in functions that have them.
+    type Transform = unsafe fn(g: &Image, x: *const f32, m: *mut f32, stride: usize, out: *mut f32, ep: &Epilogue, t0: usize, lo: usize, hi: usize);
+
+    macro_rules! transforms {
+        ($feature:literal, $v:ty, $input:ident, $output:ident) => {
+            /// # Safety
+            /// As [`input_tile`] for each tile; the CPU has the feature.
+            #[target_feature(enable = $feature)]
+            #[allow(clippy::too_many_arguments)]
+            unsafe fn $input(g: &Image, x: *const f32, v: *mut f32, vs: usize, _: *mut f32, _: &Epilogue, t0: usize, lo: usize, hi: usize) {
+                for tile in lo..hi {
+                    // SAFETY: forwarded contract.
+                    unsafe { input_tile::<$v>(g, x, v, vs, t0, tile) };
+                }
+            }
+
+            /// # Safety
+            /// As [`output_tile`] for each tile; the CPU has the feature.
+            #[target_feature(enable = $feature)]
+            #[allow(clippy::too_many_arguments)]
+            unsafe fn $output(g: &Image, _: *const f32, m: *mut f32, ms: usize, out: *mut f32, ep: &Epilogue, t0: usize, lo: usize, hi: usize) {
+                for tile in lo..hi {
+                    // SAFETY: forwarded contract.
+                    unsafe { output_tile::<$v>(g, m, ms, out, ep, t0, tile) };
+                }
+            }
+        };
+    }
+    transforms!("avx512f", __m512, input_avx512, output_avx512);
+    transforms!("avx2,fma", __m256, input_avx2, output_avx2);
+
+    /// The image's geometry, shared by the transforms.
+    #[derive(Clone, Copy)]
+    struct Image {
+        c: usize,
+        h: usize,
+        w: usize,
+        k: usize,
+        oh: usize,
+        ow: usize,
+        tw: usize,
+        pad: [usize; 4],
+    }
+
+    /// # Safety
+    /// As [`super::conv3x3_nhwc`]; the CPU runs `input` and `output`.
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn conv(threads: usize, c: usize, h: usize, w: usize, k: usize, pad: [usize; 4], x: *const f32, u: *const f32, out: *mut f32, scratch: *mut f32, ep: Epilogue, [input, output]: [Transform; 2]) {
+        let (oh, ow) = (h + pad[0] + pad[2] - 2, w + pad[1] + pad[3] - 2);
+        let (th, tw) = (oh.div_ceil(OUT), ow.div_ceil(OUT));
+        let t = th * tw;
+        let block = t.min(TILE_BLOCK);
+        let img = Image { c, h, w, k, oh, ow, tw, pad };
+        let (vs, ms) = (point_stride(c, block), point_stride(k, block));
+        let len = packed_point_len(c, k, false);
+        let threads = threads.max(1);
+        // SAFETY (whole body): the scratch holds 36 point matrices of `block` rows for V
+        // (C wide) and for M (K wide), padded as `point_stride` says; tasks write disjoint
+        // tiles (transforms) or points (products).
+        unsafe {
+            let m = scratch.add(POINTS * vs);
+            let shared = crate::pool::Shared::new((x, u, out, scratch, m, ep));
+            for t0 in (0..t).step_by(block) {
+                let tb = block.min(t - t0);
+                let tasks = threads.min(tb);
+                crate::pool::parallel_for(tasks, &|task| {
+                    let (x, _, out, v, _, ep) = shared.get();
+                    let (lo, hi) = share(tb, tasks, task);
+                    input(&img, x, v, vs, out, &ep, t0, lo, hi);
+                });
+                crate::pool::parallel_for(threads.min(POINTS), &|task| {
+                    let (_, u, _, v, m, _) = shared.get();
+                    let (lo, hi) = share(POINTS, threads.min(POINTS), task);
+                    for p in lo..hi {
+                        gemm_threaded(1, tb, k, c, ASource::Strided(v.add(p * vs), c as isize, 1), BSource::Packed(u.add(p * len)), m.add(p * ms), k as isize, 1, false, BLOCKING, Epilogue::NONE, Precision::F32);
+                    }
+                });
+                crate::pool::parallel_for(tasks, &|task| {
+                    let (x, _, out, _, m, ep) = shared.get();
+                    let (lo, hi) = share(tb, tasks, task);
+                    output(&img, x, m, ms, out, &ep, t0, lo, hi);
+                });
+            }
+        }
+    }
+
+    /// `Bᵀ d` for six vectors `d` (a column or a row of the patch).
+    ///
+    /// # Safety
+    /// The CPU has `V`'s unit.
+    #[inline(always)]
+    unsafe fn bt<V: Lanes>(d: [V; IN]) -> [V; IN] {
+        // SAFETY: the caller's.
+        unsafe {
+            // (A closure for the constants would not inherit the target features.)
+            let (two, four, m4, m5) = (V::splat(2.0), V::splat(4.0), V::splat(-4.0), V::splat(-5.0));
+            [
+                V::fma(four, d[0], V::fma(m5, d[2], d[4])),
+                V::fma(m4, V::add(d[1], d[2]), V::add(d[3], d[4])),
+                V::fma(four, V::sub(d[1], d[2]), V::sub(d[4], d[3])),
+                V::fma(two, V::sub(d[3], d[1]), V::sub(d[4], d[2])),
+                V::fma(two, V::sub(d[1], d[3]), V::sub(d[4], d[2])),
+                V::fma(four, d[1], V::fma(m5, d[3], d[5])),
+            ]
+        }
+    }
+
+    /// `Aᵀ m` for six vectors `m`.
+    ///
+    /// # Safety
+    /// The CPU has `V`'s unit.
+    #[inline(always)]
+    unsafe fn at<V: Lanes>(m: [V; IN]) -> [V; OUT] {
+        // SAFETY: the caller's.
+        unsafe {
+            let (d12, s12, d34, s34) = (V::sub(m[1], m[2]), V::add(m[1], m[2]), V::sub(m[3], m[4]), V::add(m[3], m[4]));
+            [V::add(V::add(m[0], s12), s34), V::fma(V::splat(2.0), d34, d12), V::fma(V::splat(4.0), s34, s12), V::add(V::fma(V::splat(8.0), d34, d12), m[5])]
+        }
+    }
+
+    /// Tile `t0 + tile`'s 6×6 patch (zero outside the image), `Bᵀ d B`, into row `tile` of
+    /// the 36 matrices `V[ξ]` (`C` wide), a vector of channels at a time.
+    ///
+    /// # Safety
+    /// As [`conv`]; the tile exists.
+    #[inline(always)]
+    unsafe fn input_tile<V: Lanes>(g: &Image, x: *const f32, v: *mut f32, vs: usize, t0: usize, tile: usize) {
+        let (ty, tx) = ((t0 + tile) / g.tw, (t0 + tile) % g.tw);
+        let (y0, x0) = ((ty * OUT) as isize - g.pad[0] as isize, (tx * OUT) as isize - g.pad[1] as isize);
+        let inside = |o: isize, i: usize, len: usize| o + i as isize >= 0 && ((o + i as isize) as usize) < len;
+        // SAFETY (whole body): only pixels inside the image are read, `lanes` channels from
+        // `cb`; rows of V hold `C` floats.
+        unsafe {
+            for cb in (0..g.c).step_by(V::W) {
+                let lanes = (g.c - cb).min(V::W);
+                // Bᵀ of each column of the patch.
+                let mut cols = [[V::zero(); IN]; IN];
+                for j in 0..IN {
+                    let mut d = [V::zero(); IN];
+                    if inside(x0, j, g.w) {
+                        for (i, e) in d.iter_mut().enumerate() {
+                            if inside(y0, i, g.h) {
+                                let at = (((y0 + i as isize) as usize * g.w) + (x0 + j as isize) as usize) * g.c + cb;
+                                *e = V::load_n(x.add(at), lanes);
+                            }
+                        }
+                    }
+                    cols[j] = bt(d);
+                }
+                // Then B: Bᵀ of each row of the result.
+                for i in 0..IN {
+                    let row = bt([cols[0][i], cols[1][i], cols[2][i], cols[3][i], cols[4][i], cols[5][i]]);
+                    for (j, e) in row.into_iter().enumerate() {
+                        e.store_n(v.add((i * IN + j) * vs + tile * g.c + cb), lanes);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Row `tile` of the 36 products `M[ξ]` (`K` wide), `Aᵀ m A`, then the epilogue, into
+    /// the tile's outputs that lie inside the image, a vector of channels at a time.
+    ///
+    /// # Safety
+    /// As [`conv`]; the tile exists.
+    #[inline(always)]
+    unsafe fn output_tile<V: Lanes>(g: &Image, m: *const f32, ms: usize, out: *mut f32, ep: &Epilogue, t0: usize, tile: usize) {
+        let (ty, tx) = ((t0 + tile) / g.tw, (t0 + tile) % g.tw);
+        let (rows, cols) = ((g.oh - ty * OUT).min(OUT), (g.ow - tx * OUT).min(OUT));
+        // SAFETY (whole body): M's rows hold `K` floats; outputs, bias and residual are
+        // read and written only inside the image, `lanes` channels from `fb`.
+        unsafe {
+            for fb in (0..g.k).step_by(V::W) {
+                let lanes = (g.k - fb).min(V::W);
+                // Aᵀ of each column of the tile's 6×6 products.
+                let mut cols6 = [[V::zero(); OUT]; IN];
+                for (j, col) in cols6.iter_mut().enumerate() {
+                    let mut mv = [V::zero(); IN];
+                    for (i, e) in mv.iter_mut().enumerate() {
+                        *e = V::load_n(m.add((i * IN + j) * ms + tile * g.k + fb), lanes);
+                    }
+                    *col = at(mv);
+                }
+                let bias = if ep.bias.is_null() { V::zero() } else { V::load_n(ep.bias.add(fb), lanes) };
+                for r in 0..rows {
+                    let o = at([cols6[0][r], cols6[1][r], cols6[2][r], cols6[3][r], cols6[4][r], cols6[5][r]]);
+                    for (q, &val) in o.iter().enumerate().take(cols) {
+                        let at = ((ty * OUT + r) * g.ow + tx * OUT + q) * g.k + fb;
+                        let mut y = V::add(val, bias);
+                        if !ep.residual.is_null() {
+                            y = V::add(y, V::load_n(ep.residual.add(at), lanes));
+                        }
+                        y = match ep.act {
+                            Activation::None => y,
+                            Activation::Relu => V::relu(y),
+                            Activation::Relu6 => V::relu6(y),
+                        };
+                        if ep.gelu {
+                            y = V::gelu(y);
+                        }
+                        y.store_n(out.add(at), lanes);
+                    }
+                }
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -418,6 +751,46 @@ mod tests {
                 // Inputs in [-1, 1): the transforms' rounding stays far below 1e-4 per term.
                 assert!((g as f64 - r).abs() <= 1e-4 * (1.0 + r.abs()) * (c as f64).sqrt(), "{c}x{h}x{w}->{k} pad {pad:?}: [{i}] {g} vs {r}");
             }
+        }
+    }
+
+    #[test]
+    fn nhwc_matches_a_direct_convolution_on_odd_sizes_and_padding() {
+        if !nhwc_available() {
+            return;
+        }
+        // Channel counts below, at and past a vector (tails), several tile blocks, a residual.
+        for &(c, h, w, k, pad, threads) in &[(1, 6, 6, 1, [0, 0, 0, 0], 1), (3, 7, 9, 5, [1, 1, 1, 1], 1), (17, 13, 11, 16, [1, 0, 2, 1], 2), (16, 4, 4, 7, [1, 1, 1, 1], 3), (5, 3, 3, 2, [2, 2, 2, 2], 1), (33, 20, 20, 40, [1, 1, 1, 1], 2), (3, 30, 26, 5, [1, 1, 1, 1], 2), (2, 5, 4, 3, [3, 0, 1, 4], 1)] {
+            let x = values(c * h * w, 1);
+            let wt = values(k * c * 9, 2);
+            let bias = values(k, 3);
+            let (oh, ow) = (h + pad[0] + pad[2] - 2, w + pad[1] + pad[3] - 2);
+            let residual = values(k * oh * ow, 4);
+            // NHWC copies of the image, and of the residual.
+            let mut xh = vec![0.0f32; c * h * w];
+            for ch in 0..c {
+                for p in 0..h * w {
+                    xh[p * c + ch] = x[ch * h * w + p];
+                }
+            }
+            let u = transform_filters_nhwc(&wt, k, c);
+            let mut out = vec![f32::NAN; k * oh * ow];
+            let mut scratch = vec![f32::NAN; scratch_floats(c, k, oh, ow)];
+            let ep = Epilogue { bias: bias.as_ptr(), bias_per_row: false, residual: residual.as_ptr(), act: crate::Activation::Relu, gelu: false };
+            // SAFETY: every buffer is as large as `conv3x3_nhwc` asks.
+            unsafe { conv3x3_nhwc(threads, c, h, w, k, pad, xh.as_ptr(), u.as_ptr(), out.as_mut_ptr(), scratch.as_mut_ptr(), ep) };
+            let want = direct(&x, &wt, c, h, w, k, pad);
+            for p in 0..oh * ow {
+                for f in 0..k {
+                    let (g, i) = (out[p * k + f], p * k + f);
+                    let r = (want[f * oh * ow + p] + bias[f] as f64 + residual[i] as f64).max(0.0);
+                    assert!((g as f64 - r).abs() <= 1e-4 * (1.0 + r.abs()) * (c as f64).sqrt(), "{c}x{h}x{w}->{k} pad {pad:?}: pixel {p} filter {f}: {g} vs {r}");
+                }
+            }
+            // Every thread count gives the same bits.
+            let mut again = vec![f32::NAN; k * oh * ow];
+            unsafe { conv3x3_nhwc(threads + 1, c, h, w, k, pad, xh.as_ptr(), u.as_ptr(), again.as_mut_ptr(), scratch.as_mut_ptr(), ep) };
+            assert_eq!(out, again);
         }
     }
 
