@@ -791,6 +791,16 @@ mod tests {
             let mut again = vec![f32::NAN; k * oh * ow];
             unsafe { conv3x3_nhwc(threads + 1, c, h, w, k, pad, xh.as_ptr(), u.as_ptr(), again.as_mut_ptr(), scratch.as_mut_ptr(), ep) };
             assert_eq!(out, again);
+            // The AVX2 transforms, which dispatch skips on an AVX-512 CPU, called directly.
+            #[cfg(target_arch = "x86_64")]
+            if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+                let mut narrow = vec![f32::NAN; k * oh * ow];
+                // SAFETY: as above; the CPU has AVX2 and FMA.
+                unsafe { nhwc::conv_avx2(threads, c, h, w, k, pad, xh.as_ptr(), u.as_ptr(), narrow.as_mut_ptr(), scratch.as_mut_ptr(), ep) };
+                for (i, (&g, &r)) in narrow.iter().zip(&out).enumerate() {
+                    assert!((g - r).abs() <= 1e-5 * (1.0 + r.abs()), "avx2 [{i}]: {g} vs {r}");
+                }
+            }
         }
     }
 
