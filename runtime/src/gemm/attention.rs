@@ -45,24 +45,55 @@ pub unsafe fn attention(threads: usize, a: Attention, q: *const f32, k: *const f
     let shared = unsafe { Shared::new((q, k, v, out)) };
     crate::pool::parallel_for(threads, &|t| {
         let (q, k, v, out) = shared.get();
-        for block in (t * per).min(blocks)..((t + 1) * per).min(blocks) {
-            // SAFETY: the caller's contract; blocks write disjoint rows of `out`.
-            unsafe { one_block(a, block / per_batch, (block % per_batch) * ROWS, q, k, v, out) };
+        thread_local! {
+            static PANELS: std::cell::RefCell<(Vec<f32>, Vec<f32>)> = const { std::cell::RefCell::new((Vec::new(), Vec::new())) };
         }
+        PANELS.with(|panels| {
+            let (kt, vp) = &mut *panels.borrow_mut();
+            let mut packed_for = None;
+            for block in (t * per).min(blocks)..((t + 1) * per).min(blocks) {
+                let b = block / per_batch;
+                // A batch's `kᵀ` and `v`, packed once for all its row blocks this task takes
+                // (packing them for every block of 32 rows cost a third of the kernel).
+                if packed_for != Some(b) {
+                    // SAFETY: the caller's contract: batch b's k and v.
+                    unsafe { pack_batch(a, b, k, v, kt, vp) };
+                    packed_for = Some(b);
+                }
+                // SAFETY: the caller's contract; blocks write disjoint rows of `out`.
+                unsafe { one_block(a, b, (block % per_batch) * ROWS, q, kt, vp, out) };
+            }
+        });
     });
+}
+
+/// Blocking for products this small: everything in one slab and one block.
+const BLOCKING: Blocking = Blocking { kc: 1024, mc: ROWS, nc: 4096 };
+
+/// Batch `b`'s `kᵀ` (`d × sk`) and `v` (`sk × dv`) packed as the GEMM's B panels.
+///
+/// # Safety
+/// As [`attention`], for a batch inside it.
+unsafe fn pack_batch(a: Attention, b: usize, k: *const f32, v: *const f32, kt: &mut Vec<f32>, vp: &mut Vec<f32>) {
+    kt.resize(super::pack::packed_b_len(a.d, a.sk, BLOCKING), 0.0);
+    vp.resize(super::pack::packed_b_len(a.sk, a.dv, BLOCKING), 0.0);
+    // SAFETY: batch b's k (`sk × d`, read transposed: row stride 1, column stride d) and v.
+    unsafe {
+        super::pack::pack_b_all(a.d, a.sk, k.add(b * a.sk * a.d), 1, a.d as isize, BLOCKING, kt);
+        super::pack::pack_b_all(a.sk, a.dv, v.add(b * a.sk * a.dv), a.dv as isize, 1, BLOCKING, vp);
+    }
 }
 
 /// Rows `r0..r0 + ROWS` (those that exist) of batch `b`.
 ///
 /// # Safety
 /// As [`attention`], for a block inside it.
-unsafe fn one_block(a: Attention, b: usize, r0: usize, q: *const f32, k: *const f32, v: *const f32, out: *mut f32) {
+unsafe fn one_block(a: Attention, b: usize, r0: usize, q: *const f32, kt: &[f32], vp: &[f32], out: *mut f32) {
     thread_local! {
         static SCORES: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
     }
     let rows = ROWS.min(a.sq - r0);
-    // Blocking for products this small: everything in one slab and one block.
-    let blk = Blocking { kc: 1024, mc: ROWS, nc: 4096 };
+    let blk = BLOCKING;
     SCORES.with(|s| {
         let mut s = s.borrow_mut();
         if s.len() < ROWS * a.sk {
@@ -72,18 +103,16 @@ unsafe fn one_block(a: Attention, b: usize, r0: usize, q: *const f32, k: *const 
         // SAFETY (whole body): the caller's contract; the buffer holds `rows × sk` scores.
         unsafe {
             let qb = q.add((b * a.sq + r0) * a.d);
-            let kb = k.add(b * a.sk * a.d);
-            let vb = v.add(b * a.sk * a.dv);
             let ob = out.add((b * a.sq + r0) * a.dv);
-            // S = q·kᵀ: kᵀ is k read with row stride 1 and column stride d.
-            gemm(rows, a.sk, a.d, ASource::Strided(qb, a.d as isize, 1), BSource::Strided(kb, 1, a.d as isize), sp, a.sk as isize, 1, false, blk, Epilogue::NONE, Precision::F32);
+            // S = q·kᵀ, kᵀ packed by `pack_batch`.
+            gemm(rows, a.sk, a.d, ASource::Strided(qb, a.d as isize, 1), BSource::Packed(kt.as_ptr()), sp, a.sk as isize, 1, false, blk, Epilogue::NONE, Precision::F32);
             for i in 0..rows {
                 let len = if a.causal { (r0 + i + 1).min(a.sk) } else { a.sk };
                 let row = std::slice::from_raw_parts_mut(sp.add(i * a.sk), a.sk);
                 softmax(&mut row[..len], a.scale);
                 row[len..].fill(0.0);
             }
-            gemm(rows, a.dv, a.sk, ASource::Strided(sp, a.sk as isize, 1), BSource::Strided(vb, a.dv as isize, 1), ob, a.dv as isize, 1, false, blk, Epilogue::NONE, Precision::F32);
+            gemm(rows, a.dv, a.sk, ASource::Strided(sp, a.sk as isize, 1), BSource::Packed(vp.as_ptr()), ob, a.dv as isize, 1, false, blk, Epilogue::NONE, Precision::F32);
         }
     });
 }
@@ -222,8 +251,10 @@ mod tests {
             }
             let mut two = vec![f32::NAN; one.len()];
             let per_batch = sq.div_ceil(ROWS);
+            let (mut kt, mut vp) = (Vec::new(), Vec::new());
             for block in (0..batches * per_batch).rev() {
-                unsafe { one_block(a, block / per_batch, (block % per_batch) * ROWS, q.as_ptr(), k.as_ptr(), v.as_ptr(), two.as_mut_ptr()) };
+                unsafe { pack_batch(a, block / per_batch, k.as_ptr(), v.as_ptr(), &mut kt, &mut vp) };
+                unsafe { one_block(a, block / per_batch, (block % per_batch) * ROWS, q.as_ptr(), &kt, &vp, two.as_mut_ptr()) };
             }
             assert_eq!(one, two, "{a:?}");
         }
