@@ -113,6 +113,26 @@ pub(super) fn kernel_for(n: usize) -> Kernel {
     }
 }
 
+/// [`kernel_for`]`(n)` with fewer rows where that fills the last row tile of an `m`-row
+/// product much better: 49 rows (a 7×7 image) wasted an eighth of every 8-row column of
+/// tiles, a Winograd product over 4 tiles half. Only for an A that is not packed ahead of
+/// time (its panels have the full kernel's rows); the result is the same either way (each
+/// element's sum runs in the same order whatever the tile).
+pub(super) fn kernel_for_shape(m: usize, n: usize) -> Kernel {
+    let wide = kernel_for(n);
+    #[cfg(target_arch = "x86_64")]
+    if wide.mr == 8 && narrow_kernel().is_some() {
+        let fill = |mr: usize| m as f64 / (m.div_ceil(mr) * mr) as f64;
+        // Fewer rows per step cost a little throughput: only a clearly better fill wins.
+        let best = (4..8).rev().fold(8, |best, mr| if fill(mr) > fill(best) + 0.03 { mr } else { best });
+        if best != 8 {
+            return x86::avx512_rows(best, wide.nr);
+        }
+    }
+    let _ = m;
+    wide
+}
+
 /// The bf16 microkernel, where the CPU has AVX512_BF16: the f32 kernel's tile (8 × 32), with
 /// each packed element a pair of bf16 values of consecutive `k` (see [`super::Precision`]).
 pub(super) fn bf16_kernel() -> Option<Kernel> {
@@ -631,5 +651,65 @@ mod x86 {
     pub unsafe fn micro_avx2_6x16_taps_a(kc: usize, rows: *const *const f32, off: *const isize, b: *const f32, c: *mut f32, rsc: isize, csc: isize, st: &Store) {
         // SAFETY: forwarded contract; this function has the features `micro_taps_a` needs.
         unsafe { micro_taps_a::<__m256, 6, 2, 12>(kc, rows, off, b, c, rsc, csc, st) }
+    }
+
+    /// The AVX-512 kernels with fewer than 8 rows, for products whose last row tile the
+    /// 8-row one fills badly ([`super::kernel_for_shape`]): each `(MR, NV)` with its four
+    /// operand readers.
+    macro_rules! avx512_rows {
+        ($($mr:literal, $nv:literal, $acc:literal, $name:literal: $micro:ident, $rows_a:ident, $cols_b:ident, $taps_a:ident;)*) => {
+            $(
+                /// # Safety
+                /// As [`super::Micro`] with this tile; the CPU has AVX-512F.
+                #[target_feature(enable = "avx512f")]
+                unsafe fn $micro(kc: usize, a: *const f32, b: *const f32, c: *mut f32, rsc: isize, csc: isize, st: &Store) {
+                    // SAFETY: forwarded contract.
+                    unsafe { micro::<__m512, $mr, $nv, $acc>(kc, a, b, c, rsc, csc, st) }
+                }
+
+                /// # Safety
+                /// As [`super::MicroRowsA`] with this tile; the CPU has AVX-512F.
+                #[target_feature(enable = "avx512f")]
+                unsafe fn $rows_a(kc: usize, a: *const f32, rsa: isize, b: *const f32, c: *mut f32, rsc: isize, csc: isize, st: &Store) {
+                    // SAFETY: forwarded contract.
+                    unsafe { micro_rows_a::<__m512, $mr, $nv, $acc>(kc, a, rsa, b, c, rsc, csc, st) }
+                }
+
+                /// # Safety
+                /// As [`super::MicroColsB`] with this tile; the CPU has AVX-512F.
+                #[target_feature(enable = "avx512f")]
+                unsafe fn $cols_b(kc: usize, a: *const f32, b: *const f32, rsb: isize, c: *mut f32, rsc: isize, csc: isize, st: &Store) {
+                    // SAFETY: forwarded contract.
+                    unsafe { micro_cols_b::<__m512, $mr, $nv, $acc>(kc, a, b, rsb, c, rsc, csc, st) }
+                }
+
+                /// # Safety
+                /// As [`super::MicroTapsA`] with this tile; the CPU has AVX-512F.
+                #[target_feature(enable = "avx512f")]
+                unsafe fn $taps_a(kc: usize, rows: *const *const f32, off: *const isize, b: *const f32, c: *mut f32, rsc: isize, csc: isize, st: &Store) {
+                    // SAFETY: forwarded contract.
+                    unsafe { micro_taps_a::<__m512, $mr, $nv, $acc>(kc, rows, off, b, c, rsc, csc, st) }
+                }
+            )*
+
+            /// The AVX-512 kernel of `mr` (4 to 7) rows and `nr` (32 or 16) columns.
+            pub(super) fn avx512_rows(mr: usize, nr: usize) -> super::Kernel {
+                match (mr, nr / 16) {
+                    $(($mr, $nv) => super::Kernel { mr: $mr, nr: 16 * $nv, micro: $micro, micro_rows_a: Some($rows_a), micro_cols_b: Some($cols_b), micro_taps_a: Some($taps_a), name: $name },)*
+                    _ => unreachable!("rows 4 to 7, 16 or 32 columns"),
+                }
+            }
+        };
+    }
+
+    avx512_rows! {
+        7, 2, 14, "avx512f 7x32": micro_7x32, micro_7x32_rows_a, micro_7x32_cols_b, micro_7x32_taps_a;
+        6, 2, 12, "avx512f 6x32": micro_6x32, micro_6x32_rows_a, micro_6x32_cols_b, micro_6x32_taps_a;
+        5, 2, 10, "avx512f 5x32": micro_5x32, micro_5x32_rows_a, micro_5x32_cols_b, micro_5x32_taps_a;
+        4, 2, 8, "avx512f 4x32": micro_4x32, micro_4x32_rows_a, micro_4x32_cols_b, micro_4x32_taps_a;
+        7, 1, 7, "avx512f 7x16": micro_7x16, micro_7x16_rows_a, micro_7x16_cols_b, micro_7x16_taps_a;
+        6, 1, 6, "avx512f 6x16": micro_6x16, micro_6x16_rows_a, micro_6x16_cols_b, micro_6x16_taps_a;
+        5, 1, 5, "avx512f 5x16": micro_5x16, micro_5x16_rows_a, micro_5x16_cols_b, micro_5x16_taps_a;
+        4, 1, 4, "avx512f 4x16": micro_4x16, micro_4x16_rows_a, micro_4x16_cols_b, micro_4x16_taps_a;
     }
 }

@@ -31,7 +31,7 @@ pub use epilogue::Epilogue;
 pub use microkernel::{bf16_microkernel_name, microkernel_name, microkernel_shape, microkernel_shape_for};
 pub use pack::{pack_a_all, pack_a_all_bf16, pack_b_all, pack_b_all_bf16, packed_a_bf16_len, packed_a_len, packed_b_bf16_len, packed_b_len, ConvPatches};
 
-use microkernel::{bf16_kernel, kernel_for, Store};
+use microkernel::{bf16_kernel, kernel_for, kernel_for_shape, Store};
 use pack::{pack_a, pack_a_patches, pack_a_patches_pairs, pack_b, pack_b_pairs, packed_b_offset, padded_rows, pair_a_panels, ASource, BSource};
 
 /// What a product multiplies in. Operands are f32 in memory either way.
@@ -227,7 +227,9 @@ unsafe fn gemm(m: usize, n: usize, k: usize, a: ASource, b: BSource, c: *mut f32
             return;
         }
         let kern = match precision {
-            Precision::F32 => kernel_for(n),
+            // Packed A has the full kernel's rows per panel.
+            Precision::F32 if matches!(a, ASource::Packed(_)) => kernel_for(n),
+            Precision::F32 => kernel_for_shape(m, n),
             Precision::Bf16 => bf16_kernel().expect("bf16 products are asked for only where the CPU has the kernel"),
         };
         let (mr, nr) = (kern.mr, kern.nr);
