@@ -131,9 +131,9 @@ const MIN_PARALLEL_MACS: usize = 1 << 21;
 const B_IN_PLACE_MAX: usize = 1 << 15;
 
 /// [`gemm`] split across up to `threads` threads: by ranges of whole `NR`-column tiles, or,
-/// when B is packed (its columns cannot be cut apart), by ranges of whole `MR`-row tiles of a
-/// strided A. Each tile of C is computed by exactly the same sequence of operations as on one
-/// thread, so the result is bit-identical for every thread count.
+/// when B is packed (its columns cannot be cut apart), by even ranges of rows of a strided
+/// A. Each element of C is computed by exactly the same sequence of operations whatever tile
+/// holds it, so the result is bit-identical for every thread count.
 ///
 /// # Safety
 /// As [`gemm`].
@@ -158,8 +158,14 @@ unsafe fn gemm_threaded(threads: usize, m: usize, n: usize, k: usize, a: ASource
         let shared = crate::pool::Shared::new((a, b, c, ep));
         crate::pool::parallel_for(threads, &|t| {
             let (a, b, c, ep) = shared.get();
-            let lo = (t * per * unit).min(extent);
-            let hi = ((t + 1) * per * unit).min(extent);
+            // Rows split evenly (each share then gets the row tile that fits it best:
+            // whole 8-row tiles gave a 7×7 image's 49 rows 32 and 17), columns by whole
+            // tiles of B's panels.
+            let (lo, hi) = if by_rows {
+                (extent * t / threads, extent * (t + 1) / threads)
+            } else {
+                ((t * per * unit).min(extent), ((t + 1) * per * unit).min(extent))
+            };
             if lo >= hi {
                 return;
             }
