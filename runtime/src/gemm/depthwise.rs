@@ -279,15 +279,7 @@ mod x86 {
             if !r.res_row.is_null() {
                 v = V::add(v, V::load_n(r.res_row.add(o), r.lanes));
             }
-            v = match r.act {
-                Activation::None => v,
-                Activation::Relu => V::relu(v),
-                Activation::Relu6 => V::relu6(v),
-            };
-            if r.gelu {
-                v = V::gelu(v);
-            }
-            v.store_n(r.out_row.add(o), r.lanes);
+            V::activate(v, r.act, r.gelu).store_n(r.out_row.add(o), r.lanes);
         }
     }
 

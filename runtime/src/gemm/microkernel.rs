@@ -6,7 +6,6 @@
 use std::sync::OnceLock;
 
 use super::Epilogue;
-use crate::Activation;
 
 /// A microkernel: `C[0..rows, 0..cols] (+)= Apanel · Bpanel` over `kc`, with `C` strided,
 /// stored as [`Store`] says.
@@ -75,10 +74,10 @@ fn select() -> Kernel {
     #[cfg(target_arch = "x86_64")]
     {
         if std::arch::is_x86_feature_detected!("avx512f") {
-            return Kernel { mr: 8, nr: 32, micro: x86::micro_avx512_8x32, micro_rows_a: Some(x86::micro_avx512_8x32_rows_a), micro_cols_b: Some(x86::micro_avx512_8x32_cols_b), micro_taps_a: Some(x86::micro_avx512_8x32_taps_a), name: "avx512f 8x32" };
+            return x86::avx512(8, 32);
         }
         if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
-            return Kernel { mr: 6, nr: 16, micro: x86::micro_avx2_6x16, micro_rows_a: Some(x86::micro_avx2_6x16_rows_a), micro_cols_b: Some(x86::micro_avx2_6x16_cols_b), micro_taps_a: Some(x86::micro_avx2_6x16_taps_a), name: "avx2+fma 6x16" };
+            return x86::avx2(6, 16);
         }
     }
     Kernel { mr: 4, nr: 8, micro: micro_portable_4x8, micro_rows_a: None, micro_cols_b: None, micro_taps_a: None, name: "portable 4x8" }
@@ -98,7 +97,7 @@ fn narrow_kernel() -> Option<Kernel> {
     *K.get_or_init(|| {
         #[cfg(target_arch = "x86_64")]
         if std::arch::is_x86_feature_detected!("avx512f") {
-            return Some(Kernel { mr: 8, nr: 16, micro: x86::micro_avx512_8x16, micro_rows_a: Some(x86::micro_avx512_8x16_rows_a), micro_cols_b: Some(x86::micro_avx512_8x16_cols_b), micro_taps_a: Some(x86::micro_avx512_8x16_taps_a), name: "avx512f 8x16" });
+            return Some(x86::avx512(8, 16));
         }
         None
     })
@@ -126,7 +125,7 @@ pub(super) fn kernel_for_shape(m: usize, n: usize) -> Kernel {
         // Fewer rows per step cost a little throughput: only a clearly better fill wins.
         let best = (4..8).rev().fold(8, |best, mr| if fill(mr) > fill(best) + 0.03 { mr } else { best });
         if best != 8 {
-            return x86::avx512_rows(best, wide.nr);
+            return x86::avx512(best, wide.nr);
         }
     }
     let _ = m;
@@ -204,7 +203,7 @@ mod x86 {
     use std::arch::x86_64::*;
 
     use super::super::simd::Lanes;
-    use super::{Activation, Store};
+    use super::Store;
 
     /// Where a microkernel reads A: element `i` of step `p`.
     trait ReadA {
@@ -417,7 +416,7 @@ mod x86 {
                             if !ep.residual.is_null() {
                                 x = V::add(x, V::load_n(ep.residual.offset(i as isize * rsc).add(v * V::W), lanes));
                             }
-                            x = activate(x, &ep);
+                            x = V::activate(x, ep.act, ep.gelu);
                         }
                         x.store_n(p, lanes);
                     }
@@ -441,28 +440,6 @@ mod x86 {
             }
             if let Some(ep) = st.ep {
                 ep.apply(c, 0, 0, st.rows.min(MR), st.cols.min(NV * V::W), rsc, csc);
-            }
-        }
-    }
-
-    /// The epilogue's activation and GELU, after bias and residual (the scalar epilogue's
-    /// order).
-    ///
-    /// # Safety
-    /// The CPU has `V`'s unit.
-    #[inline(always)]
-    unsafe fn activate<V: Lanes>(x: V, ep: &super::Epilogue) -> V {
-        // SAFETY: the caller's contract.
-        unsafe {
-            let x = match ep.act {
-                Activation::None => x,
-                Activation::Relu => V::relu(x),
-                Activation::Relu6 => V::relu6(x),
-            };
-            if ep.gelu {
-                V::gelu(x)
-            } else {
-                x
             }
         }
     }
@@ -497,92 +474,12 @@ mod x86 {
                         if !ep.residual.is_null() {
                             x = V::add(x, V::load(ep.residual.offset(i as isize * rsc).add(v * V::W)));
                         }
-                        x = activate(x, &ep);
+                        x = V::activate(x, ep.act, ep.gelu);
                     }
                     x.store(p);
                 }
             }
         }
-    }
-
-    /// 8 rows × 32 columns: 16 zmm accumulators.
-    ///
-    /// # Safety
-    /// As [`super::Micro`] with `MR = 8`, `NR = 32`; the CPU has AVX-512F.
-    #[target_feature(enable = "avx512f")]
-    pub unsafe fn micro_avx512_8x32(kc: usize, a: *const f32, b: *const f32, c: *mut f32, rsc: isize, csc: isize, st: &Store) {
-        // SAFETY: forwarded contract; this function has the feature `micro` needs.
-        unsafe { micro::<__m512, 8, 2, 16>(kc, a, b, c, rsc, csc, st) }
-    }
-
-    /// [`micro_avx512_8x32`] reading A in place.
-    ///
-    /// # Safety
-    /// As [`super::MicroRowsA`] with `MR = 8`, `NR = 32`; the CPU has AVX-512F.
-    #[target_feature(enable = "avx512f")]
-    pub unsafe fn micro_avx512_8x32_rows_a(kc: usize, a: *const f32, rsa: isize, b: *const f32, c: *mut f32, rsc: isize, csc: isize, st: &Store) {
-        // SAFETY: forwarded contract; this function has the feature `micro_rows_a` needs.
-        unsafe { micro_rows_a::<__m512, 8, 2, 16>(kc, a, rsa, b, c, rsc, csc, st) }
-    }
-
-    /// [`micro_avx512_8x32`] reading B in place.
-    ///
-    /// # Safety
-    /// As [`super::MicroColsB`] with `MR = 8`, `NR = 32`; the CPU has AVX-512F.
-    #[target_feature(enable = "avx512f")]
-    pub unsafe fn micro_avx512_8x32_cols_b(kc: usize, a: *const f32, b: *const f32, rsb: isize, c: *mut f32, rsc: isize, csc: isize, st: &Store) {
-        // SAFETY: forwarded contract; this function has the feature `micro_cols_b` needs.
-        unsafe { micro_cols_b::<__m512, 8, 2, 16>(kc, a, b, rsb, c, rsc, csc, st) }
-    }
-
-    /// [`micro_avx512_8x32`] reading a convolution's patches in place.
-    ///
-    /// # Safety
-    /// As [`super::MicroTapsA`] with `MR = 8`, `NR = 32`; the CPU has AVX-512F.
-    #[target_feature(enable = "avx512f")]
-    pub unsafe fn micro_avx512_8x32_taps_a(kc: usize, rows: *const *const f32, off: *const isize, b: *const f32, c: *mut f32, rsc: isize, csc: isize, st: &Store) {
-        // SAFETY: forwarded contract; this function has the feature `micro_taps_a` needs.
-        unsafe { micro_taps_a::<__m512, 8, 2, 16>(kc, rows, off, b, c, rsc, csc, st) }
-    }
-
-    /// 8 rows × 16 columns: 8 zmm accumulators, for narrow products.
-    ///
-    /// # Safety
-    /// As [`super::Micro`] with `MR = 8`, `NR = 16`; the CPU has AVX-512F.
-    #[target_feature(enable = "avx512f")]
-    pub unsafe fn micro_avx512_8x16(kc: usize, a: *const f32, b: *const f32, c: *mut f32, rsc: isize, csc: isize, st: &Store) {
-        // SAFETY: forwarded contract; this function has the feature `micro` needs.
-        unsafe { micro::<__m512, 8, 1, 8>(kc, a, b, c, rsc, csc, st) }
-    }
-
-    /// [`micro_avx512_8x16`] reading A in place.
-    ///
-    /// # Safety
-    /// As [`super::MicroRowsA`] with `MR = 8`, `NR = 16`; the CPU has AVX-512F.
-    #[target_feature(enable = "avx512f")]
-    pub unsafe fn micro_avx512_8x16_rows_a(kc: usize, a: *const f32, rsa: isize, b: *const f32, c: *mut f32, rsc: isize, csc: isize, st: &Store) {
-        // SAFETY: forwarded contract; this function has the feature `micro_rows_a` needs.
-        unsafe { micro_rows_a::<__m512, 8, 1, 8>(kc, a, rsa, b, c, rsc, csc, st) }
-    }
-
-    /// [`micro_avx512_8x16`] reading B in place.
-    ///
-    /// # Safety
-    /// As [`super::MicroColsB`] with `MR = 8`, `NR = 16`; the CPU has AVX-512F.
-    #[target_feature(enable = "avx512f")]
-    pub unsafe fn micro_avx512_8x16_cols_b(kc: usize, a: *const f32, b: *const f32, rsb: isize, c: *mut f32, rsc: isize, csc: isize, st: &Store) {
-        // SAFETY: forwarded contract; this function has the feature `micro_cols_b` needs.
-        unsafe { micro_cols_b::<__m512, 8, 1, 8>(kc, a, b, rsb, c, rsc, csc, st) }
-    }
-
-    /// [`micro_avx512_8x16`] reading a convolution's patches in place.
-    ///
-    /// # Safety
-    /// As [`super::MicroTapsA`] with `MR = 8`, `NR = 16`; the CPU has AVX-512F.
-    #[target_feature(enable = "avx512f")]
-    pub unsafe fn micro_avx512_8x16_taps_a(kc: usize, rows: *const *const f32, off: *const isize, b: *const f32, c: *mut f32, rsc: isize, csc: isize, st: &Store) {
-        // SAFETY: forwarded contract; this function has the feature `micro_taps_a` needs.
-        unsafe { micro_taps_a::<__m512, 8, 1, 8>(kc, rows, off, b, c, rsc, csc, st) }
     }
 
     /// 8 rows × 32 columns of bf16 pairs: each step is two consecutive `k`, `vdpbf16ps`
@@ -613,103 +510,73 @@ mod x86 {
         }
     }
 
-    /// 6 rows × 16 columns: 12 ymm accumulators.
-    ///
-    /// # Safety
-    /// As [`super::Micro`] with `MR = 6`, `NR = 16`; the CPU has AVX2 and FMA.
-    #[target_feature(enable = "avx2,fma")]
-    pub unsafe fn micro_avx2_6x16(kc: usize, a: *const f32, b: *const f32, c: *mut f32, rsc: isize, csc: isize, st: &Store) {
-        // SAFETY: forwarded contract; this function has the features `micro` needs.
-        unsafe { micro::<__m256, 6, 2, 12>(kc, a, b, c, rsc, csc, st) }
-    }
-
-    /// [`micro_avx2_6x16`] reading A in place.
-    ///
-    /// # Safety
-    /// As [`super::MicroRowsA`] with `MR = 6`, `NR = 16`; the CPU has AVX2 and FMA.
-    #[target_feature(enable = "avx2,fma")]
-    pub unsafe fn micro_avx2_6x16_rows_a(kc: usize, a: *const f32, rsa: isize, b: *const f32, c: *mut f32, rsc: isize, csc: isize, st: &Store) {
-        // SAFETY: forwarded contract; this function has the features `micro_rows_a` needs.
-        unsafe { micro_rows_a::<__m256, 6, 2, 12>(kc, a, rsa, b, c, rsc, csc, st) }
-    }
-
-    /// [`micro_avx2_6x16`] reading B in place.
-    ///
-    /// # Safety
-    /// As [`super::MicroColsB`] with `MR = 6`, `NR = 16`; the CPU has AVX2 and FMA.
-    #[target_feature(enable = "avx2,fma")]
-    pub unsafe fn micro_avx2_6x16_cols_b(kc: usize, a: *const f32, b: *const f32, rsb: isize, c: *mut f32, rsc: isize, csc: isize, st: &Store) {
-        // SAFETY: forwarded contract; this function has the features `micro_cols_b` needs.
-        unsafe { micro_cols_b::<__m256, 6, 2, 12>(kc, a, b, rsb, c, rsc, csc, st) }
-    }
-
-    /// [`micro_avx2_6x16`] reading a convolution's patches in place.
-    ///
-    /// # Safety
-    /// As [`super::MicroTapsA`] with `MR = 6`, `NR = 16`; the CPU has AVX2 and FMA.
-    #[target_feature(enable = "avx2,fma")]
-    pub unsafe fn micro_avx2_6x16_taps_a(kc: usize, rows: *const *const f32, off: *const isize, b: *const f32, c: *mut f32, rsc: isize, csc: isize, st: &Store) {
-        // SAFETY: forwarded contract; this function has the features `micro_taps_a` needs.
-        unsafe { micro_taps_a::<__m256, 6, 2, 12>(kc, rows, off, b, c, rsc, csc, st) }
-    }
-
-    /// The AVX-512 kernels with fewer than 8 rows, for products whose last row tile the
-    /// 8-row one fills badly ([`super::kernel_for_shape`]): each `(MR, NV)` with its four
-    /// operand readers.
-    macro_rules! avx512_rows {
-        ($($mr:literal, $nv:literal, $acc:literal, $name:literal: $micro:ident, $rows_a:ident, $cols_b:ident, $taps_a:ident;)*) => {
+    /// The f32 kernels: for each `(MR, NV)` of a vector type, the tile reading packed
+    /// operands and its three in-place readers, compiled with the ISA's features; and a
+    /// lookup from `(MR, NR)` to them.
+    macro_rules! kernels {
+        ($feature:literal, $v:ty, $lookup:ident; $($mr:literal, $nv:literal, $acc:literal, $name:literal: $micro:ident, $rows_a:ident, $cols_b:ident, $taps_a:ident;)*) => {
             $(
                 /// # Safety
-                /// As [`super::Micro`] with this tile; the CPU has AVX-512F.
-                #[target_feature(enable = "avx512f")]
+                /// As [`super::Micro`] with this tile; the CPU has the features.
+                #[target_feature(enable = $feature)]
                 unsafe fn $micro(kc: usize, a: *const f32, b: *const f32, c: *mut f32, rsc: isize, csc: isize, st: &Store) {
                     // SAFETY: forwarded contract.
-                    unsafe { micro::<__m512, $mr, $nv, $acc>(kc, a, b, c, rsc, csc, st) }
+                    unsafe { micro::<$v, $mr, $nv, $acc>(kc, a, b, c, rsc, csc, st) }
                 }
 
                 /// # Safety
-                /// As [`super::MicroRowsA`] with this tile; the CPU has AVX-512F.
-                #[target_feature(enable = "avx512f")]
+                /// As [`super::MicroRowsA`] with this tile; the CPU has the features.
+                #[target_feature(enable = $feature)]
                 unsafe fn $rows_a(kc: usize, a: *const f32, rsa: isize, b: *const f32, c: *mut f32, rsc: isize, csc: isize, st: &Store) {
                     // SAFETY: forwarded contract.
-                    unsafe { micro_rows_a::<__m512, $mr, $nv, $acc>(kc, a, rsa, b, c, rsc, csc, st) }
+                    unsafe { micro_rows_a::<$v, $mr, $nv, $acc>(kc, a, rsa, b, c, rsc, csc, st) }
                 }
 
                 /// # Safety
-                /// As [`super::MicroColsB`] with this tile; the CPU has AVX-512F.
-                #[target_feature(enable = "avx512f")]
+                /// As [`super::MicroColsB`] with this tile; the CPU has the features.
+                #[target_feature(enable = $feature)]
                 unsafe fn $cols_b(kc: usize, a: *const f32, b: *const f32, rsb: isize, c: *mut f32, rsc: isize, csc: isize, st: &Store) {
                     // SAFETY: forwarded contract.
-                    unsafe { micro_cols_b::<__m512, $mr, $nv, $acc>(kc, a, b, rsb, c, rsc, csc, st) }
+                    unsafe { micro_cols_b::<$v, $mr, $nv, $acc>(kc, a, b, rsb, c, rsc, csc, st) }
                 }
 
                 /// # Safety
-                /// As [`super::MicroTapsA`] with this tile; the CPU has AVX-512F.
-                #[target_feature(enable = "avx512f")]
+                /// As [`super::MicroTapsA`] with this tile; the CPU has the features.
+                #[target_feature(enable = $feature)]
                 unsafe fn $taps_a(kc: usize, rows: *const *const f32, off: *const isize, b: *const f32, c: *mut f32, rsc: isize, csc: isize, st: &Store) {
                     // SAFETY: forwarded contract.
-                    unsafe { micro_taps_a::<__m512, $mr, $nv, $acc>(kc, rows, off, b, c, rsc, csc, st) }
+                    unsafe { micro_taps_a::<$v, $mr, $nv, $acc>(kc, rows, off, b, c, rsc, csc, st) }
                 }
             )*
 
-            /// The AVX-512 kernel of `mr` (4 to 7) rows and `nr` (32 or 16) columns.
-            pub(super) fn avx512_rows(mr: usize, nr: usize) -> super::Kernel {
-                match (mr, nr / 16) {
-                    $(($mr, $nv) => super::Kernel { mr: $mr, nr: 16 * $nv, micro: $micro, micro_rows_a: Some($rows_a), micro_cols_b: Some($cols_b), micro_taps_a: Some($taps_a), name: $name },)*
-                    _ => unreachable!("rows 4 to 7, 16 or 32 columns"),
+            /// The kernel of `mr` rows and `nr` columns, one of those listed.
+            pub(super) fn $lookup(mr: usize, nr: usize) -> super::Kernel {
+                const W: usize = std::mem::size_of::<$v>() / 4;
+                match (mr, nr / W) {
+                    $(($mr, $nv) => super::Kernel { mr: $mr, nr: W * $nv, micro: $micro, micro_rows_a: Some($rows_a), micro_cols_b: Some($cols_b), micro_taps_a: Some($taps_a), name: $name },)*
+                    _ => unreachable!("no {mr}x{nr} {} kernel", $feature),
                 }
             }
         };
     }
 
-    avx512_rows! {
+    // 8×32 (16 zmm accumulators) is the main tile; 8×16 serves products of at most 16
+    // columns; 4–7 rows products whose last row tile 8 rows fill badly.
+    kernels! { "avx512f", __m512, avx512;
+        8, 2, 16, "avx512f 8x32": micro_8x32, micro_8x32_rows_a, micro_8x32_cols_b, micro_8x32_taps_a;
         7, 2, 14, "avx512f 7x32": micro_7x32, micro_7x32_rows_a, micro_7x32_cols_b, micro_7x32_taps_a;
         6, 2, 12, "avx512f 6x32": micro_6x32, micro_6x32_rows_a, micro_6x32_cols_b, micro_6x32_taps_a;
         5, 2, 10, "avx512f 5x32": micro_5x32, micro_5x32_rows_a, micro_5x32_cols_b, micro_5x32_taps_a;
         4, 2, 8, "avx512f 4x32": micro_4x32, micro_4x32_rows_a, micro_4x32_cols_b, micro_4x32_taps_a;
+        8, 1, 8, "avx512f 8x16": micro_8x16, micro_8x16_rows_a, micro_8x16_cols_b, micro_8x16_taps_a;
         7, 1, 7, "avx512f 7x16": micro_7x16, micro_7x16_rows_a, micro_7x16_cols_b, micro_7x16_taps_a;
         6, 1, 6, "avx512f 6x16": micro_6x16, micro_6x16_rows_a, micro_6x16_cols_b, micro_6x16_taps_a;
         5, 1, 5, "avx512f 5x16": micro_5x16, micro_5x16_rows_a, micro_5x16_cols_b, micro_5x16_taps_a;
         4, 1, 4, "avx512f 4x16": micro_4x16, micro_4x16_rows_a, micro_4x16_cols_b, micro_4x16_taps_a;
+    }
+
+    // 6×16: 12 ymm accumulators.
+    kernels! { "avx2,fma", __m256, avx2;
+        6, 2, 12, "avx2+fma 6x16": micro_avx2_6x16, micro_avx2_6x16_rows_a, micro_avx2_6x16_cols_b, micro_avx2_6x16_taps_a;
     }
 }

@@ -121,6 +121,26 @@ pub(crate) trait Lanes: Copy {
             Self::mul(Self::mul(x, Self::splat(0.5)), Self::add(erf, one))
         }
     }
+
+    /// An epilogue's activation, then GELU where asked: what follows the bias and the
+    /// residual, in the scalar epilogue's order.
+    /// # Safety
+    /// The CPU has the vector unit.
+    #[inline(always)]
+    unsafe fn activate(x: Self, act: crate::Activation, gelu: bool) -> Self {
+        unsafe {
+            let x = match act {
+                crate::Activation::None => x,
+                crate::Activation::Relu => Self::relu(x),
+                crate::Activation::Relu6 => Self::relu6(x),
+            };
+            if gelu {
+                Self::gelu(x)
+            } else {
+                x
+            }
+        }
+    }
 }
 
 /// Abramowitz and Stegun 7.1.26: `erf(x) ≈ 1 − t·(a₁ + t·(a₂ + …))·e^(−x²)`, `t = 1/(1 + p·x)`.

@@ -462,7 +462,6 @@ mod nhwc {
     use super::super::simd::Lanes;
     use super::super::{gemm_threaded, ASource, BSource, Epilogue, Precision};
     use super::{packed_point_len, point_stride, share, BLOCKING, IN, OUT, POINTS, TILE_BLOCK};
-    use crate::Activation;
 
     /// # Safety
     /// As [`super::conv3x3_nhwc`]; the CPU has AVX-512F.
@@ -677,15 +676,7 @@ mod nhwc {
                         if !ep.residual.is_null() {
                             y = V::add(y, V::load_n(ep.residual.add(at), lanes));
                         }
-                        y = match ep.act {
-                            Activation::None => y,
-                            Activation::Relu => V::relu(y),
-                            Activation::Relu6 => V::relu6(y),
-                        };
-                        if ep.gelu {
-                            y = V::gelu(y);
-                        }
-                        y.store_n(out.add(at), lanes);
+                        V::activate(y, ep.act, ep.gelu).store_n(out.add(at), lanes);
                     }
                 }
             }
