@@ -16,8 +16,8 @@ pub(super) type TaskFn = unsafe extern "C" fn(*mut u8, i64, i64);
 #[derive(Clone, Copy)]
 pub(super) enum Compiled {
     Whole(KernelFn),
-    /// Run as this many tasks on the worker pool.
-    Split(TaskFn, usize),
+    /// Run as `tasks` tasks on up to `threads` threads of the worker pool.
+    Split { f: TaskFn, threads: usize, tasks: usize },
 }
 
 /// A compiled model: immutable, shareable between threads; each thread runs it with its own
@@ -127,7 +127,7 @@ impl Executable {
             // the tasks of a split kernel write disjoint parts of its result.
             match *k {
                 Compiled::Whole(f) => unsafe { f(arena) },
-                Compiled::Split(f, tasks) => nnc_runtime::pool::parallel_for(tasks, &|t| unsafe { f(arena_addr as *mut u8, t as i64, tasks as i64) }),
+                Compiled::Split { f, threads, tasks } => nnc_runtime::pool::parallel_tasks(threads, tasks, &|t| unsafe { f(arena_addr as *mut u8, t as i64, tasks as i64) }),
             }
             if let Some((off, len, dtype)) = *round {
                 // SAFETY: the plan reserved `len` f32 words at `off` for this result, and no

@@ -60,9 +60,14 @@ pub enum JitError {
     InputMismatch { name: String, expected: String, got: String },
 }
 
-/// Outputs below which a kernel is not split: the hand-off to workers (two channel messages
-/// each) costs more than a small elementwise pass.
+/// Outputs below which a kernel is not split: the hand-off to workers costs more than a small
+/// elementwise pass.
 const SPLIT_MIN_ELEMENTS: usize = 1 << 15;
+
+/// The most tasks per thread a split kernel is cut into (at least `SPLIT_MIN_ELEMENTS`
+/// outputs each): threads claim them as they finish, so a core slowed by another process
+/// does not hold the rest up.
+const TASKS_PER_THREAD: usize = 4;
 
 fn host_module() -> Result<JITModule, JitError> {
     let mut flags = settings::builder();
@@ -196,6 +201,8 @@ pub(crate) struct DefinedKernel {
     pub func: cranelift_module::FuncId,
     pub node: NodeId,
     pub split: bool,
+    /// Outputs the kernel computes (for how finely a split kernel is cut).
+    pub outputs: usize,
 }
 
 /// Define one function per op that runs code, in schedule order, in `module`. With
@@ -281,7 +288,7 @@ pub(crate) fn define_kernels<M: Module>(module: &mut M, graph: &Graph, options: 
             }
         }
         module.clear_context(&mut ctx);
-        defined.push(DefinedKernel { func: fid, node: id, split });
+        defined.push(DefinedKernel { func: fid, node: id, split, outputs: node.ty.numel() });
     }
     Ok(defined)
 }
@@ -292,7 +299,7 @@ pub fn compile_with_listing(graph: &Graph, options: &JitOptions, listing: &mut L
     let mut module = host_module()?;
     let defined = define_kernels(&mut module, graph, options, &prepared, None, listing)?;
     module.finalize_definitions().map_err(|e| JitError::Codegen { node: graph.name.clone(), message: e.to_string() })?;
-    let tasks = options.threads.max(1);
+    let threads = options.threads.max(1);
     let plan = &prepared.plan;
     let kernels = defined
         .iter()
@@ -302,7 +309,8 @@ pub fn compile_with_listing(graph: &Graph, options: &JitOptions, listing: &mut L
             // `fn(arena)`, or `fn(arena, task, tasks)` when split.
             unsafe {
                 if d.split {
-                    Compiled::Split(std::mem::transmute::<*const u8, TaskFn>(code), tasks)
+                    let tasks = threads * (d.outputs / SPLIT_MIN_ELEMENTS).clamp(1, TASKS_PER_THREAD);
+                    Compiled::Split { f: std::mem::transmute::<*const u8, TaskFn>(code), threads, tasks }
                 } else {
                     Compiled::Whole(std::mem::transmute::<*const u8, KernelFn>(code))
                 }

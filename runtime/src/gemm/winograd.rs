@@ -275,9 +275,8 @@ pub unsafe fn conv3x3(threads: usize, c: usize, h: usize, w: usize, k: usize, pa
         // 2. The 36 products, `M[p] (k × tb) = U[p] · V[p]` or `M[p]ᵀ (tb × k) = V[p]ᵀ ·
         //    U[p]ᵀ`, the points split across threads (each product alone is usually below the
         //    GEMM's threshold for splitting).
-        crate::pool::parallel_for(threads.min(POINTS), &|task| {
-            let (lo, hi) = share(POINTS, threads.min(POINTS), task);
-            for p in lo..hi {
+        crate::pool::parallel_tasks(threads, POINTS, &|p| {
+            {
                 // SAFETY: U[p] (or its transpose) is packed at `u + p·len`; V[p] is c × tb;
                 // M[p] has k·tb floats; all inside their buffers, and tasks write disjoint points.
                 unsafe {
@@ -548,20 +547,19 @@ mod nhwc {
             let shared = crate::pool::Shared::new((x, u, out, scratch, m, ep));
             for t0 in (0..t).step_by(block) {
                 let tb = block.min(t - t0);
-                let tasks = threads.min(tb);
-                crate::pool::parallel_for(tasks, &|task| {
+                // Tasks the threads claim as they finish (see `parallel_tasks`): tiles in
+                // up to four ranges per thread, the 36 products one each.
+                let tasks = (threads * 4).min(tb).max(threads);
+                crate::pool::parallel_tasks(threads, tasks, &|task| {
                     let (x, _, out, v, _, ep) = shared.get();
                     let (lo, hi) = share(tb, tasks, task);
                     input(&img, x, v, vs, out, &ep, t0, lo, hi);
                 });
-                crate::pool::parallel_for(threads.min(POINTS), &|task| {
+                crate::pool::parallel_tasks(threads, POINTS, &|p| {
                     let (_, u, _, v, m, _) = shared.get();
-                    let (lo, hi) = share(POINTS, threads.min(POINTS), task);
-                    for p in lo..hi {
-                        gemm_threaded(1, tb, k, c, ASource::Strided(v.add(p * vs), c as isize, 1), BSource::Packed(u.add(p * len)), m.add(p * ms), k as isize, 1, false, BLOCKING, Epilogue::NONE, Precision::F32);
-                    }
+                    gemm_threaded(1, tb, k, c, ASource::Strided(v.add(p * vs), c as isize, 1), BSource::Packed(u.add(p * len)), m.add(p * ms), k as isize, 1, false, BLOCKING, Epilogue::NONE, Precision::F32);
                 });
-                crate::pool::parallel_for(tasks, &|task| {
+                crate::pool::parallel_tasks(threads, tasks, &|task| {
                     let (x, _, out, _, m, ep) = shared.get();
                     let (lo, hi) = share(tb, tasks, task);
                     output(&img, x, m, ms, out, &ep, t0, lo, hi);
