@@ -47,6 +47,9 @@ pub struct CpuTarget {
     /// The runtime's narrower tile width for products with at most that many columns (16
     /// with AVX-512: one vector per row), if it has one; same `mr`.
     pub narrow_nr: Option<usize>,
+    /// The runtime's middle tile width (24, on CPUs that run AVX-512 in 256-bit halves), for
+    /// products whose columns it fills clearly better than `nr`; same `mr`.
+    pub mid_nr: Option<usize>,
     /// Whether the runtime has a bf16 GEMM microkernel (AVX512_BF16) for products of bf16
     /// values; without it they run on the f32 kernel, on the widened values.
     pub bf16_products: bool,
@@ -75,10 +78,10 @@ impl CpuTarget {
         let caches = CACHES.get_or_init(host_caches);
         let find = |level: usize| caches.iter().find(|(l, _)| *l == level).map(|(_, c)| *c);
         let (mr, nr) = if ukernels { nnc_runtime::gemm::microkernel_shape() } else { CRANELIFT_TILE };
-        let narrow = nnc_runtime::gemm::microkernel_shape_for(1).1;
-        let narrow_nr = (ukernels && narrow < nr).then_some(narrow);
+        let (_, narrow, mid) = nnc_runtime::gemm::microkernel_widths();
+        let (narrow_nr, mid_nr) = if ukernels { (narrow, mid) } else { (None, None) };
         let bf16_products = ukernels && nnc_runtime::gemm::bf16_microkernel_name().is_some();
-        CpuTarget { l1d: find(1).unwrap_or(FALLBACK_L1D), l2: find(2).unwrap_or(FALLBACK_L2), l3: find(3), ukernels, mr, nr, narrow_nr, bf16_products, sparse_kernels: ukernels, forced_kernels: Default::default() }
+        CpuTarget { l1d: find(1).unwrap_or(FALLBACK_L1D), l2: find(2).unwrap_or(FALLBACK_L2), l3: find(3), ukernels, mr, nr, narrow_nr, mid_nr, bf16_products, sparse_kernels: ukernels, forced_kernels: Default::default() }
     }
 
     /// A fixed machine for tests and snapshots, independent of the host: 48 KiB 12-way L1d,
@@ -93,6 +96,7 @@ impl CpuTarget {
             mr: 8,
             nr: 32,
             narrow_nr: Some(16),
+            mid_nr: None,
             bf16_products: false,
             sparse_kernels: true,
             forced_kernels: Default::default(),
@@ -149,10 +153,7 @@ impl CpuTarget {
 impl CpuTarget {
     /// The register tile's width for a product with `n` columns (the runtime picks the same).
     pub fn nr_for(&self, n: usize) -> usize {
-        match self.narrow_nr {
-            Some(narrow) if n <= narrow => narrow,
-            _ => self.nr,
-        }
+        nnc_runtime::gemm::tile_width_for(n, self.nr, self.narrow_nr, self.mid_nr)
     }
 }
 

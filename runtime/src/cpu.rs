@@ -8,7 +8,32 @@
 /// The features, in bit order.
 const FEATURES: [&str; 14] = ["sse4.1", "sse4.2", "popcnt", "avx", "avx2", "fma", "bmi1", "bmi2", "lzcnt", "avx512f", "avx512bw", "avx512dq", "avx512vl", "avx512vnni"];
 
-/// Bit `i` set when the CPU has `FEATURES[i]`; bit 63 when it also has AVX-512 BF16.
+/// Whether the CPU has AVX-512 but runs each 512-bit operation as two 256-bit halves (AMD's
+/// Zen 4, family 19h): there 256-bit FMAs do as much work per cycle as 512-bit ones, which
+/// makes tiles of ymm registers a free choice (the GEMM's 24-column tile). Zen 5 (family
+/// 1Ah) and Intel's AVX-512 cores run 512-bit operations whole.
+pub fn avx512_in_halves() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::__cpuid;
+        if !std::arch::is_x86_feature_detected!("avx512f") || !std::arch::is_x86_feature_detected!("avx512vl") {
+            return false;
+        }
+        let (vendor, signature) = (__cpuid(0), __cpuid(1).eax);
+        let amd = (vendor.ebx, vendor.edx, vendor.ecx) == (u32::from_le_bytes(*b"Auth"), u32::from_le_bytes(*b"enti"), u32::from_le_bytes(*b"cAMD"));
+        // The family as AMD counts it: base family plus extended family.
+        let family = (signature >> 8 & 0xf) + (signature >> 20 & 0xff);
+        amd && family == 0x19
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+/// Bit `i` set when the CPU has `FEATURES[i]`; bit 62 when it runs AVX-512 in 256-bit halves
+/// ([`avx512_in_halves`], which changes the GEMM's tiles and so its packed weights); bit 63
+/// when it has AVX-512 BF16.
 pub fn features() -> u64 {
     #[cfg(target_arch = "x86_64")]
     {
@@ -16,7 +41,7 @@ pub fn features() -> u64 {
         let present = [has!("sse4.1"), has!("sse4.2"), has!("popcnt"), has!("avx"), has!("avx2"), has!("fma"), has!("bmi1"), has!("bmi2"), has!("lzcnt"), has!("avx512f"), has!("avx512bw"), has!("avx512dq"), has!("avx512vl"), has!("avx512vnni")];
         debug_assert_eq!(present.len(), FEATURES.len());
         let mask = present.iter().enumerate().fold(0u64, |m, (i, &p)| m | (u64::from(p) << i));
-        mask | (u64::from(has!("avx512bf16")) << 63)
+        mask | (u64::from(avx512_in_halves()) << 62) | (u64::from(has!("avx512bf16")) << 63)
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
@@ -27,6 +52,9 @@ pub fn features() -> u64 {
 /// The names of the features in `mask`, for messages.
 pub fn describe(mask: u64) -> String {
     let mut names: Vec<&str> = FEATURES.iter().enumerate().filter(|(i, _)| mask >> i & 1 == 1).map(|(_, n)| *n).collect();
+    if mask >> 62 & 1 == 1 {
+        names.push("avx512-in-halves");
+    }
     if mask >> 63 & 1 == 1 {
         names.push("avx512bf16");
     }

@@ -103,13 +103,51 @@ fn narrow_kernel() -> Option<Kernel> {
     })
 }
 
-/// The f32 microkernel for a product with `n` columns: [`kernel`], or the narrow one where
-/// `n` fits it. Packing B and multiplying both ask this, so they agree on the panel width.
-pub(super) fn kernel_for(n: usize) -> Kernel {
-    match narrow_kernel() {
-        Some(k) if n <= k.nr => k,
-        _ => kernel(),
+/// A tile of 8 rows by three ymm vectors (24 columns), for CPUs that run AVX-512 in 256-bit
+/// halves ([`crate::cpu::avx512_in_halves`]): there a ymm FMA does half a zmm FMA's work in
+/// half its time, so 24-column panels cost nothing per multiply-add and fit 24, 48 or 144
+/// columns exactly where 32-column ones waste a quarter or a tenth of every tile
+/// (MobileNetV2's projections into 24 channels).
+fn mid_kernel() -> Option<Kernel> {
+    static K: OnceLock<Option<Kernel>> = OnceLock::new();
+    *K.get_or_init(|| {
+        #[cfg(target_arch = "x86_64")]
+        if crate::cpu::avx512_in_halves() {
+            return Some(x86::avx512_ymm(8, 24));
+        }
+        None
+    })
+}
+
+/// The tile width for a product with `n` columns, given the main tile's width and the narrow
+/// and middle ones where the CPU has them: the narrow one when `n` fits it, the middle one
+/// when it fills the tiles of each row much better than the main one, else the main one.
+/// The runtime and the compiler's cost model both decide by this. "Much": more tiles cost
+/// more stores and calls, so 144 columns (90% filled by 32-wide tiles, 100% by 24-wide)
+/// measured slower on 24 (MobileNetV2's 56²×24→144: 253 → 279 µs), while 24 columns (75%
+/// against 100%) measured faster (56²×144→24: 276 → 213 µs).
+pub fn tile_width_for(n: usize, wide: usize, narrow: Option<usize>, mid: Option<usize>) -> usize {
+    let fill = |nr: usize| n as f64 / n.next_multiple_of(nr).max(1) as f64;
+    match (narrow, mid) {
+        (Some(narrow), _) if n <= narrow => narrow,
+        (_, Some(mid)) if fill(mid) > fill(wide) + 0.15 => mid,
+        _ => wide,
     }
+}
+
+/// The f32 microkernel for a product with `n` columns: [`kernel`], or the narrow or middle
+/// one as [`tile_width_for`] says. Packing B and multiplying both ask this, so they agree on
+/// the panel width.
+pub(super) fn kernel_for(n: usize) -> Kernel {
+    let wide = kernel();
+    let (narrow, mid) = (narrow_kernel(), mid_kernel());
+    let nr = tile_width_for(n, wide.nr, narrow.map(|k| k.nr), mid.map(|k| k.nr));
+    [narrow, mid].into_iter().flatten().find(|k| k.nr == nr).unwrap_or(wide)
+}
+
+/// The main, narrow and middle tile widths this CPU's f32 GEMM has (see [`tile_width_for`]).
+pub fn microkernel_widths() -> (usize, Option<usize>, Option<usize>) {
+    (kernel().nr, narrow_kernel().map(|k| k.nr), mid_kernel().map(|k| k.nr))
 }
 
 /// [`kernel_for`]`(n)` with fewer rows where that fills the last row tile of an `m`-row
@@ -120,7 +158,7 @@ pub(super) fn kernel_for(n: usize) -> Kernel {
 pub(super) fn kernel_for_shape(m: usize, n: usize) -> Kernel {
     let wide = kernel_for(n);
     #[cfg(target_arch = "x86_64")]
-    if wide.mr == 8 && narrow_kernel().is_some() {
+    if wide.mr == 8 && matches!(wide.nr, 16 | 32) && narrow_kernel().is_some() {
         let fill = |mr: usize| m as f64 / (m.div_ceil(mr) * mr) as f64;
         // Fewer rows per step cost a little throughput: only a clearly better fill wins.
         let best = (4..8).rev().fold(8, |best, mr| if fill(mr) > fill(best) + 0.03 { mr } else { best });
@@ -573,6 +611,12 @@ mod x86 {
         6, 1, 6, "avx512f 6x16": micro_6x16, micro_6x16_rows_a, micro_6x16_cols_b, micro_6x16_taps_a;
         5, 1, 5, "avx512f 5x16": micro_5x16, micro_5x16_rows_a, micro_5x16_cols_b, micro_5x16_taps_a;
         4, 1, 4, "avx512f 4x16": micro_4x16, micro_4x16_rows_a, micro_4x16_cols_b, micro_4x16_taps_a;
+    }
+
+    // 8×24: 24 ymm accumulators, which only AVX-512VL's 32 vector registers hold (with three
+    // of B and a broadcast of A); for CPUs that run AVX-512 in halves (see `mid_kernel`).
+    kernels! { "avx2,fma,avx512f,avx512vl", __m256, avx512_ymm;
+        8, 3, 24, "avx512vl 8x24": micro_ymm_8x24, micro_ymm_8x24_rows_a, micro_ymm_8x24_cols_b, micro_ymm_8x24_taps_a;
     }
 
     // 6×16: 12 ymm accumulators.

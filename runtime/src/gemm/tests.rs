@@ -101,9 +101,9 @@ fn patches_gathered_while_packing_match_im2col() {
 fn matches_naive_product_on_awkward_sizes() {
     // Small blocks cut every product into several slabs and blocks; large ones do not.
     for blk in [Blocking { kc: 64, mc: 20, nc: 96 }, Blocking { kc: 256, mc: 1792, nc: 4096 }] {
-        // 10 and 16 columns run on the narrow tile where the CPU has one; 7, 17, 49 and 100
-        // rows (and 4) on tiles of fewer rows.
-        for &(m, n, k) in &[(1, 1, 1), (7, 33, 5), (17, 65, 300), (100, 10, 513), (40, 16, 37), (49, 70, 130), (4, 40, 33), (1, 1000, 64), (64, 1, 64), (300, 160, 50)] {
+        // 10 and 16 columns run on the narrow tile where the CPU has one, 24 and 48 on the
+        // 24-wide one where it has that; 7, 17, 49 and 100 rows (and 4) on tiles of fewer rows.
+        for &(m, n, k) in &[(1, 1, 1), (7, 33, 5), (17, 65, 300), (100, 10, 513), (40, 16, 37), (49, 70, 130), (4, 40, 33), (1, 1000, 64), (64, 1, 64), (300, 160, 50), (50, 24, 40), (19, 48, 70)] {
             let a: Vec<f32> = (0..m * k).map(|i| ((i * 7 % 13) as f32 - 6.0) / 7.0).collect();
             let b: Vec<f32> = (0..k * n).map(|i| ((i * 5 % 11) as f32 - 5.0) / 5.0).collect();
             let want = naive(m, n, k, &a, &b);
