@@ -1,7 +1,7 @@
 //! The register-tile microkernels: `C[0..MR, 0..NR] (+)= Apanel · Bpanel` over a `kc` slab,
 //! chosen once per process from the CPU's features (AVX-512F, else AVX2+FMA, else portable
-//! code). The x86 kernels are one source, generic over the vector width ([`Lanes`]): two
-//! vectors of C per row, one broadcast of A per row per step.
+//! code). The x86 kernels are one source, generic over the vector width ([`Lanes`]), the
+//! rows and the vectors of C per row: one broadcast of A per row per step.
 
 use std::sync::OnceLock;
 

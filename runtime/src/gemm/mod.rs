@@ -143,9 +143,9 @@ const B_IN_PLACE_MAX: usize = 1 << 15;
 
 /// [`gemm`] split across up to `threads` threads: by ranges of whole `NR`-column tiles, or,
 /// when B is packed (its columns cannot be cut apart), by even ranges of rows of a strided
-/// A. The ranges are tasks the threads claim as they finish (up to [`TASKS_PER_THREAD`]
-/// each, none under [`MIN_TASK_MACS`]), so a core slowed by another process does not hold
-/// the product up. Each element of C is computed by exactly the same sequence of operations
+/// A. Row ranges are tasks the threads claim as they finish (up to [`TASKS_PER_THREAD`]
+/// each, none under [`MIN_TASK_ROWS`] rows or [`MIN_TASK_MACS`]), so a core slowed by
+/// another process holds the product up less. Each element of C is computed by exactly the same sequence of operations
 /// whatever tile holds it, so the result is bit-identical for every thread count.
 ///
 /// # Safety

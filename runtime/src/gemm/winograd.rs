@@ -276,16 +276,14 @@ pub unsafe fn conv3x3(threads: usize, c: usize, h: usize, w: usize, k: usize, pa
         //    U[p]ᵀ`, the points split across threads (each product alone is usually below the
         //    GEMM's threshold for splitting).
         crate::pool::parallel_tasks(threads, POINTS, &|p| {
-            {
-                // SAFETY: U[p] (or its transpose) is packed at `u + p·len`; V[p] is c × tb;
-                // M[p] has k·tb floats; all inside their buffers, and tasks write disjoint points.
-                unsafe {
-                    let (filters, v, mp) = ((ua as *const f32).add(p * len), (va as *const f32).add(p * vs), (ma as *mut f32).add(p * ms));
-                    if left {
-                        gemm_threaded(1, k, tb, c, ASource::Packed(filters), BSource::Strided(v, tb as isize, 1), mp, tb as isize, 1, false, BLOCKING, Epilogue::NONE, Precision::F32);
-                    } else {
-                        gemm_threaded(1, tb, k, c, ASource::Strided(v, 1, tb as isize), BSource::Packed(filters), mp, k as isize, 1, false, BLOCKING, Epilogue::NONE, Precision::F32);
-                    }
+            // SAFETY: U[p] (or its transpose) is packed at `u + p·len`; V[p] is c × tb; M[p]
+            // has k·tb floats; all inside their buffers, and tasks write disjoint points.
+            unsafe {
+                let (filters, v, mp) = ((ua as *const f32).add(p * len), (va as *const f32).add(p * vs), (ma as *mut f32).add(p * ms));
+                if left {
+                    gemm_threaded(1, k, tb, c, ASource::Packed(filters), BSource::Strided(v, tb as isize, 1), mp, tb as isize, 1, false, BLOCKING, Epilogue::NONE, Precision::F32);
+                } else {
+                    gemm_threaded(1, tb, k, c, ASource::Strided(v, 1, tb as isize), BSource::Packed(filters), mp, k as isize, 1, false, BLOCKING, Epilogue::NONE, Precision::F32);
                 }
             }
         });
