@@ -138,13 +138,19 @@ const MIN_TASK_MACS: usize = 1 << 21;
 /// the balance won (ResNet-18's last layers 1.35 → 1.85 ms at 8 tasks of 6 rows).
 const MIN_TASK_ROWS: usize = 64;
 
+/// The largest B (in floats) of a product cut into more tasks than threads: a B that does
+/// not stay in L2 is streamed from L3 once per task (1024³ on two threads: 10.7–11.0 ms at
+/// one task per thread, 11.0–11.5 at four).
+const TASKED_B_MAX: usize = 1 << 18;
+
 /// The largest row-major B (in floats) read in place rather than packed.
 const B_IN_PLACE_MAX: usize = 1 << 15;
 
 /// [`gemm`] split across up to `threads` threads: by ranges of whole `NR`-column tiles, or,
 /// when B is packed (its columns cannot be cut apart), by even ranges of rows of a strided
 /// A. Row ranges are tasks the threads claim as they finish (up to [`TASKS_PER_THREAD`]
-/// each, none under [`MIN_TASK_ROWS`] rows or [`MIN_TASK_MACS`]), so a core slowed by
+/// each, none under [`MIN_TASK_ROWS`] rows or [`MIN_TASK_MACS`], B at most
+/// [`TASKED_B_MAX`]), so a core slowed by
 /// another process holds the product up less. Each element of C is computed by exactly the same sequence of operations
 /// whatever tile holds it, so the result is bit-identical for every thread count.
 ///
@@ -168,7 +174,7 @@ unsafe fn gemm_threaded(threads: usize, m: usize, n: usize, k: usize, a: ASource
         }
         // Column tasks each pack their own share of A, so those stay one per thread.
         // A whole number of tasks per thread: three equal tasks on two threads take two.
-        let tasks = if by_rows { (threads * TASKS_PER_THREAD).min(m / MIN_TASK_ROWS).min(m * n * k / MIN_TASK_MACS) / threads * threads } else { threads }.max(threads);
+        let tasks = if by_rows && k * n <= TASKED_B_MAX { (threads * TASKS_PER_THREAD).min(m / MIN_TASK_ROWS).min(m * n * k / MIN_TASK_MACS) / threads * threads } else { threads }.max(threads);
         let per = tiles.div_ceil(tasks);
         // SAFETY: tasks read A and B and write disjoint row or column ranges of C.
         let shared = crate::pool::Shared::new((a, b, c, ep));
