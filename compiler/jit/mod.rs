@@ -64,11 +64,6 @@ pub enum JitError {
 /// elementwise pass.
 const SPLIT_MIN_ELEMENTS: usize = 1 << 15;
 
-/// The most tasks per thread a split kernel is cut into (at least `SPLIT_MIN_ELEMENTS`
-/// outputs each): threads claim them as they finish, so a core slowed by another process
-/// does not hold the rest up.
-const TASKS_PER_THREAD: usize = 4;
-
 fn host_module() -> Result<JITModule, JitError> {
     let mut flags = settings::builder();
     let set = |f: &mut settings::Builder, k: &str, v: &str| f.set(k, v).map_err(|e| JitError::Host(e.to_string()));
@@ -309,7 +304,8 @@ pub fn compile_with_listing(graph: &Graph, options: &JitOptions, listing: &mut L
             // `fn(arena)`, or `fn(arena, task, tasks)` when split.
             unsafe {
                 if d.split {
-                    let tasks = threads * (d.outputs / SPLIT_MIN_ELEMENTS).clamp(1, TASKS_PER_THREAD);
+                    // Tasks of at least `SPLIT_MIN_ELEMENTS` outputs, claimed as threads finish.
+                    let tasks = threads * (d.outputs / SPLIT_MIN_ELEMENTS).clamp(1, nnc_runtime::pool::TASKS_PER_THREAD);
                     Compiled::Split { f: std::mem::transmute::<*const u8, TaskFn>(code), threads, tasks }
                 } else {
                     Compiled::Whole(std::mem::transmute::<*const u8, KernelFn>(code))

@@ -127,9 +127,6 @@ pub unsafe fn gemm_in(precision: Precision, m: usize, n: usize, k: usize, a: *co
 /// about as much as 2M multiply-adds (tens of microseconds).
 const MIN_PARALLEL_MACS: usize = 1 << 21;
 
-/// The most tasks per thread a product split by rows is cut into.
-const TASKS_PER_THREAD: usize = 4;
-
 /// The fewest multiply-adds in one task of a split product.
 const MIN_TASK_MACS: usize = 1 << 21;
 
@@ -148,11 +145,11 @@ const B_IN_PLACE_MAX: usize = 1 << 15;
 
 /// [`gemm`] split across up to `threads` threads: by ranges of whole `NR`-column tiles, or,
 /// when B is packed (its columns cannot be cut apart), by even ranges of rows of a strided
-/// A. Row ranges are tasks the threads claim as they finish (up to [`TASKS_PER_THREAD`]
-/// each, none under [`MIN_TASK_ROWS`] rows or [`MIN_TASK_MACS`], B at most
-/// [`TASKED_B_MAX`]), so a core slowed by
-/// another process holds the product up less. Each element of C is computed by exactly the same sequence of operations
-/// whatever tile holds it, so the result is bit-identical for every thread count.
+/// A. Row ranges are tasks the threads claim as they finish (see
+/// [`crate::pool::parallel_tasks`]; none under [`MIN_TASK_ROWS`] rows or [`MIN_TASK_MACS`],
+/// and only with B at most [`TASKED_B_MAX`]). Each element of C is computed by exactly the
+/// same sequence of operations whatever tile holds it, so the result is bit-identical for
+/// every thread count.
 ///
 /// # Safety
 /// As [`gemm`].
@@ -174,7 +171,7 @@ unsafe fn gemm_threaded(threads: usize, m: usize, n: usize, k: usize, a: ASource
         }
         // Column tasks each pack their own share of A, so those stay one per thread.
         // A whole number of tasks per thread: three equal tasks on two threads take two.
-        let tasks = if by_rows && k * n <= TASKED_B_MAX { (threads * TASKS_PER_THREAD).min(m / MIN_TASK_ROWS).min(m * n * k / MIN_TASK_MACS) / threads * threads } else { threads }.max(threads);
+        let tasks = if by_rows && k * n <= TASKED_B_MAX { (threads * crate::pool::TASKS_PER_THREAD).min(m / MIN_TASK_ROWS).min(m * n * k / MIN_TASK_MACS) / threads * threads } else { threads }.max(threads);
         let per = tiles.div_ceil(tasks);
         // SAFETY: tasks read A and B and write disjoint row or column ranges of C.
         let shared = crate::pool::Shared::new((a, b, c, ep));

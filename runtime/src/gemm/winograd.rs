@@ -546,8 +546,8 @@ mod nhwc {
             for t0 in (0..t).step_by(block) {
                 let tb = block.min(t - t0);
                 // Tasks the threads claim as they finish (see `parallel_tasks`): tiles in
-                // up to four ranges per thread, the 36 products one each.
-                let tasks = (threads * 4).min(tb).max(threads);
+                // ranges, the 36 products one each.
+                let tasks = (threads * crate::pool::TASKS_PER_THREAD).min(tb).max(threads);
                 crate::pool::parallel_tasks(threads, tasks, &|task| {
                     let (x, _, out, v, _, ep) = shared.get();
                     let (lo, hi) = share(tb, tasks, task);
