@@ -65,7 +65,7 @@ pub fn summarize(graph: &Graph) -> Summary {
     // Nodes the JIT has no kernel for (int8 ops) need no scratch of it.
     let known = crate::kernel_plan::Known::of(graph);
     let scratch = |id: NodeId| graph.node(id).op().and_then(|_| crate::kernel_plan::KernelPlan::for_node(graph, id, &known, &target).ok()).map_or(0, |p| p.scratch_bytes);
-    let plan = crate::jit::memplan::plan(graph, &order, &scratch);
+    let plan = crate::jit::memplan::plan(graph, &order, &scratch, &Default::default());
     Summary {
         model: graph.name.clone(),
         macs,

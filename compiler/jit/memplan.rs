@@ -53,9 +53,21 @@ fn elementwise(graph: &Graph, id: NodeId) -> bool {
     graph.node(id).op().is_some_and(|op| op.traits().elementwise)
 }
 
+/// What kernels that compute a producer inside its consumer (`kernel_plan::fused_producers`)
+/// change in a plan.
+#[derive(Default)]
+pub struct Fusions {
+    /// `(value, reader)`: values read by a later node than their users (a fused producer's
+    /// input, read when its consumer runs).
+    pub late_reads: Vec<(NodeId, NodeId)>,
+    /// Values never stored whole, with the bytes their storage needs (a fused producer's
+    /// result, of which its consumer keeps a ring of rows).
+    pub partial_bytes: HashMap<NodeId, usize>,
+}
+
 /// Plan `graph`, whose nodes run in `schedule` order (a topological order); `scratch_bytes`
 /// says how much temporary space each node needs while it runs.
-pub fn plan(graph: &Graph, schedule: &[NodeId], scratch_bytes: &dyn Fn(NodeId) -> usize) -> MemoryPlan {
+pub fn plan(graph: &Graph, schedule: &[NodeId], scratch_bytes: &dyn Fn(NodeId) -> usize, fusions: &Fusions) -> MemoryPlan {
     let position: HashMap<NodeId, usize> = schedule.iter().enumerate().map(|(i, &n)| (n, i)).collect();
     let end = schedule.len();
     // Which storage each value uses; views join their operand's.
@@ -65,13 +77,18 @@ pub fn plan(graph: &Graph, schedule: &[NodeId], scratch_bytes: &dyn Fn(NodeId) -
     let mut consts = Vec::new();
     let mut scratch_storage: Vec<(NodeId, usize)> = Vec::new();
     // Last position at which each value is read (outputs: past the end).
-    let last_use: HashMap<NodeId, usize> = schedule
+    let mut last_use: HashMap<NodeId, usize> = schedule
         .iter()
         .map(|&id| {
             let users = graph.users(id).iter().map(|(u, _)| position[u]).max().unwrap_or(position[&id]);
             (id, if graph.is_output(id) { end } else { users })
         })
         .collect();
+    for (value, reader) in &fusions.late_reads {
+        if let (Some(last), Some(&at)) = (last_use.get_mut(value), position.get(reader)) {
+            *last = (*last).max(at);
+        }
+    }
     let mut members: Vec<Vec<NodeId>> = Vec::new();
     for &id in schedule {
         let node = graph.node(id);
@@ -121,7 +138,8 @@ pub fn plan(graph: &Graph, schedule: &[NodeId], scratch_bytes: &dyn Fn(NodeId) -
                         let first = if matches!(node.kind, NodeKind::Input { .. }) { 0 } else { i };
                         storage_of.insert(id, storages.len());
                         members.push(vec![id]);
-                        storages.push(Storage { bytes: node.ty.numel() * super::lower::int8::stored_bytes(node.ty.dtype), first, last: first });
+                        let bytes = fusions.partial_bytes.get(&id).copied().unwrap_or_else(|| node.ty.numel() * super::lower::int8::stored_bytes(node.ty.dtype));
+                        storages.push(Storage { bytes, first, last: first });
                     }
                 }
                 let extra = scratch_bytes(id);
@@ -136,14 +154,7 @@ pub fn plan(graph: &Graph, schedule: &[NodeId], scratch_bytes: &dyn Fn(NodeId) -
     // Lifetimes: a storage lives until the last use of any value in it; outputs to the end.
     for &id in schedule {
         let Some(&s) = storage_of.get(&id) else { continue };
-        let mut last = position[&id];
-        for (user, _) in graph.users(id) {
-            last = last.max(position[&user]);
-        }
-        if graph.is_output(id) {
-            last = end;
-        }
-        storages[s].last = storages[s].last.max(last);
+        storages[s].last = storages[s].last.max(last_use[&id]);
     }
     // First fit: place each storage at the lowest offset that overlaps no storage live at
     // the same time. Storages are few (one per op) so the quadratic scan is cheap.
@@ -196,7 +207,7 @@ mod tests {
         }";
         let g = build_graph(&Source::from_string("m.nn", src), None, &Default::default()).unwrap();
         let order = g.topo_order();
-        let p = plan(&g, &order, &|_| 0);
+        let p = plan(&g, &order, &|_| 0, &Fusions::default());
         let loc = |n: &str| p.locs[&g.by_name(n).unwrap()];
         // x, a, b, c are 1 KiB each and each dies where the next is made: the elementwise
         // chain runs in place in one buffer.

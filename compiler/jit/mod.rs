@@ -91,11 +91,14 @@ pub struct JitOptions {
     pub sparse: bool,
     /// Kernels to use wherever they can compute a node (`--kernels`).
     pub kernels: crate::kernel_plan::KernelSet,
+    /// Compute pointwise convolutions inside the depthwise convolutions they feed where
+    /// `kernel_plan::fused_producers` allows (off: each in its own kernel, for comparison).
+    pub fuse_producers: bool,
 }
 
 impl Default for JitOptions {
     fn default() -> Self {
-        JitOptions { ukernels: true, threads: 1, sparse: true, kernels: Default::default() }
+        JitOptions { ukernels: true, threads: 1, sparse: true, kernels: Default::default(), fuse_producers: true }
     }
 }
 
@@ -144,6 +147,9 @@ pub(crate) struct Prepared {
     pub const_addrs: Vec<DataAddr>,
     pub prepacked: HashMap<NodeId, Vec<DataAddr>>,
     pub reference_nodes: Vec<Box<reference::ReferenceNode>>,
+    /// Depthwise nodes whose kernel computes their pointwise producer too (`consumer →
+    /// producer`); the producers get no kernel of their own.
+    pub fused: HashMap<NodeId, NodeId>,
 }
 
 pub(crate) fn prepare(graph: &Graph, options: &JitOptions) -> Result<Prepared, JitError> {
@@ -160,7 +166,13 @@ pub(crate) fn prepare(graph: &Graph, options: &JitOptions) -> Result<Prepared, J
     }
     let target = options.target();
     let plans = plans(graph, &target)?;
-    let plan: MemoryPlan = memplan::plan(graph, &schedule, &|id| plans.get(&id).map_or(0, |p| p.scratch_bytes));
+    let fused = if options.fuse_producers { crate::kernel_plan::fused_producers(graph, &plans, &target) } else { HashMap::new() };
+    // A fused producer's input is read when its consumer runs; its result is a ring of rows.
+    let fusions = memplan::Fusions {
+        late_reads: fused.iter().flat_map(|(&consumer, &producer)| graph.operands(producer).into_iter().map(move |o| (o, consumer))).collect(),
+        partial_bytes: fused.iter().map(|(&consumer, &producer)| (producer, crate::kernel_plan::ring_floats(graph, consumer, options.threads) * 4)).collect(),
+    };
+    let plan: MemoryPlan = memplan::plan(graph, &schedule, &|id| plans.get(&id).map_or(0, |p| p.scratch_bytes), &fusions);
     let consts: Vec<Vec<f32>> = plan.consts.iter().map(|&id| match &graph.node(id).kind {
         NodeKind::Const(t) => executable::const_storage(t),
         NodeKind::Input { .. } | NodeKind::Param | NodeKind::Op(_) => unreachable!("the plan lists constants only"),
@@ -177,7 +189,7 @@ pub(crate) fn prepare(graph: &Graph, options: &JitOptions) -> Result<Prepared, J
             reference_nodes.push(node);
         }
     }
-    Ok(Prepared { schedule, plans, plan, consts, const_addrs, prepacked, reference_nodes })
+    Ok(Prepared { schedule, plans, plan, consts, const_addrs, prepacked, reference_nodes, fused })
 }
 
 /// The namespace `cranelift-module` gives data objects in external names.
@@ -212,13 +224,16 @@ pub(crate) fn define_kernels<M: Module>(module: &mut M, graph: &Graph, options: 
     let mut fctx = FunctionBuilderContext::new();
     let mut defined = Vec::new();
     let plan = &prepared.plan;
+    let producers: std::collections::HashSet<NodeId> = prepared.fused.values().copied().collect();
     for (index, &id) in prepared.schedule.iter().enumerate() {
         let node = graph.node(id);
         let (Some(op), Some(kp)) = (node.op(), prepared.plans.get(&id)) else { continue };
-        if kp.kernel == Kernel::View {
+        if kp.kernel == Kernel::View || producers.contains(&id) {
             continue;
         }
-        let split = options.threads > 1 && node.ty.numel() >= SPLIT_MIN_ELEMENTS && kp.splits;
+        let producer = prepared.fused.get(&id).copied();
+        // A fused pair's runtime kernel splits its rows across threads itself.
+        let split = options.threads > 1 && node.ty.numel() >= SPLIT_MIN_ELEMENTS && kp.splits && producer.is_none();
         ctx.func.signature.params.push(AbiParam::new(ptr));
         if split {
             ctx.func.signature.params.extend([AbiParam::new(ptr), AbiParam::new(ptr)]);
@@ -237,7 +252,9 @@ pub(crate) fn define_kernels<M: Module>(module: &mut M, graph: &Graph, options: 
                 o.buffers.iter().map(|&(id, start, end)| builder::DataSpan { start, end, symbol: module.declare_data_in_func(id, b.func) }).collect()
             });
             let runtime = options.ukernels.then_some(fns);
-            let mut k = builder::KernelBuilder::new(b, arena, &prepared.const_addrs, runtime, kp.tile);
+            // A fused pair's expansion is packed for its own blocking.
+            let tile = producer.map_or(kp.tile, |p| prepared.plans[&p].tile);
+            let mut k = builder::KernelBuilder::new(b, arena, &prepared.const_addrs, runtime, tile);
             k.object_data = spans.as_deref();
             k.reference_fn = Some(fns.reference);
             k.prepacked = prepared.prepacked.get(&id).cloned().unwrap_or_default();
@@ -249,7 +266,18 @@ pub(crate) fn define_kernels<M: Module>(module: &mut M, graph: &Graph, options: 
             let operands = graph.operands(id);
             let args: Vec<epilogue::Arg> = operands.iter().map(|o| epilogue::Arg { loc: plan.locs[o], ty: &graph.node(*o).ty }).collect();
             let out = epilogue::Arg { loc: plan.locs[&id], ty: &node.ty };
-            lower::lower(&mut k, kp, op, &args, out, plan.scratch.get(&id).copied());
+            match producer {
+                Some(p) => {
+                    let pnode = graph.node(p);
+                    let pargs: Vec<epilogue::Arg> = graph.operands(p).iter().map(|o| epilogue::Arg { loc: plan.locs[o], ty: &graph.node(*o).ty }).collect();
+                    let packed = |n: NodeId| prepared.prepacked[&n][0];
+                    let expand = lower::channels::FusedConv { op: pnode.op().expect("a producer is an op"), args: &pargs, out: epilogue::Arg { loc: plan.locs[&p], ty: &pnode.ty }, packed: packed(p) };
+                    let depthwise = lower::channels::FusedConv { op, args: &args, out, packed: packed(id) };
+                    let ring_floats = crate::kernel_plan::ring_floats(graph, id, options.threads);
+                    lower::channels::pointwise_depthwise(&mut k, &expand, &depthwise, ring_floats);
+                }
+                None => lower::lower(&mut k, kp, op, &args, out, plan.scratch.get(&id).copied()),
+            }
             k.b.ins().return_(&[]);
             k.b.finalize(frontend_config);
         }

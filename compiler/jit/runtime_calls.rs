@@ -6,7 +6,7 @@
 use super::builder::{GemmOperand, GemmTail, IgemmRequantize, KernelBuilder, I64};
 use super::abi::RuntimeFns;
 use cranelift_codegen::ir::{FuncRef, InstBuilder, StackSlotData, StackSlotKind, Value};
-use nnc_runtime::gemm::{AttentionCall, AttentionCallFields, ConvNhwcCall, ConvNhwcCallFields, DepthwiseCall, DepthwiseCallFields, GemvCall, GemvCallFields, GemmCall, GemmCallFields, IgemmCall, IgemmCallFields, Im2colCall, Im2colCallFields, LayerNormCall, LayerNormCallFields, LstmStepCall, LstmStepCallFields, SparseCall, SparseCallFields, WinogradCall, WinogradCallFields};
+use nnc_runtime::gemm::{AttentionCall, AttentionCallFields, ConvNhwcCall, ConvNhwcCallFields, DepthwiseCall, DepthwiseCallFields, GemvCall, GemvCallFields, GemmCall, GemmCallFields, IgemmCall, IgemmCallFields, Im2colCall, Im2colCallFields, LayerNormCall, LayerNormCallFields, LstmStepCall, LstmStepCallFields, PointwiseDepthwiseCall, PointwiseDepthwiseCallFields, SparseCall, SparseCallFields, WinogradCall, WinogradCallFields};
 
 impl KernelBuilder<'_> {
     /// Threads and cache blocking, which every runtime GEMM call carries.
@@ -18,12 +18,18 @@ impl KernelBuilder<'_> {
     /// Call a runtime entry point with its call descriptor: each field stored at its offset
     /// in a stack slot of `size` bytes, whose address is the one argument.
     fn call_runtime(&mut self, f: FuncRef, fields: Vec<(usize, Value)>, size: usize) {
+        let addr = self.descriptor(fields, size);
+        self.b.ins().call(f, &[addr]);
+    }
+
+    /// A call descriptor of `size` bytes in a stack slot, each field stored at its offset:
+    /// its address.
+    fn descriptor(&mut self, fields: Vec<(usize, Value)>, size: usize) -> Value {
         let slot = self.b.create_sized_stack_slot(StackSlotData::new(StackSlotKind::ExplicitSlot, size as u32, 3));
         for (offset, v) in fields {
             self.b.ins().stack_store(I64, v, slot, offset as i32);
         }
-        let addr = self.b.ins().stack_addr(I64, slot, 0);
-        self.b.ins().call(f, &[addr]);
+        self.b.ins().stack_addr(I64, slot, 0)
     }
 
     fn runtime_fns(&self) -> RuntimeFns {
@@ -253,10 +259,16 @@ impl KernelBuilder<'_> {
     /// (`nnc_depthwise`): `[n, c, h, w]` in, `[oh, ow]` out, window `[kh, kw]`, weights
     /// `[kh·kw][c]` at `weights`, then `tail` (its bias per channel).
     #[allow(clippy::too_many_arguments)]
-    pub fn depthwise_nhwc(&mut self, [n, c, h, w]: [i64; 4], [oh, ow]: [i64; 2], [kh, kw]: [i64; 2], stride: [i64; 2], dilation: [i64; 2], [pt, pl]: [i64; 2], x: Value, weights: Value, out: Value, rows: (Value, Value), tail: &GemmTail) {
+    pub fn depthwise_nhwc(&mut self, dims: [i64; 4], out_size: [i64; 2], window: [i64; 2], stride: [i64; 2], dilation: [i64; 2], pad: [i64; 2], x: Value, weights: Value, out: Value, rows: (Value, Value), tail: &GemmTail) {
         let rt = self.runtime_fns();
+        let fields = self.depthwise_fields(dims, out_size, window, stride, dilation, pad, x, weights, out, rows, tail);
+        self.call_runtime(rt.depthwise, fields.with_offsets(), DepthwiseCall::SIZE);
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn depthwise_fields(&mut self, [n, c, h, w]: [i64; 4], [oh, ow]: [i64; 2], [kh, kw]: [i64; 2], stride: [i64; 2], dilation: [i64; 2], [pt, pl]: [i64; 2], x: Value, weights: Value, out: Value, rows: (Value, Value), tail: &GemmTail) -> DepthwiseCallFields<Value> {
         let [bias, _, residual, act] = self.tail_args(tail);
-        let fields = DepthwiseCallFields {
+        DepthwiseCallFields {
             n: self.int(n),
             c: self.int(c),
             h: self.int(h),
@@ -279,8 +291,52 @@ impl KernelBuilder<'_> {
             bias,
             residual,
             act,
+        }
+    }
+
+    /// A 1×1 convolution `e = x[pixels, cin] · packed_b` (then `e_tail`, its bias per column)
+    /// and the NHWC depthwise convolution of `e` as [`Self::depthwise_nhwc`] describes it
+    /// (all rows, `d_tail`), computed together (`nnc_pointwise_depthwise`); `ring` (its address
+    /// and room in floats) holds the expansion's rows as the windows need them.
+    #[allow(clippy::too_many_arguments)]
+    pub fn pointwise_depthwise(&mut self, cin: i64, x: Value, packed_b: Value, e_tail: &GemmTail, (ring, ring_floats): (Value, i64), dims: [i64; 4], out_size: [i64; 2], window: [i64; 2], stride: [i64; 2], dilation: [i64; 2], pad: [i64; 2], weights: Value, out: Value, d_tail: &GemmTail) {
+        let rt = self.runtime_fns();
+        let [n, c, _, _] = dims;
+        let (lo, hi) = (self.int(0), self.int(n * out_size[0]));
+        let d = self.depthwise_fields(dims, out_size, window, stride, dilation, pad, ring, weights, out, (lo, hi), d_tail);
+        let d = self.descriptor(d.with_offsets(), DepthwiseCall::SIZE);
+        let [threads, kc, mc, nc] = self.gemm_tail();
+        let [bias, bias_per_row, residual, act] = self.tail_args(e_tail);
+        let (zero, one) = (self.int(0), self.int(1));
+        let e = GemmCallFields {
+            // The ring's room, in pixels (rows of C).
+            m: self.int(ring_floats / c),
+            n: self.int(c),
+            k: self.int(cin),
+            a: x,
+            rsa: self.int(cin),
+            csa: one,
+            a_packed: zero,
+            b: packed_b,
+            rsb: zero,
+            csb: zero,
+            b_packed: one,
+            c: ring,
+            rsc: self.int(c),
+            csc: one,
+            accumulate: zero,
+            threads,
+            kc,
+            mc,
+            nc,
+            bias,
+            bias_per_row,
+            residual,
+            act,
+            bf16: zero,
         };
-        self.call_runtime(rt.depthwise, fields.with_offsets(), DepthwiseCall::SIZE);
+        let e = self.descriptor(e.with_offsets(), GemmCall::SIZE);
+        self.call_runtime(rt.pointwise_depthwise, PointwiseDepthwiseCallFields { expand: e, depthwise: d }.with_offsets(), PointwiseDepthwiseCall::SIZE);
     }
 
     /// A dense layer `out[rows, units] = x[rows, features] · wᵀ` as dot products

@@ -499,6 +499,39 @@ pub unsafe extern "C" fn nnc_depthwise(call: *const DepthwiseCall) {
 }
 
 call_descriptor! {
+    /// A 1×1 convolution and the depthwise convolution it feeds, computed together
+    /// ([`super::pointwise_depthwise`]): two descriptors as each kernel alone would take them.
+    /// The expansion's `c` is only room for the ring buffer: its contents afterwards are
+    /// unspecified; the depthwise call's `x` and row range are ignored (all rows).
+    PointwiseDepthwiseCall / PointwiseDepthwiseCallFields {
+        /// `e = x · B`: `a` the NHWC input strided (`rsa` = input channels, `csa` = 1), `b`
+        /// packed, `m` all its pixels, `n` the depthwise channels, bias per column, no
+        /// residual.
+        expand: *const GemmCall,
+        depthwise: *const DepthwiseCall,
+    }
+}
+
+/// The fused convolutions of [`PointwiseDepthwiseCall`].
+///
+/// # Safety
+/// `call` points to a valid [`PointwiseDepthwiseCall`] whose two descriptors are valid as
+/// [`nnc_gemm`] and [`nnc_depthwise`] require and describe the same expansion (`m = n·h·w`,
+/// `n = c`); the expansion's `c` is writable for `m × n` floats.
+#[no_mangle]
+pub unsafe extern "C" fn nnc_pointwise_depthwise(call: *const PointwiseDepthwiseCall) {
+    // SAFETY: the caller passes valid descriptors.
+    let (e, d) = unsafe { (*(*call).expand, *(*call).depthwise) };
+    let u = |v: i64| v.max(0) as usize;
+    let geometry = super::depthwise::Depthwise { n: u(d.n), c: u(d.c), h: u(d.h), w: u(d.w), kh: u(d.kh), kw: u(d.kw), sh: u(d.sh), sw: u(d.sw), dh: u(d.dh), dw: u(d.dw), pt: u(d.pt), pl: u(d.pl), oh: u(d.oh), ow: u(d.ow) };
+    let expansion = super::pointwise_depthwise::Expansion { x: e.a, cin: u(e.k), b: e.b, blk: Blocking::from_abi(e.kc, e.mc, e.nc), ep: Epilogue::from_abi(e.bias, 0, std::ptr::null(), e.act) };
+    let ep = Epilogue::from_abi(d.bias, 0, d.residual, d.act);
+    // SAFETY: the descriptors' buffers are valid as the contract above says; the ring is the
+    // expansion's whole result.
+    unsafe { super::pointwise_depthwise::pointwise_depthwise(geometry, expansion, d.weights, d.out, ep, e.c, u(e.m) * u(e.n), u(e.threads).max(1)) }
+}
+
+call_descriptor! {
     /// A dense layer on few rows as dot products ([`super::gemv`]): `x: rows × features`,
     /// weights `units × features` row-major, `out: rows × units`, then the epilogue (bias per
     /// unit, residual shaped like `out`, activation), on up to `threads` threads.

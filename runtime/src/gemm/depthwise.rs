@@ -58,34 +58,94 @@ impl Depthwise {
 /// is not per-row; `oh`, `ow` are the convolution's output sizes for these sizes; strides
 /// and dilations are at least 1, `kh`, `kw` at least 1, and `lo ≤ hi ≤ n·oh`.
 pub unsafe fn depthwise(g: Depthwise, lo: usize, hi: usize, x: *const f32, wt: *const f32, out: *mut f32, ep: Epilogue) {
+    let row = g.w * g.c;
+    // SAFETY: the caller's contract: every row of every image is in `x` (the lines' first
+    // row may lie in the padding, before the image, and is then never read).
+    unsafe { dispatch(g, lo, hi, &|b, oy| ImageLines { first: x.wrapping_add(b * g.h * row + oy * g.sh * row).wrapping_sub(g.pt * row), step: g.dh * row }, wt, out, ep) }
+}
+
+/// The most window rows of a convolution whose input rows come from a ring.
+pub const MAX_RING_WINDOW: usize = 8;
+
+/// Output row `r` of [`depthwise`] with its window's input rows wherever `lines` says:
+/// `lines[ky]` is the start (`w·c` floats) of the input row of tap row `ky`, for the tap
+/// rows inside the image (a fused kernel keeps only the rows a window needs, in a ring).
+///
+/// # Safety
+/// As [`depthwise`] for one row, with `lines` instead of `x`; `g.kh ≤ MAX_RING_WINDOW`.
+pub unsafe fn depthwise_row_from_lines(g: Depthwise, r: usize, lines: [*const f32; MAX_RING_WINDOW], wt: *const f32, out: *mut f32, ep: Epilogue) {
+    // SAFETY: the caller's contract.
+    unsafe { dispatch(g, r, r + 1, &|_, _| RingLines(lines), wt, out, ep) }
+}
+
+/// Where the input rows of an output row's window start, by tap row `ky` (valid only for
+/// tap rows inside the image).
+trait Lines: Copy {
+    fn line(&self, ky: usize) -> *const f32;
+}
+
+/// The rows of a whole image: `first + ky·step`.
+#[derive(Clone, Copy)]
+struct ImageLines {
+    first: *const f32,
+    step: usize,
+}
+
+impl Lines for ImageLines {
+    #[inline(always)]
+    fn line(&self, ky: usize) -> *const f32 {
+        self.first.wrapping_add(ky * self.step)
+    }
+}
+
+/// Rows anywhere, one pointer per tap row.
+#[derive(Clone, Copy)]
+struct RingLines([*const f32; MAX_RING_WINDOW]);
+
+impl Lines for RingLines {
+    #[inline(always)]
+    fn line(&self, ky: usize) -> *const f32 {
+        self.0[ky]
+    }
+}
+
+/// Rows `lo..hi` with the best kernel for this CPU, each row's window rows from `lines(b,
+/// oy)`.
+///
+/// # Safety
+/// As [`depthwise`], with the lines valid where the image is.
+unsafe fn dispatch<L: Lines>(g: Depthwise, lo: usize, hi: usize, lines: &dyn Fn(usize, usize) -> L, wt: *const f32, out: *mut f32, ep: Epilogue) {
     // SAFETY: the caller's contract; each kernel runs only where its features exist.
     unsafe {
         #[cfg(target_arch = "x86_64")]
         {
             if std::arch::is_x86_feature_detected!("avx512f") {
-                return x86::rows_avx512(g, lo, hi, x, wt, out, ep);
+                return x86::rows_avx512(g, lo, hi, lines, wt, out, ep);
             }
             if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
-                return x86::rows_avx2(g, lo, hi, x, wt, out, ep);
+                return x86::rows_avx2(g, lo, hi, lines, wt, out, ep);
             }
         }
-        rows_portable(g, lo, hi, x, wt, out, ep)
+        rows_portable(g, lo, hi, lines, wt, out, ep)
     }
 }
 
 /// The sum for one output element, taps in order: the definition every kernel follows.
 ///
 /// # Safety
-/// As [`depthwise`], for an output element of `g`.
+/// As [`depthwise`], for an output element of `g`, `lines` its row's.
 #[inline(always)]
-unsafe fn element(g: &Depthwise, x: *const f32, wt: *const f32, b: usize, oy: usize, ox: usize, ch: usize, init: f32) -> f32 {
+unsafe fn element(g: &Depthwise, lines: &impl Lines, wt: *const f32, oy: usize, ox: usize, ch: usize, init: f32) -> f32 {
     let mut acc = init;
     for ky in 0..g.kh {
-        let Some(iy) = (oy * g.sh + ky * g.dh).checked_sub(g.pt).filter(|&iy| iy < g.h) else { continue };
+        if (oy * g.sh + ky * g.dh).checked_sub(g.pt).is_none_or(|iy| iy >= g.h) {
+            continue;
+        }
+        let row = lines.line(ky);
         for kx in 0..g.kw {
             let Some(ix) = (ox * g.sw + kx * g.dw).checked_sub(g.pl).filter(|&ix| ix < g.w) else { continue };
-            // SAFETY: (b, iy, ix, ch) is inside the image and (ky, kx, ch) inside the weights.
-            unsafe { acc = (*x.add(((b * g.h + iy) * g.w + ix) * g.c + ch)).mul_add(*wt.add((ky * g.kw + kx) * g.c + ch), acc) };
+            // SAFETY: (iy, ix, ch) is inside the image and (ky, kx, ch) inside the weights.
+            unsafe { acc = (*row.add(ix * g.c + ch)).mul_add(*wt.add((ky * g.kw + kx) * g.c + ch), acc) };
         }
     }
     acc
@@ -94,17 +154,18 @@ unsafe fn element(g: &Depthwise, x: *const f32, wt: *const f32, b: usize, oy: us
 /// Plain Rust, for CPUs without AVX2.
 ///
 /// # Safety
-/// As [`depthwise`].
-unsafe fn rows_portable(g: Depthwise, lo: usize, hi: usize, x: *const f32, wt: *const f32, out: *mut f32, ep: Epilogue) {
+/// As [`dispatch`].
+unsafe fn rows_portable<L: Lines>(g: Depthwise, lo: usize, hi: usize, lines: &dyn Fn(usize, usize) -> L, wt: *const f32, out: *mut f32, ep: Epilogue) {
     // SAFETY: the caller's contract.
     unsafe {
         for r in lo..hi {
             let (b, oy) = (r / g.oh, r % g.oh);
+            let lines = lines(b, oy);
             for ox in 0..g.ow {
                 let o = ((b * g.oh + oy) * g.ow + ox) * g.c;
                 for ch in 0..g.c {
                     let init = if ep.bias.is_null() { 0.0 } else { *ep.bias.add(ch) };
-                    *out.add(o + ch) = element(&g, x, wt, b, oy, ox, ch, init);
+                    *out.add(o + ch) = element(&g, &lines, wt, oy, ox, ch, init);
                 }
                 let res = if ep.residual.is_null() { ep.residual } else { ep.residual.add(o) };
                 Epilogue { bias: std::ptr::null(), residual: res, ..ep }.apply(out.add(o), 0, 0, 1, g.c, g.c as isize, 1);
@@ -118,23 +179,23 @@ mod x86 {
     use std::arch::x86_64::*;
 
     use super::super::simd::Lanes;
-    use super::{Depthwise, Epilogue, L1_WINDOW_BYTES, PIXELS};
+    use super::{Depthwise, Epilogue, Lines, L1_WINDOW_BYTES, PIXELS};
     use crate::Activation;
 
     /// # Safety
     /// As [`super::depthwise`]; the CPU has AVX-512F.
     #[target_feature(enable = "avx512f")]
-    pub(super) unsafe fn rows_avx512(g: Depthwise, lo: usize, hi: usize, x: *const f32, wt: *const f32, out: *mut f32, ep: Epilogue) {
+    pub(super) unsafe fn rows_avx512<L: Lines>(g: Depthwise, lo: usize, hi: usize, x: &dyn Fn(usize, usize) -> L, wt: *const f32, out: *mut f32, ep: Epilogue) {
         // SAFETY: forwarded contract; this function has the feature `rows` needs.
-        unsafe { rows::<__m512>(g, lo, hi, x, wt, out, ep) }
+        unsafe { rows::<__m512, L>(g, lo, hi, x, wt, out, ep) }
     }
 
     /// # Safety
     /// As [`super::depthwise`]; the CPU has AVX2 and FMA.
     #[target_feature(enable = "avx2,fma")]
-    pub(super) unsafe fn rows_avx2(g: Depthwise, lo: usize, hi: usize, x: *const f32, wt: *const f32, out: *mut f32, ep: Epilogue) {
+    pub(super) unsafe fn rows_avx2<L: Lines>(g: Depthwise, lo: usize, hi: usize, x: &dyn Fn(usize, usize) -> L, wt: *const f32, out: *mut f32, ep: Epilogue) {
         // SAFETY: forwarded contract; this function has the features `rows` needs.
-        unsafe { rows::<__m256>(g, lo, hi, x, wt, out, ep) }
+        unsafe { rows::<__m256, L>(g, lo, hi, x, wt, out, ep) }
     }
 
     /// Output rows `lo..hi`, specialised for the common window sizes so their tap loops
@@ -143,25 +204,26 @@ mod x86 {
     /// # Safety
     /// As [`super::depthwise`]; the CPU has `V`'s unit.
     #[inline(always)]
-    unsafe fn rows<V: Lanes>(g: Depthwise, lo: usize, hi: usize, x: *const f32, wt: *const f32, out: *mut f32, ep: Epilogue) {
+    unsafe fn rows<V: Lanes, L: Lines>(g: Depthwise, lo: usize, hi: usize, x: &dyn Fn(usize, usize) -> L, wt: *const f32, out: *mut f32, ep: Epilogue) {
         // SAFETY: forwarded contract.
         unsafe {
             // With the horizontal stride and dilation known, neighbouring pixels' taps that
             // read the same input vector are one load.
             match (g.kh, g.kw, g.sw, g.dw) {
-                (3, 3, 1, 1) => rows_for::<V, 3, 3, 1, 1>(&g, lo, hi, x, wt, out, &ep),
-                (3, 3, 2, 1) => rows_for::<V, 3, 3, 2, 1>(&g, lo, hi, x, wt, out, &ep),
-                (3, 3, ..) => rows_for::<V, 3, 3, 0, 0>(&g, lo, hi, x, wt, out, &ep),
-                (5, 5, 1, 1) => rows_for::<V, 5, 5, 1, 1>(&g, lo, hi, x, wt, out, &ep),
-                (5, 5, 2, 1) => rows_for::<V, 5, 5, 2, 1>(&g, lo, hi, x, wt, out, &ep),
-                _ => rows_for::<V, 0, 0, 0, 0>(&g, lo, hi, x, wt, out, &ep),
+                (3, 3, 1, 1) => rows_for::<V, L, 3, 3, 1, 1>(&g, lo, hi, x, wt, out, &ep),
+                (3, 3, 2, 1) => rows_for::<V, L, 3, 3, 2, 1>(&g, lo, hi, x, wt, out, &ep),
+                (3, 3, ..) => rows_for::<V, L, 3, 3, 0, 0>(&g, lo, hi, x, wt, out, &ep),
+                (5, 5, 1, 1) => rows_for::<V, L, 5, 5, 1, 1>(&g, lo, hi, x, wt, out, &ep),
+                (5, 5, 2, 1) => rows_for::<V, L, 5, 5, 2, 1>(&g, lo, hi, x, wt, out, &ep),
+                _ => rows_for::<V, L, 0, 0, 0, 0>(&g, lo, hi, x, wt, out, &ep),
             }
         }
     }
 
-    /// One output row: its image, where its pixels go, the residual's row (or null).
-    struct Row {
-        img: *const f32,
+    /// One output row: its window's input rows, where its pixels go, the residual's row (or
+    /// null).
+    struct Row<L> {
+        lines: L,
         out_row: *mut f32,
         res_row: *const f32,
         oy: usize,
@@ -172,7 +234,7 @@ mod x86 {
     /// # Safety
     /// As [`rows`]; `cb < c`.
     #[inline(always)]
-    unsafe fn row_vector<V: Lanes>(g: &Depthwise, ep: &Epilogue, row: &Row, cb: usize) -> RowVector<V> {
+    unsafe fn row_vector<V: Lanes, L>(g: &Depthwise, ep: &Epilogue, row: &Row<L>, cb: usize) -> RowVector<V> {
         let lanes = (g.c - cb).min(V::W);
         // SAFETY: the bias holds `c` floats.
         let init = if ep.bias.is_null() { unsafe { V::zero() } } else { unsafe { V::load_n(ep.bias.add(cb), lanes) } };
@@ -186,7 +248,7 @@ mod x86 {
     /// As [`rows`], for pixels of the row.
     #[inline(always)]
     #[allow(clippy::too_many_arguments)]
-    unsafe fn border<V: Lanes>(g: &Depthwise, kh: usize, kw: usize, wt: *const f32, ep: &Epilogue, row: &Row, from: usize, to: usize) {
+    unsafe fn border<V: Lanes, L: Lines>(g: &Depthwise, kh: usize, kw: usize, wt: *const f32, ep: &Epilogue, row: &Row<L>, from: usize, to: usize) {
         let (ky_lo, ky_hi) = taps_inside(row.oy * g.sh, g.pt, g.h, kh, g.dh);
         for ox in from..to {
             // The window's columns inside the image, found once per pixel rather than per tap
@@ -198,12 +260,12 @@ mod x86 {
             let mut cb = 0;
             while cb + 4 * V::W <= g.c {
                 // SAFETY: forwarded contract; the four vectors are whole channels of the image.
-                unsafe { border_pixel::<V, 4>(g, wt, ep, row, &taps, cb) };
+                unsafe { border_pixel::<V, L, 4>(g, wt, ep, row, &taps, cb) };
                 cb += 4 * V::W;
             }
             while cb < g.c {
                 // SAFETY: as above, `cb < c`.
-                unsafe { border_pixel::<V, 1>(g, wt, ep, row, &taps, cb) };
+                unsafe { border_pixel::<V, L, 1>(g, wt, ep, row, &taps, cb) };
                 cb += V::W;
             }
         }
@@ -223,17 +285,17 @@ mod x86 {
     /// # Safety
     /// As [`rows`], for a pixel of the row; `cb < c`, and `cb + NV·W ≤ c` when `NV > 1`.
     #[inline(always)]
-    unsafe fn border_pixel<V: Lanes, const NV: usize>(g: &Depthwise, wt: *const f32, ep: &Epilogue, row: &Row, taps: &Taps, cb: usize) {
+    unsafe fn border_pixel<V: Lanes, L: Lines, const NV: usize>(g: &Depthwise, wt: *const f32, ep: &Epilogue, row: &Row<L>, taps: &Taps, cb: usize) {
         // SAFETY (whole body): every tap read is inside the image (the ranges), each vector
         // covers `lanes` channels from its start.
         unsafe {
-            let rv: [RowVector<V>; NV] = std::array::from_fn(|v| row_vector::<V>(g, ep, row, cb + v * V::W));
+            let rv: [RowVector<V>; NV] = std::array::from_fn(|v| row_vector::<V, L>(g, ep, row, cb + v * V::W));
             let mut acc: [V; NV] = std::array::from_fn(|v| rv[v].init);
             for ky in taps.ky.clone() {
-                let iy = row.oy * g.sh + ky * g.dh - g.pt;
+                let line = row.lines.line(ky);
                 for kx in taps.kx.clone() {
                     let ix = taps.ox * g.sw + kx * g.dw - g.pl;
-                    let xp = row.img.add((iy * g.w + ix) * g.c + cb);
+                    let xp = line.add(ix * g.c + cb);
                     let wp = wt.add((ky * taps.kw + kx) * g.c + cb);
                     for v in 0..NV {
                         acc[v] = V::fma(V::load_n(xp.add(v * V::W), rv[v].lanes), V::load_n(wp.add(v * V::W), rv[v].lanes), acc[v]);
@@ -294,7 +356,7 @@ mod x86 {
     /// As [`rows`], for interior pixels of the row; `rv` is a whole vector.
     #[inline(always)]
     #[allow(clippy::too_many_arguments)]
-    unsafe fn pixels_of_vector<V: Lanes, const KH: usize, const KW: usize, const P: usize>(g: &Depthwise, row: &Row, rv: &RowVector<V>, wv: &[[V; KW]; KH], ox: usize, sw: usize, dw: usize, (ky_lo, ky_hi): (usize, usize)) {
+    unsafe fn pixels_of_vector<V: Lanes, L: Lines, const KH: usize, const KW: usize, const P: usize>(g: &Depthwise, row: &Row<L>, rv: &RowVector<V>, wv: &[[V; KW]; KH], ox: usize, sw: usize, dw: usize, (ky_lo, ky_hi): (usize, usize)) {
         let c = g.c;
         let ix0 = ox * sw - g.pl;
         let mut acc = [rv.init; P];
@@ -304,8 +366,7 @@ mod x86 {
                 if ky < ky_lo || ky >= ky_hi {
                     continue;
                 }
-                let iy = row.oy * g.sh + ky * g.dh - g.pt;
-                let in_row = row.img.add((iy * g.w + ix0) * c + rv.cb);
+                let in_row = row.lines.line(ky).add(ix0 * c + rv.cb);
                 for (kx, &w) in wrow.iter().enumerate() {
                     let tap = in_row.add(kx * dw * c);
                     for (p, a) in acc.iter_mut().enumerate() {
@@ -325,7 +386,7 @@ mod x86 {
     /// # Safety
     /// As [`rows`], with each constant either 0 or `g`'s value.
     #[inline(always)]
-    unsafe fn rows_for<V: Lanes, const KH: usize, const KW: usize, const SW: usize, const DW: usize>(g: &Depthwise, lo: usize, hi: usize, x: *const f32, wt: *const f32, out: *mut f32, ep: &Epilogue) {
+    unsafe fn rows_for<V: Lanes, L: Lines, const KH: usize, const KW: usize, const SW: usize, const DW: usize>(g: &Depthwise, lo: usize, hi: usize, lines_of: &dyn Fn(usize, usize) -> L, wt: *const f32, out: *mut f32, ep: &Epilogue) {
         let (kh, kw) = if KH == 0 { (g.kh, g.kw) } else { (KH, KW) };
         let (sw, dw) = if SW == 0 { (g.sw, g.dw) } else { (SW, DW) };
         let c = g.c;
@@ -336,8 +397,8 @@ mod x86 {
         unsafe {
             for r in lo..hi {
                 let (b, oy) = (r / g.oh, r % g.oh);
-                let row = Row { img: x.add(b * g.h * g.w * c), out_row: out.add((b * g.oh + oy) * g.ow * c), res_row: if ep.residual.is_null() { ep.residual } else { ep.residual.add((b * g.oh + oy) * g.ow * c) }, oy };
-                border::<V>(g, kh, kw, wt, ep, &row, 0, x_lo);
+                let row = Row { lines: lines_of(b, oy), out_row: out.add((b * g.oh + oy) * g.ow * c), res_row: if ep.residual.is_null() { ep.residual } else { ep.residual.add((b * g.oh + oy) * g.ow * c) }, oy };
+                border::<V, L>(g, kh, kw, wt, ep, &row, 0, x_lo);
                 // Interior columns, PIXELS at a time: each weight vector serves all of them.
                 // Channels innermost, so the taps' reads walk each pixel's channels in order.
                 // Window rows in the vertical padding are left out (top and bottom rows).
@@ -359,11 +420,11 @@ mod x86 {
                     let whole = c / V::W * V::W;
                     for chunk0 in (0..groups).step_by(chunk) {
                         for cb in (0..whole).step_by(V::W) {
-                            let rv = row_vector::<V>(g, ep, &row, cb);
+                            let rv = row_vector::<V, L>(g, ep, &row, cb);
                             let wv: [[V; KW]; KH] = std::array::from_fn(|ky| std::array::from_fn(|kx| V::load(wt.add((ky * KW + kx) * c + cb))));
                             // (Eight pixels per step measured slower: 26 → 29 µs at 56²×32.)
                             for group in chunk0..(chunk0 + chunk).min(groups) {
-                                pixels_of_vector::<V, KH, KW, PIXELS>(g, &row, &rv, &wv, x_lo + group * PIXELS, sw, dw, (ky_lo, ky_hi));
+                                pixels_of_vector::<V, L, KH, KW, PIXELS>(g, &row, &rv, &wv, x_lo + group * PIXELS, sw, dw, (ky_lo, ky_hi));
                             }
                         }
                     }
@@ -373,14 +434,13 @@ mod x86 {
                 while ox + PIXELS <= x_hi {
                     let ix0 = ox * sw - g.pl;
                     for cb in (first_cb..c).step_by(V::W) {
-                        let rv = row_vector::<V>(g, ep, &row, cb);
+                        let rv = row_vector::<V, L>(g, ep, &row, cb);
                         let mut acc = [rv.init; PIXELS];
                         for ky in 0..kh {
                             if ky < ky_lo || ky >= ky_hi {
                                 continue;
                             }
-                            let iy = top + ky * g.dh - g.pt;
-                            let in_row = row.img.add((iy * g.w + ix0) * c + cb);
+                            let in_row = row.lines.line(ky).add(ix0 * c + cb);
                             for kx in 0..kw {
                                 let wv = V::load_n(wt.add((ky * kw + kx) * c + cb), rv.lanes);
                                 let tap = in_row.add(kx * dw * c);
@@ -395,7 +455,7 @@ mod x86 {
                     }
                     ox += PIXELS;
                 }
-                border::<V>(g, kh, kw, wt, ep, &row, ox, g.ow);
+                border::<V, L>(g, kh, kw, wt, ep, &row, ox, g.ow);
             }
         }
     }
@@ -431,12 +491,14 @@ mod tests {
             let residual: Vec<f32> = (0..n * oh * ow * c).map(|i| (i % 9) as f32 * 0.5 - 2.0).collect();
             for (act, with_residual) in [(Activation::None, false), (Activation::Relu6, true), (Activation::Relu, false)] {
                 let mut want = vec![0.0f32; n * oh * ow * c];
+                let image = |b: usize, oy: usize| ImageLines { first: x.as_ptr().wrapping_add((b * h + oy * sh) * w * c).wrapping_sub(pt * w * c), step: dh * w * c };
                 for b in 0..n {
                     for oy in 0..oh {
+                        let lines = image(b, oy);
                         for ox in 0..ow {
                             for ch in 0..c {
                                 let o = ((b * oh + oy) * ow + ox) * c + ch;
-                                let v = unsafe { element(&g, x.as_ptr(), wt.as_ptr(), b, oy, ox, ch, bias[ch]) };
+                                let v = unsafe { element(&g, &lines, wt.as_ptr(), oy, ox, ch, bias[ch]) };
                                 want[o] = act.apply(if with_residual { v + residual[o] } else { v });
                             }
                         }
@@ -455,13 +517,13 @@ mod tests {
                         panic!("{g:?} {act:?} residual {with_residual}, rows {shares:?}: pixel ({}, {}) channel {ch}: {} vs {}", pix / ow, pix % ow, got[i], want[i]);
                     }
                     let mut portable = vec![f32::NAN; want.len()];
-                    unsafe { rows_portable(g, 0, n * oh, x.as_ptr(), wt.as_ptr(), portable.as_mut_ptr(), ep) };
+                    unsafe { rows_portable(g, 0, n * oh, &image, wt.as_ptr(), portable.as_mut_ptr(), ep) };
                     assert!(portable.iter().zip(&want).all(|(a, b)| a.to_bits() == b.to_bits()), "{g:?} portable");
                     // The AVX2 kernel too, where the CPU has it (dispatch picks AVX-512 first).
                     #[cfg(target_arch = "x86_64")]
                     if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
                         let mut narrow = vec![f32::NAN; want.len()];
-                        unsafe { x86::rows_avx2(g, 0, n * oh, x.as_ptr(), wt.as_ptr(), narrow.as_mut_ptr(), ep) };
+                        unsafe { x86::rows_avx2(g, 0, n * oh, &image, wt.as_ptr(), narrow.as_mut_ptr(), ep) };
                         assert!(narrow.iter().zip(&want).all(|(a, b)| a.to_bits() == b.to_bits()), "{g:?} avx2");
                     }
                 }

@@ -19,6 +19,7 @@ pub mod epilogue;
 pub mod microkernel;
 pub mod int8;
 pub mod pack;
+pub mod pointwise_depthwise;
 pub mod sparse;
 mod simd;
 pub mod winograd;

@@ -157,3 +157,51 @@ fn depthwise_nhwc(k: &mut KernelBuilder, win: windowed::Window, x: Arg, out: Arg
     let rows = k.split(0, n * oh, 1);
     k.depthwise_nhwc([n, c, h, w], [oh, ow], win.kernel, win.stride, win.dilation, win.padding, xp, wp, o, rows, &tail);
 }
+
+/// One convolution of a fused pair: its op (a convolution, alone or with one activation), its
+/// operands (input, weights, bias), its result and its packed weights.
+pub(crate) struct FusedConv<'a> {
+    pub op: &'a crate::ops::Op,
+    pub args: &'a [Arg<'a>],
+    pub out: Arg<'a>,
+    pub packed: crate::jit::builder::DataAddr,
+}
+
+impl FusedConv<'_> {
+    fn conv_and_steps(&self) -> (&crate::ops::Conv2d, &[crate::ops::fused::Step]) {
+        match self.op {
+            crate::ops::Op::Conv2d(c) => (c, &[]),
+            crate::ops::Op::Fused(crate::ops::fused::Fused { anchor: Some(crate::ops::Product::Conv2d(c)), steps, .. }) => (c, steps),
+            _ => unreachable!("kernel_plan::fused_producers pairs convolutions only"),
+        }
+    }
+
+    /// The bias and activation as a runtime tail (`fused_producers` admits no other step).
+    fn tail(&self, k: &mut KernelBuilder) -> crate::jit::builder::GemmTail {
+        let (_, steps) = self.conv_and_steps();
+        let epi = crate::jit::epilogue::Epilogue::new(k, steps, &[], self.out.ty);
+        let bias = self.args.get(2).map(|b| k.ptr(b.loc));
+        let zero = k.int(0);
+        let (tail, left) = epi.gemm_tail(k, bias, false, zero);
+        debug_assert!(!left, "fused_producers admits only epilogues the runtime applies");
+        tail
+    }
+}
+
+/// A pointwise NHWC convolution (`expand`) and the NHWC depthwise convolution it feeds
+/// (`depthwise`), in one runtime call (`nnc_pointwise_depthwise`, see
+/// `kernel_plan::fused_producers`): the expansion's buffer holds only the ring of rows the
+/// windows need (`ring_floats` of room). `k.tile` is the expansion's blocking, which its
+/// packed weights follow.
+pub(crate) fn pointwise_depthwise(k: &mut KernelBuilder, expand: &FusedConv, depthwise: &FusedConv, ring_floats: usize) {
+    let (dconv, _) = depthwise.conv_and_steps();
+    let cin = expand.args[0].ty.shape[1] as i64;
+    let dims = addressing::shape4(expand.out.ty);
+    let [_, _, oh, ow] = addressing::shape4(depthwise.out.ty);
+    let window = [depthwise.args[1].ty.shape[2] as i64, depthwise.args[1].ty.shape[3] as i64];
+    let (e_tail, d_tail) = (expand.tail(k), depthwise.tail(k));
+    let (x, ring, out) = (k.ptr(expand.args[0].loc), k.ptr(expand.out.loc), k.ptr(depthwise.out.loc));
+    let (packed_b, weights) = (k.data_addr(expand.packed), k.data_addr(depthwise.packed));
+    let i = |v: usize| v as i64;
+    k.pointwise_depthwise(cin, x, packed_b, &e_tail, (ring, ring_floats as i64), dims, [oh, ow], window, dconv.stride.map(i), dconv.dilation.map(i), [i(dconv.padding[0]), i(dconv.padding[1])], weights, out, &d_tail);
+}
