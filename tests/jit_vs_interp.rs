@@ -220,20 +220,24 @@ fn channel_vector_kernels_match_interpreter() {
     }
 }
 
-/// A pointwise convolution whose result is large feeding a depthwise one runs as one fused
-/// kernel (the expansion kept as a ring of rows): the same bits as the two kernels apart on
-/// every thread count (stride 2, dilation, two images, an activation or none), within
-/// tolerance of the interpreter, on a smaller arena, and with one kernel fewer per pair.
+/// A convolution whose result is large feeding a depthwise one runs as one fused kernel (the
+/// result kept as a ring of rows): the same bits as the two kernels apart on every thread
+/// count (1×1 and strided 3×3 producers, depthwise stride 2 and dilation, two images, an
+/// activation or none), within tolerance of the interpreter, on a smaller arena, and with
+/// one kernel fewer per pair.
 #[test]
-fn fused_pointwise_depthwise_pairs_match_the_kernels_apart() {
+fn fused_conv_depthwise_pairs_match_the_kernels_apart() {
     let src = "model m {
         input x: f32[2, 16, 48, 48]
         e = relu6(conv2d(x, filters=160, kernel=1))
         d = relu6(conv2d(e, filters=160, kernel=3, stride=2, padding=1, groups=160))
         e2 = conv2d(x, filters=144, kernel=1)
         d2 = conv2d(e2, filters=144, kernel=3, padding=2, dilation=2, groups=144)
+        s = relu6(conv2d(x, filters=464, kernel=3, stride=2, padding=1))
+        ds = conv2d(s, filters=464, kernel=3, padding=1, groups=464)
         output y = flatten(global_avg_pool(d))
         output z = conv2d(d2, filters=8, kernel=1)
+        output w = flatten(global_avg_pool(ds))
     }";
     let mut g = bound(&build_graph(&Source::from_string("m.nn", src), None, &Default::default()).unwrap(), None);
     passes::optimize(&mut g, 2, Some(&CpuTarget::host(true)), true, &mut |_, _| {}).unwrap();
@@ -247,10 +251,10 @@ fn fused_pointwise_depthwise_pairs_match_the_kernels_apart() {
         if let Some(m) = compare(&got, &reference, 1e-4) {
             panic!("{threads} threads: {m}");
         }
-        assert_eq!(profile.len() + 2, apart_profile.len(), "{threads} threads: {profile:?}");
-        // Stored whole, the expansions (5.9 and 5.3 MB over both images) need more arena than
-        // any other values (measured: 3.98 against 6.93 MB on one thread).
-        assert!(fused.arena_bytes() * 3 < apart.arena_bytes() * 2, "{threads} threads: {} vs {}", fused.arena_bytes(), apart.arena_bytes());
+        assert_eq!(profile.len() + 3, apart_profile.len(), "{threads} threads: {profile:?}");
+        // Stored whole, the producers' results (5.9, 5.3 and 2.1 MB over both images) need
+        // more arena than any other values (measured: 6.1 against 9.1 MB on one thread).
+        assert!(fused.arena_bytes() * 4 < apart.arena_bytes() * 3, "{threads} threads: {} vs {}", fused.arena_bytes(), apart.arena_bytes());
     }
 }
 

@@ -1,6 +1,6 @@
 //! The runtime entry points generated code calls: their symbols, bound to the Rust functions
 //! of `nnc_runtime::gemm::abi`, and their one Cranelift signature: each takes the address of
-//! its `#[repr(C)]` call descriptor (`GemmCall`, `ConvNhwcCall`, `Im2colCall`, `IgemmCall`, `SparseCall`, `WinogradCall`, `DepthwiseCall`, `PointwiseDepthwiseCall`, `GemvCall`, `AttentionCall`, `LstmStepCall`, `LayerNormCall`),
+//! its `#[repr(C)]` call descriptor (`GemmCall`, `ConvNhwcCall`, `Im2colCall`, `IgemmCall`, `SparseCall`, `WinogradCall`, `DepthwiseCall`, `ConvDepthwiseCall`, `GemvCall`, `AttentionCall`, `LstmStepCall`, `LayerNormCall`),
 //! which `builder::KernelBuilder` fills field by field at the offsets the runtime declares.
 
 use super::JitError;
@@ -19,7 +19,7 @@ const ENTRY_POINTS: [(&str, *const u8, usize); 14] = [
     ("nnc_sparse_gemm", nnc_runtime::gemm::nnc_sparse_gemm as *const u8, 1),
     ("nnc_winograd", nnc_runtime::gemm::nnc_winograd as *const u8, 1),
     ("nnc_depthwise", nnc_runtime::gemm::nnc_depthwise as *const u8, 1),
-    ("nnc_pointwise_depthwise", nnc_runtime::gemm::nnc_pointwise_depthwise as *const u8, 1),
+    ("nnc_conv_depthwise", nnc_runtime::gemm::nnc_conv_depthwise as *const u8, 1),
     ("nnc_gemv", nnc_runtime::gemm::nnc_gemv as *const u8, 1),
     ("nnc_attention", nnc_runtime::gemm::nnc_attention as *const u8, 1),
     ("nnc_lstm_step", nnc_runtime::gemm::nnc_lstm_step as *const u8, 1),
@@ -46,9 +46,9 @@ pub struct RuntimeFns {
     pub winograd: FuncRef,
     /// `nnc_depthwise(&DepthwiseCall)`: rows of an NHWC depthwise convolution.
     pub depthwise: FuncRef,
-    /// `nnc_pointwise_depthwise(&PointwiseDepthwiseCall)`: a 1×1 convolution and the
+    /// `nnc_conv_depthwise(&ConvDepthwiseCall)`: a convolution through the GEMM and the
     /// depthwise one it feeds, its result kept in a ring of rows.
-    pub pointwise_depthwise: FuncRef,
+    pub conv_depthwise: FuncRef,
     /// `nnc_gemv(&GemvCall)`: a dense layer on few rows as dot products.
     pub gemv: FuncRef,
     /// `nnc_attention(&AttentionCall)`: fused attention, score blocks kept in cache.
@@ -86,7 +86,7 @@ impl Imports {
 
     /// References to the entry points from inside `func`.
     pub fn in_function<M: Module>(&self, module: &mut M, func: &mut Function) -> RuntimeFns {
-        let [gemm, conv_nhwc, im2col, igemm, im2col_i8, sparse, winograd, depthwise, pointwise_depthwise, gemv, attention, lstm_step, layer_norm, reference] = self.0.map(|id| module.declare_func_in_func(id, func));
-        RuntimeFns { gemm, conv_nhwc, im2col, igemm, im2col_i8, sparse, winograd, depthwise, pointwise_depthwise, gemv, attention, lstm_step, layer_norm, reference }
+        let [gemm, conv_nhwc, im2col, igemm, im2col_i8, sparse, winograd, depthwise, conv_depthwise, gemv, attention, lstm_step, layer_norm, reference] = self.0.map(|id| module.declare_func_in_func(id, func));
+        RuntimeFns { gemm, conv_nhwc, im2col, igemm, im2col_i8, sparse, winograd, depthwise, conv_depthwise, gemv, attention, lstm_step, layer_norm, reference }
     }
 }

@@ -91,7 +91,7 @@ pub struct JitOptions {
     pub sparse: bool,
     /// Kernels to use wherever they can compute a node (`--kernels`).
     pub kernels: crate::kernel_plan::KernelSet,
-    /// Compute pointwise convolutions inside the depthwise convolutions they feed where
+    /// Compute convolutions inside the depthwise convolutions they feed where
     /// `kernel_plan::fused_producers` allows (off: each in its own kernel, for comparison).
     pub fuse_producers: bool,
 }
@@ -147,7 +147,7 @@ pub(crate) struct Prepared {
     pub const_addrs: Vec<DataAddr>,
     pub prepacked: HashMap<NodeId, Vec<DataAddr>>,
     pub reference_nodes: Vec<Box<reference::ReferenceNode>>,
-    /// Depthwise nodes whose kernel computes their pointwise producer too (`consumer →
+    /// Depthwise nodes whose kernel computes their producer (a convolution) too (`consumer →
     /// producer`); the producers get no kernel of their own.
     pub fused: HashMap<NodeId, NodeId>,
 }
@@ -252,7 +252,7 @@ pub(crate) fn define_kernels<M: Module>(module: &mut M, graph: &Graph, options: 
                 o.buffers.iter().map(|&(id, start, end)| builder::DataSpan { start, end, symbol: module.declare_data_in_func(id, b.func) }).collect()
             });
             let runtime = options.ukernels.then_some(fns);
-            // A fused pair's expansion is packed for its own blocking.
+            // A fused pair's producer is packed for its own blocking.
             let tile = producer.map_or(kp.tile, |p| prepared.plans[&p].tile);
             let mut k = builder::KernelBuilder::new(b, arena, &prepared.const_addrs, runtime, tile);
             k.object_data = spans.as_deref();
@@ -271,10 +271,10 @@ pub(crate) fn define_kernels<M: Module>(module: &mut M, graph: &Graph, options: 
                     let pnode = graph.node(p);
                     let pargs: Vec<epilogue::Arg> = graph.operands(p).iter().map(|o| epilogue::Arg { loc: plan.locs[o], ty: &graph.node(*o).ty }).collect();
                     let packed = |n: NodeId| prepared.prepacked[&n][0];
-                    let expand = lower::channels::FusedConv { op: pnode.op().expect("a producer is an op"), args: &pargs, out: epilogue::Arg { loc: plan.locs[&p], ty: &pnode.ty }, packed: packed(p) };
+                    let producer = lower::channels::FusedConv { op: pnode.op().expect("a producer is an op"), args: &pargs, out: epilogue::Arg { loc: plan.locs[&p], ty: &pnode.ty }, packed: packed(p) };
                     let depthwise = lower::channels::FusedConv { op, args: &args, out, packed: packed(id) };
                     let ring_floats = crate::kernel_plan::ring_floats(graph, id, options.threads);
-                    lower::channels::pointwise_depthwise(&mut k, &expand, &depthwise, ring_floats);
+                    lower::channels::conv_depthwise(&mut k, &producer, &depthwise, ring_floats);
                 }
                 None => lower::lower(&mut k, kp, op, &args, out, plan.scratch.get(&id).copied()),
             }

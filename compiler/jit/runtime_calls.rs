@@ -6,7 +6,19 @@
 use super::builder::{GemmOperand, GemmTail, IgemmRequantize, KernelBuilder, I64};
 use super::abi::RuntimeFns;
 use cranelift_codegen::ir::{FuncRef, InstBuilder, StackSlotData, StackSlotKind, Value};
-use nnc_runtime::gemm::{AttentionCall, AttentionCallFields, ConvNhwcCall, ConvNhwcCallFields, DepthwiseCall, DepthwiseCallFields, GemvCall, GemvCallFields, GemmCall, GemmCallFields, IgemmCall, IgemmCallFields, Im2colCall, Im2colCallFields, LayerNormCall, LayerNormCallFields, LstmStepCall, LstmStepCallFields, PointwiseDepthwiseCall, PointwiseDepthwiseCallFields, SparseCall, SparseCallFields, WinogradCall, WinogradCallFields};
+use nnc_runtime::gemm::{AttentionCall, AttentionCallFields, ConvDepthwiseCall, ConvDepthwiseCallFields, ConvNhwcCall, ConvNhwcCallFields, DepthwiseCall, DepthwiseCallFields, GemvCall, GemvCallFields, GemmCall, GemmCallFields, IgemmCall, IgemmCallFields, Im2colCall, Im2colCallFields, LayerNormCall, LayerNormCallFields, LstmStepCall, LstmStepCallFields, SparseCall, SparseCallFields, WinogradCall, WinogradCallFields};
+
+/// The convolution of [`KernelBuilder::conv_depthwise`]: its NHWC input (`chw` per image),
+/// window and packed weights.
+pub struct ProducerConv {
+    pub input: Value,
+    pub chw: [i64; 3],
+    pub window: [i64; 2],
+    pub stride: [i64; 2],
+    pub dilation: [i64; 2],
+    pub pad: [i64; 2],
+    pub packed_b: Value,
+}
 
 impl KernelBuilder<'_> {
     /// Threads and cache blocking, which every runtime GEMM call carries.
@@ -157,11 +169,17 @@ impl KernelBuilder<'_> {
     /// An NHWC convolution of one image through the GEMM with patches gathered while packing
     /// (`nnc_gemm_conv_nhwc`): `out[oh·ow, f] = patches · packed_b`, then `tail`.
     #[allow(clippy::too_many_arguments)]
-    pub fn conv_nhwc(&mut self, [m, f]: [i64; 2], input: Value, [c, h, w]: [i64; 3], [kh, kw]: [i64; 2], stride: [i64; 2], dilation: [i64; 2], [pt, pl]: [i64; 2], ow: i64, packed_b: Value, out: (Value, i64, i64), tail: &GemmTail) {
+    pub fn conv_nhwc(&mut self, mf: [i64; 2], input: Value, chw: [i64; 3], window: [i64; 2], stride: [i64; 2], dilation: [i64; 2], pad: [i64; 2], ow: i64, packed_b: Value, out: (Value, i64, i64), tail: &GemmTail) {
         let rt = self.runtime_fns();
+        let fields = self.conv_nhwc_fields(mf, input, chw, window, stride, dilation, pad, ow, packed_b, out, tail);
+        self.call_runtime(rt.conv_nhwc, fields.with_offsets(), ConvNhwcCall::SIZE);
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn conv_nhwc_fields(&mut self, [m, f]: [i64; 2], input: Value, [c, h, w]: [i64; 3], [kh, kw]: [i64; 2], stride: [i64; 2], dilation: [i64; 2], [pt, pl]: [i64; 2], ow: i64, packed_b: Value, out: (Value, i64, i64), tail: &GemmTail) -> ConvNhwcCallFields<Value> {
         let [threads, kc, mc, nc] = self.gemm_tail();
         let [bias, bias_per_row, residual, act] = self.tail_args(tail);
-        let fields = ConvNhwcCallFields {
+        ConvNhwcCallFields {
             m: self.int(m),
             n: self.int(f),
             input,
@@ -190,8 +208,7 @@ impl KernelBuilder<'_> {
             residual,
             act,
             bf16: self.int(self.bf16 as i64),
-        };
-        self.call_runtime(rt.conv_nhwc, fields.with_offsets(), ConvNhwcCall::SIZE);
+        }
     }
 
     /// `C = A·B` then `tail` for weights `A: rows × k` compressed at compile time
@@ -294,49 +311,22 @@ impl KernelBuilder<'_> {
         }
     }
 
-    /// A 1×1 convolution `e = x[pixels, cin] · packed_b` (then `e_tail`, its bias per column)
-    /// and the NHWC depthwise convolution of `e` as [`Self::depthwise_nhwc`] describes it
-    /// (all rows, `d_tail`), computed together (`nnc_pointwise_depthwise`); `ring` (its address
-    /// and room in floats) holds the expansion's rows as the windows need them.
+    /// An NHWC convolution of `input` (all `n` images, each `chw`; then `e_tail`, its bias per
+    /// column) as [`Self::conv_nhwc`] describes one image, and the NHWC depthwise convolution
+    /// of its result as [`Self::depthwise_nhwc`] describes it (all rows, `d_tail`), computed
+    /// together (`nnc_conv_depthwise`); `ring` (its address and room in floats) holds the
+    /// convolution's rows as the windows need them.
     #[allow(clippy::too_many_arguments)]
-    pub fn pointwise_depthwise(&mut self, cin: i64, x: Value, packed_b: Value, e_tail: &GemmTail, (ring, ring_floats): (Value, i64), dims: [i64; 4], out_size: [i64; 2], window: [i64; 2], stride: [i64; 2], dilation: [i64; 2], pad: [i64; 2], weights: Value, out: Value, d_tail: &GemmTail) {
+    pub fn conv_depthwise(&mut self, conv: ProducerConv, e_tail: &GemmTail, (ring, ring_floats): (Value, i64), dims: [i64; 4], out_size: [i64; 2], window: [i64; 2], stride: [i64; 2], dilation: [i64; 2], pad: [i64; 2], weights: Value, out: Value, d_tail: &GemmTail) {
         let rt = self.runtime_fns();
-        let [n, c, _, _] = dims;
+        let [n, c, _, w] = dims;
         let (lo, hi) = (self.int(0), self.int(n * out_size[0]));
         let d = self.depthwise_fields(dims, out_size, window, stride, dilation, pad, ring, weights, out, (lo, hi), d_tail);
         let d = self.descriptor(d.with_offsets(), DepthwiseCall::SIZE);
-        let [threads, kc, mc, nc] = self.gemm_tail();
-        let [bias, bias_per_row, residual, act] = self.tail_args(e_tail);
-        let (zero, one) = (self.int(0), self.int(1));
-        let e = GemmCallFields {
-            // The ring's room, in pixels (rows of C).
-            m: self.int(ring_floats / c),
-            n: self.int(c),
-            k: self.int(cin),
-            a: x,
-            rsa: self.int(cin),
-            csa: one,
-            a_packed: zero,
-            b: packed_b,
-            rsb: zero,
-            csb: zero,
-            b_packed: one,
-            c: ring,
-            rsc: self.int(c),
-            csc: one,
-            accumulate: zero,
-            threads,
-            kc,
-            mc,
-            nc,
-            bias,
-            bias_per_row,
-            residual,
-            act,
-            bf16: zero,
-        };
-        let e = self.descriptor(e.with_offsets(), GemmCall::SIZE);
-        self.call_runtime(rt.pointwise_depthwise, PointwiseDepthwiseCallFields { expand: e, depthwise: d }.with_offsets(), PointwiseDepthwiseCall::SIZE);
+        // The ring's room, in pixels (rows of C).
+        let e = self.conv_nhwc_fields([ring_floats / c, c], conv.input, conv.chw, conv.window, conv.stride, conv.dilation, conv.pad, w, conv.packed_b, (ring, c, 1), e_tail);
+        let e = self.descriptor(e.with_offsets(), ConvNhwcCall::SIZE);
+        self.call_runtime(rt.conv_depthwise, ConvDepthwiseCallFields { conv: e, depthwise: d }.with_offsets(), ConvDepthwiseCall::SIZE);
     }
 
     /// A dense layer `out[rows, units] = x[rows, features] · wᵀ` as dot products

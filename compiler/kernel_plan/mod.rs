@@ -18,11 +18,11 @@ use crate::target::{CpuTarget, Tile, CRANELIFT_TILE};
 use std::collections::{HashMap, HashSet};
 
 mod cost;
-mod fuse_pointwise_depthwise;
+mod fuse_conv_depthwise;
 mod select;
 
 pub use cost::estimated_ps;
-pub use fuse_pointwise_depthwise::{fused_producers, ring_floats, MIN_EXPANSION_BYTES};
+pub use fuse_conv_depthwise::{fused_producers, ring_floats, MIN_FUSED_BYTES};
 pub use select::{available, choose, is_int8_vector_depthwise};
 use select::preferred;
 

@@ -499,36 +499,37 @@ pub unsafe extern "C" fn nnc_depthwise(call: *const DepthwiseCall) {
 }
 
 call_descriptor! {
-    /// A 1×1 convolution and the depthwise convolution it feeds, computed together
-    /// ([`super::pointwise_depthwise`]): two descriptors as each kernel alone would take them.
-    /// The expansion's `c` is only room for the ring buffer: its contents afterwards are
-    /// unspecified; the depthwise call's `x` and row range are ignored (all rows).
-    PointwiseDepthwiseCall / PointwiseDepthwiseCallFields {
-        /// `e = x · B`: `a` the NHWC input strided (`rsa` = input channels, `csa` = 1), `b`
-        /// packed, `m` all its pixels, `n` the depthwise channels, bias per column, no
-        /// residual.
-        expand: *const GemmCall,
+    /// A convolution through the GEMM and the depthwise convolution it feeds, computed
+    /// together ([`super::conv_depthwise`]): the two descriptors each kernel alone takes.
+    /// The convolution's `out` is only room for the ring buffer (`m` pixels of `n` floats):
+    /// its contents afterwards are unspecified; the depthwise call's `x` and row range are
+    /// ignored (all rows).
+    ConvDepthwiseCall / ConvDepthwiseCallFields {
+        /// The producer: bias per column, no residual, f32.
+        conv: *const ConvNhwcCall,
         depthwise: *const DepthwiseCall,
     }
 }
 
-/// The fused convolutions of [`PointwiseDepthwiseCall`].
+/// The fused convolutions of [`ConvDepthwiseCall`].
 ///
 /// # Safety
-/// `call` points to a valid [`PointwiseDepthwiseCall`] whose two descriptors are valid as
-/// [`nnc_gemm`] and [`nnc_depthwise`] require and describe the same expansion (`m = n·h·w`,
-/// `n = c`); the expansion's `c` is writable for `m × n` floats.
+/// `call` points to a valid [`ConvDepthwiseCall`] whose two descriptors are valid as
+/// [`nnc_gemm_conv_nhwc`] (for every image of the depthwise call) and [`nnc_depthwise`]
+/// require and describe the same intermediate (the convolution's `n` and output size are
+/// the depthwise input's); the convolution's `out` is writable for `m × n` floats.
 #[no_mangle]
-pub unsafe extern "C" fn nnc_pointwise_depthwise(call: *const PointwiseDepthwiseCall) {
+pub unsafe extern "C" fn nnc_conv_depthwise(call: *const ConvDepthwiseCall) {
     // SAFETY: the caller passes valid descriptors.
-    let (e, d) = unsafe { (*(*call).expand, *(*call).depthwise) };
+    let (e, d) = unsafe { (*(*call).conv, *(*call).depthwise) };
     let u = |v: i64| v.max(0) as usize;
     let geometry = super::depthwise::Depthwise { n: u(d.n), c: u(d.c), h: u(d.h), w: u(d.w), kh: u(d.kh), kw: u(d.kw), sh: u(d.sh), sw: u(d.sw), dh: u(d.dh), dw: u(d.dw), pt: u(d.pt), pl: u(d.pl), oh: u(d.oh), ow: u(d.ow) };
-    let expansion = super::pointwise_depthwise::Expansion { x: e.a, cin: u(e.k), b: e.b, blk: Blocking::from_abi(e.kc, e.mc, e.nc), ep: Epilogue::from_abi(e.bias, 0, std::ptr::null(), e.act) };
+    let i = |v: i64| v as isize;
+    let patches = ConvPatches { input: e.input, c: i(e.c), h: i(e.h), w: i(e.w), kh: i(e.kh), kw: i(e.kw), sh: i(e.sh), sw: i(e.sw), dh: i(e.dh), dw: i(e.dw), pt: i(e.pt), pl: i(e.pl), ow: i(e.ow), row0: 0 };
+    let producer = super::conv_depthwise::Producer { patches, b: e.b, blk: Blocking::from_abi(e.kc, e.mc, e.nc), ep: Epilogue::from_abi(e.bias, 0, std::ptr::null(), e.act) };
     let ep = Epilogue::from_abi(d.bias, 0, d.residual, d.act);
-    // SAFETY: the descriptors' buffers are valid as the contract above says; the ring is the
-    // expansion's whole result.
-    unsafe { super::pointwise_depthwise::pointwise_depthwise(geometry, expansion, d.weights, d.out, ep, e.c, u(e.m) * u(e.n), u(e.threads).max(1)) }
+    // SAFETY: the descriptors' buffers are valid as the contract above says.
+    unsafe { super::conv_depthwise::conv_depthwise(geometry, producer, d.weights, d.out, ep, e.out, u(e.m) * u(e.n), u(e.threads).max(1)) }
 }
 
 call_descriptor! {

@@ -12,6 +12,7 @@
 
 pub mod abi;
 pub mod attention;
+pub mod conv_depthwise;
 pub mod depthwise;
 pub mod gemv;
 pub mod norm;
@@ -19,7 +20,6 @@ pub mod epilogue;
 pub mod microkernel;
 pub mod int8;
 pub mod pack;
-pub mod pointwise_depthwise;
 pub mod sparse;
 mod simd;
 pub mod winograd;

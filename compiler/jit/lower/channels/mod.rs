@@ -188,20 +188,31 @@ impl FusedConv<'_> {
     }
 }
 
-/// A pointwise NHWC convolution (`expand`) and the NHWC depthwise convolution it feeds
-/// (`depthwise`), in one runtime call (`nnc_pointwise_depthwise`, see
-/// `kernel_plan::fused_producers`): the expansion's buffer holds only the ring of rows the
-/// windows need (`ring_floats` of room). `k.tile` is the expansion's blocking, which its
+/// An NHWC convolution through the GEMM (`producer`) and the NHWC depthwise convolution it
+/// feeds (`depthwise`), in one runtime call (`nnc_conv_depthwise`, see
+/// `kernel_plan::fused_producers`): the producer's buffer holds only the ring of rows the
+/// windows need (`ring_floats` of room). `k.tile` is the producer's blocking, which its
 /// packed weights follow.
-pub(crate) fn pointwise_depthwise(k: &mut KernelBuilder, expand: &FusedConv, depthwise: &FusedConv, ring_floats: usize) {
+pub(crate) fn conv_depthwise(k: &mut KernelBuilder, producer: &FusedConv, depthwise: &FusedConv, ring_floats: usize) {
+    let (pconv, _) = producer.conv_and_steps();
     let (dconv, _) = depthwise.conv_and_steps();
-    let cin = expand.args[0].ty.shape[1] as i64;
-    let dims = addressing::shape4(expand.out.ty);
+    let i = |v: usize| v as i64;
+    let [_, cin, h, w] = addressing::shape4(producer.args[0].ty);
+    let wshape = &producer.args[1].ty.shape;
+    let dims = addressing::shape4(producer.out.ty);
     let [_, _, oh, ow] = addressing::shape4(depthwise.out.ty);
     let window = [depthwise.args[1].ty.shape[2] as i64, depthwise.args[1].ty.shape[3] as i64];
-    let (e_tail, d_tail) = (expand.tail(k), depthwise.tail(k));
-    let (x, ring, out) = (k.ptr(expand.args[0].loc), k.ptr(expand.out.loc), k.ptr(depthwise.out.loc));
-    let (packed_b, weights) = (k.data_addr(expand.packed), k.data_addr(depthwise.packed));
-    let i = |v: usize| v as i64;
-    k.pointwise_depthwise(cin, x, packed_b, &e_tail, (ring, ring_floats as i64), dims, [oh, ow], window, dconv.stride.map(i), dconv.dilation.map(i), [i(dconv.padding[0]), i(dconv.padding[1])], weights, out, &d_tail);
+    let (e_tail, d_tail) = (producer.tail(k), depthwise.tail(k));
+    let (x, ring, out) = (k.ptr(producer.args[0].loc), k.ptr(producer.out.loc), k.ptr(depthwise.out.loc));
+    let (packed_b, weights) = (k.data_addr(producer.packed), k.data_addr(depthwise.packed));
+    let conv = crate::jit::runtime_calls::ProducerConv {
+        input: x,
+        chw: [cin, h, w],
+        window: [i(wshape[2]), i(wshape[3])],
+        stride: pconv.stride.map(i),
+        dilation: pconv.dilation.map(i),
+        pad: [i(pconv.padding[0]), i(pconv.padding[1])],
+        packed_b,
+    };
+    k.conv_depthwise(conv, &e_tail, (ring, ring_floats as i64), dims, [oh, ow], window, dconv.stride.map(i), dconv.dilation.map(i), [i(dconv.padding[0]), i(dconv.padding[1])], weights, out, &d_tail);
 }
