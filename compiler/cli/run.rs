@@ -75,11 +75,12 @@ pub(super) fn run(session: &mut Session, a: &args::RunArgs) -> CmdResult {
         let total: f64 = profile.iter().map(|p| p.2).sum();
         profile.sort_by(|a, b| b.2.total_cmp(&a.2));
         let width = profile.iter().map(|p| p.0.len()).max().unwrap_or(4).max(4);
-        outln!("{:<width$}  {:<16}  {:>10}  {:>6}", "node", "op", "time", "share");
+        let op_width = profile.iter().map(|p| p.1.chars().count()).max().unwrap_or(2).max(16);
+        outln!("{:<width$}  {:<op_width$}  {:>10}  {:>6}", "node", "op", "time", "share");
         for (name, op, t) in &profile {
-            outln!("{name:<width$}  {op:<16}  {:>10}  {:>5.1}%", fmt_time(*t), 100.0 * t / total);
+            outln!("{name:<width$}  {op:<op_width$}  {:>10}  {:>5.1}%", fmt_time(*t), 100.0 * t / total);
         }
-        outln!("{:<width$}  {:<16}  {:>10}", "total", "", fmt_time(total));
+        outln!("{:<width$}  {:<op_width$}  {:>10}", "total", "", fmt_time(total));
     }
     emit_outputs(&graph, &outputs, a.io.output_dir.as_deref())?;
     labels::report(&graph, &inputs, &outputs, a.labels.as_deref())

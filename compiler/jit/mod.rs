@@ -341,7 +341,18 @@ pub fn compile_with_listing(graph: &Graph, options: &JitOptions, listing: &mut L
             }
         })
         .collect();
-    let kernel_names = defined.iter().map(|d| (graph.node(d.node).name.clone(), graph.node(d.node).op().map(|op| op.label()).unwrap_or_default())).collect();
+    // A fused pair's kernel is labelled with both ops: `conv2d+relu6 > conv2d+relu6`.
+    let label = |id: NodeId| graph.node(id).op().map(|op| op.label()).unwrap_or_default();
+    let kernel_names = defined
+        .iter()
+        .map(|d| {
+            let op = match prepared.fused.get(&d.node) {
+                Some(&producer) => format!("{} > {}", label(producer), label(d.node)),
+                None => label(d.node),
+            };
+            (graph.node(d.node).name.clone(), op)
+        })
+        .collect();
     // Kernels compute f16/bf16 results in f32; the executable rounds them after the kernel.
     let rounding = defined.iter().map(|d| match (graph.node(d.node).ty.dtype, plan.locs[&d.node]) {
         (nnc_runtime::DType::F16 | nnc_runtime::DType::BF16, memplan::Loc::Arena(off)) => Some((off, graph.node(d.node).ty.numel(), graph.node(d.node).ty.dtype)),
