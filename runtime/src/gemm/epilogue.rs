@@ -4,7 +4,7 @@ use super::Activation;
 
 /// What happens to each element of C after its last product slab: add a bias (one per row or
 /// one per column), add a residual matrix (addressed with C's strides), then an activation,
-/// then, if `gelu`, GELU (`simd::Lanes::gelu`; never together with an activation).
+/// then, if `gelu`, GELU (as generated code computes it; never together with an activation).
 /// It runs on each register tile right after the microkernel stores it, while the tile is in
 /// L1, instead of as separate passes over C in memory. ReLU keeps NaN, as the interpreter does.
 #[derive(Clone, Copy, Debug)]
@@ -137,11 +137,14 @@ struct Tile {
 
 /// GELU on one value, the vector kernels' formula (`simd::Lanes::gelu`) in scalar form.
 pub(super) fn gelu(x: f32) -> f32 {
-    use super::simd::{ERF_DENOMINATOR, ERF_NUMERATOR};
-    let s = (x * std::f32::consts::FRAC_1_SQRT_2).clamp(-4.0, 4.0);
-    let s2 = s * s;
-    let p = ERF_NUMERATOR[1..].iter().fold(ERF_NUMERATOR[0], |p, &c| p.mul_add(s2, c));
-    let q = ERF_DENOMINATOR[1..].iter().fold(ERF_DENOMINATOR[0], |q, &c| q.mul_add(s2, c));
-    let half_x = x * 0.5;
-    half_x.mul_add((s * p) / q, half_x)
+    let xs = x * std::f32::consts::FRAC_1_SQRT_2;
+    let ax = xs.abs();
+    let t = 1.0 / 0.327_591_1f32.mul_add(ax, 1.0);
+    let mut poly = 1.061_405_4f32;
+    for c in [-1.453_152_1f32, 1.421_413_7, -0.284_496_74, 0.254_829_6] {
+        poly = poly.mul_add(t, c);
+    }
+    let y = 1.0 - poly * t * (-(ax * ax)).exp();
+    let erf = if xs < 0.0 { -y } else { y };
+    x * 0.5 * (erf + 1.0)
 }

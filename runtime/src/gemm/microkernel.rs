@@ -446,8 +446,7 @@ mod x86 {
                             x = V::add(V::load_n(p, lanes), x);
                         }
                         if let Some(ep) = st.ep {
-                            // The scalar epilogue's order: bias, residual, activation, GELU
-                            // (after the stores).
+                            // The scalar epilogue's order: bias, residual, activation, GELU.
                             if !ep.bias.is_null() {
                                 let bias = if ep.bias_per_row { V::splat(*ep.bias.add(i)) } else { V::load_n(ep.bias.add(v * V::W), lanes) };
                                 x = V::add(x, bias);
@@ -455,13 +454,10 @@ mod x86 {
                             if !ep.residual.is_null() {
                                 x = V::add(x, V::load_n(ep.residual.offset(i as isize * rsc).add(v * V::W), lanes));
                             }
-                            x = V::activate(x, ep.act, false);
+                            x = V::activate(x, ep.act, ep.gelu);
                         }
                         x.store_n(p, lanes);
                     }
-                }
-                if st.ep.is_some_and(|ep| ep.gelu) {
-                    V::gelu_in_place(c, rsc, st.rows.min(MR), st.cols.min(NV * V::W));
                 }
                 return;
             }
@@ -516,13 +512,10 @@ mod x86 {
                         if !ep.residual.is_null() {
                             x = V::add(x, V::load(ep.residual.offset(i as isize * rsc).add(v * V::W)));
                         }
-                        x = V::activate(x, ep.act, false);
+                        x = V::activate(x, ep.act, ep.gelu);
                     }
                     x.store(p);
                 }
-            }
-            if st.ep.is_some_and(|ep| ep.gelu) {
-                V::gelu_in_place(c, rsc, MR, NV * V::W);
             }
         }
     }

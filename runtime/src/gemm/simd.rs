@@ -58,9 +58,6 @@ pub(crate) trait Lanes: Copy {
     /// # Safety
     /// The CPU has the vector unit.
     unsafe fn max(a: Self, b: Self) -> Self;
-    /// # Safety
-    /// The CPU has the vector unit.
-    unsafe fn min(a: Self, b: Self) -> Self;
     /// The largest lane (NaN if any lane is NaN is not promised).
     /// # Safety
     /// The CPU has the vector unit.
@@ -73,6 +70,13 @@ pub(crate) trait Lanes: Copy {
     /// # Safety
     /// The CPU has the vector unit.
     unsafe fn div(a: Self, b: Self) -> Self;
+    /// # Safety
+    /// The CPU has the vector unit.
+    unsafe fn abs(x: Self) -> Self;
+    /// `−y` in the lanes where `x < 0`, `y` elsewhere.
+    /// # Safety
+    /// The CPU has the vector unit.
+    unsafe fn negate_where_negative(y: Self, x: Self) -> Self;
 
     /// `1 / (1 + e⁻ˣ)`, as generated code computes it (`KernelBuilder::sigmoid`).
     /// # Safety
@@ -96,42 +100,27 @@ pub(crate) trait Lanes: Copy {
         }
     }
 
-    /// `0.5·x·(1 + erf(x/√2))`, erf as the odd rational function `s·P(s²)/Q(s²)`
-    /// ([`ERF_NUMERATOR`], [`ERF_DENOMINATOR`]) clamped to `s ∈ [−4, 4]`: absolute
-    /// error below 3.2·10⁻⁷ for erf, 1.6·10⁻⁷·(1 + |x|) for GELU (measured against f64
-    /// erf on [−20, 20]). Generated code's GELU (`KernelBuilder::erf`, through exp) is as
-    /// accurate but twice the operations; in the GEMM's epilogue that form cost 110 µs of the
-    /// transformer's 128×1024 `linear1`.
+    /// `0.5·x·(1 + erf(x/√2))` with generated code's erf (`KernelBuilder::erf`: Abramowitz
+    /// and Stegun 7.1.26, absolute error below 1.5·10⁻⁷) and exp.
     /// # Safety
     /// The CPU has the vector unit.
     #[inline(always)]
     unsafe fn gelu(x: Self) -> Self {
         unsafe {
-            // erf is ±1 to f32 precision beyond ±4.
-            let s = Self::mul(x, Self::splat(std::f32::consts::FRAC_1_SQRT_2));
-            let s = Self::min(Self::max(s, Self::splat(-4.0)), Self::splat(4.0));
-            let s2 = Self::mul(s, s);
-            let mut p = Self::splat(ERF_NUMERATOR[0]);
-            for c in &ERF_NUMERATOR[1..] {
-                p = Self::fma(p, s2, Self::splat(*c));
+            let one = Self::splat(1.0);
+            let xs = Self::mul(x, Self::splat(std::f32::consts::FRAC_1_SQRT_2));
+            let ax = Self::abs(xs);
+            let t = Self::div(one, Self::fma(Self::splat(ERF_P), ax, one));
+            let mut poly = Self::splat(ERF_COEFFS[0]);
+            for c in &ERF_COEFFS[1..] {
+                poly = Self::fma(poly, t, Self::splat(*c));
             }
-            let mut q = Self::splat(ERF_DENOMINATOR[0]);
-            for c in &ERF_DENOMINATOR[1..] {
-                q = Self::fma(q, s2, Self::splat(*c));
-            }
-            let erf = Self::div(Self::mul(s, p), q);
-            let half_x = Self::mul(x, Self::splat(0.5));
-            Self::fma(half_x, erf, half_x)
+            let poly = Self::mul(poly, t);
+            let e = Self::exp(Self::sub(Self::zero(), Self::mul(ax, ax)));
+            let erf = Self::negate_where_negative(Self::sub(one, Self::mul(poly, e)), xs);
+            Self::mul(Self::mul(x, Self::splat(0.5)), Self::add(erf, one))
         }
     }
-
-    /// GELU on `rows` rows of `cols` floats at `c` (rows `rsc` apart), in place: for the
-    /// GEMM's tiles, outside the microkernel, whose register allocation GELU's dozen
-    /// constants disturbed (the product without GELU ran 633 → 656–723 µs at 128×256×1024
-    /// when GELU was inlined there).
-    /// # Safety
-    /// The floats are valid and writable; the CPU has the vector unit.
-    unsafe fn gelu_in_place(c: *mut f32, rsc: isize, rows: usize, cols: usize);
 
     /// An epilogue's activation, then GELU where asked: what follows the bias and the
     /// residual, in the scalar epilogue's order.
@@ -154,10 +143,9 @@ pub(crate) trait Lanes: Copy {
     }
 }
 
-/// `erf(s) ≈ s·P(s²)/Q(s²)` on `[−4, 4]`: the coefficients (highest power first) of the
-/// rational approximation that Eigen and XLA use for f32 erf.
-pub(super) const ERF_NUMERATOR: [f32; 7] = [-2.726_142_3e-10, 2.770_681_4e-8, -2.101_024e-6, -5.692_506_4e-5, -7.349_906_3e-4, -2.954_599_8e-3, -1.609_603_3e-2];
-pub(super) const ERF_DENOMINATOR: [f32; 5] = [-1.456_607_2e-5, -2.133_740_6e-4, -1.682_827e-3, -7.373_329_2e-3, -1.426_473_9e-2];
+/// Abramowitz and Stegun 7.1.26: `erf(x) ≈ 1 − t·(a₁ + t·(a₂ + …))·e^(−x²)`, `t = 1/(1 + p·x)`.
+const ERF_P: f32 = 0.327_591_1;
+const ERF_COEFFS: [f32; 5] = [1.061_405_4, -1.453_152_1, 1.421_413_7, -0.284_496_74, 0.254_829_6];
 
 /// The coefficients of `exp`'s polynomial on `[−ln2/2, ln2/2]`, highest first, and the
 /// split `ln 2` (the same as generated code's).
@@ -165,52 +153,8 @@ const EXP_COEFFS: [f32; 6] = [1.987_569_1e-4, 1.398_199_9e-3, 8.333_452e-3, 4.16
 const LN2_HI: f32 = 0.693_359_4;
 const LN2_LO: f32 = -2.121_944_4e-4;
 
-/// [`Lanes::gelu_in_place`] for `V`.
-///
-/// # Safety
-/// As [`Lanes::gelu_in_place`].
-#[inline(always)]
-unsafe fn gelu_rows<V: Lanes>(c: *mut f32, rsc: isize, rows: usize, cols: usize) {
-    // SAFETY: the caller's contract; each vector covers only the `lanes` floats left in its
-    // row.
-    unsafe {
-        for i in 0..rows {
-            let row = c.offset(i as isize * rsc);
-            let mut j = 0;
-            while j < cols {
-                let lanes = (cols - j).min(V::W);
-                V::gelu(V::load_n(row.add(j), lanes)).store_n(row.add(j), lanes);
-                j += lanes;
-            }
-        }
-    }
-}
-
-/// # Safety
-/// As [`Lanes::gelu_in_place`]; the CPU has AVX-512F.
-#[target_feature(enable = "avx512f")]
-#[inline(never)]
-unsafe fn gelu_rows_avx512(c: *mut f32, rsc: isize, rows: usize, cols: usize) {
-    // SAFETY: forwarded contract; this function has the feature.
-    unsafe { gelu_rows::<__m512>(c, rsc, rows, cols) }
-}
-
-/// # Safety
-/// As [`Lanes::gelu_in_place`]; the CPU has AVX2 and FMA.
-#[target_feature(enable = "avx2,fma")]
-#[inline(never)]
-unsafe fn gelu_rows_avx2(c: *mut f32, rsc: isize, rows: usize, cols: usize) {
-    // SAFETY: forwarded contract; this function has the features.
-    unsafe { gelu_rows::<__m256>(c, rsc, rows, cols) }
-}
-
 impl Lanes for __m512 {
     const W: usize = 16;
-    #[inline(always)]
-    unsafe fn gelu_in_place(c: *mut f32, rsc: isize, rows: usize, cols: usize) {
-        // SAFETY: the caller's contract.
-        unsafe { gelu_rows_avx512(c, rsc, rows, cols) }
-    }
     #[inline(always)]
     unsafe fn load(p: *const f32) -> Self {
         unsafe { _mm512_loadu_ps(p) }
@@ -274,16 +218,23 @@ impl Lanes for __m512 {
         unsafe { _mm512_div_ps(a, b) }
     }
     #[inline(always)]
+    unsafe fn abs(x: Self) -> Self {
+        unsafe { _mm512_abs_ps(x) }
+    }
+    #[inline(always)]
+    unsafe fn negate_where_negative(y: Self, x: Self) -> Self {
+        unsafe {
+            let zero = _mm512_setzero_ps();
+            _mm512_mask_sub_ps(y, _mm512_cmp_ps_mask::<_CMP_LT_OQ>(x, zero), zero, y)
+        }
+    }
+    #[inline(always)]
     unsafe fn sub(a: Self, b: Self) -> Self {
         unsafe { _mm512_sub_ps(a, b) }
     }
     #[inline(always)]
     unsafe fn max(a: Self, b: Self) -> Self {
         unsafe { _mm512_max_ps(a, b) }
-    }
-    #[inline(always)]
-    unsafe fn min(a: Self, b: Self) -> Self {
-        unsafe { _mm512_min_ps(a, b) }
     }
     #[inline(always)]
     unsafe fn max_lane(self) -> f32 {
@@ -323,11 +274,6 @@ impl Lanes for __m512 {
 
 impl Lanes for __m256 {
     const W: usize = 8;
-    #[inline(always)]
-    unsafe fn gelu_in_place(c: *mut f32, rsc: isize, rows: usize, cols: usize) {
-        // SAFETY: the caller's contract.
-        unsafe { gelu_rows_avx2(c, rsc, rows, cols) }
-    }
     #[inline(always)]
     unsafe fn load(p: *const f32) -> Self {
         unsafe { _mm256_loadu_ps(p) }
@@ -389,16 +335,23 @@ impl Lanes for __m256 {
         unsafe { _mm256_div_ps(a, b) }
     }
     #[inline(always)]
+    unsafe fn abs(x: Self) -> Self {
+        unsafe { _mm256_andnot_ps(_mm256_set1_ps(-0.0), x) }
+    }
+    #[inline(always)]
+    unsafe fn negate_where_negative(y: Self, x: Self) -> Self {
+        unsafe {
+            let zero = _mm256_setzero_ps();
+            _mm256_blendv_ps(y, _mm256_sub_ps(zero, y), _mm256_cmp_ps::<_CMP_LT_OQ>(x, zero))
+        }
+    }
+    #[inline(always)]
     unsafe fn sub(a: Self, b: Self) -> Self {
         unsafe { _mm256_sub_ps(a, b) }
     }
     #[inline(always)]
     unsafe fn max(a: Self, b: Self) -> Self {
         unsafe { _mm256_max_ps(a, b) }
-    }
-    #[inline(always)]
-    unsafe fn min(a: Self, b: Self) -> Self {
-        unsafe { _mm256_min_ps(a, b) }
     }
     #[inline(always)]
     unsafe fn max_lane(self) -> f32 {
