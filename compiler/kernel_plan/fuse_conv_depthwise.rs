@@ -5,10 +5,10 @@
 //! one) and filter them with a depthwise one. Apart, the producer's result goes out to L3
 //! and comes back (4.8 MB at 112²×96, where the depthwise layer then cost 230–390 µs for
 //! 5.4 MFLOP); the runtime's fused kernel (`nnc_runtime::gemm::conv_depthwise`) keeps only
-//! a window's height of its rows per thread, in a ring that is all the memory plan gives
-//! the producer's result, and the bits are those of the two kernels apart. The consumer's
-//! kernel computes both; the producer has no kernel of its own, and its input stays live
-//! until the consumer runs.
+//! a window's height of its rows per band of output rows, in rings that are all the memory
+//! plan gives the producer's result, and the bits are those of the two kernels apart. The
+//! consumer's kernel computes both; the producer has no kernel of its own, and its input
+//! stays live until the consumer runs.
 
 use super::{Kernel, KernelPlan, Prepack};
 use crate::ir::{Graph, Layout, NodeId};
@@ -64,14 +64,15 @@ fn fusable(graph: &Graph, plans: &HashMap<NodeId, KernelPlan>, producer: NodeId,
 }
 
 /// Floats of the storage a fused pair's producer result needs on `threads` threads: one ring
-/// of window-height rows per thread (`nnc_runtime::gemm::conv_depthwise::ring_rows`).
+/// of window-height rows per band of output rows (`nnc_runtime::gemm::conv_depthwise`).
 pub fn ring_floats(graph: &Graph, consumer: NodeId, threads: usize) -> usize {
     let e = graph.operand_types(consumer)[0];
     let (d, w) = (graph.node(consumer), graph.operand_types(consumer)[1]);
     let dilation = activation_only_conv(d.op()).map_or(1, |c| c.dilation[0]);
     let rows = nnc_runtime::gemm::conv_depthwise::ring_rows(w.shape[2], dilation, e.shape[2]);
+    let bands = nnc_runtime::gemm::conv_depthwise::bands(threads, d.ty.shape[0] * d.ty.shape[2]);
     // Never more than the whole result, which still holds one ring.
-    (threads.max(1) * rows).min(e.shape[0] * e.shape[2]) * e.shape[3] * e.shape[1]
+    (bands * rows).min(e.shape[0] * e.shape[2]) * e.shape[3] * e.shape[1]
 }
 
 /// The convolution of `op`, if it is one followed by nothing or by one activation the

@@ -10,9 +10,11 @@
 //! depthwise rows by the same depthwise kernel, so the result is bit-identical to the two
 //! kernels run one after the other, for every thread count.
 //!
-//! Tasks take contiguous bands of output rows; a band's first rows recompute the producer
-//! rows the band before it also needed (window height − stride rows per band), so there is
-//! one band per thread.
+//! Tasks take contiguous bands of output rows, each with its own ring; a band's first rows
+//! recompute the producer rows the band before it also needed (window height − stride rows
+//! per band), so there are few bands: one on one thread, [`BANDS_PER_THREAD`] per thread
+//! otherwise, which threads claim as they finish (a thread slowed by another process takes
+//! fewer).
 
 use super::depthwise::{depthwise_row_from_lines, Depthwise, MAX_RING_WINDOW};
 use super::pack::{ASource, BSource, ConvPatches};
@@ -56,6 +58,21 @@ impl Producer {
     }
 }
 
+/// Bands per thread on more than one thread (see the module documentation).
+pub const BANDS_PER_THREAD: usize = 2;
+
+/// Fewest output rows in a band.
+const MIN_BAND_ROWS: usize = 8;
+
+/// The bands `out_rows` output rows are cut into on `threads` threads: each needs its own
+/// ring.
+pub fn bands(threads: usize, out_rows: usize) -> usize {
+    if threads <= 1 {
+        return 1;
+    }
+    (threads * BANDS_PER_THREAD).min(out_rows / MIN_BAND_ROWS).max(threads.min(out_rows)).max(1)
+}
+
 /// Rows of the ring one task keeps: the window's height in input rows (`kh` taps `dh`
 /// apart), or the image's `h` rows if fewer.
 pub fn ring_rows(kh: usize, dh: usize, h: usize) -> usize {
@@ -63,7 +80,7 @@ pub fn ring_rows(kh: usize, dh: usize, h: usize) -> usize {
 }
 
 /// `out = depthwise(producer(x))` (see the module documentation), on up to `threads`
-/// threads, with `ring` (at least [`ring_rows`] input rows of `w·c` floats, once per thread
+/// threads, with `ring` (at least [`ring_rows`] input rows of `w·c` floats, once per band
 /// that fits) as the only storage of the producer's result.
 ///
 /// # Safety
@@ -79,7 +96,7 @@ pub unsafe fn conv_depthwise(g: Depthwise, e: Producer, wt: *const f32, out: *mu
     let row_floats = g.w * g.c;
     let task_floats = ring_rows(g.kh, g.dh, g.h) * row_floats;
     let rows = g.n * g.oh;
-    let tasks = threads.min(ring_floats / task_floats.max(1)).min(rows);
+    let tasks = bands(threads, rows).min(ring_floats / task_floats.max(1));
     if tasks == 0 || g.kh > MAX_RING_WINDOW {
         // Not a call the JIT makes (it plans the ring and fuses only such windows): refuse
         // loudly rather than write outside the ring.
@@ -89,7 +106,7 @@ pub unsafe fn conv_depthwise(g: Depthwise, e: Producer, wt: *const f32, out: *mu
     // SAFETY: tasks write disjoint bands of `out` and their own share of the ring, and read
     // the rest; everything outlives the call.
     let shared = unsafe { crate::pool::Shared::new((e, wt, out, ep, ring)) };
-    crate::pool::parallel_tasks(tasks, tasks, &|t| {
+    crate::pool::parallel_tasks(threads.min(tasks), tasks, &|t| {
         let (e, wt, out, ep, ring) = shared.get();
         // SAFETY: the caller's contract; task `t`'s ring share is inside `ring_floats`.
         unsafe { band(&g, &e, rows * t / tasks, rows * (t + 1) / tasks, wt, out, ep, ring.add(t * task_floats)) };
@@ -184,8 +201,8 @@ mod tests {
             let mut want = vec![0.0f32; n * oh * ow * c];
             unsafe { crate::gemm::depthwise::depthwise(g, 0, n * oh, produced.as_ptr(), wt.as_ptr(), want.as_mut_ptr(), d_ep) };
             for threads in 1..=3 {
-                // The ring the JIT plans: window-height rows per thread.
-                let mut ring = vec![f32::NAN; (threads * ring_rows(k, 1, h)).min(n * h) * w * c];
+                // The ring the JIT plans: window-height rows per band.
+                let mut ring = vec![f32::NAN; (bands(threads, n * oh) * ring_rows(k, 1, h)).min(n * h) * w * c];
                 let mut got = vec![f32::NAN; want.len()];
                 unsafe { conv_depthwise(g, e, wt.as_ptr(), got.as_mut_ptr(), d_ep, ring.as_mut_ptr(), ring.len(), threads) };
                 if let Some(i) = (0..want.len()).find(|&i| got[i].to_bits() != want[i].to_bits()) {
