@@ -285,13 +285,15 @@ unsafe fn gemm(m: usize, n: usize, k: usize, a: ASource, b: BSource, c: *mut f32
             _ => None,
         };
         thread_local! {
-            static BUFFERS: std::cell::RefCell<(Vec<f32>, Vec<f32>, Vec<f32>, Vec<isize>)> = const { std::cell::RefCell::new((Vec::new(), Vec::new(), Vec::new(), Vec::new())) };
+            static BUFFERS: std::cell::RefCell<(Vec<f32>, Vec<f32>, Vec<f32>, Vec<isize>, Vec<Option<[*const f32; pack::MAX_PATCH_MR]>>)> = const { std::cell::RefCell::new((Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new())) };
         }
         BUFFERS.with(|bufs| {
             let mut bufs = bufs.borrow_mut();
             // `wide`: a bf16 product's A panels in f32, before they are paired; `offsets`: the
-            // patch columns' offsets within a window.
-            let (apack, bpack, wide, offsets) = &mut *bufs;
+            // patch columns' offsets within a window; `windows`: each row tile's windows in
+            // the current block of rows, found once (a division per tile) for its packing
+            // and all its column tiles.
+            let (apack, bpack, wide, offsets, windows) = &mut *bufs;
             if let Some((_, patches)) = taps_a {
                 patches.tap_offsets(offsets);
             }
@@ -348,11 +350,14 @@ unsafe fn gemm(m: usize, n: usize, k: usize, a: ASource, b: BSource, c: *mut f32
                             ASource::Patches(ref patches) if taps_a.is_some() => {
                                 // Only the tiles that reach into the padding, each at its
                                 // place among the block's panels.
+                                windows.clear();
                                 for ir in (0..mc).step_by(mr) {
                                     let rows = mr.min(mc - ir);
-                                    if patches.window_rows(ic + ir, rows, mr).is_none() {
+                                    let window = patches.window_rows(ic + ir, rows, mr);
+                                    if window.is_none() {
                                         pack_a_patches(mr, rows, kv, patches, ic + ir, k0, &mut panels[ir * kv..]);
                                     }
+                                    windows.push(window);
                                 }
                                 None
                             }
@@ -377,7 +382,7 @@ unsafe fn gemm(m: usize, n: usize, k: usize, a: ASource, b: BSource, c: *mut f32
                                 let cp = c.offset((ic + ir) as isize * rsc + (jc + jr) as isize * csc);
                                 let last = pc + kc == steps && !ep.is_none();
                                 let st = Store { accumulate: acc, rows, cols, ep: last.then(|| ep.shifted(ic + ir, jc + jr, rsc, csc)) };
-                                let window = taps_a.and_then(|(micro, patches)| Some((micro, patches.window_rows(ic + ir, rows, mr)?)));
+                                let window = taps_a.and_then(|(micro, _)| Some((micro, windows[ir / mr]?)));
                                 match (rows_a, cols_b, window) {
                                     (Some((micro, a, rsa)), _, _) => micro(kc, a.offset((ic + ir) as isize * rsa + k0 as isize), rsa, bp, cp, rsc, csc, &st),
                                     (None, Some((micro, b, rsb)), _) => micro(kc, a_block.add(ir * kc), b.offset(k0 as isize * rsb + (jc + jr) as isize), rsb, cp, rsc, csc, &st),

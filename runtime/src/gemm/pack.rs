@@ -139,7 +139,7 @@ pub struct ConvPatches {
 }
 
 /// Most rows a patch panel has.
-const MAX_PATCH_MR: usize = 16;
+pub(super) const MAX_PATCH_MR: usize = 16;
 
 impl ConvPatches {
     /// Where each of rows `i0..i0+rows` of an `mr`-row tile (`rows ≤ mr ≤ 16`) has its window,
