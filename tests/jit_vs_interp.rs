@@ -170,7 +170,7 @@ fn channel_vector_kernels_match_interpreter() {
         let src = format!(
             "model m {{
                 input x: f32[2, {c}, 9, 9]
-                input big: f32[1, 8, 72, 72]
+                input big: f32[2, 8, 71, 71]
                 input rows: f32[128, 256]
                 input wd: f32[{c}, 1, 3, 3]
                 input wc: f32[8, {c}, 3, 3]

@@ -516,6 +516,8 @@ pub fn lstm_scratch_floats(batch: usize, input: usize, hidden: usize, weights_co
 fn splits(kernel: Kernel, op: &Op) -> bool {
     match kernel {
         Kernel::Elementwise | Kernel::VectorDepthwise | Kernel::Nchw4cBlocked => true,
+        // Layout conversions split by blocks of pixels.
+        Kernel::Loops if matches!(op, Op::ConvertLayout(_)) => true,
         // Pooling windows split by output rows; a global pool is one reduction per plane.
         Kernel::ChannelVector => !matches!(op, Op::GlobalAvgPool(_)),
         Kernel::View

@@ -93,16 +93,21 @@ pub fn convert_layout(k: &mut KernelBuilder, arg: Arg, out: Arg) {
             }
         });
     };
-    k.for_const(0, n, |k, b| {
+    // Blocks of pixels over all images (a split kernel takes a share of them); each image's
+    // last block may be short.
+    let per_image = (hw + BLOCK - 1) / BLOCK;
+    let (lo, hi) = k.split(0, n * per_image, 1);
+    k.for_range(lo, hi, 1, |k, unit| {
+        let b = k.b.ins().udiv_imm_s(unit, per_image);
+        let blk = k.b.ins().urem_imm_s(unit, per_image);
         let img_off = k.b.ins().imul_imm_s(b, ch * hw);
         let (xi, oi) = (k.elem(x, img_off), k.elem(o, img_off));
-        k.for_const(0, hw / BLOCK, |k, blk| {
-            let p0 = k.b.ins().imul_imm_s(blk, BLOCK);
+        let p0 = k.b.ins().imul_imm_s(blk, BLOCK);
+        if hw % BLOCK == 0 {
             copy_block(k, xi, oi, p0, BLOCK);
-        });
-        if hw % BLOCK > 0 {
-            let p0 = k.int(hw / BLOCK * BLOCK);
-            copy_block(k, xi, oi, p0, hw % BLOCK);
+        } else {
+            let short = k.b.ins().icmp_imm_s(cranelift_codegen::ir::condcodes::IntCC::Equal, blk, per_image - 1);
+            k.if_else(short, |k| copy_block(k, xi, oi, p0, hw % BLOCK), |k| copy_block(k, xi, oi, p0, BLOCK));
         }
     });
 }
