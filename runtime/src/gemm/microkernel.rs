@@ -53,6 +53,10 @@ pub(super) struct Store {
     /// On the last slab of `k`: the product's epilogue shifted to this tile
     /// ([`Epilogue::shifted`]), applied after the sum.
     pub ep: Option<Epilogue>,
+    /// Null, or where the microkernel fetches one cache line per step of `k` into L2 while it
+    /// runs: part of the next packed panel of B, which otherwise comes from L3 or memory when
+    /// its first tile starts (see `gemm`).
+    pub prefetch: *const f32,
 }
 
 /// The microkernel in use and its register tile.
@@ -358,7 +362,11 @@ mod x86 {
                 }
             }
             let mut acc = [V::zero(); ACC];
+            let prefetch = st.prefetch;
             for p in 0..kc {
+                if !prefetch.is_null() {
+                    _mm_prefetch::<_MM_HINT_T1>(prefetch.wrapping_add(p * 16) as *const i8);
+                }
                 let bv = b.at(p);
                 for i in 0..MR {
                     let av = V::splat(a.at(p, i));

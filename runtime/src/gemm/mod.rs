@@ -141,6 +141,9 @@ const MIN_TASK_ROWS: usize = 64;
 /// one task per thread, 11.0–11.5 at four).
 const TASKED_B_MAX: usize = 1 << 18;
 
+/// Whether row tiles fetch the next packed panel of B while they run.
+const PREFETCH_NEXT_PANEL: bool = true;
+
 /// The largest row-major B (in floats) read in place rather than packed.
 const B_IN_PLACE_MAX: usize = 1 << 15;
 
@@ -381,7 +384,10 @@ unsafe fn gemm(m: usize, n: usize, k: usize, a: ASource, b: BSource, c: *mut f32
                                 let rows = mr.min(mc - ir);
                                 let cp = c.offset((ic + ir) as isize * rsc + (jc + jr) as isize * csc);
                                 let last = pc + kc == steps && !ep.is_none();
-                                let st = Store { accumulate: acc, rows, cols, ep: last.then(|| ep.shifted(ic + ir, jc + jr, rsc, csc)) };
+                                // The first two row tiles of a packed panel fetch the next
+                                // panel of the block (`kc` lines each: a 32-column panel).
+                                let prefetch = if PREFETCH_NEXT_PANEL && matches!(b, BSource::Packed(_)) && jr + nr < nc && ir < 2 * mr { b_block.wrapping_add((jr + nr) * kc + (ir / mr) * kc * 16) } else { std::ptr::null() };
+                                let st = Store { accumulate: acc, rows, cols, ep: last.then(|| ep.shifted(ic + ir, jc + jr, rsc, csc)), prefetch };
                                 let window = taps_a.and_then(|(micro, _)| Some((micro, windows[ir / mr]?)));
                                 match (rows_a, cols_b, window) {
                                     (Some((micro, a, rsa)), _, _) => micro(kc, a.offset((ic + ir) as isize * rsa + k0 as isize), rsa, bp, cp, rsc, csc, &st),
