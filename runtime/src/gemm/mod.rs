@@ -385,8 +385,11 @@ unsafe fn gemm(m: usize, n: usize, k: usize, a: ASource, b: BSource, c: *mut f32
                                 let cp = c.offset((ic + ir) as isize * rsc + (jc + jr) as isize * csc);
                                 let last = pc + kc == steps && !ep.is_none();
                                 // The first two row tiles of a packed panel fetch the next
-                                // panel of the block (`kc` lines each: a 32-column panel).
-                                let prefetch = if PREFETCH_NEXT_PANEL && matches!(b, BSource::Packed(_)) && jr + nr < nc && ir < 2 * mr { b_block.wrapping_add((jr + nr) * kc + (ir / mr) * kc * 16) } else { std::ptr::null() };
+                                // panel (`kc` lines each: a 32-column panel). Packed panels
+                                // follow each other in the order they are used, across slabs
+                                // and blocks, so the next is the following `kc·nr` floats
+                                // (past the end after the last: a prefetch never faults).
+                                let prefetch = if PREFETCH_NEXT_PANEL && matches!(b, BSource::Packed(_)) && ir < 2 * mr { b_block.wrapping_add((jr + nr) * kc + (ir / mr) * kc * 16) } else { std::ptr::null() };
                                 let st = Store { accumulate: acc, rows, cols, ep: last.then(|| ep.shifted(ic + ir, jc + jr, rsc, csc)), prefetch };
                                 let window = taps_a.and_then(|(micro, _)| Some((micro, windows[ir / mr]?)));
                                 match (rows_a, cols_b, window) {
