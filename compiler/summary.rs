@@ -64,8 +64,11 @@ pub fn summarize(graph: &Graph) -> Summary {
     let target = crate::target::CpuTarget::host(true);
     // Nodes the JIT has no kernel for (int8 ops) need no scratch of it.
     let known = crate::kernel_plan::Known::of(graph);
-    let scratch = |id: NodeId| graph.node(id).op().and_then(|_| crate::kernel_plan::KernelPlan::for_node(graph, id, &known, &target).ok()).map_or(0, |p| p.scratch_bytes);
-    let plan = crate::jit::memplan::plan(graph, &order, &scratch, &Default::default());
+    let plans: std::collections::HashMap<NodeId, crate::kernel_plan::KernelPlan> = graph.node_ids().filter(|&id| graph.node(id).op().is_some()).filter_map(|id| Some((id, crate::kernel_plan::KernelPlan::for_node(graph, id, &known, &target).ok()?))).collect();
+    let scratch = |id: NodeId| plans.get(&id).map_or(0, |p| p.scratch_bytes);
+    // As the JIT plans it on one thread, fused producers' rings included.
+    let fused = crate::kernel_plan::fused_producers(graph, &plans, &target);
+    let plan = crate::jit::memplan::plan(graph, &order, &scratch, &crate::jit::memplan::Fusions::of(graph, &fused, 1));
     Summary {
         model: graph.name.clone(),
         macs,

@@ -65,6 +65,18 @@ pub struct Fusions {
     pub partial_bytes: HashMap<NodeId, usize>,
 }
 
+impl Fusions {
+    /// What the fused pairs `consumer → producer` (`kernel_plan::fused_producers`) change on
+    /// `threads` threads: a producer's input is read when its consumer runs, and its result
+    /// is the consumer's rings.
+    pub fn of(graph: &Graph, fused: &HashMap<NodeId, NodeId>, threads: usize) -> Fusions {
+        Fusions {
+            late_reads: fused.iter().flat_map(|(&consumer, &producer)| graph.operands(producer).into_iter().map(move |o| (o, consumer))).collect(),
+            partial_bytes: fused.iter().map(|(&consumer, &producer)| (producer, crate::kernel_plan::ring_floats(graph, consumer, threads) * 4)).collect(),
+        }
+    }
+}
+
 /// Plan `graph`, whose nodes run in `schedule` order (a topological order); `scratch_bytes`
 /// says how much temporary space each node needs while it runs.
 pub fn plan(graph: &Graph, schedule: &[NodeId], scratch_bytes: &dyn Fn(NodeId) -> usize, fusions: &Fusions) -> MemoryPlan {

@@ -167,11 +167,7 @@ pub(crate) fn prepare(graph: &Graph, options: &JitOptions) -> Result<Prepared, J
     let target = options.target();
     let plans = plans(graph, &target)?;
     let fused = if options.fuse_producers { crate::kernel_plan::fused_producers(graph, &plans, &target) } else { HashMap::new() };
-    // A fused producer's input is read when its consumer runs; its result is a ring of rows.
-    let fusions = memplan::Fusions {
-        late_reads: fused.iter().flat_map(|(&consumer, &producer)| graph.operands(producer).into_iter().map(move |o| (o, consumer))).collect(),
-        partial_bytes: fused.iter().map(|(&consumer, &producer)| (producer, crate::kernel_plan::ring_floats(graph, consumer, options.threads) * 4)).collect(),
-    };
+    let fusions = memplan::Fusions::of(graph, &fused, options.threads);
     let plan: MemoryPlan = memplan::plan(graph, &schedule, &|id| plans.get(&id).map_or(0, |p| p.scratch_bytes), &fusions);
     let consts: Vec<Vec<f32>> = plan.consts.iter().map(|&id| match &graph.node(id).kind {
         NodeKind::Const(t) => executable::const_storage(t),
