@@ -141,6 +141,10 @@ const MIN_TASK_ROWS: usize = 64;
 /// one task per thread, 11.0–11.5 at four).
 const TASKED_B_MAX: usize = 1 << 18;
 
+/// A row tile's windows in an implicit GEMM (`ConvPatches::window_rows`), or `None` where
+/// they reach into the padding.
+type TileWindows = Option<[*const f32; pack::MAX_PATCH_MR]>;
+
 /// Whether row tiles fetch the next packed panel of B while they run.
 const PREFETCH_NEXT_PANEL: bool = true;
 
@@ -288,7 +292,7 @@ unsafe fn gemm(m: usize, n: usize, k: usize, a: ASource, b: BSource, c: *mut f32
             _ => None,
         };
         thread_local! {
-            static BUFFERS: std::cell::RefCell<(Vec<f32>, Vec<f32>, Vec<f32>, Vec<isize>, Vec<Option<[*const f32; pack::MAX_PATCH_MR]>>)> = const { std::cell::RefCell::new((Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new())) };
+            static BUFFERS: std::cell::RefCell<(Vec<f32>, Vec<f32>, Vec<f32>, Vec<isize>, Vec<TileWindows>)> = const { std::cell::RefCell::new((Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new())) };
         }
         BUFFERS.with(|bufs| {
             let mut bufs = bufs.borrow_mut();
