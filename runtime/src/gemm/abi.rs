@@ -230,6 +230,14 @@ pub unsafe extern "C" fn nnc_gemm(call: *const GemmCall) {
     unsafe { gemm_threaded(g.threads.max(1) as usize, g.m as usize, g.n as usize, g.k as usize, a, b, g.c, g.rsc as isize, g.csc as isize, g.accumulate != 0, Blocking::from_abi(g.kc, g.mc, g.nc), ep, precision(g.bf16)) }
 }
 
+impl ConvNhwcCall {
+    /// The image's patches as the GEMM reads them (from the first output pixel).
+    fn patches(&self) -> ConvPatches {
+        let i = |v: i64| v as isize;
+        ConvPatches { input: self.input, c: i(self.c), h: i(self.h), w: i(self.w), kh: i(self.kh), kw: i(self.kw), sh: i(self.sh), sw: i(self.sw), dh: i(self.dh), dw: i(self.dw), pt: i(self.pt), pl: i(self.pl), ow: i(self.ow), row0: 0 }
+    }
+}
+
 /// The convolution of [`ConvNhwcCall`].
 ///
 /// # Safety
@@ -240,8 +248,7 @@ pub unsafe extern "C" fn nnc_gemm(call: *const GemmCall) {
 pub unsafe extern "C" fn nnc_gemm_conv_nhwc(call: *const ConvNhwcCall) {
     // SAFETY: the caller passes a valid descriptor.
     let g = unsafe { *call };
-    let i = |v: i64| v as isize;
-    let patches = ConvPatches { input: g.input, c: i(g.c), h: i(g.h), w: i(g.w), kh: i(g.kh), kw: i(g.kw), sh: i(g.sh), sw: i(g.sw), dh: i(g.dh), dw: i(g.dw), pt: i(g.pt), pl: i(g.pl), ow: i(g.ow), row0: 0 };
+    let patches = g.patches();
     let k = (g.kh * g.kw * g.c) as usize;
     let ep = Epilogue::from_abi(g.bias, g.bias_per_row, g.residual, g.act);
     // A pointwise convolution without stride or padding multiplies the image itself: its
@@ -479,6 +486,14 @@ call_descriptor! {
     }
 }
 
+impl DepthwiseCall {
+    /// The convolution's sizes (negative fields read as 0).
+    fn geometry(&self) -> super::depthwise::Depthwise {
+        let u = |v: i64| v.max(0) as usize;
+        super::depthwise::Depthwise { n: u(self.n), c: u(self.c), h: u(self.h), w: u(self.w), kh: u(self.kh), kw: u(self.kw), sh: u(self.sh), sw: u(self.sw), dh: u(self.dh), dw: u(self.dw), pt: u(self.pt), pl: u(self.pl), oh: u(self.oh), ow: u(self.ow) }
+    }
+}
+
 /// The convolution rows of [`DepthwiseCall`].
 ///
 /// # Safety
@@ -489,7 +504,7 @@ pub unsafe extern "C" fn nnc_depthwise(call: *const DepthwiseCall) {
     // SAFETY: the caller passes a valid descriptor.
     let g = unsafe { *call };
     let u = |v: i64| v.max(0) as usize;
-    let geometry = super::depthwise::Depthwise { n: u(g.n), c: u(g.c), h: u(g.h), w: u(g.w), kh: u(g.kh), kw: u(g.kw), sh: u(g.sh), sw: u(g.sw), dh: u(g.dh), dw: u(g.dw), pt: u(g.pt), pl: u(g.pl), oh: u(g.oh), ow: u(g.ow) };
+    let geometry = g.geometry();
     let ep = Epilogue::from_abi(g.bias, 0, g.residual, g.act);
     let rows = geometry.n * geometry.oh;
     let (lo, hi) = (u(g.row_lo).min(rows), u(g.row_hi).min(rows));
@@ -523,10 +538,8 @@ pub unsafe extern "C" fn nnc_conv_depthwise(call: *const ConvDepthwiseCall) {
     // SAFETY: the caller passes valid descriptors.
     let (e, d) = unsafe { (*(*call).conv, *(*call).depthwise) };
     let u = |v: i64| v.max(0) as usize;
-    let geometry = super::depthwise::Depthwise { n: u(d.n), c: u(d.c), h: u(d.h), w: u(d.w), kh: u(d.kh), kw: u(d.kw), sh: u(d.sh), sw: u(d.sw), dh: u(d.dh), dw: u(d.dw), pt: u(d.pt), pl: u(d.pl), oh: u(d.oh), ow: u(d.ow) };
-    let i = |v: i64| v as isize;
-    let patches = ConvPatches { input: e.input, c: i(e.c), h: i(e.h), w: i(e.w), kh: i(e.kh), kw: i(e.kw), sh: i(e.sh), sw: i(e.sw), dh: i(e.dh), dw: i(e.dw), pt: i(e.pt), pl: i(e.pl), ow: i(e.ow), row0: 0 };
-    let producer = super::conv_depthwise::Producer { patches, b: e.b, blk: Blocking::from_abi(e.kc, e.mc, e.nc), ep: Epilogue::from_abi(e.bias, 0, std::ptr::null(), e.act) };
+    let geometry = d.geometry();
+    let producer = super::conv_depthwise::Producer { patches: e.patches(), b: e.b, blk: Blocking::from_abi(e.kc, e.mc, e.nc), ep: Epilogue::from_abi(e.bias, 0, std::ptr::null(), e.act) };
     let ep = Epilogue::from_abi(d.bias, 0, d.residual, d.act);
     // SAFETY: the descriptors' buffers are valid as the contract above says.
     unsafe { super::conv_depthwise::conv_depthwise(geometry, producer, d.weights, d.out, ep, e.out, u(e.m) * u(e.n), u(e.threads).max(1)) }
