@@ -112,7 +112,9 @@ fn other_kernels(c: &mut Criterion) {
         let w: Vec<f32> = (0..units * features).map(|i| (i % 5) as f32 * 0.1).collect();
         let mut out = vec![0.0f32; units];
         group.throughput(Throughput::Elements((2 * units * features) as u64));
-        group.bench_function("gemv 784->512", |bench| bench.iter(|| unsafe { gemv::gemv(1, 1, units, features, black_box(x.as_ptr()), w.as_ptr(), out.as_mut_ptr(), Epilogue::NONE) }));
+        group.bench_function("gemv 784->512", |bench| bench.iter(|| unsafe { gemv::gemv(1, 1, units, features, black_box(x.as_ptr()), w.as_ptr(), gemv::WeightLayout::RowMajor, out.as_mut_ptr(), Epilogue::NONE) }));
+        let blocked = gemv::pack_blocked(units, features, &w);
+        group.bench_function("gemv 784->512 blocked", |bench| bench.iter(|| unsafe { gemv::gemv(1, 1, units, features, black_box(x.as_ptr()), blocked.as_ptr(), gemv::WeightLayout::Blocked, out.as_mut_ptr(), Epilogue::NONE) }));
     }
     {
         let a = attention::Attention { batches: 4, sq: 128, sk: 128, d: 64, dv: 64, causal: false, scale: 0.125 };

@@ -1,6 +1,7 @@
 //! Weights repacked once, at compile time, in the order their kernels read them, as the
 //! kernel plan asks (`Prepack`): GEMM panels of A for row-major convolutions through the
-//! GEMM, of B (the weight's transpose) for dense layers through it; for channel-vector convolutions, GEMM panels of B (NHWC), the depthwise
+//! GEMM, of B (the weight's transpose) for dense layers through it, blocks of units for
+//! dense layers as dot products; for channel-vector convolutions, GEMM panels of B (NHWC), the depthwise
 //! `[tap][channel]` order or NCHW4c filter blocks; an LSTM's transposed weights; and int8
 //! weights as the integer GEMM's panels; pruned weights as compressed sparse rows; Winograd
 //! convolutions' filters transformed.
@@ -94,6 +95,11 @@ fn pack_node(graph: &Graph, id: NodeId, kp: &KernelPlan, plan: &MemoryPlan, cons
                 }
             }
             buffers.push(buf);
+        }
+        Prepack::GemvBlocks => {
+            let w = const_at(1).expect("the plan packs weights only when they are constant");
+            let ws = &graph.node(operands[1]).ty.shape;
+            buffers.push(nnc_runtime::gemm::gemv::pack_blocked(ws[0], ws[1], &consts[w]));
         }
         Prepack::SparseRows => {
             let w = const_at(1).expect("the plan packs weights only when they are constant");

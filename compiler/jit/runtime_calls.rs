@@ -330,12 +330,14 @@ impl KernelBuilder<'_> {
     }
 
     /// A dense layer `out[rows, units] = x[rows, features] · wᵀ` as dot products
-    /// (`nnc_gemv`), `w` row-major `[units, features]`, then `tail` (its bias per unit).
-    pub fn gemv(&mut self, [rows, units, features]: [i64; 3], x: Value, w: Value, out: Value, tail: &GemmTail) {
+    /// (`nnc_gemv`), `w` row-major `[units, features]` or blocked (`gemv::pack_blocked`),
+    /// then `tail` (its bias per unit).
+    pub fn gemv(&mut self, [rows, units, features]: [i64; 3], x: Value, (w, blocked): (Value, bool), out: Value, tail: &GemmTail) {
         let rt = self.runtime_fns();
         let [threads, ..] = self.gemm_tail();
         let [bias, _, residual, act] = self.tail_args(tail);
-        let fields = GemvCallFields { rows: self.int(rows), units: self.int(units), features: self.int(features), x, w, out, threads, bias, residual, act };
+        let blocked = self.int(i64::from(blocked));
+        let fields = GemvCallFields { rows: self.int(rows), units: self.int(units), features: self.int(features), x, w, blocked, out, threads, bias, residual, act };
         self.call_runtime(rt.gemv, fields.with_offsets(), GemvCall::SIZE);
     }
 

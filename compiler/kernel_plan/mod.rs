@@ -191,6 +191,9 @@ pub enum Prepack {
     GemmA,
     /// A dense layer through the GEMM: its weights' transpose as packed B panels.
     GemmB,
+    /// A dense layer as the runtime's dot products: its weights in blocks of units
+    /// (`gemv::pack_blocked`), one sequential stream.
+    GemvBlocks,
     /// A channel-vector convolution: weights in the order its kernel reads them (depthwise
     /// `[tap][C]`, NHWC packed B panels, NCHW4c blocks of four filters).
     ChannelWeights,
@@ -376,7 +379,7 @@ impl KernelPlan {
             gemm,
             scratch_bytes: scratch_bytes(kernel, op, operands, out, &tile),
             splits: splits(kernel, op),
-            prepack: prepack(kernel, op, operands),
+            prepack: prepack(kernel, op, operands, target.ukernels),
             bf16: matches!(kernel, Kernel::Gemm | Kernel::NhwcGemm) && target.bf16_products && product_operands(op, types).is_some_and(|(_, t)| t[..2].iter().all(|t| t.dtype == nnc_runtime::DType::BF16)),
             tile,
         })
@@ -539,9 +542,11 @@ fn splits(kernel: Kernel, op: &Op) -> bool {
     }
 }
 
-fn prepack(kernel: Kernel, op: &Op, operands: &Operands) -> Prepack {
+fn prepack(kernel: Kernel, op: &Op, operands: &Operands, ukernels: bool) -> Prepack {
     let weight_constant = operands.constant.get(1).copied().unwrap_or(false);
     match kernel {
+        // Only the runtime's dot products read blocked weights (Cranelift's loops read rows).
+        Kernel::Dot if ukernels && weight_constant && matches!(op.product(), Some(Product::Dense(_))) => Prepack::GemvBlocks,
         Kernel::Gemm if weight_constant && matches!(op.product(), Some(Product::Conv2d(_))) => Prepack::GemmA,
         Kernel::Gemm if weight_constant && matches!(op.product(), Some(Product::Dense(_))) => Prepack::GemmB,
         // A matmul's B is packed only when one matrix serves every batch.

@@ -85,15 +85,20 @@ pub(crate) fn dense(k: &mut KernelBuilder, args: &[Arg], out: Arg) {
 }
 
 /// `out[rows, units] = x[rows, features] · weightᵀ + bias` as the runtime's full-width dot
-/// products (`nnc_gemv`), which apply the bias and `epi` as they store.
+/// products (`nnc_gemv`), which apply the bias and `epi` as they store; constant weights
+/// were blocked at compile time (`Prepack::GemvBlocks`).
 pub(crate) fn dense_gemv(k: &mut KernelBuilder, args: &[Arg], out: Arg, epi: &Epilogue) {
     let (units, features) = (args[1].ty.shape[0] as i64, args[1].ty.shape[1] as i64);
     let rows = numel(args[0].ty) / features;
-    let (x, w, o) = (k.ptr(args[0].loc), k.ptr(args[1].loc), k.ptr(out.loc));
+    let (x, o) = (k.ptr(args[0].loc), k.ptr(out.loc));
+    let (w, blocked) = match k.prepacked.first() {
+        Some(&packed) => (k.data_addr(packed), true),
+        None => (k.ptr(args[1].loc), false),
+    };
     let bias = args.get(2).map(|b| k.ptr(b.loc));
     let zero = k.int(0);
     let (tail, steps_left) = epi.gemm_tail(k, bias, false, zero);
-    k.gemv([rows, units, features], x, w, o, &tail);
+    k.gemv([rows, units, features], x, (w, blocked), o, &tail);
     if steps_left {
         apply_in_place(k, out, epi);
     }

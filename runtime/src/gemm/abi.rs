@@ -547,14 +547,16 @@ pub unsafe extern "C" fn nnc_conv_depthwise(call: *const ConvDepthwiseCall) {
 
 call_descriptor! {
     /// A dense layer on few rows as dot products ([`super::gemv`]): `x: rows × features`,
-    /// weights `units × features` row-major, `out: rows × units`, then the epilogue (bias per
-    /// unit, residual shaped like `out`, activation), on up to `threads` threads.
+    /// weights `units × features` row-major, or blocked (`gemv::pack_blocked`) if `blocked`
+    /// is nonzero, `out: rows × units`, then the epilogue (bias per unit, residual shaped like
+    /// `out`, activation), on up to `threads` threads.
     GemvCall / GemvCallFields {
         rows: i64,
         units: i64,
         features: i64,
         x: *const f32,
         w: *const f32,
+        blocked: i64,
         out: *mut f32,
         threads: i64,
         /// Null, or `units` floats.
@@ -575,8 +577,9 @@ pub unsafe extern "C" fn nnc_gemv(call: *const GemvCall) {
     let g = unsafe { *call };
     let u = |v: i64| v.max(0) as usize;
     let ep = Epilogue::from_abi(g.bias, 0, g.residual, g.act);
+    let layout = if g.blocked != 0 { super::gemv::WeightLayout::Blocked } else { super::gemv::WeightLayout::RowMajor };
     // SAFETY: the descriptor's buffers are valid as the contract above says.
-    unsafe { super::gemv::gemv(u(g.threads).max(1), u(g.rows), u(g.units), u(g.features), g.x, g.w, g.out, ep) }
+    unsafe { super::gemv::gemv(u(g.threads).max(1), u(g.rows), u(g.units), u(g.features), g.x, g.w, layout, g.out, ep) }
 }
 
 call_descriptor! {
