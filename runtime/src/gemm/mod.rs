@@ -145,6 +145,15 @@ const TASKED_B_MAX: usize = 1 << 18;
 /// they reach into the padding.
 type TileWindows = Option<[*const f32; pack::MAX_PATCH_MR]>;
 
+/// The longest patch rows (`kh·kw·c`) whose windows in the padding are copied
+/// (`pack::EdgeWindows`) rather than their tiles packed. Short rows pack slowly (runs of a
+/// few channels) and their products are short, so packing cost more than the product in
+/// MobileNetV2's stem (27 columns, 32 filters: stem and depthwise 459–479 → 432–442 µs with
+/// copies); long ones pack in long runs, and the packed tile, reused by every column tile,
+/// is read faster than windows in place (ResNet-18, 576–4608 columns, 21.4–21.8 → 21.9–22.7
+/// ms with copies).
+const EDGE_COPY_MAX_K: usize = 256;
+
 /// Whether row tiles fetch the next packed panel of B while they run.
 const PREFETCH_NEXT_PANEL: bool = true;
 
@@ -292,15 +301,16 @@ unsafe fn gemm(m: usize, n: usize, k: usize, a: ASource, b: BSource, c: *mut f32
             _ => None,
         };
         thread_local! {
-            static BUFFERS: std::cell::RefCell<(Vec<f32>, Vec<f32>, Vec<f32>, Vec<isize>, Vec<TileWindows>)> = const { std::cell::RefCell::new((Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new())) };
+            static BUFFERS: std::cell::RefCell<(Vec<f32>, Vec<f32>, Vec<f32>, Vec<isize>, Vec<TileWindows>, Vec<f32>)> = const { std::cell::RefCell::new((Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new())) };
         }
         BUFFERS.with(|bufs| {
             let mut bufs = bufs.borrow_mut();
             // `wide`: a bf16 product's A panels in f32, before they are paired; `offsets`: the
             // patch columns' offsets within a window; `windows`: each row tile's windows in
             // the current block of rows, found once (a division per tile) for its packing
-            // and all its column tiles.
-            let (apack, bpack, wide, offsets, windows) = &mut *bufs;
+            // and all its column tiles; `edges`: copies of the windows that reach into the
+            // padding (`pack::EdgeWindows`).
+            let (apack, bpack, wide, offsets, windows, edges) = &mut *bufs;
             if let Some((_, patches)) = taps_a {
                 patches.tap_offsets(offsets);
             }
@@ -355,16 +365,31 @@ unsafe fn gemm(m: usize, n: usize, k: usize, a: ASource, b: BSource, c: *mut f32
                                 Some(apack.as_ptr())
                             }
                             ASource::Patches(ref patches) if taps_a.is_some() => {
-                                // Only the tiles that reach into the padding, each at its
-                                // place among the block's panels.
                                 windows.clear();
-                                for ir in (0..mc).step_by(mr) {
-                                    let rows = mr.min(mc - ir);
-                                    let window = patches.window_rows(ic + ir, rows, mr);
-                                    if window.is_none() {
-                                        pack_a_patches(mr, rows, kv, patches, ic + ir, k0, &mut panels[ir * kv..]);
+                                windows.extend((0..mc).step_by(mr).map(|ir| patches.window_rows(ic + ir, mr.min(mc - ir), mr)));
+                                // Tiles reaching into the padding read copies of those
+                                // windows (all their rows at most), or where the image is
+                                // too narrow for copies, are packed, each at its place among
+                                // the block's panels.
+                                let edge_layout = patches.edge_windows().filter(|_| k <= EDGE_COPY_MAX_K);
+                                let slots = windows.iter().filter(|w| w.is_none()).count() * mr;
+                                if let Some(layout) = edge_layout.as_ref().filter(|_| slots > 0) {
+                                    let floats = layout.floats(slots);
+                                    if edges.len() < floats {
+                                        edges.resize(floats, 0.0);
                                     }
-                                    windows.push(window);
+                                }
+                                let mut next = 0;
+                                for (t, window) in windows.iter_mut().enumerate() {
+                                    if window.is_some() {
+                                        continue;
+                                    }
+                                    let ir = t * mr;
+                                    let rows = mr.min(mc - ir);
+                                    match &edge_layout {
+                                        Some(layout) => *window = Some(patches.window_rows_with_edges(ic + ir, rows, mr, layout, edges.as_mut_ptr(), &mut next)),
+                                        None => pack_a_patches(mr, rows, kv, patches, ic + ir, k0, &mut panels[ir * kv..]),
+                                    }
                                 }
                                 None
                             }

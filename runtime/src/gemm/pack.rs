@@ -184,6 +184,69 @@ impl ConvPatches {
         Some(at)
     }
 
+    /// How windows that reach into the padding are copied for the in-place kernel (see
+    /// [`EdgeWindows`]), or `None` where the image is narrower than one window row.
+    pub(super) fn edge_windows(&self) -> Option<EdgeWindows> {
+        let span = ((self.kw - 1) * self.dw + 1) * self.c;
+        let row = self.dh * self.w * self.c;
+        let per_band = if span > 0 { row / span } else { 0 };
+        (per_band > 0).then(|| EdgeWindows { span: span as usize, row: row as usize, per_band: per_band as usize, band: ((self.kh - 1) * row + per_band * span) as usize })
+    }
+
+    /// [`ConvPatches::window_rows`] for a tile some of whose windows reach into the padding:
+    /// those rows' windows are copied into `scratch` (slots `*next…`, counted up), the others
+    /// read in place.
+    ///
+    /// # Safety
+    /// `self.input` holds the NHWC image; `scratch` holds `edges.floats(*next + mr)`
+    /// floats, writable, and no other pointer into it is in use for those slots.
+    pub(super) unsafe fn window_rows_with_edges(&self, i0: usize, rows: usize, mr: usize, edges: &EdgeWindows, scratch: *mut f32, next: &mut usize) -> [*const f32; MAX_PATCH_MR] {
+        let mr = mr.min(MAX_PATCH_MR);
+        let last = rows.clamp(1, mr) - 1;
+        let mut at = [std::ptr::null(); MAX_PATCH_MR];
+        let pix = (self.row0 + i0) as isize;
+        let (mut oy, mut ox) = (pix / self.ow, pix % self.ow);
+        for i in 0..mr {
+            if i > 0 && i <= last {
+                ox += 1;
+                if ox == self.ow {
+                    (oy, ox) = (oy + 1, 0);
+                }
+            }
+            if i > last {
+                at[i] = at[last];
+                continue;
+            }
+            let (iy, ix) = (oy * self.sh - self.pt, ox * self.sw - self.pl);
+            if iy >= 0 && ix >= 0 && iy + (self.kh - 1) * self.dh < self.h && ix + (self.kw - 1) * self.dw < self.w {
+                at[i] = self.input.wrapping_offset((iy * self.w + ix) * self.c);
+                continue;
+            }
+            let slot = *next;
+            *next += 1;
+            let base = scratch.wrapping_add(slot / edges.per_band * edges.band + slot % edges.per_band * edges.span);
+            let c = self.c as usize;
+            for ky in 0..self.kh {
+                let y = iy + ky * self.dh;
+                let dst = base.wrapping_add(ky as usize * edges.row);
+                for t in 0..edges.span / c {
+                    let x = ix + t as isize;
+                    // SAFETY: the slot lies inside `scratch` (the caller's contract), each
+                    // row of it `span` floats; the source pixel is inside the image.
+                    unsafe {
+                        if y >= 0 && y < self.h && x >= 0 && x < self.w {
+                            std::ptr::copy_nonoverlapping(self.input.offset((y * self.w + x) * self.c), dst.add(t * c), c);
+                        } else {
+                            std::ptr::write_bytes(dst.add(t * c), 0, c);
+                        }
+                    }
+                }
+            }
+            at[i] = base;
+        }
+        at
+    }
+
     /// For every column `p` of the patch matrix, its element's offset (in floats) from the
     /// first element of a window: tap `(ky, kx)`, channel `ch` is `(ky·dh·w + kx·dw)·c + ch`.
     pub(super) fn tap_offsets(&self, out: &mut Vec<isize>) {
@@ -194,6 +257,29 @@ impl ConvPatches {
                 out.extend((0..self.c).map(|ch| tap + ch));
             }
         }
+    }
+}
+
+/// Scratch copies of windows that reach into the padding, laid out like the image around a
+/// window (tap rows `dh·w·c` floats apart), so the in-place microkernel reads a copy at the
+/// same column offsets as a window inside the image: a tile with one such window (a row's
+/// first pixel) reads seven windows in place and one copy, where it was packed whole (for
+/// MobileNetV2's stem, 3 channels, that packing cost more than the tiles' products).
+/// Copies share bands of `band` floats, `per_band` side by side `span` floats apart in each
+/// tap row.
+pub(super) struct EdgeWindows {
+    /// Floats of one tap row of a window: `((kw − 1)·dw + 1)·c`.
+    span: usize,
+    /// Floats between tap rows: `dh·w·c`.
+    row: usize,
+    per_band: usize,
+    band: usize,
+}
+
+impl EdgeWindows {
+    /// Floats of scratch `slots` copies need.
+    pub(super) fn floats(&self, slots: usize) -> usize {
+        slots.div_ceil(self.per_band) * self.band
     }
 }
 

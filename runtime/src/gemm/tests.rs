@@ -73,9 +73,15 @@ fn patches_gathered_while_packing_match_im2col() {
     // without padding, whose 17-pixel output rows make tiles wrap from one row to the next
     // inside the image; and a pointwise window without stride or padding (the image read in
     // place as A); 2 threads split the pixels. Tiles whose windows lie inside the image are
-    // read in place, the others packed: both must give the im2col product bit for bit.
-    for (dh, dw, kh, kw, sh, sw, pt, pl) in [(1, 1, 3i64, 3i64, 2i64, 1i64, 1i64, 2i64), (2, 2, 3, 3, 2, 1, 1, 2), (1, 1, 3, 2, 1, 1, 0, 0), (1, 1, 1, 1, 1, 1, 0, 0)] {
-        let (c, h, w) = (5i64, 20i64, 18i64);
+    // read in place, the others with copies of their windows in the padding (5 channels:
+    // short patch rows), or packed (32 channels: long rows; and a 2-pixel-wide image,
+    // narrower than the window): all must give the im2col product bit for bit.
+    let shapes = [(5i64, 20i64, 18i64), (32, 9, 11), (5, 7, 2)];
+    let windows = [(1, 1, 3i64, 3i64, 2i64, 1i64, 1i64, 2i64), (2, 2, 3, 3, 2, 1, 1, 2), (1, 1, 3, 2, 1, 1, 0, 0), (1, 1, 1, 1, 1, 1, 0, 0), (1, 1, 3, 3, 1, 1, 1, 1)];
+    for ((c, h, w), (dh, dw, kh, kw, sh, sw, pt, pl)) in shapes.into_iter().flat_map(|s| windows.into_iter().map(move |win| (s, win))) {
+        if w + 2 * pl < dw * (kw - 1) + 1 || h + 2 * pt < dh * (kh - 1) + 1 {
+            continue;
+        }
         let oh = (h + 2 * pt - dh * (kh - 1) - 1) / sh + 1;
         let ow = (w + 2 * pl - dw * (kw - 1) - 1) / sw + 1;
         let (m, k, n) = ((oh * ow) as usize, (kh * kw * c) as usize, 300usize);
@@ -92,7 +98,7 @@ fn patches_gathered_while_packing_match_im2col() {
             let call = ConvNhwcCall { m: m as i64, n: n as i64, input: input.as_ptr(), c, h, w, kh, kw, sh, sw, dh, dw, pt, pl, ow, b: packed_b.as_ptr(), out: got.as_mut_ptr(), rsc: n as i64, csc: 1, threads, kc: 16, mc: 8, nc: 64, bias: std::ptr::null(), bias_per_row: 0, residual: std::ptr::null(), act: 0, bf16: 0 };
             // SAFETY: the test's own buffers, of the sizes the descriptor names.
             unsafe { nnc_gemm_conv_nhwc(&call) };
-            assert_eq!(got, want, "dilation {dh}, {threads} threads");
+            assert_eq!(got, want, "{c}×{h}×{w}, window {kh}×{kw} dilation {dh} stride {sh}×{sw} padding {pt}/{pl}, {threads} threads");
         }
     }
 }
