@@ -366,7 +366,7 @@ unsafe fn gemm(m: usize, n: usize, k: usize, a: ASource, b: BSource, c: *mut f32
                             }
                             ASource::Patches(ref patches) if taps_a.is_some() => {
                                 windows.clear();
-                                windows.extend((0..mc).step_by(mr).map(|ir| patches.window_rows(ic + ir, mr.min(mc - ir), mr)));
+                                patches.block_windows(ic, mc, mr, windows);
                                 // Tiles reaching into the padding read copies of those
                                 // windows (all their rows at most), or where the image is
                                 // too narrow for copies, are packed, each at its place among

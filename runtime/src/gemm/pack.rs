@@ -184,6 +184,37 @@ impl ConvPatches {
         Some(at)
     }
 
+    /// [`ConvPatches::window_rows`] for every `mr`-row tile of rows `i0..i0+mc`, appended to
+    /// `out`: the output pixel stepped from tile to tile rather than divided out for each
+    /// (a division and two copies of the array per tile cost a tenth of MobileNetV2's stem).
+    pub(super) fn block_windows(&self, i0: usize, mc: usize, mr: usize, out: &mut Vec<Option<[*const f32; MAX_PATCH_MR]>>) {
+        let mr_held = mr.min(MAX_PATCH_MR);
+        let pix = (self.row0 + i0) as isize;
+        let (mut oy, mut ox) = (pix / self.ow, pix % self.ow);
+        let step = self.sw * self.c;
+        for ir in (0..mc).step_by(mr) {
+            let rows = mr.min(mc - ir);
+            let last = rows.clamp(1, mr_held) - 1;
+            let (iy, ix) = (oy * self.sh - self.pt, ox * self.sw - self.pl);
+            let inside = ox + (last as isize) < self.ow && iy >= 0 && ix >= 0 && iy + (self.kh - 1) * self.dh < self.h && ix + last as isize * self.sw + (self.kw - 1) * self.dw < self.w;
+            out.push(if inside {
+                let first = self.input.wrapping_offset((iy * self.w + ix) * self.c);
+                let mut at = [std::ptr::null(); MAX_PATCH_MR];
+                for (i, row) in at.iter_mut().enumerate().take(mr_held) {
+                    *row = first.wrapping_offset(i.min(last) as isize * step);
+                }
+                Some(at)
+            } else {
+                self.window_rows(i0 + ir, rows, mr)
+            });
+            ox += mr as isize;
+            while ox >= self.ow {
+                ox -= self.ow;
+                oy += 1;
+            }
+        }
+    }
+
     /// How windows that reach into the padding are copied for the in-place kernel (see
     /// [`EdgeWindows`]), or `None` where the image is narrower than one window row.
     pub(super) fn edge_windows(&self) -> Option<EdgeWindows> {
