@@ -71,7 +71,21 @@ pub(super) struct Kernel {
     pub micro_cols_b: Option<MicroColsB>,
     /// The same tile reading a convolution's patches in place, where there is one.
     pub micro_taps_a: Option<MicroTapsA>,
+    /// The same rows over only the first half of each packed panel, where there is one: for
+    /// a product's last column tile when at most half of it exists.
+    pub half: Option<HalfTile>,
     pub name: &'static str,
+}
+
+/// A kernel's tile over the first half (one vector) of its packed B panels, reading A
+/// packed, in place, or as patches, as the whole tile does. 144 columns on 32-wide panels
+/// leave a last tile of 16: the whole tile spent half its multiply-adds on the panel's zero
+/// padding (a tenth of MobileNetV2's 56²×24→144 expansions).
+#[derive(Clone, Copy)]
+pub(super) struct HalfTile {
+    pub micro: Micro,
+    pub rows_a: MicroRowsA,
+    pub taps_a: MicroTapsA,
 }
 
 fn select() -> Kernel {
@@ -84,7 +98,7 @@ fn select() -> Kernel {
             return x86::avx2(6, 16);
         }
     }
-    Kernel { mr: 4, nr: 8, micro: micro_portable_4x8, micro_rows_a: None, micro_cols_b: None, micro_taps_a: None, name: "portable 4x8" }
+    Kernel { mr: 4, nr: 8, micro: micro_portable_4x8, micro_rows_a: None, micro_cols_b: None, micro_taps_a: None, half: None, name: "portable 4x8" }
 }
 
 /// The microkernel this CPU runs, selected once.
@@ -181,7 +195,7 @@ pub(super) fn bf16_kernel() -> Option<Kernel> {
     *K.get_or_init(|| {
         #[cfg(target_arch = "x86_64")]
         if std::arch::is_x86_feature_detected!("avx512f") && std::arch::is_x86_feature_detected!("avx512bf16") {
-            return Some(Kernel { mr: 8, nr: 32, micro: x86::micro_avx512bf16_8x32, micro_rows_a: None, micro_cols_b: None, micro_taps_a: None, name: "avx512-bf16 8x32" });
+            return Some(Kernel { mr: 8, nr: 32, micro: x86::micro_avx512bf16_8x32, micro_rows_a: None, micro_cols_b: None, micro_taps_a: None, half: None, name: "avx512-bf16 8x32" });
         }
         None
     })
@@ -319,6 +333,17 @@ mod x86 {
         }
     }
 
+    /// The first vector of each step of a packed panel two vectors wide (see [`super::HalfTile`]).
+    struct PackedBHalf(*const f32);
+
+    impl<V: Lanes> ReadB<V, 1> for PackedBHalf {
+        #[inline(always)]
+        unsafe fn at(&self, p: usize) -> [V; 1] {
+            // SAFETY: the caller's contract; the panel holds `kc·2·W` floats.
+            [unsafe { V::load(self.0.add(p * 2 * V::W)) }]
+        }
+    }
+
     /// A row-major B read in place: step `p` at `b + p·rsb`, only the tile's `cols` columns
     /// (an edge tile's missing ones masked off, so no access leaves B).
     struct ColsB<const NV: usize> {
@@ -418,6 +443,36 @@ mod x86 {
         let lanes = std::array::from_fn(|v| st.cols.saturating_sub(v * V::W).min(V::W));
         // SAFETY: forwarded contract.
         unsafe { micro_with::<V, MR, NV, ACC>(kc, &PackedA::<MR>(a), &ColsB::<NV> { b, rsb, lanes }, c, rsc, csc, st) }
+    }
+
+    /// [`micro`] over the first half of two-vector panels (`ACC = MR`).
+    ///
+    /// # Safety
+    /// As [`super::Micro`] with `NR = 2·V::W`, the tile's `cols ≤ V::W`; the CPU has `V`'s unit.
+    #[inline(always)]
+    unsafe fn micro_half<V: Lanes, const MR: usize>(kc: usize, a: *const f32, b: *const f32, c: *mut f32, rsc: isize, csc: isize, st: &Store) {
+        // SAFETY: forwarded contract.
+        unsafe { micro_with::<V, MR, 1, MR>(kc, &PackedA::<MR>(a), &PackedBHalf(b), c, rsc, csc, st) }
+    }
+
+    /// [`micro_rows_a`] over the first half of two-vector panels.
+    ///
+    /// # Safety
+    /// As [`super::MicroRowsA`] with `NR = 2·V::W`, `cols ≤ V::W`; the CPU has `V`'s unit.
+    #[inline(always)]
+    unsafe fn micro_rows_a_half<V: Lanes, const MR: usize>(kc: usize, a: *const f32, rsa: isize, b: *const f32, c: *mut f32, rsc: isize, csc: isize, st: &Store) {
+        // SAFETY: forwarded contract.
+        unsafe { micro_with::<V, MR, 1, MR>(kc, &RowsA::<MR>::new(a, rsa, st.rows), &PackedBHalf(b), c, rsc, csc, st) }
+    }
+
+    /// [`micro_taps_a`] over the first half of two-vector panels.
+    ///
+    /// # Safety
+    /// As [`super::MicroTapsA`] with `NR = 2·V::W`, `cols ≤ V::W`; the CPU has `V`'s unit.
+    #[inline(always)]
+    unsafe fn micro_taps_a_half<V: Lanes, const MR: usize>(kc: usize, rows: *const *const f32, off: *const isize, b: *const f32, c: *mut f32, rsc: isize, csc: isize, st: &Store) {
+        // SAFETY: forwarded contract; `rows` holds MR pointers.
+        unsafe { micro_with::<V, MR, 1, MR>(kc, &TapsA::<MR> { rows: *(rows as *const [*const f32; MR]), off }, &PackedBHalf(b), c, rsc, csc, st) }
     }
 
     /// Store (or add) the `rows × cols` part of an `MR × NV·W` tile of accumulators, `NV`
@@ -599,7 +654,7 @@ mod x86 {
             pub(super) fn $lookup(mr: usize, nr: usize) -> super::Kernel {
                 const W: usize = std::mem::size_of::<$v>() / 4;
                 match (mr, nr / W) {
-                    $(($mr, $nv) => super::Kernel { mr: $mr, nr: W * $nv, micro: $micro, micro_rows_a: Some($rows_a), micro_cols_b: Some($cols_b), micro_taps_a: Some($taps_a), name: $name },)*
+                    $(($mr, $nv) => super::Kernel { mr: $mr, nr: W * $nv, micro: $micro, micro_rows_a: Some($rows_a), micro_cols_b: Some($cols_b), micro_taps_a: Some($taps_a), half: None, name: $name },)*
                     _ => unreachable!("no {mr}x{nr} {} kernel", $feature),
                 }
             }
@@ -608,7 +663,7 @@ mod x86 {
 
     // 8×32 (16 zmm accumulators) is the main tile; 8×16 serves products of at most 16
     // columns; 4–7 rows products whose last row tile 8 rows fill badly.
-    kernels! { "avx512f", __m512, avx512;
+    kernels! { "avx512f", __m512, avx512_tiles;
         8, 2, 16, "avx512f 8x32": micro_8x32, micro_8x32_rows_a, micro_8x32_cols_b, micro_8x32_taps_a;
         7, 2, 14, "avx512f 7x32": micro_7x32, micro_7x32_rows_a, micro_7x32_cols_b, micro_7x32_taps_a;
         6, 2, 12, "avx512f 6x32": micro_6x32, micro_6x32_rows_a, micro_6x32_cols_b, micro_6x32_taps_a;
@@ -619,6 +674,55 @@ mod x86 {
         6, 1, 6, "avx512f 6x16": micro_6x16, micro_6x16_rows_a, micro_6x16_cols_b, micro_6x16_taps_a;
         5, 1, 5, "avx512f 5x16": micro_5x16, micro_5x16_rows_a, micro_5x16_cols_b, micro_5x16_taps_a;
         4, 1, 4, "avx512f 4x16": micro_4x16, micro_4x16_rows_a, micro_4x16_cols_b, micro_4x16_taps_a;
+    }
+
+    /// Half tiles (see [`super::HalfTile`]) of the 32-wide AVX-512 tiles, by rows.
+    macro_rules! half_tiles {
+        ($($mr:literal: $micro:ident, $rows_a:ident, $taps_a:ident;)*) => {
+            $(
+                /// # Safety
+                /// As [`micro_half`] with this tile; the CPU has AVX-512F.
+                #[target_feature(enable = "avx512f")]
+                unsafe fn $micro(kc: usize, a: *const f32, b: *const f32, c: *mut f32, rsc: isize, csc: isize, st: &Store) {
+                    // SAFETY: forwarded contract.
+                    unsafe { micro_half::<__m512, $mr>(kc, a, b, c, rsc, csc, st) }
+                }
+
+                /// # Safety
+                /// As [`micro_rows_a_half`] with this tile; the CPU has AVX-512F.
+                #[target_feature(enable = "avx512f")]
+                unsafe fn $rows_a(kc: usize, a: *const f32, rsa: isize, b: *const f32, c: *mut f32, rsc: isize, csc: isize, st: &Store) {
+                    // SAFETY: forwarded contract.
+                    unsafe { micro_rows_a_half::<__m512, $mr>(kc, a, rsa, b, c, rsc, csc, st) }
+                }
+
+                /// # Safety
+                /// As [`micro_taps_a_half`] with this tile; the CPU has AVX-512F.
+                #[target_feature(enable = "avx512f")]
+                unsafe fn $taps_a(kc: usize, rows: *const *const f32, off: *const isize, b: *const f32, c: *mut f32, rsc: isize, csc: isize, st: &Store) {
+                    // SAFETY: forwarded contract.
+                    unsafe { micro_taps_a_half::<__m512, $mr>(kc, rows, off, b, c, rsc, csc, st) }
+                }
+            )*
+
+            /// The AVX-512 kernel of `mr` rows and `nr` columns, with its half tile where
+            /// it is 32 wide.
+            pub(super) fn avx512(mr: usize, nr: usize) -> super::Kernel {
+                let half = match (mr, nr) {
+                    $(($mr, 32) => Some(super::HalfTile { micro: $micro, rows_a: $rows_a, taps_a: $taps_a }),)*
+                    _ => None,
+                };
+                super::Kernel { half, ..avx512_tiles(mr, nr) }
+            }
+        };
+    }
+
+    half_tiles! {
+        8: micro_8x32_half, micro_8x32_half_rows_a, micro_8x32_half_taps_a;
+        7: micro_7x32_half, micro_7x32_half_rows_a, micro_7x32_half_taps_a;
+        6: micro_6x32_half, micro_6x32_half_rows_a, micro_6x32_half_taps_a;
+        5: micro_5x32_half, micro_5x32_half_rows_a, micro_5x32_half_taps_a;
+        4: micro_4x32_half, micro_4x32_half_rows_a, micro_4x32_half_taps_a;
     }
 
     // 8×24: 24 ymm accumulators, which only AVX-512VL's 32 vector registers hold (with three

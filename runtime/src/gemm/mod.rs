@@ -421,6 +421,16 @@ unsafe fn gemm(m: usize, n: usize, k: usize, a: ASource, b: BSource, c: *mut f32
                                 let prefetch = if PREFETCH_NEXT_PANEL && matches!(b, BSource::Packed(_)) && ir < 2 * mr { b_block.wrapping_add((jr + nr) * kc + (ir / mr) * kc * 16) } else { std::ptr::null() };
                                 let st = Store { accumulate: acc, rows, cols, ep: last.then(|| ep.shifted(ic + ir, jc + jr, rsc, csc)), prefetch };
                                 let window = taps_a.and_then(|(micro, _)| Some((micro, windows[ir / mr]?)));
+                                // A last column tile at most half there: the half tile, on the
+                                // first half of its panel (the same sums, in the same order).
+                                if let Some(half) = kern.half.filter(|_| cols_b.is_none() && 2 * cols <= nr) {
+                                    match (rows_a, window) {
+                                        (Some((_, a, rsa)), _) => (half.rows_a)(kc, a.offset((ic + ir) as isize * rsa + k0 as isize), rsa, bp, cp, rsc, csc, &st),
+                                        (None, Some((_, rows_at))) => (half.taps_a)(kc, rows_at.as_ptr(), offsets.as_ptr().add(k0), bp, cp, rsc, csc, &st),
+                                        (None, None) => (half.micro)(kc, a_block.add(ir * kc), bp, cp, rsc, csc, &st),
+                                    }
+                                    continue;
+                                }
                                 match (rows_a, cols_b, window) {
                                     (Some((micro, a, rsa)), _, _) => micro(kc, a.offset((ic + ir) as isize * rsa + k0 as isize), rsa, bp, cp, rsc, csc, &st),
                                     (None, Some((micro, b, rsb)), _) => micro(kc, a_block.add(ir * kc), b.offset(k0 as isize * rsb + (jc + jr) as isize), rsb, cp, rsc, csc, &st),
