@@ -33,7 +33,7 @@ pub use microkernel::{bf16_microkernel_name, microkernel_name, microkernel_shape
 pub use pack::{pack_a_all, pack_a_all_bf16, pack_b_all, pack_b_all_bf16, packed_a_bf16_len, packed_a_len, packed_b_bf16_len, packed_b_len, ConvPatches};
 
 use microkernel::{bf16_kernel, kernel_for, kernel_for_shape, Store};
-use pack::{pack_a, pack_a_patches, pack_a_patches_pairs, pack_b, pack_b_pairs, packed_b_offset, padded_rows, pair_a_panels, ASource, BSource};
+use pack::{pack_a, pack_a_patches, pack_a_patches_pairs, pack_b, pack_b_pairs, packed_b_offset, padded_rows, pair_a_panels, ASource, BSource, TileWindows};
 
 /// What a product multiplies in. Operands are f32 in memory either way.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -140,10 +140,6 @@ const MIN_TASK_ROWS: usize = 64;
 /// not stay in L2 is streamed from L3 once per task (1024³ on two threads: 10.7–11.0 ms at
 /// one task per thread, 11.0–11.5 at four).
 const TASKED_B_MAX: usize = 1 << 18;
-
-/// A row tile's windows in an implicit GEMM (`ConvPatches::window_rows`), or `None` where
-/// they reach into the padding.
-type TileWindows = Option<[*const f32; pack::MAX_PATCH_MR]>;
 
 /// The longest patch rows (`kh·kw·c`) whose windows in the padding are copied
 /// (`pack::EdgeWindows`) rather than their tiles packed. Short rows pack slowly (runs of a
@@ -372,7 +368,7 @@ unsafe fn gemm(m: usize, n: usize, k: usize, a: ASource, b: BSource, c: *mut f32
                                 // too narrow for copies, are packed, each at its place among
                                 // the block's panels.
                                 let edge_layout = patches.edge_windows().filter(|_| k <= EDGE_COPY_MAX_K);
-                                let slots = windows.iter().filter(|w| w.is_none()).count() * mr;
+                                let slots = windows.iter().filter(|w| matches!(w, TileWindows::Packed)).count() * mr;
                                 if let Some(layout) = edge_layout.as_ref().filter(|_| slots > 0) {
                                     let floats = layout.floats(slots);
                                     if edges.len() < floats {
@@ -381,13 +377,13 @@ unsafe fn gemm(m: usize, n: usize, k: usize, a: ASource, b: BSource, c: *mut f32
                                 }
                                 let mut next = 0;
                                 for (t, window) in windows.iter_mut().enumerate() {
-                                    if window.is_some() {
+                                    if !matches!(window, TileWindows::Packed) {
                                         continue;
                                     }
                                     let ir = t * mr;
                                     let rows = mr.min(mc - ir);
                                     match &edge_layout {
-                                        Some(layout) => *window = Some(patches.window_rows_with_edges(ic + ir, rows, mr, layout, edges.as_mut_ptr(), &mut next)),
+                                        Some(layout) => *window = TileWindows::Listed(patches.window_rows_with_edges(ic + ir, rows, mr, layout, edges.as_mut_ptr(), &mut next)),
                                         None => pack_a_patches(mr, rows, kv, patches, ic + ir, k0, &mut panels[ir * kv..]),
                                     }
                                 }
@@ -420,7 +416,7 @@ unsafe fn gemm(m: usize, n: usize, k: usize, a: ASource, b: BSource, c: *mut f32
                                 // (past the end after the last: a prefetch never faults).
                                 let prefetch = if PREFETCH_NEXT_PANEL && matches!(b, BSource::Packed(_)) && ir < 2 * mr { b_block.wrapping_add((jr + nr) * kc + (ir / mr) * kc * 16) } else { std::ptr::null() };
                                 let st = Store { accumulate: acc, rows, cols, ep: last.then(|| ep.shifted(ic + ir, jc + jr, rsc, csc)), prefetch };
-                                let window = taps_a.and_then(|(micro, _)| Some((micro, windows[ir / mr]?)));
+                                let window = taps_a.and_then(|(micro, _)| Some((micro, windows[ir / mr].rows()?)));
                                 // A last column tile at most half there: the half tile, on the
                                 // first half of its panel (the same sums, in the same order).
                                 if let Some(half) = kern.half.filter(|_| cols_b.is_none() && 2 * cols <= nr) {

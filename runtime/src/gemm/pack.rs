@@ -185,27 +185,21 @@ impl ConvPatches {
     }
 
     /// [`ConvPatches::window_rows`] for every `mr`-row tile of rows `i0..i0+mc`, appended to
-    /// `out`: the output pixel stepped from tile to tile rather than divided out for each
-    /// (a division and two copies of the array per tile cost a tenth of MobileNetV2's stem).
-    pub(super) fn block_windows(&self, i0: usize, mc: usize, mr: usize, out: &mut Vec<Option<[*const f32; MAX_PATCH_MR]>>) {
-        let mr_held = mr.min(MAX_PATCH_MR);
+    /// `out`: the output pixel stepped from tile to tile rather than divided out for each,
+    /// and a tile inside one output row kept as its first window and step (a division and
+    /// two copies of a pointer array per tile cost a tenth of MobileNetV2's stem).
+    pub(super) fn block_windows(&self, i0: usize, mc: usize, mr: usize, out: &mut Vec<TileWindows>) {
         let pix = (self.row0 + i0) as isize;
         let (mut oy, mut ox) = (pix / self.ow, pix % self.ow);
-        let step = self.sw * self.c;
         for ir in (0..mc).step_by(mr) {
             let rows = mr.min(mc - ir);
-            let last = rows.clamp(1, mr_held) - 1;
+            let last = rows.clamp(1, mr.min(MAX_PATCH_MR)) - 1;
             let (iy, ix) = (oy * self.sh - self.pt, ox * self.sw - self.pl);
             let inside = ox + (last as isize) < self.ow && iy >= 0 && ix >= 0 && iy + (self.kh - 1) * self.dh < self.h && ix + last as isize * self.sw + (self.kw - 1) * self.dw < self.w;
             out.push(if inside {
-                let first = self.input.wrapping_offset((iy * self.w + ix) * self.c);
-                let mut at = [std::ptr::null(); MAX_PATCH_MR];
-                for (i, row) in at.iter_mut().enumerate().take(mr_held) {
-                    *row = first.wrapping_offset(i.min(last) as isize * step);
-                }
-                Some(at)
+                TileWindows::Strided { first: self.input.wrapping_offset((iy * self.w + ix) * self.c), step: self.sw * self.c, last }
             } else {
-                self.window_rows(i0 + ir, rows, mr)
+                self.window_rows(i0 + ir, rows, mr).map_or(TileWindows::Packed, TileWindows::Listed)
             });
             ox += mr as isize;
             while ox >= self.ow {
@@ -287,6 +281,29 @@ impl ConvPatches {
                 let tap = (ky * self.dh * self.w + kx * self.dw) * self.c;
                 out.extend((0..self.c).map(|ch| tap + ch));
             }
+        }
+    }
+}
+
+/// Where a row tile of an implicit GEMM reads its windows.
+#[derive(Clone, Copy)]
+pub(super) enum TileWindows {
+    /// Some reach into the padding: the tile is packed.
+    Packed,
+    /// Rows `0..=last` at `first + i·step` (one output row), later rows repeating the last.
+    Strided { first: *const f32, step: isize, last: usize },
+    /// Each row's window, anywhere (a tile across output rows, or with copies).
+    Listed([*const f32; MAX_PATCH_MR]),
+}
+
+impl TileWindows {
+    /// Each row's window, for the in-place microkernel; `None` for a packed tile.
+    #[inline]
+    pub(super) fn rows(&self) -> Option<[*const f32; MAX_PATCH_MR]> {
+        match *self {
+            TileWindows::Packed => None,
+            TileWindows::Strided { first, step, last } => Some(std::array::from_fn(|i| first.wrapping_offset(i.min(last) as isize * step))),
+            TileWindows::Listed(rows) => Some(rows),
         }
     }
 }
