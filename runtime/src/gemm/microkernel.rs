@@ -460,6 +460,7 @@ mod x86 {
     /// # Safety
     /// As [`super::MicroRowsA`] with `NR = 2·V::W`, `cols ≤ V::W`; the CPU has `V`'s unit.
     #[inline(always)]
+    #[allow(clippy::too_many_arguments)]
     unsafe fn micro_rows_a_half<V: Lanes, const MR: usize>(kc: usize, a: *const f32, rsa: isize, b: *const f32, c: *mut f32, rsc: isize, csc: isize, st: &Store) {
         // SAFETY: forwarded contract.
         unsafe { micro_with::<V, MR, 1, MR>(kc, &RowsA::<MR>::new(a, rsa, st.rows), &PackedBHalf(b), c, rsc, csc, st) }
@@ -470,6 +471,7 @@ mod x86 {
     /// # Safety
     /// As [`super::MicroTapsA`] with `NR = 2·V::W`, `cols ≤ V::W`; the CPU has `V`'s unit.
     #[inline(always)]
+    #[allow(clippy::too_many_arguments)]
     unsafe fn micro_taps_a_half<V: Lanes, const MR: usize>(kc: usize, rows: *const *const f32, off: *const isize, b: *const f32, c: *mut f32, rsc: isize, csc: isize, st: &Store) {
         // SAFETY: forwarded contract; `rows` holds MR pointers.
         unsafe { micro_with::<V, MR, 1, MR>(kc, &TapsA::<MR> { rows: *(rows as *const [*const f32; MR]), off }, &PackedBHalf(b), c, rsc, csc, st) }
@@ -691,6 +693,7 @@ mod x86 {
                 /// # Safety
                 /// As [`micro_rows_a_half`] with this tile; the CPU has AVX-512F.
                 #[target_feature(enable = "avx512f")]
+                #[allow(clippy::too_many_arguments)]
                 unsafe fn $rows_a(kc: usize, a: *const f32, rsa: isize, b: *const f32, c: *mut f32, rsc: isize, csc: isize, st: &Store) {
                     // SAFETY: forwarded contract.
                     unsafe { micro_rows_a_half::<__m512, $mr>(kc, a, rsa, b, c, rsc, csc, st) }
@@ -699,6 +702,7 @@ mod x86 {
                 /// # Safety
                 /// As [`micro_taps_a_half`] with this tile; the CPU has AVX-512F.
                 #[target_feature(enable = "avx512f")]
+                #[allow(clippy::too_many_arguments)]
                 unsafe fn $taps_a(kc: usize, rows: *const *const f32, off: *const isize, b: *const f32, c: *mut f32, rsc: isize, csc: isize, st: &Store) {
                     // SAFETY: forwarded contract.
                     unsafe { micro_taps_a_half::<__m512, $mr>(kc, rows, off, b, c, rsc, csc, st) }
