@@ -383,7 +383,7 @@ unsafe fn gemm(m: usize, n: usize, k: usize, a: ASource, b: BSource, c: *mut f32
                                     let ir = t * mr;
                                     let rows = mr.min(mc - ir);
                                     match &edge_layout {
-                                        Some(layout) => *window = TileWindows::Listed(patches.window_rows_with_edges(ic + ir, rows, mr, layout, edges.as_mut_ptr(), &mut next)),
+                                        Some(layout) => *window = patches.window_rows(ic + ir, rows, mr, Some((layout, edges.as_mut_ptr(), &mut next))).map_or(TileWindows::Packed, TileWindows::Listed),
                                         None => pack_a_patches(mr, rows, kv, patches, ic + ir, k0, &mut panels[ir * kv..]),
                                     }
                                 }

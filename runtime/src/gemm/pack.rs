@@ -142,11 +142,17 @@ pub struct ConvPatches {
 pub(super) const MAX_PATCH_MR: usize = 16;
 
 impl ConvPatches {
-    /// Where each of rows `i0..i0+rows` of an `mr`-row tile (`rows ≤ mr ≤ 16`) has its window,
-    /// when every one of those windows lies wholly inside the image: the address of its first
-    /// tap's first channel (a short tile repeating its last row up to `mr`). `None` when a
-    /// window reaches into the padding; such tiles are packed instead.
-    pub(super) fn window_rows(&self, i0: usize, rows: usize, mr: usize) -> Option<[*const f32; MAX_PATCH_MR]> {
+    /// Where each of rows `i0..i0+rows` of an `mr`-row tile (`rows ≤ mr ≤ 16`) has its window:
+    /// the address of its first tap's first channel (a short tile repeating its last row up to
+    /// `mr`). A window wholly inside the image is read there; one that reaches into the padding
+    /// is copied into `copies` (the layout, the scratch, and the next free slot, counted up),
+    /// or, without copies, makes the answer `None` (the tile is packed instead).
+    ///
+    /// # Safety
+    /// `self.input` holds the NHWC image; with copies, the scratch holds
+    /// `layout.floats(*next + mr)` floats, writable, and no other pointer into it is in use for
+    /// those slots.
+    pub(super) unsafe fn window_rows(&self, i0: usize, rows: usize, mr: usize, mut copies: Option<(&EdgeWindows, *mut f32, &mut usize)>) -> Option<[*const f32; MAX_PATCH_MR]> {
         let mr = mr.min(MAX_PATCH_MR);
         let last = rows.clamp(1, mr) - 1;
         let mut at = [std::ptr::null(); MAX_PATCH_MR];
@@ -154,34 +160,56 @@ impl ConvPatches {
         // a third of a stem tile's product).
         let pix = (self.row0 + i0) as isize;
         let (mut oy, mut ox) = (pix / self.ow, pix % self.ow);
-        if ox + (last as isize) < self.ow {
-            // The tile lies in one output row, as most do: its windows are inside the image
-            // when the first and last are, `sw·c` floats apart.
-            let (iy, ix) = (oy * self.sh - self.pt, ox * self.sw - self.pl);
-            let ix_last = ix + last as isize * self.sw;
-            if iy < 0 || ix < 0 || iy + (self.kh - 1) * self.dh >= self.h || ix_last + (self.kw - 1) * self.dw >= self.w {
-                return None;
+        for i in 0..mr {
+            if i > last {
+                // Rows past a short tile's last repeat it (a copy is not made twice).
+                at[i] = at[last];
+                continue;
             }
-            let first = self.input.wrapping_offset((iy * self.w + ix) * self.c);
-            for (i, row) in at.iter_mut().enumerate().take(mr) {
-                *row = first.wrapping_offset(i.min(last) as isize * self.sw * self.c);
-            }
-            return Some(at);
-        }
-        for (i, row) in at.iter_mut().enumerate().take(mr) {
-            if i > 0 && i <= last {
+            if i > 0 {
                 ox += 1;
                 if ox == self.ow {
                     (oy, ox) = (oy + 1, 0);
                 }
             }
             let (iy, ix) = (oy * self.sh - self.pt, ox * self.sw - self.pl);
-            if iy < 0 || ix < 0 || iy + (self.kh - 1) * self.dh >= self.h || ix + (self.kw - 1) * self.dw >= self.w {
-                return None;
+            if iy >= 0 && ix >= 0 && iy + (self.kh - 1) * self.dh < self.h && ix + (self.kw - 1) * self.dw < self.w {
+                at[i] = self.input.wrapping_offset((iy * self.w + ix) * self.c);
+                continue;
             }
-            *row = self.input.wrapping_offset((iy * self.w + ix) * self.c);
+            let (layout, scratch, next) = copies.as_mut()?;
+            let slot = **next;
+            **next += 1;
+            let base = scratch.wrapping_add(slot / layout.per_band * layout.band + slot % layout.per_band * layout.span);
+            // SAFETY: the slot lies inside the scratch (the caller's contract).
+            unsafe { self.copy_window(iy, ix, layout, base) };
+            at[i] = base;
         }
         Some(at)
+    }
+
+    /// The window at input pixel `(iy, ix)` copied to `dst` in `layout`, zeros where it lies in
+    /// the padding.
+    ///
+    /// # Safety
+    /// `dst` is valid for a copy's writes: `kh` rows of `span` floats, `row` apart.
+    unsafe fn copy_window(&self, iy: isize, ix: isize, layout: &EdgeWindows, dst: *mut f32) {
+        let c = self.c as usize;
+        for ky in 0..self.kh {
+            let y = iy + ky * self.dh;
+            let dst = dst.wrapping_add(ky as usize * layout.row);
+            for t in 0..layout.span / c {
+                let x = ix + t as isize;
+                // SAFETY: the caller's contract for `dst`; the source pixel is inside the image.
+                unsafe {
+                    if y >= 0 && y < self.h && x >= 0 && x < self.w {
+                        std::ptr::copy_nonoverlapping(self.input.offset((y * self.w + x) * self.c), dst.add(t * c), c);
+                    } else {
+                        std::ptr::write_bytes(dst.add(t * c), 0, c);
+                    }
+                }
+            }
+        }
     }
 
     /// [`ConvPatches::window_rows`] for every `mr`-row tile of rows `i0..i0+mc`, appended to
@@ -199,7 +227,8 @@ impl ConvPatches {
             out.push(if inside {
                 TileWindows::Strided { first: self.input.wrapping_offset((iy * self.w + ix) * self.c), step: self.sw * self.c, last }
             } else {
-                self.window_rows(i0 + ir, rows, mr).map_or(TileWindows::Packed, TileWindows::Listed)
+                // SAFETY: without copies only the image is read.
+                unsafe { self.window_rows(i0 + ir, rows, mr, None) }.map_or(TileWindows::Packed, TileWindows::Listed)
             });
             ox += mr as isize;
             while ox >= self.ow {
@@ -216,60 +245,6 @@ impl ConvPatches {
         let row = self.dh * self.w * self.c;
         let per_band = if span > 0 { row / span } else { 0 };
         (per_band > 0).then(|| EdgeWindows { span: span as usize, row: row as usize, per_band: per_band as usize, band: ((self.kh - 1) * row + per_band * span) as usize })
-    }
-
-    /// [`ConvPatches::window_rows`] for a tile some of whose windows reach into the padding:
-    /// those rows' windows are copied into `scratch` (slots `*next…`, counted up), the others
-    /// read in place.
-    ///
-    /// # Safety
-    /// `self.input` holds the NHWC image; `scratch` holds `edges.floats(*next + mr)`
-    /// floats, writable, and no other pointer into it is in use for those slots.
-    pub(super) unsafe fn window_rows_with_edges(&self, i0: usize, rows: usize, mr: usize, edges: &EdgeWindows, scratch: *mut f32, next: &mut usize) -> [*const f32; MAX_PATCH_MR] {
-        let mr = mr.min(MAX_PATCH_MR);
-        let last = rows.clamp(1, mr) - 1;
-        let mut at = [std::ptr::null(); MAX_PATCH_MR];
-        let pix = (self.row0 + i0) as isize;
-        let (mut oy, mut ox) = (pix / self.ow, pix % self.ow);
-        for i in 0..mr {
-            if i > 0 && i <= last {
-                ox += 1;
-                if ox == self.ow {
-                    (oy, ox) = (oy + 1, 0);
-                }
-            }
-            if i > last {
-                at[i] = at[last];
-                continue;
-            }
-            let (iy, ix) = (oy * self.sh - self.pt, ox * self.sw - self.pl);
-            if iy >= 0 && ix >= 0 && iy + (self.kh - 1) * self.dh < self.h && ix + (self.kw - 1) * self.dw < self.w {
-                at[i] = self.input.wrapping_offset((iy * self.w + ix) * self.c);
-                continue;
-            }
-            let slot = *next;
-            *next += 1;
-            let base = scratch.wrapping_add(slot / edges.per_band * edges.band + slot % edges.per_band * edges.span);
-            let c = self.c as usize;
-            for ky in 0..self.kh {
-                let y = iy + ky * self.dh;
-                let dst = base.wrapping_add(ky as usize * edges.row);
-                for t in 0..edges.span / c {
-                    let x = ix + t as isize;
-                    // SAFETY: the slot lies inside `scratch` (the caller's contract), each
-                    // row of it `span` floats; the source pixel is inside the image.
-                    unsafe {
-                        if y >= 0 && y < self.h && x >= 0 && x < self.w {
-                            std::ptr::copy_nonoverlapping(self.input.offset((y * self.w + x) * self.c), dst.add(t * c), c);
-                        } else {
-                            std::ptr::write_bytes(dst.add(t * c), 0, c);
-                        }
-                    }
-                }
-            }
-            at[i] = base;
-        }
-        at
     }
 
     /// For every column `p` of the patch matrix, its element's offset (in floats) from the
