@@ -1,0 +1,452 @@
+//! The x86-64 microkernels (AVX-512, AVX-512 in ymm registers, AVX2 and AVX512_BF16): one
+//! generic f32 tile over readers of A and B, instantiated per ISA by the `kernels!` macro, plus
+//! the half tiles of the 32-wide AVX-512 kernels and the bf16 tile. `super` chooses among them
+//! at run time.
+
+use std::arch::x86_64::*;
+
+use super::super::simd::Lanes;
+use super::Store;
+
+/// Where a microkernel reads A: element `i` of step `p`.
+trait ReadA {
+    /// # Safety
+    /// `p < kc`, `i < MR` of the tile the reader was made for.
+    unsafe fn at(&self, p: usize, i: usize) -> f32;
+}
+
+/// A packed panel: `kc` steps of `MR` floats.
+struct PackedA<const MR: usize>(*const f32);
+
+impl<const MR: usize> ReadA for PackedA<MR> {
+    #[inline(always)]
+    unsafe fn at(&self, p: usize, i: usize) -> f32 {
+        // SAFETY: the caller's contract; the panel holds `kc·MR` floats.
+        unsafe { *self.0.add(p * MR + i) }
+    }
+}
+
+/// A row-major A read in place: row `i` at its own address. A tile with fewer than `MR`
+/// rows reads its last row again for the missing ones (their results are never stored),
+/// so no access leaves A.
+struct RowsA<const MR: usize>([*const f32; MR]);
+
+impl<const MR: usize> RowsA<MR> {
+    #[inline(always)]
+    fn new(a: *const f32, rsa: isize, rows: usize) -> Self {
+        let last = rows.clamp(1, MR) - 1;
+        RowsA(std::array::from_fn(|i| a.wrapping_offset(i.min(last) as isize * rsa)))
+    }
+}
+
+impl<const MR: usize> ReadA for RowsA<MR> {
+    #[inline(always)]
+    unsafe fn at(&self, p: usize, i: usize) -> f32 {
+        // SAFETY: the caller's contract; every row pointer is one of A's rows.
+        unsafe { *self.0[i].add(p) }
+    }
+}
+
+/// A convolution's patches read in place (see [`super::MicroTapsA`]): row `i`'s window at
+/// its own address, column `p` at the same offset from each.
+struct TapsA<const MR: usize> {
+    rows: [*const f32; MR],
+    off: *const isize,
+}
+
+impl<const MR: usize> ReadA for TapsA<MR> {
+    #[inline(always)]
+    unsafe fn at(&self, p: usize, i: usize) -> f32 {
+        // SAFETY: the caller's contract; every window holds every offset's element.
+        unsafe { *self.rows[i].offset(*self.off.add(p)) }
+    }
+}
+
+/// Where a microkernel reads B: the `NV` vectors of step `p`.
+trait ReadB<V: Lanes, const NV: usize> {
+    /// # Safety
+    /// `p < kc` of the tile the reader was made for; the CPU has `V`'s unit.
+    unsafe fn at(&self, p: usize) -> [V; NV];
+}
+
+/// A packed panel: `kc` steps of `STEP·W` floats, of which the tile reads the first `NV`
+/// vectors (all of them, or the first half for a [`super::HalfTile`]).
+struct PackedB<const STEP: usize>(*const f32);
+
+impl<V: Lanes, const NV: usize, const STEP: usize> ReadB<V, NV> for PackedB<STEP> {
+    #[inline(always)]
+    unsafe fn at(&self, p: usize) -> [V; NV] {
+        // SAFETY: the caller's contract; the panel holds `kc·STEP·W` floats, `NV ≤ STEP`.
+        std::array::from_fn(|v| unsafe { V::load(self.0.add((p * STEP + v) * V::W)) })
+    }
+}
+
+/// A row-major B read in place: step `p` at `b + p·rsb`, only the tile's `cols` columns
+/// (an edge tile's missing ones masked off, so no access leaves B).
+struct ColsB<const NV: usize> {
+    b: *const f32,
+    rsb: isize,
+    /// The columns each vector reads.
+    lanes: [usize; NV],
+}
+
+impl<V: Lanes, const NV: usize> ReadB<V, NV> for ColsB<NV> {
+    #[inline(always)]
+    unsafe fn at(&self, p: usize) -> [V; NV] {
+        let row = self.b.wrapping_offset(p as isize * self.rsb);
+        // SAFETY: the caller's contract; the row holds the tile's columns.
+        std::array::from_fn(|v| unsafe { if self.lanes[v] > 0 { V::load_n(row.add(v * V::W), self.lanes[v]) } else { V::zero() } })
+    }
+}
+
+/// `MR` rows × `NV` vectors of columns (`NR = NV·W`), `ACC = NV·MR` accumulators: each
+/// step reads one row of B (`NV` vectors) and broadcasts each row's element of A,
+/// wherever the readers take them from.
+///
+/// # Safety
+/// As [`super::Micro`] with `NR = NV·V::W`, for the operands the readers were made for;
+/// the CPU has `V`'s vector unit (the caller is compiled with its target feature, which
+/// this inlines into).
+#[inline(always)]
+unsafe fn micro_with<V: Lanes, const MR: usize, const NV: usize, const ACC: usize>(kc: usize, a: &impl ReadA, b: &impl ReadB<V, NV>, c: *mut f32, rsc: isize, csc: isize, st: &Store) {
+    // SAFETY (whole body): the readers cover `kc` steps, and C the tile's part its
+    // strides address.
+    unsafe {
+        // The tile of C the sum will be stored to, fetched while a long k loop runs: with
+        // products larger than L2 its lines come from L3 or memory (1024³: 22.0 → 21.2
+        // ms). Short loops cannot hide the fetch and measured no better.
+        if csc == 1 && kc >= 128 {
+            for i in 0..st.rows.min(MR) {
+                let row = c.wrapping_offset(i as isize * rsc);
+                for v in 0..NV {
+                    _mm_prefetch::<_MM_HINT_T0>(row.wrapping_add(v * V::W) as *const i8);
+                }
+            }
+        }
+        let mut acc = [V::zero(); ACC];
+        let prefetch = st.prefetch;
+        for p in 0..kc {
+            if !prefetch.is_null() {
+                _mm_prefetch::<_MM_HINT_T1>(prefetch.wrapping_add(p * 16) as *const i8);
+            }
+            let bv = b.at(p);
+            for i in 0..MR {
+                let av = V::splat(a.at(p, i));
+                for v in 0..NV {
+                    acc[NV * i + v] = V::fma(av, bv[v], acc[NV * i + v]);
+                }
+            }
+        }
+        store_tile::<V, MR, NV, ACC>(&acc, c, rsc, csc, st);
+    }
+}
+
+/// Both operands packed, B in panels `STEP` vectors wide.
+///
+/// # Safety
+/// As [`super::Micro`] with `NR = STEP·V::W` (and the tile's `cols ≤ NV·V::W`); the CPU has
+/// `V`'s vector unit.
+#[inline(always)]
+unsafe fn micro<V: Lanes, const MR: usize, const NV: usize, const ACC: usize, const STEP: usize>(kc: usize, a: *const f32, b: *const f32, c: *mut f32, rsc: isize, csc: isize, st: &Store) {
+    // SAFETY: forwarded contract.
+    unsafe { micro_with::<V, MR, NV, ACC>(kc, &PackedA::<MR>(a), &PackedB::<STEP>(b), c, rsc, csc, st) }
+}
+
+/// A read in place (see [`super::MicroRowsA`]), B packed as for [`micro`].
+///
+/// # Safety
+/// As [`super::MicroRowsA`] with `NR = STEP·V::W` (and `cols ≤ NV·V::W`); the CPU has
+/// `V`'s vector unit.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+unsafe fn micro_rows_a<V: Lanes, const MR: usize, const NV: usize, const ACC: usize, const STEP: usize>(kc: usize, a: *const f32, rsa: isize, b: *const f32, c: *mut f32, rsc: isize, csc: isize, st: &Store) {
+    // SAFETY: forwarded contract.
+    unsafe { micro_with::<V, MR, NV, ACC>(kc, &RowsA::<MR>::new(a, rsa, st.rows), &PackedB::<STEP>(b), c, rsc, csc, st) }
+}
+
+/// A convolution's patches read in place (see [`super::MicroTapsA`]), B packed as for
+/// [`micro`].
+///
+/// # Safety
+/// As [`super::MicroTapsA`] with `NR = STEP·V::W` (and `cols ≤ NV·V::W`); the CPU has
+/// `V`'s vector unit.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+unsafe fn micro_taps_a<V: Lanes, const MR: usize, const NV: usize, const ACC: usize, const STEP: usize>(kc: usize, rows: *const *const f32, off: *const isize, b: *const f32, c: *mut f32, rsc: isize, csc: isize, st: &Store) {
+    // SAFETY: forwarded contract; `rows` holds MR pointers.
+    unsafe { micro_with::<V, MR, NV, ACC>(kc, &TapsA::<MR> { rows: *(rows as *const [*const f32; MR]), off }, &PackedB::<STEP>(b), c, rsc, csc, st) }
+}
+
+/// A packed, B read in place (see [`super::MicroColsB`]).
+///
+/// # Safety
+/// As [`super::MicroColsB`] with `NR = 2·V::W`; the CPU has `V`'s vector unit.
+#[inline(always)]
+unsafe fn micro_cols_b<V: Lanes, const MR: usize, const NV: usize, const ACC: usize>(kc: usize, a: *const f32, b: *const f32, rsb: isize, c: *mut f32, rsc: isize, csc: isize, st: &Store) {
+    let lanes = std::array::from_fn(|v| st.cols.saturating_sub(v * V::W).min(V::W));
+    // SAFETY: forwarded contract.
+    unsafe { micro_with::<V, MR, NV, ACC>(kc, &PackedA::<MR>(a), &ColsB::<NV> { b, rsb, lanes }, c, rsc, csc, st) }
+}
+
+/// Store (or add) the `rows × cols` part of an `MR × NV·W` tile of accumulators, `NV`
+/// vectors per row, into C, with the epilogue on the way out.
+///
+/// # Safety
+/// C is valid (writable) for the tile's part its strides address, and so are the
+/// epilogue's operands; the CPU has `V`'s unit.
+#[inline(always)]
+unsafe fn store_tile<V: Lanes, const MR: usize, const NV: usize, const ACC: usize>(acc: &[V; ACC], c: *mut f32, rsc: isize, csc: isize, st: &Store) {
+    // SAFETY (whole body): the caller's contract; every access covers only the first
+    // `lanes` floats of a vector, which lie inside the tile's `cols`.
+    unsafe {
+        if csc == 1 && st.rows >= MR && st.cols >= NV * V::W {
+            // A whole tile, as nearly all are: constant indices (the accumulators stay in
+            // registers). With `k` = 16 the general path below cost a third of the product.
+            store_whole::<V, MR, NV, ACC>(acc, c, rsc, st);
+            return;
+        }
+        // Edge tiles index the accumulators by row at run time: a copy in memory, so that
+        // the accumulators themselves stay in registers on the path above.
+        let acc: [V; ACC] = *acc;
+        if csc == 1 {
+            for i in 0..st.rows.min(MR) {
+                let row = c.offset(i as isize * rsc);
+                for v in 0..NV {
+                    let lanes = st.cols.saturating_sub(v * V::W).min(V::W);
+                    if lanes == 0 {
+                        break;
+                    }
+                    let p = row.add(v * V::W);
+                    let mut x = acc[NV * i + v];
+                    if st.accumulate {
+                        x = V::add(V::load_n(p, lanes), x);
+                    }
+                    if let Some(ep) = st.ep {
+                        // The scalar epilogue's order: bias, residual, activation, GELU.
+                        if !ep.bias.is_null() {
+                            let bias = if ep.bias_per_row { V::splat(*ep.bias.add(i)) } else { V::load_n(ep.bias.add(v * V::W), lanes) };
+                            x = V::add(x, bias);
+                        }
+                        if !ep.residual.is_null() {
+                            x = V::add(x, V::load_n(ep.residual.offset(i as isize * rsc).add(v * V::W), lanes));
+                        }
+                        x = V::activate(x, ep.act, ep.gelu);
+                    }
+                    x.store_n(p, lanes);
+                }
+            }
+            return;
+        }
+        // Strided C (a transposed result): element by element, then the epilogue.
+        let mut lanes = [0.0f32; 16];
+        for i in 0..st.rows.min(MR) {
+            for v in 0..NV {
+                acc[NV * i + v].store(lanes.as_mut_ptr());
+                for (l, &x) in lanes[..V::W].iter().enumerate() {
+                    let j = v * V::W + l;
+                    if j >= st.cols {
+                        break;
+                    }
+                    let dst = c.offset(i as isize * rsc + j as isize * csc);
+                    *dst = if st.accumulate { *dst + x } else { x };
+                }
+            }
+        }
+        if let Some(ep) = st.ep {
+            ep.apply(c, 0, 0, st.rows.min(MR), st.cols.min(NV * V::W), rsc, csc);
+        }
+    }
+}
+
+/// [`store_tile`] for a whole tile (all `MR` rows and `NV·W` columns) with contiguous
+/// rows of C: plain loads and stores, the bias row loaded once.
+///
+/// # Safety
+/// As [`store_tile`], with `csc == 1`, `st.rows ≥ MR` and `st.cols ≥ NV·W`.
+#[inline(always)]
+unsafe fn store_whole<V: Lanes, const MR: usize, const NV: usize, const ACC: usize>(acc: &[V; ACC], c: *mut f32, rsc: isize, st: &Store) {
+    // SAFETY (whole body): the caller's contract.
+    unsafe {
+        let col_bias: Option<[V; NV]> = match st.ep {
+            Some(ep) if !ep.bias.is_null() && !ep.bias_per_row => Some(std::array::from_fn(|v| V::load(ep.bias.add(v * V::W)))),
+            _ => None,
+        };
+        for i in 0..MR {
+            let row = c.offset(i as isize * rsc);
+            for v in 0..NV {
+                let p = row.add(v * V::W);
+                let mut x = acc[NV * i + v];
+                if st.accumulate {
+                    x = V::add(V::load(p), x);
+                }
+                if let Some(ep) = st.ep {
+                    if let Some(bias) = col_bias {
+                        x = V::add(x, bias[v]);
+                    } else if !ep.bias.is_null() {
+                        x = V::add(x, V::splat(*ep.bias.add(i)));
+                    }
+                    if !ep.residual.is_null() {
+                        x = V::add(x, V::load(ep.residual.offset(i as isize * rsc).add(v * V::W)));
+                    }
+                    x = V::activate(x, ep.act, ep.gelu);
+                }
+                x.store(p);
+            }
+        }
+    }
+}
+
+/// 8 rows × 32 columns of bf16 pairs: each step is two consecutive `k`, `vdpbf16ps`
+/// adding both products of a lane's pair to its f32 accumulator (16 zmm accumulators).
+///
+/// # Safety
+/// As [`super::Micro`] with `MR = 8`, `NR = 32`, `kc` counting pairs; the CPU has
+/// AVX-512F and AVX512_BF16.
+#[target_feature(enable = "avx512f,avx512bf16")]
+pub unsafe fn micro_avx512bf16_8x32(kc: usize, a: *const f32, b: *const f32, c: *mut f32, rsc: isize, csc: isize, st: &Store) {
+    const MR: usize = 8;
+    const NR: usize = 32;
+    // SAFETY (whole body): the panels hold `kc` steps of MR (A) and NR (B) pairs, and C
+    // is valid for the MR × NR tile its strides address; a pair is 4 bytes like an f32.
+    unsafe {
+        let mut acc = [_mm512_setzero_ps(); 2 * MR];
+        let (a, b) = (a as *const i32, b as *const i32);
+        for p in 0..kc {
+            let b0: __m512bh = std::mem::transmute(_mm512_loadu_si512(b.add(p * NR) as *const _));
+            let b1: __m512bh = std::mem::transmute(_mm512_loadu_si512(b.add(p * NR + 16) as *const _));
+            for i in 0..MR {
+                let av: __m512bh = std::mem::transmute(_mm512_set1_epi32(*a.add(p * MR + i)));
+                acc[2 * i] = _mm512_dpbf16_ps(acc[2 * i], av, b0);
+                acc[2 * i + 1] = _mm512_dpbf16_ps(acc[2 * i + 1], av, b1);
+            }
+        }
+        store_tile::<__m512, MR, 2, { 2 * MR }>(&acc, c, rsc, csc, st);
+    }
+}
+
+/// The f32 kernels: for each `(MR, NV)` of a vector type, the tile reading packed
+/// operands and its three in-place readers, compiled with the ISA's features; and a
+/// lookup from `(MR, NR)` to them.
+macro_rules! kernels {
+    ($feature:literal, $v:ty, $lookup:ident; $($mr:literal, $nv:literal, $acc:literal, $name:literal: $micro:ident, $rows_a:ident, $cols_b:ident, $taps_a:ident;)*) => {
+        $(
+            /// # Safety
+            /// As [`super::Micro`] with this tile; the CPU has the features.
+            #[target_feature(enable = $feature)]
+            unsafe fn $micro(kc: usize, a: *const f32, b: *const f32, c: *mut f32, rsc: isize, csc: isize, st: &Store) {
+                // SAFETY: forwarded contract.
+                unsafe { micro::<$v, $mr, $nv, $acc, $nv>(kc, a, b, c, rsc, csc, st) }
+            }
+
+            /// # Safety
+            /// As [`super::MicroRowsA`] with this tile; the CPU has the features.
+            #[target_feature(enable = $feature)]
+            unsafe fn $rows_a(kc: usize, a: *const f32, rsa: isize, b: *const f32, c: *mut f32, rsc: isize, csc: isize, st: &Store) {
+                // SAFETY: forwarded contract.
+                unsafe { micro_rows_a::<$v, $mr, $nv, $acc, $nv>(kc, a, rsa, b, c, rsc, csc, st) }
+            }
+
+            /// # Safety
+            /// As [`super::MicroColsB`] with this tile; the CPU has the features.
+            #[target_feature(enable = $feature)]
+            unsafe fn $cols_b(kc: usize, a: *const f32, b: *const f32, rsb: isize, c: *mut f32, rsc: isize, csc: isize, st: &Store) {
+                // SAFETY: forwarded contract.
+                unsafe { micro_cols_b::<$v, $mr, $nv, $acc>(kc, a, b, rsb, c, rsc, csc, st) }
+            }
+
+            /// # Safety
+            /// As [`super::MicroTapsA`] with this tile; the CPU has the features.
+            #[target_feature(enable = $feature)]
+            unsafe fn $taps_a(kc: usize, rows: *const *const f32, off: *const isize, b: *const f32, c: *mut f32, rsc: isize, csc: isize, st: &Store) {
+                // SAFETY: forwarded contract.
+                unsafe { micro_taps_a::<$v, $mr, $nv, $acc, $nv>(kc, rows, off, b, c, rsc, csc, st) }
+            }
+        )*
+
+        /// The kernel of `mr` rows and `nr` columns, one of those listed.
+        pub(super) fn $lookup(mr: usize, nr: usize) -> super::Kernel {
+            const W: usize = std::mem::size_of::<$v>() / 4;
+            match (mr, nr / W) {
+                $(($mr, $nv) => super::Kernel { mr: $mr, nr: W * $nv, micro: $micro, micro_rows_a: Some($rows_a), micro_cols_b: Some($cols_b), micro_taps_a: Some($taps_a), half: None, name: $name },)*
+                _ => unreachable!("no {mr}x{nr} {} kernel", $feature),
+            }
+        }
+    };
+}
+
+// 8×32 (16 zmm accumulators) is the main tile; 8×16 serves products of at most 16
+// columns; 4–7 rows products whose last row tile 8 rows fill badly.
+kernels! { "avx512f", __m512, avx512_tiles;
+    8, 2, 16, "avx512f 8x32": micro_8x32, micro_8x32_rows_a, micro_8x32_cols_b, micro_8x32_taps_a;
+    7, 2, 14, "avx512f 7x32": micro_7x32, micro_7x32_rows_a, micro_7x32_cols_b, micro_7x32_taps_a;
+    6, 2, 12, "avx512f 6x32": micro_6x32, micro_6x32_rows_a, micro_6x32_cols_b, micro_6x32_taps_a;
+    5, 2, 10, "avx512f 5x32": micro_5x32, micro_5x32_rows_a, micro_5x32_cols_b, micro_5x32_taps_a;
+    4, 2, 8, "avx512f 4x32": micro_4x32, micro_4x32_rows_a, micro_4x32_cols_b, micro_4x32_taps_a;
+    8, 1, 8, "avx512f 8x16": micro_8x16, micro_8x16_rows_a, micro_8x16_cols_b, micro_8x16_taps_a;
+    7, 1, 7, "avx512f 7x16": micro_7x16, micro_7x16_rows_a, micro_7x16_cols_b, micro_7x16_taps_a;
+    6, 1, 6, "avx512f 6x16": micro_6x16, micro_6x16_rows_a, micro_6x16_cols_b, micro_6x16_taps_a;
+    5, 1, 5, "avx512f 5x16": micro_5x16, micro_5x16_rows_a, micro_5x16_cols_b, micro_5x16_taps_a;
+    4, 1, 4, "avx512f 4x16": micro_4x16, micro_4x16_rows_a, micro_4x16_cols_b, micro_4x16_taps_a;
+}
+
+/// Half tiles (see [`super::HalfTile`]) of the 32-wide AVX-512 tiles, by rows.
+macro_rules! half_tiles {
+    ($($mr:literal: $micro:ident, $rows_a:ident, $taps_a:ident;)*) => {
+        $(
+            /// # Safety
+            /// As [`micro`] with this half tile; the CPU has AVX-512F.
+            #[target_feature(enable = "avx512f")]
+            unsafe fn $micro(kc: usize, a: *const f32, b: *const f32, c: *mut f32, rsc: isize, csc: isize, st: &Store) {
+                // SAFETY: forwarded contract.
+                unsafe { micro::<__m512, $mr, 1, $mr, 2>(kc, a, b, c, rsc, csc, st) }
+            }
+
+            /// # Safety
+            /// As [`micro_rows_a`] with this half tile; the CPU has AVX-512F.
+            #[target_feature(enable = "avx512f")]
+            #[allow(clippy::too_many_arguments)]
+            unsafe fn $rows_a(kc: usize, a: *const f32, rsa: isize, b: *const f32, c: *mut f32, rsc: isize, csc: isize, st: &Store) {
+                // SAFETY: forwarded contract.
+                unsafe { micro_rows_a::<__m512, $mr, 1, $mr, 2>(kc, a, rsa, b, c, rsc, csc, st) }
+            }
+
+            /// # Safety
+            /// As [`micro_taps_a`] with this half tile; the CPU has AVX-512F.
+            #[target_feature(enable = "avx512f")]
+            #[allow(clippy::too_many_arguments)]
+            unsafe fn $taps_a(kc: usize, rows: *const *const f32, off: *const isize, b: *const f32, c: *mut f32, rsc: isize, csc: isize, st: &Store) {
+                // SAFETY: forwarded contract.
+                unsafe { micro_taps_a::<__m512, $mr, 1, $mr, 2>(kc, rows, off, b, c, rsc, csc, st) }
+            }
+        )*
+
+        /// The AVX-512 kernel of `mr` rows and `nr` columns, with its half tile where
+        /// it is 32 wide.
+        pub(super) fn avx512(mr: usize, nr: usize) -> super::Kernel {
+            let half = match (mr, nr) {
+                $(($mr, 32) => Some(super::HalfTile { micro: $micro, rows_a: $rows_a, taps_a: $taps_a }),)*
+                _ => None,
+            };
+            super::Kernel { half, ..avx512_tiles(mr, nr) }
+        }
+    };
+}
+
+half_tiles! {
+    8: micro_8x32_half, micro_8x32_half_rows_a, micro_8x32_half_taps_a;
+    7: micro_7x32_half, micro_7x32_half_rows_a, micro_7x32_half_taps_a;
+    6: micro_6x32_half, micro_6x32_half_rows_a, micro_6x32_half_taps_a;
+    5: micro_5x32_half, micro_5x32_half_rows_a, micro_5x32_half_taps_a;
+    4: micro_4x32_half, micro_4x32_half_rows_a, micro_4x32_half_taps_a;
+}
+
+// 8×24: 24 ymm accumulators, which only AVX-512VL's 32 vector registers hold (with three
+// of B and a broadcast of A); for CPUs that run AVX-512 in halves (see `mid_kernel`).
+kernels! { "avx2,fma,avx512f,avx512vl", __m256, avx512_ymm;
+    8, 3, 24, "avx512vl 8x24": micro_ymm_8x24, micro_ymm_8x24_rows_a, micro_ymm_8x24_cols_b, micro_ymm_8x24_taps_a;
+}
+
+// 6×16: 12 ymm accumulators.
+kernels! { "avx2,fma", __m256, avx2;
+    6, 2, 12, "avx2+fma 6x16": micro_avx2_6x16, micro_avx2_6x16_rows_a, micro_avx2_6x16_cols_b, micro_avx2_6x16_taps_a;
+}
