@@ -129,6 +129,21 @@ fn two_threads_give_bit_identical_results() {
 }
 
 #[test]
+fn large_inputs_and_outputs_are_copied_in_parts_by_every_thread() {
+    // 3 × 70 001 floats: past the size from which the run's threads copy inputs and outputs
+    // in parts, which for three threads do not fall on rows.
+    let src = "model m {\n input x: f32[3, 70001]\n output y = relu(x)\n}";
+    let g = bound(&build_graph(&Source::from_string("m.nn", src), None, &Default::default()).unwrap(), None);
+    let inputs = random_inputs(&g, 3);
+    let want: Vec<f32> = inputs[0].as_f32().unwrap().iter().map(|&v| v.max(0.0)).collect();
+    for threads in [1, 2, 3] {
+        let exe = jit::compile(&g, &jit::JitOptions { threads, ..Default::default() }).unwrap();
+        let out = exe.run(&mut exe.workspace(), &inputs).unwrap();
+        assert_eq!(out[0].as_f32().unwrap(), &want[..], "{threads} threads");
+    }
+}
+
+#[test]
 fn convolution_taps_that_only_see_padding_stay_in_bounds() {
     // Kernel tap kx = 0 of a 1×5 "same" convolution over a 1-pixel-wide image lands only in
     // the padding: its range of outputs is empty and must stay so (found by review).

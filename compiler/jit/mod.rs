@@ -364,6 +364,7 @@ pub fn compile_with_listing(graph: &Graph, options: &JitOptions, listing: &mut L
         consts,
         arena_bytes: plan.arena_bytes,
         lower_bound_bytes: plan.lower_bound_bytes,
+        threads,
         inputs: graph.inputs.iter().map(|&i| binding(i, &graph.node(i).name)).collect(),
         outputs: graph.outputs.iter().map(|(name, id)| binding(*id, name)).collect(),
         reference_nodes,
