@@ -11,6 +11,9 @@ use crate::diagnostics::Diagnostic;
 use crate::{interp, jit, summary};
 use std::time::Instant;
 
+/// Runs `--profile` times each kernel over, reporting the median.
+const PROFILE_RUNS: usize = 21;
+
 pub(super) fn run(session: &mut Session, a: &args::RunArgs) -> CmdResult {
     if a.opt.target == Target::Accel && a.backend != Backend::Accel {
         return Err(Diagnostic::error("--target accel compiles for the accelerator; run it with `--backend accel` (or `nnc sim` for its report)").into());
@@ -71,11 +74,23 @@ pub(super) fn run(session: &mut Session, a: &args::RunArgs) -> CmdResult {
         let (Some(exe), Some(ws)) = (&exe, &mut ws) else {
             return Err(Diagnostic::error("--profile times the JIT's kernels; it needs --backend jit").into());
         };
-        let (_, mut profile) = exe.run_profiled(ws, &inputs).map_err(|e| Diagnostic::error(e.to_string()))?;
+        // Each kernel's median over several runs: one run's times moved by tens of percent on
+        // a shared machine (a 75 µs product read 121 µs in one run).
+        let mut runs = Vec::with_capacity(PROFILE_RUNS);
+        for _ in 0..PROFILE_RUNS {
+            runs.push(exe.run_profiled(ws, &inputs).map_err(|e| Diagnostic::error(e.to_string()))?.1);
+        }
+        let mut profile = runs[0].clone();
+        for (i, kernel) in profile.iter_mut().enumerate() {
+            let mut times: Vec<f64> = runs.iter().map(|run| run[i].2).collect();
+            times.sort_by(f64::total_cmp);
+            kernel.2 = times[times.len() / 2];
+        }
         let total: f64 = profile.iter().map(|p| p.2).sum();
         profile.sort_by(|a, b| b.2.total_cmp(&a.2));
         let width = profile.iter().map(|p| p.0.len()).max().unwrap_or(4).max(4);
         let op_width = profile.iter().map(|p| p.1.chars().count()).max().unwrap_or(2).max(16);
+        outln!("profile: each kernel's median time over {PROFILE_RUNS} runs");
         outln!("{:<width$}  {:<op_width$}  {:>10}  {:>6}", "node", "op", "time", "share");
         for (name, op, t) in &profile {
             outln!("{name:<width$}  {op:<op_width$}  {:>10}  {:>5.1}%", fmt_time(*t), 100.0 * t / total);
