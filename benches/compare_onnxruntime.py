@@ -27,7 +27,11 @@ For every model (examples/*.nn, and benches/models/gemm1024.nn: one 1024-cube pr
    one stream, INFERENCE_NUM_THREADS=N) and nnc (`nnc run --bench K --threads N`, the median
    of K runs of the compiled model after one warm-up);
 5. prints a markdown table with nnc / best peer per model and thread count, and the geometric
-   mean per thread count, with the CPU model and the peers' versions.
+   mean per thread count, with the CPU model and the peers' versions;
+6. before and after every multi-thread comparison, measures how long a cache line takes between
+   two CPUs and back (examples/vcpu_round_trip.rs, built on first use), and prints it after the
+   table: on a shared VM it says whether the host ran the vCPUs in one core complex (on the AMD
+   EPYC VM of BENCHMARKS.md under 100 ns) or apart (300+ ns, where two-thread times rise).
 """
 
 import argparse
@@ -385,6 +389,21 @@ def nnc_run(nnc, case, threads=1, bench=None):
     return elapsed, median
 
 
+ROUND_TRIP = REPO / "target" / "release" / "examples" / "vcpu_round_trip"
+
+
+def round_trip_ns():
+    """Nanoseconds of a cache line's round trip between two CPUs, or None without the tool."""
+    if not ROUND_TRIP.exists():
+        built = subprocess.run(["cargo", "build", "--release", "--quiet", "--example", "vcpu_round_trip"],
+                               cwd=REPO, capture_output=True, text=True)
+        if built.returncode != 0 or not ROUND_TRIP.exists():
+            return None
+    proc = subprocess.run([str(ROUND_TRIP)], capture_output=True, text=True)
+    out = proc.stdout.strip()
+    return int(out) if proc.returncode == 0 and out.isdigit() else None
+
+
 def runs_for(seconds_per_run, budget, minimum=10, maximum=20000):
     return int(min(maximum, max(minimum, math.ceil(budget / max(seconds_per_run, 1e-7)))))
 
@@ -551,6 +570,7 @@ def relative_diff(got, ref):
 
 def compare(case, nnc, threads, budget, rounds):
     """Agreement with ONNX Runtime, then `rounds` interleaved rounds of every engine."""
+    before = round_trip_ns() if threads > 1 else None
     engines = [OrtEngine(case, threads), OpenVinoEngine(case, threads), NncEngine(nnc, case, threads)]
     ref = engines[0].output()
     diffs = {e.name: relative_diff(e.output(), ref) for e in engines[1:]}
@@ -563,8 +583,9 @@ def compare(case, nnc, threads, budget, rounds):
     line = ", ".join(f"{name} {fmt_time(t)}" for name, t in times.items())
     print(f"{case.name}, {threads} thread(s): {line}; rel diff vs ORT: "
           + ", ".join(f"{k} {v:.1e}" for k, v in diffs.items()), file=sys.stderr)
+    round_trip = (before, round_trip_ns()) if threads > 1 else None
     return dict(model=case.name, threads=threads, times=times, diffs=diffs,
-                setup={e.name: e.setup for e in engines})
+                setup={e.name: e.setup for e in engines}, round_trip=round_trip)
 
 
 def geomean(values):
@@ -624,6 +645,13 @@ def main():
     print("Each time is the median of the round medians; every engine ran once per round, in rotating order.")
     print("nnc / best peer below 1 means nnc is faster than both ONNX Runtime and OpenVINO.")
     print("Peers are timed around their Python calls (a few µs each); nnc's `--bench` times the compiled model.")
+    trips = [r for r in rows if r["round_trip"]]
+    if trips:
+        ns = lambda v: "?" if v is None else str(v)
+        print("Cache-line round trip between two CPUs before / after each multi-thread row (ns): " + "; ".join(
+            f"{r['model']}/{r['threads']}: {ns(r['round_trip'][0])} / {ns(r['round_trip'][1])}" for r in trips)
+            + ". On the AMD EPYC VM of BENCHMARKS.md, under 100 ns means the host ran the two vCPUs in one core"
+              " complex, 300+ ns apart, where two-thread times rise.")
     print("Setup (s): " + "; ".join(
         f"{r['model']}/{r['threads']}: " + ", ".join(f"{k} {v:.3f}" for k, v in r["setup"].items())
         for r in rows))
