@@ -2,7 +2,7 @@
 //! bounce one atomic counter and the median over five bursts is printed in nanoseconds.
 //!
 //! On a shared VM this says where the host runs the vCPUs, which two-thread timings depend
-//! on (BENCHMARKS.md, 2026-12-06 evening): on the 2-vCPU AMD EPYC VM of BENCHMARKS.md, 65–90
+//! on (BENCHMARKS.md, 2026-12-06 evening): on the 2-vCPU AMD EPYC VM of BENCHMARKS.md, 65–95
 //! ns when they share a core complex and 300–360 ns when they do not. The threads are pinned
 //! to the first two CPUs the process may run on (unpinned, the OS at times ran both on one
 //! and the bursts read 240–310 ns within a complex).
