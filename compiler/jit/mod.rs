@@ -328,7 +328,7 @@ pub fn compile_with_listing(graph: &Graph, options: &JitOptions, listing: &mut L
             // `fn(arena)`, or `fn(arena, task, tasks)` when split.
             unsafe {
                 if d.split {
-                    // Tasks of at least `SPLIT_MIN_ELEMENTS` outputs, claimed as threads finish.
+                    // Tasks of at least `SPLIT_MIN_ELEMENTS` outputs, several per thread.
                     let tasks = threads * (d.outputs / SPLIT_MIN_ELEMENTS).clamp(1, nnc_runtime::pool::TASKS_PER_THREAD);
                     Compiled::Split { f: std::mem::transmute::<*const u8, TaskFn>(code), threads, tasks }
                 } else {

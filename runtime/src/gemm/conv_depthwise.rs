@@ -13,8 +13,8 @@
 //! Tasks take contiguous bands of output rows, each with its own ring; a band's first rows
 //! recompute the producer rows the band before it also needed (window height − stride rows
 //! per band), so there are few bands: one on one thread, [`BANDS_PER_THREAD`] per thread
-//! otherwise, which threads claim as they finish (a thread slowed by another process takes
-//! fewer).
+//! otherwise, each thread's own unless another finished first and took it (a thread slowed
+//! by another process does fewer; see `pool::parallel_tasks`).
 
 use super::depthwise::{depthwise_row_from_lines, Depthwise, MAX_RING_WINDOW};
 use super::pack::{ASource, BSource, ConvPatches};

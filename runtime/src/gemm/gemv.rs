@@ -4,7 +4,7 @@
 //! packed at compile time by [`pack_blocked`]) in [`WeightLayout::Blocked`] order. Such a
 //! layer is bound by streaming its weights, so the kernel reads each weight once, four units
 //! at a time (each load of `x` serves four rows of weights), and threads split the units in
-//! tasks they claim.
+//! tasks (see `pool::parallel_tasks`).
 //!
 //! The blocked order exists for weights that come from memory: four row-major rows are four
 //! short streams (5 KiB each at 1280 features), which the hardware prefetchers follow
@@ -72,8 +72,8 @@ pub fn pack_blocked(units: usize, features: usize, w: &[f32]) -> Vec<f32> {
 pub unsafe fn gemv(threads: usize, rows: usize, units: usize, features: usize, x: *const f32, w: *const f32, layout: WeightLayout, out: *mut f32, ep: Epilogue) {
     let blocks = units.div_ceil(UNITS);
     let threads = if rows * units * features < MIN_PARALLEL_MACS { 1 } else { threads.clamp(1, blocks.max(1)) };
-    // Tasks the threads claim as they finish, so that a core slowed by another process
-    // hands its share to the other (see `pool::parallel_tasks`).
+    // Several tasks per thread, so that a core slowed by another process hands part of its
+    // share to the other (see `pool::parallel_tasks`).
     let tasks = (threads * crate::pool::TASKS_PER_THREAD).min(blocks).max(threads);
     let per = blocks.div_ceil(tasks) * UNITS;
     // SAFETY: tasks read x, w and the epilogue's operands and write disjoint columns of out.

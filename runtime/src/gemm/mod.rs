@@ -158,7 +158,8 @@ const B_IN_PLACE_MAX: usize = 1 << 15;
 
 /// [`gemm`] split across up to `threads` threads: by ranges of whole `NR`-column tiles, or,
 /// when B is packed (its columns cannot be cut apart), by even ranges of rows of a strided
-/// A. Row ranges are tasks the threads claim as they finish (see
+/// A. Row ranges are several tasks per thread, which a thread done with its own takes from
+/// another (see
 /// [`crate::pool::parallel_tasks`]; none under [`MIN_TASK_ROWS`] rows or [`MIN_TASK_MACS`],
 /// and only with B at most [`TASKED_B_MAX`]). Each element of C is computed by exactly the
 /// same sequence of operations whatever tile holds it, so the result is bit-identical for

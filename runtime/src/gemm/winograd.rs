@@ -575,7 +575,7 @@ mod nhwc {
             }
             for t0 in (0..t).step_by(block) {
                 let tb = block.min(t - t0);
-                // Tasks the threads claim as they finish (see `parallel_tasks`): tiles in
+                // Several tasks per thread (see `parallel_tasks`): tiles in
                 // ranges, the 36 products one each.
                 let tasks = (threads * crate::pool::TASKS_PER_THREAD).min(tb).max(threads);
                 crate::pool::parallel_tasks(threads, tasks, &|task| {
