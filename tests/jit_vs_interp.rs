@@ -144,6 +144,32 @@ fn large_inputs_and_outputs_are_copied_in_parts_by_every_thread() {
 }
 
 #[test]
+fn attention_reads_and_writes_head_transposes_in_place() {
+    // Two batches of three heads: the four head transposes fold into the attention kernel
+    // (no kernels of their own), causal and not, on every thread count, against the
+    // interpreter and bit-equal across thread counts; a transpose read elsewhere stays a copy.
+    for (causal, extra) in [("false", ""), ("true", " + transpose(k, perm=[0, 2, 1, 3])")] {
+        let src = format!(
+            "model m {{\n input x: f32[2, 64, 48]\n q = transpose(reshape(x, [2, 64, 3, 16]), perm=[0, 2, 1, 3])\n k = transpose(reshape(relu(x), [2, 64, 3, 16]), perm=[0, 2, 1, 3])\n v = transpose(reshape(sigmoid(x), [2, 64, 3, 16]), perm=[0, 2, 1, 3])\n a = transpose(attention(q, k, v, causal={causal}), perm=[0, 2, 1, 3])\n output y = reshape(a{extra}, [2, 64, 48])\n}}"
+        );
+        let g = bound(&build_graph(&Source::from_string("m.nn", &src), None, &Default::default()).unwrap(), None);
+        let inputs = random_inputs(&g, 8);
+        let reference = interp::run(&g, &inputs).unwrap();
+        let mut opt = g.clone();
+        passes::optimize(&mut opt, 2, Some(&CpuTarget::host(true)), true, &mut |_, _| {}).unwrap();
+        let outs: Vec<Vec<Tensor>> = [1, 2, 3].iter().map(|&threads| {
+            let exe = jit::compile(&opt, &jit::JitOptions { threads, ..Default::default() }).unwrap();
+            let (got, profile) = exe.run_profiled(&mut exe.workspace(), &inputs).unwrap();
+            let transposes = profile.iter().filter(|(_, op, _)| op == "transpose").count();
+            assert_eq!(transposes, if extra.is_empty() { 0 } else { 2 }, "{src}: {profile:?}");
+            assert_eq!(compare(&got, &reference, 1e-4), None, "{src}, {threads} threads");
+            got
+        }).collect();
+        assert!(outs.iter().all(|o| *o == outs[0]), "{src}");
+    }
+}
+
+#[test]
 fn convolution_taps_that_only_see_padding_stay_in_bounds() {
     // Kernel tap kx = 0 of a 1×5 "same" convolution over a 1-pixel-wide image lands only in
     // the padding: its range of outputs is empty and must stay so (found by review).

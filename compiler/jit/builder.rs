@@ -38,6 +38,9 @@ pub struct KernelBuilder<'a> {
     pub tile: crate::target::Tile,
     /// The node's runtime GEMM calls multiply in bf16 (`KernelPlan::bf16`).
     pub bf16: bool,
+    /// For an attention kernel: how many heads share each row of its `q`, `k`, `v` and result
+    /// (`kernel_plan::attention_heads`; 1: contiguous).
+    pub attention_heads: [i64; 4],
     /// For a kernel split across threads: its task index and the task count (function
     /// parameters). Splittable lowerings take their share of the outermost loop from
     /// [`KernelBuilder::split`].
@@ -127,7 +130,7 @@ fn flags() -> MemFlags {
 
 impl<'a> KernelBuilder<'a> {
     pub fn new(b: FunctionBuilder<'a>, arena: Value, consts: &'a [DataAddr], runtime: Option<RuntimeFns>, tile: crate::target::Tile) -> KernelBuilder<'a> {
-        KernelBuilder { b, arena, consts, object_data: None, runtime, reference_fn: None, prepacked: Vec::new(), threads: 1, tile, bf16: false, task: None }
+        KernelBuilder { b, arena, consts, object_data: None, runtime, reference_fn: None, prepacked: Vec::new(), threads: 1, tile, bf16: false, attention_heads: [1; 4], task: None }
     }
 
     /// The address of constant data in the running program.

@@ -63,6 +63,9 @@ pub struct Fusions {
     /// Values never stored whole, with the bytes their storage needs (a fused producer's
     /// result, of which its consumer keeps a ring of rows).
     pub partial_bytes: HashMap<NodeId, usize>,
+    /// Nodes that share their operand's storage though their op is not a view (head
+    /// transposes an attention reads or writes in place).
+    pub views: std::collections::HashSet<NodeId>,
 }
 
 impl Fusions {
@@ -73,6 +76,7 @@ impl Fusions {
         Fusions {
             late_reads: fused.iter().flat_map(|(&consumer, &producer)| graph.operands(producer).into_iter().map(move |o| (o, consumer))).collect(),
             partial_bytes: fused.iter().map(|(&consumer, &producer)| (producer, crate::kernel_plan::ring_floats(graph, consumer, threads) * 4)).collect(),
+            views: Default::default(),
         }
     }
 }
@@ -127,7 +131,7 @@ pub fn plan(graph: &Graph, schedule: &[NodeId], scratch_bytes: &dyn Fn(NodeId) -
                             && operands.iter().all(|o2| storage_of.get(o2) != Some(&s) || graph.node(*o2).ty.shape == node.ty.shape)
                     })
                 };
-                let source = if is_view(graph, id) {
+                let source = if is_view(graph, id) || fusions.views.contains(&id) {
                     operands.first().copied()
                 } else if elementwise(graph, id) {
                     in_place()

@@ -150,6 +150,9 @@ pub(crate) struct Prepared {
     /// Depthwise nodes whose kernel computes their producer (a convolution) too (`consumer →
     /// producer`); the producers get no kernel of their own.
     pub fused: HashMap<NodeId, NodeId>,
+    /// Head transposes the attention kernels read or write in place
+    /// (`kernel_plan::folded_head_transposes`).
+    pub folded: std::collections::HashSet<NodeId>,
 }
 
 pub(crate) fn prepare(graph: &Graph, options: &JitOptions) -> Result<Prepared, JitError> {
@@ -165,9 +168,20 @@ pub(crate) fn prepare(graph: &Graph, options: &JitOptions) -> Result<Prepared, J
         }
     }
     let target = options.target();
-    let plans = plans(graph, &target)?;
+    let mut plans = plans(graph, &target)?;
     let fused = if options.fuse_producers { crate::kernel_plan::fused_producers(graph, &plans, &target) } else { HashMap::new() };
-    let fusions = memplan::Fusions::of(graph, &fused, options.threads);
+    // Head transposes the attention kernels read or write in place: no kernel, their
+    // operand's memory.
+    let folded = crate::kernel_plan::folded_head_transposes(graph, &plans);
+    for t in &folded {
+        if let Some(p) = plans.get_mut(t) {
+            p.kernel = Kernel::View;
+            p.scratch_bytes = 0;
+            p.splits = false;
+        }
+    }
+    let mut fusions = memplan::Fusions::of(graph, &fused, options.threads);
+    fusions.views.extend(folded.iter().copied());
     let plan: MemoryPlan = memplan::plan(graph, &schedule, &|id| plans.get(&id).map_or(0, |p| p.scratch_bytes), &fusions);
     let consts: Vec<Vec<f32>> = plan.consts.iter().map(|&id| match &graph.node(id).kind {
         NodeKind::Const(t) => executable::const_storage(t),
@@ -185,7 +199,7 @@ pub(crate) fn prepare(graph: &Graph, options: &JitOptions) -> Result<Prepared, J
             reference_nodes.push(node);
         }
     }
-    Ok(Prepared { schedule, plans, plan, consts, const_addrs, prepacked, reference_nodes, fused })
+    Ok(Prepared { schedule, plans, plan, consts, const_addrs, prepacked, reference_nodes, fused, folded })
 }
 
 /// The namespace `cranelift-module` gives data objects in external names.
@@ -256,6 +270,9 @@ pub(crate) fn define_kernels<M: Module>(module: &mut M, graph: &Graph, options: 
             k.prepacked = prepared.prepacked.get(&id).cloned().unwrap_or_default();
             k.threads = options.threads.max(1) as i64;
             k.bf16 = kp.bf16;
+            if matches!(op, crate::ops::Op::Attention(_)) {
+                k.attention_heads = crate::kernel_plan::attention_heads(graph, &prepared.folded, id).map(|h| h as i64);
+            }
             if split {
                 k.task = Some((params[1], params[2]));
             }

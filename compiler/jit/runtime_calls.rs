@@ -341,12 +341,14 @@ impl KernelBuilder<'_> {
         self.call_runtime(rt.gemv, fields.with_offsets(), GemvCall::SIZE);
     }
 
-    /// Fused attention over `batches` contiguous (batch × head) problems (`nnc_attention`).
+    /// Fused attention over `batches` (batch × head) problems (`nnc_attention`), each operand
+    /// stored as `attention_heads` says.
     #[allow(clippy::too_many_arguments)]
     pub fn attention(&mut self, [batches, sq, sk, d, dv]: [i64; 5], q: Value, k: Value, v: Value, out: Value, causal: bool) {
         let rt = self.runtime_fns();
         let [threads, ..] = self.gemm_tail();
-        let fields = AttentionCallFields { batches: self.int(batches), sq: self.int(sq), sk: self.int(sk), d: self.int(d), dv: self.int(dv), q, k, v, out, causal: self.int(causal as i64), threads };
+        let [hq, hk, hv, ho] = self.attention_heads;
+        let fields = AttentionCallFields { batches: self.int(batches), sq: self.int(sq), sk: self.int(sk), d: self.int(d), dv: self.int(dv), q, k, v, out, causal: self.int(causal as i64), threads, heads_q: self.int(hq), heads_k: self.int(hk), heads_v: self.int(hv), heads_out: self.int(ho) };
         self.call_runtime(rt.attention, fields.with_offsets(), AttentionCall::SIZE);
     }
 

@@ -18,10 +18,12 @@ use crate::target::{CpuTarget, Tile, CRANELIFT_TILE};
 use std::collections::{HashMap, HashSet};
 
 mod cost;
+mod fold_head_transposes;
 mod fuse_conv_depthwise;
 mod select;
 
 pub use cost::estimated_ps;
+pub use fold_head_transposes::{attention_heads, folded_head_transposes};
 pub use fuse_conv_depthwise::{fused_producers, ring_floats, MIN_FUSED_BYTES};
 pub use select::{available, choose, is_int8_vector_depthwise};
 use select::preferred;

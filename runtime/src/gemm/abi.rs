@@ -583,8 +583,8 @@ pub unsafe extern "C" fn nnc_gemv(call: *const GemvCall) {
 }
 
 call_descriptor! {
-    /// Scaled dot-product attention over `batches` (batch × head) problems, row-major and
-    /// contiguous: `out[sq, dv] = softmax(q[sq, d]·k[sk, d]ᵀ/√d [causal])·v[sk, dv]`
+    /// Scaled dot-product attention over `batches` (batch × head) problems, row-major, each
+    /// operand's problems contiguous or heads interleaved in rows: `out[sq, dv] = softmax(q[sq, d]·k[sk, d]ᵀ/√d [causal])·v[sk, dv]`
     /// ([`super::attention`]), on up to `threads` threads.
     AttentionCall / AttentionCallFields {
         batches: i64,
@@ -599,6 +599,12 @@ call_descriptor! {
         /// 1: row `i` attends to keys `0..=i` only.
         causal: i64,
         threads: i64,
+        /// Per operand (`q`, `k`, `v`, `out`), the problems that share each row (heads
+        /// interleaved, `[batch, rows, heads, width]`); 1: contiguous.
+        heads_q: i64,
+        heads_k: i64,
+        heads_v: i64,
+        heads_out: i64,
     }
 }
 
@@ -612,7 +618,8 @@ pub unsafe extern "C" fn nnc_attention(call: *const AttentionCall) {
     // SAFETY: the caller passes a valid descriptor.
     let g = unsafe { *call };
     let u = |v: i64| v.max(0) as usize;
-    let a = super::attention::Attention { batches: u(g.batches), sq: u(g.sq), sk: u(g.sk), d: u(g.d), dv: u(g.dv), causal: g.causal != 0, scale: 1.0 / (u(g.d).max(1) as f32).sqrt() };
+    let heads = [g.heads_q, g.heads_k, g.heads_v, g.heads_out].map(|h| super::attention::Heads(u(h).max(1)));
+    let a = super::attention::Attention { batches: u(g.batches), sq: u(g.sq), sk: u(g.sk), d: u(g.d), dv: u(g.dv), causal: g.causal != 0, scale: 1.0 / (u(g.d).max(1) as f32).sqrt(), heads };
     // SAFETY: the descriptor's buffers are valid as the contract above says.
     unsafe { super::attention::attention(u(g.threads).max(1), a, g.q, g.k, g.v, g.out) }
 }

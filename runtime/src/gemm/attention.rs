@@ -16,7 +16,8 @@ pub const ROWS: usize = 32;
 const MIN_PARALLEL_MACS: usize = 1 << 18;
 
 /// The shapes of one attention: `batches` independent (batch × head) problems, each
-/// `q: sq × d`, `k: sk × d`, `v: sk × dv`, `out: sq × dv`, all row-major and contiguous.
+/// `q: sq × d`, `k: sk × d`, `v: sk × dv`, `out: sq × dv`, row-major, and each operand's
+/// problems stored as [`Heads`] says.
 #[derive(Clone, Copy, Debug)]
 pub struct Attention {
     pub batches: usize,
@@ -28,13 +29,32 @@ pub struct Attention {
     pub causal: bool,
     /// Multiplies the scores (`1/√d`); positive.
     pub scale: f32,
+    /// How `q`, `k`, `v` and `out` store their problems.
+    pub heads: [Heads; 4],
+}
+
+/// How an operand of `rows × width` per problem stores its problems: `interleaved` of them
+/// (the heads of one batch) share each row, problem `h` of a group in columns
+/// `h·width .. (h+1)·width` of rows `interleaved·width` long, the layout of `[batch, rows,
+/// heads, width]` that multi-head attention's inputs have before their head transpose and
+/// its output after the transpose back. `Heads(1)` is contiguous problems.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Heads(pub usize);
+
+impl Heads {
+    /// Problem `b`'s first row and the distance between its rows, in floats.
+    fn at(self, b: usize, rows: usize, width: usize) -> (usize, usize) {
+        let Heads(h) = self;
+        ((b / h) * rows * h * width + (b % h) * width, h * width)
+    }
 }
 
 /// Compute `out` on up to `threads` threads.
 ///
 /// # Safety
 /// `q`, `k`, `v` hold `batches·sq·d`, `batches·sk·d` and `batches·sk·dv` floats, `out`
-/// (writable, overlapping none of them) `batches·sq·dv`.
+/// (writable, overlapping none of them) `batches·sq·dv`; each operand's `Heads` is at least 1
+/// and divides `batches`.
 pub unsafe fn attention(threads: usize, a: Attention, q: *const f32, k: *const f32, v: *const f32, out: *mut f32) {
     let per_batch = a.sq.div_ceil(ROWS);
     let blocks = a.batches * per_batch;
@@ -77,10 +97,13 @@ const BLOCKING: Blocking = Blocking { kc: 1024, mc: ROWS, nc: 4096 };
 unsafe fn pack_batch(a: Attention, b: usize, k: *const f32, v: *const f32, kt: &mut Vec<f32>, vp: &mut Vec<f32>) {
     kt.resize(super::pack::packed_b_len(a.d, a.sk, BLOCKING), 0.0);
     vp.resize(super::pack::packed_b_len(a.sk, a.dv, BLOCKING), 0.0);
-    // SAFETY: batch b's k (`sk × d`, read transposed: row stride 1, column stride d) and v.
+    let (k0, rsk) = a.heads[1].at(b, a.sk, a.d);
+    let (v0, rsv) = a.heads[2].at(b, a.sk, a.dv);
+    // SAFETY: batch b's k (`sk × d`, read transposed: row stride 1, column stride its row
+    // stride) and v.
     unsafe {
-        super::pack::pack_b_all(a.d, a.sk, k.add(b * a.sk * a.d), 1, a.d as isize, BLOCKING, kt);
-        super::pack::pack_b_all(a.sk, a.dv, v.add(b * a.sk * a.dv), a.dv as isize, 1, BLOCKING, vp);
+        super::pack::pack_b_all(a.d, a.sk, k.add(k0), 1, rsk as isize, BLOCKING, kt);
+        super::pack::pack_b_all(a.sk, a.dv, v.add(v0), rsv as isize, 1, BLOCKING, vp);
     }
 }
 
@@ -102,17 +125,18 @@ unsafe fn one_block(a: Attention, b: usize, r0: usize, q: *const f32, kt: &[f32]
         let sp = s.as_mut_ptr();
         // SAFETY (whole body): the caller's contract; the buffer holds `rows × sk` scores.
         unsafe {
-            let qb = q.add((b * a.sq + r0) * a.d);
-            let ob = out.add((b * a.sq + r0) * a.dv);
+            let ((q0, rsq), (o0, rso)) = (a.heads[0].at(b, a.sq, a.d), a.heads[3].at(b, a.sq, a.dv));
+            let qb = q.add(q0 + r0 * rsq);
+            let ob = out.add(o0 + r0 * rso);
             // S = q·kᵀ, kᵀ packed by `pack_batch`.
-            gemm(rows, a.sk, a.d, ASource::Strided(qb, a.d as isize, 1), BSource::Packed(kt.as_ptr()), sp, a.sk as isize, 1, false, blk, Epilogue::NONE, Precision::F32);
+            gemm(rows, a.sk, a.d, ASource::Strided(qb, rsq as isize, 1), BSource::Packed(kt.as_ptr()), sp, a.sk as isize, 1, false, blk, Epilogue::NONE, Precision::F32);
             for i in 0..rows {
                 let len = if a.causal { (r0 + i + 1).min(a.sk) } else { a.sk };
                 let row = std::slice::from_raw_parts_mut(sp.add(i * a.sk), a.sk);
                 softmax(&mut row[..len], a.scale);
                 row[len..].fill(0.0);
             }
-            gemm(rows, a.dv, a.sk, ASource::Strided(sp, a.sk as isize, 1), BSource::Packed(vp.as_ptr()), ob, a.dv as isize, 1, false, blk, Epilogue::NONE, Precision::F32);
+            gemm(rows, a.dv, a.sk, ASource::Strided(sp, a.sk as isize, 1), BSource::Packed(vp.as_ptr()), ob, rso as isize, 1, false, blk, Epilogue::NONE, Precision::F32);
         }
     });
 }
@@ -229,7 +253,7 @@ mod tests {
     #[test]
     fn matches_f64_attention() {
         for (batches, sq, sk, d, dv, causal) in [(4, 128, 128, 64, 64, false), (2, 37, 45, 9, 13, true), (1, 1, 1, 1, 1, false), (3, 70, 20, 16, 8, true)] {
-            let a = Attention { batches, sq, sk, d, dv, causal, scale: 1.0 / (d as f32).sqrt() };
+            let a = Attention { batches, sq, sk, d, dv, causal, scale: 1.0 / (d as f32).sqrt(), heads: [Heads(1); 4] };
             let q: Vec<f32> = (0..batches * sq * d).map(|i| ((i * 7 % 23) as f32 - 11.0) / 7.0).collect();
             let k: Vec<f32> = (0..batches * sk * d).map(|i| ((i * 5 % 19) as f32 - 9.0) / 6.0).collect();
             let v: Vec<f32> = (0..batches * sk * dv).map(|i| ((i * 3 % 17) as f32 - 8.0) / 5.0).collect();
@@ -257,6 +281,42 @@ mod tests {
                 unsafe { one_block(a, block / per_batch, (block % per_batch) * ROWS, q.as_ptr(), &kt, &vp, two.as_mut_ptr()) };
             }
             assert_eq!(one, two, "{a:?}");
+        }
+    }
+
+    /// Heads interleaved in rows (`[batch, rows, heads, width]`) give the bits of the same
+    /// problems stored contiguously, each operand on its own, on one thread and on three.
+    #[test]
+    fn interleaved_heads_match_contiguous_problems() {
+        let (groups, h, sq, sk, d, dv) = (2, 3, 70, 45, 9, 13);
+        let batches = groups * h;
+        // `[groups·h, rows, width]` → `[groups, rows, h, width]`.
+        let interleave = |x: &[f32], rows: usize, width: usize| {
+            let mut y = vec![0.0; x.len()];
+            for b in 0..batches {
+                for r in 0..rows {
+                    for c in 0..width {
+                        y[((b / h * rows + r) * h + b % h) * width + c] = x[(b * rows + r) * width + c];
+                    }
+                }
+            }
+            y
+        };
+        let q: Vec<f32> = (0..batches * sq * d).map(|i| ((i * 7 % 23) as f32 - 11.0) / 7.0).collect();
+        let k: Vec<f32> = (0..batches * sk * d).map(|i| ((i * 5 % 19) as f32 - 9.0) / 6.0).collect();
+        let v: Vec<f32> = (0..batches * sk * dv).map(|i| ((i * 3 % 17) as f32 - 8.0) / 5.0).collect();
+        let (qi, ki, vi) = (interleave(&q, sq, d), interleave(&k, sk, d), interleave(&v, sk, dv));
+        for causal in [false, true] {
+            let a = Attention { batches, sq, sk, d, dv, causal, scale: 1.0 / (d as f32).sqrt(), heads: [Heads(1); 4] };
+            let mut want = vec![f32::NAN; batches * sq * dv];
+            unsafe { attention(1, a, q.as_ptr(), k.as_ptr(), v.as_ptr(), want.as_mut_ptr()) };
+            let want = interleave(&want, sq, dv);
+            for (heads, threads) in [([Heads(h); 4], 1), ([Heads(h); 4], 3), ([Heads(h), Heads(1), Heads(h), Heads(h)], 2)] {
+                let k = if heads[1] == Heads(1) { &k } else { &ki };
+                let mut got = vec![f32::NAN; want.len()];
+                unsafe { attention(threads, Attention { heads, ..a }, qi.as_ptr(), k.as_ptr(), vi.as_ptr(), got.as_mut_ptr()) };
+                assert_eq!(got, want, "causal {causal}, {heads:?}, {threads} threads");
+            }
         }
     }
 
