@@ -10,7 +10,7 @@
 //!
 //! Run: `cargo run --release --example vcpu_round_trip`
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 /// Round trips per burst, unless the burst's time runs out first.
@@ -19,21 +19,25 @@ const TRIPS: u64 = 100_000;
 /// a time slice, and the burst ends early rather than hanging.
 const BURST: Duration = Duration::from_millis(200);
 
-/// A counter on cache lines of its own, so that nothing else the threads touch (the main
+/// A value on cache lines of its own, so that nothing else the threads touch (the main
 /// thread's stack) travels with it.
 #[repr(align(128))]
-struct Line(AtomicU64);
+struct Line<T>(T);
 
-/// Wait until `flag` holds `value`, letting the other thread have the core now and then in
-/// case both run on one.
-fn wait_for(flag: &AtomicU64, value: u64) {
+/// Wait until `flag` holds `value` (true) or `stop` is set (false), letting the other thread
+/// have the core now and then in case both run on one.
+fn wait_for(flag: &AtomicU64, value: u64, stop: &AtomicBool) -> bool {
     let mut spins = 0u32;
     while flag.load(Ordering::Acquire) != value {
+        if stop.load(Ordering::Relaxed) {
+            return false;
+        }
         spins = spins.wrapping_add(1);
         if spins.is_multiple_of(4096) {
             std::thread::yield_now();
         }
     }
+    true
 }
 
 /// Keep the calling thread on `cpu` (best effort: where pinning fails, the OS places it).
@@ -61,31 +65,16 @@ fn two_cpus() -> Option<[usize; 2]> {
 
 /// Nanoseconds per round trip over one burst, between threads on `cpus`.
 fn burst(cpus: [usize; 2]) -> f64 {
-    let (flag, done) = (Box::new(Line(AtomicU64::new(0))), Box::new(Line(AtomicU64::new(u64::MAX))));
-    let (flag, done) = (&flag.0, &done.0);
+    let (flag, stop) = (Box::new(Line(AtomicU64::new(0))), Box::new(Line(AtomicBool::new(false))));
+    let (flag, stop) = (&flag.0, &stop.0);
     std::thread::scope(|s| {
         s.spawn(|| {
             pin(cpus[1]);
             // Answer every odd value with the next even one until the main thread stops.
-            let mut i = 0;
-            loop {
-                let want = 2 * i + 1;
-                let mut spins = 0u32;
-                loop {
-                    let v = flag.load(Ordering::Acquire);
-                    if v == want {
-                        break;
-                    }
-                    if done.load(Ordering::Relaxed) != u64::MAX {
-                        return;
-                    }
-                    spins = spins.wrapping_add(1);
-                    if spins.is_multiple_of(4096) {
-                        std::thread::yield_now();
-                    }
-                }
+            let mut want = 1;
+            while wait_for(flag, want, stop) {
                 flag.store(want + 1, Ordering::Release);
-                i += 1;
+                want += 2;
             }
         });
         pin(cpus[0]);
@@ -94,11 +83,11 @@ fn burst(cpus: [usize; 2]) -> f64 {
         // (The clock is read once per 1024 trips: reading it costs about as much as a trip.)
         while trips < TRIPS && (!trips.is_multiple_of(1024) || start.elapsed() < BURST) {
             flag.store(2 * trips + 1, Ordering::Release);
-            wait_for(flag, 2 * trips + 2);
+            wait_for(flag, 2 * trips + 2, stop);
             trips += 1;
         }
         let ns = start.elapsed().as_nanos() as f64 / trips.max(1) as f64;
-        done.store(trips, Ordering::Relaxed);
+        stop.store(true, Ordering::Relaxed);
         ns
     })
 }

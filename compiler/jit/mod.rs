@@ -171,13 +171,12 @@ pub(crate) fn prepare(graph: &Graph, options: &JitOptions) -> Result<Prepared, J
     let mut plans = plans(graph, &target)?;
     let fused = if options.fuse_producers { crate::kernel_plan::fused_producers(graph, &plans, &target) } else { HashMap::new() };
     // Head transposes the attention kernels read or write in place: no kernel, their
-    // operand's memory.
+    // operand's memory. (A transpose's loop kernel neither splits nor takes scratch, so only
+    // the kernel changes.)
     let folded = crate::kernel_plan::folded_head_transposes(graph, &plans);
     for t in &folded {
         if let Some(p) = plans.get_mut(t) {
             p.kernel = Kernel::View;
-            p.scratch_bytes = 0;
-            p.splits = false;
         }
     }
     let mut fusions = memplan::Fusions::of(graph, &fused, options.threads);

@@ -526,6 +526,16 @@ mod nhwc {
         threads > 1 && t >= threads * TILE_BLOCK
     }
 
+    /// One point's product for `tb` tiles: `M (tb × k) = V (tb × c) · U`, `U` the point's
+    /// filters packed as B panels.
+    ///
+    /// # Safety
+    /// `v`, `u` and `m` hold what those shapes say; `m` is writable and overlaps neither.
+    unsafe fn point_product(tb: usize, c: usize, k: usize, v: *const f32, u: *const f32, m: *mut f32) {
+        // SAFETY: the caller's.
+        unsafe { gemm_threaded(1, tb, k, c, ASource::Strided(v, c as isize, 1), BSource::Packed(u), m, k as isize, 1, false, BLOCKING, Epilogue::NONE, Precision::F32) }
+    }
+
     /// The image's geometry, shared by the transforms.
     #[derive(Clone, Copy)]
     struct Image {
@@ -567,7 +577,7 @@ mod nhwc {
                     let (v, m) = (v.add(me * rows * c), m.add(me * rows * k));
                     input(&img, x, v, vs, out, &ep, t0, 0, tb);
                     for p in 0..POINTS {
-                        gemm_threaded(1, tb, k, c, ASource::Strided(v.add(p * vs), c as isize, 1), BSource::Packed(u.add(p * len)), m.add(p * ms), k as isize, 1, false, BLOCKING, Epilogue::NONE, Precision::F32);
+                        point_product(tb, c, k, v.add(p * vs), u.add(p * len), m.add(p * ms));
                     }
                     output(&img, x, m, ms, out, &ep, t0, 0, tb);
                 });
@@ -585,7 +595,7 @@ mod nhwc {
                 });
                 crate::pool::parallel_tasks(threads, POINTS, &|p| {
                     let (_, u, _, v, m, _) = shared.get();
-                    gemm_threaded(1, tb, k, c, ASource::Strided(v.add(p * vs), c as isize, 1), BSource::Packed(u.add(p * len)), m.add(p * ms), k as isize, 1, false, BLOCKING, Epilogue::NONE, Precision::F32);
+                    point_product(tb, c, k, v.add(p * vs), u.add(p * len), m.add(p * ms));
                 });
                 crate::pool::parallel_tasks(threads, tasks, &|task| {
                     let (x, _, out, _, m, ep) = shared.get();
