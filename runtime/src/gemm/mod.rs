@@ -153,6 +153,14 @@ const EDGE_COPY_MAX_K: usize = 256;
 /// Whether row tiles fetch the next packed panel of B while they run.
 const PREFETCH_NEXT_PANEL: bool = true;
 
+/// The largest span (bytes from its first row to its last) of a block of row-major A read in
+/// place rather than packed. Every column tile walks the whole block, so a block spread over
+/// more pages than the TLB and L2 hold comes back from further out on every walk: 2048³ (a
+/// 1224-row block 8 KiB a row apart) ran 195–214 ms in place and 170–172 packed, 1536³
+/// 76.5 against 71 ms, 2000³ 188 against 159; 1024³ (4 MiB) was a tie on one thread and
+/// 11.4 against 11.8 ms in place on two.
+const A_IN_PLACE_SPAN_MAX: usize = 4 << 20;
+
 /// The largest row-major B (in floats) read in place rather than packed.
 const B_IN_PLACE_MAX: usize = 1 << 15;
 
@@ -275,11 +283,12 @@ unsafe fn gemm(m: usize, n: usize, k: usize, a: ASource, b: BSource, c: *mut f32
         let Blocking { kc: kc_max, mc: mc_max, nc: nc_max } = blk.sanitized(mr);
         // Packed elements along k, and values of k per element.
         let (steps, per) = (precision.steps(k), precision.per_step());
-        // A row-major A is read in place. Packing it costs about as much as the product when
-        // few columns use each value (pointwise convolutions with 16–24 filters ran at half
+        // A row-major A is read in place unless its block spans more than
+        // [`A_IN_PLACE_SPAN_MAX`]. Packing it costs about as much as the product when few
+        // columns use each value (pointwise convolutions with 16–24 filters ran at half
         // speed), and reading the rows in place measured no slower at any shape up to 1024³.
         let rows_a = match (a, kern.micro_rows_a) {
-            (ASource::Strided(a, rsa, 1), Some(micro)) if precision == Precision::F32 => Some((micro, a, rsa)),
+            (ASource::Strided(a, rsa, 1), Some(micro)) if precision == Precision::F32 && mc_max.min(m) * rsa.unsigned_abs() * 4 <= A_IN_PLACE_SPAN_MAX => Some((micro, a, rsa)),
             _ => None,
         };
         // A small row-major B (one that stays in L2, with rows not a multiple of 4 KiB apart,

@@ -176,6 +176,30 @@ fn matches_naive_product_on_awkward_sizes() {
     }
 }
 
+#[test]
+fn row_major_a_packed_when_its_block_spans_far_gives_the_same_bits() {
+    // 1100 rows 1024 floats apart: a block of them spans 4.3 MiB, over `A_IN_PLACE_SPAN_MAX`,
+    // so A is packed; a block of 96 rows spans 384 KiB and is read in place. Only the first
+    // 40 floats of each row are the operand. Every element's sum runs in the same order
+    // either way, so the products agree bit for bit (and with the naive one within rounding).
+    let (m, n, k, rsa) = (1100usize, 70usize, 40usize, 1024usize);
+    let a_wide: Vec<f32> = (0..m * rsa).map(|i| ((i * 7 % 13) as f32 - 6.0) / 7.0).collect();
+    let a: Vec<f32> = (0..m * k).map(|i| a_wide[(i / k) * rsa + i % k]).collect();
+    let b: Vec<f32> = (0..k * n).map(|i| ((i * 5 % 11) as f32 - 5.0) / 5.0).collect();
+    let want = naive(m, n, k, &a, &b);
+    let run = |mc: usize| {
+        let mut c = vec![0.0f32; m * n];
+        unsafe { sgemm(m, n, k, a_wide.as_ptr(), rsa as isize, 1, b.as_ptr(), n as isize, 1, c.as_mut_ptr(), n as isize, 1, false, Blocking { kc: 32, mc, nc: 4096 }) };
+        c
+    };
+    assert!(1100 * rsa * 4 > A_IN_PLACE_SPAN_MAX && 96 * rsa * 4 <= A_IN_PLACE_SPAN_MAX);
+    let (packed, in_place) = (run(1104), run(96));
+    assert_eq!(packed, in_place);
+    for (x, y) in packed.iter().zip(&want) {
+        assert!((x - y).abs() <= 1e-4 * (1.0 + y.abs()), "{x} vs {y}");
+    }
+}
+
 /// The bf16 kernel, where the CPU has one, against the f32 product of the bf16-rounded
 /// operands: every product of two bf16 values is exact in f32, so the two differ only in
 /// summation order. Every source of A and B (strided, transposed, packed ahead, gathered
