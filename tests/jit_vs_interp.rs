@@ -144,6 +144,29 @@ fn large_inputs_and_outputs_are_copied_in_parts_by_every_thread() {
 }
 
 #[test]
+fn inputs_only_read_are_used_in_place_and_left_unchanged() {
+    // x and w are only read (x also as an output's view), so the run reads them where the
+    // caller keeps them instead of copying them into the arena; x + 1 then overwrites a copy.
+    for src in ["model m {\n input x: f32[70, 300]\n input w: f32[300, 40]\n output y = relu(x @ w)\n output z = reshape(x, [21000])\n}",
+                "model m {\n input x: f32[70, 300]\n input w: f32[300, 40]\n output y = (x + 1) @ w\n}"] {
+        let g = bound(&build_graph(&Source::from_string("m.nn", src), None, &Default::default()).unwrap(), None);
+        let inputs = random_inputs(&g, 5);
+        let before: Vec<Vec<f32>> = inputs.iter().map(|t| t.as_f32().unwrap().to_vec()).collect();
+        let want = interp::run(&g, &inputs).unwrap();
+        for threads in [1, 2] {
+            let exe = jit::compile(&g, &jit::JitOptions { threads, ..Default::default() }).unwrap();
+            let mut ws = exe.workspace();
+            for _ in 0..2 {
+                let got = exe.run(&mut ws, &inputs).unwrap();
+                assert_eq!(compare(&got, &want, 1e-4), None, "{threads} threads: {src}");
+            }
+        }
+        let after: Vec<Vec<f32>> = inputs.iter().map(|t| t.as_f32().unwrap().to_vec()).collect();
+        assert_eq!(before, after, "{src}");
+    }
+}
+
+#[test]
 fn attention_reads_and_writes_head_transposes_in_place() {
     // Two batches of three heads: the four head transposes fold into the attention kernel
     // (no kernels of their own), causal and not, on every thread count, against the

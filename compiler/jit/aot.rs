@@ -174,6 +174,11 @@ pub fn object(graph: &Graph, options: &JitOptions) -> Result<Vec<u8>, JitError> 
         let addr = |b: &mut FunctionBuilder, loc: Loc| match loc {
             Loc::Arena(off) => b.ins().iadd_imm_s(arena, off as i64),
             Loc::Const(c) => b.ins().symbol_value(ptr, constant_outputs[&c]),
+            // An output that is a view of an input: the input's own memory.
+            Loc::Input(slot) => {
+                let at = b.ins().iadd_imm_s(arena, slot as i64);
+                b.ins().load(ptr, flags, at, 0)
+            }
         };
         // Every array pointer is checked before anything is written.
         let mut pointers = Vec::new();
@@ -190,6 +195,12 @@ pub fn object(graph: &Graph, options: &JitOptions) -> Result<Vec<u8>, JitError> 
         }
         let [input_ptrs, output_ptrs]: [Vec<_>; 2] = pointers.try_into().expect("inputs and outputs");
         for (&(loc, bytes), &src) in locs.iter().zip(&input_ptrs) {
+            if let Loc::Input(slot) = loc {
+                // Read where the caller keeps it (no kernel writes a bound input).
+                let at = b.ins().iadd_imm_s(arena, slot as i64);
+                b.ins().store(flags, src, at, 0);
+                continue;
+            }
             let dst = addr(&mut b, loc);
             let n = b.ins().iconst(ptr, bytes as i64);
             b.call_memcpy(config, dst, src, n);

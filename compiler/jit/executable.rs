@@ -116,10 +116,16 @@ impl Executable {
             if t.shape() != b.shape.as_slice() || t.dtype() != b.dtype {
                 return Err(JitError::InputMismatch { name: b.name.clone(), expected: format!("{}{}", b.dtype, ShapeDisplay(&b.shape)), got: format!("{}{}", t.dtype(), ShapeDisplay(t.shape())) });
             }
-            let Loc::Arena(off) = b.loc else { unreachable!("inputs live in the arena") };
             let data = t.as_f32().expect("float inputs checked above");
-            // SAFETY: the plan reserved `numel * 4` bytes at `off` inside the arena.
-            unsafe { copy_floats(self.threads, data.as_ptr(), arena.add(off) as *mut f32, data.len()) };
+            match b.loc {
+                // SAFETY: the plan reserved `numel * 4` bytes at `off` inside the arena.
+                Loc::Arena(off) => unsafe { copy_floats(self.threads, data.as_ptr(), arena.add(off) as *mut f32, data.len()) },
+                // Read in place: kernels only read it (the plan binds no input a kernel
+                // writes over), `inputs` outlives the run, and its shape was checked above.
+                // SAFETY: the plan reserved the 8-byte slot inside the arena.
+                Loc::Input(slot) => unsafe { (arena.add(slot) as *mut *const f32).write_unaligned(data.as_ptr()) },
+                Loc::Const(_) => unreachable!("inputs are not constants"),
+            }
         }
         // Task bodies receive the arena address as an integer: `usize` is `Sync`.
         let arena_addr = arena as usize;
@@ -149,6 +155,8 @@ impl Executable {
                     // SAFETY: the plan placed the value inside the arena.
                     Loc::Arena(off) => unsafe { arena.add(off) },
                     Loc::Const(c) => self.consts[c].as_ptr() as *const u8,
+                    // SAFETY: the slot holds the bound input's address, written above.
+                    Loc::Input(slot) => unsafe { (arena.add(slot) as *const *const u8).read_unaligned() },
                 };
                 if matches!(b.dtype, nnc_runtime::DType::F32 | nnc_runtime::DType::F16 | nnc_runtime::DType::BF16) {
                     // Floats are stored as f32 words, 4-byte aligned: one copy (a large

@@ -20,6 +20,12 @@ pub enum Loc {
     Arena(usize),
     /// Index of a constant buffer owned by the executable.
     Const(usize),
+    /// A model input read where the caller keeps it: the arena holds, at this byte offset
+    /// (the start of the input's storage), the address of the input's data, written before
+    /// the first kernel runs. Only inputs
+    /// no kernel writes over (no elementwise op takes over their storage) are bound so;
+    /// values that are views of them share the binding.
+    Input(usize),
 }
 
 pub struct MemoryPlan {
@@ -106,6 +112,9 @@ pub fn plan(graph: &Graph, schedule: &[NodeId], scratch_bytes: &dyn Fn(NodeId) -
         }
     }
     let mut members: Vec<Vec<NodeId>> = Vec::new();
+    // Inputs' storages, and the storages some kernel writes over in place.
+    let mut input_storages: Vec<usize> = Vec::new();
+    let mut written = std::collections::HashSet::new();
     for &id in schedule {
         let node = graph.node(id);
         let i = position[&id];
@@ -131,7 +140,8 @@ pub fn plan(graph: &Graph, schedule: &[NodeId], scratch_bytes: &dyn Fn(NodeId) -
                             && operands.iter().all(|o2| storage_of.get(o2) != Some(&s) || graph.node(*o2).ty.shape == node.ty.shape)
                     })
                 };
-                let source = if is_view(graph, id) || fusions.views.contains(&id) {
+                let view = is_view(graph, id) || fusions.views.contains(&id);
+                let source = if view {
                     operands.first().copied()
                 } else if elementwise(graph, id) {
                     in_place()
@@ -144,6 +154,9 @@ pub fn plan(graph: &Graph, schedule: &[NodeId], scratch_bytes: &dyn Fn(NodeId) -
                     (Some(storage), _) => {
                         storage_of.insert(id, storage);
                         members[storage].push(id);
+                        if !view {
+                            written.insert(storage);
+                        }
                     }
                     // A view of a constant is that constant.
                     (None, Some(loc)) => {
@@ -152,6 +165,9 @@ pub fn plan(graph: &Graph, schedule: &[NodeId], scratch_bytes: &dyn Fn(NodeId) -
                     (None, None) => {
                         // Inputs are written before the first kernel runs.
                         let first = if matches!(node.kind, NodeKind::Input { .. }) { 0 } else { i };
+                        if matches!(node.kind, NodeKind::Input { .. }) {
+                            input_storages.push(storages.len());
+                        }
                         storage_of.insert(id, storages.len());
                         members.push(vec![id]);
                         let bytes = fusions.partial_bytes.get(&id).copied().unwrap_or_else(|| node.ty.numel() * super::lower::int8::stored_bytes(node.ty.dtype));
@@ -167,6 +183,11 @@ pub fn plan(graph: &Graph, schedule: &[NodeId], scratch_bytes: &dyn Fn(NodeId) -
             }
         }
     }
+    // Inputs nothing writes over are read where the caller keeps them; their storage holds
+    // only the address. It keeps its size: freeing those bytes changed where first fit put
+    // everything after, and grew ResNet-18's arena from 4.21 to 4.40 MiB, MobileNetV2's from
+    // 2.68 to 3.28.
+    let bound: std::collections::HashSet<usize> = input_storages.into_iter().filter(|s| !written.contains(s)).collect();
     // Lifetimes: a storage lives until the last use of any value in it; outputs to the end.
     for &id in schedule {
         let Some(&s) = storage_of.get(&id) else { continue };
@@ -200,7 +221,7 @@ pub fn plan(graph: &Graph, schedule: &[NodeId], scratch_bytes: &dyn Fn(NodeId) -
         lower_bound_bytes = lower_bound_bytes.max(live);
     }
     for (&id, &s) in &storage_of {
-        locs.insert(id, Loc::Arena(offsets[s]));
+        locs.insert(id, if bound.contains(&s) { Loc::Input(offsets[s]) } else { Loc::Arena(offsets[s]) });
     }
     let scratch = scratch_storage.into_iter().map(|(id, s)| (id, Loc::Arena(offsets[s]))).collect();
     MemoryPlan { locs, arena_bytes: arena_bytes.next_multiple_of(ALIGN), lower_bound_bytes, consts, scratch }
@@ -230,6 +251,27 @@ mod tests {
         assert_eq!(p.arena_bytes, 1024);
         assert_eq!(loc("f"), loc("c"), "reshape is a view");
         assert_eq!(loc("a"), loc("x"), "relu overwrites its dead operand");
+        assert!(matches!(loc("x"), Loc::Arena(_)), "an input a kernel overwrites is copied into the arena");
         assert_eq!(loc("b"), loc("a"));
+    }
+
+    #[test]
+    fn inputs_only_read_are_bound_where_the_caller_keeps_them() {
+        let src = "model m {
+            input x: f32[6, 40]
+            input w: f32[40, 24]
+            output y = relu(x @ w)
+            output z = reshape(x, [240])
+        }";
+        let g = build_graph(&Source::from_string("m.nn", src), None, &Default::default()).unwrap();
+        let order = g.topo_order();
+        let p = plan(&g, &order, &|_| 0, &Fusions::default());
+        let loc = |n: &str| p.locs[&g.by_name(n).unwrap()];
+        let (Loc::Input(x), Loc::Input(w)) = (loc("x"), loc("w")) else { panic!("x and w are only read: {:?} {:?}", loc("x"), loc("w")) };
+        assert_ne!(x, w);
+        assert_eq!(loc("z"), loc("x"), "a view of a bound input shares its binding");
+        assert!(matches!(loc("y"), Loc::Arena(_)));
+        // The layout is the one copying would have: the inputs keep their bytes.
+        assert_eq!(p.arena_bytes, 960 + 3840 + 576);
     }
 }

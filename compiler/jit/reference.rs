@@ -18,6 +18,8 @@ enum Place {
     Arena(usize),
     /// A constant buffer's absolute address.
     Absolute(u64),
+    /// A bound input: its address is in the arena at this byte offset (`Loc::Input`).
+    Indirect(usize),
 }
 
 /// One node as the reference kernel runs it: its op, and where its operands and result are.
@@ -35,6 +37,7 @@ impl ReferenceNode {
         let place = |loc: Loc| match loc {
             Loc::Arena(off) => Place::Arena(off),
             Loc::Const(c) => Place::Absolute(const_addrs[c].0),
+            Loc::Input(slot) => Place::Indirect(slot),
         };
         let inputs = graph.operands(id).iter().map(|o| (place(plan.locs[o]), graph.node(*o).ty.clone())).collect();
         let Loc::Arena(out) = plan.locs[&id] else { unreachable!("results live in the arena") };
@@ -67,6 +70,8 @@ pub unsafe extern "C" fn nnc_reference_kernel(node: *const ReferenceNode, arena:
             // SAFETY: the plan placed the value inside the arena.
             Place::Arena(off) => unsafe { arena.add(off) as *const u8 },
             Place::Absolute(addr) => addr as *const u8,
+            // SAFETY: the run wrote the input's address into its slot inside the arena.
+            Place::Indirect(slot) => unsafe { (arena.add(slot) as *const *const u8).read_unaligned() },
         };
         // SAFETY: the value's bytes are where the plan put them.
         let data = unsafe { std::slice::from_raw_parts(src, bytes) };
