@@ -12,7 +12,8 @@ the machine is shared and absolute times drift):
 
 - OpenBLAS: `np.matmul(a, b, out=c)` with `OPENBLAS_NUM_THREADS=1`, the median call;
 - nnc `matmul`: `nnc run` of a model `c = a @ b` with both operands inputs, so B is packed
-  on every run as OpenBLAS packs it (`--bench`: the compiled model, input copies included);
+  on every run as OpenBLAS packs it (`--bench`: the compiled model, the output's copy out of
+  the arena included);
 - nnc `dense`: `y = dense(x, units=n, bias=false)`, the weights packed once at compile time,
   as nnc runs every dense layer and matmul with a constant operand.
 
@@ -129,8 +130,9 @@ def main():
         print(f"| {n} | {g['OpenBLAS']:.1f} GFLOP/s | {g['nnc matmul']:.1f} | {g['nnc dense']:.1f} | "
               f"{g['nnc matmul'] / g['OpenBLAS']:.0%} | {g['nnc dense'] / g['OpenBLAS']:.0%} |")
     print()
-    print("GFLOP/s = 2·n³ / median time. nnc's `--bench` times the compiled model, so its input "
-          "copies count against it; numpy writes into a preallocated output.")
+    print("GFLOP/s = 2·n³ / median time. nnc's `--bench` times the compiled model: it reads the "
+          "inputs in place but copies the output out of its arena, which counts against it; numpy "
+          "writes into a preallocated output.")
 
 
 if __name__ == "__main__":
