@@ -369,9 +369,11 @@ class Case:
         self.onnx_file, self.out_dir = onnx_file, out_dir
 
 
-def nnc_run(nnc, case, threads=1, bench=None):
+def nnc_run(nnc, case, threads=1, bench=None, extra=()):
+    """Run nnc on `case` (`extra`: more arguments, e.g. further inputs); returns the seconds
+    the process took and, with `bench`, the median run time it printed."""
     cmd = [str(nnc), "run", str(case.model_file), "--weights", str(case.weights),
-           "--input", f"{case.input_name}={case.input_file}", "--output-dir", str(case.out_dir),
+           "--input", f"{case.input_name}={case.input_file}", *extra, "--output-dir", str(case.out_dir),
            "--threads", str(threads)]
     if bench:
         cmd += ["--bench", str(bench)]

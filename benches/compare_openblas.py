@@ -23,7 +23,6 @@ and prints GFLOP/s (2·n³ / median of the round medians) and nnc / OpenBLAS thr
 import argparse
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -63,8 +62,8 @@ def nnc_time(nnc, case, budget):
     extra = []
     if case.name.startswith("matmul"):
         extra = ["--input", f"w={case.out_dir / (case.name + '.w.npy')}"]
-    _, once = run_nnc(nnc, case, extra, bench=3)
-    _, median = run_nnc(nnc, case, extra, bench=base.runs_for(once, budget, minimum=5, maximum=2000))
+    _, once = base.nnc_run(nnc, case, bench=3, extra=extra)
+    _, median = base.nnc_run(nnc, case, bench=base.runs_for(once, budget, minimum=5, maximum=2000), extra=extra)
     return median
 
 
@@ -74,19 +73,6 @@ def blas_name():
         return f"{blas['name']} {blas['version']}"
     except (AttributeError, KeyError, TypeError):
         return "numpy's BLAS"
-
-
-def run_nnc(nnc, case, extra, bench):
-    cmd = [str(nnc), "run", str(case.model_file), "--weights", str(case.weights),
-           "--input", f"x={case.input_file}", *extra, "--output-dir", str(case.out_dir),
-           "--threads", "1", "--bench", str(bench)]
-    proc = subprocess.run(cmd, cwd=base.REPO, capture_output=True, text=True)
-    if proc.returncode != 0:
-        raise RuntimeError(f"{' '.join(cmd)} failed:\n{proc.stderr}{proc.stdout}")
-    m = base.BENCH_RE.search(proc.stdout)
-    if not m:
-        raise RuntimeError(f"no bench line in nnc output:\n{proc.stdout}")
-    return None, float(m.group(2)) * base.UNITS[m.group(3)]
 
 
 def main():

@@ -22,9 +22,8 @@ pub enum Loc {
     Const(usize),
     /// A model input read where the caller keeps it: the arena holds, at this byte offset
     /// (the start of the input's storage), the address of the input's data, written before
-    /// the first kernel runs. Only inputs
-    /// no kernel writes over (no elementwise op takes over their storage) are bound so;
-    /// values that are views of them share the binding.
+    /// the first kernel runs. Only inputs no kernel writes over (no elementwise op takes
+    /// over their storage) are bound so; values that are views of them share the binding.
     Input(usize),
 }
 
