@@ -161,8 +161,8 @@ impl Executable {
                 if matches!(b.dtype, nnc_runtime::DType::F32 | nnc_runtime::DType::F16 | nnc_runtime::DType::BF16) {
                     // Floats are stored as f32 words, 4-byte aligned: one copy (a large
                     // output's three passes through bytes cost 4% of a 1024² product).
-                    // SAFETY: `src` holds the value's `n` f32 words (arena slot or constant
-                    // buffer, both f32-aligned).
+                    // SAFETY: `src` holds the value's `n` f32 words (arena slot, constant
+                    // buffer or a bound input's tensor, all f32-aligned).
                     let mut values = Vec::with_capacity(n);
                     // SAFETY: `values` has room for `n` floats, all written by the copy.
                     unsafe {
