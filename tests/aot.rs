@@ -40,11 +40,12 @@ fn header_items(header: &str, model: &str, kind: &str) -> Vec<(String, usize)> {
     items
 }
 
-/// A C program that reads each input from a raw f32 file and writes each output to one:
-/// `prog in0 .. inN out0 .. outM`.
-fn harness(model: &str, inputs: &[(String, usize)], outputs: &[(String, usize)]) -> String {
+/// A C function `int function(int argc, char **argv)` that reads each input from a raw f32
+/// file and writes each output to one: `argv` = `_ in0 .. inN out0 .. outM`. Named `main`,
+/// it is the whole program.
+fn harness(model: &str, function: &str, inputs: &[(String, usize)], outputs: &[(String, usize)]) -> String {
     let m = model.to_ascii_uppercase();
-    let mut c = format!("#include <stdio.h>\n#include <stdlib.h>\n#include \"{model}.h\"\nint main(int argc, char **argv) {{\n");
+    let mut c = format!("#include <stdio.h>\n#include <stdlib.h>\n#include \"{model}.h\"\nint {function}(int argc, char **argv) {{\n");
     c += &format!("    if (argc != {}) return 10;\n", 1 + inputs.len() + outputs.len());
     c += &format!("    const float *inputs[{}];\n    float *outputs[{}];\n", inputs.len().max(1), outputs.len().max(1));
     for (i, (name, _)) in inputs.iter().enumerate() {
@@ -67,60 +68,99 @@ fn write_npy(path: &Path, shape: &[u64], data: &[f32]) {
     w.finish().unwrap();
 }
 
-/// Compile `file` (with `flags`) as a library, link a C program with it, run it on
-/// deterministic inputs, and compare every output with `nnc run --backend jit` bit for bit.
+/// One model as a library: its file, its C name, its inputs' shapes and the flags it is
+/// compiled (and run) with.
+struct Case<'a> {
+    file: &'a str,
+    model: &'a str,
+    input_shapes: &'a [(&'a str, &'a [u64])],
+    flags: &'a [&'a str],
+}
+
 fn library_matches_jit(cc: &str, file: &str, model: &str, input_shapes: &[(&str, &[u64])], flags: &[&str]) {
+    libraries_match_jit(cc, &[Case { file, model, input_shapes, flags }]);
+}
+
+/// Compile each case's model (with its flags) as a library, link one C program with all of
+/// them, run it on deterministic inputs, and compare every output with `nnc run --backend
+/// jit` bit for bit.
+fn libraries_match_jit(cc: &str, cases: &[Case]) {
     let dir = tempfile::tempdir().unwrap();
     let d = |name: &str| -> PathBuf { dir.path().join(name) };
     let s = |p: &Path| p.to_str().unwrap().to_string();
-    let lib = d(&format!("lib{model}.a"));
-    let header_path = d(&format!("{model}.h"));
-    let mut args = vec!["compile", file, "--emit", "lib"];
-    args.extend(flags);
-    let lib_s = s(&lib);
-    args.extend(["-o", &lib_s]);
-    ok(&args);
-    let header_s = s(&header_path);
-    let mut args = vec!["compile", file, "--emit", "header", "-o", &header_s];
-    args.extend(flags);
-    ok(&args);
-    let header = std::fs::read_to_string(&header_path).unwrap();
-    let (inputs, outputs) = (header_items(&header, model, "INPUT"), header_items(&header, model, "OUTPUT"));
-    assert_eq!(inputs.len(), input_shapes.len(), "{file}: inputs in the header:\n{header}");
-    std::fs::write(d("main.c"), harness(model, &inputs, &outputs)).unwrap();
-    let exe = d("prog");
-    // Exactly SPEC §7's link line, plus where the files are.
-    let build = std::process::Command::new(cc).current_dir(dir.path()).args(["main.c", &format!("lib{model}.a"), "-lm", "-lpthread", "-o"]).arg(&exe).output().unwrap();
-    assert!(build.status.success(), "{file}: cc failed:\n{}", String::from_utf8_lossy(&build.stderr));
-
-    let mut run_args: Vec<String> = vec!["run".into(), file.into(), "--backend".into(), "jit".into(), "--output-dir".into(), s(&d("jit"))];
-    run_args.extend(flags.iter().map(|f| f.to_string()));
+    let mut program = String::new();
+    let mut libraries = Vec::new();
     let mut prog_args = Vec::new();
-    for (i, ((name, n), (input, shape))) in inputs.iter().zip(input_shapes).enumerate() {
-        assert_eq!(name, &input.to_ascii_uppercase());
-        assert_eq!(*n as u64, shape.iter().product::<u64>());
-        let data: Vec<f32> = (0..*n).map(|j| (((j * 7919 + i * 31) % 1000) as f32 / 500.0) - 1.0).collect();
-        let npy = d(&format!("{input}.npy"));
-        write_npy(&npy, shape, &data);
-        let raw = d(&format!("{input}.f32"));
-        std::fs::write(&raw, data.iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<u8>>()).unwrap();
-        run_args.extend(["--input".into(), format!("{input}={}", s(&npy))]);
-        prog_args.push(s(&raw));
+    let mut expected = Vec::new();
+    for case in cases {
+        let Case { file, model, input_shapes, flags } = *case;
+        let lib = d(&format!("lib{model}.a"));
+        let header_path = d(&format!("{model}.h"));
+        let mut args = vec!["compile", file, "--emit", "lib"];
+        args.extend(flags);
+        let lib_s = s(&lib);
+        args.extend(["-o", &lib_s]);
+        ok(&args);
+        let header_s = s(&header_path);
+        let mut args = vec!["compile", file, "--emit", "header", "-o", &header_s];
+        args.extend(flags);
+        ok(&args);
+        let header = std::fs::read_to_string(&header_path).unwrap();
+        let (inputs, outputs) = (header_items(&header, model, "INPUT"), header_items(&header, model, "OUTPUT"));
+        assert_eq!(inputs.len(), input_shapes.len(), "{file}: inputs in the header:\n{header}");
+        let function = if cases.len() == 1 { "main".to_string() } else { format!("run_{model}") };
+        program += &harness(model, &function, &inputs, &outputs);
+        libraries.push(format!("lib{model}.a"));
+
+        let jit_dir = d(&format!("jit_{model}"));
+        let mut run_args: Vec<String> = vec!["run".into(), file.into(), "--backend".into(), "jit".into(), "--output-dir".into(), s(&jit_dir)];
+        run_args.extend(flags.iter().map(|f| f.to_string()));
+        let mut args = vec!["_".to_string()];
+        for (i, ((name, n), (input, shape))) in inputs.iter().zip(input_shapes).enumerate() {
+            assert_eq!(name, &input.to_ascii_uppercase());
+            assert_eq!(*n as u64, shape.iter().product::<u64>());
+            let data: Vec<f32> = (0..*n).map(|j| (((j * 7919 + i * 31) % 1000) as f32 / 500.0) - 1.0).collect();
+            let npy = d(&format!("{model}_{input}.npy"));
+            write_npy(&npy, shape, &data);
+            let raw = d(&format!("{model}_{input}.f32"));
+            std::fs::write(&raw, data.iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<u8>>()).unwrap();
+            run_args.extend(["--input".into(), format!("{input}={}", s(&npy))]);
+            args.push(s(&raw));
+        }
+        let run_refs: Vec<&str> = run_args.iter().map(|a| a.as_str()).collect();
+        ok(&run_refs);
+        for (name, n) in &outputs {
+            let out = d(&format!("{model}_{name}.out"));
+            args.push(s(&out));
+            let jit = jit_dir.join(format!("{}.npy", name.to_ascii_lowercase()));
+            let jit = nnc_runtime::npy::read_npy(&jit).unwrap_or_else(|e| panic!("{file}: {}: {e}", jit.display())).tensor.to_f32_vec();
+            assert_eq!(jit.len(), *n);
+            expected.push((file, flags, name.clone(), out, jit));
+        }
+        prog_args.push(args);
     }
-    let run_refs: Vec<&str> = run_args.iter().map(|a| a.as_str()).collect();
-    ok(&run_refs);
-    let outs: Vec<PathBuf> = outputs.iter().map(|(name, _)| d(&format!("{name}.out"))).collect();
-    prog_args.extend(outs.iter().map(|p| s(p)));
-    let ran = std::process::Command::new(&exe).args(&prog_args).output().unwrap();
-    assert_eq!(ran.status.code(), Some(0), "{file}: the C program failed: {}", String::from_utf8_lossy(&ran.stderr));
-    for ((name, n), out) in outputs.iter().zip(&outs) {
+    if cases.len() > 1 {
+        // `main` hands each model's function its own slice of the arguments.
+        program += "int main(int argc, char **argv) {\n    int at = 0, rc;\n";
+        for (case, args) in cases.iter().zip(&prog_args) {
+            program += &format!("    if (at + {n} > argc) return 13;\n    if ((rc = run_{m}({n}, argv + at)) != 0) return rc;\n    at += {n} - 1;\n", n = args.len(), m = case.model);
+        }
+        program += "    return 0;\n}\n";
+    }
+    std::fs::write(d("main.c"), program).unwrap();
+    let exe = d("prog");
+    // Exactly SPEC §7's link line (with every library), plus where the files are.
+    let build = std::process::Command::new(cc).current_dir(dir.path()).arg("main.c").args(&libraries).args(["-lm", "-lpthread", "-o"]).arg(&exe).output().unwrap();
+    assert!(build.status.success(), "{libraries:?}: cc failed:\n{}", String::from_utf8_lossy(&build.stderr));
+    // The program's own arguments: each model's after the first's `_` (argv[0]).
+    let args: Vec<&String> = prog_args.iter().flat_map(|a| &a[1..]).collect();
+    let ran = std::process::Command::new(&exe).args(&args).output().unwrap();
+    assert_eq!(ran.status.code(), Some(0), "{libraries:?}: the C program failed: {}", String::from_utf8_lossy(&ran.stderr));
+    for (file, flags, name, out, jit) in &expected {
         let c_bytes = std::fs::read(out).unwrap();
-        assert_eq!(c_bytes.len(), 4 * n);
-        let jit = d("jit").join(format!("{}.npy", name.to_ascii_lowercase()));
-        let jit = nnc_runtime::npy::read_npy(&jit).unwrap_or_else(|e| panic!("{file}: {}: {e}", jit.display())).tensor.to_f32_vec();
         let c: Vec<f32> = c_bytes.chunks_exact(4).map(|b| f32::from_le_bytes(b.try_into().unwrap())).collect();
-        assert_eq!(c.len(), jit.len());
-        for (i, (a, b)) in c.iter().zip(&jit).enumerate() {
+        assert_eq!(c.len(), jit.len(), "{file}: output {name}");
+        for (i, (a, b)) in c.iter().zip(jit).enumerate() {
             assert_eq!(a.to_bits(), b.to_bits(), "{file} {flags:?}: output {name}[{i}]: C {a} vs JIT {b}");
         }
     }
@@ -145,6 +185,27 @@ fn c_programs_linked_with_the_library_compute_what_the_jit_computes() {
     library_matches_jit(&cc, "examples/mobilenet_v2.nn", "mobilenet_v2", &[("image", &[1, 3, 224, 224])], &w(&[]));
     // Trained weights from a file, a symbolic batch bound by --dim.
     library_matches_jit(&cc, "examples/digits_cnn/digits_cnn.nn", "digits_cnn", &[("x", &[4, 1, 8, 8])], &["--weights", "examples/digits_cnn/digits_cnn.safetensors", "--dim", "N=4"]);
+}
+
+/// Libraries of different models link into one program: the runtime's members are the
+/// same in each (one nnc build), so the linker takes each entry point from the first archive
+/// that defines it, and the later models call those kernels.
+#[test]
+fn libraries_of_several_models_link_into_one_program() {
+    let Some(cc) = c_compiler() else {
+        eprintln!("skipped: no C compiler (`cc --version` failed)");
+        return;
+    };
+    let w = &["--random-weights", "5"];
+    // Each later model calls kernels the earlier ones do not (the LSTM step, sparse rows).
+    libraries_match_jit(
+        &cc,
+        &[
+            Case { file: "examples/lenet5.nn", model: "lenet5", input_shapes: &[("image", &[1, 1, 28, 28])], flags: w },
+            Case { file: "examples/lstm.nn", model: "lstm", input_shapes: &[("x", &[16, 1, 32])], flags: w },
+            Case { file: "examples/mlp.nn", model: "mlp", input_shapes: &[("x", &[1, 784])], flags: &["--random-weights", "5", "--prune", "magnitude:0.9"] },
+        ],
+    );
 }
 
 /// Null pointers are refused with 1 before anything is read or written.
