@@ -23,10 +23,11 @@ pub struct Summary {
     /// The most activation bytes alive at once when running in topological order, keeping a
     /// value from its definition to its last use (outputs to the end).
     pub peak_activation_bytes: u64,
-    /// The JIT's memory plan for this graph: arena bytes (activations, views sharing their
-    /// operand's memory, and kernel scratch), and the liveness lower bound of that plan.
-    pub planned_arena_bytes: u64,
-    pub planned_lower_bound_bytes: u64,
+    /// The JIT's memory plan of the model as `nnc run --backend jit` compiles it: arena bytes
+    /// (activations, views sharing their operand's memory, and kernel scratch) and the plan's
+    /// liveness lower bound, or why the JIT cannot compile it. Set by whoever compiled it
+    /// ([`Summary::with_jit_plan`]).
+    pub jit_plan: Option<Result<(u64, u64), String>>,
 }
 
 pub fn summarize(graph: &Graph) -> Summary {
@@ -61,14 +62,6 @@ pub fn summarize(graph: &Graph) -> Summary {
     }
     let (activation_bytes, peak_activation_bytes) = activation_memory(graph, &order);
     let macs = rows.iter().fold(0u64, |acc, r| acc.saturating_add(r.macs));
-    let target = crate::target::CpuTarget::host(true);
-    // Nodes the JIT has no kernel for (int8 ops) need no scratch of it.
-    let known = crate::kernel_plan::Known::of(graph);
-    let plans: std::collections::HashMap<NodeId, crate::kernel_plan::KernelPlan> = graph.node_ids().filter(|&id| graph.node(id).op().is_some()).filter_map(|id| Some((id, crate::kernel_plan::KernelPlan::for_node(graph, id, &known, &target).ok()?))).collect();
-    let scratch = |id: NodeId| plans.get(&id).map_or(0, |p| p.scratch_bytes);
-    // As the JIT plans it on one thread, fused producers' rings included.
-    let fused = crate::kernel_plan::fused_producers(graph, &plans, &target);
-    let plan = crate::jit::memplan::plan(graph, &order, &scratch, &crate::jit::memplan::Fusions::of(graph, &fused, 1));
     Summary {
         model: graph.name.clone(),
         macs,
@@ -76,8 +69,13 @@ pub fn summarize(graph: &Graph) -> Summary {
         params,
         activation_bytes,
         peak_activation_bytes,
-        planned_arena_bytes: plan.arena_bytes as u64,
-        planned_lower_bound_bytes: plan.lower_bound_bytes as u64,
+        jit_plan: None,
+    }
+}
+
+impl Summary {
+    pub fn with_jit_plan(self, plan: Result<crate::jit::memplan::MemoryPlan, String>) -> Summary {
+        Summary { jit_plan: Some(plan.map(|p| (p.arena_bytes as u64, p.lower_bound_bytes as u64))), ..self }
     }
 }
 
@@ -155,15 +153,22 @@ impl Summary {
         line(&mut out, &total);
         let _ = writeln!(
             out,
-            "parameters: {} ({} as f32)\nMACs: {}\nactivations: {} in all, peak {} live at once\nJIT memory plan: {} arena (liveness lower bound {}, scratch included)",
+            "parameters: {} ({} as f32)\nMACs: {}\nactivations: {} in all, peak {} live at once",
             thousands(self.params),
             human_bytes(self.params * 4),
             thousands(self.macs),
             human_bytes(self.activation_bytes),
             human_bytes(self.peak_activation_bytes),
-            human_bytes(self.planned_arena_bytes),
-            human_bytes(self.planned_lower_bound_bytes)
         );
+        match &self.jit_plan {
+            Some(Ok((arena, lower_bound))) => {
+                let _ = writeln!(out, "JIT memory plan: {} arena (liveness lower bound {}, scratch included)", human_bytes(*arena), human_bytes(*lower_bound));
+            }
+            Some(Err(why)) => {
+                let _ = writeln!(out, "JIT memory plan: none, the JIT cannot compile this model ({why})");
+            }
+            None => {}
+        }
         out
     }
 }

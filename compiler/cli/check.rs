@@ -22,18 +22,20 @@ const ERROR_RUNS: usize = 8;
 
 pub(super) fn summary(session: &mut Session, a: &SummaryArgs) -> CmdResult {
     let graph = graph_for(session, &a.common, &DimBindings::new())?;
-    out!("{}", summary::summarize(&graph).render());
-    let mut bound = graph;
+    let mut bound = graph.clone();
     let prune = a.prune.options();
-    if a.quant.quantize.is_some() || !prune.is_empty() {
-        bind_params(session, &mut bound, &a.weights, true)?;
-    }
+    bind_params(session, &mut bound, &a.weights, a.quant.quantize.is_some() || !prune.is_empty())?;
     if !prune.is_empty() || !prune.skip.is_empty() {
         passes::prune::check(&bound, &prune).map_err(Diagnostic::error)?;
-        out!("{}", pruning_table(&bound, &prune).map_err(Diagnostic::error)?);
     }
     let bf16 = a.quant.quantize == Some(super::args::Quantize::Bf16);
-    let calibration = match calibration(session, &bound, &a.quant)? {
+    let calibration = calibration(session, &bound, &a.quant)?;
+    let plan = jit_memory_plan(&bound, &prune, calibration.as_ref(), bf16);
+    out!("{}", summary::summarize(&graph).with_jit_plan(plan).render());
+    if !prune.is_empty() || !prune.skip.is_empty() {
+        out!("{}", pruning_table(&bound, &prune).map_err(Diagnostic::error)?);
+    }
+    let calibration = match calibration {
         Some(c) => c,
         // bf16 needs no calibration; its error is measured on the same random inputs.
         None if bf16 => super::pipeline::random_calibration(&bound),
@@ -50,6 +52,23 @@ pub(super) fn summary(session: &mut Session, a: &SummaryArgs) -> CmdResult {
     let layers = quantization_error::per_product(&mut float, &mut quantized, runs, calibration.observe);
     out!("{}", quantization_error::render(if bf16 { "bf16" } else { "int8" }, &layers, runs.len()));
     Ok(())
+}
+
+/// The JIT's memory plan of `bound` as `nnc run --backend jit` compiles it: -O2, one thread,
+/// the same pruning and quantization, and seeded random weights where none are bound (the
+/// plan depends on weight values only through pruning, which needs real ones). The reason
+/// when the JIT cannot compile the model.
+fn jit_memory_plan(bound: &Graph, prune: &passes::prune::PruneOptions, int8: Option<&passes::Calibration>, bf16: bool) -> Result<crate::jit::memplan::MemoryPlan, String> {
+    let mut graph = bound.clone();
+    if !graph.param_names().is_empty() {
+        driver::bind(&mut graph, driver::Weights::Random(0)).map_err(|d| d.first().map_or_else(String::new, |d| d.message.clone()))?;
+    }
+    let options = crate::jit::JitOptions::default();
+    let target = options.target();
+    // As `nnc run` does: layouts and tiles are chosen for float graphs only.
+    let cx = passes::PassContext { cpu: int8.is_none().then_some(&target), quantize: int8, bf16, prune: Some(prune) };
+    driver::optimize(&mut graph, 2, &cx, &mut passes::Each(Vec::new())).map_err(|e| e.to_string())?;
+    crate::jit::memory_plan(&graph, &options).map_err(|e| e.to_string())
 }
 
 /// Keeps copies of the graph as it is before and after `pass` runs: later passes (fusion)

@@ -155,7 +155,22 @@ pub(crate) struct Prepared {
     pub folded: std::collections::HashSet<NodeId>,
 }
 
-pub(crate) fn prepare(graph: &Graph, options: &JitOptions) -> Result<Prepared, JitError> {
+/// The memory plan `compile` makes for `graph` (weights bound) with `options`, without
+/// generating code or packing weights: what `nnc summary` reports.
+pub fn memory_plan(graph: &Graph, options: &JitOptions) -> Result<MemoryPlan, JitError> {
+    Ok(plan_kernels_and_memory(graph, options)?.plan)
+}
+
+/// What [`prepare`] decides before it packs weights.
+struct Planned {
+    schedule: Vec<NodeId>,
+    plans: HashMap<NodeId, KernelPlan>,
+    plan: MemoryPlan,
+    fused: HashMap<NodeId, NodeId>,
+    folded: std::collections::HashSet<NodeId>,
+}
+
+fn plan_kernels_and_memory(graph: &Graph, options: &JitOptions) -> Result<Planned, JitError> {
     // Generated code is in bounds only for graphs whose shapes, layouts and fused operands
     // verify; the graph may come from IR text or an embedding application, not only from
     // passes that the debug build checks, so it is verified here in every build.
@@ -182,6 +197,11 @@ pub(crate) fn prepare(graph: &Graph, options: &JitOptions) -> Result<Prepared, J
     let mut fusions = memplan::Fusions::of(graph, &fused, options.threads);
     fusions.views.extend(folded.iter().copied());
     let plan: MemoryPlan = memplan::plan(graph, &schedule, &|id| plans.get(&id).map_or(0, |p| p.scratch_bytes), &fusions);
+    Ok(Planned { schedule, plans, plan, fused, folded })
+}
+
+pub(crate) fn prepare(graph: &Graph, options: &JitOptions) -> Result<Prepared, JitError> {
+    let Planned { schedule, plans, plan, fused, folded } = plan_kernels_and_memory(graph, options)?;
     let consts: Vec<Vec<f32>> = plan.consts.iter().map(|&id| match &graph.node(id).kind {
         NodeKind::Const(t) => executable::const_storage(t),
         NodeKind::Input { .. } | NodeKind::Param | NodeKind::Op(_) => unreachable!("the plan lists constants only"),
