@@ -447,6 +447,38 @@ fn jit_is_the_default_backend_and_agrees_with_the_interpreter() {
     assert_eq!(common::compare(&outs[1..], &[outs[0].clone(), outs[0].clone()], 1e-4), None);
 }
 
+/// `--emit ir` notes what the JIT decides about pairs of nodes, which no node's attributes
+/// record: MobileNetV2's expansions computed inside the depthwise kernels they feed, the
+/// transformer's head transposes read and written in place by the attention kernel. The
+/// notes are comments, so the text still parses as IR.
+#[test]
+fn emitted_ir_notes_fused_pairs_and_folded_transposes() {
+    let mobilenet = run(&["compile", "examples/mobilenet_v2.nn", "--random-weights", "1", "--emit", "ir"]);
+    assert_eq!(mobilenet.code, 0, "{}", mobilenet.stderr);
+    let line = |text: &str, node: &str| text.lines().find(|l| l.trim_start().starts_with(&format!("%{node} = "))).unwrap_or_else(|| panic!("no %{node}")).to_string();
+    let producer = line(&mobilenet.stdout, "features.0.conv");
+    assert!(producer.ends_with("nhwc  // no kernel of its own: %features.1.conv.0.conv's kernel computes it, a window of rows at a time"), "{producer}");
+    let consumer = line(&mobilenet.stdout, "features.1.conv.0.conv");
+    assert!(consumer.contains(r#"kernel="vector-depthwise""#) && consumer.ends_with("// also computes %features.0.conv, keeping only a window of its rows"), "{consumer}");
+    // Pairs whose producer result stays in L2 are not fused.
+    let pairs = mobilenet.stdout.matches("// also computes").count();
+    assert!((1..17).contains(&pairs), "{pairs} fused pairs");
+    assert_eq!(mobilenet.stdout.matches("// no kernel of its own").count(), pairs);
+    // `--kernels` without the runtime's depthwise kernel: nothing fused, nothing noted.
+    let off = run(&["compile", "examples/mobilenet_v2.nn", "--random-weights", "1", "--emit", "ir", "--ukernels", "off"]);
+    assert_eq!(off.code, 0, "{}", off.stderr);
+    assert!(!off.stdout.contains("//"), "{}", off.stdout);
+
+    let transformer = run(&["compile", "examples/transformer.nn", "--emit", "ir"]);
+    assert_eq!(transformer.code, 0, "{}", transformer.stderr);
+    for head in ["q", "k", "v"] {
+        assert!(line(&transformer.stdout, &format!("self_attn.{head}")).ends_with("// no kernel: %self_attn.context.attention reads the heads in place"));
+    }
+    assert!(line(&transformer.stdout, "self_attn.context.transpose").ends_with("// no kernel: %self_attn.context.attention writes its heads here in place"));
+    let graph = nnc::ir::parse::parse_graph(&transformer.stdout).unwrap_or_else(|e| panic!("{e}"));
+    assert!(graph.node_ids().count() > 20);
+}
+
 #[test]
 fn compile_emits_cranelift_ir_and_machine_code() {
     let clif = run(&["compile", "examples/lenet5.nn", "--emit", "clif"]);

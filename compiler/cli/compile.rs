@@ -68,13 +68,13 @@ pub(super) fn compile(session: &mut Session, a: &args::CompileArgs) -> CmdResult
         Emit::IrRaw => print::print_graph(&graph_for(session, &a.common, &DimBindings::new())?),
         Emit::Ir | Emit::Dot => {
             let mut graph = graph_for(session, &a.common, &DimBindings::new())?;
-            if a.weights.weights.is_some() || a.weights.random_weights.is_some() || session.imported_weights.is_some() {
-                }
             bind_params(session, &mut graph, &a.weights, false)?;
             let cpu = (!for_accel).then(|| super::pipeline::cpu_target(&a.opt));
             optimize(session, &mut graph, &a.opt, cpu.as_ref())?;
             if a.emit == Emit::Ir {
-                print::print_graph(&graph)
+                // What the JIT decides about pairs of nodes, beyond each node's kernel.
+                let notes = if for_accel { Default::default() } else { crate::jit::pair_notes(&graph, &super::pipeline::jit_options(&a.opt)) };
+                print::print_graph_with_notes(&graph, &notes)
             } else {
                 print::print_dot(&graph)
             }

@@ -50,13 +50,20 @@ fn zero_block_shape(shape: &[usize], values: &[f32]) -> Option<(usize, usize)> {
 }
 
 pub fn print_graph(graph: &Graph) -> String {
+    print_graph_with_notes(graph, &std::collections::HashMap::new())
+}
+
+/// The IR text with a `// note` after the nodes that have one (decisions the node's own
+/// attributes do not record, such as a kernel that computes two nodes); the IR parser skips
+/// comments, so the text still reads back.
+pub fn print_graph_with_notes(graph: &Graph, notes: &std::collections::HashMap<crate::ir::NodeId, String>) -> String {
     let mut out = String::new();
     // Writing to a String cannot fail.
-    let _ = write_graph(graph, &mut out);
+    let _ = write_graph(graph, notes, &mut out);
     out
 }
 
-fn write_graph(graph: &Graph, out: &mut String) -> std::fmt::Result {
+fn write_graph(graph: &Graph, notes: &std::collections::HashMap<crate::ir::NodeId, String>, out: &mut String) -> std::fmt::Result {
     writeln!(out, "graph {} {{", graph.name)?;
     for id in graph.topo_order() {
         let node = graph.node(id);
@@ -101,7 +108,11 @@ fn write_graph(graph: &Graph, out: &mut String) -> std::fmt::Result {
                 }
             }
         }
-        writeln!(out, " : {}", node.ty)?;
+        write!(out, " : {}", node.ty)?;
+        match notes.get(&id) {
+            Some(note) => writeln!(out, "  // {note}")?,
+            None => writeln!(out)?,
+        }
     }
     for (name, id) in &graph.outputs {
         writeln!(out, "  output {name} = %{}", graph.node(*id).name)?;

@@ -161,6 +161,41 @@ pub fn memory_plan(graph: &Graph, options: &JitOptions) -> Result<MemoryPlan, Ji
     Ok(plan_kernels_and_memory(graph, options)?.plan)
 }
 
+/// The decisions about pairs of nodes made once every node has its own plan: depthwise
+/// convolutions whose kernel computes their producer too (`consumer → producer`,
+/// `kernel_plan::fused_producers`), and the head transposes the attention kernels read or
+/// write in place (`kernel_plan::folded_head_transposes`).
+fn pair_decisions(graph: &Graph, plans: &HashMap<NodeId, KernelPlan>, options: &JitOptions) -> (HashMap<NodeId, NodeId>, std::collections::HashSet<NodeId>) {
+    let fused = if options.fuse_producers { crate::kernel_plan::fused_producers(graph, plans, &options.target()) } else { HashMap::new() };
+    (fused, crate::kernel_plan::folded_head_transposes(graph, plans))
+}
+
+/// What `compile` decides about pairs of nodes, as a note per node for `--emit ir` (whose
+/// nodes record one kernel each): empty where the graph has no plan (unknown kernels).
+pub fn pair_notes(graph: &Graph, options: &JitOptions) -> HashMap<NodeId, String> {
+    let mut notes = HashMap::new();
+    let Ok(plans) = plans(graph, &options.target()) else { return notes };
+    let (fused, folded) = pair_decisions(graph, &plans, options);
+    let name = |id: NodeId| graph.node(id).name.clone();
+    for (consumer, producer) in fused {
+        notes.insert(producer, format!("no kernel of its own: %{}'s kernel computes it, a window of rows at a time", name(consumer)));
+        notes.insert(consumer, format!("also computes %{}, keeping only a window of its rows", name(producer)));
+    }
+    let is_attention = |id: NodeId| matches!(graph.node(id).op(), Some(crate::ops::Op::Attention(_)));
+    for t in folded {
+        let operand = graph.operands(t)[0];
+        let note = if is_attention(operand) {
+            format!("no kernel: %{} writes its heads here in place", name(operand))
+        } else {
+            let mut readers: Vec<String> = graph.users(t).into_iter().filter(|&(u, _)| is_attention(u)).map(|(u, _)| format!("%{}", name(u))).collect();
+            readers.dedup();
+            format!("no kernel: {} reads the heads in place", readers.join(", "))
+        };
+        notes.insert(t, note);
+    }
+    notes
+}
+
 /// What [`prepare`] decides before it packs weights.
 struct Planned {
     schedule: Vec<NodeId>,
@@ -184,11 +219,9 @@ fn plan_kernels_and_memory(graph: &Graph, options: &JitOptions) -> Result<Planne
     }
     let target = options.target();
     let mut plans = plans(graph, &target)?;
-    let fused = if options.fuse_producers { crate::kernel_plan::fused_producers(graph, &plans, &target) } else { HashMap::new() };
-    // Head transposes the attention kernels read or write in place: no kernel, their
-    // operand's memory. (A transpose's loop kernel neither splits nor takes scratch, so only
-    // the kernel changes.)
-    let folded = crate::kernel_plan::folded_head_transposes(graph, &plans);
+    let (fused, folded) = pair_decisions(graph, &plans, options);
+    // A folded transpose has no kernel and its operand's memory. (A transpose's loop kernel
+    // neither splits nor takes scratch, so only the kernel changes.)
     for t in &folded {
         if let Some(p) = plans.get_mut(t) {
             p.kernel = Kernel::View;
