@@ -253,6 +253,8 @@ fn channel_vector_kernels_match_interpreter() {
                 output r = i
                 bd = relu6(conv2d(big, filters=8, kernel=3, padding=1, groups=8))
                 output s = max_pool(sigmoid(bd) * bd, kernel=3, stride=1, padding=1)
+                output t = avg_pool(bd, kernel=3, stride=2, padding=1)
+                output v = max_pool(a, kernel=2, stride=2)
                 output u = relu(dense(rows, units=256)) + rows
             }}"
         );
@@ -279,6 +281,41 @@ fn channel_vector_kernels_match_interpreter() {
                     None => one_thread = Some(got),
                     Some(first) => assert!(first.iter().zip(&got).all(|(a, b)| a.to_f32_vec() == b.to_f32_vec()), "c={c} ukernels={ukernels}: 2 threads differ from 1"),
                 }
+            }
+        }
+    }
+}
+
+/// Pooling in NHWC (the runtime's full-width kernel with microkernels, generated `f32x4`
+/// windows without): a NaN anywhere in a max pool's window gives NaN, as on the interpreter
+/// (PyTorch's rule); averages and maxima agree elsewhere, on one thread and two, with 20
+/// channels (a full vector and a tail on AVX-512 and AVX2 alike).
+#[test]
+fn nhwc_pooling_propagates_nan_and_matches_the_interpreter() {
+    let src = "model m {\n input x: f32[1, 20, 15, 15]\n a = conv2d(x, filters=20, kernel=3, padding=1, groups=20)\n output y = max_pool(a, kernel=3, stride=2, padding=1)\n output z = avg_pool(a, kernel=2, stride=2)\n}";
+    let g = bound(&build_graph(&Source::from_string("p.nn", src), None, &Default::default()).unwrap(), None);
+    let mut x = random_inputs(&g, 9).remove(0).to_f32_vec();
+    // One NaN in channel 3 (a corner), one in channel 17 (the middle of the image).
+    x[3 * 225] = f32::NAN;
+    x[17 * 225 + 7 * 15 + 7] = f32::NAN;
+    let inputs = vec![Tensor::f32(vec![1, 20, 15, 15], x)];
+    let want = interp::run(&g, &inputs).unwrap();
+    let nan_at = |t: &Tensor| t.to_f32_vec().iter().map(|v| v.is_nan()).collect::<Vec<_>>();
+    assert!(nan_at(&want[0]).iter().any(|&n| n), "the interpreter's max pool keeps the NaNs");
+    for ukernels in [true, false] {
+        let mut opt = g.clone();
+        passes::optimize(&mut opt, 2, Some(&CpuTarget::host(ukernels)), true, &mut |_, _| {}).unwrap();
+        let ir = nnc::ir::print::print_graph(&opt);
+        if ukernels {
+            assert!(ir.contains(r#"kernel="channel-vector" : f32[1, 20, 8, 8] nhwc"#), "{ir}");
+        }
+        for threads in [1, 2] {
+            let exe = jit::compile(&opt, &jit::JitOptions { ukernels, threads, ..Default::default() }).unwrap();
+            let got = exe.run(&mut exe.workspace(), &inputs).unwrap();
+            for (o, (a, b)) in got.iter().zip(&want).enumerate() {
+                assert_eq!(nan_at(a), nan_at(b), "output {o}: NaNs differ, ukernels={ukernels} threads={threads}");
+                let finite = |t: &Tensor| Tensor::f32(t.shape().to_vec(), t.to_f32_vec().iter().map(|v| if v.is_nan() { 0.0 } else { *v }).collect());
+                assert_eq!(compare(&[finite(a)], &[finite(b)], 1e-4), None, "output {o}, ukernels={ukernels} threads={threads}");
             }
         }
     }

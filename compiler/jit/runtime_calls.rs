@@ -6,7 +6,7 @@
 use super::builder::{GemmOperand, GemmTail, IgemmRequantize, KernelBuilder, I64};
 use super::abi::RuntimeFns;
 use cranelift_codegen::ir::{FuncRef, InstBuilder, StackSlotData, StackSlotKind, Value};
-use nnc_runtime::gemm::{AttentionCall, AttentionCallFields, ConvDepthwiseCall, ConvDepthwiseCallFields, ConvNhwcCall, ConvNhwcCallFields, DepthwiseCall, DepthwiseCallFields, GemvCall, GemvCallFields, GemmCall, GemmCallFields, IgemmCall, IgemmCallFields, Im2colCall, Im2colCallFields, LayerNormCall, LayerNormCallFields, LstmStepCall, LstmStepCallFields, SparseCall, SparseCallFields, WinogradCall, WinogradCallFields};
+use nnc_runtime::gemm::{AttentionCall, AttentionCallFields, ConvDepthwiseCall, ConvDepthwiseCallFields, ConvNhwcCall, ConvNhwcCallFields, DepthwiseCall, DepthwiseCallFields, GemvCall, GemvCallFields, GemmCall, GemmCallFields, IgemmCall, IgemmCallFields, Im2colCall, Im2colCallFields, LayerNormCall, LayerNormCallFields, LstmStepCall, LstmStepCallFields, PoolCall, PoolCallFields, SparseCall, SparseCallFields, WinogradCall, WinogradCallFields};
 
 /// The convolution of [`KernelBuilder::conv_depthwise`]: its NHWC input (`chw` per image),
 /// window and packed weights.
@@ -280,6 +280,34 @@ impl KernelBuilder<'_> {
         let rt = self.runtime_fns();
         let fields = self.depthwise_fields(dims, out_size, window, stride, dilation, pad, x, weights, out, rows, tail);
         self.call_runtime(rt.depthwise, fields.with_offsets(), DepthwiseCall::SIZE);
+    }
+
+    /// Rows `rows` (counted over all images) of an NHWC max (`max`) or average pooling of
+    /// `x` (`[n, c, h, w]`) into `out` (`[oh, ow]` per image), windows `[kh, kw]` with strides
+    /// and top/left padding (`nnc_pool`).
+    #[allow(clippy::too_many_arguments)]
+    pub fn pool_nhwc(&mut self, [n, c, h, w]: [i64; 4], [oh, ow]: [i64; 2], [kh, kw]: [i64; 2], [sh, sw]: [i64; 2], [pt, pl]: [i64; 2], x: Value, out: Value, rows: (Value, Value), max: bool) {
+        let rt = self.runtime_fns();
+        let fields = PoolCallFields {
+            n: self.int(n),
+            c: self.int(c),
+            h: self.int(h),
+            w: self.int(w),
+            kh: self.int(kh),
+            kw: self.int(kw),
+            sh: self.int(sh),
+            sw: self.int(sw),
+            pt: self.int(pt),
+            pl: self.int(pl),
+            oh: self.int(oh),
+            ow: self.int(ow),
+            x,
+            out,
+            row_lo: rows.0,
+            row_hi: rows.1,
+            max: self.int(max as i64),
+        };
+        self.call_runtime(rt.pool, fields.with_offsets(), PoolCall::SIZE);
     }
 
     #[allow(clippy::too_many_arguments)]

@@ -27,6 +27,10 @@ const DIRECT_CONV_PS_PER_MAC_NCHW4C: u64 = 100;
 /// One window tap of one output of a pooling, row-major (scalar) and vectorized.
 const POOL_PS_PER_TAP_NCHW: u64 = 1430;
 const POOL_PS_PER_TAP_VECTOR: u64 = 440;
+/// The same in NHWC f32 through the runtime's full-width kernel (`gemm::pool`, microkernels
+/// on): ResNet-18's stem pooling (112²×64, 3×3, stride 2) in the network, its input fresh
+/// from the convolution.
+const POOL_PS_PER_TAP_RUNTIME: u64 = 85;
 
 /// One multiply-accumulate of a dense layer through the GEMM and as dot products.
 const GEMM_DENSE_PS_PER_MAC: u64 = 21;
@@ -108,7 +112,12 @@ pub fn estimated_ps(kernel: Kernel, op: &Op, operands: &Operands, out: &TensorTy
     }
     if let Op::Pool(p) = op {
         let taps = (out.numel() * p.kernel[0] * p.kernel[1]) as u64;
-        let ps = if kernel == Kernel::ChannelVector { POOL_PS_PER_TAP_VECTOR } else { POOL_PS_PER_TAP_NCHW };
+        let runtime = target.ukernels && out.layout == Layout::Nhwc && out.dtype == nnc_runtime::DType::F32;
+        let ps = match kernel {
+            Kernel::ChannelVector if runtime => POOL_PS_PER_TAP_RUNTIME,
+            Kernel::ChannelVector => POOL_PS_PER_TAP_VECTOR,
+            _ => POOL_PS_PER_TAP_NCHW,
+        };
         return taps.saturating_mul(ps);
     }
     let Some((Product::Conv2d(c), t)) = product_operands(op, types) else { return 0 };

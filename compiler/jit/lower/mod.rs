@@ -61,7 +61,7 @@ pub fn lower(k: &mut KernelBuilder, plan: &KernelPlan, op: &Op, args: &[Arg], ou
             lstm::lstm(k, l.hidden, args, out, scratch.expect("lstm scratch is planned"), weights);
         }
         Op::Pool(p) => match kernel {
-            Kernel::ChannelVector => channels::windowed::pool(k, p, args, out),
+            Kernel::ChannelVector => channels::pool(k, p, args, out),
             // Max pooling carries int8 codes (`Codes::Moves`).
             _ if int8::is_integer(args[0].ty) => pool::max_pool_int8(k, p, args, out),
             _ => pool::pool(k, p, args, out),

@@ -514,6 +514,47 @@ pub unsafe extern "C" fn nnc_depthwise(call: *const DepthwiseCall) {
 }
 
 call_descriptor! {
+    /// Max (`max` 1) or average (0) pooling of NHWC images ([`super::pool::pool`]): output
+    /// rows `row_lo..row_hi`, counted over all images.
+    PoolCall / PoolCallFields {
+        n: i64,
+        c: i64,
+        h: i64,
+        w: i64,
+        kh: i64,
+        kw: i64,
+        sh: i64,
+        sw: i64,
+        pt: i64,
+        pl: i64,
+        oh: i64,
+        ow: i64,
+        x: *const f32,
+        out: *mut f32,
+        row_lo: i64,
+        row_hi: i64,
+        max: i64,
+    }
+}
+
+/// The pooling rows of [`PoolCall`].
+///
+/// # Safety
+/// `call` points to a valid [`PoolCall`] whose buffers are as `pool::pool` requires.
+#[no_mangle]
+pub unsafe extern "C" fn nnc_pool(call: *const PoolCall) {
+    // SAFETY: the caller passes a valid descriptor.
+    let g = unsafe { *call };
+    let u = |v: i64| v.max(0) as usize;
+    let geometry = super::pool::Pool { n: u(g.n), c: u(g.c), h: u(g.h), w: u(g.w), kh: u(g.kh), kw: u(g.kw), sh: u(g.sh), sw: u(g.sw), pt: u(g.pt), pl: u(g.pl), oh: u(g.oh), ow: u(g.ow), max: g.max != 0 };
+    let rows = geometry.n * geometry.oh;
+    let (lo, hi) = (u(g.row_lo).min(rows), u(g.row_hi).min(rows));
+    // SAFETY: the descriptor's buffers are valid as the contract above says; the rows are
+    // clamped to the output, and every tap read is clipped to the image.
+    unsafe { super::pool::pool(geometry, lo, hi.max(lo), g.x, g.out) }
+}
+
+call_descriptor! {
     /// A convolution through the GEMM and the depthwise convolution it feeds, computed
     /// together ([`super::conv_depthwise`]): the two descriptors each kernel alone takes.
     /// The convolution's `out` is only room for the ring buffer (`m` pixels of `n` floats):

@@ -20,6 +20,7 @@ pub mod epilogue;
 pub mod microkernel;
 pub mod int8;
 pub mod pack;
+pub mod pool;
 pub mod sparse;
 mod simd;
 pub mod winograd;

@@ -32,6 +32,23 @@ use cranelift_codegen::ir::{InstBuilder, Value};
 
 
 
+/// Max or average pooling in a channel-vector layout: NHWC f32 through the runtime's kernel
+/// at the CPU's full vector width (`nnc_pool`, this task's share of the output rows) when
+/// microkernels are on, otherwise generated `f32x4` windows.
+pub fn pool(k: &mut KernelBuilder, p: &crate::ops::Pool, args: &[Arg], out: Arg) {
+    let x = args[0];
+    let nhwc_f32 = |ty: &crate::ir::TensorType| ty.layout == Layout::Nhwc && ty.dtype == nnc_runtime::DType::F32;
+    if k.runtime.is_none() || !nhwc_f32(x.ty) || !nhwc_f32(out.ty) {
+        return windowed::pool(k, p, args, out);
+    }
+    let [n, c, h, w] = shape4(x.ty);
+    let [_, _, oh, ow] = shape4(out.ty);
+    let (xp, o) = (k.ptr(x.loc), k.ptr(out.loc));
+    let rows = k.split(0, n * oh, 1);
+    let i = |v: usize| v as i64;
+    k.pool_nhwc([n, c, h, w], [oh, ow], p.kernel.map(i), p.stride.map(i), [i(p.padding[0]), i(p.padding[1])], xp, o, rows, p.kind == crate::ops::PoolKind::Max);
+}
+
 /// Global average pooling of an input in a channel-vector layout: each image's pixels summed
 /// as vectors along channels into the result row, then scaled. The result `[N, C, 1, 1]` is
 /// row-major.
