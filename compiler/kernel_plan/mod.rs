@@ -64,7 +64,9 @@ pub enum Kernel {
     Nchw4cBlocked,
     /// A convolution in a channel-vector layout as scalar loops (what the others miss).
     VectorDirect,
-    /// Pooling in a channel-vector layout, vectorized along channels.
+    /// Pooling in a channel-vector layout, vectorized along channels: in NHWC f32 with
+    /// microkernels on, the runtime's kernel at the CPU's full vector width
+    /// (`nnc_runtime::gemm::pool`); otherwise Cranelift's `f32x4` windows.
     ChannelVector,
     /// The op's own loop nest (normalizations, softmax, pooling, data movement, LSTM,
     /// attention without microkernels, layout conversions, int8 conversions).
