@@ -227,6 +227,83 @@ pub fn broadcast_index(mut i: usize, to: &[usize], from: &[usize]) -> usize {
     index
 }
 
+/// The operand's stride along each axis of a result of shape `to`, for an operand of shape
+/// `from` (right-aligned, broadcast): 0 where it broadcasts or has no axis.
+fn broadcast_strides(to: &[usize], from: &[usize]) -> Vec<usize> {
+    let offset = to.len() - from.len();
+    let mut strides = vec![0; to.len()];
+    let mut stride = 1;
+    for axis in (offset..to.len()).rev() {
+        let d = from[axis - offset];
+        if d != 1 {
+            strides[axis] = stride;
+        }
+        stride *= d;
+    }
+    strides
+}
+
+/// `Σ coord[axis]·strides[axis]` for the coordinates of `shape` in row-major order, at a
+/// constant cost per element (an odometer rather than a division per axis).
+fn strided_offsets(shape: &[usize], strides: &[usize]) -> impl Iterator<Item = usize> {
+    let (shape, strides) = (shape.to_vec(), strides.to_vec());
+    let mut coord = vec![0; shape.len()];
+    let mut index = 0;
+    (0..shape.iter().product::<usize>()).map(move |i| {
+        if i > 0 {
+            // Element i exists, so some axis below its extent can be advanced.
+            let mut axis = shape.len() - 1;
+            loop {
+                coord[axis] += 1;
+                index += strides[axis];
+                if coord[axis] < shape[axis] {
+                    break;
+                }
+                index -= strides[axis] * shape[axis];
+                coord[axis] = 0;
+                axis -= 1;
+            }
+        }
+        index
+    })
+}
+
+/// `kind` applied elementwise to `a` (shape `sa`) and `b` (shape `sb`) broadcast to `out`.
+/// The trailing axes over which each operand is either contiguous or one repeated value are
+/// one run, computed as a plain loop over slices (a convolution's weights times a per-filter
+/// scale: a run of `C·kh·kw` values times one number): constant folding rescales
+/// ResNet-18's 11.7 million weights this way.
+fn broadcast_apply(kind: BinaryKind, a: &[f32], sa: &[usize], b: &[f32], sb: &[usize], out: &[usize]) -> Vec<f32> {
+    let (ta, tb) = (broadcast_strides(out, sa), broadcast_strides(out, sb));
+    // Whether each operand is constant / contiguous over the run of axes found so far.
+    let (mut a_const, mut a_contig, mut b_const, mut b_contig) = (true, true, true, true);
+    let (mut run, mut outer_rank) = (1, out.len());
+    for axis in (0..out.len()).rev() {
+        let d = out[axis];
+        let (ac, ag) = (a_const && (d == 1 || ta[axis] == 0), a_contig && (d == 1 || ta[axis] == run));
+        let (bc, bg) = (b_const && (d == 1 || tb[axis] == 0), b_contig && (d == 1 || tb[axis] == run));
+        if !(ac || ag) || !(bc || bg) {
+            break;
+        }
+        (a_const, a_contig, b_const, b_contig) = (ac, ag, bc, bg);
+        run *= d;
+        outer_rank = axis;
+    }
+    let outer = &out[..outer_rank];
+    let mut result = Vec::with_capacity(out.iter().product());
+    for (ia, ib) in strided_offsets(outer, &ta[..outer_rank]).zip(strided_offsets(outer, &tb[..outer_rank])) {
+        // A run where an operand is contiguous reads `run` values from its offset (a run
+        // of size-1 axes is both: contiguous, one value).
+        match (a_contig, b_contig) {
+            (true, true) => result.extend(a[ia..ia + run].iter().zip(&b[ib..ib + run]).map(|(&x, &y)| kind.apply(x, y))),
+            (true, false) => result.extend(a[ia..ia + run].iter().map(|&x| kind.apply(x, b[ib]))),
+            (false, true) => result.extend(b[ib..ib + run].iter().map(|&y| kind.apply(a[ia], y))),
+            (false, false) => result.extend(std::iter::repeat_n(kind.apply(a[ia], b[ib]), run)),
+        }
+    }
+    result
+}
+
 impl Binary {
     pub fn build(kind: BinaryKind, args: &mut CallArgs) -> OpResult<Built> {
         args.expect_operands(2, 2, "a and b")?;
@@ -245,14 +322,7 @@ impl Binary {
     }
 
     pub fn eval(&self, x: &[&[f32]], shapes: &[&[usize]], out: &[usize]) -> Vec<f32> {
-        let n: usize = out.iter().product();
-        (0..n)
-            .map(|i| {
-                let a = x[0][broadcast_index(i, out, shapes[0])];
-                let b = x[1][broadcast_index(i, out, shapes[1])];
-                self.kind.apply(a, b)
-            })
-            .collect()
+        broadcast_apply(self.kind, x[0], shapes[0], x[1], shapes[1], out)
     }
 }
 
@@ -268,6 +338,31 @@ mod tests {
         // Result [2, 3], operand [3]: element (1, 2) reads operand index 2.
         assert_eq!(broadcast_index(5, &[2, 3], &[3]), 2);
         assert_eq!(broadcast_index(5, &[2, 3], &[2, 1]), 1);
+        // The odometer over the broadcast strides gives broadcast_index of every element.
+        for (to, from) in [(&[2, 3, 4, 5][..], &[3, 1, 5][..]), (&[2, 3, 4, 5], &[]), (&[2, 3, 4, 5], &[2, 1, 1, 1]), (&[1, 7, 1, 3], &[7, 1, 3]), (&[], &[]), (&[4, 1], &[1])] {
+            let want: Vec<usize> = (0..to.iter().product::<usize>()).map(|i| broadcast_index(i, to, from)).collect();
+            assert_eq!(strided_offsets(to, &broadcast_strides(to, from)).collect::<Vec<_>>(), want, "{to:?} from {from:?}");
+        }
+        // Runs of every kind (both contiguous, one repeated on either side, both repeated,
+        // size-1 axes inside and outside a run) give the element-by-element result.
+        let shapes: [(&[usize], &[usize], &[usize]); 8] = [
+            (&[4, 3, 3, 3], &[4, 3, 3, 3], &[4, 1, 1, 1]),
+            (&[4, 3, 3, 3], &[4, 1, 1, 1], &[4, 3, 3, 3]),
+            (&[2, 3, 4], &[3, 1], &[2, 1, 4]),
+            (&[2, 3, 4], &[2, 3, 4], &[]),
+            (&[2, 3, 4], &[1], &[1, 1]),
+            (&[5, 1, 6], &[5, 1, 1], &[1, 6]),
+            (&[1, 7], &[1, 7], &[1, 1]),
+            (&[3, 2], &[3, 1], &[2]),
+        ];
+        for (out, sa, sb) in shapes {
+            let a: Vec<f32> = (0..sa.iter().product::<usize>()).map(|i| i as f32 + 0.5).collect();
+            let b: Vec<f32> = (0..sb.iter().product::<usize>()).map(|i| 100.0 - i as f32).collect();
+            for kind in [BinaryKind::Sub, BinaryKind::Div] {
+                let want: Vec<f32> = (0..out.iter().product::<usize>()).map(|i| kind.apply(a[broadcast_index(i, out, sa)], b[broadcast_index(i, out, sb)])).collect();
+                assert_eq!(broadcast_apply(kind, &a, sa, &b, sb, out), want, "{out:?} = {sa:?} {kind:?} {sb:?}");
+            }
+        }
     }
 
     #[test]
