@@ -66,7 +66,7 @@ pub(super) fn run(session: &mut Session, a: &args::RunArgs) -> CmdResult {
             fmt_time(times[times.len() - 1])
         );
         if let Some(exe) = &exe {
-            outln!("jit: compiled in {}, arena {} (liveness lower bound {})", fmt_time(compile_time), summary::human_bytes(exe.arena_bytes() as u64), summary::human_bytes(exe.arena_lower_bound_bytes() as u64));
+            outln!("jit: compiled in {}, arena {} (liveness lower bound {}), constants {}", fmt_time(compile_time), summary::human_bytes(exe.arena_bytes() as u64), summary::human_bytes(exe.arena_lower_bound_bytes() as u64), summary::human_bytes(exe.constant_bytes() as u64));
         }
     }
     drop(run_once);

@@ -45,6 +45,9 @@ pub struct KernelBuilder<'a> {
     /// parameters). Splittable lowerings take their share of the outermost loop from
     /// [`KernelBuilder::split`].
     pub task: Option<(Value, Value)>,
+    /// Every constant address the kernel's code was given ([`KernelBuilder::data_addr`]):
+    /// the buffers it may read, which the executable keeps.
+    pub data_requested: Vec<u64>,
 }
 
 /// The address of a byte in one of the model's constant buffers (weights, packed panels, scale
@@ -130,11 +133,12 @@ fn flags() -> MemFlags {
 
 impl<'a> KernelBuilder<'a> {
     pub fn new(b: FunctionBuilder<'a>, arena: Value, consts: &'a [DataAddr], runtime: Option<RuntimeFns>, tile: crate::target::Tile) -> KernelBuilder<'a> {
-        KernelBuilder { b, arena, consts, object_data: None, runtime, reference_fn: None, prepacked: Vec::new(), threads: 1, tile, bf16: false, attention_heads: [1; 4], task: None }
+        KernelBuilder { b, arena, consts, object_data: None, runtime, reference_fn: None, prepacked: Vec::new(), threads: 1, tile, bf16: false, attention_heads: [1; 4], task: None, data_requested: Vec::new() }
     }
 
     /// The address of constant data in the running program.
     pub fn data_addr(&mut self, a: DataAddr) -> Value {
+        self.data_requested.push(a.0);
         let Some(spans) = self.object_data else { return self.int(a.0 as i64) };
         // Every address handed out points into (or one past) a constant buffer; inside one
         // wins over one past another that happens to end where it starts.

@@ -91,6 +91,12 @@ impl Executable {
         self.lower_bound_bytes
     }
 
+    /// Bytes of constant data the executable keeps: weights as its kernels read them (packed
+    /// where the plan packs them; the originals then freed), biases, scale tables.
+    pub fn constant_bytes(&self) -> usize {
+        self.consts.iter().map(|c| 4 * c.len()).sum()
+    }
+
     /// Run on `inputs` (declaration order); returns the outputs in declaration order.
     pub fn run(&self, ws: &mut Workspace, inputs: &[Tensor]) -> Result<Vec<Tensor>, JitError> {
         self.run_timed(ws, inputs, None)

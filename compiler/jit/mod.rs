@@ -272,6 +272,8 @@ pub(crate) struct DefinedKernel {
     pub split: bool,
     /// Outputs the kernel computes (for how finely a split kernel is cut).
     pub outputs: usize,
+    /// The constant addresses its code was given (`KernelBuilder::data_requested`).
+    pub data: Vec<u64>,
 }
 
 /// Define one function per op that runs code, in schedule order, in `module`. With
@@ -301,6 +303,7 @@ pub(crate) fn define_kernels<M: Module>(module: &mut M, graph: &Graph, options: 
             ctx.func.signature.params.extend([AbiParam::new(ptr), AbiParam::new(ptr)]);
         }
         ctx.func.name = UserFuncName::user(0, index as u32);
+        let data;
         {
             let mut b = FunctionBuilder::new(&mut ctx.func, &mut fctx);
             let entry = b.create_block();
@@ -344,6 +347,7 @@ pub(crate) fn define_kernels<M: Module>(module: &mut M, graph: &Graph, options: 
                 None => lower::lower(&mut k, kp, op, &args, out, plan.scratch.get(&id).copied()),
             }
             k.b.ins().return_(&[]);
+            data = std::mem::take(&mut k.data_requested);
             k.b.finalize(frontend_config);
         }
         let codegen_err = |e: String| JitError::Codegen { node: node.name.clone(), message: e };
@@ -376,9 +380,42 @@ pub(crate) fn define_kernels<M: Module>(module: &mut M, graph: &Graph, options: 
             }
         }
         module.clear_context(&mut ctx);
-        defined.push(DefinedKernel { func: fid, node: id, split, outputs: node.ty.numel() });
+        defined.push(DefinedKernel { func: fid, node: id, split, outputs: node.ty.numel(), data });
     }
     Ok(defined)
+}
+
+/// Free the constant buffers no code reads: a weight whose kernel reads only its packed copy
+/// (every convolution through the GEMM or Winograd, dense layers through the GEMM) is not
+/// needed once packing is done. ResNet-18's executable drops its 44.6 MB of original
+/// weights this way (the object writer leaves the same buffers empty, `jit::aot`). Kept:
+/// every buffer an address inside (or one past the end) of which some kernel was given,
+/// constant outputs (copied out by the run), and all of them when reference kernels run
+/// (they address their operands themselves).
+fn release_unread_constants(consts: &mut [Vec<f32>], defined: &[DefinedKernel], graph: &Graph, plan: &MemoryPlan, reference_kernels: bool) {
+    if reference_kernels {
+        return;
+    }
+    let mut spans: Vec<(u64, u64, usize)> = consts.iter().enumerate().map(|(i, c)| (c.as_ptr() as u64, c.as_ptr() as u64 + 4 * c.len() as u64, i)).collect();
+    spans.sort_unstable();
+    let mut read = vec![false; consts.len()];
+    for &a in defined.iter().flat_map(|d| &d.data) {
+        // The last buffer starting at or before `a`, and any ending exactly at `a`.
+        let at = spans.partition_point(|s| s.0 <= a);
+        for s in spans[at.saturating_sub(2)..at].iter().filter(|s| s.0 <= a && a <= s.1) {
+            read[s.2] = true;
+        }
+    }
+    for (_, id) in &graph.outputs {
+        if let memplan::Loc::Const(c) = plan.locs[id] {
+            read[c] = true;
+        }
+    }
+    for (c, read) in consts.iter_mut().zip(read) {
+        if !read {
+            *c = Vec::new();
+        }
+    }
 }
 
 /// [`compile`], appending the Cranelift IR and/or machine code of every kernel to `listing`.
@@ -423,7 +460,8 @@ pub fn compile_with_listing(graph: &Graph, options: &JitOptions, listing: &mut L
         (nnc_runtime::DType::F16 | nnc_runtime::DType::BF16, memplan::Loc::Arena(off)) => Some((off, graph.node(d.node).ty.numel(), graph.node(d.node).ty.dtype)),
         _ => None,
     }).collect();
-    let Prepared { consts, reference_nodes, .. } = prepared;
+    let Prepared { mut consts, reference_nodes, .. } = prepared;
+    release_unread_constants(&mut consts, &defined, graph, plan, !reference_nodes.is_empty());
     let binding = |id: NodeId, name: &str| Binding { name: name.to_string(), loc: plan.locs[&id], dtype: graph.node(id).ty.dtype, shape: graph.node(id).ty.shape.clone() };
     Ok(Executable {
         module: Some(module),

@@ -109,15 +109,16 @@ pub(crate) fn dense_gemv(k: &mut KernelBuilder, args: &[Arg], out: Arg, epi: &Ep
 pub(crate) fn dense_gemm(k: &mut KernelBuilder, args: &[Arg], out: Arg, epi: &Epilogue) {
     let (units, features) = (args[1].ty.shape[0] as i64, args[1].ty.shape[1] as i64);
     let rows = numel(args[0].ty) / features;
-    let (x, w, o) = (k.ptr(args[0].loc), k.ptr(args[1].loc), k.ptr(out.loc));
+    let (x, o) = (k.ptr(args[0].loc), k.ptr(out.loc));
     let bias = args.get(2).map(|b| k.ptr(b.loc));
     let zero = k.int(0);
     let (tail, steps_left) = epi.gemm_tail(k, bias, false, zero);
     // weightᵀ, packed at compile time (`Prepack::GemmB`), or the weight read with row stride
-    // 1 and column stride `features`.
+    // 1 and column stride `features`. (The weight's own address only when it is read: the
+    // executable frees constants no kernel asked for.)
     let b = match k.prepacked.first() {
         Some(&packed) => GemmOperand::Packed(k.data_addr(packed)),
-        None => GemmOperand::Strided(w, 1, features),
+        None => GemmOperand::Strided(k.ptr(args[1].loc), 1, features),
     };
     k.gemm([rows, units, features], GemmOperand::Strided(x, features, 1), b, (o, units, 1), false, &tail);
     if steps_left {
