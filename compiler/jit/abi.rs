@@ -1,6 +1,6 @@
 //! The runtime entry points generated code calls: their symbols, bound to the Rust functions
 //! of `nnc_runtime::gemm::abi`, and their one Cranelift signature: each takes the address of
-//! its `#[repr(C)]` call descriptor (`GemmCall`, `ConvNhwcCall`, `Im2colCall`, `IgemmCall`, `SparseCall`, `WinogradCall`, `DepthwiseCall`, `ConvDepthwiseCall`, `PoolCall`, `GemvCall`, `AttentionCall`, `LstmStepCall`, `LayerNormCall`),
+//! its `#[repr(C)]` call descriptor (`GemmCall`, `ConvNhwcCall`, `Im2colCall`, `IgemmCall`, `SparseCall`, `WinogradCall`, `DepthwiseCall`, `ConvDepthwiseCall`, `PoolCall`, `RgbToPixelsCall`, `GemvCall`, `AttentionCall`, `LstmStepCall`, `LayerNormCall`),
 //! which `builder::KernelBuilder` fills field by field at the offsets the runtime declares.
 
 use super::JitError;
@@ -10,7 +10,7 @@ use cranelift_module::{FuncId, Linkage, Module};
 
 /// Each entry point: its symbol, its address, and how many pointer arguments it takes (a
 /// call descriptor; the reference kernel also takes the arena).
-const ENTRY_POINTS: [(&str, *const u8, usize); 15] = [
+const ENTRY_POINTS: [(&str, *const u8, usize); 16] = [
     ("nnc_gemm", nnc_runtime::gemm::nnc_gemm as *const u8, 1),
     ("nnc_gemm_conv_nhwc", nnc_runtime::gemm::nnc_gemm_conv_nhwc as *const u8, 1),
     ("nnc_im2col", nnc_runtime::gemm::nnc_im2col as *const u8, 1),
@@ -21,6 +21,7 @@ const ENTRY_POINTS: [(&str, *const u8, usize); 15] = [
     ("nnc_depthwise", nnc_runtime::gemm::nnc_depthwise as *const u8, 1),
     ("nnc_conv_depthwise", nnc_runtime::gemm::nnc_conv_depthwise as *const u8, 1),
     ("nnc_pool", nnc_runtime::gemm::nnc_pool as *const u8, 1),
+    ("nnc_rgb_to_pixels", nnc_runtime::gemm::nnc_rgb_to_pixels as *const u8, 1),
     ("nnc_gemv", nnc_runtime::gemm::nnc_gemv as *const u8, 1),
     ("nnc_attention", nnc_runtime::gemm::nnc_attention as *const u8, 1),
     ("nnc_lstm_step", nnc_runtime::gemm::nnc_lstm_step as *const u8, 1),
@@ -52,6 +53,8 @@ pub struct RuntimeFns {
     pub conv_depthwise: FuncRef,
     /// `nnc_pool(&PoolCall)`: rows of an NHWC max or average pooling.
     pub pool: FuncRef,
+    /// `nnc_rgb_to_pixels(&RgbToPixelsCall)`: three-channel images from planes to NHWC.
+    pub rgb_to_pixels: FuncRef,
     /// `nnc_gemv(&GemvCall)`: a dense layer on few rows as dot products.
     pub gemv: FuncRef,
     /// `nnc_attention(&AttentionCall)`: fused attention, score blocks kept in cache.
@@ -72,7 +75,7 @@ pub fn register_symbols(builder: &mut JITBuilder) {
 }
 
 /// The entry points declared in a module, to be imported into each kernel function.
-pub struct Imports([FuncId; 15]);
+pub struct Imports([FuncId; 16]);
 
 impl Imports {
     /// Declare every entry point as `fn(descriptor: *const _, ...)`.
@@ -89,7 +92,7 @@ impl Imports {
 
     /// References to the entry points from inside `func`.
     pub fn in_function<M: Module>(&self, module: &mut M, func: &mut Function) -> RuntimeFns {
-        let [gemm, conv_nhwc, im2col, igemm, im2col_i8, sparse, winograd, depthwise, conv_depthwise, pool, gemv, attention, lstm_step, layer_norm, reference] = self.0.map(|id| module.declare_func_in_func(id, func));
-        RuntimeFns { gemm, conv_nhwc, im2col, igemm, im2col_i8, sparse, winograd, depthwise, conv_depthwise, pool, gemv, attention, lstm_step, layer_norm, reference }
+        let [gemm, conv_nhwc, im2col, igemm, im2col_i8, sparse, winograd, depthwise, conv_depthwise, pool, rgb_to_pixels, gemv, attention, lstm_step, layer_norm, reference] = self.0.map(|id| module.declare_func_in_func(id, func));
+        RuntimeFns { gemm, conv_nhwc, im2col, igemm, im2col_i8, sparse, winograd, depthwise, conv_depthwise, pool, rgb_to_pixels, gemv, attention, lstm_step, layer_norm, reference }
     }
 }

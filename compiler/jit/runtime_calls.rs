@@ -6,7 +6,7 @@
 use super::builder::{GemmOperand, GemmTail, IgemmRequantize, KernelBuilder, I64};
 use super::abi::RuntimeFns;
 use cranelift_codegen::ir::{FuncRef, InstBuilder, StackSlotData, StackSlotKind, Value};
-use nnc_runtime::gemm::{AttentionCall, AttentionCallFields, ConvDepthwiseCall, ConvDepthwiseCallFields, ConvNhwcCall, ConvNhwcCallFields, DepthwiseCall, DepthwiseCallFields, GemvCall, GemvCallFields, GemmCall, GemmCallFields, IgemmCall, IgemmCallFields, Im2colCall, Im2colCallFields, LayerNormCall, LayerNormCallFields, LstmStepCall, LstmStepCallFields, PoolCall, PoolCallFields, SparseCall, SparseCallFields, WinogradCall, WinogradCallFields};
+use nnc_runtime::gemm::{AttentionCall, AttentionCallFields, ConvDepthwiseCall, ConvDepthwiseCallFields, ConvNhwcCall, ConvNhwcCallFields, DepthwiseCall, DepthwiseCallFields, GemvCall, GemvCallFields, GemmCall, GemmCallFields, IgemmCall, IgemmCallFields, Im2colCall, Im2colCallFields, LayerNormCall, LayerNormCallFields, LstmStepCall, LstmStepCallFields, PoolCall, PoolCallFields, RgbToPixelsCall, RgbToPixelsCallFields, SparseCall, SparseCallFields, WinogradCall, WinogradCallFields};
 
 /// The convolution of [`KernelBuilder::conv_depthwise`]: its NHWC input (`chw` per image),
 /// window and packed weights.
@@ -280,6 +280,14 @@ impl KernelBuilder<'_> {
         let rt = self.runtime_fns();
         let fields = self.depthwise_fields(dims, out_size, window, stride, dilation, pad, x, weights, out, rows, tail);
         self.call_runtime(rt.depthwise, fields.with_offsets(), DepthwiseCall::SIZE);
+    }
+
+    /// Pixels `pixels` (counted over all `n` images of `hw` pixels) of three-channel images
+    /// `x` from planes to channels-last in `out` (`nnc_rgb_to_pixels`).
+    pub fn rgb_to_pixels(&mut self, n: i64, hw: i64, x: Value, out: Value, pixels: (Value, Value)) {
+        let rt = self.runtime_fns();
+        let fields = RgbToPixelsCallFields { n: self.int(n), hw: self.int(hw), x, out, lo: pixels.0, hi: pixels.1 };
+        self.call_runtime(rt.rgb_to_pixels, fields.with_offsets(), RgbToPixelsCall::SIZE);
     }
 
     /// Rows `rows` (counted over all images) of an NHWC max (`max`) or average pooling of

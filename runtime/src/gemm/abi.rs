@@ -514,6 +514,35 @@ pub unsafe extern "C" fn nnc_depthwise(call: *const DepthwiseCall) {
 }
 
 call_descriptor! {
+    /// Three-channel images from planes to channels-last ([`super::layout`]): pixels
+    /// `lo..hi`, counted over all images of `hw` pixels.
+    RgbToPixelsCall / RgbToPixelsCallFields {
+        n: i64,
+        hw: i64,
+        x: *const f32,
+        out: *mut f32,
+        lo: i64,
+        hi: i64,
+    }
+}
+
+/// The conversion of [`RgbToPixelsCall`].
+///
+/// # Safety
+/// `call` points to a valid [`RgbToPixelsCall`]: `x` and `out` (not overlapping) hold
+/// `n·3·hw` floats.
+#[no_mangle]
+pub unsafe extern "C" fn nnc_rgb_to_pixels(call: *const RgbToPixelsCall) {
+    // SAFETY: the caller passes a valid descriptor.
+    let g = unsafe { *call };
+    let u = |v: i64| v.max(0) as usize;
+    let pixels = u(g.n) * u(g.hw);
+    let (lo, hi) = (u(g.lo).min(pixels), u(g.hi).min(pixels));
+    // SAFETY: the buffers are as the contract says; the range is clamped to the pixels.
+    unsafe { super::layout::rgb_planes_to_pixels(u(g.hw), lo, hi.max(lo), g.x, g.out) }
+}
+
+call_descriptor! {
     /// Max (`max` 1) or average (0) pooling of NHWC images ([`super::pool::pool`]): output
     /// rows `row_lo..row_hi`, counted over all images.
     PoolCall / PoolCallFields {

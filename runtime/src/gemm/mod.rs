@@ -19,6 +19,7 @@ pub mod norm;
 pub mod epilogue;
 pub mod microkernel;
 pub mod int8;
+pub mod layout;
 pub mod pack;
 pub mod pool;
 pub mod sparse;
