@@ -62,6 +62,29 @@ fn jit_matches_interpreter_on_every_example() {
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
+/// Weights read only through their packed copies are not kept: above 4 MiB of constants a
+/// dry run of code generation finds the ones kernels read and only those are copied into
+/// the executable (a dense layer's 8 MiB of weights: packed, on the GEMM; read in place
+/// without microkernels), and the results are the interpreter's either way.
+#[test]
+fn only_the_constants_kernels_read_are_kept() {
+    let src = "model d {\n input x: f32[16, 1024]\n output y = relu(dense(x, units=2048))\n}";
+    let g = bound(&build_graph(&Source::from_string("d.nn", src), None, &Default::default()).unwrap(), None);
+    let inputs = random_inputs(&g, 4);
+    let want = interp::run(&g, &inputs).unwrap();
+    let weight_bytes = 4 * 2048 * 1024;
+    for ukernels in [true, false] {
+        let mut opt = g.clone();
+        passes::optimize(&mut opt, 2, Some(&CpuTarget::host(ukernels)), true, &mut |_, _| {}).unwrap();
+        let exe = jit::compile(&opt, &jit::JitOptions { ukernels, ..Default::default() }).unwrap();
+        let kept = exe.constant_bytes();
+        // The packed copy (its panels padded to whole tiles) and the bias; or the weight itself.
+        assert!(kept >= weight_bytes && kept < weight_bytes + weight_bytes / 8, "ukernels={ukernels}: {kept} bytes of constants kept");
+        let got = exe.run(&mut exe.workspace(), &inputs).unwrap();
+        assert_eq!(compare(&got, &want, 1e-4), None, "ukernels={ukernels}");
+    }
+}
+
 /// Pruned models (90% of each layer's weights zero) on the sparse kernels: the same outputs as
 /// the interpreter on the pruned model, on one thread and two (bit for bit), and the sparse
 /// kernel really chosen (every example has an ungrouped convolution or dense layer).

@@ -13,28 +13,20 @@ use crate::ops::Op;
 use crate::target::Tile;
 use std::collections::HashMap;
 
-/// Packs the weights of every node whose plan asks for it. Returns the constants with the
-/// packed buffers appended, and each node's packed buffers (one per convolution group) by
-/// address.
-pub fn prepack_weights(graph: &Graph, plans: &HashMap<NodeId, KernelPlan>, plan: &MemoryPlan, mut consts: Vec<Vec<f32>>) -> (Vec<Vec<f32>>, HashMap<NodeId, Vec<u64>>) {
+/// Packs the weights of every node whose plan asks for it, reading the constants' values
+/// from `consts` (in `Loc::Const` order). Returns each packing node's buffers (one per
+/// convolution group), in schedule order.
+pub fn prepack_weights(graph: &Graph, plans: &HashMap<NodeId, KernelPlan>, plan: &MemoryPlan, consts: &[&[f32]]) -> Vec<(NodeId, Vec<Vec<f32>>)> {
     use rayon::prelude::*;
     // Nodes pack independently (Winograd's filter transforms take milliseconds each), so on
-    // all cores; the buffers are appended in schedule order, so the result does not depend on
+    // all cores; the buffers come back in schedule order, so the result does not depend on
     // the thread count.
     let order = graph.topo_order();
-    let packed: Vec<(NodeId, Vec<Vec<f32>>)> = order.par_iter().filter_map(|&id| plans.get(&id).and_then(|kp| pack_node(graph, id, kp, plan, &consts)).map(|b| (id, b))).collect();
-    let mut prepacked = HashMap::new();
-    for (id, buffers) in packed {
-        // A heap buffer does not move when `consts` grows, so its address is final.
-        let addrs = buffers.iter().map(|b| b.as_ptr() as u64).collect();
-        consts.extend(buffers);
-        prepacked.insert(id, addrs);
-    }
-    (consts, prepacked)
+    order.par_iter().filter_map(|&id| plans.get(&id).and_then(|kp| pack_node(graph, id, kp, plan, consts)).map(|b| (id, b))).collect()
 }
 
 /// The packed buffers of node `id` as its plan asks, or `None` when it packs nothing.
-fn pack_node(graph: &Graph, id: NodeId, kp: &KernelPlan, plan: &MemoryPlan, consts: &[Vec<f32>]) -> Option<Vec<Vec<f32>>> {
+fn pack_node(graph: &Graph, id: NodeId, kp: &KernelPlan, plan: &MemoryPlan, consts: &[&[f32]]) -> Option<Vec<Vec<f32>>> {
     let operands = graph.operands(id);
     let const_at = |i: usize| match plan.locs.get(&operands[i]).copied() {
         Some(Loc::Const(c)) => Some(c),
