@@ -256,7 +256,7 @@ fn prepare_planned(graph: &Graph, planned: Planned, own_originals: bool) -> Resu
     let mut const_addrs = Vec::with_capacity(values.len());
     for v in values {
         // A heap buffer does not move when its `Vec` is moved, so each address is final.
-        let (storage, addr) = match v {
+        let (at, storage) = match v {
             Cow::Owned(o) => (o.as_ptr(), o),
             Cow::Borrowed(b) if own_originals => {
                 let o = b.to_vec();
@@ -264,8 +264,8 @@ fn prepare_planned(graph: &Graph, planned: Planned, own_originals: bool) -> Resu
             }
             Cow::Borrowed(b) => (b.as_ptr(), Vec::new()),
         };
-        const_addrs.push(DataAddr(storage as u64));
-        consts.push(addr);
+        const_addrs.push(DataAddr(at as u64));
+        consts.push(storage);
     }
     let mut prepacked: HashMap<NodeId, Vec<DataAddr>> = HashMap::new();
     for (id, buffers) in packed {

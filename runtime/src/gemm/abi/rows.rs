@@ -1,0 +1,150 @@
+//! The entry points of the kernels that work row by row: dense layers as dot products,
+//! fused attention, LSTM steps and layer normalization.
+
+use crate::gemm::Epilogue;
+
+call_descriptor! {
+    /// A dense layer on few rows as dot products ([`crate::gemm::gemv`]): `x: rows × features`,
+    /// weights `units × features` row-major, or blocked (`gemv::pack_blocked`) if `blocked`
+    /// is nonzero, `out: rows × units`, then the epilogue (bias per unit, residual shaped like
+    /// `out`, activation), on up to `threads` threads.
+    GemvCall / GemvCallFields {
+        rows: i64,
+        units: i64,
+        features: i64,
+        x: *const f32,
+        w: *const f32,
+        blocked: i64,
+        out: *mut f32,
+        threads: i64,
+        /// Null, or `units` floats.
+        bias: *const f32,
+        /// Null, or `rows × units` floats.
+        residual: *const f32,
+        act: i64,
+    }
+}
+
+/// The product of [`GemvCall`].
+///
+/// # Safety
+/// `call` points to a valid [`GemvCall`] whose buffers are as `gemv::gemv` requires.
+#[no_mangle]
+pub unsafe extern "C" fn nnc_gemv(call: *const GemvCall) {
+    // SAFETY: the caller passes a valid descriptor.
+    let g = unsafe { *call };
+    let u = |v: i64| v.max(0) as usize;
+    let ep = Epilogue::from_abi(g.bias, 0, g.residual, g.act);
+    let layout = if g.blocked != 0 { crate::gemm::gemv::WeightLayout::Blocked } else { crate::gemm::gemv::WeightLayout::RowMajor };
+    // SAFETY: the descriptor's buffers are valid as the contract above says.
+    unsafe { crate::gemm::gemv::gemv(u(g.threads).max(1), u(g.rows), u(g.units), u(g.features), g.x, g.w, layout, g.out, ep) }
+}
+
+call_descriptor! {
+    /// Scaled dot-product attention over `batches` (batch × head) problems, row-major, each
+    /// operand's problems contiguous or heads interleaved in rows: `out[sq, dv] = softmax(q[sq, d]·k[sk, d]ᵀ/√d [causal])·v[sk, dv]`
+    /// ([`crate::gemm::attention`]), on up to `threads` threads.
+    AttentionCall / AttentionCallFields {
+        batches: i64,
+        sq: i64,
+        sk: i64,
+        d: i64,
+        dv: i64,
+        q: *const f32,
+        k: *const f32,
+        v: *const f32,
+        out: *mut f32,
+        /// 1: row `i` attends to keys `0..=i` only.
+        causal: i64,
+        threads: i64,
+        /// Per operand (`q`, `k`, `v`, `out`), the problems that share each row (heads
+        /// interleaved, `[batch, rows, heads, width]`); 1: contiguous.
+        heads_q: i64,
+        heads_k: i64,
+        heads_v: i64,
+        heads_out: i64,
+    }
+}
+
+/// The attention of [`AttentionCall`].
+///
+/// # Safety
+/// `call` points to a valid [`AttentionCall`] whose buffers are as
+/// `attention::attention` requires.
+#[no_mangle]
+pub unsafe extern "C" fn nnc_attention(call: *const AttentionCall) {
+    // SAFETY: the caller passes a valid descriptor.
+    let g = unsafe { *call };
+    let u = |v: i64| v.max(0) as usize;
+    let heads = [g.heads_q, g.heads_k, g.heads_v, g.heads_out].map(|h| crate::gemm::attention::Heads(u(h).max(1)));
+    let a = crate::gemm::attention::Attention { batches: u(g.batches), sq: u(g.sq), sk: u(g.sk), d: u(g.d), dv: u(g.dv), causal: g.causal != 0, scale: 1.0 / (u(g.d).max(1) as f32).sqrt(), heads };
+    // SAFETY: the descriptor's buffers are valid as the contract above says.
+    unsafe { crate::gemm::attention::attention(u(g.threads).max(1), a, g.q, g.k, g.v, g.out) }
+}
+
+call_descriptor! {
+    /// One LSTM step of one batch row ([`crate::gemm::gemv::accumulate_rows`], then
+    /// [`crate::gemm::gemv::lstm_cell`]): `gates = bias + x·W_ihᵀ + h_prev·W_hhᵀ` over the
+    /// transposed weights (`wih: [len_x][4·hidden]`, `whh: [hidden][4·hidden]`), then the
+    /// cell update into `cell` and the new hidden state into `out`.
+    LstmStepCall / LstmStepCallFields {
+        hidden: i64,
+        bias: *const f32,
+        x: *const f32,
+        wih: *const f32,
+        len_x: i64,
+        h_prev: *const f32,
+        whh: *const f32,
+        /// `4·hidden` floats of scratch.
+        gates: *mut f32,
+        cell: *mut f32,
+        out: *mut f32,
+    }
+}
+
+/// The step of [`LstmStepCall`].
+///
+/// # Safety
+/// `call` points to a valid [`LstmStepCall`] whose buffers hold what its fields say.
+#[no_mangle]
+pub unsafe extern "C" fn nnc_lstm_step(call: *const LstmStepCall) {
+    // SAFETY: the caller passes a valid descriptor.
+    let g = unsafe { *call };
+    let h = g.hidden.max(0) as usize;
+    let terms = [crate::gemm::gemv::Term { v: g.x, w: g.wih, len: g.len_x.max(0) as usize }, crate::gemm::gemv::Term { v: g.h_prev, w: g.whh, len: h }];
+    // SAFETY: the descriptor's buffers are valid as the contract above says.
+    unsafe {
+        crate::gemm::gemv::accumulate_rows(4 * h, g.bias, &terms, g.gates);
+        crate::gemm::gemv::lstm_cell(h, g.gates, g.cell, g.out);
+    }
+}
+
+call_descriptor! {
+    /// Layer normalization over the last axis ([`crate::gemm::norm::layer_norm`]): `rows` rows of
+    /// `d` values, scale `gamma` and shift `beta` (`d` each), on up to `threads` threads.
+    LayerNormCall / LayerNormCallFields {
+        rows: i64,
+        d: i64,
+        x: *const f32,
+        gamma: *const f32,
+        beta: *const f32,
+        out: *mut f32,
+        /// The epsilon, as the bits of an f32.
+        eps_bits: i64,
+        threads: i64,
+    }
+}
+
+/// The normalization of [`LayerNormCall`].
+///
+/// # Safety
+/// `call` points to a valid [`LayerNormCall`] whose buffers are as `norm::layer_norm`
+/// requires.
+#[no_mangle]
+pub unsafe extern "C" fn nnc_layer_norm(call: *const LayerNormCall) {
+    // SAFETY: the caller passes a valid descriptor.
+    let g = unsafe { *call };
+    let u = |v: i64| v.max(0) as usize;
+    // SAFETY: the descriptor's buffers are valid as the contract above says.
+    unsafe { crate::gemm::norm::layer_norm(u(g.threads).max(1), u(g.rows), u(g.d), g.x, g.gamma, g.beta, f32::from_bits(g.eps_bits as u32), g.out) }
+}
