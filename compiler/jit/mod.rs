@@ -438,26 +438,32 @@ pub(crate) fn define_kernels<M: Module>(module: &mut M, graph: &Graph, options: 
     Ok(defined)
 }
 
-/// Free the constant buffers no code reads: a weight whose kernel reads only its packed copy
-/// (every convolution through the GEMM or Winograd, dense layers through the GEMM) is not
-/// needed once packing is done. ResNet-18's executable drops its 44.6 MB of original
-/// weights this way (the object writer leaves the same buffers empty, `jit::aot`). Kept:
-/// every buffer an address inside (or one past the end) of which some kernel was given,
-/// constant outputs (copied out by the run), and all of them when reference kernels run
-/// (they address their operands themselves).
-fn release_unread_constants(consts: &mut [Vec<f32>], defined: &[DefinedKernel], graph: &Graph, plan: &MemoryPlan, reference_kernels: bool) {
-    if reference_kernels {
-        return;
-    }
+/// Check that every address a kernel was given lies in (or one past the end of) a constant
+/// buffer the executable owns, and free the buffers none lies in: a weight whose kernel
+/// reads only its packed copy (every convolution through the GEMM or Winograd, dense layers
+/// through the GEMM) is not needed once packing is done (the object writer leaves the same
+/// buffers empty, `jit::aot`). Kept besides: constant outputs (copied out by the run), and
+/// every buffer when reference kernels run (they address their operands themselves).
+/// Returns an address outside every buffer, which would make the code read memory the
+/// executable does not hold.
+fn keep_read_constants(consts: &mut [Vec<f32>], defined: &[DefinedKernel], graph: &Graph, plan: &MemoryPlan, reference_kernels: bool) -> Result<(), u64> {
     let mut spans: Vec<(u64, u64, usize)> = consts.iter().enumerate().map(|(i, c)| (c.as_ptr() as u64, c.as_ptr() as u64 + 4 * c.len() as u64, i)).collect();
     spans.sort_unstable();
     let mut read = vec![false; consts.len()];
     for &a in defined.iter().flat_map(|d| &d.data) {
         // The last buffer starting at or before `a`, and any ending exactly at `a`.
         let at = spans.partition_point(|s| s.0 <= a);
+        let mut held = false;
         for s in spans[at.saturating_sub(2)..at].iter().filter(|s| s.0 <= a && a <= s.1) {
             read[s.2] = true;
+            held = true;
         }
+        if !held {
+            return Err(a);
+        }
+    }
+    if reference_kernels {
+        return Ok(());
     }
     for (_, id) in &graph.outputs {
         if let memplan::Loc::Const(c) = plan.locs[id] {
@@ -469,6 +475,7 @@ fn release_unread_constants(consts: &mut [Vec<f32>], defined: &[DefinedKernel], 
             *c = Vec::new();
         }
     }
+    Ok(())
 }
 
 /// [`compile`], appending the Cranelift IR and/or machine code of every kernel to `listing`.
@@ -476,7 +483,7 @@ pub fn compile_with_listing(graph: &Graph, options: &JitOptions, listing: &mut L
     let planned = plan_kernels_and_memory(graph, options)?;
     let references = planned.plans.values().any(|p| p.prepack == crate::kernel_plan::Prepack::ReferenceNode);
     let original_bytes: usize = planned.plan.consts.iter().map(|&id| 4 * graph.node(id).ty.numel()).sum();
-    let prepared = if references || original_bytes < DRY_RUN_MIN_BYTES {
+    let mut prepared = if references || original_bytes < DRY_RUN_MIN_BYTES {
         prepare_planned(graph, planned, true)?
     } else {
         // Generate the code once with the originals where the graph holds them, to learn
@@ -493,10 +500,11 @@ pub fn compile_with_listing(graph: &Graph, options: &JitOptions, listing: &mut L
     };
     let mut module = host_module()?;
     let defined = define_kernels(&mut module, graph, options, &prepared, None, listing)?;
-    // Every address a kernel was given lies in storage the executable owns (the dry run
+    // Every address a kernel was given must lie in storage the executable owns (the dry run
     // found them all): otherwise refuse the code rather than let it read freed memory.
-    let owned = |a: u64| prepared.consts.iter().any(|c| (c.as_ptr() as u64..=c.as_ptr() as u64 + 4 * c.len() as u64).contains(&a));
-    if let Some(a) = defined.iter().flat_map(|d| &d.data).find(|&&a| !owned(a)) {
+    if let Err(a) = keep_read_constants(&mut prepared.consts, &defined, graph, &prepared.plan, references) {
+        // SAFETY: none of the module's code was finalized or called.
+        unsafe { module.free_memory() };
         return Err(JitError::Codegen { node: graph.name.clone(), message: format!("a kernel reads constant data at {a:#x} the executable does not hold") });
     }
     module.finalize_definitions().map_err(|e| JitError::Codegen { node: graph.name.clone(), message: e.to_string() })?;
@@ -536,8 +544,7 @@ pub fn compile_with_listing(graph: &Graph, options: &JitOptions, listing: &mut L
         (nnc_runtime::DType::F16 | nnc_runtime::DType::BF16, memplan::Loc::Arena(off)) => Some((off, graph.node(d.node).ty.numel(), graph.node(d.node).ty.dtype)),
         _ => None,
     }).collect();
-    let Prepared { mut consts, reference_nodes, .. } = prepared;
-    release_unread_constants(&mut consts, &defined, graph, plan, !reference_nodes.is_empty());
+    let Prepared { consts, reference_nodes, .. } = prepared;
     let binding = |id: NodeId, name: &str| Binding { name: name.to_string(), loc: plan.locs[&id], dtype: graph.node(id).ty.dtype, shape: graph.node(id).ty.shape.clone() };
     Ok(Executable {
         module: Some(module),
