@@ -87,14 +87,20 @@ fn other_kernels(c: &mut Criterion) {
     use nnc_runtime::Activation;
     let mut group = c.benchmark_group("kernels");
     let relu6 = Epilogue { act: Activation::Relu6, ..Epilogue::NONE };
-    {
-        let (hw, ch) = (112usize, 32usize);
-        let g = depthwise::Depthwise { n: 1, c: ch, h: hw, w: hw, kh: 3, kw: 3, sh: 1, sw: 1, dh: 1, dw: 1, pt: 1, pl: 1, oh: hw, ow: hw };
-        let x: Vec<f32> = (0..hw * hw * ch).map(|i| (i % 7) as f32 * 0.1).collect();
-        let w: Vec<f32> = (0..9 * ch).map(|i| (i % 5) as f32 * 0.1).collect();
-        let mut out = vec![0.0f32; hw * hw * ch];
-        group.throughput(Throughput::Elements((2 * hw * hw * ch * 9) as u64));
-        group.bench_function("depthwise 112x112x32 3x3", |bench| bench.iter(|| unsafe { depthwise::depthwise(g, 0, hw, black_box(x.as_ptr()), w.as_ptr(), out.as_mut_ptr(), relu6) }));
+    // MobileNetV2's 3×3 depthwise shapes, on 64-byte-aligned buffers as the JIT's arena
+    // gives them (misaligned vectors straddle cache lines and measured up to 25% slower).
+    for (hw, ch, stride) in [(112usize, 32usize, 1usize), (56, 144, 1), (56, 144, 2), (14, 576, 1)] {
+        let out_hw = (hw - 1) / stride + 1;
+        let g = depthwise::Depthwise { n: 1, c: ch, h: hw, w: hw, kh: 3, kw: 3, sh: stride, sw: stride, dh: 1, dw: 1, pt: 1, pl: 1, oh: out_hw, ow: out_hw };
+        let aligned = |v: &mut Vec<f32>| v.as_mut_ptr().align_offset(64);
+        let mut x: Vec<f32> = (0..hw * hw * ch + 16).map(|i| (i % 7) as f32 * 0.1).collect();
+        let mut w: Vec<f32> = (0..9 * ch + 16).map(|i| (i % 5) as f32 * 0.1).collect();
+        let mut out = vec![0.0f32; out_hw * out_hw * ch + 16];
+        let (xa, wa, oa) = (aligned(&mut x), aligned(&mut w), aligned(&mut out));
+        group.throughput(Throughput::Elements((2 * out_hw * out_hw * ch * 9) as u64));
+        group.bench_function(format!("depthwise {hw}x{hw}x{ch} 3x3 stride {stride}"), |bench| {
+            bench.iter(|| unsafe { depthwise::depthwise(g, 0, out_hw, black_box(x.as_ptr().add(xa)), w.as_ptr().add(wa), out.as_mut_ptr().add(oa), relu6) })
+        });
     }
     {
         let (m, n, k) = (56 * 56usize, 24usize, 144usize);
@@ -117,7 +123,7 @@ fn other_kernels(c: &mut Criterion) {
         group.bench_function("gemv 784->512 blocked", |bench| bench.iter(|| unsafe { gemv::gemv(1, 1, units, features, black_box(x.as_ptr()), blocked.as_ptr(), gemv::WeightLayout::Blocked, out.as_mut_ptr(), Epilogue::NONE) }));
     }
     {
-        let a = attention::Attention { batches: 4, sq: 128, sk: 128, d: 64, dv: 64, causal: false, scale: 0.125 };
+        let a = attention::Attention { batches: 4, sq: 128, sk: 128, d: 64, dv: 64, causal: false, scale: 0.125, heads: [attention::Heads(1); 4] };
         let q: Vec<f32> = (0..4 * 128 * 64).map(|i| (i % 7) as f32 * 0.1).collect();
         let mut out = vec![0.0f32; q.len()];
         group.throughput(Throughput::Elements((2 * 4 * 128 * 128 * 128) as u64));
