@@ -37,6 +37,26 @@ pub(super) unsafe fn pack_b(nr: usize, kc: usize, nc: usize, b: *const f32, rsb:
         let mut o = 0;
         for j0 in (0..nc).step_by(nr) {
             let cols = nr.min(nc - j0);
+            if rsb == 1 && csb != 1 {
+                // B is the transpose of a row-major matrix (attention's kᵀ): each column is
+                // contiguous, so read it in order and write the panel's column (its lines
+                // stay in L1); row by row, every read was a new line (a sixth of a
+                // transformer layer's attention kernel).
+                assert!(out.len() >= o + kc * nr);
+                let panel = out.as_mut_ptr().add(o);
+                for j in 0..nr {
+                    if j < cols {
+                        let col = b.offset((j0 + j) as isize * csb);
+                        for p in 0..kc {
+                            *panel.add(p * nr + j) = *col.add(p);
+                        }
+                    } else {
+                        (0..kc).for_each(|p| *panel.add(p * nr + j) = 0.0);
+                    }
+                }
+                o += kc * nr;
+                continue;
+            }
             for p in 0..kc {
                 let row = b.offset(p as isize * rsb);
                 if csb == 1 && cols == nr {
