@@ -83,7 +83,7 @@ fn bf16_gemm(c: &mut Criterion) {
 /// (56²×144 → 24, the image read in place as A), the MLP's 784→512 layer at batch 1, and
 /// the transformer's attention (4 heads, 128 × 128, d 64). Throughput in flops.
 fn other_kernels(c: &mut Criterion) {
-    use nnc_runtime::gemm::{attention, depthwise, gemv, Epilogue};
+    use nnc_runtime::gemm::{attention, depthwise, gemv, pool, Epilogue};
     use nnc_runtime::Activation;
     let mut group = c.benchmark_group("kernels");
     let relu6 = Epilogue { act: Activation::Relu6, ..Epilogue::NONE };
@@ -101,6 +101,14 @@ fn other_kernels(c: &mut Criterion) {
         group.bench_function(format!("depthwise {hw}x{hw}x{ch} 3x3 stride {stride}"), |bench| {
             bench.iter(|| unsafe { depthwise::depthwise(g, 0, out_hw, black_box(x.as_ptr().add(xa)), w.as_ptr().add(wa), out.as_mut_ptr().add(oa), relu6) })
         });
+    }
+    {
+        // ResNet-18's stem pooling.
+        let g = pool::Pool { n: 1, c: 64, h: 112, w: 112, kh: 3, kw: 3, sh: 2, sw: 2, pt: 1, pl: 1, oh: 56, ow: 56, max: true };
+        let x: Vec<f32> = (0..112 * 112 * 64).map(|i| (i % 7) as f32 * 0.1).collect();
+        let mut out = vec![0.0f32; 56 * 56 * 64];
+        group.throughput(Throughput::Elements((56 * 56 * 64 * 9) as u64));
+        group.bench_function("max pool 112x112x64 3x3 stride 2", |bench| bench.iter(|| unsafe { pool::pool(g, 0, 56, black_box(x.as_ptr()), out.as_mut_ptr()) }));
     }
     {
         let (m, n, k) = (56 * 56usize, 24usize, 144usize);

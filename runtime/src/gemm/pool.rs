@@ -112,12 +112,25 @@ mod x86 {
     /// The running maximum with NaN sticking: `vmaxps(acc, v)` lets a NaN in `v` through but
     /// would drop one already in `acc`.
     trait MaxNan: Lanes {
+        /// Which lanes have seen a NaN.
+        type Nan: Copy;
         /// # Safety
         /// The CPU has the vector unit.
         unsafe fn max_nan(acc: Self, v: Self) -> Self;
+        /// # Safety
+        /// The CPU has the vector unit.
+        unsafe fn no_nan() -> Self::Nan;
+        /// `seen` and the lanes of `v` that are NaN.
+        /// # Safety
+        /// The CPU has the vector unit.
+        unsafe fn nan_or(seen: Self::Nan, v: Self) -> Self::Nan;
+        /// # Safety
+        /// The CPU has the vector unit.
+        unsafe fn any(seen: Self::Nan) -> bool;
     }
 
     impl MaxNan for __m512 {
+        type Nan = __mmask16;
         #[inline(always)]
         unsafe fn max_nan(acc: Self, v: Self) -> Self {
             unsafe {
@@ -125,15 +138,40 @@ mod x86 {
                 _mm512_mask_mov_ps(Self::max(acc, v), nan, acc)
             }
         }
+        #[inline(always)]
+        unsafe fn no_nan() -> Self::Nan {
+            0
+        }
+        #[inline(always)]
+        unsafe fn nan_or(seen: Self::Nan, v: Self) -> Self::Nan {
+            seen | unsafe { _mm512_cmp_ps_mask::<_CMP_UNORD_Q>(v, v) }
+        }
+        #[inline(always)]
+        unsafe fn any(seen: Self::Nan) -> bool {
+            seen != 0
+        }
     }
 
     impl MaxNan for __m256 {
+        type Nan = __m256;
         #[inline(always)]
         unsafe fn max_nan(acc: Self, v: Self) -> Self {
             unsafe {
                 let nan = _mm256_cmp_ps::<_CMP_UNORD_Q>(acc, acc);
                 _mm256_blendv_ps(Self::max(acc, v), acc, nan)
             }
+        }
+        #[inline(always)]
+        unsafe fn no_nan() -> Self::Nan {
+            unsafe { _mm256_setzero_ps() }
+        }
+        #[inline(always)]
+        unsafe fn nan_or(seen: Self::Nan, v: Self) -> Self::Nan {
+            unsafe { _mm256_or_ps(seen, _mm256_cmp_ps::<_CMP_UNORD_Q>(v, v)) }
+        }
+        #[inline(always)]
+        unsafe fn any(seen: Self::Nan) -> bool {
+            unsafe { _mm256_movemask_ps(seen) != 0 }
         }
     }
 
@@ -161,31 +199,87 @@ mod x86 {
         // `ch < c`, and every one written (b, oy, ox) inside the output, `oy` a row of
         // `lo..hi`.
         unsafe {
-            let (neg_inf, zero) = (V::splat(f32::NEG_INFINITY), V::zero());
             for r in lo..hi {
                 let (b, oy) = (r / g.oh, r % g.oh);
                 let (y0, y1) = Pool::span(oy, g.sh, g.pt, g.kh, g.h);
                 for ox in 0..g.ow {
                     let (x0, x1) = Pool::span(ox, g.sw, g.pl, g.kw, g.w);
-                    let scale = V::splat(1.0f32 / ((y1 - y0) * (x1 - x0)) as f32);
-                    let o = out.add(((b * g.oh + oy) * g.ow + ox) * g.c);
+                    let px = Pixel { b, rows: y0..y1, cols: x0..x1, out: out.add(((b * g.oh + oy) * g.ow + ox) * g.c) };
+                    // Four channel vectors at a time: four independent chains of maxima or
+                    // sums (one vector's chain waited on each operation's latency).
                     let mut ch = 0;
+                    while ch + 4 * V::W <= g.c {
+                        pixel::<V, 4>(&g, x, &px, ch, V::W);
+                        ch += 4 * V::W;
+                    }
                     while ch < g.c {
                         let n = (g.c - ch).min(V::W);
-                        let mut acc = if g.max { neg_inf } else { zero };
-                        for iy in y0..y1 {
-                            let row = x.add(((b * g.h + iy) * g.w) * g.c + ch);
-                            for ix in x0..x1 {
-                                let v = V::load_n(row.add(ix * g.c), n);
-                                acc = if g.max { V::max_nan(acc, v) } else { V::add(acc, v) };
-                            }
-                        }
-                        if !g.max {
-                            acc = V::mul(acc, scale);
-                        }
-                        acc.store_n(o.add(ch), n);
+                        pixel::<V, 1>(&g, x, &px, ch, n);
                         ch += n;
                     }
+                }
+            }
+        }
+    }
+
+    /// One output pixel: its image, its window's rows and columns inside the image, where its
+    /// channels go.
+    struct Pixel {
+        b: usize,
+        rows: std::ops::Range<usize>,
+        cols: std::ops::Range<usize>,
+        out: *mut f32,
+    }
+
+    /// `NV` channel vectors of `px` from channel `ch` (`n` lanes each; all whole when `NV >
+    /// 1`). A maximum is taken without minding NaN, whose lanes are only noted; a window
+    /// that held one is taken again the exact way, rare enough not to matter.
+    ///
+    /// # Safety
+    /// As [`rows`], for a pixel of the output; `ch + NV·n ≤ c`.
+    #[inline(always)]
+    unsafe fn pixel<V: MaxNan, const NV: usize>(g: &Pool, x: *const f32, px: &Pixel, ch: usize, n: usize) {
+        // SAFETY (whole body): the caller's contract; every tap is inside the image.
+        unsafe {
+            let tap = |iy: usize, ix: usize, v: usize| x.add(((px.b * g.h + iy) * g.w + ix) * g.c + ch + v * V::W);
+            if g.max {
+                let mut acc = [V::splat(f32::NEG_INFINITY); NV];
+                let mut seen = V::no_nan();
+                for iy in px.rows.clone() {
+                    for ix in px.cols.clone() {
+                        for (v, a) in acc.iter_mut().enumerate() {
+                            let t = V::load_n(tap(iy, ix, v), n);
+                            *a = V::max(*a, t);
+                            seen = V::nan_or(seen, t);
+                        }
+                    }
+                }
+                if V::any(seen) {
+                    // The NaN-exact sequence: the first NaN in tap order sticks.
+                    for (v, a) in acc.iter_mut().enumerate() {
+                        *a = V::splat(f32::NEG_INFINITY);
+                        for iy in px.rows.clone() {
+                            for ix in px.cols.clone() {
+                                *a = V::max_nan(*a, V::load_n(tap(iy, ix, v), n));
+                            }
+                        }
+                    }
+                }
+                for (v, a) in acc.into_iter().enumerate() {
+                    a.store_n(px.out.add(ch + v * V::W), n);
+                }
+            } else {
+                let scale = V::splat(1.0f32 / (px.rows.len() * px.cols.len()) as f32);
+                let mut acc = [V::zero(); NV];
+                for iy in px.rows.clone() {
+                    for ix in px.cols.clone() {
+                        for (v, a) in acc.iter_mut().enumerate() {
+                            *a = V::add(*a, V::load_n(tap(iy, ix, v), n));
+                        }
+                    }
+                }
+                for (v, a) in acc.into_iter().enumerate() {
+                    V::mul(a, scale).store_n(px.out.add(ch + v * V::W), n);
                 }
             }
         }
@@ -242,6 +336,9 @@ mod tests {
             geometry(1, 33, [7, 7], [3, 3], [1, 1], [1, 1], false),
             geometry(2, 5, [10, 9], [2, 3], [2, 1], [1, 1], false),
             geometry(1, 16, [5, 5], [5, 5], [1, 1], [2, 2], false),
+            // Four whole vectors at a time, then the rest.
+            geometry(1, 80, [9, 9], [3, 3], [2, 2], [1, 1], true),
+            geometry(1, 80, [9, 9], [3, 3], [2, 2], [1, 1], false),
         ];
         for g in cases {
             let len = g.n * g.h * g.w * g.c;
