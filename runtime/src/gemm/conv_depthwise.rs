@@ -65,12 +65,16 @@ pub const BANDS_PER_THREAD: usize = 2;
 const MIN_BAND_ROWS: usize = 8;
 
 /// The bands `out_rows` output rows are cut into on `threads` threads: each needs its own
-/// ring.
+/// ring. A whole number of bands per thread where there are rows enough (three bands on two
+/// threads left one thread a band behind: MobileNetV2's 28-row layer ran 1.42× faster on
+/// two threads than on one).
 pub fn bands(threads: usize, out_rows: usize) -> usize {
     if threads <= 1 {
         return 1;
     }
-    (threads * BANDS_PER_THREAD).min(out_rows / MIN_BAND_ROWS).max(threads.min(out_rows)).max(1)
+    let most = (threads * BANDS_PER_THREAD).min(out_rows / MIN_BAND_ROWS);
+    let whole = most / threads * threads;
+    whole.max(threads.min(out_rows)).max(1)
 }
 
 /// Rows of the ring one task keeps: the window's height in input rows (`kh` taps `dh`
