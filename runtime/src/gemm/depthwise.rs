@@ -495,7 +495,7 @@ mod x86 {
         let x = unsafe { V::load(base.add(*at)) };
         for (kx, &tap) in taps.iter().enumerate() {
             let from = I.wrapping_sub(kx);
-            if I >= kx && from % SW == 0 && from / SW < P {
+            if I >= kx && from.is_multiple_of(SW) && from / SW < P {
                 // SAFETY: the vector unit is the caller's.
                 acc[from / SW] = unsafe { V::fma(x, tap, acc[from / SW]) };
             }
@@ -535,7 +535,7 @@ mod x86 {
                 // Window rows in the vertical padding are left out (top and bottom rows).
                 let top = oy * g.sh;
                 let (ky_lo, ky_hi) = taps_inside(top, g.pt, g.h, kh, g.dh);
-                if KH == 3 && KW == 3 && DW == 1 && SW != 0 && (ky_lo, ky_hi) == (0, 3) && c % V::W == 0 && !ep.gelu {
+                if KH == 3 && KW == 3 && DW == 1 && SW != 0 && (ky_lo, ky_hi) == (0, 3) && c.is_multiple_of(V::W) && !ep.gelu {
                     match ep.act {
                         Activation::None => interior_3x3::<V, L, SW, 0>(g, &row, wt, x_lo, x_hi, ep),
                         Activation::Relu => interior_3x3::<V, L, SW, 1>(g, &row, wt, x_lo, x_hi, ep),
