@@ -385,8 +385,8 @@ mod x86 {
     /// of vectors (MobileNet's layers): each channel vector's nine weights and bias stay in
     /// registers while its pixels go by eight (four with sixteen vector registers), and each
     /// input vector is loaded once for all the taps that read it. The same sums in the same
-    /// order as [`pixels_of_vector`]; twice its speed (the generic loop kept the weights on
-    /// the stack and tested the window's rows at every tap).
+    /// order as [`pixels_of_vector`], whose loop kept the weights on the stack and tested
+    /// the window's rows at every tap (MobileNetV2's 112²×32 layer: 112 → 95 µs).
     ///
     /// # Safety
     /// As [`rows`], for interior pixels of a row with every window row inside the image.
