@@ -78,10 +78,12 @@ fn bf16_gemm(c: &mut Criterion) {
     group.finish();
 }
 
-/// The kernels beside the GEMM, on the example models' shapes: MobileNetV2's first depthwise
-/// convolution (112²×32, 3×3, pad 1) and its pointwise convolutions with few filters
-/// (56²×144 → 24, the image read in place as A), the MLP's 784→512 layer at batch 1, and
-/// the transformer's attention (4 heads, 128 × 128, d 64). Throughput in flops.
+/// The kernels beside the GEMM, on the example models' shapes: MobileNetV2's 3×3 depthwise
+/// convolutions (112²×32; 56²×144 at strides 1 and 2; 14²×576) and its pointwise
+/// convolutions with few filters (56²×144 → 24, the image read in place as A), ResNet-18's
+/// stem pooling (112²×64, 3×3, stride 2), the MLP's 784→512 layer at batch 1, and the
+/// transformer's attention (4 heads, 128 × 128, d 64). Throughput in flops (the pooling:
+/// taps).
 fn other_kernels(c: &mut Criterion) {
     use nnc_runtime::gemm::{attention, depthwise, gemv, pool, Epilogue};
     use nnc_runtime::Activation;
