@@ -130,25 +130,9 @@ impl Executable {
                 // writes over), `inputs` outlives the run, and its shape was checked above.
                 // SAFETY: the plan reserved the 8-byte slot inside the arena.
                 Loc::Input(slot) => unsafe { (arena.add(slot) as *mut *const f32).write_unaligned(data.as_ptr()) },
-                Loc::Const(_) | Loc::Output(_) => unreachable!("inputs are neither constants nor outputs' storage"),
+                Loc::Const(_) => unreachable!("inputs are not constants"),
             }
         }
-        // Outputs computed where the caller gets them: each one's buffer, its address in the
-        // slot the kernels read it from.
-        let mut placed: Vec<Option<Vec<f32>>> = self
-            .outputs
-            .iter()
-            .map(|b| {
-                let Loc::Output(slot) = b.loc else { return None };
-                // Room to the next 64 bytes and one vector more, as an arena slot has: kernels
-                // may store whole vectors past a value's last element.
-                let n: usize = b.shape.iter().product();
-                let mut values: Vec<f32> = Vec::with_capacity(n.next_multiple_of(16) + 16);
-                // SAFETY: the plan reserved the 8-byte slot inside the arena.
-                unsafe { (arena.add(slot) as *mut *mut f32).write_unaligned(values.as_mut_ptr()) };
-                Some(values)
-            })
-            .collect();
         // Task bodies receive the arena address as an integer: `usize` is `Sync`.
         let arena_addr = arena as usize;
         for (k, round) in self.kernels.iter().zip(&self.rounding) {
@@ -171,22 +155,14 @@ impl Executable {
         Ok(self
             .outputs
             .iter()
-            .zip(&mut placed)
-            .map(|(b, placed)| {
+            .map(|b| {
                 let n: usize = b.shape.iter().product();
-                if let Some(mut values) = placed.take() {
-                    // SAFETY: the kernels wrote all `n` floats of the output (every value is
-                    // computed whole), and `values` has room for them.
-                    unsafe { values.set_len(n) };
-                    return Tensor::from_f32(b.dtype, b.shape.clone(), values).expect("shape and data agree");
-                }
                 let src: *const u8 = match b.loc {
                     // SAFETY: the plan placed the value inside the arena.
                     Loc::Arena(off) => unsafe { arena.add(off) },
                     Loc::Const(c) => self.consts[c].as_ptr() as *const u8,
                     // SAFETY: the slot holds the bound input's address, written above.
                     Loc::Input(slot) => unsafe { (arena.add(slot) as *const *const u8).read_unaligned() },
-                    Loc::Output(_) => unreachable!("taken above"),
                 };
                 if matches!(b.dtype, nnc_runtime::DType::F32 | nnc_runtime::DType::F16 | nnc_runtime::DType::BF16) {
                     // Floats are stored as f32 words, 4-byte aligned: one copy (a large
