@@ -468,6 +468,11 @@ fn emitted_ir_notes_fused_pairs_and_folded_transposes() {
     let off = run(&["compile", "examples/mobilenet_v2.nn", "--random-weights", "1", "--emit", "ir", "--ukernels", "off"]);
     assert_eq!(off.code, 0, "{}", off.stderr);
     assert!(!off.stdout.contains("//"), "{}", off.stdout);
+    // `--fuse-producers off`: the same kernels, each node its own.
+    let apart = run(&["compile", "examples/mobilenet_v2.nn", "--random-weights", "1", "--emit", "ir", "--fuse-producers", "off"]);
+    assert_eq!(apart.code, 0, "{}", apart.stderr);
+    assert!(!apart.stdout.contains("//"), "{}", apart.stdout);
+    assert!(line(&apart.stdout, "features.1.conv.0.conv").contains(r#"kernel="vector-depthwise""#));
 
     let transformer = run(&["compile", "examples/transformer.nn", "--emit", "ir"]);
     assert_eq!(transformer.code, 0, "{}", transformer.stderr);

@@ -97,6 +97,11 @@ pub struct OptimizeArgs {
     /// the zeros, where the cost model says that is faster (`on`), or always on dense ones.
     #[arg(long = "sparse-kernels", value_enum, default_value_t = OnOff::On)]
     pub sparse_kernels: OnOff,
+    /// Let the kernel of a depthwise convolution also compute the convolution that feeds it,
+    /// a window of its rows at a time, where the plan fuses the pair (`on`), or run each
+    /// node's own kernel (`off`): for comparisons.
+    #[arg(long = "fuse-producers", value_enum, default_value_t = OnOff::On)]
+    pub fuse_producers: OnOff,
     /// Use these kernels (names as `--emit ir` prints them, e.g. `direct,dot`) wherever they
     /// can compute a node, instead of the cost model's choice: for comparisons. Repeatable.
     #[arg(long = "kernels", value_name = "NAME,...", value_parser = crate::kernel_plan::KernelSet::parse)]
