@@ -67,7 +67,7 @@ fn c_identifier(name: &str) -> String {
 pub fn object(graph: &Graph, options: &JitOptions) -> Result<Vec<u8>, JitError> {
     // One thread: the library has no worker pool, and every thread count computes the same
     // values anyway.
-    let options = JitOptions { threads: 1, ..*options };
+    let options = JitOptions { threads: 1, outputs_in_place: false, ..*options };
     check_interface(graph)?;
     let prepared = prepare(graph, &options)?;
     if let Some((&id, _)) = prepared.plans.iter().find(|(_, p)| p.kernel == Kernel::Reference) {
@@ -179,6 +179,7 @@ pub fn object(graph: &Graph, options: &JitOptions) -> Result<Vec<u8>, JitError> 
                 let at = b.ins().iadd_imm_s(arena, slot as i64);
                 b.ins().load(ptr, flags, at, 0)
             }
+            Loc::Output(_) => unreachable!("libraries are planned with outputs in the arena"),
         };
         // Every array pointer is checked before anything is written.
         let mut pointers = Vec::new();

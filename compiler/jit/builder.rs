@@ -192,7 +192,8 @@ impl<'a> KernelBuilder<'a> {
             Loc::Const(c) => self.data_addr(self.consts[c]),
             // The run wrote the input's address into its slot before any kernel; no kernel
             // writes the slot, so the load may move (out of loops) like arithmetic.
-            Loc::Input(slot) => {
+            // The same for an output's storage, bound to the caller's buffer.
+            Loc::Input(slot) | Loc::Output(slot) => {
                 let at = self.b.ins().iadd_imm_s(self.arena, slot as i64);
                 self.b.ins().load(I64, flags().with_readonly().with_can_move(), at, 0)
             }

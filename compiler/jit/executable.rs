@@ -5,6 +5,7 @@ use super::memplan::Loc;
 use super::JitError;
 use crate::ir::ShapeDisplay;
 use cranelift_jit::JITModule;
+use nnc_runtime::floats::UnwrittenLines;
 use nnc_runtime::Tensor;
 
 pub(super) type KernelFn = unsafe extern "C" fn(*mut u8);
@@ -130,9 +131,26 @@ impl Executable {
                 // writes over), `inputs` outlives the run, and its shape was checked above.
                 // SAFETY: the plan reserved the 8-byte slot inside the arena.
                 Loc::Input(slot) => unsafe { (arena.add(slot) as *mut *const f32).write_unaligned(data.as_ptr()) },
-                Loc::Const(_) => unreachable!("inputs are not constants"),
+                Loc::Const(_) | Loc::Output(_) => unreachable!("inputs are neither constants nor outputs' storage"),
             }
         }
+        // Outputs computed where the caller gets them: each one's buffer, its address in the
+        // slot the kernels read it from. The buffers start on cache lines, as arena slots do:
+        // the kernels' 64-byte stores into a `Vec<f32>` (16-byte aligned) would each straddle
+        // two lines, which cost the 1024³ product what the copy out of the arena did.
+        let mut placed: Vec<Option<UnwrittenLines>> = self
+            .outputs
+            .iter()
+            .map(|b| {
+                let Loc::Output(slot) = b.loc else { return None };
+                // One vector more, as an arena slot has: kernels may store whole vectors past
+                // a value's last element.
+                let mut room = UnwrittenLines::new(b.shape.iter().product(), 16);
+                // SAFETY: the plan reserved the 8-byte slot inside the arena.
+                unsafe { (arena.add(slot) as *mut *mut f32).write_unaligned(room.as_mut_ptr()) };
+                Some(room)
+            })
+            .collect();
         // Task bodies receive the arena address as an integer: `usize` is `Sync`.
         let arena_addr = arena as usize;
         for (k, round) in self.kernels.iter().zip(&self.rounding) {
@@ -155,14 +173,22 @@ impl Executable {
         Ok(self
             .outputs
             .iter()
-            .map(|b| {
+            .zip(&mut placed)
+            .map(|(b, placed)| {
                 let n: usize = b.shape.iter().product();
+                if let Some(room) = placed.take() {
+                    // SAFETY: the kernels wrote all `n` floats of the output (every value is
+                    // computed whole).
+                    let values = unsafe { room.assume_written() };
+                    return Tensor::from_floats(b.dtype, b.shape.clone(), values).expect("shape and data agree");
+                }
                 let src: *const u8 = match b.loc {
                     // SAFETY: the plan placed the value inside the arena.
                     Loc::Arena(off) => unsafe { arena.add(off) },
                     Loc::Const(c) => self.consts[c].as_ptr() as *const u8,
                     // SAFETY: the slot holds the bound input's address, written above.
                     Loc::Input(slot) => unsafe { (arena.add(slot) as *const *const u8).read_unaligned() },
+                    Loc::Output(_) => unreachable!("taken above"),
                 };
                 if matches!(b.dtype, nnc_runtime::DType::F32 | nnc_runtime::DType::F16 | nnc_runtime::DType::BF16) {
                     // Floats are stored as f32 words, 4-byte aligned: one copy (a large
@@ -220,7 +246,7 @@ unsafe fn copy_floats(threads: usize, src: *const f32, dst: *mut f32, n: usize) 
 pub(super) fn const_storage(t: &Tensor) -> Vec<f32> {
     use nnc_runtime::tensor::Data;
     let bytes: Vec<u8> = match t.data() {
-        Data::F32(v) => return v.clone(),
+        Data::F32(v) => return v.to_vec(),
         Data::I8(v) => v.iter().map(|&x| x as u8).collect(),
         Data::I32(v) => v.iter().flat_map(|x| x.to_le_bytes()).collect(),
     };

@@ -25,6 +25,11 @@ pub enum Loc {
     /// the first kernel runs. Only inputs no kernel writes over (no elementwise op takes
     /// over their storage) are bound so; values that are views of them share the binding.
     Input(usize),
+    /// A model output written where the caller will keep it: the arena holds, at this byte
+    /// offset, the address of the output's storage, written before the first kernel runs
+    /// (so the result needs no copy out of the arena). Values sharing the output's storage
+    /// (its views, the elementwise values it overwrites) share the binding.
+    Output(usize),
 }
 
 pub struct MemoryPlan {
@@ -89,7 +94,26 @@ impl Fusions {
 
 /// Plan `graph`, whose nodes run in `schedule` order (a topological order); `scratch_bytes`
 /// says how much temporary space each node needs while it runs.
-pub fn plan(graph: &Graph, schedule: &[NodeId], scratch_bytes: &dyn Fn(NodeId) -> usize, fusions: &Fusions) -> MemoryPlan {
+///
+/// With `outputs_in_place`, each f32 output's storage is the caller's buffer ([`Loc::Output`])
+/// unless that makes the arena larger (an output's address lives from the start, where a
+/// small output's bytes could have reused a dead value's: 64 bytes more for the MLP's
+/// logits); otherwise outputs live in the arena and are copied out.
+pub fn plan(graph: &Graph, schedule: &[NodeId], scratch_bytes: &dyn Fn(NodeId) -> usize, fusions: &Fusions, outputs_in_place: bool) -> MemoryPlan {
+    let copied = plan_outputs(graph, schedule, scratch_bytes, fusions, false);
+    if !outputs_in_place {
+        return copied;
+    }
+    let placed = plan_outputs(graph, schedule, scratch_bytes, fusions, true);
+    if placed.arena_bytes <= copied.arena_bytes {
+        placed
+    } else {
+        copied
+    }
+}
+
+/// [`plan`], outputs in the caller's buffers or not.
+fn plan_outputs(graph: &Graph, schedule: &[NodeId], scratch_bytes: &dyn Fn(NodeId) -> usize, fusions: &Fusions, outputs_in_place: bool) -> MemoryPlan {
     let position: HashMap<NodeId, usize> = schedule.iter().enumerate().map(|(i, &n)| (n, i)).collect();
     let end = schedule.len();
     // Which storage each value uses; views join their operand's.
@@ -185,7 +209,26 @@ pub fn plan(graph: &Graph, schedule: &[NodeId], scratch_bytes: &dyn Fn(NodeId) -
     }
     // Inputs nothing writes over are read where the caller keeps them; their storage holds
     // only the address (at its start).
-    let bound: std::collections::HashSet<usize> = input_storages.into_iter().filter(|s| !written.contains(s)).collect();
+    let bound: std::collections::HashSet<usize> = input_storages.iter().copied().filter(|s| !written.contains(s)).collect();
+    // Storages that are one f32 output's (named once, not an input's) live in the caller's
+    // buffer for it.
+    let placed_out: std::collections::HashSet<usize> = if outputs_in_place {
+        let named = |id: NodeId| graph.outputs.iter().filter(|(_, o)| *o == id).count();
+        (0..storages.len())
+            .filter(|s| !input_storages.contains(s))
+            .filter(|&s| {
+                let outs: Vec<NodeId> = members[s].iter().copied().filter(|&m| graph.is_output(m)).collect();
+                matches!(outs.as_slice(), [o] if named(*o) == 1 && graph.node(*o).ty.dtype == nnc_runtime::DType::F32 && storages[s].bytes == graph.node(*o).ty.numel() * 4)
+            })
+            .collect()
+    } else {
+        Default::default()
+    };
+    // Their slots are written before the first kernel, like a bound input's: live from the
+    // start (an earlier value placed there would overwrite the address).
+    for &s in &placed_out {
+        storages[s].first = 0;
+    }
     // Lifetimes: a storage lives until the last use of any value in it; outputs to the end.
     for &id in schedule {
         let Some(&s) = storage_of.get(&id) else { continue };
@@ -196,8 +239,8 @@ pub fn plan(graph: &Graph, schedule: &[NodeId], scratch_bytes: &dyn Fn(NodeId) -
     // order, freeing the rest moved everything placed after and grew ResNet-18's arena from
     // 4.21 to 4.40 MiB (MobileNetV2's from 2.68 to 3.28), while the 1024³ product's halved.
     // Keep whichever layout is smaller.
-    if !bound.is_empty() {
-        let slim: Vec<Storage> = storages.iter().enumerate().map(|(k, s)| Storage { bytes: if bound.contains(&k) { 8 } else { s.bytes }, ..*s }).collect();
+    if !bound.is_empty() || !placed_out.is_empty() {
+        let slim: Vec<Storage> = storages.iter().enumerate().map(|(k, s)| Storage { bytes: if bound.contains(&k) || placed_out.contains(&k) { 8 } else { s.bytes }, ..*s }).collect();
         let (slim_offsets, slim_bytes) = first_fit(&slim);
         if slim_bytes < arena_bytes {
             (offsets, arena_bytes, storages) = (slim_offsets, slim_bytes, slim);
@@ -209,7 +252,14 @@ pub fn plan(graph: &Graph, schedule: &[NodeId], scratch_bytes: &dyn Fn(NodeId) -
         lower_bound_bytes = lower_bound_bytes.max(live);
     }
     for (&id, &s) in &storage_of {
-        locs.insert(id, if bound.contains(&s) { Loc::Input(offsets[s]) } else { Loc::Arena(offsets[s]) });
+        let loc = if bound.contains(&s) {
+            Loc::Input(offsets[s])
+        } else if placed_out.contains(&s) {
+            Loc::Output(offsets[s])
+        } else {
+            Loc::Arena(offsets[s])
+        };
+        locs.insert(id, loc);
     }
     let scratch = scratch_storage.into_iter().map(|(id, s)| (id, Loc::Arena(offsets[s]))).collect();
     MemoryPlan { locs, arena_bytes: arena_bytes.next_multiple_of(ALIGN), lower_bound_bytes, consts, scratch }
@@ -276,7 +326,7 @@ mod tests {
         }";
         let g = build_graph(&Source::from_string("m.nn", src), None, &Default::default()).unwrap();
         let order = g.topo_order();
-        let p = plan(&g, &order, &|_| 0, &Fusions::default());
+        let p = plan(&g, &order, &|_| 0, &Fusions::default(), false);
         let loc = |n: &str| p.locs[&g.by_name(n).unwrap()];
         // x, a, b, c are 1 KiB each and each dies where the next is made: the elementwise
         // chain runs in place in one buffer.
@@ -297,7 +347,7 @@ mod tests {
         }";
         let g = build_graph(&Source::from_string("m.nn", src), None, &Default::default()).unwrap();
         let order = g.topo_order();
-        let p = plan(&g, &order, &|_| 0, &Fusions::default());
+        let p = plan(&g, &order, &|_| 0, &Fusions::default(), false);
         let loc = |n: &str| p.locs[&g.by_name(n).unwrap()];
         let (Loc::Input(x), Loc::Input(w)) = (loc("x"), loc("w")) else { panic!("x and w are only read: {:?} {:?}", loc("x"), loc("w")) };
         assert_ne!(x, w);
@@ -306,5 +356,43 @@ mod tests {
         // x's address (live to the end, as z is an output), w's, then the product: the inputs'
         // bytes are not needed.
         assert_eq!(p.arena_bytes, 64 + 64 + 576);
+    }
+
+    #[test]
+    fn outputs_are_computed_in_the_callers_buffer_its_address_live_from_the_start() {
+        let plan_of = |src: &str, in_place: bool| {
+            let g = build_graph(&Source::from_string("m.nn", src), None, &Default::default()).unwrap();
+            let p = plan_outputs(&g, &g.topo_order(), &|_| 0, &Fusions::default(), in_place);
+            let bytes = |in_place| plan_outputs(&g, &g.topo_order(), &|_| 0, &Fusions::default(), in_place).arena_bytes;
+            let chosen = plan(&g, &g.topo_order(), &|_| 0, &Fusions::default(), true);
+            assert_eq!(chosen.arena_bytes, bytes(true).min(bytes(false)), "plan keeps the smaller arena");
+            let locs: HashMap<String, Loc> = ["h", "g", "y", "z"].iter().filter_map(|n| Some((n.to_string(), p.locs[&g.by_name(n)?]))).collect();
+            (p.arena_bytes, locs)
+        };
+        let src = "model m {
+            input x: f32[4, 64]
+            input w: f32[64, 64]
+            h = relu(x @ w)
+            g = tanh(h @ w)
+            output y = g @ w
+        }";
+        let (_, loc) = plan_of(src, true);
+        let Loc::Output(slot) = loc["y"] else { panic!("y is an output: {:?}", loc["y"]) };
+        // h is made before y's storage is first written, but the address must survive it.
+        let Loc::Arena(h) = loc["h"] else { panic!("h lives in the arena") };
+        assert!(slot + 8 <= h || h + 1024 <= slot, "h at {h} overlaps y's address at {slot}");
+        // A product's result needs only its address in the arena (as its bound operands do).
+        let product = "model m {
+            input x: f32[4, 64]
+            input w: f32[64, 64]
+            output y = x @ w
+        }";
+        assert_eq!((plan_of(product, true).0, plan_of(product, false).0), (3 * 64, 2 * 64 + 1024));
+        // The elementwise values an output overwrites share its buffer.
+        let (_, loc) = plan_of(&src.replace("output y = g @ w", "output y = relu(g)"), true);
+        assert!(matches!(loc["y"], Loc::Output(_)) && loc["g"] == loc["y"], "{loc:?}");
+        // An output whose storage holds another output (a view of it) stays in the arena.
+        let (_, loc) = plan_of(&src.replace("output y = g @ w", "output y = g @ w\n            output z = reshape(y, [256])"), true);
+        assert!(matches!(loc["y"], Loc::Arena(_)) && loc["z"] == loc["y"], "{loc:?}");
     }
 }

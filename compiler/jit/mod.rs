@@ -94,11 +94,15 @@ pub struct JitOptions {
     /// Compute convolutions inside the depthwise convolutions they feed where
     /// `kernel_plan::fused_producers` allows (off: each in its own kernel, for comparison).
     pub fuse_producers: bool,
+    /// Write f32 outputs straight into the tensors `Executable::run` returns (no copy out of
+    /// the arena; `memplan::Loc::Output`). Off for C libraries, whose callers may pass
+    /// output buffers that overlap their inputs.
+    pub outputs_in_place: bool,
 }
 
 impl Default for JitOptions {
     fn default() -> Self {
-        JitOptions { ukernels: true, threads: 1, sparse: true, kernels: Default::default(), fuse_producers: true }
+        JitOptions { ukernels: true, threads: 1, sparse: true, kernels: Default::default(), fuse_producers: true, outputs_in_place: true }
     }
 }
 
@@ -229,7 +233,7 @@ fn plan_kernels_and_memory(graph: &Graph, options: &JitOptions) -> Result<Planne
     }
     let mut fusions = memplan::Fusions::of(graph, &fused, options.threads);
     fusions.views.extend(folded.iter().copied());
-    let plan: MemoryPlan = memplan::plan(graph, &schedule, &|id| plans.get(&id).map_or(0, |p| p.scratch_bytes), &fusions);
+    let plan: MemoryPlan = memplan::plan(graph, &schedule, &|id| plans.get(&id).map_or(0, |p| p.scratch_bytes), &fusions, options.outputs_in_place);
     Ok(Planned { schedule, plans, plan, fused, folded })
 }
 

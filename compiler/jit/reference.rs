@@ -18,8 +18,25 @@ enum Place {
     Arena(usize),
     /// A constant buffer's absolute address.
     Absolute(u64),
-    /// A bound input: its address is in the arena at this byte offset (`Loc::Input`).
+    /// A bound input or output: its address is in the arena at this byte offset
+    /// (`Loc::Input`, `Loc::Output`).
     Indirect(usize),
+}
+
+impl Place {
+    /// The value's first byte in a run on `arena`.
+    ///
+    /// # Safety
+    /// `arena` is the running executable's arena, its slots written.
+    unsafe fn at(self, arena: *mut u8) -> *mut u8 {
+        match self {
+            // SAFETY: the plan placed the value inside the arena.
+            Place::Arena(off) => unsafe { arena.add(off) },
+            Place::Absolute(addr) => addr as *mut u8,
+            // SAFETY: the run wrote the value's address into its slot inside the arena.
+            Place::Indirect(slot) => unsafe { (arena.add(slot) as *const *mut u8).read_unaligned() },
+        }
+    }
 }
 
 /// One node as the reference kernel runs it: its op, and where its operands and result are.
@@ -28,7 +45,7 @@ enum Place {
 pub struct ReferenceNode {
     op: Op,
     inputs: Vec<(Place, TensorType)>,
-    out: (usize, TensorType),
+    out: (Place, TensorType),
 }
 
 impl ReferenceNode {
@@ -37,12 +54,11 @@ impl ReferenceNode {
         let place = |loc: Loc| match loc {
             Loc::Arena(off) => Place::Arena(off),
             Loc::Const(c) => Place::Absolute(const_addrs[c].0),
-            Loc::Input(slot) => Place::Indirect(slot),
+            Loc::Input(slot) | Loc::Output(slot) => Place::Indirect(slot),
         };
         let inputs = graph.operands(id).iter().map(|o| (place(plan.locs[o]), graph.node(*o).ty.clone())).collect();
-        let Loc::Arena(out) = plan.locs[&id] else { unreachable!("results live in the arena") };
         let node = graph.node(id);
-        ReferenceNode { op: node.op().expect("an op").clone(), inputs, out: (out, node.ty.clone()) }
+        ReferenceNode { op: node.op().expect("an op").clone(), inputs, out: (place(plan.locs[&id]), node.ty.clone()) }
     }
 }
 
@@ -66,24 +82,19 @@ pub unsafe extern "C" fn nnc_reference_kernel(node: *const ReferenceNode, arena:
     let node = unsafe { &*node };
     let read = |place: Place, ty: &TensorType| -> Tensor {
         let bytes = ty.numel() * stored_bytes(ty.dtype);
-        let src = match place {
-            // SAFETY: the plan placed the value inside the arena.
-            Place::Arena(off) => unsafe { arena.add(off) as *const u8 },
-            Place::Absolute(addr) => addr as *const u8,
-            // SAFETY: the run wrote the input's address into its slot inside the arena.
-            Place::Indirect(slot) => unsafe { (arena.add(slot) as *const *const u8).read_unaligned() },
-        };
+        // SAFETY: the caller's contract.
+        let src = unsafe { place.at(arena) } as *const u8;
         // SAFETY: the value's bytes are where the plan put them.
         let data = unsafe { std::slice::from_raw_parts(src, bytes) };
         super::executable::tensor_from_bytes(ty.dtype, ty.shape.clone(), data)
     };
     let inputs: Vec<Tensor> = node.inputs.iter().map(|(p, ty)| read(*p, ty)).collect();
     let refs: Vec<&Tensor> = inputs.iter().collect();
-    let (off, ty) = &node.out;
+    let (out, ty) = &node.out;
     let result = node.op.eval(&refs, ty);
     let bytes = super::executable::const_storage(&result);
     let len = ty.numel() * stored_bytes(ty.dtype);
-    // SAFETY: the result's `len` bytes lie inside the arena at `off`; `bytes` holds at least
-    // that many (f32 words, the last possibly padded).
-    unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr() as *const u8, arena.add(*off), len) };
+    // SAFETY: the result's `len` bytes lie at its place (inside the arena, or the caller's
+    // output buffer); `bytes` holds at least that many (f32 words, the last possibly padded).
+    unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr() as *const u8, out.at(arena), len) };
 }

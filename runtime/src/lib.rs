@@ -8,6 +8,7 @@
 pub mod activation;
 pub mod cpu;
 pub mod dtype;
+pub mod floats;
 pub mod gemm;
 #[cfg(feature = "files")]
 pub mod npy;

@@ -1,5 +1,6 @@
 //! A dense, row-major (C order) tensor.
 
+use crate::floats::Floats;
 use crate::DType;
 use std::fmt;
 
@@ -27,7 +28,7 @@ pub fn checked_numel(shape: &[usize], elem_bytes: usize) -> Option<usize> {
 /// Tensor storage. Float dtypes (`f32`, `f16`, `bf16`) share `F32` storage; see [`DType`].
 #[derive(Clone, PartialEq)]
 pub enum Data {
-    F32(Vec<f32>),
+    F32(Floats),
     I8(Vec<i8>),
     I32(Vec<i32>),
 }
@@ -47,14 +48,20 @@ impl Tensor {
         if dtype != DType::F32 {
             data.iter_mut().for_each(|v| *v = dtype.round_f32(*v));
         }
-        Ok(Tensor { dtype, shape, data: Data::F32(data) })
+        Ok(Tensor { dtype, shape, data: Data::F32(data.into()) })
     }
 
     /// An f32 tensor; panics if `data.len()` does not match `shape` (an internal invariant,
     /// never user input: user data goes through [`Tensor::from_f32`]).
     pub fn f32(shape: Vec<usize>, data: Vec<f32>) -> Tensor {
         assert_eq!(shape.iter().product::<usize>(), data.len(), "tensor data does not match shape {shape:?}");
-        Tensor { dtype: DType::F32, shape, data: Data::F32(data) }
+        Tensor { dtype: DType::F32, shape, data: Data::F32(data.into()) }
+    }
+
+    /// A float tensor of dtype `dtype` on storage the caller filled (values already rounded
+    /// to `dtype`, as the JIT's results are); `None` if the lengths disagree.
+    pub fn from_floats(dtype: DType, shape: Vec<usize>, data: Floats) -> Option<Tensor> {
+        (dtype.is_float() && shape.iter().product::<usize>() == data.len()).then_some(Tensor { dtype, shape, data: Data::F32(data) })
     }
 
     pub fn from_i8(shape: Vec<usize>, data: Vec<i8>) -> Result<Tensor, TensorError> {
@@ -103,7 +110,7 @@ impl Tensor {
     /// Every element converted to `f32` (exact for i8, rounded for large i32).
     pub fn to_f32_vec(&self) -> Vec<f32> {
         match &self.data {
-            Data::F32(v) => v.clone(),
+            Data::F32(v) => v.to_vec(),
             Data::I8(v) => v.iter().map(|&x| x as f32).collect(),
             Data::I32(v) => v.iter().map(|&x| x as f32).collect(),
         }

@@ -1,0 +1,141 @@
+//! The storage of a float tensor: a `Vec<f32>`, or a buffer that starts on a cache line.
+//!
+//! A `Vec<f32>` is only as aligned as the allocator makes it (16 bytes from glibc's `malloc`
+//! for large blocks), and cannot be reallocated at a larger alignment and freed soundly. The
+//! JIT writes outputs straight into the tensors it returns, with the same 64-byte vector
+//! stores it uses in its arena; into a 16-byte-aligned buffer every such store straddles two
+//! cache lines (the 1024³ product ran no faster than with a copy out of the arena). So such
+//! outputs live in whole cache lines ([`UnwrittenLines`]); tensors made from a `Vec` keep it.
+
+use std::fmt;
+use std::mem::MaybeUninit;
+use std::ops::{Deref, DerefMut};
+
+/// Floats in a tensor, read and written as a slice.
+#[derive(Clone)]
+pub struct Floats(Repr);
+
+#[derive(Clone)]
+enum Repr {
+    Vec(Vec<f32>),
+    /// The first `len` floats of `lines` (initialized; the rest of the last lines may not be).
+    Lines { lines: Vec<Line>, len: usize },
+}
+
+/// One cache line of floats: a `Vec` of these starts on a 64-byte boundary.
+#[derive(Clone, Copy)]
+#[repr(C, align(64))]
+struct Line([MaybeUninit<f32>; Line::FLOATS]);
+
+impl Line {
+    const FLOATS: usize = 16;
+}
+
+/// Room for floats starting on a cache line, not yet written: what the JIT computes an
+/// output into before it becomes a tensor's [`Floats`].
+pub struct UnwrittenLines {
+    lines: Vec<Line>,
+    len: usize,
+}
+
+impl UnwrittenLines {
+    /// Room for `len` floats and `extra` more past them (a kernel may store whole vectors
+    /// there), in whole cache lines. Nothing is written: a fresh buffer costs no pass over
+    /// its memory.
+    pub fn new(len: usize, extra: usize) -> UnwrittenLines {
+        let n = (len + extra).div_ceil(Line::FLOATS);
+        let mut lines = Vec::with_capacity(n);
+        // SAFETY: `Line` is uninitialized memory by type, and the capacity is `n`.
+        unsafe { lines.set_len(n) };
+        UnwrittenLines { lines, len }
+    }
+
+    /// The first float's address: writable for `len + extra` floats (rounded up to whole
+    /// lines) as long as `self` lives, not moved by turning `self` into [`Floats`].
+    pub fn as_mut_ptr(&mut self) -> *mut f32 {
+        self.lines.as_mut_ptr().cast()
+    }
+
+    /// The floats, once written.
+    ///
+    /// # Safety
+    /// All `len` floats from [`UnwrittenLines::as_mut_ptr`] have been written.
+    pub unsafe fn assume_written(self) -> Floats {
+        Floats(Repr::Lines { lines: self.lines, len: self.len })
+    }
+}
+
+impl Floats {
+    /// The floats as a `Vec` (a copy unless they are one).
+    pub fn into_vec(self) -> Vec<f32> {
+        match self.0 {
+            Repr::Vec(v) => v,
+            Repr::Lines { .. } => self.to_vec(),
+        }
+    }
+}
+
+impl From<Vec<f32>> for Floats {
+    fn from(v: Vec<f32>) -> Floats {
+        Floats(Repr::Vec(v))
+    }
+}
+
+impl Deref for Floats {
+    type Target = [f32];
+    fn deref(&self) -> &[f32] {
+        match &self.0 {
+            Repr::Vec(v) => v,
+            // SAFETY: `lines` holds at least `len` floats (`Line` is `repr(C)` floats with
+            // no padding: 64 bytes, 64-aligned), the first `len` written (`assume_written`),
+            // borrowed for `self`'s lifetime.
+            Repr::Lines { lines, len } => unsafe { std::slice::from_raw_parts(lines.as_ptr().cast(), *len) },
+        }
+    }
+}
+
+impl DerefMut for Floats {
+    fn deref_mut(&mut self) -> &mut [f32] {
+        match &mut self.0 {
+            Repr::Vec(v) => v,
+            // SAFETY: as `deref`, borrowed mutably.
+            Repr::Lines { lines, len } => unsafe { std::slice::from_raw_parts_mut(lines.as_mut_ptr().cast(), *len) },
+        }
+    }
+}
+
+impl PartialEq for Floats {
+    fn eq(&self, other: &Floats) -> bool {
+        self[..] == other[..]
+    }
+}
+
+impl fmt::Debug for Floats {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self[..].fmt(f)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lines_start_on_a_cache_line_and_read_as_their_length() {
+        for (len, extra) in [(0, 0), (1, 0), (16, 0), (17, 16), (1000, 16)] {
+            let mut room = UnwrittenLines::new(len, extra);
+            let p = room.as_mut_ptr();
+            assert_eq!(p as usize % 64, 0);
+            // SAFETY: room for `len + extra` floats.
+            unsafe { (0..len + extra).for_each(|i| p.add(i).write(i as f32)) };
+            // SAFETY: all `len` written.
+            let mut f = unsafe { room.assume_written() };
+            assert_eq!(f.as_ptr(), p.cast_const());
+            assert_eq!(f.len(), len);
+            f.iter_mut().for_each(|v| *v *= 2.0);
+            let v = f.clone().into_vec();
+            assert_eq!(v, (0..len).map(|i| 2.0 * i as f32).collect::<Vec<_>>());
+            assert_eq!(f, Floats::from(v));
+        }
+    }
+}
