@@ -139,12 +139,14 @@ struct Tile {
 pub(super) fn gelu(x: f32) -> f32 {
     let xs = x * std::f32::consts::FRAC_1_SQRT_2;
     let ax = xs.abs();
-    let t = 1.0 / 0.327_591_1f32.mul_add(ax, 1.0);
-    let mut poly = 1.061_405_4f32;
-    for c in [-1.453_152_1f32, 1.421_413_7, -0.284_496_74, 0.254_829_6] {
-        poly = poly.mul_add(t, c);
+    let mut poly = super::simd::ERF_COEFFS[0];
+    for c in &super::simd::ERF_COEFFS[1..] {
+        poly = poly.mul_add(ax, *c);
     }
-    let y = 1.0 - poly * t * (-(ax * ax)).exp();
+    for _ in 0..4 {
+        poly *= poly;
+    }
+    let y = 1.0 - 1.0 / poly;
     let erf = if xs < 0.0 { -y } else { y };
     x * 0.5 * (erf + 1.0)
 }
