@@ -729,6 +729,56 @@ fn winograd_matches_the_interpreter_on_random_convolutions() {
     }
 }
 
+/// The direct kernel for few input channels on convolutions of random sizes (one to five
+/// channels, oblong windows, dilation, one-sided and asymmetric padding, rows shorter and
+/// longer than a vector, batches, bias or none, residual and activation epilogues), chosen
+/// by the cost model or asked for by name, with one and two threads, against the
+/// interpreter; and a layer large enough to split across the threads.
+#[test]
+fn direct_rows_matches_the_interpreter_on_random_convolutions() {
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(20261206);
+    let options = |threads| jit::JitOptions { threads, kernels: nnc::kernel_plan::KernelSet::parse("direct-rows").unwrap(), ..Default::default() };
+    let mut cases: Vec<String> = Vec::new();
+    for _ in 0..24 {
+        let (n, c, f) = (rng.random_range(1..3), rng.random_range(1..6), rng.random_range(1..30));
+        let (kh, kw) = (rng.random_range(1..6), rng.random_range(1..6));
+        if c * kh * kw > nnc::kernel_plan::DIRECT_ROWS_MAX_TAPS {
+            continue;
+        }
+        let (h, w) = (rng.random_range(1..20), rng.random_range(1..40));
+        let dilation = rng.random_range(1..3);
+        let pad: Vec<usize> = (0..4).map(|_| rng.random_range(0..3)).collect();
+        // The output must have at least one row and column.
+        if h + pad[0] + pad[2] < (kh - 1) * dilation + 1 || w + pad[1] + pad[3] < (kw - 1) * dilation + 1 {
+            continue;
+        }
+        let conv = |name: &str, bias: bool| format!("conv2d(x, filters={f}, kernel=[{kh}, {kw}], dilation={dilation}, padding=[{}, {}, {}, {}], bias={bias}, name=\"{name}\")", pad[0], pad[1], pad[2], pad[3]);
+        let tail = match rng.random_range(0..3) {
+            0 => format!("y = {}", conv("c", rng.random_bool(0.5))),
+            1 => format!("y = relu6({})", conv("c", true)),
+            _ => format!("y = relu({} + {})", conv("c", rng.random_bool(0.5)), conv("skip", false)),
+        };
+        cases.push(format!("model m {{\n input x: f32[{n}, {c}, {h}, {w}]\n output {tail}\n}}"));
+    }
+    cases.push("model m {\n input x: f32[1, 3, 64, 64]\n output y = relu(conv2d(x, filters=32, kernel=5, padding=2, name=\"c\"))\n}".to_string());
+    for (case, src) in cases.iter().enumerate() {
+        let g = bound(&build_graph(&Source::from_string("d.nn", src.clone()), None, &Default::default()).unwrap_or_else(|d| panic!("{d:?}\n{src}")), None);
+        let inputs = random_inputs(&g, case as u64);
+        let want = interp::run(&g, &inputs).unwrap();
+        let mut bits = None;
+        for threads in [1, 2] {
+            let mut opt = g.clone();
+            passes::optimize(&mut opt, 2, Some(&options(threads).target()), true, &mut |_, _| {}).unwrap();
+            assert!(opt.node_ids().any(|id| opt.node(id).kernel.is_some_and(|k| k.name() == "direct-rows")), "direct-rows not chosen:\n{src}");
+            let exe = jit::compile(&opt, &options(threads)).unwrap();
+            let got = exe.run(&mut exe.workspace(), &inputs).unwrap();
+            assert_eq!(compare(&got, &want, 1e-4), None, "threads={threads}\n{src}");
+            let these: Vec<u32> = got[0].as_f32().unwrap().iter().map(|v| v.to_bits()).collect();
+            assert!(bits.get_or_insert_with(|| these.clone()) == &these, "threads change the bits\n{src}");
+        }
+    }
+}
+
 /// An f32 output is computed in the tensor `run` returns, which starts on a cache line (the
 /// kernels' 64-byte stores into a 16-byte-aligned `Vec` straddled lines and cost what the
 /// copy out of the arena had); its arena keeps only the address. Values against the

@@ -6,7 +6,7 @@
 use super::builder::{GemmOperand, GemmTail, IgemmRequantize, KernelBuilder, I64};
 use super::abi::RuntimeFns;
 use cranelift_codegen::ir::{FuncRef, InstBuilder, StackSlotData, StackSlotKind, Value};
-use nnc_runtime::gemm::{AttentionCall, AttentionCallFields, ConvDepthwiseCall, ConvDepthwiseCallFields, ConvNhwcCall, ConvNhwcCallFields, DepthwiseCall, DepthwiseCallFields, GemvCall, GemvCallFields, GemmCall, GemmCallFields, IgemmCall, IgemmCallFields, Im2colCall, Im2colCallFields, LayerNormCall, LayerNormCallFields, LstmStepCall, LstmStepCallFields, PoolCall, PoolCallFields, RgbToPixelsCall, RgbToPixelsCallFields, SparseCall, SparseCallFields, WinogradCall, WinogradCallFields};
+use nnc_runtime::gemm::{AttentionCall, AttentionCallFields, ConvDepthwiseCall, ConvDepthwiseCallFields, ConvNhwcCall, ConvNhwcCallFields, DepthwiseCall, DepthwiseCallFields, DirectConvCall, DirectConvCallFields, GemvCall, GemvCallFields, GemmCall, GemmCallFields, IgemmCall, IgemmCallFields, Im2colCall, Im2colCallFields, LayerNormCall, LayerNormCallFields, LstmStepCall, LstmStepCallFields, PoolCall, PoolCallFields, RgbToPixelsCall, RgbToPixelsCallFields, SparseCall, SparseCallFields, WinogradCall, WinogradCallFields};
 
 /// The convolution of [`KernelBuilder::conv_depthwise`]: its NHWC input (`chw` per image),
 /// window and packed weights.
@@ -270,6 +270,39 @@ impl KernelBuilder<'_> {
             nhwc: self.int(nhwc as i64),
         };
         self.call_runtime(rt.winograd, fields.with_offsets(), WinogradCall::SIZE);
+    }
+
+    /// One row-major image's stride-1 convolution with few input channels, computed directly
+    /// (`nnc_conv_direct`): `[c, h, w]` in, `f` filters of `[kh, kw]` (row-major `[f, c, kh,
+    /// kw]` at `weights`) with dilation and top/left padding, `[oh, ow]` out, then `tail`
+    /// (its bias per filter).
+    #[allow(clippy::too_many_arguments)]
+    pub fn conv_direct(&mut self, [c, h, w, f]: [i64; 4], [kh, kw]: [i64; 2], [dh, dw]: [i64; 2], [pad_top, pad_left]: [i64; 2], [oh, ow]: [i64; 2], x: Value, weights: Value, out: Value, tail: &GemmTail) {
+        let rt = self.runtime_fns();
+        let [threads, ..] = self.gemm_tail();
+        let [bias, _, residual, act] = self.tail_args(tail);
+        let fields = DirectConvCallFields {
+            c: self.int(c),
+            h: self.int(h),
+            w: self.int(w),
+            f: self.int(f),
+            kh: self.int(kh),
+            kw: self.int(kw),
+            dh: self.int(dh),
+            dw: self.int(dw),
+            pad_top: self.int(pad_top),
+            pad_left: self.int(pad_left),
+            oh: self.int(oh),
+            ow: self.int(ow),
+            x,
+            weights,
+            out,
+            threads,
+            bias,
+            residual,
+            act,
+        };
+        self.call_runtime(rt.conv_direct, fields.with_offsets(), DirectConvCall::SIZE);
     }
 
     /// Output rows `rows` (over all images) of an NHWC depthwise convolution

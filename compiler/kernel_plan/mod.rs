@@ -25,7 +25,7 @@ mod select;
 pub use cost::estimated_ps;
 pub use fold_head_transposes::{attention_heads, folded_head_transposes};
 pub use fuse_conv_depthwise::{fused_producers, ring_floats, MIN_FUSED_BYTES};
-pub use select::{available, choose, is_int8_vector_depthwise};
+pub use select::{available, choose, is_int8_vector_depthwise, DIRECT_ROWS_MAX_TAPS};
 use select::preferred;
 
 /// See the module documentation. The names are what IR text prints.
@@ -89,6 +89,11 @@ pub enum Kernel {
     /// (`nnc_runtime::gemm::winograd`): 36 products on transformed tiles, 4 multiplications
     /// per output instead of 9, the filters transformed at compile time.
     Winograd,
+    /// A row-major f32 stride-1 convolution with few input channels, computed directly by the
+    /// runtime (`nnc_runtime::gemm::conv_direct`): output rows as vectors at the CPU's full
+    /// width, several filters' sums in registers, no im2col (which for a reduction of 25, as
+    /// LeNet-5's first layer has, costs as much as the product).
+    DirectRows,
     /// The interpreter's own semantics (`Op::eval`), called from generated code: for float
     /// ops inside quantized graphs whose native kernels round differently from the
     /// interpreter, so that the JIT gives the interpreter's bits there (SPEC §5).
@@ -96,7 +101,7 @@ pub enum Kernel {
 }
 
 impl Kernel {
-    pub const ALL: [Kernel; 20] = [
+    pub const ALL: [Kernel; 21] = [
         Kernel::View,
         Kernel::Elementwise,
         Kernel::Broadcast,
@@ -116,6 +121,7 @@ impl Kernel {
         Kernel::Int8Dot,
         Kernel::Sparse,
         Kernel::Winograd,
+        Kernel::DirectRows,
         Kernel::Reference,
     ];
 
@@ -140,6 +146,7 @@ impl Kernel {
             Kernel::Int8Dot => "int8-dot",
             Kernel::Sparse => "sparse",
             Kernel::Winograd => "winograd-f4x3",
+            Kernel::DirectRows => "direct-rows",
             Kernel::Reference => "reference",
         }
     }
@@ -432,6 +439,7 @@ fn gemm_shape(kernel: Kernel, op: &Op, types: &[&TensorType], out: &TensorType) 
         | Kernel::Int8Dot
         | Kernel::Sparse
         | Kernel::Winograd
+        | Kernel::DirectRows
         | Kernel::Reference => return None,
     }
     if let Op::Attention(_) = op {
@@ -507,6 +515,7 @@ fn scratch_bytes(kernel: Kernel, op: &Op, operands: &Operands, out: &TensorType,
         | Kernel::ChannelVector
         | Kernel::Int8Depthwise
         | Kernel::Int8Dot
+        | Kernel::DirectRows
         | Kernel::Reference => 0,
     }
 }
@@ -542,6 +551,7 @@ fn splits(kernel: Kernel, op: &Op) -> bool {
         | Kernel::Int8Dot
         | Kernel::Sparse
         | Kernel::Winograd
+        | Kernel::DirectRows
         | Kernel::Reference => false,
     }
 }
@@ -575,7 +585,8 @@ fn prepack(kernel: Kernel, op: &Op, operands: &Operands, ukernels: bool) -> Prep
         | Kernel::ChannelVector
         | Kernel::Int8Gemm
         | Kernel::Int8Depthwise
-        | Kernel::Int8Dot => Prepack::Nothing,
+        | Kernel::Int8Dot
+        | Kernel::DirectRows => Prepack::Nothing,
         // The node's own description, which the generated call passes to the interpreter.
         Kernel::Reference => Prepack::ReferenceNode,
     }

@@ -106,7 +106,7 @@ fn product_kernels(product: &Product, operands: &Operands, out: &TensorType, tar
     // The specialised kernels, where they apply: first where the cost model prices them below
     // the best kernel so far (Winograd against the GEMM; sparse at this density against the
     // dense ones), else last, so that `--kernels` can still ask for them.
-    for (kernel, applies) in [(Kernel::Winograd, winograd_applies(product, operands, target)), (Kernel::Sparse, sparse_applies(product, operands, target))] {
+    for (kernel, applies) in [(Kernel::Winograd, winograd_applies(product, operands, target)), (Kernel::DirectRows, direct_rows_applies(product, operands, target)), (Kernel::Sparse, sparse_applies(product, operands, target))] {
         if !applies {
             continue;
         }
@@ -135,6 +135,21 @@ fn winograd_applies(product: &Product, operands: &Operands, target: &CpuTarget) 
         Layout::Nchw4c => false,
     };
     target.ukernels && f32s && layout && c.groups == 1 && c.stride == [1, 1] && c.dilation == [1, 1] && types[1].shape[2..] == [3, 3] && operands.constant.get(1) == Some(&true) && operands.weight_is_leaf
+}
+
+/// The most taps per output (`channels·kh·kw`) of a convolution the direct kernel takes:
+/// "few input channels" (one channel with a 5×5 window, three with 5×5). Beyond, the GEMM's
+/// tiles are full and its im2col is short next to the product.
+pub const DIRECT_ROWS_MAX_TAPS: usize = 75;
+
+/// Whether the runtime's direct kernel for few input channels can compute this product: an
+/// f32 row-major ungrouped stride-1 convolution of at most [`DIRECT_ROWS_MAX_TAPS`] taps per
+/// output, on a target with the runtime's kernels.
+fn direct_rows_applies(product: &Product, operands: &Operands, target: &CpuTarget) -> bool {
+    let types = &operands.types;
+    let Product::Conv2d(c) = product else { return false };
+    let f32s = types[..2].iter().all(|t| t.dtype == nnc_runtime::DType::F32);
+    target.ukernels && f32s && types[0].layout == Layout::RowMajor && c.groups == 1 && c.stride == [1, 1] && reduction(types) <= DIRECT_ROWS_MAX_TAPS
 }
 
 /// Whether the sparse kernel can compute this product: an f32 row-major convolution

@@ -223,6 +223,32 @@ pub(crate) fn conv2d_winograd(k: &mut KernelBuilder, c: &Conv2d, args: &[Arg], o
     }
 }
 
+/// A stride-1 row-major convolution with few input channels by the runtime's direct kernel
+/// (`nnc_conv_direct`), one image per call: output rows as vectors, several filters at once,
+/// the weights read as they are (nothing packed).
+pub(crate) fn conv2d_direct_rows(k: &mut KernelBuilder, c: &Conv2d, args: &[Arg], out: Arg, epi: &Epilogue) {
+    let [n, ch, h, w] = args[0].ty.shape[..].try_into().map(|a: [usize; 4]| a.map(|v| v as i64)).expect("rank checked");
+    let [f, _, kh, kw] = args[1].ty.shape[..].try_into().map(|a: [usize; 4]| a.map(|v| v as i64)).expect("rank checked");
+    let (oh, ow) = (out.ty.shape[2] as i64, out.ty.shape[3] as i64);
+    let (x, wt, o) = (k.ptr(args[0].loc), k.ptr(args[1].loc), k.ptr(out.loc));
+    let bias = args.get(2).map(|b| k.ptr(b.loc));
+    let dilation = c.dilation.map(|v| v as i64);
+    let pad = [c.padding[0] as i64, c.padding[1] as i64];
+    let mut steps_left = false;
+    k.for_const(0, n, |k, b| {
+        let img_off = k.b.ins().imul_imm_s(b, ch * h * w);
+        let img = k.elem(x, img_off);
+        let o_off = k.b.ins().imul_imm_s(b, f * oh * ow);
+        let oimg = k.elem(o, o_off);
+        let (tail, left) = epi.gemm_tail(k, bias, true, o_off);
+        steps_left = left;
+        k.conv_direct([ch, h, w, f], [kh, kw], dilation, pad, [oh, ow], img, wt, oimg, &tail);
+    });
+    if steps_left {
+        apply_in_place(k, out, epi);
+    }
+}
+
 /// Depthwise convolution with the window unrolled: each output sums its taps in a register
 /// (the channel's weights stay in registers too) and is stored once. Taps in the padding read
 /// a clamped, in-bounds address and are masked to zero.

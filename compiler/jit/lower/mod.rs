@@ -102,6 +102,7 @@ pub(crate) fn product(k: &mut KernelBuilder, plan: &KernelPlan, product: &Produc
         (Product::Dense(_), Kernel::Gemm) => dense::dense_gemm(k, args, out, epi),
         (Product::Conv2d(c), Kernel::Sparse) => sparse::conv2d(k, c, args, out, scratch, epi),
         (Product::Conv2d(c), Kernel::Winograd) => conv::conv2d_winograd(k, c, args, out, scratch, epi),
+        (Product::Conv2d(c), Kernel::DirectRows) => conv::conv2d_direct_rows(k, c, args, out, epi),
         (Product::Dense(_), Kernel::Sparse) => sparse::dense(k, args, out, scratch, epi),
         (Product::Dense(_), Kernel::Dot) if k.runtime.is_some() => dense::dense_gemv(k, args, out, epi),
         (Product::Dense(_), Kernel::Dot) => {

@@ -13,6 +13,7 @@
 pub mod abi;
 pub mod attention;
 pub mod conv_depthwise;
+pub mod conv_direct;
 pub mod depthwise;
 pub mod gemv;
 pub mod norm;

@@ -453,6 +453,52 @@ pub unsafe extern "C" fn nnc_winograd(call: *const WinogradCall) {
     }
 }
 
+call_descriptor! {
+    /// A stride-1 convolution of one row-major image with few input channels, computed
+    /// directly ([`super::conv_direct`]): `out[f, oh, ow] = conv(x[c, h, w])` with zero
+    /// padding, then the epilogue (bias per filter, residual shaped like `out`, activation).
+    DirectConvCall / DirectConvCallFields {
+        c: i64,
+        h: i64,
+        w: i64,
+        f: i64,
+        kh: i64,
+        kw: i64,
+        dh: i64,
+        dw: i64,
+        pad_top: i64,
+        pad_left: i64,
+        oh: i64,
+        ow: i64,
+        x: *const f32,
+        /// `[f, c, kh, kw]`, row-major.
+        weights: *const f32,
+        out: *mut f32,
+        threads: i64,
+        /// Null, or `f` floats.
+        bias: *const f32,
+        /// Null, or a tensor shaped like `out`.
+        residual: *const f32,
+        act: i64,
+    }
+}
+
+/// The convolution of [`DirectConvCall`].
+///
+/// # Safety
+/// `call` points to a valid [`DirectConvCall`] whose buffers and geometry are as
+/// `conv_direct::conv_direct` requires.
+#[no_mangle]
+pub unsafe extern "C" fn nnc_conv_direct(call: *const DirectConvCall) {
+    // SAFETY: the caller passes a valid descriptor.
+    let g = unsafe { *call };
+    let u = |v: i64| v.max(0) as usize;
+    let geometry = super::conv_direct::DirectConv { c: u(g.c), h: u(g.h), w: u(g.w), f: u(g.f), kh: u(g.kh).max(1), kw: u(g.kw).max(1), dh: u(g.dh).max(1), dw: u(g.dw).max(1), pt: u(g.pad_top), pl: u(g.pad_left), oh: u(g.oh), ow: u(g.ow) };
+    let ep = Epilogue::from_abi(g.bias, 1, g.residual, g.act);
+    // SAFETY: the descriptor's buffers are valid as the contract above says.
+    unsafe { super::conv_direct::conv_direct(u(g.threads).max(1), geometry, g.x, g.weights, g.out, ep) }
+}
+
 mod rows;
 mod windows;
 pub use rows::*;
