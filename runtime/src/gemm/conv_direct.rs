@@ -402,23 +402,6 @@ mod tests {
         }
     }
 
-    #[test]
-    #[ignore]
-    fn time_lenet_c1() {
-        let g = DirectConv { c: 1, h: 28, w: 28, f: 6, kh: 5, kw: 5, dh: 1, dw: 1, pt: 2, pl: 2, oh: 28, ow: 28 };
-        let x: Vec<f32> = (0..g.c * g.h * g.w).map(|i| ((i * 7 % 23) as f32 - 11.0) / 7.0).collect();
-        let wt: Vec<f32> = (0..g.f * g.c * g.kh * g.kw).map(|i| ((i * 5 % 19) as f32 - 9.0) / 6.0).collect();
-        let bias: Vec<f32> = (0..g.f).map(|i| i as f32 / 4.0 - 1.0).collect();
-        let ep = Epilogue { bias: bias.as_ptr(), bias_per_row: true, act: crate::Activation::Relu, ..Epilogue::NONE };
-        let mut out = vec![0.0; g.f * g.oh * g.ow];
-        let ep = if std::env::var("NOEP").is_ok() { Epilogue::NONE } else { ep };
-        for _ in 0..5 {
-            let t = std::time::Instant::now();
-            for _ in 0..10000 { unsafe { conv_direct(1, g, x.as_ptr(), wt.as_ptr(), out.as_mut_ptr(), ep) }; }
-            eprintln!("{:.3} us", t.elapsed().as_secs_f64() * 1e6 / 10000.0);
-        }
-    }
-
     /// The portable kernel, which CPUs without AVX2 run, against the vector one, with and
     /// without an epilogue (the scalar one against the vector one in registers).
     #[test]
