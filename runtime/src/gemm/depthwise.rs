@@ -380,86 +380,110 @@ mod x86 {
         }
     }
 
-    /// Interior pixels `x_lo..x_hi` of a row whose three window rows all lie inside the
-    /// image, for a 3×3 window with horizontal stride `SW` and dilation 1, `c` a whole number
-    /// of vectors (MobileNet's layers): each channel vector's nine weights and bias stay in
-    /// registers while its pixels go by eight (four with sixteen vector registers), and each
-    /// input vector is loaded once for all the taps that read it. The same sums in the same
-    /// order as [`pixels_of_vector`], whose loop kept the weights on the stack and tested
-    /// the window's rows at every tap (MobileNetV2's 112²×32 layer: 112 → 95 µs).
+    /// Interior pixels `x_lo..x_hi` of a row, for a 3×3 window with horizontal stride `SW` and
+    /// dilation 1, `c` a whole number of vectors (MobileNet's layers), window rows outside
+    /// `ky` (the vertical padding) left out; and the row's first and last pixels too when
+    /// exactly one column of their window lies in the padding. Each channel vector's nine
+    /// weights and bias stay in registers while its pixels go by eight (four with sixteen
+    /// vector registers), and each input vector is loaded once for all the taps that read
+    /// it. The same sums in the same order as [`pixels_of_vector`] and [`border`] (taps in
+    /// the padding left out), whose loops kept the weights on the stack and tested the
+    /// window's rows at every tap (MobileNetV2's 112²×32 layer: 112 → 95 µs). Returns the
+    /// pixels it computed, `from..to`.
     ///
     /// # Safety
-    /// As [`rows`], for interior pixels of a row with every window row inside the image.
+    /// As [`rows`], for interior pixels of a row; `x_lo < x_hi`.
     #[inline(always)]
-    unsafe fn interior_3x3<V: Lanes, L: Lines, const SW: usize, const ACT: u8>(g: &Depthwise, row: &Row<L>, wt: *const f32, x_lo: usize, x_hi: usize, ep: &Epilogue) {
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn interior_3x3<V: Lanes, L: Lines, const SW: usize, const ACT: u8>(g: &Depthwise, row: &Row<L>, wt: *const f32, x_lo: usize, x_hi: usize, ep: &Epilogue, ky: (usize, usize)) -> (usize, usize) {
         let c = g.c;
         let lines = [row.lines.line(0), row.lines.line(1), row.lines.line(2)];
+        // The edge pixels this path takes: the first when only its window's first column is
+        // in the padding, the last when only its last one is.
+        let left = x_lo == 1 && g.pl == 1;
+        let last_end = (g.ow - 1) * SW + 3;
+        let right = x_hi + 1 == g.ow && (g.ow - 1) * SW >= g.pl && last_end - g.pl == g.w + 1;
         // Chunks of pixels whose window rows fit in L1, every channel vector of one chunk
         // before the next: a vector's pass over a whole row reads one cache line per pixel
         // and tap row, 32–96 KB per row at MobileNet's sizes, from L2 each time.
         let step = if V::W >= 16 { 8 } else { 4 };
         let chunk = (L1_WINDOW_BYTES / (3 * SW * c * 4)).max(step) / step * step;
-        // SAFETY (whole body): the caller's contract; vectors are whole.
+        // SAFETY (whole body): the caller's contract; vectors are whole; the edge pixels'
+        // columns in the padding are never read.
         unsafe {
             for x0 in (x_lo..x_hi).step_by(chunk) {
                 let x1 = (x0 + chunk).min(x_hi);
                 for cb in (0..c).step_by(V::W) {
                     let rv = row_vector::<V, L>(g, ep, row, cb);
                     let w: [V; 9] = std::array::from_fn(|t| V::load(wt.add(t * c + cb)));
+                    if left && x0 == x_lo {
+                        pixels_3x3::<V, SW, 1, ACT, true, false>(g, &rv, &lines, &w, 0, ky);
+                    }
                     let mut ox = x0;
                     if V::W >= 16 {
                         while ox + 8 <= x1 {
-                            pixels_3x3::<V, SW, 8, ACT>(g, &rv, &lines, &w, ox);
+                            pixels_3x3::<V, SW, 8, ACT, false, false>(g, &rv, &lines, &w, ox, ky);
                             ox += 8;
                         }
                     }
                     while ox + 4 <= x1 {
-                        pixels_3x3::<V, SW, 4, ACT>(g, &rv, &lines, &w, ox);
+                        pixels_3x3::<V, SW, 4, ACT, false, false>(g, &rv, &lines, &w, ox, ky);
                         ox += 4;
                     }
                     while ox < x1 {
-                        pixels_3x3::<V, SW, 1, ACT>(g, &rv, &lines, &w, ox);
+                        pixels_3x3::<V, SW, 1, ACT, false, false>(g, &rv, &lines, &w, ox, ky);
                         ox += 1;
+                    }
+                    if right && x1 == x_hi {
+                        pixels_3x3::<V, SW, 1, ACT, false, true>(g, &rv, &lines, &w, x_hi, ky);
                     }
                 }
             }
         }
+        (if left { 0 } else { x_lo }, if right { g.ow } else { x_hi })
     }
 
-    /// `P` interior pixels from `ox` of [`interior_3x3`]: input columns in order, each added
-    /// to the pixels whose window holds it, so every sum still takes its taps left to right.
+    /// `P` pixels from `ox` of [`interior_3x3`]: input columns in order, each added to the
+    /// pixels whose window holds it, so every sum still takes its taps left to right; window
+    /// rows outside `ky` left out, and with `SKIP_FIRST` (`SKIP_LAST`) the first (last)
+    /// column, which lies in the padding.
     ///
     /// # Safety
-    /// As [`interior_3x3`], for pixels `ox..ox + P` of the interior.
+    /// As [`interior_3x3`], for pixels `ox..ox + P` whose window columns, but the skipped
+    /// ones, and rows in `ky` are inside the image.
     #[inline(always)]
-    unsafe fn pixels_3x3<V: Lanes, const SW: usize, const P: usize, const ACT: u8>(g: &Depthwise, rv: &RowVector<V>, lines: &[*const f32; 3], w: &[V; 9], ox: usize) {
+    unsafe fn pixels_3x3<V: Lanes, const SW: usize, const P: usize, const ACT: u8, const SKIP_FIRST: bool, const SKIP_LAST: bool>(g: &Depthwise, rv: &RowVector<V>, lines: &[*const f32; 3], w: &[V; 9], ox: usize, (ky_lo, ky_hi): (usize, usize)) {
         let c = g.c;
-        let ix0 = ox * SW - g.pl;
+        // (One column before the image for a skipped first column: never read.)
+        let ix0 = (ox * SW).wrapping_sub(g.pl);
         let mut acc = [rv.init; P];
         // SAFETY (whole body): the caller's contract.
         unsafe {
             for (ky, &line) in lines.iter().enumerate() {
+                if ky < ky_lo || ky >= ky_hi {
+                    continue;
+                }
                 let taps = [w[ky * 3], w[ky * 3 + 1], w[ky * 3 + 2]];
-                let (base, mut at) = (line.add(rv.cb), ix0 * c);
+                let (base, mut at) = (line.add(rv.cb), ix0.wrapping_mul(c));
                 // Written out, not a loop: LLVM left the loop rolled, with the accumulators
                 // in memory.
-                column::<V, SW, P, 0>(base, &mut at, c, &taps, &mut acc);
-                column::<V, SW, P, 1>(base, &mut at, c, &taps, &mut acc);
-                column::<V, SW, P, 2>(base, &mut at, c, &taps, &mut acc);
-                column::<V, SW, P, 3>(base, &mut at, c, &taps, &mut acc);
-                column::<V, SW, P, 4>(base, &mut at, c, &taps, &mut acc);
-                column::<V, SW, P, 5>(base, &mut at, c, &taps, &mut acc);
-                column::<V, SW, P, 6>(base, &mut at, c, &taps, &mut acc);
-                column::<V, SW, P, 7>(base, &mut at, c, &taps, &mut acc);
-                column::<V, SW, P, 8>(base, &mut at, c, &taps, &mut acc);
-                column::<V, SW, P, 9>(base, &mut at, c, &taps, &mut acc);
-                column::<V, SW, P, 10>(base, &mut at, c, &taps, &mut acc);
-                column::<V, SW, P, 11>(base, &mut at, c, &taps, &mut acc);
-                column::<V, SW, P, 12>(base, &mut at, c, &taps, &mut acc);
-                column::<V, SW, P, 13>(base, &mut at, c, &taps, &mut acc);
-                column::<V, SW, P, 14>(base, &mut at, c, &taps, &mut acc);
-                column::<V, SW, P, 15>(base, &mut at, c, &taps, &mut acc);
-                column::<V, SW, P, 16>(base, &mut at, c, &taps, &mut acc);
+                column::<V, SW, P, 0, SKIP_FIRST, SKIP_LAST>(base, &mut at, c, &taps, &mut acc);
+                column::<V, SW, P, 1, SKIP_FIRST, SKIP_LAST>(base, &mut at, c, &taps, &mut acc);
+                column::<V, SW, P, 2, SKIP_FIRST, SKIP_LAST>(base, &mut at, c, &taps, &mut acc);
+                column::<V, SW, P, 3, SKIP_FIRST, SKIP_LAST>(base, &mut at, c, &taps, &mut acc);
+                column::<V, SW, P, 4, SKIP_FIRST, SKIP_LAST>(base, &mut at, c, &taps, &mut acc);
+                column::<V, SW, P, 5, SKIP_FIRST, SKIP_LAST>(base, &mut at, c, &taps, &mut acc);
+                column::<V, SW, P, 6, SKIP_FIRST, SKIP_LAST>(base, &mut at, c, &taps, &mut acc);
+                column::<V, SW, P, 7, SKIP_FIRST, SKIP_LAST>(base, &mut at, c, &taps, &mut acc);
+                column::<V, SW, P, 8, SKIP_FIRST, SKIP_LAST>(base, &mut at, c, &taps, &mut acc);
+                column::<V, SW, P, 9, SKIP_FIRST, SKIP_LAST>(base, &mut at, c, &taps, &mut acc);
+                column::<V, SW, P, 10, SKIP_FIRST, SKIP_LAST>(base, &mut at, c, &taps, &mut acc);
+                column::<V, SW, P, 11, SKIP_FIRST, SKIP_LAST>(base, &mut at, c, &taps, &mut acc);
+                column::<V, SW, P, 12, SKIP_FIRST, SKIP_LAST>(base, &mut at, c, &taps, &mut acc);
+                column::<V, SW, P, 13, SKIP_FIRST, SKIP_LAST>(base, &mut at, c, &taps, &mut acc);
+                column::<V, SW, P, 14, SKIP_FIRST, SKIP_LAST>(base, &mut at, c, &taps, &mut acc);
+                column::<V, SW, P, 15, SKIP_FIRST, SKIP_LAST>(base, &mut at, c, &taps, &mut acc);
+                column::<V, SW, P, 16, SKIP_FIRST, SKIP_LAST>(base, &mut at, c, &taps, &mut acc);
             }
             // `finish` with the activation known (`ACT`: none, ReLU, ReLU6), so the stores
             // are straight-line code.
@@ -483,24 +507,29 @@ mod x86 {
     /// step through [`opaque`]: LLVM otherwise kept a pointer per column and pixel, spilled
     /// them and reloaded every address from the stack), added with tap `kx` to the pixel
     /// whose window holds it there: the pixels' sums still take their taps left to right.
+    /// The first (last) column is skipped, not read, with `SKIP_FIRST` (`SKIP_LAST`).
     ///
     /// # Safety
-    /// As [`pixels_3x3`]: columns `0..(P − 1)·SW + 3` are inside the row.
+    /// As [`pixels_3x3`]: columns `0..(P − 1)·SW + 3`, but the skipped ones, are inside the
+    /// row.
     #[inline(always)]
-    unsafe fn column<V: Lanes, const SW: usize, const P: usize, const I: usize>(base: *const f32, at: &mut usize, c: usize, taps: &[V; 3], acc: &mut [V; P]) {
-        if I >= (P - 1) * SW + 3 {
+    unsafe fn column<V: Lanes, const SW: usize, const P: usize, const I: usize, const SKIP_FIRST: bool, const SKIP_LAST: bool>(base: *const f32, at: &mut usize, c: usize, taps: &[V; 3], acc: &mut [V; P]) {
+        let columns = (P - 1) * SW + 3;
+        if I >= columns {
             return;
         }
-        // SAFETY: the caller's contract.
-        let x = unsafe { V::load(base.add(*at)) };
-        for (kx, &tap) in taps.iter().enumerate() {
-            let from = I.wrapping_sub(kx);
-            if I >= kx && from.is_multiple_of(SW) && from / SW < P {
-                // SAFETY: the vector unit is the caller's.
-                acc[from / SW] = unsafe { V::fma(x, tap, acc[from / SW]) };
+        if !(SKIP_FIRST && I == 0 || SKIP_LAST && I == columns - 1) {
+            // SAFETY: the caller's contract.
+            let x = unsafe { V::load(base.add(*at)) };
+            for (kx, &tap) in taps.iter().enumerate() {
+                let from = I.wrapping_sub(kx);
+                if I >= kx && from.is_multiple_of(SW) && from / SW < P {
+                    // SAFETY: the vector unit is the caller's.
+                    acc[from / SW] = unsafe { V::fma(x, tap, acc[from / SW]) };
+                }
             }
         }
-        *at = opaque(*at + c);
+        *at = opaque(at.wrapping_add(c));
     }
 
     /// `v`, with its origin hidden from the optimiser (no instruction).
@@ -529,21 +558,23 @@ mod x86 {
             for r in lo..hi {
                 let (b, oy) = (r / g.oh, r % g.oh);
                 let row = Row { lines: lines_of(b, oy), out_row: out.add((b * g.oh + oy) * g.ow * c), res_row: if ep.residual.is_null() { ep.residual } else { ep.residual.add((b * g.oh + oy) * g.ow * c) }, oy };
-                border::<V, L>(g, kh, kw, wt, ep, &row, 0, x_lo);
                 // Interior columns, PIXELS at a time: each weight vector serves all of them.
                 // Channels innermost, so the taps' reads walk each pixel's channels in order.
                 // Window rows in the vertical padding are left out (top and bottom rows).
                 let top = oy * g.sh;
                 let (ky_lo, ky_hi) = taps_inside(top, g.pt, g.h, kh, g.dh);
-                if KH == 3 && KW == 3 && DW == 1 && SW != 0 && (ky_lo, ky_hi) == (0, 3) && c.is_multiple_of(V::W) && !ep.gelu {
-                    match ep.act {
-                        Activation::None => interior_3x3::<V, L, SW, 0>(g, &row, wt, x_lo, x_hi, ep),
-                        Activation::Relu => interior_3x3::<V, L, SW, 1>(g, &row, wt, x_lo, x_hi, ep),
-                        Activation::Relu6 => interior_3x3::<V, L, SW, 2>(g, &row, wt, x_lo, x_hi, ep),
-                    }
-                    border::<V, L>(g, kh, kw, wt, ep, &row, x_hi, g.ow);
+                if KH == 3 && KW == 3 && DW == 1 && SW != 0 && x_lo < x_hi && c.is_multiple_of(V::W) && !ep.gelu {
+                    let ky = (ky_lo, ky_hi);
+                    let (from, to) = match ep.act {
+                        Activation::None => interior_3x3::<V, L, SW, 0>(g, &row, wt, x_lo, x_hi, ep, ky),
+                        Activation::Relu => interior_3x3::<V, L, SW, 1>(g, &row, wt, x_lo, x_hi, ep, ky),
+                        Activation::Relu6 => interior_3x3::<V, L, SW, 2>(g, &row, wt, x_lo, x_hi, ep, ky),
+                    };
+                    border::<V, L>(g, kh, kw, wt, ep, &row, 0, from);
+                    border::<V, L>(g, kh, kw, wt, ep, &row, to, g.ow);
                     continue;
                 }
+                border::<V, L>(g, kh, kw, wt, ep, &row, 0, x_lo);
                 let groups = (x_hi - x_lo) / PIXELS;
                 // With the window's size known, whole channel vectors go the other way round
                 // within a chunk of pixels: a vector's weights loaded once into registers for
@@ -624,6 +655,15 @@ mod tests {
             // pixels with groups of eight, four and single pixels at their ends.
             (1, 96, 5, 31, 3, 3, 1, 1, 1, 1, 1, 1),
             (2, 48, 7, 37, 3, 3, 2, 2, 1, 1, 1, 1),
+            // The same path's edge pixels (one window column in the padding) and its top and
+            // bottom rows: 14² and 7² images, stride 2 on even and odd widths, padding on
+            // one side only, an image three pixels wide.
+            (1, 64, 14, 14, 3, 3, 1, 1, 1, 1, 1, 1),
+            (2, 32, 14, 14, 3, 3, 2, 2, 1, 1, 1, 1),
+            (1, 32, 9, 15, 3, 3, 2, 2, 1, 1, 1, 1),
+            (1, 16, 6, 9, 3, 3, 1, 1, 1, 1, 0, 1),
+            (1, 16, 5, 3, 3, 3, 1, 1, 1, 1, 1, 1),
+            (1, 48, 4, 12, 3, 3, 1, 1, 1, 1, 2, 2),
         ];
         for (n, c, h, w, kh, kw, sh, sw, dh, dw, pt, pl) in cases {
             let oh = (h + 2 * pt - dh * (kh - 1) - 1) / sh + 1;
