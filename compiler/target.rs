@@ -61,15 +61,17 @@ pub struct CpuTarget {
     pub forced_kernels: crate::kernel_plan::KernelSet,
 }
 
-/// The shortest slab of `k` a product with a longer reduction gets from the runtime's
-/// microkernels. Every slab after the first adds to C, which the microkernel loads and
-/// stores again: with C larger than L2 (1024³: 4 MiB) each slab is one more trip of C
-/// through L3. On Zen 4 the L1 rule's 160 made 1024³ take 20.5–21.4 ms on one thread, 512
-/// 19.2–20.2 (768 and 1024 the same within the noise); the transformer's layer 2.07 →
-/// 2.04 ms. The B micro-panel then no longer fits L1 and streams from L2 (10 bytes a cycle
-/// for both operands, a fraction of what L2 delivers). BLIS and OpenBLAS use slabs of
-/// 256–512 for single precision on AVX2 and AVX-512 cores.
-pub const LONG_SLAB_KC: usize = 512;
+/// The slab of `k` a product whose reduction is longer than the L1 rule's slab gets from
+/// the runtime's microkernels (all of it up to this length). Every slab after the first
+/// adds to C, which the microkernel loads and stores again: with C larger than L2 (1024³:
+/// 4 MiB) each slab is one more trip of C through L3. On Zen 4, 1024³ on one thread took
+/// 20.5–21.4 ms in slabs of 160 (the L1 rule), 19.2–20.2 in slabs of 512 and 19.0 in one
+/// slab of 1024 (9.7–9.9 → 9.5–9.7 ms on two threads), and the transformer's layer went
+/// 2.10 → 2.04 ms (512 and 1024 alike); ResNet-18 and MobileNetV2 measured ties. The B
+/// micro-panel then no longer fits L1 and streams from L2 (about 10 bytes a cycle for both
+/// operands, a fraction of what L2 delivers). BLIS and OpenBLAS use slabs of 256–512 for
+/// single precision on AVX2 and AVX-512 cores.
+pub const LONG_SLAB_KC: usize = 1024;
 
 /// Rows and columns of the Cranelift-generated GEMM's register tile (`jit::lower`): 12 `f32x4`
 /// accumulators fit x86-64's 16 xmm registers with room for two vectors of B and one of A.
@@ -142,8 +144,9 @@ impl CpuTarget {
         let b_ways = (1..l1.ways).rev().find(|&wb| wb + (wb * mr).div_ceil(nr) < l1.ways).unwrap_or(1);
         let kc = (b_ways * l1.way_bytes() / (nr * F32)).max(1);
         // A reduction longer than that slab takes longer ones with the runtime's kernels (see
-        // [`LONG_SLAB_KC`]); shorter ones keep the blocking they had.
-        let kc = if self.ukernels && k > kc { kc.max(LONG_SLAB_KC) } else { kc };
+        // [`LONG_SLAB_KC`]), and the blocks below are sized for the slab it really gets;
+        // shorter ones keep the blocking they had.
+        let kc = if self.ukernels && k > kc { kc.max(LONG_SLAB_KC).min(k) } else { kc };
         let l2 = self.l2;
         let b_panel_ways = (kc * nr * F32).div_ceil(l2.way_bytes());
         let a_ways = l2.ways.saturating_sub(1 + b_panel_ways).max(1);
@@ -240,16 +243,18 @@ mod tests {
     fn analytic_blocking_on_the_reference_machine() {
         let t = CpuTarget::reference();
         // L1: 64 sets × 64 B = 4 KiB a way; 8 ways for B and 2 for A (8·8/32) leave 2 of 12.
-        // kc = 8·4096 / (32·4) = 256, which a longer reduction raises to LONG_SLAB_KC = 512.
-        // L2: 128 KiB a way; B's 64 KiB panel takes 1, 1 stays free, A gets 14: mc =
-        // 14·131072 / (512·4) = 896. L3 (2 MiB a way): A takes 1, 1 free, B 14 ways → 14336
+        // kc = 8·4096 / (32·4) = 256, which a longer reduction raises to LONG_SLAB_KC = 1024.
+        // L2: 128 KiB a way; B's 128 KiB panel takes 1, 1 stays free, A gets 14: mc =
+        // 14·131072 / (1024·4) = 448. L3 (2 MiB a way): A takes 1, 1 free, B 14 ways → 7168
         // columns, capped at 4096.
-        assert_eq!(t.gemm_tile(100_000, 100_000, 100_000), Tile { mr: 8, nr: 32, kc: 512, mc: 896, nc: 4096 });
+        assert_eq!(t.gemm_tile(100_000, 100_000, 100_000), Tile { mr: 8, nr: 32, kc: 1024, mc: 448, nc: 4096 });
         // Clamped to small problems; a reduction within the L1 slab keeps it (and the blocks
         // it sets).
         assert_eq!(t.gemm_tile(24, 3136, 144), Tile { mr: 8, nr: 32, kc: 144, mc: 24, nc: 3136 });
         assert_eq!(t.gemm_tile(4096, 4096, 256), Tile { mr: 8, nr: 32, kc: 256, mc: 1792, nc: 4096 });
-        assert_eq!(t.gemm_tile(4096, 4096, 300).kc, 300);
+        // A reduction between the two slabs takes one slab of all of it, the blocks sized for
+        // that: mc = 14·131072 / (300·4), in whole tiles.
+        assert_eq!(t.gemm_tile(4096, 4096, 300), Tile { mr: 8, nr: 32, kc: 300, mc: 1528, nc: 4096 });
         // Cranelift's 6×8 tile: B takes 6 ways and A ⌈6·6/8⌉ = 5, 11 of 12: kc = 6·4096/32.
         let cl = CpuTarget { ukernels: false, mr: 6, nr: 8, ..t };
         assert_eq!(cl.gemm_tile(100_000, 100_000, 100_000).kc, 768);
