@@ -104,8 +104,9 @@ fn product_kernels(product: &Product, operands: &Operands, out: &TensorType, tar
     let mut kernels = dense_product_kernels(product, operands, target);
     let op = product.op();
     // The specialised kernels, where they apply: first where the cost model prices them below
-    // the best kernel so far (Winograd against the GEMM; sparse at this density against the
-    // dense ones), else last, so that `--kernels` can still ask for them.
+    // the best kernel so far (Winograd and the direct kernel for few channels against the
+    // GEMM; sparse at this density against the dense ones), else last, so that `--kernels`
+    // can still ask for them.
     for (kernel, applies) in [(Kernel::Winograd, winograd_applies(product, operands, target)), (Kernel::DirectRows, direct_rows_applies(product, operands, target)), (Kernel::Sparse, sparse_applies(product, operands, target))] {
         if !applies {
             continue;
@@ -138,18 +139,22 @@ fn winograd_applies(product: &Product, operands: &Operands, target: &CpuTarget) 
 }
 
 /// The most taps per output (`channels·kh·kw`) of a convolution the direct kernel takes:
-/// "few input channels" (one channel with a 5×5 window, three with 5×5). Beyond, the GEMM's
-/// tiles are full and its im2col is short next to the product.
-pub const DIRECT_ROWS_MAX_TAPS: usize = 75;
+/// "few input channels" (one channel with a 5×5 window, three with 3×3). At 75 taps (three
+/// channels, 5×5, 64 filters, 112²) it measured a tie with the GEMM (1.38–1.40 against
+/// 1.38 ms), and at LeNet-5's `c3` (150 taps, ten outputs a row) slower (7.4 against 5.2 µs
+/// by the NHWC GEMM).
+pub const DIRECT_ROWS_MAX_TAPS: usize = 32;
 
 /// Whether the runtime's direct kernel for few input channels can compute this product: an
-/// f32 row-major ungrouped stride-1 convolution of at most [`DIRECT_ROWS_MAX_TAPS`] taps per
-/// output, on a target with the runtime's kernels.
+/// f32 row-major ungrouped stride-1 convolution with a window (a pointwise one has no im2col
+/// to save: 16 channels into 64 at 56² took 134 µs this way against 79 by the GEMM) and at
+/// most [`DIRECT_ROWS_MAX_TAPS`] taps per output, on a target with the runtime's kernels.
 fn direct_rows_applies(product: &Product, operands: &Operands, target: &CpuTarget) -> bool {
     let types = &operands.types;
     let Product::Conv2d(c) = product else { return false };
     let f32s = types[..2].iter().all(|t| t.dtype == nnc_runtime::DType::F32);
-    target.ukernels && f32s && types[0].layout == Layout::RowMajor && c.groups == 1 && c.stride == [1, 1] && reduction(types) <= DIRECT_ROWS_MAX_TAPS
+    let windowed = types[1].shape[2] * types[1].shape[3] > 1;
+    target.ukernels && f32s && types[0].layout == Layout::RowMajor && c.groups == 1 && c.stride == [1, 1] && windowed && reduction(types) <= DIRECT_ROWS_MAX_TAPS
 }
 
 /// Whether the sparse kernel can compute this product: an f32 row-major convolution
