@@ -691,13 +691,23 @@ fn every_kernel_asked_for_by_name_matches_the_interpreter() {
     assert_eq!(opt.node(opt.by_name("c.conv2d").unwrap()).kernel.map(|k| k.name()), Some("winograd-f4x3"));
 }
 
+/// `g` optimized and compiled for `threads` threads with `kernel` asked for by name (the
+/// test fails unless some node takes it), run on `inputs`.
+fn run_with_kernel(g: &Graph, src: &str, kernel: &str, threads: usize, inputs: &[Tensor]) -> Vec<Tensor> {
+    let options = jit::JitOptions { threads, kernels: nnc::kernel_plan::KernelSet::parse(kernel).unwrap(), ..Default::default() };
+    let mut opt = g.clone();
+    passes::optimize(&mut opt, 2, Some(&options.target()), true, &mut |_, _| {}).unwrap();
+    assert!(opt.node_ids().any(|id| opt.node(id).kernel.is_some_and(|k| k.name() == kernel)), "{kernel} not chosen:\n{src}");
+    let exe = jit::compile(&opt, &options).unwrap();
+    exe.run(&mut exe.workspace(), inputs).unwrap()
+}
+
 /// Winograd F(4×4, 3×3) on convolutions of random sizes (odd sizes, one-sided and
 /// asymmetric padding, batches, bias or none, residual and activation epilogues), asked for
 /// by name so that it runs wherever it can, with one and two threads, against the interpreter.
 #[test]
 fn winograd_matches_the_interpreter_on_random_convolutions() {
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(20261205);
-    let options = |threads| jit::JitOptions { threads, kernels: nnc::kernel_plan::KernelSet::parse("winograd-f4x3").unwrap(), ..Default::default() };
     for case in 0..24 {
         let (n, c, k) = (rng.random_range(1..3), rng.random_range(1..20), rng.random_range(1..24));
         let (h, w) = (rng.random_range(1..19), rng.random_range(1..19));
@@ -719,11 +729,7 @@ fn winograd_matches_the_interpreter_on_random_convolutions() {
         let inputs = random_inputs(&g, case);
         let want = interp::run(&g, &inputs).unwrap();
         for threads in [1, 2] {
-            let mut opt = g.clone();
-            passes::optimize(&mut opt, 2, Some(&options(threads).target()), true, &mut |_, _| {}).unwrap();
-            assert!(opt.node_ids().any(|id| opt.node(id).kernel.is_some_and(|k| k.name() == "winograd-f4x3")), "winograd not chosen:\n{src}");
-            let exe = jit::compile(&opt, &options(threads)).unwrap();
-            let got = exe.run(&mut exe.workspace(), &inputs).unwrap();
+            let got = run_with_kernel(&g, &src, "winograd-f4x3", threads, &inputs);
             assert_eq!(compare(&got, &want, 1e-4), None, "threads={threads}\n{src}");
         }
     }
@@ -737,7 +743,6 @@ fn winograd_matches_the_interpreter_on_random_convolutions() {
 #[test]
 fn direct_rows_matches_the_interpreter_on_random_convolutions() {
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(20261206);
-    let options = |threads| jit::JitOptions { threads, kernels: nnc::kernel_plan::KernelSet::parse("direct-rows").unwrap(), ..Default::default() };
     let mut cases: Vec<String> = Vec::new();
     for _ in 0..40 {
         let (n, c, f) = (rng.random_range(1..3), rng.random_range(1..4), rng.random_range(1..30));
@@ -769,11 +774,7 @@ fn direct_rows_matches_the_interpreter_on_random_convolutions() {
         let want = interp::run(&g, &inputs).unwrap();
         let mut bits = None;
         for threads in [1, 2] {
-            let mut opt = g.clone();
-            passes::optimize(&mut opt, 2, Some(&options(threads).target()), true, &mut |_, _| {}).unwrap();
-            assert!(opt.node_ids().any(|id| opt.node(id).kernel.is_some_and(|k| k.name() == "direct-rows")), "direct-rows not chosen:\n{src}");
-            let exe = jit::compile(&opt, &options(threads)).unwrap();
-            let got = exe.run(&mut exe.workspace(), &inputs).unwrap();
+            let got = run_with_kernel(&g, src, "direct-rows", threads, &inputs);
             assert_eq!(compare(&got, &want, 1e-4), None, "threads={threads}\n{src}");
             let these: Vec<u32> = got[0].as_f32().unwrap().iter().map(|v| v.to_bits()).collect();
             assert!(bits.get_or_insert_with(|| these.clone()) == &these, "threads change the bits\n{src}");
