@@ -285,9 +285,9 @@ fn nnc() -> Command {
 
 #[test]
 fn sim_prints_a_report_and_writes_json_and_trace() {
-    let dir = tempfile_dir("sim_report");
-    let report = dir.join("r.json");
-    let trace = dir.join("t.json");
+    let dir = tempfile::tempdir().unwrap();
+    let report = dir.path().join("r.json");
+    let trace = dir.path().join("t.json");
     let out = nnc()
         .args(["sim", "examples/lenet5.nn", "--random-weights", "1", "--input", "image=random:1", "--report"])
         .arg(&report)
@@ -316,14 +316,14 @@ fn sim_prints_a_report_and_writes_json_and_trace() {
 /// interpreter's on the quantized graph, bit for bit.
 #[test]
 fn sim_without_inputs_matches_the_interpreter_on_the_quantized_graph() {
-    let dir = tempfile_dir("acceptance");
-    let sim = nnc().args(["sim", "examples/lenet5.nn", "--random-weights", "1", "--quantize", "int8", "--config", "tpu-v1", "--output-dir"]).arg(dir.join("accel")).current_dir(common::repo()).output().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let sim = nnc().args(["sim", "examples/lenet5.nn", "--random-weights", "1", "--quantize", "int8", "--config", "tpu-v1", "--output-dir"]).arg(dir.path().join("accel")).current_dir(common::repo()).output().unwrap();
     assert!(sim.status.success(), "{}", String::from_utf8_lossy(&sim.stderr));
     assert!(String::from_utf8_lossy(&sim.stderr).contains("using seeded random data (`random:0`)"));
     assert!(String::from_utf8_lossy(&sim.stdout).contains("total:"));
-    let interp = nnc().args(["run", "examples/lenet5.nn", "--random-weights", "1", "--quantize", "int8", "--backend", "interp", "--input", "image=random:0", "--output-dir"]).arg(dir.join("interp")).current_dir(common::repo()).output().unwrap();
+    let interp = nnc().args(["run", "examples/lenet5.nn", "--random-weights", "1", "--quantize", "int8", "--backend", "interp", "--input", "image=random:0", "--output-dir"]).arg(dir.path().join("interp")).current_dir(common::repo()).output().unwrap();
     assert!(interp.status.success(), "{}", String::from_utf8_lossy(&interp.stderr));
-    assert_eq!(std::fs::read(dir.join("accel/logits.npy")).unwrap(), std::fs::read(dir.join("interp/logits.npy")).unwrap());
+    assert_eq!(std::fs::read(dir.path().join("accel/logits.npy")).unwrap(), std::fs::read(dir.path().join("interp/logits.npy")).unwrap());
 }
 
 #[test]
@@ -336,16 +336,10 @@ fn emit_isa_lists_the_program() {
     }
 }
 
-fn tempfile_dir(name: &str) -> std::path::PathBuf {
-    let d = std::env::temp_dir().join(format!("nnc_accel_{name}_{}", std::process::id()));
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
-
 #[test]
 fn configuration_errors_are_diagnosed() {
-    let toml_dir = tempfile_dir("cfg");
-    let bad_key = toml_dir.join("bad.toml");
+    let toml_dir = tempfile::tempdir().unwrap();
+    let bad_key = toml_dir.path().join("bad.toml");
     std::fs::write(&bad_key, "rows = 8\nwarp_drive = true\n").unwrap();
     let cases: Vec<(Vec<String>, &str)> = vec![
         (vec!["--set".into(), "rows=0".into()], "at least one row"),
