@@ -145,6 +145,12 @@ const MIN_TASK_ROWS: usize = 64;
 /// one task per thread, 11.0–11.5 at four).
 const TASKED_B_MAX: usize = 1 << 18;
 
+/// The smallest packed B (in elements) whose product is split across threads by columns
+/// (each thread reading only its panels) rather than by rows (each reading all of B): a B
+/// bigger than L2 is streamed from L3 or memory by every thread that reads it, and with the
+/// vCPUs in different core complexes, which share no L3, from memory twice.
+const PACKED_COLUMNS_MIN_B: usize = 1 << 18;
+
 /// The longest patch rows (`kh·kw·c`) whose windows in the padding are copied
 /// (`pack::EdgeWindows`) rather than their tiles packed. Short rows pack slowly (runs of a
 /// few channels) and their products are short, so packing cost more than the product in
@@ -168,11 +174,19 @@ const A_IN_PLACE_SPAN_MAX: usize = 4 << 20;
 /// The largest row-major B (in floats) read in place rather than packed.
 const B_IN_PLACE_MAX: usize = 1 << 15;
 
-/// [`gemm`] split across up to `threads` threads: by ranges of whole `NR`-column tiles, or,
-/// when B is packed (its columns cannot be cut apart), by even ranges of rows of a strided
-/// A. Row ranges are several tasks per thread, which a thread done with its own takes from
-/// another (see
-/// [`crate::pool::parallel_tasks`]; none under [`MIN_TASK_ROWS`] rows or [`MIN_TASK_MACS`],
+/// Whether a product with a packed B is split across threads by columns (each thread
+/// reading only its panels of B) rather than by rows (each reading all of B): when B is
+/// bigger than [`PACKED_COLUMNS_MIN_B`], lies in one `nc` block, and is at least twice as
+/// wide as A is tall (every thread then packs all of A, so A must be the smaller part to
+/// read twice). ResNet-18's 7×7 layers (49 rows, 512 columns, 9 MiB of weights).
+fn packed_b_split_by_columns(m: usize, n: usize, k: usize, blk: Blocking, precision: Precision) -> bool {
+    precision.steps(k) * n > PACKED_COLUMNS_MIN_B && n >= 2 * m && n <= blk.sanitized(kernel_for(n).mr).nc
+}
+
+/// [`gemm`] split across up to `threads` threads: by ranges of whole `NR`-column tiles (of a
+/// packed B, whole panels of one block, where [`packed_b_split_by_columns`]), or by even
+/// ranges of rows of a strided A. Row ranges are several tasks per thread, which a thread
+/// done with its own takes from another (see [`crate::pool::parallel_tasks`]; none under [`MIN_TASK_ROWS`] rows or [`MIN_TASK_MACS`],
 /// and only with B at most [`TASKED_B_MAX`]). Each element of C is computed by exactly the
 /// same sequence of operations whatever tile holds it, so the result is bit-identical for
 /// every thread count.
@@ -184,7 +198,8 @@ unsafe fn gemm_threaded(threads: usize, m: usize, n: usize, k: usize, a: ASource
     // SAFETY: the caller upholds the contract in `# Safety` above.
     unsafe {
         let (mr, nr) = (kernel_for(n).mr, kernel_for(n).nr);
-        let by_rows = matches!(b, BSource::Packed(_));
+        let packed = matches!(b, BSource::Packed(_));
+        let by_rows = packed && !packed_b_split_by_columns(m, n, k, blk, precision);
         let (extent, unit) = if by_rows { (m, mr) } else { (n, nr) };
         let tiles = extent.div_ceil(unit);
         // Too little work per thread is not worth the hand-off.
@@ -222,8 +237,12 @@ unsafe fn gemm_threaded(threads: usize, m: usize, n: usize, k: usize, a: ASource
                 };
                 gemm(hi - lo, n, k, rows, b, c.offset(lo as isize * rsc), rsc, csc, accumulate, blk, ep.shifted(lo, 0, rsc, csc), precision);
             } else {
-                let BSource::Strided(bp, rsb, csb) = b else { unreachable!("by columns only when B is strided") };
-                gemm(m, hi - lo, k, a, BSource::Strided(bp.offset(lo as isize * csb), rsb, csb), c.offset(lo as isize * csc), rsc, csc, accumulate, blk, ep.shifted(0, lo, rsc, csc), precision);
+                let share = match b {
+                    BSource::Strided(bp, rsb, csb) => BSource::Strided(bp.offset(lo as isize * csb), rsb, csb),
+                    BSource::Packed(bp) => BSource::PackedColumns { b: bp, total: n, first: lo },
+                    BSource::PackedColumns { .. } => unreachable!("only `gemm` takes shares of columns"),
+                };
+                gemm(m, hi - lo, k, a, share, c.offset(lo as isize * csc), rsc, csc, accumulate, blk, ep.shifted(0, lo, rsc, csc), precision);
             }
         });
     }
@@ -277,10 +296,12 @@ unsafe fn gemm(m: usize, n: usize, k: usize, a: ASource, b: BSource, c: *mut f32
             }
             return;
         }
+        // A share of a packed B's columns has the panels of the whole B's kernel.
+        let b_cols = if let BSource::PackedColumns { total, .. } = b { total } else { n };
         let kern = match precision {
             // Packed A has the full kernel's rows per panel.
-            Precision::F32 if matches!(a, ASource::Packed(_)) => kernel_for(n),
-            Precision::F32 => kernel_for_shape(m, n),
+            Precision::F32 if matches!(a, ASource::Packed(_)) => kernel_for(b_cols),
+            Precision::F32 => kernel_for_shape(m, b_cols),
             Precision::Bf16 => bf16_kernel().expect("bf16 products are asked for only where the CPU has the kernel"),
         };
         let (mr, nr) = (kern.mr, kern.nr);
@@ -352,6 +373,11 @@ unsafe fn gemm(m: usize, n: usize, k: usize, a: ASource, b: BSource, c: *mut f32
                             bpack.as_ptr()
                         }
                         BSource::Packed(p) => p.add(packed_b_offset(steps, jc, pc, nc, nc_max, nr)),
+                        BSource::PackedColumns { b, total, first } => {
+                            let start = first / nc_max * nc_max;
+                            debug_assert!((first - start) % nr == 0 && first + n <= start + nc_max.min(total - start), "a column share is whole panels of one block");
+                            b.add(packed_b_offset(steps, start, pc, nc_max.min(total - start), nc_max, nr) + (first - start) * kc)
+                        }
                     };
                     for ic in (0..m).step_by(mc_max) {
                         let mc = mc_max.min(m - ic);
@@ -430,7 +456,7 @@ unsafe fn gemm(m: usize, n: usize, k: usize, a: ASource, b: BSource, c: *mut f32
                                 // follow each other in the order they are used, across slabs
                                 // and blocks, so the next is the following `kc·nr` floats
                                 // (past the end after the last: a prefetch never faults).
-                                let prefetch = if PREFETCH_NEXT_PANEL && matches!(b, BSource::Packed(_)) && tile < 2 { b_block.wrapping_add((jr + nr) * kc + tile * kc * 16) } else { std::ptr::null() };
+                                let prefetch = if PREFETCH_NEXT_PANEL && matches!(b, BSource::Packed(_) | BSource::PackedColumns { .. }) && tile < 2 { b_block.wrapping_add((jr + nr) * kc + tile * kc * 16) } else { std::ptr::null() };
                                 let st = Store { accumulate: acc, rows, cols, ep: last.then(|| ep.shifted(ic + ir, jc + jr, rsc, csc)), prefetch };
                                 let window = taps_a.and_then(|(micro, _)| Some((micro, windows[tile].rows()?)));
                                 // A last column tile at most half there: the half tile, on the

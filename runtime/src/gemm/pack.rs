@@ -451,6 +451,9 @@ pub(super) enum BSource {
     Strided(*const f32, isize, isize),
     /// Laid out by [`pack_b_all`].
     Packed(*const f32),
+    /// Columns `first..first + n` (whole panels of one `nc` block) of a `total`-column B laid
+    /// out by [`pack_b_all`]: one thread's share of a product split by columns.
+    PackedColumns { b: *const f32, total: usize, first: usize },
 }
 
 /// Elements [`pack_b_all_bf16`] writes for a `k × n` matrix: as many as [`pack_b_all`] for

@@ -177,6 +177,38 @@ fn matches_naive_product_on_awkward_sizes() {
 }
 
 #[test]
+fn packed_b_split_by_columns_gives_the_same_bits() {
+    // B bigger than `PACKED_COLUMNS_MIN_B` and wider than A is tall: each thread takes whole
+    // panels of B (520 columns: the last panel partial), through several slabs; 49 rows run
+    // on 7-row tiles. The product, with bias, residual and activation, must match one
+    // thread's bit for bit on 2 and 3 threads; with `nc` narrower than B it goes by rows.
+    let (m, n, k) = (49usize, 520usize, 600usize);
+    let a: Vec<f32> = (0..m * k).map(|i| ((i * 7 % 13) as f32 - 6.0) / 7.0).collect();
+    let b: Vec<f32> = (0..k * n).map(|i| ((i * 5 % 11) as f32 - 5.0) / 5.0).collect();
+    let bias: Vec<f32> = (0..n).map(|i| (i % 7) as f32 - 3.0).collect();
+    let residual: Vec<f32> = (0..m * n).map(|i| (i % 5) as f32 * 0.5 - 1.0).collect();
+    let want = naive(m, n, k, &a, &b);
+    for (blk, by_columns) in [(Blocking { kc: 128, mc: 56, nc: 4096 }, true), (Blocking { kc: 600, mc: 64, nc: 96 }, false)] {
+        assert_eq!(packed_b_split_by_columns(m, n, k, blk, Precision::F32), by_columns);
+        let mut packed_b = vec![0.0f32; packed_b_len(k, n, blk)];
+        unsafe { pack_b_all(k, n, b.as_ptr(), n as isize, 1, blk, &mut packed_b) };
+        let run = |threads: i64| {
+            let mut c = vec![0.0f32; m * n];
+            entry_gemm(m, n, k, (a.as_ptr(), k as i64, 1, false), (packed_b.as_ptr(), 0, 0, true), &mut c, threads, blk, bias.as_ptr(), false, residual.as_ptr(), Activation::Relu);
+            c
+        };
+        let one = run(1);
+        for (idx, (x, y)) in one.iter().zip(&want).enumerate() {
+            let y = (y + bias[idx % n] + residual[idx]).max(0.0);
+            assert!((x - y).abs() <= 1e-4 * (1.0 + y.abs()), "{blk:?} at {idx}: {x} vs {y}");
+        }
+        for threads in [2, 3] {
+            assert_eq!(run(threads), one, "{blk:?}, {threads} threads");
+        }
+    }
+}
+
+#[test]
 fn row_major_a_packed_when_its_block_spans_far_gives_the_same_bits() {
     // 1100 rows 1024 floats apart: a block of them spans 4.3 MiB, over `A_IN_PLACE_SPAN_MAX`,
     // so A is packed; a block of 96 rows spans 384 KiB and is read in place. Only the first
