@@ -85,6 +85,10 @@ const TILE_BLOCK: usize = 64;
 #[cfg(test)]
 const TILE_BLOCK: usize = 32;
 
+/// The fewest tiles per thread of an image split across threads by tiles (see
+/// `nhwc::tiles_per_task`).
+const MIN_TILES_PER_THREAD: usize = 24;
+
 /// Floats between consecutive points' matrices of `rows × block` in the scratch: padded by a
 /// cache line so that the 36 values of a tile, one per point, do not fall in one cache set
 /// (with 128 tiles and 64 channels the points were exactly 32 KiB apart, and layers ran 1.8×
@@ -458,7 +462,7 @@ mod nhwc {
 
     use super::super::simd::Lanes;
     use super::super::{gemm_threaded, ASource, BSource, Epilogue, Precision};
-    use super::{packed_point_len, point_stride, share, BLOCKING, IN, OUT, POINTS, TILE_BLOCK};
+    use super::{packed_point_len, point_stride, share, BLOCKING, IN, MIN_TILES_PER_THREAD, OUT, POINTS, TILE_BLOCK};
 
     /// # Safety
     /// As [`super::conv3x3_nhwc`]; the CPU has AVX-512F.
@@ -512,18 +516,25 @@ mod nhwc {
     transforms!("avx512f", __m512, input_avx512, output_avx512);
     transforms!("avx2,fma", __m256, input_avx2, output_avx2);
 
-    /// Whether the threads split an image of `t` tiles by tiles, each taking its tiles
-    /// through the transforms and all 36 products, rather than splitting each block's steps
-    /// (tiles for the transforms, points for the products). Split by points, every block's
-    /// transformed tiles and products pass between the threads twice, which costs little
-    /// when the cores share a cache but much when the host puts them in different core
-    /// complexes: five 56×56×64 convolutions in a row on two threads took 4.5 ms there split
-    /// by points, 3.7–4.0 split by tiles (2.01 → 1.96 ms when the cores share a complex).
-    /// Split by tiles, each thread reads every point's filters once per task rather than
-    /// half of them once per block, so only images with at least a block's worth of tiles
-    /// per thread (ResNet-18's 56×56 layers, not its 28×28 ones) split so.
-    fn by_tiles(t: usize, threads: usize) -> bool {
-        threads > 1 && t >= threads * TILE_BLOCK
+    /// The tiles each task takes when the threads split an image of `t` tiles by tiles, each
+    /// task taking its tiles through the transforms and all 36 products, rather than
+    /// splitting each block's steps (tiles for the transforms, points for the products); or
+    /// `None` for the latter. Split by points, every block's transformed tiles and products
+    /// pass between the threads twice, which costs little when the cores share a cache but
+    /// much when the host puts them in different core complexes: five 28×28×128
+    /// convolutions in a row took 506–585 µs each there on two threads split by points
+    /// (578 on one thread), 336–371 split by tiles (300 against 349–358 when the cores
+    /// share a complex, and a tie inside ResNet-18). Split by tiles, each thread reads
+    /// every point's filters once per task rather than half of them once per block, so an
+    /// image needs [`MIN_TILES_PER_THREAD`] tiles per thread: ResNet-18's 14×14 layers (16
+    /// tiles, 9 MiB of filters) took 2.0 → 2.3 ms split by tiles in one complex, 2.5 → 3.2
+    /// apart. Images of more than a block per thread take blocks of tiles, several tasks per
+    /// thread; smaller ones one task per thread.
+    fn tiles_per_task(t: usize, threads: usize) -> Option<usize> {
+        if threads < 2 || t < threads * MIN_TILES_PER_THREAD {
+            return None;
+        }
+        Some(if t >= threads * TILE_BLOCK { TILE_BLOCK / threads } else { t.div_ceil(threads) })
     }
 
     /// One point's product for `tb` tiles: `M (tb × k) = V (tb × c) · U`, `U` the point's
@@ -567,19 +578,32 @@ mod nhwc {
         unsafe {
             let m = scratch.add(POINTS * vs);
             let shared = crate::pool::Shared::new((x, u, out, scratch, m, ep));
-            if by_tiles(t, threads) {
-                // Each task takes its tiles through all three steps in the running thread's
-                // rows of the block's matrices.
-                let rows = block / threads;
-                crate::pool::parallel_tasks_on(threads, t.div_ceil(rows), &|task, me| {
-                    let (x, u, out, v, m, ep) = shared.get();
+            if let Some(rows) = tiles_per_task(t, threads) {
+                // Each task takes its tiles through all three steps in matrices of its
+                // thread's own. In the shared scratch, the threads' rows of each point's
+                // matrix lay side by side, and with the cores in different complexes
+                // ResNet-18's 56×56 layers took as long on two threads as on one (631–648 µs
+                // each against 650; 365–391 with buffers of their own, and 370 → 337 in one
+                // complex).
+                thread_local! {
+                    static MATRICES: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+                }
+                let (tvs, tms) = (point_stride(c, rows), point_stride(k, rows));
+                crate::pool::parallel_tasks(threads, t.div_ceil(rows), &|task| {
+                    let (x, u, out, _, _, ep) = shared.get();
                     let (t0, tb) = (task * rows, rows.min(t - task * rows));
-                    let (v, m) = (v.add(me * rows * c), m.add(me * rows * k));
-                    input(&img, x, v, vs, out, &ep, t0, 0, tb);
-                    for p in 0..POINTS {
-                        point_product(tb, c, k, v.add(p * vs), u.add(p * len), m.add(p * ms));
-                    }
-                    output(&img, x, m, ms, out, &ep, t0, 0, tb);
+                    MATRICES.with(|buf| {
+                        let mut buf = buf.borrow_mut();
+                        let floats = buf.len().max(POINTS * (tvs + tms));
+                        buf.resize(floats, 0.0);
+                        let (v, m) = buf.split_at_mut(POINTS * tvs);
+                        let (v, m) = (v.as_mut_ptr(), m.as_mut_ptr());
+                        input(&img, x, v, tvs, out, &ep, t0, 0, tb);
+                        for p in 0..POINTS {
+                            point_product(tb, c, k, v.add(p * tvs), u.add(p * len), m.add(p * tms));
+                        }
+                        output(&img, x, m, tms, out, &ep, t0, 0, tb);
+                    });
                 });
                 return;
             }
@@ -787,8 +811,9 @@ mod tests {
             return;
         }
         // Channel counts below, at and past a vector (tails), several tile blocks, a residual;
-        // the last two have enough tiles to split by tiles on 2 and 3 threads (and by points
-        // on one thread more, which must give the same bits).
+        // the last two split by tiles in blocks on 2 and 3 threads and in one task per thread
+        // on one thread more, and 3×30×26 in one task per thread on 2 threads and by points
+        // on 3, all of which must give the same bits.
         for &(c, h, w, k, pad, threads) in &[(1, 6, 6, 1, [0, 0, 0, 0], 1), (3, 7, 9, 5, [1, 1, 1, 1], 1), (17, 13, 11, 16, [1, 0, 2, 1], 2), (16, 4, 4, 7, [1, 1, 1, 1], 3), (5, 3, 3, 2, [2, 2, 2, 2], 1), (33, 20, 20, 40, [1, 1, 1, 1], 2), (3, 30, 26, 5, [1, 1, 1, 1], 2), (2, 5, 4, 3, [3, 0, 1, 4], 1), (9, 34, 38, 12, [1, 1, 1, 1], 2), (20, 42, 38, 17, [0, 1, 1, 0], 3)] {
             let x = values(c * h * w, 1);
             let wt = values(k * c * 9, 2);
