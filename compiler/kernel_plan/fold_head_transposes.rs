@@ -39,7 +39,11 @@ pub fn folded_head_transposes(graph: &Graph, plans: &HashMap<NodeId, KernelPlan>
         let splits = !users.is_empty() && users.iter().all(|&(u, _)| runtime_attention(u));
         // Merging heads: the attention's only reader is this transpose.
         let merges = runtime_attention(source) && !graph.is_output(source) && graph.users(source).len() == 1;
-        if splits || merges {
+        // Not both: the attention before would write the heads interleaved (the transpose's
+        // result in its order) and the ones after would read them as interleaved again (the
+        // transpose's operand in its order); such a transpose between two attentions stays a
+        // copy.
+        if splits != merges {
             folded.insert(id);
         }
     }
@@ -100,5 +104,17 @@ mod tests {
             output y = transpose(a, perm=[0, 2, 1, 3]) + transpose(a + k, perm=[0, 2, 1, 3])
         }";
         assert_eq!(folded_names(src, true), ["v"]);
+    }
+
+    #[test]
+    fn a_transpose_between_two_attentions_stays_a_copy() {
+        // `t` would merge the first attention's heads and split them for the second at once:
+        // no single order of its memory serves both (found by the differential campaign).
+        let src = "model m {
+            input x: f32[2, 6, 5, 5]
+            t = transpose(attention(x, x, x), perm=[0, 2, 1, 3])
+            output y = attention(t, t, t) * 1.0
+        }";
+        assert!(folded_names(src, true).is_empty());
     }
 }
