@@ -186,8 +186,8 @@ fn packed_b_split_by_columns(m: usize, n: usize, k: usize, blk: Blocking, precis
 /// [`gemm`] split across up to `threads` threads: by ranges of whole `NR`-column tiles (of a
 /// packed B, whole panels of one block, where [`packed_b_split_by_columns`]), or by even
 /// ranges of rows of a strided A. Row ranges are several tasks per thread, which a thread
-/// done with its own takes from another (see [`crate::pool::parallel_tasks`]; none under [`MIN_TASK_ROWS`] rows or [`MIN_TASK_MACS`],
-/// and only with B at most [`TASKED_B_MAX`]). Each element of C is computed by exactly the
+/// done with its own takes from another (see [`crate::pool::parallel_tasks`]; none under
+/// [`MIN_TASK_ROWS`] rows or [`MIN_TASK_MACS`], and only with B at most [`TASKED_B_MAX`]). Each element of C is computed by exactly the
 /// same sequence of operations whatever tile holds it, so the result is bit-identical for
 /// every thread count.
 ///

@@ -581,8 +581,8 @@ mod nhwc {
             if let Some(rows) = tiles_per_task(t, threads) {
                 // Each task takes its tiles through all three steps in matrices of its
                 // thread's own. In the shared scratch, the threads' rows of each point's
-                // matrix lay side by side, and with the cores in different complexes
-                // ResNet-18's 56×56 layers took as long on two threads as on one (631–648 µs
+                // matrix lay side by side, and with the cores in different complexes five
+                // 56×56×64 layers in a row took as long on two threads as on one (631–648 µs
                 // each against 650; 365–391 with buffers of their own, and 370 → 337 in one
                 // complex).
                 thread_local! {
