@@ -207,9 +207,10 @@ pub fn parallel_tasks(threads: usize, tasks: usize, f: &(dyn Fn(usize) + Sync)) 
 }
 
 /// [`parallel_tasks`], telling each task which of the call's threads runs it (`0..threads`;
-/// the caller is 0), for tasks that need scratch of their own: no two tasks run on one
-/// thread at once.
-pub fn parallel_tasks_on(threads: usize, tasks: usize, f: &(dyn Fn(usize, usize) + Sync)) {
+/// the caller is 0). No two tasks run on one thread at once, so a task may use buffers of
+/// its thread's own (kernels keep those thread-local, as the GEMM's packing buffers and
+/// the Winograd matrices are).
+fn parallel_tasks_on(threads: usize, tasks: usize, f: &(dyn Fn(usize, usize) + Sync)) {
     let threads = threads.min(tasks);
     // (No kernel makes more tasks than a share can count.)
     if threads <= 1 || tasks > u32::MAX as usize {
