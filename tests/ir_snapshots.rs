@@ -39,6 +39,27 @@ fn resnet18_optimized() {
     insta::assert_snapshot!(optimized("resnet18.nn"));
 }
 
+/// The kernel of every convolution of ResNet-18 with weights bound (Winograd needs constant
+/// filters), on the reference target: F(4×4) on the 56², 28² and 14² stride-1 layers,
+/// F(2×2) on the 7×7×512 ones, the GEMM for the strided and 1×1 ones. Winograd on NHWC
+/// images needs AVX2 or AVX-512 (`nhwc_available`), so elsewhere the snapshot is skipped.
+#[test]
+fn resnet18_convolution_kernels_with_weights() {
+    if !nnc_runtime::gemm::winograd::nhwc_available() {
+        return;
+    }
+    let mut g = graph("resnet18.nn");
+    let w = nnc::weights::random_weights(&g, 1);
+    nnc::weights::bind_weights(&mut g, w, "random").unwrap();
+    passes::optimize(&mut g, 2, Some(&CpuTarget::reference()), true, &mut |_, _| {}).unwrap();
+    let lines: Vec<String> = g
+        .node_ids()
+        .filter(|&id| g.node(id).op().and_then(|op| op.product()).is_some_and(|p| matches!(p, nnc::ops::Product::Conv2d(_))))
+        .map(|id| format!("{} {}", g.node(id).name, g.node(id).kernel.map_or("-", |k| k.name())))
+        .collect();
+    insta::assert_snapshot!(lines.join("\n"));
+}
+
 #[test]
 fn lstm_raw() {
     insta::assert_snapshot!(print_graph(&graph("lstm.nn")));

@@ -718,9 +718,10 @@ fn run_with_kernel(g: &Graph, src: &str, kernel: &str, threads: usize, inputs: &
     exe.run(&mut exe.workspace(), inputs).unwrap()
 }
 
-/// Winograd F(4×4, 3×3) on convolutions of random sizes (odd sizes, one-sided and
-/// asymmetric padding, batches, bias or none, residual and activation epilogues), asked for
-/// by name so that it runs wherever it can, with one and two threads, against the interpreter.
+/// Winograd F(4×4, 3×3) and F(2×2, 3×3) on convolutions of random sizes (odd sizes,
+/// one-sided and asymmetric padding, batches, bias or none, residual and activation
+/// epilogues), each asked for by name so that it runs wherever it can, with one and two
+/// threads, against the interpreter.
 #[test]
 fn winograd_matches_the_interpreter_on_random_convolutions() {
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(20261205);
@@ -744,9 +745,11 @@ fn winograd_matches_the_interpreter_on_random_convolutions() {
         let g = bound(&build_graph(&Source::from_string("w.nn", src.clone()), None, &Default::default()).unwrap_or_else(|d| panic!("{d:?}\n{src}")), None);
         let inputs = random_inputs(&g, case);
         let want = interp::run(&g, &inputs).unwrap();
-        for threads in [1, 2] {
-            let got = run_with_kernel(&g, &src, "winograd-f4x3", threads, &inputs);
-            assert_eq!(compare(&got, &want, 1e-4), None, "threads={threads}\n{src}");
+        for kernel in ["winograd-f4x3", "winograd-f2x3"] {
+            for threads in [1, 2] {
+                let got = run_with_kernel(&g, &src, kernel, threads, &inputs);
+                assert_eq!(compare(&got, &want, 1e-4), None, "{kernel} threads={threads}\n{src}");
+            }
         }
     }
 }

@@ -241,12 +241,12 @@ impl KernelBuilder<'_> {
         self.call_runtime(rt.sparse, fields.with_offsets(), SparseCall::SIZE);
     }
 
-    /// One image's stride-1 3×3 convolution by Winograd F(4×4, 3×3) (`nnc_winograd`):
+    /// One image's stride-1 3×3 convolution by Winograd with `tile` (`nnc_winograd`):
     /// `x[c, h, w]` → `out[k, oh, ow]` (both NHWC with `nhwc`) with `padding` `[top, left,
-    /// bottom, right]`, filters transformed at compile time at `u`, then `tail` (its bias
-    /// per output channel).
+    /// bottom, right]`, filters transformed for `tile` at compile time at `u`, then `tail`
+    /// (its bias per output channel).
     #[allow(clippy::too_many_arguments)]
-    pub fn winograd(&mut self, [c, h, w, k]: [i64; 4], padding: [i64; 4], nhwc: bool, x: Value, u: Value, out: Value, scratch: Value, tail: &GemmTail) {
+    pub fn winograd(&mut self, tile: nnc_runtime::gemm::winograd::Tile, [c, h, w, k]: [i64; 4], padding: [i64; 4], nhwc: bool, x: Value, u: Value, out: Value, scratch: Value, tail: &GemmTail) {
         let rt = self.runtime_fns();
         let [threads, ..] = self.gemm_tail();
         let [bias, _, residual, act] = self.tail_args(tail);
@@ -268,6 +268,7 @@ impl KernelBuilder<'_> {
             residual,
             act,
             nhwc: self.int(nhwc as i64),
+            tile: self.int(tile.output() as i64),
         };
         self.call_runtime(rt.winograd, fields.with_offsets(), WinogradCall::SIZE);
     }

@@ -72,6 +72,14 @@ const WINOGRAD_PS_PER_FILTER_BYTE: u64 = 60;
 const WINOGRAD_NHWC_PS_PER_TILE_TRANSFORM: u64 = 2_000;
 const WINOGRAD_NHWC_GEMM_PS_PER_MAC: u64 = 18;
 const WINOGRAD_NHWC_PS_PER_FILTER_BYTE: u64 = 85;
+/// The same for F(2×2, 3×3) (NHWC only). Its transforms write and read 16 values per tile
+/// and channel against F(4×4)'s 36, but each output channel takes 4 transformed values
+/// against 2.25, which the products pay for. Fitted in ResNet-18 (one thread): its 7²×512
+/// layers take F(2×2) (1.33–1.73 ms against 2.26–2.31 by the GEMM; on two threads
+/// 0.78–0.98 against 1.23–1.29), its 14²×256 ones keep F(4×4) (0.93–0.99 ms against
+/// 1.02–1.05 by F(2×2)), and larger images keep it by far.
+const WINOGRAD_F2_PS_PER_TILE_TRANSFORM: u64 = 1_000;
+const WINOGRAD_F2_PS_PER_MAC: u64 = 21;
 
 /// Utilization of the GEMM's `mr × nr` register tiles over an `m × n` product, in
 /// thousandths (at least 1).
@@ -79,23 +87,25 @@ fn tile_use(m: usize, n: usize, target: &CpuTarget) -> u64 {
     (1000 * m * n / (m.next_multiple_of(target.mr) * n.next_multiple_of(target.nr_for(n)))).max(1) as u64
 }
 
-/// Estimated time of a Winograd convolution (the caller checked that it applies).
-fn winograd_ps(operands: &Operands, out: &TensorType, target: &CpuTarget) -> u64 {
+/// Estimated time of a Winograd convolution with `tile` (the caller checked that it applies).
+fn winograd_ps(tile: nnc_runtime::gemm::winograd::Tile, operands: &Operands, out: &TensorType, target: &CpuTarget) -> u64 {
     let t = &operands.types;
     let (images, c, k) = (t[0].shape[0] as u64, t[0].shape[1], out.shape[1]);
-    let tiles = nnc_runtime::gemm::winograd::tiles(out.shape[2], out.shape[3]);
-    let block = nnc_runtime::gemm::winograd::block_tiles(out.shape[2], out.shape[3]);
+    let tiles = nnc_runtime::gemm::winograd::tiles(tile, out.shape[2], out.shape[3]);
+    let block = nnc_runtime::gemm::winograd::block_tiles(tile, out.shape[2], out.shape[3]);
     let nhwc = t[0].layout == Layout::Nhwc;
     // The products are `k × tiles` or `tiles × k`, as the runtime orients them (always the
     // latter in NHWC).
     let (m, n) = if !nhwc && nnc_runtime::gemm::winograd::filters_left(k, block) { (k, block) } else { (block, k) };
     let used = tile_use(m, n, target);
-    let (per_mac, per_transform, per_filter_byte) = if nhwc {
+    let (per_mac, per_transform, per_filter_byte) = if tile == nnc_runtime::gemm::winograd::Tile::F2 {
+        (WINOGRAD_F2_PS_PER_MAC, WINOGRAD_F2_PS_PER_TILE_TRANSFORM, WINOGRAD_NHWC_PS_PER_FILTER_BYTE)
+    } else if nhwc {
         (WINOGRAD_NHWC_GEMM_PS_PER_MAC, WINOGRAD_NHWC_PS_PER_TILE_TRANSFORM, WINOGRAD_NHWC_PS_PER_FILTER_BYTE)
     } else {
         (WINOGRAD_GEMM_PS_PER_MAC, WINOGRAD_PS_PER_TILE_TRANSFORM, WINOGRAD_PS_PER_FILTER_BYTE)
     };
-    let points = nnc_runtime::gemm::winograd::POINTS;
+    let points = tile.points();
     let macs = (points * k * c * tiles) as u64;
     let gemm = macs.saturating_mul(per_mac).saturating_mul(1000) / used;
     let transforms = (((c + k) * tiles) as u64).saturating_mul(per_transform);
@@ -109,8 +119,8 @@ fn winograd_ps(operands: &Operands, out: &TensorType, target: &CpuTarget) -> u64
 /// sparse kernel competes with the dense ones); 0 for the rest.
 pub fn estimated_ps(kernel: Kernel, op: &Op, operands: &Operands, out: &TensorType, target: &CpuTarget) -> u64 {
     let types = &operands.types[..];
-    if kernel == Kernel::Winograd {
-        return winograd_ps(operands, out, target);
+    if let Some(tile) = kernel.winograd_tile() {
+        return winograd_ps(tile, operands, out, target);
     }
     if kernel == Kernel::Sparse || matches!(op.product(), Some(Product::Dense(_))) {
         return product_ps(kernel, op, operands, out, target);
@@ -166,6 +176,7 @@ pub fn estimated_ps(kernel: Kernel, op: &Op, operands: &Operands, out: &TensorTy
         | Kernel::Int8Dot
         | Kernel::Sparse
         | Kernel::Winograd
+        | Kernel::WinogradF2
         | Kernel::Reference => per(DIRECT_CONV_PS_PER_MAC_NCHW),
     }
 }
@@ -216,6 +227,7 @@ fn product_ps(kernel: Kernel, op: &Op, operands: &Operands, out: &TensorType, ta
             | Kernel::Int8Depthwise
             | Kernel::Int8Dot
             | Kernel::Winograd
+            | Kernel::WinogradF2
             | Kernel::DirectRows
             | Kernel::Reference,
             _,

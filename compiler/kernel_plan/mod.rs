@@ -85,10 +85,14 @@ pub enum Kernel {
     /// (pruned): the weights stored as compressed sparse rows at compile time, only their
     /// nonzeros multiplied, by the runtime's sparse kernels (`nnc_runtime::gemm::sparse`).
     Sparse,
-    /// A row-major f32 stride-1 3×3 convolution by Winograd F(4×4, 3×3)
-    /// (`nnc_runtime::gemm::winograd`): 36 products on transformed tiles, 4 multiplications
-    /// per output instead of 9, the filters transformed at compile time.
+    /// An f32 stride-1 3×3 convolution (row-major or NHWC) by Winograd F(4×4, 3×3)
+    /// (`nnc_runtime::gemm::winograd`): 36 products on transformed tiles, 2.25
+    /// multiplications per output instead of 9, the filters transformed at compile time.
     Winograd,
+    /// The same by Winograd F(2×2, 3×3), NHWC only: 16 products, 4 multiplications per output,
+    /// transformed filters 16/9 of the filters' size instead of 4× (for small images with
+    /// many channels, where streaming F(4×4)'s filters costs more than it saves).
+    WinogradF2,
     /// A row-major f32 stride-1 convolution with few input channels, computed directly by the
     /// runtime (`nnc_runtime::gemm::conv_direct`): output rows as vectors at the CPU's full
     /// width, several filters' sums in registers, no im2col (which for a reduction of 25, as
@@ -101,7 +105,7 @@ pub enum Kernel {
 }
 
 impl Kernel {
-    pub const ALL: [Kernel; 21] = [
+    pub const ALL: [Kernel; 22] = [
         Kernel::View,
         Kernel::Elementwise,
         Kernel::Broadcast,
@@ -121,6 +125,7 @@ impl Kernel {
         Kernel::Int8Dot,
         Kernel::Sparse,
         Kernel::Winograd,
+        Kernel::WinogradF2,
         Kernel::DirectRows,
         Kernel::Reference,
     ];
@@ -146,6 +151,7 @@ impl Kernel {
             Kernel::Int8Dot => "int8-dot",
             Kernel::Sparse => "sparse",
             Kernel::Winograd => "winograd-f4x3",
+            Kernel::WinogradF2 => "winograd-f2x3",
             Kernel::DirectRows => "direct-rows",
             Kernel::Reference => "reference",
         }
@@ -153,6 +159,15 @@ impl Kernel {
 
     pub fn from_name(name: &str) -> Option<Kernel> {
         Kernel::ALL.into_iter().find(|k| k.name() == name)
+    }
+
+    /// The Winograd tile a Winograd kernel computes with.
+    pub fn winograd_tile(self) -> Option<nnc_runtime::gemm::winograd::Tile> {
+        match self {
+            Kernel::Winograd => Some(nnc_runtime::gemm::winograd::Tile::F4),
+            Kernel::WinogradF2 => Some(nnc_runtime::gemm::winograd::Tile::F2),
+            _ => None,
+        }
     }
 }
 
@@ -439,6 +454,7 @@ fn gemm_shape(kernel: Kernel, op: &Op, types: &[&TensorType], out: &TensorType) 
         | Kernel::Int8Dot
         | Kernel::Sparse
         | Kernel::Winograd
+        | Kernel::WinogradF2
         | Kernel::DirectRows
         | Kernel::Reference => return None,
     }
@@ -489,9 +505,10 @@ fn scratch_bytes(kernel: Kernel, op: &Op, operands: &Operands, out: &TensorType,
             Some(_) | None => 0,
         },
         // One image's transformed input and products.
-        Kernel::Winograd => {
+        Kernel::Winograd | Kernel::WinogradF2 => {
             let t = &types[0].shape;
-            nnc_runtime::gemm::winograd::scratch_floats(t[1], out.shape[1], out.shape[2], out.shape[3]) * 4
+            let tile = kernel.winograd_tile().expect("a Winograd kernel");
+            nnc_runtime::gemm::winograd::scratch_floats(tile, t[1], out.shape[1], out.shape[2], out.shape[3]) * 4
         }
         // A packed kc × NR panel of B.
         Kernel::RegisterTiles => tile.kc * CRANELIFT_TILE.1 * 4,
@@ -551,6 +568,7 @@ fn splits(kernel: Kernel, op: &Op) -> bool {
         | Kernel::Int8Dot
         | Kernel::Sparse
         | Kernel::Winograd
+        | Kernel::WinogradF2
         | Kernel::DirectRows
         | Kernel::Reference => false,
     }
@@ -570,7 +588,7 @@ fn prepack(kernel: Kernel, op: &Op, operands: &Operands, ukernels: bool) -> Prep
         Kernel::Loops if matches!(op, Op::Lstm(_)) && operands.constant_from(1) => Prepack::LstmWeights,
         Kernel::Loops if per_channel_scales(op) => Prepack::ScaleTable,
         Kernel::Sparse => Prepack::SparseRows,
-        Kernel::Winograd => Prepack::WinogradFilters,
+        Kernel::Winograd | Kernel::WinogradF2 => Prepack::WinogradFilters,
         Kernel::Gemm
         | Kernel::VectorDepthwise
         | Kernel::Loops

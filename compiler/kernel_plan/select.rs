@@ -107,7 +107,10 @@ fn product_kernels(product: &Product, operands: &Operands, out: &TensorType, tar
     // the best kernel so far (Winograd and the direct kernel for few channels against the
     // GEMM; sparse at this density against the dense ones), else last, so that `--kernels`
     // can still ask for them.
-    for (kernel, applies) in [(Kernel::Winograd, winograd_applies(product, operands, target)), (Kernel::DirectRows, direct_rows_applies(product, operands, target)), (Kernel::Sparse, sparse_applies(product, operands, target))] {
+    let winograd = winograd_applies(product, operands, target);
+    // F(2×2) only for NHWC images (the row-major kernel has F(4×4)'s transforms alone).
+    let winograd_f2 = winograd && operands.types[0].layout == Layout::Nhwc;
+    for (kernel, applies) in [(Kernel::Winograd, winograd), (Kernel::WinogradF2, winograd_f2), (Kernel::DirectRows, direct_rows_applies(product, operands, target)), (Kernel::Sparse, sparse_applies(product, operands, target))] {
         if !applies {
             continue;
         }

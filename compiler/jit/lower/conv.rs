@@ -194,10 +194,11 @@ pub(crate) fn conv2d_gemm(k: &mut KernelBuilder, c: &Conv2d, args: &[Arg], out: 
     }
 }
 
-/// A stride-1 3×3 convolution by Winograd F(4×4, 3×3) (NCHW or NHWC), one runtime call per
-/// image on the filters transformed at compile time (`Prepack::WinogradFilters`), the bias and `epi`
-/// applied by the runtime as it stores each output channel (what it cannot do, after).
-pub(crate) fn conv2d_winograd(k: &mut KernelBuilder, c: &Conv2d, args: &[Arg], out: Arg, scratch: Option<Loc>, epi: &Epilogue) {
+/// A stride-1 3×3 convolution by Winograd F(4×4, 3×3) (NCHW or NHWC) or F(2×2, 3×3) (NHWC),
+/// as the plan's kernel says, one runtime call per image on the filters transformed at
+/// compile time (`Prepack::WinogradFilters`), the bias and `epi` applied by the runtime as it
+/// stores each output channel (what it cannot do, after).
+pub(crate) fn conv2d_winograd(k: &mut KernelBuilder, kernel: crate::kernel_plan::Kernel, c: &Conv2d, args: &[Arg], out: Arg, scratch: Option<Loc>, epi: &Epilogue) {
     let [n, ch, h, w] = args[0].ty.shape[..].try_into().map(|a: [usize; 4]| a.map(|v| v as i64)).expect("rank checked");
     let f = args[1].ty.shape[0] as i64;
     let p = out.ty.shape[2] as i64 * out.ty.shape[3] as i64;
@@ -208,6 +209,7 @@ pub(crate) fn conv2d_winograd(k: &mut KernelBuilder, c: &Conv2d, args: &[Arg], o
     let padding = c.padding.map(|v| v as i64);
     // Channels-last images take the runtime's NHWC form (transforms on vectors of channels).
     let nhwc = args[0].ty.layout == crate::ir::Layout::Nhwc;
+    let tile = kernel.winograd_tile().expect("a Winograd kernel");
     let mut steps_left = false;
     k.for_const(0, n, |k, b| {
         let img_off = k.b.ins().imul_imm_s(b, ch * h * w);
@@ -216,7 +218,7 @@ pub(crate) fn conv2d_winograd(k: &mut KernelBuilder, c: &Conv2d, args: &[Arg], o
         let oimg = k.elem(o, c_off);
         let (tail, left) = epi.gemm_tail(k, bias, !nhwc, c_off);
         steps_left = left;
-        k.winograd([ch, h, w, f], padding, nhwc, img, u, oimg, scratch, &tail);
+        k.winograd(tile, [ch, h, w, f], padding, nhwc, img, u, oimg, scratch, &tail);
     });
     if steps_left {
         apply_in_place(k, out, epi);

@@ -101,7 +101,7 @@ pub(crate) fn product(k: &mut KernelBuilder, plan: &KernelPlan, product: &Produc
         (Product::Conv2d(c), kernel @ (Kernel::VectorDepthwise | Kernel::NhwcGemm | Kernel::Nchw4cBlocked | Kernel::VectorDirect)) => channels::conv2d(k, kernel, c, args, out, epi),
         (Product::Dense(_), Kernel::Gemm) => dense::dense_gemm(k, args, out, epi),
         (Product::Conv2d(c), Kernel::Sparse) => sparse::conv2d(k, c, args, out, scratch, epi),
-        (Product::Conv2d(c), Kernel::Winograd) => conv::conv2d_winograd(k, c, args, out, scratch, epi),
+        (Product::Conv2d(c), kernel @ (Kernel::Winograd | Kernel::WinogradF2)) => conv::conv2d_winograd(k, kernel, c, args, out, scratch, epi),
         (Product::Conv2d(c), Kernel::DirectRows) => conv::conv2d_direct_rows(k, c, args, out, epi),
         (Product::Dense(_), Kernel::Sparse) => sparse::dense(k, args, out, scratch, epi),
         (Product::Dense(_), Kernel::Dot) if k.runtime.is_some() => dense::dense_gemv(k, args, out, epi),

@@ -1,5 +1,7 @@
-//! Winograd F(4×4, 3×3) convolution (Lavin & Gray, 2016): a stride-1 3×3 convolution as 36
-//! matrix products on transformed tiles, 4 multiplications per output instead of 9.
+//! Winograd convolution (Lavin & Gray, 2016): a stride-1 3×3 convolution as matrix products
+//! on transformed tiles. F(4×4, 3×3) ([`Tile::F4`]) takes 36 products, 2.25 multiplications
+//! per output instead of 9; F(2×2, 3×3) ([`Tile::F2`], NHWC images only) 16 products, 4 per
+//! output, with transformed filters 16/9 of the filters' size instead of 4× (see [`Tile`]).
 //!
 //! Per image, with `C` input and `K` output channels and the output cut into `T` tiles of
 //! 4×4:
@@ -14,18 +16,56 @@
 //! 3. output transform: `Aᵀ m A` of each tile's 36 values → the 4×4 outputs inside the image;
 //!    then the GEMM epilogue (bias per channel, residual, activation) on the image's result.
 //!
-//! The points are 0, ±1, ±2 and ∞ (the matrices below). Their transforms lose a few bits
-//! against direct summation; the tests bound the difference against an f64 direct
-//! convolution.
+//! (F(2×2, 3×3) likewise, with 4×4 input tiles, 16 matrices and 2×2 outputs.)
+//!
+//! F(4×4)'s points are 0, ±1, ±2 and ∞ (the matrices below), F(2×2)'s 0, ±1 and ∞. Their
+//! transforms lose a few bits against direct summation; the tests bound the difference
+//! against an f64 direct convolution.
 
 use super::epilogue::Epilogue;
 use super::pack::{ASource, BSource};
 use super::{gemm_threaded, Blocking, Precision};
 
-/// Input tile side, output tile side, and transformed points per tile.
+/// F(4×4, 3×3)'s input tile side, output tile side, and transformed points per tile (the
+/// row-major kernel's only tile; the most points of any tile).
 const IN: usize = 6;
 const OUT: usize = 4;
-pub const POINTS: usize = IN * IN;
+const POINTS: usize = IN * IN;
+
+/// The output tile of a Winograd convolution, F(m×m, 3×3).
+///
+/// F(4×4) needs the fewest multiplications, but its transformed filters are four times the
+/// filters: on images with few tiles and many channels (ResNet-18's 7×7×512 layers: 4 tiles,
+/// 38 MB of transformed filters a layer) streaming them costs more than the products save.
+/// F(2×2) reads 16/9 of the filters (17 MB there) for 4 multiplications per output, less
+/// than half the GEMM's 9.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Tile {
+    /// F(4×4, 3×3): 6×6 input tiles, 36 points.
+    F4,
+    /// F(2×2, 3×3): 4×4 input tiles, 16 points.
+    F2,
+}
+
+impl Tile {
+    /// Side of the output tile.
+    pub const fn output(self) -> usize {
+        match self {
+            Tile::F4 => 4,
+            Tile::F2 => 2,
+        }
+    }
+
+    /// Side of the input tile (the output's plus the window's 2).
+    pub const fn input(self) -> usize {
+        self.output() + 2
+    }
+
+    /// Transformed points per tile: products per block of tiles.
+    pub const fn points(self) -> usize {
+        self.input() * self.input()
+    }
+}
 
 const BT: [[f32; 6]; 6] = [
     [4.0, 0.0, -5.0, 0.0, 1.0, 0.0],
@@ -40,6 +80,7 @@ const BT: [[f32; 6]; 6] = [
 /// `G = [[1/4, 0, 0], [-1/6, -1/6, -1/6], [-1/6, 1/6, -1/6], [1/24, 1/12, 1/6], [1/24, -1/12, 1/6], [0, 0, 1]]`.
 /// Multiplications by the reciprocals rather than divisions (this runs for every filter at
 /// compile time); in f64, the difference never reaches the f32 result's rounding.
+#[inline(always)]
 fn g_times([a, b, c]: [f64; 3]) -> [f64; 6] {
     const SIXTH: f64 = 1.0 / 6.0;
     let (even, odd) = (a + c, b);
@@ -50,8 +91,8 @@ fn g_times([a, b, c]: [f64; 3]) -> [f64; 6] {
 const AT: [[f32; 6]; 4] = [[1.0, 1.0, 1.0, 1.0, 1.0, 0.0], [0.0, 1.0, -1.0, 2.0, -2.0, 0.0], [0.0, 1.0, 1.0, 4.0, 4.0, 0.0], [0.0, 1.0, -1.0, 8.0, -8.0, 1.0]];
 
 /// Tiles of an output of `oh × ow`.
-pub fn tiles(oh: usize, ow: usize) -> usize {
-    oh.div_ceil(OUT) * ow.div_ceil(OUT)
+pub fn tiles(tile: Tile, oh: usize, ow: usize) -> usize {
+    oh.div_ceil(tile.output()) * ow.div_ceil(tile.output())
 }
 
 /// The cache blocking of the 36 products, fixed because their B panels are packed at compile
@@ -98,33 +139,35 @@ fn point_stride(rows: usize, block: usize) -> usize {
 }
 
 /// Tiles in each block (the last may have fewer) for an output of `oh × ow`.
-pub fn block_tiles(oh: usize, ow: usize) -> usize {
-    tiles(oh, ow).min(TILE_BLOCK)
+pub fn block_tiles(tile: Tile, oh: usize, ow: usize) -> usize {
+    tiles(tile, oh, ow).min(TILE_BLOCK)
 }
 
 /// Floats of scratch one image needs: one block's transformed input and products.
-pub fn scratch_floats(c: usize, k: usize, oh: usize, ow: usize) -> usize {
-    let block = block_tiles(oh, ow);
-    POINTS * (point_stride(c, block) + point_stride(k, block))
+pub fn scratch_floats(tile: Tile, c: usize, k: usize, oh: usize, ow: usize) -> usize {
+    let block = block_tiles(tile, oh, ow);
+    tile.points() * (point_stride(c, block) + point_stride(k, block))
 }
 
 /// `G g Gᵀ` of every filter of `w` (`[k, c, 3, 3]`, row-major), in f64 then rounded once,
 /// for each of the 36 points packed as the GEMM operand [`filters_left`] says for an
 /// output of `oh × ow`: `U` (`K × C`) in A panels, or `Uᵀ` (`C × K`) in B panels.
 pub fn transform_filters(w: &[f32], k: usize, c: usize, oh: usize, ow: usize) -> Vec<f32> {
-    transform_filters_as(w, k, c, filters_left(k, block_tiles(oh, ow)))
+    transform_filters_as(w, k, c, filters_left(k, block_tiles(Tile::F4, oh, ow)))
 }
 
-/// [`transform_filters`] for [`conv3x3_nhwc`]: every point's `Uᵀ` (`C × K`) in B panels.
-pub fn transform_filters_nhwc(w: &[f32], k: usize, c: usize) -> Vec<f32> {
-    transform_filters_as(w, k, c, false)
+/// [`transform_filters`] for [`conv3x3_nhwc`] with `tile`: every point's `Uᵀ` (`C × K`) in
+/// B panels.
+pub fn transform_filters_nhwc(w: &[f32], k: usize, c: usize, tile: Tile) -> Vec<f32> {
+    assert_eq!(w.len(), k * c * 9, "a [k, c, 3, 3] filter");
+    transform_filters_right(w, k, c, tile)
 }
 
 /// [`transform_filters`] with the filters as the products' left operand or not.
 fn transform_filters_as(w: &[f32], k: usize, c: usize, left: bool) -> Vec<f32> {
     assert_eq!(w.len(), k * c * 9, "a [k, c, 3, 3] filter");
     if !left {
-        return transform_filters_right(w, k, c);
+        return transform_filters_right(w, k, c, Tile::F4);
     }
     // Each point's matrix, row-major in the orientation its packing reads contiguously.
     let mut u = vec![0.0f32; POINTS * k * c];
@@ -146,7 +189,7 @@ fn transform_filters_as(w: &[f32], k: usize, c: usize, left: bool) -> Vec<f32> {
             for i in 0..inner {
                 let (fi, ch) = if left { (o, i) } else { (i, o) };
                 let g = &w[((f0 + fi) * c + ch) * 9..][..9];
-                for (p, v) in transform_filter(g).into_iter().enumerate() {
+                for (p, v) in transform_filter(Tile::F4, g).into_iter().enumerate() {
                     let at = p * ps + if left { fi * c + ch } else { ch * FILTERS + fi };
                     local[at] = v;
                 }
@@ -186,20 +229,20 @@ fn transform_filters_as(w: &[f32], k: usize, c: usize, left: bool) -> Vec<f32> {
 /// time: each panel's `C × NR` block of every point is transformed into a buffer, then
 /// packed straight to its place (going through the whole `C × K` matrices first took
 /// 100 ms for 512×512 filters).
-fn transform_filters_right(w: &[f32], k: usize, c: usize) -> Vec<f32> {
+fn transform_filters_right(w: &[f32], k: usize, c: usize, tile: Tile) -> Vec<f32> {
     let kern = super::microkernel::kernel_for(k);
     let (nr, blk) = (kern.nr, BLOCKING.sanitized(kern.mr));
-    let len = packed_point_len(c, k, false);
-    let mut packed = vec![0.0f32; POINTS * len];
+    let (len, points) = (packed_point_len(c, k, false), tile.points());
+    let mut packed = vec![0.0f32; points * len];
     // Points a cache line more than their blocks apart, so that one filter value's 36 writes
     // do not share an L1 set.
     let ps = c * nr + 16;
-    let mut local = vec![0.0f32; POINTS * ps];
+    let mut local = vec![0.0f32; points * ps];
     for f0 in (0..k).step_by(nr) {
         let fb = nr.min(k - f0);
         for ch in 0..c {
             for fi in 0..fb {
-                for (p, v) in transform_filter(&w[((f0 + fi) * c + ch) * 9..][..9]).into_iter().enumerate() {
+                for (p, v) in transform_filter(tile, &w[((f0 + fi) * c + ch) * 9..][..9]).into_iter().take(points).enumerate() {
                     local[p * ps + ch * nr + fi] = v;
                 }
             }
@@ -207,7 +250,7 @@ fn transform_filters_right(w: &[f32], k: usize, c: usize) -> Vec<f32> {
         // Where `pack_b_all` puts these columns: their `nc` block, each `kc` slab, panel.
         let jc = f0 / blk.nc * blk.nc;
         let nc = blk.nc.min(k - jc);
-        for p in 0..POINTS {
+        for p in 0..points {
             for pc in (0..c).step_by(blk.kc) {
                 let kc = blk.kc.min(c - pc);
                 let at = p * len + super::pack::packed_b_offset(c, jc, pc, nc, blk.nc, nr) + (f0 - jc) * kc;
@@ -220,20 +263,39 @@ fn transform_filters_right(w: &[f32], k: usize, c: usize) -> Vec<f32> {
     packed
 }
 
-/// `G g Gᵀ` of one 3×3 filter, point-major, computed in f64 and rounded once.
-fn transform_filter(g: &[f32]) -> [f32; POINTS] {
-    // G g (6×3), then (G g) Gᵀ (6×6).
-    let mut gg = [[0.0f64; 3]; IN];
+/// `G·v` for F(2×2, 3×3)'s `G = [[1, 0, 0], [1/2, 1/2, 1/2], [1/2, -1/2, 1/2], [0, 0, 1]]`,
+/// padded to F(4×4)'s six values.
+#[inline(always)]
+fn g_times_f2([a, b, c]: [f64; 3]) -> [f64; 6] {
+    [a, (a + b + c) * 0.5, (a - b + c) * 0.5, c, 0.0, 0.0]
+}
+
+/// `G g Gᵀ` of one 3×3 filter for `tile`, point-major (`tile.points()` values, the rest
+/// zero), computed in f64 and rounded once.
+fn transform_filter(tile: Tile, g: &[f32]) -> [f32; POINTS] {
+    match tile {
+        Tile::F4 => transform_filter_as::<6>(g, g_times),
+        Tile::F2 => transform_filter_as::<4>(g, g_times_f2),
+    }
+}
+
+/// [`transform_filter`] for a tile of input side `SIDE` whose `G·v` is `g_times` (inlined:
+/// compile time transforms every filter of the model, 2.4 million of them in ResNet-18).
+#[inline(always)]
+fn transform_filter_as<const SIDE: usize>(g: &[f32], g_times: impl Fn([f64; 3]) -> [f64; 6]) -> [f32; POINTS] {
+    // G g (SIDE×3), then (G g) Gᵀ (SIDE×SIDE).
+    let mut gg = [[0.0f64; 3]; SIDE];
     for j in 0..3 {
         let col = g_times([g[j] as f64, g[3 + j] as f64, g[6 + j] as f64]);
-        for i in 0..IN {
+        for i in 0..SIDE {
             gg[i][j] = col[i];
         }
     }
     let mut u = [0.0f32; POINTS];
     for (i, row) in gg.iter().enumerate() {
-        for (j, v) in g_times(*row).into_iter().enumerate() {
-            u[i * IN + j] = v as f32;
+        let t = g_times(*row);
+        for j in 0..SIDE {
+            u[i * SIDE + j] = t[j] as f32;
         }
     }
     u
@@ -431,28 +493,29 @@ pub fn nhwc_available() -> bool {
     }
 }
 
-/// One NHWC image: `out[oh, ow, K] = conv3x3(x[h, w, C])` with zero padding `[top, left,
-/// bottom, right]`, then `ep` (bias per channel, residual shaped like `out`, activation)
-/// as each output vector is stored. The transforms run on vectors of channels (every tile's
-/// channels are contiguous in NHWC), the 36 products are `M[ξ] = V[ξ] · U[ξ]ᵀ`
-/// (`tiles × C` by `C × K`, the image side read in place, the filters packed at compile time
-/// by [`transform_filters_nhwc`]).
+/// One NHWC image by `tile`: `out[oh, ow, K] = conv3x3(x[h, w, C])` with zero padding
+/// `[top, left, bottom, right]`, then `ep` (bias per channel, residual shaped like `out`,
+/// activation) as each output vector is stored. The transforms run on vectors of channels
+/// (every tile's channels are contiguous in NHWC), the products (one per point) are
+/// `M[ξ] = V[ξ] · U[ξ]ᵀ` (`tiles × C` by `C × K`, the image side read in place, the filters
+/// packed at compile time by [`transform_filters_nhwc`]).
 ///
 /// # Safety
-/// As [`conv3x3`] with NHWC `x`, `out` and residual, `u` from [`transform_filters_nhwc`], and
-/// [`nhwc_available`].
+/// As [`conv3x3`] with NHWC `x`, `out` and residual, `u` from [`transform_filters_nhwc`]
+/// with the same `tile`, `scratch` of [`scratch_floats`] for it, and [`nhwc_available`].
 #[allow(clippy::too_many_arguments)]
-pub unsafe fn conv3x3_nhwc(threads: usize, c: usize, h: usize, w: usize, k: usize, pad: [usize; 4], x: *const f32, u: *const f32, out: *mut f32, scratch: *mut f32, ep: Epilogue) {
+pub unsafe fn conv3x3_nhwc(tile: Tile, threads: usize, c: usize, h: usize, w: usize, k: usize, pad: [usize; 4], x: *const f32, u: *const f32, out: *mut f32, scratch: *mut f32, ep: Epilogue) {
     #[cfg(target_arch = "x86_64")]
     // SAFETY: forwarded contract; each variant runs only where its features exist.
     unsafe {
         if std::arch::is_x86_feature_detected!("avx512f") {
-            return nhwc::conv_avx512(threads, c, h, w, k, pad, x, u, out, scratch, ep);
+            return nhwc::conv_avx512(tile, threads, c, h, w, k, pad, x, u, out, scratch, ep);
         }
         if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
-            return nhwc::conv_avx2(threads, c, h, w, k, pad, x, u, out, scratch, ep);
+            return nhwc::conv_avx2(tile, threads, c, h, w, k, pad, x, u, out, scratch, ep);
         }
     }
+    let _ = tile;
     unreachable!("conv3x3_nhwc is used only where nhwc_available() holds");
 }
 
@@ -462,25 +525,51 @@ mod nhwc {
 
     use super::super::simd::Lanes;
     use super::super::{gemm_threaded, ASource, BSource, Epilogue, Precision};
-    use super::{packed_point_len, point_stride, share, BLOCKING, IN, MIN_TILES_PER_THREAD, OUT, POINTS, TILE_BLOCK};
+    use super::{packed_point_len, point_stride, share, Tile, BLOCKING, MIN_TILES_PER_THREAD, TILE_BLOCK};
 
     /// # Safety
     /// As [`super::conv3x3_nhwc`]; the CPU has AVX-512F.
     #[target_feature(enable = "avx512f")]
     #[allow(clippy::too_many_arguments)]
-    pub(super) unsafe fn conv_avx512(threads: usize, c: usize, h: usize, w: usize, k: usize, pad: [usize; 4], x: *const f32, u: *const f32, out: *mut f32, scratch: *mut f32, ep: Epilogue) {
+    pub(super) unsafe fn conv_avx512(tile: Tile, threads: usize, c: usize, h: usize, w: usize, k: usize, pad: [usize; 4], x: *const f32, u: *const f32, out: *mut f32, scratch: *mut f32, ep: Epilogue) {
         // SAFETY: forwarded contract; the transforms have the feature they need.
-        unsafe { conv(threads, c, h, w, k, pad, x, u, out, scratch, ep, [input_avx512, output_avx512]) }
+        unsafe {
+            match tile {
+                Tile::F4 => conv::<6, 4>(threads, c, h, w, k, pad, x, u, out, scratch, ep, [input_avx512::<F4, 6, 4>, output_avx512::<F4, 6, 4>]),
+                Tile::F2 => conv::<4, 2>(threads, c, h, w, k, pad, x, u, out, scratch, ep, [input_avx512::<F2, 4, 2>, output_avx512::<F2, 4, 2>]),
+            }
+        }
     }
 
     /// # Safety
     /// As [`super::conv3x3_nhwc`]; the CPU has AVX2 and FMA.
     #[target_feature(enable = "avx2,fma")]
     #[allow(clippy::too_many_arguments)]
-    pub(super) unsafe fn conv_avx2(threads: usize, c: usize, h: usize, w: usize, k: usize, pad: [usize; 4], x: *const f32, u: *const f32, out: *mut f32, scratch: *mut f32, ep: Epilogue) {
+    pub(super) unsafe fn conv_avx2(tile: Tile, threads: usize, c: usize, h: usize, w: usize, k: usize, pad: [usize; 4], x: *const f32, u: *const f32, out: *mut f32, scratch: *mut f32, ep: Epilogue) {
         // SAFETY: forwarded contract; the transforms have the features they need.
-        unsafe { conv(threads, c, h, w, k, pad, x, u, out, scratch, ep, [input_avx2, output_avx2]) }
+        unsafe {
+            match tile {
+                Tile::F4 => conv::<6, 4>(threads, c, h, w, k, pad, x, u, out, scratch, ep, [input_avx2::<F4, 6, 4>, output_avx2::<F4, 6, 4>]),
+                Tile::F2 => conv::<4, 2>(threads, c, h, w, k, pad, x, u, out, scratch, ep, [input_avx2::<F2, 4, 2>, output_avx2::<F2, 4, 2>]),
+            }
+        }
     }
+
+    /// One tile size's transforms on vectors: `Bᵀ d` of `IN` input vectors (a column or a row
+    /// of the patch), `Aᵀ m` of `IN` products into `OUT` outputs.
+    trait Transforms<const IN: usize, const OUT: usize> {
+        /// # Safety
+        /// The CPU has `V`'s unit.
+        unsafe fn bt<V: Lanes>(d: [V; IN]) -> [V; IN];
+        /// # Safety
+        /// The CPU has `V`'s unit.
+        unsafe fn at<V: Lanes>(m: [V; IN]) -> [V; OUT];
+    }
+
+    /// F(4×4, 3×3).
+    struct F4;
+    /// F(2×2, 3×3).
+    struct F2;
 
     /// Tiles `t0 + lo .. t0 + hi` through a transform: the input one (`m` is V and `stride`
     /// its point stride; `out` unused) or the output one (`m` is M). Worker tasks call these
@@ -494,10 +583,10 @@ mod nhwc {
             /// As [`input_tile`] for each tile; the CPU has the feature.
             #[target_feature(enable = $feature)]
             #[allow(clippy::too_many_arguments)]
-            unsafe fn $input(g: &Image, x: *const f32, v: *mut f32, vs: usize, _: *mut f32, _: &Epilogue, t0: usize, lo: usize, hi: usize) {
+            unsafe fn $input<T: Transforms<IN, OUT>, const IN: usize, const OUT: usize>(g: &Image, x: *const f32, v: *mut f32, vs: usize, _: *mut f32, _: &Epilogue, t0: usize, lo: usize, hi: usize) {
                 for tile in lo..hi {
                     // SAFETY: forwarded contract.
-                    unsafe { input_tile::<$v>(g, x, v, vs, t0, tile) };
+                    unsafe { input_tile::<$v, T, IN, OUT>(g, x, v, vs, t0, tile) };
                 }
             }
 
@@ -505,10 +594,10 @@ mod nhwc {
             /// As [`output_tile`] for each tile; the CPU has the feature.
             #[target_feature(enable = $feature)]
             #[allow(clippy::too_many_arguments)]
-            unsafe fn $output(g: &Image, _: *const f32, m: *mut f32, ms: usize, out: *mut f32, ep: &Epilogue, t0: usize, lo: usize, hi: usize) {
+            unsafe fn $output<T: Transforms<IN, OUT>, const IN: usize, const OUT: usize>(g: &Image, _: *const f32, m: *mut f32, ms: usize, out: *mut f32, ep: &Epilogue, t0: usize, lo: usize, hi: usize) {
                 for tile in lo..hi {
                     // SAFETY: forwarded contract.
-                    unsafe { output_tile::<$v>(g, m, ms, out, ep, t0, tile) };
+                    unsafe { output_tile::<$v, T, IN, OUT>(g, m, ms, out, ep, t0, tile) };
                 }
             }
         };
@@ -561,9 +650,12 @@ mod nhwc {
     }
 
     /// # Safety
-    /// As [`super::conv3x3_nhwc`]; the CPU runs `input` and `output`.
+    /// As [`super::conv3x3_nhwc`] for the tile of input side `IN` and output side `OUT`; the
+    /// CPU runs `input` and `output`, that tile's transforms.
     #[allow(clippy::too_many_arguments)]
-    unsafe fn conv(threads: usize, c: usize, h: usize, w: usize, k: usize, pad: [usize; 4], x: *const f32, u: *const f32, out: *mut f32, scratch: *mut f32, ep: Epilogue, [input, output]: [Transform; 2]) {
+    unsafe fn conv<const IN: usize, const OUT: usize>(threads: usize, c: usize, h: usize, w: usize, k: usize, pad: [usize; 4], x: *const f32, u: *const f32, out: *mut f32, scratch: *mut f32, ep: Epilogue, [input, output]: [Transform; 2]) {
+        const { assert!(IN == OUT + 2) };
+        let points = IN * IN;
         let (oh, ow) = (h + pad[0] + pad[2] - 2, w + pad[1] + pad[3] - 2);
         let (th, tw) = (oh.div_ceil(OUT), ow.div_ceil(OUT));
         let t = th * tw;
@@ -576,7 +668,7 @@ mod nhwc {
         // (C wide) and for M (K wide), padded as `point_stride` says; tasks write disjoint
         // tiles (transforms) or points (products).
         unsafe {
-            let m = scratch.add(POINTS * vs);
+            let m = scratch.add(points * vs);
             let shared = crate::pool::Shared::new((x, u, out, scratch, m, ep));
             if let Some(rows) = tiles_per_task(t, threads) {
                 // Each task takes its tiles through all three steps in matrices of its
@@ -594,12 +686,12 @@ mod nhwc {
                     let (t0, tb) = (task * rows, rows.min(t - task * rows));
                     MATRICES.with(|buf| {
                         let mut buf = buf.borrow_mut();
-                        let floats = buf.len().max(POINTS * (tvs + tms));
+                        let floats = buf.len().max(points * (tvs + tms));
                         buf.resize(floats, 0.0);
-                        let (v, m) = buf.split_at_mut(POINTS * tvs);
+                        let (v, m) = buf.split_at_mut(points * tvs);
                         let (v, m) = (v.as_mut_ptr(), m.as_mut_ptr());
                         input(&img, x, v, tvs, out, &ep, t0, 0, tb);
-                        for p in 0..POINTS {
+                        for p in 0..points {
                             point_product(tb, c, k, v.add(p * tvs), u.add(p * len), m.add(p * tms));
                         }
                         output(&img, x, m, tms, out, &ep, t0, 0, tb);
@@ -617,7 +709,7 @@ mod nhwc {
                     let (lo, hi) = share(tb, tasks, task);
                     input(&img, x, v, vs, out, &ep, t0, lo, hi);
                 });
-                crate::pool::parallel_tasks(threads, POINTS, &|p| {
+                crate::pool::parallel_tasks(threads, points, &|p| {
                     let (_, u, _, v, m, _) = shared.get();
                     point_product(tb, c, k, v.add(p * vs), u.add(p * len), m.add(p * ms));
                 });
@@ -630,12 +722,9 @@ mod nhwc {
         }
     }
 
-    /// `Bᵀ d` for six vectors `d` (a column or a row of the patch).
-    ///
-    /// # Safety
-    /// The CPU has `V`'s unit.
+    impl Transforms<6, 4> for F4 {
     #[inline(always)]
-    unsafe fn bt<V: Lanes>(d: [V; IN]) -> [V; IN] {
+    unsafe fn bt<V: Lanes>(d: [V; 6]) -> [V; 6] {
         // SAFETY: the caller's.
         unsafe {
             // (A closure for the constants would not inherit the target features.)
@@ -651,26 +740,39 @@ mod nhwc {
         }
     }
 
-    /// `Aᵀ m` for six vectors `m`.
-    ///
-    /// # Safety
-    /// The CPU has `V`'s unit.
     #[inline(always)]
-    unsafe fn at<V: Lanes>(m: [V; IN]) -> [V; OUT] {
+    unsafe fn at<V: Lanes>(m: [V; 6]) -> [V; 4] {
         // SAFETY: the caller's.
         unsafe {
             let (d12, s12, d34, s34) = (V::sub(m[1], m[2]), V::add(m[1], m[2]), V::sub(m[3], m[4]), V::add(m[3], m[4]));
             [V::add(V::add(m[0], s12), s34), V::fma(V::splat(2.0), d34, d12), V::fma(V::splat(4.0), s34, s12), V::add(V::fma(V::splat(8.0), d34, d12), m[5])]
         }
     }
+    }
 
-    /// Tile `t0 + tile`'s 6×6 patch (zero outside the image), `Bᵀ d B`, into row `tile` of
-    /// the 36 matrices `V[ξ]` (`C` wide), a vector of channels at a time.
+    /// `Bᵀ = [[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]]`,
+    /// `Aᵀ = [[1, 1, 1, 0], [0, 1, -1, -1]]`.
+    impl Transforms<4, 2> for F2 {
+    #[inline(always)]
+    unsafe fn bt<V: Lanes>(d: [V; 4]) -> [V; 4] {
+        // SAFETY: the caller's.
+        unsafe { [V::sub(d[0], d[2]), V::add(d[1], d[2]), V::sub(d[2], d[1]), V::sub(d[1], d[3])] }
+    }
+
+    #[inline(always)]
+    unsafe fn at<V: Lanes>(m: [V; 4]) -> [V; 2] {
+        // SAFETY: the caller's.
+        unsafe { [V::add(V::add(m[0], m[1]), m[2]), V::sub(V::sub(m[1], m[2]), m[3])] }
+    }
+    }
+
+    /// Tile `t0 + tile`'s `IN`×`IN` patch (zero outside the image), `Bᵀ d B`, into row
+    /// `tile` of the `IN²` matrices `V[ξ]` (`C` wide), a vector of channels at a time.
     ///
     /// # Safety
     /// As [`conv`]; the tile exists.
     #[inline(always)]
-    unsafe fn input_tile<V: Lanes>(g: &Image, x: *const f32, v: *mut f32, vs: usize, t0: usize, tile: usize) {
+    unsafe fn input_tile<V: Lanes, T: Transforms<IN, OUT>, const IN: usize, const OUT: usize>(g: &Image, x: *const f32, v: *mut f32, vs: usize, t0: usize, tile: usize) {
         let (ty, tx) = ((t0 + tile) / g.tw, (t0 + tile) % g.tw);
         let (y0, x0) = ((ty * OUT) as isize - g.pad[0] as isize, (tx * OUT) as isize - g.pad[1] as isize);
         let inside = |o: isize, i: usize, len: usize| o + i as isize >= 0 && ((o + i as isize) as usize) < len;
@@ -691,11 +793,11 @@ mod nhwc {
                             }
                         }
                     }
-                    cols[j] = bt(d);
+                    cols[j] = T::bt(d);
                 }
                 // Then B: Bᵀ of each row of the result.
                 for i in 0..IN {
-                    let row = bt([cols[0][i], cols[1][i], cols[2][i], cols[3][i], cols[4][i], cols[5][i]]);
+                    let row = T::bt(std::array::from_fn(|j| cols[j][i]));
                     for (j, e) in row.into_iter().enumerate() {
                         e.store_n(v.add((i * IN + j) * vs + tile * g.c + cb), lanes);
                     }
@@ -704,13 +806,13 @@ mod nhwc {
         }
     }
 
-    /// Row `tile` of the 36 products `M[ξ]` (`K` wide), `Aᵀ m A`, then the epilogue, into
+    /// Row `tile` of the `IN²` products `M[ξ]` (`K` wide), `Aᵀ m A`, then the epilogue, into
     /// the tile's outputs that lie inside the image, a vector of channels at a time.
     ///
     /// # Safety
     /// As [`conv`]; the tile exists.
     #[inline(always)]
-    unsafe fn output_tile<V: Lanes>(g: &Image, m: *const f32, ms: usize, out: *mut f32, ep: &Epilogue, t0: usize, tile: usize) {
+    unsafe fn output_tile<V: Lanes, T: Transforms<IN, OUT>, const IN: usize, const OUT: usize>(g: &Image, m: *const f32, ms: usize, out: *mut f32, ep: &Epilogue, t0: usize, tile: usize) {
         let (ty, tx) = ((t0 + tile) / g.tw, (t0 + tile) % g.tw);
         let (rows, cols) = ((g.oh - ty * OUT).min(OUT), (g.ow - tx * OUT).min(OUT));
         // SAFETY (whole body): M's rows hold `K` floats; outputs, bias and residual are
@@ -718,18 +820,18 @@ mod nhwc {
         unsafe {
             for fb in (0..g.k).step_by(V::W) {
                 let lanes = (g.k - fb).min(V::W);
-                // Aᵀ of each column of the tile's 6×6 products.
-                let mut cols6 = [[V::zero(); OUT]; IN];
-                for (j, col) in cols6.iter_mut().enumerate() {
+                // Aᵀ of each column of the tile's IN×IN products.
+                let mut columns = [[V::zero(); OUT]; IN];
+                for (j, col) in columns.iter_mut().enumerate() {
                     let mut mv = [V::zero(); IN];
                     for (i, e) in mv.iter_mut().enumerate() {
                         *e = V::load_n(m.add((i * IN + j) * ms + tile * g.k + fb), lanes);
                     }
-                    *col = at(mv);
+                    *col = T::at(mv);
                 }
                 let bias = if ep.bias.is_null() { V::zero() } else { V::load_n(ep.bias.add(fb), lanes) };
                 for r in 0..rows {
-                    let o = at([cols6[0][r], cols6[1][r], cols6[2][r], cols6[3][r], cols6[4][r], cols6[5][r]]);
+                    let o = T::at(std::array::from_fn(|j| columns[j][r]));
                     for (q, &val) in o.iter().enumerate().take(cols) {
                         let at = ((ty * OUT + r) * g.ow + tx * OUT + q) * g.k + fb;
                         let mut y = V::add(val, bias);
@@ -792,7 +894,7 @@ mod tests {
             let u = transform_filters(&wt, k, c, h + pad[0] + pad[2] - 2, w + pad[1] + pad[3] - 2);
             let (oh, ow) = (h + pad[0] + pad[2] - 2, w + pad[1] + pad[3] - 2);
             let mut out = vec![f32::NAN; k * oh * ow];
-            let mut scratch = vec![f32::NAN; scratch_floats(c, k, oh, ow)];
+            let mut scratch = vec![f32::NAN; scratch_floats(Tile::F4, c, k, oh, ow)];
             let ep = Epilogue { bias: bias.as_ptr(), bias_per_row: true, residual: std::ptr::null(), act: crate::Activation::Relu, gelu: false };
             // SAFETY: every buffer is as large as `conv3x3` asks.
             unsafe { conv3x3(threads, c, h, w, k, pad, x.as_ptr(), u.as_ptr(), out.as_mut_ptr(), scratch.as_mut_ptr(), ep) };
@@ -810,10 +912,12 @@ mod tests {
         if !nhwc_available() {
             return;
         }
-        // Channel counts below, at and past a vector (tails), several tile blocks, a residual;
-        // the last two split by tiles in blocks on 2 and 3 threads and in one task per thread
-        // on one thread more, and 3×30×26 in one task per thread on 2 threads and by points
-        // on 3, all of which must give the same bits.
+        // Both tiles. Channel counts below, at and past a vector (tails), several tile blocks,
+        // a residual; the last two split by tiles in blocks on 2 and 3 threads and in one task
+        // per thread on one thread more, and 3×30×26 in one task per thread on 2 threads and
+        // by points on 3 (F(4×4); F(2×2) has four times the tiles, so splits by tiles more
+        // often), all of which must give the same bits.
+        for tile in [Tile::F4, Tile::F2] {
         for &(c, h, w, k, pad, threads) in &[(1, 6, 6, 1, [0, 0, 0, 0], 1), (3, 7, 9, 5, [1, 1, 1, 1], 1), (17, 13, 11, 16, [1, 0, 2, 1], 2), (16, 4, 4, 7, [1, 1, 1, 1], 3), (5, 3, 3, 2, [2, 2, 2, 2], 1), (33, 20, 20, 40, [1, 1, 1, 1], 2), (3, 30, 26, 5, [1, 1, 1, 1], 2), (2, 5, 4, 3, [3, 0, 1, 4], 1), (9, 34, 38, 12, [1, 1, 1, 1], 2), (20, 42, 38, 17, [0, 1, 1, 0], 3)] {
             let x = values(c * h * w, 1);
             let wt = values(k * c * 9, 2);
@@ -827,35 +931,56 @@ mod tests {
                     xh[p * c + ch] = x[ch * h * w + p];
                 }
             }
-            let u = transform_filters_nhwc(&wt, k, c);
+            let u = transform_filters_nhwc(&wt, k, c, tile);
             let mut out = vec![f32::NAN; k * oh * ow];
-            let mut scratch = vec![f32::NAN; scratch_floats(c, k, oh, ow)];
+            let mut scratch = vec![f32::NAN; scratch_floats(tile, c, k, oh, ow)];
             let ep = Epilogue { bias: bias.as_ptr(), bias_per_row: false, residual: residual.as_ptr(), act: crate::Activation::Relu, gelu: false };
             // SAFETY: every buffer is as large as `conv3x3_nhwc` asks.
-            unsafe { conv3x3_nhwc(threads, c, h, w, k, pad, xh.as_ptr(), u.as_ptr(), out.as_mut_ptr(), scratch.as_mut_ptr(), ep) };
+            unsafe { conv3x3_nhwc(tile, threads, c, h, w, k, pad, xh.as_ptr(), u.as_ptr(), out.as_mut_ptr(), scratch.as_mut_ptr(), ep) };
             let want = direct(&x, &wt, c, h, w, k, pad);
             for p in 0..oh * ow {
                 for f in 0..k {
                     let (g, i) = (out[p * k + f], p * k + f);
                     let r = (want[f * oh * ow + p] + bias[f] as f64 + residual[i] as f64).max(0.0);
-                    assert!((g as f64 - r).abs() <= 1e-4 * (1.0 + r.abs()) * (c as f64).sqrt(), "{c}x{h}x{w}->{k} pad {pad:?}: pixel {p} filter {f}: {g} vs {r}");
+                    assert!((g as f64 - r).abs() <= 1e-4 * (1.0 + r.abs()) * (c as f64).sqrt(), "{tile:?} {c}x{h}x{w}->{k} pad {pad:?}: pixel {p} filter {f}: {g} vs {r}");
                 }
             }
             // Every thread count gives the same bits.
             let mut again = vec![f32::NAN; k * oh * ow];
-            unsafe { conv3x3_nhwc(threads + 1, c, h, w, k, pad, xh.as_ptr(), u.as_ptr(), again.as_mut_ptr(), scratch.as_mut_ptr(), ep) };
+            unsafe { conv3x3_nhwc(tile, threads + 1, c, h, w, k, pad, xh.as_ptr(), u.as_ptr(), again.as_mut_ptr(), scratch.as_mut_ptr(), ep) };
             assert_eq!(out, again);
             // The AVX2 transforms, which dispatch skips on an AVX-512 CPU, called directly.
             #[cfg(target_arch = "x86_64")]
             if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
                 let mut narrow = vec![f32::NAN; k * oh * ow];
                 // SAFETY: as above; the CPU has AVX2 and FMA.
-                unsafe { nhwc::conv_avx2(threads, c, h, w, k, pad, xh.as_ptr(), u.as_ptr(), narrow.as_mut_ptr(), scratch.as_mut_ptr(), ep) };
+                unsafe { nhwc::conv_avx2(tile, threads, c, h, w, k, pad, xh.as_ptr(), u.as_ptr(), narrow.as_mut_ptr(), scratch.as_mut_ptr(), ep) };
                 for (i, (&g, &r)) in narrow.iter().zip(&out).enumerate() {
-                    assert!((g - r).abs() <= 1e-5 * (1.0 + r.abs()), "avx2 [{i}]: {g} vs {r}");
+                    assert!((g - r).abs() <= 1e-5 * (1.0 + r.abs()), "{tile:?} avx2 [{i}]: {g} vs {r}");
                 }
             }
         }
+        }
+    }
+
+    /// F(2×2)'s filter transform against `G g Gᵀ` written out by hand for one filter.
+    #[test]
+    fn f2_filter_transform_is_g_g_gt() {
+        let g = [1.0f32, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0];
+        let gm = [[1.0, 0.0, 0.0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0.0, 0.0, 1.0]];
+        let u = transform_filter(Tile::F2, &g);
+        for i in 0..4 {
+            for j in 0..4 {
+                let mut want = 0.0f64;
+                for a in 0..3 {
+                    for b in 0..3 {
+                        want += gm[i][a] * g[a * 3 + b] as f64 * gm[j][b];
+                    }
+                }
+                assert_eq!(u[i * 4 + j], want as f32, "point ({i}, {j})");
+            }
+        }
+        assert!(u[16..].iter().all(|&v| v == 0.0));
     }
 
     #[test]
@@ -865,7 +990,7 @@ mod tests {
         let u = transform_filters(&values(k * c * 9, 5), k, c, h, w);
         let run = |threads: usize| {
             let mut out = vec![0.0f32; k * h * w];
-            let mut scratch = vec![0.0f32; scratch_floats(c, k, h, w)];
+            let mut scratch = vec![0.0f32; scratch_floats(Tile::F4, c, k, h, w)];
             // SAFETY: buffers sized as `conv3x3` asks.
             unsafe { conv3x3(threads, c, h, w, k, [1, 1, 1, 1], x.as_ptr(), u.as_ptr(), out.as_mut_ptr(), scratch.as_mut_ptr(), Epilogue::NONE) };
             out
@@ -886,6 +1011,13 @@ mod timing {
             let p = super::transform_filters(&w, k, c, 14, 14);
             let q = super::transform_filters(&w, k, c, 56, 56);
             eprintln!("{k}x{c}: {:?} for both orientations ({} {})", t.elapsed(), p.len(), q.len());
+        }
+        for tile in [super::Tile::F4, super::Tile::F2] {
+            let (k, c) = (512, 512);
+            let w = vec![0.5f32; k * c * 9];
+            let t = std::time::Instant::now();
+            let u = super::transform_filters_nhwc(&w, k, c, tile);
+            eprintln!("NHWC {tile:?} {k}x{c}: {:?} ({} floats)", t.elapsed(), u.len());
         }
     }
 }

@@ -398,7 +398,8 @@ pub unsafe extern "C" fn nnc_sparse_gemm(call: *const SparseCall) {
 }
 
 call_descriptor! {
-    /// A stride-1 3×3 convolution of one image by Winograd F(4×4, 3×3) ([`super::winograd`]):
+    /// A stride-1 3×3 convolution of one image by Winograd F(4×4, 3×3) or, NHWC only,
+    /// F(2×2, 3×3) ([`super::winograd`]):
     /// `out[k, oh, ow] = conv(x[c, h, w])` (or, with `nhwc`, `out[oh, ow, k] =
     /// conv(x[h, w, c])`) with zero padding, then the epilogue (bias per output channel,
     /// residual with `out`'s layout, activation).
@@ -427,6 +428,9 @@ call_descriptor! {
         /// Nonzero: NHWC image, output and residual (`winograd::conv3x3_nhwc`, only where
         /// `winograd::nhwc_available`).
         nhwc: i64,
+        /// The output tile's side: 4 (F(4×4, 3×3)) or, with `nhwc`, 2 (F(2×2, 3×3)); `u` is
+        /// transformed for it.
+        tile: i64,
     }
 }
 
@@ -445,7 +449,8 @@ pub unsafe extern "C" fn nnc_winograd(call: *const WinogradCall) {
     unsafe {
         if g.nhwc != 0 {
             let ep = Epilogue::from_abi(g.bias, 0, g.residual, g.act);
-            super::winograd::conv3x3_nhwc(threads, u(g.c), u(g.h), u(g.w), u(g.k), pad, g.x, g.u, g.out, g.scratch, ep)
+            let tile = if g.tile == 2 { super::winograd::Tile::F2 } else { super::winograd::Tile::F4 };
+            super::winograd::conv3x3_nhwc(tile, threads, u(g.c), u(g.h), u(g.w), u(g.k), pad, g.x, g.u, g.out, g.scratch, ep)
         } else {
             let ep = Epilogue::from_abi(g.bias, 1, g.residual, g.act);
             super::winograd::conv3x3(threads, u(g.c), u(g.h), u(g.w), u(g.k), pad, g.x, g.u, g.out, g.scratch, ep)
