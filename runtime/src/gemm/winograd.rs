@@ -722,48 +722,49 @@ mod nhwc {
         }
     }
 
+    /// `Bᵀ` and `Aᵀ` as the matrices `BT` and `AT` above, in adds and multiply-adds.
     impl Transforms<6, 4> for F4 {
-    #[inline(always)]
-    unsafe fn bt<V: Lanes>(d: [V; 6]) -> [V; 6] {
-        // SAFETY: the caller's.
-        unsafe {
-            // (A closure for the constants would not inherit the target features.)
-            let (two, four, m4, m5) = (V::splat(2.0), V::splat(4.0), V::splat(-4.0), V::splat(-5.0));
-            [
-                V::fma(four, d[0], V::fma(m5, d[2], d[4])),
-                V::fma(m4, V::add(d[1], d[2]), V::add(d[3], d[4])),
-                V::fma(four, V::sub(d[1], d[2]), V::sub(d[4], d[3])),
-                V::fma(two, V::sub(d[3], d[1]), V::sub(d[4], d[2])),
-                V::fma(two, V::sub(d[1], d[3]), V::sub(d[4], d[2])),
-                V::fma(four, d[1], V::fma(m5, d[3], d[5])),
-            ]
+        #[inline(always)]
+        unsafe fn bt<V: Lanes>(d: [V; 6]) -> [V; 6] {
+            // SAFETY: the caller's.
+            unsafe {
+                // (A closure for the constants would not inherit the target features.)
+                let (two, four, m4, m5) = (V::splat(2.0), V::splat(4.0), V::splat(-4.0), V::splat(-5.0));
+                [
+                    V::fma(four, d[0], V::fma(m5, d[2], d[4])),
+                    V::fma(m4, V::add(d[1], d[2]), V::add(d[3], d[4])),
+                    V::fma(four, V::sub(d[1], d[2]), V::sub(d[4], d[3])),
+                    V::fma(two, V::sub(d[3], d[1]), V::sub(d[4], d[2])),
+                    V::fma(two, V::sub(d[1], d[3]), V::sub(d[4], d[2])),
+                    V::fma(four, d[1], V::fma(m5, d[3], d[5])),
+                ]
+            }
         }
-    }
 
-    #[inline(always)]
-    unsafe fn at<V: Lanes>(m: [V; 6]) -> [V; 4] {
-        // SAFETY: the caller's.
-        unsafe {
-            let (d12, s12, d34, s34) = (V::sub(m[1], m[2]), V::add(m[1], m[2]), V::sub(m[3], m[4]), V::add(m[3], m[4]));
-            [V::add(V::add(m[0], s12), s34), V::fma(V::splat(2.0), d34, d12), V::fma(V::splat(4.0), s34, s12), V::add(V::fma(V::splat(8.0), d34, d12), m[5])]
+        #[inline(always)]
+        unsafe fn at<V: Lanes>(m: [V; 6]) -> [V; 4] {
+            // SAFETY: the caller's.
+            unsafe {
+                let (d12, s12, d34, s34) = (V::sub(m[1], m[2]), V::add(m[1], m[2]), V::sub(m[3], m[4]), V::add(m[3], m[4]));
+                [V::add(V::add(m[0], s12), s34), V::fma(V::splat(2.0), d34, d12), V::fma(V::splat(4.0), s34, s12), V::add(V::fma(V::splat(8.0), d34, d12), m[5])]
+            }
         }
-    }
     }
 
     /// `Bᵀ = [[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]]`,
     /// `Aᵀ = [[1, 1, 1, 0], [0, 1, -1, -1]]`.
     impl Transforms<4, 2> for F2 {
-    #[inline(always)]
-    unsafe fn bt<V: Lanes>(d: [V; 4]) -> [V; 4] {
-        // SAFETY: the caller's.
-        unsafe { [V::sub(d[0], d[2]), V::add(d[1], d[2]), V::sub(d[2], d[1]), V::sub(d[1], d[3])] }
-    }
+        #[inline(always)]
+        unsafe fn bt<V: Lanes>(d: [V; 4]) -> [V; 4] {
+            // SAFETY: the caller's.
+            unsafe { [V::sub(d[0], d[2]), V::add(d[1], d[2]), V::sub(d[2], d[1]), V::sub(d[1], d[3])] }
+        }
 
-    #[inline(always)]
-    unsafe fn at<V: Lanes>(m: [V; 4]) -> [V; 2] {
-        // SAFETY: the caller's.
-        unsafe { [V::add(V::add(m[0], m[1]), m[2]), V::sub(V::sub(m[1], m[2]), m[3])] }
-    }
+        #[inline(always)]
+        unsafe fn at<V: Lanes>(m: [V; 4]) -> [V; 2] {
+            // SAFETY: the caller's.
+            unsafe { [V::add(V::add(m[0], m[1]), m[2]), V::sub(V::sub(m[1], m[2]), m[3])] }
+        }
     }
 
     /// Tile `t0 + tile`'s `IN`×`IN` patch (zero outside the image), `Bᵀ d B`, into row
