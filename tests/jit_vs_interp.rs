@@ -746,6 +746,10 @@ fn winograd_matches_the_interpreter_on_random_convolutions() {
         let inputs = random_inputs(&g, case);
         let want = interp::run(&g, &inputs).unwrap();
         for kernel in ["winograd-f4x3", "winograd-f2x3"] {
+            // F(2×2) runs on NHWC images only, whose transforms need AVX2 or AVX-512.
+            if kernel == "winograd-f2x3" && !nnc_runtime::gemm::winograd::nhwc_available() {
+                continue;
+            }
             for threads in [1, 2] {
                 let got = run_with_kernel(&g, &src, kernel, threads, &inputs);
                 assert_eq!(compare(&got, &want, 1e-4), None, "{kernel} threads={threads}\n{src}");

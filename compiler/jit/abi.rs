@@ -45,7 +45,7 @@ pub struct RuntimeFns {
     pub im2col_i8: FuncRef,
     /// `nnc_sparse_gemm(&SparseCall)`: a product with compressed sparse weights.
     pub sparse: FuncRef,
-    /// `nnc_winograd(&WinogradCall)`: one image's 3×3 convolution by Winograd F(4×4, 3×3).
+    /// `nnc_winograd(&WinogradCall)`: one image's 3×3 convolution by Winograd F(4×4, 3×3) or F(2×2, 3×3).
     pub winograd: FuncRef,
     /// `nnc_conv_direct(&DirectConvCall)`: one image's convolution with few input channels,
     /// computed directly.

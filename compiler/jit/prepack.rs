@@ -106,10 +106,11 @@ fn pack_node(graph: &Graph, id: NodeId, kp: &KernelPlan, plan: &MemoryPlan, cons
             let ws = &graph.node(operands[1]).ty.shape;
             let out = &graph.node(id).ty.shape;
             // NHWC images multiply the filters as the right operand, always.
-            let tile = kp.kernel.winograd_tile().expect("Winograd filters belong to a Winograd kernel");
+            let winograd_tile = kp.kernel.winograd_tile().expect("Winograd filters belong to a Winograd kernel");
             buffers.push(if graph.node(operands[0]).ty.layout == crate::ir::Layout::Nhwc {
-                nnc_runtime::gemm::winograd::transform_filters_nhwc(&consts[w], ws[0], ws[1], tile)
+                nnc_runtime::gemm::winograd::transform_filters_nhwc(&consts[w], ws[0], ws[1], winograd_tile)
             } else {
+                debug_assert_eq!(winograd_tile, nnc_runtime::gemm::winograd::Tile::F4, "row-major Winograd is F(4×4) only");
                 nnc_runtime::gemm::winograd::transform_filters(&consts[w], ws[0], ws[1], out[2], out[3])
             });
         }

@@ -507,8 +507,8 @@ fn scratch_bytes(kernel: Kernel, op: &Op, operands: &Operands, out: &TensorType,
         // One image's transformed input and products.
         Kernel::Winograd | Kernel::WinogradF2 => {
             let t = &types[0].shape;
-            let tile = kernel.winograd_tile().expect("a Winograd kernel");
-            nnc_runtime::gemm::winograd::scratch_floats(tile, t[1], out.shape[1], out.shape[2], out.shape[3]) * 4
+            let winograd_tile = kernel.winograd_tile().expect("a Winograd kernel");
+            nnc_runtime::gemm::winograd::scratch_floats(winograd_tile, t[1], out.shape[1], out.shape[2], out.shape[3]) * 4
         }
         // A packed kc × NR panel of B.
         Kernel::RegisterTiles => tile.kc * CRANELIFT_TILE.1 * 4,

@@ -209,7 +209,7 @@ pub(crate) fn conv2d_winograd(k: &mut KernelBuilder, kernel: crate::kernel_plan:
     let padding = c.padding.map(|v| v as i64);
     // Channels-last images take the runtime's NHWC form (transforms on vectors of channels).
     let nhwc = args[0].ty.layout == crate::ir::Layout::Nhwc;
-    let tile = kernel.winograd_tile().expect("a Winograd kernel");
+    let winograd_tile = kernel.winograd_tile().expect("a Winograd kernel");
     let mut steps_left = false;
     k.for_const(0, n, |k, b| {
         let img_off = k.b.ins().imul_imm_s(b, ch * h * w);
@@ -218,7 +218,7 @@ pub(crate) fn conv2d_winograd(k: &mut KernelBuilder, kernel: crate::kernel_plan:
         let oimg = k.elem(o, c_off);
         let (tail, left) = epi.gemm_tail(k, bias, !nhwc, c_off);
         steps_left = left;
-        k.winograd(tile, [ch, h, w, f], padding, nhwc, img, u, oimg, scratch, &tail);
+        k.winograd(winograd_tile, [ch, h, w, f], padding, nhwc, img, u, oimg, scratch, &tail);
     });
     if steps_left {
         apply_in_place(k, out, epi);

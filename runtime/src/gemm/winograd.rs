@@ -95,7 +95,7 @@ pub fn tiles(tile: Tile, oh: usize, ow: usize) -> usize {
     oh.div_ceil(tile.output()) * ow.div_ceil(tile.output())
 }
 
-/// The cache blocking of the 36 products, fixed because their B panels are packed at compile
+/// The cache blocking of the points' products, fixed because their B panels are packed at compile
 /// time for it.
 const BLOCKING: Blocking = Blocking { kc: 256, mc: 96, nc: 2048 };
 
@@ -127,11 +127,14 @@ const TILE_BLOCK: usize = 64;
 const TILE_BLOCK: usize = 32;
 
 /// The fewest tiles per thread of an image split across threads by tiles (see
-/// `nhwc::tiles_per_task`).
+/// `nhwc::tiles_per_task`). Counted in tiles whatever their size: split by tiles, each
+/// thread reads every point's filters once for its tiles, so the work that pays for that
+/// read is its tiles' share of each point's product (measured with F(4×4); F(2×2) is
+/// chosen only for images below it).
 const MIN_TILES_PER_THREAD: usize = 24;
 
 /// Floats between consecutive points' matrices of `rows × block` in the scratch: padded by a
-/// cache line so that the 36 values of a tile, one per point, do not fall in one cache set
+/// cache line so that a tile's values, one per point, do not fall in one cache set
 /// (with 128 tiles and 64 channels the points were exactly 32 KiB apart, and layers ran 1.8×
 /// slower).
 fn point_stride(rows: usize, block: usize) -> usize {
@@ -234,8 +237,8 @@ fn transform_filters_right(w: &[f32], k: usize, c: usize, tile: Tile) -> Vec<f32
     let (nr, blk) = (kern.nr, BLOCKING.sanitized(kern.mr));
     let (len, points) = (packed_point_len(c, k, false), tile.points());
     let mut packed = vec![0.0f32; points * len];
-    // Points a cache line more than their blocks apart, so that one filter value's 36 writes
-    // do not share an L1 set.
+    // Points a cache line more than their blocks apart, so that one filter value's writes
+    // (one per point) do not share an L1 set.
     let ps = c * nr + 16;
     let mut local = vec![0.0f32; points * ps];
     for f0 in (0..k).step_by(nr) {
@@ -301,14 +304,14 @@ fn transform_filter_as<const SIDE: usize>(g: &[f32], g_times: impl Fn([f64; 3]) 
     u
 }
 
-/// One image: `out[K, oh, ow] = conv3x3(x[C, h, w])` with zero padding `[top, left, bottom,
-/// right]`, then `ep` on the `K × oh·ow` result (bias per row).
+/// One image by F(4×4, 3×3): `out[K, oh, ow] = conv3x3(x[C, h, w])` with zero padding
+/// `[top, left, bottom, right]`, then `ep` on the `K × oh·ow` result (bias per row).
 ///
 /// # Safety
 /// `x` holds `c·h·w` floats; `u` is [`transform_filters`] of a `[k, c, 3, 3]` filter, made on
 /// this CPU (its panels are the running microkernel's); `out`
 /// holds `k·oh·ow` writable floats where `oh = h + top + bottom - 2` and `ow` likewise (both
-/// positive); `scratch` holds [`scratch_floats`] writable floats; none of the writable
+/// positive); `scratch` holds [`scratch_floats`]`(Tile::F4, ..)` writable floats; none of the writable
 /// buffers overlap each other or the inputs; `ep`'s bias holds `k` floats and its residual is
 /// valid like `out`.
 #[allow(clippy::too_many_arguments)]
@@ -606,7 +609,7 @@ mod nhwc {
     transforms!("avx2,fma", __m256, input_avx2, output_avx2);
 
     /// The tiles each task takes when the threads split an image of `t` tiles by tiles, each
-    /// task taking its tiles through the transforms and all 36 products, rather than
+    /// task taking its tiles through the transforms and all the points' products, rather than
     /// splitting each block's steps (tiles for the transforms, points for the products); or
     /// `None` for the latter. Split by points, every block's transformed tiles and products
     /// pass between the threads twice, which costs little when the cores share a cache but
@@ -664,7 +667,7 @@ mod nhwc {
         let (vs, ms) = (point_stride(c, block), point_stride(k, block));
         let len = packed_point_len(c, k, false);
         let threads = threads.max(1);
-        // SAFETY (whole body): the scratch holds 36 point matrices of `block` rows for V
+        // SAFETY (whole body): the scratch holds `points` matrices of `block` rows for V
         // (C wide) and for M (K wide), padded as `point_stride` says; tasks write disjoint
         // tiles (transforms) or points (products).
         unsafe {
@@ -702,7 +705,7 @@ mod nhwc {
             for t0 in (0..t).step_by(block) {
                 let tb = block.min(t - t0);
                 // Several tasks per thread (see `parallel_tasks`): tiles in
-                // ranges, the 36 products one each.
+                // ranges, the points' products one each.
                 let tasks = (threads * crate::pool::TASKS_PER_THREAD).min(tb).max(threads);
                 crate::pool::parallel_tasks(threads, tasks, &|task| {
                     let (x, _, out, v, _, ep) = shared.get();
@@ -919,48 +922,48 @@ mod tests {
         // by points on 3 (F(4×4); F(2×2) has four times the tiles, so splits by tiles more
         // often), all of which must give the same bits.
         for tile in [Tile::F4, Tile::F2] {
-        for &(c, h, w, k, pad, threads) in &[(1, 6, 6, 1, [0, 0, 0, 0], 1), (3, 7, 9, 5, [1, 1, 1, 1], 1), (17, 13, 11, 16, [1, 0, 2, 1], 2), (16, 4, 4, 7, [1, 1, 1, 1], 3), (5, 3, 3, 2, [2, 2, 2, 2], 1), (33, 20, 20, 40, [1, 1, 1, 1], 2), (3, 30, 26, 5, [1, 1, 1, 1], 2), (2, 5, 4, 3, [3, 0, 1, 4], 1), (9, 34, 38, 12, [1, 1, 1, 1], 2), (20, 42, 38, 17, [0, 1, 1, 0], 3)] {
-            let x = values(c * h * w, 1);
-            let wt = values(k * c * 9, 2);
-            let bias = values(k, 3);
-            let (oh, ow) = (h + pad[0] + pad[2] - 2, w + pad[1] + pad[3] - 2);
-            let residual = values(k * oh * ow, 4);
-            // NHWC copies of the image, and of the residual.
-            let mut xh = vec![0.0f32; c * h * w];
-            for ch in 0..c {
-                for p in 0..h * w {
-                    xh[p * c + ch] = x[ch * h * w + p];
+            for &(c, h, w, k, pad, threads) in &[(1, 6, 6, 1, [0, 0, 0, 0], 1), (3, 7, 9, 5, [1, 1, 1, 1], 1), (17, 13, 11, 16, [1, 0, 2, 1], 2), (16, 4, 4, 7, [1, 1, 1, 1], 3), (5, 3, 3, 2, [2, 2, 2, 2], 1), (33, 20, 20, 40, [1, 1, 1, 1], 2), (3, 30, 26, 5, [1, 1, 1, 1], 2), (2, 5, 4, 3, [3, 0, 1, 4], 1), (9, 34, 38, 12, [1, 1, 1, 1], 2), (20, 42, 38, 17, [0, 1, 1, 0], 3)] {
+                let x = values(c * h * w, 1);
+                let wt = values(k * c * 9, 2);
+                let bias = values(k, 3);
+                let (oh, ow) = (h + pad[0] + pad[2] - 2, w + pad[1] + pad[3] - 2);
+                let residual = values(k * oh * ow, 4);
+                // NHWC copies of the image, and of the residual.
+                let mut xh = vec![0.0f32; c * h * w];
+                for ch in 0..c {
+                    for p in 0..h * w {
+                        xh[p * c + ch] = x[ch * h * w + p];
+                    }
+                }
+                let u = transform_filters_nhwc(&wt, k, c, tile);
+                let mut out = vec![f32::NAN; k * oh * ow];
+                let mut scratch = vec![f32::NAN; scratch_floats(tile, c, k, oh, ow)];
+                let ep = Epilogue { bias: bias.as_ptr(), bias_per_row: false, residual: residual.as_ptr(), act: crate::Activation::Relu, gelu: false };
+                // SAFETY: every buffer is as large as `conv3x3_nhwc` asks.
+                unsafe { conv3x3_nhwc(tile, threads, c, h, w, k, pad, xh.as_ptr(), u.as_ptr(), out.as_mut_ptr(), scratch.as_mut_ptr(), ep) };
+                let want = direct(&x, &wt, c, h, w, k, pad);
+                for p in 0..oh * ow {
+                    for f in 0..k {
+                        let (g, i) = (out[p * k + f], p * k + f);
+                        let r = (want[f * oh * ow + p] + bias[f] as f64 + residual[i] as f64).max(0.0);
+                        assert!((g as f64 - r).abs() <= 1e-4 * (1.0 + r.abs()) * (c as f64).sqrt(), "{tile:?} {c}x{h}x{w}->{k} pad {pad:?}: pixel {p} filter {f}: {g} vs {r}");
+                    }
+                }
+                // Every thread count gives the same bits.
+                let mut again = vec![f32::NAN; k * oh * ow];
+                unsafe { conv3x3_nhwc(tile, threads + 1, c, h, w, k, pad, xh.as_ptr(), u.as_ptr(), again.as_mut_ptr(), scratch.as_mut_ptr(), ep) };
+                assert_eq!(out, again);
+                // The AVX2 transforms, which dispatch skips on an AVX-512 CPU, called directly.
+                #[cfg(target_arch = "x86_64")]
+                if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+                    let mut narrow = vec![f32::NAN; k * oh * ow];
+                    // SAFETY: as above; the CPU has AVX2 and FMA.
+                    unsafe { nhwc::conv_avx2(tile, threads, c, h, w, k, pad, xh.as_ptr(), u.as_ptr(), narrow.as_mut_ptr(), scratch.as_mut_ptr(), ep) };
+                    for (i, (&g, &r)) in narrow.iter().zip(&out).enumerate() {
+                        assert!((g - r).abs() <= 1e-5 * (1.0 + r.abs()), "{tile:?} avx2 [{i}]: {g} vs {r}");
+                    }
                 }
             }
-            let u = transform_filters_nhwc(&wt, k, c, tile);
-            let mut out = vec![f32::NAN; k * oh * ow];
-            let mut scratch = vec![f32::NAN; scratch_floats(tile, c, k, oh, ow)];
-            let ep = Epilogue { bias: bias.as_ptr(), bias_per_row: false, residual: residual.as_ptr(), act: crate::Activation::Relu, gelu: false };
-            // SAFETY: every buffer is as large as `conv3x3_nhwc` asks.
-            unsafe { conv3x3_nhwc(tile, threads, c, h, w, k, pad, xh.as_ptr(), u.as_ptr(), out.as_mut_ptr(), scratch.as_mut_ptr(), ep) };
-            let want = direct(&x, &wt, c, h, w, k, pad);
-            for p in 0..oh * ow {
-                for f in 0..k {
-                    let (g, i) = (out[p * k + f], p * k + f);
-                    let r = (want[f * oh * ow + p] + bias[f] as f64 + residual[i] as f64).max(0.0);
-                    assert!((g as f64 - r).abs() <= 1e-4 * (1.0 + r.abs()) * (c as f64).sqrt(), "{tile:?} {c}x{h}x{w}->{k} pad {pad:?}: pixel {p} filter {f}: {g} vs {r}");
-                }
-            }
-            // Every thread count gives the same bits.
-            let mut again = vec![f32::NAN; k * oh * ow];
-            unsafe { conv3x3_nhwc(tile, threads + 1, c, h, w, k, pad, xh.as_ptr(), u.as_ptr(), again.as_mut_ptr(), scratch.as_mut_ptr(), ep) };
-            assert_eq!(out, again);
-            // The AVX2 transforms, which dispatch skips on an AVX-512 CPU, called directly.
-            #[cfg(target_arch = "x86_64")]
-            if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
-                let mut narrow = vec![f32::NAN; k * oh * ow];
-                // SAFETY: as above; the CPU has AVX2 and FMA.
-                unsafe { nhwc::conv_avx2(tile, threads, c, h, w, k, pad, xh.as_ptr(), u.as_ptr(), narrow.as_mut_ptr(), scratch.as_mut_ptr(), ep) };
-                for (i, (&g, &r)) in narrow.iter().zip(&out).enumerate() {
-                    assert!((g - r).abs() <= 1e-5 * (1.0 + r.abs()), "{tile:?} avx2 [{i}]: {g} vs {r}");
-                }
-            }
-        }
         }
     }
 
