@@ -776,6 +776,7 @@ mod nhwc {
     /// # Safety
     /// As [`conv`]; the tile exists.
     #[inline(always)]
+    #[allow(clippy::needless_range_loop)] // `i` picks the row of every column's transform
     unsafe fn input_tile<V: Lanes, T: Transforms<IN, OUT>, const IN: usize, const OUT: usize>(g: &Image, x: *const f32, v: *mut f32, vs: usize, t0: usize, tile: usize) {
         let (ty, tx) = ((t0 + tile) / g.tw, (t0 + tile) % g.tw);
         let (y0, x0) = ((ty * OUT) as isize - g.pad[0] as isize, (tx * OUT) as isize - g.pad[1] as isize);
@@ -787,7 +788,7 @@ mod nhwc {
                 let lanes = (g.c - cb).min(V::W);
                 // Bᵀ of each column of the patch.
                 let mut cols = [[V::zero(); IN]; IN];
-                for j in 0..IN {
+                for (j, col) in cols.iter_mut().enumerate() {
                     let mut d = [V::zero(); IN];
                     if inside(x0, j, g.w) {
                         for (i, e) in d.iter_mut().enumerate() {
@@ -797,7 +798,7 @@ mod nhwc {
                             }
                         }
                     }
-                    cols[j] = T::bt(d);
+                    *col = T::bt(d);
                 }
                 // Then B: Bᵀ of each row of the result.
                 for i in 0..IN {
@@ -816,6 +817,7 @@ mod nhwc {
     /// # Safety
     /// As [`conv`]; the tile exists.
     #[inline(always)]
+    #[allow(clippy::needless_range_loop)] // `r` picks the row of every column's transform
     unsafe fn output_tile<V: Lanes, T: Transforms<IN, OUT>, const IN: usize, const OUT: usize>(g: &Image, m: *const f32, ms: usize, out: *mut f32, ep: &Epilogue, t0: usize, tile: usize) {
         let (ty, tx) = ((t0 + tile) / g.tw, (t0 + tile) % g.tw);
         let (rows, cols) = ((g.oh - ty * OUT).min(OUT), (g.ow - tx * OUT).min(OUT));
