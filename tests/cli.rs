@@ -164,8 +164,12 @@ fn compile_emits_each_form() {
     let ir = run(&["compile", "examples/resnet18.nn", "--emit", "ir"]);
     assert_eq!(ir.code, 0);
     assert!(!ir.stdout.contains("batch_norm("), "-O2 folds every batch norm into its convolution");
+    // Without weights, stderr says the plan is not `nnc run`'s (no Winograd without constant
+    // filters); with them, it picks Winograd and says nothing.
+    assert!(ir.stderr.contains("note: no weights bound") && !ir.stdout.contains("winograd"), "{}", ir.stderr);
     let ir = run(&["compile", "examples/resnet18.nn", "--emit", "ir", "--random-weights", "1"]);
     assert!(!ir.stdout.contains("= mul(") && ir.stdout.contains("= const <"), "with weights the folded arithmetic becomes constants");
+    assert!(!ir.stderr.contains("note: no weights bound"), "{}", ir.stderr);
     let dot = run(&["compile", "examples/lenet5.nn", "--emit", "dot"]);
     assert!(dot.stdout.starts_with("digraph \"lenet5\"") && dot.stdout.contains("->"));
     let ast = run(&["compile", "examples/lenet5.nn", "--emit", "ast"]);

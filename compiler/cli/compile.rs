@@ -72,6 +72,9 @@ pub(super) fn compile(session: &mut Session, a: &args::CompileArgs) -> CmdResult
             let cpu = (!for_accel).then(|| super::pipeline::cpu_target(&a.opt));
             optimize(session, &mut graph, &a.opt, cpu.as_ref())?;
             if a.emit == Emit::Ir {
+                if !for_accel && plan_needs_weights(&graph) {
+                    eprintln!("note: no weights bound (`--weights` or `--random-weights`): arithmetic on the weights (folded batch norms) is not folded into constants and Winograd, which needs constant filters, is not chosen; `nnc run` binds weights, so its plan differs");
+                }
                 // What the JIT decides about pairs of nodes, beyond each node's kernel.
                 let notes = if for_accel { Default::default() } else { crate::jit::pair_notes(&graph, &super::pipeline::jit_options(&a.opt)) };
                 print::print_graph_with_notes(&graph, &notes)
@@ -81,4 +84,39 @@ pub(super) fn compile(session: &mut Session, a: &args::CompileArgs) -> CmdResult
         }
     };
     write_output(a.output.as_deref(), &text)
+}
+
+/// Whether the optimized `graph` differs visibly from what `nnc run` compiles because its
+/// weights are unbound parameters: some op computes on parameters alone (what binding them
+/// would fold into a constant, such as a batch norm's scale), or a convolution Winograd
+/// could compute has a parameter as its filters.
+fn plan_needs_weights(graph: &crate::ir::Graph) -> bool {
+    use crate::ir::NodeKind;
+    let mut from_params = std::collections::HashSet::new();
+    for id in graph.topo_order() {
+        let node = graph.node(id);
+        let derived = match node.kind {
+            NodeKind::Param => true,
+            NodeKind::Op(_) => {
+                let operands = graph.operands(id);
+                !operands.is_empty() && operands.iter().all(|o| from_params.contains(o) || matches!(graph.node(*o).kind, NodeKind::Const(_)))
+                    && operands.iter().any(|o| from_params.contains(o))
+            }
+            NodeKind::Const(_) | NodeKind::Input { .. } => false,
+        };
+        if derived {
+            if matches!(node.kind, NodeKind::Op(_)) {
+                return true;
+            }
+            from_params.insert(id);
+        }
+        let winograd_shaped = node.op().and_then(|op| op.product()).is_some_and(|p| match p {
+            crate::ops::Product::Conv2d(c) => c.groups == 1 && c.stride == [1, 1] && c.dilation == [1, 1] && graph.operand_types(id).get(1).is_some_and(|w| w.shape.get(2..) == Some(&[3, 3][..])),
+            _ => false,
+        });
+        if winograd_shaped && graph.operands(id).get(1).is_some_and(|w| matches!(graph.node(*w).kind, NodeKind::Param)) {
+            return true;
+        }
+    }
+    false
 }
