@@ -111,7 +111,7 @@ fn plan_needs_weights(graph: &crate::ir::Graph) -> bool {
             from_params.insert(id);
         }
         let winograd_shaped = node.op().and_then(|op| op.product()).is_some_and(|p| match p {
-            crate::ops::Product::Conv2d(c) => c.groups == 1 && c.stride == [1, 1] && c.dilation == [1, 1] && graph.operand_types(id).get(1).is_some_and(|w| w.shape.get(2..) == Some(&[3, 3][..])),
+            crate::ops::Product::Conv2d(c) => graph.operand_types(id).get(1).is_some_and(|w| crate::kernel_plan::winograd_shaped(&c, w)),
             _ => false,
         });
         if winograd_shaped && graph.operands(id).get(1).is_some_and(|w| matches!(graph.node(*w).kind, NodeKind::Param)) {

@@ -74,10 +74,10 @@ const WINOGRAD_NHWC_GEMM_PS_PER_MAC: u64 = 18;
 const WINOGRAD_NHWC_PS_PER_FILTER_BYTE: u64 = 85;
 /// The same for F(2×2, 3×3) (NHWC only). Its transforms write and read 16 values per tile
 /// and channel against F(4×4)'s 36, but each output takes 4 products per input channel
-/// against 2.25, and its tiles cover a quarter of the outputs. Fitted in ResNet-18 (one thread): its 7²×512
-/// layers take F(2×2) (1.33–1.73 ms against 2.26–2.31 by the GEMM; on two threads
-/// 0.78–0.98 against 1.23–1.29), its 14²×256 ones keep F(4×4) (0.93–0.99 ms against
-/// 1.02–1.05 by F(2×2)), and larger images keep it by far.
+/// against 2.25, and its tiles cover a quarter of the outputs. Fitted in ResNet-18 (one
+/// thread): its 7²×512 layers take F(2×2) (1.33–1.73 ms against 2.26–2.31 by the GEMM; on
+/// two threads 0.78–0.98 against 1.23–1.29), its 14²×256 ones keep F(4×4) (0.93–0.99 ms
+/// against 1.02–1.05 by F(2×2)), and larger images keep it by far.
 const WINOGRAD_F2_PS_PER_TILE_TRANSFORM: u64 = 1_000;
 const WINOGRAD_F2_PS_PER_MAC: u64 = 21;
 

@@ -25,7 +25,7 @@ mod select;
 pub use cost::estimated_ps;
 pub use fold_head_transposes::{attention_heads, folded_head_transposes};
 pub use fuse_conv_depthwise::{fused_producers, ring_floats, MIN_FUSED_BYTES};
-pub use select::{available, choose, is_int8_vector_depthwise, DIRECT_ROWS_MAX_TAPS};
+pub use select::{available, choose, is_int8_vector_depthwise, winograd_shaped, DIRECT_ROWS_MAX_TAPS};
 use select::preferred;
 
 /// See the module documentation. The names are what IR text prints.

@@ -138,7 +138,13 @@ fn winograd_applies(product: &Product, operands: &Operands, target: &CpuTarget) 
         Layout::Nhwc => nnc_runtime::gemm::winograd::nhwc_available(),
         Layout::Nchw4c => false,
     };
-    target.ukernels && f32s && layout && c.groups == 1 && c.stride == [1, 1] && c.dilation == [1, 1] && types[1].shape[2..] == [3, 3] && operands.constant.get(1) == Some(&true) && operands.weight_is_leaf
+    target.ukernels && f32s && layout && winograd_shaped(c, types[1]) && operands.constant.get(1) == Some(&true) && operands.weight_is_leaf
+}
+
+/// The shape half of [`winograd_applies`]: an ungrouped 3×3 convolution, stride 1, no
+/// dilation (`filters` is its weight's type).
+pub fn winograd_shaped(c: &Conv2d, filters: &TensorType) -> bool {
+    c.groups == 1 && c.stride == [1, 1] && c.dilation == [1, 1] && filters.shape.get(2..) == Some(&[3, 3][..])
 }
 
 /// The most taps per output (`channels·kh·kw`) of a convolution the direct kernel takes:

@@ -104,8 +104,7 @@ pub unsafe fn conv_depthwise(g: Depthwise, e: Producer, wt: *const f32, out: *mu
     if tasks == 0 || g.kh > MAX_RING_WINDOW {
         // Not a call the JIT makes (it plans the ring and fuses only such windows): refuse
         // loudly rather than write outside the ring.
-        eprintln!("nnc runtime: conv_depthwise with a ring of {ring_floats} floats for {task_floats} per task and {} window rows", g.kh);
-        std::process::abort();
+        super::refuse_call(&format!("conv_depthwise with a ring of {ring_floats} floats for {task_floats} per task and {} window rows", g.kh));
     }
     // SAFETY: tasks write disjoint bands of `out` and their own share of the ring, and read
     // the rest; everything outlives the call.

@@ -26,6 +26,14 @@ pub mod pool;
 pub mod sparse;
 mod simd;
 pub mod winograd;
+
+/// Ends the process on a kernel call the JIT never makes (a ring or a tile that does not
+/// match its buffers), rather than read or write outside them; unwinding out of the
+/// runtime's `extern "C"` entry points is not an option.
+pub(crate) fn refuse_call(what: &str) -> ! {
+    eprintln!("nnc runtime: {what}");
+    std::process::abort()
+}
 #[cfg(test)]
 mod tests;
 

@@ -434,13 +434,6 @@ call_descriptor! {
     }
 }
 
-/// Ends the process on a descriptor the JIT never builds, whose kernel would read or write
-/// outside its buffers (unwinding out of an `extern "C"` function is not an option).
-fn abort_call(what: &str) -> ! {
-    eprintln!("nnc runtime: {what}");
-    std::process::abort()
-}
-
 /// The convolution of [`WinogradCall`].
 ///
 /// # Safety
@@ -461,12 +454,12 @@ pub unsafe extern "C" fn nnc_winograd(call: *const WinogradCall) {
                 4 => super::winograd::Tile::F4,
                 // Not a call the JIT makes: refuse loudly rather than read filters packed for
                 // another tile.
-                t => abort_call(&format!("nnc_winograd with an output tile of {t}")),
+                t => super::refuse_call(&format!("nnc_winograd with an output tile of {t}")),
             };
             super::winograd::conv3x3_nhwc(tile, threads, u(g.c), u(g.h), u(g.w), u(g.k), pad, g.x, g.u, g.out, g.scratch, ep)
         } else {
             if g.tile != 4 {
-                abort_call(&format!("nnc_winograd on a row-major image with an output tile of {}", g.tile));
+                super::refuse_call(&format!("nnc_winograd on a row-major image with an output tile of {}", g.tile));
             }
             let ep = Epilogue::from_abi(g.bias, 1, g.residual, g.act);
             super::winograd::conv3x3(threads, u(g.c), u(g.h), u(g.w), u(g.k), pad, g.x, g.u, g.out, g.scratch, ep)
