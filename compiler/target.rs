@@ -73,6 +73,17 @@ pub struct CpuTarget {
 /// single precision on AVX2 and AVX-512 cores.
 pub const LONG_SLAB_KC: usize = 1024;
 
+/// The most of L2 the packed block of A may take, whatever the cache's size. The rule below
+/// gives A every L2 way but the B micro-panel's and one; on the 1 MiB L2 of Zen 4 that is
+/// 832–896 KiB, but on a Xeon's 2 MiB L2 (Sapphire Rapids class) it is 1.75 MiB, and there
+/// 1024³ on one thread took a median 14.0 ms with that block against 13.3 with 768 KiB
+/// (6 alternations; two threads 7.05 → 6.67 ms), while ResNet-18 and MobileNetV2 measured
+/// ties. With long slabs the B micro-panels (128 KiB at `kc` = 1024) stream through L2 as
+/// well, next to the one being prefetched (`Store::prefetch` in the runtime) and C's tiles,
+/// so a block that fills L2 loses lines to them. The cap is Zen 4's block, which keeps
+/// its tiles as they were.
+pub const MAX_A_BLOCK_BYTES: usize = 896 << 10;
+
 /// Rows and columns of the Cranelift-generated GEMM's register tile (`jit::lower`): 12 `f32x4`
 /// accumulators fit x86-64's 16 xmm registers with room for two vectors of B and one of A.
 pub const CRANELIFT_TILE: (usize, usize) = (6, 8);
@@ -130,7 +141,8 @@ impl CpuTarget {
     ///   that fits sets `kc = wb·way_bytes / (nr·4)`. With the runtime's microkernels a
     ///   longer reduction takes at least [`LONG_SLAB_KC`] instead (fewer trips of C).
     /// - L2: the B micro-panel takes its ways and one stays free; the A block gets the rest,
-    ///   `mc = wa·way_bytes / (kc·4)`, rounded down to whole micro-panels.
+    ///   at most [`MAX_A_BLOCK_BYTES`]: `mc = min(wa·way_bytes, cap) / (kc·4)`, rounded down
+    ///   to whole micro-panels.
     /// - L3 (if any): the same for the B block with the A block's ways reserved; capped at
     ///   4096 columns so the per-thread packing buffer stays at most `kc·4096` floats.
     ///
@@ -150,7 +162,8 @@ impl CpuTarget {
         let l2 = self.l2;
         let b_panel_ways = (kc * nr * F32).div_ceil(l2.way_bytes());
         let a_ways = l2.ways.saturating_sub(1 + b_panel_ways).max(1);
-        let mc = (a_ways * l2.way_bytes() / (kc * F32) / mr * mr).max(mr);
+        let a_block_bytes = (a_ways * l2.way_bytes()).min(MAX_A_BLOCK_BYTES);
+        let mc = (a_block_bytes / (kc * F32) / mr * mr).max(mr);
         let nc = match self.l3 {
             Some(l3) => {
                 let a_block_ways = (mc * kc * F32).div_ceil(l3.way_bytes());
@@ -244,17 +257,17 @@ mod tests {
         let t = CpuTarget::reference();
         // L1: 64 sets × 64 B = 4 KiB a way; 8 ways for B and 2 for A (8·8/32) leave 2 of 12.
         // kc = 8·4096 / (32·4) = 256, which a longer reduction raises to LONG_SLAB_KC = 1024.
-        // L2: 128 KiB a way; B's 128 KiB panel takes 1, 1 stays free, A gets 14: mc =
-        // 14·131072 / (1024·4) = 448. L3 (2 MiB a way): A takes 1, 1 free, B 14 ways → 7168
-        // columns, capped at 4096.
-        assert_eq!(t.gemm_tile(100_000, 100_000, 100_000), Tile { mr: 8, nr: 32, kc: 1024, mc: 448, nc: 4096 });
+        // L2: 128 KiB a way; B's 128 KiB panel takes 1, 1 stays free, A would get 14 (1.75
+        // MiB) but is capped at MAX_A_BLOCK_BYTES: mc = 917504 / (1024·4) = 224. L3 (2 MiB a
+        // way): A takes 1, 1 free, B 14 ways → 7168 columns, capped at 4096.
+        assert_eq!(t.gemm_tile(100_000, 100_000, 100_000), Tile { mr: 8, nr: 32, kc: 1024, mc: 224, nc: 4096 });
         // Clamped to small problems; a reduction within the L1 slab keeps it (and the blocks
         // it sets).
         assert_eq!(t.gemm_tile(24, 3136, 144), Tile { mr: 8, nr: 32, kc: 144, mc: 24, nc: 3136 });
-        assert_eq!(t.gemm_tile(4096, 4096, 256), Tile { mr: 8, nr: 32, kc: 256, mc: 1792, nc: 4096 });
+        assert_eq!(t.gemm_tile(4096, 4096, 256), Tile { mr: 8, nr: 32, kc: 256, mc: 896, nc: 4096 });
         // A reduction between the two slabs takes one slab of all of it, the blocks sized for
-        // that: mc = 14·131072 / (300·4), in whole tiles.
-        assert_eq!(t.gemm_tile(4096, 4096, 300), Tile { mr: 8, nr: 32, kc: 300, mc: 1528, nc: 4096 });
+        // that: mc = 917504 / (300·4), in whole tiles.
+        assert_eq!(t.gemm_tile(4096, 4096, 300), Tile { mr: 8, nr: 32, kc: 300, mc: 760, nc: 4096 });
         // Cranelift's 6×8 tile: B takes 6 ways and A ⌈6·6/8⌉ = 5, 11 of 12: kc = 6·4096/32.
         let cl = CpuTarget { ukernels: false, mr: 6, nr: 8, ..t };
         assert_eq!(cl.gemm_tile(100_000, 100_000, 100_000).kc, 768);
