@@ -13,8 +13,8 @@
 //! Tasks take contiguous bands of output rows, each with its own ring; a band's first rows
 //! recompute the producer rows the band before it also needed (window height − stride rows
 //! per band), so there are few bands: one on one thread, [`BANDS_PER_THREAD`] per thread
-//! otherwise, each thread's own unless another finished first and took it (a thread slowed
-//! by another process does fewer; see `pool::parallel_tasks`).
+//! otherwise (where there are rows enough), each thread's own unless another finished
+//! first and took it (see `pool::parallel_tasks`).
 
 use super::depthwise::{depthwise_row_from_lines, Depthwise, MAX_RING_WINDOW};
 use super::pack::{ASource, BSource, ConvPatches};
@@ -58,8 +58,12 @@ impl Producer {
     }
 }
 
-/// Bands per thread on more than one thread (see the module documentation).
-pub const BANDS_PER_THREAD: usize = 2;
+/// Bands per thread on more than one thread (see the module documentation). Two let a
+/// thread that finished first take the other's second band, but cost a band's recomputed
+/// rows more: on the Xeon, MobileNetV2 on two threads measured 2.99 → 2.86 and 2.94 →
+/// 2.77 ms with one band each (8 alternations twice; arena 2.68 → 2.30 MiB); on Zen 4 the
+/// same change had measured 3.62–4.40 against 3.70–4.54 ms, within that host's noise.
+pub const BANDS_PER_THREAD: usize = 1;
 
 /// Fewest output rows in a band.
 const MIN_BAND_ROWS: usize = 8;
