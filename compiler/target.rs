@@ -61,29 +61,30 @@ pub struct CpuTarget {
     pub forced_kernels: crate::kernel_plan::KernelSet,
 }
 
-/// A product whose reduction is longer than the L1 rule's slab gets, with the runtime's
-/// microkernels, slabs as long as make a main-tile B micro-panel this fraction of L2 (all
-/// of the reduction up to that length): 1024 with a 1 MiB L2, 2048 with 2 MiB. Every slab
-/// after the first adds to C, which the microkernel loads and stores again: with C larger
-/// than L2 (1024³: 4 MiB) each slab is one more trip of C through L3. On Zen 4 (1 MiB L2:
-/// slabs of 1024), 1024³ on one thread took 20.5–21.4 ms in slabs of 160 (the L1 rule),
-/// 19.2–20.2 in slabs of 512 and 19.0 in one slab of 1024 (9.7–9.9 → 9.5–9.7 ms on two
-/// threads), and the transformer's layer went 2.10 → 2.04 ms (512 and 1024 alike); ResNet-18
-/// and MobileNetV2 measured ties. On the Xeon (2 MiB L2: slabs of 2048), 2048³ took 109.8–
-/// 121.0 ms (median of four 116.9) in slabs of 1024 and 110.9–115.3 (113.8) in one of 2048,
-/// 134–137 against 141–142 GFLOP/s as a matmul in `compare_openblas.py`; ResNet-18 a tie.
-/// The B micro-panel then no longer fits L1 and streams from L2, prefetched a few steps
-/// ahead by the microkernel. BLIS and OpenBLAS use slabs of 256–512 for single precision
-/// on AVX2 and AVX-512 cores.
-const LONG_SLAB_L2_FRACTION: usize = 8;
+/// The shortest slab of `k` a product whose reduction is longer than the L1 rule's slab
+/// gets from the runtime's microkernels (all of the reduction up to the slab's length): this
+/// many steps per MiB of L2, and never fewer than this; 1024 with a 1 MiB L2 or less, 2048
+/// with 2 MiB (a 32-wide B micro-panel an eighth of L2). Every slab after the first adds to
+/// C, which the microkernel loads and stores again: with C larger than L2 (1024³: 4 MiB)
+/// each slab is one more trip of C through L3. On Zen 4 (1 MiB L2), 1024³ on one thread
+/// took 20.5–21.4 ms in slabs of 160 (the L1 rule), 19.2–20.2 in slabs of 512 and 19.0 in
+/// one slab of 1024 (9.7–9.9 → 9.5–9.7 ms on two threads), and the transformer's layer went
+/// 2.10 → 2.04 ms (512 and 1024 alike); ResNet-18 and MobileNetV2 measured ties. On the Xeon
+/// (2 MiB L2), 2048³ took 109.8–121.0 ms (median of four 116.9) in slabs of 1024 and
+/// 110.9–115.3 (113.8) in one of 2048, 134–137 against 141–142 GFLOP/s as a matmul in
+/// `compare_openblas.py`; ResNet-18 a tie. The B micro-panel then no longer fits L1 and
+/// streams from L2, prefetched a few steps ahead by the microkernel. BLIS and OpenBLAS use
+/// slabs of 256–512 for single precision on AVX2 and AVX-512 cores.
+pub const LONG_SLAB_KC: usize = 1024;
 
 /// The most of L2 the packed block of A may take, whatever the cache's size. The rule below
 /// gives A every L2 way but the B micro-panel's and one; on the 1 MiB L2 of Zen 4 that is
 /// 832–896 KiB, but on a Xeon's 2 MiB L2 (Sapphire Rapids class) it is 1.75 MiB, and there
 /// 1024³ on one thread took a median 14.0 ms with that block against 13.3 with 768 KiB
-/// (6 alternations; two threads 7.05 → 6.67 ms), while ResNet-18 and MobileNetV2 measured
-/// ties. With long slabs the B micro-panels (128 KiB at `kc` = 1024) stream through L2 as
-/// well, next to the one being prefetched (`Store::prefetch` in the runtime) and C's tiles,
+/// (6 alternations) and, on two threads, 7.05 against 6.67 ms with 832 KiB, while ResNet-18
+/// and MobileNetV2 measured ties (and 256–768 KiB the same as 896 on 1024³). With long
+/// slabs the B micro-panels (128 KiB at `kc` = 1024) stream through L2 as well, next to the
+/// one being prefetched (the runtime's `Store::prefetch` pointer) and C's tiles,
 /// so a block that fills L2 loses lines to them. The cap is Zen 4's block, which keeps
 /// its tiles as they were.
 pub const MAX_A_BLOCK_BYTES: usize = 896 << 10;
@@ -143,8 +144,8 @@ impl CpuTarget {
     /// - L1: the B micro-panel takes `wb` ways, each streaming A micro-panel `⌈wb·mr/nr⌉`
     ///   ways (the two grow together with `kc`), one way stays free for C; the largest `wb`
     ///   that fits sets `kc = wb·way_bytes / (nr·4)`. With the runtime's microkernels a
-    ///   longer reduction takes at least the slab of [`LONG_SLAB_L2_FRACTION`] instead (fewer
-    ///   trips of C).
+    ///   longer reduction takes at least [`LONG_SLAB_KC`] per MiB of L2 instead (fewer trips
+    ///   of C).
     /// - L2: the B micro-panel takes its ways and one stays free; the A block gets the rest,
     ///   at most [`MAX_A_BLOCK_BYTES`]: `mc = min(wa·way_bytes, cap) / (kc·4)`, rounded down
     ///   to whole micro-panels.
@@ -161,9 +162,9 @@ impl CpuTarget {
         let b_ways = (1..l1.ways).rev().find(|&wb| wb + (wb * mr).div_ceil(nr) < l1.ways).unwrap_or(1);
         let kc = (b_ways * l1.way_bytes() / (nr * F32)).max(1);
         // A reduction longer than that slab takes longer ones with the runtime's kernels (see
-        // [`LONG_SLAB_L2_FRACTION`]), and the blocks below are sized for the slab it really gets;
+        // [`LONG_SLAB_KC`]), and the blocks below are sized for the slab it really gets;
         // shorter ones keep the blocking they had.
-        let long_slab = self.l2.bytes / LONG_SLAB_L2_FRACTION / (self.nr * F32);
+        let long_slab = (LONG_SLAB_KC * self.l2.bytes / (1 << 20)).clamp(LONG_SLAB_KC, MAX_TILE_FIELD);
         let kc = if self.ukernels && k > kc { kc.max(long_slab).min(k) } else { kc };
         let l2 = self.l2;
         let b_panel_ways = (kc * nr * F32).div_ceil(l2.way_bytes());
@@ -262,15 +263,17 @@ mod tests {
     fn analytic_blocking_on_the_reference_machine() {
         let t = CpuTarget::reference();
         // L1: 64 sets × 64 B = 4 KiB a way; 8 ways for B and 2 for A (8·8/32) leave 2 of 12.
-        // kc = 8·4096 / (32·4) = 256, which a longer reduction raises to the long slab:
-        // 2 MiB / 8 / (32·4) = 2048.
+        // kc = 8·4096 / (32·4) = 256, which a longer reduction raises to LONG_SLAB_KC per
+        // MiB of L2: 2048.
         // L2: 128 KiB a way; B's 256 KiB panel takes 2, 1 stays free, A would get 13 (1.63
         // MiB) but is capped at MAX_A_BLOCK_BYTES: mc = 917504 / (2048·4) = 112. L3 (2 MiB a
         // way): A takes 1, 1 free, B 14 ways → 3584 columns, in whole tiles.
         assert_eq!(t.gemm_tile(100_000, 100_000, 100_000), Tile { mr: 8, nr: 32, kc: 2048, mc: 112, nc: 3584 });
-        // A 1 MiB L2 (Zen 4) gets slabs of 1024.
+        // A 1 MiB L2 (Zen 4) gets slabs of 1024, and so does a smaller one.
         let zen4 = CpuTarget { l2: Cache { bytes: 1 << 20, ways: 16, line: 64 }, ..t.clone() };
         assert_eq!(zen4.gemm_tile(100_000, 100_000, 100_000).kc, 1024);
+        let small = CpuTarget { l2: Cache { bytes: 256 << 10, ways: 4, line: 64 }, ..t.clone() };
+        assert_eq!(small.gemm_tile(100_000, 100_000, 100_000).kc, 1024);
         // Clamped to small problems; a reduction within the L1 slab keeps it (and the blocks
         // it sets).
         assert_eq!(t.gemm_tile(24, 3136, 144), Tile { mr: 8, nr: 32, kc: 144, mc: 24, nc: 3136 });

@@ -1,7 +1,7 @@
 //! Cache tiling for the CPU: every node whose kernel (by its kernel plan) runs a matrix
 //! product through a GEMM gets the blocking `CpuTarget::gemm_tile` derives from the cache
 //! sizes and the microkernel's register tile, recorded on the node
-//! (`tile="8x32 kc=1024 mc=448 nc=4096"` in IR dumps) and used by the code generator as is.
+//! (`tile="8x32 kc=1024 mc=224 nc=1024"` in IR dumps) and used by the code generator as is.
 
 use crate::ir::Graph;
 use crate::kernel_plan::{Known, KernelPlan, Operands};
@@ -40,7 +40,7 @@ mod tests {
             }",
         );
         // The dense layer is 16 × 64 × 300: longer than the L1 slab (256), so one slab of all
-        // 300 (up to the long slab, `target::LONG_SLAB_L2_FRACTION`), mc the 16 rows, nc 64 columns.
+        // 300 (up to `LONG_SLAB_KC`), mc the 16 rows, nc 64 columns.
         assert!(ir.contains(r#"tile="8x32 kc=300 mc=16 nc=64""#), "{ir}");
         // The 16 × 16 × 64 product, on the narrow 8×16 tile.
         assert!(ir.contains(r#"tile="8x16 kc=64 mc=16 nc=16""#), "{ir}");
