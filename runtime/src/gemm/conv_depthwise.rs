@@ -12,9 +12,8 @@
 //!
 //! Tasks take contiguous bands of output rows, each with its own ring; a band's first rows
 //! recompute the producer rows the band before it also needed (window height − stride rows
-//! per band), so there are few bands: one on one thread, [`BANDS_PER_THREAD`] per thread
-//! otherwise (where there are rows enough), each thread's own unless another finished
-//! first and took it (see `pool::parallel_tasks`).
+//! per band), so there are few bands: one per thread ([`bands`]), each thread's own unless
+//! another finished first and took it (see `pool::parallel_tasks`).
 
 use super::depthwise::{depthwise_row_from_lines, Depthwise, MAX_RING_WINDOW};
 use super::pack::{ASource, BSource, ConvPatches};
@@ -58,27 +57,16 @@ impl Producer {
     }
 }
 
-/// Bands per thread on more than one thread (see the module documentation). Two let a
-/// thread that finished first take the other's second band, but cost a band's recomputed
-/// rows more: on the Xeon, MobileNetV2 on two threads measured 2.99 → 2.86 and 2.94 →
-/// 2.77 ms with one band each (8 alternations twice; arena 2.68 → 2.30 MiB); on Zen 4 the
-/// same change had measured 3.62–4.40 against 3.70–4.54 ms, within that host's noise.
-pub const BANDS_PER_THREAD: usize = 1;
-
-/// Fewest output rows in a band.
-const MIN_BAND_ROWS: usize = 8;
-
-/// The bands `out_rows` output rows are cut into on `threads` threads: each needs its own
-/// ring. A whole number of bands per thread where there are rows enough (three bands on two
-/// threads left one thread a band behind: MobileNetV2's 28-row layer ran 1.42× faster on
-/// two threads than on one).
+/// The bands `out_rows` output rows are cut into on `threads` threads, each with its own
+/// ring: one per thread (fewer where there are fewer rows). Two per thread let a thread
+/// that finished first take the other's second band, but every band recomputes the producer
+/// rows its window shares with the band before: on the Xeon, MobileNetV2 on two threads
+/// measured 2.99 → 2.86 and 2.94 → 2.77 ms with one band each (8 alternations twice; arena
+/// 2.68 → 2.30 MiB); on Zen 4 the same change had measured 3.62–4.40 against 3.70–4.54 ms,
+/// within that host's noise. (Three bands on two threads had left one thread a band
+/// behind: MobileNetV2's 28-row layer ran only 1.42× faster on two threads than on one.)
 pub fn bands(threads: usize, out_rows: usize) -> usize {
-    if threads <= 1 {
-        return 1;
-    }
-    let most = (threads * BANDS_PER_THREAD).min(out_rows / MIN_BAND_ROWS);
-    let whole = most / threads * threads;
-    whole.max(threads.min(out_rows)).max(1)
+    threads.min(out_rows).max(1)
 }
 
 /// Rows of the ring one task keeps: the window's height in input rows (`kh` taps `dh`
