@@ -414,3 +414,28 @@ fn erf(x: f64) -> f64 {
         x.signum() * (1.0 - (-x * x).exp() / (x.abs() * std::f64::consts::PI.sqrt()) * (1.0 - 1.0 / (2.0 * x * x)))
     }
 }
+
+/// A transposed B (attention's `kᵀ`: columns contiguous) packs to the panels an element-by-
+/// element copy makes, whole 16×16 blocks by register transposes and the rest by elements:
+/// steps and columns that are and are not multiples of 16, a partial last panel.
+#[test]
+fn transposed_b_packs_like_an_element_copy() {
+    for (kc, nc, csb) in [(64usize, 128usize, 64isize), (37, 45, 40), (16, 32, 256), (5, 70, 7)] {
+        let nr = 32;
+        let b: Vec<f32> = (0..nc * csb as usize).map(|i| i as f32 * 0.5 - 3.0).collect();
+        let len = nc.next_multiple_of(nr) * kc;
+        let mut got = vec![f32::NAN; len];
+        unsafe { pack_b(nr, kc, nc, b.as_ptr(), 1, csb, &mut got) };
+        let mut want = vec![0.0f32; len];
+        for j0 in (0..nc).step_by(nr) {
+            for p in 0..kc {
+                for j in 0..nr {
+                    if j0 + j < nc {
+                        want[j0 * kc + p * nr + j] = b[(j0 + j) * csb as usize + p];
+                    }
+                }
+            }
+        }
+        assert_eq!(got, want, "kc {kc}, nc {nc}");
+    }
+}
