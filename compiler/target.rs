@@ -4,25 +4,7 @@
 
 use std::fmt;
 
-/// One data cache level.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Cache {
-    pub bytes: usize,
-    pub ways: usize,
-    pub line: usize,
-}
-
-impl Cache {
-    /// Sets of `ways` lines each.
-    pub fn sets(&self) -> usize {
-        (self.bytes / (self.ways * self.line)).max(1)
-    }
-
-    /// Bytes in one way (one line of every set).
-    pub fn way_bytes(&self) -> usize {
-        self.sets() * self.line
-    }
-}
+pub use nnc_runtime::cpu::Cache;
 
 /// The host CPU's model name (`/proc/cpuinfo`), recorded with every measurement.
 pub fn cpu_model_name() -> String {
@@ -103,7 +85,7 @@ impl CpuTarget {
     pub fn host(ukernels: bool) -> CpuTarget {
         // Read once per process: every compile asks.
         static CACHES: std::sync::OnceLock<Vec<(usize, Cache)>> = std::sync::OnceLock::new();
-        let caches = CACHES.get_or_init(host_caches);
+        let caches = CACHES.get_or_init(nnc_runtime::cpu::host_caches);
         let find = |level: usize| caches.iter().find(|(l, _)| *l == level).map(|(_, c)| *c);
         let (mr, nr) = if ukernels { nnc_runtime::gemm::microkernel_shape() } else { CRANELIFT_TILE };
         let (_, narrow, mid) = nnc_runtime::gemm::microkernel_widths();
@@ -232,27 +214,6 @@ impl std::str::FromStr for Tile {
         }
         Ok(Tile { mr: num(mr)?, nr: num(nr)?, kc, mc, nc })
     }
-}
-
-/// `(level, cache)` for each data or unified cache Linux lists for CPU 0.
-fn host_caches() -> Vec<(usize, Cache)> {
-    let mut out = Vec::new();
-    let Ok(dir) = std::fs::read_dir("/sys/devices/system/cpu/cpu0/cache") else { return out };
-    for entry in dir.flatten() {
-        let read = |f: &str| std::fs::read_to_string(entry.path().join(f)).ok().map(|s| s.trim().to_string());
-        if !matches!(read("type").as_deref(), Some("Data" | "Unified")) {
-            continue;
-        }
-        let num = |f: &str| read(f).and_then(|s| s.parse::<usize>().ok()).filter(|&v| v > 0);
-        let bytes = read("size").and_then(|s| match s.strip_suffix('K') {
-            Some(k) => k.parse::<usize>().ok().map(|v| v << 10),
-            None => s.strip_suffix('M').and_then(|m| m.parse::<usize>().ok()).map(|v| v << 20).or_else(|| s.parse().ok()),
-        });
-        if let (Some(level), Some(bytes), Some(ways), Some(line)) = (num("level"), bytes, num("ways_of_associativity"), num("coherency_line_size")) {
-            out.push((level, Cache { bytes, ways, line }));
-        }
-    }
-    out
 }
 
 #[cfg(test)]

@@ -66,3 +66,51 @@ pub fn describe(mask: u64) -> String {
 pub extern "C" fn nnc_cpu_features() -> u64 {
     features()
 }
+
+/// One data cache level.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Cache {
+    pub bytes: usize,
+    pub ways: usize,
+    pub line: usize,
+}
+
+impl Cache {
+    /// Sets of `ways` lines each.
+    pub fn sets(&self) -> usize {
+        (self.bytes / (self.ways * self.line)).max(1)
+    }
+
+    /// Bytes in one way (one line of every set).
+    pub fn way_bytes(&self) -> usize {
+        self.sets() * self.line
+    }
+}
+
+/// `(level, cache)` for each data or unified cache Linux lists for CPU 0.
+pub fn host_caches() -> Vec<(usize, Cache)> {
+    let mut out = Vec::new();
+    let Ok(dir) = std::fs::read_dir("/sys/devices/system/cpu/cpu0/cache") else { return out };
+    for entry in dir.flatten() {
+        let read = |f: &str| std::fs::read_to_string(entry.path().join(f)).ok().map(|s| s.trim().to_string());
+        if !matches!(read("type").as_deref(), Some("Data" | "Unified")) {
+            continue;
+        }
+        let num = |f: &str| read(f).and_then(|s| s.parse::<usize>().ok()).filter(|&v| v > 0);
+        let bytes = read("size").and_then(|s| match s.strip_suffix('K') {
+            Some(k) => k.parse::<usize>().ok().map(|v| v << 10),
+            None => s.strip_suffix('M').and_then(|m| m.parse::<usize>().ok()).map(|v| v << 20).or_else(|| s.parse().ok()),
+        });
+        if let (Some(level), Some(bytes), Some(ways), Some(line)) = (num("level"), bytes, num("ways_of_associativity"), num("coherency_line_size")) {
+            out.push((level, Cache { bytes, ways, line }));
+        }
+    }
+    out
+}
+
+
+/// Bytes of CPU 0's L1 data cache, read once (32 KiB where Linux does not say).
+pub fn l1d_bytes() -> usize {
+    static L1D: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *L1D.get_or_init(|| host_caches().iter().find(|(level, _)| *level == 1).map_or(32 << 10, |(_, c)| c.bytes))
+}
