@@ -44,7 +44,7 @@ pub use simd::ERF_COEFFS;
 pub use microkernel::{bf16_microkernel_name, microkernel_name, microkernel_shape, microkernel_shape_for, microkernel_widths, tile_width_for};
 pub use pack::{pack_a_all, pack_a_all_bf16, pack_b_all, pack_b_all_bf16, packed_a_bf16_len, packed_a_len, packed_b_bf16_len, packed_b_len, ConvPatches};
 
-use microkernel::{bf16_kernel, kernel_for, kernel_for_shape, Store};
+use microkernel::{b_panel_stays_in_l1, bf16_kernel, kernel_for, kernel_for_shape, Store};
 use pack::{pack_a, pack_a_patches, pack_a_patches_pairs, pack_b, pack_b_pairs, packed_b_offset, padded_rows, pair_a_panels, ASource, BSource, TileWindows};
 
 /// What a product multiplies in. Operands are f32 in memory either way.
@@ -370,6 +370,7 @@ unsafe fn gemm(m: usize, n: usize, k: usize, a: ASource, b: BSource, c: *mut f32
                     let (k0, kv) = (per * pc, (per * kc).min(k - per * pc));
                     // The first slab writes C, later ones add to it.
                     let acc = accumulate || pc > 0;
+                    let stream_b = !b_panel_stays_in_l1(kc * nr * 4);
                     let b_block = match b {
                         BSource::Strided(..) if cols_b.is_some() => std::ptr::null(),
                         BSource::Strided(b, rsb, csb) => {
@@ -465,7 +466,7 @@ unsafe fn gemm(m: usize, n: usize, k: usize, a: ASource, b: BSource, c: *mut f32
                                 // and blocks, so the next is the following `kc·nr` floats
                                 // (past the end after the last: a prefetch never faults).
                                 let prefetch = if PREFETCH_NEXT_PANEL && matches!(b, BSource::Packed(_) | BSource::PackedColumns { .. }) && tile < 2 { b_block.wrapping_add((jr + nr) * kc + tile * kc * 16) } else { std::ptr::null() };
-                                let st = Store { accumulate: acc, rows, cols, ep: last.then(|| ep.shifted(ic + ir, jc + jr, rsc, csc)), prefetch };
+                                let st = Store { accumulate: acc, rows, cols, ep: last.then(|| ep.shifted(ic + ir, jc + jr, rsc, csc)), prefetch, stream_b };
                                 let window = taps_a.and_then(|(micro, _)| Some((micro, windows[tile].rows()?)));
                                 // A last column tile at most half there: the half tile, on the
                                 // first half of its panel (the same sums, in the same order).

@@ -76,17 +76,6 @@ trait ReadB<V: Lanes, const NV: usize> {
 /// How many steps of `k` ahead a microkernel prefetches its packed B panel into L1.
 const B_PREFETCH_STEPS: usize = 8;
 
-/// Whether a slab's B micro-panel of `bytes` stays in L1 beside the A panels while every row
-/// tile of the block reads it: at most two thirds of L1d, the share the compiler's L1 rule
-/// gives B (8 of 12 ways on a 48 KiB L1: 256 steps of a 32-wide panel; 160 on Zen 4's 32
-/// KiB). Such panels are not prefetched, since the prefetches would only take load slots
-/// (the 8×32 loop on L1-resident panels on the Xeon: 230 → 218 GFLOP/s at 96 steps, 237 →
-/// 223 at 256). With that and the next panel's prefetch hoisted out of the loop (four
-/// copies of it, one per pair of hints), one thread on the Xeon, medians of 20
-/// alternations: transformer 1.349 → 1.315 ms, 1024³ 11.74 → 11.01, MobileNetV2 4.79 → 4.69.
-fn b_panel_stays_in_l1(bytes: usize) -> bool {
-    bytes <= crate::cpu::l1d_bytes() * 2 / 3
-}
 
 /// A packed panel: `kc` steps of `STEP·W` floats, of which the tile reads the first `NV`
 /// vectors (all of them, or the first half for a [`super::HalfTile`]).
@@ -152,7 +141,7 @@ unsafe fn micro_with<V: Lanes, const MR: usize, const NV: usize, const ACC: usiz
             }
         }
         let mut acc = [V::zero(); ACC];
-        match (!b_panel_stays_in_l1(kc * NV * V::W * 4), st.prefetch.is_null()) {
+        match (st.stream_b, st.prefetch.is_null()) {
             (true, false) => steps::<V, MR, NV, ACC, true, true>(kc, a, b, st.prefetch, &mut acc),
             (true, true) => steps::<V, MR, NV, ACC, true, false>(kc, a, b, st.prefetch, &mut acc),
             (false, false) => steps::<V, MR, NV, ACC, false, true>(kc, a, b, st.prefetch, &mut acc),
@@ -164,7 +153,7 @@ unsafe fn micro_with<V: Lanes, const MR: usize, const NV: usize, const ACC: usiz
 
 /// The `kc` steps of [`micro_with`]: each reads one row of B (`NV` vectors) and broadcasts
 /// each row's element of A into `acc`. `PREFETCH_B`: fetch B's panel `B_PREFETCH_STEPS`
-/// ahead into L1 (see [`b_panel_stays_in_l1`]).
+/// ahead into L1 (see [`super::Store::stream_b`]).
 ///
 /// # Safety
 /// As [`micro_with`].
