@@ -108,7 +108,6 @@ pub fn host_caches() -> Vec<(usize, Cache)> {
     out
 }
 
-
 /// Bytes of CPU 0's L1 data cache, read once (32 KiB where Linux does not say).
 pub fn l1d_bytes() -> usize {
     static L1D: std::sync::OnceLock<usize> = std::sync::OnceLock::new();

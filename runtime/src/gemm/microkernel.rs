@@ -63,14 +63,14 @@ pub(super) struct Store {
 }
 
 /// Whether a slab's B micro-panel of `bytes` stays in L1 beside the A panels while every row
-/// tile of the block reads it: at most two thirds of L1d, the share the compiler's L1 rule
-/// gives B (8 of 12 ways on a 48 KiB L1: 256 steps of a 32-wide panel; 160 on Zen 4's 32
-/// KiB). Such panels are not prefetched: the prefetches would only take load slots (the
-/// 8×32 loop on L1-resident panels on the Xeon: 230 → 218 GFLOP/s at 96 steps, 237 → 223 at
-/// 256). With that and the next panel's prefetch hoisted out of the step loop, one thread on
-/// the Xeon, medians of 20 alternations: transformer 1.349 → 1.315 ms, 1024³ 11.74 → 11.01,
-/// MobileNetV2 4.79 → 4.69. Decided once per slab by the driver: reading the cache size in
-/// every tile made 1024³ 5% slower.
+/// tile of the block reads it: at most two thirds of L1d, about the share the compiler's L1
+/// rule gives B (8 of 12 ways of a 48 KiB L1: 256 steps of a 32-wide panel; 5 of 8 ways of
+/// Zen 4's 32 KiB, slabs of 160, where this says 170). Such panels are not prefetched: the
+/// prefetches would only take load slots (the 8×32 loop on L1-resident panels on the Xeon:
+/// 230 → 218 GFLOP/s at 96 steps, 237 → 223 at 256). With that and the next panel's null
+/// test taken out of the step loop, one thread on the Xeon, medians of 20 alternations:
+/// transformer 1.349 → 1.315 ms, 1024³ 11.74 → 11.01, MobileNetV2 4.79 → 4.69. Decided once
+/// per slab by the driver: reading the cache size in every tile made 1024³ 5% slower.
 pub(super) fn b_panel_stays_in_l1(bytes: usize) -> bool {
     bytes <= crate::cpu::l1d_bytes() * 2 / 3
 }

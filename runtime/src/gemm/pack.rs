@@ -28,8 +28,8 @@ pub(super) unsafe fn pack_a(mr: usize, mc: usize, kc: usize, a: *const f32, rsa:
 
 /// The part of a transposed panel copy (`panel[p·nr + j] = b[j·csb + p]`) done by 16×16
 /// register transposes: columns `0..cols/16·16` for steps `0..kc/16·16`, which it returns
-/// (`(0, 0)` where the CPU has no AVX-512). Attention's `kᵀ` panels element by element cost
-/// 15 of the transformer layer's 177 µs attention.
+/// (`(0, 0)` where the CPU has no AVX-512). With these the transformer layer's attention
+/// kernel went from 158–160 to 121–138 µs on the Xeon (with `exp` by `vscalefps`).
 ///
 /// # Safety
 /// As [`pack_b`]'s transposed case: `b` valid for `j < cols`, `p < kc` with `csb`, and
@@ -64,7 +64,10 @@ mod x86 {
     pub(super) unsafe fn transpose_16x16(src: *const f32, lss: isize, dst: *mut f32, lds: usize) {
         // SAFETY (whole body): the caller's contract.
         unsafe {
-            let r: [__m512; 16] = std::array::from_fn(|i| _mm512_loadu_ps(src.offset(i as isize * lss)));
+            let mut r = [_mm512_setzero_ps(); 16];
+            for (i, r) in r.iter_mut().enumerate() {
+                *r = _mm512_loadu_ps(src.offset(i as isize * lss));
+            }
             // Pairs of rows interleaved within each 128-bit lane: `a[2i]` holds elements 0,
             // 1 (4, 5, …) of rows 2i and 2i+1, `a[2i+1]` elements 2, 3.
             let mut a = [_mm512_setzero_ps(); 16];
@@ -120,16 +123,9 @@ pub(super) unsafe fn pack_b(nr: usize, kc: usize, nc: usize, b: *const f32, rsb:
                 // element by element below.
                 let done = transposed_by_blocks(nr, kc, cols, b.offset(j0 as isize * csb), csb, panel);
                 for j in 0..nr {
-                    if j < done.0 {
-                        let col = b.offset((j0 + j) as isize * csb);
-                        for p in done.1..kc {
-                            *panel.add(p * nr + j) = *col.add(p);
-                        }
-                        continue;
-                    }
                     if j < cols {
                         let col = b.offset((j0 + j) as isize * csb);
-                        for p in 0..kc {
+                        for p in if j < done.0 { done.1 } else { 0 }..kc {
                             *panel.add(p * nr + j) = *col.add(p);
                         }
                     } else {

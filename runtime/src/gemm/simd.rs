@@ -257,7 +257,7 @@ impl Lanes for __m512 {
             let poly = _mm512_fmadd_ps(p, _mm512_mul_ps(r, r), _mm512_add_ps(r, _mm512_set1_ps(1.0)));
             // poly·2ⁿ in one instruction, rounded once: the bits of the two half-power
             // multiplies generated code does (each exact until the last, which rounds once
-            // where the result is subnormal), in one operation instead of eight.
+            // where the result is subnormal), in one operation instead of nine.
             _mm512_scalef_ps(poly, n)
         }
     }

@@ -417,11 +417,11 @@ fn erf(x: f64) -> f64 {
 
 /// A transposed B (attention's `kᵀ`: columns contiguous) packs to the panels an element-by-
 /// element copy makes, whole 16×16 blocks by register transposes and the rest by elements:
-/// steps and columns that are and are not multiples of 16, a partial last panel.
+/// steps and columns that are and are not multiples of 16, partial last panels of fewer and
+/// of more than 16 columns, 32- and 24-wide panels.
 #[test]
 fn transposed_b_packs_like_an_element_copy() {
-    for (kc, nc, csb) in [(64usize, 128usize, 64isize), (37, 45, 40), (16, 32, 256), (5, 70, 7)] {
-        let nr = 32;
+    for (nr, kc, nc, csb) in [(32, 64usize, 128usize, 64isize), (32, 37, 45, 40), (32, 16, 32, 256), (32, 5, 70, 7), (32, 33, 52, 33), (24, 40, 61, 41)] {
         let b: Vec<f32> = (0..nc * csb as usize).map(|i| i as f32 * 0.5 - 3.0).collect();
         let len = nc.next_multiple_of(nr) * kc;
         let mut got = vec![f32::NAN; len];

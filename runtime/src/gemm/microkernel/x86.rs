@@ -76,7 +76,6 @@ trait ReadB<V: Lanes, const NV: usize> {
 /// How many steps of `k` ahead a microkernel prefetches its packed B panel into L1.
 const B_PREFETCH_STEPS: usize = 8;
 
-
 /// A packed panel: `kc` steps of `STEP·W` floats, of which the tile reads the first `NV`
 /// vectors (all of them, or the first half for a [`super::HalfTile`]).
 struct PackedB<const STEP: usize>(*const f32);
