@@ -75,23 +75,20 @@ pub const MAX_A_BLOCK_BYTES: usize = 896 << 10;
 /// accumulators fit x86-64's 16 xmm registers with room for two vectors of B and one of A.
 pub const CRANELIFT_TILE: (usize, usize) = (6, 8);
 
-/// Caches assumed when the host does not describe its own: a common x86-64 core.
-const FALLBACK_L1D: Cache = Cache { bytes: 32 << 10, ways: 8, line: 64 };
+/// The L2 assumed when the host does not describe its own (the L1d: `runtime::cpu::FALLBACK_L1D`).
 const FALLBACK_L2: Cache = Cache { bytes: 1 << 20, ways: 16, line: 64 };
 
 impl CpuTarget {
     /// This machine, as Linux describes its caches in `/sys` (fallbacks elsewhere), with the
     /// microkernel the runtime selected from the CPU's features.
     pub fn host(ukernels: bool) -> CpuTarget {
-        // Read once per process: every compile asks.
-        static CACHES: std::sync::OnceLock<Vec<(usize, Cache)>> = std::sync::OnceLock::new();
-        let caches = CACHES.get_or_init(nnc_runtime::cpu::host_caches);
+        let caches = nnc_runtime::cpu::host_caches();
         let find = |level: usize| caches.iter().find(|(l, _)| *l == level).map(|(_, c)| *c);
         let (mr, nr) = if ukernels { nnc_runtime::gemm::microkernel_shape() } else { CRANELIFT_TILE };
         let (_, narrow, mid) = nnc_runtime::gemm::microkernel_widths();
         let (narrow_nr, mid_nr) = if ukernels { (narrow, mid) } else { (None, None) };
         let bf16_products = ukernels && nnc_runtime::gemm::bf16_microkernel_name().is_some();
-        CpuTarget { l1d: find(1).unwrap_or(FALLBACK_L1D), l2: find(2).unwrap_or(FALLBACK_L2), l3: find(3), ukernels, mr, nr, narrow_nr, mid_nr, bf16_products, sparse_kernels: ukernels, forced_kernels: Default::default() }
+        CpuTarget { l1d: find(1).unwrap_or(nnc_runtime::cpu::FALLBACK_L1D), l2: find(2).unwrap_or(FALLBACK_L2), l3: find(3), ukernels, mr, nr, narrow_nr, mid_nr, bf16_products, sparse_kernels: ukernels, forced_kernels: Default::default() }
     }
 
     /// A fixed machine for tests and snapshots, independent of the host: 48 KiB 12-way L1d,

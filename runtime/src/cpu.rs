@@ -87,8 +87,17 @@ impl Cache {
     }
 }
 
-/// `(level, cache)` for each data or unified cache Linux lists for CPU 0.
-pub fn host_caches() -> Vec<(usize, Cache)> {
+/// `(level, cache)` for each data or unified cache Linux lists for CPU 0, read once per
+/// process (every compile and every product asks).
+pub fn host_caches() -> &'static [(usize, Cache)] {
+    static CACHES: std::sync::OnceLock<Vec<(usize, Cache)>> = std::sync::OnceLock::new();
+    CACHES.get_or_init(read_host_caches)
+}
+
+/// The L1d assumed where the host does not describe its own: a common x86-64 core's.
+pub const FALLBACK_L1D: Cache = Cache { bytes: 32 << 10, ways: 8, line: 64 };
+
+fn read_host_caches() -> Vec<(usize, Cache)> {
     let mut out = Vec::new();
     let Ok(dir) = std::fs::read_dir("/sys/devices/system/cpu/cpu0/cache") else { return out };
     for entry in dir.flatten() {
@@ -108,8 +117,7 @@ pub fn host_caches() -> Vec<(usize, Cache)> {
     out
 }
 
-/// Bytes of CPU 0's L1 data cache, read once (32 KiB where Linux does not say).
+/// Bytes of CPU 0's L1 data cache ([`FALLBACK_L1D`]'s where Linux does not say).
 pub fn l1d_bytes() -> usize {
-    static L1D: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
-    *L1D.get_or_init(|| host_caches().iter().find(|(level, _)| *level == 1).map_or(32 << 10, |(_, c)| c.bytes))
+    host_caches().iter().find(|(level, _)| *level == 1).map_or(FALLBACK_L1D.bytes, |(_, c)| c.bytes)
 }

@@ -315,11 +315,12 @@ unsafe fn store_tile<V: Lanes, const MR: usize, const NV: usize, const ACC: usiz
 unsafe fn store_whole<V: Lanes, const MR: usize, const NV: usize, const ACC: usize>(acc: &[V; ACC], c: *mut f32, rsc: isize, st: &Store) {
     // SAFETY (whole body): the caller's contract.
     unsafe {
-        let at = |j: usize| c.offset((j / NV) as isize * rsc).add(j % NV * V::W);
+        // Accumulator `j`'s place in C (and in the residual, which has C's strides).
+        let at = |j: usize| (j / NV) as isize * rsc + (j % NV * V::W) as isize;
         let mut x = *acc;
         if st.accumulate {
             for (j, x) in x.iter_mut().enumerate() {
-                *x = V::add(V::load(at(j)), *x);
+                *x = V::add(V::load(c.offset(at(j))), *x);
             }
         }
         if let Some(ep) = st.ep {
@@ -336,7 +337,7 @@ unsafe fn store_whole<V: Lanes, const MR: usize, const NV: usize, const ACC: usi
             }
             if !ep.residual.is_null() {
                 for (j, x) in x.iter_mut().enumerate() {
-                    *x = V::add(*x, V::load(ep.residual.offset((j / NV) as isize * rsc).add(j % NV * V::W)));
+                    *x = V::add(*x, V::load(ep.residual.offset(at(j))));
                 }
             }
             match ep.act {
@@ -363,7 +364,7 @@ unsafe fn store_whole<V: Lanes, const MR: usize, const NV: usize, const ACC: usi
             }
         }
         for (j, x) in x.iter().enumerate() {
-            x.store(at(j));
+            x.store(c.offset(at(j)));
         }
     }
 }
