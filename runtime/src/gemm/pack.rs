@@ -108,10 +108,13 @@ mod x86 {
 pub(super) unsafe fn pack_b(nr: usize, kc: usize, nc: usize, b: *const f32, rsb: isize, csb: isize, out: &mut [f32]) {
     // SAFETY: the caller upholds the contract in `# Safety` above.
     unsafe {
+        if csb == 1 {
+            return pack_b_rows(nr, kc, nc, b, rsb, out);
+        }
         let mut o = 0;
         for j0 in (0..nc).step_by(nr) {
             let cols = nr.min(nc - j0);
-            if rsb == 1 && csb != 1 {
+            if rsb == 1 {
                 // B is the transpose of a row-major matrix (attention's kᵀ): each column is
                 // contiguous, so read it in order and write the panel's column (its lines
                 // stay in L1); row by row, every read was a new line (24 µs of a transformer
@@ -137,14 +140,45 @@ pub(super) unsafe fn pack_b(nr: usize, kc: usize, nc: usize, b: *const f32, rsb:
             }
             for p in 0..kc {
                 let row = b.offset(p as isize * rsb);
-                if csb == 1 && cols == nr {
-                    std::ptr::copy_nonoverlapping(row.add(j0), out.as_mut_ptr().add(o), nr);
-                    o += nr;
-                    continue;
-                }
                 for j in 0..nr {
                     out[o] = if j < cols { *row.offset((j0 + j) as isize * csb) } else { 0.0 };
                     o += 1;
+                }
+            }
+        }
+    }
+}
+
+/// Rows of B packed together: the rows of a group are copied into every panel before the
+/// next group's. Panel by panel, every step of a panel read a new row: with rows 8 KiB apart
+/// (2048 columns) each panel walked 2048 pages of B, and packing 2048² took 2.7–3.2 ms
+/// against 1.4–1.5 this way (1024²: 0.44–0.54 against 0.34–0.36), whose reads stay within
+/// 16 rows at a time. Groups of 8 to 64 rows measured the same.
+const PACKED_ROW_GROUP: usize = 16;
+
+/// [`pack_b`] for a row-major B (`csb` = 1), by groups of [`PACKED_ROW_GROUP`] rows.
+///
+/// # Safety
+/// As [`pack_b`] with `csb` = 1.
+unsafe fn pack_b_rows(nr: usize, kc: usize, nc: usize, b: *const f32, rsb: isize, out: &mut [f32]) {
+    assert!(out.len() >= nc.div_ceil(nr) * nr * kc, "a packed block of B holds its panels");
+    let out = out.as_mut_ptr();
+    // SAFETY: B holds the `kc × nc` block (the caller's contract), and `out` every panel (the
+    // assertion): panel `t` at `t·kc·nr`, step `p` of it `nr` floats at `p·nr`.
+    unsafe {
+        for p0 in (0..kc).step_by(PACKED_ROW_GROUP) {
+            for (t, j0) in (0..nc).step_by(nr).enumerate() {
+                let cols = nr.min(nc - j0);
+                let panel = out.add(t * kc * nr);
+                for p in p0..(p0 + PACKED_ROW_GROUP).min(kc) {
+                    let (row, step) = (b.offset(p as isize * rsb).add(j0), panel.add(p * nr));
+                    if cols == nr {
+                        std::ptr::copy_nonoverlapping(row, step, nr);
+                    } else {
+                        for j in 0..nr {
+                            *step.add(j) = if j < cols { *row.add(j) } else { 0.0 };
+                        }
+                    }
                 }
             }
         }

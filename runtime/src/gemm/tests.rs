@@ -439,3 +439,26 @@ fn transposed_b_packs_like_an_element_copy() {
         assert_eq!(got, want, "kc {kc}, nc {nc}");
     }
 }
+
+/// A row-major B packed by groups of rows: the element copy's panels, with row groups that
+/// end mid-panel, partial last panels and strides wider than the block.
+#[test]
+fn row_major_b_packs_like_an_element_copy() {
+    for (nr, kc, nc, rsb) in [(32, 64usize, 128usize, 128isize), (32, 37, 45, 50), (32, 16, 32, 32), (32, 5, 70, 70), (16, 33, 52, 60), (24, 40, 61, 61), (32, 2048, 96, 100)] {
+        let b: Vec<f32> = (0..kc * rsb as usize).map(|i| i as f32 * 0.5 - 3.0).collect();
+        let len = nc.next_multiple_of(nr) * kc;
+        let mut got = vec![f32::NAN; len];
+        unsafe { pack_b(nr, kc, nc, b.as_ptr(), rsb, 1, &mut got) };
+        let mut want = vec![0.0f32; len];
+        for j0 in (0..nc).step_by(nr) {
+            for p in 0..kc {
+                for j in 0..nr {
+                    if j0 + j < nc {
+                        want[j0 * kc + p * nr + j] = b[p * rsb as usize + j0 + j];
+                    }
+                }
+            }
+        }
+        assert_eq!(got, want, "kc {kc}, nc {nc}");
+    }
+}
