@@ -34,7 +34,7 @@ pub struct Executable {
     /// `(node name, op label)` of each kernel, for profiles.
     pub(super) kernel_names: Vec<(String, String)>,
     /// Weight buffers the code reads by absolute address; never mutated after compilation.
-    pub(super) consts: Vec<Vec<f32>>,
+    pub(super) consts: Vec<nnc_runtime::floats::Floats>,
     pub(super) arena_bytes: usize,
     pub(super) lower_bound_bytes: usize,
     /// Threads the kernels split across, which also copy large inputs and outputs.

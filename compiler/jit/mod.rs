@@ -33,6 +33,7 @@ use crate::target::CpuTarget;
 use cranelift_codegen::ir::{AbiParam, InstBuilder, UserFuncName};
 use cranelift_codegen::settings::{self, Configurable};
 use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext};
+use nnc_runtime::floats::Floats;
 use builder::DataAddr;
 use cranelift_jit::{JITBuilder, JITModule};
 use cranelift_module::{Linkage, Module};
@@ -153,7 +154,7 @@ pub(crate) struct Prepared {
     pub plans: HashMap<NodeId, KernelPlan>,
     pub plan: MemoryPlan,
     /// Every constant buffer: the graph's constants, then the packed ones.
-    pub consts: Vec<Vec<f32>>,
+    pub consts: Vec<Floats>,
     pub const_addrs: Vec<DataAddr>,
     pub prepacked: HashMap<NodeId, Vec<DataAddr>>,
     pub reference_nodes: Vec<Box<reference::ReferenceNode>>,
@@ -267,12 +268,11 @@ fn prepare_planned(graph: &Graph, planned: Planned, own_originals: bool) -> Resu
     for v in values {
         // A heap buffer does not move when its `Vec` is moved, so each address is final.
         let (at, storage) = match v {
-            Cow::Owned(o) => (o.as_ptr(), o),
-            Cow::Borrowed(b) if own_originals => {
-                let o = b.to_vec();
+            Cow::Borrowed(b) if !own_originals => (b.as_ptr(), Floats::new()),
+            v => {
+                let o = Floats::lines_copy_of(&v);
                 (o.as_ptr(), o)
             }
-            Cow::Borrowed(b) => (b.as_ptr(), Vec::new()),
         };
         const_addrs.push(DataAddr(at as u64));
         consts.push(storage);
@@ -311,7 +311,7 @@ fn own_requested_originals(graph: &Graph, p: &mut Prepared, requested: &[u64]) {
         let asked = requested.get(requested.partition_point(|&a| a < start)).is_some_and(|&a| a <= start + len);
         if (asked || graph.is_output(id)) && p.consts[c].is_empty() && len > 0 {
             let NodeKind::Const(t) = &graph.node(id).kind else { unreachable!("the plan lists constants only") };
-            p.consts[c] = executable::const_storage(t);
+            p.consts[c] = Floats::lines_copy_of(&executable::const_storage(t));
             p.const_addrs[c] = DataAddr(p.consts[c].as_ptr() as u64);
         }
     }
@@ -457,7 +457,7 @@ pub(crate) fn define_kernels<M: Module>(module: &mut M, graph: &Graph, options: 
 /// every buffer when reference kernels run (they address their operands themselves).
 /// Returns an address outside every buffer, which would make the code read memory the
 /// executable does not hold.
-fn keep_read_constants(consts: &mut [Vec<f32>], defined: &[DefinedKernel], graph: &Graph, plan: &MemoryPlan, reference_kernels: bool) -> Result<(), u64> {
+fn keep_read_constants(consts: &mut [Floats], defined: &[DefinedKernel], graph: &Graph, plan: &MemoryPlan, reference_kernels: bool) -> Result<(), u64> {
     let mut spans: Vec<(u64, u64, usize)> = consts.iter().enumerate().map(|(i, c)| (c.as_ptr() as u64, c.as_ptr() as u64 + 4 * c.len() as u64, i)).collect();
     spans.sort_unstable();
     let mut read = vec![false; consts.len()];
@@ -483,7 +483,7 @@ fn keep_read_constants(consts: &mut [Vec<f32>], defined: &[DefinedKernel], graph
     }
     for (c, read) in consts.iter_mut().zip(read) {
         if !read {
-            *c = Vec::new();
+            *c = Floats::new();
         }
     }
     Ok(())

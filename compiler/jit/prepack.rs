@@ -13,10 +13,12 @@ use crate::ops::Op;
 use crate::target::Tile;
 use std::collections::HashMap;
 
+use nnc_runtime::floats::Floats;
+
 /// Packs the weights of every node whose plan asks for it, reading the constants' values
 /// from `consts` (in `Loc::Const` order). Returns each packing node's buffers (one per
 /// convolution group), in schedule order.
-pub fn prepack_weights(graph: &Graph, plans: &HashMap<NodeId, KernelPlan>, plan: &MemoryPlan, consts: &[&[f32]]) -> Vec<(NodeId, Vec<Vec<f32>>)> {
+pub fn prepack_weights(graph: &Graph, plans: &HashMap<NodeId, KernelPlan>, plan: &MemoryPlan, consts: &[&[f32]]) -> Vec<(NodeId, Vec<Floats>)> {
     use rayon::prelude::*;
     // Nodes pack independently (Winograd's filter transforms take milliseconds each), so on
     // all cores; the buffers come back in schedule order, so the result does not depend on
@@ -26,13 +28,13 @@ pub fn prepack_weights(graph: &Graph, plans: &HashMap<NodeId, KernelPlan>, plan:
 }
 
 /// The packed buffers of node `id` as its plan asks, or `None` when it packs nothing.
-fn pack_node(graph: &Graph, id: NodeId, kp: &KernelPlan, plan: &MemoryPlan, consts: &[&[f32]]) -> Option<Vec<Vec<f32>>> {
+fn pack_node(graph: &Graph, id: NodeId, kp: &KernelPlan, plan: &MemoryPlan, consts: &[&[f32]]) -> Option<Vec<Floats>> {
     let operands = graph.operands(id);
     let const_at = |i: usize| match plan.locs.get(&operands[i]).copied() {
         Some(Loc::Const(c)) => Some(c),
         _ => None,
     };
-    let mut buffers = Vec::new();
+    let mut buffers: Vec<Floats> = Vec::new();
     // A requantizing int8 product's per-channel scales, after its weights.
     let scale_table = match graph.node(id).op() {
         Some(Op::Fused(crate::ops::fused::Fused { requantize: Some(rq), .. })) => Some(rq.scales.per_channel(graph.node(id).ty.shape[rq.scales.axis])),
@@ -48,7 +50,7 @@ fn pack_node(graph: &Graph, id: NodeId, kp: &KernelPlan, plan: &MemoryPlan, cons
             let at: Option<Vec<usize>> = (1..operands.len()).map(const_at).collect();
             let at = at.expect("the plan packs lstm weights only when they are constant");
             let biases = (at.len() == 4).then(|| (&consts[at[2]][..], &consts[at[3]][..]));
-            buffers.extend(lstm_weights(&consts[at[0]], &consts[at[1]], biases, 4 * l.hidden));
+            buffers.extend(lstm_weights(&consts[at[0]], &consts[at[1]], biases, 4 * l.hidden).map(|v| Floats::lines_copy_of(&v)));
         }
         Prepack::ChannelWeights => {
             let w = const_at(1).expect("the plan packs weights only when they are constant");
@@ -64,7 +66,7 @@ fn pack_node(graph: &Graph, id: NodeId, kp: &KernelPlan, plan: &MemoryPlan, cons
             } else {
                 unreachable!("only dequantize and requantize plan scale tables")
             };
-            buffers.push(scales.per_channel(graph.node(operands[0]).ty.shape[scales.axis]));
+            buffers.push(Floats::lines_copy_of(&scales.per_channel(graph.node(operands[0]).ty.shape[scales.axis])));
         }
         Prepack::Int8Weights => {
             let w = const_at(1).expect("the plan packs weights only when they are constant");
@@ -76,7 +78,7 @@ fn pack_node(graph: &Graph, id: NodeId, kp: &KernelPlan, plan: &MemoryPlan, cons
             let (units, features) = (ws[0], ws[1]);
             let blk = nnc_runtime::gemm::Blocking { kc: kp.tile.kc, mc: kp.tile.mc, nc: kp.tile.nc };
             use nnc_runtime::gemm::{pack_b_all, pack_b_all_bf16, packed_b_bf16_len, packed_b_len};
-            let mut buf = vec![0.0f32; if kp.bf16 { packed_b_bf16_len(features, units, blk) } else { packed_b_len(features, units, blk) }];
+            let mut buf = Floats::zeroed_lines(if kp.bf16 { packed_b_bf16_len(features, units, blk) } else { packed_b_len(features, units, blk) });
             // SAFETY: the weight holds `units × features` floats; B = Wᵀ reads `w[j, p]` at
             // row stride 1 and column stride `features`; `buf` has room for the packing.
             unsafe {
@@ -91,7 +93,7 @@ fn pack_node(graph: &Graph, id: NodeId, kp: &KernelPlan, plan: &MemoryPlan, cons
         Prepack::GemvBlocks => {
             let w = const_at(1).expect("the plan packs weights only when they are constant");
             let ws = &graph.node(operands[1]).ty.shape;
-            buffers.push(nnc_runtime::gemm::gemv::pack_blocked(ws[0], ws[1], &consts[w]));
+            buffers.push(Floats::lines_copy_of(&nnc_runtime::gemm::gemv::pack_blocked(ws[0], ws[1], &consts[w])));
         }
         Prepack::SparseRows => {
             let w = const_at(1).expect("the plan packs weights only when they are constant");
@@ -99,7 +101,7 @@ fn pack_node(graph: &Graph, id: NodeId, kp: &KernelPlan, plan: &MemoryPlan, cons
             // A convolution's `[F, C, kh, kw]` (ungrouped) or a dense layer's
             // `[units, features]`, both row-major rows of the product's A.
             let rows = ws[0];
-            buffers.push(nnc_runtime::gemm::sparse::encode_csr(rows, ws[1..].iter().product(), &consts[w]));
+            buffers.push(Floats::lines_copy_of(&nnc_runtime::gemm::sparse::encode_csr(rows, ws[1..].iter().product(), &consts[w])));
         }
         Prepack::WinogradFilters => {
             let w = const_at(1).expect("the plan transforms filters only when they are constant");
@@ -108,10 +110,13 @@ fn pack_node(graph: &Graph, id: NodeId, kp: &KernelPlan, plan: &MemoryPlan, cons
             // NHWC images multiply the filters as the right operand, always.
             let winograd_tile = kp.kernel.winograd_tile().expect("Winograd filters belong to a Winograd kernel");
             buffers.push(if graph.node(operands[0]).ty.layout == crate::ir::Layout::Nhwc {
-                nnc_runtime::gemm::winograd::transform_filters_nhwc(&consts[w], ws[0], ws[1], winograd_tile)
+                use nnc_runtime::gemm::winograd::{transform_filters_nhwc_into, transformed_filters_nhwc_len};
+                let mut filters = Floats::zeroed_lines(transformed_filters_nhwc_len(ws[0], ws[1], winograd_tile));
+                transform_filters_nhwc_into(&consts[w], ws[0], ws[1], winograd_tile, &mut filters);
+                filters
             } else {
                 debug_assert_eq!(winograd_tile, nnc_runtime::gemm::winograd::Tile::F4, "row-major Winograd is F(4×4) only");
-                nnc_runtime::gemm::winograd::transform_filters(&consts[w], ws[0], ws[1], out[2], out[3])
+                Floats::lines_copy_of(&nnc_runtime::gemm::winograd::transform_filters(&consts[w], ws[0], ws[1], out[2], out[3]))
             });
         }
         Prepack::GemmA => {
@@ -126,12 +131,12 @@ fn pack_node(graph: &Graph, id: NodeId, kp: &KernelPlan, plan: &MemoryPlan, cons
             for g in 0..groups {
                 let weights = consts[w][g * fg * kk..].as_ptr();
                 let buf = if kp.bf16 {
-                    let mut buf = vec![0.0f32; nnc_runtime::gemm::packed_a_bf16_len(fg, kk, blk)];
+                    let mut buf = Floats::zeroed_lines(nnc_runtime::gemm::packed_a_bf16_len(fg, kk, blk));
                     // SAFETY: the weight buffer holds `groups·fg × kk` floats, row-major.
                     unsafe { nnc_runtime::gemm::pack_a_all_bf16(fg, kk, weights, kk as isize, 1, blk, &mut buf) };
                     buf
                 } else {
-                    let mut buf = vec![0.0f32; nnc_runtime::gemm::packed_a_len(fg, kk, blk)];
+                    let mut buf = Floats::zeroed_lines(nnc_runtime::gemm::packed_a_len(fg, kk, blk));
                     // SAFETY: as above.
                     unsafe { nnc_runtime::gemm::pack_a_all(fg, kk, weights, kk as isize, 1, blk, &mut buf) };
                     buf
@@ -140,7 +145,7 @@ fn pack_node(graph: &Graph, id: NodeId, kp: &KernelPlan, plan: &MemoryPlan, cons
             }
         }
     }
-    buffers.extend(scale_table);
+    buffers.extend(scale_table.map(|v| Floats::lines_copy_of(&v)));
     Some(buffers)
 }
 
@@ -149,12 +154,12 @@ fn pack_node(graph: &Graph, id: NodeId, kp: &KernelPlan, plan: &MemoryPlan, cons
 /// side), packed GEMM panels of `W[(ky·kw + kx)·C + c][f]` for the NHWC GEMM, and
 /// `[F/4][C][kh][kw][4]` for the NCHW4c blocked kernel (four filters' weights for one input channel
 /// and tap side by side). `bf16`: the NHWC GEMM's panels in the bf16 kernel's pairs.
-fn channel_weights(kernel: Kernel, w: &[f32], wshape: &[usize], tile: Tile, bf16: bool) -> Option<Vec<f32>> {
+fn channel_weights(kernel: Kernel, w: &[f32], wshape: &[usize], tile: Tile, bf16: bool) -> Option<Floats> {
     let [f, cg, kh, kw] = wshape[..] else { return None };
     let taps = kh * kw;
     match kernel {
         Kernel::VectorDepthwise => {
-            let mut out = vec![0.0; taps * f];
+            let mut out = Floats::zeroed_lines(taps * f);
             for ch in 0..f {
                 for t in 0..taps {
                     out[t * f + ch] = w[ch * taps + t];
@@ -180,7 +185,7 @@ fn channel_weights(kernel: Kernel, w: &[f32], wshape: &[usize], tile: Tile, bf16
             }
             let blk = nnc_runtime::gemm::Blocking { kc: tile.kc, mc: tile.mc, nc: tile.nc };
             use nnc_runtime::gemm::{pack_b_all, pack_b_all_bf16, packed_b_bf16_len, packed_b_len};
-            let mut packed = vec![0.0; if bf16 { packed_b_bf16_len(k, f, blk) } else { packed_b_len(k, f, blk) }];
+            let mut packed = Floats::zeroed_lines(if bf16 { packed_b_bf16_len(k, f, blk) } else { packed_b_len(k, f, blk) });
             // SAFETY: `b` holds the `k × f` row-major matrix; `packed` has room for its packing.
             unsafe {
                 if bf16 {
@@ -192,7 +197,7 @@ fn channel_weights(kernel: Kernel, w: &[f32], wshape: &[usize], tile: Tile, bf16
             Some(packed)
         }
         Kernel::Nchw4cBlocked => {
-            let mut out = vec![0.0; f * cg * taps];
+            let mut out = Floats::zeroed_lines(f * cg * taps);
             for oc in 0..f {
                 for ch in 0..cg {
                     for t in 0..taps {
@@ -230,10 +235,10 @@ fn lstm_weights(w_ih: &[f32], w_hh: &[f32], biases: Option<(&[f32], &[f32])>, fo
 /// convolution's `[F, C/groups, kh, kw]` as each group's A panels (`W_g: F/groups × K`), a
 /// dense layer's `[units, features]` as the B panels of its transpose, a matmul's `[k, n]`
 /// as B panels. Each buffer is f32 words holding the packed bytes.
-fn int8_weights(product: crate::ops::Product, w: &[f32], shape: &[usize]) -> Vec<Vec<f32>> {
+fn int8_weights(product: crate::ops::Product, w: &[f32], shape: &[usize]) -> Vec<Floats> {
     use nnc_runtime::gemm::int8::{pack_a_i8_all, pack_b_i8_all, packed_a_i8_len, packed_b_i8_len};
     let codes = w.as_ptr() as *const i8;
-    let words = |bytes: usize| vec![0.0f32; bytes.div_ceil(4)];
+    let words = |bytes: usize| Floats::zeroed_lines(bytes.div_ceil(4));
     match product {
         crate::ops::Product::Conv2d(c) => {
             let (fg, kk) = (shape[0] / c.groups, shape[1] * shape[2] * shape[3]);

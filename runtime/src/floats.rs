@@ -66,12 +66,55 @@ impl UnwrittenLines {
 }
 
 impl Floats {
+    /// No floats.
+    pub const fn new() -> Floats {
+        Floats(Repr::Vec(Vec::new()))
+    }
+
+    /// `len` zeros starting on a cache line, for data kernels read with whole-line vector
+    /// loads (packed weights: from a `Vec`, every 64-byte load of a panel spanned two lines,
+    /// and the transformer layer ran 1.410 ms against 1.314 aligned). From zeroed memory, as
+    /// `vec![0.0; len]` gets it: no pass over the buffer.
+    pub fn zeroed_lines(len: usize) -> Floats {
+        let n = len.div_ceil(Line::FLOATS);
+        if n == 0 {
+            return Floats(Repr::Lines { lines: Vec::new(), len: 0 });
+        }
+        let layout = std::alloc::Layout::array::<Line>(n).expect("a buffer that fits the address space");
+        // SAFETY: `layout` has a nonzero size; the vector takes the allocation with the layout
+        // it was made with (`n` lines), all of them written (zeros).
+        unsafe {
+            let p = std::alloc::alloc_zeroed(layout).cast::<Line>();
+            if p.is_null() {
+                std::alloc::handle_alloc_error(layout);
+            }
+            Floats(Repr::Lines { lines: Vec::from_raw_parts(p, n, n), len })
+        }
+    }
+
+    /// A copy of `values` starting on a cache line (see [`Floats::zeroed_lines`]), written
+    /// once.
+    pub fn lines_copy_of(values: &[f32]) -> Floats {
+        let mut room = UnwrittenLines::new(values.len(), 0);
+        // SAFETY: the room holds `values.len()` floats, all written here.
+        unsafe {
+            std::ptr::copy_nonoverlapping(values.as_ptr(), room.as_mut_ptr(), values.len());
+            room.assume_written()
+        }
+    }
+
     /// The floats as a `Vec` (a copy unless they are one).
     pub fn into_vec(self) -> Vec<f32> {
         match self.0 {
             Repr::Vec(v) => v,
             Repr::Lines { .. } => self.to_vec(),
         }
+    }
+}
+
+impl Default for Floats {
+    fn default() -> Floats {
+        Floats::new()
     }
 }
 
@@ -136,6 +179,22 @@ mod tests {
             let v = f.clone().into_vec();
             assert_eq!(v, (0..len).map(|i| 2.0 * i as f32).collect::<Vec<_>>());
             assert_eq!(f, Floats::from(v));
+        }
+    }
+
+    #[test]
+    fn zeroed_and_copied_lines_start_on_a_cache_line() {
+        for len in [0usize, 1, 15, 16, 17, 1000, 40_000] {
+            let values: Vec<f32> = (0..len).map(|i| i as f32 * 0.5).collect();
+            let copy = Floats::lines_copy_of(&values);
+            assert_eq!(&copy[..], &values[..]);
+            let mut zeros = Floats::zeroed_lines(len);
+            assert!(zeros.iter().all(|&v| v == 0.0) && zeros.len() == len);
+            zeros.copy_from_slice(&values);
+            for f in [&copy, &zeros] {
+                assert_eq!(f.as_ptr() as usize % 64, 0, "{len} floats");
+                assert_eq!(f.to_vec(), values);
+            }
         }
     }
 }

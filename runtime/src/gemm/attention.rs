@@ -7,6 +7,7 @@
 
 use super::pack::{ASource, BSource};
 use super::{gemm, Blocking, Epilogue, Precision};
+use crate::floats::Floats;
 use crate::pool::Shared;
 
 /// Query rows per block.
@@ -66,7 +67,7 @@ pub unsafe fn attention(threads: usize, a: Attention, q: *const f32, k: *const f
     crate::pool::parallel_for(threads, &|t| {
         let (q, k, v, out) = shared.get();
         thread_local! {
-            static PANELS: std::cell::RefCell<(Vec<f32>, Vec<f32>)> = const { std::cell::RefCell::new((Vec::new(), Vec::new())) };
+            static PANELS: std::cell::RefCell<(Floats, Floats)> = const { std::cell::RefCell::new((Floats::new(), Floats::new())) };
         }
         PANELS.with(|panels| {
             let (kt, vp) = &mut *panels.borrow_mut();
@@ -94,9 +95,15 @@ const BLOCKING: Blocking = Blocking { kc: 1024, mc: ROWS, nc: 4096 };
 ///
 /// # Safety
 /// As [`attention`], for a batch inside it.
-unsafe fn pack_batch(a: Attention, b: usize, k: *const f32, v: *const f32, kt: &mut Vec<f32>, vp: &mut Vec<f32>) {
-    kt.resize(super::pack::packed_b_len(a.d, a.sk, BLOCKING), 0.0);
-    vp.resize(super::pack::packed_b_len(a.sk, a.dv, BLOCKING), 0.0);
+unsafe fn pack_batch(a: Attention, b: usize, k: *const f32, v: *const f32, kt: &mut Floats, vp: &mut Floats) {
+    // On cache lines, as the GEMM's own packed panels are.
+    let (kt_len, vp_len) = (super::pack::packed_b_len(a.d, a.sk, BLOCKING), super::pack::packed_b_len(a.sk, a.dv, BLOCKING));
+    if kt.len() < kt_len {
+        *kt = Floats::zeroed_lines(kt_len);
+    }
+    if vp.len() < vp_len {
+        *vp = Floats::zeroed_lines(vp_len);
+    }
     let (k0, rsk) = a.heads[1].at(b, a.sk, a.d);
     let (v0, rsv) = a.heads[2].at(b, a.sk, a.dv);
     // SAFETY: batch b's k (`sk × d`, read transposed: row stride 1, column stride its row
@@ -113,14 +120,14 @@ unsafe fn pack_batch(a: Attention, b: usize, k: *const f32, v: *const f32, kt: &
 /// As [`attention`], for a block inside it.
 unsafe fn one_block(a: Attention, b: usize, r0: usize, q: *const f32, kt: &[f32], vp: &[f32], out: *mut f32) {
     thread_local! {
-        static SCORES: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+        static SCORES: std::cell::RefCell<Floats> = const { std::cell::RefCell::new(Floats::new()) };
     }
     let rows = ROWS.min(a.sq - r0);
     let blk = BLOCKING;
     SCORES.with(|s| {
         let mut s = s.borrow_mut();
         if s.len() < ROWS * a.sk {
-            s.resize(ROWS * a.sk, 0.0);
+            *s = Floats::zeroed_lines(ROWS * a.sk);
         }
         let sp = s.as_mut_ptr();
         // SAFETY (whole body): the caller's contract; the buffer holds `rows × sk` scores.
@@ -340,7 +347,7 @@ mod tests {
             }
             let mut two = vec![f32::NAN; one.len()];
             let per_batch = sq.div_ceil(ROWS);
-            let (mut kt, mut vp) = (Vec::new(), Vec::new());
+            let (mut kt, mut vp) = (Floats::new(), Floats::new());
             for block in (0..batches * per_batch).rev() {
                 unsafe { pack_batch(a, block / per_batch, k.as_ptr(), v.as_ptr(), &mut kt, &mut vp) };
                 unsafe { one_block(a, block / per_batch, (block % per_batch) * ROWS, q.as_ptr(), &kt, &vp, two.as_mut_ptr()) };

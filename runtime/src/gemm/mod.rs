@@ -44,6 +44,7 @@ pub use simd::ERF_COEFFS;
 pub use microkernel::{bf16_microkernel_name, microkernel_name, microkernel_shape, microkernel_shape_for, microkernel_widths, tile_width_for};
 pub use pack::{pack_a_all, pack_a_all_bf16, pack_b_all, pack_b_all_bf16, packed_a_bf16_len, packed_a_len, packed_b_bf16_len, packed_b_len, ConvPatches};
 
+use crate::floats::Floats;
 use microkernel::{b_panel_stays_in_l1, bf16_kernel, kernel_for, kernel_for_shape, Store};
 use pack::{pack_a, pack_a_patches, pack_a_patches_pairs, pack_b, pack_b_pairs, packed_b_offset, padded_rows, pair_a_panels, ASource, BSource, TileWindows};
 
@@ -340,7 +341,7 @@ unsafe fn gemm(m: usize, n: usize, k: usize, a: ASource, b: BSource, c: *mut f32
             _ => None,
         };
         thread_local! {
-            static BUFFERS: std::cell::RefCell<(Vec<f32>, Vec<f32>, Vec<f32>, Vec<isize>, Vec<TileWindows>, Vec<f32>)> = const { std::cell::RefCell::new((Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new())) };
+            static BUFFERS: std::cell::RefCell<(Vec<f32>, Floats, Vec<f32>, Vec<isize>, Vec<TileWindows>, Vec<f32>)> = const { std::cell::RefCell::new((Vec::new(), Floats::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new())) };
         }
         BUFFERS.with(|bufs| {
             let mut bufs = bufs.borrow_mut();
@@ -358,8 +359,10 @@ unsafe fn gemm(m: usize, n: usize, k: usize, a: ASource, b: BSource, c: *mut f32
             if apack.len() < a_len {
                 apack.resize(a_len, 0.0);
             }
+            // B's panels on cache lines, as packed weights are (`Floats::zeroed_lines`): the
+            // microkernel loads each step's row of a panel as whole-line vectors.
             if bpack.len() < b_len {
-                bpack.resize(b_len, 0.0);
+                *bpack = Floats::zeroed_lines(b_len);
             }
             for jc in (0..n).step_by(nc_max) {
                 let nc = nc_max.min(n - jc);

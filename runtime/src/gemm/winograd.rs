@@ -162,15 +162,29 @@ pub fn transform_filters(w: &[f32], k: usize, c: usize, oh: usize, ow: usize) ->
 /// [`transform_filters`] for [`conv3x3_nhwc`] with `tile`: every point's `Uᵀ` (`C × K`) in
 /// B panels.
 pub fn transform_filters_nhwc(w: &[f32], k: usize, c: usize, tile: Tile) -> Vec<f32> {
+    let mut packed = vec![0.0f32; transformed_filters_nhwc_len(k, c, tile)];
+    transform_filters_nhwc_into(w, k, c, tile, &mut packed);
+    packed
+}
+
+/// Floats [`transform_filters_nhwc`] makes of `k` filters of `c` channels.
+pub fn transformed_filters_nhwc_len(k: usize, c: usize, tile: Tile) -> usize {
+    tile.points() * packed_point_len(c, k, false)
+}
+
+/// [`transform_filters_nhwc`] into `out`, zeroed and [`transformed_filters_nhwc_len`] long
+/// (storage the caller chose: the compiler's is cache-line aligned).
+pub fn transform_filters_nhwc_into(w: &[f32], k: usize, c: usize, tile: Tile, out: &mut [f32]) {
     assert_eq!(w.len(), k * c * 9, "a [k, c, 3, 3] filter");
-    transform_filters_right(w, k, c, tile)
+    assert_eq!(out.len(), transformed_filters_nhwc_len(k, c, tile), "room for the transformed filters");
+    transform_filters_right(w, k, c, tile, out)
 }
 
 /// [`transform_filters`] with the filters as the products' left operand or not.
 fn transform_filters_as(w: &[f32], k: usize, c: usize, left: bool) -> Vec<f32> {
     assert_eq!(w.len(), k * c * 9, "a [k, c, 3, 3] filter");
     if !left {
-        return transform_filters_right(w, k, c, Tile::F4);
+        return transform_filters_nhwc(w, k, c, Tile::F4);
     }
     // Each point's matrix, row-major in the orientation its packing reads contiguously.
     let mut u = vec![0.0f32; POINTS * k * c];
@@ -232,11 +246,10 @@ fn transform_filters_as(w: &[f32], k: usize, c: usize, left: bool) -> Vec<f32> {
 /// time: each panel's `C × NR` block of every point is transformed into a buffer, then
 /// packed straight to its place (going through the whole `C × K` matrices first took
 /// 100 ms for 512×512 filters).
-fn transform_filters_right(w: &[f32], k: usize, c: usize, tile: Tile) -> Vec<f32> {
+fn transform_filters_right(w: &[f32], k: usize, c: usize, tile: Tile, packed: &mut [f32]) {
     let kern = super::microkernel::kernel_for(k);
     let (nr, blk) = (kern.nr, BLOCKING.sanitized(kern.mr));
     let (len, points) = (packed_point_len(c, k, false), tile.points());
-    let mut packed = vec![0.0f32; points * len];
     // Points a cache line more than their blocks apart, so that one filter value's writes
     // (one per point) do not share an L1 set.
     let ps = c * nr + 16;
@@ -263,7 +276,6 @@ fn transform_filters_right(w: &[f32], k: usize, c: usize, tile: Tile) -> Vec<f32
             }
         }
     }
-    packed
 }
 
 /// `G·v` for F(2×2, 3×3)'s `G = [[1, 0, 0], [1/2, 1/2, 1/2], [1/2, -1/2, 1/2], [0, 0, 1]]`,
@@ -681,7 +693,7 @@ mod nhwc {
                 // each against 650; 365–391 with buffers of their own, and 370 → 337 in one
                 // complex).
                 thread_local! {
-                    static MATRICES: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+                    static MATRICES: std::cell::RefCell<crate::floats::Floats> = const { std::cell::RefCell::new(crate::floats::Floats::new()) };
                 }
                 let (tvs, tms) = (point_stride(c, rows), point_stride(k, rows));
                 crate::pool::parallel_tasks(threads, t.div_ceil(rows), &|task| {
@@ -689,8 +701,9 @@ mod nhwc {
                     let (t0, tb) = (task * rows, rows.min(t - task * rows));
                     MATRICES.with(|buf| {
                         let mut buf = buf.borrow_mut();
-                        let floats = buf.len().max(points * (tvs + tms));
-                        buf.resize(floats, 0.0);
+                        if buf.len() < points * (tvs + tms) {
+                            *buf = crate::floats::Floats::zeroed_lines(points * (tvs + tms));
+                        }
                         let (v, m) = buf.split_at_mut(points * tvs);
                         let (v, m) = (v.as_mut_ptr(), m.as_mut_ptr());
                         input(&img, x, v, tvs, out, &ep, t0, 0, tb);
