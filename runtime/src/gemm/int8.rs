@@ -409,10 +409,14 @@ unsafe fn igemm_block(kern: Kernel, [m, n, k]: [usize; 3], s: Operands, rsc: isi
         let (b_data, b_sums): (*const u8, *const u8) = match s.b {
             IntOperand::Strided(b, rsb, csb) => {
                 let len = my_panels * (b_panel + nr * 4);
-                if bpack.len() < len {
-                    bpack.resize(len, 0);
+                // The panels from the buffer's first cache line boundary, as the f32 GEMM's
+                // are (`Floats::zeroed_lines`): the kernel loads each step as whole lines.
+                if bpack.len() < len + 63 {
+                    bpack.resize(len + 63, 0);
                 }
-                let (data, sums) = bpack[..len].split_at_mut(my_panels * b_panel);
+                let at = bpack.as_ptr().align_offset(64).min(63);
+                let bpack = &mut bpack[at..at + len];
+                let (data, sums) = bpack.split_at_mut(my_panels * b_panel);
                 let mut col_sums = vec![0i32; nr];
                 for (q, pj) in panels.clone().enumerate() {
                     let j0 = pj * nr;
