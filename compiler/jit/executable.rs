@@ -241,6 +241,15 @@ unsafe fn copy_floats(threads: usize, src: *const f32, dst: *mut f32, n: usize) 
     });
 }
 
+/// [`const_storage`] on cache lines, as the executable keeps its constants (f32 data copied
+/// once).
+pub(super) fn const_floats(t: &Tensor) -> nnc_runtime::floats::Floats {
+    match t.data() {
+        nnc_runtime::tensor::Data::F32(v) => nnc_runtime::floats::Floats::lines_copy_of(v),
+        _ => nnc_runtime::floats::Floats::lines_copy_of(&const_storage(t)),
+    }
+}
+
 /// A constant's elements as the JIT stores them, in a buffer of f32 words (4-byte aligned):
 /// floats as f32, int8 codes one byte each, i32 as themselves.
 pub(super) fn const_storage(t: &Tensor) -> Vec<f32> {

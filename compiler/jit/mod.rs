@@ -266,7 +266,7 @@ fn prepare_planned(graph: &Graph, planned: Planned, own_originals: bool) -> Resu
     let mut consts = Vec::with_capacity(values.len());
     let mut const_addrs = Vec::with_capacity(values.len());
     for v in values {
-        // A heap buffer does not move when its `Vec` is moved, so each address is final.
+        // A heap buffer does not move when its owner is moved, so each address is final.
         let (at, storage) = match v {
             Cow::Borrowed(b) if !own_originals => (b.as_ptr(), Floats::new()),
             v => {
@@ -311,7 +311,7 @@ fn own_requested_originals(graph: &Graph, p: &mut Prepared, requested: &[u64]) {
         let asked = requested.get(requested.partition_point(|&a| a < start)).is_some_and(|&a| a <= start + len);
         if (asked || graph.is_output(id)) && p.consts[c].is_empty() && len > 0 {
             let NodeKind::Const(t) = &graph.node(id).kind else { unreachable!("the plan lists constants only") };
-            p.consts[c] = Floats::lines_copy_of(&executable::const_storage(t));
+            p.consts[c] = executable::const_floats(t);
             p.const_addrs[c] = DataAddr(p.consts[c].as_ptr() as u64);
         }
     }

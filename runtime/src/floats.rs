@@ -1,11 +1,13 @@
-//! The storage of a float tensor: a `Vec<f32>`, or a buffer that starts on a cache line.
+//! Float storage: a `Vec<f32>`, or a buffer that starts on a cache line.
 //!
 //! A `Vec<f32>` is only as aligned as the allocator makes it (16 bytes from glibc's `malloc`
 //! for large blocks), and cannot be reallocated at a larger alignment and freed soundly. The
 //! JIT writes outputs straight into the tensors it returns, with the same 64-byte vector
 //! stores it uses in its arena; into a 16-byte-aligned buffer every such store straddles two
 //! cache lines (the 1024³ product ran no faster than with a copy out of the arena). So such
-//! outputs live in whole cache lines ([`UnwrittenLines`]); tensors made from a `Vec` keep it.
+//! outputs live in whole cache lines ([`UnwrittenLines`]), and so do an executable's constants
+//! and the runtime's B-panel packing buffers, which kernels load a line at a time
+//! ([`Floats::zeroed_lines`], [`Floats::lines_copy_of`]); tensors made from a `Vec` keep it.
 
 use std::fmt;
 use std::mem::MaybeUninit;

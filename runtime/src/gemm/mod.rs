@@ -468,7 +468,8 @@ unsafe fn gemm(m: usize, n: usize, k: usize, a: ASource, b: BSource, c: *mut f32
                                 // follow each other in the order they are used, across slabs
                                 // and blocks, so the next is the following `kc·nr` floats
                                 // (past the end after the last: a prefetch never faults).
-                                // B packed here at run time too: its block is as large as a
+                                // B packed here at run time too (its block is repacked into
+                                // the same buffer, so the last panel's hint is wasted): its block is as large as a
                                 // packed weight's (2048³ as a matmul: a 16 MiB block, 128.6 →
                                 // 114.9 ms, median of 8 alternations, level with the same
                                 // product's pre-packed weights at 117.5).

@@ -172,8 +172,9 @@ pub fn transformed_filters_nhwc_len(k: usize, c: usize, tile: Tile) -> usize {
     tile.points() * packed_point_len(c, k, false)
 }
 
-/// [`transform_filters_nhwc`] into `out`, zeroed and [`transformed_filters_nhwc_len`] long
-/// (storage the caller chose: the compiler's is cache-line aligned).
+/// [`transform_filters_nhwc`] into `out`, [`transformed_filters_nhwc_len`] long, in storage
+/// the caller chose (the compiler's is on cache lines). Every element is written, the
+/// panels' padding included.
 pub fn transform_filters_nhwc_into(w: &[f32], k: usize, c: usize, tile: Tile, out: &mut [f32]) {
     assert_eq!(w.len(), k * c * 9, "a [k, c, 3, 3] filter");
     assert_eq!(out.len(), transformed_filters_nhwc_len(k, c, tile), "room for the transformed filters");
