@@ -94,6 +94,15 @@ impl Floats {
         }
     }
 
+    /// Room for at least `len` floats on cache lines, as a reused scratch buffer needs: a
+    /// shorter buffer is replaced by [`Floats::zeroed_lines`]`(len)` (its contents are not
+    /// kept), a long enough one is left as it is.
+    pub fn ensure_lines(&mut self, len: usize) {
+        if self.len() < len {
+            *self = Floats::zeroed_lines(len);
+        }
+    }
+
     /// A copy of `values` starting on a cache line (see [`Floats::zeroed_lines`]), written
     /// once.
     pub fn lines_copy_of(values: &[f32]) -> Floats {
@@ -182,6 +191,18 @@ mod tests {
             assert_eq!(v, (0..len).map(|i| 2.0 * i as f32).collect::<Vec<_>>());
             assert_eq!(f, Floats::from(v));
         }
+    }
+
+    #[test]
+    fn scratch_grows_on_cache_lines_and_is_kept_when_long_enough() {
+        let mut scratch = Floats::new();
+        scratch.ensure_lines(1000);
+        let p = scratch.as_ptr();
+        assert!(scratch.len() == 1000 && p as usize % 64 == 0);
+        scratch.ensure_lines(10);
+        assert_eq!((scratch.as_ptr(), scratch.len()), (p, 1000));
+        scratch.ensure_lines(5000);
+        assert!(scratch.len() == 5000 && scratch.as_ptr() as usize % 64 == 0);
     }
 
     #[test]

@@ -97,13 +97,8 @@ const BLOCKING: Blocking = Blocking { kc: 1024, mc: ROWS, nc: 4096 };
 /// As [`attention`], for a batch inside it.
 unsafe fn pack_batch(a: Attention, b: usize, k: *const f32, v: *const f32, kt: &mut Floats, vp: &mut Floats) {
     // On cache lines, as the GEMM's own packed panels are.
-    let (kt_len, vp_len) = (super::pack::packed_b_len(a.d, a.sk, BLOCKING), super::pack::packed_b_len(a.sk, a.dv, BLOCKING));
-    if kt.len() < kt_len {
-        *kt = Floats::zeroed_lines(kt_len);
-    }
-    if vp.len() < vp_len {
-        *vp = Floats::zeroed_lines(vp_len);
-    }
+    kt.ensure_lines(super::pack::packed_b_len(a.d, a.sk, BLOCKING));
+    vp.ensure_lines(super::pack::packed_b_len(a.sk, a.dv, BLOCKING));
     let (k0, rsk) = a.heads[1].at(b, a.sk, a.d);
     let (v0, rsv) = a.heads[2].at(b, a.sk, a.dv);
     // SAFETY: batch b's k (`sk × d`, read transposed: row stride 1, column stride its row
@@ -126,9 +121,7 @@ unsafe fn one_block(a: Attention, b: usize, r0: usize, q: *const f32, kt: &[f32]
     let blk = BLOCKING;
     SCORES.with(|s| {
         let mut s = s.borrow_mut();
-        if s.len() < ROWS * a.sk {
-            *s = Floats::zeroed_lines(ROWS * a.sk);
-        }
+        s.ensure_lines(ROWS * a.sk);
         let sp = s.as_mut_ptr();
         // SAFETY (whole body): the caller's contract; the buffer holds `rows × sk` scores.
         unsafe {

@@ -361,9 +361,7 @@ unsafe fn gemm(m: usize, n: usize, k: usize, a: ASource, b: BSource, c: *mut f32
             }
             // B's panels on cache lines, as packed weights are (`Floats::zeroed_lines`): the
             // microkernel loads each step's row of a panel as whole-line vectors.
-            if bpack.len() < b_len {
-                *bpack = Floats::zeroed_lines(b_len);
-            }
+            bpack.ensure_lines(b_len);
             for jc in (0..n).step_by(nc_max) {
                 let nc = nc_max.min(n - jc);
                 for pc in (0..steps).step_by(kc_max) {

@@ -702,9 +702,7 @@ mod nhwc {
                     let (t0, tb) = (task * rows, rows.min(t - task * rows));
                     MATRICES.with(|buf| {
                         let mut buf = buf.borrow_mut();
-                        if buf.len() < points * (tvs + tms) {
-                            *buf = crate::floats::Floats::zeroed_lines(points * (tvs + tms));
-                        }
+                        buf.ensure_lines(points * (tvs + tms));
                         let (v, m) = buf.split_at_mut(points * tvs);
                         let (v, m) = (v.as_mut_ptr(), m.as_mut_ptr());
                         input(&img, x, v, tvs, out, &ep, t0, 0, tb);
