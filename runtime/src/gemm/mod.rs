@@ -466,11 +466,12 @@ unsafe fn gemm(m: usize, n: usize, k: usize, a: ASource, b: BSource, c: *mut f32
                                 // follow each other in the order they are used, across slabs
                                 // and blocks, so the next is the following `kc·nr` floats
                                 // (past the end after the last: a prefetch never faults).
-                                // B packed here at run time too (its block is repacked into
-                                // the same buffer, so the last panel's hint is wasted): its block is as large as a
-                                // packed weight's (2048³ as a matmul: a 16 MiB block, 128.6 →
-                                // 114.9 ms, median of 8 alternations, level with the same
-                                // product's pre-packed weights at 117.5).
+                                // B packed here at run time gets the hints too: its block can
+                                // be as large as a packed weight's (2048³ as a matmul: 16 MiB,
+                                // 128.6 → 114.9 ms, median of 8 alternations, level with the
+                                // same product on pre-packed weights at 117.5). Its next block
+                                // is repacked into the same buffer, so the last panel's hint
+                                // is wasted.
                                 let prefetch = if PREFETCH_NEXT_PANEL && cols_b.is_none() && tile < 2 { b_block.wrapping_add((jr + nr) * kc + tile * kc * 16) } else { std::ptr::null() };
                                 let st = Store { accumulate: acc, rows, cols, ep: last.then(|| ep.shifted(ic + ir, jc + jr, rsc, csc)), prefetch, stream_b };
                                 let window = taps_a.and_then(|(micro, _)| Some((micro, windows[tile].rows()?)));

@@ -151,9 +151,9 @@ pub(super) unsafe fn pack_b(nr: usize, kc: usize, nc: usize, b: *const f32, rsb:
 
 /// Rows of B packed together: the rows of a group are copied into every panel before the
 /// next group's. Panel by panel, every step of a panel read a new row: with rows 8 KiB apart
-/// (2048 columns) each panel walked a page per row of its slab, and packing 2048² took 2.7–3.2 ms
-/// against 1.4–1.5 this way (1024²: 0.44–0.54 against 0.34–0.36), whose reads stay within
-/// 16 rows at a time. Groups of 8 to 64 rows measured the same.
+/// (2048 columns) each panel walked a page per row of its slab, and packing 2048² took
+/// 2.7–3.2 ms against 1.4–1.5 this way (1024²: 0.44–0.54 against 0.34–0.36), whose reads
+/// stay within 16 rows at a time. Groups of 8 to 64 rows measured the same.
 const PACKED_ROW_GROUP: usize = 16;
 
 /// [`pack_b`] for a row-major B (`csb` = 1), by groups of [`PACKED_ROW_GROUP`] rows.
