@@ -6,7 +6,7 @@
 use super::builder::{GemmOperand, GemmTail, IgemmRequantize, KernelBuilder, I64};
 use super::abi::RuntimeFns;
 use cranelift_codegen::ir::{FuncRef, InstBuilder, StackSlotData, StackSlotKind, Value};
-use nnc_runtime::gemm::{AttentionCall, AttentionCallFields, ConvDepthwiseCall, ConvDepthwiseCallFields, ConvNhwcCall, ConvNhwcCallFields, DepthwiseCall, DepthwiseCallFields, DirectConvCall, DirectConvCallFields, GemvCall, GemvCallFields, GemmCall, GemmCallFields, IgemmCall, IgemmCallFields, Im2colCall, Im2colCallFields, LayerNormCall, LayerNormCallFields, LstmStepCall, LstmStepCallFields, PoolCall, PoolCallFields, RgbToPixelsCall, RgbToPixelsCallFields, SparseCall, SparseCallFields, WinogradCall, WinogradCallFields};
+use nnc_runtime::gemm::{AttentionCall, AttentionCallFields, ConvDepthwiseCall, ConvDepthwiseCallFields, ConvNhwcCall, ConvNhwcCallFields, DepthwiseCall, DepthwiseCallFields, DepthwiseI8Call, DepthwiseI8CallFields, DirectConvCall, DirectConvCallFields, GemvCall, GemvCallFields, GemmCall, GemmCallFields, IgemmCall, IgemmCallFields, Im2colCall, Im2colCallFields, LayerNormCall, LayerNormCallFields, LstmStepCall, LstmStepCallFields, PoolCall, PoolCallFields, RgbToPixelsCall, RgbToPixelsCallFields, SparseCall, SparseCallFields, WinogradCall, WinogradCallFields};
 
 /// The convolution of [`KernelBuilder::conv_depthwise`]: its NHWC input (`chw` per image),
 /// window and packed weights.
@@ -128,6 +128,41 @@ impl KernelBuilder<'_> {
             rq_act: self.int(requantize.map_or(0, |r| r.activation.code())),
         };
         self.call_runtime(rt.igemm, fields.with_offsets(), IgemmCall::SIZE);
+    }
+
+    /// An int8 depthwise convolution of NCHW planes (`nnc_depthwise_i8`): `[n, c, h, w]` in,
+    /// `[oh, ow]` out, window `[kh, kw]`, strides and top/left padding, `bias` null or one
+    /// i32 per channel; with `requantize` (its scales one per channel, or single) `out`
+    /// gets codes, else the i32 accumulators.
+    #[allow(clippy::too_many_arguments)]
+    pub fn depthwise_i8(&mut self, [n, c, h, w]: [i64; 4], [oh, ow]: [i64; 2], [kh, kw]: [i64; 2], [sh, sw]: [i64; 2], [pt, pl]: [i64; 2], x: Value, weights: Value, bias: Option<Value>, out: Value, requantize: Option<&IgemmRequantize>) {
+        let rt = self.runtime_fns();
+        let null = self.int(0);
+        let fields = DepthwiseI8CallFields {
+            n: self.int(n),
+            c: self.int(c),
+            h: self.int(h),
+            w: self.int(w),
+            kh: self.int(kh),
+            kw: self.int(kw),
+            sh: self.int(sh),
+            sw: self.int(sw),
+            pt: self.int(pt),
+            pl: self.int(pl),
+            oh: self.int(oh),
+            ow: self.int(ow),
+            x,
+            weights,
+            bias: bias.unwrap_or(null),
+            out,
+            threads: self.int(self.threads),
+            requantize: self.int(requantize.is_some() as i64),
+            rq_scales: requantize.map_or(null, |r| r.scales),
+            rq_single: self.int(requantize.is_some_and(|r| r.single) as i64),
+            rq_out_scale_bits: self.int(requantize.map_or(0, |r| r.out_scale.to_bits() as i64)),
+            rq_act: self.int(requantize.map_or(0, |r| r.activation.code())),
+        };
+        self.call_runtime(rt.depthwise_i8, fields.with_offsets(), DepthwiseI8Call::SIZE);
     }
 
     /// Unfold one NCHW image (`nnc_im2col`) into `col`.

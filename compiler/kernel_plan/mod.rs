@@ -75,9 +75,10 @@ pub enum Kernel {
     /// microkernels): convolutions through an int8 im2col (or directly when pointwise),
     /// weights packed at compile time.
     Int8Gemm,
-    /// An int8 depthwise convolution (stride 1 or 2, no dilation, at most 25 taps) in
-    /// Cranelift code, eight outputs of a row at a time: codes widened to i16, multiplied
-    /// by the tap's weight and accumulated in i32.
+    /// An int8 depthwise convolution (stride 1 or 2, no dilation, at most 25 taps): with the
+    /// runtime's kernels, `nnc_runtime::gemm::int8_depthwise` (full-width f32 vectors, exact
+    /// for codes, the requantization fused); otherwise Cranelift code, eight outputs of a row
+    /// at a time: codes widened to i16, multiplied by the tap's weight and accumulated in i32.
     Int8Depthwise,
     /// An int8 product in Cranelift code: i8 codes, wrapping i32 accumulation.
     Int8Dot,
@@ -403,7 +404,7 @@ impl KernelPlan {
         Ok(KernelPlan {
             kernel,
             gemm,
-            scratch_bytes: scratch_bytes(kernel, op, operands, out, &tile),
+            scratch_bytes: scratch_bytes(kernel, op, operands, out, &tile, target.ukernels),
             splits: splits(kernel, op),
             prepack: prepack(kernel, op, operands, target.ukernels),
             bf16: matches!(kernel, Kernel::Gemm | Kernel::NhwcGemm) && target.bf16_products && product_operands(op, types).is_some_and(|(_, t)| t[..2].iter().all(|t| t.dtype == nnc_runtime::DType::BF16)),
@@ -476,7 +477,7 @@ fn gemm_shape(kernel: Kernel, op: &Op, types: &[&TensorType], out: &TensorType) 
     })
 }
 
-fn scratch_bytes(kernel: Kernel, op: &Op, operands: &Operands, out: &TensorType, tile: &Tile) -> usize {
+fn scratch_bytes(kernel: Kernel, op: &Op, operands: &Operands, out: &TensorType, tile: &Tile, ukernels: bool) -> usize {
     let types = &operands.types;
     match kernel {
         // The runtime's fused attention keeps its score blocks in per-thread buffers.
@@ -491,7 +492,9 @@ fn scratch_bytes(kernel: Kernel, op: &Op, operands: &Operands, out: &TensorType,
             Some((Product::Conv2d(c), t)) if !conv_is_pointwise(&c, &t) => (reduction(&t) * out.shape[2] * out.shape[3]).next_multiple_of(4),
             Some(_) | None => 0,
         },
-        // A requantizing int8 product whose kernel stores accumulators: them, in i32.
+        // A requantizing int8 product whose kernel stores accumulators: them, in i32. (The
+        // runtime's depthwise kernel requantizes as it stores.)
+        Kernel::Int8Depthwise if ukernels => 0,
         Kernel::Int8Depthwise | Kernel::Int8Dot if matches!(op, Op::Fused(f) if f.requantize.is_some()) => out.numel() * 4,
         // The unfolded image of a windowed convolution; a dense layer's input and output
         // transposed when it has too many rows to gather.

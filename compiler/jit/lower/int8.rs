@@ -448,6 +448,11 @@ pub(crate) fn product_requantized(k: &mut KernelBuilder, kernel: Kernel, product
     if kernel == Kernel::Int8Gemm {
         return gemm_with(k, product, args, out, scratch, &weights, Some((rq, table)));
     }
+    if let (Product::Conv2d(c), Kernel::Int8Depthwise, Some(_)) = (product, kernel, k.runtime) {
+        let single = rq.scales.values.len() == 1;
+        let requantize = IgemmRequantize { scales: k.data_addr(table), per_row: true, single, out_scale: rq.out_scale, activation: rq.activation };
+        return super::int8_depthwise::runtime(k, c, args, out, Some(&requantize));
+    }
     let acc_ty = out.ty.with_dtype(DType::I32);
     let acc = Arg { loc: scratch.expect("accumulator scratch is planned"), ty: &acc_ty };
     k.prepacked = weights;

@@ -1,6 +1,9 @@
 //! int8 depthwise convolution ([`Kernel::Int8Depthwise`](crate::kernel_plan::Kernel)): one
 //! filter per channel, stride 1 or 2 along rows, no dilation.
 //!
+//! With the runtime's kernels, one call to `nnc_depthwise_i8` (full-width vectors, the
+//! requantization fused: [`runtime`]). Otherwise generated code, below, into i32 accumulators:
+//!
 //! Per plane, the bias and the window's weights are loaded once. Along each output row, the
 //! outputs whose every tap column is inside the row ([`VectorSpan`]) run eight at a time:
 //! per tap, eight codes sign-extended to `i16x8` (at stride 2 the even bytes of a 16-byte
@@ -11,7 +14,7 @@
 
 use super::int8::{flags, load_int, mac, store_i32};
 use super::window::{for_each_tap_inside, for_window_rows_inside, VectorSpan, Window};
-use crate::jit::builder::KernelBuilder;
+use crate::jit::builder::{IgemmRequantize, KernelBuilder};
 use crate::jit::epilogue::Arg;
 use crate::ops::Conv2d;
 use cranelift_codegen::ir::{types, ConstantData, InstBuilder, Value};
@@ -19,6 +22,18 @@ use nnc_runtime::DType;
 
 /// Outputs per vector step: one `i16x8` of products.
 const LANES: i64 = 8;
+
+/// The convolution through the runtime's kernel: into `out`'s codes with `requantize`, else
+/// its i32 accumulators.
+pub(crate) fn runtime(k: &mut KernelBuilder, c: &Conv2d, args: &[Arg], out: Arg, requantize: Option<&IgemmRequantize>) {
+    let dims = args[0].ty.shape[..].try_into().map(|a: [usize; 4]| a.map(|v| v as i64)).expect("rank checked");
+    let window = [args[1].ty.shape[2] as i64, args[1].ty.shape[3] as i64];
+    let out_size = [out.ty.shape[2] as i64, out.ty.shape[3] as i64];
+    let (x, wt, o) = (k.ptr(args[0].loc), k.ptr(args[1].loc), k.ptr(out.loc));
+    let bias = args.get(2).map(|b| k.ptr(b.loc));
+    let pad = [c.padding[0] as i64, c.padding[1] as i64];
+    k.depthwise_i8(dims, out_size, window, c.stride.map(|v| v as i64), pad, x, wt, bias, o, requantize);
+}
 
 pub(crate) fn depthwise(k: &mut KernelBuilder, c: &Conv2d, args: &[Arg], out: Arg) {
     let [n, ch, h, w] = args[0].ty.shape[..].try_into().map(|a: [usize; 4]| a.map(|v| v as i64)).expect("rank checked");

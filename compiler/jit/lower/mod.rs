@@ -111,6 +111,7 @@ pub(crate) fn product(k: &mut KernelBuilder, plan: &KernelPlan, product: &Produc
         }
         (Product::MatMul(_), Kernel::Gemm) => dense::matmul_gemm(k, args, out, epi),
         (p, Kernel::Int8Gemm) => int8::gemm(k, p, args, out, scratch),
+        (Product::Conv2d(c), Kernel::Int8Depthwise) if k.runtime.is_some() => int8_depthwise::runtime(k, c, args, out, None),
         (Product::Conv2d(c), Kernel::Int8Depthwise) => int8_depthwise::depthwise(k, c, args, out),
         (Product::Conv2d(c), Kernel::Int8Dot) => int8::conv2d(k, c, args, out),
         (Product::Dense(_), Kernel::Int8Dot) => int8::dense(k, args, out),

@@ -20,6 +20,7 @@ pub mod norm;
 pub mod epilogue;
 pub mod microkernel;
 pub mod int8;
+pub mod int8_depthwise;
 pub mod layout;
 pub mod pack;
 pub mod pool;

@@ -8,6 +8,7 @@
 //! reads the descriptor. Both sides therefore agree on the layout by construction.
 
 use super::int8::{igemm, im2col_i8, IntBias, IntOperand, IntOut, Requantize};
+use super::int8_depthwise::{depthwise_i8, DepthwiseI8};
 use super::pack::{ASource, BSource};
 use super::{gemm_threaded, Blocking, ConvPatches, Epilogue};
 
@@ -378,6 +379,68 @@ pub unsafe extern "C" fn nnc_im2col_i8(call: *const Im2colCall) {
     let u = |v: i64| v as usize;
     // SAFETY: the buffers are as the contract above says.
     unsafe { im2col_i8(g.input as *const i8, u(g.c), u(g.h), u(g.w), [u(g.kh), u(g.kw)], [u(g.sh), u(g.sw)], [u(g.dh), u(g.dw)], [u(g.pt), u(g.pl)], [u(g.oh), u(g.ow)], g.col as *mut i8) }
+}
+
+call_descriptor! {
+    /// An int8 depthwise convolution of NCHW planes ([`crate::gemm::int8_depthwise`]): `n`
+    /// images of `c` channels, `h × w` in, `oh × ow` out, one `kh × kw` filter of codes per
+    /// channel, undilated, on up to `threads` threads.
+    DepthwiseI8Call / DepthwiseI8CallFields {
+        n: i64,
+        c: i64,
+        h: i64,
+        w: i64,
+        kh: i64,
+        kw: i64,
+        sh: i64,
+        sw: i64,
+        pt: i64,
+        pl: i64,
+        oh: i64,
+        ow: i64,
+        x: *const i8,
+        weights: *const i8,
+        /// Null, or `c` i32.
+        bias: *const i32,
+        /// The i32 accumulators; or, when `requantize` is 1, the int8 codes.
+        out: *mut i32,
+        threads: i64,
+        requantize: i64,
+        /// The requantization's scales: one per channel, or one (`rq_single` 1).
+        rq_scales: *const f32,
+        rq_single: i64,
+        /// The output scale, as the bits of an f32.
+        rq_out_scale_bits: i64,
+        /// `Activation::code`.
+        rq_act: i64,
+    }
+}
+
+/// The convolution of [`DepthwiseI8Call`]. Sizes the kernel cannot compute (a stride or
+/// window of 0, more taps than its sums hold exactly) end the process: the compiler never
+/// passes them.
+///
+/// # Safety
+/// `call` points to a valid [`DepthwiseI8Call`]: `x` holds `n·c·h·w` codes, `weights`
+/// `c·kh·kw`, `out` (writable, overlapping neither) `n·c·oh·ow` results, and the bias and
+/// scales what the descriptor says.
+#[no_mangle]
+pub unsafe extern "C" fn nnc_depthwise_i8(call: *const DepthwiseI8Call) {
+    // SAFETY: the caller passes a valid descriptor.
+    let d = unsafe { *call };
+    let u = |v: i64| v.max(0) as usize;
+    let g = DepthwiseI8 { n: u(d.n), c: u(d.c), h: u(d.h), w: u(d.w), kh: u(d.kh), kw: u(d.kw), sh: u(d.sh), sw: u(d.sw), pt: u(d.pt), pl: u(d.pl), oh: u(d.oh), ow: u(d.ow) };
+    if !g.is_valid() {
+        super::refuse_call("int8 depthwise convolution with sizes it cannot compute");
+    }
+    let out = if d.requantize != 0 {
+        let activation = crate::Activation::from_code(d.rq_act);
+        IntOut::Codes(d.out as *mut i8, Requantize { scales: d.rq_scales, per_row: true, single: d.rq_single != 0, out_scale: f32::from_bits(d.rq_out_scale_bits as u32), activation })
+    } else {
+        IntOut::Acc(d.out)
+    };
+    // SAFETY: the descriptor's buffers are valid as the contract above says.
+    unsafe { depthwise_i8(g, u(d.threads).max(1), d.x, d.weights, d.bias, out) }
 }
 
 /// The sparse-weight product of [`SparseCall`].
