@@ -219,7 +219,7 @@ mod x86 {
     /// As [`super::plane_range`]; the CPU has `V`'s unit; the buffers as [`plane`] wants.
     #[inline(always)]
     #[allow(clippy::too_many_arguments)]
-    unsafe fn planes<V: Finish>(g: &DepthwiseI8, lo: usize, hi: usize, x: *const i8, wt: *const i8, bias: *const i32, out: IntOut, padded: &mut Floats, sums: &mut Floats) {
+    unsafe fn planes<V: IntLanes>(g: &DepthwiseI8, lo: usize, hi: usize, x: *const i8, wt: *const i8, bias: *const i32, out: IntOut, padded: &mut Floats, sums: &mut Floats) {
         // The padding is in the same places in every plane: zeroed once, and each plane
         // writes only its image's part.
         padded.fill(0.0);
@@ -245,7 +245,7 @@ mod x86 {
     /// floats and `sums` `ow` rounded up to `V::W`.
     #[inline(always)]
     #[allow(clippy::too_many_arguments)]
-    unsafe fn plane<V: Finish, const KH: usize, const KW: usize, const SW: usize>(g: &DepthwiseI8, p: usize, x: *const i8, wt: *const i8, bias: *const i32, out: IntOut, padded: &mut Floats, sums: &mut Floats) {
+    unsafe fn plane<V: IntLanes, const KH: usize, const KW: usize, const SW: usize>(g: &DepthwiseI8, p: usize, x: *const i8, wt: *const i8, bias: *const i32, out: IntOut, padded: &mut Floats, sums: &mut Floats) {
         let (kh, kw, sw) = if KH > 0 { (KH, KW, SW) } else { (g.kh, g.kw, g.sw) };
         let lp = g.phase_len(V::W);
         // SAFETY: plane `p` holds `h·w` codes, its channel's weights `kh·kw`; the phases are
@@ -264,7 +264,12 @@ mod x86 {
                     let jlo = g.pl.saturating_sub(q).div_ceil(sw).min(lp);
                     let jhi = (g.w + g.pl).saturating_sub(q).div_ceil(sw).clamp(jlo, lp);
                     if jlo < jhi {
-                        widen::<SW>(&mut dst[jlo..jhi], plane.add(iy * g.w + jlo * sw + q - g.pl), sw);
+                        let src = plane.add(iy * g.w + jlo * sw + q - g.pl);
+                        if sw == 2 {
+                            V::widen_even(dst[jlo..jhi].as_mut_ptr(), src, jhi - jlo);
+                        } else {
+                            widen::<SW>(&mut dst[jlo..jhi], src, sw);
+                        }
                     }
                 }
             }
@@ -296,16 +301,35 @@ mod x86 {
         }
     }
 
-    /// The end of an output row: its f32 sums (exact integers, below 2²⁴ in magnitude: see
-    /// the module documentation) to i32, plus the bias (wrapping), then stored or
-    /// requantized by the operations of [`crate::quant::requantize_value`] in its order, as
-    /// the integer GEMM's requantizing epilogue does (`int8::requantize_tile_avx512`), so
-    /// the codes are its bits. (Rust's saturating conversions in a plain loop did not
-    /// vectorize: the row's end took two thirds of the kernel's time.)
-    pub(super) trait Finish: Lanes {
+    /// What the plane kernels do with codes beyond [`Lanes`]' float operations, written out
+    /// with intrinsics: Rust's saturating conversions in plain loops did not vectorize (a
+    /// row's end took two thirds of the kernel's time), nor did a strided widening.
+    pub(super) trait IntLanes: Lanes {
+        /// The end of an output row: its f32 sums (exact integers, below 2²⁴ in magnitude:
+        /// see the module documentation) to i32, plus the bias (wrapping), then stored or
+        /// requantized by the operations of [`crate::quant::requantize_value`] in its order,
+        /// as the integer GEMM's requantizing epilogue does
+        /// (`int8::requantize_tile_avx512`), so the codes are its bits.
+        ///
         /// # Safety
         /// As [`plane`]; `sums` holds row `oy`'s sums, `ow` rounded up to `W`.
         unsafe fn finish_row(g: &DepthwiseI8, p: usize, oy: usize, sums: &[f32], bias: i32, out: IntOut);
+
+        /// `dst[j] = src[2j]` as f32 for `j < n`: a stride-2 window's column phase. Each step
+        /// reads `2·W` codes as `W` little-endian pairs and keeps each pair's low byte, so
+        /// the last pair, whose high byte may lie past the row, is read on its own.
+        ///
+        /// # Safety
+        /// `src` is valid for `2n − 1` codes, `dst` writable for `n` floats.
+        #[inline(always)]
+        unsafe fn widen_even(dst: *mut f32, src: *const i8, n: usize) {
+            // SAFETY: the caller's contract.
+            unsafe {
+                for j in 0..n {
+                    *dst.add(j) = *src.add(2 * j) as f32;
+                }
+            }
+        }
     }
 
     /// The requantization's constants, as vectors of one width.
@@ -321,7 +345,25 @@ mod x86 {
         six: V,
     }
 
-    impl Finish for __m512 {
+    impl IntLanes for __m512 {
+        #[inline(always)]
+        unsafe fn widen_even(dst: *mut f32, src: *const i8, n: usize) {
+            let mut j = 0;
+            // SAFETY: a step reads codes `2j..2j + 32`, all before `2n − 1` while `j + 16 < n`,
+            // and writes `dst[j..j + 16]`.
+            unsafe {
+                while j + 16 < n {
+                    let pairs = _mm512_cvtepi16_epi32(_mm256_loadu_si256(src.add(2 * j) as *const __m256i));
+                    let even = _mm512_srai_epi32::<24>(_mm512_slli_epi32::<24>(pairs));
+                    _mm512_storeu_ps(dst.add(j), _mm512_cvtepi32_ps(even));
+                    j += 16;
+                }
+                for j in j..n {
+                    *dst.add(j) = *src.add(2 * j) as f32;
+                }
+            }
+        }
+
         #[inline(always)]
         unsafe fn finish_row(g: &DepthwiseI8, p: usize, oy: usize, sums: &[f32], bias: i32, out: IntOut) {
             use crate::Activation;
@@ -369,7 +411,24 @@ mod x86 {
         }
     }
 
-    impl Finish for __m256 {
+    impl IntLanes for __m256 {
+        #[inline(always)]
+        unsafe fn widen_even(dst: *mut f32, src: *const i8, n: usize) {
+            let mut j = 0;
+            // SAFETY: as for `__m512`, 8 pairs a step.
+            unsafe {
+                while j + 8 < n {
+                    let pairs = _mm256_cvtepi16_epi32(_mm_loadu_si128(src.add(2 * j) as *const __m128i));
+                    let even = _mm256_srai_epi32::<24>(_mm256_slli_epi32::<24>(pairs));
+                    _mm256_storeu_ps(dst.add(j), _mm256_cvtepi32_ps(even));
+                    j += 8;
+                }
+                for j in j..n {
+                    *dst.add(j) = *src.add(2 * j) as f32;
+                }
+            }
+        }
+
         #[inline(always)]
         unsafe fn finish_row(g: &DepthwiseI8, p: usize, oy: usize, sums: &[f32], bias: i32, out: IntOut) {
             use crate::Activation;
@@ -475,6 +534,10 @@ mod tests {
             geometry(1, 2, [4, 4], [1, 1], [1, 1], [0, 0]),
             geometry(1, 16, [56, 56], [3, 3], [1, 1], [1, 1]),
             geometry(1, 8, [3, 3], [3, 3], [2, 2], [1, 1]),
+            // Rows long enough for the stride-2 widening's vector steps, odd and even.
+            geometry(1, 3, [9, 70], [3, 3], [2, 2], [1, 1]),
+            geometry(1, 2, [7, 67], [5, 5], [2, 2], [2, 2]),
+            geometry(1, 2, [5, 36], [3, 3], [2, 2], [0, 0]),
         ];
         for (i, g) in cases.into_iter().enumerate() {
             assert!(g.is_valid(), "{g:?}");
