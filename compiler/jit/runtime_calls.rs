@@ -6,7 +6,7 @@
 use super::builder::{GemmOperand, GemmTail, IgemmRequantize, KernelBuilder, I64};
 use super::abi::RuntimeFns;
 use cranelift_codegen::ir::{FuncRef, InstBuilder, StackSlotData, StackSlotKind, Value};
-use nnc_runtime::gemm::{AttentionCall, AttentionCallFields, ConvDepthwiseCall, ConvDepthwiseCallFields, ConvNhwcCall, ConvNhwcCallFields, DepthwiseCall, DepthwiseCallFields, DepthwiseI8Call, DepthwiseI8CallFields, DirectConvCall, DirectConvCallFields, GemvCall, GemvCallFields, GemmCall, GemmCallFields, IgemmCall, IgemmCallFields, Im2colCall, Im2colCallFields, LayerNormCall, LayerNormCallFields, LstmStepCall, LstmStepCallFields, PoolCall, PoolCallFields, RgbToPixelsCall, RgbToPixelsCallFields, SparseCall, SparseCallFields, WinogradCall, WinogradCallFields};
+use nnc_runtime::gemm::{AttentionCall, AttentionCallFields, ConvDepthwiseCall, ConvDepthwiseCallFields, ConvNhwcCall, ConvNhwcCallFields, DepthwiseCall, DepthwiseCallFields, DepthwiseI8Call, DepthwiseI8CallFields, DirectConvCall, DirectConvCallFields, GemvCall, GemvCallFields, GemmCall, GemmCallFields, IgemmCall, IgemmCallFields, Im2colCall, Im2colCallFields, LayerNormCall, LayerNormCallFields, LstmStepCall, LstmStepCallFields, PoolCall, PoolCallFields, QuantizeCall, QuantizeCallFields, RgbToPixelsCall, RgbToPixelsCallFields, SparseCall, SparseCallFields, WinogradCall, WinogradCallFields};
 
 /// The convolution of [`KernelBuilder::conv_depthwise`]: its NHWC input (`chw` per image),
 /// window and packed weights.
@@ -163,6 +163,13 @@ impl KernelBuilder<'_> {
             rq_act: self.int(requantize.map_or(0, |r| r.activation.code())),
         };
         self.call_runtime(rt.depthwise_i8, fields.with_offsets(), DepthwiseI8Call::SIZE);
+    }
+
+    /// `n` floats at `x` to int8 codes at `scale` in `out` (`nnc_quantize`).
+    pub fn quantize_codes(&mut self, x: Value, out: Value, n: i64, scale: f32) {
+        let rt = self.runtime_fns();
+        let fields = QuantizeCallFields { x, out, n: self.int(n), scale_bits: self.int(scale.to_bits() as i64), threads: self.int(self.threads) };
+        self.call_runtime(rt.quantize, fields.with_offsets(), QuantizeCall::SIZE);
     }
 
     /// Unfold one NCHW image (`nnc_im2col`) into `col`.

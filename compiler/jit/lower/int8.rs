@@ -169,8 +169,13 @@ fn for_each_scaled_run(k: &mut KernelBuilder, ty: &TensorType, scales: &Scales, 
     }
 }
 
+/// `ops::quant::quantize_value` on every value: the runtime's vector loop
+/// (`quant::quantize_slice`) with microkernels on, else sixteen values a step here.
 pub(crate) fn quantize(k: &mut KernelBuilder, scale: f32, args: &[Arg], out: Arg) {
     let (x, o) = (k.ptr(args[0].loc), k.ptr(out.loc));
+    if k.runtime.is_some() {
+        return k.quantize_codes(x, o, out.ty.numel() as i64, scale);
+    }
     let (s, s4) = (k.c(F32, scale), k.c(F32X4, scale));
     let zero = k.int(0);
     for_run(

@@ -443,6 +443,32 @@ pub unsafe extern "C" fn nnc_depthwise_i8(call: *const DepthwiseI8Call) {
     unsafe { depthwise_i8(g, u(d.threads).max(1), d.x, d.weights, d.bias, out) }
 }
 
+call_descriptor! {
+    /// `n` floats to int8 codes at one scale ([`crate::quant::quantize_slice`]), on up to
+    /// `threads` threads.
+    QuantizeCall / QuantizeCallFields {
+        x: *const f32,
+        out: *mut i8,
+        n: i64,
+        /// The scale, as the bits of an f32.
+        scale_bits: i64,
+        threads: i64,
+    }
+}
+
+/// The conversion of [`QuantizeCall`].
+///
+/// # Safety
+/// `call` points to a valid [`QuantizeCall`]: `x` holds `n` floats and `out` (writable,
+/// overlapping nothing `x` holds) `n` codes.
+#[no_mangle]
+pub unsafe extern "C" fn nnc_quantize(call: *const QuantizeCall) {
+    // SAFETY: the caller passes a valid descriptor.
+    let d = unsafe { *call };
+    // SAFETY: the buffers are as the contract above says.
+    unsafe { crate::quant::quantize_slice(d.x, d.n.max(0) as usize, f32::from_bits(d.scale_bits as u32), d.out, d.threads.max(1) as usize) }
+}
+
 /// The sparse-weight product of [`SparseCall`].
 ///
 /// # Safety
