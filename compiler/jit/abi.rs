@@ -1,6 +1,6 @@
 //! The runtime entry points generated code calls: their symbols, bound to the Rust functions
 //! of `nnc_runtime::gemm::abi`, and their one Cranelift signature: each takes the address of
-//! its `#[repr(C)]` call descriptor (`GemmCall`, `ConvNhwcCall`, `Im2colCall`, `IgemmCall`, `DepthwiseI8Call`, `QuantizeCall`, `SparseCall`, `WinogradCall`, `DirectConvCall`, `DepthwiseCall`, `ConvDepthwiseCall`, `PoolCall`, `RgbToPixelsCall`, `GemvCall`, `AttentionCall`, `LstmStepCall`, `LayerNormCall`),
+//! its `#[repr(C)]` call descriptor (`GemmCall`, `ConvNhwcCall`, `Im2colCall`, `IgemmCall`, `DepthwiseI8Call`, `QuantizeCall`, `PlaneMeansCall`, `SparseCall`, `WinogradCall`, `DirectConvCall`, `DepthwiseCall`, `ConvDepthwiseCall`, `PoolCall`, `RgbToPixelsCall`, `GemvCall`, `AttentionCall`, `LstmStepCall`, `LayerNormCall`),
 //! which `builder::KernelBuilder` fills field by field at the offsets the runtime declares.
 
 use super::JitError;
@@ -10,7 +10,7 @@ use cranelift_module::{FuncId, Linkage, Module};
 
 /// Each entry point: its symbol, its address, and how many pointer arguments it takes (a
 /// call descriptor; the reference kernel also takes the arena).
-const ENTRY_POINTS: [(&str, *const u8, usize); 19] = [
+const ENTRY_POINTS: [(&str, *const u8, usize); 20] = [
     ("nnc_gemm", nnc_runtime::gemm::nnc_gemm as *const u8, 1),
     ("nnc_gemm_conv_nhwc", nnc_runtime::gemm::nnc_gemm_conv_nhwc as *const u8, 1),
     ("nnc_im2col", nnc_runtime::gemm::nnc_im2col as *const u8, 1),
@@ -18,6 +18,7 @@ const ENTRY_POINTS: [(&str, *const u8, usize); 19] = [
     ("nnc_im2col_i8", nnc_runtime::gemm::nnc_im2col_i8 as *const u8, 1),
     ("nnc_depthwise_i8", nnc_runtime::gemm::nnc_depthwise_i8 as *const u8, 1),
     ("nnc_quantize", nnc_runtime::gemm::nnc_quantize as *const u8, 1),
+    ("nnc_plane_means", nnc_runtime::gemm::nnc_plane_means as *const u8, 1),
     ("nnc_sparse_gemm", nnc_runtime::gemm::nnc_sparse_gemm as *const u8, 1),
     ("nnc_winograd", nnc_runtime::gemm::nnc_winograd as *const u8, 1),
     ("nnc_conv_direct", nnc_runtime::gemm::nnc_conv_direct as *const u8, 1),
@@ -50,6 +51,8 @@ pub struct RuntimeFns {
     pub depthwise_i8: FuncRef,
     /// `nnc_quantize(&QuantizeCall)`: floats to int8 codes at one scale.
     pub quantize: FuncRef,
+    /// `nnc_plane_means(&PlaneMeansCall)`: planes' means summed in f64, as the interpreter's.
+    pub plane_means: FuncRef,
     /// `nnc_sparse_gemm(&SparseCall)`: a product with compressed sparse weights.
     pub sparse: FuncRef,
     /// `nnc_winograd(&WinogradCall)`: one image's 3×3 convolution by Winograd F(4×4, 3×3) or F(2×2, 3×3).
@@ -86,7 +89,7 @@ pub fn register_symbols(builder: &mut JITBuilder) {
 }
 
 /// The entry points declared in a module, to be imported into each kernel function.
-pub struct Imports([FuncId; 19]);
+pub struct Imports([FuncId; 20]);
 
 impl Imports {
     /// Declare every entry point as `fn(descriptor: *const _, ...)`.
@@ -103,7 +106,7 @@ impl Imports {
 
     /// References to the entry points from inside `func`.
     pub fn in_function<M: Module>(&self, module: &mut M, func: &mut Function) -> RuntimeFns {
-        let [gemm, conv_nhwc, im2col, igemm, im2col_i8, depthwise_i8, quantize, sparse, winograd, conv_direct, depthwise, conv_depthwise, pool, rgb_to_pixels, gemv, attention, lstm_step, layer_norm, reference] = self.0.map(|id| module.declare_func_in_func(id, func));
-        RuntimeFns { gemm, conv_nhwc, im2col, igemm, im2col_i8, depthwise_i8, quantize, sparse, winograd, conv_direct, depthwise, conv_depthwise, pool, rgb_to_pixels, gemv, attention, lstm_step, layer_norm, reference }
+        let [gemm, conv_nhwc, im2col, igemm, im2col_i8, depthwise_i8, quantize, plane_means, sparse, winograd, conv_direct, depthwise, conv_depthwise, pool, rgb_to_pixels, gemv, attention, lstm_step, layer_norm, reference] = self.0.map(|id| module.declare_func_in_func(id, func));
+        RuntimeFns { gemm, conv_nhwc, im2col, igemm, im2col_i8, depthwise_i8, quantize, plane_means, sparse, winograd, conv_direct, depthwise, conv_depthwise, pool, rgb_to_pixels, gemv, attention, lstm_step, layer_norm, reference }
     }
 }

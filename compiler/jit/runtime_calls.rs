@@ -6,7 +6,7 @@
 use super::builder::{GemmOperand, GemmTail, IgemmRequantize, KernelBuilder, I64};
 use super::abi::RuntimeFns;
 use cranelift_codegen::ir::{FuncRef, InstBuilder, StackSlotData, StackSlotKind, Value};
-use nnc_runtime::gemm::{AttentionCall, AttentionCallFields, ConvDepthwiseCall, ConvDepthwiseCallFields, ConvNhwcCall, ConvNhwcCallFields, DepthwiseCall, DepthwiseCallFields, DepthwiseI8Call, DepthwiseI8CallFields, DirectConvCall, DirectConvCallFields, GemvCall, GemvCallFields, GemmCall, GemmCallFields, IgemmCall, IgemmCallFields, Im2colCall, Im2colCallFields, LayerNormCall, LayerNormCallFields, LstmStepCall, LstmStepCallFields, PoolCall, PoolCallFields, QuantizeCall, QuantizeCallFields, RgbToPixelsCall, RgbToPixelsCallFields, SparseCall, SparseCallFields, WinogradCall, WinogradCallFields};
+use nnc_runtime::gemm::{AttentionCall, AttentionCallFields, ConvDepthwiseCall, ConvDepthwiseCallFields, ConvNhwcCall, ConvNhwcCallFields, DepthwiseCall, DepthwiseCallFields, DepthwiseI8Call, DepthwiseI8CallFields, DirectConvCall, DirectConvCallFields, GemvCall, GemvCallFields, GemmCall, GemmCallFields, IgemmCall, IgemmCallFields, Im2colCall, Im2colCallFields, LayerNormCall, LayerNormCallFields, LstmStepCall, LstmStepCallFields, PlaneMeansCall, PlaneMeansCallFields, PoolCall, PoolCallFields, QuantizeCall, QuantizeCallFields, RgbToPixelsCall, RgbToPixelsCallFields, SparseCall, SparseCallFields, WinogradCall, WinogradCallFields};
 
 /// The convolution of [`KernelBuilder::conv_depthwise`]: its NHWC input (`chw` per image),
 /// window and packed weights.
@@ -170,6 +170,14 @@ impl KernelBuilder<'_> {
         let rt = self.runtime_fns();
         let fields = QuantizeCallFields { x, out, n: self.int(n), scale_bits: self.int(scale.to_bits() as i64), threads: self.int(self.threads) };
         self.call_runtime(rt.quantize, fields.with_offsets(), QuantizeCall::SIZE);
+    }
+
+    /// The means of `planes` planes of `hw` floats at `x` into `out`, summed in f64 as the
+    /// interpreter's `global_avg_pool` (`nnc_plane_means`).
+    pub fn plane_means(&mut self, x: Value, out: Value, planes: i64, hw: i64) {
+        let rt = self.runtime_fns();
+        let fields = PlaneMeansCallFields { x, out, planes: self.int(planes), hw: self.int(hw) };
+        self.call_runtime(rt.plane_means, fields.with_offsets(), PlaneMeansCall::SIZE);
     }
 
     /// Unfold one NCHW image (`nnc_im2col`) into `col`.

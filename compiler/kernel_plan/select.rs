@@ -18,17 +18,19 @@ pub(super) fn preferred(available: &[Kernel], target: &CpuTarget) -> Option<Kern
 /// measured costs behind [`estimated_ps`] and the rules in each arm). Empty when the JIT has
 /// none.
 pub fn available(op: &Op, operands: &Operands, out: &TensorType, target: &CpuTarget) -> Vec<Kernel> {
-    if operands.interpreter_bits && !native_kernels_match_interpreter(op, &operands.types) {
+    if operands.interpreter_bits && !native_kernels_match_interpreter(op, &operands.types, target) {
         return vec![Kernel::Reference];
     }
     native_kernels(op, operands, out, target)
 }
 
 /// Whether the JIT's native kernels compute `op` bit for bit as the interpreter does: ops that
-/// only move or select values, one correctly rounded f32 operation per element, and the int8
-/// ops, whose conversions use the interpreter's operations in its order. Transcendentals,
-/// float reductions (which the interpreter sums in f64) and scaled ops do not.
-fn native_kernels_match_interpreter(op: &Op, types: &[&TensorType]) -> bool {
+/// only move or select values, one correctly rounded f32 operation per element, the int8
+/// ops, whose conversions use the interpreter's operations in its order, and a row-major
+/// `global_avg_pool` with the runtime's kernels (its `plane_mean` is the interpreter's).
+/// Transcendentals, other float reductions (which the interpreter sums in f64) and scaled
+/// ops do not.
+fn native_kernels_match_interpreter(op: &Op, types: &[&TensorType], target: &CpuTarget) -> bool {
     use crate::ops::UnaryKind;
     let unary_exact = |k: &UnaryKind| match k {
         UnaryKind::Relu | UnaryKind::Relu6 | UnaryKind::Abs | UnaryKind::Neg | UnaryKind::Clip { .. } | UnaryKind::Sqrt => true,
@@ -50,7 +52,8 @@ fn native_kernels_match_interpreter(op: &Op, types: &[&TensorType]) -> bool {
                     crate::ops::fused::Step::Binary { .. } => true,
                 })
         }
-        Op::BatchNorm(_) | Op::LayerNorm(_) | Op::Lstm(_) | Op::Softmax(_) | Op::GlobalAvgPool(_) | Op::Attention(_) => false,
+        Op::GlobalAvgPool(_) => target.ukernels && types[0].layout == Layout::RowMajor,
+        Op::BatchNorm(_) | Op::LayerNorm(_) | Op::Lstm(_) | Op::Softmax(_) | Op::Attention(_) => false,
     }
 }
 

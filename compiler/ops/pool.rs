@@ -132,7 +132,7 @@ impl GlobalAvgPool {
 
     pub fn eval(&self, x: &[&[f32]], shapes: &[&[usize]], _out: &[usize]) -> Vec<f32> {
         let hw = shapes[0][2] * shapes[0][3];
-        x[0].chunks_exact(hw).map(|p| (p.iter().map(|&v| v as f64).sum::<f64>() / hw as f64) as f32).collect()
+        x[0].chunks_exact(hw).map(nnc_runtime::gemm::pool::plane_mean).collect()
     }
 }
 

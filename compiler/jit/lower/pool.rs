@@ -204,10 +204,16 @@ pub(crate) fn for_each_window(
     });
 }
 
+/// `global_avg_pool` of NCHW planes: with microkernels on, the runtime's `plane_mean` (the
+/// interpreter's definition: summed in f64, so quantized graphs may run it natively);
+/// otherwise summed here in f32 and scaled by `1/hw`.
 pub(crate) fn global_avg_pool(k: &mut KernelBuilder, args: &[Arg], out: Arg) {
     let s = &args[0].ty.shape;
     let hw = (s[2] * s[3]) as i64;
     let (x, o) = (k.ptr(args[0].loc), k.ptr(out.loc));
+    if k.runtime.is_some() {
+        return k.plane_means(x, o, (s[0] * s[1]) as i64, hw);
+    }
     k.for_const(0, (s[0] * s[1]) as i64, |k, plane| {
         let off = k.b.ins().imul_imm_s(plane, hw);
         let p = k.elem(x, off);

@@ -102,6 +102,15 @@ unsafe fn rows_portable(g: Pool, lo: usize, hi: usize, x: *const f32, out: *mut 
     }
 }
 
+/// The mean of one plane as `global_avg_pool` is defined: its values summed in f64 in order,
+/// divided in f64, rounded once to f32. The interpreter computes the op with this, and
+/// generated code calls it (`nnc_plane_means`) in graphs that must give the interpreter's
+/// bits (quantized ones), so their average pools need no reference kernel and compile
+/// ahead of time.
+pub fn plane_mean(plane: &[f32]) -> f32 {
+    (plane.iter().map(|&v| v as f64).sum::<f64>() / plane.len() as f64) as f32
+}
+
 #[cfg(target_arch = "x86_64")]
 mod x86 {
     use std::arch::x86_64::*;

@@ -469,6 +469,33 @@ pub unsafe extern "C" fn nnc_quantize(call: *const QuantizeCall) {
     unsafe { crate::quant::quantize_slice(d.x, d.n.max(0) as usize, f32::from_bits(d.scale_bits as u32), d.out, d.threads.max(1) as usize) }
 }
 
+call_descriptor! {
+    /// The means of `planes` consecutive planes of `hw` floats
+    /// ([`crate::gemm::pool::plane_mean`]).
+    PlaneMeansCall / PlaneMeansCallFields {
+        x: *const f32,
+        out: *mut f32,
+        planes: i64,
+        hw: i64,
+    }
+}
+
+/// The means of [`PlaneMeansCall`], one plane after another.
+///
+/// # Safety
+/// `call` points to a valid [`PlaneMeansCall`]: `x` holds `planes·hw` floats and `out`
+/// (writable, not overlapping `x`) `planes`.
+#[no_mangle]
+pub unsafe extern "C" fn nnc_plane_means(call: *const PlaneMeansCall) {
+    // SAFETY: the caller passes a valid descriptor.
+    let d = unsafe { *call };
+    let (planes, hw) = (d.planes.max(0) as usize, d.hw.max(0) as usize);
+    for p in 0..planes {
+        // SAFETY: plane `p` and its mean are inside the buffers, as the contract says.
+        unsafe { *d.out.add(p) = crate::gemm::pool::plane_mean(std::slice::from_raw_parts(d.x.add(p * hw), hw)) };
+    }
+}
+
 /// The sparse-weight product of [`SparseCall`].
 ///
 /// # Safety
