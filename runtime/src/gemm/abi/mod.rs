@@ -170,7 +170,7 @@ call_descriptor! {
         oh: i64,
         ow: i64,
         col: *mut u8,
-        /// Threads to split the channels across (f32 only; the int8 unfolding runs on one).
+        /// Threads to split the channels across.
         threads: i64,
     }
 }
@@ -378,7 +378,7 @@ pub unsafe extern "C" fn nnc_im2col_i8(call: *const Im2colCall) {
     let g = unsafe { *call };
     let u = |v: i64| v as usize;
     // SAFETY: the buffers are as the contract above says.
-    unsafe { im2col_i8(g.input as *const i8, u(g.c), u(g.h), u(g.w), [u(g.kh), u(g.kw)], [u(g.sh), u(g.sw)], [u(g.dh), u(g.dw)], [u(g.pt), u(g.pl)], [u(g.oh), u(g.ow)], g.col as *mut i8) }
+    unsafe { im2col_i8(g.input as *const i8, u(g.c), u(g.h), u(g.w), [u(g.kh), u(g.kw)], [u(g.sh), u(g.sw)], [u(g.dh), u(g.dw)], [u(g.pt), u(g.pl)], [u(g.oh), u(g.ow)], g.col as *mut i8, g.threads.max(1) as usize) }
 }
 
 call_descriptor! {
