@@ -332,50 +332,6 @@ mod x86 {
         }
     }
 
-    /// The requantization's constants, as vectors of one width.
-    struct Codes<V> {
-        scale: V,
-        out_scale: V,
-        lo: V,
-        hi: V,
-        qlo: V,
-        qhi: V,
-        magic: V,
-        zero: V,
-        six: V,
-    }
-
-    /// The first `n < 16` codes of `q` to `dst`, in pieces of 8, 4, 2 and 1 bytes: a copy of
-    /// a run-time length is a call to `memcpy`, and 7×7 planes end every row with one (a
-    /// 7²×960 layer 121 → µs).
-    ///
-    /// # Safety
-    /// `dst` is writable for `n` bytes; the CPU has SSE2.
-    #[inline(always)]
-    unsafe fn store_codes_short(dst: *mut i8, q: __m128i, n: usize) {
-        let mut bytes = [0u8; 16];
-        // SAFETY: 16 bytes of the buffer; then pieces of the first `n` bytes at `dst`.
-        unsafe {
-            _mm_storeu_si128(bytes.as_mut_ptr() as *mut __m128i, q);
-            let (mut at, src) = (0, bytes.as_ptr());
-            if n - at >= 8 {
-                (dst.add(at) as *mut u64).write_unaligned((src.add(at) as *const u64).read_unaligned());
-                at += 8;
-            }
-            if n - at >= 4 {
-                (dst.add(at) as *mut u32).write_unaligned((src.add(at) as *const u32).read_unaligned());
-                at += 4;
-            }
-            if n - at >= 2 {
-                (dst.add(at) as *mut u16).write_unaligned((src.add(at) as *const u16).read_unaligned());
-                at += 2;
-            }
-            if n - at >= 1 {
-                *dst.add(at) = *src.add(at) as i8;
-            }
-        }
-    }
-
     impl IntLanes for __m512 {
         #[inline(always)]
         unsafe fn widen_even(dst: *mut f32, src: *const i8, n: usize) {
@@ -404,36 +360,46 @@ mod x86 {
             // caller's contract says.
             unsafe {
                 let b = _mm512_set1_epi32(bias);
-                let codes = match out {
-                    IntOut::Codes(_, rq) => {
-                        let s = *rq.scales.add(if rq.single { 0 } else { p % g.c });
-                        Some(Codes { scale: _mm512_set1_ps(s), out_scale: _mm512_set1_ps(rq.out_scale), lo: _mm512_set1_ps(-128.0), hi: _mm512_set1_ps(128.0), qlo: _mm512_set1_ps(-crate::quant::QMAX), qhi: _mm512_set1_ps(crate::quant::QMAX), magic: _mm512_set1_ps(12_582_912.0), zero: _mm512_setzero_ps(), six: _mm512_set1_ps(6.0) })
+                // (A macro, not a closure: a closure would not inherit the caller's target
+                // features, and its intrinsics would be calls.)
+                macro_rules! acc_at {
+                    ($ox:expr) => {
+                        _mm512_add_epi32(_mm512_cvttps_epi32(_mm512_loadu_ps(sums.as_ptr().add($ox))), b)
+                    };
+                }
+                match out {
+                    IntOut::Acc(o) => {
+                        for ox in (0..g.ow).step_by(16) {
+                            let n = (g.ow - ox).min(16);
+                            _mm512_mask_storeu_epi32(o.add(at + ox) as *mut _, ((1u32 << n) - 1) as u16, acc_at!(ox));
+                        }
                     }
-                    IntOut::Acc(_) => None,
-                };
-                for ox in (0..g.ow).step_by(16) {
-                    let n = (g.ow - ox).min(16);
-                    let acc = _mm512_add_epi32(_mm512_cvttps_epi32(_mm512_loadu_ps(sums.as_ptr().add(ox))), b);
-                    match (out, &codes) {
-                        (IntOut::Codes(o, rq), Some(k)) => {
-                            let mut v = _mm512_mul_ps(_mm512_cvtepi32_ps(acc), k.scale);
+                    IntOut::Codes(o, rq) => {
+                        let scale = _mm512_set1_ps(*rq.scales.add(if rq.single { 0 } else { p % g.c }));
+                        let out_scale = _mm512_set1_ps(rq.out_scale);
+                        let (lo, hi) = (_mm512_set1_ps(-128.0), _mm512_set1_ps(128.0));
+                        let (qlo, qhi) = (_mm512_set1_ps(-crate::quant::QMAX), _mm512_set1_ps(crate::quant::QMAX));
+                        let (magic, zero, six) = (_mm512_set1_ps(12_582_912.0), _mm512_setzero_ps(), _mm512_set1_ps(6.0));
+                        for ox in (0..g.ow).step_by(16) {
+                            let n = (g.ow - ox).min(16);
+                            let mut v = _mm512_mul_ps(_mm512_cvtepi32_ps(acc_at!(ox)), scale);
                             v = match rq.activation {
                                 Activation::None => v,
-                                Activation::Relu => _mm512_max_ps(v, k.zero),
-                                Activation::Relu6 => _mm512_min_ps(_mm512_max_ps(v, k.zero), k.six),
+                                Activation::Relu => _mm512_max_ps(v, zero),
+                                Activation::Relu6 => _mm512_min_ps(_mm512_max_ps(v, zero), six),
                             };
-                            let v = _mm512_min_ps(_mm512_max_ps(_mm512_div_ps(v, k.out_scale), k.lo), k.hi);
-                            let v = _mm512_sub_ps(_mm512_add_ps(v, k.magic), k.magic);
-                            let v = _mm512_min_ps(_mm512_max_ps(v, k.qlo), k.qhi);
+                            let v = _mm512_min_ps(_mm512_max_ps(_mm512_div_ps(v, out_scale), lo), hi);
+                            let v = _mm512_sub_ps(_mm512_add_ps(v, magic), magic);
+                            let v = _mm512_min_ps(_mm512_max_ps(v, qlo), qhi);
                             let q = _mm512_cvtepi32_epi8(_mm512_cvttps_epi32(v));
                             if n == 16 {
                                 _mm_storeu_si128(o.add(at + ox) as *mut __m128i, q);
                             } else {
-                                store_codes_short(o.add(at + ox), q, n);
+                                let mut tail = [0i8; 16];
+                                _mm_storeu_si128(tail.as_mut_ptr() as *mut __m128i, q);
+                                std::ptr::copy_nonoverlapping(tail.as_ptr(), o.add(at + ox), n);
                             }
                         }
-                        (IntOut::Acc(o), _) => _mm512_mask_storeu_epi32(o.add(at + ox) as *mut _, ((1u32 << n) - 1) as u16, acc),
-                        (IntOut::Codes(..), None) => unreachable!("codes have their constants"),
                     }
                 }
             }
@@ -465,38 +431,42 @@ mod x86 {
             // SAFETY: as for `__m512`; results go through an 8-lane buffer, `n` of them out.
             unsafe {
                 let b = _mm256_set1_epi32(bias);
-                let codes = match out {
-                    IntOut::Codes(_, rq) => {
-                        let s = *rq.scales.add(if rq.single { 0 } else { p % g.c });
-                        Some(Codes { scale: _mm256_set1_ps(s), out_scale: _mm256_set1_ps(rq.out_scale), lo: _mm256_set1_ps(-128.0), hi: _mm256_set1_ps(128.0), qlo: _mm256_set1_ps(-crate::quant::QMAX), qhi: _mm256_set1_ps(crate::quant::QMAX), magic: _mm256_set1_ps(12_582_912.0), zero: _mm256_setzero_ps(), six: _mm256_set1_ps(6.0) })
-                    }
-                    IntOut::Acc(_) => None,
-                };
+                macro_rules! acc_at {
+                    ($ox:expr) => {
+                        _mm256_add_epi32(_mm256_cvttps_epi32(_mm256_loadu_ps(sums.as_ptr().add($ox))), b)
+                    };
+                }
                 let mut lanes = [0i32; 8];
-                for ox in (0..g.ow).step_by(8) {
-                    let n = (g.ow - ox).min(8);
-                    let acc = _mm256_add_epi32(_mm256_cvttps_epi32(_mm256_loadu_ps(sums.as_ptr().add(ox))), b);
-                    match (out, &codes) {
-                        (IntOut::Codes(o, rq), Some(k)) => {
-                            let mut v = _mm256_mul_ps(_mm256_cvtepi32_ps(acc), k.scale);
+                match out {
+                    IntOut::Acc(o) => {
+                        for ox in (0..g.ow).step_by(8) {
+                            let n = (g.ow - ox).min(8);
+                            _mm256_storeu_si256(lanes.as_mut_ptr() as *mut __m256i, acc_at!(ox));
+                            std::ptr::copy_nonoverlapping(lanes.as_ptr(), o.add(at + ox), n);
+                        }
+                    }
+                    IntOut::Codes(o, rq) => {
+                        let scale = _mm256_set1_ps(*rq.scales.add(if rq.single { 0 } else { p % g.c }));
+                        let out_scale = _mm256_set1_ps(rq.out_scale);
+                        let (lo, hi) = (_mm256_set1_ps(-128.0), _mm256_set1_ps(128.0));
+                        let (qlo, qhi) = (_mm256_set1_ps(-crate::quant::QMAX), _mm256_set1_ps(crate::quant::QMAX));
+                        let (magic, zero, six) = (_mm256_set1_ps(12_582_912.0), _mm256_setzero_ps(), _mm256_set1_ps(6.0));
+                        for ox in (0..g.ow).step_by(8) {
+                            let n = (g.ow - ox).min(8);
+                            let mut v = _mm256_mul_ps(_mm256_cvtepi32_ps(acc_at!(ox)), scale);
                             v = match rq.activation {
                                 Activation::None => v,
-                                Activation::Relu => _mm256_max_ps(v, k.zero),
-                                Activation::Relu6 => _mm256_min_ps(_mm256_max_ps(v, k.zero), k.six),
+                                Activation::Relu => _mm256_max_ps(v, zero),
+                                Activation::Relu6 => _mm256_min_ps(_mm256_max_ps(v, zero), six),
                             };
-                            let v = _mm256_min_ps(_mm256_max_ps(_mm256_div_ps(v, k.out_scale), k.lo), k.hi);
-                            let v = _mm256_sub_ps(_mm256_add_ps(v, k.magic), k.magic);
-                            let v = _mm256_min_ps(_mm256_max_ps(v, k.qlo), k.qhi);
+                            let v = _mm256_min_ps(_mm256_max_ps(_mm256_div_ps(v, out_scale), lo), hi);
+                            let v = _mm256_sub_ps(_mm256_add_ps(v, magic), magic);
+                            let v = _mm256_min_ps(_mm256_max_ps(v, qlo), qhi);
                             _mm256_storeu_si256(lanes.as_mut_ptr() as *mut __m256i, _mm256_cvttps_epi32(v));
                             for (j, &q) in lanes[..n].iter().enumerate() {
                                 *o.add(at + ox + j) = q as i8;
                             }
                         }
-                        (IntOut::Acc(o), _) => {
-                            let mask = _mm256_cmpgt_epi32(_mm256_set1_epi32(n as i32), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
-                            _mm256_maskstore_epi32(o.add(at + ox), mask, acc);
-                        }
-                        (IntOut::Codes(..), None) => unreachable!("codes have their constants"),
                     }
                 }
             }
