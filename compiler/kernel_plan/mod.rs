@@ -75,10 +75,11 @@ pub enum Kernel {
     /// microkernels): convolutions through an int8 im2col (or directly when pointwise),
     /// weights packed at compile time.
     Int8Gemm,
-    /// An int8 depthwise convolution (stride 1 or 2, no dilation, at most 25 taps): with the
-    /// runtime's kernels, `nnc_runtime::gemm::int8_depthwise` (full-width f32 vectors, exact
-    /// for codes, the requantization fused); otherwise Cranelift code, eight outputs of a row
-    /// at a time: codes widened to i16, multiplied by the tap's weight and accumulated in i32.
+    /// An int8 depthwise convolution (column stride 1 or 2, no dilation, at most 25 taps):
+    /// with the runtime's kernels, `nnc_runtime::gemm::int8_depthwise` (full-width f32
+    /// vectors, exact for codes, the requantization fused); otherwise Cranelift code, eight
+    /// outputs of a row at a time: codes widened to i16, multiplied by the tap's weight and
+    /// accumulated in i32.
     Int8Depthwise,
     /// An int8 product in Cranelift code: i8 codes, wrapping i32 accumulation.
     Int8Dot,

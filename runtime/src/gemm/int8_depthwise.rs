@@ -13,6 +13,7 @@
 //! bit; [`crate::quant::requantize_value`] then makes the same codes.
 
 use super::int8::IntOut;
+#[cfg(target_arch = "x86_64")]
 use crate::floats::Floats;
 
 /// One depthwise convolution of NCHW int8 planes: `acc[b, ch, oy, ox] = bias[ch] +
@@ -39,6 +40,7 @@ pub const EXACT_TAPS: usize = 1 << 10;
 
 /// The most taps the vector kernels keep their weights for (larger windows, which no model
 /// has, run the scalar loop).
+#[cfg(target_arch = "x86_64")]
 const VECTOR_TAPS: usize = 25;
 
 /// Convolutions below this many multiply-adds run on one thread: at 10–20 GMAC/s that is
@@ -92,8 +94,9 @@ pub unsafe fn depthwise_i8(g: DepthwiseI8, threads: usize, x: *const i8, wt: *co
 /// # Safety
 /// As [`depthwise_i8`], for those planes.
 unsafe fn plane_range(g: &DepthwiseI8, lo: usize, hi: usize, x: *const i8, wt: *const i8, bias: *const i32, out: IntOut) {
+    #[cfg(target_arch = "x86_64")]
     thread_local! {
-        // The vector kernels' padded plane (its phases) and one row of f32 sums.
+        // The vector kernels' padded plane (its phases) and the plane's rows of f32 sums.
         static BUFFERS: std::cell::RefCell<(Floats, Floats)> = const { std::cell::RefCell::new((Floats::new(), Floats::new())) };
     }
     // SAFETY (all): the caller's contract; each variant runs only where its features are.
@@ -222,7 +225,8 @@ mod x86 {
     unsafe fn planes<V: IntLanes>(g: &DepthwiseI8, lo: usize, hi: usize, x: *const i8, wt: *const i8, bias: *const i32, out: IntOut, padded: &mut Floats, sums: &mut Floats) {
         // The padding is in the same places in every plane: zeroed once, and each plane
         // writes only its image's part.
-        padded.fill(0.0);
+        let len = g.padded_rows() * g.sw * g.phase_len(V::W);
+        padded[..len].fill(0.0);
         for p in lo..hi {
             // SAFETY: the caller's contract.
             unsafe {
@@ -237,12 +241,13 @@ mod x86 {
         }
     }
 
-    /// Plane `p`: widened into `padded` (whose padding is zero), then each output row summed into `sums` and stored.
+    /// Plane `p`: widened into `padded` (whose padding is zero), then every output row summed
+    /// into `sums`, then every row stored.
     /// `KH`, `KW`, `SW` are the window and column stride when known now (0: read from `g`).
     ///
     /// # Safety
     /// As [`super::plane_range`] for plane `p`; `padded` holds `padded_rows·sw·phase_len`
-    /// floats and `sums` `ow` rounded up to `V::W`.
+    /// floats and `sums` `oh` rows of `ow` rounded up to `V::W`.
     #[inline(always)]
     #[allow(clippy::too_many_arguments)]
     unsafe fn plane<V: IntLanes, const KH: usize, const KW: usize, const SW: usize>(g: &DepthwiseI8, p: usize, x: *const i8, wt: *const i8, bias: *const i32, out: IntOut, padded: &mut Floats, sums: &mut Floats) {
@@ -537,6 +542,12 @@ mod tests {
             geometry(1, 3, [9, 70], [3, 3], [2, 2], [1, 1]),
             geometry(1, 2, [7, 67], [5, 5], [2, 2], [2, 2]),
             geometry(1, 2, [5, 36], [3, 3], [2, 2], [0, 0]),
+            // Rows strided but columns not, and the reverse.
+            geometry(1, 3, [11, 19], [3, 3], [2, 1], [1, 1]),
+            geometry(1, 3, [11, 19], [3, 3], [1, 2], [1, 1]),
+            // "Same" padding at stride 2 on an even size: one more output row and column than
+            // the near padding alone gives (the far side padded by one less).
+            DepthwiseI8 { n: 1, c: 2, h: 8, w: 34, kh: 3, kw: 3, sh: 2, sw: 2, pt: 0, pl: 0, oh: 4, ow: 17 },
         ];
         for (i, g) in cases.into_iter().enumerate() {
             assert!(g.is_valid(), "{g:?}");
@@ -582,6 +593,11 @@ mod tests {
                 let (mut padded, mut sums) = (Floats::zeroed_lines(g.padded_rows() * g.sw * g.phase_len(8)), Floats::zeroed_lines(g.oh * g.ow.next_multiple_of(8)));
                 unsafe { x86::planes_avx2(&g, 0, g.n * g.c, x.as_ptr(), wt.as_ptr(), bias.as_ptr(), IntOut::Acc(got.as_mut_ptr()), &mut padded, &mut sums) };
                 assert_eq!(got, want, "AVX2 accumulators, case {i}");
+                let rq = Requantize { scales: scales.as_ptr(), per_row: true, single: false, out_scale: 0.05, activation: Activation::Relu6 };
+                let (mut want_q, mut got_q) = (vec![0i8; len], vec![0i8; len]);
+                run(1, IntOut::Codes(want_q.as_mut_ptr(), rq), false);
+                unsafe { x86::planes_avx2(&g, 0, g.n * g.c, x.as_ptr(), wt.as_ptr(), bias.as_ptr(), IntOut::Codes(got_q.as_mut_ptr(), rq), &mut padded, &mut sums) };
+                assert_eq!(got_q, want_q, "AVX2 codes, case {i}");
             }
         }
     }
