@@ -78,9 +78,54 @@ unsafe fn quantize_range(x: *const f32, n: usize, scale: f32, out: *mut i8) {
 }
 
 #[cfg(target_arch = "x86_64")]
-mod x86 {
+pub(crate) mod x86 {
     use super::{quantize_value, QMAX};
+    use crate::Activation;
     use std::arch::x86_64::*;
+
+    /// [`super::requantize_value`] on 16 accumulators at once, its operations in its order
+    /// (convert, scale, activation, divide by the output scale, clamp to ±128, round by
+    /// adding and subtracting 1.5·2²³, clamp to ±127, truncate), so the codes are its bits.
+    /// Accumulators times finite scales are never NaN, so `max`/`min` give what its
+    /// comparisons give, up to the sign of a zero, which no code keeps. The integer GEMM's
+    /// epilogue and the int8 depthwise kernel both requantize through this.
+    pub(crate) struct Requantize16 {
+        out_scale: __m512,
+        activation: Activation,
+    }
+
+    impl Requantize16 {
+        /// # Safety
+        /// The CPU has AVX-512F.
+        #[inline(always)]
+        pub(crate) unsafe fn new(out_scale: f32, activation: Activation) -> Self {
+            // SAFETY: the caller's contract (AVX-512F).
+            Requantize16 { out_scale: unsafe { _mm512_set1_ps(out_scale) }, activation }
+        }
+
+        /// The codes of `acc` at the per-lane `scale`.
+        ///
+        /// # Safety
+        /// The CPU has AVX-512F.
+        #[inline(always)]
+        pub(crate) unsafe fn codes(&self, acc: __m512i, scale: __m512) -> __m128i {
+            // SAFETY: the caller's contract (AVX-512F); register operations only.
+            unsafe {
+                let zero = _mm512_setzero_ps();
+                let mut v = _mm512_mul_ps(_mm512_cvtepi32_ps(acc), scale);
+                v = match self.activation {
+                    Activation::None => v,
+                    Activation::Relu => _mm512_max_ps(v, zero),
+                    Activation::Relu6 => _mm512_min_ps(_mm512_max_ps(v, zero), _mm512_set1_ps(6.0)),
+                };
+                let v = _mm512_min_ps(_mm512_max_ps(_mm512_div_ps(v, self.out_scale), _mm512_set1_ps(-128.0)), _mm512_set1_ps(128.0));
+                let magic = _mm512_set1_ps(12_582_912.0);
+                let v = _mm512_sub_ps(_mm512_add_ps(v, magic), magic);
+                let v = _mm512_min_ps(_mm512_max_ps(v, _mm512_set1_ps(-QMAX)), _mm512_set1_ps(QMAX));
+                _mm512_cvtepi32_epi8(_mm512_cvttps_epi32(v))
+            }
+        }
+    }
 
     /// # Safety
     /// As [`super::quantize_slice`]; the CPU has AVX-512F.

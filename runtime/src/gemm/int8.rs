@@ -625,12 +625,9 @@ unsafe fn micro_portable_4x8(kg: usize, a: *const u8, b: *const u8, col_add: *co
 mod x86 {
     use std::arch::x86_64::*;
 
-    /// [`super::requantize_tile`] with AVX-512, 16 results per step: the operations of
-    /// [`crate::quant::requantize_value`] in its order (convert, scale, activation, divide by
-    /// the output scale, clamp to ±128, round by adding and subtracting 1.5·2²³, clamp to
-    /// ±127, truncate), so the codes are its bits; the integer GEMM's test compares them.
-    /// No value is NaN (finite accumulators times finite scales), so `max`/`min` give what
-    /// its comparisons give, up to the sign of a zero, which no code keeps.
+    /// [`super::requantize_tile`] with AVX-512, 16 results per step
+    /// ([`crate::quant::x86::Requantize16`]: the codes are `requantize_value`'s bits; the
+    /// integer GEMM's test compares them).
     ///
     /// # Safety
     /// As [`super::requantize_tile`]; the CPU has AVX-512F and BW.
@@ -641,12 +638,8 @@ mod x86 {
             // SAFETY: forwarded contract.
             return unsafe { super::requantize_tile_body(tile, nr, [i0, j0], [rows, cols], codes, rsc, csc, rq) };
         }
-        use crate::Activation;
-        let out_scale = _mm512_set1_ps(rq.out_scale);
-        let (lo, hi) = (_mm512_set1_ps(-128.0), _mm512_set1_ps(128.0));
-        let (qlo, qhi) = (_mm512_set1_ps(-crate::quant::QMAX), _mm512_set1_ps(crate::quant::QMAX));
-        let magic = _mm512_set1_ps(12_582_912.0);
-        let (zero, six) = (_mm512_setzero_ps(), _mm512_set1_ps(6.0));
+        // SAFETY: this function has AVX-512F.
+        let requantize = unsafe { crate::quant::x86::Requantize16::new(rq.out_scale, rq.activation) };
         // Column scales for the two halves of the row (1 past `cols`: not stored).
         let mut col_scales = [1.0f32; 32];
         if !rq.per_row && !rq.single {
@@ -668,16 +661,8 @@ mod x86 {
             for (half, s) in [(0usize, s0), (1, s1)] {
                 // SAFETY: the tile row holds 32 accumulators.
                 let acc = unsafe { _mm512_loadu_si512(tile.as_ptr().add(r * nr + 16 * half) as *const _) };
-                let mut v = _mm512_mul_ps(_mm512_cvtepi32_ps(acc), s);
-                v = match rq.activation {
-                    Activation::None => v,
-                    Activation::Relu => _mm512_max_ps(v, zero),
-                    Activation::Relu6 => _mm512_min_ps(_mm512_max_ps(v, zero), six),
-                };
-                let v = _mm512_min_ps(_mm512_max_ps(_mm512_div_ps(v, out_scale), lo), hi);
-                let v = _mm512_sub_ps(_mm512_add_ps(v, magic), magic);
-                let v = _mm512_min_ps(_mm512_max_ps(v, qlo), qhi);
-                let q = _mm512_cvtepi32_epi8(_mm512_cvttps_epi32(v));
+                // SAFETY: this function has AVX-512F.
+                let q = unsafe { requantize.codes(acc, s) };
                 // A whole row's halves go straight to C; a partial row's through the row
                 // buffer. (Every row through the buffer cost a `memcpy` call of a run-time
                 // length per row: a pointwise convolution of 16 into 96 channels over 112²
