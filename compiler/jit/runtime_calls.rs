@@ -20,6 +20,15 @@ pub struct ProducerConv {
     pub packed_b: Value,
 }
 
+/// [`KernelBuilder::requantize_fields`]' values.
+struct RequantizeFields {
+    on: Value,
+    scales: Value,
+    single: Value,
+    out_scale_bits: Value,
+    act: Value,
+}
+
 impl KernelBuilder<'_> {
     /// Threads and cache blocking, which every runtime GEMM call carries.
     fn gemm_tail(&mut self) -> [Value; 4] {
@@ -93,6 +102,19 @@ impl KernelBuilder<'_> {
         }
     }
 
+    /// The requantization fields an int8 kernel's call descriptor carries (`requantize`,
+    /// `rq_scales`, `rq_single`, `rq_out_scale_bits`, `rq_act`), zeros without one.
+    fn requantize_fields(&mut self, requantize: Option<&IgemmRequantize>) -> RequantizeFields {
+        let null = self.int(0);
+        RequantizeFields {
+            on: self.int(requantize.is_some() as i64),
+            scales: requantize.map_or(null, |r| r.scales),
+            single: self.int(requantize.is_some_and(|r| r.single) as i64),
+            out_scale_bits: self.int(requantize.map_or(0, |r| r.out_scale.to_bits() as i64)),
+            act: self.int(requantize.map_or(0, |r| r.activation.code())),
+        }
+    }
+
     /// `C = bias + A·B` on int8 codes into wrapping i32 (`nnc_igemm`); strides in elements,
     /// `bias` null or per row (`bias_per_row`) or per column. With `requantize`, C holds
     /// int8 codes, each accumulator requantized as it is stored.
@@ -102,6 +124,7 @@ impl KernelBuilder<'_> {
         let (a, rsa, csa, a_packed) = self.gemm_operand(a);
         let (b, rsb, csb, b_packed) = self.gemm_operand(b);
         let null = self.int(0);
+        let rq = self.requantize_fields(requantize);
         let fields = IgemmCallFields {
             m: self.int(m),
             n: self.int(n),
@@ -120,12 +143,12 @@ impl KernelBuilder<'_> {
             bias: bias.unwrap_or(null),
             bias_per_row: self.int(bias_per_row as i64),
             threads: self.int(self.threads),
-            requantize: self.int(requantize.is_some() as i64),
-            rq_scales: requantize.map_or(null, |r| r.scales),
+            requantize: rq.on,
+            rq_scales: rq.scales,
             rq_per_row: self.int(requantize.is_some_and(|r| r.per_row) as i64),
-            rq_single: self.int(requantize.is_some_and(|r| r.single) as i64),
-            rq_out_scale_bits: self.int(requantize.map_or(0, |r| r.out_scale.to_bits() as i64)),
-            rq_act: self.int(requantize.map_or(0, |r| r.activation.code())),
+            rq_single: rq.single,
+            rq_out_scale_bits: rq.out_scale_bits,
+            rq_act: rq.act,
         };
         self.call_runtime(rt.igemm, fields.with_offsets(), IgemmCall::SIZE);
     }
@@ -138,6 +161,7 @@ impl KernelBuilder<'_> {
     pub fn depthwise_i8(&mut self, [n, c, h, w]: [i64; 4], [oh, ow]: [i64; 2], [kh, kw]: [i64; 2], [sh, sw]: [i64; 2], [pt, pl]: [i64; 2], x: Value, weights: Value, bias: Option<Value>, out: Value, requantize: Option<&IgemmRequantize>) {
         let rt = self.runtime_fns();
         let null = self.int(0);
+        let rq = self.requantize_fields(requantize);
         let fields = DepthwiseI8CallFields {
             n: self.int(n),
             c: self.int(c),
@@ -156,11 +180,11 @@ impl KernelBuilder<'_> {
             bias: bias.unwrap_or(null),
             out,
             threads: self.int(self.threads),
-            requantize: self.int(requantize.is_some() as i64),
-            rq_scales: requantize.map_or(null, |r| r.scales),
-            rq_single: self.int(requantize.is_some_and(|r| r.single) as i64),
-            rq_out_scale_bits: self.int(requantize.map_or(0, |r| r.out_scale.to_bits() as i64)),
-            rq_act: self.int(requantize.map_or(0, |r| r.activation.code())),
+            requantize: rq.on,
+            rq_scales: rq.scales,
+            rq_single: rq.single,
+            rq_out_scale_bits: rq.out_scale_bits,
+            rq_act: rq.act,
         };
         self.call_runtime(rt.depthwise_i8, fields.with_offsets(), DepthwiseI8Call::SIZE);
     }

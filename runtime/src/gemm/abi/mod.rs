@@ -343,6 +343,12 @@ unsafe fn im2col_channels(g: &Im2colCall, channels: std::ops::Range<i64>) {
     }
 }
 
+/// Where an int8 kernel's results go: codes requantized by `rq` when `requantize` is 1
+/// (the output then holds codes), else the i32 accumulators.
+fn int_out(out: *mut i32, requantize: i64, rq: Requantize) -> IntOut {
+    if requantize != 0 { IntOut::Codes(out as *mut i8, rq) } else { IntOut::Acc(out) }
+}
+
 /// The int8 product of [`IgemmCall`].
 ///
 /// # Safety
@@ -357,12 +363,7 @@ pub unsafe extern "C" fn nnc_igemm(call: *const IgemmCall) {
     let a = operand(g.a, g.rsa, g.csa, g.a_packed);
     let b = operand(g.b, g.rsb, g.csb, g.b_packed);
     let bias = IntBias { values: g.bias, per_row: g.bias_per_row != 0 };
-    let out = if g.requantize != 0 {
-        let activation = crate::Activation::from_code(g.rq_act);
-        IntOut::Codes(g.c as *mut i8, Requantize { scales: g.rq_scales, per_row: g.rq_per_row != 0, single: g.rq_single != 0, out_scale: f32::from_bits(g.rq_out_scale_bits as u32), activation })
-    } else {
-        IntOut::Acc(g.c)
-    };
+    let out = int_out(g.c, g.requantize, Requantize { scales: g.rq_scales, per_row: g.rq_per_row != 0, single: g.rq_single != 0, out_scale: f32::from_bits(g.rq_out_scale_bits as u32), activation: crate::Activation::from_code(g.rq_act) });
     // SAFETY: the descriptor's operands are valid as the contract above says.
     unsafe { igemm(g.threads.max(1) as usize, g.m as usize, g.n as usize, g.k as usize, a, b, out, g.rsc as isize, g.csc as isize, bias, 0) }
 }
@@ -433,12 +434,7 @@ pub unsafe extern "C" fn nnc_depthwise_i8(call: *const DepthwiseI8Call) {
     if !g.is_valid() {
         super::refuse_call("int8 depthwise convolution with sizes it cannot compute");
     }
-    let out = if d.requantize != 0 {
-        let activation = crate::Activation::from_code(d.rq_act);
-        IntOut::Codes(d.out as *mut i8, Requantize { scales: d.rq_scales, per_row: true, single: d.rq_single != 0, out_scale: f32::from_bits(d.rq_out_scale_bits as u32), activation })
-    } else {
-        IntOut::Acc(d.out)
-    };
+    let out = int_out(d.out, d.requantize, Requantize { scales: d.rq_scales, per_row: true, single: d.rq_single != 0, out_scale: f32::from_bits(d.rq_out_scale_bits as u32), activation: crate::Activation::from_code(d.rq_act) });
     // SAFETY: the descriptor's buffers are valid as the contract above says.
     unsafe { depthwise_i8(g, u(d.threads).max(1), d.x, d.weights, d.bias, out) }
 }
