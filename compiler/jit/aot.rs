@@ -14,7 +14,7 @@
 use super::memplan::Loc;
 use super::{define_kernels, prepare, JitError, JitOptions, Listing, ObjectData};
 use crate::ir::{Graph, NodeId};
-use crate::kernel_plan::Kernel;
+use crate::kernel_plan::Prepack;
 use cranelift_codegen::ir::{types, AbiParam, InstBuilder, MemFlagsData as MemFlags, UserFuncName};
 use cranelift_codegen::settings::{self, Configurable};
 use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext};
@@ -70,7 +70,7 @@ pub fn object(graph: &Graph, options: &JitOptions) -> Result<Vec<u8>, JitError> 
     let options = JitOptions { threads: 1, outputs_in_place: false, ..*options };
     check_interface(graph)?;
     let prepared = prepare(graph, &options)?;
-    if let Some((&id, _)) = prepared.plans.iter().find(|(_, p)| p.kernel == Kernel::Reference) {
+    if let Some((&id, _)) = prepared.plans.iter().find(|(_, p)| p.prepack == Prepack::ReferenceNode) {
         return Err(JitError::NotAheadOfTime(format!("`{}` runs on the interpreter's reference kernel, which exists only inside nnc", graph.node(id).name)));
     }
     let names = CNames::new(graph);

@@ -1,9 +1,14 @@
-//! The reference kernel: generated code calls back into the interpreter's semantics
-//! (`Op::eval`) for one node. The kernel plan chooses it only for float ops inside quantized
-//! graphs whose native kernels round differently from the interpreter (SPEC §5 asks for its
-//! bits there); everything it touches is the node's own operands and result.
+//! The reference kernel: the interpreter's semantics for one node. The kernel plan chooses
+//! it only for float ops inside quantized graphs whose native kernels round differently from
+//! the interpreter (SPEC §5 asks for its bits there). Where the runtime carries those
+//! semantics (`nnc_runtime::reference`: transcendental activations, layer normalization,
+//! attention; `kernel_plan::reference_in_runtime`), the kernel calls the runtime, as the
+//! interpreter does; for every other op, generated code calls back into the interpreter
+//! (`Op::eval`), which exists only inside nnc. Everything it touches is the node's own
+//! operands and result.
 
 use super::builder::KernelBuilder;
+use super::epilogue::Arg;
 use super::lower::int8::stored_bytes;
 use super::memplan::{Loc, MemoryPlan};
 use crate::ir::{Graph, NodeId, TensorType};
@@ -59,6 +64,22 @@ impl ReferenceNode {
         let inputs = graph.operands(id).iter().map(|o| (place(plan.locs[o]), graph.node(*o).ty.clone())).collect();
         let node = graph.node(id);
         ReferenceNode { op: node.op().expect("an op").clone(), inputs, out: (place(plan.locs[&id]), node.ty.clone()) }
+    }
+}
+
+/// Emit the runtime's definition of `op` (one that `kernel_plan::reference_in_runtime`
+/// accepts), computed over the node's operands in place.
+pub fn emit_runtime(k: &mut KernelBuilder, op: &Op, args: &[Arg], out: Arg) {
+    if let Op::Unary(u) = op {
+        let f = u.kind.transcendental().expect("planned for transcendental activations only");
+        let (x, o) = (k.ptr(args[0].loc), k.ptr(out.loc));
+        k.unary_reference(x, o, out.ty.numel() as i64, f);
+    } else if let Op::LayerNorm(ln) = op {
+        super::lower::norm::layer_norm_runtime(k, ln, args, out, true);
+    } else if let Op::Attention(a) = op {
+        super::lower::attention::attention_runtime(k, a, args, out, true);
+    } else {
+        unreachable!("the plan keeps `{}` on the call into nnc", op.name());
     }
 }
 

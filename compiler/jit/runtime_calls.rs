@@ -6,7 +6,7 @@
 use super::builder::{GemmOperand, GemmTail, IgemmRequantize, KernelBuilder, I64};
 use super::abi::RuntimeFns;
 use cranelift_codegen::ir::{FuncRef, InstBuilder, StackSlotData, StackSlotKind, Value};
-use nnc_runtime::gemm::{AttentionCall, AttentionCallFields, ConvDepthwiseCall, ConvDepthwiseCallFields, ConvNhwcCall, ConvNhwcCallFields, DepthwiseCall, DepthwiseCallFields, DepthwiseI8Call, DepthwiseI8CallFields, DirectConvCall, DirectConvCallFields, GemvCall, GemvCallFields, GemmCall, GemmCallFields, IgemmCall, IgemmCallFields, Im2colCall, Im2colCallFields, LayerNormCall, LayerNormCallFields, LstmStepCall, LstmStepCallFields, PlaneMeansCall, PlaneMeansCallFields, PoolCall, PoolCallFields, QuantizeCall, QuantizeCallFields, RgbToPixelsCall, RgbToPixelsCallFields, SparseCall, SparseCallFields, WinogradCall, WinogradCallFields};
+use nnc_runtime::gemm::{AttentionCall, AttentionCallFields, ConvDepthwiseCall, ConvDepthwiseCallFields, ConvNhwcCall, ConvNhwcCallFields, DepthwiseCall, DepthwiseCallFields, DepthwiseI8Call, DepthwiseI8CallFields, DirectConvCall, DirectConvCallFields, GemvCall, GemvCallFields, GemmCall, GemmCallFields, IgemmCall, IgemmCallFields, Im2colCall, Im2colCallFields, LayerNormCall, LayerNormCallFields, LstmStepCall, LstmStepCallFields, PlaneMeansCall, PlaneMeansCallFields, PoolCall, PoolCallFields, QuantizeCall, QuantizeCallFields, RgbToPixelsCall, RgbToPixelsCallFields, SparseCall, SparseCallFields, UnaryReferenceCall, UnaryReferenceCallFields, WinogradCall, WinogradCallFields};
 
 /// The convolution of [`KernelBuilder::conv_depthwise`]: its NHWC input (`chw` per image),
 /// window and packed weights.
@@ -486,13 +486,15 @@ impl KernelBuilder<'_> {
     }
 
     /// Fused attention over `batches` (batch × head) problems (`nnc_attention`), each operand
-    /// stored as `attention_heads` says.
+    /// stored as `attention_heads` says; with `reference`, the interpreter's (contiguous
+    /// problems only).
     #[allow(clippy::too_many_arguments)]
-    pub fn attention(&mut self, [batches, sq, sk, d, dv]: [i64; 5], q: Value, k: Value, v: Value, out: Value, causal: bool) {
+    pub fn attention(&mut self, [batches, sq, sk, d, dv]: [i64; 5], q: Value, k: Value, v: Value, out: Value, causal: bool, reference: bool) {
         let rt = self.runtime_fns();
         let [threads, ..] = self.gemm_tail();
         let [hq, hk, hv, ho] = self.attention_heads;
-        let fields = AttentionCallFields { batches: self.int(batches), sq: self.int(sq), sk: self.int(sk), d: self.int(d), dv: self.int(dv), q, k, v, out, causal: self.int(causal as i64), threads, heads_q: self.int(hq), heads_k: self.int(hk), heads_v: self.int(hv), heads_out: self.int(ho) };
+        debug_assert!(!reference || self.attention_heads == [1; 4], "head transposes fold only into the fused attention");
+        let fields = AttentionCallFields { batches: self.int(batches), sq: self.int(sq), sk: self.int(sk), d: self.int(d), dv: self.int(dv), q, k, v, out, causal: self.int(causal as i64), threads, heads_q: self.int(hq), heads_k: self.int(hk), heads_v: self.int(hv), heads_out: self.int(ho), reference: self.int(reference as i64) };
         self.call_runtime(rt.attention, fields.with_offsets(), AttentionCall::SIZE);
     }
 
@@ -505,12 +507,23 @@ impl KernelBuilder<'_> {
         self.call_runtime(rt.lstm_step, fields.with_offsets(), LstmStepCall::SIZE);
     }
 
-    /// Layer normalization of `rows` rows of `d` values (`nnc_layer_norm`).
-    pub fn layer_norm(&mut self, [rows, d]: [i64; 2], x: Value, gamma: Value, beta: Value, out: Value, eps: f32) {
+    /// Layer normalization of `rows` rows of `d` values (`nnc_layer_norm`); with `reference`,
+    /// the interpreter's.
+    #[allow(clippy::too_many_arguments)]
+    pub fn layer_norm(&mut self, [rows, d]: [i64; 2], x: Value, gamma: Value, beta: Value, out: Value, eps: f64, reference: bool) {
         let rt = self.runtime_fns();
         let [threads, ..] = self.gemm_tail();
-        let fields = LayerNormCallFields { rows: self.int(rows), d: self.int(d), x, gamma, beta, out, eps_bits: self.int(eps.to_bits() as i64), threads };
+        let fields = LayerNormCallFields { rows: self.int(rows), d: self.int(d), x, gamma, beta, out, eps_bits: self.int(eps.to_bits() as i64), threads, reference: self.int(reference as i64) };
         self.call_runtime(rt.layer_norm, fields.with_offsets(), LayerNormCall::SIZE);
+    }
+
+    /// `out = f(x)` over `n` floats with the interpreter's bits (`nnc_unary_reference`).
+    pub fn unary_reference(&mut self, x: Value, out: Value, n: i64, f: nnc_runtime::reference::Transcendental) {
+        let rt = self.runtime_fns();
+        let [threads, ..] = self.gemm_tail();
+        let (kind, alpha) = f.to_abi();
+        let fields = UnaryReferenceCallFields { x, out, n: self.int(n), kind: self.int(kind), alpha_bits: self.int(alpha.to_bits() as i64), threads };
+        self.call_runtime(rt.unary_reference, fields.with_offsets(), UnaryReferenceCall::SIZE);
     }
 
     /// The epilogue fields of a runtime GEMM call: bias, bias per row, residual, activation.

@@ -609,9 +609,21 @@ fn prepack(kernel: Kernel, op: &Op, operands: &Operands, ukernels: bool) -> Prep
         | Kernel::Int8Depthwise
         | Kernel::Int8Dot
         | Kernel::DirectRows => Prepack::Nothing,
+        // The runtime's copy of the interpreter's semantics needs nothing prepared.
+        Kernel::Reference if ukernels && reference_in_runtime(op, operands) => Prepack::Nothing,
         // The node's own description, which the generated call passes to the interpreter.
         Kernel::Reference => Prepack::ReferenceNode,
     }
+}
+
+/// Whether the runtime carries `op`'s interpreter semantics (`nnc_runtime::reference`), so
+/// that its reference kernel is a call into the runtime (which a library compiled ahead of
+/// time links) rather than back into nnc: transcendental activations, layer normalization
+/// and attention, on f32 row-major operands. Any other op keeps the call into nnc.
+pub fn reference_in_runtime(op: &Op, operands: &Operands) -> bool {
+    let plain = operands.types.iter().all(|t| t.dtype == nnc_runtime::DType::F32 && t.layout == Layout::RowMajor);
+    let carried = if let Op::Unary(u) = op { u.kind.transcendental().is_some() } else { matches!(op, Op::LayerNorm(_) | Op::Attention(_)) };
+    plain && carried
 }
 
 /// Whether `op` converts with one scale per channel (a table the kernel indexes).

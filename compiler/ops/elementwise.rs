@@ -3,6 +3,7 @@
 
 use super::{checked_type, common_float, Built, CallArgs, Const, Op, OpError, OpResult};
 use crate::ir::{ShapeDisplay, TensorType};
+use nnc_runtime::reference::Transcendental;
 
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum UnaryKind {
@@ -56,31 +57,36 @@ impl UnaryKind {
         }
     }
 
+    /// The transcendental activations, whose interpreter semantics live in the runtime (generated
+    /// code for quantized graphs calls the same functions); `None` for the others.
+    pub fn transcendental(&self) -> Option<Transcendental> {
+        Some(match *self {
+            UnaryKind::Sigmoid => Transcendental::Sigmoid,
+            UnaryKind::Tanh => Transcendental::Tanh,
+            UnaryKind::Gelu => Transcendental::Gelu,
+            UnaryKind::Silu => Transcendental::Silu,
+            UnaryKind::Exp => Transcendental::Exp,
+            UnaryKind::LeakyRelu { alpha } => Transcendental::LeakyRelu { alpha },
+            UnaryKind::Relu | UnaryKind::Relu6 | UnaryKind::Sqrt | UnaryKind::Abs | UnaryKind::Neg | UnaryKind::Clip { .. } => return None,
+        })
+    }
+
     /// The function itself, computed in f64.
     pub fn apply(&self, x: f64) -> f64 {
-        let sigmoid = |v: f64| 1.0 / (1.0 + (-v).exp());
+        if let Some(f) = self.transcendental() {
+            return f.apply(x);
+        }
         match *self {
             // Only values below zero become zero: NaN propagates, as in PyTorch (`f64::max`
             // would turn it into 0), and -0 stays -0, as every backend's `x < 0 ? 0 : x`
             // leaves it (`f64::max` may return either zero).
             UnaryKind::Relu => if x < 0.0 { 0.0 } else { x },
             UnaryKind::Relu6 => x.clamp(0.0, 6.0),
-            UnaryKind::Sigmoid => sigmoid(x),
-            UnaryKind::Tanh => x.tanh(),
-            UnaryKind::Gelu => 0.5 * x * (1.0 + libm::erf(x / std::f64::consts::SQRT_2)),
-            UnaryKind::Silu => x * sigmoid(x),
-            UnaryKind::Exp => x.exp(),
             UnaryKind::Sqrt => x.sqrt(),
             UnaryKind::Abs => x.abs(),
             UnaryKind::Neg => -x,
-            UnaryKind::LeakyRelu { alpha } => {
-                if x >= 0.0 {
-                    x
-                } else {
-                    alpha * x
-                }
-            }
             UnaryKind::Clip { min, max } => if x.is_nan() { x } else { x.max(min).min(max) },
+            UnaryKind::Sigmoid | UnaryKind::Tanh | UnaryKind::Gelu | UnaryKind::Silu | UnaryKind::Exp | UnaryKind::LeakyRelu { .. } => unreachable!("transcendental, applied above"),
         }
     }
 }

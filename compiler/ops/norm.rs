@@ -109,12 +109,11 @@ impl LayerNorm {
 
     pub fn eval(&self, x: &[&[f32]], shapes: &[&[usize]], _out: &[usize]) -> Vec<f32> {
         let d = *shapes[0].last().expect("rank checked");
-        let mut out = Vec::with_capacity(x[0].len());
-        for row in x[0].chunks_exact(d) {
-            let mean = row.iter().map(|&v| v as f64).sum::<f64>() / d as f64;
-            let var = row.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / d as f64;
-            let inv = 1.0 / (var + self.eps).sqrt();
-            out.extend(row.iter().enumerate().map(|(j, &v)| ((v as f64 - mean) * inv * x[1][j] as f64 + x[2][j] as f64) as f32));
+        let mut out = vec![0.0f32; x[0].len()];
+        if d > 0 {
+            for (row, o) in x[0].chunks_exact(d).zip(out.chunks_exact_mut(d)) {
+                nnc_runtime::reference::layer_norm_row(row, x[1], x[2], self.eps, o);
+            }
         }
         out
     }

@@ -9,18 +9,8 @@ pub struct Softmax {
     pub axis: usize,
 }
 
-/// Numerically stable softmax of one strided lane, in f64.
-fn softmax_lane(values: &mut [f64]) {
-    let max = values.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-    let mut sum = 0.0;
-    for v in values.iter_mut() {
-        *v = (*v - max).exp();
-        sum += *v;
-    }
-    for v in values.iter_mut() {
-        *v /= sum;
-    }
-}
+// Softmax of one lane in f64: the runtime's definition, which its reference attention shares.
+use nnc_runtime::reference::softmax_lane;
 
 impl Softmax {
     pub fn build(args: &mut CallArgs) -> OpResult<Built> {
@@ -109,54 +99,10 @@ impl Attention {
 
     pub fn eval(&self, x: &[&[f32]], shapes: &[&[usize]], _out: &[usize]) -> Vec<f32> {
         let r = shapes[0].len();
-        let (sq, d) = (shapes[0][r - 2], shapes[0][r - 1]);
-        let (sk, dv) = (shapes[1][r - 2], shapes[2][r - 1]);
-        let batches: usize = shapes[0][..r - 2].iter().product();
-        let scale = 1.0 / (d as f64).sqrt();
-        // Every sum runs over its terms in ascending order from the empty sum, as
-        // `Iterator::sum` would; the loops are interchanged only so that the sums of one row
-        // advance together (independent lanes the compiler vectorizes) rather than one long
-        // chain of dependent additions each. Same bits, an order of magnitude faster: the
-        // JIT's reference kernel runs this in quantized transformers.
-        let empty: f64 = std::iter::empty::<f64>().sum();
-        let mut out = vec![0.0f32; batches * sq * dv];
-        let mut scores = vec![0.0f64; sk];
-        let mut kt = vec![0.0f64; d * sk];
-        let mut row = vec![0.0f64; dv];
-        for b in 0..batches {
-            let q = &x[0][b * sq * d..][..sq * d];
-            let k = &x[1][b * sk * d..][..sk * d];
-            let v = &x[2][b * sk * dv..][..sk * dv];
-            for (j, kj) in k.chunks_exact(d).enumerate() {
-                for (t, &e) in kj.iter().enumerate() {
-                    kt[t * sk + j] = e as f64;
-                }
-            }
-            for i in 0..sq {
-                // Keys up to `i` when causal; the rest are masked out.
-                let visible = if self.causal { (i + 1).min(sk) } else { sk };
-                scores.fill(empty);
-                for t in 0..d {
-                    let qt = q[i * d + t] as f64;
-                    for (s, &kv) in scores[..visible].iter_mut().zip(&kt[t * sk..][..visible]) {
-                        *s += qt * kv;
-                    }
-                }
-                for (j, s) in scores.iter_mut().enumerate() {
-                    *s = if j < visible { *s * scale } else { f64::NEG_INFINITY };
-                }
-                softmax_lane(&mut scores);
-                row.fill(empty);
-                for (j, &p) in scores.iter().enumerate() {
-                    for (acc, &e) in row.iter_mut().zip(&v[j * dv..][..dv]) {
-                        *acc += p * e as f64;
-                    }
-                }
-                for (o, &acc) in out[(b * sq + i) * dv..][..dv].iter_mut().zip(&row) {
-                    *o = acc as f32;
-                }
-            }
-        }
+        let s = nnc_runtime::reference::AttentionShape { batches: shapes[0][..r - 2].iter().product(), sq: shapes[0][r - 2], sk: shapes[1][r - 2], d: shapes[0][r - 1], dv: shapes[2][r - 1], causal: self.causal };
+        let mut out = vec![0.0f32; s.batches * s.sq * s.dv];
+        // SAFETY: the operands were type-checked against these shapes, and `out` is new.
+        unsafe { nnc_runtime::reference::attention(1, s, x[0].as_ptr(), x[1].as_ptr(), x[2].as_ptr(), out.as_mut_ptr()) };
         out
     }
 

@@ -14,6 +14,7 @@ pub mod gemm;
 pub mod npy;
 pub mod pool;
 pub mod quant;
+pub mod reference;
 pub mod tensor;
 #[cfg(feature = "files")]
 pub mod weights;

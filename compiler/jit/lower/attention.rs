@@ -7,9 +7,10 @@ use cranelift_codegen::ir::InstBuilder;
 use super::dense::dot;
 use crate::ops::Attention;
 
-/// Attention through the runtime's fused kernel (`nnc_attention`): per block of query rows,
-/// scores, softmax and the product with `v`, the score block kept in cache.
-pub(crate) fn attention_runtime(k: &mut KernelBuilder, a: &Attention, args: &[Arg], out: Arg) {
+/// Attention through the runtime (`nnc_attention`): its fused kernel (per block of query
+/// rows, scores, softmax and the product with `v`, the score block kept in cache), or with
+/// `reference` the interpreter's f64 attention.
+pub(crate) fn attention_runtime(k: &mut KernelBuilder, a: &Attention, args: &[Arg], out: Arg, reference: bool) {
     let s = &args[0].ty.shape;
     let r = s.len();
     let (sq, d) = (s[r - 2] as i64, s[r - 1] as i64);
@@ -17,7 +18,7 @@ pub(crate) fn attention_runtime(k: &mut KernelBuilder, a: &Attention, args: &[Ar
     let dv = args[2].ty.shape[r - 1] as i64;
     let batches: i64 = s[..r - 2].iter().product::<usize>() as i64;
     let (q, kp, v, o) = (k.ptr(args[0].loc), k.ptr(args[1].loc), k.ptr(args[2].loc), k.ptr(out.loc));
-    k.attention([batches, sq, sk, d, dv], q, kp, v, o, a.causal);
+    k.attention([batches, sq, sk, d, dv], q, kp, v, o, a.causal, reference);
 }
 
 /// Scaled dot-product attention with an online softmax (one pass over the keys, rescaling

@@ -30,8 +30,11 @@ use super::epilogue::{apply_in_place, Arg, Epilogue};
 pub fn lower(k: &mut KernelBuilder, plan: &KernelPlan, op: &Op, args: &[Arg], out: Arg, scratch: Option<Loc>) {
     let kernel = plan.kernel;
     if kernel == Kernel::Reference {
-        // The node's description is its one prepacked buffer (`jit::compile`).
-        return super::reference::emit(k, k.prepacked[0]);
+        if plan.prepack == Prepack::ReferenceNode {
+            // The node's description is its one prepacked buffer (`jit::compile`).
+            return super::reference::emit(k, k.prepacked[0]);
+        }
+        return super::reference::emit_runtime(k, op, args, out);
     }
     match op {
         Op::Fused(crate::ops::fused::Fused { anchor: Some(anchor), requantize: Some(rq), .. }) => int8::product_requantized(k, kernel, anchor, rq, args, out, scratch),
@@ -75,7 +78,7 @@ pub fn lower(k: &mut KernelBuilder, plan: &KernelPlan, op: &Op, args: &[Arg], ou
         Op::Concat(c) => movement::concat(k, c, args, out),
         Op::Slice(s) => movement::slice(k, s, args, out),
         Op::Attention(a) => match kernel {
-            Kernel::Gemm => attention::attention_runtime(k, a, args, out),
+            Kernel::Gemm => attention::attention_runtime(k, a, args, out, false),
             _ => attention::attention(k, a, args, out),
         },
         Op::Quantize(q) => int8::quantize(k, q.scale, args, out),

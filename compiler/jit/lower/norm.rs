@@ -57,15 +57,22 @@ pub(crate) fn sum(k: &mut KernelBuilder, p: Value, n: i64) -> Value {
     k.b.ins().fadd(s, t)
 }
 
-pub(crate) fn layer_norm(k: &mut KernelBuilder, ln: &LayerNorm, args: &[Arg], out: Arg) {
+/// Layer normalization through the runtime (`nnc_layer_norm`): its rows at full vector width
+/// split across threads, or with `reference` the interpreter's f64 rows.
+pub(crate) fn layer_norm_runtime(k: &mut KernelBuilder, ln: &LayerNorm, args: &[Arg], out: Arg, reference: bool) {
     let d = *args[0].ty.shape.last().expect("rank checked") as i64;
     let rows = numel(args[0].ty) / d;
     let (x, wt, bs, o) = (k.ptr(args[0].loc), k.ptr(args[1].loc), k.ptr(args[2].loc), k.ptr(out.loc));
+    k.layer_norm([rows, d], x, wt, bs, o, ln.eps, reference);
+}
+
+pub(crate) fn layer_norm(k: &mut KernelBuilder, ln: &LayerNorm, args: &[Arg], out: Arg) {
     if k.runtime.is_some() {
-        // The runtime's rows at full vector width, split across threads.
-        k.layer_norm([rows, d], x, wt, bs, o, ln.eps as f32);
-        return;
+        return layer_norm_runtime(k, ln, args, out, false);
     }
+    let d = *args[0].ty.shape.last().expect("rank checked") as i64;
+    let rows = numel(args[0].ty) / d;
+    let (x, wt, bs, o) = (k.ptr(args[0].loc), k.ptr(args[1].loc), k.ptr(args[2].loc), k.ptr(out.loc));
     k.for_const(0, rows, |k, r| {
         let off = k.b.ins().imul_imm_s(r, d);
         let (xr, or) = (k.elem(x, off), k.elem(o, off));

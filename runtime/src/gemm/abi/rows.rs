@@ -1,5 +1,6 @@
 //! The entry points of the kernels that work row by row: dense layers as dot products,
-//! fused attention, LSTM steps and layer normalization.
+//! fused attention, LSTM steps, layer normalization, and the interpreter's transcendental
+//! activations ([`crate::reference`]).
 
 use crate::gemm::Epilogue;
 
@@ -43,7 +44,9 @@ pub unsafe extern "C" fn nnc_gemv(call: *const GemvCall) {
 call_descriptor! {
     /// Scaled dot-product attention over `batches` (batch × head) problems, row-major, each
     /// operand's problems contiguous or heads interleaved in rows: `out[sq, dv] = softmax(q[sq, d]·k[sk, d]ᵀ/√d [causal])·v[sk, dv]`
-    /// ([`crate::gemm::attention`]), on up to `threads` threads.
+    /// ([`crate::gemm::attention`]), on up to `threads` threads. With `reference` nonzero,
+    /// the interpreter's f64 attention ([`crate::reference::attention`]; contiguous problems
+    /// only: the head counts must be 1).
     AttentionCall / AttentionCallFields {
         batches: i64,
         sq: i64,
@@ -63,6 +66,8 @@ call_descriptor! {
         heads_k: i64,
         heads_v: i64,
         heads_out: i64,
+        /// 1: compute with the interpreter's bits.
+        reference: i64,
     }
 }
 
@@ -76,6 +81,14 @@ pub unsafe extern "C" fn nnc_attention(call: *const AttentionCall) {
     // SAFETY: the caller passes a valid descriptor.
     let g = unsafe { *call };
     let u = |v: i64| v.max(0) as usize;
+    if g.reference != 0 {
+        if [g.heads_q, g.heads_k, g.heads_v, g.heads_out].iter().any(|&h| h > 1) {
+            crate::gemm::refuse_call("nnc_attention: the reference attention reads contiguous problems only");
+        }
+        let s = crate::reference::AttentionShape { batches: u(g.batches), sq: u(g.sq), sk: u(g.sk), d: u(g.d), dv: u(g.dv), causal: g.causal != 0 };
+        // SAFETY: the descriptor's buffers are valid as the contract above says.
+        return unsafe { crate::reference::attention(u(g.threads).max(1), s, g.q, g.k, g.v, g.out) };
+    }
     let heads = [g.heads_q, g.heads_k, g.heads_v, g.heads_out].map(|h| crate::gemm::attention::Heads(u(h).max(1)));
     let a = crate::gemm::attention::Attention { batches: u(g.batches), sq: u(g.sq), sk: u(g.sk), d: u(g.d), dv: u(g.dv), causal: g.causal != 0, scale: 1.0 / (u(g.d).max(1) as f32).sqrt(), heads };
     // SAFETY: the descriptor's buffers are valid as the contract above says.
@@ -121,7 +134,9 @@ pub unsafe extern "C" fn nnc_lstm_step(call: *const LstmStepCall) {
 
 call_descriptor! {
     /// Layer normalization over the last axis ([`crate::gemm::norm::layer_norm`]): `rows` rows of
-    /// `d` values, scale `gamma` and shift `beta` (`d` each), on up to `threads` threads.
+    /// `d` values, scale `gamma` and shift `beta` (`d` each), on up to `threads` threads. With
+    /// `reference` nonzero, the interpreter's f64 normalization
+    /// ([`crate::reference::layer_norm`]; `out` must not overlap `x`).
     LayerNormCall / LayerNormCallFields {
         rows: i64,
         d: i64,
@@ -129,9 +144,11 @@ call_descriptor! {
         gamma: *const f32,
         beta: *const f32,
         out: *mut f32,
-        /// The epsilon, as the bits of an f32.
+        /// The epsilon, as the bits of an f64.
         eps_bits: i64,
         threads: i64,
+        /// 1: compute with the interpreter's bits.
+        reference: i64,
     }
 }
 
@@ -145,6 +162,43 @@ pub unsafe extern "C" fn nnc_layer_norm(call: *const LayerNormCall) {
     // SAFETY: the caller passes a valid descriptor.
     let g = unsafe { *call };
     let u = |v: i64| v.max(0) as usize;
+    let eps = f64::from_bits(g.eps_bits as u64);
     // SAFETY: the descriptor's buffers are valid as the contract above says.
-    unsafe { crate::gemm::norm::layer_norm(u(g.threads).max(1), u(g.rows), u(g.d), g.x, g.gamma, g.beta, f32::from_bits(g.eps_bits as u32), g.out) }
+    unsafe {
+        if g.reference != 0 {
+            crate::reference::layer_norm(u(g.threads).max(1), u(g.rows), u(g.d), g.x, g.gamma, g.beta, eps, g.out)
+        } else {
+            crate::gemm::norm::layer_norm(u(g.threads).max(1), u(g.rows), u(g.d), g.x, g.gamma, g.beta, eps as f32, g.out)
+        }
+    }
+}
+
+call_descriptor! {
+    /// `out[i] = f(x[i])` for `n` floats with the interpreter's bits
+    /// ([`crate::reference::unary`]): `f` the [`crate::reference::Transcendental`] of code
+    /// `kind` (and `alpha_bits`, an f64's bits), on up to `threads` threads.
+    UnaryReferenceCall / UnaryReferenceCallFields {
+        x: *const f32,
+        /// `n` floats; it may be `x` itself.
+        out: *mut f32,
+        n: i64,
+        kind: i64,
+        alpha_bits: i64,
+        threads: i64,
+    }
+}
+
+/// The activation of [`UnaryReferenceCall`].
+///
+/// # Safety
+/// `call` points to a valid [`UnaryReferenceCall`] whose buffers hold `n` floats each.
+#[no_mangle]
+pub unsafe extern "C" fn nnc_unary_reference(call: *const UnaryReferenceCall) {
+    // SAFETY: the caller passes a valid descriptor.
+    let g = unsafe { *call };
+    let Some(f) = crate::reference::Transcendental::from_abi(g.kind, f64::from_bits(g.alpha_bits as u64)) else {
+        crate::gemm::refuse_call("nnc_unary_reference: unknown activation code");
+    };
+    // SAFETY: the descriptor's buffers are valid as the contract above says.
+    unsafe { crate::reference::unary(g.threads.max(1) as usize, f, g.x, g.out, g.n.max(0) as usize) }
 }
