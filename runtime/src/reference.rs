@@ -14,6 +14,9 @@
 
 use crate::pool::Shared;
 
+#[cfg(target_arch = "x86_64")]
+mod x86;
+
 /// Elements (or attention multiply-adds) below which a reference kernel stays on one
 /// thread: waking a worker costs tens of microseconds.
 const MIN_PARALLEL_WORK: usize = 1 << 15;
@@ -41,10 +44,10 @@ impl Transcendental {
     pub fn apply(self, x: f64) -> f64 {
         match self {
             Transcendental::Sigmoid => sigmoid(x),
-            Transcendental::Tanh => x.tanh(),
+            Transcendental::Tanh => libm::tanh(x),
             Transcendental::Gelu => 0.5 * x * (1.0 + libm::erf(x / std::f64::consts::SQRT_2)),
             Transcendental::Silu => x * sigmoid(x),
-            Transcendental::Exp => x.exp(),
+            Transcendental::Exp => exp(x),
             Transcendental::LeakyRelu { alpha } => {
                 if x >= 0.0 {
                     x
@@ -82,10 +85,18 @@ impl Transcendental {
 }
 
 fn sigmoid(v: f64) -> f64 {
-    1.0 / (1.0 + (-v).exp())
+    1.0 / (1.0 + exp(-v))
 }
 
-/// `out[i] = f(x[i])` for `n` floats, on up to `threads` threads.
+/// The exponential every definition here uses: the `libm` crate's (FreeBSD's algorithm, in
+/// Rust), the same bits on every platform, where the C library's `exp` differs between
+/// libraries and versions; `x86::exp8` reproduces it on AVX-512 lanes.
+pub fn exp(x: f64) -> f64 {
+    libm::exp(x)
+}
+
+/// `out[i] = f(x[i])` for `n` floats, on up to `threads` threads; with AVX-512, eight at a
+/// time through `x86::unary` (GELU's `erf` cost 14 ns an element one at a time).
 ///
 /// # Safety
 /// `x` holds `n` floats and `out` (writable; it may be `x` itself) `n`.
@@ -95,19 +106,58 @@ pub unsafe fn unary(threads: usize, f: Transcendental, x: *const f32, out: *mut 
     let shared = unsafe { Shared::new((x, out)) };
     crate::pool::parallel_for(threads, &|t| {
         let (x, out) = shared.get();
-        for i in n * t / threads..n * (t + 1) / threads {
-            // SAFETY: `i < n`, inside both buffers.
-            unsafe { *out.add(i) = f.apply(*x.add(i) as f64) as f32 };
+        let (lo, hi) = (n * t / threads, n * (t + 1) / threads);
+        // SAFETY: `lo..hi` lies inside both buffers, and each version runs only where the
+        // CPU has its features.
+        unsafe {
+            #[cfg(target_arch = "x86_64")]
+            if x86::vectorized(f) && std::arch::is_x86_feature_detected!("avx512f") {
+                return x86::unary(f, x.add(lo), out.add(lo), hi - lo);
+            }
+            for i in lo..hi {
+                *out.add(i) = f.apply(*x.add(i) as f64) as f32;
+            }
         }
     });
 }
 
-/// Softmax of one lane in place, in f64: `exp(v − max)` over their sum.
+/// `v = exp(v)` for every value, with AVX-512 eight at a time.
+fn exp_in_place(values: &mut [f64]) {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx512f") {
+        // SAFETY: the CPU has AVX-512F.
+        return unsafe { x86::exp_in_place(values) };
+    }
+    for v in values {
+        *v = exp(*v);
+    }
+}
+
+/// Softmax of one lane in place, in f64: `exp(v − max)` over their sum (added in order).
 pub fn softmax_lane(values: &mut [f64]) {
-    let max = values.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-    let mut sum = 0.0;
+    softmax_lane_body(values)
+}
+
+/// [`softmax_lane`], inlined into the attention compiled for each vector width.
+#[inline(always)]
+fn softmax_lane_body(values: &mut [f64]) {
+    // The maximum in eight independent lanes (one chain of `max` waited on itself at every
+    // element): any order finds the same value, NaNs skipped as `f64::max` skips them, and
+    // where a +0 and a −0 tie, either one gives `v − max` the same exponential.
+    let mut lanes = [f64::NEG_INFINITY; 8];
+    let mut chunks = values.chunks_exact(8);
+    for chunk in &mut chunks {
+        for (m, &v) in lanes.iter_mut().zip(chunk) {
+            *m = m.max(v);
+        }
+    }
+    let max = chunks.remainder().iter().chain(&lanes).copied().fold(f64::NEG_INFINITY, f64::max);
     for v in values.iter_mut() {
-        *v = (*v - max).exp();
+        *v -= max;
+    }
+    exp_in_place(values);
+    let mut sum = 0.0;
+    for v in values.iter() {
         sum += *v;
     }
     for v in values.iter_mut() {
@@ -207,7 +257,7 @@ fn attention_rows(s: AttentionShape, q: &[f32], k: &[f32], v: &[f32], rows: std:
             return unsafe { attention_rows_avx2(s, q, k, v, rows, out) };
         }
     }
-    attention_rows_body(s, q, k, v, rows, out)
+    attention_rows_body::<8>(s, q, k, v, rows, out)
 }
 
 /// [`attention_rows_body`] compiled for AVX-512F.
@@ -217,7 +267,7 @@ fn attention_rows(s: AttentionShape, q: &[f32], k: &[f32], v: &[f32], rows: std:
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
 fn attention_rows_avx512(s: AttentionShape, q: &[f32], k: &[f32], v: &[f32], rows: std::ops::Range<usize>, out: &mut [f32]) {
-    attention_rows_body(s, q, k, v, rows, out)
+    attention_rows_body::<32>(s, q, k, v, rows, out)
 }
 
 /// [`attention_rows_body`] compiled for AVX2.
@@ -227,44 +277,73 @@ fn attention_rows_avx512(s: AttentionShape, q: &[f32], k: &[f32], v: &[f32], row
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
 fn attention_rows_avx2(s: AttentionShape, q: &[f32], k: &[f32], v: &[f32], rows: std::ops::Range<usize>, out: &mut [f32]) {
-    attention_rows_body(s, q, k, v, rows, out)
+    attention_rows_body::<32>(s, q, k, v, rows, out)
 }
 
-/// The f64 attention of one problem's query rows. The loops run over one row's sums together
-/// (independent lanes, which vectorize) rather than finishing one long chain of additions
-/// after another: the same bits either way.
+/// The f64 attention of one problem's query rows. Each score and each output column is one
+/// sum in ascending order of its terms; the loops advance `BLOCK` such sums together
+/// (independent lanes, which vectorize and stay in registers: with the sums in memory,
+/// every multiply-add also loaded and stored its sum; with fewer than eight vectors of
+/// them, each waited on its own previous addition) rather than finishing one long chain of
+/// additions after another: the same bits either way.
 #[inline(always)]
-fn attention_rows_body(s: AttentionShape, q: &[f32], k: &[f32], v: &[f32], rows: std::ops::Range<usize>, out: &mut [f32]) {
+fn attention_rows_body<const BLOCK: usize>(s: AttentionShape, q: &[f32], k: &[f32], v: &[f32], rows: std::ops::Range<usize>, out: &mut [f32]) {
     let AttentionShape { sk, d, dv, causal, .. } = s;
     let scale = 1.0 / (d as f64).sqrt();
     let empty = empty_sum();
-    // kᵀ in f64, so that one query element multiplies a contiguous run of keys.
+    // kᵀ and v in f64, so that one query element (one probability) multiplies a contiguous
+    // run of keys (of value columns).
     let mut kt = vec![0.0f64; d * sk];
     for (j, kj) in k.chunks_exact(d).enumerate() {
         for (t, &e) in kj.iter().enumerate() {
             kt[t * sk + j] = e as f64;
         }
     }
+    let v64: Vec<f64> = v.iter().map(|&e| e as f64).collect();
     let mut scores = vec![0.0f64; sk];
     let mut row = vec![0.0f64; dv];
     for (i, o) in rows.zip(out.chunks_exact_mut(dv.max(1))) {
         // Keys up to `i` when causal; the rest are masked out.
         let visible = if causal { (i + 1).min(sk) } else { sk };
-        scores.fill(empty);
-        for t in 0..d {
-            let qt = q[i * d + t] as f64;
-            for (s, &kv) in scores[..visible].iter_mut().zip(&kt[t * sk..][..visible]) {
+        let qi = &q[i * d..][..d];
+        let mut j0 = 0;
+        while j0 + BLOCK <= visible {
+            let mut acc = [empty; BLOCK];
+            for (t, &qt) in qi.iter().enumerate() {
+                let (qt, keys) = (qt as f64, &kt[t * sk + j0..][..BLOCK]);
+                for (a, &kv) in acc.iter_mut().zip(keys) {
+                    *a += qt * kv;
+                }
+            }
+            scores[j0..j0 + BLOCK].copy_from_slice(&acc);
+            j0 += BLOCK;
+        }
+        scores[j0..visible].fill(empty);
+        for (t, &qt) in qi.iter().enumerate() {
+            let qt = qt as f64;
+            for (s, &kv) in scores[j0..visible].iter_mut().zip(&kt[t * sk + j0..][..visible - j0]) {
                 *s += qt * kv;
             }
         }
         for (j, s) in scores.iter_mut().enumerate() {
             *s = if j < visible { *s * scale } else { f64::NEG_INFINITY };
         }
-        softmax_lane(&mut scores);
-        row.fill(empty);
+        softmax_lane_body(&mut scores);
+        let mut c0 = 0;
+        while c0 + BLOCK <= dv {
+            let mut acc = [empty; BLOCK];
+            for (j, &p) in scores.iter().enumerate() {
+                for (a, &e) in acc.iter_mut().zip(&v64[j * dv + c0..][..BLOCK]) {
+                    *a += p * e;
+                }
+            }
+            row[c0..c0 + BLOCK].copy_from_slice(&acc);
+            c0 += BLOCK;
+        }
+        row[c0..].fill(empty);
         for (j, &p) in scores.iter().enumerate() {
-            for (acc, &e) in row.iter_mut().zip(&v[j * dv..][..dv]) {
-                *acc += p * e as f64;
+            for (acc, &e) in row[c0..].iter_mut().zip(&v64[j * dv + c0..][..dv - c0]) {
+                *acc += p * e;
             }
         }
         for (o, &acc) in o.iter_mut().zip(&row) {
@@ -316,6 +395,91 @@ mod tests {
     }
 
     #[test]
+    #[cfg(target_arch = "x86_64")]
+    fn exp8_has_the_bits_of_libm() {
+        if !std::arch::is_x86_feature_detected!("avx512f") {
+            eprintln!("skipped: no AVX-512F");
+            return;
+        }
+        // Each argument in every lane position, beside seven others of other paths.
+        let check = |x: f64| {
+            for lane in 0..8 {
+                let mut v = [0.3, -800.0, 1e-30, 2.0, f64::NAN, 710.0, -1.0, 700.0];
+                v[lane] = x;
+                assert_eq!(x86::exp8_of(v)[lane].to_bits(), libm::exp(x).to_bits(), "exp({x:e}) ({:#x}) in lane {lane}", x.to_bits());
+            }
+        };
+        // Every path's edges: the reduction thresholds, overflow, underflow, subnormal
+        // results, tiny arguments, infinities, NaN and signed zeros.
+        for x in [0.0, -0.0, f64::INFINITY, f64::NEG_INFINITY, f64::NAN, f64::MIN_POSITIVE, 1e-300, -1e-300, 709.782712893383973096, 709.7827128933841, 709.78, -708.39641853226410622, -708.4, -745.13321910194110842, -745.1332191019412, -745.14, -740.0, 1023.0 * std::f64::consts::LN_2, 0.5 * std::f64::consts::LN_2, 1.5 * std::f64::consts::LN_2, f64::MAX, f64::MIN] {
+            for d in -3i64..=3 {
+                check(f64::from_bits((x.to_bits() as i64).wrapping_add(d) as u64));
+            }
+        }
+        // Every high word's threshold, with low words around them.
+        for hx in [0x3fd62e42u64, 0x3ff0a2b2, 0x3e300000, 0x4086232b] {
+            for lo in [0u64, 1, 0xfefa39ef, 0xffffffff] {
+                for sign in [0, 1u64 << 63] {
+                    for step in [0u64, 1 << 32] {
+                        check(f64::from_bits(((hx << 32) | lo) + step | sign));
+                        check(f64::from_bits(((hx << 32) | lo).wrapping_sub(step) | sign));
+                    }
+                }
+            }
+        }
+        // A sweep of bit patterns (every exponent, many mantissas), and of the range the
+        // softmax uses.
+        let mut b = 0x9e3779b97f4a7c15u64;
+        for i in 0..1u64 << 21 {
+            b ^= b << 13;
+            b ^= b >> 7;
+            b ^= b << 17;
+            check(f64::from_bits(b));
+            check(-(i as f64) * 3.7e-4);
+            check((i as f64 - 1048576.0) * 7.3e-4);
+        }
+    }
+
+    #[test]
+    #[cfg(target_arch = "x86_64")]
+    fn erf8_has_the_bits_of_libm() {
+        if !std::arch::is_x86_feature_detected!("avx512f") {
+            eprintln!("skipped: no AVX-512F");
+            return;
+        }
+        let check = |x: f64| {
+            for lane in [0, 5] {
+                let mut v = [0.3, -0.9, 1e-30, 2.0, f64::NAN, 7.0, -1.3, 4.0];
+                v[lane] = x;
+                assert_eq!(x86::erf8_of(v)[lane].to_bits(), libm::erf(x).to_bits(), "erf({x:e}) ({:#x}) in lane {lane}", x.to_bits());
+            }
+        };
+        for x in [0.0, -0.0, f64::INFINITY, f64::NEG_INFINITY, f64::NAN, f64::MIN_POSITIVE, 1e-300, 0.84375, 1.25, 1.0 / 0.35, 6.0, 28.0, f64::MAX] {
+            for d in -3i64..=3 {
+                check(f64::from_bits((x.to_bits() as i64).wrapping_add(d) as u64));
+                check(-f64::from_bits((x.to_bits() as i64).wrapping_add(d) as u64));
+            }
+        }
+        for hx in [0x3feb0000u64, 0x3e300000, 0x3ff40000, 0x4006db6d, 0x40180000, 0x7ff00000] {
+            for lo in [0u64, 1, 0x80000000, 0xffffffff] {
+                for sign in [0, 1u64 << 63] {
+                    check(f64::from_bits((hx << 32) | lo | sign));
+                    check(f64::from_bits(((hx << 32) | lo).wrapping_sub(1 << 32) | sign));
+                }
+            }
+        }
+        let mut b = 0x2545f4914f6cdd1du64;
+        for i in 0..1u64 << 21 {
+            b ^= b << 13;
+            b ^= b >> 7;
+            b ^= b << 17;
+            check(f64::from_bits(b));
+            // GELU's arguments: dequantized products and their like, |x| up to 8.
+            check((i as f64 - 1048576.0) * 7.7e-6);
+        }
+    }
+
+    #[test]
     fn layer_norm_and_unary_split_without_changing_bits() {
         let (rows, d) = (67, 300);
         let x = values(rows * d, 4);
@@ -329,10 +493,11 @@ mod tests {
             // SAFETY: the buffers hold what the sizes say.
             unsafe { layer_norm(threads, rows, d, x.as_ptr(), gamma.as_ptr(), beta.as_ptr(), 1e-5, got.as_mut_ptr()) };
             assert_eq!(got, want, "{threads} threads");
-            for f in [Transcendental::Gelu, Transcendental::Sigmoid, Transcendental::LeakyRelu { alpha: 0.1 }] {
-                let mut got = vec![f32::NAN; x.len()];
-                // SAFETY: both buffers hold `x.len()` floats.
-                unsafe { unary(threads, f, x.as_ptr(), got.as_mut_ptr(), x.len()) };
+            for f in [Transcendental::Gelu, Transcendental::Sigmoid, Transcendental::Silu, Transcendental::Exp, Transcendental::Tanh, Transcendental::LeakyRelu { alpha: 0.1 }] {
+                // An odd length (a short last block), and in place.
+                let mut got = x[..x.len() - 3].to_vec();
+                // SAFETY: the buffer holds `got.len()` floats, read and written in place.
+                unsafe { unary(threads, f, got.as_ptr(), got.as_mut_ptr(), got.len()) };
                 assert!(got.iter().zip(&x).all(|(g, &v)| g.to_bits() == (f.apply(v as f64) as f32).to_bits()), "{f:?} on {threads} threads");
             }
         }
