@@ -75,7 +75,29 @@ fn generated_models_compile() {
 /// for bit (`relu(neg(silu(..)))` of a dequantized value). Stream 7 case 4847 was the bf16
 /// tolerance's fault: an output of a bf16 matmul near 2.88 flipped by one bf16 unit (2⁻⁶
 /// there, more than 2⁻⁸ of the value), so the fixed part of the bf16 tolerance is one unit.
+/// Stream 106 case 1897 was a real JIT bug: an attention writes its heads into the transpose
+/// that merges them (`v2`), and a second attention reading that transpose as `q` was told
+/// the heads lay interleaved, as a splitting transpose's operand does, and read the wrong
+/// rows; folded transposes now record which way they fold (`kernel_plan::HeadFold`).
 const REGRESSIONS: &[(&str, u64, &str)] = &[
+    (
+        "campaign stream 106 case 1897",
+        719,
+        "model random {
+    input x: f32[1, 3, 7, 3]
+    v1 = attention(x, x, x, causal=true)
+    v2 = transpose(v1, perm=[0, 2, 1, 3])
+    v3 = transpose(v2, perm=[0, 1, 2, 3])
+    param p4: f32[9, 3]
+    param p5: f32[9]
+    v6 = dense(v3, p4, p5)
+    v7 = v6 @ transpose(v6, perm=[0, 1, 3, 2])
+    v8 = relu(v7)
+    v9 = attention(v2, v8, v7, causal=true)
+    output out0 = v9 * 1
+    output out1 = x + 0
+}",
+    ),
     (
         "campaign stream 7 case 4847",
         515,

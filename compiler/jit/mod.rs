@@ -161,9 +161,9 @@ pub(crate) struct Prepared {
     /// Depthwise nodes whose kernel computes their producer (a convolution) too (`consumer →
     /// producer`); the producers get no kernel of their own.
     pub fused: HashMap<NodeId, NodeId>,
-    /// Head transposes the attention kernels read or write in place
+    /// Head transposes the attention kernels read or write in place, and how
     /// (`kernel_plan::folded_head_transposes`).
-    pub folded: std::collections::HashSet<NodeId>,
+    pub folded: HashMap<NodeId, crate::kernel_plan::HeadFold>,
 }
 
 /// The memory plan `compile` makes for `graph` (weights bound) with `options`, without
@@ -176,7 +176,7 @@ pub fn memory_plan(graph: &Graph, options: &JitOptions) -> Result<MemoryPlan, Ji
 /// convolutions whose kernel computes their producer too (`consumer → producer`,
 /// `kernel_plan::fused_producers`), and the head transposes the attention kernels read or
 /// write in place (`kernel_plan::folded_head_transposes`).
-fn pair_decisions(graph: &Graph, plans: &HashMap<NodeId, KernelPlan>, options: &JitOptions) -> (HashMap<NodeId, NodeId>, std::collections::HashSet<NodeId>) {
+fn pair_decisions(graph: &Graph, plans: &HashMap<NodeId, KernelPlan>, options: &JitOptions) -> (HashMap<NodeId, NodeId>, HashMap<NodeId, crate::kernel_plan::HeadFold>) {
     let fused = if options.fuse_producers { crate::kernel_plan::fused_producers(graph, plans, &options.target()) } else { HashMap::new() };
     (fused, crate::kernel_plan::folded_head_transposes(graph, plans))
 }
@@ -193,9 +193,9 @@ pub fn pair_notes(graph: &Graph, options: &JitOptions) -> HashMap<NodeId, String
         notes.insert(consumer, format!("also computes %{}, keeping only a window of its rows", name(producer)));
     }
     let is_attention = |id: NodeId| matches!(graph.node(id).op(), Some(crate::ops::Op::Attention(_)));
-    for t in folded {
+    for (t, fold) in folded {
         let operand = graph.operands(t)[0];
-        let note = if is_attention(operand) {
+        let note = if fold == crate::kernel_plan::HeadFold::Merge {
             format!("no kernel: %{} writes its heads here in place", name(operand))
         } else {
             let mut readers: Vec<String> = graph.users(t).into_iter().filter(|&(u, _)| is_attention(u)).map(|(u, _)| format!("%{}", name(u))).collect();
@@ -213,7 +213,7 @@ struct Planned {
     plans: HashMap<NodeId, KernelPlan>,
     plan: MemoryPlan,
     fused: HashMap<NodeId, NodeId>,
-    folded: std::collections::HashSet<NodeId>,
+    folded: HashMap<NodeId, crate::kernel_plan::HeadFold>,
 }
 
 fn plan_kernels_and_memory(graph: &Graph, options: &JitOptions) -> Result<Planned, JitError> {
@@ -233,13 +233,13 @@ fn plan_kernels_and_memory(graph: &Graph, options: &JitOptions) -> Result<Planne
     let (fused, folded) = pair_decisions(graph, &plans, options);
     // A folded transpose has no kernel and its operand's memory. (A transpose's loop kernel
     // neither splits nor takes scratch, so only the kernel changes.)
-    for t in &folded {
+    for t in folded.keys() {
         if let Some(p) = plans.get_mut(t) {
             p.kernel = Kernel::View;
         }
     }
     let mut fusions = memplan::Fusions::of(graph, &fused, options.threads);
-    fusions.views.extend(folded.iter().copied());
+    fusions.views.extend(folded.keys().copied());
     let plan: MemoryPlan = memplan::plan(graph, &schedule, &|id| plans.get(&id).map_or(0, |p| p.scratch_bytes), &fusions, options.outputs_in_place);
     Ok(Planned { schedule, plans, plan, fused, folded })
 }

@@ -14,15 +14,26 @@
 use super::{Kernel, KernelPlan};
 use crate::ir::{Graph, Layout, NodeId};
 use crate::ops::Op;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
 /// The head transpose's permutation: `[b, s, h, d]` ↔ `[b, h, s, d]`.
 const HEAD_PERM: [usize; 4] = [0, 2, 1, 3];
 
-/// The transposes the attention kernels read or write in place.
-pub fn folded_head_transposes(graph: &Graph, plans: &HashMap<NodeId, KernelPlan>) -> HashSet<NodeId> {
+/// How a folded head transpose is done in place.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HeadFold {
+    /// Splitting heads: the attentions that read it read its operand's memory, the heads
+    /// interleaved in rows.
+    Split,
+    /// Merging heads: the attention it transposes writes its result here, the heads
+    /// interleaved; readers find the transpose's own row-major layout.
+    Merge,
+}
+
+/// The transposes the attention kernels read or write in place, and how.
+pub fn folded_head_transposes(graph: &Graph, plans: &HashMap<NodeId, KernelPlan>) -> HashMap<NodeId, HeadFold> {
     let runtime_attention = |id: NodeId| matches!(graph.node(id).op(), Some(Op::Attention(_))) && plans.get(&id).is_some_and(|p| p.kernel == Kernel::Gemm);
-    let mut folded = HashSet::new();
+    let mut folded = HashMap::new();
     for id in graph.node_ids() {
         let node = graph.node(id);
         let Some(Op::Transpose(t)) = node.op() else { continue };
@@ -44,19 +55,21 @@ pub fn folded_head_transposes(graph: &Graph, plans: &HashMap<NodeId, KernelPlan>
         // transpose's operand in its order); such a transpose between two attentions stays a
         // copy.
         if splits != merges {
-            folded.insert(id);
+            folded.insert(id, if splits { HeadFold::Split } else { HeadFold::Merge });
         }
     }
     folded
 }
 
 /// For the attention node `id`: how many heads share each row of its `q`, `k`, `v` and result
-/// ([`nnc_runtime::gemm::attention::Heads`]): a folded transpose's head count, else 1.
-pub fn attention_heads(graph: &Graph, folded: &HashSet<NodeId>, id: NodeId) -> [usize; 4] {
-    let heads = |t: NodeId| if folded.contains(&t) { graph.node(t).ty.shape[1] } else { 1 };
+/// ([`nnc_runtime::gemm::attention::Heads`]): a splitting transpose's head count for an
+/// operand, a merging one's for the result, else 1. (An operand that is a merging
+/// transpose, another attention's result, lies in its own row-major layout: 1.)
+pub fn attention_heads(graph: &Graph, folded: &HashMap<NodeId, HeadFold>, id: NodeId) -> [usize; 4] {
+    let heads = |t: NodeId| if folded.get(&t) == Some(&HeadFold::Split) { graph.node(t).ty.shape[1] } else { 1 };
     let operands = graph.operands(id);
     let result = match graph.users(id).as_slice() {
-        [(t, _)] if folded.contains(t) => graph.node(id).ty.shape[1],
+        [(t, _)] if folded.get(t) == Some(&HeadFold::Merge) => graph.node(id).ty.shape[1],
         _ => 1,
     };
     [heads(operands[0]), heads(operands[1]), heads(operands[2]), result]
@@ -71,7 +84,7 @@ mod tests {
     fn folded_names(src: &str, ukernels: bool) -> Vec<String> {
         let g = build_graph(&Source::from_string("m.nn", src), None, &Default::default()).unwrap();
         let plans = crate::jit::plans(&g, &CpuTarget::host(ukernels)).unwrap();
-        let mut names: Vec<String> = folded_head_transposes(&g, &plans).into_iter().map(|id| g.node(id).name.clone()).collect();
+        let mut names: Vec<String> = folded_head_transposes(&g, &plans).into_keys().map(|id| g.node(id).name.clone()).collect();
         names.sort();
         names
     }
@@ -116,5 +129,27 @@ mod tests {
             output y = attention(t, t, t) * 1.0
         }";
         assert!(folded_names(src, true).is_empty());
+    }
+
+    #[test]
+    fn an_attention_reading_merged_heads_reads_them_in_rows() {
+        // `t` merges the first attention's heads (its other reader is not an attention), so
+        // the second attention finds `t` in its own row-major order: its `q` is contiguous,
+        // not heads interleaved (found by the differential campaign, stream 106).
+        let src = "model m {
+            input x: f32[1, 3, 7, 3]
+            t = transpose(attention(x, x, x), perm=[0, 2, 1, 3])
+            u = transpose(t, perm=[0, 1, 2, 3])
+            output y = attention(t, u, u) * 1.0
+        }";
+        let g = build_graph(&Source::from_string("m.nn", src), None, &Default::default()).unwrap();
+        let plans = crate::jit::plans(&g, &CpuTarget::host(true)).unwrap();
+        let folded = folded_head_transposes(&g, &plans);
+        let id = |name: &str| g.node_ids().find(|&n| g.node(n).name == name).unwrap();
+        assert_eq!(folded.get(&id("t")), Some(&HeadFold::Merge));
+        let attentions: Vec<NodeId> = g.node_ids().filter(|&n| matches!(g.node(n).op(), Some(Op::Attention(_)))).collect();
+        let heads: Vec<[usize; 4]> = attentions.iter().map(|&a| attention_heads(&g, &folded, a)).collect();
+        assert!(heads.contains(&[1, 1, 1, 3]), "the first writes its 3 heads into t: {heads:?}");
+        assert!(heads.contains(&[1, 1, 1, 1]), "the second reads t in rows: {heads:?}");
     }
 }

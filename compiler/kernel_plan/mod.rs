@@ -23,7 +23,7 @@ mod fuse_conv_depthwise;
 mod select;
 
 pub use cost::estimated_ps;
-pub use fold_head_transposes::{attention_heads, folded_head_transposes};
+pub use fold_head_transposes::{attention_heads, folded_head_transposes, HeadFold};
 pub use fuse_conv_depthwise::{fused_producers, ring_floats, MIN_FUSED_BYTES};
 pub use select::{available, choose, is_int8_vector_depthwise, winograd_shaped, DIRECT_ROWS_MAX_TAPS};
 use select::preferred;
@@ -100,9 +100,11 @@ pub enum Kernel {
     /// width, several filters' sums in registers, no im2col (which for a reduction of 25, as
     /// LeNet-5's first layer has, costs as much as the product).
     DirectRows,
-    /// The interpreter's own semantics (`Op::eval`), called from generated code: for float
-    /// ops inside quantized graphs whose native kernels round differently from the
-    /// interpreter, so that the JIT gives the interpreter's bits there (SPEC §5).
+    /// The interpreter's own semantics, called from generated code: for float ops inside
+    /// quantized graphs whose native kernels round differently from the interpreter, so that
+    /// the JIT gives the interpreter's bits there (SPEC §5). The runtime's definitions
+    /// (`nnc_runtime::reference`, see [`reference_in_runtime`]) where it has them, else a
+    /// call back into `Op::eval` ([`Prepack::ReferenceNode`]).
     Reference,
 }
 
@@ -237,7 +239,8 @@ pub enum Prepack {
     SparseRows,
     /// The filters of a Winograd convolution, transformed (`G g Gᵀ`, 36 matrices `K × C`).
     WinogradFilters,
-    /// A reference kernel: the op and where its operands and result live.
+    /// A reference kernel that calls back into the interpreter: the op and where its
+    /// operands and result live.
     ReferenceNode,
 }
 
