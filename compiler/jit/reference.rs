@@ -67,8 +67,9 @@ impl ReferenceNode {
     }
 }
 
-/// Emit the runtime's definition of `op` (one that `kernel_plan::reference_in_runtime`
-/// accepts), computed over the node's operands in place.
+/// Emit a call to the runtime's definition of `op` (one that
+/// `kernel_plan::reference_in_runtime` accepts), reading the node's operands where the
+/// memory plan put them.
 pub fn emit_runtime(k: &mut KernelBuilder, op: &Op, args: &[Arg], out: Arg) {
     if let Op::Unary(u) = op {
         let f = u.kind.transcendental().expect("planned for transcendental activations only");

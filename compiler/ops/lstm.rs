@@ -68,7 +68,8 @@ impl Lstm {
     pub fn eval(&self, x: &[&[f32]], shapes: &[&[usize]], _out: &[usize]) -> Vec<f32> {
         let [t_len, n, i_len] = shapes[0][..] else { unreachable!("lstm input has rank 3") };
         let h = self.hidden;
-        let sigmoid = |v: f64| 1.0 / (1.0 + (-v).exp());
+        // exp and tanh as every reference definition computes them (`nnc_runtime::reference`).
+        let sigmoid = |v: f64| 1.0 / (1.0 + nnc_runtime::reference::exp(-v));
         let (w_ih, w_hh) = (x[1], x[2]);
         let bias = |g: usize| x.get(3).map_or(0.0, |b| b[g] as f64) + x.get(4).map_or(0.0, |b| b[g] as f64);
         let mut hs = vec![0.0f64; n * h];
@@ -87,11 +88,11 @@ impl Lstm {
                 for j in 0..h {
                     let i_g = sigmoid(gate(j));
                     let f_g = sigmoid(gate(h + j));
-                    let g_g = gate(2 * h + j).tanh();
+                    let g_g = libm::tanh(gate(2 * h + j));
                     let o_g = sigmoid(gate(3 * h + j));
                     let c = f_g * cs[b * h + j] + i_g * g_g;
                     cs[b * h + j] = c;
-                    next_h[b * h + j] = o_g * c.tanh();
+                    next_h[b * h + j] = o_g * libm::tanh(c);
                 }
             }
             hs = next_h;

@@ -148,11 +148,11 @@ fn gelu8(x: __m512d) -> __m512d {
     _mm512_mul_pd(_mm512_mul_pd(splat(0.5), x), _mm512_add_pd(splat(1.0), erf8(_mm512_div_pd(x, splat(std::f64::consts::SQRT_2)))))
 }
 
-/// `x·sigmoid(x)` on each lane, as the scalar SiLU.
+/// `x·sigmoid(x)` on each lane, as the scalar SiLU (a NaN returned as it came).
 #[inline]
 #[target_feature(enable = "avx512f")]
 fn silu8(x: __m512d) -> __m512d {
-    _mm512_mul_pd(x, sigmoid8(x))
+    _mm512_mask_mov_pd(_mm512_mul_pd(x, sigmoid8(x)), _mm512_cmp_pd_mask::<_CMP_UNORD_Q>(x, x), x)
 }
 
 /// `1/(1 + exp(−x))` on each lane, as the scalar sigmoid.
