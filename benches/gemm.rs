@@ -133,7 +133,7 @@ fn other_kernels(c: &mut Criterion) {
         group.bench_function("gemv 784->512 blocked", |bench| bench.iter(|| unsafe { gemv::gemv(1, 1, units, features, black_box(x.as_ptr()), blocked.as_ptr(), gemv::WeightLayout::Blocked, out.as_mut_ptr(), Epilogue::NONE) }));
     }
     {
-        let a = attention::Attention { batches: 4, sq: 128, sk: 128, d: 64, dv: 64, causal: false, scale: 0.125, heads: [attention::Heads(1); 4] };
+        let a = attention::Attention { shape: nnc_runtime::reference::AttentionShape { batches: 4, sq: 128, sk: 128, d: 64, dv: 64, causal: false }, scale: 0.125, heads: [attention::Heads(1); 4] };
         let q: Vec<f32> = (0..4 * 128 * 64).map(|i| (i % 7) as f32 * 0.1).collect();
         let mut out = vec![0.0f32; q.len()];
         group.throughput(Throughput::Elements((2 * 4 * 128 * 128 * 128) as u64));

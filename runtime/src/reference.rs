@@ -206,8 +206,9 @@ pub unsafe fn layer_norm(threads: usize, rows: usize, d: usize, x: *const f32, g
     });
 }
 
-/// The shape of [`attention`]'s problems: `batches` of `q: sq × d`, `k: sk × d`, `v: sk × dv`,
-/// each operand's problems contiguous, row-major.
+/// The shapes of an attention's problems: `batches` independent (batch × head) problems of
+/// `q: sq × d`, `k: sk × d`, `v: sk × dv`, row-major ([`attention`] takes each operand's
+/// problems contiguous; the runtime's fused kernel, `gemm::attention`, as its `Heads` say).
 #[derive(Clone, Copy, Debug)]
 pub struct AttentionShape {
     pub batches: usize,
@@ -215,7 +216,7 @@ pub struct AttentionShape {
     pub sk: usize,
     pub d: usize,
     pub dv: usize,
-    /// Row `i` attends to keys `0..=i` only.
+    /// Row `i` attends to keys `0..=i` only (and to none past `sk`).
     pub causal: bool,
 }
 
@@ -403,6 +404,17 @@ mod tests {
         }
     }
 
+    /// Assert that `vector` gives `scalar`'s bits for `x` in each of `lanes`, the other lanes
+    /// holding `others` (arguments of other paths).
+    #[cfg(target_arch = "x86_64")]
+    fn lanes_agree(name: &str, vector: fn([f64; 8]) -> [f64; 8], scalar: fn(f64) -> f64, others: [f64; 8], lanes: &[usize], x: f64) {
+        for &lane in lanes {
+            let mut v = others;
+            v[lane] = x;
+            assert_eq!(vector(v)[lane].to_bits(), scalar(x).to_bits(), "{name}({x:e}) ({:#x}) in lane {lane}", x.to_bits());
+        }
+    }
+
     #[test]
     #[cfg(target_arch = "x86_64")]
     fn exp8_has_the_bits_of_libm() {
@@ -411,13 +423,7 @@ mod tests {
             return;
         }
         // Each argument in every lane position, beside seven others of other paths.
-        let check = |x: f64| {
-            for lane in 0..8 {
-                let mut v = [0.3, -800.0, 1e-30, 2.0, f64::NAN, 710.0, -1.0, 700.0];
-                v[lane] = x;
-                assert_eq!(x86::exp8_of(v)[lane].to_bits(), libm::exp(x).to_bits(), "exp({x:e}) ({:#x}) in lane {lane}", x.to_bits());
-            }
-        };
+        let check = |x: f64| lanes_agree("exp", x86::exp8_of, libm::exp, [0.3, -800.0, 1e-30, 2.0, f64::NAN, 710.0, -1.0, 700.0], &[0, 1, 2, 3, 4, 5, 6, 7], x);
         // Every path's edges: the reduction thresholds, overflow, underflow, subnormal
         // results, tiny arguments, infinities, NaN and signed zeros.
         for x in [0.0, -0.0, f64::INFINITY, f64::NEG_INFINITY, f64::NAN, f64::MIN_POSITIVE, 1e-300, -1e-300, 709.782712893383973096, 709.7827128933841, 709.78, -708.39641853226410622, -708.4, -745.13321910194110842, -745.1332191019412, -745.14, -740.0, 1023.0 * std::f64::consts::LN_2, 0.5 * std::f64::consts::LN_2, 1.5 * std::f64::consts::LN_2, f64::MAX, f64::MIN] {
@@ -456,13 +462,7 @@ mod tests {
             eprintln!("skipped: no AVX-512F");
             return;
         }
-        let check = |x: f64| {
-            for lane in [0, 5] {
-                let mut v = [0.3, -0.9, 1e-30, 2.0, f64::NAN, 7.0, -1.3, 4.0];
-                v[lane] = x;
-                assert_eq!(x86::erf8_of(v)[lane].to_bits(), libm::erf(x).to_bits(), "erf({x:e}) ({:#x}) in lane {lane}", x.to_bits());
-            }
-        };
+        let check = |x: f64| lanes_agree("erf", x86::erf8_of, libm::erf, [0.3, -0.9, 1e-30, 2.0, f64::NAN, 7.0, -1.3, 4.0], &[0, 5], x);
         for x in [0.0, -0.0, f64::INFINITY, f64::NEG_INFINITY, f64::NAN, f64::MIN_POSITIVE, 1e-300, 0.84375, 1.25, 1.0 / 0.35, 6.0, 28.0, f64::MAX] {
             for d in -3i64..=3 {
                 check(f64::from_bits((x.to_bits() as i64).wrapping_add(d) as u64));

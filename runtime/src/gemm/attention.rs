@@ -5,6 +5,7 @@
 //! memory as a whole, and blocks are independent, so threads split them (heads and row
 //! blocks) with every thread count computing each block the same way.
 
+use crate::reference::AttentionShape;
 use super::pack::{ASource, BSource};
 use super::{gemm, Blocking, Epilogue, Precision};
 use crate::floats::Floats;
@@ -16,18 +17,11 @@ pub const ROWS: usize = 32;
 /// Blocks below this many multiply-adds in all run on one thread.
 const MIN_PARALLEL_MACS: usize = 1 << 18;
 
-/// The shapes of one attention: `batches` independent (batch × head) problems, each
-/// `q: sq × d`, `k: sk × d`, `v: sk × dv`, `out: sq × dv`, row-major, and each operand's
+/// One attention: its problems' shapes (`out: sq × dv` each, row-major), each operand's
 /// problems stored as [`Heads`] says.
 #[derive(Clone, Copy, Debug)]
 pub struct Attention {
-    pub batches: usize,
-    pub sq: usize,
-    pub sk: usize,
-    pub d: usize,
-    pub dv: usize,
-    /// Row `i` attends to keys `0..=i` only (and to none past `sk`).
-    pub causal: bool,
+    pub shape: AttentionShape,
     /// Multiplies the scores (`1/√d`); positive.
     pub scale: f32,
     /// How `q`, `k`, `v` and `out` store their problems.
@@ -57,9 +51,9 @@ impl Heads {
 /// (writable, overlapping none of them) `batches·sq·dv`; each operand's `Heads` is at least 1
 /// and divides `batches`.
 pub unsafe fn attention(threads: usize, a: Attention, q: *const f32, k: *const f32, v: *const f32, out: *mut f32) {
-    let per_batch = a.sq.div_ceil(ROWS);
-    let blocks = a.batches * per_batch;
-    let macs = a.batches * a.sq * a.sk * (a.d + a.dv);
+    let per_batch = a.shape.sq.div_ceil(ROWS);
+    let blocks = a.shape.batches * per_batch;
+    let macs = a.shape.batches * a.shape.sq * a.shape.sk * (a.shape.d + a.shape.dv);
     let threads = if macs < MIN_PARALLEL_MACS { 1 } else { threads.clamp(1, blocks.max(1)) };
     let per = blocks.div_ceil(threads.max(1));
     // SAFETY: tasks read q, k, v and write disjoint row blocks of out.
@@ -97,15 +91,15 @@ const BLOCKING: Blocking = Blocking { kc: 1024, mc: ROWS, nc: 4096 };
 /// As [`attention`], for a batch inside it.
 unsafe fn pack_batch(a: Attention, b: usize, k: *const f32, v: *const f32, kt: &mut Floats, vp: &mut Floats) {
     // On cache lines, as the GEMM's own packed panels are.
-    kt.ensure_lines(super::pack::packed_b_len(a.d, a.sk, BLOCKING));
-    vp.ensure_lines(super::pack::packed_b_len(a.sk, a.dv, BLOCKING));
-    let (k0, rsk) = a.heads[1].at(b, a.sk, a.d);
-    let (v0, rsv) = a.heads[2].at(b, a.sk, a.dv);
+    kt.ensure_lines(super::pack::packed_b_len(a.shape.d, a.shape.sk, BLOCKING));
+    vp.ensure_lines(super::pack::packed_b_len(a.shape.sk, a.shape.dv, BLOCKING));
+    let (k0, rsk) = a.heads[1].at(b, a.shape.sk, a.shape.d);
+    let (v0, rsv) = a.heads[2].at(b, a.shape.sk, a.shape.dv);
     // SAFETY: batch b's k (`sk × d`, read transposed: row stride 1, column stride its row
     // stride) and v.
     unsafe {
-        super::pack::pack_b_all(a.d, a.sk, k.add(k0), 1, rsk as isize, BLOCKING, kt);
-        super::pack::pack_b_all(a.sk, a.dv, v.add(v0), rsv as isize, 1, BLOCKING, vp);
+        super::pack::pack_b_all(a.shape.d, a.shape.sk, k.add(k0), 1, rsk as isize, BLOCKING, kt);
+        super::pack::pack_b_all(a.shape.sk, a.shape.dv, v.add(v0), rsv as isize, 1, BLOCKING, vp);
     }
 }
 
@@ -117,30 +111,30 @@ unsafe fn one_block(a: Attention, b: usize, r0: usize, q: *const f32, kt: &[f32]
     thread_local! {
         static SCORES: std::cell::RefCell<Floats> = const { std::cell::RefCell::new(Floats::new()) };
     }
-    let rows = ROWS.min(a.sq - r0);
+    let rows = ROWS.min(a.shape.sq - r0);
     let blk = BLOCKING;
     SCORES.with(|s| {
         let mut s = s.borrow_mut();
-        s.ensure_lines(ROWS * a.sk);
+        s.ensure_lines(ROWS * a.shape.sk);
         let sp = s.as_mut_ptr();
         // SAFETY (whole body): the caller's contract; the buffer holds `rows × sk` scores.
         unsafe {
-            let ((q0, rsq), (o0, rso)) = (a.heads[0].at(b, a.sq, a.d), a.heads[3].at(b, a.sq, a.dv));
+            let ((q0, rsq), (o0, rso)) = (a.heads[0].at(b, a.shape.sq, a.shape.d), a.heads[3].at(b, a.shape.sq, a.shape.dv));
             let qb = q.add(q0 + r0 * rsq);
             let ob = out.add(o0 + r0 * rso);
             // S = q·kᵀ, kᵀ packed by `pack_batch`.
-            gemm(rows, a.sk, a.d, ASource::Strided(qb, rsq as isize, 1), BSource::Packed(kt.as_ptr()), sp, a.sk as isize, 1, false, blk, Epilogue::NONE, Precision::F32);
-            if a.causal {
+            gemm(rows, a.shape.sk, a.shape.d, ASource::Strided(qb, rsq as isize, 1), BSource::Packed(kt.as_ptr()), sp, a.shape.sk as isize, 1, false, blk, Epilogue::NONE, Precision::F32);
+            if a.shape.causal {
                 for i in 0..rows {
-                    let len = (r0 + i + 1).min(a.sk);
-                    let row = std::slice::from_raw_parts_mut(sp.add(i * a.sk), a.sk);
+                    let len = (r0 + i + 1).min(a.shape.sk);
+                    let row = std::slice::from_raw_parts_mut(sp.add(i * a.shape.sk), a.shape.sk);
                     softmax(&mut row[..len], a.scale);
                     row[len..].fill(0.0);
                 }
             } else {
-                softmax_rows(std::slice::from_raw_parts_mut(sp, rows * a.sk), a.sk, a.scale);
+                softmax_rows(std::slice::from_raw_parts_mut(sp, rows * a.shape.sk), a.shape.sk, a.scale);
             }
-            gemm(rows, a.dv, a.sk, ASource::Strided(sp, a.sk as isize, 1), BSource::Packed(vp.as_ptr()), ob, rso as isize, 1, false, blk, Epilogue::NONE, Precision::F32);
+            gemm(rows, a.shape.dv, a.shape.sk, ASource::Strided(sp, a.shape.sk as isize, 1), BSource::Packed(vp.as_ptr()), ob, rso as isize, 1, false, blk, Epilogue::NONE, Precision::F32);
         }
     });
 }
@@ -321,7 +315,7 @@ mod tests {
     #[test]
     fn matches_f64_attention() {
         for (batches, sq, sk, d, dv, causal) in [(4, 128, 128, 64, 64, false), (2, 37, 45, 9, 13, true), (1, 1, 1, 1, 1, false), (3, 70, 20, 16, 8, true)] {
-            let a = Attention { batches, sq, sk, d, dv, causal, scale: 1.0 / (d as f32).sqrt(), heads: [Heads(1); 4] };
+            let a = Attention { shape: AttentionShape { batches, sq, sk, d, dv, causal }, scale: 1.0 / (d as f32).sqrt(), heads: [Heads(1); 4] };
             let q: Vec<f32> = (0..batches * sq * d).map(|i| ((i * 7 % 23) as f32 - 11.0) / 7.0).collect();
             let k: Vec<f32> = (0..batches * sk * d).map(|i| ((i * 5 % 19) as f32 - 9.0) / 6.0).collect();
             let v: Vec<f32> = (0..batches * sk * dv).map(|i| ((i * 3 % 17) as f32 - 8.0) / 5.0).collect();
@@ -375,7 +369,7 @@ mod tests {
         let v: Vec<f32> = (0..batches * sk * dv).map(|i| ((i * 3 % 17) as f32 - 8.0) / 5.0).collect();
         let (qi, ki, vi) = (interleave(&q, sq, d), interleave(&k, sk, d), interleave(&v, sk, dv));
         for causal in [false, true] {
-            let a = Attention { batches, sq, sk, d, dv, causal, scale: 1.0 / (d as f32).sqrt(), heads: [Heads(1); 4] };
+            let a = Attention { shape: AttentionShape { batches, sq, sk, d, dv, causal }, scale: 1.0 / (d as f32).sqrt(), heads: [Heads(1); 4] };
             let mut want = vec![f32::NAN; batches * sq * dv];
             unsafe { attention(1, a, q.as_ptr(), k.as_ptr(), v.as_ptr(), want.as_mut_ptr()) };
             let want = interleave(&want, sq, dv);

@@ -81,16 +81,16 @@ pub unsafe extern "C" fn nnc_attention(call: *const AttentionCall) {
     // SAFETY: the caller passes a valid descriptor.
     let g = unsafe { *call };
     let u = |v: i64| v.max(0) as usize;
+    let shape = crate::reference::AttentionShape { batches: u(g.batches), sq: u(g.sq), sk: u(g.sk), d: u(g.d), dv: u(g.dv), causal: g.causal != 0 };
     if g.reference != 0 {
         if [g.heads_q, g.heads_k, g.heads_v, g.heads_out].iter().any(|&h| h > 1) {
             crate::gemm::refuse_call("nnc_attention: the reference attention reads contiguous problems only");
         }
-        let s = crate::reference::AttentionShape { batches: u(g.batches), sq: u(g.sq), sk: u(g.sk), d: u(g.d), dv: u(g.dv), causal: g.causal != 0 };
         // SAFETY: the descriptor's buffers are valid as the contract above says.
-        return unsafe { crate::reference::attention(u(g.threads).max(1), s, g.q, g.k, g.v, g.out) };
+        return unsafe { crate::reference::attention(u(g.threads).max(1), shape, g.q, g.k, g.v, g.out) };
     }
     let heads = [g.heads_q, g.heads_k, g.heads_v, g.heads_out].map(|h| crate::gemm::attention::Heads(u(h).max(1)));
-    let a = crate::gemm::attention::Attention { batches: u(g.batches), sq: u(g.sq), sk: u(g.sk), d: u(g.d), dv: u(g.dv), causal: g.causal != 0, scale: 1.0 / (u(g.d).max(1) as f32).sqrt(), heads };
+    let a = crate::gemm::attention::Attention { shape, scale: 1.0 / (u(g.d).max(1) as f32).sqrt(), heads };
     // SAFETY: the descriptor's buffers are valid as the contract above says.
     unsafe { crate::gemm::attention::attention(u(g.threads).max(1), a, g.q, g.k, g.v, g.out) }
 }
