@@ -2,7 +2,7 @@
 //! it only for float ops inside quantized graphs whose native kernels round differently from
 //! the interpreter (SPEC §5 asks for its bits there). Where the runtime carries those
 //! semantics (`nnc_runtime::reference`: transcendental activations, layer normalization,
-//! attention; `kernel_plan::reference_in_runtime`), the kernel calls the runtime, as the
+//! attention, the LSTM; `kernel_plan::reference_in_runtime`), the kernel calls the runtime, as the
 //! interpreter does; for every other op, generated code calls back into the interpreter
 //! (`Op::eval`), which exists only inside nnc. Everything it touches is the node's own
 //! operands and result.
@@ -79,6 +79,12 @@ pub fn emit_runtime(k: &mut KernelBuilder, op: &Op, args: &[Arg], out: Arg) {
         super::lower::norm::layer_norm_runtime(k, ln, args, out, true);
     } else if let Op::Attention(a) = op {
         super::lower::attention::attention_runtime(k, a, args, out, true);
+    } else if let Op::Lstm(l) = op {
+        let x = &args[0].ty.shape;
+        let ptrs: Vec<_> = args.iter().map(|a| k.ptr(a.loc)).collect();
+        let biases = (ptrs.len() == 5).then(|| (ptrs[3], ptrs[4]));
+        let o = k.ptr(out.loc);
+        k.lstm_reference([x[0], x[1], x[2], l.hidden].map(|v| v as i64), ptrs[0], ptrs[1], ptrs[2], biases, o);
     } else {
         unreachable!("the plan keeps `{}` on the call into nnc", op.name());
     }

@@ -6,7 +6,7 @@
 use super::builder::{GemmOperand, GemmTail, IgemmRequantize, KernelBuilder, I64};
 use super::abi::RuntimeFns;
 use cranelift_codegen::ir::{FuncRef, InstBuilder, StackSlotData, StackSlotKind, Value};
-use nnc_runtime::gemm::{AttentionCall, AttentionCallFields, ConvDepthwiseCall, ConvDepthwiseCallFields, ConvNhwcCall, ConvNhwcCallFields, DepthwiseCall, DepthwiseCallFields, DepthwiseI8Call, DepthwiseI8CallFields, DirectConvCall, DirectConvCallFields, GemvCall, GemvCallFields, GemmCall, GemmCallFields, IgemmCall, IgemmCallFields, Im2colCall, Im2colCallFields, LayerNormCall, LayerNormCallFields, LstmStepCall, LstmStepCallFields, PlaneMeansCall, PlaneMeansCallFields, PoolCall, PoolCallFields, QuantizeCall, QuantizeCallFields, RgbToPixelsCall, RgbToPixelsCallFields, SparseCall, SparseCallFields, UnaryReferenceCall, UnaryReferenceCallFields, WinogradCall, WinogradCallFields};
+use nnc_runtime::gemm::{AttentionCall, AttentionCallFields, ConvDepthwiseCall, ConvDepthwiseCallFields, ConvNhwcCall, ConvNhwcCallFields, DepthwiseCall, DepthwiseCallFields, DepthwiseI8Call, DepthwiseI8CallFields, DirectConvCall, DirectConvCallFields, GemvCall, GemvCallFields, GemmCall, GemmCallFields, IgemmCall, IgemmCallFields, Im2colCall, Im2colCallFields, LayerNormCall, LayerNormCallFields, LstmReferenceCall, LstmReferenceCallFields, LstmStepCall, LstmStepCallFields, PlaneMeansCall, PlaneMeansCallFields, PoolCall, PoolCallFields, QuantizeCall, QuantizeCallFields, RgbToPixelsCall, RgbToPixelsCallFields, SparseCall, SparseCallFields, UnaryReferenceCall, UnaryReferenceCallFields, WinogradCall, WinogradCallFields};
 
 /// The convolution of [`KernelBuilder::conv_depthwise`]: its NHWC input (`chw` per image),
 /// window and packed weights.
@@ -515,6 +515,16 @@ impl KernelBuilder<'_> {
         let [threads, ..] = self.gemm_tail();
         let fields = LayerNormCallFields { rows: self.int(rows), d: self.int(d), x, gamma, beta, out, eps_bits: self.int(eps.to_bits() as i64), threads, reference: self.int(reference as i64) };
         self.call_runtime(rt.layer_norm, fields.with_offsets(), LayerNormCall::SIZE);
+    }
+
+    /// A whole LSTM layer with the interpreter's bits (`nnc_lstm_reference`): `[steps, batch,
+    /// input, hidden]`, the biases `None` where the layer has none.
+    #[allow(clippy::too_many_arguments)]
+    pub fn lstm_reference(&mut self, [steps, batch, input, hidden]: [i64; 4], x: Value, w_ih: Value, w_hh: Value, biases: Option<(Value, Value)>, out: Value) {
+        let rt = self.runtime_fns();
+        let (b_ih, b_hh) = biases.unwrap_or_else(|| (self.int(0), self.int(0)));
+        let fields = LstmReferenceCallFields { steps: self.int(steps), batch: self.int(batch), input: self.int(input), hidden: self.int(hidden), x, w_ih, w_hh, b_ih, b_hh, out };
+        self.call_runtime(rt.lstm_reference, fields.with_offsets(), LstmReferenceCall::SIZE);
     }
 
     /// `out = f(x)` over `n` floats with the interpreter's bits (`nnc_unary_reference`).

@@ -621,11 +621,11 @@ fn prepack(kernel: Kernel, op: &Op, operands: &Operands, ukernels: bool) -> Prep
 
 /// Whether the runtime carries `op`'s interpreter semantics (`nnc_runtime::reference`), so
 /// that its reference kernel is a call into the runtime (which a library compiled ahead of
-/// time links) rather than back into nnc: transcendental activations, layer normalization
-/// and attention, on f32 row-major operands. Any other op keeps the call into nnc.
+/// time links) rather than back into nnc: transcendental activations, layer normalization,
+/// attention and the LSTM, on f32 row-major operands. Any other op keeps the call into nnc.
 pub fn reference_in_runtime(op: &Op, operands: &Operands) -> bool {
     let plain = operands.types.iter().all(|t| t.dtype == nnc_runtime::DType::F32 && t.layout == Layout::RowMajor);
-    let carried = if let Op::Unary(u) = op { u.kind.transcendental().is_some() } else { matches!(op, Op::LayerNorm(_) | Op::Attention(_)) };
+    let carried = if let Op::Unary(u) = op { u.kind.transcendental().is_some() } else { matches!(op, Op::LayerNorm(_) | Op::Attention(_) | Op::Lstm(_)) };
     plain && carried
 }
 

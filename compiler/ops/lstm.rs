@@ -66,38 +66,10 @@ impl Lstm {
     }
 
     pub fn eval(&self, x: &[&[f32]], shapes: &[&[usize]], _out: &[usize]) -> Vec<f32> {
-        let [t_len, n, i_len] = shapes[0][..] else { unreachable!("lstm input has rank 3") };
-        let h = self.hidden;
-        // exp and tanh as every reference definition computes them (`nnc_runtime::reference`).
-        let sigmoid = |v: f64| 1.0 / (1.0 + nnc_runtime::reference::exp(-v));
-        let (w_ih, w_hh) = (x[1], x[2]);
-        let bias = |g: usize| x.get(3).map_or(0.0, |b| b[g] as f64) + x.get(4).map_or(0.0, |b| b[g] as f64);
-        let mut hs = vec![0.0f64; n * h];
-        let mut cs = vec![0.0f64; n * h];
-        let mut out = Vec::with_capacity(t_len * n * h);
-        for t in 0..t_len {
-            let mut next_h = vec![0.0f64; n * h];
-            for b in 0..n {
-                let xt = &x[0][(t * n + b) * i_len..][..i_len];
-                let hp = &hs[b * h..][..h];
-                let gate = |g: usize| -> f64 {
-                    let wi = &w_ih[g * i_len..][..i_len];
-                    let wh = &w_hh[g * h..][..h];
-                    bias(g) + xt.iter().zip(wi).map(|(&a, &w)| a as f64 * w as f64).sum::<f64>() + hp.iter().zip(wh).map(|(&a, &w)| a * w as f64).sum::<f64>()
-                };
-                for j in 0..h {
-                    let i_g = sigmoid(gate(j));
-                    let f_g = sigmoid(gate(h + j));
-                    let g_g = libm::tanh(gate(2 * h + j));
-                    let o_g = sigmoid(gate(3 * h + j));
-                    let c = f_g * cs[b * h + j] + i_g * g_g;
-                    cs[b * h + j] = c;
-                    next_h[b * h + j] = o_g * libm::tanh(c);
-                }
-            }
-            hs = next_h;
-            out.extend(hs.iter().map(|&v| v as f32));
-        }
+        let [steps, batch, input] = shapes[0][..] else { unreachable!("lstm input has rank 3") };
+        let shape = nnc_runtime::reference::LstmShape { steps, batch, input, hidden: self.hidden };
+        let mut out = vec![0.0f32; steps * batch * self.hidden];
+        nnc_runtime::reference::lstm(shape, x[0], x[1], x[2], x.get(3).copied(), x.get(4).copied(), &mut out);
         out
     }
 

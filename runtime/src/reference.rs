@@ -1,10 +1,10 @@
 //! The interpreter's semantics of the float ops a quantized graph must reproduce bit for bit
-//! (SPEC §5): GELU and the other transcendental activations, layer normalization, softmax
-//! and scaled dot-product attention, computed in f64 and rounded once to f32. They are
-//! defined here once and the interpreter evaluates its nodes with these functions. Code
-//! generated for a quantized graph calls the activations, layer norm and attention through
-//! the ABI (`nnc_unary_reference`, and `nnc_layer_norm` / `nnc_attention` with their
-//! `reference` flag) on f32 row-major operands, so the two cannot drift apart and a library
+//! (SPEC §5): GELU and the other transcendental activations, layer normalization, softmax,
+//! scaled dot-product attention and the LSTM, computed in f64 and rounded once to f32. They
+//! are defined here once and the interpreter evaluates its nodes with these functions. Code
+//! generated for a quantized graph calls the activations, layer norm, attention and LSTM
+//! through the ABI (`nnc_unary_reference`, `nnc_lstm_reference`, and `nnc_layer_norm` /
+//! `nnc_attention` with their `reference` flag) on f32 row-major operands, so the two cannot drift apart and a library
 //! compiled ahead of time carries them; a standalone softmax, other layouts and dtypes
 //! still call back into nnc (`compiler/jit/reference.rs`).
 //!
@@ -204,6 +204,55 @@ pub unsafe fn layer_norm(threads: usize, rows: usize, d: usize, x: *const f32, g
             layer_norm_row(xr, gamma, beta, eps, or);
         }
     });
+}
+
+/// The sizes of an [`lstm`]: `steps` of `batch` rows of `input` features, `hidden` units.
+#[derive(Clone, Copy, Debug)]
+pub struct LstmShape {
+    pub steps: usize,
+    pub batch: usize,
+    pub input: usize,
+    pub hidden: usize,
+}
+
+/// One unidirectional LSTM layer over `x: [steps, batch, input]` from a zero state, PyTorch's
+/// gate order (i, f, g, o), every step's hidden state into `out: [steps, batch, hidden]`, in
+/// f64: each gate is its bias (the sum of the two, each absent one 0) plus the input's and
+/// the previous state's dot products, each summed in order from the empty sum.
+///
+/// # Panics
+/// If a slice is shorter than the shape says (`w_ih: 4·hidden × input`, `w_hh: 4·hidden ×
+/// hidden`, biases `4·hidden`).
+pub fn lstm(s: LstmShape, x: &[f32], w_ih: &[f32], w_hh: &[f32], b_ih: Option<&[f32]>, b_hh: Option<&[f32]>, out: &mut [f32]) {
+    let LstmShape { steps, batch: n, input: i_len, hidden: h } = s;
+    let bias = |g: usize| b_ih.map_or(0.0, |b| b[g] as f64) + b_hh.map_or(0.0, |b| b[g] as f64);
+    let mut hs = vec![0.0f64; n * h];
+    let mut cs = vec![0.0f64; n * h];
+    let mut next_h = vec![0.0f64; n * h];
+    for t in 0..steps {
+        for b in 0..n {
+            let xt = &x[(t * n + b) * i_len..][..i_len];
+            let hp = &hs[b * h..][..h];
+            let gate = |g: usize| -> f64 {
+                let wi = &w_ih[g * i_len..][..i_len];
+                let wh = &w_hh[g * h..][..h];
+                bias(g) + xt.iter().zip(wi).map(|(&a, &w)| a as f64 * w as f64).sum::<f64>() + hp.iter().zip(wh).map(|(&a, &w)| a * w as f64).sum::<f64>()
+            };
+            for j in 0..h {
+                let i_g = sigmoid(gate(j));
+                let f_g = sigmoid(gate(h + j));
+                let g_g = libm::tanh(gate(2 * h + j));
+                let o_g = sigmoid(gate(3 * h + j));
+                let c = f_g * cs[b * h + j] + i_g * g_g;
+                cs[b * h + j] = c;
+                next_h[b * h + j] = o_g * libm::tanh(c);
+            }
+        }
+        std::mem::swap(&mut hs, &mut next_h);
+        for (o, &v) in out[t * n * h..][..n * h].iter_mut().zip(&hs) {
+            *o = v as f32;
+        }
+    }
 }
 
 /// The shapes of an attention's problems: `batches` independent (batch × head) problems of

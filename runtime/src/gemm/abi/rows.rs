@@ -1,6 +1,6 @@
 //! The entry points of the kernels that work row by row: dense layers as dot products,
 //! fused attention, LSTM steps, layer normalization, and the interpreter's transcendental
-//! activations ([`crate::reference`]).
+//! activations and LSTM layer ([`crate::reference`]).
 
 use crate::gemm::Epilogue;
 
@@ -129,6 +129,47 @@ pub unsafe extern "C" fn nnc_lstm_step(call: *const LstmStepCall) {
     unsafe {
         crate::gemm::gemv::accumulate_rows(4 * h, g.bias, &terms, g.gates);
         crate::gemm::gemv::lstm_cell(h, g.gates, g.cell, g.out);
+    }
+}
+
+call_descriptor! {
+    /// A whole LSTM layer with the interpreter's bits ([`crate::reference::lstm`]): `x:
+    /// [steps, batch, input]`, `w_ih: [4·hidden, input]`, `w_hh: [4·hidden, hidden]`, the
+    /// biases (`4·hidden` each) or null, every step's hidden state into `out`.
+    LstmReferenceCall / LstmReferenceCallFields {
+        steps: i64,
+        batch: i64,
+        input: i64,
+        hidden: i64,
+        x: *const f32,
+        w_ih: *const f32,
+        w_hh: *const f32,
+        /// Null, or `4·hidden` floats.
+        b_ih: *const f32,
+        /// Null, or `4·hidden` floats.
+        b_hh: *const f32,
+        /// `steps·batch·hidden` floats, overlapping none of the others.
+        out: *mut f32,
+    }
+}
+
+/// The layer of [`LstmReferenceCall`].
+///
+/// # Safety
+/// `call` points to a valid [`LstmReferenceCall`] whose buffers hold what its fields say.
+#[no_mangle]
+pub unsafe extern "C" fn nnc_lstm_reference(call: *const LstmReferenceCall) {
+    // SAFETY: the caller passes a valid descriptor.
+    let g = unsafe { *call };
+    let u = |v: i64| v.max(0) as usize;
+    let s = crate::reference::LstmShape { steps: u(g.steps), batch: u(g.batch), input: u(g.input), hidden: u(g.hidden) };
+    let four_h = 4 * s.hidden;
+    // SAFETY: the descriptor's buffers hold what the shape says, and `out` overlaps none.
+    unsafe {
+        let slice = |p: *const f32, len: usize| std::slice::from_raw_parts(p, len);
+        let bias = |p: *const f32| (!p.is_null()).then(|| slice(p, four_h));
+        let out = std::slice::from_raw_parts_mut(g.out, s.steps * s.batch * s.hidden);
+        crate::reference::lstm(s, slice(g.x, s.steps * s.batch * s.input), slice(g.w_ih, four_h * s.input), slice(g.w_hh, four_h * s.hidden), bias(g.b_ih), bias(g.b_hh), out);
     }
 }
 
