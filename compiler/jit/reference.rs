@@ -2,7 +2,7 @@
 //! it only for float ops inside quantized graphs whose native kernels round differently from
 //! the interpreter (SPEC §5 asks for its bits there). Where the runtime carries those
 //! semantics (`nnc_runtime::reference`: transcendental activations, layer normalization,
-//! attention, the LSTM; `kernel_plan::reference_in_runtime`), the kernel calls the runtime, as the
+//! attention, the LSTM; `kernel_plan::RuntimeReference`), the kernel calls the runtime, as the
 //! interpreter does; for every other op, generated code calls back into the interpreter
 //! (`Op::eval`), which exists only inside nnc. Everything it touches is the node's own
 //! operands and result.
@@ -12,6 +12,7 @@ use super::epilogue::Arg;
 use super::lower::int8::stored_bytes;
 use super::memplan::{Loc, MemoryPlan};
 use crate::ir::{Graph, NodeId, TensorType};
+use crate::kernel_plan::RuntimeReference;
 use crate::ops::Op;
 use cranelift_codegen::ir::InstBuilder;
 use nnc_runtime::Tensor;
@@ -68,25 +69,24 @@ impl ReferenceNode {
 }
 
 /// Emit a call to the runtime's definition of `op` (one that
-/// `kernel_plan::reference_in_runtime` accepts), reading the node's operands where the
+/// `kernel_plan::reference_in_runtime` accepts: a `RuntimeReference`), reading the node's operands where the
 /// memory plan put them.
 pub fn emit_runtime(k: &mut KernelBuilder, op: &Op, args: &[Arg], out: Arg) {
-    if let Op::Unary(u) = op {
-        let f = u.kind.transcendental().expect("planned for transcendental activations only");
-        let (x, o) = (k.ptr(args[0].loc), k.ptr(out.loc));
-        k.unary_reference(x, o, out.ty.numel() as i64, f);
-    } else if let Op::LayerNorm(ln) = op {
-        super::lower::norm::layer_norm_runtime(k, ln, args, out, true);
-    } else if let Op::Attention(a) = op {
-        super::lower::attention::attention_runtime(k, a, args, out, true);
-    } else if let Op::Lstm(l) = op {
-        let x = &args[0].ty.shape;
-        let ptrs: Vec<_> = args.iter().map(|a| k.ptr(a.loc)).collect();
-        let biases = (ptrs.len() == 5).then(|| (ptrs[3], ptrs[4]));
-        let o = k.ptr(out.loc);
-        k.lstm_reference([x[0], x[1], x[2], l.hidden].map(|v| v as i64), ptrs[0], ptrs[1], ptrs[2], biases, o);
-    } else {
-        unreachable!("the plan keeps `{}` on the call into nnc", op.name());
+    let carried = RuntimeReference::of(op).expect("the plan sends only ops the runtime carries here");
+    match carried {
+        RuntimeReference::Unary(f) => {
+            let (x, o) = (k.ptr(args[0].loc), k.ptr(out.loc));
+            k.unary_reference(x, o, out.ty.numel() as i64, f);
+        }
+        RuntimeReference::LayerNorm(ln) => super::lower::norm::layer_norm_runtime(k, ln, args, out, true),
+        RuntimeReference::Attention(a) => super::lower::attention::attention_runtime(k, a, args, out, true),
+        RuntimeReference::Lstm(l) => {
+            let x = &args[0].ty.shape;
+            let ptrs: Vec<_> = args.iter().map(|a| k.ptr(a.loc)).collect();
+            let biases = (ptrs.len() == 5).then(|| (ptrs[3], ptrs[4]));
+            let o = k.ptr(out.loc);
+            k.lstm_reference([x[0], x[1], x[2], l.hidden].map(|v| v as i64), ptrs[0], ptrs[1], ptrs[2], biases, o);
+        }
     }
 }
 

@@ -619,14 +619,37 @@ fn prepack(kernel: Kernel, op: &Op, operands: &Operands, ukernels: bool) -> Prep
     }
 }
 
-/// Whether the runtime carries `op`'s interpreter semantics (`nnc_runtime::reference`), so
+/// An op whose interpreter semantics the runtime carries (`nnc_runtime::reference`), so
 /// that its reference kernel is a call into the runtime (which a library compiled ahead of
-/// time links) rather than back into nnc: transcendental activations, layer normalization,
-/// attention and the LSTM, on f32 row-major operands. Any other op keeps the call into nnc.
+/// time links) rather than back into nnc.
+#[derive(Clone, Copy, Debug)]
+pub enum RuntimeReference<'a> {
+    Unary(nnc_runtime::reference::Transcendental),
+    LayerNorm(&'a crate::ops::LayerNorm),
+    Attention(&'a crate::ops::Attention),
+    Lstm(&'a crate::ops::Lstm),
+}
+
+impl<'a> RuntimeReference<'a> {
+    /// The runtime's definition of `op`, if it has one: transcendental activations, layer
+    /// normalization, attention and the LSTM. Any other op keeps the call into nnc.
+    pub fn of(op: &'a Op) -> Option<RuntimeReference<'a>> {
+        Some(match op {
+            Op::Unary(u) => RuntimeReference::Unary(u.kind.transcendental()?),
+            Op::LayerNorm(ln) => RuntimeReference::LayerNorm(ln),
+            Op::Attention(a) => RuntimeReference::Attention(a),
+            Op::Lstm(l) => RuntimeReference::Lstm(l),
+            // The rest: exact natively, or (softmax, batch norm, fused chains) only in nnc.
+            Op::Conv2d(_) | Op::Dense(_) | Op::MatMul(_) | Op::BatchNorm(_) | Op::Binary(_) | Op::Softmax(_) | Op::Pool(_) | Op::GlobalAvgPool(_) | Op::Flatten(_) | Op::Reshape(_) | Op::Transpose(_) | Op::Concat(_) | Op::Slice(_) | Op::Fused(_) | Op::ConvertLayout(_) | Op::Quantize(_) | Op::Dequantize(_) | Op::Requantize(_) | Op::Cast(_) => return None,
+        })
+    }
+}
+
+/// Whether the reference kernel of `op` on these operands calls the runtime
+/// ([`RuntimeReference`]): an op it carries, on f32 row-major operands.
 pub fn reference_in_runtime(op: &Op, operands: &Operands) -> bool {
     let plain = operands.types.iter().all(|t| t.dtype == nnc_runtime::DType::F32 && t.layout == Layout::RowMajor);
-    let carried = if let Op::Unary(u) = op { u.kind.transcendental().is_some() } else { matches!(op, Op::LayerNorm(_) | Op::Attention(_) | Op::Lstm(_)) };
-    plain && carried
+    plain && RuntimeReference::of(op).is_some()
 }
 
 /// Whether `op` converts with one scale per channel (a table the kernel indexes).
