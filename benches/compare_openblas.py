@@ -13,7 +13,7 @@ the machine is shared and absolute times drift):
 - OpenBLAS: `np.matmul(a, b, out=c)` with `OPENBLAS_NUM_THREADS=1`, the median call;
 - nnc `matmul`: `nnc run` of a model `c = a @ b` with both operands inputs, so B is packed
   on every run as OpenBLAS packs it (`--bench`: the compiled model, computing its output
-  into a freshly allocated result each run);
+  into the previous run's result, as numpy's `out=` does);
 - nnc `dense`: `y = dense(x, units=n, bias=false)`, the weights packed once at compile time,
   as nnc runs every dense layer and matmul with a constant operand.
 
@@ -117,8 +117,8 @@ def main():
               f"{g['nnc matmul'] / g['OpenBLAS']:.0%} | {g['nnc dense'] / g['OpenBLAS']:.0%} |")
     print()
     print("GFLOP/s = 2·n³ / median time. nnc's `--bench` times the compiled model: it reads the "
-          "inputs in place and computes the output into a result it allocates on every run, which "
-          "counts against it; numpy writes into a preallocated output.")
+          "inputs in place and computes the output into the previous run's result "
+          "(`Executable::run_into`), as numpy writes into a preallocated output.")
 
 
 if __name__ == "__main__":

@@ -167,6 +167,34 @@ fn large_inputs_and_outputs_are_copied_in_parts_by_every_thread() {
 }
 
 #[test]
+fn run_into_computes_into_the_outputs_of_the_run_before() {
+    // y is computed in place where the caller gets it; z is a view of an input, copied out.
+    let src = "model m {\n input x: f32[70, 300]\n input w: f32[300, 40]\n output y = relu(x @ w)\n output z = reshape(x, [21000])\n}";
+    let g = bound(&build_graph(&Source::from_string("m.nn", src), None, &Default::default()).unwrap(), None);
+    let exe = jit::compile(&g, &jit::JitOptions::default()).unwrap();
+    let mut ws = exe.workspace();
+    let mut outputs = Vec::new();
+    let mut addresses = Vec::new();
+    for seed in [5, 6, 7] {
+        let inputs = random_inputs(&g, seed);
+        exe.run_into(&mut ws, &inputs, &mut outputs).unwrap();
+        assert_eq!(outputs, exe.run(&mut ws, &inputs).unwrap(), "seed {seed}");
+        assert_eq!(compare(&outputs, &interp::run(&g, &inputs).unwrap(), 1e-4), None, "seed {seed}");
+        addresses.push(outputs[0].as_f32().unwrap().as_ptr());
+    }
+    assert!(addresses.iter().all(|&a| a == addresses[0]), "y's memory is reused: {addresses:?}");
+    // Tensors that are not this executable's outputs are dropped, not written into; a refused
+    // input leaves `outputs` as it was.
+    let mut foreign = vec![Tensor::f32(vec![2], vec![1.0, 2.0])];
+    let inputs = random_inputs(&g, 8);
+    exe.run_into(&mut ws, &inputs, &mut foreign).unwrap();
+    assert_eq!(foreign, exe.run(&mut ws, &inputs).unwrap());
+    let before = foreign.clone();
+    assert!(exe.run_into(&mut ws, &inputs[..1], &mut foreign).is_err());
+    assert_eq!(foreign, before);
+}
+
+#[test]
 fn inputs_only_read_are_used_in_place_and_left_unchanged() {
     // x and w are only read (x also as an output's view), so the run reads them where the
     // caller keeps them instead of copying them into the arena; x + 1 then overwrites a copy.
@@ -205,7 +233,8 @@ fn attention_reads_and_writes_head_transposes_in_place() {
         passes::optimize(&mut opt, 2, Some(&CpuTarget::host(true)), true, &mut |_, _| {}).unwrap();
         let outs: Vec<Vec<Tensor>> = [1, 2, 3].iter().map(|&threads| {
             let exe = jit::compile(&opt, &jit::JitOptions { threads, ..Default::default() }).unwrap();
-            let (got, profile) = exe.run_profiled(&mut exe.workspace(), &inputs).unwrap();
+            let mut got = Vec::new();
+            let profile = exe.run_profiled(&mut exe.workspace(), &inputs, &mut got).unwrap();
             let transposes = profile.iter().filter(|(_, op, _)| op == "transpose").count();
             assert_eq!(transposes, if extra.is_empty() { 0 } else { 2 }, "{src}: {profile:?}");
             assert_eq!(compare(&got, &reference, 1e-4), None, "{src}, {threads} threads");
@@ -385,8 +414,9 @@ fn fused_conv_depthwise_pairs_match_the_kernels_apart() {
     let reference = interp::run(&g, &inputs).unwrap();
     for threads in [1, 2, 3] {
         let [fused, apart] = [true, false].map(|fuse_producers| jit::compile(&g, &jit::JitOptions { ukernels: true, threads, fuse_producers, ..Default::default() }).unwrap());
-        let (got, profile) = fused.run_profiled(&mut fused.workspace(), &inputs).unwrap();
-        let (want, apart_profile) = apart.run_profiled(&mut apart.workspace(), &inputs).unwrap();
+        let (mut got, mut want) = (Vec::new(), Vec::new());
+        let profile = fused.run_profiled(&mut fused.workspace(), &inputs, &mut got).unwrap();
+        let apart_profile = apart.run_profiled(&mut apart.workspace(), &inputs, &mut want).unwrap();
         assert_eq!(got, want, "{threads} threads");
         if let Some(m) = compare(&got, &reference, 1e-4) {
             panic!("{threads} threads: {m}");

@@ -6,6 +6,7 @@ use super::JitError;
 use crate::ir::ShapeDisplay;
 use cranelift_jit::JITModule;
 use nnc_runtime::floats::UnwrittenLines;
+use nnc_runtime::tensor::Data;
 use nnc_runtime::Tensor;
 
 pub(super) type KernelFn = unsafe extern "C" fn(*mut u8);
@@ -100,18 +101,29 @@ impl Executable {
 
     /// Run on `inputs` (declaration order); returns the outputs in declaration order.
     pub fn run(&self, ws: &mut Workspace, inputs: &[Tensor]) -> Result<Vec<Tensor>, JitError> {
-        self.run_timed(ws, inputs, None)
+        let mut outputs = Vec::new();
+        self.run_timed(ws, inputs, &mut outputs, None)?;
+        Ok(outputs)
     }
 
-    /// [`Executable::run`], also timing every kernel: `(node, op, seconds)` in run order.
-    pub fn run_profiled(&self, ws: &mut Workspace, inputs: &[Tensor]) -> Result<(Vec<Tensor>, Vec<(String, String, f64)>), JitError> {
+    /// [`Executable::run`], computing the outputs into `outputs` and replacing its contents
+    /// with them. A tensor there that an earlier run of this executable returned, at the same
+    /// position, lends its memory to the new result, so a loop that runs the model again and
+    /// again allocates nothing for its outputs, as ONNX Runtime's I/O binding and OpenVINO's
+    /// infer requests do. Any other contents are dropped. On an error `outputs` is unchanged
+    /// if the inputs were refused.
+    pub fn run_into(&self, ws: &mut Workspace, inputs: &[Tensor], outputs: &mut Vec<Tensor>) -> Result<(), JitError> {
+        self.run_timed(ws, inputs, outputs, None)
+    }
+
+    /// [`Executable::run_into`], also timing every kernel: `(node, op, seconds)` in run order.
+    pub fn run_profiled(&self, ws: &mut Workspace, inputs: &[Tensor], outputs: &mut Vec<Tensor>) -> Result<Vec<(String, String, f64)>, JitError> {
         let mut times = Vec::with_capacity(self.kernels.len());
-        let out = self.run_timed(ws, inputs, Some(&mut times))?;
-        let profile = self.kernel_names.iter().zip(times).map(|((n, op), t)| (n.clone(), op.clone(), t)).collect();
-        Ok((out, profile))
+        self.run_timed(ws, inputs, outputs, Some(&mut times))?;
+        Ok(self.kernel_names.iter().zip(times).map(|((n, op), t)| (n.clone(), op.clone(), t)).collect())
     }
 
-    fn run_timed(&self, ws: &mut Workspace, inputs: &[Tensor], mut times: Option<&mut Vec<f64>>) -> Result<Vec<Tensor>, JitError> {
+    fn run_timed(&self, ws: &mut Workspace, inputs: &[Tensor], outputs: &mut Vec<Tensor>, mut times: Option<&mut Vec<f64>>) -> Result<(), JitError> {
         if inputs.len() != self.inputs.len() {
             return Err(JitError::InputCount { expected: self.inputs.len(), got: inputs.len() });
         }
@@ -138,14 +150,21 @@ impl Executable {
         // slot the kernels read it from. The buffers start on cache lines, as arena slots do:
         // the kernels' 64-byte stores into a `Vec<f32>` (16-byte aligned) would each straddle
         // two lines, which cost the 1024³ product what the copy out of the arena did.
+        let mut earlier = std::mem::take(outputs).into_iter();
         let mut placed: Vec<Option<UnwrittenLines>> = self
             .outputs
             .iter()
             .map(|b| {
+                let earlier = earlier.next().filter(|t| t.dtype() == b.dtype && t.shape() == b.shape.as_slice());
                 let Loc::Output(slot) = b.loc else { return None };
                 // One vector more, as an arena slot has: kernels may store whole vectors past
                 // a value's last element.
-                let mut room = UnwrittenLines::new(b.shape.iter().product(), 16);
+                let (len, extra) = (b.shape.iter().product(), 16);
+                let reclaimed = earlier.and_then(|t| match t.into_data() {
+                    Data::F32(floats) => UnwrittenLines::reclaim(floats, len, extra),
+                    Data::I8(_) | Data::I32(_) => None,
+                });
+                let mut room = reclaimed.unwrap_or_else(|| UnwrittenLines::new(len, extra));
                 // SAFETY: the plan reserved the 8-byte slot inside the arena.
                 unsafe { (arena.add(slot) as *mut *mut f32).write_unaligned(room.as_mut_ptr()) };
                 Some(room)
@@ -170,7 +189,7 @@ impl Executable {
                 t.push(s.elapsed().as_secs_f64());
             }
         }
-        Ok(self
+        *outputs = self
             .outputs
             .iter()
             .zip(&mut placed)
@@ -208,7 +227,8 @@ impl Executable {
                 unsafe { std::ptr::copy_nonoverlapping(src, bytes.as_mut_ptr(), bytes.len()) };
                 tensor_from_bytes(b.dtype, b.shape.clone(), &bytes)
             })
-            .collect())
+            .collect();
+        Ok(())
     }
 }
 

@@ -58,6 +58,19 @@ impl UnwrittenLines {
         self.lines.as_mut_ptr().cast()
     }
 
+    /// `floats`' own storage as room for `len` floats and `extra` more, when it is exactly
+    /// the lines [`UnwrittenLines::new`]`(len, extra)` would allocate: a result of an earlier
+    /// run handed back, so a loop that runs a model again and again computes into the same
+    /// memory. A fresh large buffer is fresh pages to the kernel: a 2048² output faulted in
+    /// 4,096 pages on every run, 112 against 104 ms for the product. `None` for any other
+    /// storage (a `Vec`, or lines of another length).
+    pub fn reclaim(floats: Floats, len: usize, extra: usize) -> Option<UnwrittenLines> {
+        match floats.0 {
+            Repr::Lines { lines, .. } if lines.len() == (len + extra).div_ceil(Line::FLOATS) => Some(UnwrittenLines { lines, len }),
+            _ => None,
+        }
+    }
+
     /// The floats, once written.
     ///
     /// # Safety

@@ -99,6 +99,11 @@ impl Tensor {
         &self.data
     }
 
+    /// The storage, taken out of the tensor.
+    pub fn into_data(self) -> Data {
+        self.data
+    }
+
     /// The float values, or `None` for an integer tensor.
     pub fn as_f32(&self) -> Option<&[f32]> {
         match &self.data {
