@@ -21,11 +21,15 @@ mod cost;
 mod fold_head_transposes;
 mod fuse_conv_depthwise;
 mod select;
+mod variants;
 
 pub use cost::estimated_ps;
 pub use fold_head_transposes::{attention_heads, folded_head_transposes, HeadFold};
 pub use fuse_conv_depthwise::{fused_producers, ring_floats, MIN_FUSED_BYTES};
-pub use select::{available, choose, is_int8_vector_depthwise, winograd_shaped, DIRECT_ROWS_MAX_TAPS};
+pub use select::{available, choose};
+pub use variants::depthwise::is_int8_vector_depthwise;
+pub use variants::direct_rows::DIRECT_ROWS_MAX_TAPS;
+pub use variants::winograd::winograd_shaped;
 use select::preferred;
 
 /// See the module documentation. The names are what IR text prints.

@@ -1,7 +1,9 @@
 //! Which kernels can compute a node, best first: the rules per op and product, and the
 //! interpreter-bits rule for float ops inside quantized graphs.
 
+use super::variants::{depthwise, direct_rows, sparse, winograd};
 use super::*;
+use nnc_runtime::gemm::winograd::Tile as WinogradTile;
 
 /// The kernel to run: the best of those [`available`] that the target asks for by name
 /// (`--kernels`), else the one the cost model ranks first.
@@ -110,10 +112,13 @@ fn product_kernels(product: &Product, operands: &Operands, out: &TensorType, tar
     // the best kernel so far (Winograd and the direct kernel for few channels against the
     // GEMM; sparse at this density against the dense ones), else last, so that `--kernels`
     // can still ask for them.
-    let winograd = winograd_applies(product, operands, target);
-    // F(2×2) only for NHWC images (the row-major kernel has F(4×4)'s transforms alone).
-    let winograd_f2 = winograd && operands.types[0].layout == Layout::Nhwc;
-    for (kernel, applies) in [(Kernel::Winograd, winograd), (Kernel::WinogradF2, winograd_f2), (Kernel::DirectRows, direct_rows_applies(product, operands, target)), (Kernel::Sparse, sparse_applies(product, operands, target))] {
+    let candidates = [
+        (Kernel::Winograd, winograd::applies(WinogradTile::F4, product, operands, target)),
+        (Kernel::WinogradF2, winograd::applies(WinogradTile::F2, product, operands, target)),
+        (Kernel::DirectRows, direct_rows::applies(product, operands, target)),
+        (Kernel::Sparse, sparse::applies(product, operands, target)),
+    ];
+    for (kernel, applies) in candidates {
         if !applies {
             continue;
         }
@@ -125,62 +130,6 @@ fn product_kernels(product: &Product, operands: &Operands, out: &TensorType, tar
         }
     }
     kernels
-}
-
-/// Whether the Winograd kernel can compute this product: an f32 row-major (or, where the
-/// runtime has its vector transforms, NHWC) ungrouped 3×3 convolution, stride 1, no
-/// dilation, with filters that are a constant node (transformed at compile time; a value
-/// merely computable from constants, as in unoptimized IR, is not one), on a target with the
-/// runtime's kernels.
-fn winograd_applies(product: &Product, operands: &Operands, target: &CpuTarget) -> bool {
-    let types = &operands.types;
-    let Product::Conv2d(c) = product else { return false };
-    let f32s = types[..2].iter().all(|t| t.dtype == nnc_runtime::DType::F32);
-    let layout = match types[0].layout {
-        Layout::RowMajor => true,
-        Layout::Nhwc => nnc_runtime::gemm::winograd::nhwc_available(),
-        Layout::Nchw4c => false,
-    };
-    target.ukernels && f32s && layout && winograd_shaped(c, types[1]) && operands.constant.get(1) == Some(&true) && operands.weight_is_leaf
-}
-
-/// The shape half of [`winograd_applies`]: an ungrouped 3×3 convolution, stride 1, no
-/// dilation (`filters` is its weight's type).
-pub fn winograd_shaped(c: &Conv2d, filters: &TensorType) -> bool {
-    c.groups == 1 && c.stride == [1, 1] && c.dilation == [1, 1] && filters.shape.get(2..) == Some(&[3, 3][..])
-}
-
-/// The most taps per output (`channels·kh·kw`) of a convolution the direct kernel takes:
-/// "few input channels" (one channel with a 5×5 window, three with 3×3). At 75 taps (three
-/// channels, 5×5, 64 filters, 112²) it measured a tie with the GEMM (1.38–1.40 against
-/// 1.38 ms), and at LeNet-5's `c3` (150 taps, ten outputs a row) slower (7.4 against 5.2 µs
-/// by the NHWC GEMM).
-pub const DIRECT_ROWS_MAX_TAPS: usize = 32;
-
-/// Whether the runtime's direct kernel for few input channels can compute this product: an
-/// f32 row-major ungrouped stride-1 convolution with a window (a pointwise one has no im2col
-/// to save: 16 channels into 64 at 56² took 134 µs this way against 79 by the GEMM) and at
-/// most [`DIRECT_ROWS_MAX_TAPS`] taps per output, on a target with the runtime's kernels.
-fn direct_rows_applies(product: &Product, operands: &Operands, target: &CpuTarget) -> bool {
-    let types = &operands.types;
-    let Product::Conv2d(c) = product else { return false };
-    let f32s = types[..2].iter().all(|t| t.dtype == nnc_runtime::DType::F32);
-    let windowed = types[1].shape[2] * types[1].shape[3] > 1;
-    target.ukernels && f32s && types[0].layout == Layout::RowMajor && c.groups == 1 && c.stride == [1, 1] && windowed && reduction(types) <= DIRECT_ROWS_MAX_TAPS
-}
-
-/// Whether the sparse kernel can compute this product: an f32 row-major convolution
-/// (ungrouped) or dense layer whose weights are a constant with zeros, on a target with the
-/// runtime's kernels.
-fn sparse_applies(product: &Product, operands: &Operands, target: &CpuTarget) -> bool {
-    let types = &operands.types;
-    let f32s = types[..2].iter().all(|t| t.dtype == nnc_runtime::DType::F32);
-    let shape = match product {
-        Product::Conv2d(c) => c.groups == 1 && types[0].layout == Layout::RowMajor,
-        Product::Dense(_) => true,
-        Product::MatMul(_) => false,
-    };
-    target.sparse_kernels && f32s && shape && operands.constant.get(1) == Some(&true) && operands.weight_density.is_some_and(|d| d < 1.0)
 }
 
 /// The dense kernels for a matrix product, best first.
@@ -221,7 +170,7 @@ fn dense_product_kernels(product: &Product, operands: &Operands, target: &CpuTar
             if target.ukernels && reduction(types) >= min_reduction {
                 ks.push(Kernel::Gemm);
             }
-            if is_small_depthwise(c, types) {
+            if depthwise::is_small_depthwise(c, types) {
                 ks.push(Kernel::DepthwiseUnrolled);
             }
             ks.push(Kernel::Direct);
@@ -238,19 +187,4 @@ fn dense_product_kernels(product: &Product, operands: &Operands, target: &CpuTar
         Product::MatMul(_) if target.ukernels => vec![Kernel::Gemm, Kernel::RegisterTiles],
         Product::MatMul(_) => vec![Kernel::RegisterTiles],
     }
-}
-
-/// Whether an int8 convolution is depthwise (one channel, one filter per group) at a stride
-/// along rows of 1 or 2, undilated, with a window small enough to unroll: what
-/// [`Kernel::Int8Depthwise`] runs.
-pub fn is_int8_vector_depthwise(c: &Conv2d, types: &[&TensorType]) -> bool {
-    let (channels, filters) = (types[0].shape[1], types[1].shape[0]);
-    c.groups == channels && filters == channels && c.dilation == [1, 1] && matches!(c.stride[1], 1 | 2) && taps(types) <= MAX_UNROLLED_DEPTHWISE_TAPS
-}
-
-/// Whether a row-major convolution is depthwise, strided, with a window small enough to
-/// unroll. At stride 1 the direct loops vectorize along rows and win; strided, they are
-/// scalar and the unrolled form is 1.5× faster (MobileNetV2's stride-2 layers).
-fn is_small_depthwise(c: &Conv2d, types: &[&TensorType]) -> bool {
-    types[1].shape[1] == 1 && c.groups == types[0].shape[1] && taps(types) <= MAX_UNROLLED_DEPTHWISE_TAPS && c.stride != [1, 1]
 }
