@@ -296,11 +296,7 @@ impl Known {
         let densities = graph
             .node_ids()
             .filter_map(|id| match &graph.node(id).kind {
-                NodeKind::Const(t) if t.shape().len() >= 2 && !t.is_empty() => {
-                    let values = t.as_f32()?;
-                    let nonzero = values.iter().filter(|&&v| v != 0.0).count();
-                    Some((id, nonzero as f64 / values.len() as f64))
-                }
+                NodeKind::Const(t) if t.shape().len() >= 2 && !t.is_empty() && t.as_f32().is_some() => Some((id, t.nonzeros() as f64 / t.len() as f64)),
                 _ => None,
             })
             .collect();

@@ -38,6 +38,20 @@ pub struct Tensor {
     dtype: DType,
     shape: Vec<usize>,
     data: Data,
+    nonzeros: NonzeroCount,
+}
+
+/// How many of a tensor's values are nonzero, counted the first time anyone asks: the
+/// compiler's cost model asks for every weight in each pass that plans kernels, and counting
+/// ResNet-18's 11.7 M weights took 7 ms each time. A tensor's values never change after it
+/// is made, so the count stays right; it takes no part in equality.
+#[derive(Clone, Default)]
+struct NonzeroCount(std::sync::OnceLock<usize>);
+
+impl PartialEq for NonzeroCount {
+    fn eq(&self, _: &NonzeroCount) -> bool {
+        true
+    }
 }
 
 impl Tensor {
@@ -48,30 +62,30 @@ impl Tensor {
         if dtype != DType::F32 {
             data.iter_mut().for_each(|v| *v = dtype.round_f32(*v));
         }
-        Ok(Tensor { dtype, shape, data: Data::F32(data.into()) })
+        Ok(Tensor { dtype, shape, data: Data::F32(data.into()), nonzeros: NonzeroCount::default() })
     }
 
     /// An f32 tensor; panics if `data.len()` does not match `shape` (an internal invariant,
     /// never user input: user data goes through [`Tensor::from_f32`]).
     pub fn f32(shape: Vec<usize>, data: Vec<f32>) -> Tensor {
         assert_eq!(shape.iter().product::<usize>(), data.len(), "tensor data does not match shape {shape:?}");
-        Tensor { dtype: DType::F32, shape, data: Data::F32(data.into()) }
+        Tensor { dtype: DType::F32, shape, data: Data::F32(data.into()), nonzeros: NonzeroCount::default() }
     }
 
     /// A float tensor of dtype `dtype` on storage the caller filled (values already rounded
     /// to `dtype`, as the JIT's results are); `None` if the lengths disagree.
     pub fn from_floats(dtype: DType, shape: Vec<usize>, data: Floats) -> Option<Tensor> {
-        (dtype.is_float() && shape.iter().product::<usize>() == data.len()).then_some(Tensor { dtype, shape, data: Data::F32(data) })
+        (dtype.is_float() && shape.iter().product::<usize>() == data.len()).then_some(Tensor { dtype, shape, data: Data::F32(data), nonzeros: NonzeroCount::default() })
     }
 
     pub fn from_i8(shape: Vec<usize>, data: Vec<i8>) -> Result<Tensor, TensorError> {
         Self::check_len(&shape, data.len(), 1)?;
-        Ok(Tensor { dtype: DType::I8, shape, data: Data::I8(data) })
+        Ok(Tensor { dtype: DType::I8, shape, data: Data::I8(data), nonzeros: NonzeroCount::default() })
     }
 
     pub fn from_i32(shape: Vec<usize>, data: Vec<i32>) -> Result<Tensor, TensorError> {
         Self::check_len(&shape, data.len(), 4)?;
-        Ok(Tensor { dtype: DType::I32, shape, data: Data::I32(data) })
+        Ok(Tensor { dtype: DType::I32, shape, data: Data::I32(data), nonzeros: NonzeroCount::default() })
     }
 
     /// `elem_bytes` is the storage size of one element (f16/bf16 are stored as f32).
@@ -97,6 +111,17 @@ impl Tensor {
     }
     pub fn data(&self) -> &Data {
         &self.data
+    }
+
+    /// How many values are not zero (−0.0 is zero; NaN is not), counted once per tensor.
+    pub fn nonzeros(&self) -> usize {
+        *self.nonzeros.0.get_or_init(|| match &self.data {
+            // The bits without the sign are zero only for ±0.0. Summed in chunks as `u32`,
+            // which vectorizes: 5 ms for 11.7 M values, against 7 by `filter(..).count()`.
+            Data::F32(v) => v.chunks(64).map(|c| c.iter().map(|&x| (x.to_bits() << 1 != 0) as u32).sum::<u32>() as usize).sum(),
+            Data::I8(v) => v.iter().filter(|&&x| x != 0).count(),
+            Data::I32(v) => v.iter().filter(|&&x| x != 0).count(),
+        })
     }
 
     /// The storage, taken out of the tensor.
@@ -128,5 +153,25 @@ impl fmt::Debug for Tensor {
         write!(f, "Tensor<{}{:?}>", self.dtype, self.shape)?;
         let preview: Vec<String> = self.to_f32_vec().iter().take(8).map(|v| format!("{v}")).collect();
         write!(f, "[{}{}]", preview.join(", "), if self.len() > 8 { ", ..." } else { "" })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nonzeros_count_everything_but_signed_zeros_once() {
+        // Past one 64-value chunk, with a NaN, an infinity and a subnormal among the nonzeros.
+        let mut values = vec![0.0f32; 150];
+        for (i, v) in [(0, -0.0), (3, 1.0), (64, f32::NAN), (65, f32::NEG_INFINITY), (149, f32::from_bits(1)), (100, -2.5)] {
+            values[i] = v;
+        }
+        let t = Tensor::f32(vec![3, 50], values);
+        assert_eq!(t.nonzeros(), 5);
+        let copy = t.clone();
+        assert_eq!((copy.nonzeros(), copy == t), (5, true));
+        assert_eq!(Tensor::from_i8(vec![4], vec![0, -1, 0, 7]).unwrap().nonzeros(), 2);
+        assert_eq!(Tensor::from_i32(vec![2], vec![0, 0]).unwrap().nonzeros(), 0);
     }
 }
