@@ -6,6 +6,10 @@
 //! throughput in int8 operations (2 per multiply-add).
 //! Then the bf16 GEMM (`Precision::Bf16`, where the CPU has AVX512_BF16) against the f32 one on
 //! the same bf16-valued operands: square 1024³ and the transformer's 128×1024×256 product.
+//! Then the transformer layer's products as the JIT runs them (weights packed at compile time,
+//! the activation read in place, the compiler's blocking), on their own with every operand
+//! in cache: the kernel's rate, to set against `cargo bench --bench fma_peak`. In the whole
+//! layer (`nnc run --profile`) each product's weights come from L3 on their first use.
 //! Then the kernels beside the GEMM (depthwise, pointwise with few filters, batch-1 dense,
 //! attention) on the example models' shapes.
 //! Run: `cargo bench --bench gemm`. GFLOP/s = 2·n³ / time.
@@ -84,6 +88,29 @@ fn bf16_gemm(c: &mut Criterion) {
 /// stem pooling (112²×64, 3×3, stride 2), the MLP's 784→512 layer at batch 1, and the
 /// transformer's attention (4 heads, 128 × 128, d 64). Throughput in flops (the pooling:
 /// taps).
+fn transformer_products(c: &mut Criterion) {
+    use nnc_runtime::floats::Floats;
+    use nnc_runtime::gemm::pack::{pack_b_all, packed_b_len};
+    use nnc_runtime::gemm::sgemm_packed_b;
+    let target = CpuTarget::host(true);
+    let mut group = c.benchmark_group(format!("transformer products, weights packed ({})", microkernel_name()));
+    for (name, m, n, k) in [("q/k/v/out projection 128x256x256", 128usize, 256usize, 256usize), ("linear1 128x1024x256", 128, 1024, 256), ("linear2 128x256x1024", 128, 256, 1024)] {
+        let a: Vec<f32> = (0..m * k).map(|i| (i % 17) as f32 / 17.0).collect();
+        let b: Vec<f32> = (0..k * n).map(|i| (i % 13) as f32 / 13.0).collect();
+        let t = target.gemm_tile(m, n, k);
+        let blk = Blocking { kc: t.kc, mc: t.mc, nc: t.nc };
+        // On cache lines, as the executable keeps packed weights.
+        let mut packed = Floats::zeroed_lines(packed_b_len(k, n, blk));
+        unsafe { pack_b_all(k, n, b.as_ptr(), n as isize, 1, blk, &mut packed) };
+        let mut out = Floats::zeroed_lines(m * n);
+        group.throughput(Throughput::Elements((2 * m * n * k) as u64));
+        group.bench_function(format!("{name} kc={} mc={} nc={}", blk.kc, blk.mc, blk.nc), |bench| {
+            bench.iter(|| unsafe { sgemm_packed_b(m, n, k, black_box(a.as_ptr()), k as isize, 1, packed.as_ptr(), out.as_mut_ptr(), n as isize, 1, false, blk) })
+        });
+    }
+    group.finish();
+}
+
 fn other_kernels(c: &mut Criterion) {
     use nnc_runtime::gemm::{attention, depthwise, gemv, pool, Epilogue};
     use nnc_runtime::Activation;
@@ -142,5 +169,5 @@ fn other_kernels(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, gemm, igemm, bf16_gemm, other_kernels);
+criterion_group!(benches, gemm, igemm, bf16_gemm, transformer_products, other_kernels);
 criterion_main!(benches);
