@@ -32,8 +32,10 @@ pub struct CpuTarget {
     /// The runtime's middle tile width (24, on CPUs that run AVX-512 in 256-bit halves), for
     /// products whose columns it fills clearly better than `nr`; same `mr`.
     pub mid_nr: Option<usize>,
-    /// Whether the runtime has a bf16 GEMM microkernel (AVX512_BF16) for products of bf16
-    /// values; without it they run on the f32 kernel, on the widened values.
+    /// Whether products of bf16 values run on the runtime's bf16 GEMM microkernel
+    /// (AVX512_BF16): where the CPU has it and it is faster than the f32 kernel
+    /// (`nnc_runtime::gemm::bf16_products_pay`); otherwise they run on the f32 kernel, on
+    /// the widened values (exact in f32).
     pub bf16_products: bool,
     /// Whether products with pruned constant weights may run on the runtime's sparse kernels
     /// (with the runtime's kernels only; `--sparse-kernels off` keeps the dense ones).
@@ -87,7 +89,7 @@ impl CpuTarget {
         let (mr, nr) = if ukernels { nnc_runtime::gemm::microkernel_shape() } else { CRANELIFT_TILE };
         let (_, narrow, mid) = nnc_runtime::gemm::microkernel_widths();
         let (narrow_nr, mid_nr) = if ukernels { (narrow, mid) } else { (None, None) };
-        let bf16_products = ukernels && nnc_runtime::gemm::bf16_microkernel_name().is_some();
+        let bf16_products = ukernels && nnc_runtime::gemm::bf16_products_pay();
         CpuTarget { l1d: find(1).unwrap_or(nnc_runtime::cpu::FALLBACK_L1D), l2: find(2).unwrap_or(FALLBACK_L2), l3: find(3), ukernels, mr, nr, narrow_nr, mid_nr, bf16_products, sparse_kernels: ukernels, forced_kernels: Default::default() }
     }
 

@@ -681,17 +681,22 @@ fn bf16_mixed_precision_matches_the_interpreter_on_the_jit_and_the_accelerator()
         let g = bound(&build_graph(&src, None, &Default::default()).unwrap(), None);
         let inputs = random_inputs(&g, 2);
         let f32_out = interp::run(&g, &inputs).unwrap();
-        let mut q = g.clone();
-        let target = CpuTarget::host(true);
-        passes::optimize_with(&mut q, 2, &PassContext { cpu: Some(&target), quantize: None, bf16: true, prune: None }, true, &mut |_, _| {}).unwrap();
-        assert!(q.node_ids().any(|id| q.node(id).ty.dtype == DType::BF16), "{name}: nothing became bf16");
-        let want = interp::run(&q, &inputs).unwrap();
-        if let Some(m) = near_f32(&want, &f32_out) {
-            failures.push(format!("{name}: bf16 interpreter vs f32: {m}"));
-        }
-        let exe = jit::compile(&q, &jit::JitOptions { ukernels: true, threads: 1, ..Default::default() }).unwrap();
-        if let Some(m) = within(&exe.run(&mut exe.workspace(), &inputs).unwrap(), &want) {
-            failures.push(format!("{name}: JIT: {m}"));
+        // The products on the bf16 kernel where this CPU has it, and on the f32 kernels
+        // (which also opens Winograd and the direct kernel to bf16 convolutions).
+        let kernels = if nnc_runtime::gemm::bf16_microkernel_name().is_some() { vec![true, false] } else { vec![false] };
+        for bf16_kernel in kernels {
+            let options = jit::JitOptions { ukernels: true, threads: 1, bf16_kernel: Some(bf16_kernel), ..Default::default() };
+            let mut q = g.clone();
+            passes::optimize_with(&mut q, 2, &PassContext { cpu: Some(&options.target()), quantize: None, bf16: true, prune: None }, true, &mut |_, _| {}).unwrap();
+            assert!(q.node_ids().any(|id| q.node(id).ty.dtype == DType::BF16), "{name}: nothing became bf16");
+            let want = interp::run(&q, &inputs).unwrap();
+            if let Some(m) = near_f32(&want, &f32_out) {
+                failures.push(format!("{name}: bf16 interpreter vs f32: {m}"));
+            }
+            let exe = jit::compile(&q, &options).unwrap();
+            if let Some(m) = within(&exe.run(&mut exe.workspace(), &inputs).unwrap(), &want) {
+                failures.push(format!("{name}: JIT, bf16 kernel {bf16_kernel}: {m}"));
+            }
         }
         let mut a = g.clone();
         passes::optimize_with(&mut a, 2, &PassContext { cpu: None, quantize: None, bf16: true, prune: None }, true, &mut |_, _| {}).unwrap();

@@ -249,7 +249,7 @@ pub(super) fn blocks_for_array(opt: &OptimizeArgs, config: &accel::AccelConfig) 
 }
 
 pub(super) fn jit_options(opt: &OptimizeArgs) -> jit::JitOptions {
-    jit::JitOptions { ukernels: opt.ukernels == args::OnOff::On, threads: opt.threads.unwrap_or(1) as usize, sparse: opt.sparse_kernels == args::OnOff::On, kernels: opt.kernels.iter().fold(Default::default(), |all, set| all.union(*set)), fuse_producers: opt.fuse_producers == args::OnOff::On, outputs_in_place: true }
+    jit::JitOptions { ukernels: opt.ukernels == args::OnOff::On, threads: opt.threads.unwrap_or(1) as usize, sparse: opt.sparse_kernels == args::OnOff::On, kernels: opt.kernels.iter().fold(Default::default(), |all, set| all.union(*set)), fuse_producers: opt.fuse_producers == args::OnOff::On, outputs_in_place: true, bf16_kernel: None }
 }
 
 /// The CPU the flags compile for (`--ukernels`, `--sparse-kernels`).

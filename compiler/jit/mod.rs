@@ -105,18 +105,27 @@ pub struct JitOptions {
     /// the arena; `memplan::Loc::Output`). Off for C libraries, whose callers may pass
     /// output buffers that overlap their inputs.
     pub outputs_in_place: bool,
+    /// Run products of bf16 values on the runtime's bf16 kernel: `None` where it is faster
+    /// than the f32 kernel (`nnc_runtime::gemm::bf16_products_pay`), `Some(true)` wherever
+    /// the CPU has it (with microkernels on), `Some(false)` never.
+    pub bf16_kernel: Option<bool>,
 }
 
 impl Default for JitOptions {
     fn default() -> Self {
-        JitOptions { ukernels: true, threads: 1, sparse: true, kernels: Default::default(), fuse_producers: true, outputs_in_place: true }
+        JitOptions { ukernels: true, threads: 1, sparse: true, kernels: Default::default(), fuse_producers: true, outputs_in_place: true, bf16_kernel: None }
     }
 }
 
 impl JitOptions {
     /// The machine these options compile for.
     pub fn target(&self) -> CpuTarget {
-        CpuTarget { sparse_kernels: self.ukernels && self.sparse, forced_kernels: self.kernels, ..CpuTarget::host(self.ukernels) }
+        let host = CpuTarget::host(self.ukernels);
+        let bf16_products = match self.bf16_kernel {
+            None => host.bf16_products,
+            Some(wanted) => wanted && self.ukernels && nnc_runtime::gemm::bf16_microkernel_name().is_some(),
+        };
+        CpuTarget { sparse_kernels: self.ukernels && self.sparse, forced_kernels: self.kernels, bf16_products, ..host }
     }
 }
 

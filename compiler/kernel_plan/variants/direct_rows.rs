@@ -15,14 +15,14 @@ pub const DIRECT_ROWS_MAX_TAPS: usize = 32;
 /// ReLU, 29 ps a multiply-add.
 const PS_PER_MAC: u64 = 25;
 
-/// Whether it can compute this product: an f32 row-major ungrouped stride-1 convolution with
-/// a window (a pointwise one has no im2col to save: 16 channels into 64 at 56² took 134 µs
-/// this way against 79 by the GEMM) and at most [`DIRECT_ROWS_MAX_TAPS`] taps per output, on
-/// a target with the runtime's kernels.
+/// Whether it can compute this product: an f32 (or bf16 computed in f32) row-major
+/// ungrouped stride-1 convolution with a window (a pointwise one has no im2col to save: 16
+/// channels into 64 at 56² took 134 µs this way against 79 by the GEMM) and at most
+/// [`DIRECT_ROWS_MAX_TAPS`] taps per output, on a target with the runtime's kernels.
 pub(crate) fn applies(product: &Product, operands: &Operands, target: &CpuTarget) -> bool {
     let types = &operands.types;
     let Product::Conv2d(c) = product else { return false };
-    let f32s = types[..2].iter().all(|t| t.dtype == nnc_runtime::DType::F32);
+    let f32s = super::products_in_f32(types, target);
     let windowed = types[1].shape[2] * types[1].shape[3] > 1;
     target.ukernels && f32s && types[0].layout == Layout::RowMajor && c.groups == 1 && c.stride == [1, 1] && windowed && reduction(types) <= DIRECT_ROWS_MAX_TAPS
 }

@@ -5,6 +5,19 @@
 //! and the JIT's lowering (`jit/lower`); [`super::select`] lists each node's candidates and
 //! asks these files, and [`super::cost`] sends each kernel to its own price.
 
+use crate::ir::TensorType as OperandType;
+use crate::target::CpuTarget;
+use nnc_runtime::DType;
+
+/// Whether a product of operands of these types computes in f32 on the f32 kernels, as the
+/// f32-only variants (Winograd, the direct kernel for few channels) need: f32 operands, or
+/// bf16 ones where the target runs bf16 products on the f32 kernel (the values widen
+/// exactly, and the result is rounded to bf16 after the kernel, as every bf16 result is).
+pub(crate) fn products_in_f32(types: &[&OperandType], target: &CpuTarget) -> bool {
+    let all = |dtype: DType| types[..2].iter().all(|t| t.dtype == dtype);
+    all(DType::F32) || (all(DType::BF16) && !target.bf16_products)
+}
+
 pub(super) mod depthwise;
 pub(super) mod direct;
 pub(super) mod direct_rows;

@@ -34,15 +34,16 @@ const NHWC_PS_PER_FILTER_BYTE: u64 = 85;
 const F2_PS_PER_TILE_TRANSFORM: u64 = 1_000;
 const F2_PS_PER_MAC: u64 = 21;
 
-/// Whether it can compute this product: an f32 row-major (or, where the runtime has its
-/// vector transforms, NHWC) ungrouped 3×3 convolution, stride 1, no dilation, with filters
+/// Whether it can compute this product: an f32 (or bf16 computed in f32:
+/// [`super::products_in_f32`]) row-major (or, where the runtime has its vector transforms,
+/// NHWC) ungrouped 3×3 convolution, stride 1, no dilation, with filters
 /// that are a constant node (transformed at compile time; a value merely computable from
 /// constants, as in unoptimized IR, is not one), on a target with the runtime's kernels.
 /// F(2×2) only for NHWC images (the row-major kernel has F(4×4)'s transforms alone).
 pub(crate) fn applies(tile: Tile, product: &Product, operands: &Operands, target: &CpuTarget) -> bool {
     let types = &operands.types;
     let Product::Conv2d(c) = product else { return false };
-    let f32s = types[..2].iter().all(|t| t.dtype == nnc_runtime::DType::F32);
+    let f32s = super::products_in_f32(types, target);
     let layout = match types[0].layout {
         Layout::RowMajor => tile == Tile::F4,
         Layout::Nhwc => nhwc_available(),

@@ -223,6 +223,30 @@ pub fn bf16_microkernel_name() -> Option<&'static str> {
     bf16_kernel().map(|k| k.name)
 }
 
+/// Whether bf16 products are faster on the bf16 kernel than on the f32 one: the CPU has
+/// the kernel and its dot product (two multiply-adds per lane) does at least
+/// [`BF16_MIN_SPEEDUP`] times the 512-bit FMA's flops per second, measured once per process
+/// ([`x86::bf16_dot_speedup`]: about half a millisecond). Where it does not, a bf16 value is
+/// exact in f32, and the f32 kernel gives the same products faster and without pairing
+/// panels. The two machines measured sit far on either side: on the AMD EPYC (Zen 4)
+/// `vdpbf16ps` did 235.5 GFLOP/s against 116.5 for the FMA, and on the Intel Xeon (family 6
+/// model 167, a VM) 122 against 246, where the bf16 GEMM ran 1024³ at 96.5 GFLOP/s against
+/// 170.6 in f32 and ResNet-18 in bf16 took 43.9 ms against 17.2 in f32.
+pub fn bf16_products_pay() -> bool {
+    static PAY: OnceLock<bool> = OnceLock::new();
+    *PAY.get_or_init(|| {
+        #[cfg(target_arch = "x86_64")]
+        if bf16_kernel().is_some() {
+            return x86::bf16_dot_speedup() >= BF16_MIN_SPEEDUP;
+        }
+        false
+    })
+}
+
+/// The least measured speedup of the bf16 dot product over the FMA, in flops, at which bf16
+/// products use it: its GEMM also pairs A's values, so a tie would lose.
+const BF16_MIN_SPEEDUP: f64 = 1.25;
+
 /// The microkernel in use, e.g. `"avx512f 8x32"`.
 pub fn microkernel_name() -> &'static str {
     kernel().name

@@ -42,7 +42,7 @@ pub use crate::activation::Activation;
 pub use abi::*;
 pub use epilogue::Epilogue;
 pub use simd::ERF_COEFFS;
-pub use microkernel::{bf16_microkernel_name, microkernel_name, microkernel_shape, microkernel_shape_for, microkernel_widths, tile_width_for};
+pub use microkernel::{bf16_microkernel_name, bf16_products_pay, microkernel_name, microkernel_shape, microkernel_shape_for, microkernel_widths, tile_width_for};
 pub use pack::{pack_a_all, pack_a_all_bf16, pack_b_all, pack_b_all_bf16, packed_a_bf16_len, packed_a_len, packed_b_bf16_len, packed_b_len, ConvPatches};
 
 use crate::floats::Floats;

@@ -232,6 +232,15 @@ fn row_major_a_packed_when_its_block_spans_far_gives_the_same_bits() {
     }
 }
 
+/// bf16 products go to the bf16 kernel only where the CPU has one, and the measurement
+/// behind that choice is made once: asking again gives the same answer.
+#[test]
+fn the_bf16_kernel_is_chosen_only_where_it_exists_and_once() {
+    let pays = super::bf16_products_pay();
+    assert!(!pays || bf16_microkernel_name().is_some());
+    assert_eq!((0..3).map(|_| super::bf16_products_pay()).collect::<Vec<_>>(), [pays; 3]);
+}
+
 /// The bf16 kernel, where the CPU has one, against the f32 product of the bf16-rounded
 /// operands: every product of two bf16 values is exact in f32, so the two differ only in
 /// summation order. Every source of A and B (strided, transposed, packed ahead, gathered

@@ -369,6 +369,59 @@ unsafe fn store_whole<V: Lanes, const MR: usize, const NV: usize, const ACC: usi
     }
 }
 
+/// Independent accumulators in [`bf16_dot_speedup`]'s loops: enough to cover either
+/// instruction's latency at two a cycle.
+const SPEEDUP_CHAINS: usize = 12;
+
+/// `reps` rounds of [`SPEEDUP_CHAINS`] independent `vdpbf16ps` (64 flops each).
+#[target_feature(enable = "avx512f,avx512bf16")]
+#[inline(never)]
+unsafe fn dpbf16_chains(reps: usize) -> f32 {
+    // SAFETY: `__m512bh` and `__m512` are both 64 bytes of lanes.
+    let (a, b): (__m512bh, __m512bh) = unsafe { (std::mem::transmute(_mm512_set1_ps(0.999)), std::mem::transmute(_mm512_set1_ps(1e-7))) };
+    let mut acc = [_mm512_setzero_ps(); SPEEDUP_CHAINS];
+    for _ in 0..reps {
+        for v in acc.iter_mut() {
+            *v = _mm512_dpbf16_ps(*v, a, std::hint::black_box(b));
+        }
+    }
+    acc.iter().map(|v| _mm512_reduce_add_ps(*v)).sum()
+}
+
+/// `reps` rounds of [`SPEEDUP_CHAINS`] independent 512-bit FMAs (32 flops each).
+#[target_feature(enable = "avx512f")]
+#[inline(never)]
+unsafe fn fma_chains(reps: usize) -> f32 {
+    let (a, b) = (_mm512_set1_ps(0.999), _mm512_set1_ps(1e-7));
+    let mut acc = [_mm512_setzero_ps(); SPEEDUP_CHAINS];
+    for _ in 0..reps {
+        for v in acc.iter_mut() {
+            *v = _mm512_fmadd_ps(*v, a, std::hint::black_box(b));
+        }
+    }
+    acc.iter().map(|v| _mm512_reduce_add_ps(*v)).sum()
+}
+
+/// Flops per second of `vdpbf16ps` over those of the 512-bit FMA on this core: the best of
+/// seven alternating runs of each (about 20 µs apiece), so a run the host interrupts only
+/// loses. The CPU has AVX-512F and AVX512_BF16.
+pub(super) fn bf16_dot_speedup() -> f64 {
+    const REPS: usize = 2048;
+    let (mut bf16, mut f32) = (f64::MAX, f64::MAX);
+    for _ in 0..7 {
+        let start = std::time::Instant::now();
+        // SAFETY: the caller checked the features.
+        std::hint::black_box(unsafe { dpbf16_chains(REPS) });
+        bf16 = bf16.min(start.elapsed().as_secs_f64());
+        let start = std::time::Instant::now();
+        // SAFETY: as above.
+        std::hint::black_box(unsafe { fma_chains(REPS) });
+        f32 = f32.min(start.elapsed().as_secs_f64());
+    }
+    // Twice the flops per instruction.
+    2.0 * f32 / bf16.max(f64::MIN_POSITIVE)
+}
+
 /// 8 rows × 32 columns of bf16 pairs: each step is two consecutive `k`, `vdpbf16ps`
 /// adding both products of a lane's pair to its f32 accumulator (16 zmm accumulators).
 ///
