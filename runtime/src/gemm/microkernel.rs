@@ -226,7 +226,7 @@ pub fn bf16_microkernel_name() -> Option<&'static str> {
 /// Whether bf16 products are faster on the bf16 kernel than on the f32 one: the CPU has
 /// the kernel and its dot product (two multiply-adds per lane) does at least
 /// [`BF16_MIN_SPEEDUP`] times the 512-bit FMA's flops per second, measured once per process
-/// ([`x86::bf16_dot_speedup`]: about half a millisecond). Where it does not, a bf16 value is
+/// ([`x86::bf16_dot_speedup`]: a fraction of a millisecond). Where it does not, a bf16 value is
 /// exact in f32, and the f32 kernel gives the same products faster and without pairing
 /// panels. The two machines measured sit far on either side: on the AMD EPYC (Zen 4)
 /// `vdpbf16ps` did 235.5 GFLOP/s against 116.5 for the FMA, and on the Intel Xeon (family 6
