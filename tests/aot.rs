@@ -190,6 +190,11 @@ fn c_programs_linked_with_the_library_compute_what_the_jit_computes() {
     // the runtime's copies of the interpreter's definitions.
     library_matches_jit(&cc, "examples/transformer.nn", "transformer", &[("x", &[1, 128, 256])], &w(&["--quantize", "int8"]));
     library_matches_jit(&cc, "examples/lstm.nn", "lstm", &[("x", &[16, 1, 32])], &w(&["--quantize", "int8"]));
+    // A quantized classifier's softmax, on the runtime's copy of the interpreter's.
+    let dir = tempfile::tempdir().unwrap();
+    let classifier = dir.path().join("classifier.nn");
+    std::fs::write(&classifier, "model classifier {\n    input x: f32[4, 16]\n    output y = softmax(dense(x, units=8))\n}\n").unwrap();
+    library_matches_jit(&cc, classifier.to_str().unwrap(), "classifier", &[("x", &[4, 16])], &w(&["--quantize", "int8"]));
     // Trained weights from a file, a symbolic batch bound by --dim.
     library_matches_jit(&cc, "examples/digits_cnn/digits_cnn.nn", "digits_cnn", &[("x", &[4, 1, 8, 8])], &["--weights", "examples/digits_cnn/digits_cnn.safetensors", "--dim", "N=4"]);
 }
@@ -275,9 +280,10 @@ fn models_the_library_cannot_hold_are_refused_with_a_reason() {
     let err = String::from_utf8_lossy(&o.stderr);
     assert_eq!(o.status.code(), Some(1), "{err}");
     assert!(err.contains("cannot be compiled ahead of time"), "{err}");
-    // A softmax in a quantized graph has the interpreter's bits only inside nnc.
-    let model = dir.path().join("softmax.nn");
-    std::fs::write(&model, "model m {\n    input x: f32[1, 16]\n    output y = softmax(dense(x, units=8))\n}\n").unwrap();
+    // A chain of float ops fused in a quantized graph (a sigmoid, then a scale) has the
+    // interpreter's bits only inside nnc.
+    let model = dir.path().join("chain.nn");
+    std::fs::write(&model, "model m {\n    input x: f32[1, 16]\n    output y = sigmoid(dense(x, units=8)) * 2\n}\n").unwrap();
     let o = nnc(&["compile", model.to_str().unwrap(), "--random-weights", "1", "--quantize", "int8", "--emit", "lib", "-o", lib]);
     let err = String::from_utf8_lossy(&o.stderr);
     assert_eq!(o.status.code(), Some(1), "{err}");

@@ -1,6 +1,6 @@
 //! The runtime entry points generated code calls: their symbols, bound to the Rust functions
 //! of `nnc_runtime::gemm::abi`, and their one Cranelift signature: each takes the address of
-//! its `#[repr(C)]` call descriptor (`GemmCall`, `ConvNhwcCall`, `Im2colCall`, `IgemmCall`, `DepthwiseI8Call`, `QuantizeCall`, `PlaneMeansCall`, `SparseCall`, `WinogradCall`, `DirectConvCall`, `DepthwiseCall`, `ConvDepthwiseCall`, `PoolCall`, `RgbToPixelsCall`, `GemvCall`, `AttentionCall`, `LstmStepCall`, `LayerNormCall`, `UnaryReferenceCall`, `LstmReferenceCall`),
+//! its `#[repr(C)]` call descriptor (`GemmCall`, `ConvNhwcCall`, `Im2colCall`, `IgemmCall`, `DepthwiseI8Call`, `QuantizeCall`, `PlaneMeansCall`, `SparseCall`, `WinogradCall`, `DirectConvCall`, `DepthwiseCall`, `ConvDepthwiseCall`, `PoolCall`, `RgbToPixelsCall`, `GemvCall`, `AttentionCall`, `LstmStepCall`, `LayerNormCall`, `UnaryReferenceCall`, `LstmReferenceCall`, `SoftmaxReferenceCall`),
 //! which `builder::KernelBuilder` fills field by field at the offsets the runtime declares.
 
 use super::JitError;
@@ -10,7 +10,7 @@ use cranelift_module::{FuncId, Linkage, Module};
 
 /// Each entry point: its symbol, its address, and how many pointer arguments it takes (a
 /// call descriptor; the reference kernel also takes the arena).
-const ENTRY_POINTS: [(&str, *const u8, usize); 22] = [
+const ENTRY_POINTS: [(&str, *const u8, usize); 23] = [
     ("nnc_gemm", nnc_runtime::gemm::nnc_gemm as *const u8, 1),
     ("nnc_gemm_conv_nhwc", nnc_runtime::gemm::nnc_gemm_conv_nhwc as *const u8, 1),
     ("nnc_im2col", nnc_runtime::gemm::nnc_im2col as *const u8, 1),
@@ -32,6 +32,7 @@ const ENTRY_POINTS: [(&str, *const u8, usize); 22] = [
     ("nnc_layer_norm", nnc_runtime::gemm::nnc_layer_norm as *const u8, 1),
     ("nnc_unary_reference", nnc_runtime::gemm::nnc_unary_reference as *const u8, 1),
     ("nnc_lstm_reference", nnc_runtime::gemm::nnc_lstm_reference as *const u8, 1),
+    ("nnc_softmax_reference", nnc_runtime::gemm::nnc_softmax_reference as *const u8, 1),
     ("nnc_reference_kernel", super::reference::nnc_reference_kernel as *const u8, 2),
 ];
 
@@ -84,6 +85,9 @@ pub struct RuntimeFns {
     pub unary_reference: FuncRef,
     /// `nnc_lstm_reference(&LstmReferenceCall)`: an LSTM layer with the interpreter's bits.
     pub lstm_reference: FuncRef,
+    /// `nnc_softmax_reference(&SoftmaxReferenceCall)`: softmax along an axis with the
+    /// interpreter's bits.
+    pub softmax_reference: FuncRef,
     /// `nnc_reference_kernel(&ReferenceNode, arena)`: an op's interpreter semantics.
     pub reference: FuncRef,
 }
@@ -96,7 +100,7 @@ pub fn register_symbols(builder: &mut JITBuilder) {
 }
 
 /// The entry points declared in a module, to be imported into each kernel function.
-pub struct Imports([FuncId; 22]);
+pub struct Imports([FuncId; 23]);
 
 impl Imports {
     /// Declare every entry point as `fn(descriptor: *const _, ...)`.
@@ -113,7 +117,7 @@ impl Imports {
 
     /// References to the entry points from inside `func`.
     pub fn in_function<M: Module>(&self, module: &mut M, func: &mut Function) -> RuntimeFns {
-        let [gemm, conv_nhwc, im2col, igemm, im2col_i8, depthwise_i8, quantize, plane_means, sparse, winograd, conv_direct, depthwise, conv_depthwise, pool, rgb_to_pixels, gemv, attention, lstm_step, layer_norm, unary_reference, lstm_reference, reference] = self.0.map(|id| module.declare_func_in_func(id, func));
-        RuntimeFns { gemm, conv_nhwc, im2col, igemm, im2col_i8, depthwise_i8, quantize, plane_means, sparse, winograd, conv_direct, depthwise, conv_depthwise, pool, rgb_to_pixels, gemv, attention, lstm_step, layer_norm, unary_reference, lstm_reference, reference }
+        let [gemm, conv_nhwc, im2col, igemm, im2col_i8, depthwise_i8, quantize, plane_means, sparse, winograd, conv_direct, depthwise, conv_depthwise, pool, rgb_to_pixels, gemv, attention, lstm_step, layer_norm, unary_reference, lstm_reference, softmax_reference, reference] = self.0.map(|id| module.declare_func_in_func(id, func));
+        RuntimeFns { gemm, conv_nhwc, im2col, igemm, im2col_i8, depthwise_i8, quantize, plane_means, sparse, winograd, conv_direct, depthwise, conv_depthwise, pool, rgb_to_pixels, gemv, attention, lstm_step, layer_norm, unary_reference, lstm_reference, softmax_reference, reference }
     }
 }

@@ -2,7 +2,7 @@
 //! it only for float ops inside quantized graphs whose native kernels round differently from
 //! the interpreter (SPEC §5 asks for its bits there). Where the runtime carries those
 //! semantics (`nnc_runtime::reference`: transcendental activations, layer normalization,
-//! attention, the LSTM; `kernel_plan::RuntimeReference`), the kernel calls the runtime, as the
+//! softmax, attention, the LSTM; `kernel_plan::RuntimeReference`), the kernel calls the runtime, as the
 //! interpreter does; for every other op, generated code calls back into the interpreter
 //! (`Op::eval`), which exists only inside nnc. Everything it touches is the node's own
 //! operands and result.
@@ -80,6 +80,12 @@ pub fn emit_runtime(k: &mut KernelBuilder, op: &Op, args: &[Arg], out: Arg) {
         }
         RuntimeReference::LayerNorm(ln) => super::lower::norm::layer_norm_runtime(k, ln, args, out, true),
         RuntimeReference::Attention(a) => super::lower::attention::attention_runtime(k, a, args, out, true),
+        RuntimeReference::Softmax(sm) => {
+            let shape = &args[0].ty.shape;
+            let (outer, inner): (usize, usize) = (shape[..sm.axis].iter().product(), shape[sm.axis + 1..].iter().product());
+            let (x, o) = (k.ptr(args[0].loc), k.ptr(out.loc));
+            k.softmax_reference(x, o, [outer, shape[sm.axis], inner].map(|v| v as i64));
+        }
         RuntimeReference::Lstm(l) => {
             let x = &args[0].ty.shape;
             let ptrs: Vec<_> = args.iter().map(|a| k.ptr(a.loc)).collect();

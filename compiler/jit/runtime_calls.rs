@@ -6,7 +6,7 @@
 use super::builder::{GemmOperand, GemmTail, IgemmRequantize, KernelBuilder, I64};
 use super::abi::RuntimeFns;
 use cranelift_codegen::ir::{FuncRef, InstBuilder, StackSlotData, StackSlotKind, Value};
-use nnc_runtime::gemm::{AttentionCall, AttentionCallFields, ConvDepthwiseCall, ConvDepthwiseCallFields, ConvNhwcCall, ConvNhwcCallFields, DepthwiseCall, DepthwiseCallFields, DepthwiseI8Call, DepthwiseI8CallFields, DirectConvCall, DirectConvCallFields, GemvCall, GemvCallFields, GemmCall, GemmCallFields, IgemmCall, IgemmCallFields, Im2colCall, Im2colCallFields, LayerNormCall, LayerNormCallFields, LstmReferenceCall, LstmReferenceCallFields, LstmStepCall, LstmStepCallFields, PlaneMeansCall, PlaneMeansCallFields, PoolCall, PoolCallFields, QuantizeCall, QuantizeCallFields, RgbToPixelsCall, RgbToPixelsCallFields, SparseCall, SparseCallFields, UnaryReferenceCall, UnaryReferenceCallFields, WinogradCall, WinogradCallFields};
+use nnc_runtime::gemm::{AttentionCall, AttentionCallFields, ConvDepthwiseCall, ConvDepthwiseCallFields, ConvNhwcCall, ConvNhwcCallFields, DepthwiseCall, DepthwiseCallFields, DepthwiseI8Call, DepthwiseI8CallFields, DirectConvCall, DirectConvCallFields, GemvCall, GemvCallFields, GemmCall, GemmCallFields, IgemmCall, IgemmCallFields, Im2colCall, Im2colCallFields, LayerNormCall, LayerNormCallFields, LstmReferenceCall, LstmReferenceCallFields, LstmStepCall, LstmStepCallFields, SoftmaxReferenceCall, SoftmaxReferenceCallFields, PlaneMeansCall, PlaneMeansCallFields, PoolCall, PoolCallFields, QuantizeCall, QuantizeCallFields, RgbToPixelsCall, RgbToPixelsCallFields, SparseCall, SparseCallFields, UnaryReferenceCall, UnaryReferenceCallFields, WinogradCall, WinogradCallFields};
 
 /// The convolution of [`KernelBuilder::conv_depthwise`]: its NHWC input (`chw` per image),
 /// window and packed weights.
@@ -525,6 +525,15 @@ impl KernelBuilder<'_> {
         let (b_ih, b_hh) = biases.unwrap_or_else(|| (self.int(0), self.int(0)));
         let fields = LstmReferenceCallFields { steps: self.int(steps), batch: self.int(batch), input: self.int(input), hidden: self.int(hidden), x, w_ih, w_hh, b_ih, b_hh, out };
         self.call_runtime(rt.lstm_reference, fields.with_offsets(), LstmReferenceCall::SIZE);
+    }
+
+    /// Softmax of `outer × inner` lanes of `len` values `inner` apart with the interpreter's
+    /// bits (`nnc_softmax_reference`).
+    pub fn softmax_reference(&mut self, x: Value, out: Value, [outer, len, inner]: [i64; 3]) {
+        let rt = self.runtime_fns();
+        let [threads, ..] = self.gemm_tail();
+        let fields = SoftmaxReferenceCallFields { x, out, outer: self.int(outer), len: self.int(len), inner: self.int(inner), threads };
+        self.call_runtime(rt.softmax_reference, fields.with_offsets(), SoftmaxReferenceCall::SIZE);
     }
 
     /// `out = f(x)` over `n` floats with the interpreter's bits (`nnc_unary_reference`).

@@ -628,19 +628,21 @@ pub enum RuntimeReference<'a> {
     LayerNorm(&'a crate::ops::LayerNorm),
     Attention(&'a crate::ops::Attention),
     Lstm(&'a crate::ops::Lstm),
+    Softmax(&'a crate::ops::Softmax),
 }
 
 impl<'a> RuntimeReference<'a> {
     /// The runtime's definition of `op`, if it has one: transcendental activations, layer
-    /// normalization, attention and the LSTM. Any other op keeps the call into nnc.
+    /// normalization, softmax, attention and the LSTM. Any other op keeps the call into nnc.
     pub fn of(op: &'a Op) -> Option<RuntimeReference<'a>> {
         Some(match op {
             Op::Unary(u) => RuntimeReference::Unary(u.kind.transcendental()?),
             Op::LayerNorm(ln) => RuntimeReference::LayerNorm(ln),
             Op::Attention(a) => RuntimeReference::Attention(a),
             Op::Lstm(l) => RuntimeReference::Lstm(l),
-            // The rest: exact natively, or (softmax, batch norm, fused chains) only in nnc.
-            Op::Conv2d(_) | Op::Dense(_) | Op::MatMul(_) | Op::BatchNorm(_) | Op::Binary(_) | Op::Softmax(_) | Op::Pool(_) | Op::GlobalAvgPool(_) | Op::Flatten(_) | Op::Reshape(_) | Op::Transpose(_) | Op::Concat(_) | Op::Slice(_) | Op::Fused(_) | Op::ConvertLayout(_) | Op::Quantize(_) | Op::Dequantize(_) | Op::Requantize(_) | Op::Cast(_) => return None,
+            Op::Softmax(s) => RuntimeReference::Softmax(s),
+            // The rest: exact natively, or (batch norm, fused chains) only in nnc.
+            Op::Conv2d(_) | Op::Dense(_) | Op::MatMul(_) | Op::BatchNorm(_) | Op::Binary(_) | Op::Pool(_) | Op::GlobalAvgPool(_) | Op::Flatten(_) | Op::Reshape(_) | Op::Transpose(_) | Op::Concat(_) | Op::Slice(_) | Op::Fused(_) | Op::ConvertLayout(_) | Op::Quantize(_) | Op::Dequantize(_) | Op::Requantize(_) | Op::Cast(_) => return None,
         })
     }
 }

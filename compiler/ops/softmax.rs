@@ -10,7 +10,6 @@ pub struct Softmax {
 }
 
 // Softmax of one lane in f64: the runtime's definition, which its reference attention shares.
-use nnc_runtime::reference::softmax_lane;
 
 impl Softmax {
     pub fn build(args: &mut CallArgs) -> OpResult<Built> {
@@ -35,23 +34,10 @@ impl Softmax {
 
     pub fn eval(&self, x: &[&[f32]], shapes: &[&[usize]], _out: &[usize]) -> Vec<f32> {
         let shape = shapes[0];
-        let len = shape[self.axis];
-        let inner: usize = shape[self.axis + 1..].iter().product();
-        let outer: usize = shape[..self.axis].iter().product();
+        let (outer, inner): (usize, usize) = (shape[..self.axis].iter().product(), shape[self.axis + 1..].iter().product());
         let mut out = vec![0.0f32; x[0].len()];
-        let mut lane = vec![0.0f64; len];
-        for o in 0..outer {
-            for i in 0..inner {
-                let at = |k: usize| (o * len + k) * inner + i;
-                for (k, v) in lane.iter_mut().enumerate() {
-                    *v = x[0][at(k)] as f64;
-                }
-                softmax_lane(&mut lane);
-                for (k, v) in lane.iter().enumerate() {
-                    out[at(k)] = *v as f32;
-                }
-            }
-        }
+        // SAFETY: both buffers hold the operand's `outer·len·inner` values.
+        unsafe { nnc_runtime::reference::softmax(1, outer, shape[self.axis], inner, x[0].as_ptr(), out.as_mut_ptr()) };
         out
     }
 

@@ -172,6 +172,37 @@ fn softmax_lane_body(values: &mut [f64]) {
     }
 }
 
+/// Softmax along an axis: `outer × inner` lanes of `len` values `inner` apart (lane `(o, i)`
+/// starts at `o·len·inner + i`), each by [`softmax_lane`] in f64 and rounded to f32 once, on
+/// up to `threads` threads, each taking whole lanes.
+///
+/// # Safety
+/// `x` and `out` (writable; it may be `x` itself) hold `outer·len·inner` floats.
+pub unsafe fn softmax(threads: usize, outer: usize, len: usize, inner: usize, x: *const f32, out: *mut f32) {
+    let lanes = outer * inner;
+    let threads = if lanes * len < MIN_PARALLEL_WORK { 1 } else { threads.clamp(1, lanes.max(1)) };
+    // SAFETY: tasks read x and write the disjoint lanes of out they own; a lane is read
+    // whole before it is written, so `out` may be `x`.
+    let shared = unsafe { Shared::new((x, out)) };
+    crate::pool::parallel_for(threads, &|t| {
+        let (x, out) = shared.get();
+        let mut lane = vec![0.0f64; len];
+        for l in lanes * t / threads..lanes * (t + 1) / threads {
+            let first = l / inner * len * inner + l % inner;
+            // SAFETY: every index `first + k·inner` with `k < len` lies inside both buffers.
+            unsafe {
+                for (k, v) in lane.iter_mut().enumerate() {
+                    *v = *x.add(first + k * inner) as f64;
+                }
+                softmax_lane(&mut lane);
+                for (k, v) in lane.iter().enumerate() {
+                    *out.add(first + k * inner) = *v as f32;
+                }
+            }
+        }
+    });
+}
+
 /// Layer normalization of one row of `d = x.len()` values: the mean, the variance of the
 /// centred values, then `(x − mean)/√(var + eps)·γ + β`, all in f64.
 pub fn layer_norm_row(x: &[f32], gamma: &[f32], beta: &[f32], eps: f64, out: &mut [f32]) {
@@ -565,5 +596,30 @@ mod tests {
             assert_eq!(Transcendental::from_abi(code, alpha), Some(f));
         }
         assert_eq!(Transcendental::from_abi(6, 0.0), None);
+    }
+
+    #[test]
+    fn softmax_along_any_axis_splits_without_changing_bits() {
+        // Lanes `inner` apart (a middle axis), past `MIN_PARALLEL_WORK` so that threads split
+        // them, and in place.
+        let (outer, len, inner) = (15, 37, 61);
+        let x = values(outer * len * inner, 8);
+        let mut want = vec![0.0f32; x.len()];
+        for o in 0..outer {
+            for i in 0..inner {
+                let at = |k: usize| (o * len + k) * inner + i;
+                let mut lane: Vec<f64> = (0..len).map(|k| x[at(k)] as f64).collect();
+                softmax_lane(&mut lane);
+                for (k, v) in lane.iter().enumerate() {
+                    want[at(k)] = *v as f32;
+                }
+            }
+        }
+        for threads in 1..=3 {
+            let mut got = x.clone();
+            // SAFETY: the buffer holds `outer·len·inner` floats, read and written in place.
+            unsafe { softmax(threads, outer, len, inner, got.as_ptr(), got.as_mut_ptr()) };
+            assert_eq!(got, want, "{threads} threads");
+        }
     }
 }

@@ -243,3 +243,31 @@ pub unsafe extern "C" fn nnc_unary_reference(call: *const UnaryReferenceCall) {
     // SAFETY: the descriptor's buffers are valid as the contract above says.
     unsafe { crate::reference::unary(g.threads.max(1) as usize, f, g.x, g.out, g.n.max(0) as usize) }
 }
+
+call_descriptor! {
+    /// Softmax along an axis with the interpreter's bits ([`crate::reference::softmax`]):
+    /// `outer × inner` lanes of `len` values `inner` apart, on up to `threads` threads.
+    SoftmaxReferenceCall / SoftmaxReferenceCallFields {
+        x: *const f32,
+        /// `outer·len·inner` floats; it may be `x` itself.
+        out: *mut f32,
+        outer: i64,
+        len: i64,
+        inner: i64,
+        threads: i64,
+    }
+}
+
+/// The softmax of [`SoftmaxReferenceCall`].
+///
+/// # Safety
+/// `call` points to a valid [`SoftmaxReferenceCall`] whose buffers hold `outer·len·inner`
+/// floats each.
+#[no_mangle]
+pub unsafe extern "C" fn nnc_softmax_reference(call: *const SoftmaxReferenceCall) {
+    // SAFETY: the caller passes a valid descriptor.
+    let g = unsafe { *call };
+    let u = |v: i64| v.max(0) as usize;
+    // SAFETY: the descriptor's buffers are valid as the contract above says.
+    unsafe { crate::reference::softmax(u(g.threads).max(1), u(g.outer), u(g.len), u(g.inner), g.x, g.out) }
+}
