@@ -2,11 +2,12 @@
 //! (SPEC §5): GELU and the other transcendental activations, layer normalization, softmax,
 //! scaled dot-product attention and the LSTM, computed in f64 and rounded once to f32. They
 //! are defined here once and the interpreter evaluates its nodes with these functions. Code
-//! generated for a quantized graph calls the activations, layer norm, attention and LSTM
-//! through the ABI (`nnc_unary_reference`, `nnc_lstm_reference`, and `nnc_layer_norm` /
-//! `nnc_attention` with their `reference` flag) on f32 row-major operands, so the two cannot drift apart and a library
-//! compiled ahead of time carries them; a standalone softmax, other layouts and dtypes
-//! still call back into nnc (`compiler/jit/reference.rs`).
+//! generated for a quantized graph calls the activations, layer norm, softmax, attention and
+//! the LSTM through the ABI (`nnc_unary_reference`, `nnc_softmax_reference`,
+//! `nnc_lstm_reference`, and `nnc_layer_norm` / `nnc_attention` with their `reference` flag)
+//! on f32 row-major operands, so the two cannot drift apart and a library compiled ahead of
+//! time carries them; fused chains of float ops, other layouts and dtypes still call back
+//! into nnc (`compiler/jit/reference.rs`).
 //!
 //! Faster kernels may not change a single bit here. What they may do: split rows, lanes or
 //! attention problems across threads (each is computed alone), and run the same operations
