@@ -378,11 +378,11 @@ const SPEEDUP_CHAINS: usize = 12;
 #[inline(never)]
 unsafe fn dpbf16_chains(reps: usize) -> f32 {
     // SAFETY: `__m512bh` and `__m512` are both 64 bytes of lanes.
-    let (a, b): (__m512bh, __m512bh) = unsafe { (std::mem::transmute(_mm512_set1_ps(0.999)), std::mem::transmute(_mm512_set1_ps(1e-7))) };
+    let (a, b): (__m512bh, __m512bh) = unsafe { (std::mem::transmute(_mm512_set1_ps(0.999)), std::mem::transmute(std::hint::black_box(_mm512_set1_ps(1e-7)))) };
     let mut acc = [_mm512_setzero_ps(); SPEEDUP_CHAINS];
     for _ in 0..reps {
         for v in acc.iter_mut() {
-            *v = _mm512_dpbf16_ps(*v, a, std::hint::black_box(b));
+            *v = _mm512_dpbf16_ps(*v, a, b);
         }
     }
     acc.iter().map(|v| _mm512_reduce_add_ps(*v)).sum()
@@ -392,11 +392,11 @@ unsafe fn dpbf16_chains(reps: usize) -> f32 {
 #[target_feature(enable = "avx512f")]
 #[inline(never)]
 unsafe fn fma_chains(reps: usize) -> f32 {
-    let (a, b) = (_mm512_set1_ps(0.999), _mm512_set1_ps(1e-7));
+    let (a, b) = (_mm512_set1_ps(0.999), std::hint::black_box(_mm512_set1_ps(1e-7)));
     let mut acc = [_mm512_setzero_ps(); SPEEDUP_CHAINS];
     for _ in 0..reps {
         for v in acc.iter_mut() {
-            *v = _mm512_fmadd_ps(*v, a, std::hint::black_box(b));
+            *v = _mm512_fmadd_ps(*v, a, b);
         }
     }
     acc.iter().map(|v| _mm512_reduce_add_ps(*v)).sum()
