@@ -33,10 +33,10 @@ pub struct CpuTarget {
     /// products whose columns it fills clearly better than `nr`; same `mr`.
     pub mid_nr: Option<usize>,
     /// Whether products of bf16 values run on the runtime's bf16 GEMM microkernel
-    /// (AVX512_BF16): where the CPU has it and it is faster than the f32 kernel
-    /// (`nnc_runtime::gemm::bf16_products_pay`); otherwise they run on the f32 kernel, on
-    /// the widened values (exact in f32).
-    pub bf16_products: bool,
+    /// (AVX512_BF16) rather than on the f32 kernel on the widened values (exact in f32):
+    /// decided, or `None` for where the CPU has it and it is faster
+    /// ([`CpuTarget::bf16_products`] measures that only when a bf16 product asks).
+    pub bf16_kernel: Option<bool>,
     /// Whether products with pruned constant weights may run on the runtime's sparse kernels
     /// (with the runtime's kernels only; `--sparse-kernels off` keeps the dense ones).
     pub sparse_kernels: bool,
@@ -89,8 +89,9 @@ impl CpuTarget {
         let (mr, nr) = if ukernels { nnc_runtime::gemm::microkernel_shape() } else { CRANELIFT_TILE };
         let (_, narrow, mid) = nnc_runtime::gemm::microkernel_widths();
         let (narrow_nr, mid_nr) = if ukernels { (narrow, mid) } else { (None, None) };
-        let bf16_products = ukernels && nnc_runtime::gemm::bf16_products_pay();
-        CpuTarget { l1d: find(1).unwrap_or(nnc_runtime::cpu::FALLBACK_L1D), l2: find(2).unwrap_or(FALLBACK_L2), l3: find(3), ukernels, mr, nr, narrow_nr, mid_nr, bf16_products, sparse_kernels: ukernels, forced_kernels: Default::default() }
+        // Measured only when a bf16 product is planned: f32 models pay nothing for it.
+        let bf16_kernel = if ukernels { None } else { Some(false) };
+        CpuTarget { l1d: find(1).unwrap_or(nnc_runtime::cpu::FALLBACK_L1D), l2: find(2).unwrap_or(FALLBACK_L2), l3: find(3), ukernels, mr, nr, narrow_nr, mid_nr, bf16_kernel, sparse_kernels: ukernels, forced_kernels: Default::default() }
     }
 
     /// A fixed machine for tests and snapshots, independent of the host: 48 KiB 12-way L1d,
@@ -106,10 +107,15 @@ impl CpuTarget {
             nr: 32,
             narrow_nr: Some(16),
             mid_nr: None,
-            bf16_products: false,
+            bf16_kernel: Some(false),
             sparse_kernels: true,
             forced_kernels: Default::default(),
         }
+    }
+
+    /// Whether products of bf16 values run on the bf16 kernel (see [`CpuTarget::bf16_kernel`]).
+    pub fn bf16_products(&self) -> bool {
+        self.bf16_kernel.unwrap_or_else(nnc_runtime::gemm::bf16_products_pay)
     }
 
     /// Cache blocking for an `m × k` by `k × n` product on this target (see [`Tile`]).

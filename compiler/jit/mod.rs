@@ -121,11 +121,11 @@ impl JitOptions {
     /// The machine these options compile for.
     pub fn target(&self) -> CpuTarget {
         let host = CpuTarget::host(self.ukernels);
-        let bf16_products = match self.bf16_kernel {
-            None => host.bf16_products,
-            Some(wanted) => wanted && self.ukernels && nnc_runtime::gemm::bf16_microkernel_name().is_some(),
+        let bf16_kernel = match self.bf16_kernel {
+            None => host.bf16_kernel,
+            Some(wanted) => Some(wanted && self.ukernels && nnc_runtime::gemm::bf16_microkernel_name().is_some()),
         };
-        CpuTarget { sparse_kernels: self.ukernels && self.sparse, forced_kernels: self.kernels, bf16_products, ..host }
+        CpuTarget { sparse_kernels: self.ukernels && self.sparse, forced_kernels: self.kernels, bf16_kernel, ..host }
     }
 }
 

@@ -411,7 +411,7 @@ impl KernelPlan {
             scratch_bytes: scratch_bytes(kernel, op, operands, out, &tile, target.ukernels),
             splits: splits(kernel, op),
             prepack: prepack(kernel, op, operands, target.ukernels),
-            bf16: matches!(kernel, Kernel::Gemm | Kernel::NhwcGemm) && target.bf16_products && product_operands(op, types).is_some_and(|(_, t)| t[..2].iter().all(|t| t.dtype == nnc_runtime::DType::BF16)),
+            bf16: matches!(kernel, Kernel::Gemm | Kernel::NhwcGemm) && product_operands(op, types).is_some_and(|(_, t)| t[..2].iter().all(|t| t.dtype == nnc_runtime::DType::BF16)) && target.bf16_products(),
             tile,
         })
     }

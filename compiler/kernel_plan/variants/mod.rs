@@ -5,7 +5,7 @@
 //! and the JIT's lowering (`jit/lower`); [`super::select`] lists each node's candidates and
 //! asks these files, and [`super::cost`] sends each kernel to its own price.
 
-use crate::ir::TensorType as OperandType;
+use crate::ir::TensorType;
 use crate::target::CpuTarget;
 use nnc_runtime::DType;
 
@@ -13,9 +13,9 @@ use nnc_runtime::DType;
 /// f32-only variants (Winograd, the direct kernel for few channels) need: f32 operands, or
 /// bf16 ones where the target runs bf16 products on the f32 kernel (the values widen
 /// exactly, and the result is rounded to bf16 after the kernel, as every bf16 result is).
-pub(crate) fn products_in_f32(types: &[&OperandType], target: &CpuTarget) -> bool {
+pub(crate) fn products_in_f32(types: &[&TensorType], target: &CpuTarget) -> bool {
     let all = |dtype: DType| types[..2].iter().all(|t| t.dtype == dtype);
-    all(DType::F32) || (all(DType::BF16) && !target.bf16_products)
+    all(DType::F32) || (all(DType::BF16) && !target.bf16_products())
 }
 
 pub(super) mod depthwise;
@@ -34,5 +34,3 @@ fn test_operands<'a>(image: &'a TensorType, weights: &'a TensorType, weight_dens
     super::Operands { types: vec![image, weights], constant: vec![false, true], interpreter_bits: false, weight_density, weight_is_leaf: true }
 }
 
-#[cfg(test)]
-use crate::ir::TensorType;
