@@ -4,6 +4,10 @@
 //! tests check that on millions of arguments and every threshold. The scalar functions stay
 //! the definitions; these only make them affordable over a tensor.
 
+// The constants are `libm`'s (fdlibm's), digit for digit, so they can be checked against
+// its source; shorter spellings or `consts::LOG2_E` would be the same bits but not that.
+#![allow(clippy::approx_constant, clippy::excessive_precision)]
+
 use std::arch::x86_64::*;
 
 #[inline]
