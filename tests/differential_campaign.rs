@@ -76,7 +76,7 @@ fn differential_campaign() {
                         failures.lock().unwrap().push(i);
                     }
                 }
-                if (i + 1) % 500 == 0 {
+                if (i + 1).is_multiple_of(500) {
                     eprintln!("{} graphs, {:.0} s", i + 1, start.elapsed().as_secs_f64());
                 }
             });

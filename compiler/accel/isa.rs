@@ -229,7 +229,7 @@ impl Insn {
     /// A binary program as `--emit isa -o FILE.bin` writes it: 32-byte instructions back to
     /// back. Errors name the offset of the first bad instruction.
     pub fn decode_program(bytes: &[u8]) -> Result<Vec<Insn>, String> {
-        if bytes.len() % 32 != 0 {
+        if !bytes.len().is_multiple_of(32) {
             return Err(format!("a program is a whole number of 32-byte instructions, but has {} bytes", bytes.len()));
         }
         bytes

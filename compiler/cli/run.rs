@@ -76,7 +76,6 @@ pub(super) fn run(session: &mut Session, a: &args::RunArgs) -> CmdResult {
             outln!("jit: compiled in {}, arena {} (liveness lower bound {}), constants {}", fmt_time(compile_time), summary::human_bytes(exe.arena_bytes() as u64), summary::human_bytes(exe.arena_lower_bound_bytes() as u64), summary::human_bytes(exe.constant_bytes() as u64));
         }
     }
-    drop(run_into);
     if a.profile {
         let (Some(exe), Some(ws)) = (&exe, &mut ws) else {
             return Err(Diagnostic::error("--profile times the JIT's kernels; it needs --backend jit").into());

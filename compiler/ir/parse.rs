@@ -272,7 +272,7 @@ pub fn parse_graph(text: &str) -> Result<Graph, String> {
                     // A string: the kernel plan. (Pooling's window, `kernel=[kh, kw]`, is a list.)
                     if let (true, Const::Str(name)) = (k == "kernel", &c) {
                         let names = || crate::kernel_plan::Kernel::ALL.map(|k| k.name()).join(", ");
-                        kernel = Some(crate::kernel_plan::Kernel::from_name(&name).ok_or_else(|| format!("line {line}: unknown kernel `{name}` (one of {})", names()))?);
+                        kernel = Some(crate::kernel_plan::Kernel::from_name(name).ok_or_else(|| format!("line {line}: unknown kernel `{name}` (one of {})", names()))?);
                         continue;
                     }
                     args.push_keyword(k, c, 0..0).map_err(|e| format!("line {line}: {}", e.message))?;

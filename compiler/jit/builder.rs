@@ -428,7 +428,7 @@ impl<'a> KernelBuilder<'a> {
         let nh = self.b.ins().fneg(n);
         let r = self.fma(nh, ln2_hi, x);
         let r = self.fma(nh, ln2_lo, r);
-        let coeffs = [1.987_569_1e-4, 1.398_199_9e-3, 8.333_452e-3, 4.166_579_6e-2, 1.666_666_5e-1, 5.000_000_1e-1];
+        let coeffs = [1.987_569_1e-4, 1.398_199_9e-3, 8.333_452e-3, 4.166_579_6e-2, 1.666_666_5e-1, 5e-1];
         let mut p = self.c(ty, coeffs[0]);
         for &c in &coeffs[1..] {
             let cv = self.c(ty, c);

@@ -43,8 +43,8 @@ pub struct Executable {
     pub(super) inputs: Vec<Binding>,
     pub(super) outputs: Vec<Binding>,
     /// The nodes reference kernels run, whose addresses the code holds: kept alive, never
-    /// read from Rust.
-    #[allow(dead_code)]
+    /// read from Rust. Boxed so those addresses stay put while the list grows.
+    #[allow(dead_code, clippy::vec_box)]
     pub(super) reference_nodes: Vec<Box<super::reference::ReferenceNode>>,
 }
 

@@ -166,6 +166,8 @@ pub(crate) struct Prepared {
     pub consts: Vec<Floats>,
     pub const_addrs: Vec<DataAddr>,
     pub prepacked: HashMap<NodeId, Vec<DataAddr>>,
+    /// Boxed: compiled code holds their addresses, which must not move as the list grows.
+    #[allow(clippy::vec_box)]
     pub reference_nodes: Vec<Box<reference::ReferenceNode>>,
     /// Depthwise nodes whose kernel computes their producer (a convolution) too (`consumer →
     /// producer`); the producers get no kernel of their own.

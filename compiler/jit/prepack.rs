@@ -49,13 +49,13 @@ fn pack_node(graph: &Graph, id: NodeId, kp: &KernelPlan, plan: &MemoryPlan, cons
             let Op::Lstm(l) = graph.node(id).op().expect("an lstm") else { unreachable!("only lstm plans pack lstm weights") };
             let at: Option<Vec<usize>> = (1..operands.len()).map(const_at).collect();
             let at = at.expect("the plan packs lstm weights only when they are constant");
-            let biases = (at.len() == 4).then(|| (&consts[at[2]][..], &consts[at[3]][..]));
-            buffers.extend(lstm_weights(&consts[at[0]], &consts[at[1]], biases, 4 * l.hidden).map(|v| Floats::lines_copy_of(&v)));
+            let biases = (at.len() == 4).then(|| (consts[at[2]], consts[at[3]]));
+            buffers.extend(lstm_weights(consts[at[0]], consts[at[1]], biases, 4 * l.hidden).map(|v| Floats::lines_copy_of(&v)));
         }
         Prepack::ChannelWeights => {
             let w = const_at(1).expect("the plan packs weights only when they are constant");
             let ws = &graph.node(operands[1]).ty.shape;
-            buffers.extend(channel_weights(kp.kernel, &consts[w], ws, kp.tile, kp.bf16));
+            buffers.extend(channel_weights(kp.kernel, consts[w], ws, kp.tile, kp.bf16));
         }
         Prepack::ScaleTable => {
             let node = graph.node(id);
@@ -70,7 +70,7 @@ fn pack_node(graph: &Graph, id: NodeId, kp: &KernelPlan, plan: &MemoryPlan, cons
         }
         Prepack::Int8Weights => {
             let w = const_at(1).expect("the plan packs weights only when they are constant");
-            buffers.extend(int8_weights(graph.node(id).op().and_then(|op| op.product()).expect("int8 weights belong to products"), &consts[w], &graph.node(operands[1]).ty.shape));
+            buffers.extend(int8_weights(graph.node(id).op().and_then(|op| op.product()).expect("int8 weights belong to products"), consts[w], &graph.node(operands[1]).ty.shape));
         }
         Prepack::GemmB => {
             let w = const_at(1).expect("the plan packs weights only when they are constant");
@@ -93,7 +93,7 @@ fn pack_node(graph: &Graph, id: NodeId, kp: &KernelPlan, plan: &MemoryPlan, cons
         Prepack::GemvBlocks => {
             let w = const_at(1).expect("the plan packs weights only when they are constant");
             let ws = &graph.node(operands[1]).ty.shape;
-            buffers.push(Floats::lines_copy_of(&nnc_runtime::gemm::gemv::pack_blocked(ws[0], ws[1], &consts[w])));
+            buffers.push(Floats::lines_copy_of(&nnc_runtime::gemm::gemv::pack_blocked(ws[0], ws[1], consts[w])));
         }
         Prepack::SparseRows => {
             let w = const_at(1).expect("the plan packs weights only when they are constant");
@@ -101,7 +101,7 @@ fn pack_node(graph: &Graph, id: NodeId, kp: &KernelPlan, plan: &MemoryPlan, cons
             // A convolution's `[F, C, kh, kw]` (ungrouped) or a dense layer's
             // `[units, features]`, both row-major rows of the product's A.
             let rows = ws[0];
-            buffers.push(Floats::lines_copy_of(&nnc_runtime::gemm::sparse::encode_csr(rows, ws[1..].iter().product(), &consts[w])));
+            buffers.push(Floats::lines_copy_of(&nnc_runtime::gemm::sparse::encode_csr(rows, ws[1..].iter().product(), consts[w])));
         }
         Prepack::WinogradFilters => {
             let w = const_at(1).expect("the plan transforms filters only when they are constant");
@@ -112,11 +112,11 @@ fn pack_node(graph: &Graph, id: NodeId, kp: &KernelPlan, plan: &MemoryPlan, cons
             buffers.push(if graph.node(operands[0]).ty.layout == crate::ir::Layout::Nhwc {
                 use nnc_runtime::gemm::winograd::{transform_filters_nhwc_into, transformed_filters_nhwc_len};
                 let mut filters = Floats::zeroed_lines(transformed_filters_nhwc_len(ws[0], ws[1], winograd_tile));
-                transform_filters_nhwc_into(&consts[w], ws[0], ws[1], winograd_tile, &mut filters);
+                transform_filters_nhwc_into(consts[w], ws[0], ws[1], winograd_tile, &mut filters);
                 filters
             } else {
                 debug_assert_eq!(winograd_tile, nnc_runtime::gemm::winograd::Tile::F4, "row-major Winograd is F(4×4) only");
-                Floats::lines_copy_of(&nnc_runtime::gemm::winograd::transform_filters(&consts[w], ws[0], ws[1], out[2], out[3]))
+                Floats::lines_copy_of(&nnc_runtime::gemm::winograd::transform_filters(consts[w], ws[0], ws[1], out[2], out[3]))
             });
         }
         Prepack::GemmA => {

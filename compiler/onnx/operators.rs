@@ -278,7 +278,7 @@ impl Importer<'_> {
             // Ceil mode changes the result only where a last window would start inside.
             for d in 0..2 {
                 let span = in_shape[2 + d] + pads[d] + pads[d + 2];
-                if span < kernel[d] || (span - kernel[d]) % stride[d] as usize != 0 {
+                if span < kernel[d] || !(span - kernel[d]).is_multiple_of(stride[d] as usize) {
                     return Err("pooling with ceil_mode=1 is supported only where it rounds nothing".into());
                 }
             }

@@ -152,7 +152,7 @@ impl CallArgs {
         let span = self.keyword_span(name);
         match self.int(name)? {
             None => Ok(None),
-            Some(v) if v >= 1 && v <= (1 << 40) => Ok(Some(v as usize)),
+            Some(v) if (1..=(1 << 40)).contains(&v) => Ok(Some(v as usize)),
             Some(v) => Err(OpError::new(format!("{}: `{name}` must be a positive integer, not {v}", self.op)).at(span.unwrap_or(self.span.clone()))),
         }
     }

@@ -77,8 +77,8 @@ impl Conv2d {
                 None => return Err(args.missing("kernel", "give the kernel size, e.g. `kernel=3` or `kernel=[3, 1]`")),
             };
             let c = x.shape[1];
-            if c % groups != 0 || filters % groups != 0 {
-                let what = if c % groups != 0 { format!("the {c} input channels") } else { format!("the {filters} filters") };
+            if !c.is_multiple_of(groups) || filters % groups != 0 {
+                let what = if !c.is_multiple_of(groups) { format!("the {c} input channels") } else { format!("the {filters} filters") };
                 return Err(OpError::new(format!("conv2d: groups={groups} does not divide {what}"))
                     .at(args.keyword_span("groups").unwrap_or(args.span.clone()))
                     .help("`groups` must divide both the input channels and `filters`; groups equal to the channel count is a depthwise convolution"));

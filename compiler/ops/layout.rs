@@ -101,7 +101,7 @@ pub fn follows(op: &Op, operands: &[&TensorType], result_shape: &[usize]) -> Opt
 /// The result layout of `op` given its operands' layouts, or why the combination is invalid.
 pub fn result_layout(op: &Op, operands: &[&TensorType], result_shape: &[usize]) -> OpResult<Layout> {
     if let Op::ConvertLayout(c) = op {
-        if c.to == Layout::Nchw4c && result_shape[1] % 4 != 0 {
+        if c.to == Layout::Nchw4c && !result_shape[1].is_multiple_of(4) {
             return Err(OpError::new("convert_layout: nchw4c needs a channel count that is a multiple of 4"));
         }
         return Ok(c.to);
@@ -121,7 +121,7 @@ pub fn result_layout(op: &Op, operands: &[&TensorType], result_shape: &[usize]) 
         }
     }
     if chosen == Some(Layout::Nchw4c) {
-        let partial = |shape: &[usize]| shape.len() != 4 || shape[1] % 4 != 0;
+        let partial = |shape: &[usize]| shape.len() != 4 || !shape[1].is_multiple_of(4);
         let result_blocked = rule.as_ref().is_some_and(|r| r.result);
         if following.iter().any(|&i| partial(&operands[i].shape)) || (result_blocked && partial(result_shape)) {
             return Err(OpError::new(format!("{}: nchw4c needs channel counts that are multiples of 4", op.name())));

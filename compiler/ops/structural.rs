@@ -62,7 +62,7 @@ impl Reshape {
         }
         let known = shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d)).ok_or_else(|| OpError::new("reshape: the new shape is too large").at(span.clone()))?;
         if let Some(i) = infer_at {
-            if numel % known != 0 {
+            if !numel.is_multiple_of(known) {
                 return Err(OpError::new(format!("reshape: cannot infer the -1 in {}: {numel} elements of {} are not divisible by {known}", Const::List(dims.clone()), ShapeDisplay(&x.shape))).at(span));
             }
             shape[i] = numel / known;
@@ -307,24 +307,6 @@ impl Slice {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn python_slice_semantics() {
-        let s = |start, end, step| Slice { axis: 0, start, end, step }.indices(5).collect::<Vec<_>>();
-        assert_eq!(s(1, 3, 1), vec![1, 2]);
-        assert_eq!(s(-2, 100, 1), vec![3, 4]);
-        assert_eq!(s(0, 5, 2), vec![0, 2, 4]);
-        assert_eq!(s(i64::MAX, i64::MIN, -1), vec![4, 3, 2, 1, 0]);
-        assert_eq!(s(-1, -4, -2), vec![4, 2]);
-        assert!(s(3, 1, 1).is_empty());
-        assert_eq!(s(1, i64::MAX, i64::MAX), vec![1]);
-        assert_eq!(Slice { axis: 0, start: 1, end: i64::MAX, step: 1 }.range(1 << 40), (1, (1 << 40) - 1));
-    }
-}
-
 impl Flatten {
     pub fn traits(&self) -> super::Traits {
         super::Traits { view: true, codes: super::Codes::Moves, ..super::Traits::PLAIN }
@@ -352,5 +334,23 @@ impl Concat {
 impl Slice {
     pub fn traits(&self) -> super::Traits {
         super::Traits::PLAIN
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn python_slice_semantics() {
+        let s = |start, end, step| Slice { axis: 0, start, end, step }.indices(5).collect::<Vec<_>>();
+        assert_eq!(s(1, 3, 1), vec![1, 2]);
+        assert_eq!(s(-2, 100, 1), vec![3, 4]);
+        assert_eq!(s(0, 5, 2), vec![0, 2, 4]);
+        assert_eq!(s(i64::MAX, i64::MIN, -1), vec![4, 3, 2, 1, 0]);
+        assert_eq!(s(-1, -4, -2), vec![4, 2]);
+        assert!(s(3, 1, 1).is_empty());
+        assert_eq!(s(1, i64::MAX, i64::MAX), vec![1]);
+        assert_eq!(Slice { axis: 0, start: 1, end: i64::MAX, step: 1 }.range(1 << 40), (1, (1 << 40) - 1));
     }
 }

@@ -54,7 +54,7 @@ fn free_rule(graph: &Graph, known: &Known, id: NodeId, alt: Layout, target: &Cpu
     let operands = graph.operand_types(id);
     let rule = follows(op, &operands, &node.ty.shape)?;
     // Blocks of four channels: every value the layout reaches needs a multiple of four.
-    let fours = |t: &TensorType| t.rank() != 4 || t.shape[1] % 4 == 0;
+    let fours = |t: &TensorType| t.rank() != 4 || t.shape[1].is_multiple_of(4);
     if alt == Layout::Nchw4c && (!rule.operands.iter().all(|&i| fours(operands[i])) || (rule.result && !fours(&node.ty))) {
         return None;
     }

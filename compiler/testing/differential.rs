@@ -91,9 +91,9 @@ impl Plan {
     pub fn sampled(choice: u64) -> Plan {
         let level = (choice % 4) as u8;
         let other = ((choice / 4) % 4) as u8;
-        let ukernels = (choice / 16) % 2 == 0;
+        let ukernels = (choice / 16).is_multiple_of(2);
         let threads = 1 + ((choice / 32) % 2) as usize;
-        let os = (choice / 64) % 2 == 0;
+        let os = (choice / 64).is_multiple_of(2);
         Plan {
             interp_levels: vec![level.max(1)],
             jit: vec![(level, ukernels, threads), (other, !ukernels, 3 - threads)],

@@ -38,15 +38,8 @@ impl Activation {
                     v
                 }
             }
-            Activation::Relu6 => {
-                if v < 0.0 {
-                    0.0
-                } else if v > 6.0 {
-                    6.0
-                } else {
-                    v
-                }
-            }
+            // `clamp` keeps NaN and −0 as the comparisons would.
+            Activation::Relu6 => v.clamp(0.0, 6.0),
         }
     }
 

@@ -86,6 +86,12 @@ pub fn round_bf16(v: f32) -> f32 {
     f32::from_bits(rounded & 0xffff_0000)
 }
 
+impl fmt::Display for DType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -98,11 +104,5 @@ mod tests {
             let want = half::bf16::from_f32(v).to_f32();
             assert_eq!(round_bf16(v).to_bits(), want.to_bits(), "{v:e} ({:#010x})", v.to_bits());
         }
-    }
-}
-
-impl fmt::Display for DType {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
     }
 }

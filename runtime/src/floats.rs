@@ -211,11 +211,11 @@ mod tests {
         let mut scratch = Floats::new();
         scratch.ensure_lines(1000);
         let p = scratch.as_ptr();
-        assert!(scratch.len() == 1000 && p as usize % 64 == 0);
+        assert!(scratch.len() == 1000 && (p as usize).is_multiple_of(64));
         scratch.ensure_lines(10);
         assert_eq!((scratch.as_ptr(), scratch.len()), (p, 1000));
         scratch.ensure_lines(5000);
-        assert!(scratch.len() == 5000 && scratch.as_ptr() as usize % 64 == 0);
+        assert!(scratch.len() == 5000 && (scratch.as_ptr() as usize).is_multiple_of(64));
     }
 
     #[test]

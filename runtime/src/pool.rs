@@ -132,7 +132,7 @@ fn work(slot: Arc<Slot>) {
                 break;
             }
             spins = spins.wrapping_add(1);
-            if spins % 256 != 0 || start.elapsed() < SPIN {
+            if !spins.is_multiple_of(256) || start.elapsed() < SPIN {
                 std::hint::spin_loop();
             } else {
                 // `parallel_for` unparks after posting; a wake-up that raced ahead of this
@@ -256,7 +256,7 @@ fn parallel_tasks_on(threads: usize, tasks: usize, f: &(dyn Fn(usize, usize) + S
         let mut spins = 0u32;
         while w.slot.done.load(Ordering::Acquire) != generation {
             spins = spins.wrapping_add(1);
-            if spins % 1024 == 0 {
+            if spins.is_multiple_of(1024) {
                 // A worker the OS descheduled: let it have the core.
                 std::thread::yield_now();
             } else {

@@ -507,7 +507,7 @@ mod tests {
         let check = |x: f64| lanes_agree("exp", x86::exp8_of, libm::exp, [0.3, -800.0, 1e-30, 2.0, f64::NAN, 710.0, -1.0, 700.0], &[0, 1, 2, 3, 4, 5, 6, 7], x);
         // Every path's edges: the reduction thresholds, overflow, underflow, subnormal
         // results, tiny arguments, infinities, NaN and signed zeros.
-        for x in [0.0, -0.0, f64::INFINITY, f64::NEG_INFINITY, f64::NAN, f64::MIN_POSITIVE, 1e-300, -1e-300, 709.782712893383973096, 709.7827128933841, 709.78, -708.39641853226410622, -708.4, -745.13321910194110842, -745.1332191019412, -745.14, -740.0, 1023.0 * std::f64::consts::LN_2, 0.5 * std::f64::consts::LN_2, 1.5 * std::f64::consts::LN_2, f64::MAX, f64::MIN] {
+        for x in [0.0, -0.0, f64::INFINITY, f64::NEG_INFINITY, f64::NAN, f64::MIN_POSITIVE, 1e-300, -1e-300, 709.782_712_893_384, 709.7827128933841, 709.78, -708.396_418_532_264_1, -708.4, -745.133_219_101_941_1, -745.1332191019412, -745.14, -740.0, 1023.0 * std::f64::consts::LN_2, 0.5 * std::f64::consts::LN_2, 1.5 * std::f64::consts::LN_2, f64::MAX, f64::MIN] {
             for d in -3i64..=3 {
                 check(f64::from_bits((x.to_bits() as i64).wrapping_add(d) as u64));
             }
@@ -517,7 +517,7 @@ mod tests {
             for lo in [0u64, 1, 0xfefa39ef, 0xffffffff] {
                 for sign in [0, 1u64 << 63] {
                     for step in [0u64, 1 << 32] {
-                        check(f64::from_bits(((hx << 32) | lo) + step | sign));
+                        check(f64::from_bits((((hx << 32) | lo) + step) | sign));
                         check(f64::from_bits(((hx << 32) | lo).wrapping_sub(step) | sign));
                     }
                 }

@@ -51,6 +51,8 @@ pub fn compare(got: &[Tensor], want: &[Tensor], tol: f32) -> Option<String> {
             return Some(format!("output {i}: shape {:?}, expected {:?}", g.shape(), w.shape()));
         }
         for (j, (a, b)) in g.to_f32_vec().iter().zip(w.to_f32_vec()).enumerate() {
+            // Negated so that a NaN on either side is a mismatch.
+            #[allow(clippy::neg_cmp_op_on_partial_ord)]
             if !((a - b).abs() <= tol * (1.0 + b.abs())) {
                 return Some(format!("output {i} element {j}: got {a}, expected {b}"));
             }

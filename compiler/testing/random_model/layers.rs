@@ -233,7 +233,7 @@ impl Gen<'_> {
             (v.to_string(), shape.to_vec())
         } else {
             let n: usize = shape.iter().product();
-            let t = if n % 2 == 0 { 2 } else { 1 };
+            let t = if n.is_multiple_of(2) { 2 } else { 1 };
             self.note("reshape");
             self.push(format!("reshape({v}, [{t}, 1, -1])"), vec![t, 1, n / t]);
             self.values.last().expect("just pushed").clone()

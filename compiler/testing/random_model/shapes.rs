@@ -161,7 +161,7 @@ impl Gen<'_> {
             }
             _ => {
                 // Split off a divisor as a leading axis, with the rest inferred.
-                let divisors: Vec<usize> = (1..=n).filter(|d| n % d == 0).collect();
+                let divisors: Vec<usize> = (1..=n).filter(|d| n.is_multiple_of(*d)).collect();
                 let d = *self.c.pick(&divisors);
                 self.note("reshape");
                 self.push(format!("reshape({v}, [{d}, 1, -1])"), vec![d, 1, n / d]);

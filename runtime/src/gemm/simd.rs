@@ -152,7 +152,7 @@ pub const ERF_COEFFS: [f32; 7] = [4.306_38e-5, 2.765_672e-4, 1.520_143e-4, 9.270
 
 /// The coefficients of `exp`'s polynomial on `[−ln2/2, ln2/2]`, highest first, and the
 /// split `ln 2` (the same as generated code's).
-const EXP_COEFFS: [f32; 6] = [1.987_569_1e-4, 1.398_199_9e-3, 8.333_452e-3, 4.166_579_6e-2, 1.666_666_5e-1, 5.000_000_1e-1];
+const EXP_COEFFS: [f32; 6] = [1.987_569_1e-4, 1.398_199_9e-3, 8.333_452e-3, 4.166_579_6e-2, 1.666_666_5e-1, 5e-1];
 const LN2_HI: f32 = 0.693_359_4;
 const LN2_LO: f32 = -2.121_944_4e-4;
 

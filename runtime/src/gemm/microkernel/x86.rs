@@ -378,7 +378,7 @@ const SPEEDUP_CHAINS: usize = 12;
 #[inline(never)]
 unsafe fn dpbf16_chains(reps: usize) -> f32 {
     // SAFETY: `__m512bh` and `__m512` are both 64 bytes of lanes.
-    let (a, b): (__m512bh, __m512bh) = unsafe { (std::mem::transmute(_mm512_set1_ps(0.999)), std::mem::transmute(std::hint::black_box(_mm512_set1_ps(1e-7)))) };
+    let (a, b): (__m512bh, __m512bh) = unsafe { (std::mem::transmute::<__m512, __m512bh>(_mm512_set1_ps(0.999)), std::mem::transmute::<__m512, __m512bh>(std::hint::black_box(_mm512_set1_ps(1e-7)))) };
     let mut acc = [_mm512_setzero_ps(); SPEEDUP_CHAINS];
     for _ in 0..reps {
         for v in acc.iter_mut() {
