@@ -77,7 +77,7 @@ impl Conv2d {
                 None => return Err(args.missing("kernel", "give the kernel size, e.g. `kernel=3` or `kernel=[3, 1]`")),
             };
             let c = x.shape[1];
-            if !c.is_multiple_of(groups) || filters % groups != 0 {
+            if !c.is_multiple_of(groups) || !filters.is_multiple_of(groups) {
                 let what = if !c.is_multiple_of(groups) { format!("the {c} input channels") } else { format!("the {filters} filters") };
                 return Err(OpError::new(format!("conv2d: groups={groups} does not divide {what}"))
                     .at(args.keyword_span("groups").unwrap_or(args.span.clone()))
