@@ -198,19 +198,21 @@ pub fn density(graph: &Graph) -> Vec<Density> {
     prunable(graph, &[])
         .iter()
         .map(|w| {
-            let v = values(graph, w.id);
+            // Counted on the tensor (cached there), not on a copy of its values.
+            let NodeKind::Const(t) = &graph.node(w.id).kind else { unreachable!("prunable weights are constants") };
+            let (params, nonzero) = (t.len(), t.nonzeros());
             let layer = graph.node(w.layer);
             let op = layer.op().expect("layers are ops");
             // An LSTM's MACs are shared by its two matrices in proportion to their sizes.
             let share = match op {
                 Op::Lstm(_) => {
                     let sizes: Vec<u64> = graph.operands(w.layer).iter().skip(1).take(2).map(|&o| graph.node(o).ty.numel() as u64).collect();
-                    v.len() as f64 / sizes.iter().sum::<u64>().max(1) as f64
+                    params as f64 / sizes.iter().sum::<u64>().max(1) as f64
                 }
                 _ => 1.0,
             };
             let macs = (op.macs(&graph.operand_types(w.layer), &layer.ty) as f64 * share).round() as u64;
-            Density { layer: layer.name.clone(), weight: graph.node(w.id).name.clone(), params: v.len() as u64, nonzero: v.iter().filter(|&&x| x != 0.0).count() as u64, macs }
+            Density { layer: layer.name.clone(), weight: graph.node(w.id).name.clone(), params: params as u64, nonzero: nonzero as u64, macs }
         })
         .collect()
 }
